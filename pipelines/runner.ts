@@ -1,0 +1,331 @@
+// The stage runner: the one place where a pure stage meets Kafka (house style 1).
+//
+//   consume (read_committed) → decode → [load state] → process (pure) → [persist effects] →
+//   encode → produce outputs + dead letters + the consumed offsets in ONE transaction → commit
+//
+// Exactly-once for Kafka→Kafka: outputs and input offsets commit atomically. kafkajs does not
+// implement KIP-447 (fencing by consumer-group generation), so fencing uses the classic pattern:
+// one transactional producer per input partition, transactionalId = <group>-<topic>-<partition>.
+// Whoever owns a partition after a crash or rebalance initialises that id, which aborts the dead
+// owner's open transaction and fences it.
+//
+// Failure handling: a record that cannot be decoded, or that the stage rejects, goes to the stage's
+// dead-letter topic (DeadLetter envelope with the original bytes; reason in headers too) and the
+// stage goes on. A retriable error (broker, registry or database unavailable) aborts the transaction
+// and retries the same chunk with backoff. A fatal error stops the runner loudly through onFatal.
+import { performance } from 'node:perf_hooks';
+import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMessage, BatchControl } from '../runtime/kafka.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { Metrics } from '../runtime/metrics.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { classify, FatalError, PipelineError, RejectedError } from '../runtime/errors.ts';
+import { backoffMs } from '../runtime/retry.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Encodes values for a topic (schema chosen by topic) and decodes Confluent wire-format bytes. */
+export interface Codec {
+  encode(topic: string, value: unknown): Promise<Buffer>;
+  decode(topic: string, bytes: Buffer): Promise<unknown>;
+}
+
+export interface StageRecord<I> {
+  value: I;
+  key: string | null;
+  headers: Headers;
+  topic: string;
+  partition: number;
+  offset: string;
+  timestamp: number;
+  traceId: string | null;
+}
+
+export interface Output {
+  /** Physical topic name. */
+  topic: string;
+  key: string | null;
+  value: unknown;
+  headers?: Headers;
+}
+
+export type StageResult =
+  | { kind: 'ok'; outputs: Output[] }
+  | { kind: 'reject'; code: string; detail: string; outputs?: Output[]; signalId?: string | null };
+
+export const ok = (...outputs: Output[]): StageResult => ({ kind: 'ok', outputs });
+export const reject = (code: string, detail: string, outputs: Output[] = [], signalId: string | null = null): StageResult => ({ kind: 'reject', code, detail, outputs, signalId });
+
+export interface StageContext<S> {
+  state: S;
+  clock: Clock;
+}
+
+export interface Stage<I, S = undefined> {
+  name: string;
+  /** Physical input topic. */
+  input: string;
+  /** 'raw' hands the stage the bytes as received; 'avro' decodes through the registry first. */
+  inputFormat: 'raw' | 'avro';
+  /** Physical dead-letter topic. */
+  dlq: string;
+  /** Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). */
+  load?: (records: StageRecord<I>[]) => Promise<S>;
+  /** Pure: one record in, outputs or a rejection out. Never throws for bad data. */
+  process: (rec: StageRecord<I>, ctx: StageContext<S>) => StageResult;
+  /** Edge: persist the chunk's effects before the Kafka commit. Must be idempotent (replays happen). */
+  persist?: (items: Array<{ rec: StageRecord<I>; result: StageResult }>, state: S) => Promise<void>;
+}
+
+export interface RunnerDeps {
+  kafka: KafkaPort;
+  codec: Codec;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  /** Consumer group and transactional-id prefix (TOPIC_PREFIX applied by the caller). */
+  groupId: string;
+  batchMax: number;
+  retryMaxMs: number;
+  onFatal: (err: Error) => void;
+  fromBeginning?: boolean;
+}
+
+export interface RunningStage {
+  name: string;
+  joined(): boolean;
+  stop(): Promise<void>;
+}
+
+export const DLQ_HEADERS = {
+  reason: 'dlq.reason',
+  detail: 'dlq.detail',
+  stage: 'dlq.stage',
+  source: 'dlq.source',
+} as const;
+
+interface Decoded<I> {
+  msg: InMessage;
+  rec?: StageRecord<I>;
+  reject?: { code: string; detail: string };
+}
+
+function traceOf(h: Headers): string | null {
+  return h['trace_id'] ?? null;
+}
+
+export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Promise<RunningStage> {
+  const log = deps.logger.child({ stage: stage.name, group: deps.groupId });
+  const m = deps.metrics.stage;
+  const consumer: ConsumerPort = deps.kafka.consumer({ groupId: deps.groupId, readCommitted: true });
+  const producers = new Map<number, ProducerPort>();
+  let joined = false;
+  let stopping = false;
+
+  const producerFor = async (partition: number): Promise<ProducerPort> => {
+    let p = producers.get(partition);
+    if (!p) {
+      p = deps.kafka.producer({ transactionalId: `${deps.groupId}-${stage.input}-${partition}` });
+      await p.connect();
+      producers.set(partition, p);
+    }
+    return p;
+  };
+  const dropProducer = async (partition: number) => {
+    const p = producers.get(partition);
+    producers.delete(partition);
+    await p?.disconnect().catch(() => {});
+  };
+
+  const decodeAll = async (messages: InMessage[]): Promise<Decoded<I>[]> => {
+    const out: Decoded<I>[] = [];
+    for (const msg of messages) {
+      const base = { key: msg.key, headers: msg.headers, topic: msg.topic, partition: msg.partition, offset: msg.offset, timestamp: msg.timestamp, traceId: traceOf(msg.headers) };
+      if (msg.value === null) {
+        out.push({ msg, reject: { code: 'empty_record', detail: 'record has no value (tombstone)' } });
+        continue;
+      }
+      if (stage.inputFormat === 'raw') {
+        out.push({ msg, rec: { ...base, value: msg.value as unknown as I } });
+        continue;
+      }
+      try {
+        const value = (await deps.codec.decode(msg.topic, msg.value)) as I;
+        out.push({ msg, rec: { ...base, value } });
+      } catch (err) {
+        if (err instanceof RejectedError) out.push({ msg, reject: { code: err.code, detail: err.message } });
+        else throw err; // registry unreachable etc.: retriable or fatal, decided by the caller
+      }
+    }
+    return out;
+  };
+
+  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null): Promise<OutMessage> => {
+    const failedAt = deps.clock.now();
+    const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
+    const value = await deps.codec.encode(stage.dlq, {
+      original_topic: msg.topic,
+      original_partition: msg.partition,
+      original_offset: Number(msg.offset),
+      original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
+      original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
+      original_value: msg.value,
+      headers: msg.headers,
+      stage: stage.name,
+      reason_code: code,
+      reason_detail: detail.slice(0, 2000),
+      error_kind: 'rejected',
+      attempts: 1,
+      signal_id: signalId ?? null,
+      trace_id: traceOf(msg.headers),
+      failed_at: failedAt,
+    });
+    return {
+      key: msg.key,
+      value,
+      headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: stage.name, [DLQ_HEADERS.source]: source },
+    };
+  };
+
+  /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
+  const processChunk = async (partition: number, messages: InMessage[]): Promise<void> => {
+    const t0 = performance.now();
+    const decoded = await decodeAll(messages);
+    const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
+    const state = (stage.load ? await stage.load(recs) : undefined) as S;
+    const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
+    const byTopic = new Map<string, OutMessage[]>();
+    const push = (topic: string, om: OutMessage) => {
+      const list = byTopic.get(topic) ?? [];
+      list.push(om);
+      byTopic.set(topic, list);
+    };
+    for (const d of decoded) {
+      if (!d.rec) {
+        push(stage.dlq, await deadLetter(d.msg, d.reject!.code, d.reject!.detail));
+        m.rejected.inc({ stage: stage.name, reason: d.reject!.code });
+        log.warn({ topic: d.msg.topic, partition, offset: d.msg.offset, reason: d.reject!.code, detail: d.reject!.detail }, 'record dead-lettered');
+        continue;
+      }
+      const r0 = performance.now();
+      let result: StageResult;
+      try {
+        result = stage.process(d.rec, { state, clock: deps.clock });
+      } catch (err) {
+        // A pure stage must not throw for data; if it does it is a bug for this record, and the
+        // record is dead-lettered rather than blocking the partition forever.
+        if (err instanceof PipelineError && err.kind !== 'rejected') throw err;
+        result = reject(err instanceof PipelineError ? err.code : 'stage_exception', (err as Error).message ?? String(err));
+      }
+      items.push({ rec: d.rec, result });
+      for (const o of result.outputs ?? []) {
+        const headers: Headers = { ...(d.rec.traceId ? { trace_id: d.rec.traceId } : {}), ...o.headers };
+        push(o.topic, { key: o.key, value: await deps.codec.encode(o.topic, o.value), headers });
+      }
+      if (result.kind === 'reject') {
+        push(stage.dlq, await deadLetter(d.msg, result.code, result.detail, result.signalId));
+        m.rejected.inc({ stage: stage.name, reason: result.code });
+        log.info({ partition, offset: d.msg.offset, reason: result.code, detail: result.detail, trace_id: d.rec.traceId }, 'record rejected');
+      }
+      m.latency.observe({ stage: stage.name }, (performance.now() - r0) / 1000);
+    }
+    if (stage.persist) await stage.persist(items, state);
+
+    const producer = await producerFor(partition);
+    const tx = await producer.transaction();
+    try {
+      for (const [topic, list] of byTopic) await tx.send(topic, list);
+      const last = messages[messages.length - 1]!;
+      await tx.sendOffsets(deps.groupId, [{ topic: stage.input, partition, offset: String(BigInt(last.offset) + 1n) }]);
+      await tx.commit();
+    } catch (err) {
+      await tx.abort().catch(() => {});
+      // A fenced or broken transactional producer cannot be reused.
+      await dropProducer(partition);
+      throw err;
+    }
+    m.recordsIn.inc({ stage: stage.name, topic: stage.input }, messages.length);
+    for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
+    m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
+  };
+
+  const handleChunk = async (partition: number, chunk: InMessage[], ctl: BatchControl): Promise<boolean> => {
+    for (let attempt = 0; ; attempt++) {
+      if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
+      try {
+        await processChunk(partition, chunk);
+        ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
+        await ctl.heartbeat().catch(() => {});
+        return true;
+      } catch (err) {
+        const kind = classify(err);
+        if (kind === 'fatal' && !isKafkaTransient(err)) {
+          log.fatal({ err, partition, offset: chunk[0]?.offset }, 'fatal error in stage; stopping');
+          stopping = true;
+          deps.onFatal(err instanceof Error ? err : new FatalError('fatal', String(err)));
+          return false;
+        }
+        const code = (err as PipelineError).code ?? (err as Error).name ?? 'error';
+        m.retries.inc({ stage: stage.name, code: String(code) });
+        const delay = backoffMs(attempt, 100, deps.retryMaxMs);
+        log.warn({ err: (err as Error).message, code, attempt: attempt + 1, delayMs: delay, partition }, 'retriable error; retrying chunk');
+        await sleep(delay);
+        await ctl.heartbeat().catch(() => {});
+      }
+    }
+  };
+
+  consumer.onGroupJoin((info) => {
+    joined = true;
+    log.info({ memberId: info.memberId, assigned: info.assigned }, 'joined consumer group');
+  });
+  consumer.onCrash((err, restart) => {
+    joined = false;
+    log.error({ err, restart }, 'consumer crashed');
+    if (!restart && !stopping) deps.onFatal(err);
+  });
+
+  await connectWithBackoff(() => consumer.connect(), log, deps.retryMaxMs);
+  await consumer.subscribe([stage.input], deps.fromBeginning ?? true);
+  await consumer.run(async (batch, ctl) => {
+    m.lag.set({ stage: stage.name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
+    for (let i = 0; i < batch.messages.length; i += deps.batchMax) {
+      const chunk = batch.messages.slice(i, i + deps.batchMax);
+      if (!(await handleChunk(batch.partition, chunk, ctl))) return;
+    }
+  });
+  log.info({ input: stage.input, dlq: stage.dlq }, 'stage running');
+
+  return {
+    name: stage.name,
+    joined: () => joined,
+    stop: async () => {
+      stopping = true;
+      // kafkajs waits for the batch in flight, then leaves the group.
+      await consumer.disconnect().catch((err) => log.warn({ err }, 'consumer disconnect failed'));
+      await Promise.all([...producers.keys()].map(dropProducer));
+      log.info('stage stopped');
+    },
+  };
+}
+
+/** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */
+function isKafkaTransient(err: unknown): boolean {
+  const e = err as { name?: string; retriable?: boolean; type?: string };
+  return e?.retriable === true || /^KafkaJS/.test(e?.name ?? '') || /CONCURRENT_TRANSACTIONS|COORDINATOR|NOT_LEADER|PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test(e?.type ?? '');
+}
+
+/** Broker unavailable at start: wait with backoff, and say so in the log. */
+export async function connectWithBackoff(connect: () => Promise<void>, log: Logger, maxMs: number, deadlineMs = 10 * 60_000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await connect();
+      return;
+    } catch (err) {
+      if (Date.now() > until) throw err;
+      const delay = backoffMs(attempt, 200, maxMs);
+      log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'broker unavailable; waiting');
+      await sleep(delay);
+    }
+  }
+}
+

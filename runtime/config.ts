@@ -1,0 +1,97 @@
+// The one place the environment is read. Parsed once, validated, frozen; a bad setting fails at
+// start with every problem listed (house style 7). Defaults and descriptions live in the schema,
+// and the README's configuration table is checked against `settingsTable()` by a test.
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no'])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const int = z.coerce.number().int();
+
+// Each entry: [zod schema with default, description]. Ordered as the README table.
+export const settings = {
+  KAFKA_BROKERS: [z.string().min(1).optional(), 'Comma-separated Kafka bootstrap servers. Unset: the local stack starts a single-node Apache Kafka on 127.0.0.1:9092 and uses it.'],
+  KAFKA_CLIENT_ID: [z.string().default('bybit-pipeline'), 'Kafka client id prefix.'],
+  SCHEMA_REGISTRY_URL: [z.string().url().optional(), 'Confluent-compatible schema registry (Redpanda in deployment). Unset: the local stand-in on 127.0.0.1:8081.'],
+  DATABASE_URL: [z.string().default('postgres://postgres@127.0.0.1:5432/bybit_pipeline'), 'PostgreSQL connection string. The database is created by `npm run stack:up` when missing.'],
+  AMQP_URL: [z.string().default('amqp://guest:guest@127.0.0.1:5672'), 'RabbitMQ connection string.'],
+  BYBIT_ENV: [z.enum(['sim', 'testnet', 'demo', 'mainnet']).default('sim'), 'Which Bybit to trade on: the project simulator, testnet, demo trading or mainnet.'],
+  BYBIT_API_KEY: [z.string().default('sim-key'), 'Bybit API key (sim default: sim-key).'],
+  BYBIT_API_SECRET: [z.string().default('sim-secret'), 'Bybit API secret (sim default: sim-secret). Never logged.'],
+  BYBIT_API_SECRET_FILE: [z.string().optional(), 'Path of a file holding the API secret; wins over BYBIT_API_SECRET.'],
+  BYBIT_SIM_PORT: [int.min(1).max(65535).default(9380), 'Port of the exchange simulator (REST and websocket) on 127.0.0.1.'],
+  BYBIT_RECV_WINDOW: [int.positive().default(5000), 'recv_window sent with signed Bybit requests, ms.'],
+  ADMIN_PORT: [int.min(0).max(65535).default(9300), 'Admin HTTP port (/healthz, /readyz, /metrics); 0 picks a free port.'],
+  ADMIN_HOST: [z.string().default('127.0.0.1'), 'Admin HTTP bind address (loopback by default).'],
+  ADMIN_TOKEN: [z.string().optional(), 'Bearer token required by mutating admin endpoints; unset disables them.'],
+  LOG_LEVEL: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'), 'pino log level.'],
+  TOPIC_PREFIX: [z.string().regex(/^[a-zA-Z0-9._-]*$/).default(''), 'Prefix for every topic and consumer group (namespaces for tests and replays).'],
+  TOPIC_PARTITIONS: [int.min(1).max(64).default(3), 'Partitions of keyed pipeline topics.'],
+  STAGE_BATCH_MAX: [int.min(1).max(10000).default(500), 'Most records a stage runner handles in one transaction.'],
+  STAGE_RETRY_MAX_MS: [int.min(100).default(30000), 'Longest backoff between retries of a retriable stage error.'],
+  KAFKA_CONNECT_TIMEOUT_MS: [int.min(100).default(120000), 'How long to keep retrying to reach the broker at start before giving up.'],
+  STACK_DIR: [z.string().default('.stack'), 'Where the local stack keeps Kafka jars, data and logs (git-ignored).'],
+  KAFKA_HEAP: [z.string().default('384m'), 'Max heap of the local Kafka broker.'],
+  SIGNAL_MAX_AGE_MS: [int.min(0).default(30000), 'Signals older than this are rejected as stale.'],
+  SIGNAL_MAX_SKEW_MS: [int.min(0).default(5000), 'Signals dated further in the future than this are rejected.'],
+  SIGNAL_MAX_BYTES: [int.min(256).default(65536), 'Largest accepted signal message, bytes.'],
+  METRICS_DEFAULTS: [bool.default('true'), 'Collect prom-client default process metrics.'],
+  RECONCILE_CRON: [z.string().default('*/1 * * * *'), 'node-cron schedule of the reconciler.'],
+  SIM_SEED: [int.default(42), 'Seed of the simulator price process.'],
+} as const;
+
+type Settings = typeof settings;
+type SchemaOf<K extends keyof Settings> = Settings[K][0];
+export type Config = Readonly<{ [K in keyof Settings]: z.output<SchemaOf<K>> }>;
+
+const schema = z.object(
+  Object.fromEntries(Object.entries(settings).map(([k, [s]]) => [k, s])) as { [K in keyof Settings]: SchemaOf<K> },
+);
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parse an environment (process.env by default). Throws ConfigError listing every problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const raw: Record<string, string | undefined> = {};
+  for (const key of Object.keys(settings)) {
+    const v = env[key];
+    raw[key] = v === undefined || v === '' ? undefined : v;
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`));
+  }
+  const cfg = { ...parsed.data } as Record<string, unknown>;
+  if (cfg.BYBIT_API_SECRET_FILE) {
+    try {
+      cfg.BYBIT_API_SECRET = readFileSync(String(cfg.BYBIT_API_SECRET_FILE), 'utf8').trim();
+    } catch (e) {
+      throw new ConfigError([`BYBIT_API_SECRET_FILE: cannot read (${(e as Error).message})`]);
+    }
+  }
+  return Object.freeze(cfg) as Config;
+}
+
+/** Kafka brokers to use: the configured cluster, or the local stack's broker. */
+export function kafkaBrokers(cfg: Config): string[] {
+  return (cfg.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+export function schemaRegistryUrl(cfg: Config): string {
+  return cfg.SCHEMA_REGISTRY_URL ?? 'http://127.0.0.1:8081';
+}
+
+/** Rows for the README configuration table: name, default, meaning. */
+export function settingsTable(): Array<{ name: string; default: string; meaning: string }> {
+  return Object.entries(settings).map(([name, [s, meaning]]) => {
+    const r = (s as z.ZodTypeAny).safeParse(undefined);
+    const d = r.success && r.data !== undefined ? String(r.data) : '(unset)';
+    return { name, default: d, meaning };
+  });
+}

@@ -1,0 +1,270 @@
+// The Kafka port: the only interface the rest of the code sees. The kafkajs adapter below is the
+// single place that imports kafkajs, so the client can be swapped (e.g. for a librdkafka binding)
+// by writing another adapter with the same shape.
+import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Consumer, type Producer, type Admin, type Transaction, type IHeaders, type LogEntry } from 'kafkajs';
+import type { Logger } from './logger.ts';
+
+export type Headers = Record<string, string>;
+
+export interface OutMessage {
+  key: string | null;
+  value: Buffer;
+  headers?: Headers;
+  partition?: number;
+}
+
+export interface InMessage {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: string | null;
+  value: Buffer | null;
+  headers: Headers;
+  timestamp: number;
+}
+
+export interface Batch {
+  topic: string;
+  partition: number;
+  messages: InMessage[];
+  /** High watermark minus the last offset of the batch: how far behind the consumer is. */
+  lag: number;
+}
+
+export interface BatchControl {
+  /** Mark everything up to and including `offset` as processed (positions the consumer). */
+  resolveOffset(offset: string): void;
+  heartbeat(): Promise<void>;
+  isRunning(): boolean;
+  isStale(): boolean;
+}
+
+export interface OffsetCommit {
+  topic: string;
+  partition: number;
+  /** The next offset to read (last processed + 1), Kafka's convention. */
+  offset: string;
+}
+
+export interface TransactionPort {
+  send(topic: string, messages: OutMessage[]): Promise<void>;
+  sendOffsets(groupId: string, offsets: OffsetCommit[]): Promise<void>;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+export interface ProducerPort {
+  connect(): Promise<void>;
+  /** Idempotent, acks=all. Resolves once every replica in the ISR has the records. */
+  send(topic: string, messages: OutMessage[]): Promise<void>;
+  /** Only for producers made with a transactionalId. */
+  transaction(): Promise<TransactionPort>;
+  disconnect(): Promise<void>;
+}
+
+export interface ConsumerPort {
+  connect(): Promise<void>;
+  subscribe(topics: string[], fromBeginning: boolean): Promise<void>;
+  /** Process batches; offsets are never auto-committed. One partition at a time per call. */
+  run(handler: (batch: Batch, ctl: BatchControl) => Promise<void>, opts?: { partitionsConcurrently?: number }): Promise<void>;
+  commitOffsets(offsets: OffsetCommit[]): Promise<void>;
+  seek(topic: string, partition: number, offset: string): void;
+  onGroupJoin(cb: (info: { memberId: string; assigned: Record<string, number[]> }) => void): void;
+  onCrash(cb: (err: Error, restart: boolean) => void): void;
+  disconnect(): Promise<void>;
+}
+
+export interface TopicSpec {
+  topic: string;
+  partitions: number;
+  config: Record<string, string>;
+}
+
+export interface AdminPort {
+  connect(): Promise<void>;
+  /** Idempotent: existing topics are left alone. Returns the names it created. */
+  ensureTopics(specs: TopicSpec[]): Promise<string[]>;
+  listTopics(): Promise<string[]>;
+  deleteTopics(topics: string[]): Promise<void>;
+  describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>;
+  topicOffsets(topic: string): Promise<Array<{ partition: number; high: string; low: string }>>;
+  groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
+  disconnect(): Promise<void>;
+}
+
+export interface KafkaPort {
+  admin(): AdminPort;
+  producer(opts?: { transactionalId?: string; transactionTimeoutMs?: number }): ProducerPort;
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number }): ConsumerPort;
+}
+
+// ---------------------------------------------------------------------------------------------
+// kafkajs adapter
+
+const toHeaders = (h?: Headers): IHeaders | undefined => h;
+
+function fromHeaders(h: IHeaders | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    const one = Array.isArray(v) ? v[v.length - 1] : v;
+    if (one !== undefined) out[k] = Buffer.isBuffer(one) ? one.toString('utf8') : String(one);
+  }
+  return out;
+}
+
+const toKafkaMessages = (messages: OutMessage[]) =>
+  messages.map((m) => ({ key: m.key, value: m.value, headers: toHeaders(m.headers), partition: m.partition }));
+
+function pinoLogCreator(logger: Logger) {
+  return () => ({ namespace, level, log }: LogEntry) => {
+    const { message, ...rest } = log;
+    const fields = { kafkajs: namespace, ...rest };
+    if (level === KafkaLogLevel.ERROR) logger.warn(fields, message); // kafkajs logs retried errors as ERROR
+    else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
+    else if (level === KafkaLogLevel.INFO) logger.debug(fields, message);
+    else logger.trace(fields, message);
+  };
+}
+
+export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number }): KafkaPort {
+  const kafka = new Kafka({
+    clientId: opts.clientId,
+    brokers: opts.brokers,
+    logLevel: KafkaLogLevel.WARN,
+    logCreator: pinoLogCreator(opts.logger.child({ component: 'kafkajs' })),
+    connectionTimeout: opts.connectionTimeoutMs ?? 3000,
+    retry: { initialRetryTime: 100, retries: 8, maxRetryTime: 5000 },
+  });
+
+  return {
+    admin: () => wrapAdmin(kafka.admin()),
+    producer: (p = {}) =>
+      wrapProducer(
+        kafka.producer({
+          idempotent: true,
+          // Exactly-once transactions in kafkajs require a single in-flight request.
+          maxInFlightRequests: p.transactionalId ? 1 : 5,
+          transactionalId: p.transactionalId,
+          transactionTimeout: p.transactionTimeoutMs ?? 60_000,
+          // Java-compatible murmur2 partitioner, set explicitly (kafkajs v2 default, but say so).
+          createPartitioner: Partitioners.DefaultPartitioner,
+        }),
+      ),
+    consumer: (c) =>
+      wrapConsumer(
+        kafka.consumer({
+          groupId: c.groupId,
+          readUncommitted: c.readCommitted === false,
+          sessionTimeout: c.sessionTimeoutMs ?? 30_000,
+          heartbeatInterval: 3000,
+          maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
+          maxWaitTimeInMs: c.maxWaitMs ?? 100,
+          allowAutoTopicCreation: false,
+        }),
+      ),
+  };
+}
+
+function wrapProducer(p: Producer): ProducerPort {
+  return {
+    connect: () => p.connect(),
+    send: async (topic, messages) => {
+      await p.send({ topic, acks: -1, messages: toKafkaMessages(messages) });
+    },
+    transaction: async () => wrapTransaction(await p.transaction()),
+    disconnect: () => p.disconnect(),
+  };
+}
+
+function wrapTransaction(t: Transaction): TransactionPort {
+  return {
+    send: async (topic, messages) => {
+      await t.send({ topic, acks: -1, messages: toKafkaMessages(messages) });
+    },
+    sendOffsets: (groupId, offsets) => {
+      const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
+      for (const o of offsets) {
+        const list = byTopic.get(o.topic) ?? [];
+        list.push({ partition: o.partition, offset: o.offset });
+        byTopic.set(o.topic, list);
+      }
+      return t.sendOffsets({ consumerGroupId: groupId, topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) });
+    },
+    commit: () => t.commit(),
+    abort: () => t.abort(),
+  };
+}
+
+function wrapConsumer(c: Consumer): ConsumerPort {
+  return {
+    connect: () => c.connect(),
+    subscribe: (topics, fromBeginning) => c.subscribe({ topics, fromBeginning }),
+    run: (handler, opts) =>
+      c.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        partitionsConsumedConcurrently: opts?.partitionsConcurrently ?? 1,
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+          const messages: InMessage[] = batch.messages.map((m) => ({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: m.offset,
+            key: m.key ? m.key.toString('utf8') : null,
+            value: m.value,
+            headers: fromHeaders(m.headers),
+            timestamp: Number(m.timestamp),
+          }));
+          const lag = Number(batch.offsetLag());
+          await handler({ topic: batch.topic, partition: batch.partition, messages, lag: Number.isFinite(lag) ? lag : 0 }, { resolveOffset, heartbeat, isRunning, isStale });
+        },
+      }),
+    commitOffsets: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }))),
+    seek: (topic, partition, offset) => c.seek({ topic, partition, offset }),
+    onGroupJoin: (cb) => {
+      c.on(c.events.GROUP_JOIN, (e) => cb({ memberId: e.payload.memberId, assigned: e.payload.memberAssignment as Record<string, number[]> }));
+    },
+    onCrash: (cb) => {
+      c.on(c.events.CRASH, (e) => cb(e.payload.error, e.payload.restart));
+    },
+    disconnect: () => c.disconnect(),
+  };
+}
+
+function wrapAdmin(a: Admin): AdminPort {
+  return {
+    connect: () => a.connect(),
+    ensureTopics: async (specs) => {
+      const existing = new Set(await a.listTopics());
+      const missing = specs.filter((s) => !existing.has(s.topic));
+      if (missing.length === 0) return [];
+      try {
+        await a.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((s) => ({
+            topic: s.topic,
+            numPartitions: s.partitions,
+            replicationFactor: -1, // broker default: 1 locally, 3 on a real cluster
+            configEntries: Object.entries(s.config).map(([name, value]) => ({ name, value })),
+          })),
+        });
+      } catch (err) {
+        // Another process created them between listTopics and createTopics: that is success.
+        const e = err as { type?: string; errors?: Array<{ type?: string }> };
+        const all = e.errors ?? [e];
+        if (!all.every((x) => x?.type === 'TOPIC_ALREADY_EXISTS')) throw err;
+      }
+      return missing.map((s) => s.topic);
+    },
+    listTopics: () => a.listTopics(),
+    deleteTopics: (topics) => a.deleteTopics({ topics }),
+    describeCluster: () => a.describeCluster(),
+    topicOffsets: async (topic) => (await a.fetchTopicOffsets(topic)).map((p) => ({ partition: p.partition, high: p.high, low: p.low })),
+    groupOffsets: async (groupId, topic) => {
+      const res = await a.fetchOffsets({ groupId, topics: [topic] });
+      return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+    },
+    disconnect: () => a.disconnect(),
+  };
+}

@@ -1,0 +1,358 @@
+// The local stack: real parts on this machine, started and stopped by the project itself.
+//   npm run stack:up      Kafka (KRaft, from Maven Central jars), schema registry stand-in,
+//                         PostgreSQL + RabbitMQ (the machine's servers, started if down),
+//                         the project's database, migrations, topics. Idempotent.
+//   npm run stack:status  what runs where.
+//   npm run stack:down    stops what this script started (Kafka, registry); leaves the shared
+//                         PostgreSQL and RabbitMQ servers alone.
+// With KAFKA_BROKERS set, no local broker is started and that cluster is used; with
+// SCHEMA_REGISTRY_URL set, no stand-in registry is started.
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, kafkaBrokers, schemaRegistryUrl, type Config } from '../runtime/config.ts';
+import { createLogger, type Logger } from '../runtime/logger.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { topicSpecs } from '../runtime/topics.ts';
+import { retry } from '../runtime/retry.ts';
+import { RetriableError } from '../runtime/errors.ts';
+import { ensureDatabase, createDb } from '../runtime/db.ts';
+import { migrate } from '../runtime/migrate.ts';
+import { tcpOpen, pidAlive } from './net.ts';
+
+export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+export function kafkaVersion(): string {
+  const pom = readFileSync(join(ROOT, 'stack/kafka/pom.xml'), 'utf8');
+  const m = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom);
+  if (!m?.[1]) throw new Error('stack/kafka/pom.xml declares no kafka.version');
+  return m[1];
+}
+
+interface Paths {
+  dir: string;
+  libs: string;
+  data: string;
+  logs: string;
+  props: string;
+  log4j: string;
+  kafkaPid: string;
+  registryPid: string;
+  registryFile: string;
+}
+
+function paths(cfg: Config): Paths {
+  const dir = resolve(ROOT, cfg.STACK_DIR);
+  return {
+    dir,
+    libs: join(dir, `kafka-libs-${kafkaVersion()}`),
+    data: join(dir, 'kafka-data'),
+    logs: join(dir, 'logs'),
+    props: join(dir, 'kafka-server.properties'),
+    log4j: join(dir, 'kafka-log4j2.properties'),
+    kafkaPid: join(dir, 'kafka.pid'),
+    registryPid: join(dir, 'registry.pid'),
+    registryFile: join(dir, 'registry.json'),
+  };
+}
+
+const readPid = (file: string): number | null => {
+  if (!existsSync(file)) return null;
+  const pid = Number(readFileSync(file, 'utf8').trim());
+  return Number.isInteger(pid) && pid > 0 ? pid : null;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+function fetchKafkaJars(p: Paths, log: Logger): void {
+  if (existsSync(join(p.libs, '.complete'))) return;
+  log.info({ version: kafkaVersion(), into: p.libs }, 'fetching Kafka jars from Maven Central (once, cached)');
+  mkdirSync(p.libs, { recursive: true });
+  execFileSync('mvn', ['-q', '-B', '-f', join(ROOT, 'stack/kafka/pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${p.libs}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+  writeFileSync(join(p.libs, '.complete'), new Date().toISOString());
+}
+
+function writeKafkaConfig(p: Paths): void {
+  mkdirSync(p.logs, { recursive: true });
+  // A single combined KRaft node with replication factors of 1 and few internal partitions, so the
+  // first consumer-group join and the first transaction are fast on a small machine.
+  writeFileSync(
+    p.props,
+    [
+      'process.roles=broker,controller',
+      'node.id=1',
+      'controller.quorum.voters=1@127.0.0.1:9093',
+      'listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093',
+      'advertised.listeners=PLAINTEXT://127.0.0.1:9092',
+      'controller.listener.names=CONTROLLER',
+      'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
+      'inter.broker.listener.name=PLAINTEXT',
+      `log.dirs=${p.data}`,
+      'num.partitions=3',
+      'auto.create.topics.enable=false',
+      'offsets.topic.replication.factor=1',
+      'offsets.topic.num.partitions=5',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'transaction.state.log.num.partitions=5',
+      'share.coordinator.state.topic.replication.factor=1',
+      'share.coordinator.state.topic.min.isr=1',
+      'group.initial.rebalance.delay.ms=0',
+      'log.segment.bytes=67108864',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    p.log4j,
+    [
+      'status = error',
+      'appender.file.type = File',
+      'appender.file.name = FILE',
+      `appender.file.fileName = ${join(p.logs, 'kafka.log')}`,
+      'appender.file.layout.type = PatternLayout',
+      'appender.file.layout.pattern = [%d] %p %m (%c)%n',
+      'rootLogger.level = INFO',
+      'rootLogger.appenderRef.file.ref = FILE',
+      'logger.kafka.name = kafka',
+      'logger.kafka.level = WARN',
+      'logger.apache.name = org.apache.kafka',
+      'logger.apache.level = WARN',
+      '',
+    ].join('\n'),
+  );
+}
+
+function java(p: Paths, cfg: Config, mainClass: string, args: string[]): string[] {
+  return [`-Xmx${cfg.KAFKA_HEAP}`, '-Xms64m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Xss512k', `-Dlog4j2.configurationFile=${p.log4j}`, '-cp', `${p.libs}/*`, mainClass, ...args];
+}
+
+function formatStorage(p: Paths, cfg: Config, log: Logger): void {
+  if (existsSync(join(p.data, 'meta.properties'))) return;
+  mkdirSync(p.data, { recursive: true });
+  const clusterId = execFileSync('java', java(p, cfg, 'kafka.tools.StorageTool', ['random-uuid']), { encoding: 'utf8' }).trim().split('\n').pop()!.trim();
+  execFileSync('java', java(p, cfg, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', p.props]), { stdio: ['ignore', 'ignore', 'inherit'] });
+  log.info({ clusterId, data: p.data }, 'formatted Kafka storage');
+}
+
+async function kafkaReady(brokers: string[], log: Logger, timeoutMs: number): Promise<void> {
+  // Readiness through the admin API: the cluster answers metadata with a controller.
+  const kafka = createKafka({ brokers, clientId: 'stack-readiness', logger: log.child({ level: 'error' }) });
+  const deadline = Date.now() + timeoutMs;
+  await retry(
+    async () => {
+      const admin = kafka.admin();
+      try {
+        await admin.connect();
+        const c = await admin.describeCluster();
+        if (c.brokers.length === 0 || c.controller === null) throw new RetriableError('kafka_not_ready', 'no controller yet');
+      } catch (err) {
+        throw new RetriableError('kafka_not_ready', (err as Error).message, undefined, { cause: err });
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+    },
+    { retries: Infinity, minMs: 200, maxMs: 2000, isRetriable: () => Date.now() < deadline },
+  );
+}
+
+async function startKafka(cfg: Config, p: Paths, log: Logger): Promise<void> {
+  const pid = readPid(p.kafkaPid);
+  if (pid && pidAlive(pid)) {
+    log.info({ pid }, 'Kafka already running');
+    await kafkaReady(['127.0.0.1:9092'], log, 60_000);
+    return;
+  }
+  if (await tcpOpen('127.0.0.1', 9092)) {
+    log.warn('something already listens on 127.0.0.1:9092 (not started by this stack); using it');
+    await kafkaReady(['127.0.0.1:9092'], log, 60_000);
+    return;
+  }
+  fetchKafkaJars(p, log);
+  writeKafkaConfig(p);
+  formatStorage(p, cfg, log);
+  const started = Date.now();
+  const out = openSync(join(p.logs, 'kafka.out'), 'a');
+  const child = spawn('java', java(p, cfg, 'kafka.Kafka', [p.props]), { detached: true, stdio: ['ignore', out, out] });
+  child.unref();
+  writeFileSync(p.kafkaPid, String(child.pid));
+  await kafkaReady(['127.0.0.1:9092'], log, cfg.KAFKA_CONNECT_TIMEOUT_MS);
+  log.info({ pid: child.pid, ms: Date.now() - started, version: kafkaVersion() }, 'Kafka ready on 127.0.0.1:9092');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema registry stand-in
+
+async function startRegistry(p: Paths, log: Logger): Promise<void> {
+  const pid = readPid(p.registryPid);
+  if ((pid && pidAlive(pid)) || (await tcpOpen('127.0.0.1', 8081))) {
+    log.info({ pid }, 'schema registry stand-in already running');
+    return;
+  }
+  mkdirSync(p.logs, { recursive: true });
+  const out = openSync(join(p.logs, 'registry.log'), 'a');
+  const tsx = join(ROOT, 'node_modules/.bin/tsx');
+  const child = spawn(tsx, [join(ROOT, 'schemas/registry-main.ts'), '--port', '8081', '--file', p.registryFile], { detached: true, stdio: ['ignore', out, out], cwd: ROOT });
+  child.unref();
+  writeFileSync(p.registryPid, String(child.pid));
+  await retry(
+    async () => {
+      const r = await fetch('http://127.0.0.1:8081/subjects').catch((e) => {
+        throw new RetriableError('registry_not_ready', String(e));
+      });
+      if (!r.ok) throw new RetriableError('registry_not_ready', `HTTP ${r.status}`);
+    },
+    { retries: 60, minMs: 100, maxMs: 500 },
+  );
+  log.info({ pid: child.pid, url: 'http://127.0.0.1:8081' }, 'schema registry stand-in ready (local stand-in for Redpanda schema registry)');
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL and RabbitMQ: the machine's own servers
+
+function hostPort(url: string, defPort: number): { host: string; port: number } {
+  const u = new URL(url);
+  return { host: u.hostname || '127.0.0.1', port: Number(u.port || defPort) };
+}
+
+async function ensureService(name: string, host: string, port: number, startCmd: string[] | null, log: Logger): Promise<void> {
+  if (await tcpOpen(host, port)) return;
+  const local = host === '127.0.0.1' || host === 'localhost';
+  if (!local || !startCmd) throw new Error(`${name} is not reachable on ${host}:${port}`);
+  log.info({ name, cmd: startCmd.join(' ') }, `${name} is down; starting it`);
+  try {
+    execFileSync(startCmd[0]!, startCmd.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (err) {
+    throw new Error(`${name} is down and could not be started: ${(err as Error).message}`);
+  }
+  await retry(
+    async () => {
+      if (!(await tcpOpen(host, port))) throw new RetriableError('not_ready', `${name} not yet listening`);
+    },
+    { retries: 120, minMs: 250, maxMs: 1000 },
+  );
+}
+
+function postgresStartCmd(): string[] | null {
+  if (!existsSync('/etc/postgresql')) return null;
+  const versions = readdirSync('/etc/postgresql');
+  return versions[0] ? ['pg_ctlcluster', '--skip-systemctl-redirect', versions[0], 'main', 'start'] : null;
+}
+
+function rabbitStartCmd(): string[] | null {
+  return existsSync('/usr/sbin/rabbitmq-server') || existsSync('/usr/lib/rabbitmq/bin/rabbitmq-server') ? ['rabbitmq-server', '-detached'] : null;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export async function stackUp(cfg: Config, log: Logger): Promise<void> {
+  const p = paths(cfg);
+  mkdirSync(p.dir, { recursive: true });
+  const pg = hostPort(cfg.DATABASE_URL, 5432);
+  const amqp = hostPort(cfg.AMQP_URL, 5672);
+  // The JVM start dominates; PostgreSQL / RabbitMQ / registry come up meanwhile.
+  await Promise.all([
+    cfg.KAFKA_BROKERS ? kafkaReady(kafkaBrokers(cfg), log, cfg.KAFKA_CONNECT_TIMEOUT_MS) : startKafka(cfg, p, log),
+    cfg.SCHEMA_REGISTRY_URL ? Promise.resolve() : startRegistry(p, log),
+    (async () => {
+      await ensureService('PostgreSQL', pg.host, pg.port, postgresStartCmd(), log);
+      await ensureDatabase(cfg.DATABASE_URL);
+      const db = await createDb(cfg.DATABASE_URL);
+      try {
+        await migrate(db, { dir: join(ROOT, 'sql'), logger: log });
+      } finally {
+        await db.end();
+      }
+    })(),
+    ensureService('RabbitMQ', amqp.host, amqp.port, rabbitStartCmd(), log),
+  ]);
+  const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'stack', logger: log });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const created = await admin.ensureTopics(topicSpecs(cfg.TOPIC_PREFIX, cfg.TOPIC_PARTITIONS));
+    if (created.length) log.info({ created }, 'topics created');
+    // The group coordinator answers only once __consumer_offsets is loaded: wait for it here so the
+    // first consumer of a test or a service does not.
+    await admin.groupOffsets('stack-readiness', topicSpecs(cfg.TOPIC_PREFIX, 1)[0]!.topic);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function stopPid(file: string, name: string, log: Logger): Promise<void> {
+  const pid = readPid(file);
+  if (!pid || !pidAlive(pid)) {
+    rmSync(file, { force: true });
+    log.info(`${name} not running`);
+    return;
+  }
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 120 && pidAlive(pid); i++) await sleep(250);
+  if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  rmSync(file, { force: true });
+  log.info({ pid }, `${name} stopped`);
+}
+
+export async function stackDown(cfg: Config, log: Logger): Promise<void> {
+  const p = paths(cfg);
+  await stopPid(p.registryPid, 'schema registry stand-in', log);
+  await stopPid(p.kafkaPid, 'Kafka', log);
+}
+
+export async function stackStatus(cfg: Config): Promise<Array<{ component: string; where: string; state: string; detail: string }>> {
+  const p = paths(cfg);
+  const pg = hostPort(cfg.DATABASE_URL, 5432);
+  const amqp = hostPort(cfg.AMQP_URL, 5672);
+  const kPid = readPid(p.kafkaPid);
+  const rPid = readPid(p.registryPid);
+  const brokers = kafkaBrokers(cfg);
+  const [bh, bp] = (brokers[0] ?? '127.0.0.1:9092').split(':');
+  const reg = new URL(schemaRegistryUrl(cfg));
+  const rows = [
+    {
+      component: 'kafka',
+      where: brokers.join(','),
+      state: (await tcpOpen(bh!, Number(bp))) ? 'up' : 'down',
+      detail: cfg.KAFKA_BROKERS ? 'external cluster (KAFKA_BROKERS)' : `local Apache Kafka ${kafkaVersion()} KRaft${kPid && pidAlive(kPid) ? ` pid ${kPid}` : ''}, data ${p.data}`,
+    },
+    {
+      component: 'schema-registry',
+      where: reg.origin,
+      state: (await tcpOpen(reg.hostname, Number(reg.port || 80))) ? 'up' : 'down',
+      detail: cfg.SCHEMA_REGISTRY_URL ? 'external (SCHEMA_REGISTRY_URL)' : `local stand-in for Redpanda's registry${rPid && pidAlive(rPid) ? ` pid ${rPid}` : ''}`,
+    },
+    { component: 'postgresql', where: `${pg.host}:${pg.port}`, state: (await tcpOpen(pg.host, pg.port)) ? 'up' : 'down', detail: `database ${new URL(cfg.DATABASE_URL).pathname.slice(1)}` },
+    { component: 'rabbitmq', where: `${amqp.host}:${amqp.port}`, state: (await tcpOpen(amqp.host, amqp.port)) ? 'up' : 'down', detail: 'AMQP 0-9-1' },
+  ];
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const cmd = process.argv[2];
+  const cfg = loadConfig();
+  const log = createLogger(cfg, 'stack');
+  if (cmd === 'up') {
+    const t0 = Date.now();
+    await stackUp(cfg, log);
+    log.info({ ms: Date.now() - t0 }, 'stack up');
+  } else if (cmd === 'down') {
+    await stackDown(cfg, log);
+  } else if (cmd === 'status') {
+    const rows = await stackStatus(cfg);
+    for (const r of rows) console.log(`${r.component.padEnd(16)} ${r.state.padEnd(5)} ${r.where.padEnd(24)} ${r.detail}`);
+    process.exitCode = rows.every((r) => r.state === 'up') ? 0 : 3;
+  } else {
+    console.error('usage: tsx stack/stack.ts up|down|status');
+    process.exitCode = 2;
+  }
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
