@@ -20,7 +20,6 @@ import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { z } from 'zod';
-import type { Logger } from './logger.ts';
 import { FatalError } from './errors.ts';
 import { sql, type CommonQueryMethods, type DatabasePool } from './db.ts';
 
@@ -56,9 +55,16 @@ export interface MigrateResult {
   readonly alreadyApplied: readonly string[];
 }
 
+/** What the runner logs through; a pino Logger fits. */
+export interface MigrateLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
 export interface MigrateOptions {
+  /** Folder of `NNN_name.sql` files; default the repository's `sql/`. */
   dir?: string;
-  logger?: Pick<Logger, 'info' | 'warn' | 'error'>;
+  logger?: MigrateLogger;
 }
 
 export function sha256(text: string): string {

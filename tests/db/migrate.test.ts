@@ -195,7 +195,7 @@ test('the advisory lock makes a second process wait for a slow migration instead
   });
   const [a, b] = [await db.pool(), await db.pool()];
   const waits: string[] = [];
-  const logger = { info: (_o: object, msg: string) => { waits.push(msg); }, warn: () => {}, error: () => {} };
+  const logger = { info: (_o: object, msg: string) => { waits.push(msg); }, warn: () => {} };
   const first = migrate(a, { dir, logger });
   await new Promise((r) => setTimeout(r, 100)); // the first holds the lock and is sleeping
   const second = migrate(b, { dir, logger });
