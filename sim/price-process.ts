@@ -1,0 +1,314 @@
+// Seeded, clock-driven mid-price process (one series per symbol name, shared by spot and linear).
+// Time is cut into steps of `stepMs`; the price at a step depends only on the seed, the options and
+// the step index, never on order flow, so identical seed + inputs give identical paths.
+//
+// Modes:
+//  - random-walk: log-returns drift + volatility * N(0,1), optionally cycling through regimes.
+//  - pattern:     a planted, learnable structure: alternating regimes of momentum (returns follow
+//                 an AR(1) with coefficient `momentum`) and pure noise, `patternRegimeSteps` long.
+//  - replay:      each step takes the next close of a kline CSV (sim/data/btcusdt-1m.csv by
+//                 default); other symbols follow the same relative moves from their own start.
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Rng } from './rng.ts';
+import { toStep } from './num.ts';
+
+export interface Regime {
+  drift: number;
+  volatility: number;
+  steps: number;
+}
+
+export interface PriceProcessOptions {
+  mode?: 'random-walk' | 'pattern' | 'replay';
+  /** Length of one price step, ms. Default 1000. */
+  stepMs?: number;
+  /** Mean log-return per step. Default 0. */
+  drift?: number;
+  /** Stdev of the log-return per step. Default 0.0004. */
+  volatility?: number;
+  /** Cycled in order; overrides drift/volatility in random-walk mode. */
+  regimes?: Regime[];
+  /** pattern mode: AR(1) coefficient of returns during momentum regimes. Default 0.6. */
+  momentum?: number;
+  /** pattern mode: steps per regime. Default 300. */
+  patternRegimeSteps?: number;
+  /** replay mode: CSV path (default sim/data/btcusdt-1m.csv) or rows. */
+  replayCsv?: string;
+  replayRows?: KlineRow[];
+  /** Minutes of history generated before start, for /v5/market/kline. Default 120. */
+  historyMinutes?: number;
+}
+
+export interface KlineRow {
+  start: number;
+  open: number;
+  high: number;
+  low: number;
+  close: number;
+  volume: number;
+  turnover: number;
+}
+
+export interface StepEvent {
+  time: number;
+  index: number;
+  symbol: string;
+  prev: number;
+  price: number;
+  /** Size of the synthetic public trade printed at this step (base units). */
+  tradeQty: number;
+  tradeSide: 'Buy' | 'Sell';
+}
+
+interface Series {
+  symbol: string;
+  initialPrice: number;
+  tickSize: number;
+  mid: number;
+  lastReturn: number;
+  candles: Map<number, KlineRow>;
+  /** Sorted starts of candles, for range queries. */
+  starts: number[];
+}
+
+export const DEFAULT_KLINE_CSV = fileURLToPath(new URL('./data/btcusdt-1m.csv', import.meta.url));
+const MAX_CANDLES = 20000;
+const MINUTE = 60_000;
+
+export function parseKlineCsv(text: string): { symbol?: string; rows: KlineRow[] } {
+  let symbol: string | undefined;
+  const rows: KlineRow[] = [];
+  for (const line of text.split(/\r?\n/)) {
+    const l = line.trim();
+    if (!l) continue;
+    if (l.startsWith('#')) {
+      const m = /symbol=([A-Z0-9]+)/.exec(l);
+      if (m) symbol = m[1];
+      continue;
+    }
+    if (/^[a-zA-Z]/.test(l)) continue; // header
+    const [s, o, h, lo, c, v, t] = l.split(',').map(Number);
+    if (![s, o, h, lo, c].every((x) => Number.isFinite(x))) continue;
+    rows.push({ start: s!, open: o!, high: h!, low: lo!, close: c!, volume: v ?? 0, turnover: t ?? 0 });
+  }
+  rows.sort((a, b) => a.start - b.start);
+  return { symbol, rows };
+}
+
+export class PriceProcess {
+  readonly stepMs: number;
+  private readonly rng: Rng;
+  private readonly series: Series[];
+  private readonly bySymbol = new Map<string, Series>();
+  private readonly t0: number;
+  private stepIndex = 0; // steps done
+  private readonly replay?: { symbol?: string; rows: KlineRow[] };
+  private overrides = 0;
+
+  constructor(
+    private readonly opts: PriceProcessOptions,
+    seed: number,
+    symbols: Array<{ symbol: string; initialPrice: number; tickSize: number }>,
+    startTime: number,
+  ) {
+    this.stepMs = opts.stepMs ?? 1000;
+    this.rng = new Rng(seed, 1);
+    if ((opts.mode ?? 'random-walk') === 'replay') {
+      this.replay = opts.replayRows ? { rows: opts.replayRows } : parseKlineCsv(readFileSync(opts.replayCsv ?? DEFAULT_KLINE_CSV, 'utf8'));
+      if (this.replay.rows.length === 0) throw new Error('replay: kline CSV has no rows');
+    }
+    this.series = symbols.map((s) => {
+      const first = this.replay?.rows[0];
+      const mid = first && this.replay?.symbol === s.symbol ? first.close : s.initialPrice;
+      return { ...s, initialPrice: mid, mid, lastReturn: 0, candles: new Map(), starts: [] };
+    });
+    for (const s of this.series) this.bySymbol.set(s.symbol, s);
+    const historyMs = (opts.historyMinutes ?? 120) * MINUTE;
+    this.t0 = startTime - historyMs;
+    // Warm-up history: deterministic steps up to the start time.
+    this.advanceTo(startTime);
+  }
+
+  get steps(): number {
+    return this.stepIndex;
+  }
+
+  /** Time of the last completed step. */
+  get time(): number {
+    return this.t0 + this.stepIndex * this.stepMs;
+  }
+
+  mid(symbol: string): number {
+    const s = this.bySymbol.get(symbol);
+    if (!s) throw new Error(`no price series for ${symbol}`);
+    return s.mid;
+  }
+
+  symbols(): string[] {
+    return this.series.map((s) => s.symbol);
+  }
+
+  /** Regime label at a step (pattern/regimes modes), for tests of learners. */
+  regimeAt(index = this.stepIndex): string {
+    const mode = this.opts.mode ?? 'random-walk';
+    if (mode === 'pattern') return Math.floor(index / (this.opts.patternRegimeSteps ?? 300)) % 2 === 0 ? 'momentum' : 'noise';
+    if (mode === 'random-walk' && this.opts.regimes?.length) return `regime-${this.regimeIndex(index)}`;
+    return mode;
+  }
+
+  /** Jump a symbol's mid (admin/test control). Later steps continue from the new level. */
+  setMid(symbol: string, price: number, time: number): void {
+    const s = this.bySymbol.get(symbol);
+    if (!s) throw new Error(`no price series for ${symbol}`);
+    s.mid = toStep(price, s.tickSize);
+    s.lastReturn = 0;
+    this.overrides++;
+    this.record(s, time, s.mid, 0);
+  }
+
+  /**
+   * Run every step due up to `now`. `onStep` sees each step (for matching resting orders); at
+   * most `maxEvents` of the latest steps are returned for publishing.
+   */
+  advanceTo(now: number, onStep?: (events: StepEvent[]) => void, maxEvents = 200): StepEvent[] {
+    const target = Math.floor((now - this.t0) / this.stepMs);
+    const out: StepEvent[] = [];
+    while (this.stepIndex < target) {
+      this.stepIndex++;
+      const time = this.t0 + this.stepIndex * this.stepMs;
+      const evs = this.series.map((s) => this.stepSeries(s, time));
+      onStep?.(evs);
+      out.push(...evs);
+      if (out.length > maxEvents * this.series.length) out.splice(0, out.length - maxEvents * this.series.length);
+    }
+    return out;
+  }
+
+  private regimeIndex(index: number): number {
+    const rs = this.opts.regimes ?? [];
+    const total = rs.reduce((a, r) => a + Math.max(1, r.steps), 0);
+    let k = index % total;
+    for (let i = 0; i < rs.length; i++) {
+      k -= Math.max(1, rs[i]!.steps);
+      if (k < 0) return i;
+    }
+    return 0;
+  }
+
+  private stepSeries(s: Series, time: number): StepEvent {
+    const prev = s.mid;
+    const mode = this.opts.mode ?? 'random-walk';
+    const z = this.rng.normal();
+    const u = this.rng.next();
+    let next: number;
+    if (mode === 'replay') {
+      const rows = this.replay!.rows;
+      const row = rows[this.stepIndex % rows.length]!;
+      next = this.replay!.symbol === s.symbol ? row.close : s.initialPrice * (row.close / rows[0]!.close);
+    } else {
+      let drift = this.opts.drift ?? 0;
+      let vol = this.opts.volatility ?? 0.0004;
+      let r: number;
+      if (mode === 'pattern') {
+        const momentum = this.regimeAt(this.stepIndex) === 'momentum' ? (this.opts.momentum ?? 0.6) : 0;
+        r = momentum * s.lastReturn + vol * z;
+      } else {
+        if (this.opts.regimes?.length) {
+          const reg = this.opts.regimes[this.regimeIndex(this.stepIndex)]!;
+          drift = reg.drift;
+          vol = reg.volatility;
+        }
+        r = drift + vol * z;
+      }
+      next = prev * Math.exp(r);
+    }
+    next = Math.max(s.tickSize, toStep(next, s.tickSize));
+    s.lastReturn = Math.log(next / prev);
+    s.mid = next;
+    // A small print each step, so publicTrade and kline volume are alive.
+    const notional = 200 + 4800 * u;
+    const tradeQty = notional / next;
+    this.record(s, time, next, tradeQty);
+    return { time, index: this.stepIndex, symbol: s.symbol, prev, price: next, tradeQty, tradeSide: next >= prev ? 'Buy' : 'Sell' };
+  }
+
+  /** Add a print to the 1-minute candle of `time`. */
+  record(sOrSymbol: Series | string, time: number, price: number, qty: number): void {
+    const s = typeof sOrSymbol === 'string' ? this.bySymbol.get(sOrSymbol) : sOrSymbol;
+    if (!s) return;
+    const start = Math.floor(time / MINUTE) * MINUTE;
+    let c = s.candles.get(start);
+    if (!c) {
+      const open = s.starts.length ? s.candles.get(s.starts[s.starts.length - 1]!)!.close : price;
+      c = { start, open, high: Math.max(open, price), low: Math.min(open, price), close: price, volume: 0, turnover: 0 };
+      s.candles.set(start, c);
+      s.starts.push(start);
+      if (s.starts.length > MAX_CANDLES) s.candles.delete(s.starts.shift()!);
+    }
+    c.high = Math.max(c.high, price);
+    c.low = Math.min(c.low, price);
+    c.close = price;
+    c.volume += qty;
+    c.turnover += qty * price;
+  }
+
+  /** 1-minute candles with start in [from, to], oldest first. */
+  candles(symbol: string, from: number, to: number): KlineRow[] {
+    const s = this.bySymbol.get(symbol);
+    if (!s) return [];
+    return s.starts.filter((t) => t >= from && t <= to).map((t) => s.candles.get(t)!);
+  }
+
+  /** 24h statistics for tickers. */
+  stats24h(symbol: string, now: number): { prev24h: number; prev1h: number; high: number; low: number; volume: number; turnover: number } {
+    const s = this.bySymbol.get(symbol)!;
+    const cs = this.candles(symbol, now - 24 * 60 * MINUTE, now);
+    const first = cs[0];
+    const hourAgo = cs.find((c) => c.start >= now - 60 * MINUTE);
+    let high = s.mid, low = s.mid, volume = 0, turnover = 0;
+    for (const c of cs) {
+      high = Math.max(high, c.high);
+      low = Math.min(low, c.low);
+      volume += c.volume;
+      turnover += c.turnover;
+    }
+    return { prev24h: first?.open ?? s.mid, prev1h: hourAgo?.open ?? s.mid, high, low, volume, turnover };
+  }
+}
+
+/** Aggregate 1-minute rows into Bybit kline intervals (1,3,5,15,30,60,120,240,360,720,D,W,M). */
+export function intervalStart(t: number, interval: string): number {
+  if (interval === 'M') {
+    const d = new Date(t);
+    return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
+  }
+  if (interval === 'W') {
+    const week = 7 * 24 * 60 * MINUTE;
+    const mondayOffset = 4 * 24 * 60 * MINUTE; // 1970-01-05 was a Monday
+    return Math.floor((t - mondayOffset) / week) * week + mondayOffset;
+  }
+  const minutes = interval === 'D' ? 1440 : Number(interval);
+  const ms = minutes * MINUTE;
+  return Math.floor(t / ms) * ms;
+}
+
+export const KLINE_INTERVALS = ['1', '3', '5', '15', '30', '60', '120', '240', '360', '720', 'D', 'W', 'M'] as const;
+
+export function aggregate(rows: KlineRow[], interval: string): KlineRow[] {
+  const out: KlineRow[] = [];
+  for (const r of rows) {
+    const start = intervalStart(r.start, interval);
+    const last = out[out.length - 1];
+    if (last && last.start === start) {
+      last.high = Math.max(last.high, r.high);
+      last.low = Math.min(last.low, r.low);
+      last.close = r.close;
+      last.volume += r.volume;
+      last.turnover += r.turnover;
+    } else {
+      out.push({ ...r, start });
+    }
+  }
+  return out;
+}
