@@ -121,7 +121,7 @@ test('TypeScript types and schemas name the same fields, nested records included
       if (JSON.stringify(want) !== JSON.stringify(got)) problems.push(`${path}: schema ${JSON.stringify(want)} vs TS ${JSON.stringify(got)}`);
       for (const f of fields) walk(f.type, (value as Record<string, unknown>)[f.name], `${path}.${f.name}`);
     } else if (t.typeName.startsWith('union')) {
-      const branch = (type as avro.types.UnionType).types.find((b) => b.typeName !== 'null' && b.isValid(value));
+      const branch = unionBranches(type).find((b) => b.typeName !== 'null' && b.isValid(value));
       if (branch) walk(branch, value, path);
     } else if (t.typeName === 'array') {
       (value as unknown[]).forEach((v, i) => walk((type as avro.types.ArrayType).itemsType, v, `${path}[${i}]`));
@@ -138,7 +138,7 @@ test('TypeScript types and schemas name the same fields, nested records included
       reached.add(type.name ?? '');
       for (const f of (type as avro.types.RecordType).fields) collect(f.type, (value as Record<string, unknown>)[f.name]);
     } else if (tn.startsWith('union')) {
-      const b = (type as avro.types.UnionType).types.find((x) => x.typeName !== 'null' && x.isValid(value));
+      const b = unionBranches(type).find((x) => x.typeName !== 'null' && x.isValid(value));
       if (b) collect(b, value);
     } else if (tn === 'array') (value as unknown[]).forEach((v) => collect((type as avro.types.ArrayType).itemsType, v));
   };
@@ -149,7 +149,7 @@ test('TypeScript types and schemas name the same fields, nested records included
       if (declared.has(type.name ?? '')) return;
       declared.add(type.name ?? '');
       for (const f of (type as avro.types.RecordType).fields) names(f.type);
-    } else if (tn.startsWith('union')) (type as avro.types.UnionType).types.forEach(names);
+    } else if (tn.startsWith('union')) unionBranches(type).forEach(names);
     else if (tn === 'array') names((type as avro.types.ArrayType).itemsType);
     else if (tn === 'map') names((type as avro.types.MapType).valuesType);
   };
@@ -178,3 +178,7 @@ test('the default topic map agrees with the topic catalogue in runtime/topics.ts
   const fromCatalogue = Object.fromEntries(catalogue.filter((x) => x.record !== 'raw').map((x) => [x.name, x.record]));
   assert.deepEqual(fromCatalogue, { ...DEFAULT_TOPIC_RECORDS });
 });
+
+function unionBranches(type: avro.Type): avro.Type[] {
+  return (type as unknown as { types: avro.Type[] }).types;
+}

@@ -197,3 +197,39 @@ test('a corrupt state file stops the start instead of silently reissuing ids', a
   writeFileSync(file, '{"format":"something-else"}');
   await assert.rejects(startRegistry({ port: 0, file }), /not a schema registry state file/);
 });
+
+test('registry-main starts the stand-in from the command line, logs when listening, stops on SIGTERM', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const dir = mkdtempSync(join(tmpdir(), 'registry-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'registry.json');
+  const main = new URL('../../schemas/registry-main.ts', import.meta.url).pathname;
+  const child = spawn(process.execPath, ['--import', 'tsx', main, '--port', '0', '--file', file], {
+    env: { ...process.env, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  const line = await new Promise<{ url: string; msg: string }>((resolve, reject) => {
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`no listening line; output: ${buf}`)), 20000);
+    child.stdout.on('data', (c: Buffer) => {
+      buf += c.toString();
+      for (const l of buf.split('\n')) {
+        if (l.includes('schema registry listening')) {
+          clearTimeout(timer);
+          resolve(JSON.parse(l) as { url: string; msg: string });
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${buf}`)));
+  });
+  assert.match(line.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  const r = await call(line.url, 'POST', '/subjects/things-value/versions', { schema: s(v1) });
+  assert.equal(r.status, 200);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  assert.equal(await exited, 0);
+  assert.equal(Object.keys(JSON.parse(readFileSync(file, 'utf8')).subjects).length, 1, 'state persisted to --file');
+});
