@@ -1,0 +1,418 @@
+// Validation stage: signals.raw (bytes as received from RabbitMQ) → signals.valid (Avro Signal).
+//
+// Pure `process` (house style 1); PostgreSQL only in `load` (enabled assets, which signal_ids are
+// already recorded) and `persist` (one recorded outcome per signal_id). A refused record goes to
+// signals.dlq with its original bytes and a reason code (the runner writes the envelope); when its
+// signal_id is known, a `signal_rejected` OrderEvent goes to orders.events too, so the model learns
+// from refusals.
+//
+// Checks, in this order (the first failing one is the reason):
+//   oversize          value (or the bridge's amqp.body_size header) larger than SIGNAL_MAX_BYTES
+//   malformed_json    not UTF-8, not JSON, or not a JSON object
+//   duplicate_signal  signal_id already recorded from another record (PostgreSQL), or seen earlier in
+//                     the same chunk. Checked as soon as the id is readable, before anything else, so
+//                     a repeated id never gets a second outcome whatever else is wrong with it.
+//   missing_field / invalid_signal_id / invalid_amount / invalid_confidence / invalid_timestamp /
+//   invalid_field     the signal format (pipelines/signal-format.ts), every bad path in the detail
+//   unknown_asset     not an instrument in PostgreSQL and not in ASSETS
+//   asset_disabled    instrument disabled (enabled = false or not Trading), or not in ASSETS when set
+//   stale_signal      timestamp older than SIGNAL_MAX_AGE_MS by the stage's clock
+//   future_signal     timestamp later than the clock + SIGNAL_MAX_SKEW_MS
+//
+// Duplicates and replays. Every outcome row in `signals` records the Kafka record it was decided
+// from (`source_record` = topic/partition/offset of signals.raw). The runner persists BEFORE it
+// commits the Kafka transaction, so a crash in between makes the same record come back with its
+// signal_id already in PostgreSQL. Such a record (same source_record) is a *replay*: it is validated
+// again and its output emitted again (the first attempt's transaction was aborted, so nothing
+// downstream saw it), and persist overwrites the row with the new outcome. A signal_id recorded from
+// any *other* record is a duplicate: no second Signal, a duplicate_count increment on the original
+// row. Two validators racing on the same signal_id (different assets, different partitions) are
+// settled by the primary key: persist inserts only if no row from another record exists, and
+// otherwise throws a RetriableError, so the runner redoes the chunk and sees the winner's row.
+// A same-source row already 'decided' (only possible after a consumer-group reset) is not emitted
+// again: the signal went through once.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { Stage, StageRecord, StageResult, Output } from './runner.ts';
+import { ok, reject } from './runner.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { sql, type DatabasePool, type CommonQueryMethods } from '../runtime/db.ts';
+import { RetriableError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { topicName } from '../runtime/topics.ts';
+import type { OrderEvent, Signal } from '../schemas/types.ts';
+import { ASSET_RE, hasControlChars, parseIsoTimestamp, parseSignalJson, signalIdOf, type NormalisedSignal } from './signal-format.ts';
+
+export const name = 'validate';
+
+/** Kafka headers the stage reads (set by connectors/signal-bridge.ts). */
+export const RAW_HEADERS = {
+  receivedAt: 'received_at',
+  traceId: 'trace_id',
+  bodySize: 'amqp.body_size',
+} as const;
+
+export const REASONS = {
+  oversize: 'oversize',
+  malformedJson: 'malformed_json',
+  duplicate: 'duplicate_signal',
+  missingField: 'missing_field',
+  invalidSignalId: 'invalid_signal_id',
+  invalidAmount: 'invalid_amount',
+  invalidConfidence: 'invalid_confidence',
+  invalidTimestamp: 'invalid_timestamp',
+  invalidField: 'invalid_field',
+  unknownAsset: 'unknown_asset',
+  assetDisabled: 'asset_disabled',
+  stale: 'stale_signal',
+  future: 'future_signal',
+} as const;
+export type ReasonCode = (typeof REASONS)[keyof typeof REASONS];
+
+const int = z.coerce.number().int();
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+
+/** The stage's settings (names as in runtime/config.ts; ASSETS is new there). */
+export const configSchema = z.object({
+  TOPIC_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')),
+  SIGNAL_MAX_AGE_MS: z.preprocess(emptyToUndefined, int.min(0).default(30000)).describe('Signals older than this are rejected as stale.'),
+  SIGNAL_MAX_SKEW_MS: z.preprocess(emptyToUndefined, int.min(0).default(5000)).describe('Signals dated further in the future than this are rejected.'),
+  SIGNAL_MAX_BYTES: z.preprocess(emptyToUndefined, int.min(256).default(65536)).describe('Largest accepted signal message, bytes.'),
+  ASSETS: z
+    .preprocess(
+      (v) => (Array.isArray(v) ? v : typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v === undefined ? [] : v),
+      z.array(z.string().regex(ASSET_RE)),
+    )
+    .describe('Comma-separated symbols allowed to trade. Empty: every instrument enabled in PostgreSQL. A listed symbol without an instruments row is accepted by validation (the risk stage needs its filters).'),
+});
+export type ValidateConfig = z.output<typeof configSchema>;
+
+/** Parse the stage's settings from an environment-like object (strings or already-typed values). */
+export function parseConfig(env: Record<string, unknown> = process.env): ValidateConfig {
+  return configSchema.parse(env);
+}
+
+/** Input and output record kinds (house style 8). */
+export const inputSchema = { topic: 'signals.raw', record: 'raw' } as const;
+export const outputSchemas = [
+  { topic: 'signals.valid', record: 'Signal' },
+  { topic: 'orders.events', record: 'OrderEvent' },
+  { topic: 'signals.dlq', record: 'DeadLetter' },
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+export interface KnownSignal {
+  status: 'received' | 'valid' | 'rejected' | 'decided';
+  /** topic/partition/offset of the raw record the row was recorded from; null if written elsewhere. */
+  sourceRecord: string | null;
+}
+
+export interface ValidateState {
+  /** symbol → may trade. Absent = unknown asset. */
+  assets: ReadonlyMap<string, boolean>;
+  /** signal_id → its row in `signals`, for the chunk's ids. */
+  known: ReadonlyMap<string, KnownSignal>;
+  /** signal_id → source of the first record of the chunk that carries it. */
+  firstInChunk: ReadonlyMap<string, string>;
+}
+
+export const sourceOf = (rec: Pick<StageRecord<unknown>, 'topic' | 'partition' | 'offset'>): string => `${rec.topic}/${rec.partition}/${rec.offset}`;
+
+// ---------------------------------------------------------------------------------------------
+// Reading the bytes (shared by load, process and persist so they agree on which ids are "known")
+
+export type Inspected =
+  | { kind: 'oversize'; size: number }
+  | { kind: 'malformed'; detail: string }
+  | { kind: 'parsed'; json: Record<string, unknown>; signalId: string | null };
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function inspect(rec: Pick<StageRecord<Buffer>, 'value' | 'headers'>, maxBytes: number): Inspected {
+  const declared = Number(rec.headers[RAW_HEADERS.bodySize]);
+  const size = Number.isSafeInteger(declared) && declared > rec.value.length ? declared : rec.value.length;
+  if (size > maxBytes) return { kind: 'oversize', size };
+  let textValue: string;
+  try {
+    textValue = utf8.decode(rec.value);
+  } catch {
+    return { kind: 'malformed', detail: 'message is not valid UTF-8' };
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(textValue);
+  } catch (err) {
+    return { kind: 'malformed', detail: `not JSON: ${(err as Error).message}` };
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    return { kind: 'malformed', detail: `not a JSON object (got ${json === null ? 'null' : Array.isArray(json) ? 'array' : typeof json})` };
+  }
+  return { kind: 'parsed', json: json as Record<string, unknown>, signalId: signalIdOf(json) };
+}
+
+/** signal_id → source of the first record carrying it, in chunk order. */
+export function firstOccurrences(records: ReadonlyArray<StageRecord<Buffer>>, maxBytes: number): Map<string, string> {
+  const first = new Map<string, string>();
+  for (const rec of records) {
+    const p = inspect(rec, maxBytes);
+    if (p.kind === 'parsed' && p.signalId && !first.has(p.signalId)) first.set(p.signalId, sourceOf(rec));
+  }
+  return first;
+}
+
+/** Combine the instruments table with the ASSETS allow-list (see configSchema). */
+export function assetMap(instruments: ReadonlyArray<{ symbol: string; enabled: boolean }>, allow: readonly string[]): Map<string, boolean> {
+  const allowed = new Set(allow);
+  const out = new Map<string, boolean>();
+  for (const i of instruments) out.set(i.symbol, (out.get(i.symbol) ?? false) || (i.enabled && (allowed.size === 0 || allowed.has(i.symbol))));
+  for (const a of allowed) if (!out.has(a)) out.set(a, true);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/** Deterministic id of the signal_rejected event: the same signal and reason give the same id. */
+export function rejectionEventId(signalId: string, code: string): string {
+  const h = createHash('sha256').update(`signal_rejected\0${signalId}\0${code}`).digest('hex');
+  // UUID-shaped (version 8, RFC 9562 "custom") so it fits wherever ids are UUIDs.
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16]!, 16) & 0x3) | 0x8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
+}
+
+const str = (v: unknown, max = 256): string | null => (typeof v === 'string' && v.length > 0 && v.length <= max && !hasControlChars(v) ? v : null);
+const num01 = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1 ? v : null);
+const sideOf = (json: Record<string, unknown>): 'buy' | 'sell' | null => {
+  const s = json.signal_type ?? json.signal;
+  return s === 'buy' || s === 'sell' ? s : null;
+};
+
+/** The signal's context as far as each field is individually valid (for refusals). */
+interface Context {
+  signal_id: string;
+  asset: string | null;
+  side: 'buy' | 'sell' | null;
+  strategy_id: string | null;
+  model_version: string | null;
+  is_warmup: boolean | null;
+  confidence: number | null;
+  trace_id: string | null;
+}
+
+function contextOf(signalId: string, json: Record<string, unknown>, headerTrace: string | null): Context {
+  return {
+    signal_id: signalId,
+    asset: typeof json.asset === 'string' && ASSET_RE.test(json.asset) ? json.asset : null,
+    side: sideOf(json),
+    strategy_id: str(json.strategy_id),
+    model_version: str(json.model_version),
+    is_warmup: typeof json.is_warmup === 'boolean' ? json.is_warmup : null,
+    confidence: num01(json.confidence),
+    trace_id: str(json.trace_id) ?? headerTrace,
+  };
+}
+
+function rejectionEvent(ctx: Context, code: string, detail: string, now: number): OrderEvent {
+  return {
+    event_id: rejectionEventId(ctx.signal_id, code),
+    event_type: 'signal_rejected',
+    occurred_at: now,
+    observed_at: now,
+    order_link_id: null,
+    order_id: null,
+    status: null,
+    previous_status: null,
+    category: null,
+    symbol: ctx.asset,
+    side: ctx.side === 'buy' ? 'Buy' : ctx.side === 'sell' ? 'Sell' : null,
+    order_type: null,
+    qty: null,
+    price: null,
+    filled_qty: null,
+    avg_fill_price: null,
+    fees: null,
+    fee_currency: null,
+    remaining_qty: null,
+    last_exec_id: null,
+    last_exec_qty: null,
+    last_exec_price: null,
+    slippage_bps: null,
+    latencies: { signal_to_submitted_ms: null, submitted_to_ack_ms: null, submitted_to_first_fill_ms: null, to_final_ms: null },
+    reason_code: code,
+    reason_detail: detail.slice(0, 1000),
+    signal_id: ctx.signal_id,
+    strategy_id: ctx.strategy_id,
+    model_version: ctx.model_version,
+    is_warmup: ctx.is_warmup,
+    confidence: ctx.confidence,
+    trace_id: ctx.trace_id,
+    source: 'signal',
+    external: false,
+    sequence: null,
+  };
+}
+
+function receivedAt(rec: StageRecord<Buffer>): number {
+  const v = Number(rec.headers[RAW_HEADERS.receivedAt]);
+  return Number.isSafeInteger(v) && v > 0 ? v : rec.timestamp;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+export interface ValidateDeps {
+  config: ValidateConfig;
+  /** Needed by load/persist; a stage without a db can still run `process` (unit tests). */
+  db?: DatabasePool;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateState> {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const topics = {
+    raw: topicName('signals.raw', cfg.TOPIC_PREFIX),
+    valid: topicName('signals.valid', cfg.TOPIC_PREFIX),
+    dlq: topicName('signals.dlq', cfg.TOPIC_PREFIX),
+    events: topicName('orders.events', cfg.TOPIC_PREFIX),
+  };
+
+  const refuse = (code: ReasonCode, detail: string, ctx: Context | null, now: number): StageResult => {
+    const outputs: Output[] = ctx ? [{ topic: topics.events, key: ctx.asset, value: rejectionEvent(ctx, code, detail, now), headers: { signal_id: ctx.signal_id, reason_code: code } }] : [];
+    return reject(code, detail, outputs);
+  };
+
+  const processRecord = (rec: StageRecord<Buffer>, { state, clock: stageClock }: { state: ValidateState; clock: Clock }): StageResult => {
+    const now = stageClock.now();
+    const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
+    if (p.kind === 'oversize') return refuse(REASONS.oversize, `message is ${p.size} bytes, limit ${cfg.SIGNAL_MAX_BYTES}`, null, now);
+    if (p.kind === 'malformed') return refuse(REASONS.malformedJson, p.detail, null, now);
+    const headerTrace = str(rec.headers[RAW_HEADERS.traceId]);
+    const id = p.signalId;
+    const ctx = id ? contextOf(id, p.json, headerTrace) : null;
+    if (id && ctx) {
+      const src = sourceOf(rec);
+      const row = state.known.get(id);
+      if (row && row.sourceRecord !== src) {
+        return refuse(REASONS.duplicate, `signal_id ${id} already recorded (status ${row.status}) from ${row.sourceRecord ?? 'elsewhere'}`, ctx, now);
+      }
+      if (row && row.status === 'decided') return ok(); // same record read again after a group reset: already went through
+      const first = state.firstInChunk.get(id);
+      if (first !== undefined && first !== src) return refuse(REASONS.duplicate, `signal_id ${id} repeated; first seen at ${first}`, ctx, now);
+    }
+
+    const parsed = parseSignalJson(p.json);
+    if (!parsed.ok) return refuse(parsed.code, parsed.detail, ctx, now);
+    const s: NormalisedSignal = parsed.signal;
+    const fullCtx: Context = { ...ctx!, trace_id: s.trace_id ?? headerTrace };
+
+    const enabled = state.assets.get(s.asset);
+    if (enabled === undefined) return refuse(REASONS.unknownAsset, `asset ${s.asset} is not a known instrument`, fullCtx, now);
+    if (!enabled) return refuse(REASONS.assetDisabled, `asset ${s.asset} is disabled for trading`, fullCtx, now);
+
+    const age = now - s.timestamp;
+    if (age > cfg.SIGNAL_MAX_AGE_MS) return refuse(REASONS.stale, `signal is ${age} ms old, limit ${cfg.SIGNAL_MAX_AGE_MS} ms`, fullCtx, now);
+    if (-age > cfg.SIGNAL_MAX_SKEW_MS) return refuse(REASONS.future, `signal is dated ${-age} ms in the future, allowance ${cfg.SIGNAL_MAX_SKEW_MS} ms`, fullCtx, now);
+
+    const signal: Signal = { ...s, trace_id: fullCtx.trace_id, received_at: receivedAt(rec), validated_at: now };
+    return ok({ topic: topics.valid, key: s.asset, value: signal, headers: { signal_id: s.signal_id } });
+  };
+
+  const requireDb = (): DatabasePool => {
+    if (!deps.db) throw new Error('validate stage: load/persist need deps.db');
+    return deps.db;
+  };
+
+  const load = async (records: StageRecord<Buffer>[]): Promise<ValidateState> => {
+    const db = requireDb();
+    const firstInChunk = firstOccurrences(records, cfg.SIGNAL_MAX_BYTES);
+    const ids = [...firstInChunk.keys()];
+    const [instruments, rows] = await Promise.all([
+      db.any(sql.type(z.object({ symbol: z.string(), enabled: z.boolean() }))`
+        SELECT symbol, bool_or(enabled AND status = 'Trading') AS enabled FROM instruments GROUP BY symbol`),
+      ids.length === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(z.object({ signal_id: z.string(), status: z.enum(['received', 'valid', 'rejected', 'decided']), source_record: z.string().nullable() }))`
+            SELECT signal_id::text AS signal_id, status, source_record FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`),
+    ]);
+    return {
+      assets: assetMap(instruments, cfg.ASSETS),
+      known: new Map(rows.map((r) => [r.signal_id, { status: r.status, sourceRecord: r.source_record }])),
+      firstInChunk,
+    };
+  };
+
+  const persist = async (items: Array<{ rec: StageRecord<Buffer>; result: StageResult }>): Promise<void> => {
+    const db = requireDb();
+    await db.transaction(async (tx) => {
+      for (const { rec, result } of items) {
+        const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
+        if (p.kind !== 'parsed' || !p.signalId) continue; // no signal_id: the dead letter is the record
+        await recordOutcome(tx, rec, p.json, p.signalId, result, clock.now());
+      }
+    });
+  };
+
+  return { name, input: topics.raw, inputFormat: 'raw', dlq: topics.dlq, load, process: processRecord, persist };
+}
+
+// ---------------------------------------------------------------------------------------------
+// persist helpers
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** Strings PostgreSQL can store in jsonb/text: well-formed UTF-16, no NUL. */
+export function pgSafe(v: unknown): unknown {
+  if (typeof v === 'string') return v.replace(LONE_SURROGATE, '\uFFFD').split('\u0000').join('\uFFFD');
+  if (Array.isArray(v)) return v.map(pgSafe);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [pgSafe(k) as string, pgSafe(x)]));
+  if (typeof v === 'number' && !Number.isFinite(v)) return null;
+  return v;
+}
+
+const signalRow = z.object({ signal_id: z.string() });
+
+async function recordOutcome(tx: CommonQueryMethods, rec: StageRecord<Buffer>, json: Record<string, unknown>, signalId: string, result: StageResult, now: number): Promise<void> {
+  if (result.kind === 'reject' && result.code === REASONS.duplicate) {
+    await tx.query(sql.typeAlias('void')`
+      UPDATE signals SET duplicate_count = duplicate_count + 1, last_duplicate_at = ${sql.timestamp(new Date(now))}
+      WHERE signal_id = ${signalId}`);
+    return;
+  }
+  if (result.kind === 'ok' && result.outputs.length === 0) return; // already decided: nothing to record
+  const accepted = result.kind === 'ok';
+  const valid = accepted ? (result.outputs[0]!.value as Signal) : null;
+  const ctx = contextOf(signalId, json, null);
+  const amount = typeof json.amount === 'number' && Number.isFinite(json.amount) && json.amount > 0 ? json.amount : null;
+  const snap = json.market_data_snapshot as Record<string, unknown> | undefined;
+  const snapPrice = snap && typeof snap === 'object' && typeof snap.price === 'number' && Number.isFinite(snap.price) && snap.price > 0 ? snap.price : null;
+  const ts = typeof json.timestamp === 'string' ? parseIsoTimestamp(json.timestamp) : null;
+  const status = accepted ? 'valid' : 'rejected';
+  const outcome = accepted ? null : 'rejected';
+  const reason = accepted ? null : result.code;
+  const outcomeAt = accepted ? null : sql.timestamp(new Date(now));
+  const recvd = receivedAt(rec);
+  const row = await tx.maybeOne(sql.type(signalRow)`
+    INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup,
+                         confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload, received_at, source_record)
+    VALUES (${signalId}, ${status}, ${outcome}, ${reason}, ${outcomeAt}, ${ctx.strategy_id}, ${ctx.model_version}, ${ctx.is_warmup},
+            ${ctx.confidence}, ${ctx.asset}, ${ctx.side}, ${amount}, ${snapPrice},
+            ${ts === null ? null : sql.timestamp(new Date(ts))}, ${valid?.trace_id ?? ctx.trace_id},
+            ${sql.jsonb(pgSafe(json) as never)}, ${sql.timestamp(new Date(recvd))}, ${sourceOf(rec)})
+    ON CONFLICT (signal_id) DO UPDATE SET
+      status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at,
+      strategy_id = EXCLUDED.strategy_id, model_version = EXCLUDED.model_version, is_warmup = EXCLUDED.is_warmup,
+      confidence = EXCLUDED.confidence, asset = EXCLUDED.asset, side = EXCLUDED.side, amount = EXCLUDED.amount,
+      snapshot_price = EXCLUDED.snapshot_price, signal_ts = EXCLUDED.signal_ts, trace_id = EXCLUDED.trace_id,
+      payload = EXCLUDED.payload, received_at = EXCLUDED.received_at
+    WHERE signals.source_record = EXCLUDED.source_record AND signals.status <> 'decided'
+    RETURNING signal_id::text AS signal_id`);
+  if (!row) {
+    // Recorded from another raw record between load and persist (a concurrent validator): redo the
+    // chunk so this record is judged against that row (it becomes a duplicate).
+    throw new RetriableError('signal_id_race', `signal ${signalId} was recorded from another record meanwhile; re-validating the chunk`);
+  }
+}
