@@ -1,0 +1,177 @@
+// startSimulator(): the embeddable Bybit v5 simulator (REST + websocket + admin on one port).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { systemClock, type Clock } from '../runtime/clock.ts';
+import { createAdminHandler } from './admin.ts';
+import { Authenticator, type Credential } from './auth.ts';
+import type { DepthModel } from './book.ts';
+import { SimError } from './errors.ts';
+import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
+import { FaultController, type FaultConfig } from './faults.ts';
+import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
+import type { PriceProcessOptions } from './price-process.ts';
+import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
+import { createRestHandler } from './rest-server.ts';
+import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
+import { SimWsServer } from './ws-server.ts';
+
+export const DEFAULT_CREDENTIALS: readonly Credential[] = Object.freeze([{ key: 'sim-key', secret: 'sim-secret', uid: '1000001' }]);
+
+export interface SimulatorOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  host?: string;
+  seed?: number;
+  /** Exchange time (price steps, order and execution times). Default: the wall clock. */
+  clock?: Clock;
+  /** Time used to check request timestamps and ws auth expiry. Default: the wall clock. */
+  authClock?: Clock;
+  /** Run the price process on a timer. Default: true with the wall clock, false with a custom clock. */
+  autoTick?: boolean;
+  /** API keys; each maps to a uid (account). Default [{key:'sim-key', secret:'sim-secret', uid:'1000001'}]. */
+  credentials?: Array<{ key: string; secret: string; uid?: string }>;
+  /** Starting balances of every account. Default {USDT: 100000, BTC: 1, ETH: 10}. */
+  balances?: Record<string, number>;
+  /** Per-uid balances, overriding `balances`. */
+  accounts?: AccountSpec[];
+  rateLimits?: RateLimitOptions;
+  priceProcess?: PriceProcessOptions;
+  instruments?: readonly Instrument[];
+  depth?: Partial<DepthModel>;
+  faults?: FaultConfig;
+  /** Category of public topics on a connection whose path names none. Default 'linear'. */
+  publicCategory?: Category;
+  logger?: Logger;
+}
+
+export interface Simulator {
+  readonly restUrl: string;
+  readonly wsUrl: string;
+  readonly port: number;
+  readonly host: string;
+  readonly credentials: readonly Credential[];
+  readonly exchange: Exchange;
+  readonly faults: FaultController;
+  /** Advance a manual clock by ms (if the clock has advance()) and run the price process. */
+  advance(ms?: number): void;
+  /** Advance by whole price steps. */
+  tick(steps?: number): void;
+  /** Jump a symbol's mid price and match resting orders against it. */
+  setPrice(symbol: string, price: number): void;
+  /** Place an order directly, as another client of the same account would (no REST, no rate limit). */
+  placeOrder(params: Record<string, unknown>, opts?: { uid?: string; key?: string }): { orderId: string; orderLinkId: string };
+  /** Every order ever accepted, in Bybit's shape plus uid and source. */
+  orders(uid?: string): Array<Record<string, unknown>>;
+  executions(uid?: string): Array<Record<string, unknown>>;
+  state(): Record<string, unknown>;
+  wsConnections(): Array<{ id: string; path: string; uid?: string; subscriptions: string[]; sent: number }>;
+  close(): Promise<void>;
+}
+
+export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simulator> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? pino({ level: 'silent' });
+  const seed = opts.seed ?? 42;
+  let nextUid = 1000001;
+  const credentials: Credential[] = (opts.credentials ?? DEFAULT_CREDENTIALS).map((c) => ({ key: c.key, secret: c.secret, uid: c.uid ?? String(nextUid++) }));
+  const uids = [...new Set(credentials.map((c) => c.uid))];
+  const accounts: AccountSpec[] = uids.map((uid) => opts.accounts?.find((a) => a.uid === uid) ?? { uid, balances: { ...(opts.balances ?? DEFAULT_BALANCES) } });
+  for (const a of opts.accounts ?? []) if (!uids.includes(a.uid)) accounts.push(a);
+
+  const exchange = new Exchange({ seed, clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts });
+  const startedAt = clock.now();
+  const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
+  const limiter = new RateLimiter(opts.rateLimits ?? {}, clock);
+  const faults = new FaultController(seed, opts.faults ?? {}, () => clock.now());
+
+  // eslint-disable-next-line prefer-const
+  let sim: Simulator;
+  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, admin: createAdminHandler(() => sim) });
+  const server: Server = createServer(rest.listener);
+  const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear' });
+
+  const host = opts.host ?? '127.0.0.1';
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+
+  const autoTick = opts.autoTick ?? opts.clock === undefined;
+  const timer = autoTick ? setInterval(() => exchange.advance(), exchange.prices.stepMs) : undefined;
+  timer?.unref();
+
+  const uidFor = (o?: { uid?: string; key?: string }) => {
+    if (o?.uid) return o.uid;
+    if (o?.key) {
+      const c = auth.credential(o.key);
+      if (!c) throw new SimError(10003, 'API key is invalid.');
+      return c.uid;
+    }
+    return credentials[0]!.uid;
+  };
+  const inst = (category: string, symbol: string) => exchange.instruments.get(category, symbol)!;
+
+  sim = {
+    restUrl: `http://${host}:${port}`,
+    wsUrl: `ws://${host}:${port}/v5/private`,
+    port,
+    host,
+    credentials,
+    exchange,
+    faults,
+    advance(ms = 0) {
+      const c = clock as Clock & { advance?: (ms: number) => void };
+      if (ms > 0 && typeof c.advance === 'function') c.advance(ms);
+      exchange.advance();
+    },
+    tick(steps = 1) {
+      sim.advance(steps * exchange.prices.stepMs);
+    },
+    setPrice(symbol, price) {
+      exchange.setPrice(symbol, price);
+    },
+    placeOrder(params, o) {
+      return exchange.placeOrder(uidFor(o), params, { source: 'direct' });
+    },
+    orders(uid) {
+      return exchange.allOrders(uid).map((o) => ({ ...orderRest(o, inst(o.category, o.symbol)), category: o.category, uid: o.uid, source: o.source }));
+    },
+    executions(uid) {
+      return exchange.allExecutions(uid).map((e) => ({ ...executionRest(e, inst(e.category, e.symbol)), category: e.category, uid: e.uid }));
+    },
+    state() {
+      return {
+        time: exchange.now(),
+        stepMs: exchange.prices.stepMs,
+        steps: exchange.prices.steps,
+        regime: exchange.prices.regimeAt(),
+        prices: Object.fromEntries(exchange.prices.symbols().map((s) => [s, String(exchange.mid(s))])),
+        accounts: exchange.accountIds().map((uid) => ({
+          uid,
+          wallet: walletItem(exchange.wallet(uid)),
+          positions: exchange.positions(uid).map((p) => positionRest(p.position, p.instrument, p.figures)),
+        })),
+        orders: { total: exchange.allOrders().length, open: exchange.allOrders().filter((o) => o.orderStatus === 'New' || o.orderStatus === 'PartiallyFilled').length },
+        executions: exchange.allExecutions().length,
+        faults: { config: faults.config, stats: faults.stats },
+        ws: ws.connections(),
+      };
+    },
+    wsConnections: () => ws.connections(),
+    async close() {
+      if (timer) clearInterval(timer);
+      rest.releaseHung();
+      await ws.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+  return sim;
+}
