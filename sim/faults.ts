@@ -33,7 +33,7 @@ export const faultConfigSchema = z
         topics: z.array(z.string()).optional(),
         drop: z.object({ count: rule.count, probability: rule.probability }).strict().optional(),
         duplicate: z.object({ count: rule.count, probability: rule.probability }).strict().optional(),
-        /** Hold a message back and deliver it after the next one on the same connection. */
+        /** Hold a message back and deliver it after the next one of the same topic on that connection (or after holdMs). */
         reorder: z.object({ count: rule.count, probability: rule.probability, holdMs: z.number().min(0).optional() }).strict().optional(),
         latencyMs: z.number().min(0).optional(),
         /** Close every connection at this period (ms). */

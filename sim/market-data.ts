@@ -5,9 +5,10 @@ import type { Instrument } from './instruments.ts';
 import { fix, trim } from './num.ts';
 import { priceDecimals, qtyDecimals } from './views.ts';
 
-export function instrumentItem(i: Instrument, launchTime: number): Record<string, unknown> {
+export function instrumentItem(i: Instrument, launchTime: number, symbolId: number): Record<string, unknown> {
   if (i.category === 'spot') {
     return {
+      symbolId,
       symbol: i.symbol,
       baseCoin: i.baseCoin,
       quoteCoin: i.quoteCoin,
@@ -33,6 +34,7 @@ export function instrumentItem(i: Instrument, launchTime: number): Record<string
   }
   return {
     symbol: i.symbol,
+    symbolId,
     contractType: 'LinearPerpetual',
     status: 'Trading',
     baseCoin: i.baseCoin,

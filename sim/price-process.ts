@@ -25,7 +25,7 @@ export interface PriceProcessOptions {
   stepMs?: number;
   /** Mean log-return per step. Default 0. */
   drift?: number;
-  /** Stdev of the log-return per step. Default 0.0004. */
+  /** Stdev of the log-return per step. Default 0.0001. */
   volatility?: number;
   /** Cycled in order; overrides drift/volatility in random-walk mode. */
   regimes?: Regime[];
@@ -208,7 +208,7 @@ export class PriceProcess {
       next = this.replay!.symbol === s.symbol ? row.close : s.initialPrice * (row.close / rows[0]!.close);
     } else {
       let drift = this.opts.drift ?? 0;
-      let vol = this.opts.volatility ?? 0.0004;
+      let vol = this.opts.volatility ?? 0.0001;
       let r: number;
       if (mode === 'pattern') {
         const momentum = this.regimeAt(this.stepIndex) === 'momentum' ? (this.opts.momentum ?? 0.6) : 0;

@@ -127,7 +127,7 @@ export const ROUTES: Route[] = [
       const list = ex.instruments
         .ofCategory(category as 'spot' | 'linear')
         .filter((i) => (!symbol || i.symbol === symbol) && (!baseCoin || i.baseCoin === baseCoin))
-        .map((i) => instrumentItem(i, startedAt));
+        .map((i) => instrumentItem(i, startedAt, ex.instruments.list.indexOf(i) + 1));
       return category === 'spot' ? { category, list } : { category, list, nextPageCursor: '' };
     },
   },

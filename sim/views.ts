@@ -198,7 +198,8 @@ function positionCommon(p: Position, i: Instrument, f: PositionFigures): Record<
 
 /** Item of /v5/position/list. */
 export function positionRest(p: Position, i: Instrument, f: PositionFigures): Record<string, unknown> {
-  return { ...positionCommon(p, i, f), avgPrice: trim(p.avgPrice, 8) };
+  // The documentation's example spells it mmrSysUpdateTime, its table mmrSysUpdatedTime: send both.
+  return { ...positionCommon(p, i, f), avgPrice: trim(p.avgPrice, 8), mmrSysUpdateTime: '' };
 }
 
 /** Item of the private `position` websocket topic. */

@@ -25,7 +25,8 @@ interface Conn {
   path: string;
   uid?: string;
   subs: Set<string>;
-  held?: { text: string; timer: NodeJS.Timeout };
+  /** Messages held back by the reorder fault, per topic. */
+  held: Map<string, { text: string; timer: NodeJS.Timeout }>;
   sent: number;
 }
 
@@ -81,7 +82,7 @@ export class SimWsServer {
     this.unsubscribe();
     if (this.disconnectTimer) clearInterval(this.disconnectTimer);
     for (const c of this.conns) {
-      if (c.held) clearTimeout(c.held.timer);
+      for (const h of c.held.values()) clearTimeout(h.timer);
       c.ws.terminate();
     }
     this.conns.clear();
@@ -99,11 +100,11 @@ export class SimWsServer {
   }
 
   private onConnection(ws: WebSocket, req: IncomingMessage): void {
-    const conn: Conn = { id: `sim-${this.nextConn++}`, ws, path: new URL(req.url ?? '/', 'http://sim.local').pathname, subs: new Set(), sent: 0 };
+    const conn: Conn = { id: `sim-${this.nextConn++}`, ws, path: new URL(req.url ?? '/', 'http://sim.local').pathname, subs: new Set(), held: new Map(), sent: 0 };
     this.conns.add(conn);
     ws.on('message', (raw) => this.onMessage(conn, raw.toString()));
     ws.on('close', () => {
-      if (conn.held) clearTimeout(conn.held.timer);
+      for (const h of conn.held.values()) clearTimeout(h.timer);
       this.conns.delete(conn);
     });
     ws.on('error', (err) => this.deps.logger.debug({ err, conn: conn.id }, 'ws error'));
@@ -237,10 +238,10 @@ export class SimWsServer {
     const text = JSON.stringify(msg);
     const send = () => {
       if (conn.ws.readyState !== WebSocket.OPEN) return;
-      if (d.reorder && !conn.held) {
-        const timer = setTimeout(() => this.flushHeld(conn), d.holdMs);
+      if (d.reorder && !conn.held.has(topic)) {
+        const timer = setTimeout(() => this.flushHeld(conn, topic), d.holdMs);
         timer.unref();
-        conn.held = { text, timer };
+        conn.held.set(topic, { text, timer });
         return;
       }
       conn.ws.send(text);
@@ -249,16 +250,17 @@ export class SimWsServer {
         conn.ws.send(text);
         conn.sent++;
       }
-      this.flushHeld(conn);
+      this.flushHeld(conn, topic);
     };
     if (d.latencyMs > 0) setTimeout(send, d.latencyMs).unref();
     else send();
   }
 
-  private flushHeld(conn: Conn): void {
-    const h = conn.held;
+  /** Deliver the message held back on `topic`, now after the one that overtook it. */
+  private flushHeld(conn: Conn, topic: string): void {
+    const h = conn.held.get(topic);
     if (!h) return;
-    conn.held = undefined;
+    conn.held.delete(topic);
     clearTimeout(h.timer);
     if (conn.ws.readyState === WebSocket.OPEN) {
       conn.ws.send(h.text);
