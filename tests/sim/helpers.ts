@@ -50,13 +50,18 @@ export class WsRecorder {
   authenticated = 0;
   readonly client: WebsocketClient;
 
-  constructor(sim: Simulator, key = KEY, secret = SECRET) {
-    this.client = new WebsocketClient({ key, secret, wsUrl: sim.wsUrl, market: 'v5' }, quietLogger);
+  readonly authEvents: Array<Record<string, unknown>> = [];
+
+  constructor(sim: Simulator, opts: { key?: string; secret?: string; wsUrl?: string } = {}) {
+    this.client = new WebsocketClient({ key: opts.key ?? KEY, secret: opts.secret ?? SECRET, wsUrl: opts.wsUrl ?? sim.wsUrl, market: 'v5' }, quietLogger);
     this.client.on('update', (m: WsMessage) => this.updates.push(m));
     this.client.on('response', (m: Record<string, unknown>) => this.responses.push(m));
     this.client.on('exception', (m: unknown) => this.exceptions.push(m));
     this.client.on('reconnected', () => this.reconnected++);
-    this.client.on('authenticated', () => this.authenticated++);
+    this.client.on('authenticated', (m: Record<string, unknown>) => {
+      this.authenticated++;
+      this.authEvents.push(m);
+    });
   }
 
   /** Subscribe and wait for the exchange to confirm. */
