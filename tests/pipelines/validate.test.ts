@@ -1,9 +1,17 @@
 // Table-driven unit tests of the pure validation stage (pipelines/validate.ts): every rule, with its
 // edge cases, on a ManualClock. No Kafka, no PostgreSQL: `process` gets a hand-built state.
-import { test } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtemp, readdir, readFile, writeFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
 import { ManualClock } from '../../runtime/clock.ts';
+import { loadConfig } from '../../runtime/config.ts';
+import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
+import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import { RetriableError } from '../../runtime/errors.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { assetMap, createValidateStage, firstOccurrences, parseConfig, rejectionEventId, pgSafe, type ValidateState, type KnownSignal } from '../../pipelines/validate.ts';
 import { parseIsoTimestamp, parseSignalJson } from '../../pipelines/signal-format.ts';
@@ -400,4 +408,131 @@ test('the format schema is reusable on its own (what the model service emits)', 
 test('pgSafe: NUL and lone surrogates replaced, non-finite numbers nulled', () => {
   assert.deepEqual(pgSafe({ a: 'x\u0000y', b: ['\ud800'], 'k\u0000': 1, n: Infinity }), { a: 'x\uFFFDy', b: ['\uFFFD'], 'k\uFFFD': 1, n: null });
   assert.equal(pgSafe('\ud83d\ude00'), '\ud83d\ude00');
+});
+
+// ---------------------------------------------------------------------------------------------
+// load / persist on the real PostgreSQL: a migrated database of this file's own (dropped after).
+// Until the `signals.source_record` column is in sql/ (requested from the schema owner), the test
+// applies the proposed migration itself, from a copy of sql/ in a temporary folder.
+
+const PROPOSED_SOURCE_RECORD_MIGRATION = `-- signals.source_record: which signals.raw record the validation stage decided a signal from.
+ALTER TABLE signals ADD COLUMN source_record text;
+COMMENT ON COLUMN signals.source_record IS 'Kafka record (topic/partition/offset of signals.raw) the validation stage recorded this outcome from. The same record read again after a crash before the Kafka commit is a replay (emitted again); another record with this signal_id is a duplicate.';
+`;
+
+const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_validate_${randomBytes(6).toString('hex')}`);
+let pool: DatabasePool;
+let migDir: string;
+
+before(async () => {
+  migDir = await mkdtemp(join(tmpdir(), 'validate-mig-'));
+  const files = (await readdir(defaultMigrationsDir)).filter((f) => /^\d{3,}_[a-z0-9_]+\.sql$/.test(f)).sort();
+  let has = false;
+  for (const f of files) {
+    const text = await readFile(join(defaultMigrationsDir, f), 'utf8');
+    has ||= text.includes('source_record');
+    await writeFile(join(migDir, f), text);
+  }
+  if (!has) {
+    const next = String(Math.max(...files.map((f) => Number(f.split('_')[0]))) + 1).padStart(3, '0');
+    await writeFile(join(migDir, `${next}_signal_source_record.sql`), PROPOSED_SOURCE_RECORD_MIGRATION);
+  }
+  await ensureDatabase(dbUrl);
+  pool = await createDb(dbUrl, { maximumPoolSize: 3 });
+  await migrate(pool, { dir: migDir });
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO instruments (category, symbol, base_coin, quote_coin, tick_size, qty_step, enabled)
+    VALUES ('spot', 'ETHUSDT', 'ETH', 'USDT', 0.01, 0.0001, true), ('spot', 'DOGEUSDT', 'DOGE', 'USDT', 0.00001, 1, false)`);
+});
+
+after(async () => {
+  await pool?.end();
+  await dropDatabase(dbUrl).catch(() => {});
+  if (migDir) await rm(migDir, { recursive: true, force: true });
+});
+
+const rowSchema = z.object({
+  signal_id: z.string(),
+  status: z.string(),
+  outcome: z.string().nullable(),
+  outcome_reason: z.string().nullable(),
+  duplicate_count: z.number(),
+  source_record: z.string().nullable(),
+  amount: z.string().nullable(),
+  side: z.string().nullable(),
+});
+const rowOf = (id: string) => pool.maybeOne(sql.type(rowSchema)`
+  SELECT signal_id::text AS signal_id, status, outcome, outcome_reason, duplicate_count, source_record, amount, side FROM signals WHERE signal_id = ${id}`);
+
+/** What the runner does for one chunk: load, process each record, persist. */
+async function runChunk(st: ReturnType<typeof createValidateStage>, records: StageRecord<Buffer>[], now = NOW): Promise<StageResult[]> {
+  const s = await st.load!(records);
+  const results = records.map((r) => st.process(r, { state: s, clock: new ManualClock(now) }));
+  await st.persist!(records.map((rec, i) => ({ rec, result: results[i]! })), s);
+  return results;
+}
+
+test('db: one recorded outcome per signal_id; a replay of the same records re-emits; a new record with a known id is a duplicate', async () => {
+  const dbStage = createValidateStage({ config, db: pool, clock: new ManualClock(NOW) });
+  const x = seedSignal({ metadata: { note: 'nul \u0000 inside' } });
+  const y = seedSignal({ timestamp: '2025-11-25T20:00:00Z' });
+  const chunk = [rec(x, { offset: '1' }), rec(y, { offset: '2' }), rec({ ...x, amount: 1 }, { offset: '3' }), rec('garbage', { offset: '4' }), rec(seedSignal({ asset: 'DOGEUSDT' }), { offset: '5' })];
+  const first = await runChunk(dbStage, chunk);
+  assert.deepEqual(first.map((r) => (r.kind === 'ok' ? 'ok' : r.code)), ['ok', 'stale_signal', 'duplicate_signal', 'malformed_json', 'asset_disabled']);
+  const rx = await rowOf(String(x.signal_id));
+  assert.deepEqual(rx, { signal_id: x.signal_id, status: 'valid', outcome: null, outcome_reason: null, duplicate_count: 1, source_record: `${RAW}/0/1`, amount: '500', side: 'sell' });
+  const ry = await rowOf(String(y.signal_id));
+  assert.equal(ry?.status, 'rejected');
+  assert.equal(ry?.outcome, 'rejected');
+  assert.equal(ry?.outcome_reason, 'stale_signal');
+
+  // Crash after persist, before the Kafka commit: the same records come again.
+  const replay = await runChunk(dbStage, chunk);
+  assert.deepEqual(replay.map((r) => (r.kind === 'ok' ? 'ok' : r.code)), ['ok', 'stale_signal', 'duplicate_signal', 'malformed_json', 'asset_disabled']);
+  assert.equal((replay[0]!.outputs ?? []).length, 1, 'the accepted signal is emitted again on replay');
+  assert.equal((await rowOf(String(x.signal_id)))?.status, 'valid');
+
+  // The same signal sent again by the model (a new raw record): duplicate, nothing emitted to signals.valid.
+  const again = await runChunk(dbStage, [rec(x, { offset: '77' })]);
+  assert.equal(again[0]!.kind === 'reject' && again[0]!.code, 'duplicate_signal');
+  assert.equal((again[0]!.outputs ?? []).filter((o) => o.topic.endsWith('signals.valid')).length, 0);
+  assert.ok((await rowOf(String(x.signal_id)))!.duplicate_count >= 2);
+
+  // Replay whose decision changed (stale by now): the row follows what is emitted.
+  const late = await runChunk(dbStage, [chunk[0]!], NOW + 120_000);
+  assert.equal(late[0]!.kind === 'reject' && late[0]!.code, 'stale_signal');
+  const rl = await rowOf(String(x.signal_id));
+  assert.equal(rl?.status, 'rejected');
+  assert.equal(rl?.outcome_reason, 'stale_signal');
+
+  // Once the risk stage has decided it, the same record is not emitted again (group reset).
+  await pool.query(sql.typeAlias('void')`UPDATE signals SET status = 'decided', outcome = 'create', outcome_reason = NULL, outcome_at = now() WHERE signal_id = ${String(x.signal_id)}`);
+  const reset = await runChunk(dbStage, [chunk[0]!]);
+  assert.deepEqual(reset[0], { kind: 'ok', outputs: [] });
+  assert.equal((await rowOf(String(x.signal_id)))?.outcome, 'create');
+});
+
+test('db: two validators racing on one signal_id: the loser retries and sees a duplicate', async () => {
+  const dbStage = createValidateStage({ config, db: pool, clock: new ManualClock(NOW) });
+  const z1 = seedSignal();
+  const a = [rec(z1, { offset: '900' })];
+  const b = [{ ...rec({ ...z1, asset: 'BTCUSDT' }, { offset: '900' }), partition: 2 }];
+  const sa = await dbStage.load!(a);
+  const sb = await dbStage.load!(b);
+  const clock = new ManualClock(NOW);
+  const ra = dbStage.process(a[0]!, { state: sa, clock });
+  assert.equal(ra.kind, 'ok');
+  await dbStage.persist!([{ rec: a[0]!, result: ra }], sa);
+  const sb2 = { ...sb, assets: new Map([...sb.assets, ['BTCUSDT', true]]) };
+  const rb2 = dbStage.process(b[0]!, { state: sb2, clock });
+  assert.equal(rb2.kind, 'ok', 'B judged on stale state accepts too');
+  await assert.rejects(dbStage.persist!([{ rec: b[0]!, result: rb2 }], sb2), (e: unknown) => e instanceof RetriableError && e.code === 'signal_id_race');
+  // the runner redoes B's chunk: fresh state, now a duplicate
+  const sb3 = await dbStage.load!(b);
+  const rb3 = dbStage.process(b[0]!, { state: sb3, clock });
+  assert.equal(rb3.kind === 'reject' && rb3.code, 'duplicate_signal');
+  await dbStage.persist!([{ rec: b[0]!, result: rb3 }], sb3);
+  const row = await rowOf(String(z1.signal_id));
+  assert.equal(row?.source_record, `${RAW}/0/900`);
+  assert.equal(row?.duplicate_count, 1);
 });
