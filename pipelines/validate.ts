@@ -282,7 +282,7 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
 
   const refuse = (code: ReasonCode, detail: string, ctx: Context | null, now: number): StageResult => {
     const outputs: Output[] = ctx ? [{ topic: topics.events, key: ctx.asset, value: rejectionEvent(ctx, code, detail, now), headers: { signal_id: ctx.signal_id, reason_code: code } }] : [];
-    return reject(code, detail, outputs);
+    return reject(code, detail, outputs, ctx?.signal_id ?? null);
   };
 
   const processRecord = (rec: StageRecord<Buffer>, { state, clock: stageClock }: { state: ValidateState; clock: Clock }): StageResult => {

@@ -536,3 +536,26 @@ test('db: two validators racing on one signal_id: the loser retries and sees a d
   assert.equal(row?.source_record, `${RAW}/0/900`);
   assert.equal(row?.duplicate_count, 1);
 });
+
+test('rejections carry the signal_id for the dead-letter envelope when it is readable', () => {
+  const s = seedSignal({ amount: 0 });
+  const r = run(rec(s));
+  assert.equal(r.kind === 'reject' && r.signalId, s.signal_id);
+  const g = run(rec('garbage'));
+  assert.equal(g.kind === 'reject' && g.signalId, null);
+});
+
+test('every output is a valid Avro record of its topic (Signal, OrderEvent)', async () => {
+  const { invalidPaths } = await import('../../schemas/codecs.ts'); // dynamic: codecs load the .avsc files
+  const outs = [
+    run(rec(seedSignal())),
+    run(rec(seedSignal({ market_data_snapshot: snap({ technical_indicators: { rsi: 50, macd: { hist: 1 } } }) }))),
+    run(rec(seedSignal({ amount: 'x', strategy_id: null, confidence: 7 }))),
+    run(rec(seedSignal({ asset: 'XRPUSDT', trace_id: null }))),
+  ].flatMap((r) => r.outputs ?? []);
+  assert.equal(outs.length, 4);
+  for (const o of outs) {
+    const kind = o.topic.endsWith('signals.valid') ? 'Signal' : 'OrderEvent';
+    assert.deepEqual(invalidPaths(kind, o.value), [], `${kind} ${JSON.stringify(o.value).slice(0, 200)}`);
+  }
+});
