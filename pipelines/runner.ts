@@ -87,6 +87,7 @@ export interface RunnerDeps {
   retryMaxMs: number;
   onFatal: (err: Error) => void;
   fromBeginning?: boolean;
+  sessionTimeoutMs?: number;
 }
 
 export interface RunningStage {
@@ -115,7 +116,7 @@ function traceOf(h: Headers): string | null {
 export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Promise<RunningStage> {
   const log = deps.logger.child({ stage: stage.name, group: deps.groupId });
   const m = deps.metrics.stage;
-  const consumer: ConsumerPort = deps.kafka.consumer({ groupId: deps.groupId, readCommitted: true });
+  const consumer: ConsumerPort = deps.kafka.consumer({ groupId: deps.groupId, readCommitted: true, sessionTimeoutMs: deps.sessionTimeoutMs });
   const producers = new Map<number, ProducerPort>();
   let joined = false;
   let stopping = false;

@@ -121,8 +121,13 @@ function pinoLogCreator(logger: Logger) {
   return () => ({ namespace, level, log }: LogEntry) => {
     const { message, ...rest } = log;
     const fields = { kafkajs: namespace, ...rest };
-    if (level === KafkaLogLevel.ERROR) logger.warn(fields, message); // kafkajs logs retried errors as ERROR
-    else if (level === KafkaLogLevel.WARN) logger.warn(fields, message);
+    // kafkajs logs every error response it then retries (e.g. CONCURRENT_TRANSACTIONS after each
+    // commit, coordinator loading) at ERROR: those are debug noise; what it gives up on is thrown.
+    const retried = /^(Response |Failed to send messages|Failed to connect to seed broker)/.test(message) || 'retryCount' in rest;
+    if (level === KafkaLogLevel.ERROR || level === KafkaLogLevel.WARN) {
+      if (retried || /Limiting retries for the idempotent producer/.test(message)) logger.debug(fields, message);
+      else logger.warn(fields, message);
+    }
     else if (level === KafkaLogLevel.INFO) logger.debug(fields, message);
     else logger.trace(fields, message);
   };
@@ -148,6 +153,10 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           maxInFlightRequests: p.transactionalId ? 1 : 5,
           transactionalId: p.transactionalId,
           transactionTimeout: p.transactionTimeoutMs ?? 60_000,
+          // After a commit the coordinator writes the markers asynchronously and answers the next
+          // transaction's first request with CONCURRENT_TRANSACTIONS for a few ms: retry quickly
+          // (the Java client does the same) instead of kafkajs' default 100+ ms backoff.
+          retry: p.transactionalId ? { initialRetryTime: 5, maxRetryTime: 1000, retries: 30 } : undefined,
           // Java-compatible murmur2 partitioner, set explicitly (kafkajs v2 default, but say so).
           createPartitioner: Partitioners.DefaultPartitioner,
         }),
@@ -157,7 +166,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
         kafka.consumer({
           groupId: c.groupId,
           readUncommitted: c.readCommitted === false,
-          sessionTimeout: c.sessionTimeoutMs ?? 30_000,
+          sessionTimeout: c.sessionTimeoutMs ?? 10_000,
           heartbeatInterval: 3000,
           maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
           maxWaitTimeInMs: c.maxWaitMs ?? 100,

@@ -10,7 +10,8 @@ import { createKafka, type KafkaPort } from './kafka.ts';
 import { createDb, type DatabasePool } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { createTopicCodec } from '../pipelines/codec.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import { runStage, type Codec, type Stage } from '../pipelines/runner.ts';
+import { retry } from './retry.ts';
 
 export interface Runtime {
   cfg: Config;
@@ -43,7 +44,12 @@ export async function createRuntime(service: string, overrides: Partial<Record<k
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
   const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger });
-  const codec = createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix: cfg.TOPIC_PREFIX });
+  const codec = await retry(() => createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix: cfg.TOPIC_PREFIX }), {
+    retries: Infinity,
+    minMs: 200,
+    maxMs: cfg.STAGE_RETRY_MAX_MS,
+    onRetry: (err, attempt, delayMs) => logger.warn({ err: (err as Error).message, attempt, delayMs }, 'schema registry unavailable; waiting'),
+  });
   const db = await createDb(cfg.DATABASE_URL);
   let fatalSeen = false;
   return {
@@ -100,4 +106,24 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger): void {
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
+}
+
+/** Run a pipeline stage under the runner with this runtime's Kafka, codecs, metrics and settings. */
+export function stageUnit<I, S>(make: (rt: Runtime) => Stage<I, S> | Promise<Stage<I, S>>): UnitFactory {
+  return async (rt) => {
+    const stage = await make(rt);
+    const running = await runStage(stage, {
+      kafka: rt.kafka,
+      codec: rt.codec,
+      logger: rt.logger,
+      metrics: rt.metrics,
+      clock: rt.clock,
+      groupId: rt.group(stage.name),
+      batchMax: rt.cfg.STAGE_BATCH_MAX,
+      retryMaxMs: rt.cfg.STAGE_RETRY_MAX_MS,
+      sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS,
+      onFatal: rt.fatal,
+    });
+    return { name: stage.name, ready: running.joined, stop: running.stop };
+  };
 }

@@ -139,7 +139,7 @@ function formatStorage(p: Paths, cfg: Config, log: Logger): void {
 
 async function kafkaReady(brokers: string[], log: Logger, timeoutMs: number): Promise<void> {
   // Readiness through the admin API: the cluster answers metadata with a controller.
-  const kafka = createKafka({ brokers, clientId: 'stack-readiness', logger: log.child({ level: 'error' }) });
+  const kafka = createKafka({ brokers, clientId: 'stack-readiness', logger: log.child({}, { level: 'fatal' }) });
   const deadline = Date.now() + timeoutMs;
   await retry(
     async () => {
@@ -225,7 +225,7 @@ async function ensureService(name: string, host: string, port: number, startCmd:
   try {
     execFileSync(startCmd[0]!, startCmd.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
   } catch (err) {
-    throw new Error(`${name} is down and could not be started: ${(err as Error).message}`);
+    throw new Error(`${name} is down and could not be started: ${(err as Error).message}`, { cause: err });
   }
   await retry(
     async () => {

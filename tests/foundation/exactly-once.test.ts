@@ -1,0 +1,93 @@
+// On the real local broker: a Kafka→Kafka stage killed (SIGKILL) mid-batch, twice, and restarted
+// produces every output exactly once (count and compare ids).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { namespace, testKafka, createNamespace, waitFor, consumeToEnd, testLogger } from '../helpers.ts';
+import { createTopicCodec } from '../../pipelines/codec.ts';
+import { registryUrl } from '../helpers.ts';
+
+const fixture = fileURLToPath(new URL('../fixtures/copy-stage.ts', import.meta.url));
+
+function startStage(prefix: string): { child: ChildProcess; chunks: () => number; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
+    env: { ...process.env, TOPIC_PREFIX: prefix, STAGE_BATCH_MAX: '40', LOG_LEVEL: process.env.STAGE_LOG_LEVEL ?? "warn" },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let chunks = 0;
+  child.stdout!.on('data', (d: Buffer) => {
+    chunks += (d.toString().match(/^chunk /gm) ?? []).length;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, chunks: () => chunks, exited };
+}
+
+test('a Kafka→Kafka stage killed mid-batch and restarted writes every output exactly once', async () => {
+  const prefix = namespace('eos');
+  const kafka = testKafka();
+  const cleanup = await createNamespace(kafka, prefix, 3);
+  const N = 3000;
+  const ids = Array.from({ length: N }, () => randomUUID());
+  try {
+    const producer = kafka.producer();
+    await producer.connect();
+    const assets = ['BTCUSDT', 'ETHUSDT', 'SOLUSDT', 'XRPUSDT', 'DOGEUSDT'];
+    for (let i = 0; i < N; i += 500) {
+      await producer.send(
+        prefix + 'signals.raw',
+        ids.slice(i, i + 500).map((id, j) => {
+          const asset = assets[(i + j) % assets.length]!;
+          return { key: asset, value: Buffer.from(JSON.stringify({ id, asset })), headers: { trace_id: `trace-${id}` } };
+        }),
+      );
+    }
+    await producer.disconnect();
+
+    // Two kills at different depths into the input, each as soon as chunks are being committed.
+    for (const killAfter of [3, 25]) {
+      const run = startStage(prefix);
+      await waitFor(`${killAfter} chunks processed`, () => run.chunks() >= killAfter, 120_000, 5);
+      run.child.kill('SIGKILL');
+      assert.equal(await run.exited, null, 'killed by signal');
+    }
+
+    // Restart and let it finish: the committed offsets reach the end of the input.
+    const final = startStage(prefix);
+    const admin = kafka.admin();
+    await admin.connect();
+    await waitFor(
+      'the restarted stage to commit the whole input',
+      async () => {
+        const high = await admin.topicOffsets(prefix + 'signals.raw');
+        const done = await admin.groupOffsets(prefix + 'copy', prefix + 'signals.raw');
+        // A partition that never had data has no committed offset (-1).
+        return high.every((h) => h.high === '0' || done.find((d) => d.partition === h.partition)?.offset === h.high);
+      },
+      180_000,
+      250,
+    );
+    await admin.disconnect();
+    final.child.kill('SIGTERM');
+    assert.equal(await final.exited, 0, 'graceful stop exits 0');
+
+    const codec = await createTopicCodec({ registryUrl, prefix });
+    const committed = await consumeToEnd(kafka, prefix + 'signals.valid', 3);
+    const seen = await Promise.all(committed.map(async (m) => ((await codec.decode(m.topic, m.value!)) as { signal_id: string }).signal_id));
+    const counts = new Map<string, number>();
+    for (const id of seen) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const dupes = [...counts].filter(([, c]) => c > 1);
+    const missing = ids.filter((id) => !counts.has(id));
+    assert.deepEqual(dupes, [], 'no output twice');
+    assert.deepEqual(missing, [], 'no output lost');
+    assert.equal(seen.length, N);
+    // Trace ids travel in headers across the hop.
+    assert.ok(committed.every((m) => m.headers['trace_id']?.startsWith('trace-')));
+
+    const everything = await consumeToEnd(kafka, prefix + 'signals.valid', 3, { readCommitted: false });
+    testLogger.info({ committed: committed.length, includingAborted: everything.length }, 'exactly-once figures');
+  } finally {
+    await cleanup();
+  }
+});
