@@ -1,0 +1,223 @@
+// The one adapter over bybit-api's RestClientV5. Which Bybit is chosen by configuration only:
+//   sim      baseUrl http://127.0.0.1:BYBIT_SIM_PORT (the project's simulator)
+//   testnet  testnet: true
+//   demo     demoTrading: true
+//   mainnet  bybit-api's default (api.bybit.com)
+//
+// Every call goes through the client-side rate limiter (connectors/rate-limiter.ts), feeds the
+// answer's X-Bapi-Limit-* headers back into it, and turns anything but retCode 0 into an error of
+// the one hierarchy via connectors/bybit-errors.ts. No retries here: the caller decides (a create
+// must not be re-sent before its orderLinkId was queried; see pipelines/place.ts).
+import { createHash } from 'node:crypto';
+import { RestClientV5, type RestClientOptions, type AccountOrderV5 } from 'bybit-api';
+import { z } from 'zod';
+import type { Clock } from '../runtime/clock.ts';
+import { systemClock } from '../runtime/clock.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { fromRetCode, fromThrown, RET, type BybitOp } from './bybit-errors.ts';
+import { RateLimiter, type RateLimitInfo } from './rate-limiter.ts';
+
+export const name = 'bybit-rest';
+
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+const int = z.coerce.number().int();
+
+/** Settings (BYBIT_ENV … BYBIT_RECV_WINDOW exist in runtime/config.ts; the rest are new there). */
+export const configSchema = z.object({
+  BYBIT_ENV: z.preprocess(emptyToUndefined, z.enum(['sim', 'testnet', 'demo', 'mainnet']).default('sim')),
+  BYBIT_API_KEY: z.preprocess(emptyToUndefined, z.string().default('sim-key')),
+  BYBIT_API_SECRET: z.preprocess(emptyToUndefined, z.string().default('sim-secret')),
+  BYBIT_SIM_PORT: z.preprocess(emptyToUndefined, int.min(1).max(65535).default(9380)),
+  BYBIT_RECV_WINDOW: z.preprocess(emptyToUndefined, int.positive().default(5000)),
+  BYBIT_REST_TIMEOUT_MS: z
+    .preprocess(emptyToUndefined, int.min(100).default(10000))
+    .describe('Timeout of one Bybit REST request, ms; a create that times out is resolved by querying its orderLinkId.'),
+  BYBIT_RATE_LIMIT_FRACTION: z
+    .preprocess(emptyToUndefined, z.coerce.number().gt(0).max(1).default(0.8))
+    .describe("Share of Bybit's per-UID rate limits the client uses (headroom for other clients of the account)."),
+});
+export type BybitRestConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): BybitRestConfig {
+  return configSchema.parse(env);
+}
+
+/** RestClientV5 options for an environment (exported for tests: the choice is config only). */
+export function clientOptions(cfg: BybitRestConfig): RestClientOptions {
+  const base: RestClientOptions = { key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, recv_window: cfg.BYBIT_RECV_WINDOW, parseAPIRateLimits: true };
+  switch (cfg.BYBIT_ENV) {
+    case 'sim':
+      return { ...base, baseUrl: `http://127.0.0.1:${cfg.BYBIT_SIM_PORT}` };
+    case 'testnet':
+      return { ...base, testnet: true };
+    case 'demo':
+      return { ...base, demoTrading: true };
+    case 'mainnet':
+      return base;
+  }
+}
+
+export type Category = 'spot' | 'linear';
+
+export interface CreateOrderParams {
+  category: Category;
+  symbol: string;
+  side: 'Buy' | 'Sell';
+  orderType: 'Market' | 'Limit';
+  qty: string;
+  price?: string;
+  marketUnit?: 'baseCoin' | 'quoteCoin';
+  timeInForce?: 'GTC' | 'IOC' | 'FOK' | 'PostOnly';
+  reduceOnly?: boolean;
+  orderLinkId: string;
+}
+
+export interface OrderRef {
+  category: Category;
+  symbol: string;
+  orderId?: string;
+  orderLinkId?: string;
+}
+
+export interface AmendParams extends OrderRef {
+  qty?: string;
+  price?: string;
+}
+
+/** A successful answer: what the exchange said and when. */
+export interface Ack<T> {
+  result: T;
+  retCode: number;
+  retMsg: string;
+  /** epoch ms, by the injected clock, when the answer arrived */
+  ackedAt: number;
+}
+
+export interface FoundOrder {
+  orderId: string;
+  orderLinkId: string;
+  orderStatus: string;
+  qty: string;
+  price: string;
+  createdTime: number;
+  source: 'realtime' | 'history';
+}
+
+/** The REST port the placement stage depends on (the adapter below, or a test double). */
+export interface BybitRest {
+  readonly env: BybitRestConfig['BYBIT_ENV'];
+  readonly limiter: RateLimiter;
+  createOrder(p: CreateOrderParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
+  amendOrder(p: AmendParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
+  cancelOrder(p: OrderRef): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
+  /** The order with this orderLinkId (or orderId): open or recent in realtime, else history; null if none. */
+  findOrder(ref: OrderRef): Promise<FoundOrder | null>;
+}
+
+export interface BybitRestDeps {
+  config: BybitRestConfig;
+  clock?: Clock;
+  logger?: Logger;
+  limiter?: RateLimiter;
+  /** Extra RestClientV5 options (e.g. a baseUrl for a simulator on another host). */
+  clientOverrides?: RestClientOptions;
+}
+
+interface Answer<T> {
+  retCode: number;
+  retMsg: string;
+  result: T;
+  rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
+}
+
+const CREATE = '/v5/order/create';
+const AMEND = '/v5/order/amend';
+const CANCEL = '/v5/order/cancel';
+const REALTIME = '/v5/order/realtime';
+const HISTORY = '/v5/order/history';
+
+export function createBybitRest(deps: BybitRestDeps): BybitRest {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const limiter = deps.limiter ?? new RateLimiter({ fraction: cfg.BYBIT_RATE_LIMIT_FRACTION, clock });
+  const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
+  // The API key is not a secret, but a short fingerprint is all a log line needs.
+  const keyId = createHash('sha256').update(cfg.BYBIT_API_KEY).digest('hex').slice(0, 8);
+  const log = deps.logger?.child({ connector: name, env: cfg.BYBIT_ENV, key: keyId });
+
+  async function call<T>(op: BybitOp, path: string, category: string, fn: () => Promise<Answer<T>>): Promise<Ack<T>> {
+    const key = RateLimiter.key(path, category);
+    await limiter.acquire(key);
+    let ans: Answer<T>;
+    try {
+      ans = await fn();
+    } catch (err) {
+      const mapped = fromThrown(err, op);
+      log?.debug({ path, category, code: mapped.code, err: mapped.message }, 'bybit request failed');
+      throw mapped;
+    }
+    const info: RateLimitInfo | undefined = ans.rateLimitApi
+      ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp }
+      : undefined;
+    limiter.observe(key, info);
+    if (ans.retCode === RET.OK) return { result: ans.result, retCode: ans.retCode, retMsg: ans.retMsg, ackedAt: clock.now() };
+    if (ans.retCode === RET.RATE_LIMIT && info?.resetAtMs !== undefined) limiter.blockUntil(key, info.resetAtMs);
+    const mapped = fromRetCode(ans.retCode, ans.retMsg, op, { resetAtMs: info?.resetAtMs, now: Date.now() });
+    log?.debug({ path, category, retCode: ans.retCode, retMsg: ans.retMsg, code: mapped.code }, 'bybit refused request');
+    throw mapped;
+  }
+
+  const found = (o: AccountOrderV5, source: FoundOrder['source']): FoundOrder => ({
+    orderId: o.orderId,
+    orderLinkId: o.orderLinkId,
+    orderStatus: o.orderStatus,
+    qty: o.qty,
+    price: o.price,
+    createdTime: Number(o.createdTime),
+    source,
+  });
+
+  return {
+    env: cfg.BYBIT_ENV,
+    limiter,
+    createOrder: (p) =>
+      call('create', CREATE, p.category, () =>
+        client.submitOrder({
+          category: p.category,
+          symbol: p.symbol,
+          side: p.side,
+          orderType: p.orderType,
+          qty: p.qty,
+          ...(p.price !== undefined ? { price: p.price } : {}),
+          ...(p.marketUnit !== undefined ? { marketUnit: p.marketUnit } : {}),
+          ...(p.timeInForce !== undefined ? { timeInForce: p.timeInForce } : {}),
+          ...(p.reduceOnly ? { reduceOnly: true } : {}),
+          orderLinkId: p.orderLinkId,
+        }),
+      ),
+    amendOrder: (p) =>
+      call('amend', AMEND, p.category, () =>
+        client.amendOrder({
+          category: p.category,
+          symbol: p.symbol,
+          ...(p.orderId ? { orderId: p.orderId } : { orderLinkId: p.orderLinkId }),
+          ...(p.qty !== undefined ? { qty: p.qty } : {}),
+          ...(p.price !== undefined ? { price: p.price } : {}),
+        }),
+      ),
+    cancelOrder: (p) =>
+      call('cancel', CANCEL, p.category, () =>
+        client.cancelOrder({ category: p.category, symbol: p.symbol, ...(p.orderId ? { orderId: p.orderId } : { orderLinkId: p.orderLinkId }) }),
+      ),
+    async findOrder(ref) {
+      const q = { category: ref.category, symbol: ref.symbol, ...(ref.orderId ? { orderId: ref.orderId } : { orderLinkId: ref.orderLinkId }) };
+      const match = (o: AccountOrderV5) => (ref.orderId ? o.orderId === ref.orderId : o.orderLinkId === ref.orderLinkId);
+      const rt = await call('query', REALTIME, ref.category, () => client.getActiveOrders(q));
+      const a = rt.result.list?.find(match);
+      if (a) return found(a, 'realtime');
+      const hist = await call('query', HISTORY, ref.category, () => client.getHistoricOrders(q));
+      const h = hist.result.list?.find(match);
+      return h ? found(h, 'history') : null;
+    },
+  };
+}

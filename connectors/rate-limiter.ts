@@ -1,0 +1,145 @@
+// Client-side rate limiter for Bybit REST: per UID (one limiter per API key, and one key is one
+// UID), per endpoint and category, a rolling one-second window kept under Bybit's limits
+// (https://bybit-exchange.github.io/docs/v5/rate-limit: create / amend / cancel 20/s spot and
+// 10/s linear; other private endpoints 50/s by default), times a safety fraction.
+//
+// It also honours what the exchange says in every answer:
+//   X-Bapi-Limit               the UID's real limit for that endpoint (the lower of it and ours wins)
+//   X-Bapi-Limit-Status        requests left in the window: 0 blocks the key until the reset
+//   X-Bapi-Limit-Reset-Timestamp when the window resets (epoch ms)
+// and a 10006 answer blocks the key until its reset timestamp. The budget is shared with any other
+// client of the same UID, which is why the headers matter more than the local count.
+//
+// Time and sleeping are injected, so tests run it on a manual clock without waiting.
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Clock } from '../runtime/clock.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { MAX_RATE_LIMIT_WAIT_MS } from './bybit-errors.ts';
+
+export const DEFAULT_LIMITS: Readonly<Record<string, number>> = Object.freeze({
+  '/v5/order/create:spot': 20,
+  '/v5/order/create:linear': 10,
+  '/v5/order/amend:spot': 20,
+  '/v5/order/amend:linear': 10,
+  '/v5/order/cancel:spot': 20,
+  '/v5/order/cancel:linear': 10,
+  '/v5/order/cancel-all:spot': 20,
+  '/v5/order/cancel-all:linear': 10,
+});
+/** Private endpoints without a specific limit (queries such as /v5/order/realtime). */
+export const DEFAULT_OTHER_LIMIT = 50;
+
+export interface RateLimitInfo {
+  /** X-Bapi-Limit */
+  limit?: number;
+  /** X-Bapi-Limit-Status */
+  remaining?: number;
+  /** X-Bapi-Limit-Reset-Timestamp, epoch ms */
+  resetAtMs?: number;
+}
+
+export interface RateLimiterOptions {
+  /** Share of the limit to use (0 < f <= 1); keeps headroom for other clients of the UID. */
+  fraction?: number;
+  limits?: Record<string, number>;
+  otherLimit?: number;
+  clock?: Clock;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+interface KeyState {
+  sent: number[]; // times of requests in the current window
+  blockedUntil: number;
+  headerLimit?: number;
+}
+
+export class RateLimiter {
+  private readonly keys = new Map<string, KeyState>();
+  private readonly fraction: number;
+  private readonly limits: Record<string, number>;
+  private readonly otherLimit: number;
+  private readonly clock: Clock;
+  private readonly sleep: (ms: number) => Promise<void>;
+  /** Serialises acquisitions per key so concurrent callers queue in order. */
+  private readonly queues = new Map<string, Promise<void>>();
+  /** Total time spent waiting, ms (for metrics and tests). */
+  waitedMs = 0;
+
+  constructor(opts: RateLimiterOptions = {}) {
+    this.fraction = opts.fraction ?? 0.8;
+    if (!(this.fraction > 0 && this.fraction <= 1)) throw new RangeError(`rate limit fraction must be in (0, 1], got ${this.fraction}`);
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.otherLimit = opts.otherLimit ?? DEFAULT_OTHER_LIMIT;
+    this.clock = opts.clock ?? systemClock;
+    this.sleep = opts.sleep ?? ((ms) => sleep(ms));
+  }
+
+  static key(path: string, category?: string): string {
+    return category ? `${path}:${category}` : path;
+  }
+
+  /** Requests allowed per rolling second for a key, after the fraction and the exchange's header. */
+  limitOf(key: string): number {
+    const path = key.split(':')[0]!;
+    const configured = this.limits[key] ?? this.limits[path] ?? this.otherLimit;
+    const st = this.keys.get(key);
+    const base = st?.headerLimit !== undefined ? Math.min(configured, st.headerLimit) : configured;
+    return Math.max(1, Math.floor(base * this.fraction));
+  }
+
+  private state(key: string): KeyState {
+    let st = this.keys.get(key);
+    if (!st) {
+      st = { sent: [], blockedUntil: 0 };
+      this.keys.set(key, st);
+    }
+    return st;
+  }
+
+  /** How long a request on `key` would have to wait now (0 = may go). */
+  delayFor(key: string): number {
+    const st = this.state(key);
+    const now = this.clock.now();
+    st.sent = st.sent.filter((t) => t > now - 1000);
+    let wait = Math.max(0, st.blockedUntil - now);
+    const limit = this.limitOf(key);
+    if (st.sent.length >= limit) wait = Math.max(wait, st.sent[st.sent.length - limit]! + 1000 - now);
+    return wait;
+  }
+
+  /** Wait for a slot on `key` and take it. */
+  acquire(key: string): Promise<void> {
+    const prev = this.queues.get(key) ?? Promise.resolve();
+    const next = prev.then(async () => {
+      for (;;) {
+        const wait = this.delayFor(key);
+        if (wait <= 0) break;
+        this.waitedMs += wait;
+        await this.sleep(wait);
+      }
+      this.state(key).sent.push(this.clock.now());
+    });
+    const tail = next.catch(() => {});
+    this.queues.set(key, tail);
+    tail.then(() => {
+      if (this.queues.get(key) === tail) this.queues.delete(key);
+    });
+    return next;
+  }
+
+  /** Learn from an answer's X-Bapi-Limit-* headers. */
+  observe(key: string, info: RateLimitInfo | undefined): void {
+    if (!info) return;
+    const st = this.state(key);
+    if (info.limit !== undefined && Number.isFinite(info.limit) && info.limit > 0) st.headerLimit = info.limit;
+    if (info.remaining !== undefined && info.remaining <= 0 && info.resetAtMs !== undefined) this.blockUntil(key, info.resetAtMs);
+  }
+
+  /** A 10006 answer (or a remaining budget of 0): no request on `key` before `resetAtMs`. */
+  blockUntil(key: string, resetAtMs: number): void {
+    const now = this.clock.now();
+    const until = Math.min(resetAtMs, now + MAX_RATE_LIMIT_WAIT_MS);
+    const st = this.state(key);
+    if (until > st.blockedUntil) st.blockedUntil = until;
+  }
+}
