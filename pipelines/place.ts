@@ -1,0 +1,448 @@
+// Placement stage: orders.intents (Avro OrderIntent) → orders.submissions (Avro OrderSubmission).
+//
+// The REST call is the edge, so it happens in `load` (house style 1): load sends the chunk's
+// intents to Bybit, in order, and returns each one's outcome as the state; `process` is pure and
+// maps an outcome to the submission record; `persist` records the submission facts of creates in
+// `orders` (idempotent). The runner commits the submissions and the input offsets in one Kafka
+// transaction after all that, so a crash before the commit re-reads the chunk and load runs again.
+//
+// No order twice. The orderLinkId of an intent is deterministic, so every attempt of every run
+// sends the same one, and:
+//   - Bybit's 110072 (duplicate orderLinkId) means "already placed": the order is looked up by its
+//     orderLinkId and the outcome is `already_placed` with its orderId;
+//   - a create is never sent a second time before a query of its orderLinkId (order/realtime, then
+//     order/history) came back empty: an uncertain failure (timeout, reset, 5xx, server error) is
+//     resolved by that query (found → `accepted`), and so is every other failure before a resend;
+//   - an intent that is not sent (expired, superseded) is queried too when it is a create, since an
+//     earlier run may have sent it before crashing: found → `already_placed`.
+// Amend and cancel are safe to repeat: an amend that changes nothing (already applied) is
+// `accepted`, and a cancel answered "order does not exist" is `accepted` when the order turns out
+// to be cancelled, `rejected` otherwise (it filled first, or never existed).
+//
+// Outcomes: accepted (retCode 0, or resolved by query), already_placed (duplicate orderLinkId),
+// rejected (Bybit's definite refusal with its retCode and message, or a local reason: expired,
+// superseded, target_superseded, invalid_intent; retCode -1 for local ones). `unknown` is never
+// written here: when retries run out the chunk is handed back to the runner as a RetriableError,
+// nothing is committed, and the same intents are tried again later with the same orderLinkIds.
+//
+// Pressure. The client-side rate limiter (connectors/rate-limiter.ts) paces requests under Bybit's
+// per-UID limits. Intents that queued up in Kafka arrive in one chunk; there, a newer create/amend
+// for the same asset and strategy supersedes an older one not sent yet (rather than sending stale
+// orders one after another). Cancels are never superseded. See `coalesce`.
+import { z } from 'zod';
+import type { Stage, StageRecord, StageResult } from './runner.ts';
+import { ok } from './runner.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { sql, type DatabasePool, type CommonQueryMethods } from '../runtime/db.ts';
+import { FatalError, RetriesExhaustedError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { retry } from '../runtime/retry.ts';
+import { topicName } from '../runtime/topics.ts';
+import type { OrderIntent, OrderSubmission, SubmissionOutcome } from '../schemas/types.ts';
+import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from '../connectors/bybit-errors.ts';
+import type { BybitRest, FoundOrder, OrderRef } from '../connectors/bybit-rest.ts';
+
+export const name = 'place';
+
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+const int = z.coerce.number().int();
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
+
+/** The stage's settings (new in runtime/config.ts, except TOPIC_PREFIX). */
+export const configSchema = z.object({
+  TOPIC_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')),
+  PLACE_RETRIES: z.preprocess(emptyToUndefined, int.min(0).max(100).default(5)).describe('Retries of one intent after a retriable Bybit error before the chunk is handed back to the runner (uncommitted) to be tried again later.'),
+  PLACE_RETRY_MIN_MS: z.preprocess(emptyToUndefined, int.min(1).default(200)).describe('Smallest backoff between retries of one intent, ms (a rate-limit answer waits until its reset instead).'),
+  PLACE_RETRY_MAX_MS: z.preprocess(emptyToUndefined, int.min(1).default(5000)).describe('Largest backoff between retries of one intent, ms.'),
+  PLACE_COALESCE: z.preprocess(emptyToUndefined, bool.default(true)).describe('Coalesce intents queued in one chunk: a newer create/amend for the same asset and strategy supersedes an older unsent one (cancels are never dropped).'),
+});
+export type PlaceConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): PlaceConfig {
+  return configSchema.parse(env);
+}
+
+/** Input and output record kinds (house style 8). */
+export const inputSchema = { topic: 'orders.intents', record: 'OrderIntent' } as const;
+export const outputSchemas = [
+  { topic: 'orders.submissions', record: 'OrderSubmission' },
+  { topic: 'orders.dlq', record: 'DeadLetter' },
+] as const;
+
+/** Local reason codes (Bybit's refusals use the codes of connectors/bybit-errors.ts). */
+export const REASONS = {
+  expired: 'expired',
+  superseded: 'superseded',
+  targetSuperseded: 'target_superseded',
+  invalidIntent: 'invalid_intent',
+  resolvedByQuery: 'resolved_by_query',
+  alreadyApplied: 'already_applied',
+  alreadyCancelled: 'already_cancelled',
+} as const;
+
+/** What happened to one intent at the exchange; `process` turns it into the submission. */
+export interface Outcome {
+  outcome: SubmissionOutcome;
+  orderId: string | null;
+  retCode: number;
+  retMsg: string;
+  reasonCode: string | null;
+  /** REST requests sent for the intent, queries included. */
+  attempts: number;
+  sentAt: number;
+  ackedAt: number | null;
+}
+
+export interface PlaceState {
+  /** topic/partition/offset of the intent record → its outcome. */
+  outcomes: ReadonlyMap<string, Outcome>;
+}
+
+export const sourceOf = (rec: Pick<StageRecord<unknown>, 'topic' | 'partition' | 'offset'>): string => `${rec.topic}/${rec.partition}/${rec.offset}`;
+
+// ---------------------------------------------------------------------------------------------
+// Pure parts
+
+/** The submission record of an intent and its outcome. */
+export function submissionOf(intent: OrderIntent, o: Outcome): OrderSubmission {
+  return {
+    intent_id: intent.intent_id,
+    order_link_id: intent.order_link_id,
+    action: intent.action,
+    outcome: o.outcome,
+    order_id: o.orderId,
+    ret_code: o.retCode,
+    ret_msg: o.retMsg,
+    reason_code: o.reasonCode,
+    attempts: o.attempts,
+    sent_at: o.sentAt,
+    acked_at: o.ackedAt,
+    category: intent.category,
+    symbol: intent.symbol,
+    side: intent.side,
+    order_type: intent.order_type,
+    qty: intent.qty,
+    price: intent.price,
+    market_unit: intent.market_unit,
+    signal: intent.signal,
+  };
+}
+
+const assetKey = (i: OrderIntent): string => `${i.category}|${i.symbol}|${i.signal?.strategy_id ?? ''}`;
+
+/**
+ * Which intents of a chunk are superseded, and by what. Rules, for intents of one asset and
+ * strategy (category + symbol + strategy_id) in chunk order:
+ *   - a create or amend is superseded by any newer create or amend, except that an amend of the
+ *     order a create places does not supersede that create (it is sent after it);
+ *   - an amend of an order whose create is superseded is superseded too (target_superseded);
+ *   - a cancel is never superseded.
+ */
+export function coalesce(items: ReadonlyArray<{ source: string; intent: OrderIntent }>): Map<string, { reason: string; by: string }> {
+  const out = new Map<string, { reason: string; by: string }>();
+  const newest = new Map<string, OrderIntent>();
+  for (let i = items.length - 1; i >= 0; i--) {
+    const { source, intent } = items[i]!;
+    if (intent.action === 'cancel') continue;
+    const k = assetKey(intent);
+    const n = newest.get(k);
+    if (!n) {
+      newest.set(k, intent);
+      continue;
+    }
+    const amendsThisCreate = intent.action === 'create' && n.action === 'amend' && n.order_link_id === intent.order_link_id;
+    if (!amendsThisCreate) out.set(source, { reason: REASONS.superseded, by: n.intent_id });
+  }
+  const supersededCreates = new Map<string, string>();
+  for (const { source, intent } of items) {
+    if (intent.action === 'create' && out.has(source)) supersededCreates.set(intent.order_link_id, intent.intent_id);
+    else if (intent.action === 'amend' && !out.has(source) && supersededCreates.has(intent.order_link_id)) {
+      out.set(source, { reason: REASONS.targetSuperseded, by: supersededCreates.get(intent.order_link_id)! });
+    }
+  }
+  return out;
+}
+
+/** A local refusal of an intent that cannot be sent as it is; null when it can. */
+export function invalidReason(i: OrderIntent): string | null {
+  if (!/^[A-Za-z0-9_-]{1,36}$/.test(i.order_link_id)) return `order_link_id ${JSON.stringify(i.order_link_id)} is not a Bybit orderLinkId`;
+  if (i.action === 'create' && !(i.qty !== null && Number(i.qty) > 0)) return 'create without a positive qty';
+  if (i.action === 'create' && i.order_type === 'Limit' && !(i.price !== null && Number(i.price) > 0)) return 'limit create without a positive price';
+  if (i.action === 'amend' && i.qty === null && i.price === null) return 'amend changes neither qty nor price';
+  return null;
+}
+
+/** Intents past their expires_at are not sent. Cancels are never dropped, whatever they carry. */
+export const isExpired = (i: OrderIntent, now: number): boolean => i.action !== 'cancel' && i.expires_at !== null && i.expires_at <= now;
+
+const CANCELLED = new Set(['Cancelled', 'PartiallyFilledCanceled', 'Deactivated']);
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+export interface PlaceDeps {
+  config: PlaceConfig;
+  rest: BybitRest;
+  /** For persist (submission facts in `orders`); without it persist does nothing. */
+  db?: DatabasePool;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+const MEMO_MAX = 10_000;
+
+export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState> {
+  const cfg = deps.config;
+  const rest = deps.rest;
+  const clock = deps.clock ?? systemClock;
+  const log = deps.logger?.child({ stage: name });
+  const topics = {
+    intents: topicName('orders.intents', cfg.TOPIC_PREFIX),
+    submissions: topicName('orders.submissions', cfg.TOPIC_PREFIX),
+    dlq: topicName('orders.dlq', cfg.TOPIC_PREFIX),
+  };
+  // Definite outcomes of this process, so a chunk retried after a later intent's failure (or a
+  // failed commit) does not ask the exchange again. Correctness never depends on it: a restarted
+  // process has it empty and relies on orderLinkId queries and 110072 instead.
+  const memo = new Map<string, Outcome>();
+  const memoKey = (i: OrderIntent) => `${i.intent_id}|${i.action}|${i.order_link_id}`;
+  const remember = (i: OrderIntent, o: Outcome) => {
+    memo.set(memoKey(i), o);
+    if (memo.size > MEMO_MAX) memo.delete(memo.keys().next().value!);
+  };
+
+  const refOf = (i: OrderIntent): OrderRef =>
+    i.action !== 'create' && i.target_order_id ? { category: i.category, symbol: i.symbol, orderId: i.target_order_id } : { category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id };
+
+  /** Run `attempt` with the one retry helper; exhausted retries become the runner's problem. */
+  const withRetry = async <T>(i: OrderIntent, attempt: (n: number) => Promise<T>): Promise<T> => {
+    try {
+      return await retry(attempt, {
+        retries: cfg.PLACE_RETRIES,
+        minMs: cfg.PLACE_RETRY_MIN_MS,
+        maxMs: cfg.PLACE_RETRY_MAX_MS,
+        onRetry: (err, n, delayMs) =>
+          log?.warn({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, attempt: n, delayMs, code: (err as BybitRetriableError).code, uncertain: (err as BybitRetriableError).uncertain }, 'bybit request failed; retrying'),
+      });
+    } catch (err) {
+      if (err instanceof RetriesExhaustedError) throw escalate(err);
+      throw err;
+    }
+  };
+
+  const rejectedBy = (e: BybitRejectedError, base: { attempts: number; sentAt: number }, orderId: string | null = null): Outcome => ({
+    outcome: 'rejected',
+    orderId,
+    retCode: e.retCode,
+    retMsg: e.retMsg,
+    reasonCode: e.code,
+    attempts: base.attempts,
+    sentAt: base.sentAt,
+    ackedAt: clock.now(),
+  });
+
+  const localReject = (reasonCode: string, retMsg: string, attempts = 0): Outcome => {
+    const now = clock.now();
+    return { outcome: 'rejected', orderId: null, retCode: -1, retMsg, reasonCode, attempts, sentAt: now, ackedAt: now };
+  };
+
+  const create = async (i: OrderIntent): Promise<Outcome> => {
+    const st = { attempts: 0, sentAt: 0 };
+    let duplicate = false;
+    const resolved = (f: FoundOrder): Outcome => ({
+      outcome: duplicate ? 'already_placed' : 'accepted',
+      orderId: f.orderId,
+      retCode: duplicate ? 110072 : 0,
+      retMsg: duplicate ? 'OrderLinkedID is duplicate' : `found by orderLinkId in order/${f.source} (${f.orderStatus})`,
+      reasonCode: duplicate ? null : REASONS.resolvedByQuery,
+      attempts: st.attempts,
+      sentAt: st.sentAt,
+      ackedAt: clock.now(),
+    });
+    const query = async (): Promise<FoundOrder | null> => {
+      st.attempts += 1;
+      return rest.findOrder({ category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id });
+    };
+    return withRetry(i, async (n) => {
+      // Never a second create for this orderLinkId without a query in between.
+      if (n > 0 || duplicate) {
+        const f = await query();
+        if (f) return resolved(f);
+        if (duplicate) {
+          // Bybit says it exists but neither list shows it (e.g. another category): still placed.
+          return { outcome: 'already_placed', orderId: null, retCode: 110072, retMsg: 'OrderLinkedID is duplicate (order not found by query)', reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+        }
+      }
+      if (st.sentAt === 0) st.sentAt = clock.now();
+      st.attempts += 1;
+      try {
+        const ack = await rest.createOrder({
+          category: i.category,
+          symbol: i.symbol,
+          side: i.side,
+          orderType: i.order_type,
+          qty: i.qty!,
+          ...(i.order_type === 'Limit' && i.price !== null ? { price: i.price } : {}),
+          ...(i.market_unit !== null ? { marketUnit: i.market_unit } : {}),
+          timeInForce: i.time_in_force,
+          reduceOnly: i.reduce_only,
+          orderLinkId: i.order_link_id,
+        });
+        return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
+      } catch (e) {
+        if (e instanceof AlreadyPlacedError) {
+          duplicate = true;
+          const f = await query();
+          if (f) return resolved(f);
+          return { outcome: 'already_placed', orderId: null, retCode: e.retCode, retMsg: e.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+        }
+        if (e instanceof BybitRejectedError) return rejectedBy(e, st);
+        throw e;
+      }
+    });
+  };
+
+  const amend = async (i: OrderIntent): Promise<Outcome> => {
+    const st = { attempts: 0, sentAt: 0 };
+    return withRetry(i, async () => {
+      if (st.sentAt === 0) st.sentAt = clock.now();
+      st.attempts += 1;
+      try {
+        const ack = await rest.amendOrder({ ...refOf(i), ...(i.qty !== null ? { qty: i.qty } : {}), ...(i.price !== null ? { price: i.price } : {}) });
+        return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
+      } catch (e) {
+        // Sent before (an answer lost, or a run that crashed before its commit): already in effect.
+        if (e instanceof AlreadyAppliedError) return { outcome: 'accepted', orderId: i.target_order_id, retCode: e.retCode, retMsg: e.retMsg, reasonCode: REASONS.alreadyApplied, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+        if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
+        throw e;
+      }
+    });
+  };
+
+  const cancel = async (i: OrderIntent): Promise<Outcome> => {
+    const st = { attempts: 0, sentAt: 0 };
+    return withRetry(i, async () => {
+      if (st.sentAt === 0) st.sentAt = clock.now();
+      st.attempts += 1;
+      try {
+        const ack = await rest.cancelOrder(refOf(i));
+        return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
+      } catch (e) {
+        if (e instanceof BybitRejectedError && e.code === 'order_not_exists') {
+          // Not open any more: cancelled already (an earlier attempt, or someone else), or filled.
+          st.attempts += 1;
+          const f = await rest.findOrder(refOf(i));
+          if (f && CANCELLED.has(f.orderStatus)) return { outcome: 'accepted', orderId: f.orderId, retCode: e.retCode, retMsg: e.retMsg, reasonCode: REASONS.alreadyCancelled, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+          return rejectedBy(e, st, f?.orderId ?? i.target_order_id);
+        }
+        if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
+        throw e;
+      }
+    });
+  };
+
+  /** An intent that is not sent. A create may have been sent by an earlier run: ask first. */
+  const notSent = async (i: OrderIntent, reasonCode: string, detail: string): Promise<Outcome> => {
+    if (i.action !== 'create') return localReject(reasonCode, detail);
+    let attempts = 0;
+    const f = await withRetry(i, async () => {
+      attempts += 1;
+      return rest.findOrder({ category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id });
+    });
+    if (!f) return localReject(reasonCode, detail, attempts);
+    const now = clock.now();
+    return { outcome: 'already_placed', orderId: f.orderId, retCode: 0, retMsg: `placed by an earlier attempt (${f.orderStatus}); not sent again`, reasonCode: null, attempts, sentAt: now, ackedAt: now };
+  };
+
+  const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
+    const now = clock.now();
+    const superseded = cfg.PLACE_COALESCE ? coalesce(records.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
+    const outcomes = new Map<string, Outcome>();
+    for (const rec of records) {
+      const i = rec.value;
+      const src = sourceOf(rec);
+      let o = memo.get(memoKey(i));
+      if (!o) {
+        const sup = superseded.get(src);
+        const invalid = invalidReason(i);
+        if (invalid) o = localReject(REASONS.invalidIntent, invalid);
+        else if (sup) o = await notSent(i, sup.reason, `superseded by intent ${sup.by}`);
+        else if (isExpired(i, now)) o = await notSent(i, REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
+        else o = i.action === 'create' ? await create(i) : i.action === 'amend' ? await amend(i) : await cancel(i);
+        remember(i, o);
+        log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src }, 'intent placed');
+      }
+      outcomes.set(src, o);
+    }
+    return { outcomes };
+  };
+
+  const processRecord = (rec: StageRecord<OrderIntent>, { state }: { state: PlaceState }): StageResult => {
+    const o = state.outcomes.get(sourceOf(rec));
+    // load gives every decoded record an outcome; a missing one is a bug, not bad data.
+    if (!o) throw new FatalError('placement_invariant', `no outcome loaded for ${sourceOf(rec)}`);
+    const i = rec.value;
+    return ok({ topic: topics.submissions, key: rec.key ?? i.symbol, value: submissionOf(i, o), headers: { intent_id: i.intent_id, order_link_id: i.order_link_id, outcome: o.outcome } });
+  };
+
+  const persist = async (items: Array<{ rec: StageRecord<OrderIntent>; result: StageResult }>, state: PlaceState): Promise<void> => {
+    if (!deps.db) return;
+    const creates = items.map(({ rec }) => ({ i: rec.value, o: state.outcomes.get(sourceOf(rec)), src: sourceOf(rec) })).filter((x) => x.i.action === 'create' && x.o);
+    if (creates.length === 0) return;
+    await deps.db.transaction(async (tx) => {
+      for (const { i, o } of creates) await recordSubmission(tx, i, o!);
+    });
+  };
+
+  return { name, input: topics.intents, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+}
+
+// ---------------------------------------------------------------------------------------------
+// persist: submission facts of creates in `orders`
+
+const rowId = z.object({ id: z.number(), status: z.string() });
+/** Local states a submission may move an order out of; exchange states are the tracker's. */
+const LOCAL_STATES = ['Intent', 'Submitted', 'Unknown'];
+
+/**
+ * Upsert the order row of a create: order_id, submitted_at, acknowledged_at and status Submitted
+ * (accepted / already placed: the exchange's New arrives on the order stream) or Rejected (with
+ * Bybit's retCode and reason). Idempotent: replays write the same facts; a row already moved to an
+ * exchange state by tracking keeps its status; each status change is in order_state_history once.
+ */
+async function recordSubmission(tx: CommonQueryMethods, i: OrderIntent, o: Outcome): Promise<void> {
+  const placed = o.outcome === 'accepted' || o.outcome === 'already_placed';
+  if (!placed && o.outcome !== 'rejected') return;
+  const status = placed ? 'Submitted' : 'Rejected';
+  const qty = i.qty !== null && Number(i.qty) > 0 ? i.qty : null;
+  if (qty === null) return; // invalid intent: nothing an order row could hold
+  const sent = sql.timestamp(new Date(o.sentAt));
+  const acked = o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt));
+  const ctx = i.signal ? sql.jsonb({ ...i.signal, intent_id: i.intent_id, decision_reason: i.reason } as unknown as Parameters<typeof sql.jsonb>[0]) : sql.jsonb({ intent_id: i.intent_id, decision_reason: i.reason });
+  const before = await tx.maybeOne(sql.type(rowId)`SELECT id, status FROM orders WHERE order_link_id = ${i.order_link_id} FOR UPDATE`);
+  const row = await tx.one(sql.type(rowId)`
+    INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
+                        market_unit, reduce_only, qty, price, status, expires_at, submitted_at, acknowledged_at,
+                        reject_ret_code, reject_reason, context)
+    VALUES (${i.order_link_id}, ${o.orderId}, ${i.signal ? sql.uuid(i.signal.signal_id) : null}, ${i.signal?.strategy_id ?? null},
+            ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.time_in_force}, ${i.market_unit}, ${i.reduce_only},
+            ${qty}, ${i.price}, ${status}, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))}, ${sent}, ${acked},
+            ${placed ? null : o.retCode}, ${placed ? null : o.reasonCode}, ${ctx})
+    ON CONFLICT (order_link_id) DO UPDATE SET
+      order_id        = COALESCE(orders.order_id, EXCLUDED.order_id),
+      submitted_at    = COALESCE(orders.submitted_at, EXCLUDED.submitted_at),
+      acknowledged_at = COALESCE(orders.acknowledged_at, EXCLUDED.acknowledged_at),
+      status          = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.status ELSE orders.status END,
+      reject_ret_code = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_ret_code ELSE orders.reject_ret_code END,
+      reject_reason   = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_reason ELSE orders.reject_reason END,
+      final_at        = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) AND EXCLUDED.status = 'Rejected' THEN now() ELSE orders.final_at END,
+      updated_at      = now()
+    RETURNING id, status`);
+  if (before?.status === row.status) return;
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, details)
+    VALUES (${row.id}, ${i.order_link_id}, ${o.orderId}, ${before?.status ?? null}, ${row.status}, 'submission', ${`submission:${i.intent_id}`},
+            ${sql.jsonb({ outcome: o.outcome, ret_code: o.retCode, ret_msg: o.retMsg, reason_code: o.reasonCode, attempts: o.attempts })})
+    ON CONFLICT DO NOTHING`);
+}
