@@ -1,6 +1,6 @@
 // Structured JSON logs (pino). Secrets are redacted by path, and additionally any string value equal
 // to the configured API secret is scrubbed by a serializer hook: a secret must never reach a log line.
-import { pino, type Logger } from 'pino';
+import { pino, type Logger, type DestinationStream } from 'pino';
 import type { Config } from './config.ts';
 
 export type { Logger };
@@ -11,9 +11,9 @@ const REDACT = [
   'headers["x-bapi-sign"]', '*.headers["x-bapi-sign"]', 'headers.authorization', '*.headers.authorization',
 ];
 
-export function createLogger(cfg: Pick<Config, 'LOG_LEVEL' | 'BYBIT_API_SECRET' | 'ADMIN_TOKEN'>, name = 'pipeline'): Logger {
+export function createLogger(cfg: Pick<Config, 'LOG_LEVEL' | 'BYBIT_API_SECRET' | 'ADMIN_TOKEN'>, name = 'pipeline', dest?: DestinationStream): Logger {
   const secrets = [cfg.BYBIT_API_SECRET, cfg.ADMIN_TOKEN].filter((s): s is string => typeof s === 'string' && s.length >= 4);
-  return pino({
+  const options: pino.LoggerOptions = {
     name,
     level: cfg.LOG_LEVEL,
     redact: { paths: REDACT, censor: '[redacted]' },
@@ -25,5 +25,6 @@ export function createLogger(cfg: Pick<Config, 'LOG_LEVEL' | 'BYBIT_API_SECRET' 
         return out;
       },
     },
-  });
+  };
+  return dest ? pino(options, dest) : pino(options);
 }

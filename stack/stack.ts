@@ -21,8 +21,9 @@ import { RetriableError } from '../runtime/errors.ts';
 import { ensureDatabase, createDb } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
 import { tcpOpen, pidAlive } from './net.ts';
+import { ROOT } from './paths.ts';
 
-export const ROOT = resolve(fileURLToPath(new URL('..', import.meta.url)));
+export { ROOT };
 
 export function kafkaVersion(): string {
   const pom = readFileSync(join(ROOT, 'stack/kafka/pom.xml'), 'utf8');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { namespace, testKafka, createNamespace, waitFor, consumeToEnd, testLogger } from '../helpers.ts';
+import { namespace, testKafka, createNamespace, waitFor, waitCaughtUp, consumeToEnd, testLogger } from '../helpers.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
 import { registryUrl } from '../helpers.ts';
 
@@ -55,20 +55,7 @@ test('a Kafka→Kafka stage killed mid-batch and restarted writes every output e
 
     // Restart and let it finish: the committed offsets reach the end of the input.
     const final = startStage(prefix);
-    const admin = kafka.admin();
-    await admin.connect();
-    await waitFor(
-      'the restarted stage to commit the whole input',
-      async () => {
-        const high = await admin.topicOffsets(prefix + 'signals.raw');
-        const done = await admin.groupOffsets(prefix + 'copy', prefix + 'signals.raw');
-        // A partition that never had data has no committed offset (-1).
-        return high.every((h) => h.high === '0' || done.find((d) => d.partition === h.partition)?.offset === h.high);
-      },
-      180_000,
-      250,
-    );
-    await admin.disconnect();
+    await waitCaughtUp(kafka, prefix + 'copy', prefix + 'signals.raw', 180_000);
     final.child.kill('SIGTERM');
     assert.equal(await final.exited, 0, 'graceful stop exits 0');
 

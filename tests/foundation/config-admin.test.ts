@@ -1,0 +1,76 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { loadConfig, ConfigError, settingsTable, settings } from '../../runtime/config.ts';
+import { startAdmin } from '../../runtime/admin.ts';
+import { createMetrics } from '../../runtime/metrics.ts';
+import { createLogger } from '../../runtime/logger.ts';
+import { testLogger } from '../helpers.ts';
+
+test('config: defaults, frozen, every problem listed at once', () => {
+  const cfg = loadConfig({});
+  assert.equal(cfg.ADMIN_PORT, 9300);
+  assert.equal(cfg.BYBIT_ENV, 'sim');
+  assert.ok(Object.isFrozen(cfg));
+  assert.throws(() => ((cfg as { ADMIN_PORT: number }).ADMIN_PORT = 1), TypeError);
+  try {
+    loadConfig({ ADMIN_PORT: 'abc', BYBIT_ENV: 'moon', LOG_LEVEL: 'loud', SCHEMA_REGISTRY_URL: 'not a url' });
+    assert.fail('should throw');
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    const fields = e.problems.map((p) => p.split(':')[0]).sort();
+    assert.deepEqual(fields, ['ADMIN_PORT', 'BYBIT_ENV', 'LOG_LEVEL', 'SCHEMA_REGISTRY_URL']);
+  }
+});
+
+test('config: the README table lists every setting', () => {
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+  const missing = Object.keys(settings).filter((k) => !readme.includes(`| \`${k}\``));
+  assert.deepEqual(missing, []);
+  assert.equal(settingsTable().length, Object.keys(settings).length);
+});
+
+test('logs never carry the API secret', () => {
+  const lines: string[] = [];
+  const secret = 'sup3r-s3cret-value';
+  const log = createLogger({ LOG_LEVEL: 'info', BYBIT_API_SECRET: secret, ADMIN_TOKEN: undefined }, 'test', { write: (l: string) => void lines.push(l) });
+  log.info({ apiSecret: secret, nested: { secret } }, 'keys');
+  log.error({ err: new Error(`request failed with secret ${secret}`) }, `message with ${secret}`);
+  assert.equal(lines.length, 2);
+  for (const l of lines) assert.ok(!l.includes(secret), l);
+  assert.match(lines[1]!, /\[redacted\]/);
+});
+
+test('admin: healthz, readyz follows checks, metrics, mutating routes need the token', async () => {
+  const metrics = createMetrics();
+  const admin = await startAdmin({ host: '127.0.0.1', port: 0, token: 'tok-123456', registry: metrics.registry, logger: testLogger });
+  try {
+    assert.equal((await fetch(admin.url + '/healthz')).status, 200);
+    assert.equal((await fetch(admin.url + '/readyz')).status, 503, 'not ready with no checks');
+    let joined = false;
+    admin.addCheck('consumer', () => joined);
+    assert.equal((await fetch(admin.url + '/readyz')).status, 503);
+    joined = true;
+    const r = await fetch(admin.url + '/readyz');
+    assert.equal(r.status, 200);
+    assert.deepEqual(await r.json(), { ready: true, checks: { consumer: true } });
+    metrics.stage.recordsIn.inc({ stage: 's', topic: 't' }, 3);
+    assert.match(await (await fetch(admin.url + '/metrics')).text(), /pipeline_stage_records_in_total\{stage="s",topic="t"\} 3/);
+    let called = 0;
+    admin.addRoute({ method: 'POST', path: '/admin/thing', mutating: true, handler: async () => ({ status: 200, body: { called: ++called } }) });
+    assert.equal((await fetch(admin.url + '/admin/thing', { method: 'POST' })).status, 401);
+    assert.equal((await fetch(admin.url + '/admin/thing', { method: 'POST', headers: { authorization: 'Bearer wrong-12345' } })).status, 401);
+    const ok = await fetch(admin.url + '/admin/thing', { method: 'POST', headers: { authorization: 'Bearer tok-123456' } });
+    assert.equal(ok.status, 200);
+    assert.equal(called, 1);
+  } finally {
+    await admin.close();
+  }
+  const open = await startAdmin({ host: '127.0.0.1', port: 0, registry: createMetrics().registry, logger: testLogger });
+  try {
+    open.addRoute({ method: 'POST', path: '/admin/thing', mutating: true, handler: async () => ({ status: 200, body: {} }) });
+    assert.equal((await fetch(open.url + '/admin/thing', { method: 'POST' })).status, 403, 'no token configured: mutating routes refused');
+  } finally {
+    await open.close();
+  }
+});
