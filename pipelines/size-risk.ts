@@ -1,0 +1,415 @@
+// Risk and sizing stage: signals.valid (Avro Signal) → orders.intents (create / amend / cancel) or a
+// signal_rejected OrderEvent on orders.events. docs/risk.md explains the rules and every setting.
+//
+// Shape (house style 1 and 8): `load` reads the chunk's state from PostgreSQL in a handful of
+// queries; `process` is pure (pipelines/risk-rules.ts `decide`) and updates the in-memory state as it
+// goes, so a later signal of the chunk sees the orders an earlier one decided; `persist` records every
+// decision before the Kafka commit, in one database transaction:
+//   - decisions: one row per intent (idempotency_key `<signal_id>:<sequence>`) or per rejection
+//     (`<signal_id>:reject`), with every input the decision was taken from and its output record;
+//   - orders: a row in status 'Intent' for every create (order_link_id unique), so the next chunk, and
+//     the next signal, count its exposure and funds before the exchange has confirmed anything;
+//   - signals: status 'decided' with the outcome (create / amend / rejected) and its reason;
+//   - trading_state (+ trading_state_transitions) when the daily-loss evaluation moved the state.
+//
+// Replays. The runner persists before it commits to Kafka, so after a crash in between a signal comes
+// back already decided. Such a signal is NOT decided again (the state now contains its own order and
+// would change the answer): `load` reads its decisions and `process` emits the recorded outputs
+// verbatim, so the replay produces identical intents and events; persist skips it. A signal whose row
+// is 'decided' without decisions here (decided elsewhere) produces nothing.
+//
+// Refusals are business outcomes, not bad data: a rejected signal gets a decisions row, a 'rejected'
+// signals row and a signal_rejected OrderEvent (reason_code), and `process` returns ok(event) rather
+// than reject(...), so orders.dlq stays for records that could not be processed at all.
+import { z } from 'zod';
+import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
+import { ok } from './runner.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { systemClock } from '../runtime/clock.ts';
+import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { topicName } from '../runtime/topics.ts';
+import type { Category, MarketUnit, OrderEvent, OrderIntent, OrderSide, OrderType, Signal, TimeInForce } from '../schemas/types.ts';
+import { rejectionEventId } from './validate.ts';
+import { applyDecision, decide, instKey, OPEN_STATUSES, riskConfigSchema, type Balance, type Decision, type Instrument, type OpenOrder, type PositionSnap, type RiskConfig, type RiskState, type TickerSnap } from './risk-rules.ts';
+import { evaluate, type Evaluated, type TradingStateName } from './trading-state.ts';
+
+export const name = 'size-risk';
+
+export { REASONS, INTENT_REASONS } from './risk-rules.ts';
+
+/** The stage's settings (see docs/risk.md; to be merged into runtime/config.ts). */
+export const configSchema = riskConfigSchema;
+export type SizeRiskConfig = RiskConfig;
+
+/** Parse the stage's settings from an environment-like object (strings or already-typed values). */
+export function parseConfig(env: Record<string, unknown> = process.env): SizeRiskConfig {
+  return configSchema.parse(env);
+}
+
+/** Input and output record kinds (house style 8). */
+export const inputSchema = { topic: 'signals.valid', record: 'Signal' } as const;
+export const outputSchemas = [
+  { topic: 'orders.intents', record: 'OrderIntent' },
+  { topic: 'orders.events', record: 'OrderEvent' },
+  { topic: 'orders.dlq', record: 'DeadLetter' },
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+/** An output as recorded in decisions.output: logical topic, key and value. */
+export interface StoredOutput {
+  topic: 'orders.intents' | 'orders.events';
+  key: string | null;
+  value: OrderIntent | OrderEvent;
+}
+
+export interface SizeRiskState {
+  risk: RiskState;
+  /** The trading state after evaluating the daily loss limit for this chunk. */
+  trading: Evaluated;
+  /** signal_id → outputs already recorded in PostgreSQL (a replay emits exactly these). */
+  replays: Map<string, StoredOutput[]>;
+  /** signal_id → decided in this chunk (persist records these). */
+  decided: Map<string, { decision: Decision; outputs: StoredOutput[] }>;
+  /** signal_ids met in this chunk. */
+  seen: Set<string>;
+}
+
+/** A fresh in-memory state for `process` (unit tests build their RiskState by hand). */
+export function stateFrom(risk: RiskState, trading?: Evaluated): SizeRiskState {
+  const t = trading ?? { state: risk.trading.state, killSwitch: risk.trading.killSwitch, reason: risk.trading.reason, dayLoss: 0, change: null };
+  return { risk: { ...risk, trading: t }, trading: t, replays: new Map(), decided: new Map(), seen: new Set() };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/** The signal_rejected event of a refused signal (same id scheme as the validation stage). */
+export function rejectionEvent(sig: Signal, code: string, detail: string, now: number, category: Category | null): OrderEvent {
+  return {
+    event_id: rejectionEventId(sig.signal_id, code),
+    event_type: 'signal_rejected',
+    occurred_at: now,
+    observed_at: now,
+    order_link_id: null,
+    order_id: null,
+    status: null,
+    previous_status: null,
+    category,
+    symbol: sig.asset,
+    side: sig.signal_type === 'buy' ? 'Buy' : 'Sell',
+    order_type: null,
+    qty: null,
+    price: null,
+    filled_qty: null,
+    avg_fill_price: null,
+    fees: null,
+    fee_currency: null,
+    remaining_qty: null,
+    last_exec_id: null,
+    last_exec_qty: null,
+    last_exec_price: null,
+    slippage_bps: null,
+    latencies: { signal_to_submitted_ms: null, submitted_to_ack_ms: null, submitted_to_first_fill_ms: null, to_final_ms: null },
+    reason_code: code,
+    reason_detail: detail.slice(0, 1000),
+    signal_id: sig.signal_id,
+    strategy_id: sig.strategy_id,
+    model_version: sig.model_version,
+    is_warmup: sig.is_warmup,
+    confidence: sig.confidence,
+    trace_id: sig.trace_id,
+    source: 'risk',
+    external: false,
+    sequence: null,
+  };
+}
+
+export function outputsOf(sig: Signal, d: Decision, now: number): StoredOutput[] {
+  if (d.kind === 'intents') return d.intents.map((value) => ({ topic: 'orders.intents', key: sig.asset, value }));
+  const category = (d.inputs.instrument as Instrument | null | undefined)?.category ?? null;
+  return [{ topic: 'orders.events', key: sig.asset, value: rejectionEvent(sig, d.code, d.detail, now, category) }];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+
+const instrumentRow = z.object({
+  category: z.enum(['spot', 'linear']),
+  symbol: z.string(),
+  base_coin: z.string(),
+  quote_coin: z.string(),
+  tradable: z.boolean(),
+  tick_size: z.string(),
+  qty_step: z.string().nullable(),
+  base_precision: z.string().nullable(),
+  quote_precision: z.string().nullable(),
+  min_order_qty: z.string(),
+  max_order_qty: z.string().nullable(),
+  max_market_order_qty: z.string().nullable(),
+  min_order_amt: z.string().nullable(),
+  max_order_amt: z.string().nullable(),
+  min_notional_value: z.string().nullable(),
+});
+const tickerRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number() });
+const balanceRow = z.object({ coin: z.string(), wallet_balance: z.string(), available: z.string(), usd_value: z.string().nullable() });
+const positionRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), side: z.enum(['Buy', 'Sell', '']), size: z.string(), mark_price: z.string().nullable() });
+const orderRow = z.object({
+  order_link_id: z.string().nullable(),
+  order_id: z.string().nullable(),
+  signal_id: z.string().nullable(),
+  strategy_id: z.string().nullable(),
+  category: z.enum(['spot', 'linear']),
+  symbol: z.string(),
+  side: z.enum(['Buy', 'Sell']),
+  order_type: z.enum(['Market', 'Limit']),
+  time_in_force: z.enum(['GTC', 'IOC', 'FOK', 'PostOnly']).nullable(),
+  market_unit: z.enum(['baseCoin', 'quoteCoin']).nullable(),
+  reduce_only: z.boolean(),
+  qty: z.string(),
+  price: z.string().nullable(),
+  cum_exec_qty: z.string(),
+  cum_exec_value: z.string(),
+  leaves_qty: z.string().nullable(),
+  status: z.string(),
+  pending_action: z.enum(['amend', 'cancel']).nullable(),
+  pending_qty: z.string().nullable(),
+  pending_price: z.string().nullable(),
+});
+const tradingRow = z.object({ state: z.enum(['ACTIVE', 'REDUCING', 'HALTED']), kill_switch: z.boolean(), reason: z.string().nullable(), trading_day: z.string(), day_realised_pnl: z.string() });
+const decisionRow = z.object({ signal_id: z.string(), idempotency_key: z.string().nullable(), output: z.any() });
+const signalStatusRow = z.object({ signal_id: z.string() });
+
+function toOpenOrder(r: z.infer<typeof orderRow>): OpenOrder {
+  return {
+    orderLinkId: r.order_link_id,
+    orderId: r.order_id,
+    signalId: r.signal_id,
+    strategyId: r.strategy_id,
+    category: r.category,
+    symbol: r.symbol,
+    side: r.side as OrderSide,
+    orderType: r.order_type as OrderType,
+    timeInForce: r.time_in_force as TimeInForce | null,
+    marketUnit: r.market_unit as MarketUnit | null,
+    reduceOnly: r.reduce_only,
+    qty: r.qty,
+    price: r.price,
+    cumExecQty: r.cum_exec_qty,
+    cumExecValue: r.cum_exec_value,
+    leavesQty: r.leaves_qty,
+    status: r.status,
+    pending: r.pending_action === 'cancel' ? { action: 'cancel' } : r.pending_action === 'amend' ? { action: 'amend', qty: r.pending_qty, price: r.pending_price } : null,
+  };
+}
+
+const sequenceOf = (o: StoredOutput): number => (o.topic === 'orders.intents' ? (o.value as OrderIntent).sequence : 0);
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+export interface SizeRiskDeps {
+  config: SizeRiskConfig;
+  /** Needed by load/persist; a stage without a db can still run `process` (unit tests). */
+  db?: DatabasePool;
+  clock?: Clock;
+  logger?: Logger;
+}
+
+export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskState> {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const log = deps.logger?.child({ stage: name });
+  const topics = {
+    input: topicName('signals.valid', cfg.TOPIC_PREFIX),
+    intents: topicName('orders.intents', cfg.TOPIC_PREFIX),
+    events: topicName('orders.events', cfg.TOPIC_PREFIX),
+    dlq: topicName('orders.dlq', cfg.TOPIC_PREFIX),
+  };
+  const physical = (o: StoredOutput): Output => {
+    const isIntent = o.topic === 'orders.intents';
+    const v = o.value as OrderIntent & OrderEvent;
+    const headers: Record<string, string> = { signal_id: v.signal_id ?? v.signal?.signal_id ?? '' };
+    if (isIntent) headers.intent_id = v.intent_id;
+    else if (v.reason_code) headers.reason_code = v.reason_code;
+    return { topic: isIntent ? topics.intents : topics.events, key: o.key, value: o.value, headers };
+  };
+
+  const processRecord = (rec: StageRecord<Signal>, { state, clock: stageClock }: { state: SizeRiskState; clock: Clock }): StageResult => {
+    const sig = rec.value;
+    const id = sig.signal_id;
+    if (state.seen.has(id)) return ok(); // the same signal twice in one chunk: decided once above
+    state.seen.add(id);
+    const stored = state.replays.get(id);
+    if (stored) return ok(...stored.map(physical));
+    const now = stageClock.now();
+    const decision = decide(sig, state.risk, cfg, now);
+    applyDecision(state.risk, decision);
+    const outputs = outputsOf(sig, decision, now);
+    state.decided.set(id, { decision, outputs });
+    return ok(...outputs.map(physical));
+  };
+
+  const requireDb = (): DatabasePool => {
+    if (!deps.db) throw new Error('size-risk stage: load/persist need deps.db');
+    return deps.db;
+  };
+
+  const load = async (records: StageRecord<Signal>[]): Promise<SizeRiskState> => {
+    const db = requireDb();
+    const ids = [...new Set(records.map((r) => r.value.signal_id))];
+    const [instruments, tickers, balances, positions, orders, trading, decisions, decided] = await Promise.all([
+      db.any(sql.type(instrumentRow)`
+        SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
+               quote_precision, min_order_qty, max_order_qty, max_market_order_qty, min_order_amt, max_order_amt, min_notional_value
+        FROM instruments`),
+      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts FROM tickers`),
+      db.any(sql.type(balanceRow)`SELECT coin, wallet_balance, available, usd_value FROM balances`),
+      db.any(sql.type(positionRow)`SELECT category, symbol, side, size, mark_price FROM positions WHERE size > 0`),
+      // Open orders, each with the newest amend/cancel this stage decided after the row's last change
+      // (not yet confirmed by the exchange): a later signal must neither cancel it twice nor undercount it.
+      db.any(sql.type(orderRow)`
+        SELECT o.order_link_id, o.order_id, o.signal_id::text AS signal_id, o.strategy_id, o.category, o.symbol, o.side, o.order_type,
+               o.time_in_force, o.market_unit, o.reduce_only, o.qty, o.price, o.cum_exec_qty, o.cum_exec_value, o.leaves_qty, o.status,
+               d.action AS pending_action, d.output->'value'->>'qty' AS pending_qty, d.output->'value'->>'price' AS pending_price
+        FROM orders o
+        LEFT JOIN LATERAL (
+          SELECT action, output FROM decisions
+          WHERE decisions.order_link_id = o.order_link_id AND decisions.action IN ('amend', 'cancel') AND decisions.at > o.updated_at
+          ORDER BY decisions.at DESC, decisions.id DESC LIMIT 1
+        ) d ON true
+        WHERE o.status = ANY(${sql.array([...OPEN_STATUSES], 'text')})
+        ORDER BY o.created_at, o.id`),
+      db.maybeOne(sql.type(tradingRow)`SELECT state, kill_switch, reason, trading_day::text AS trading_day, day_realised_pnl FROM trading_state WHERE id`),
+      ids.length === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(decisionRow)`SELECT signal_id::text AS signal_id, idempotency_key, output FROM decisions WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id`),
+      ids.length === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(signalStatusRow)`SELECT signal_id::text AS signal_id FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) AND status = 'decided'`),
+    ]);
+    const now = clock.now();
+    // No row (a database the migrations did not seed): refuse everything rather than trade blind.
+    const tr = trading
+      ? evaluate({ state: trading.state, killSwitch: trading.kill_switch, reason: trading.reason, tradingDay: trading.trading_day, dayRealisedPnl: trading.day_realised_pnl }, { reduceAt: cfg.RISK_DAILY_LOSS_REDUCE, haltAt: cfg.RISK_DAILY_LOSS_HALT }, now)
+      : { state: 'HALTED' as TradingStateName, killSwitch: false, reason: 'no trading_state row', dayLoss: 0, change: null };
+    if (tr.change) log?.warn({ from: tr.change.from, to: tr.change.to, cause: tr.change.cause, dayLoss: tr.dayLoss }, 'trading state changes');
+
+    const risk: RiskState = {
+      instruments: new Map(instruments.map((r): [string, Instrument] => [instKey(r.category, r.symbol), {
+        category: r.category, symbol: r.symbol, baseCoin: r.base_coin, quoteCoin: r.quote_coin, tradable: r.tradable, tickSize: r.tick_size,
+        qtyStep: r.qty_step, basePrecision: r.base_precision, quotePrecision: r.quote_precision, minOrderQty: r.min_order_qty,
+        maxOrderQty: r.max_order_qty, maxMarketOrderQty: r.max_market_order_qty, minOrderAmt: r.min_order_amt, maxOrderAmt: r.max_order_amt,
+        minNotionalValue: r.min_notional_value,
+      }])),
+      tickers: new Map(tickers.map((r): [string, TickerSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, bid: r.bid, ask: r.ask, last: r.last, markPrice: r.mark_price, ts: r.ts }])),
+      balances: new Map(balances.map((r): [string, Balance] => [r.coin, { coin: r.coin, walletBalance: r.wallet_balance, available: r.available, usdValue: r.usd_value }])),
+      positions: new Map(positions.map((r): [string, PositionSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, side: r.side, size: r.size, markPrice: r.mark_price }])),
+      openOrders: orders.map(toOpenOrder),
+      trading: tr,
+    };
+    const replays = new Map<string, StoredOutput[]>();
+    for (const r of decided) replays.set(r.signal_id, []);
+    for (const d of decisions) {
+      const out = d.output as StoredOutput | null;
+      if (!out || (out.topic !== 'orders.intents' && out.topic !== 'orders.events')) continue;
+      const list = replays.get(d.signal_id) ?? [];
+      list.push(out);
+      replays.set(d.signal_id, list);
+    }
+    for (const list of replays.values()) list.sort((a, b) => sequenceOf(a) - sequenceOf(b));
+    return { risk, trading: tr, replays, decided: new Map(), seen: new Set() };
+  };
+
+  const persist = async (items: Array<{ rec: StageRecord<Signal>; result: StageResult }>, state: SizeRiskState): Promise<void> => {
+    const db = requireDb();
+    const now = clock.now();
+    await db.transaction(async (tx) => {
+      if (state.trading.change) await recordTransition(tx, state.trading, now);
+      for (const { rec } of items) {
+        const entry = state.decided.get(rec.value.signal_id);
+        if (!entry) continue; // replayed, or repeated in the chunk: already recorded
+        await recordDecision(tx, rec.value, entry.decision, entry.outputs);
+      }
+    });
+    if (log) {
+      const counts: Record<string, number> = {};
+      for (const { decision: d } of state.decided.values()) {
+        const k = d.kind === 'reject' ? `rejected:${d.code}` : d.outcome;
+        counts[k] = (counts[k] ?? 0) + 1;
+      }
+      if (state.decided.size > 0) log.info({ decided: state.decided.size, outcomes: counts }, 'signals decided');
+    }
+  };
+
+  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+}
+
+// ---------------------------------------------------------------------------------------------
+// persist helpers
+
+/** JSON for jsonb columns: Dec and friends become strings, undefined disappears. */
+const plain = (v: unknown): never => JSON.parse(JSON.stringify(v ?? {})) as never;
+
+const idRow = z.object({ id: z.number() });
+
+async function recordDecision(tx: CommonQueryMethods, sig: Signal, d: Decision, outputs: StoredOutput[]): Promise<void> {
+  const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? Date.now();
+  const inputs = plain(d.inputs);
+  const insertDecision = async (key: string, orderLinkId: string | null, action: 'create' | 'amend' | 'cancel' | 'reject', reason: string, output: StoredOutput): Promise<number> => {
+    const row = await tx.maybeOne(sql.type(idRow)`
+      INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
+      VALUES (${key}, ${sig.signal_id}, ${orderLinkId}, ${action}, ${reason}, ${d.tradingState}, ${sql.jsonb(inputs)}, ${sql.jsonb(plain(output))},
+              ${sql.timestamp(new Date(at))})
+      ON CONFLICT (idempotency_key) DO NOTHING
+      RETURNING id`);
+    if (row) return row.id;
+    return (await tx.one(sql.type(idRow)`SELECT id FROM decisions WHERE idempotency_key = ${key}`)).id;
+  };
+
+  if (d.kind === 'reject') {
+    await insertDecision(`${sig.signal_id}:reject`, null, 'reject', d.code, outputs[0]!);
+  } else {
+    for (const [i, it] of d.intents.entries()) {
+      const decisionId = await insertDecision(`${sig.signal_id}:${it.sequence}`, it.order_link_id, it.action, it.reason, outputs[i]!);
+      if (it.action !== 'create') continue;
+      const context = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: it.signal?.snapshot_price ?? null, signal_timestamp: sig.timestamp, intent_id: it.intent_id };
+      await tx.query(sql.typeAlias('void')`
+        INSERT INTO orders (order_link_id, signal_id, decision_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit,
+                            reduce_only, qty, price, status, expires_at, created_at, updated_at, context)
+        VALUES (${it.order_link_id}, ${sig.signal_id}, ${decisionId}, ${sig.strategy_id}, ${it.category}, ${it.symbol}, ${it.side}, ${it.order_type},
+                ${it.time_in_force}, ${it.market_unit}, ${it.reduce_only}, ${it.qty}, ${it.price}, 'Intent',
+                ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}, ${sql.timestamp(new Date(it.decided_at))},
+                ${sql.timestamp(new Date(it.decided_at))}, ${sql.jsonb(plain(context))})
+        ON CONFLICT (order_link_id) DO NOTHING`);
+    }
+  }
+
+  const outcome = d.outcome;
+  const reason = d.kind === 'reject' ? d.code : d.reason;
+  const snap = sig.market_data_snapshot?.price;
+  const snapshotPrice = typeof snap === 'number' && Number.isFinite(snap) && snap > 0 ? snap : null;
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup, confidence, asset, side,
+                         amount, snapshot_price, signal_ts, trace_id, payload, received_at)
+    VALUES (${sig.signal_id}, 'decided', ${outcome}, ${reason}, ${sql.timestamp(new Date(at))}, ${sig.strategy_id}, ${sig.model_version},
+            ${sig.is_warmup}, ${sig.confidence}, ${sig.asset}, ${sig.signal_type}, ${sig.amount}, ${snapshotPrice},
+            ${sql.timestamp(new Date(sig.timestamp))}, ${sig.trace_id}, ${sql.jsonb(plain(sig))}, ${sql.timestamp(new Date(sig.received_at))})
+    ON CONFLICT (signal_id) DO UPDATE SET
+      status = 'decided', outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at`);
+}
+
+async function recordTransition(tx: CommonQueryMethods, t: Evaluated, now: number): Promise<void> {
+  const c = t.change!;
+  const moved = await tx.maybeOne(sql.type(z.object({ state: z.string() }))`
+    UPDATE trading_state SET state = ${c.to}, reason = ${t.reason}, updated_by = ${name}, updated_at = ${sql.timestamp(new Date(now))}
+    WHERE id AND state = ${c.from} AND kill_switch = ${t.killSwitch}
+    RETURNING state`);
+  if (!moved) return; // already moved (a replay) or changed meanwhile: the next chunk re-evaluates
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO trading_state_transitions (from_state, to_state, kill_switch, reason, actor, details, at)
+    VALUES (${c.from}, ${c.to}, ${t.killSwitch}, ${t.reason ?? c.cause}, ${name}, ${sql.jsonb(plain({ cause: c.cause, day_loss: t.dayLoss }))},
+            ${sql.timestamp(new Date(now))})`);
+}
