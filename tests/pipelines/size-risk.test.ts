@@ -17,7 +17,7 @@ const NOW = Date.parse('2025-11-25T21:35:10Z');
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-export function simInstruments(): Map<string, Instrument> {
+function simInstruments(): Map<string, Instrument> {
   const out = new Map<string, Instrument>();
   for (const i of DEFAULT_INSTRUMENTS) {
     const common = { category: i.category, symbol: i.symbol, baseCoin: i.baseCoin, quoteCoin: i.quoteCoin, tradable: true, tickSize: i.tickSize };
