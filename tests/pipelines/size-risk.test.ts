@@ -503,3 +503,25 @@ test('process: a replayed signal emits exactly the recorded outputs; a repeat in
   assert.deepEqual(r2.outputs, r1.outputs);
   assert.equal(replay.decided.size, 0);
 });
+
+test('every output is a valid Avro record of its topic (create, cancel, amend, rejection)', async () => {
+  const { invalidPaths } = await import('../../schemas/codecs.ts'); // dynamic: codecs load the .avsc files
+  const stage = createSizeRiskStage({ config: cfgWith({ RISK_ORDER_TYPE: '{"ETHUSDT":"limit"}', RISK_CATEGORY: '{"SOLUSDT":"linear"}' }) });
+  const st = baseState();
+  st.openOrders.push(order({ side: 'Sell', orderLinkId: 'om-s' }), order({ side: 'Buy', orderLinkId: 'om-b', price: '2900' }));
+  st.tickers.set('linear:SOLUSDT', { category: 'linear', symbol: 'SOLUSDT', bid: '149.99', ask: '150.01', last: '150', markPrice: null, ts: NOW });
+  const state = stateFrom(st);
+  const clock = new ManualClock(NOW);
+  const solSnap = { price: 150, spread: 0.02, volume_24h: 1, volatility: 0.01, orderbook_depth: { bid_depth: 1, ask_depth: 1 }, technical_indicators: { rsi: 40 } };
+  const outs = [
+    stage.process(rec(signal()), { state, clock }),
+    stage.process(rec(signal({ asset: 'BTCUSDT', market_data_snapshot: { ...solSnap, price: 60000 } })), { state, clock }),
+    stage.process(rec(signal({ asset: 'SOLUSDT', signal_type: 'sell', market_data_snapshot: solSnap, model_version: null, trace_id: null })), { state, clock }),
+    stage.process(rec(signal({ confidence: 0.01 })), { state, clock }),
+  ].flatMap((r) => r.outputs ?? []);
+  assert.deepEqual(outs.map((o) => (o.topic.endsWith('orders.intents') ? (o.value as OrderIntent).action : (o.value as OrderEvent).event_type)), ['cancel', 'amend', 'create', 'create', 'signal_rejected']);
+  for (const o of outs) {
+    const kind = o.topic.endsWith('orders.intents') ? 'OrderIntent' : 'OrderEvent';
+    assert.deepEqual(invalidPaths(kind, o.value), [], `${kind} ${JSON.stringify(o.value).slice(0, 200)}`);
+  }
+});

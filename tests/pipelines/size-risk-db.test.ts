@@ -1,0 +1,224 @@
+// The risk and sizing stage's load / persist on the real PostgreSQL: a freshly migrated database of
+// this file's own (dropped after). What the runner does for a chunk (load → process → persist) is
+// done by hand, so a crash between persist and the Kafka commit is simply "run the chunk again".
+import { test, before, after, beforeEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ManualClock } from '../../runtime/clock.ts';
+import { loadConfig } from '../../runtime/config.ts';
+import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
+import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
+import { orderLinkId, REASONS } from '../../pipelines/risk-rules.ts';
+import { createSizeRiskStage, parseConfig } from '../../pipelines/size-risk.ts';
+import { utcDay } from '../../pipelines/trading-state.ts';
+import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
+import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
+
+const NOW = Date.now();
+const PREFIX = 'dbt.';
+const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_size_risk_${randomBytes(6).toString('hex')}`);
+let pool: DatabasePool;
+
+before(async () => {
+  await ensureDatabase(dbUrl);
+  pool = await createDb(dbUrl, { maximumPoolSize: 4 });
+  await migrate(pool, { dir: defaultMigrationsDir });
+  for (const i of DEFAULT_INSTRUMENTS) {
+    if (i.category === 'spot') {
+      await pool.query(sql.typeAlias('void')`
+        INSERT INTO instruments (category, symbol, base_coin, quote_coin, tick_size, base_precision, quote_precision, min_order_qty, max_order_qty,
+                                 max_market_order_qty, min_order_amt, max_order_amt)
+        VALUES ('spot', ${i.symbol}, ${i.baseCoin}, ${i.quoteCoin}, ${i.tickSize}, ${i.basePrecision}, ${i.quotePrecision}, ${i.minOrderQty},
+                ${i.maxLimitOrderQty}, ${i.maxMarketOrderQty}, ${i.minOrderAmt}, ${i.maxOrderAmt})`);
+    } else {
+      await pool.query(sql.typeAlias('void')`
+        INSERT INTO instruments (category, symbol, base_coin, quote_coin, tick_size, qty_step, min_order_qty, max_order_qty, max_market_order_qty, min_notional_value)
+        VALUES ('linear', ${i.symbol}, ${i.baseCoin}, ${i.quoteCoin}, ${i.tickSize}, ${i.qtyStep}, ${i.minOrderQty}, ${i.maxOrderQty}, ${i.maxMktOrderQty}, ${i.minNotionalValue})`);
+    }
+  }
+});
+
+after(async () => {
+  await pool?.end();
+  await dropDatabase(dbUrl).catch(() => {});
+});
+
+beforeEach(async () => {
+  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, decisions, signals, trading_state_transitions, balances, tickers, positions`);
+  await pool.query(sql.typeAlias('void')`
+    UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, day_realised_pnl = 0, trading_day = ${utcDay(NOW)}::date WHERE id`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO tickers (category, symbol, bid, ask, last, ts) VALUES ('spot', 'ETHUSDT', 2999.5, 3000.5, 3000, ${sql.timestamp(new Date(NOW - 1000))})`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO balances (coin, wallet_balance, available, updated_ms) VALUES ('USDT', 10000, 10000, ${NOW})`);
+});
+
+const cfg = (over: Record<string, string> = {}) =>
+  parseConfig({ TOPIC_PREFIX: PREFIX, RISK_MAX_POSITION_NOTIONAL: '1000', RISK_MAX_ORDER_NOTIONAL: '1000', RISK_LIMIT_POLICY: 'shrink', ...over });
+
+function signal(over: Partial<Signal> = {}): Signal {
+  return {
+    signal_id: randomUUID(),
+    signal_type: 'buy',
+    asset: 'ETHUSDT',
+    amount: 700,
+    confidence: 0.9,
+    timestamp: NOW - 2000,
+    strategy_id: 'strat-db',
+    model_version: null,
+    is_warmup: false,
+    market_data_snapshot: { price: 3000, spread: 1, volume_24h: 1e6, volatility: 0.02, orderbook_depth: { bid_depth: 1, ask_depth: 2 }, technical_indicators: { rsi: 51.5 } },
+    metadata: '{"reasoning":"test"}',
+    trace_id: 'trace-db',
+    received_at: NOW - 1500,
+    validated_at: NOW - 1400,
+    ...over,
+  };
+}
+
+let offset = 0;
+const rec = (value: Signal): StageRecord<Signal> => ({ value, key: value.asset, headers: {}, topic: `${PREFIX}signals.valid`, partition: 0, offset: String(offset++), timestamp: NOW, traceId: value.trace_id });
+
+/** What the runner does for one chunk: load, process each record, persist. */
+async function runChunk(stage: ReturnType<typeof createSizeRiskStage>, records: StageRecord<Signal>[], clock: ManualClock): Promise<StageResult[]> {
+  const state = await stage.load!(records);
+  const results = records.map((r) => stage.process(r, { state, clock }));
+  await stage.persist!(records.map((r, i) => ({ rec: r, result: results[i]! })), state);
+  return results;
+}
+
+const count = async (table: 'decisions' | 'orders' | 'trading_state_transitions'): Promise<number> => {
+  const t = sql.identifier([table]);
+  return (await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM ${t}`)).n;
+};
+const ordersOf = () => pool.any(sql.type(z.object({ order_link_id: z.string().nullable(), status: z.string(), qty: z.string(), side: z.string(), decision_id: z.number().nullable(), market_unit: z.string().nullable() }))`
+  SELECT order_link_id, status, qty, side, decision_id, market_unit FROM orders ORDER BY id`);
+const signalRow = (id: string) => pool.one(sql.type(z.object({ status: z.string(), outcome: z.string().nullable(), outcome_reason: z.string().nullable() }))`
+  SELECT status, outcome, outcome_reason FROM signals WHERE signal_id = ${id}`);
+const intentsOf = (r: StageResult) => (r.outputs ?? []).map((o) => o.value as OrderIntent);
+
+test('two buys in one chunk respect max exposure; replaying the chunk changes nothing', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
+  const a = signal();
+  const b = signal();
+  const first = await runChunk(stage, [rec(a), rec(b)], clock);
+  assert.deepEqual(first.map((r) => intentsOf(r).map((i) => [i.action, i.qty])), [[['create', '700']], [['create', '300']]]);
+
+  const orders = await ordersOf();
+  assert.deepEqual(orders.map((o) => [o.order_link_id, o.status, o.qty, o.side, o.market_unit]), [
+    [orderLinkId('om', a.signal_id), 'Intent', '700', 'Buy', 'quoteCoin'],
+    [orderLinkId('om', b.signal_id), 'Intent', '300', 'Buy', 'quoteCoin'],
+  ]);
+  assert.ok(orders.every((o) => o.decision_id !== null));
+  assert.equal(await count('decisions'), 2);
+  assert.deepEqual(await signalRow(a.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'new_signal' });
+  assert.deepEqual(await signalRow(b.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'shrunk_to_limit' });
+
+  // Crash after persist, before the Kafka commit: the same chunk again, later, gives the same outputs.
+  clock.advance(30_000);
+  const replay = await runChunk(stage, [rec(a), rec(b)], clock);
+  assert.deepEqual(replay.map((r) => r.outputs), first.map((r) => r.outputs));
+  assert.equal(await count('decisions'), 2);
+  assert.equal((await ordersOf()).length, 2);
+
+  // A new chunk sees the Intent orders in PostgreSQL: no headroom left.
+  const c = signal({ amount: 100 });
+  const [rc] = await runChunk(stage, [rec(c)], clock);
+  assert.equal(rc!.kind, 'ok');
+  const ev = rc!.outputs![0]!.value as OrderEvent;
+  assert.equal(rc!.outputs![0]!.topic, `${PREFIX}orders.events`);
+  assert.equal(ev.event_type, 'signal_rejected');
+  assert.equal(ev.reason_code, REASONS.maxPositionExposure);
+  assert.deepEqual(await signalRow(c.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: REASONS.maxPositionExposure });
+  const dec = await pool.one(sql.type(z.object({ action: z.string(), reason: z.string(), trading_state: z.string(), inputs: z.any(), output: z.any() }))`
+    SELECT action, reason, trading_state, inputs, output FROM decisions WHERE idempotency_key = ${`${c.signal_id}:reject`}`);
+  assert.equal(dec.action, 'reject');
+  assert.equal(dec.reason, REASONS.maxPositionExposure);
+  assert.equal(dec.trading_state, 'ACTIVE');
+  assert.equal(dec.inputs.exposure.asset_long, '1000', 'the audit keeps the inputs the decision was taken from');
+  assert.equal(dec.output.value.event_id, ev.event_id);
+  assert.equal((await ordersOf()).length, 2);
+
+  // Replayed outputs (read back from jsonb) are still valid Avro records.
+  const { invalidPaths } = await import('../../schemas/codecs.ts');
+  for (const r of [...replay, rc!]) for (const o of r.outputs ?? []) assert.deepEqual(invalidPaths(o.topic.endsWith('orders.intents') ? 'OrderIntent' : 'OrderEvent', o.value), []);
+});
+
+test('reject policy: the second buy of the chunk is refused, not shrunk', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg({ RISK_LIMIT_POLICY: 'reject' }), db: pool, clock });
+  const [ra, rb] = await runChunk(stage, [rec(signal()), rec(signal())], clock);
+  assert.equal(intentsOf(ra!)[0]!.qty, '700');
+  assert.equal((rb!.outputs![0]!.value as OrderEvent).reason_code, REASONS.maxPositionExposure);
+  assert.equal(await count('orders'), 1);
+  assert.equal(await count('decisions'), 2);
+});
+
+test('an opposite order is cancelled once: the pending cancel is seen by the next chunk', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO orders (order_link_id, order_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, created_at, updated_at)
+    VALUES ('old-sell-1', 'ex-1', 'strat-db', 'spot', 'ETHUSDT', 'Sell', 'Limit', 'GTC', 0.05, 3050, 'New',
+            ${sql.timestamp(new Date(NOW - 60_000))}, ${sql.timestamp(new Date(NOW - 60_000))})`);
+  const [r1] = await runChunk(stage, [rec(signal({ amount: 200 }))], clock);
+  assert.deepEqual(intentsOf(r1!).map((i) => [i.action, i.order_link_id, i.target_order_id]), [['cancel', 'old-sell-1', 'ex-1'], ['create', intentsOf(r1!)[1]!.order_link_id, null]]);
+  clock.advance(1000);
+  const [r2] = await runChunk(stage, [rec(signal({ amount: 200 }))], clock);
+  assert.deepEqual(intentsOf(r2!).map((i) => i.action), ['create']);
+  const cancels = await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM decisions WHERE action = 'cancel' AND order_link_id = 'old-sell-1'`);
+  assert.equal(cancels.n, 1);
+});
+
+test('a resting limit order is amended; the next chunk counts the amended size', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg({ RISK_ORDER_TYPE: 'limit', RISK_MAX_POSITION_NOTIONAL: '1200' }), db: pool, clock });
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO orders (order_link_id, order_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, created_at, updated_at)
+    VALUES ('rest-buy-1', 'ex-2', 'strat-db', 'spot', 'ETHUSDT', 'Buy', 'Limit', 'GTC', 0.01, 2900, 'New',
+            ${sql.timestamp(new Date(NOW - 60_000))}, ${sql.timestamp(new Date(NOW - 60_000))})`);
+  const [r1] = await runChunk(stage, [rec(signal({ amount: 900 }))], clock);
+  const amend = intentsOf(r1!)[0]!;
+  assert.deepEqual([amend.action, amend.order_link_id, amend.price, amend.qty], ['amend', 'rest-buy-1', '2999.5', '0.30005']);
+  assert.deepEqual(await signalRow(amend.signal!.signal_id), { status: 'decided', outcome: 'amend', outcome_reason: 'same_side_amend' });
+  // Another strategy's buy: the amended order (~900) counts, not its confirmed 29 USDT.
+  clock.advance(1000);
+  const [r2] = await runChunk(stage, [rec(signal({ amount: 900, strategy_id: 'other' }))], clock);
+  const created = intentsOf(r2!)[0]!;
+  assert.equal(created.action, 'create');
+  assert.ok(Number(created.qty) * 2999.5 <= 300.1, `only the remaining headroom: ${created.qty}`);
+});
+
+test('daily loss limit moves the trading state once and refuses new orders', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg({ RISK_DAILY_LOSS_REDUCE: '200', RISK_DAILY_LOSS_HALT: '500' }), db: pool, clock });
+  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -250 WHERE id`);
+  const [r1] = await runChunk(stage, [rec(signal())], clock);
+  assert.equal((r1!.outputs![0]!.value as OrderEvent).reason_code, REASONS.reducingOnly);
+  const st = () => pool.one(sql.type(z.object({ state: z.string(), reason: z.string().nullable() }))`SELECT state, reason FROM trading_state WHERE id`);
+  assert.equal((await st()).state, 'REDUCING');
+  assert.equal(await count('trading_state_transitions'), 1);
+
+  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -520 WHERE id`);
+  const [r2] = await runChunk(stage, [rec(signal({ signal_type: 'sell' }))], clock);
+  assert.equal((r2!.outputs![0]!.value as OrderEvent).reason_code, REASONS.halted);
+  assert.equal((await st()).state, 'HALTED');
+  const [r3] = await runChunk(stage, [rec(signal())], clock);
+  assert.equal((r3!.outputs![0]!.value as OrderEvent).reason_code, REASONS.halted);
+  const transitions = await pool.any(sql.type(z.object({ from_state: z.string(), to_state: z.string(), actor: z.string().nullable() }))`
+    SELECT from_state, to_state, actor FROM trading_state_transitions ORDER BY id`);
+  assert.deepEqual(transitions.map((t) => [t.from_state, t.to_state, t.actor]), [['ACTIVE', 'REDUCING', 'size-risk'], ['REDUCING', 'HALTED', 'size-risk']]);
+});
+
+test('kill switch: every signal refused with kill_switch', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
+  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET kill_switch = true, state = 'HALTED', reason = 'kill_switch' WHERE id`);
+  const [r] = await runChunk(stage, [rec(signal())], clock);
+  assert.equal((r!.outputs![0]!.value as OrderEvent).reason_code, REASONS.killSwitch);
+  assert.equal(await count('orders'), 0);
+  assert.equal(await count('trading_state_transitions'), 0);
+});
