@@ -15,7 +15,7 @@
 //              110072 duplicate orderLinkId (AlreadyPlacedError: the order exists) and an amend
 //              that changes nothing (AlreadyAppliedError: the order already has those values).
 //   fatal      10003 bad API key, 10004 bad signature, 10005 permission denied, 10010 IP not
-//              whitelisted, HTTP 401 and other 4xx (wrong URL or credentials: stop loudly).
+//              whitelisted, 10017 route not found, HTTP 401 and other 4xx (wrong URL or credentials: stop loudly).
 //
 // `uncertain` on a retriable error says whether the request may have been executed (the answer
 // was lost: timeout, reset, 5xx, server error). A create is never sent again for the same
@@ -32,6 +32,7 @@ export const RET = {
   PERMISSION: 10005,
   RATE_LIMIT: 10006,
   IP_NOT_ALLOWED: 10010,
+  ROUTE_NOT_FOUND: 10017,
   SERVICE_ERROR: 10016,
   SERVICE_UPGRADING: 10019,
   ORDER_NOT_EXIST: 110001,
@@ -76,7 +77,13 @@ export const REJECT_REASONS: Readonly<Record<number, string>> = Object.freeze({
   [RET.SPOT_PRICE_LOW]: 'price_out_of_band',
 });
 
-const FATAL_CODES: ReadonlySet<number> = new Set([RET.API_KEY, RET.SIGN, RET.PERMISSION, RET.IP_NOT_ALLOWED]);
+const FATAL_CODES: Readonly<Record<number, string>> = Object.freeze({
+  [RET.API_KEY]: 'bad_api_key',
+  [RET.SIGN]: 'bad_signature',
+  [RET.PERMISSION]: 'permission_denied',
+  [RET.IP_NOT_ALLOWED]: 'ip_not_allowed',
+  [RET.ROUTE_NOT_FOUND]: 'route_not_found',
+});
 const SERVER_CODES: ReadonlySet<number> = new Set([RET.SERVER_ERROR, RET.SERVICE_ERROR, RET.SERVICE_UPGRADING]);
 const SOCKET_CODES = /^(ECONNRESET|ECONNABORTED|ETIMEDOUT|ESOCKETTIMEDOUT|EPIPE|EAI_AGAIN|ENOTFOUND|ECONNREFUSED|ENETUNREACH|EHOSTUNREACH|ERR_SOCKET_CONNECTION_TIMEOUT|UND_ERR_SOCKET)$/;
 /** Socket errors that happen before a request leaves the machine: it cannot have executed. */
@@ -153,10 +160,8 @@ export function fromRetCode(retCode: number, retMsg: string, op: BybitOp, opts: 
   }
   if (SERVER_CODES.has(retCode)) return new BybitRetriableError('server_error', retCode, msg, 200, op !== 'query');
   if (retCode === RET.TIMESTAMP) return new BybitRetriableError('timestamp_out_of_window', retCode, msg, 200, false);
-  if (FATAL_CODES.has(retCode)) {
-    const code = retCode === RET.API_KEY ? 'bad_api_key' : retCode === RET.SIGN ? 'bad_signature' : retCode === RET.PERMISSION ? 'permission_denied' : 'ip_not_allowed';
-    return new BybitFatalError(code, retCode, msg);
-  }
+  const fatal = FATAL_CODES[retCode];
+  if (fatal) return new BybitFatalError(fatal, retCode, msg);
   if (retCode === RET.DUPLICATE_LINK_ID && op === 'create') return new AlreadyPlacedError(retCode, msg);
   if (retCode === RET.PARAMS && op === 'amend' && /remains unchanged|not modified/i.test(msg)) return new AlreadyAppliedError(retCode, msg);
   return new BybitRejectedError(REJECT_REASONS[retCode] ?? 'exchange_rejected', retCode, msg);

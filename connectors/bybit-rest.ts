@@ -147,7 +147,7 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
 
   async function call<T>(op: BybitOp, path: string, category: string, fn: () => Promise<Answer<T>>): Promise<Ack<T>> {
     const key = RateLimiter.key(path, category);
-    await limiter.acquire(key);
+    const release = await limiter.acquire(key);
     let ans: Answer<T>;
     try {
       ans = await fn();
@@ -155,6 +155,8 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
       const mapped = fromThrown(err, op);
       log?.debug({ path, category, code: mapped.code, err: mapped.message }, 'bybit request failed');
       throw mapped;
+    } finally {
+      release();
     }
     const info: RateLimitInfo | undefined = ans.rateLimitApi
       ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp }

@@ -47,11 +47,20 @@ export interface RateLimiterOptions {
   sleep?: (ms: number) => Promise<void>;
 }
 
+interface Slot {
+  /** When the request was let go, then (on release) when its answer arrived. */
+  t: number;
+  inFlight: boolean;
+}
+
 interface KeyState {
-  sent: number[]; // times of requests in the current window
+  slots: Slot[];
   blockedUntil: number;
   headerLimit?: number;
 }
+
+/** How often a full window of requests that are all still in flight is looked at again. */
+const IN_FLIGHT_POLL_MS = 20;
 
 export class RateLimiter {
   private readonly keys = new Map<string, KeyState>();
@@ -90,7 +99,7 @@ export class RateLimiter {
   private state(key: string): KeyState {
     let st = this.keys.get(key);
     if (!st) {
-      st = { sent: [], blockedUntil: 0 };
+      st = { slots: [], blockedUntil: 0 };
       this.keys.set(key, st);
     }
     return st;
@@ -100,15 +109,25 @@ export class RateLimiter {
   delayFor(key: string): number {
     const st = this.state(key);
     const now = this.clock.now();
-    st.sent = st.sent.filter((t) => t > now - 1000);
+    st.slots = st.slots.filter((s) => s.inFlight || s.t > now - 1000);
     let wait = Math.max(0, st.blockedUntil - now);
     const limit = this.limitOf(key);
-    if (st.sent.length >= limit) wait = Math.max(wait, st.sent[st.sent.length - limit]! + 1000 - now);
+    if (st.slots.length >= limit) {
+      // The exchange counts a request when it arrives, somewhere between our send and its answer:
+      // a slot frees a second after the answer, and not at all while the request is in flight.
+      const done = st.slots.filter((s) => !s.inFlight).map((s) => s.t).sort((a, b) => a - b);
+      const needed = st.slots.length - limit + 1;
+      wait = Math.max(wait, done.length >= needed ? done[needed - 1]! + 1000 - now + 1 : IN_FLIGHT_POLL_MS);
+    }
     return wait;
   }
 
-  /** Wait for a slot on `key` and take it. */
-  acquire(key: string): Promise<void> {
+  /**
+   * Wait for a slot on `key` and take it. Call the returned release when the answer (or the
+   * failure) arrived: the slot then counts from that moment, which is never earlier than when the
+   * exchange counted the request.
+   */
+  acquire(key: string): Promise<() => void> {
     const prev = this.queues.get(key) ?? Promise.resolve();
     const next = prev.then(async () => {
       for (;;) {
@@ -117,9 +136,18 @@ export class RateLimiter {
         this.waitedMs += wait;
         await this.sleep(wait);
       }
-      this.state(key).sent.push(this.clock.now());
+      const slot: Slot = { t: this.clock.now(), inFlight: true };
+      this.state(key).slots.push(slot);
+      return () => {
+        if (!slot.inFlight) return;
+        slot.inFlight = false;
+        slot.t = this.clock.now();
+      };
     });
-    const tail = next.catch(() => {});
+    const tail = next.then(
+      () => undefined,
+      () => undefined,
+    );
     this.queues.set(key, tail);
     tail.then(() => {
       if (this.queues.get(key) === tail) this.queues.delete(key);
