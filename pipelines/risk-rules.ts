@@ -401,11 +401,6 @@ export interface PriceView {
   divergenceBps: number | null;
 }
 
-/** The latest usable ticker of a symbol: the given category first, then the other. */
-function tickerOf(st: RiskState, category: Category, symbol: string): TickerSnap | null {
-  return st.tickers.get(instKey(category, symbol)) ?? st.tickers.get(instKey(category === 'spot' ? 'linear' : 'spot', symbol)) ?? null;
-}
-
 function tickerRef(t: TickerSnap): { ref: Dec | null; bid: Dec | null; ask: Dec | null } {
   const bid = Dec.maybe(t.bid);
   const ask = Dec.maybe(t.ask);
@@ -421,8 +416,11 @@ function tickerRef(t: TickerSnap): { ref: Dec | null; bid: Dec | null; ask: Dec 
 export function priceView(sig: Signal, st: RiskState, category: Category, cfg: RiskConfig, now: number): { ok: true; view: PriceView } | { ok: false; code: RejectCode; detail: string } {
   const snapNum = sig.market_data_snapshot?.price;
   const snapshot = typeof snapNum === 'number' && Number.isFinite(snapNum) && snapNum > 0 ? Dec.of(snapNum) : null;
-  const t = tickerOf(st, category, sig.asset);
-  const fresh = t && now - t.ts <= cfg.RISK_TICKER_MAX_AGE_MS ? tickerRef(t) : null;
+  const isFresh = (x: TickerSnap | undefined): x is TickerSnap => !!x && now - x.ts <= cfg.RISK_TICKER_MAX_AGE_MS && tickerRef(x).ref !== null;
+  const sameCat = st.tickers.get(instKey(category, sig.asset));
+  const otherCat = st.tickers.get(instKey(category === 'spot' ? 'linear' : 'spot', sig.asset));
+  const t = isFresh(sameCat) ? sameCat : isFresh(otherCat) ? otherCat : sameCat ?? otherCat ?? null;
+  const fresh = isFresh(t ?? undefined) ? tickerRef(t!) : null;
   if (fresh?.ref) {
     let divergenceBps: number | null = null;
     if (snapshot) {
