@@ -61,8 +61,8 @@ export interface StageContext<S> {
 
 export interface Stage<I, S = undefined> {
   name: string;
-  /** Physical input topic. */
-  input: string;
+  /** Physical input topic(s). A stage over several topics gets their records in per-partition order. */
+  input: string | string[];
   /** 'raw' hands the stage the bytes as received; 'avro' decodes through the registry first. */
   inputFormat: 'raw' | 'avro';
   /** Physical dead-letter topic. */
@@ -117,22 +117,26 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const log = deps.logger.child({ stage: stage.name, group: deps.groupId });
   const m = deps.metrics.stage;
   const consumer: ConsumerPort = deps.kafka.consumer({ groupId: deps.groupId, readCommitted: true, sessionTimeoutMs: deps.sessionTimeoutMs });
-  const producers = new Map<number, ProducerPort>();
+  const inputs = Array.isArray(stage.input) ? stage.input : [stage.input];
+  const producers = new Map<string, ProducerPort>();
   let joined = false;
   let stopping = false;
 
-  const producerFor = async (partition: number): Promise<ProducerPort> => {
-    let p = producers.get(partition);
+  // One transactional producer per input partition (see the header): the id is stable across
+  // restarts and rebalances so a new owner fences the old one.
+  const producerFor = async (topic: string, partition: number): Promise<ProducerPort> => {
+    const id = `${deps.groupId}-${topic}-${partition}`;
+    let p = producers.get(id);
     if (!p) {
-      p = deps.kafka.producer({ transactionalId: `${deps.groupId}-${stage.input}-${partition}` });
+      p = deps.kafka.producer({ transactionalId: id });
       await p.connect();
-      producers.set(partition, p);
+      producers.set(id, p);
     }
     return p;
   };
-  const dropProducer = async (partition: number) => {
-    const p = producers.get(partition);
-    producers.delete(partition);
+  const dropProducer = async (id: string) => {
+    const p = producers.get(id);
+    producers.delete(id);
     await p?.disconnect().catch(() => {});
   };
 
@@ -187,7 +191,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
 
   /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
-  const processChunk = async (partition: number, messages: InMessage[]): Promise<void> => {
+  const processChunk = async (topic: string, partition: number, messages: InMessage[]): Promise<void> => {
     const t0 = performance.now();
     const decoded = await decodeAll(messages);
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
@@ -230,29 +234,29 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     }
     if (stage.persist) await stage.persist(items, state);
 
-    const producer = await producerFor(partition);
+    const producer = await producerFor(topic, partition);
     const tx = await producer.transaction();
     try {
       for (const [topic, list] of byTopic) await tx.send(topic, list);
       const last = messages[messages.length - 1]!;
-      await tx.sendOffsets(deps.groupId, [{ topic: stage.input, partition, offset: String(BigInt(last.offset) + 1n) }]);
+      await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(last.offset) + 1n) }]);
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
       // A fenced or broken transactional producer cannot be reused.
-      await dropProducer(partition);
+      await dropProducer(`${deps.groupId}-${topic}-${partition}`);
       throw err;
     }
-    m.recordsIn.inc({ stage: stage.name, topic: stage.input }, messages.length);
+    m.recordsIn.inc({ stage: stage.name, topic }, messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
   };
 
-  const handleChunk = async (partition: number, chunk: InMessage[], ctl: BatchControl): Promise<boolean> => {
+  const handleChunk = async (topic: string, partition: number, chunk: InMessage[], ctl: BatchControl): Promise<boolean> => {
     for (let attempt = 0; ; attempt++) {
       if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
       try {
-        await processChunk(partition, chunk);
+        await processChunk(topic, partition, chunk);
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
         return true;
@@ -285,12 +289,12 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   });
 
   await connectWithBackoff(() => consumer.connect(), log, deps.retryMaxMs);
-  await consumer.subscribe([stage.input], deps.fromBeginning ?? true);
+  await consumer.subscribe(inputs, deps.fromBeginning ?? true);
   await consumer.run(async (batch, ctl) => {
     m.lag.set({ stage: stage.name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
     for (let i = 0; i < batch.messages.length; i += deps.batchMax) {
       const chunk = batch.messages.slice(i, i + deps.batchMax);
-      if (!(await handleChunk(batch.partition, chunk, ctl))) return;
+      if (!(await handleChunk(batch.topic, batch.partition, chunk, ctl))) return;
     }
   });
   log.info({ input: stage.input, dlq: stage.dlq }, 'stage running');

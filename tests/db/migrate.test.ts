@@ -79,7 +79,7 @@ test('applies every migration to an empty database and records name + checksum',
   assert.deepEqual(await publicTables(pool), []);
 
   const files = await sqlFiles(defaultMigrationsDir);
-  assert.ok(files.length >= 2 && files.length <= 4, `2-4 migration files, got ${files.join(', ')}`);
+  assert.ok(files.length >= 3, `the migrations are there, got ${files.join(', ')}`);
   const result = await migrate(pool);
   assert.deepEqual(result.applied.map((m) => m.name), files);
   assert.deepEqual(result.alreadyApplied, []);
