@@ -331,7 +331,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
       for (const { rec } of items) {
         const entry = state.decided.get(rec.value.signal_id);
         if (!entry) continue; // replayed, or repeated in the chunk: already recorded
-        await recordDecision(tx, rec.value, entry.decision, entry.outputs);
+        await recordDecision(tx, rec.value, entry.decision, entry.outputs, now);
       }
     });
     if (log) {
@@ -355,8 +355,8 @@ const plain = (v: unknown): never => JSON.parse(JSON.stringify(v ?? {})) as neve
 
 const idRow = z.object({ id: z.number() });
 
-async function recordDecision(tx: CommonQueryMethods, sig: Signal, d: Decision, outputs: StoredOutput[]): Promise<void> {
-  const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? Date.now();
+async function recordDecision(tx: CommonQueryMethods, sig: Signal, d: Decision, outputs: StoredOutput[], now: number): Promise<void> {
+  const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? now;
   const inputs = plain(d.inputs);
   const insertDecision = async (key: string, orderLinkId: string | null, action: 'create' | 'amend' | 'cancel' | 'reject', reason: string, output: StoredOutput): Promise<number> => {
     const row = await tx.maybeOne(sql.type(idRow)`
