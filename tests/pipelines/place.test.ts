@@ -1,0 +1,324 @@
+// The placement stage (pipelines/place.ts) against a real simulator through bybit-api (each test
+// its own, port 0): load sends, process maps outcomes to submissions. Faults of the simulator
+// stand in for the exchange's bad days. A "restart" is a fresh stage instance (no memory of the
+// previous one), fed the same intent records, as the runner does after a crash before its commit.
+// The persist test runs on its own PostgreSQL database.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { z } from 'zod';
+import { ManualClock, systemClock, type Clock } from '../../runtime/clock.ts';
+import { loadConfig } from '../../runtime/config.ts';
+import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
+import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import { classify, RetriableError } from '../../runtime/errors.ts';
+import type { StageRecord } from '../../pipelines/runner.ts';
+import { coalesce, createPlaceStage, parseConfig, submissionOf, type PlaceState } from '../../pipelines/place.ts';
+import { createBybitRest, parseConfig as parseRestConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
+import { BybitFatalError } from '../../connectors/bybit-errors.ts';
+import { startSimulator, type Simulator } from '../../sim/server.ts';
+import { SAMPLES } from '../../schemas/samples.ts';
+import type { OrderIntent, OrderSubmission } from '../../schemas/types.ts';
+
+const PREFIX = 'unit.';
+const INTENTS = `${PREFIX}orders.intents`;
+const CREATE = ['/v5/order/create'];
+
+function intent(over: Partial<OrderIntent> = {}): OrderIntent {
+  const sid = randomUUID();
+  return {
+    ...SAMPLES.OrderIntent,
+    intent_id: `${sid}:1`,
+    order_link_id: `om-${randomBytes(10).toString('hex')}`,
+    signal: { ...SAMPLES.OrderIntent.signal!, signal_id: sid, strategy_id: `strat-${randomBytes(3).toString('hex')}` },
+    side: 'Buy',
+    qty: '0.01',
+    price: '2800',
+    expires_at: null,
+    decided_at: Date.now(),
+    ...over,
+  };
+}
+
+let offset = 0;
+const rec = (value: OrderIntent): StageRecord<OrderIntent> => ({ value, key: value.symbol, headers: {}, topic: INTENTS, partition: 0, offset: String(offset++), timestamp: Date.now(), traceId: null });
+
+interface Env {
+  sim: Simulator;
+  rest: BybitRest;
+  /** A fresh stage instance (as after a restart) placing these records: submissions in order. */
+  place(records: StageRecord<OrderIntent>[], opts?: { clock?: Clock; env?: Record<string, string>; db?: DatabasePool }): Promise<OrderSubmission[]>;
+  ordersOf(link: string): Array<Record<string, unknown>>;
+}
+
+async function withSim(fn: (env: Env) => Promise<void>, restEnv: Record<string, string> = {}): Promise<void> {
+  const sim = await startSimulator({ port: 0, seed: 21 });
+  try {
+    const rest = createBybitRest({ config: parseRestConfig({ BYBIT_SIM_PORT: String(sim.port), BYBIT_REST_TIMEOUT_MS: '1000', ...restEnv }) });
+    const env: Env = {
+      sim,
+      rest,
+      async place(records, opts = {}) {
+        const clock = opts.clock ?? systemClock;
+        const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '200', ...opts.env }), rest, clock, db: opts.db });
+        const state = (await stage.load!(records)) as PlaceState;
+        const items = records.map((r) => ({ rec: r, result: stage.process(r, { state, clock }) }));
+        if (opts.db) await stage.persist!(items, state);
+        return items.map(({ result }) => {
+          assert.equal(result.kind, 'ok');
+          assert.equal(result.outputs!.length, 1);
+          assert.equal(result.outputs![0]!.topic, `${PREFIX}orders.submissions`);
+          return result.outputs![0]!.value as OrderSubmission;
+        });
+      },
+      ordersOf: (link) => sim.orders().filter((o) => o.orderLinkId === link),
+    };
+    await fn(env);
+  } finally {
+    await sim.close();
+  }
+}
+
+test('create, amend and cancel intents become accepted submissions with the exchange’s orderId', () =>
+  withSim(async ({ place, ordersOf }) => {
+    const c = intent();
+    const [s1] = await place([rec(c)]);
+    const [o] = ordersOf(c.order_link_id);
+    assert.ok(o, 'order at the simulator');
+    assert.deepEqual([s1!.outcome, s1!.order_id, s1!.ret_code, s1!.attempts, s1!.reason_code], ['accepted', o.orderId, 0, 1, null]);
+    assert.deepEqual(s1, submissionOf(c, { outcome: 'accepted', orderId: String(o.orderId), retCode: 0, retMsg: 'OK', reasonCode: null, attempts: 1, sentAt: s1!.sent_at, ackedAt: s1!.acked_at }));
+    assert.ok(s1!.acked_at! >= s1!.sent_at);
+
+    const a = intent({ action: 'amend', order_link_id: c.order_link_id, target_order_id: String(o.orderId), price: '2810', qty: null, signal: c.signal });
+    const [s2] = await place([rec(a)]);
+    assert.deepEqual([s2!.outcome, s2!.order_id], ['accepted', o.orderId]);
+    assert.equal(Number(ordersOf(c.order_link_id)[0]!.price), 2810);
+    // The same amend again (a replay): the order already has these values.
+    const [s2b] = await place([rec(a)]);
+    assert.deepEqual([s2b!.outcome, s2b!.reason_code], ['accepted', 'already_applied']);
+
+    const x = intent({ action: 'cancel', order_link_id: c.order_link_id, target_order_id: String(o.orderId), qty: null, price: null, signal: c.signal });
+    const [s3] = await place([rec(x)]);
+    assert.deepEqual([s3!.outcome, s3!.order_id], ['accepted', o.orderId]);
+    assert.equal(ordersOf(c.order_link_id)[0]!.orderStatus, 'Cancelled');
+    const [s3b] = await place([rec(x)]);
+    assert.deepEqual([s3b!.outcome, s3b!.reason_code], ['accepted', 'already_cancelled']);
+    assert.equal(ordersOf(c.order_link_id).length, 1);
+  }));
+
+test('refusals are rejected submissions with Bybit’s retCode, message and a reason code', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    const low = intent({ qty: '0.0001' });
+    const poor = intent({ category: 'linear', symbol: 'BTCUSDT', order_type: 'Market', price: null, qty: '400', time_in_force: 'IOC' });
+    const filled = intent({ order_type: 'Market', price: null, qty: '0.01', market_unit: 'baseCoin', time_in_force: 'IOC' });
+    const [a, b, f] = await place([rec(low), rec(poor), rec(filled)]);
+    assert.deepEqual([a!.outcome, a!.ret_code, a!.reason_code], ['rejected', 170136, 'below_min_qty']);
+    assert.match(a!.ret_msg, /minimum/);
+    assert.deepEqual([b!.outcome, b!.ret_code, b!.reason_code], ['rejected', 110007, 'insufficient_balance']);
+    assert.equal(f!.outcome, 'accepted');
+    assert.equal(ordersOf(low.order_link_id).length, 0);
+    // Cancelling an order that already filled: a definite refusal, not "already cancelled".
+    const x = intent({ action: 'cancel', order_link_id: filled.order_link_id, target_order_id: null, qty: null, price: null });
+    assert.equal(ordersOf(filled.order_link_id)[0]!.orderStatus, 'Filled');
+    const [s] = await place([rec(x)]);
+    assert.deepEqual([s!.outcome, s!.reason_code, s!.order_id], ['rejected', 'order_not_exists', f!.order_id]);
+    assert.equal(sim.orders().length, 1);
+  }));
+
+test('a duplicate orderLinkId (the intent placed again after a restart) is already_placed with the same orderId', () =>
+  withSim(async ({ place, ordersOf }) => {
+    const c = intent();
+    const [first] = await place([rec(c)]);
+    const [again] = await place([rec(c)]);
+    assert.deepEqual([again!.outcome, again!.ret_code, again!.order_id], ['already_placed', 110072, first!.order_id]);
+    assert.equal(ordersOf(c.order_link_id).length, 1);
+  }));
+
+for (const mode of ['reset', 'hang'] as const) {
+  test(`answer lost after execution (${mode}): exactly one order and an accepted submission, resolved by query`, () =>
+    withSim(async ({ place, ordersOf, sim }) => {
+      sim.faults.set({ loseResponse: { count: 1, mode, hangMs: 5000, paths: CREATE } });
+      const c = intent();
+      const [s] = await place([rec(c)]);
+      assert.equal(sim.faults.stats.loseResponse, 1, 'the fault fired');
+      const orders = ordersOf(c.order_link_id);
+      assert.equal(orders.length, 1);
+      assert.deepEqual([s!.outcome, s!.order_id, s!.reason_code, s!.attempts], ['accepted', orders[0]!.orderId, 'resolved_by_query', 2]);
+    }));
+}
+
+test('HTTP 5xx after execution: one order; 5xx before execution: queried, then sent once more', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    sim.faults.set({ http5xx: { count: 1, status: 502, afterProcessing: true, paths: CREATE } });
+    const a = intent();
+    const [sa] = await place([rec(a)]);
+    assert.equal(ordersOf(a.order_link_id).length, 1);
+    assert.deepEqual([sa!.outcome, sa!.order_id, sa!.attempts], ['accepted', ordersOf(a.order_link_id)[0]!.orderId, 2]);
+
+    sim.faults.set({ http5xx: { count: 1, status: 503, afterProcessing: false, paths: CREATE } });
+    const b = intent();
+    const [sb] = await place([rec(b)]);
+    assert.equal(ordersOf(b.order_link_id).length, 1);
+    // create (503) + query (not found) + create
+    assert.deepEqual([sb!.outcome, sb!.reason_code, sb!.attempts], ['accepted', null, 3]);
+    assert.equal(sim.faults.stats.http5xx, 2);
+  }));
+
+test('a 10006 storm: waits for the reset announced in the headers and succeeds', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    sim.faults.set({ rateLimitStorm: { count: 3, paths: CREATE } });
+    const c = intent();
+    const [s] = await place([rec(c)]);
+    assert.equal(sim.faults.stats.rateLimitStorm, 3);
+    assert.equal(ordersOf(c.order_link_id).length, 1);
+    // 4 creates, with a query of the orderLinkId before each of the 3 re-sends
+    assert.deepEqual([s!.outcome, s!.attempts], ['accepted', 7]);
+    assert.ok(s!.acked_at! - s!.sent_at >= 3 * 500, `waited for the resets (took ${s!.acked_at! - s!.sent_at} ms)`);
+  }));
+
+test('retries exhausted: load throws a RetriableError (the runner retries the chunk), and a later run places once', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    sim.faults.set({ http5xx: { count: 1000, status: 503, paths: CREATE } });
+    const c = intent();
+    const err = await place([rec(c)], { env: { PLACE_RETRIES: '2' } }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof RetriableError, `got ${String(err)}`);
+    assert.equal(classify(err), 'retriable');
+    assert.equal(ordersOf(c.order_link_id).length, 0);
+    sim.faults.reset();
+    const [s] = await place([rec(c)]);
+    assert.equal(s!.outcome, 'accepted');
+    assert.equal(ordersOf(c.order_link_id).length, 1);
+  }));
+
+test('bad credentials stop the stage: load throws a fatal error', async () => {
+  const sim = await startSimulator({ port: 0 });
+  try {
+    const rest = createBybitRest({ config: parseRestConfig({ BYBIT_SIM_PORT: String(sim.port), BYBIT_API_KEY: 'revoked' }) });
+    const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX }), rest });
+    await assert.rejects(stage.load!([rec(intent())]), (e: unknown) => e instanceof BybitFatalError && classify(e) === 'fatal');
+    assert.equal(sim.orders().length, 0);
+  } finally {
+    await sim.close();
+  }
+});
+
+test('an expired intent is not sent; one that an earlier run did send is reported already_placed', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    const now = Date.now();
+    const stale = intent({ expires_at: now - 1 });
+    const [s] = await place([rec(stale)]);
+    assert.deepEqual([s!.outcome, s!.reason_code, s!.ret_code], ['rejected', 'expired', -1]);
+    assert.equal(ordersOf(stale.order_link_id).length, 0);
+    assert.equal(sim.orders().length, 0);
+
+    // Sent before it expired, then the commit was lost; replayed after the expiry.
+    const ttl = intent({ expires_at: now + 60_000 });
+    const [first] = await place([rec(ttl)]);
+    const [replay] = await place([rec(ttl)], { clock: new ManualClock(now + 120_000) });
+    assert.deepEqual([replay!.outcome, replay!.order_id], ['already_placed', first!.order_id]);
+    assert.equal(ordersOf(ttl.order_link_id).length, 1);
+  }));
+
+test('coalescing (pure): newer create/amend supersedes older unsent ones per asset and strategy; cancels never', () => {
+  const strat = { ...SAMPLES.OrderIntent.signal!, strategy_id: 's1' };
+  const other = { ...SAMPLES.OrderIntent.signal!, strategy_id: 's2' };
+  const i = (id: string, over: Partial<OrderIntent>) => ({ source: id, intent: intent({ intent_id: id, signal: strat, ...over }) });
+  const items = [
+    i('c1', { order_link_id: 'L1' }),
+    i('a1', { action: 'amend', order_link_id: 'L1' }), // amends c1
+    i('x0', { action: 'cancel', order_link_id: 'L0' }),
+    i('c2', { order_link_id: 'L2' }),
+    i('o1', { order_link_id: 'L9', signal: other }), // other strategy
+    i('b1', { order_link_id: 'L8', symbol: 'BTCUSDT' }), // other asset
+    i('a2', { action: 'amend', order_link_id: 'L2' }), // amends c2: keeps it
+    i('x1', { action: 'cancel', order_link_id: 'L1' }),
+  ];
+  const out = coalesce(items);
+  assert.deepEqual(
+    Object.fromEntries([...out].map(([k, v]) => [k, v.reason])),
+    { c1: 'superseded', a1: 'superseded' },
+  );
+  assert.equal(out.get('c1')!.by, 'a2');
+  // The newest decision wins: a create followed by another create and then an amend of the first.
+  const t0 = coalesce([i('c1', { order_link_id: 'L1' }), i('c2', { order_link_id: 'L2' }), i('a9', { action: 'amend', order_link_id: 'L1' })]);
+  assert.deepEqual(Object.fromEntries([...t0].map(([k, v]) => [k, v.reason])), { c2: 'superseded' });
+  // An amend (here without a signal, e.g. an operator's) of a superseded create goes with it.
+  const t = coalesce([i('c1', { order_link_id: 'L1' }), i('c2', { order_link_id: 'L2' }), i('a9', { action: 'amend', order_link_id: 'L1', signal: null })]);
+  assert.deepEqual(Object.fromEntries([...t].map(([k, v]) => [k, v.reason])), { c1: 'superseded', a9: 'target_superseded' });
+  const t2 = coalesce([i('c1', { order_link_id: 'L1' }), i('a9', { action: 'amend', order_link_id: 'L1' }), i('c2', { order_link_id: 'L2', symbol: 'SOLUSDT' })]);
+  assert.equal(t2.size, 0);
+});
+
+test('coalescing on the simulator: a queued burst for one asset sends only the newest create; the cancel goes through', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    const strategy = { ...SAMPLES.OrderIntent.signal!, strategy_id: 'burst' };
+    const resting = intent({ signal: strategy });
+    await place([rec(resting)]);
+    const creates = [2790, 2791, 2792].map((p) => intent({ price: String(p), signal: strategy }));
+    const cancel = intent({ action: 'cancel', order_link_id: resting.order_link_id, qty: null, price: null, signal: strategy });
+    const chunk = [rec(creates[0]!), rec(cancel), rec(creates[1]!), rec(creates[2]!)];
+    const [s0, sx, s1, s2] = await place(chunk);
+    assert.deepEqual([s0!.outcome, s0!.reason_code, s1!.outcome, s1!.reason_code], ['rejected', 'superseded', 'rejected', 'superseded']);
+    assert.match(s0!.ret_msg, new RegExp(creates[2]!.intent_id));
+    assert.equal(s2!.outcome, 'accepted');
+    assert.equal(sx!.outcome, 'accepted');
+    assert.equal(ordersOf(creates[0]!.order_link_id).length + ordersOf(creates[1]!.order_link_id).length, 0, 'superseded creates never sent');
+    assert.equal(Number(ordersOf(creates[2]!.order_link_id)[0]!.price), 2792);
+    assert.equal(ordersOf(resting.order_link_id)[0]!.orderStatus, 'Cancelled');
+    assert.equal(sim.orders().length, 2);
+    // Without coalescing every create is sent.
+    const more = [2780, 2781].map((p) => intent({ price: String(p), signal: strategy }));
+    const sub = await place(more.map(rec), { env: { PLACE_COALESCE: 'false' } });
+    assert.deepEqual(sub.map((s) => s.outcome), ['accepted', 'accepted']);
+  }));
+
+test('a superseded create that an earlier run did send is reported already_placed, not superseded', () =>
+  withSim(async ({ place, ordersOf }) => {
+    const strategy = { ...SAMPLES.OrderIntent.signal!, strategy_id: 'replay' };
+    const a = intent({ signal: strategy });
+    const b = intent({ signal: strategy, price: '2799' });
+    const [sa] = await place([rec(a)]); // first run: a alone in its chunk, sent; commit lost
+    const [ra, rb] = await place([rec(a), rec(b)]); // replay: a and b in one chunk
+    assert.deepEqual([ra!.outcome, ra!.order_id], ['already_placed', sa!.order_id]);
+    assert.equal(rb!.outcome, 'accepted');
+    assert.equal(ordersOf(a.order_link_id).length, 1);
+  }));
+
+// ---------------------------------------------------------------------------------------------
+// persist: submission facts in `orders`, idempotent
+
+const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_place_${randomBytes(6).toString('hex')}`);
+let pool: DatabasePool;
+before(async () => {
+  await ensureDatabase(dbUrl);
+  pool = await createDb(dbUrl, { maximumPoolSize: 3 });
+  await migrate(pool, { dir: defaultMigrationsDir });
+});
+after(async () => {
+  await pool?.end();
+  await dropDatabase(dbUrl).catch(() => {});
+});
+
+const orderRow = z.object({ order_link_id: z.string(), order_id: z.string().nullable(), status: z.string(), submitted_at: z.number().nullable(), acknowledged_at: z.number().nullable(), reject_ret_code: z.number().nullable(), reject_reason: z.string().nullable(), qty: z.string() });
+
+test('persist records Submitted / Rejected in orders, once, and never regresses an exchange state', () =>
+  withSim(async ({ place }) => {
+    const ok1 = intent();
+    const bad = intent({ qty: '0.0001' });
+    const [s1] = await place([rec(ok1), rec(bad)], { db: pool });
+    await place([rec(ok1), rec(bad)], { db: pool }); // replay
+    const rows = await pool.any(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ANY(${sql.array([ok1.order_link_id, bad.order_link_id], 'text')}) ORDER BY id`);
+    assert.equal(rows.length, 2);
+    assert.deepEqual([rows[0]!.status, rows[0]!.order_id, rows[0]!.qty, rows[0]!.submitted_at], ['Submitted', s1!.order_id, '0.01', s1!.sent_at]);
+    assert.deepEqual([rows[1]!.status, rows[1]!.reject_ret_code, rows[1]!.reject_reason], ['Rejected', 170136, 'below_min_qty']);
+    const hist = await pool.any(sql.type(z.object({ to_status: z.string() }))`SELECT h.to_status FROM order_state_history h JOIN orders o ON o.id = h.order_row_id WHERE o.order_link_id = ${ok1.order_link_id}`);
+    assert.deepEqual(hist.map((h) => h.to_status), ['Submitted'], 'one history row despite the replay');
+    // Tracking moved the order on; a late replay of the submission does not undo it.
+    await pool.query(sql.typeAlias('void')`UPDATE orders SET status = 'Filled' WHERE order_link_id = ${ok1.order_link_id}`);
+    await place([rec(ok1)], { db: pool });
+    const after = await pool.one(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ${ok1.order_link_id}`);
+    assert.equal(after.status, 'Filled');
+  }));
