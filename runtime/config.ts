@@ -3,6 +3,9 @@
 // and the README's configuration table is checked against `settingsTable()` by a test.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { configSchema as validateSettings } from '../pipelines/validate.ts';
+import { configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
+import { riskConfigSchema as riskSettings } from '../pipelines/risk-rules.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -37,20 +40,37 @@ export const settings = {
   SIGNAL_MAX_AGE_MS: [int.min(0).default(30000), 'Signals older than this are rejected as stale.'],
   SIGNAL_MAX_SKEW_MS: [int.min(0).default(5000), 'Signals dated further in the future than this are rejected.'],
   SIGNAL_MAX_BYTES: [int.min(256).default(65536), 'Largest accepted signal message, bytes.'],
-  ASSETS: [z.string().default(''), 'Comma-separated symbols allowed to trade. Empty: every instrument enabled in PostgreSQL.'],
-  SIGNALS_QUEUE: [z.string().min(1).default('model-service.trading_signals'), 'RabbitMQ queue the model service publishes signals to (asserted durable).'],
-  SIGNAL_BRIDGE_PREFETCH: [int.min(1).max(10000).default(64), 'Most unacknowledged signals the bridge holds at once (AMQP prefetch); also its largest batch.'],
-  SIGNAL_BRIDGE_BATCH_MAX_BYTES: [int.min(1024).default(524288), 'Largest Kafka send of the signal bridge, bytes (under the broker limit of 1 MiB).'],
-  SIGNAL_BRIDGE_MAX_RECORD_BYTES: [int.min(1024).default(262144), 'Messages larger than this are forwarded truncated and flagged, for validation to refuse as oversize.'],
-  SIGNAL_BRIDGE_RETRY_MAX_MS: [int.min(100).default(10000), 'Longest backoff between RabbitMQ reconnects and Kafka send retries of the signal bridge, ms.'],
   METRICS_DEFAULTS: [bool.default('true'), 'Collect prom-client default process metrics.'],
   RECONCILE_CRON: [z.string().default('*/1 * * * *'), 'node-cron schedule of the reconciler.'],
   SIM_SEED: [int.default(42), 'Seed of the simulator price process.'],
 } as const;
 
+// Settings declared by the units themselves (house style 8: a unit exports its config schema). They
+// are parsed here too, so a bad value fails the start with every problem listed, and they appear in
+// the README table; the unit re-parses its own slice from the frozen config.
+const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings];
+
+function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
+  let t: z.ZodTypeAny = s;
+  while (t instanceof z.ZodEffects) t = t.innerType();
+  return t instanceof z.ZodObject ? (t.shape as z.ZodRawShape) : {};
+}
+
+/** Unit settings not already declared centrally: name → [schema, description]. */
+export function unitSettings(): Record<string, [z.ZodTypeAny, string]> {
+  const out: Record<string, [z.ZodTypeAny, string]> = {};
+  for (const u of UNIT_SCHEMAS) {
+    for (const [k, v] of Object.entries(shapeOf(u))) {
+      if (k in settings || k in out) continue;
+      out[k] = [v as z.ZodTypeAny, (v as z.ZodTypeAny).description ?? ''];
+    }
+  }
+  return out;
+}
+
 type Settings = typeof settings;
 type SchemaOf<K extends keyof Settings> = Settings[K][0];
-export type Config = Readonly<{ [K in keyof Settings]: z.output<SchemaOf<K>> }>;
+export type Config = Readonly<{ [K in keyof Settings]: z.output<SchemaOf<K>> } & Record<string, unknown>>;
 
 const schema = z.object(
   Object.fromEntries(Object.entries(settings).map(([k, [s]]) => [k, s])) as { [K in keyof Settings]: SchemaOf<K> },
@@ -66,15 +86,26 @@ export class ConfigError extends Error {
 /** Parse an environment (process.env by default). Throws ConfigError listing every problem. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const raw: Record<string, string | undefined> = {};
-  for (const key of Object.keys(settings)) {
+  const units = unitSettings();
+  for (const key of [...Object.keys(settings), ...Object.keys(units)]) {
     const v = env[key];
     raw[key] = v === undefined || v === '' ? undefined : v;
   }
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`));
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`);
+  const cfg: Record<string, unknown> = parsed.success ? { ...parsed.data } : {};
+  for (const u of UNIT_SCHEMAS) {
+    const r = u.safeParse(raw);
+    if (!r.success) {
+      for (const i of r.error.issues) {
+        const line = `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`;
+        if (!problems.includes(line)) problems.push(line);
+      }
+      continue;
+    }
+    for (const k of Object.keys(shapeOf(u))) if (!(k in settings)) cfg[k] = (r.data as Record<string, unknown>)[k];
   }
-  const cfg = { ...parsed.data } as Record<string, unknown>;
+  if (problems.length) throw new ConfigError(problems);
   if (cfg.BYBIT_API_SECRET_FILE) {
     try {
       cfg.BYBIT_API_SECRET = readFileSync(String(cfg.BYBIT_API_SECRET_FILE), 'utf8').trim();
@@ -96,9 +127,11 @@ export function schemaRegistryUrl(cfg: Config): string {
 
 /** Rows for the README configuration table: name, default, meaning. */
 export function settingsTable(): Array<{ name: string; default: string; meaning: string }> {
-  return Object.entries(settings).map(([name, [s, meaning]]) => {
-    const r = (s as z.ZodTypeAny).safeParse(undefined);
-    const d = r.success && r.data !== undefined ? String(r.data) : '(unset)';
+  const all: Array<[string, readonly [z.ZodTypeAny, string]]> = [...Object.entries(settings), ...Object.entries(unitSettings())];
+  return all.map(([name, [s, meaning]]) => {
+    const r = s.safeParse(undefined);
+    const v = r.success ? r.data : undefined;
+    const d = v === undefined ? '(unset)' : Array.isArray(v) ? v.join(',') : typeof v === 'object' && v !== null && 'default' in v ? String((v as { default: unknown }).default) : String(v);
     return { name, default: d, meaning };
   });
 }
