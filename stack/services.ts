@@ -5,6 +5,25 @@ import { stageUnit } from '../runtime/service.ts';
 import { createValidateStage, parseConfig as validateConfig } from '../pipelines/validate.ts';
 import { createSignalBridge, parseConfig as bridgeConfig } from '../connectors/signal-bridge.ts';
 import { createSizeRiskStage, parseConfig as riskConfig } from '../pipelines/size-risk.ts';
+import { createPlaceStage, parseConfig as placeConfig } from '../pipelines/place.ts';
+import { createBybitRest, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
+import { createExchangeSync, parseConfig as syncConfig } from '../connectors/exchange-sync.ts';
+
+const exchangeSync: UnitFactory = async (rt) => {
+  const sync = createExchangeSync({ db: rt.db, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
+  await sync.start();
+  return { name: 'exchange-sync', ready: () => sync.ready(), stop: () => sync.stop() };
+};
+
+const place = stageUnit((rt) =>
+  createPlaceStage({
+    config: placeConfig(rt.cfg),
+    rest: createBybitRest({ config: restConfig(rt.cfg), clock: rt.clock, logger: rt.logger.child({ unit: 'bybit-rest' }) }),
+    db: rt.db,
+    clock: rt.clock,
+    logger: rt.logger,
+  }),
+);
 
 const signalBridge: UnitFactory = async (rt) => {
   const bridge = createSignalBridge({ kafka: rt.kafka, logger: rt.logger.child({ unit: 'signal-bridge' }), metrics: rt.metrics, config: bridgeConfig(rt.cfg), clock: rt.clock });
@@ -16,9 +35,15 @@ const sizeRisk = stageUnit((rt) => createSizeRiskStage({ config: riskConfig(rt.c
 
 const validate = stageUnit((rt) => createValidateStage({ config: validateConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'validate' }) }));
 
+/**
+ * The simulated account `npm start` trades with (BYBIT_ENV=sim): holdings inside the default risk
+ * limits (RISK_MAX_TOTAL_EXPOSURE 20,000 USDT), so both buys and sells can be placed.
+ */
+export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, ETH: 0.5, SOL: 5 };
+
 export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement',
-    units: [sizeRisk, validate, signalBridge],
+    units: [exchangeSync, place, sizeRisk, validate, signalBridge],
   },
 };

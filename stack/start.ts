@@ -6,7 +6,7 @@ import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stackUp } from './stack.ts';
 import { startService } from './service-main.ts';
-import { SERVICES } from './services.ts';
+import { SERVICES, SIM_BALANCES } from './services.ts';
 import { tcpOpen } from './net.ts';
 import { startSimulator } from '../sim/server.ts';
 
@@ -20,7 +20,7 @@ if (cfg.BYBIT_ENV === 'sim') {
   if (await tcpOpen('127.0.0.1', cfg.BYBIT_SIM_PORT)) {
     log.info({ port: cfg.BYBIT_SIM_PORT }, 'using the exchange simulator already answering on BYBIT_SIM_PORT');
   } else {
-    const sim = await startSimulator({ port: cfg.BYBIT_SIM_PORT, seed: cfg.SIM_SEED, credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET }] });
+    const sim = await startSimulator({ port: cfg.BYBIT_SIM_PORT, seed: cfg.SIM_SEED, balances: SIM_BALANCES, credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET }] });
     log.info({ rest: sim.restUrl, ws: sim.wsUrl }, 'exchange simulator started');
     process.once('exit', () => void sim.close());
   }
