@@ -1,0 +1,787 @@
+// Tracking and enrichment stage: orders.submissions + exchange.orders + exchange.executions +
+// exchange.positions + exchange.wallet → orders.events (Avro OrderEvent), with the order state,
+// executions, positions and balances kept in PostgreSQL. docs/orders.md documents the state
+// machine and the event format.
+//
+// Shape (house style 1): `load` reads what the chunk's records touch (order rows with their
+// emitted events, execution sums, execIds already seen, events already emitted for these very
+// records); `process` is pure: it applies each fact through the order state machine
+// (pipelines/order-state.ts), updating the in-memory state so later records of the chunk see the
+// earlier ones, and turns every state change into one enriched OrderEvent; `persist` writes the
+// chunk's effects in one database transaction before the runner's Kafka commit.
+//
+// Replays. A chunk can come back after a crash between persist and the Kafka commit; `orders` then
+// already holds its effects. Every emitted event is recorded in order_events with its source record
+// (topic/partition/offset), so a replayed record re-emits exactly its recorded events and is not
+// applied again; a record that emitted nothing is applied again harmlessly (executions are unique by
+// execId, updates are guarded by updatedTime / cumExecQty, positions and balances by their time).
+// Event ids are deterministic (order + state change), so consumers can drop repeats too.
+//
+// Concurrency. Other writers of `orders`: the risk stage inserts the row (status Intent) and the
+// placement stage records submission facts (local statuses only). The tracker's own view of an
+// order's status is the status of the last event it emitted (order_events), so a row the placement
+// stage already marked Submitted still yields one order_submitted event when its submission arrives
+// here. Two trackers working on the same order (scaling out) are caught by an optimistic check in
+// persist (event sequence, cumulative qty, update time as loaded): a mismatch is a RetriableError
+// and the runner retries the chunk with fresh state.
+import { z } from 'zod';
+import { Counter, type Registry } from 'prom-client';
+import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
+import { ok } from './runner.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { RetriableError } from '../runtime/errors.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { topicName } from '../runtime/topics.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
+import { Dec } from './risk-rules.ts';
+import {
+  applyFact,
+  EMPTY_CTX,
+  isOrderStatus,
+  isTerminal,
+  latenciesOf,
+  orderFromSubmission,
+  orderFromUpdate,
+  orderKey,
+  slippageBps,
+  ZERO_FILLS,
+  type Applied,
+  type Change,
+  type Fact,
+  type Fills,
+  type InvalidStateTransition,
+  type OrderStatus,
+  type SignalCtx,
+  type TrackedOrder,
+} from './order-state.ts';
+
+export const name = 'track';
+
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
+
+/** The stage's settings (to be merged into runtime/config.ts, except TOPIC_PREFIX which is there). */
+export const configSchema = z.object({
+  TOPIC_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')),
+  TRACK_OWN_LINK_ID_PATTERN: z
+    .preprocess(emptyToUndefined, z.string().default('^om-[0-9a-z]{25}$'))
+    .refine((v) => {
+      try {
+        new RegExp(v);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'not a valid regular expression')
+    .describe('Regular expression of the orderLinkIds this system creates (RISK_ORDER_LINK_PREFIX + "-" + 25 base-36 chars). An exchange order with such an id but no local row is ours, recorded late (external = false); any other unknown order is adopted as external.'),
+  TRACK_ADOPT_EXTERNAL: z.preprocess(emptyToUndefined, bool.default(true)).describe('Adopt orders found at the exchange that this system did not place (external = true, event order_adopted). When false they are kept in invalid_transitions instead.'),
+});
+export type TrackConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): TrackConfig {
+  return configSchema.parse(env);
+}
+
+/** Input and output record kinds (house style 8). */
+export const inputSchemas = [
+  { topic: 'orders.submissions', record: 'OrderSubmission' },
+  { topic: 'exchange.orders', record: 'ExchangeOrderUpdate' },
+  { topic: 'exchange.executions', record: 'Execution' },
+  { topic: 'exchange.positions', record: 'Position' },
+  { topic: 'exchange.wallet', record: 'WalletBalance' },
+] as const;
+export const outputSchemas = [
+  { topic: 'orders.events', record: 'OrderEvent' },
+  { topic: 'orders.dlq', record: 'DeadLetter' },
+] as const;
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+export const TRACK_METRICS = {
+  invalidTransitions: 'order_invalid_transitions_total',
+  ignoredFacts: 'order_facts_ignored_total',
+  events: 'order_events_emitted_total',
+} as const;
+
+export interface TrackMetrics {
+  invalid: Counter<'from' | 'to' | 'cause'>;
+  ignored: Counter<'reason'>;
+  events: Counter<'event_type'>;
+}
+
+function counter<L extends string>(registry: Registry, metricName: string, help: string, labelNames: L[]): Counter<L> {
+  return (registry.getSingleMetric(metricName) as Counter<L> | undefined) ?? new Counter<L>({ name: metricName, help, labelNames, registers: [registry] });
+}
+
+/** The stage's counters, registered once per registry. */
+export function trackMetrics(registry: Registry): TrackMetrics {
+  return {
+    invalid: counter(registry, TRACK_METRICS.invalidTransitions, 'Order facts refused by the order state machine (InvalidStateTransition), by from/to status and cause', ['from', 'to', 'cause']),
+    ignored: counter(registry, TRACK_METRICS.ignoredFacts, 'Order facts ignored as duplicate, stale or late (expected under disorder)', ['reason']),
+    events: counter(registry, TRACK_METRICS.events, 'Order events emitted by the tracking stage, by event type', ['event_type']),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// State
+
+export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance;
+
+/** What `load` read for an order row, to detect a concurrent writer in persist. */
+interface Version {
+  sequence: number;
+  cumQty: string;
+  lastUpdateMs: number | null;
+}
+
+export interface InvalidRecord {
+  slot: number | null;
+  orderLinkId: string | null;
+  orderId: string | null;
+  invalid: InvalidStateTransition;
+  source: string;
+  payload: unknown;
+}
+
+export interface EmittedEvent {
+  slot: number;
+  change: Change;
+  event: OrderEvent;
+  source: string;
+}
+
+export interface ExecSums extends Fills {
+  feeCurrency: string | null;
+  firstAt: number | null;
+}
+
+export interface TrackState {
+  /** Orders touched by the chunk (index = slot). */
+  orders: TrackedOrder[];
+  byLink: Map<string, number>;
+  byId: Map<string, number>;
+  /** Loaded version of each slot with a database row. */
+  versions: Map<number, Version>;
+  /** Sums of executions whose order is not (yet) known, by orderId. */
+  orphanExecs: Map<string, ExecSums>;
+  seenExecIds: Set<string>;
+  /** Source record → the events already emitted for it (a replay emits exactly these). */
+  replays: Map<string, OrderEvent[]>;
+  // effects, for persist
+  dirty: Set<number>;
+  events: EmittedEvent[];
+  newExecs: Execution[];
+  invalids: InvalidRecord[];
+  positions: Map<string, Position>;
+  balances: Map<string, { coin: WalletBalance['coin'][number]; updatedTime: number }>;
+}
+
+export function emptyState(): TrackState {
+  return {
+    orders: [],
+    byLink: new Map(),
+    byId: new Map(),
+    versions: new Map(),
+    orphanExecs: new Map(),
+    seenExecIds: new Set(),
+    replays: new Map(),
+    dirty: new Set(),
+    events: [],
+    newExecs: [],
+    invalids: [],
+    positions: new Map(),
+    balances: new Map(),
+  };
+}
+
+/** Put an order in the state (a new slot, or replacing the slot's order) and index it. */
+export function putOrder(state: TrackState, o: TrackedOrder, slot?: number): number {
+  const i = slot ?? state.orders.length;
+  state.orders[i] = o;
+  if (o.orderLinkId) state.byLink.set(o.orderLinkId, i);
+  if (o.orderId) state.byId.set(o.orderId, i);
+  return i;
+}
+
+function findSlot(state: TrackState, link: string | null | undefined, id: string | null | undefined): number | undefined {
+  return (link ? state.byLink.get(link) : undefined) ?? (id ? state.byId.get(id) : undefined);
+}
+
+export const sourceOf = (rec: Pick<StageRecord<unknown>, 'topic' | 'partition' | 'offset'>): string => `${rec.topic}/${rec.partition}/${rec.offset}`;
+
+const CATEGORIES = new Set(['spot', 'linear']);
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+function remainingOf(o: TrackedOrder): string | null {
+  if (isTerminal(o.status)) return '0';
+  if (o.leavesQty !== null) return o.leavesQty;
+  if (o.marketUnit === 'quoteCoin') return null;
+  const q = Dec.maybe(o.qty);
+  const c = Dec.maybe(o.cum.qty) ?? Dec.ZERO;
+  return q && q.gte(c) ? q.sub(c).toString() : null;
+}
+
+/** The enriched event of one state change. */
+export function eventOf(ch: Change): OrderEvent {
+  const o = ch.snapshot;
+  const filled = Dec.maybe(o.cum.qty)?.isPos() ?? false;
+  return {
+    event_id: ch.eventId,
+    event_type: ch.eventType,
+    occurred_at: ch.occurredAt,
+    observed_at: ch.observedAt,
+    order_link_id: o.orderLinkId,
+    order_id: o.orderId,
+    status: ch.to,
+    previous_status: ch.from,
+    category: o.category,
+    symbol: o.symbol,
+    side: o.side,
+    order_type: o.orderType,
+    qty: o.qty,
+    price: o.price,
+    filled_qty: o.cum.qty,
+    avg_fill_price: filled ? o.avgPrice : null,
+    fees: o.cum.fee,
+    fee_currency: o.feeCurrency,
+    remaining_qty: remainingOf(o),
+    last_exec_id: ch.exec?.id ?? null,
+    last_exec_qty: ch.exec?.qty ?? null,
+    last_exec_price: ch.exec?.price ?? null,
+    slippage_bps: filled ? slippageBps(o.side, o.avgPrice, o.context.snapshot_price) : null,
+    latencies: latenciesOf(o),
+    reason_code: ch.reasonCode,
+    reason_detail: ch.reasonDetail,
+    signal_id: o.context.signal_id,
+    strategy_id: o.context.strategy_id,
+    model_version: o.context.model_version,
+    is_warmup: o.context.is_warmup,
+    confidence: o.context.confidence,
+    trace_id: o.context.trace_id,
+    source: ch.source,
+    external: o.external,
+    sequence: ch.sequence,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows
+
+const ctxSchema = z
+  .object({
+    signal_id: z.string().nullish(),
+    strategy_id: z.string().nullish(),
+    model_version: z.string().nullish(),
+    is_warmup: z.boolean().nullish(),
+    confidence: z.coerce.number().nullish(),
+    trace_id: z.string().nullish(),
+    snapshot_price: z.coerce.number().nullish(),
+    signal_timestamp: z.coerce.number().nullish(),
+  })
+  .passthrough();
+
+const orderRow = z.object({
+  id: z.number(),
+  order_link_id: z.string().nullable(),
+  order_id: z.string().nullable(),
+  external: z.boolean(),
+  category: z.string(),
+  symbol: z.string(),
+  side: z.string(),
+  order_type: z.string(),
+  qty: z.string(),
+  price: z.string().nullable(),
+  market_unit: z.string().nullable(),
+  time_in_force: z.string().nullable(),
+  reduce_only: z.boolean(),
+  status: z.string(),
+  cum_exec_qty: z.string(),
+  cum_exec_value: z.string(),
+  cum_exec_fee: z.string(),
+  avg_price: z.string().nullable(),
+  leaves_qty: z.string().nullable(),
+  last_exchange_update_ms: z.number().nullable(),
+  submitted_at: z.number().nullable(),
+  acknowledged_at: z.number().nullable(),
+  first_fill_at: z.number().nullable(),
+  final_at: z.number().nullable(),
+  reject_ret_code: z.number().nullable(),
+  reject_reason: z.string().nullable(),
+  context: z.unknown(),
+  signal_snapshot_price: z.string().nullable(),
+  signal_ts: z.number().nullable(),
+  signal_confidence: z.string().nullable(),
+  signal_trace_id: z.string().nullable(),
+  signal_model_version: z.string().nullable(),
+  signal_is_warmup: z.boolean().nullable(),
+  signal_strategy_id: z.string().nullable(),
+  signal_signal_id: z.string().nullable(),
+});
+type OrderRow = z.infer<typeof orderRow>;
+
+const eventRow = z.object({ order_row_id: z.number(), event_id: z.string(), sequence: z.number(), status: z.string(), cause_id: z.string().nullable(), occurred_at: z.number() });
+const execSumRow = z.object({ order_id: z.string(), qty: z.string(), value: z.string(), fee: z.string(), fee_currency: z.string().nullable(), first_at: z.number().nullable() });
+const replayRow = z.object({ source_record: z.string(), payload: z.unknown() });
+const execIdRow = z.object({ exec_id: z.string() });
+
+const num = (v: string | null): number | null => (v === null ? null : Number(v));
+
+function contextOf(r: OrderRow): SignalCtx {
+  const parsed = ctxSchema.safeParse(r.context ?? {});
+  const c = parsed.success ? parsed.data : {};
+  return {
+    signal_id: c.signal_id ?? r.signal_signal_id ?? null,
+    strategy_id: c.strategy_id ?? r.signal_strategy_id ?? null,
+    model_version: c.model_version ?? r.signal_model_version ?? null,
+    is_warmup: c.is_warmup ?? r.signal_is_warmup ?? null,
+    confidence: c.confidence ?? num(r.signal_confidence),
+    trace_id: c.trace_id ?? r.signal_trace_id ?? null,
+    snapshot_price: c.snapshot_price ?? num(r.signal_snapshot_price),
+    signal_timestamp: c.signal_timestamp ?? r.signal_ts ?? null,
+  };
+}
+
+/** Status the tracker starts from for a row it has emitted nothing for. */
+function initialStatus(r: OrderRow): OrderStatus {
+  // Local statuses (and a Rejected the placement stage wrote) are the placement stage's facts:
+  // the tracker reports them when their submission arrives here.
+  if (r.status === 'Intent' || r.status === 'Submitted' || r.status === 'Unknown') return 'Intent';
+  if (r.status === 'Rejected' && r.last_exchange_update_ms === null) return 'Intent';
+  return isOrderStatus(r.status) ? r.status : 'Intent';
+}
+
+export function orderFromRow(r: OrderRow, events: z.infer<typeof eventRow>[], execs: ExecSums | undefined): TrackedOrder {
+  const last = events.length ? events.reduce((a, b) => (b.sequence > a.sequence ? b : a)) : null;
+  const status: OrderStatus = last && isOrderStatus(last.status) ? last.status : initialStatus(r);
+  const cum: Fills = { qty: r.cum_exec_qty, value: r.cum_exec_value, fee: r.cum_exec_fee };
+  return {
+    rowId: r.id,
+    orderLinkId: r.order_link_id,
+    orderId: r.order_id,
+    external: r.external,
+    category: r.category,
+    symbol: r.symbol,
+    side: r.side,
+    orderType: r.order_type,
+    qty: r.qty,
+    price: r.price,
+    marketUnit: r.market_unit,
+    timeInForce: r.time_in_force,
+    reduceOnly: r.reduce_only,
+    status,
+    cum,
+    execs: execs ? { qty: execs.qty, value: execs.value, fee: execs.fee } : { ...ZERO_FILLS },
+    avgPrice: r.avg_price,
+    leavesQty: r.leaves_qty,
+    feeCurrency: execs?.feeCurrency ?? null,
+    lastUpdateMs: r.last_exchange_update_ms,
+    submittedAt: r.submitted_at,
+    acknowledgedAt: r.acknowledged_at,
+    firstFillAt: r.first_fill_at,
+    finalAt: r.final_at,
+    rejectRetCode: r.reject_ret_code,
+    rejectReason: r.reject_reason,
+    context: contextOf(r),
+    sequence: last?.sequence ?? 0,
+    eventIds: new Set(events.map((e) => e.event_id)),
+    pending:
+      last && (status === 'PendingAmend' || status === 'PendingCancel') && last.cause_id
+        ? { action: status === 'PendingAmend' ? 'amend' : 'cancel', intentId: last.cause_id, since: last.occurred_at }
+        : null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stage
+
+export interface TrackDeps {
+  config: TrackConfig;
+  /** Needed by load/persist; without it `process` still runs on a hand-built state (unit tests). */
+  db?: DatabasePool;
+  clock?: Clock;
+  logger?: Logger;
+  /** The process's metrics registry (runtime/metrics.ts `registry`); counters are added to it. */
+  registry?: Registry;
+}
+
+type Kind = 'submission' | 'order' | 'execution' | 'position' | 'wallet';
+
+export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState> {
+  const cfg = deps.config;
+  const log = deps.logger?.child({ stage: name });
+  const metrics = deps.registry ? trackMetrics(deps.registry) : null;
+  const ownLink = new RegExp(cfg.TRACK_OWN_LINK_ID_PATTERN);
+  const p = cfg.TOPIC_PREFIX;
+  const topics = {
+    submissions: topicName('orders.submissions', p),
+    orders: topicName('exchange.orders', p),
+    executions: topicName('exchange.executions', p),
+    positions: topicName('exchange.positions', p),
+    wallet: topicName('exchange.wallet', p),
+    events: topicName('orders.events', p),
+    dlq: topicName('orders.dlq', p),
+  };
+  const kindOf = new Map<string, Kind>([
+    [topics.submissions, 'submission'],
+    [topics.orders, 'order'],
+    [topics.executions, 'execution'],
+    [topics.positions, 'position'],
+    [topics.wallet, 'wallet'],
+  ]);
+  const output = (e: OrderEvent): Output => ({ topic: topics.events, key: e.symbol, value: e, headers: { event_type: e.event_type, ...(e.order_link_id ? { order_link_id: e.order_link_id } : {}), ...(e.signal_id ? { signal_id: e.signal_id } : {}) } });
+
+  const ignored = (reason: string) => metrics?.ignored.inc({ reason });
+
+  /** Apply a fact to the order in `slot` and record everything that came out of it. */
+  const applyTo = (state: TrackState, slot: number, fact: Fact, source: string, payload: unknown): OrderEvent[] => {
+    const before = state.orders[slot]!;
+    const r: Applied = applyFact(before, fact);
+    if (r.invalid) {
+      state.invalids.push({ slot, orderLinkId: before.orderLinkId, orderId: before.orderId ?? null, invalid: r.invalid, source, payload });
+      metrics?.invalid.inc({ from: r.invalid.from ?? 'none', to: r.invalid.to, cause: r.invalid.cause });
+      log?.warn({ order_link_id: before.orderLinkId, order_id: before.orderId, from: r.invalid.from, to: r.invalid.to, cause: r.invalid.cause, cause_id: r.invalid.causeId, reason: r.invalid.reason, source }, 'invalid order state transition');
+      return [];
+    }
+    if (r.ignored) {
+      ignored(r.ignored.reason);
+      log?.debug({ order_link_id: before.orderLinkId, order_id: before.orderId, reason: r.ignored.reason, detail: r.ignored.detail, source }, 'order fact ignored');
+    }
+    if (r.order !== before) putOrder(state, r.order, slot);
+    if (r.dirty) state.dirty.add(slot);
+    const events = r.changes.map(eventOf);
+    r.changes.forEach((change, i) => {
+      state.events.push({ slot, change, event: events[i]!, source });
+      metrics?.events.inc({ event_type: change.eventType });
+    });
+    return events;
+  };
+
+  const unknownOrder = (state: TrackState, fact: Fact, link: string | null, id: string | null, to: string, reason: string, source: string, payload: unknown) => {
+    const invalid: InvalidStateTransition = { kind: 'invalid', from: null, to, cause: fact.kind === 'submission' ? 'submission' : fact.kind === 'execution' ? 'execution' : 'ws_order', causeId: null, reason };
+    state.invalids.push({ slot: null, orderLinkId: link, orderId: id, invalid, source, payload });
+    metrics?.invalid.inc({ from: 'none', to, cause: invalid.cause });
+    log?.warn({ order_link_id: link, order_id: id, to, reason, source }, 'order fact refused');
+  };
+
+  const processRecord = (rec: StageRecord<TrackInput>, { state }: { state: TrackState }): StageResult => {
+    const source = sourceOf(rec);
+    const stored = state.replays.get(source);
+    if (stored) return ok(...stored.map(output));
+    const kind = kindOf.get(rec.topic);
+    switch (kind) {
+      case 'position': {
+        const pos = rec.value as Position;
+        if (!CATEGORIES.has(pos.category)) {
+          ignored('unsupported_category');
+          return ok();
+        }
+        const k = `${pos.category}:${pos.symbol}`;
+        const cur = state.positions.get(k);
+        if (!cur || pos.updatedTime >= cur.updatedTime) state.positions.set(k, pos);
+        return ok();
+      }
+      case 'wallet': {
+        const w = rec.value as WalletBalance;
+        for (const coin of w.coin) {
+          const cur = state.balances.get(coin.coin);
+          if (!cur || w.updatedTime >= cur.updatedTime) state.balances.set(coin.coin, { coin, updatedTime: w.updatedTime });
+        }
+        return ok();
+      }
+      case 'execution': {
+        const e = rec.value as Execution;
+        if (state.seenExecIds.has(e.execId)) {
+          ignored('duplicate_exec');
+          return ok();
+        }
+        if (!CATEGORIES.has(e.category) || (e.side !== 'Buy' && e.side !== 'Sell')) {
+          ignored('unsupported_category');
+          return ok();
+        }
+        state.seenExecIds.add(e.execId);
+        state.newExecs.push(e);
+        const slot = findSlot(state, e.orderLinkId, e.orderId);
+        if (slot === undefined) {
+          // The order is not known yet: keep the fill; the order picks it up when it appears.
+          const cur = state.orphanExecs.get(e.orderId) ?? { ...ZERO_FILLS, feeCurrency: null, firstAt: null };
+          const q = Dec.of(e.execQty);
+          state.orphanExecs.set(e.orderId, {
+            qty: Dec.of(cur.qty).add(q).toString(),
+            value: Dec.of(cur.value).add(Dec.maybe(e.execValue) ?? q.mul(e.execPrice)).toString(),
+            fee: Dec.of(cur.fee).add(Dec.maybe(e.execFee) ?? Dec.ZERO).toString(),
+            feeCurrency: e.feeCurrency ?? cur.feeCurrency,
+            firstAt: cur.firstAt === null ? e.execTime : Math.min(cur.firstAt, e.execTime),
+          });
+          return ok();
+        }
+        return ok(...applyTo(state, slot, { kind: 'execution', e }, source, e).map(output));
+      }
+      case 'order': {
+        const u = rec.value as ExchangeOrderUpdate;
+        let slot = findSlot(state, u.orderLinkId, u.orderId);
+        if (slot === undefined) {
+          const link = u.orderLinkId || null;
+          if (!CATEGORIES.has(u.category) || (u.side !== 'Buy' && u.side !== 'Sell') || (u.orderType !== 'Market' && u.orderType !== 'Limit') || !(Dec.maybe(u.qty)?.isPos() ?? false)) {
+            unknownOrder(state, { kind: 'order', u }, link, u.orderId, u.orderStatus, `unknown order with unsupported terms (${u.category} ${u.side} ${u.orderType} qty ${u.qty})`, source, u);
+            return ok();
+          }
+          const ours = link !== null && ownLink.test(link);
+          if (!ours && !cfg.TRACK_ADOPT_EXTERNAL) {
+            unknownOrder(state, { kind: 'order', u }, link, u.orderId, u.orderStatus, 'order placed outside this system (adoption disabled)', source, u);
+            return ok();
+          }
+          const o = orderFromUpdate(u, !ours);
+          const orphan = state.orphanExecs.get(u.orderId);
+          if (orphan) {
+            o.execs = { qty: orphan.qty, value: orphan.value, fee: orphan.fee };
+            o.feeCurrency = orphan.feeCurrency;
+            o.firstFillAt = orphan.firstAt;
+            state.orphanExecs.delete(u.orderId);
+          }
+          slot = putOrder(state, o);
+        }
+        return ok(...applyTo(state, slot, { kind: 'order', u }, source, u).map(output));
+      }
+      case 'submission': {
+        const s = rec.value as OrderSubmission;
+        let slot = findSlot(state, s.order_link_id, s.order_id);
+        if (slot === undefined) {
+          const o = orderFromSubmission(s);
+          if (s.action !== 'create' || !(Dec.maybe(o.qty)?.isPos() ?? false)) {
+            unknownOrder(state, { kind: 'submission', s }, s.order_link_id, s.order_id, s.action, `${s.action} submission (${s.outcome}) for an order with no row`, source, s);
+            return ok();
+          }
+          const orphan = s.order_id ? state.orphanExecs.get(s.order_id) : undefined;
+          if (orphan && s.order_id) {
+            o.execs = { qty: orphan.qty, value: orphan.value, fee: orphan.fee };
+            o.feeCurrency = orphan.feeCurrency;
+            o.firstFillAt = orphan.firstAt;
+            state.orphanExecs.delete(s.order_id);
+          }
+          slot = putOrder(state, o);
+        }
+        return ok(...applyTo(state, slot, { kind: 'submission', s }, source, s).map(output));
+      }
+      default:
+        return ok();
+    }
+  };
+
+  const requireDb = (): DatabasePool => {
+    if (!deps.db) throw new Error('track stage: load/persist need deps.db');
+    return deps.db;
+  };
+
+  const load = async (records: StageRecord<TrackInput>[]): Promise<TrackState> => {
+    const db = requireDb();
+    const state = emptyState();
+    const links = new Set<string>();
+    const ids = new Set<string>();
+    const execIds = new Set<string>();
+    for (const rec of records) {
+      const kind = kindOf.get(rec.topic);
+      if (kind === 'submission') {
+        const s = rec.value as OrderSubmission;
+        links.add(s.order_link_id);
+        if (s.order_id) ids.add(s.order_id);
+      } else if (kind === 'order' || kind === 'execution') {
+        const v = rec.value as ExchangeOrderUpdate | Execution;
+        if (v.orderLinkId) links.add(v.orderLinkId);
+        if (v.orderId) ids.add(v.orderId);
+        if (kind === 'execution') execIds.add((v as Execution).execId);
+      }
+    }
+    const sources = records.map(sourceOf);
+    const [rows, seen, replays] = await Promise.all([
+      links.size + ids.size === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(orderRow)`
+            SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty, o.price, o.market_unit,
+                   o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty, o.cum_exec_value, o.cum_exec_fee, o.avg_price, o.leaves_qty,
+                   o.last_exchange_update_ms, o.submitted_at, o.acknowledged_at, o.first_fill_at, o.final_at, o.reject_ret_code, o.reject_reason,
+                   o.context, s.snapshot_price AS signal_snapshot_price, s.signal_ts, s.confidence AS signal_confidence, s.trace_id AS signal_trace_id,
+                   s.model_version AS signal_model_version, s.is_warmup AS signal_is_warmup, s.strategy_id AS signal_strategy_id,
+                   s.signal_id::text AS signal_signal_id
+            FROM orders o LEFT JOIN signals s ON s.signal_id = o.signal_id
+            WHERE o.order_link_id = ANY(${sql.array([...links], 'text')}) OR o.order_id = ANY(${sql.array([...ids], 'text')})
+            ORDER BY o.id`),
+      execIds.size === 0 ? Promise.resolve([]) : db.any(sql.type(execIdRow)`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array([...execIds], 'text')})`),
+      db.any(sql.type(replayRow)`SELECT source_record, payload FROM order_events WHERE source_record = ANY(${sql.array(sources, 'text')}) ORDER BY id`),
+    ]);
+    const rowIds = rows.map((r) => r.id);
+    const allIds = new Set([...ids, ...rows.map((r) => r.order_id).filter((x): x is string => x !== null)]);
+    const [events, sums] = await Promise.all([
+      rowIds.length === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(eventRow)`SELECT order_row_id, event_id, sequence, status, cause_id, occurred_at FROM order_events WHERE order_row_id = ANY(${sql.array(rowIds, 'int8')})`),
+      allIds.size === 0
+        ? Promise.resolve([])
+        : db.any(sql.type(execSumRow)`
+            SELECT order_id, sum(exec_qty)::text AS qty, sum(COALESCE(exec_value, exec_qty * exec_price))::text AS value, sum(exec_fee)::text AS fee,
+                   max(fee_currency) AS fee_currency, min(exec_time) AS first_at
+            FROM executions WHERE order_id = ANY(${sql.array([...allIds], 'text')}) GROUP BY order_id`),
+    ]);
+    const sumsById = new Map(sums.map((s): [string, ExecSums] => [s.order_id, { qty: Dec.of(s.qty).toString(), value: Dec.of(s.value).toString(), fee: Dec.of(s.fee).toString(), feeCurrency: s.fee_currency, firstAt: s.first_at }]));
+    const eventsByRow = new Map<number, z.infer<typeof eventRow>[]>();
+    for (const e of events) eventsByRow.set(e.order_row_id, [...(eventsByRow.get(e.order_row_id) ?? []), e]);
+    for (const r of rows) {
+      const o = orderFromRow(r, eventsByRow.get(r.id) ?? [], r.order_id ? sumsById.get(r.order_id) : undefined);
+      if (r.order_id) sumsById.delete(r.order_id);
+      const slot = putOrder(state, o);
+      state.versions.set(slot, { sequence: o.sequence, cumQty: o.cum.qty, lastUpdateMs: o.lastUpdateMs });
+    }
+    for (const [id, s] of sumsById) state.orphanExecs.set(id, s);
+    for (const s of seen) state.seenExecIds.add(s.exec_id);
+    for (const r of replays) {
+      const list = state.replays.get(r.source_record) ?? [];
+      list.push(r.payload as OrderEvent);
+      state.replays.set(r.source_record, list);
+    }
+    return state;
+  };
+
+  const persist = async (_items: Array<{ rec: StageRecord<TrackInput>; result: StageResult }>, state: TrackState): Promise<void> => {
+    const db = requireDb();
+    if (state.dirty.size + state.events.length + state.newExecs.length + state.invalids.length + state.positions.size + state.balances.size === 0) return;
+    await db.transaction(async (tx) => {
+      for (const e of state.newExecs) await insertExecution(tx, e);
+      const rowIds = new Map<number, number>();
+      const slots = new Set([...state.dirty, ...state.events.map((e) => e.slot)]);
+      for (const slot of [...slots].sort((a, b) => a - b)) rowIds.set(slot, await saveOrder(tx, state.orders[slot]!, state.versions.get(slot)));
+      for (const ev of state.events) await insertEvent(tx, rowIds.get(ev.slot)!, ev);
+      for (const inv of state.invalids) await insertInvalid(tx, inv, inv.slot === null ? null : (rowIds.get(inv.slot) ?? state.orders[inv.slot]?.rowId ?? null));
+      for (const pos of state.positions.values()) await upsertPosition(tx, pos);
+      for (const b of state.balances.values()) await upsertBalance(tx, b.coin, b.updatedTime);
+    });
+    if (log && (state.events.length || state.invalids.length)) log.info({ events: state.events.length, invalid: state.invalids.length, executions: state.newExecs.length }, 'orders tracked');
+  };
+
+  return { name, input: [topics.submissions, topics.orders, topics.executions, topics.positions, topics.wallet], inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+}
+
+// ---------------------------------------------------------------------------------------------
+// persist helpers
+
+const ts = (ms: number | null) => (ms === null ? null : sql.timestamp(new Date(ms)));
+const jsonb = (v: unknown) => sql.jsonb(JSON.parse(JSON.stringify(v ?? {})) as Parameters<typeof sql.jsonb>[0]);
+const pos = (v: string | null): string | null => (Dec.maybe(v)?.isPos() ? Dec.of(v!).toString() : null);
+
+async function insertExecution(tx: CommonQueryMethods, e: Execution): Promise<void> {
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO executions (exec_id, order_link_id, order_id, category, symbol, side, exec_type, exec_qty, exec_price, exec_value, exec_fee,
+                            fee_currency, is_maker, exec_time, source, raw)
+    VALUES (${e.execId}, ${e.orderLinkId || null}, ${e.orderId}, ${e.category}, ${e.symbol}, ${e.side}, ${e.execType ?? 'Trade'}, ${e.execQty},
+            ${e.execPrice}, ${e.execValue}, ${e.execFee || '0'}, ${e.feeCurrency}, ${e.isMaker}, ${sql.timestamp(new Date(e.execTime))},
+            ${e.source === 'reconciler' ? 'reconcile' : e.source}, ${jsonb(e)})
+    ON CONFLICT (exec_id) DO NOTHING`);
+}
+
+const versionRow = z.object({ cum_exec_qty: z.string(), last_exchange_update_ms: z.number().nullable(), seq: z.number() });
+const idRow = z.object({ id: z.number() });
+
+/** Insert or update the order row; returns its id. Throws RetriableError on a concurrent change. */
+async function saveOrder(tx: CommonQueryMethods, o: TrackedOrder, v: Version | undefined): Promise<number> {
+  const ctx = o.context;
+  if (o.rowId === null) {
+    const row = await tx.maybeOne(sql.type(idRow)`
+      INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit, reduce_only,
+                          qty, price, status, cum_exec_qty, cum_exec_value, cum_exec_fee, avg_price, leaves_qty, external, last_exchange_update_ms,
+                          submitted_at, acknowledged_at, first_fill_at, final_at, reject_ret_code, reject_reason, context)
+      VALUES (${o.orderLinkId}, ${o.orderId}, ${ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? sql.uuid(ctx.signal_id) : null}, ${ctx.strategy_id},
+              ${o.category}, ${o.symbol}, ${o.side}, ${o.orderType}, ${o.timeInForce && ['GTC', 'IOC', 'FOK', 'PostOnly'].includes(o.timeInForce) ? o.timeInForce : null},
+              ${o.marketUnit === 'baseCoin' || o.marketUnit === 'quoteCoin' ? o.marketUnit : null}, ${o.reduceOnly}, ${o.qty}, ${pos(o.price)}, ${o.status},
+              ${o.cum.qty}, ${o.cum.value}, ${o.cum.fee}, ${pos(o.avgPrice)}, ${o.leavesQty}, ${o.external}, ${o.lastUpdateMs},
+              ${ts(o.submittedAt)}, ${ts(o.acknowledgedAt)}, ${ts(o.firstFillAt)}, ${ts(o.finalAt)}, ${o.rejectRetCode}, ${o.rejectReason}, ${jsonb(ctx)})
+      ON CONFLICT DO NOTHING
+      RETURNING id`);
+    if (!row) throw new RetriableError('order_inserted_concurrently', `order ${orderKey(o)} was inserted by someone else meanwhile; reloading`);
+    return row.id;
+  }
+  const cur = await tx.maybeOne(sql.type(versionRow)`
+    SELECT o.cum_exec_qty, o.last_exchange_update_ms, COALESCE((SELECT max(sequence) FROM order_events e WHERE e.order_row_id = o.id), 0)::int AS seq
+    FROM orders o WHERE o.id = ${o.rowId} FOR UPDATE`);
+  if (!cur) throw new RetriableError('order_row_gone', `order row ${o.rowId} (${orderKey(o)}) disappeared; reloading`);
+  if (v && (cur.seq !== v.sequence || Dec.of(cur.cum_exec_qty).cmp(v.cumQty) !== 0 || cur.last_exchange_update_ms !== v.lastUpdateMs)) {
+    throw new RetriableError('order_changed_concurrently', `order ${orderKey(o)} changed since it was loaded; reloading`);
+  }
+  await tx.query(sql.typeAlias('void')`
+    UPDATE orders SET
+      order_id = COALESCE(order_id, ${o.orderId}),
+      status = ${o.status},
+      qty = ${o.qty},
+      price = COALESCE(${pos(o.price)}, price),
+      cum_exec_qty = ${o.cum.qty}, cum_exec_value = ${o.cum.value}, cum_exec_fee = ${o.cum.fee},
+      avg_price = ${pos(o.avgPrice)},
+      leaves_qty = ${o.leavesQty},
+      last_exchange_update_ms = ${o.lastUpdateMs},
+      submitted_at = COALESCE(submitted_at, ${ts(o.submittedAt)}),
+      acknowledged_at = COALESCE(acknowledged_at, ${ts(o.acknowledgedAt)}),
+      first_fill_at = ${ts(o.firstFillAt)},
+      final_at = COALESCE(final_at, ${ts(o.finalAt)}),
+      reject_ret_code = COALESCE(reject_ret_code, ${o.rejectRetCode}),
+      reject_reason = COALESCE(reject_reason, ${o.rejectReason}),
+      context = CASE WHEN context ? 'signal_id' THEN context ELSE context || ${jsonb(ctx)} END,
+      updated_at = now()
+    WHERE id = ${o.rowId}`);
+  return o.rowId;
+}
+
+async function insertEvent(tx: CommonQueryMethods, rowId: number, ev: EmittedEvent): Promise<void> {
+  const e = ev.event;
+  const c = ev.change;
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO order_events (event_id, order_row_id, order_link_id, order_id, sequence, event_type, status, cause, cause_id, source_record, occurred_at, payload)
+    VALUES (${e.event_id}, ${rowId}, ${e.order_link_id}, ${e.order_id}, ${c.sequence}, ${e.event_type}, ${c.to}, ${c.cause}, ${c.causeId}, ${ev.source},
+            ${c.occurredAt}, ${jsonb(e)})
+    ON CONFLICT DO NOTHING`);
+  if (c.from === c.to) return; // a report without a status change (amend/cancel refused)
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, exchange_update_ms, details)
+    VALUES (${rowId}, ${e.order_link_id}, ${e.order_id}, ${c.from}, ${c.to}, ${c.cause}, ${e.event_id},
+            ${c.cause === 'submission' ? null : c.occurredAt}, ${jsonb({ event_type: e.event_type, filled_qty: e.filled_qty, fees: e.fees, source: e.source, cause_id: c.causeId, source_record: ev.source })})
+    ON CONFLICT DO NOTHING`);
+}
+
+async function insertInvalid(tx: CommonQueryMethods, inv: InvalidRecord, rowId: number | null): Promise<void> {
+  const i = inv.invalid;
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO invalid_transitions (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, reason, payload)
+    SELECT ${rowId}, ${inv.orderLinkId}, ${inv.orderId}, ${i.from}, ${i.to}, ${i.cause}, ${inv.source}, ${i.reason}, ${jsonb(inv.payload)}
+    WHERE NOT EXISTS (SELECT 1 FROM invalid_transitions WHERE event_id = ${inv.source} AND cause = ${i.cause})`);
+}
+
+const dec = (v: string | null | undefined): string | null => (v === null || v === undefined || v === '' ? null : (Dec.maybe(v)?.toString() ?? null));
+
+async function upsertPosition(tx: CommonQueryMethods, p: Position): Promise<void> {
+  const side = p.side === 'Buy' || p.side === 'Sell' ? p.side : '';
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO positions (category, symbol, side, size, avg_price, mark_price, position_value, leverage, liq_price, unrealised_pnl, cum_realised_pnl, updated_ms)
+    VALUES (${p.category}, ${p.symbol}, ${side}, ${dec(p.size) ?? '0'}, ${dec(p.avgPrice)}, ${dec(p.markPrice)}, ${dec(p.positionValue)}, ${dec(p.leverage)},
+            ${dec(p.liqPrice)}, ${dec(p.unrealisedPnl) ?? '0'}, ${dec(p.cumRealisedPnl) ?? '0'}, ${p.updatedTime})
+    ON CONFLICT (category, symbol) DO UPDATE SET
+      side = EXCLUDED.side, size = EXCLUDED.size, avg_price = EXCLUDED.avg_price, mark_price = EXCLUDED.mark_price,
+      position_value = EXCLUDED.position_value, leverage = EXCLUDED.leverage, liq_price = EXCLUDED.liq_price,
+      unrealised_pnl = EXCLUDED.unrealised_pnl, cum_realised_pnl = EXCLUDED.cum_realised_pnl, updated_ms = EXCLUDED.updated_ms, updated_at = now()
+    WHERE positions.updated_ms <= EXCLUDED.updated_ms`);
+}
+
+async function upsertBalance(tx: CommonQueryMethods, c: WalletBalance['coin'][number], updatedTime: number): Promise<void> {
+  const wallet = dec(c.walletBalance) ?? '0';
+  const locked = dec(c.locked) ?? '0';
+  // Same rule as connectors/exchange-sync.ts: what is free to trade is balance - locked (or `free`).
+  const available = dec(c.free) ?? Dec.of(wallet).sub(locked).toString();
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO balances (coin, wallet_balance, available, locked, equity, usd_value, updated_ms)
+    VALUES (${c.coin}, ${wallet}, ${available}, ${locked}, ${dec(c.equity)}, ${dec(c.usdValue)}, ${updatedTime})
+    ON CONFLICT (coin) DO UPDATE SET
+      wallet_balance = EXCLUDED.wallet_balance, available = EXCLUDED.available, locked = EXCLUDED.locked,
+      equity = EXCLUDED.equity, usd_value = EXCLUDED.usd_value, updated_ms = EXCLUDED.updated_ms, updated_at = now()
+    WHERE balances.updated_ms <= EXCLUDED.updated_ms`);
+}
+
+/** Re-exported for tests and docs. */
+export { EMPTY_CTX };
