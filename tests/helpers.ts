@@ -79,3 +79,24 @@ export async function consumeToEnd(kafka: KafkaPort, topic: string, partitions: 
   const all = await consumeUntil(kafka, topic, (msgs) => msgs.filter((m) => m.headers['test.marker'] === marker).length === partitions, opts);
   return all.filter((m) => m.headers['test.marker'] === undefined);
 }
+
+/** Wait until a consumer group has committed the whole of a topic (every partition at its end). */
+export async function waitCaughtUp(kafka: KafkaPort, groupId: string, topic: string, timeoutMs = 120_000): Promise<void> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await waitFor(
+      `${groupId} to commit all of ${topic}`,
+      async () => {
+        const high = await admin.topicOffsets(topic);
+        const done = await admin.groupOffsets(groupId, topic);
+        // A partition that never had data has no committed offset (-1).
+        return high.every((h) => h.high === '0' || done.find((d) => d.partition === h.partition)?.offset === h.high);
+      },
+      timeoutMs,
+      200,
+    );
+  } finally {
+    await admin.disconnect();
+  }
+}
