@@ -1,0 +1,89 @@
+// The model service's settings: one zod schema, parsed once from an env-like object, frozen
+// (house style 7). Every setting has its default and meaning here; docs/model.md lists them all
+// (generated from `modelSettingsTable()`).
+import { z } from 'zod';
+
+const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
+const int = z.coerce.number().int();
+const num = z.coerce.number().finite();
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
+const list = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
+
+export const configSchema = z
+  .object({
+    TOPIC_PREFIX: opt(z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')).describe('Prefix for every topic and consumer group (as in runtime/config.ts).'),
+    AMQP_URL: opt(z.string().default('amqp://guest:guest@127.0.0.1:5672')).describe('RabbitMQ connection string (as in runtime/config.ts).'),
+    MODEL_ASSETS: opt(list.pipe(z.array(z.string().regex(/^[A-Z0-9]{2,32}$/)).min(1)).default('BTCUSDT,ETHUSDT')).describe('Comma-separated symbols the model service trades (warm-up and model mode).'),
+    MODEL_STRATEGY_ID: opt(z.string().min(1).max(256).default('model-service')).describe('strategy_id of every emitted signal; order events of other strategies are ignored for training.'),
+    MODEL_HORIZON_MS: opt(int.min(1).default(60_000)).describe('Label horizon: the outcome of a signal is judged on the market price this long after the signal time.'),
+    MODEL_ALLOWED_LATENESS_MS: opt(int.min(0).default(5_000)).describe('How late (event time behind the newest ticker of the asset) a ticker or order event may arrive and still count; a window closes at signal time + horizon + lateness.'),
+    MODEL_ORDER_EVENTS_MAX_WAIT_MS: opt(int.min(0).default(120_000)).describe('After a window closes, how much longer (ticker event time) to wait for order events of a signal with no final order event before building the sample without them.'),
+    MODEL_FEATURE_LOOKBACK: opt(int.min(5).max(1000).default(60)).describe('Tickers of history behind each feature vector (returns, volatility, autocorrelation).'),
+    MODEL_LABEL_MIN_MOVE_BPS: opt(num.min(0).default(0)).describe('Market moves over the horizon smaller than this (bps) are "flat": no direction label (the reward is still recorded).'),
+    MODEL_FEE_BPS: opt(num.min(0).default(10)).describe('Round-trip fee assumed by the simulated PnL of held-out evaluation, bps of notional (spot taker 0.1 %).'),
+    MODEL_EXPOSURE_SCALE: opt(num.positive().default(10_000)).describe('Quote notional that maps to exposure feature 1.0 (signed position notional / scale, clipped to [-3, 3]).'),
+    MODEL_HIDDEN_UNITS: opt(int.min(2).max(512).default(16)).describe('Units of each of the two hidden layers of the MLP.'),
+    MODEL_EPOCHS: opt(int.min(1).max(500).default(8)).describe('Epochs of a full (re)training.'),
+    MODEL_L2: opt(num.min(0).max(1).default(0.003)).describe('L2 penalty on every kernel: keeps the small model from fitting noise (on a random walk it then stays near 0.5 and emits nothing).'),
+    MODEL_BATCH_SIZE: opt(int.min(1).max(10_000).default(64)).describe('Mini-batch size of training and online updates.'),
+    MODEL_LEARNING_RATE: opt(num.positive().max(1).default(0.005)).describe('Adam learning rate.'),
+    MODEL_SEED: opt(int.default(7)).describe('Seed of weight initialisation, shuffling and warm-up randomness (deterministic training and replays).'),
+    MODEL_HOLDOUT_FRACTION: opt(num.min(0.05).max(0.5).default(0.25)).describe('Most recent fraction of the samples (by signal time) held out for evaluation; never trained on by the candidate.'),
+    MODEL_MIN_TRAIN_SAMPLES: opt(int.min(10).default(500)).describe('Fewest labelled samples before a (re)training runs.'),
+    MODEL_MAX_TRAIN_SAMPLES: opt(int.min(100).default(50_000)).describe('Most recent labelled samples a retraining reads from PostgreSQL.'),
+    MODEL_RETRAIN_CRON: opt(z.string().default('*/15 * * * *')).describe('node-cron schedule of the periodic retraining (inside the service process).'),
+    MODEL_ONLINE_BATCH: opt(int.min(1).default(64)).describe('Online learning: after this many new labelled samples the active model is evaluated on them (prequential), then fine-tuned on them for one epoch.'),
+    MODEL_MIN_EDGE: opt(num.min(0).max(0.5).default(0.03)).describe('The model emits a signal only when |P(up) - 0.5| >= this; otherwise it holds (no signal).'),
+    MODEL_PROMOTION_MARGIN: opt(num.min(0).max(0.5).default(0.03)).describe('A candidate is promoted only when its held-out hit rate beats the current model (or, with none, the better of the warm-up heuristic and a coin flip) by at least this much.'),
+    MODEL_PROMOTION_MIN_Z: opt(num.min(0).default(2.5)).describe('...and its hits beat the baseline hit rate with at least this binomial z-score (no promotion on luck).'),
+    MODEL_MIN_EVAL_SAMPLES: opt(int.min(10).default(200)).describe('Fewest held-out samples a candidate must have traded on to be judged at all.'),
+    MODEL_SWITCH_HIT_RATE: opt(num.min(0).max(1).default(0.55)).describe('Warm-up -> model: the active model\'s quality (hit rate of the signals it would emit) must reach this...'),
+    MODEL_SWITCH_MIN_SAMPLES: opt(int.min(1).default(200)).describe('...over at least this many samples (held-out at promotion, then live shadow predictions).'),
+    MODEL_LIVE_WINDOW: opt(int.min(10).default(200)).describe('Live quality of the model is the hit rate over its last this-many judged signals.'),
+    MODEL_DEGRADED_HIT_RATE: opt(num.min(0).max(1).default(0.5)).describe('Model -> rollback: when the live hit rate over a full live window falls below this, roll back to the previous version, or to warm-up when there is none.'),
+    MODEL_SIGNAL_INTERVAL_MS: opt(int.min(100).default(60_000)).describe('Model mode: how often each asset is considered for a signal.'),
+    MODEL_MIN_AMOUNT: opt(num.positive().default(10)).describe('Model mode: smallest signal amount (quote currency), at the minimum edge.'),
+    MODEL_MAX_AMOUNT: opt(num.positive().default(200)).describe('Model mode: largest signal amount (quote currency), at full confidence.'),
+    WARMUP_DURATION_MS: opt(int.min(0).default(3_600_000)).describe('Warm-up lasts at least this long (from the first start) before the service may switch to a model.'),
+    WARMUP_INTERVAL_MS: opt(int.min(100).default(60_000)).describe('Warm-up: one signal per asset every this many ms (the frequency).'),
+    WARMUP_MIN_AMOUNT: opt(num.positive().default(10)).describe('Warm-up: smallest signal amount (quote currency).'),
+    WARMUP_MAX_AMOUNT: opt(num.positive().default(50)).describe('Warm-up: largest signal amount (quote currency).'),
+    WARMUP_RANDOMNESS: opt(num.min(0).max(1).default(0.3)).describe('Warm-up: probability that a signal\'s side is a coin flip instead of the heuristic\'s; 1 = fully random, 0 = pure heuristic. Also reported as metadata.randomness_level.'),
+    WARMUP_HEURISTIC: opt(z.enum(['momentum', 'mean_reversion']).default('momentum')).describe('Warm-up heuristic on recent returns: follow them (momentum) or fade them (mean_reversion).'),
+    MODEL_SIGNALS_QUEUE: opt(z.string().min(1).default('model-service.trading_signals')).describe('RabbitMQ queue the signal-out bridge publishes to (durable, persistent messages, publisher confirms).'),
+    MODEL_BRIDGE_BATCH_MAX: opt(int.min(1).max(10_000).default(200)).describe('Most signals the signal-out bridge publishes before waiting for confirms and committing offsets.'),
+    MODEL_BRIDGE_RETRY_MAX_MS: opt(int.min(100).default(10_000)).describe('Longest backoff of the signal-out bridge between RabbitMQ reconnects / publish retries.'),
+    MODEL_MODE_CHECK_MS: opt(int.min(100).default(10_000)).describe('How often the mode controller re-checks the switch / rollback rules.'),
+    MODEL_TFJS_NODE: opt(bool.default('true')).describe('Use @tensorflow/tfjs-node when it is installed (production image); the pure JS CPU backend otherwise.'),
+  })
+  .refine((c) => c.WARMUP_MIN_AMOUNT <= c.WARMUP_MAX_AMOUNT, { message: 'WARMUP_MIN_AMOUNT must not exceed WARMUP_MAX_AMOUNT', path: ['WARMUP_MIN_AMOUNT'] })
+  .refine((c) => c.MODEL_MIN_AMOUNT <= c.MODEL_MAX_AMOUNT, { message: 'MODEL_MIN_AMOUNT must not exceed MODEL_MAX_AMOUNT', path: ['MODEL_MIN_AMOUNT'] });
+
+export type ModelConfig = Readonly<z.output<typeof configSchema>>;
+
+export class ModelConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid model-service configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ModelConfigError';
+  }
+}
+
+/** Parse an env-like object (process.env by default); throws listing every problem. */
+export function parseModelConfig(env: Record<string, string | undefined> = process.env): ModelConfig {
+  const keys = Object.keys(configSchema.innerType().innerType().shape);
+  const raw: Record<string, string | undefined> = {};
+  for (const k of keys) raw[k] = env[k];
+  const r = configSchema.safeParse(raw);
+  if (!r.success) throw new ModelConfigError(r.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`));
+  return Object.freeze({ ...r.data, MODEL_ASSETS: Object.freeze([...r.data.MODEL_ASSETS]) as string[] });
+}
+
+/** Rows for docs/model.md: name, default, meaning. */
+export function modelSettingsTable(): Array<{ name: string; default: string; meaning: string }> {
+  const shape = configSchema.innerType().innerType().shape as Record<string, z.ZodTypeAny>;
+  return Object.entries(shape).map(([name, s]) => {
+    const r = s.safeParse(undefined);
+    const d = r.success ? (Array.isArray(r.data) ? r.data.join(',') : String(r.data)) : '(unset)';
+    return { name, default: d, meaning: s.description ?? '' };
+  });
+}

@@ -1,0 +1,91 @@
+// Held-out evaluation of a predictor of P(up over the horizon), and the warm-up heuristic as a
+// baseline predictor. Pure functions over arrays.
+import { FEATURE_NAMES } from './features.ts';
+
+export interface EvalRow {
+  label: 0 | 1;
+  market_return_bps: number;
+}
+
+export interface CalibrationBin {
+  lo: number;
+  hi: number;
+  n: number;
+  mean_p: number;
+  freq_up: number;
+}
+
+export interface EvalMetrics {
+  /** Labelled held-out samples. */
+  n: number;
+  /** Samples where |p - 0.5| >= minEdge: the ones a signal would be emitted for. */
+  traded: number;
+  coverage: number;
+  /** Hit rate of the direction on the traded samples (what the emitted signals would achieve). */
+  hit_rate: number;
+  hits: number;
+  /** Hit rate of the direction over every sample (p >= 0.5 means up). */
+  hit_rate_all: number;
+  log_loss: number;
+  brier: number;
+  /** Expected calibration error over 10 bins of p. */
+  ece: number;
+  calibration: CalibrationBin[];
+  /** Simulated PnL of the traded samples after fees: sum of side * market return - fee, bps of notional. */
+  pnl_bps: number;
+  pnl_bps_per_trade: number;
+}
+
+export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opts: { minEdge: number; feeBps: number }): EvalMetrics {
+  const n = rows.length;
+  let traded = 0, hits = 0, hitsAll = 0, ll = 0, brier = 0, pnl = 0;
+  const bins = Array.from({ length: 10 }, (_, i) => ({ lo: i / 10, hi: (i + 1) / 10, n: 0, sp: 0, sy: 0 }));
+  for (let i = 0; i < n; i++) {
+    const p = Math.min(1 - 1e-7, Math.max(1e-7, probs[i]!));
+    const y = rows[i]!.label;
+    ll -= y * Math.log(p) + (1 - y) * Math.log(1 - p);
+    brier += (p - y) ** 2;
+    if ((p >= 0.5 ? 1 : 0) === y) hitsAll++;
+    const b = bins[Math.min(9, Math.floor(p * 10))]!;
+    b.n++;
+    b.sp += p;
+    b.sy += y;
+    if (Math.abs(p - 0.5) >= opts.minEdge && opts.minEdge >= 0 && !(opts.minEdge === 0 && p === 0.5)) {
+      traded++;
+      const side = p > 0.5 ? 1 : 0;
+      if (side === y) hits++;
+      pnl += (side === 1 ? 1 : -1) * rows[i]!.market_return_bps - opts.feeBps;
+    }
+  }
+  const calibration = bins.filter((b) => b.n > 0).map((b) => ({ lo: b.lo, hi: b.hi, n: b.n, mean_p: b.sp / b.n, freq_up: b.sy / b.n }));
+  const ece = n ? calibration.reduce((a, b) => a + (b.n / n) * Math.abs(b.mean_p - b.freq_up), 0) : 0;
+  return {
+    n,
+    traded,
+    coverage: n ? traded / n : 0,
+    hit_rate: traded ? hits / traded : 0,
+    hits,
+    hit_rate_all: n ? hitsAll / n : 0,
+    log_loss: n ? ll / n : 0,
+    brier: n ? brier / n : 0,
+    ece,
+    calibration,
+    pnl_bps: pnl,
+    pnl_bps_per_trade: traded ? pnl / traded : 0,
+  };
+}
+
+export type Heuristic = 'momentum' | 'mean_reversion';
+
+const RET_3 = FEATURE_NAMES.indexOf('ret_3_bps');
+
+/**
+ * The warm-up heuristic as a probability: 0.6 (or 0.4) in the direction of the last 3 returns
+ * (momentum), or against them (mean_reversion); 0.5 when they sum to zero.
+ */
+export function heuristicProbability(features: readonly number[], heuristic: Heuristic): number {
+  const r3 = features[RET_3] ?? 0;
+  if (r3 === 0) return 0.5;
+  const dir = (r3 > 0 ? 1 : -1) * (heuristic === 'momentum' ? 1 : -1);
+  return 0.5 + 0.1 * dir;
+}

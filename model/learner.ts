@@ -1,0 +1,128 @@
+// The learner: a small MLP (features -> 2 hidden ReLU layers -> sigmoid) giving P(market up over
+// the horizon). Full training on a time-ordered sample set with a held-out tail, online fine-tuning
+// on new samples, and (de)serialisation of the tf.js artifacts for model_versions. Deterministic for
+// a given seed and data: seeded initialisers, our own seeded shuffling, CPU kernels.
+import type * as tfTypes from '@tensorflow/tfjs';
+import { FEATURE_NAMES, FEATURE_SPEC_ID, fitNormaliser, normalise, type FeatureSpec } from './features.ts';
+import { SeededRng } from './rng.ts';
+import type { Tf } from './tf.ts';
+
+export interface LearnerConfig {
+  hiddenUnits: number;
+  /** L2 penalty on every kernel (keeps a small model from fitting noise). */
+  l2: number;
+  epochs: number;
+  batchSize: number;
+  learningRate: number;
+  seed: number;
+  lookback: number;
+  horizonMs: number;
+}
+
+export interface LabelledRow {
+  features: number[];
+  label: 0 | 1;
+  market_return_bps: number;
+  ts: number;
+}
+
+export interface TrainedModel {
+  spec: FeatureSpec;
+  model: tfTypes.LayersModel;
+  predict(rows: readonly number[][]): number[];
+}
+
+export interface ModelArtifacts {
+  topology: unknown;
+  weightSpecs: unknown[];
+  weights: Buffer;
+  featureSpec: FeatureSpec;
+}
+
+function build(tf: Tf, cfg: LearnerConfig): tfTypes.LayersModel {
+  const m = tf.sequential();
+  m.add(tf.layers.dense({ units: cfg.hiddenUnits, activation: 'relu', inputShape: [FEATURE_NAMES.length], kernelInitializer: tf.initializers.glorotUniform({ seed: cfg.seed }), kernelRegularizer: tf.regularizers.l2({ l2: cfg.l2 }), biasInitializer: 'zeros' }));
+  m.add(tf.layers.dense({ units: cfg.hiddenUnits, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: cfg.seed + 1 }), kernelRegularizer: tf.regularizers.l2({ l2: cfg.l2 }), biasInitializer: 'zeros' }));
+  m.add(tf.layers.dense({ units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: cfg.seed + 2 }), kernelRegularizer: tf.regularizers.l2({ l2: cfg.l2 }), biasInitializer: 'zeros' }));
+  compile(tf, m, cfg.learningRate);
+  return m;
+}
+
+function compile(tf: Tf, m: tfTypes.LayersModel, lr: number): void {
+  m.compile({ optimizer: tf.train.adam(lr), loss: 'binaryCrossentropy' });
+}
+
+function wrap(tf: Tf, model: tfTypes.LayersModel, spec: FeatureSpec): TrainedModel {
+  return {
+    spec,
+    model,
+    predict: (rows) => {
+      if (rows.length === 0) return [];
+      return tf.tidy(() => {
+        const x = tf.tensor2d(rows.map((r) => normalise(r, spec)), [rows.length, FEATURE_NAMES.length]);
+        return Array.from((model.predict(x) as tfTypes.Tensor).dataSync());
+      });
+    },
+  };
+}
+
+async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly LabelledRow[], spec: FeatureSpec, epochs: number, batchSize: number, rng: SeededRng, onEpoch?: (epoch: number, loss: number) => void): Promise<void> {
+  const idx = rows.map((_, i) => i);
+  for (let e = 0; e < epochs; e++) {
+    rng.shuffle(idx);
+    const x = tf.tensor2d(idx.map((i) => normalise(rows[i]!.features, spec)), [idx.length, FEATURE_NAMES.length]);
+    const y = tf.tensor2d(idx.map((i) => [rows[i]!.label]), [idx.length, 1]);
+    try {
+      const h = await model.fit(x, y, { epochs: 1, batchSize, shuffle: false, verbose: 0 });
+      onEpoch?.(e + 1, Number(h.history.loss?.[0] ?? NaN));
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+}
+
+/** Train a fresh model on `rows` (normalisation fitted on them). */
+export async function train(tf: Tf, rows: readonly LabelledRow[], cfg: LearnerConfig, onEpoch?: (epoch: number, loss: number) => void): Promise<TrainedModel> {
+  if (rows.length === 0) throw new Error('no training rows');
+  const norm = fitNormaliser(rows.map((r) => r.features));
+  const spec: FeatureSpec = { id: FEATURE_SPEC_ID, names: [...FEATURE_NAMES], lookback: cfg.lookback, horizonMs: cfg.horizonMs, ...norm };
+  const model = build(tf, cfg);
+  await fitEpochs(tf, model, rows, spec, cfg.epochs, cfg.batchSize, new SeededRng(cfg.seed), onEpoch);
+  return wrap(tf, model, spec);
+}
+
+/** Online update: one epoch over new rows, in place (normalisation unchanged). */
+export async function fineTune(tf: Tf, m: TrainedModel, rows: readonly LabelledRow[], cfg: Pick<LearnerConfig, 'batchSize' | 'seed'>): Promise<void> {
+  if (rows.length === 0) return;
+  await fitEpochs(tf, m.model, rows, m.spec, 1, cfg.batchSize, new SeededRng(cfg.seed ^ rows.length));
+}
+
+/** Chronological split: the most recent `holdoutFraction` is held out. */
+export function timeSplit<T extends { ts: number }>(rows: readonly T[], holdoutFraction: number): { train: T[]; holdout: T[] } {
+  const sorted = [...rows].sort((a, b) => a.ts - b.ts);
+  const cut = Math.floor(sorted.length * (1 - holdoutFraction));
+  return { train: sorted.slice(0, cut), holdout: sorted.slice(cut) };
+}
+
+export async function toArtifacts(tf: Tf, m: TrainedModel): Promise<ModelArtifacts> {
+  let saved: tfTypes.io.ModelArtifacts | null = null;
+  await m.model.save(
+    tf.io.withSaveHandler(async (a) => {
+      saved = a;
+      return { modelArtifactsInfo: { dateSaved: new Date(0), modelTopologyType: 'JSON' } };
+    }),
+  );
+  const a = saved as tfTypes.io.ModelArtifacts | null;
+  if (!a || !a.weightData) throw new Error('model save produced no weights');
+  const wd = a.weightData;
+  const buf = Array.isArray(wd) ? tf.io.concatenateArrayBuffers(wd) : wd;
+  return { topology: a.modelTopology, weightSpecs: a.weightSpecs ?? [], weights: Buffer.from(new Uint8Array(buf)), featureSpec: m.spec };
+}
+
+export async function fromArtifacts(tf: Tf, a: ModelArtifacts, learningRate: number): Promise<TrainedModel> {
+  const weightData = a.weights.buffer.slice(a.weights.byteOffset, a.weights.byteOffset + a.weights.byteLength) as ArrayBuffer;
+  const model = await tf.loadLayersModel(tf.io.fromMemory({ modelTopology: a.topology as object, weightSpecs: a.weightSpecs as tfTypes.io.WeightsManifestEntry[], weightData }));
+  compile(tf, model, learningRate);
+  return wrap(tf, model, a.featureSpec);
+}

@@ -1,0 +1,167 @@
+// Signal generation, warm-up and model mode, and the seed's JSON rendering.
+//
+// The emitter keeps the recent tickers of each configured asset and, when an asset is due (every
+// WARMUP_INTERVAL_MS in warm-up, MODEL_SIGNAL_INTERVAL_MS in model mode, event time of the injected
+// clock), decides:
+//   - warm-up: with probability WARMUP_RANDOMNESS a coin-flip side, else the heuristic's side
+//     (momentum / mean reversion on the last 3 returns); amount uniform in [WARMUP_MIN_AMOUNT,
+//     WARMUP_MAX_AMOUNT]; is_warmup true, model_version null;
+//   - model: P(up) from the active model; no signal when |P - 0.5| < MODEL_MIN_EDGE; side from P,
+//     confidence max(P, 1 - P), amount from MODEL_MIN_AMOUNT at the minimum edge up to
+//     MODEL_MAX_AMOUNT at P = 0.75 (or 0.25).
+// Every signal carries the features it was decided on (market_data_snapshot.technical_indicators)
+// and the exposure (metadata.extra), so the window builder can rebuild the same sample.
+import type { ModelSignal, Ticker } from '../schemas/types.ts';
+import type { ModelConfig } from './config.ts';
+import { computeFeatures, FEATURE_SPEC_ID, MIN_HISTORY, snapshotOf, tickFromTicker, type Tick } from './features.ts';
+import { heuristicProbability } from './evaluate.ts';
+import type { TrainedModel } from './learner.ts';
+import type { ModeState } from './policy.ts';
+import { SeededRng } from './rng.ts';
+
+export function uuidFrom(rng: SeededRng): string {
+  const hex = Array.from({ length: 32 }, () => rng.int(16).toString(16));
+  hex[12] = '4';
+  hex[16] = (8 + rng.int(4)).toString(16);
+  const h = hex.join('');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
+
+export type EmitterConfig = Pick<
+  ModelConfig,
+  | 'MODEL_ASSETS' | 'MODEL_STRATEGY_ID' | 'MODEL_FEATURE_LOOKBACK' | 'MODEL_MIN_EDGE' | 'MODEL_SIGNAL_INTERVAL_MS' | 'MODEL_MIN_AMOUNT' | 'MODEL_MAX_AMOUNT'
+  | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED'
+>;
+
+export interface EmitContext {
+  mode: ModeState;
+  model: { version: string; model: TrainedModel } | null;
+  /** Exposure feature of an asset (signed notional / scale). */
+  exposure: (asset: string) => number;
+}
+
+export class SignalEmitter {
+  private readonly history = new Map<string, Tick[]>();
+  private readonly nextDue = new Map<string, number>();
+  readonly rng: SeededRng;
+
+  constructor(private readonly cfg: EmitterConfig, rng?: SeededRng) {
+    this.rng = rng ?? new SeededRng(cfg.MODEL_SEED);
+  }
+
+  /** Track a ticker (ignored for other assets and when older than the newest one). */
+  onTicker(t: Ticker): void {
+    if (!this.cfg.MODEL_ASSETS.includes(t.symbol)) return;
+    const tick = tickFromTicker(t);
+    if (!tick) return;
+    const list = this.history.get(t.symbol) ?? [];
+    if (list.length && list[list.length - 1]!.ts > tick.ts) return;
+    list.push(tick);
+    const keep = this.cfg.MODEL_FEATURE_LOOKBACK + 2;
+    if (list.length > keep) list.splice(0, list.length - keep);
+    this.history.set(t.symbol, list);
+  }
+
+  historyOf(asset: string): readonly Tick[] {
+    return this.history.get(asset) ?? [];
+  }
+
+  /** Signals due at `now` (each asset at most once per interval). */
+  emit(now: number, ctx: EmitContext): ModelSignal[] {
+    const out: ModelSignal[] = [];
+    const interval = ctx.mode.mode === 'warmup' ? this.cfg.WARMUP_INTERVAL_MS : this.cfg.MODEL_SIGNAL_INTERVAL_MS;
+    for (const asset of this.cfg.MODEL_ASSETS) {
+      const due = this.nextDue.get(asset) ?? -Infinity;
+      if (now < due) continue;
+      const hist = this.history.get(asset) ?? [];
+      if (hist.length < MIN_HISTORY) continue; // no market data yet: nothing to decide on
+      this.nextDue.set(asset, now + interval);
+      const exposure = ctx.exposure(asset);
+      const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
+      const s = ctx.mode.mode === 'model' && ctx.model ? this.modelSignal(asset, now, hist, features, exposure, ctx.model) : this.warmupSignal(asset, now, hist, features, exposure);
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  private base(asset: string, now: number, hist: readonly Tick[], features: number[]) {
+    return { signal_id: uuidFrom(this.rng), asset, timestamp: now, strategy_id: this.cfg.MODEL_STRATEGY_ID, market_data_snapshot: snapshotOf(hist, features), trace_id: uuidFrom(this.rng) };
+  }
+
+  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number): ModelSignal {
+    const b = this.base(asset, now, hist, features);
+    const p = heuristicProbability(features, this.cfg.WARMUP_HEURISTIC);
+    const random = p === 0.5 || this.rng.next() < this.cfg.WARMUP_RANDOMNESS;
+    const side = random ? (this.rng.next() < 0.5 ? 'buy' : 'sell') : p > 0.5 ? 'buy' : 'sell';
+    const amount = round(this.rng.uniform(this.cfg.WARMUP_MIN_AMOUNT, this.cfg.WARMUP_MAX_AMOUNT), 2);
+    const clampedAmount = Math.min(this.cfg.WARMUP_MAX_AMOUNT, Math.max(this.cfg.WARMUP_MIN_AMOUNT, amount));
+    return {
+      ...b,
+      signal_type: side,
+      amount: clampedAmount,
+      confidence: random ? 0.5 : round(Math.max(p, 1 - p), 4),
+      model_version: null,
+      is_warmup: true,
+      metadata: {
+        reasoning: random ? 'warm-up: random side (controlled randomness)' : `warm-up: ${this.cfg.WARMUP_HEURISTIC} on ret_3 = ${round(features[1]!, 2)} bps`,
+        risk_score: round(Math.min(1, features[3]! / 100), 4),
+        randomness_level: this.cfg.WARMUP_RANDOMNESS,
+        mode: 'warmup',
+        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC }),
+      },
+    };
+  }
+
+  modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }): ModelSignal | null {
+    const p = m.model.predict([features])[0]!;
+    const edge = Math.abs(p - 0.5);
+    if (!(edge >= this.cfg.MODEL_MIN_EDGE) || edge === 0) return null;
+    const b = this.base(asset, now, hist, features);
+    const strength = Math.min(1, Math.max(0, (edge - this.cfg.MODEL_MIN_EDGE) / Math.max(1e-9, 0.25 - this.cfg.MODEL_MIN_EDGE)));
+    const amount = round(this.cfg.MODEL_MIN_AMOUNT + (this.cfg.MODEL_MAX_AMOUNT - this.cfg.MODEL_MIN_AMOUNT) * strength, 2);
+    return {
+      ...b,
+      signal_type: p > 0.5 ? 'buy' : 'sell',
+      amount: Math.min(this.cfg.MODEL_MAX_AMOUNT, Math.max(this.cfg.MODEL_MIN_AMOUNT, amount)),
+      confidence: round(Math.max(p, 1 - p), 4),
+      model_version: m.version,
+      is_warmup: false,
+      metadata: {
+        reasoning: `model ${m.version}: P(up over ${m.model.spec.horizonMs} ms) = ${round(p, 4)}`,
+        risk_score: round(Math.min(1, features[3]! / 100), 4),
+        randomness_level: 0,
+        mode: 'model',
+        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, p_up: p }),
+      },
+    };
+  }
+}
+
+/** The order-manager seed's signal JSON for a ModelSignal (what goes to RabbitMQ). */
+export function toSignalJson(s: ModelSignal): Record<string, unknown> {
+  let extra: Record<string, unknown> = {};
+  if (s.metadata?.extra) {
+    try {
+      const v = JSON.parse(s.metadata.extra) as unknown;
+      if (v && typeof v === 'object' && !Array.isArray(v)) extra = v as Record<string, unknown>;
+    } catch {
+      extra = {};
+    }
+  }
+  return {
+    signal_id: s.signal_id,
+    signal_type: s.signal_type,
+    asset: s.asset,
+    amount: s.amount,
+    confidence: s.confidence,
+    timestamp: new Date(s.timestamp).toISOString(),
+    strategy_id: s.strategy_id,
+    model_version: s.model_version,
+    is_warmup: s.is_warmup,
+    market_data_snapshot: s.market_data_snapshot,
+    metadata: s.metadata ? { ...extra, reasoning: s.metadata.reasoning, risk_score: s.metadata.risk_score, randomness_level: s.metadata.randomness_level, mode: s.metadata.mode } : null,
+    trace_id: s.trace_id,
+  };
+}
