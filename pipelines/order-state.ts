@@ -352,6 +352,7 @@ function mergeFills(next: TrackedOrder, f: Fills, preferOnTie: boolean): boolean
 function catchUpExecs(next: TrackedOrder, occurredAt: number, observedAt: number, source: string): Change[] {
   if (!dz(next.execs.qty).gt(dz(next.cum.qty))) return [];
   mergeFills(next, next.execs, false);
+  next.leavesQty = null;
   next.avgPrice = avgOf(next.cum) ?? next.avgPrice;
   if (isTerminal(next.status)) return [];
   const to: OrderStatus = fullyFilled(next, next.cum) ? 'Filled' : 'PartiallyFilled';
@@ -578,6 +579,7 @@ function applyExecution(order: TrackedOrder, e: Execution): Applied {
   const before = dz(order.cum.qty);
   if (mergeFills(next, execs, false)) next.avgPrice = avgOf(next.cum) ?? next.avgPrice;
   const progressed = dz(next.cum.qty).gt(before);
+  if (progressed) next.leavesQty = null; // the update's leavesQty is behind this fill (derived from qty - cum)
   if (FILLED_TERMINAL.has(order.status) || !progressed) {
     return { order: next, changes: [], invalid: null, ignored: { reason: 'no_change', detail: progressed ? `fill facts of a ${order.status} order` : 'fill already counted by the order updates' }, dirty: true };
   }

@@ -1,0 +1,302 @@
+// The tracking stage's pure `process` on scripted sequences (no Kafka, no PostgreSQL): the state is
+// built by hand as `load` would build it. Partial fills, duplicates, every permutation of a fill
+// sequence (fast-check), a REST snapshot older than a websocket fill, fills before the submission,
+// a second Filled, external orders.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Registry } from 'prom-client';
+import { ManualClock } from '../../runtime/clock.ts';
+import type { StageRecord } from '../../pipelines/runner.ts';
+import { orderFromUpdate, type TrackedOrder } from '../../pipelines/order-state.ts';
+import { createTrackStage, emptyState, parseConfig, putOrder, TRACK_METRICS, type TrackInput, type TrackState } from '../../pipelines/track.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
+
+const P = 't.';
+const T0 = 1_760_000_000_000;
+const LINK = 'om-0000000000000000000000abc';
+const SIGNAL_ID = '7d0b8b9e-4a8e-4a51-9a55-1f0c3f4f2d11';
+
+const registry = new Registry();
+const stage = createTrackStage({ config: parseConfig({ TOPIC_PREFIX: P }), registry });
+const clock = new ManualClock(T0 + 60_000);
+
+let offset = 0;
+function rec(topic: string, value: TrackInput): StageRecord<TrackInput> {
+  return { value, key: 'ETHUSDT', headers: {}, topic: P + topic, partition: 0, offset: String(offset++), timestamp: T0, traceId: null };
+}
+
+/** The Intent row the risk stage inserted, as load reads it. */
+function intentOrder(over: Partial<TrackedOrder> = {}): TrackedOrder {
+  const base = orderFromUpdate(upd('New'), false);
+  return {
+    ...base,
+    rowId: 1,
+    orderId: null,
+    status: 'Intent',
+    qty: '1',
+    price: '3000',
+    context: { signal_id: SIGNAL_ID, strategy_id: 'strat-1', model_version: 'v7', is_warmup: false, confidence: 0.8, trace_id: 'trace-1', snapshot_price: 2990, signal_timestamp: T0 - 500 },
+    ...over,
+  };
+}
+
+function stateWith(...orders: TrackedOrder[]): TrackState {
+  const st = emptyState();
+  for (const o of orders) putOrder(st, o);
+  return st;
+}
+
+function submission(over: Partial<OrderSubmission> = {}): OrderSubmission {
+  return {
+    intent_id: 'intent-1', order_link_id: LINK, action: 'create', outcome: 'accepted', order_id: 'oid-1', ret_code: 0, ret_msg: 'OK', reason_code: null, attempts: 1,
+    sent_at: T0, acked_at: T0 + 40, category: 'linear', symbol: 'ETHUSDT', side: 'Buy', order_type: 'Limit', qty: '1', price: '3000', market_unit: null,
+    signal: { signal_id: SIGNAL_ID, signal_type: 'buy', asset: 'ETHUSDT', amount: 3000, confidence: 0.8, strategy_id: 'strat-1', model_version: 'v7', is_warmup: false, trace_id: 'trace-1', signal_timestamp: T0 - 500, snapshot_price: 2990 },
+    ...over,
+  };
+}
+
+function upd(status: string, over: Partial<ExchangeOrderUpdate> = {}): ExchangeOrderUpdate {
+  return {
+    orderId: 'oid-1', orderLinkId: LINK, symbol: 'ETHUSDT', category: 'linear', side: 'Buy', orderType: 'Limit', price: '3000', qty: '1', marketUnit: null, timeInForce: 'GTC',
+    orderStatus: status, cumExecQty: '0', cumExecValue: '0', cumExecFee: '0', avgPrice: '', leavesQty: '1', rejectReason: 'EC_NoError', cancelType: null, reduceOnly: false,
+    createdTime: T0 + 50, updatedTime: T0 + 50, source: 'ws', streamMessageId: null, creationTime: null, observedAt: T0 + 60,
+    ...over,
+  };
+}
+
+function exec(id: string, qty: string, price: string, fee: string, at: number, over: Partial<Execution> = {}): Execution {
+  return {
+    execId: id, orderId: 'oid-1', orderLinkId: LINK, symbol: 'ETHUSDT', category: 'linear', side: 'Buy', orderType: 'Limit', execType: 'Trade', execPrice: price, execQty: qty,
+    execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: '0.0006', isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5,
+    ...over,
+  };
+}
+
+function run(state: TrackState, recs: StageRecord<TrackInput>[]): OrderEvent[] {
+  const out: OrderEvent[] = [];
+  for (const r of recs) {
+    const res = stage.process(r, { state, clock });
+    assert.equal(res.kind, 'ok', JSON.stringify(res));
+    for (const o of res.outputs ?? []) {
+      assert.equal(o.topic, `${P}orders.events`);
+      assert.equal(o.key, 'ETHUSDT');
+      out.push(o.value as OrderEvent);
+    }
+  }
+  return out;
+}
+
+const orderOf = (st: TrackState, link = LINK) => st.orders[st.byLink.get(link)!]!;
+
+// The canonical fill script: 0.4 @ 3000 then 0.6 @ 3005.
+const script = () => [
+  rec('orders.submissions', submission()),
+  rec('exchange.orders', upd('New', { updatedTime: T0 + 50 })),
+  rec('exchange.executions', exec('e1', '0.4', '3000', '0.72', T0 + 100)),
+  rec('exchange.orders', upd('PartiallyFilled', { updatedTime: T0 + 100, cumExecQty: '0.4', cumExecValue: '1200', cumExecFee: '0.72', avgPrice: '3000', leavesQty: '0.6' })),
+  rec('exchange.executions', exec('e2', '0.6', '3005', '1.0818', T0 + 200)),
+  rec('exchange.orders', upd('Filled', { updatedTime: T0 + 200, cumExecQty: '1', cumExecValue: '3003', cumExecFee: '1.8018', avgPrice: '3003', leavesQty: '0' })),
+];
+
+test('partial fills: events in order with cumulative quantities, fees, slippage, latencies and the signal context', () => {
+  const st = stateWith(intentOrder());
+  const ev = run(st, script());
+  assert.deepEqual(ev.map((e) => e.event_type), ['order_submitted', 'order_acknowledged', 'order_partially_filled', 'order_filled']);
+  assert.deepEqual(ev.map((e) => e.sequence), [1, 2, 3, 4]);
+  assert.deepEqual(ev.map((e) => e.previous_status), ['Intent', 'Submitted', 'New', 'PartiallyFilled']);
+  assert.deepEqual(ev.map((e) => e.filled_qty), ['0', '0', '0.4', '1']);
+  assert.deepEqual(ev.map((e) => e.fees), ['0', '0', '0.72', '1.8018']);
+  const [sub, , pf, filled] = ev;
+  assert.equal(pf!.last_exec_id, 'e1');
+  assert.equal(pf!.remaining_qty, '0.6');
+  assert.equal(pf!.avg_fill_price, '3000');
+  assert.equal(filled!.avg_fill_price, '3003');
+  assert.equal(filled!.remaining_qty, '0');
+  // avg 3003 vs snapshot 2990 on a buy: paid more = positive (worse).
+  assert.ok(Math.abs(filled!.slippage_bps! - ((3003 - 2990) / 2990) * 10_000) < 1e-6);
+  assert.equal(sub!.slippage_bps, null);
+  assert.deepEqual(filled!.latencies, { signal_to_submitted_ms: 500, submitted_to_ack_ms: 40, submitted_to_first_fill_ms: 100, to_final_ms: 200 });
+  for (const e of ev) {
+    assert.equal(e.signal_id, SIGNAL_ID);
+    assert.equal(e.strategy_id, 'strat-1');
+    assert.equal(e.model_version, 'v7');
+    assert.equal(e.is_warmup, false);
+    assert.equal(e.confidence, 0.8);
+    assert.equal(e.trace_id, 'trace-1');
+    assert.equal(e.order_link_id, LINK);
+    assert.equal(e.external, false);
+  }
+  assert.equal(new Set(ev.map((e) => e.event_id)).size, 4);
+  const o = orderOf(st);
+  assert.equal(o.status, 'Filled');
+  assert.deepEqual(o.cum, { qty: '1', value: '3003', fee: '1.8018' });
+  assert.equal(st.newExecs.length, 2);
+});
+
+test('duplicates: the same execution and the same update twice change nothing and emit nothing', () => {
+  const st = stateWith(intentOrder());
+  const s = script();
+  const ev = run(st, [s[0]!, s[1]!, s[2]!, s[2]!, s[3]!, s[3]!, s[1]!, s[4]!, s[4]!, s[5]!, s[5]!]);
+  assert.deepEqual(ev.map((e) => e.event_type), ['order_submitted', 'order_acknowledged', 'order_partially_filled', 'order_filled']);
+  assert.equal(orderOf(st).cum.qty, '1');
+  assert.equal(orderOf(st).execs.qty, '1', 'each execId counted once');
+  assert.equal(st.newExecs.length, 2);
+  assert.equal(st.invalids.length, 0);
+});
+
+test('reordering: every permutation of the fill script (with duplicates) ends in the same state, with one Filled event and no invalid transition', () => {
+  const s = script();
+  const msgs = [...s, s[2]!, s[5]!];
+  fc.assert(
+    fc.property(fc.shuffledSubarray(msgs, { minLength: msgs.length, maxLength: msgs.length }), (perm) => {
+      const st = stateWith(intentOrder());
+      const ev = run(st, perm);
+      const o = orderOf(st);
+      assert.equal(o.status, 'Filled');
+      assert.deepEqual(o.cum, { qty: '1', value: '3003', fee: '1.8018' });
+      assert.equal(o.execs.qty, '1');
+      assert.equal(o.submittedAt, T0);
+      assert.equal(o.firstFillAt, T0 + 100);
+      assert.equal(ev.filter((e) => e.event_type === 'order_filled').length, 1);
+      assert.equal(st.invalids.length, 0);
+      // cumulative quantities never go down along the emitted events
+      const q = ev.map((e) => Number(e.filled_qty));
+      assert.deepEqual(q, [...q].sort((a, b) => a - b));
+      assert.deepEqual(ev.map((e) => e.sequence), ev.map((_, i) => i + 1));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+async function staleCount(): Promise<number> {
+  const m = registry.getSingleMetric(TRACK_METRICS.ignoredFacts);
+  const v = (await m!.get()).values.find((x) => x.labels.reason === 'stale');
+  return v?.value ?? 0;
+}
+
+test('a REST snapshot older than a websocket fill never undoes the fill', async () => {
+  const st = stateWith(intentOrder());
+  run(st, script());
+  const before = await staleCount();
+  const ev = run(st, [
+    rec('exchange.orders', upd('New', { source: 'rest', updatedTime: T0 + 50 })),
+    rec('exchange.orders', upd('PartiallyFilled', { source: 'reconciler', updatedTime: T0 + 100, cumExecQty: '0.4', cumExecValue: '1200', cumExecFee: '0.72' })),
+  ]);
+  assert.deepEqual(ev, []);
+  assert.equal(orderOf(st).status, 'Filled');
+  assert.equal(orderOf(st).cum.qty, '1');
+  assert.equal(st.invalids.length, 0);
+  assert.equal((await staleCount()) - before, 2, 'both counted as stale');
+});
+
+test('a partial fill on the websocket beats an older REST snapshot that arrives later (cumExecQty never decreases)', () => {
+  const st = stateWith(intentOrder());
+  run(st, [rec('exchange.executions', exec('e1', '0.4', '3000', '0.72', T0 + 100))]);
+  // The REST answer says New (older, no fills) but carries no updatedTime ordering help: cum decides.
+  const ev = run(st, [rec('exchange.orders', upd('New', { source: 'rest', updatedTime: T0 + 150 }))]);
+  assert.deepEqual(ev, []);
+  assert.equal(orderOf(st).status, 'PartiallyFilled');
+  assert.equal(orderOf(st).cum.qty, '0.4');
+});
+
+test('fills before the submission: the exchange facts move the order, the late submission adds only its facts', () => {
+  const st = stateWith(intentOrder());
+  const s = script();
+  const ev = run(st, [s[2]!, s[4]!, s[5]!, s[0]!]);
+  assert.deepEqual(ev.map((e) => e.event_type), ['order_partially_filled', 'order_filled']);
+  assert.equal(ev[0]!.previous_status, 'Intent');
+  const o = orderOf(st);
+  assert.equal(o.status, 'Filled');
+  assert.equal(o.submittedAt, T0, 'submission facts recorded although late');
+  assert.equal(o.acknowledgedAt, T0 + 40);
+  assert.equal(o.orderId, 'oid-1');
+  assert.ok(st.dirty.size > 0);
+});
+
+test('fills before the order row exists: executions are kept and the order picks them up when it appears', () => {
+  const st = stateWith();
+  const ev1 = run(st, [rec('exchange.executions', exec('e1', '0.4', '3000', '0.72', T0 + 100))]);
+  assert.deepEqual(ev1, []);
+  assert.equal(st.newExecs.length, 1);
+  assert.equal(st.orphanExecs.get('oid-1')?.qty, '0.4');
+  // Then the order's New update (older than the fill) arrives: the order is ours (link pattern).
+  const ev2 = run(st, [rec('exchange.orders', upd('New', { updatedTime: T0 + 50 }))]);
+  assert.deepEqual(ev2.map((e) => [e.event_type, e.filled_qty]), [['order_acknowledged', '0'], ['order_partially_filled', '0.4']]);
+  const o = orderOf(st);
+  assert.equal(o.external, false);
+  assert.equal(o.status, 'PartiallyFilled');
+  assert.equal(o.rowId, null, 'to be inserted by persist');
+});
+
+test('two Filled messages: the second is a no-op without a second event', () => {
+  const st = stateWith(intentOrder());
+  const filled = upd('Filled', { updatedTime: T0 + 200, cumExecQty: '1', cumExecValue: '3003', cumExecFee: '1.8018', avgPrice: '3003', leavesQty: '0' });
+  const ev = run(st, [rec('orders.submissions', submission()), rec('exchange.orders', filled), rec('exchange.orders', { ...filled, source: 'rest', observedAt: T0 + 900 }), rec('exchange.orders', { ...filled, updatedTime: T0 + 300 })]);
+  assert.deepEqual(ev.map((e) => e.event_type), ['order_submitted', 'order_filled']);
+  assert.equal(orderOf(st).status, 'Filled');
+});
+
+test('an order update for an unknown orderLinkId without a local intent is adopted as external', () => {
+  const st = stateWith();
+  const ev = run(st, [
+    rec('exchange.orders', upd('New', { orderId: 'ext-9', orderLinkId: 'manual-order-1', updatedTime: T0 + 10 })),
+    rec('exchange.orders', upd('Cancelled', { orderId: 'ext-9', orderLinkId: 'manual-order-1', updatedTime: T0 + 20, cancelType: 'CancelByUser' })),
+    rec('exchange.orders', upd('New', { orderId: 'ext-10', orderLinkId: '', updatedTime: T0 + 30 })),
+  ]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.status, e.previous_status, e.external]), [
+    ['order_adopted', 'New', null, true],
+    ['order_cancelled', 'Cancelled', 'New', true],
+    ['order_adopted', 'New', null, true],
+  ]);
+  assert.equal(ev[1]!.reason_code, 'CancelByUser');
+  assert.equal(ev[2]!.order_link_id, null);
+  assert.equal(ev[2]!.signal_id, null);
+  assert.equal(st.orders.length, 2);
+});
+
+test('invalid transitions are kept, counted and not applied; processing goes on', () => {
+  const st = stateWith(intentOrder());
+  run(st, script());
+  const ev = run(st, [rec('exchange.orders', upd('New', { updatedTime: T0 + 10_000, cumExecQty: '1' }))]);
+  assert.deepEqual(ev, []);
+  assert.equal(st.invalids.length, 1);
+  assert.equal(st.invalids[0]!.invalid.from, 'Filled');
+  assert.equal(st.invalids[0]!.invalid.to, 'New');
+  assert.equal(orderOf(st).status, 'Filled');
+});
+
+test('cancel: accepted request → PendingCancel, then Cancelled; a refused amend is reported without a status change', () => {
+  const st = stateWith(intentOrder());
+  const s = script();
+  const ev = run(st, [
+    s[0]!,
+    s[1]!,
+    rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', outcome: 'rejected', ret_code: 10001, ret_msg: 'params error', reason_code: 'invalid_request', sent_at: T0 + 70, acked_at: T0 + 80 })),
+    rec('orders.submissions', submission({ intent_id: 'intent-3', action: 'cancel', sent_at: T0 + 90, acked_at: T0 + 95 })),
+    // an update from before the cancel was sent, delivered late: stale
+    rec('exchange.orders', upd('New', { updatedTime: T0 + 85 })),
+    rec('exchange.orders', upd('Cancelled', { updatedTime: T0 + 120, cancelType: 'CancelByUser', leavesQty: '0' })),
+  ]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.status]), [
+    ['order_submitted', 'Submitted'],
+    ['order_acknowledged', 'New'],
+    ['order_amend_rejected', 'New'],
+    ['other', 'PendingCancel'],
+    ['order_cancelled', 'Cancelled'],
+  ]);
+  assert.equal(ev[2]!.reason_code, 'invalid_request');
+  assert.equal(ev[3]!.reason_code, 'cancel_pending');
+  assert.equal(ev[4]!.latencies.to_final_ms, 120);
+});
+
+test('positions and wallet balances keep the newest snapshot of the chunk', () => {
+  const st = stateWith();
+  const posn = (size: string, at: number) => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: null, liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '0', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws' as const, observedAt: at });
+  const coin = (bal: string) => ({ coin: 'USDT', equity: bal, walletBalance: bal, free: null, locked: '0', availableToWithdraw: null, usdValue: bal, unrealisedPnl: null, cumRealisedPnl: null, totalOrderIM: null, totalPositionIM: null });
+  const wallet = (bal: string, at: number) => ({ accountType: 'UNIFIED', totalEquity: null, totalWalletBalance: null, totalAvailableBalance: null, totalMarginBalance: null, coin: [coin(bal)], updatedTime: at, source: 'ws' as const, observedAt: at });
+  const ev = run(st, [rec('exchange.positions', posn('2', T0 + 2)), rec('exchange.positions', posn('1', T0 + 1)), rec('exchange.wallet', wallet('900', T0 + 5)), rec('exchange.wallet', wallet('1000', T0 + 4))]);
+  assert.deepEqual(ev, []);
+  assert.equal(st.positions.get('linear:ETHUSDT')?.size, '2');
+  assert.equal(st.balances.get('USDT')?.coin.walletBalance, '900');
+});
