@@ -38,9 +38,14 @@ export interface Unit {
 
 export type UnitFactory = (rt: Runtime) => Promise<Unit>;
 
-export async function createRuntime(service: string, overrides: Partial<Record<keyof Config, string>> = {}, clock: Clock = systemClock): Promise<Runtime> {
+export async function createRuntime(
+  service: string,
+  overrides: Partial<Record<keyof Config, string>> = {},
+  clock: Clock = systemClock,
+  opts: { logDestination?: { write(line: string): void } } = {},
+): Promise<Runtime> {
   const cfg = loadConfig({ ...process.env, ...overrides });
-  const logger = createLogger(cfg, service);
+  const logger = createLogger(cfg, service, opts.logDestination);
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
   const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger });

@@ -20,6 +20,9 @@ const prefix = namespace('om');
 const queue = `test.${prefix}trading_signals`;
 const dbUrl = withDatabase(testCfg.DATABASE_URL, `om_e2e_${randomBytes(4).toString('hex')}`);
 const kafka = testKafka();
+// A secret that must never appear in any log line of the whole order manager, at debug level.
+const SECRET = `e2e-secret-${randomBytes(12).toString('hex')}`;
+const logLines: string[] = [];
 let sim: Sim;
 let rt: Runtime;
 let stop: () => Promise<void>;
@@ -77,7 +80,7 @@ async function orderFor(signalId: string): Promise<Record<string, unknown>> {
 
 before(async () => {
   // An account whose holdings sit inside the default risk limits (total exposure 20k USDT).
-  sim = await startSimulator({ port: 0, seed: 7, balances: SIM_BALANCES });
+  sim = await startSimulator({ port: 0, seed: 7, balances: SIM_BALANCES, credentials: [{ key: 'e2e-key', secret: SECRET }] });
   // The seed's snapshot says 3000: make the market agree so the price band check passes.
   sim.setPrice('ETHUSDT', 3000);
   sim.setPrice('SOLUSDT', 150);
@@ -92,8 +95,10 @@ before(async () => {
     DATABASE_URL: dbUrl,
     BYBIT_SIM_PORT: String(sim.port),
     SIGNALS_QUEUE: queue,
-    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-  });
+    BYBIT_API_KEY: 'e2e-key',
+    BYBIT_API_SECRET: SECRET,
+    LOG_LEVEL: 'debug',
+  }, undefined, { logDestination: { write: (l) => void logLines.push(l) } });
   ({ stop } = await runUnits(rt, SERVICES['order-manager']!.units));
   await waitFor('the order manager to be ready', async () => (await rt.admin.readiness()).ready, 120_000);
 });
@@ -164,4 +169,12 @@ test('malformed inputs land in the dead-letter topic with reasons while a valid 
   const malformed = dead.find((m) => m.headers[DLQ_HEADERS.reason] === 'malformed_json')!;
   const envelope = (await rt.codec.decode(malformed.topic, malformed.value!)) as { original_value: Buffer };
   assert.equal(Buffer.from(envelope.original_value).toString(), '{"signal_id": "not even json');
+});
+
+test('no log line of the whole run carries the API secret', () => {
+  assert.ok(logLines.length > 20, `the run logged (${logLines.length} lines)`);
+  const leaks = logLines.filter((l) => l.includes(SECRET));
+  assert.deepEqual(leaks, []);
+  // The key itself may be logged; the signature header never is.
+  assert.ok(!logLines.some((l) => /x-bapi-sign"\s*:\s*"[0-9a-f]{16,}/i.test(l)));
 });
