@@ -142,6 +142,8 @@ export class WindowBuilder {
       return;
     }
     const list = this.ticks.get(t.symbol) ?? [];
+    // A redelivered record (same topic, partition, offset) is already held.
+    if (list.some((x) => x.ts === tick.ts && x.src.offset === src.offset && x.src.partition === src.partition && x.src.topic === src.topic)) return;
     // Insert in ts order (stable for equal ts: arrival order, then offset).
     let i = list.length;
     while (i > 0 && list[i - 1]!.ts > tick.ts) i--;
