@@ -1,0 +1,424 @@
+// ws-gateway bridge: RabbitMQ queues where the ws-gateway service relays Bybit's v5 streams →
+// exchange.orders / exchange.executions / exchange.positions / exchange.wallet / market.tickers
+// (Avro, parsed by connectors/bybit-stream-format.ts), and anything unusable → exchange.dlq.
+//
+// - Queues are configuration (defaults ws-gateway.order, .execution, .position, .wallet, .ticker),
+//   asserted durable and consumed with manual acknowledgement on ONE channel with a bounded prefetch
+//   (per consumer). The message's own `topic` decides the destination, not the queue it came on.
+// - Each delivery becomes its records (one per item; one per coin for wallets) keyed by symbol /
+//   coin, with headers amqp.message_id, amqp.queue, amqp.redelivered, received_at, trace_id (when the
+//   message, its envelope or the AMQP properties carry one), bybit.topic, bybit.message_id.
+// - Acknowledge only after Kafka has it (house style 4): deliveries are handled in delivery order, in
+//   batches, one batch at a time; a batch's records (and dead letters) are sent (idempotent producer,
+//   acks=all), and only when every send resolved is the batch's last delivery acked with `multiple`
+//   (delivery tags are per channel, and everything before the batch is already acked, so this acks
+//   exactly the batch). Per-symbol order on each topic is the queue's order.
+// - Refused messages go to exchange.dlq as DeadLetter (original bytes, reason malformed_json,
+//   not_a_message, unknown_topic, empty_data, invalid_item or oversize) and are acked with their
+//   batch: never lost, never blocking the queue. A message with some bad items dead-letters the
+//   whole original (reason invalid_item, detail per item) while its good items still flow.
+// - Kafka or schema-registry failure: every outstanding delivery is nacked with requeue and the
+//   channel closed; after a backoff consuming resumes (RabbitMQ redelivers in order). Records of a
+//   batch partly written before the failure are written again: at-least-once, and the consumers are
+//   idempotent (executions by execId, orders/positions/wallet are snapshots ordered by exchange time).
+// - RabbitMQ connection loss: connectors/amqp.ts reconnects with backoff; unacked deliveries come
+//   back redelivered (the same at-least-once rule).
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { Metrics } from '../runtime/metrics.ts';
+import type { Codec } from '../pipelines/runner.ts';
+import { systemClock, type Clock } from '../runtime/clock.ts';
+import { RejectedError } from '../runtime/errors.ts';
+import { backoffMs } from '../runtime/retry.ts';
+import { topicName, type TopicName } from '../runtime/topics.ts';
+import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrapBytes, type StreamRejectReason } from './bybit-stream-format.ts';
+
+export const name = 'ws-gateway-bridge';
+
+/** Headers written on every record the bridge produces. */
+export const WS_BRIDGE_HEADERS = {
+  messageId: 'amqp.message_id',
+  queue: 'amqp.queue',
+  redelivered: 'amqp.redelivered',
+  receivedAt: 'received_at',
+  traceId: 'trace_id',
+  bybitTopic: 'bybit.topic',
+  bybitMessageId: 'bybit.message_id',
+} as const;
+
+const int = z.coerce.number().int();
+const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
+const queueName = z.string().min(1).max(255);
+
+/** The bridge's settings (AMQP_URL and TOPIC_PREFIX as in runtime/config.ts; the rest are new). */
+export const configSchema = z.object({
+  AMQP_URL: opt(z.string().default('amqp://guest:guest@127.0.0.1:5672')).describe('RabbitMQ connection string.'),
+  TOPIC_PREFIX: opt(z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')).describe('Prefix for every topic.'),
+  EXCHANGE_STREAM_SOURCE: opt(z.enum(['ws-gateway', 'direct']).default('ws-gateway')).describe('Where the order manager reads Bybit\'s streams: the ws-gateway service\'s RabbitMQ queues, or its own websocket connection (bybit-api).'),
+  WS_GATEWAY_ORDER_QUEUE: opt(queueName.default('ws-gateway.order')).describe('RabbitMQ queue of Bybit order stream messages relayed by ws-gateway (asserted durable).'),
+  WS_GATEWAY_EXECUTION_QUEUE: opt(queueName.default('ws-gateway.execution')).describe('RabbitMQ queue of Bybit execution stream messages relayed by ws-gateway.'),
+  WS_GATEWAY_POSITION_QUEUE: opt(queueName.default('ws-gateway.position')).describe('RabbitMQ queue of Bybit position stream messages relayed by ws-gateway.'),
+  WS_GATEWAY_WALLET_QUEUE: opt(queueName.default('ws-gateway.wallet')).describe('RabbitMQ queue of Bybit wallet stream messages relayed by ws-gateway.'),
+  WS_GATEWAY_TICKER_QUEUE: opt(queueName.default('ws-gateway.ticker')).describe('RabbitMQ queue of Bybit public ticker messages relayed by ws-gateway.'),
+  WS_GATEWAY_TICKER_CATEGORY: opt(z.enum(['spot', 'linear', 'inverse', 'option']).default('linear')).describe('Category of ticker messages that name none (Bybit\'s ticker topic has no category; an envelope `category` wins).'),
+  WS_GATEWAY_PREFETCH: opt(int.min(1).max(10000).default(128)).describe('Most unacknowledged messages per ws-gateway queue the bridge holds (AMQP prefetch per consumer).'),
+  WS_GATEWAY_BATCH_MAX: opt(int.min(1).max(10000).default(256)).describe('Most RabbitMQ messages the ws-gateway bridge writes to Kafka in one batch.'),
+  WS_GATEWAY_MAX_MESSAGE_BYTES: opt(int.min(1024).max(900000).default(262144)).describe('Larger ws-gateway messages are dead-lettered (oversize) with their first bytes.'),
+  WS_GATEWAY_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between RabbitMQ reconnects and Kafka retries of the ws-gateway bridge, ms.'),
+});
+export type WsGatewayBridgeConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): WsGatewayBridgeConfig {
+  return configSchema.parse(env);
+}
+
+/** The queues of a configuration, in a fixed order. */
+export function queuesOf(cfg: WsGatewayBridgeConfig): string[] {
+  return [...new Set([cfg.WS_GATEWAY_ORDER_QUEUE, cfg.WS_GATEWAY_EXECUTION_QUEUE, cfg.WS_GATEWAY_POSITION_QUEUE, cfg.WS_GATEWAY_WALLET_QUEUE, cfg.WS_GATEWAY_TICKER_QUEUE])];
+}
+
+/** Input and output (house style 8). */
+export const inputSchema = { queues: ['ws-gateway.order', 'ws-gateway.execution', 'ws-gateway.position', 'ws-gateway.wallet', 'ws-gateway.ticker'], format: 'bybit-v5-stream-json' } as const;
+export const outputSchemas = [
+  { topic: 'exchange.orders', record: 'ExchangeOrderUpdate' },
+  { topic: 'exchange.executions', record: 'Execution' },
+  { topic: 'exchange.positions', record: 'Position' },
+  { topic: 'exchange.wallet', record: 'WalletBalance' },
+  { topic: 'market.tickers', record: 'Ticker' },
+  { topic: 'exchange.dlq', record: 'DeadLetter' },
+] as const;
+
+export interface WsGatewayBridgeDeps {
+  kafka: KafkaPort;
+  /** Avro codecs of the topics (pipelines/codec.ts). */
+  codec: Codec;
+  logger: Logger;
+  metrics: Metrics;
+  config: WsGatewayBridgeConfig;
+  clock?: Clock;
+  amqpConnect?: AmqpConnect;
+}
+
+export interface WsGatewayBridge {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Consuming every queue with a connected Kafka producer. */
+  ready(): boolean;
+}
+
+interface Pending {
+  msg: ConsumeMessage;
+  gen: number;
+  queue: string;
+  receivedAt: number;
+}
+
+interface Session {
+  ch: Channel;
+  conn: ChannelModel;
+  gen: number;
+  consumerTags: string[];
+  closing: boolean;
+}
+
+const textOf = (v: unknown, max = 256): string | null => {
+  const s = Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : null;
+  return s && s.length > 0 && s.length <= max ? s : null;
+};
+
+/** AMQP headers as strings (for the dead letter's `headers`). */
+function amqpHeaders(msg: ConsumeMessage, queue: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries((msg.properties.headers ?? {}) as Record<string, unknown>)) {
+    if (v === undefined || v === null) continue;
+    out[k] = Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+  out[WS_BRIDGE_HEADERS.queue] = queue;
+  out[WS_BRIDGE_HEADERS.messageId] = textOf(msg.properties.messageId) ?? '';
+  out[WS_BRIDGE_HEADERS.redelivered] = String(msg.fields.redelivered);
+  return out;
+}
+
+function traceOf(msg: ConsumeMessage, fromBody: string | null): string | null {
+  const h = (msg.properties.headers ?? {}) as Record<string, unknown>;
+  return fromBody ?? textOf(h['trace_id']) ?? textOf(h['x-trace-id']) ?? textOf(msg.properties.correlationId);
+}
+
+/** What one delivery turns into: records per physical topic (already encoded). */
+interface Converted {
+  byTopic: Map<string, OutMessage[]>;
+  rejected: StreamRejectReason | null;
+  records: number;
+  skipped: number;
+}
+
+export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridge {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const queues = queuesOf(cfg);
+  const topic = (t: TopicName) => topicName(t, cfg.TOPIC_PREFIX);
+  const dlqTopic = topic('exchange.dlq');
+  const log = deps.logger.child({ connector: name, queues });
+  const mb = deps.metrics.bridge;
+  const abort = new AbortController();
+  const tickers = new TickerBook();
+
+  let producer: ProducerPort | null = null;
+  let producerUp = false;
+  let session: Session | null = null;
+  let generation = 0;
+  let buffer: Pending[] = [];
+  let stopping = false;
+  let failures = 0;
+  let wake: (() => void) | null = null;
+  let pumpDone: Promise<void> | null = null;
+  let amqp: AmqpConnection | null = null;
+
+  const notify = () => {
+    const w = wake;
+    wake = null;
+    w?.();
+  };
+
+  const onDelivery = (gen: number, queue: string) => (msg: ConsumeMessage | null) => {
+    if (msg === null) {
+      log.warn({ queue }, 'consumer cancelled by RabbitMQ; reopening');
+      const s = session;
+      if (s && s.gen === gen) void s.ch.close().catch(() => {});
+      return;
+    }
+    if (session?.gen !== gen) return;
+    mb.in.inc({ bridge: name, source: queue });
+    buffer.push({ msg, gen, queue, receivedAt: clock.now() });
+    notify();
+  };
+
+  const openChannel = async (conn: ChannelModel): Promise<void> => {
+    const ch = await conn.createChannel();
+    const gen = ++generation;
+    const s: Session = { ch, conn, gen, consumerTags: [], closing: false };
+    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'RabbitMQ channel error'));
+    ch.on('close', () => {
+      buffer = buffer.filter((p) => p.gen !== gen);
+      if (session === s) session = null;
+      notify();
+      if (!s.closing && !stopping) void reopenLater(conn);
+    });
+    for (const q of queues) await ch.assertQueue(q, { durable: true });
+    await ch.prefetch(cfg.WS_GATEWAY_PREFETCH);
+    session = s;
+    for (const q of queues) {
+      const { consumerTag } = await ch.consume(q, onDelivery(gen, q), { noAck: false });
+      s.consumerTags.push(consumerTag);
+    }
+    log.info({ prefetch: cfg.WS_GATEWAY_PREFETCH, gen }, 'consuming');
+  };
+
+  const reopenLater = async (conn: ChannelModel, attempt = 0): Promise<void> => {
+    try {
+      await sleep(backoffMs(attempt, 100, cfg.WS_GATEWAY_RETRY_MAX_MS), undefined, { signal: abort.signal });
+    } catch {
+      return;
+    }
+    if (stopping || session !== null || amqp?.current() !== conn) return;
+    try {
+      await openChannel(conn);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'reopening the channel failed');
+      if (amqp?.current() === conn) void reopenLater(conn, attempt + 1);
+    }
+  };
+
+  /** Parse and encode one delivery. Throws only on retriable/fatal encoding trouble (registry). */
+  const convert = async (p: Pending): Promise<Converted> => {
+    const { msg, queue, receivedAt } = p;
+    const out: Converted = { byTopic: new Map(), rejected: null, records: 0, skipped: 0 };
+    const add = (t: string, m: OutMessage) => {
+      const list = out.byTopic.get(t) ?? [];
+      list.push(m);
+      out.byTopic.set(t, list);
+    };
+    const deadLetter = async (reason: StreamRejectReason, detail: string, traceId: string | null, bytes: Buffer) => {
+      out.rejected = reason;
+      const ts = typeof msg.properties.timestamp === 'number' ? msg.properties.timestamp * 1000 : null;
+      const value = streamDeadLetter({ origin: `amqp:${queue}`, bytes, headers: amqpHeaders(msg, queue), stage: name, reason, detail, traceId, timestamp: ts, failedAt: clock.now() });
+      const headers: Headers = { [WS_BRIDGE_HEADERS.queue]: queue, [WS_BRIDGE_HEADERS.messageId]: textOf(msg.properties.messageId) ?? '', [WS_BRIDGE_HEADERS.receivedAt]: String(receivedAt), 'dlq.reason': reason };
+      if (traceId) headers[WS_BRIDGE_HEADERS.traceId] = traceId;
+      add(dlqTopic, { key: null, value: await deps.codec.encode(dlqTopic, value), headers });
+      log.warn({ queue, reason, detail: detail.slice(0, 300), messageId: msg.properties.messageId }, 'ws-gateway message dead-lettered');
+    };
+
+    if (msg.content.length > cfg.WS_GATEWAY_MAX_MESSAGE_BYTES) {
+      await deadLetter('oversize', `${msg.content.length} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES} (first bytes kept)`, traceOf(msg, null), msg.content.subarray(0, cfg.WS_GATEWAY_MAX_MESSAGE_BYTES));
+      return out;
+    }
+    const u = unwrapBytes(msg.content);
+    if (!u.ok) {
+      await deadLetter(u.reason, u.detail, traceOf(msg, null), msg.content);
+      return out;
+    }
+    const m = u.message;
+    const traceId = traceOf(msg, m.traceId);
+    const parsed = parseStreamMessage(m, { source: 'ws', observedAt: receivedAt, tickerCategory: cfg.WS_GATEWAY_TICKER_CATEGORY, tickers });
+    if (!parsed.ok) {
+      await deadLetter(parsed.reason, parsed.detail, traceId, msg.content);
+      return out;
+    }
+    const headers: Headers = {
+      [WS_BRIDGE_HEADERS.messageId]: textOf(msg.properties.messageId) ?? '',
+      [WS_BRIDGE_HEADERS.queue]: queue,
+      [WS_BRIDGE_HEADERS.redelivered]: String(msg.fields.redelivered),
+      [WS_BRIDGE_HEADERS.receivedAt]: String(receivedAt),
+      [WS_BRIDGE_HEADERS.bybitTopic]: m.topic,
+    };
+    if (m.id) headers[WS_BRIDGE_HEADERS.bybitMessageId] = m.id;
+    if (traceId) headers[WS_BRIDGE_HEADERS.traceId] = traceId;
+    const problems = [...parsed.problems];
+    for (const r of parsed.records) {
+      const t = topic(r.topic);
+      try {
+        add(t, { key: r.key, value: await deps.codec.encode(t, r.value), headers });
+        out.records++;
+      } catch (err) {
+        if (!(err instanceof RejectedError)) throw err;
+        problems.push({ index: -1, detail: `${r.key}: ${err.message}` });
+      }
+    }
+    out.skipped = parsed.skipped;
+    if (parsed.skipped > 0) {
+      mb.rejected.inc({ bridge: name, reason: 'ticker_delta_without_snapshot' }, parsed.skipped);
+      log.debug({ topic: m.topic }, 'ticker delta before any snapshot skipped');
+    }
+    if (problems.length > 0) await deadLetter('invalid_item', describeProblems(problems, parsed.items), traceId, msg.content);
+    return out;
+  };
+
+  const takeBatch = (): Pending[] => {
+    const gen = buffer[0]!.gen;
+    let n = 0;
+    while (n < buffer.length && n < cfg.WS_GATEWAY_BATCH_MAX && buffer[n]!.gen === gen) n++;
+    return buffer.splice(0, n);
+  };
+
+  const requeueAll = async (s: Session, batch: Pending[]): Promise<void> => {
+    const mine = buffer.filter((p) => p.gen === s.gen);
+    const last = (mine.length > 0 ? mine[mine.length - 1]! : batch[batch.length - 1]!).msg;
+    buffer = buffer.filter((p) => p.gen !== s.gen);
+    s.closing = true;
+    if (session === s) session = null;
+    try {
+      s.ch.nack(last, true, true);
+    } catch {
+      // channel already gone: RabbitMQ requeues unacked deliveries anyway
+    }
+    await s.ch.close().catch(() => {});
+  };
+
+  const pump = async (): Promise<void> => {
+    while (!stopping) {
+      if (buffer.length === 0) {
+        await new Promise<void>((resolve) => (wake = resolve));
+        continue;
+      }
+      const batch = takeBatch();
+      const s = session;
+      if (!s || s.gen !== batch[0]!.gen) continue; // channel gone: RabbitMQ redelivers these
+      const byTopic = new Map<string, OutMessage[]>();
+      const rejected: StreamRejectReason[] = [];
+      let records = 0;
+      try {
+        for (const p of batch) {
+          const c = await convert(p);
+          for (const [t, list] of c.byTopic) byTopic.set(t, [...(byTopic.get(t) ?? []), ...list]);
+          if (c.rejected) rejected.push(c.rejected);
+          records += c.records;
+        }
+        // One send per topic, concurrently: each keeps the batch's order; the ack waits for all.
+        await Promise.all([...byTopic].map(([t, list]) => producer!.send(t, list)));
+      } catch (err) {
+        failures++;
+        log.warn({ err: (err as Error).message, failures, messages: batch.length + buffer.length }, 'Kafka or registry failed; requeueing and backing off');
+        await requeueAll(s, batch);
+        try {
+          await sleep(backoffMs(failures - 1, 200, cfg.WS_GATEWAY_RETRY_MAX_MS), undefined, { signal: abort.signal });
+        } catch {
+          return;
+        }
+        if (!stopping && session === null && amqp?.current() === s.conn) {
+          await openChannel(s.conn).catch((e: Error) => {
+            log.warn({ err: e.message }, 'reopening the channel failed');
+            void reopenLater(s.conn, 1);
+          });
+        }
+        continue;
+      }
+      failures = 0;
+      for (const [t, list] of byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, list.length);
+      for (const r of rejected) mb.rejected.inc({ bridge: name, reason: r });
+      if (session === s) {
+        try {
+          s.ch.ack(batch[batch.length - 1]!.msg, true);
+        } catch (err) {
+          log.warn({ err: (err as Error).message }, 'ack failed after Kafka had the batch; RabbitMQ will redeliver it');
+        }
+      } else {
+        log.warn({ messages: batch.length, records }, 'channel lost while Kafka was writing the batch; RabbitMQ will redeliver it');
+      }
+    }
+  };
+
+  return {
+    start: async () => {
+      producer = deps.kafka.producer();
+      for (let attempt = 0; !producerUp; attempt++) {
+        try {
+          await producer.connect();
+          producerUp = true;
+        } catch (err) {
+          if (stopping) throw err;
+          const delay = backoffMs(attempt, 200, cfg.WS_GATEWAY_RETRY_MAX_MS);
+          log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'Kafka unavailable; waiting');
+          await sleep(delay, undefined, { signal: abort.signal });
+        }
+      }
+      pumpDone = pump();
+      amqp = createAmqpConnection({
+        url: cfg.AMQP_URL,
+        name,
+        logger: log,
+        metrics: deps.metrics,
+        retryMaxMs: cfg.WS_GATEWAY_RETRY_MAX_MS,
+        connect: deps.amqpConnect,
+        onConnect: openChannel,
+        onDisconnect: () => {
+          session = null;
+          buffer = [];
+          notify();
+        },
+      });
+      await amqp.start();
+    },
+    stop: async () => {
+      if (stopping) {
+        await pumpDone;
+        return;
+      }
+      stopping = true;
+      const s = session;
+      if (s) for (const tag of s.consumerTags) await s.ch.cancel(tag).catch(() => {});
+      notify();
+      await pumpDone; // the batch in flight finishes (send, then ack)
+      abort.abort();
+      if (s) s.closing = true;
+      await amqp?.stop();
+      if (producerUp) await producer?.disconnect().catch(() => {});
+      producerUp = false;
+      log.info('ws-gateway bridge stopped');
+    },
+    ready: () => producerUp && session !== null && !stopping,
+  };
+}
