@@ -2,7 +2,7 @@
 //   setup          migrations + topics (idempotent), then exit
 //   order-manager  the order manager's bridges and stages
 import { join } from 'node:path';
-import { createRuntime, runUnits, stopOnSignals } from '../runtime/service.ts';
+import { createRuntime, runUnits, stopOnSignals, type Runtime } from '../runtime/service.ts';
 import { loadConfig, kafkaBrokers } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { createKafka } from '../runtime/kafka.ts';
@@ -29,19 +29,22 @@ export async function setup(): Promise<void> {
   log.info({ created }, 'setup done');
 }
 
-export async function startService(name: string): Promise<() => Promise<void>> {
-  const svc = SERVICES[name];
-  if (!svc) throw new Error(`unknown service ${name}; one of: setup, ${Object.keys(SERVICES).join(', ')}`);
-  const rt = await createRuntime(name);
-  const { stop } = await runUnits(rt, svc.units);
-  rt.logger.info({ service: name, admin: rt.admin.url }, 'service started');
+/**
+ * Start services in this process. Several services share one runtime (one admin server, one
+ * metrics registry, one database pool): that is how `npm start` runs the whole loop.
+ */
+export async function startServices(names: string[], opts: { logDestination?: { write(line: string): void } } = {}): Promise<{ rt: Runtime; stop: () => Promise<void> }> {
+  for (const n of names) if (!SERVICES[n]) throw new Error(`unknown service ${n}; one of: setup, ${Object.keys(SERVICES).join(', ')}`);
+  const rt = await createRuntime(names.join('+'), {}, undefined, opts);
+  const { stop } = await runUnits(rt, names.flatMap((n) => SERVICES[n]!.units));
+  rt.logger.info({ services: names, admin: rt.admin.url }, 'services started');
   stopOnSignals(stop, rt.logger);
-  return stop;
+  return { rt, stop };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const name = process.argv[2] ?? 'order-manager';
-  (name === 'setup' ? setup() : startService(name).then(() => undefined)).catch((err) => {
+  (name === 'setup' ? setup() : startServices([name]).then(() => undefined)).catch((err) => {
     console.error(err);
     process.exit(1);
   });

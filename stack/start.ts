@@ -5,7 +5,11 @@
 import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { stackUp } from './stack.ts';
-import { startService } from './service-main.ts';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServices } from './service-main.ts';
+import { startLiveView } from './live-view.ts';
+import { ROOT } from './paths.ts';
 import { SERVICES, SIM_BALANCES } from './services.ts';
 import { tcpOpen } from './net.ts';
 import { startSimulator } from '../sim/server.ts';
@@ -25,4 +29,14 @@ if (cfg.BYBIT_ENV === 'sim') {
     process.once('exit', () => void sim.close());
   }
 }
-for (const name of wanted) await startService(name);
+// On a terminal the screen belongs to the live view and the JSON logs go to a file.
+const logFile = join(ROOT, cfg.STACK_DIR, 'logs', 'pipeline.log');
+let logDestination: { write(line: string): void } | undefined;
+if (process.stdout.isTTY) {
+  mkdirSync(join(ROOT, cfg.STACK_DIR, 'logs'), { recursive: true });
+  logDestination = createWriteStream(logFile, { flags: 'a' });
+}
+const { rt } = await startServices(wanted, { logDestination });
+const view = startLiveView(rt.db, rt.metrics.registry, `admin ${rt.admin.url}   logs ${logDestination ? logFile : 'stdout'}`);
+process.once('SIGINT', () => view.stop());
+process.once('SIGTERM', () => view.stop());
