@@ -1,0 +1,116 @@
+// Warm-up settings honoured (frequency, amounts, randomness, assets), model-mode signals, and every
+// emitted signal passes the order manager's own validation (parseSignalJson) and the Avro schema.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import avro from 'avsc';
+import { SignalEmitter, toSignalJson } from '../../model/signals.ts';
+import { parseSignalJson } from '../../pipelines/signal-format.ts';
+import { SeededRng } from '../../model/rng.ts';
+import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
+import type { ModelSignal } from '../../schemas/types.ts';
+import type { TrainedModel } from '../../model/learner.ts';
+import { FEATURE_NAMES } from '../../model/features.ts';
+
+const modelSignalType = avro.Type.forSchema(JSON.parse(readFileSync(new URL('../../schemas/model-signal.avsc', import.meta.url), 'utf8')));
+
+function feed(e: SignalEmitter, assets: string[], seconds: number, emitEvery = 100, ctx = warm): ModelSignal[] {
+  const rng = new SeededRng(3);
+  const px = new Map(assets.map((a) => [a, 100]));
+  const out: ModelSignal[] = [];
+  for (let t = 0; t <= seconds * 1000; t += emitEvery) {
+    if (t % 1000 === 0) {
+      for (const a of assets) {
+        const p = px.get(a)! * Math.exp((rng.next() - 0.5) * 0.002);
+        px.set(a, p);
+        e.onTicker(tickerRecord({ symbol: a, lastPrice: p, bid1Price: p - 0.01, ask1Price: p + 0.01, bid1Size: 3, ask1Size: 1, volume24h: 1000 }, T0 + t));
+      }
+    }
+    out.push(...e.emit(T0 + t, ctx));
+  }
+  return out;
+}
+const warm = { mode: { mode: 'warmup' as const, version: null, warmupStartedAt: T0 }, model: null, exposure: () => 0.2 };
+
+function assertValid(s: ModelSignal) {
+  const json = JSON.parse(JSON.stringify(toSignalJson(s)));
+  const r = parseSignalJson(json);
+  assert.ok(r.ok, r.ok ? '' : `${r.code}: ${r.detail}`);
+  if (r.ok) {
+    assert.equal(r.signal.signal_id, s.signal_id);
+    assert.equal(r.signal.signal_type, s.signal_type);
+    assert.equal(r.signal.timestamp, s.timestamp);
+    assert.equal(r.signal.is_warmup, s.is_warmup);
+    assert.equal(r.signal.model_version, s.model_version);
+  }
+  assert.ok(modelSignalType.isValid(s), 'Avro ModelSignal');
+  for (const k of ['signal_id', 'signal_type', 'asset', 'amount', 'confidence', 'timestamp', 'strategy_id', 'model_version', 'is_warmup', 'market_data_snapshot', 'metadata', 'trace_id']) assert.ok(k in json, k);
+  for (const k of ['price', 'spread', 'volume_24h', 'volatility', 'orderbook_depth', 'technical_indicators']) assert.ok(k in json.market_data_snapshot, k);
+  for (const k of ['reasoning', 'risk_score', 'randomness_level']) assert.ok(k in json.metadata, k);
+}
+
+test('warm-up: frequency, assets, amounts and flags as configured; every signal is valid', () => {
+  const cfg = testModelConfig({ MODEL_ASSETS: 'BTCUSDT,ETHUSDT,SOLUSDT', WARMUP_INTERVAL_MS: '5000', WARMUP_MIN_AMOUNT: '12', WARMUP_MAX_AMOUNT: '30', WARMUP_RANDOMNESS: '0.3', MODEL_FEATURE_LOOKBACK: '20' });
+  const e = new SignalEmitter(cfg, new SeededRng(1));
+  const out = feed(e, ['BTCUSDT', 'ETHUSDT', 'SOLUSDT', 'XRPUSDT'], 600);
+  assert.deepEqual([...new Set(out.map((s) => s.asset))].sort(), ['BTCUSDT', 'ETHUSDT', 'SOLUSDT']);
+  for (const a of ['BTCUSDT', 'ETHUSDT', 'SOLUSDT']) {
+    const ts = out.filter((s) => s.asset === a).map((s) => s.timestamp);
+    for (let i = 1; i < ts.length; i++) assert.equal(ts[i]! - ts[i - 1]!, 5000, 'one signal per asset per interval');
+    assert.ok(ts.length >= 115 && ts.length <= 121, `${a}: ${ts.length} signals in 600 s`);
+  }
+  for (const s of out) {
+    assert.ok(s.amount >= 12 && s.amount <= 30, `amount ${s.amount}`);
+    assert.equal(s.is_warmup, true);
+    assert.equal(s.model_version, null);
+    assert.equal(s.metadata?.randomness_level, 0.3);
+    assert.equal(s.metadata?.mode, 'warmup');
+    assertValid(s);
+  }
+  const amounts = out.map((s) => s.amount);
+  assert.ok(Math.max(...amounts) > 28 && Math.min(...amounts) < 14, 'amounts spread over the range');
+});
+
+test('warm-up randomness: 0 follows the heuristic, 1 is a coin flip, 0.3 in between', () => {
+  const share = (randomness: string, heuristic = 'momentum') => {
+    const cfg = testModelConfig({ WARMUP_INTERVAL_MS: '1000', WARMUP_RANDOMNESS: randomness, WARMUP_HEURISTIC: heuristic, MODEL_FEATURE_LOOKBACK: '20' });
+    const out = feed(new SignalEmitter(cfg, new SeededRng(2)), ['BTCUSDT', 'ETHUSDT'], 1500, 1000);
+    const follows = out.filter((s) => {
+      const r3 = s.market_data_snapshot.technical_indicators!['ret_3_bps']!;
+      return r3 !== 0 && (r3 > 0) === (s.signal_type === 'buy');
+    }).length;
+    const random = out.filter((s) => JSON.parse(s.metadata!.extra!).random).length;
+    return { follows: follows / out.length, random: random / out.length };
+  };
+  const r0 = share('0');
+  assert.ok(r0.follows > 0.99 && r0.random < 0.01, JSON.stringify(r0));
+  const mr = share('0', 'mean_reversion');
+  assert.ok(mr.follows < 0.01, JSON.stringify(mr));
+  const r1 = share('1');
+  assert.equal(r1.random, 1);
+  assert.ok(Math.abs(r1.follows - 0.5) < 0.05, JSON.stringify(r1));
+  const r3 = share('0.3');
+  assert.ok(Math.abs(r3.random - 0.3) < 0.05, JSON.stringify(r3));
+  assert.ok(Math.abs(r3.follows - 0.85) < 0.05, JSON.stringify(r3));
+});
+
+test('model mode: side and confidence from P(up), no signal inside the edge, amounts scale, signals valid', () => {
+  const cfg = testModelConfig({ MODEL_SIGNAL_INTERVAL_MS: '1000', MODEL_MIN_EDGE: '0.05', MODEL_MIN_AMOUNT: '10', MODEL_MAX_AMOUNT: '100', MODEL_FEATURE_LOOKBACK: '20' });
+  const ps = [0.9, 0.52, 0.3, 0.56, 0.1];
+  let k = 0;
+  const fake: TrainedModel = { spec: { id: 'mkt-v1', names: FEATURE_NAMES, lookback: 20, horizonMs: 1000, mean: [], std: [] }, model: null as never, predict: (rows) => rows.map(() => ps[k++ % ps.length]!) };
+  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0 };
+  const out = feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 40, 1000, ctx);
+  assert.ok(out.length > 10);
+  for (const s of out) {
+    assertValid(s);
+    assert.equal(s.is_warmup, false);
+    assert.equal(s.model_version, 'm1');
+    assert.ok([0.9, 0.7, 0.56].includes(s.confidence), String(s.confidence));
+    assert.equal(s.signal_type, s.confidence === 0.7 || s.confidence === 0.9 && JSON.parse(s.metadata!.extra!).p_up < 0.5 ? 'sell' : 'buy');
+    assert.ok(s.amount >= 10 && s.amount <= 100);
+  }
+  const by = (c: number) => out.find((s) => s.confidence === c)!.amount;
+  assert.equal(by(0.9), 100);
+  assert.ok(by(0.56) < by(0.7) && by(0.7) <= 100);
+});
