@@ -137,3 +137,19 @@ test('slippage sign: positive = worse for us', () => {
   assert.equal(slippageBps('Buy', null, 3000), null);
   assert.equal(slippageBps('Buy', '3000', null), null);
 });
+
+test('docs/orders.md shows the same transition table', async () => {
+  const { readFile } = await import('node:fs/promises');
+  const md = await readFile(new URL('../../docs/orders.md', import.meta.url), 'utf8');
+  const code: Record<string, string> = { A: 'apply', i: 'ignore', '·': 'invalid' };
+  let rows = 0;
+  for (const line of md.split('\n')) {
+    const m = /^\| \*\*(\w+)\*\* \|(.*)\|$/.exec(line);
+    if (!m) continue;
+    const from = m[1] as OrderStatus;
+    const cells = m[2]!.split('|').map((c) => c.trim().replace(/[¹²]/g, ''));
+    assert.deepEqual(cells.map((c) => code[c]), ORDER_STATUSES.map((to) => ruleOf(from, to)), `docs row ${from}`);
+    rows++;
+  }
+  assert.equal(rows, ORDER_STATUSES.length);
+});
