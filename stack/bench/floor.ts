@@ -1,0 +1,91 @@
+// The floor: what one raw hop costs on this machine, measured in the same run as the pipeline so
+// the pipeline's numbers can be read against it. A Kafka hop = kafkajs produce (acks=all,
+// idempotent) → a subscribed consumer receives it; a RabbitMQ hop = publish on a confirm channel →
+// a consumer receives it. Messages are sent one at a time at a paced rate (latency, not throughput).
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { performance } from 'node:perf_hooks';
+import { connect } from 'amqplib';
+import type { KafkaPort } from '../../runtime/kafka.ts';
+
+export interface Dist {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export function dist(xs: number[]): Dist {
+  const s = [...xs].sort((a, b) => a - b);
+  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))]! : NaN);
+  const r = (v: number) => Math.round(v * 1000) / 1000;
+  return { n: s.length, p50: r(q(0.5)), p90: r(q(0.9)), p99: r(q(0.99)), max: r(s[s.length - 1] ?? NaN) };
+}
+
+export async function kafkaHop(kafka: KafkaPort, n: number, gapMs: number): Promise<Dist> {
+  const topic = `bench-floor-${randomBytes(4).toString('hex')}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.ensureTopics([{ topic, partitions: 1, config: {} }]);
+  const producer = kafka.producer();
+  await producer.connect();
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10 });
+  const sent = new Map<string, number>();
+  const lat: number[] = [];
+  let joined = false;
+  consumer.onGroupJoin(() => (joined = true));
+  await consumer.connect();
+  await consumer.subscribe([topic], false);
+  await consumer.run(async (batch, ctl) => {
+    const t = performance.now();
+    for (const m of batch.messages) {
+      const s = sent.get(m.key ?? '');
+      if (s !== undefined) lat.push(t - s);
+      ctl.resolveOffset(m.offset);
+    }
+  });
+  while (!joined) await sleep(20);
+  // Warm the connections, then measure.
+  for (let i = 0; i < n + 20; i++) {
+    const key = `k${i}`;
+    if (i >= 20) sent.set(key, performance.now());
+    await producer.send(topic, [{ key, value: Buffer.from('x') }]);
+    await sleep(gapMs);
+  }
+  const until = Date.now() + 10_000;
+  while (lat.length < n && Date.now() < until) await sleep(20);
+  await consumer.disconnect();
+  await producer.disconnect();
+  await admin.deleteTopics([topic]).catch(() => {});
+  await admin.disconnect();
+  return dist(lat);
+}
+
+export async function rabbitHop(url: string, n: number, gapMs: number): Promise<Dist> {
+  const queue = `bench.floor.${randomBytes(4).toString('hex')}`;
+  const conn = await connect(url);
+  const pub = await conn.createConfirmChannel();
+  const sub = await conn.createChannel();
+  await pub.assertQueue(queue, { durable: true });
+  const sent = new Map<string, number>();
+  const lat: number[] = [];
+  await sub.consume(queue, (m) => {
+    if (!m) return;
+    const s = sent.get(String(m.properties.messageId));
+    if (s !== undefined) lat.push(performance.now() - s);
+    sub.ack(m);
+  });
+  for (let i = 0; i < n + 20; i++) {
+    const id = `m${i}`;
+    if (i >= 20) sent.set(id, performance.now());
+    pub.sendToQueue(queue, Buffer.from('x'), { persistent: true, messageId: id });
+    await pub.waitForConfirms();
+    await sleep(gapMs);
+  }
+  const until = Date.now() + 10_000;
+  while (lat.length < n && Date.now() < until) await sleep(20);
+  await pub.deleteQueue(queue);
+  await conn.close();
+  return dist(lat);
+}
