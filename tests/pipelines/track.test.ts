@@ -300,3 +300,17 @@ test('positions and wallet balances keep the newest snapshot of the chunk', () =
   assert.equal(st.positions.get('linear:ETHUSDT')?.size, '2');
   assert.equal(st.balances.get('USDT')?.coin.walletBalance, '900');
 });
+
+test('every emitted event is a valid Avro OrderEvent (fills, cancels, rejections, adoption, pending)', async () => {
+  const { invalidPaths } = await import('../../schemas/codecs.ts'); // dynamic: codecs load the .avsc files
+  const st = stateWith(intentOrder());
+  const events = [
+    ...run(st, script()),
+    ...run(stateWith(intentOrder()), [rec('orders.submissions', submission({ outcome: 'rejected', order_id: null, ret_code: 170131, ret_msg: 'Insufficient balance.', reason_code: 'insufficient_balance' }))]),
+    ...run(stateWith(intentOrder()), [rec('orders.submissions', submission({ outcome: 'unknown', acked_at: null, ret_code: -1, ret_msg: 'timeout', reason_code: 'timeout' }))]),
+    ...run(stateWith(intentOrder()), [rec('orders.submissions', submission()), rec('orders.submissions', submission({ intent_id: 'c', action: 'cancel' })), rec('exchange.orders', upd('Cancelled', { updatedTime: T0 + 10 }))]),
+    ...run(stateWith(), [rec('exchange.orders', upd('Untriggered', { orderLinkId: '', orderId: 'ext-1' }))]),
+  ];
+  assert.ok(events.length >= 8);
+  for (const e of events) assert.deepEqual(invalidPaths('OrderEvent', e), [], `${e.event_type}: ${JSON.stringify(e)}`);
+});
