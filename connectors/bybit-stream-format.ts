@@ -111,9 +111,10 @@ export function unwrap(value: unknown): Unwrapped {
         },
       };
     }
-    const key = ENVELOPE_KEYS.find((k) => isObj(v[k]) || (typeof v[k] === 'string' && /^\s*\{/.test(v[k] as string)));
+    const o = v;
+    const key = ENVELOPE_KEYS.find((k) => isObj(o[k]) || (typeof o[k] === 'string' && /^\s*\{/.test(o[k] as string)));
     if (!key) return { ok: false, reason: 'not_a_message', detail: `no topic+data and none of the envelope keys ${ENVELOPE_KEYS.join(', ')}` };
-    v = (v as Record<string, unknown>)[key];
+    v = o[key];
   }
   return { ok: false, reason: 'not_a_message', detail: `nested deeper than ${MAX_ENVELOPE_DEPTH} envelopes` };
 }
