@@ -112,7 +112,7 @@ export interface Transition {
   to: Mode;
   fromVersion: string | null;
   version: string | null;
-  reason: 'quality_threshold_reached' | 'promoted' | 'degraded_rollback' | 'degraded_fallback_warmup' | 'no_active_model';
+  reason: 'first_start' | 'quality_threshold_reached' | 'promoted' | 'degraded_rollback' | 'degraded_fallback_warmup' | 'no_active_model';
   metrics: Record<string, number | string | null>;
 }
 

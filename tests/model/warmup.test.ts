@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import avro from 'avsc';
-import { SignalEmitter, toSignalJson } from '../../model/signals.ts';
+import { SignalEmitter, toSignalJson, type EmitContext } from '../../model/signals.ts';
 import { parseSignalJson } from '../../pipelines/signal-format.ts';
 import { SeededRng } from '../../model/rng.ts';
 import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
@@ -14,7 +14,7 @@ import { FEATURE_NAMES } from '../../model/features.ts';
 
 const modelSignalType = avro.Type.forSchema(JSON.parse(readFileSync(new URL('../../schemas/model-signal.avsc', import.meta.url), 'utf8')));
 
-function feed(e: SignalEmitter, assets: string[], seconds: number, emitEvery = 100, ctx = warm): ModelSignal[] {
+function feed(e: SignalEmitter, assets: string[], seconds: number, emitEvery = 100, ctx: EmitContext = warm): ModelSignal[] {
   const rng = new SeededRng(3);
   const px = new Map(assets.map((a) => [a, 100]));
   const out: ModelSignal[] = [];
@@ -30,7 +30,7 @@ function feed(e: SignalEmitter, assets: string[], seconds: number, emitEvery = 1
   }
   return out;
 }
-const warm = { mode: { mode: 'warmup' as const, version: null, warmupStartedAt: T0 }, model: null, exposure: () => 0.2 };
+const warm: EmitContext = { mode: { mode: 'warmup', version: null, warmupStartedAt: T0 }, model: null, exposure: () => 0.2 };
 
 function assertValid(s: ModelSignal) {
   const json = JSON.parse(JSON.stringify(toSignalJson(s)));
