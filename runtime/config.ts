@@ -9,6 +9,7 @@ import { riskConfigSchema as riskSettings } from '../pipelines/risk-rules.ts';
 import { configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { configSchema as placeSettings } from '../pipelines/place.ts';
+import { configSchema as trackSettings } from '../pipelines/track.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -51,7 +52,7 @@ export const settings = {
 // Settings declared by the units themselves (house style 8: a unit exports its config schema). They
 // are parsed here too, so a bad value fails the start with every problem listed, and they appear in
 // the README table; the unit re-parses its own slice from the frozen config.
-const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings];
+const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings];
 
 function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
   let t: z.ZodTypeAny = s;

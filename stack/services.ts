@@ -8,6 +8,9 @@ import { createSizeRiskStage, parseConfig as riskConfig } from '../pipelines/siz
 import { createPlaceStage, parseConfig as placeConfig } from '../pipelines/place.ts';
 import { createBybitRest, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig } from '../connectors/exchange-sync.ts';
+import { createTrackStage, parseConfig as trackConfig } from '../pipelines/track.ts';
+
+const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
 
 const exchangeSync: UnitFactory = async (rt) => {
   const sync = createExchangeSync({ db: rt.db, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
@@ -43,7 +46,7 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 
 export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
-    doc: 'signal bridge, validation, risk & sizing, placement',
-    units: [exchangeSync, place, sizeRisk, validate, signalBridge],
+    doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync',
+    units: [exchangeSync, track, place, sizeRisk, validate, signalBridge],
   },
 };
