@@ -1,0 +1,910 @@
+// Reconciler: repairs the order manager's view of the account from Bybit REST. It runs at start,
+// on a node-cron schedule inside the service (RECONCILE_CRON) and on demand (POST /admin/reconcile,
+// `npm run cli -- reconcile`).
+//
+// One run:
+//   1. stuck orders: local rows in an in-flight state (Intent with a submission, Submitted,
+//      PendingAmend, PendingCancel, Unknown) untouched for RECONCILE_STUCK_AFTER_MS are queried one
+//      by one by orderLinkId (realtime, then history), paced;
+//   2. orders: open orders (realtime) and the order history of the lookback window, per category,
+//      are compared with `orders`: an order unknown locally (adoption: the tracking stage records it
+//      as external, or as ours when its orderLinkId has our prefix), a different status or a
+//      different filled quantity is a discrepancy; local open orders that are neither open nor in
+//      the history are queried one by one;
+//   3. executions of the lookback window whose execId is not in `executions`;
+//   4. linear positions and the wallet against `positions` / `balances`.
+// Every correction is the exchange's own record written into the SAME topics the websocket bridges
+// write (exchange.orders, exchange.executions, exchange.positions, exchange.wallet) with
+// `source: 'reconciler'`, so the one order state machine (pipelines/track.ts) applies it: the
+// reconciler never writes `orders`, and never places, amends, cancels or resubmits an order. The
+// one record it derives rather than copies: a Submitted / Unknown / Intent-with-submission order
+// that Bybit does not know at all after RECONCILE_ABSENT_AFTER_MS is reported Rejected
+// (rejectReason EC_NotFoundByReconciler, RECONCILE_REJECT_ABSENT), so a create that never reached
+// the exchange stops counting as exposure.
+//
+// Facts newer than RECONCILE_GRACE_MS are not called discrepancies: the private stream is
+// expected to deliver them. Queries go through the client-side rate limiter (own share of the
+// budget, RECONCILE_RATE_LIMIT_FRACTION, fed by Bybit's X-Bapi-Limit headers), and per-order
+// queries are spaced by RECONCILE_QUERY_INTERVAL_MS. Each run is recorded in reconcile_runs.
+import { setTimeout as sleep } from 'node:timers/promises';
+import cron, { type ScheduledTask } from 'node-cron';
+import { RestClientV5, type RestClientOptions } from 'bybit-api';
+import { z } from 'zod';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { sql, type DatabasePool } from '../runtime/db.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { systemClock, type Clock } from '../runtime/clock.ts';
+import type { KafkaPort, ProducerPort, OutMessage } from '../runtime/kafka.ts';
+import type { Codec } from '../pipelines/runner.ts';
+import type { Runtime, UnitFactory } from '../runtime/service.ts';
+import { topicName } from '../runtime/topics.ts';
+import { Dec } from '../pipelines/risk-rules.ts';
+import type { ExchangeOrderUpdate, Execution, Position, WalletBalance, CoinBalance } from '../schemas/types.ts';
+import { clientOptions, parseConfig as restConfig, type BybitRestConfig, type Category } from './bybit-rest.ts';
+import { fromRetCode, fromThrown, RET, type BybitOp } from './bybit-errors.ts';
+import { RateLimiter } from './rate-limiter.ts';
+
+export const name = 'reconciler';
+
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+const int = z.coerce.number().int();
+const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
+const list = (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v);
+
+export const configSchema = z.object({
+  TOPIC_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[a-zA-Z0-9._-]*$/).default('')),
+  RECONCILE_CRON: z.preprocess(emptyToUndefined, z.string().default('*/1 * * * *')).describe('node-cron schedule of the reconciler.'),
+  RECONCILE_ON_START: z.preprocess(emptyToUndefined, bool.default(true)).describe('Run one reconciliation when the service starts.'),
+  RECONCILE_CATEGORIES: z
+    .preprocess((v) => list(emptyToUndefined(v)) ?? ['spot', 'linear'], z.array(z.enum(['spot', 'linear'])).min(1))
+    .describe('Bybit categories whose orders and executions the reconciler compares.'),
+  RECONCILE_SYMBOLS: z
+    .preprocess((v) => list(emptyToUndefined(v)) ?? [], z.array(z.string().regex(/^[A-Z0-9]+$/)))
+    .describe('Symbols to reconcile (comma-separated); empty = every symbol Bybit reports.'),
+  RECONCILE_LOOKBACK_MS: z
+    .preprocess(emptyToUndefined, int.min(60_000).max(7 * 24 * 3600 * 1000).default(24 * 3600 * 1000))
+    .describe('Window of order history and executions fetched from Bybit, ms (at most 7 days, Bybit\'s limit per query).'),
+  RECONCILE_STUCK_AFTER_MS: z
+    .preprocess(emptyToUndefined, int.min(0).default(30_000))
+    .describe('A local order in an in-flight state (Submitted, PendingAmend, PendingCancel, Unknown, Intent with a submission) untouched this long is queried by orderLinkId.'),
+  RECONCILE_ABSENT_AFTER_MS: z
+    .preprocess(emptyToUndefined, int.min(0).default(120_000))
+    .describe('A Submitted / Unknown order Bybit does not know at all after this long is reported Rejected (EC_NotFoundByReconciler) when RECONCILE_REJECT_ABSENT is on.'),
+  RECONCILE_REJECT_ABSENT: z.preprocess(emptyToUndefined, bool.default(true)).describe('Report creates Bybit never received as Rejected (see RECONCILE_ABSENT_AFTER_MS).'),
+  RECONCILE_GRACE_MS: z
+    .preprocess(emptyToUndefined, int.min(0).default(3_000))
+    .describe('Exchange facts newer than this are left to the private stream (not counted as discrepancies).'),
+  RECONCILE_QUERY_INTERVAL_MS: z.preprocess(emptyToUndefined, int.min(0).default(50)).describe('Pause between two per-order queries, ms (on top of the rate limiter).'),
+  RECONCILE_MAX_QUERIES: z.preprocess(emptyToUndefined, int.min(1).default(200)).describe('Most per-order queries in one run (the rest wait for the next run).'),
+  RECONCILE_MAX_PAGES: z.preprocess(emptyToUndefined, int.min(1).default(20)).describe('Most pages fetched per list query (orders, history, executions) in one run.'),
+  RECONCILE_RATE_LIMIT_FRACTION: z
+    .preprocess(emptyToUndefined, z.coerce.number().gt(0).max(1).default(0.25))
+    .describe("Share of Bybit's per-UID rate limits the reconciler's queries may use (placement keeps the rest)."),
+});
+export type ReconcilerConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): ReconcilerConfig {
+  return configSchema.parse(env);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (names are constants; README/docs list them)
+
+export const RECONCILE_METRICS = {
+  runs: 'reconcile_runs_total',
+  checked: 'reconcile_orders_checked_total',
+  discrepancies: 'reconcile_discrepancies_total',
+  corrections: 'reconcile_corrections_total',
+  lastRun: 'reconcile_last_run_timestamp_seconds',
+  lastDiscrepancies: 'reconcile_last_run_discrepancies',
+  duration: 'reconcile_duration_seconds',
+} as const;
+
+export interface ReconcileMetrics {
+  runs: Counter<'trigger' | 'outcome'>;
+  checked: Counter<'source'>;
+  discrepancies: Counter<'kind'>;
+  corrections: Counter<'topic'>;
+  lastRun: Gauge<'outcome'>;
+  lastDiscrepancies: Gauge<'kind'>;
+  duration: Histogram<string>;
+}
+
+function once<T>(registry: Registry, metricName: string, make: () => T): T {
+  return (registry.getSingleMetric(metricName) as T | undefined) ?? make();
+}
+
+export function reconcileMetrics(registry: Registry): ReconcileMetrics {
+  const r = [registry];
+  const M = RECONCILE_METRICS;
+  return {
+    runs: once(registry, M.runs, () => new Counter({ name: M.runs, help: 'Reconciliation runs, by trigger and outcome (ok, failed)', labelNames: ['trigger', 'outcome'], registers: r })),
+    checked: once(registry, M.checked, () => new Counter({ name: M.checked, help: 'Orders compared with Bybit, by where they were read (open, history, query, local)', labelNames: ['source'], registers: r })),
+    discrepancies: once(registry, M.discrepancies, () => new Counter({ name: M.discrepancies, help: 'Discrepancies between PostgreSQL and Bybit found by the reconciler, by kind', labelNames: ['kind'], registers: r })),
+    corrections: once(registry, M.corrections, () => new Counter({ name: M.corrections, help: 'Correction records the reconciler wrote, by logical topic', labelNames: ['topic'], registers: r })),
+    lastRun: once(registry, M.lastRun, () => new Gauge({ name: M.lastRun, help: 'Unix time of the end of the last reconciliation, by outcome', labelNames: ['outcome'], registers: r })),
+    lastDiscrepancies: once(registry, M.lastDiscrepancies, () => new Gauge({ name: M.lastDiscrepancies, help: 'Discrepancies found by the last reconciliation, by kind', labelNames: ['kind'], registers: r })),
+    duration: once(registry, M.duration, () => new Histogram({ name: M.duration, help: 'Duration of a reconciliation run', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: r })),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading Bybit: list queries (paged), per-order queries, cancel-all. Each call through the rate
+// limiter, errors mapped by connectors/bybit-errors.ts (the same path as connectors/bybit-rest.ts).
+
+export type Raw = Record<string, unknown>;
+
+export interface ExchangeReader {
+  readonly limiter: RateLimiter;
+  openOrders(category: Category, symbol?: string): Promise<Raw[]>;
+  orderHistory(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
+  /** The order by orderLinkId (or orderId): realtime first, then history; null when Bybit has none. */
+  queryOrder(category: Category, ref: { orderLinkId?: string; orderId?: string; symbol?: string }): Promise<Raw | null>;
+  executions(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
+  positions(): Promise<Raw[]>;
+  wallet(): Promise<Raw | null>;
+  cancelOrder(category: Category, symbol: string, ref: { orderId?: string; orderLinkId?: string }): Promise<void>;
+  cancelAll(category: Category, scope: { symbol?: string; settleCoin?: string }): Promise<Raw[]>;
+}
+
+interface Answer<T> {
+  retCode: number;
+  retMsg: string;
+  result: T;
+  rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
+}
+
+type Paged = { list?: Raw[]; nextPageCursor?: string };
+
+export interface ReaderDeps {
+  config: BybitRestConfig;
+  /** Share one limiter per API key in a process; default: a new one at `fraction` of the limits. */
+  limiter?: RateLimiter;
+  fraction?: number;
+  clock?: Clock;
+  maxPages?: number;
+  clientOverrides?: RestClientOptions;
+}
+
+export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const limiter = deps.limiter ?? new RateLimiter({ fraction: deps.fraction ?? cfg.BYBIT_RATE_LIMIT_FRACTION, clock });
+  const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
+  const maxPages = deps.maxPages ?? 20;
+
+  async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<Answer<T>>): Promise<T> {
+    const key = RateLimiter.key(path, category);
+    const release = await limiter.acquire(key);
+    let ans: Answer<T>;
+    try {
+      ans = await fn();
+    } catch (err) {
+      throw fromThrown(err, op);
+    } finally {
+      release();
+    }
+    const info = ans.rateLimitApi ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp } : undefined;
+    limiter.observe(key, info);
+    if (ans.retCode === RET.OK) return ans.result;
+    if (ans.retCode === RET.RATE_LIMIT && info?.resetAtMs !== undefined) limiter.blockUntil(key, info.resetAtMs);
+    throw fromRetCode(ans.retCode, ans.retMsg, op, { resetAtMs: info?.resetAtMs, now: Date.now() });
+  }
+
+  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<Answer<Paged>>): Promise<Raw[]> {
+    const out: Raw[] = [];
+    let cursor: string | undefined;
+    for (let page = 0; page < maxPages; page++) {
+      const res = await call('query', path, category, () => fetch(cursor));
+      out.push(...(res.list ?? []));
+      cursor = res.nextPageCursor || undefined;
+      if (!cursor) break;
+    }
+    return out;
+  }
+
+  // bybit-api's typed answers are narrower than what we read (Raw): the casts stay here.
+  const c = client as unknown as Record<string, (p: Raw) => Promise<Answer<never>>>;
+  const q = (m: string, p: Raw) => c[m]!.call(client, p) as Promise<Answer<never>>;
+
+  return {
+    limiter,
+    openOrders: (category, symbol) =>
+      paged('/v5/order/realtime', category, (cursor) =>
+        q('getActiveOrders', { category, openOnly: 0, limit: 50, ...(symbol ? { symbol } : category === 'linear' ? { settleCoin: 'USDT' } : {}), ...(cursor ? { cursor } : {}) }),
+      ),
+    orderHistory: (category, startTime, endTime) =>
+      paged('/v5/order/history', category, (cursor) => q('getHistoricOrders', { category, startTime, endTime, limit: 50, ...(cursor ? { cursor } : {}) })),
+    async queryOrder(category, ref) {
+      const by = ref.orderLinkId ? { orderLinkId: ref.orderLinkId } : { orderId: ref.orderId };
+      const match = (o: Raw) => (ref.orderLinkId ? o.orderLinkId === ref.orderLinkId : o.orderId === ref.orderId);
+      const params = { category, ...by, ...(ref.symbol ? { symbol: ref.symbol } : {}) };
+      const rt = await call<Paged>('query', '/v5/order/realtime', category, () => q('getActiveOrders', params));
+      const a = rt.list?.find(match);
+      if (a) return a;
+      const hist = await call<Paged>('query', '/v5/order/history', category, () => q('getHistoricOrders', params));
+      return hist.list?.find(match) ?? null;
+    },
+    executions: (category, startTime, endTime) =>
+      paged('/v5/execution/list', category, (cursor) => q('getExecutionList', { category, startTime, endTime, limit: 100, ...(cursor ? { cursor } : {}) })),
+    positions: () => paged('/v5/position/list', 'linear', (cursor) => q('getPositionInfo', { category: 'linear', settleCoin: 'USDT', limit: 200, ...(cursor ? { cursor } : {}) })),
+    async wallet() {
+      const res = await call<{ list?: Raw[] }>('query', '/v5/account/wallet-balance', undefined, () => q('getWalletBalance', { accountType: 'UNIFIED' }));
+      return res.list?.[0] ?? null;
+    },
+    async cancelOrder(category, symbol, ref) {
+      await call('cancel', '/v5/order/cancel', category, () => q('cancelOrder', { category, symbol, ...(ref.orderId ? { orderId: ref.orderId } : { orderLinkId: ref.orderLinkId }) }));
+    },
+    async cancelAll(category, scope) {
+      const res = await call<{ list?: Raw[] }>('cancel', '/v5/order/cancel-all', category, () => q('cancelAllOrders', { category, ...scope }));
+      return res.list ?? [];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bybit REST items → the exchange topics' records (pure)
+
+const s = (v: unknown): string => (v === undefined || v === null ? '' : String(v));
+const sn = (v: unknown): string | null => (v === undefined || v === null || v === '' ? null : String(v));
+const ms = (v: unknown, dflt: number): number => {
+  const n = Number(v);
+  return Number.isFinite(n) && n > 0 ? n : dflt;
+};
+
+export function orderUpdateOf(o: Raw, category: Category, observedAt: number): ExchangeOrderUpdate {
+  const created = ms(o.createdTime, observedAt);
+  return {
+    orderId: s(o.orderId),
+    orderLinkId: s(o.orderLinkId),
+    symbol: s(o.symbol),
+    category,
+    side: s(o.side),
+    orderType: s(o.orderType),
+    price: s(o.price),
+    qty: s(o.qty),
+    marketUnit: sn(o.marketUnit),
+    timeInForce: sn(o.timeInForce),
+    orderStatus: s(o.orderStatus),
+    cumExecQty: s(o.cumExecQty) || '0',
+    cumExecValue: s(o.cumExecValue) || '0',
+    cumExecFee: s(o.cumExecFee) || '0',
+    avgPrice: s(o.avgPrice),
+    leavesQty: s(o.leavesQty),
+    rejectReason: s(o.rejectReason) || 'EC_NoError',
+    cancelType: sn(o.cancelType),
+    reduceOnly: typeof o.reduceOnly === 'boolean' ? o.reduceOnly : null,
+    createdTime: created,
+    updatedTime: ms(o.updatedTime, created),
+    source: 'reconciler',
+    streamMessageId: null,
+    creationTime: null,
+    observedAt,
+  };
+}
+
+export function executionOf(e: Raw, category: Category, observedAt: number): Execution {
+  return {
+    execId: s(e.execId),
+    orderId: s(e.orderId),
+    orderLinkId: s(e.orderLinkId),
+    symbol: s(e.symbol),
+    category,
+    side: s(e.side),
+    orderType: sn(e.orderType),
+    execType: sn(e.execType),
+    execPrice: s(e.execPrice),
+    execQty: s(e.execQty),
+    execValue: sn(e.execValue),
+    execFee: s(e.execFee) || '0',
+    feeCurrency: sn(e.feeCurrency),
+    feeRate: sn(e.feeRate),
+    isMaker: e.isMaker === true || e.isMaker === 'true',
+    leavesQty: sn(e.leavesQty),
+    execTime: ms(e.execTime, observedAt),
+    source: 'reconciler',
+    observedAt,
+  };
+}
+
+export function positionOf(p: Raw, observedAt: number): Position {
+  return {
+    category: 'linear',
+    symbol: s(p.symbol),
+    side: s(p.side),
+    size: s(p.size) || '0',
+    positionIdx: Number(p.positionIdx ?? 0) || 0,
+    avgPrice: s(p.avgPrice) || '0',
+    positionValue: s(p.positionValue) || '0',
+    markPrice: sn(p.markPrice),
+    liqPrice: sn(p.liqPrice),
+    leverage: sn(p.leverage),
+    positionIM: sn(p.positionIM),
+    unrealisedPnl: s(p.unrealisedPnl) || '0',
+    cumRealisedPnl: s(p.cumRealisedPnl) || '0',
+    positionStatus: sn(p.positionStatus),
+    updatedTime: ms(p.updatedTime, observedAt),
+    source: 'reconciler',
+    observedAt,
+  };
+}
+
+export function walletOf(w: Raw, observedAt: number): WalletBalance {
+  const coins = Array.isArray(w.coin) ? (w.coin as Raw[]) : [];
+  return {
+    accountType: s(w.accountType) || 'UNIFIED',
+    totalEquity: sn(w.totalEquity),
+    totalWalletBalance: sn(w.totalWalletBalance),
+    totalAvailableBalance: sn(w.totalAvailableBalance),
+    totalMarginBalance: sn(w.totalMarginBalance),
+    coin: coins.map(
+      (c): CoinBalance => ({
+        coin: s(c.coin),
+        equity: s(c.equity) || '0',
+        walletBalance: s(c.walletBalance) || '0',
+        free: sn(c.free),
+        locked: s(c.locked) || '0',
+        availableToWithdraw: sn(c.availableToWithdraw),
+        usdValue: sn(c.usdValue),
+        unrealisedPnl: sn(c.unrealisedPnl),
+        cumRealisedPnl: sn(c.cumRealisedPnl),
+        totalOrderIM: sn(c.totalOrderIM),
+        totalPositionIM: sn(c.totalPositionIM),
+      }),
+    ),
+    updatedTime: observedAt,
+    source: 'reconciler',
+    observedAt,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Comparison (pure)
+
+export const DISCREPANCY_KINDS = [
+  'missing_order', // at Bybit, not in PostgreSQL: emitted for adoption
+  'status_mismatch', // different status (the exchange is ahead)
+  'fill_mismatch', // different filled quantity
+  'stuck_in_flight', // local in-flight state beyond the threshold, resolved by query
+  'not_at_exchange', // a local order Bybit does not know (reported Rejected when it is a lost create)
+  'missing_execution', // a fill at Bybit with no executions row
+  'position_mismatch',
+  'balance_mismatch',
+] as const;
+export type DiscrepancyKind = (typeof DISCREPANCY_KINDS)[number];
+
+export const IN_FLIGHT = ['Intent', 'Submitted', 'PendingAmend', 'PendingCancel', 'Unknown'] as const;
+export const OPEN_STATUSES = ['New', 'PartiallyFilled', 'Untriggered', 'Triggered'] as const;
+const OPEN_SET: ReadonlySet<string> = new Set(OPEN_STATUSES);
+
+export interface LocalOrder {
+  id: number;
+  order_link_id: string | null;
+  order_id: string | null;
+  category: string;
+  symbol: string;
+  side: string;
+  order_type: string;
+  qty: string;
+  price: string | null;
+  market_unit: string | null;
+  status: string;
+  cum_exec_qty: string;
+  last_exchange_update_ms: number | null;
+  updated_at: number;
+  submitted_at: number | null;
+}
+
+const decEq = (a: string | null | undefined, b: string | null | undefined): boolean => {
+  const x = Dec.maybe(a === '' ? '0' : (a ?? '0'));
+  const y = Dec.maybe(b === '' ? '0' : (b ?? '0'));
+  return x !== null && y !== null && x.cmp(y) === 0;
+};
+
+/**
+ * What is wrong with the local row given the exchange's order, or null when they agree (or the
+ * local state is legitimately ahead: a pending amend/cancel, a newer update already applied).
+ */
+export function compareOrder(local: LocalOrder | undefined, ex: ExchangeOrderUpdate): DiscrepancyKind | null {
+  if (!local) return 'missing_order';
+  if (local.last_exchange_update_ms !== null && ex.updatedTime < local.last_exchange_update_ms) return null;
+  const fillsDiffer = !decEq(local.cum_exec_qty, ex.cumExecQty);
+  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : null;
+  // A pending amend/cancel of an order still open at the exchange is the request in flight (the
+  // stuck check covers the case where it never completes).
+  if ((local.status === 'PendingAmend' || local.status === 'PendingCancel') && OPEN_SET.has(ex.orderStatus) && !fillsDiffer) return null;
+  return 'status_mismatch';
+}
+
+export interface Discrepancy {
+  kind: DiscrepancyKind;
+  category: string;
+  symbol: string;
+  orderLinkId: string | null;
+  orderId: string | null;
+  local: string | null;
+  exchange: string | null;
+  corrected: boolean;
+}
+
+export type ReconcileTrigger = 'startup' | 'schedule' | 'admin' | 'cli' | 'manual';
+
+export interface ReconcileReport {
+  trigger: ReconcileTrigger;
+  startedAt: number;
+  finishedAt: number;
+  ok: boolean;
+  error: string | null;
+  checked: { openOrders: number; historyOrders: number; queried: number; localOrders: number; executions: number; positions: number; coins: number };
+  discrepancies: Record<DiscrepancyKind, number>;
+  corrections: { orders: number; executions: number; positions: number; wallet: number };
+  /** The first discrepancies (MAX_DETAILS). */
+  details: Discrepancy[];
+}
+
+const MAX_DETAILS = 50;
+
+function emptyReport(trigger: ReconcileTrigger, startedAt: number): ReconcileReport {
+  return {
+    trigger,
+    startedAt,
+    finishedAt: startedAt,
+    ok: false,
+    error: null,
+    checked: { openOrders: 0, historyOrders: 0, queried: 0, localOrders: 0, executions: 0, positions: 0, coins: 0 },
+    discrepancies: Object.fromEntries(DISCREPANCY_KINDS.map((k) => [k, 0])) as Record<DiscrepancyKind, number>,
+    corrections: { orders: 0, executions: 0, positions: 0, wallet: 0 },
+    details: [],
+  };
+}
+
+export const totalDiscrepancies = (r: ReconcileReport): number => Object.values(r.discrepancies).reduce((a, b) => a + b, 0);
+export const totalCorrections = (r: ReconcileReport): number => Object.values(r.corrections).reduce((a, b) => a + b, 0);
+
+/** The report as an aligned text table (the CLI prints it). */
+export function formatReport(r: ReconcileReport): string {
+  const lines: string[] = [];
+  const row = (a: string, b: string | number) => lines.push(`  ${a.padEnd(28)} ${String(b).padStart(8)}`);
+  lines.push(`reconciliation (${r.trigger}) ${new Date(r.startedAt).toISOString()}  ${r.finishedAt - r.startedAt} ms  ${r.ok ? 'OK' : `FAILED: ${r.error}`}`);
+  lines.push('checked');
+  row('open orders (realtime)', r.checked.openOrders);
+  row('orders in history', r.checked.historyOrders);
+  row('orders queried one by one', r.checked.queried);
+  row('local orders compared', r.checked.localOrders);
+  row('executions', r.checked.executions);
+  row('positions', r.checked.positions);
+  row('wallet coins', r.checked.coins);
+  lines.push('discrepancies');
+  for (const k of DISCREPANCY_KINDS) row(k, r.discrepancies[k]);
+  row('total', totalDiscrepancies(r));
+  lines.push('corrections emitted');
+  row('exchange.orders', r.corrections.orders);
+  row('exchange.executions', r.corrections.executions);
+  row('exchange.positions', r.corrections.positions);
+  row('exchange.wallet', r.corrections.wallet);
+  if (r.details.length) {
+    lines.push('details');
+    for (const d of r.details) lines.push(`  ${d.kind.padEnd(18)} ${d.category}/${d.symbol} link=${d.orderLinkId ?? '-'} id=${d.orderId ?? '-'} local=${d.local ?? '-'} exchange=${d.exchange ?? '-'}${d.corrected ? ' (corrected)' : ''}`);
+  }
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reconciler
+
+const localRow = z.object({
+  id: z.number(),
+  order_link_id: z.string().nullable(),
+  order_id: z.string().nullable(),
+  category: z.string(),
+  symbol: z.string(),
+  side: z.string(),
+  order_type: z.string(),
+  qty: z.string(),
+  price: z.string().nullable(),
+  market_unit: z.string().nullable(),
+  status: z.string(),
+  cum_exec_qty: z.string(),
+  last_exchange_update_ms: z.number().nullable(),
+  updated_at: z.number(),
+  submitted_at: z.number().nullable(),
+});
+const LOCAL_COLUMNS = sql.fragment`id, order_link_id, order_id, category, symbol, side, order_type, qty, price, market_unit, status, cum_exec_qty,
+  last_exchange_update_ms, updated_at, submitted_at`;
+
+export interface ReconcilerDeps {
+  config: ReconcilerConfig;
+  db: DatabasePool;
+  /** Where corrections go: a producer is made from it at start(). */
+  kafka: KafkaPort;
+  codec: Codec;
+  reader: ExchangeReader;
+  clock?: Clock;
+  logger?: Logger;
+  registry?: Registry;
+}
+
+export interface Reconciler {
+  /** One run now (a run already in progress is joined, not started twice). */
+  reconcileNow(trigger?: ReconcileTrigger): Promise<ReconcileReport>;
+  /** Connect the producer, run at start (RECONCILE_ON_START), schedule RECONCILE_CRON. */
+  start(opts?: { schedule?: boolean }): Promise<void>;
+  stop(): Promise<void>;
+  /** True once started and the startup run (if any) finished, whatever its outcome. */
+  ready(): boolean;
+  lastReport(): ReconcileReport | null;
+}
+
+export function createReconciler(deps: ReconcilerDeps): Reconciler {
+  const cfg = deps.config;
+  const clock = deps.clock ?? systemClock;
+  const log = deps.logger?.child({ unit: name });
+  const metrics = deps.registry ? reconcileMetrics(deps.registry) : null;
+  const rest = deps.reader;
+  const topic = {
+    orders: topicName('exchange.orders', cfg.TOPIC_PREFIX),
+    executions: topicName('exchange.executions', cfg.TOPIC_PREFIX),
+    positions: topicName('exchange.positions', cfg.TOPIC_PREFIX),
+    wallet: topicName('exchange.wallet', cfg.TOPIC_PREFIX),
+  };
+  const wanted = (symbol: string) => cfg.RECONCILE_SYMBOLS.length === 0 || cfg.RECONCILE_SYMBOLS.includes(symbol);
+  let producer: ProducerPort | null = null;
+  let task: ScheduledTask | null = null;
+  let running: Promise<ReconcileReport> | null = null;
+  let last: ReconcileReport | null = null;
+  let started = false;
+  let firstDone = false;
+
+  async function ensureProducer(): Promise<ProducerPort> {
+    if (!producer) {
+      const p = deps.kafka.producer();
+      await p.connect();
+      producer = p;
+    }
+    return producer;
+  }
+
+  async function emit(physical: string, items: Array<{ key: string; value: unknown }>): Promise<void> {
+    if (items.length === 0) return;
+    const messages: OutMessage[] = [];
+    for (const it of items) messages.push({ key: it.key, value: await deps.codec.encode(physical, it.value), headers: { source: 'reconciler' } });
+    await (await ensureProducer()).send(physical, messages);
+  }
+
+  const note = (r: ReconcileReport, d: Omit<Discrepancy, 'corrected'>, corrected: boolean) => {
+    r.discrepancies[d.kind] += 1;
+    if (r.details.length < MAX_DETAILS) r.details.push({ ...d, corrected });
+  };
+
+  async function loadByIds(links: string[], ids: string[]): Promise<LocalOrder[]> {
+    if (links.length === 0 && ids.length === 0) return [];
+    return [
+      ...(await deps.db.any(sql.type(localRow)`
+        SELECT ${LOCAL_COLUMNS} FROM orders
+        WHERE order_link_id = ANY(${sql.array(links, 'text')}) OR order_id = ANY(${sql.array(ids, 'text')})`)),
+    ];
+  }
+
+  async function run(trigger: ReconcileTrigger): Promise<ReconcileReport> {
+    const now = clock.now();
+    const r = emptyReport(trigger, now);
+    const graceEdge = now - cfg.RECONCILE_GRACE_MS;
+    const fresh = (t: number) => cfg.RECONCILE_GRACE_MS > 0 && t > graceEdge;
+    const since = now - cfg.RECONCILE_LOOKBACK_MS;
+    const handled = new Set<number>(); // local row ids already settled this run
+    const orderOut: Array<{ key: string; value: ExchangeOrderUpdate }> = [];
+    let queries = 0;
+    const pace = async () => {
+      if (queries++ > 0 && cfg.RECONCILE_QUERY_INTERVAL_MS > 0) await sleep(cfg.RECONCILE_QUERY_INTERVAL_MS);
+    };
+
+    /** Query one local order by orderLinkId (or orderId); emit what Bybit says. */
+    const queryOne = async (l: LocalOrder, kind: DiscrepancyKind): Promise<void> => {
+      if (!(l.category === 'spot' || l.category === 'linear')) return;
+      await pace();
+      r.checked.queried += 1;
+      metrics?.checked.inc({ source: 'query' });
+      const found = await rest.queryOrder(l.category, { ...(l.order_link_id ? { orderLinkId: l.order_link_id } : { orderId: l.order_id ?? '' }), symbol: l.symbol });
+      const observedAt = clock.now();
+      handled.add(l.id);
+      const base = { category: l.category, symbol: l.symbol, orderLinkId: l.order_link_id, orderId: l.order_id, local: l.status };
+      if (found) {
+        const u = orderUpdateOf(found, l.category, observedAt);
+        const diff = compareOrder(l, u);
+        if (kind === 'stuck_in_flight' || diff) {
+          orderOut.push({ key: u.symbol, value: u });
+          note(r, { ...base, kind: kind === 'stuck_in_flight' ? kind : (diff ?? kind), exchange: u.orderStatus }, true);
+        }
+        return;
+      }
+      // Bybit does not know the order. A create that never reached it is over: report it Rejected.
+      const lostCreate = (l.status === 'Submitted' || l.status === 'Unknown' || l.status === 'Intent') && l.updated_at <= now - cfg.RECONCILE_ABSENT_AFTER_MS;
+      const rejectIt = lostCreate && cfg.RECONCILE_REJECT_ABSENT && l.order_link_id !== null;
+      if (rejectIt) {
+        const at = clock.now();
+        orderOut.push({
+          key: l.symbol,
+          value: {
+            orderId: l.order_id ?? '',
+            orderLinkId: l.order_link_id!,
+            symbol: l.symbol,
+            category: l.category,
+            side: l.side,
+            orderType: l.order_type,
+            price: l.price ?? '',
+            qty: l.qty,
+            marketUnit: l.market_unit,
+            timeInForce: null,
+            orderStatus: 'Rejected',
+            cumExecQty: '0',
+            cumExecValue: '0',
+            cumExecFee: '0',
+            avgPrice: '',
+            leavesQty: '0',
+            rejectReason: 'EC_NotFoundByReconciler',
+            cancelType: null,
+            reduceOnly: null,
+            createdTime: l.submitted_at ?? l.updated_at,
+            updatedTime: at,
+            source: 'reconciler',
+            streamMessageId: null,
+            creationTime: null,
+            observedAt: at,
+          },
+        });
+      }
+      note(r, { ...base, kind: 'not_at_exchange', exchange: null }, rejectIt);
+    };
+
+    try {
+      // 1. Stuck in-flight orders, one by one.
+      const stuck = await deps.db.any(sql.type(localRow)`
+        SELECT ${LOCAL_COLUMNS} FROM orders
+        WHERE (status IN ('Submitted', 'PendingAmend', 'PendingCancel', 'Unknown') OR (status = 'Intent' AND submitted_at IS NOT NULL))
+          AND updated_at <= ${sql.timestamp(new Date(now - cfg.RECONCILE_STUCK_AFTER_MS))}
+          AND category = ANY(${sql.array(cfg.RECONCILE_CATEGORIES, 'text')})
+        ORDER BY updated_at LIMIT ${cfg.RECONCILE_MAX_QUERIES}`);
+      for (const l of stuck) {
+        if (!wanted(l.symbol)) continue;
+        await queryOne(l, 'stuck_in_flight');
+      }
+
+      // 2. Open orders and recent history against the local rows.
+      for (const category of cfg.RECONCILE_CATEGORIES) {
+        const open = (await rest.openOrders(category)).filter((o) => wanted(s(o.symbol)));
+        const hist = (await rest.orderHistory(category, since, now)).filter((o) => wanted(s(o.symbol)));
+        const observedAt = clock.now();
+        r.checked.openOrders += open.length;
+        r.checked.historyOrders += hist.length;
+        metrics?.checked.inc({ source: 'open' }, open.length);
+        metrics?.checked.inc({ source: 'history' }, hist.length);
+        // One entry per order: the realtime view wins over the history's.
+        const byKey = new Map<string, ExchangeOrderUpdate>();
+        for (const o of [...hist, ...open]) {
+          const u = orderUpdateOf(o, category, observedAt);
+          if (u.orderStatus === 'Created') continue; // not yet accepted by the matching engine
+          byKey.set(u.orderId || `link:${u.orderLinkId}`, u);
+        }
+        const exchange = [...byKey.values()];
+        const locals = await loadByIds(
+          exchange.map((u) => u.orderLinkId).filter(Boolean),
+          exchange.map((u) => u.orderId).filter(Boolean),
+        );
+        const byLink = new Map(locals.filter((l) => l.order_link_id).map((l) => [l.order_link_id!, l]));
+        const byId = new Map(locals.filter((l) => l.order_id).map((l) => [l.order_id!, l]));
+        r.checked.localOrders += locals.length;
+        const seen = new Set<number>();
+        for (const u of exchange) {
+          const l = (u.orderLinkId ? byLink.get(u.orderLinkId) : undefined) ?? (u.orderId ? byId.get(u.orderId) : undefined);
+          if (l) seen.add(l.id);
+          if (l && handled.has(l.id)) continue;
+          const kind = compareOrder(l, u);
+          if (!kind) continue;
+          if (fresh(u.updatedTime)) continue; // the stream is still delivering it
+          orderOut.push({ key: u.symbol, value: u });
+          note(r, { kind, category, symbol: u.symbol, orderLinkId: u.orderLinkId || null, orderId: u.orderId || null, local: l?.status ?? null, exchange: u.orderStatus }, true);
+          if (l) handled.add(l.id);
+        }
+
+        // Local open orders Bybit lists neither as open nor in the history: ask for each.
+        const openIds = new Set(exchange.filter((u) => OPEN_SET.has(u.orderStatus)).map((u) => u.orderId));
+        const localOpen = await deps.db.any(sql.type(localRow)`
+          SELECT ${LOCAL_COLUMNS} FROM orders
+          WHERE category = ${category} AND status = ANY(${sql.array([...OPEN_STATUSES], 'text')})
+            AND updated_at <= ${sql.timestamp(new Date(graceEdge))}
+          ORDER BY updated_at LIMIT ${cfg.RECONCILE_MAX_QUERIES}`);
+        r.checked.localOrders += localOpen.filter((l) => !seen.has(l.id)).length;
+        metrics?.checked.inc({ source: 'local' }, localOpen.length);
+        for (const l of localOpen) {
+          if (!wanted(l.symbol) || handled.has(l.id) || seen.has(l.id) || (l.order_id && openIds.has(l.order_id))) continue;
+          if (queries >= cfg.RECONCILE_MAX_QUERIES) break;
+          await queryOne(l, 'status_mismatch');
+        }
+      }
+      await emit(topic.orders, orderOut);
+      r.corrections.orders = orderOut.length;
+      metrics?.corrections.inc({ topic: 'exchange.orders' }, orderOut.length);
+
+      // 3. Executions.
+      const execOut: Array<{ key: string; value: Execution }> = [];
+      for (const category of cfg.RECONCILE_CATEGORIES) {
+        const execs = (await rest.executions(category, since, now)).filter((e) => wanted(s(e.symbol)));
+        const observedAt = clock.now();
+        r.checked.executions += execs.length;
+        const ids = execs.map((e) => s(e.execId)).filter(Boolean);
+        const known = new Set(
+          ids.length ? (await deps.db.any(sql.type(z.object({ exec_id: z.string() }))`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array(ids, 'text')})`)).map((x) => x.exec_id) : [],
+        );
+        for (const raw of execs) {
+          const e = executionOf(raw, category, observedAt);
+          if (!e.execId || known.has(e.execId) || fresh(e.execTime)) continue;
+          execOut.push({ key: e.symbol, value: e });
+          note(r, { kind: 'missing_execution', category, symbol: e.symbol, orderLinkId: e.orderLinkId || null, orderId: e.orderId || null, local: null, exchange: `${e.execQty}@${e.execPrice}` }, true);
+        }
+      }
+      // Executions go after the order updates: the tracker then knows the order when they arrive
+      // (it copes with the other order too, keeping orphan fills until the order is known).
+      await emit(topic.executions, execOut);
+      r.corrections.executions = execOut.length;
+      metrics?.corrections.inc({ topic: 'exchange.executions' }, execOut.length);
+
+      // 4. Positions and wallet.
+      if (cfg.RECONCILE_CATEGORIES.includes('linear')) {
+        const positions = (await rest.positions()).filter((p) => wanted(s(p.symbol)));
+        const observedAt = clock.now();
+        r.checked.positions = positions.length;
+        const local = new Map(
+          (await deps.db.any(sql.type(z.object({ symbol: z.string(), side: z.string(), size: z.string(), updated_ms: z.number() }))`SELECT symbol, side, size, updated_ms FROM positions WHERE category = 'linear'`)).map((p) => [p.symbol, p]),
+        );
+        const out: Array<{ key: string; value: Position }> = [];
+        for (const raw of positions) {
+          const p = positionOf(raw, observedAt);
+          const l = local.get(p.symbol);
+          const same = l ? decEq(l.size, p.size) && (l.side === p.side || decEq(p.size, '0')) : decEq(p.size, '0');
+          if (same || (l && p.updatedTime < l.updated_ms) || fresh(p.updatedTime)) continue;
+          out.push({ key: p.symbol, value: p });
+          note(r, { kind: 'position_mismatch', category: 'linear', symbol: p.symbol, orderLinkId: null, orderId: null, local: l ? `${l.side} ${l.size}` : null, exchange: `${p.side} ${p.size}` }, true);
+        }
+        await emit(topic.positions, out);
+        r.corrections.positions = out.length;
+        metrics?.corrections.inc({ topic: 'exchange.positions' }, out.length);
+      }
+      const w = await rest.wallet();
+      if (w) {
+        const wb = walletOf(w, clock.now());
+        r.checked.coins = wb.coin.length;
+        const local = new Map(
+          (await deps.db.any(sql.type(z.object({ coin: z.string(), wallet_balance: z.string() }))`SELECT coin, wallet_balance FROM balances`)).map((b) => [b.coin, b.wallet_balance]),
+        );
+        const off = wb.coin.filter((c) => !decEq(local.get(c.coin) ?? '0', c.walletBalance));
+        for (const c of off) note(r, { kind: 'balance_mismatch', category: 'wallet', symbol: c.coin, orderLinkId: null, orderId: null, local: local.get(c.coin) ?? null, exchange: c.walletBalance }, true);
+        if (off.length) {
+          await emit(topic.wallet, [{ key: wb.accountType, value: wb }]);
+          r.corrections.wallet = 1;
+          metrics?.corrections.inc({ topic: 'exchange.wallet' });
+        }
+      }
+      r.ok = true;
+    } catch (err) {
+      r.ok = false;
+      r.error = (err as Error).message ?? String(err);
+      // What was found before the failure is still written: each record is a fact in itself.
+      if (r.corrections.orders === 0 && orderOut.length) {
+        await emit(topic.orders, orderOut).then(
+          () => void (r.corrections.orders = orderOut.length),
+          () => undefined,
+        );
+      }
+      log?.warn({ err: r.error, trigger }, 'reconciliation failed; the next run retries');
+    }
+    r.finishedAt = clock.now();
+    return r;
+  }
+
+  async function record(r: ReconcileReport): Promise<void> {
+    try {
+      await deps.db.query(sql.typeAlias('void')`
+        INSERT INTO reconcile_runs (trigger, started_at, finished_at, ok, error, checked, discrepancies, corrections, details)
+        VALUES (${r.trigger}, ${sql.timestamp(new Date(r.startedAt))}, ${sql.timestamp(new Date(r.finishedAt))}, ${r.ok}, ${r.error},
+                ${sql.jsonb(r.checked)}, ${sql.jsonb(r.discrepancies)}, ${sql.jsonb(r.corrections)}, ${sql.jsonb(r.details as never)})`);
+    } catch (err) {
+      log?.warn({ err: (err as Error).message }, 'could not record the reconciliation run');
+    }
+  }
+
+  const reconcileNow = (trigger: ReconcileTrigger = 'manual'): Promise<ReconcileReport> =>
+    (running ??= (async () => {
+      try {
+        const r = await run(trigger);
+        last = r;
+        await record(r);
+        const outcome = r.ok ? 'ok' : 'failed';
+        metrics?.runs.inc({ trigger, outcome });
+        metrics?.lastRun.set({ outcome }, r.finishedAt / 1000);
+        metrics?.duration.observe((r.finishedAt - r.startedAt) / 1000);
+        for (const k of DISCREPANCY_KINDS) {
+          metrics?.discrepancies.inc({ kind: k }, r.discrepancies[k]);
+          metrics?.lastDiscrepancies.set({ kind: k }, r.discrepancies[k]);
+        }
+        const fields = { trigger, ok: r.ok, discrepancies: totalDiscrepancies(r), corrections: totalCorrections(r), ms: r.finishedAt - r.startedAt };
+        if (totalDiscrepancies(r) > 0) log?.info({ ...fields, kinds: r.discrepancies }, 'reconciliation found discrepancies');
+        else log?.debug(fields, 'reconciliation clean');
+        return r;
+      } finally {
+        running = null;
+      }
+    })());
+
+  return {
+    reconcileNow,
+    async start(opts = {}) {
+      await ensureProducer();
+      started = true;
+      if (cfg.RECONCILE_ON_START) {
+        void reconcileNow('startup').finally(() => {
+          firstDone = true;
+        });
+      } else firstDone = true;
+      if (opts.schedule !== false) {
+        task = cron.schedule(cfg.RECONCILE_CRON, async () => void (await reconcileNow('schedule')), { noOverlap: true });
+      }
+    },
+    async stop() {
+      await task?.stop();
+      task = null;
+      await running?.catch(() => undefined);
+      await producer?.disconnect().catch(() => undefined);
+      producer = null;
+      started = false;
+    },
+    ready: () => started && firstDone,
+    lastReport: () => last,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The unit (wired into the order-manager service by stack/services.ts)
+
+export function readerFor(rt: Pick<Runtime, 'cfg' | 'clock'>, fraction: number): ExchangeReader {
+  return createExchangeReader({ config: restConfig(rt.cfg), fraction, clock: rt.clock, maxPages: parseConfig(rt.cfg).RECONCILE_MAX_PAGES });
+}
+
+/**
+ * The reconciler inside a service: startup run, RECONCILE_CRON schedule, metrics on the runtime's
+ * registry, and the admin routes POST /admin/reconcile (ADMIN_TOKEN; runs one reconciliation and
+ * answers its report: 200 when it completed, 502 when it failed) and GET /admin/reconcile (the
+ * last report).
+ */
+export const reconcilerUnit: UnitFactory = async (rt) => {
+  const config = parseConfig(rt.cfg);
+  const reconciler = createReconciler({
+    config,
+    db: rt.db,
+    kafka: rt.kafka,
+    codec: rt.codec,
+    reader: readerFor(rt, config.RECONCILE_RATE_LIMIT_FRACTION),
+    clock: rt.clock,
+    logger: rt.logger,
+    registry: rt.metrics.registry,
+  });
+  rt.admin.addRoute({
+    method: 'POST',
+    path: '/admin/reconcile',
+    mutating: true,
+    handler: async () => {
+      const r = await reconciler.reconcileNow('admin');
+      return { status: r.ok ? 200 : 502, body: r };
+    },
+  });
+  rt.admin.addRoute({
+    method: 'GET',
+    path: '/admin/reconcile',
+    mutating: false,
+    handler: async () => {
+      const r = reconciler.lastReport();
+      return r ? { status: 200, body: r } : { status: 404, body: { error: 'no_run_yet' } };
+    },
+  });
+  await reconciler.start();
+  return { name, ready: () => reconciler.ready(), stop: () => reconciler.stop() };
+};
