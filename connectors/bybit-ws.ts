@@ -165,16 +165,16 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
     mb.in.inc({ bridge: name, source: wsKey });
     const byTopic = new Map<string, OutMessage[]>();
     const add = (t: string, m: OutMessage) => byTopic.set(t, [...(byTopic.get(t) ?? []), m]);
-    let rejected: StreamRejectReason | null = null;
+    const state: { rejected: StreamRejectReason | null } = { rejected: null };
     const deadLetter = async (reason: StreamRejectReason, detail: string) => {
-      rejected = reason;
+      state.rejected = reason;
       const value = streamDeadLetter({ origin: `ws:${wsKey}`, bytes: Buffer.from(JSON.stringify(raw)), headers: { [WS_DIRECT_HEADERS.wsKey]: wsKey }, stage: name, reason, detail, traceId: null, timestamp: null, failedAt: clock.now() });
       add(dlqTopic, { key: null, value: await deps.codec.encode(dlqTopic, value), headers: { [WS_DIRECT_HEADERS.wsKey]: wsKey, [WS_DIRECT_HEADERS.receivedAt]: String(receivedAt), 'dlq.reason': reason } });
       log.warn({ wsKey, reason, detail: detail.slice(0, 300) }, 'Bybit stream message dead-lettered');
     };
     for (let attempt = 0; ; attempt++) {
       byTopic.clear();
-      rejected = null;
+      state.rejected = null;
       try {
         const u = unwrap(raw);
         if (!u.ok) {
@@ -211,7 +211,7 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
     }
     if (byTopic.size > 0) await sendAll(byTopic);
     for (const [t, msgs] of byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, msgs.length);
-    if (rejected) mb.rejected.inc({ bridge: name, reason: rejected });
+    if (state.rejected) mb.rejected.inc({ bridge: name, reason: state.rejected });
   };
 
   const enqueue = (event: Record<string, unknown>) => {
