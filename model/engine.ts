@@ -215,6 +215,13 @@ export class ModelEngine {
   /** Apply the mode rules once; returns the transition taken, if any. */
   checkMode(now: number): Promise<Transition | null> {
     return this.serial(async () => {
+      // A version promoted elsewhere (npm run retrain -- --promote) is picked up here.
+      const dbActive = await reg.activeVersionName(this.d.db);
+      if (dbActive !== (this.active?.version ?? null)) {
+        if (dbActive) await this.loadActive((await reg.loadVersion(this.d.db, dbActive))!);
+        else this.active = null;
+        this.d.logger.info({ version: dbActive }, 'active version changed in PostgreSQL; reloaded');
+      }
       const previous = await reg.previousVersion(this.d.db);
       const t = decideMode(
         this.state,

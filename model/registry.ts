@@ -85,6 +85,10 @@ export async function loadActive(db: CommonQueryMethods): Promise<VersionRecord 
   return r ? toRecord(r) : null;
 }
 
+export async function activeVersionName(db: CommonQueryMethods): Promise<string | null> {
+  return db.maybeOneFirst(sql.type(z.object({ version: z.string() }))`SELECT version FROM model_versions WHERE status = 'active'`);
+}
+
 /** The version to roll back to: the most recently promoted one that is retired (not rolled back). */
 export async function previousVersion(db: CommonQueryMethods): Promise<string | null> {
   return db.maybeOneFirst(sql.type(z.object({ version: z.string() }))`

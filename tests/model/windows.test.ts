@@ -14,7 +14,6 @@ const run = (inputs: WindowInput[]) => {
   const b = builder();
   return { samples: inputs.flatMap((i) => b.add(i)), b };
 };
-const byId = (xs: TrainingSample[]) => new Map(xs.map((s) => [s.signal_id, s]));
 
 let session: Awaited<ReturnType<typeof simulateSession>>;
 const get = async () => (session ??= await simulateSession({ mode: 'pattern', seed: 5, steps: 150, cfg, rejectEvery: 7 }));
