@@ -1,0 +1,95 @@
+// The signal-out bridge on the real local Kafka and RabbitMQ: Avro ModelSignals on model.signals
+// (a namespace of this test) arrive on a RabbitMQ queue of this test as the seed's JSON, persistent,
+// in order per asset, each passing the order manager's own validation; offsets are committed (a
+// restarted bridge republishes nothing).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import amqplib from 'amqplib';
+import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { createMetrics } from '../../runtime/metrics.ts';
+import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { SignalEmitter } from '../../model/signals.ts';
+import { parseSignalJson } from '../../pipelines/signal-format.ts';
+import { SeededRng } from '../../model/rng.ts';
+import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
+import type { ModelSignal } from '../../schemas/types.ts';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+test('model.signals -> RabbitMQ as validated JSON, persistent, ordered, committed', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('mso');
+  const cleanup = await createNamespace(kafka, prefix, 2);
+  const queue = `test.model-signals.${randomBytes(4).toString('hex')}`;
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  const mk = () =>
+    createSignalOutBridge({ kafka, codec, logger: testLogger, metrics: createMetrics(), amqpUrl: AMQP_URL, queue, topicPrefix: prefix, groupId: `${prefix}bridge`, batchMax: 7, retryMaxMs: 500 });
+  let bridge = mk();
+  try {
+    // Signals from the warm-up emitter.
+    const cfg = testModelConfig({ MODEL_FEATURE_LOOKBACK: '20' });
+    const e = new SignalEmitter(cfg, new SeededRng(8));
+    const signals: ModelSignal[] = [];
+    for (let t = 0; t < 60; t++) {
+      for (const a of cfg.MODEL_ASSETS) e.onTicker(tickerRecord({ symbol: a, lastPrice: 100 + Math.sin(t) , bid1Price: 99.99 + Math.sin(t), ask1Price: 100.01 + Math.sin(t), bid1Size: 1, ask1Size: 1, volume24h: 5 }, T0 + t * 1000));
+      signals.push(...e.emit(T0 + t * 1000, { mode: { mode: 'warmup', version: null, warmupStartedAt: T0 }, model: null, exposure: () => 0 }));
+    }
+    assert.ok(signals.length > 50);
+    const producer = kafka.producer();
+    await producer.connect();
+    const topic = `${prefix}model.signals`;
+    await producer.send(topic, await Promise.all(signals.map(async (s) => ({ key: s.asset, value: await codec.encode(topic, s) }))));
+    await producer.disconnect();
+
+    await bridge.start();
+    await ch.assertQueue(queue, { durable: true });
+    const got: Array<{ json: Record<string, unknown>; persistent: boolean; messageId: string }> = [];
+    await ch.consume(queue, (m) => {
+      if (!m) return;
+      got.push({ json: JSON.parse(m.content.toString('utf8')), persistent: m.properties.deliveryMode === 2, messageId: m.properties.messageId });
+      ch.ack(m);
+    });
+    await waitFor('every signal on RabbitMQ', () => got.length >= signals.length, 60_000);
+    assert.equal(got.length, signals.length);
+    for (const g of got) {
+      const r = parseSignalJson(g.json);
+      assert.ok(r.ok, r.ok ? '' : r.detail);
+      assert.equal(g.persistent, true);
+      assert.equal(g.messageId, g.json.signal_id);
+      assert.equal(g.json.is_warmup, true);
+      assert.equal(g.json.model_version, null);
+    }
+    for (const a of cfg.MODEL_ASSETS) {
+      assert.deepEqual(
+        got.filter((g) => g.json.asset === a).map((g) => g.json.signal_id),
+        signals.filter((s) => s.asset === a).map((s) => s.signal_id),
+        `order of ${a}`,
+      );
+    }
+    // Offsets committed after the confirms: the group is at the end of the topic, and a new bridge
+    // instance of the group publishes nothing again.
+    const admin = kafka.admin();
+    await admin.connect();
+    const high = await admin.topicOffsets(topic);
+    await waitFor('offsets committed', async () => {
+      const done = await admin.groupOffsets(`${prefix}bridge`, topic);
+      return high.every((h) => h.high === '0' || done.find((d) => d.partition === h.partition)?.offset === h.high);
+    }, 30_000);
+    await admin.disconnect();
+    await bridge.stop();
+    bridge = mk();
+    await bridge.start();
+    await waitFor('bridge ready', () => bridge.ready(), 30_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(got.length, signals.length);
+  } finally {
+    await bridge.stop().catch(() => {});
+    await ch.deleteQueue(queue).catch(() => {});
+    await conn.close().catch(() => {});
+    await cleanup();
+  }
+});
