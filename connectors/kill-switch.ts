@@ -25,7 +25,7 @@ import type { UnitFactory } from '../runtime/service.ts';
 import { resume, setKillSwitch, type TradingStateName } from '../pipelines/trading-state.ts';
 import type { Category } from './bybit-rest.ts';
 import { RET } from './bybit-errors.ts';
-import { readerFor, type ExchangeReader, type Raw } from './reconciler.ts';
+import { readerFor, unitEnv, type ExchangeReader, type Raw } from './reconciler.ts';
 
 export const name = 'kill-switch';
 
@@ -279,7 +279,7 @@ export function formatKillSwitchReport(r: KillSwitchReport): string {
  * 502 when the exchange could not be cleared, 400 for a bad body.
  */
 export const killSwitchUnit: UnitFactory = async (rt) => {
-  const config = parseConfig(rt.cfg);
+  const config = parseConfig(unitEnv(rt.cfg));
   const ks = createKillSwitch({ config, db: rt.db, reader: readerFor(rt, config.KILL_SWITCH_RATE_LIMIT_FRACTION), clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry });
   const body = z.object({ on: z.boolean(), reason: z.string().max(500).optional() });
   rt.admin.addRoute({

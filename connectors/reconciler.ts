@@ -87,6 +87,16 @@ export function parseConfig(env: Record<string, unknown> = process.env): Reconci
   return configSchema.parse(env);
 }
 
+/**
+ * What a unit parses its settings from: the service's frozen configuration, over the environment.
+ * runtime/config.ts validates and freezes the settings of the unit schemas it lists; until it lists
+ * this file's and connectors/kill-switch.ts's, their RECONCILE_* / KILL_SWITCH_* settings are only
+ * in the environment. Keys the frozen configuration has always win.
+ */
+export function unitEnv(cfg: Record<string, unknown>, env: Record<string, unknown> = process.env): Record<string, unknown> {
+  return { ...env, ...cfg };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Metrics (names are constants; README/docs list them)
 
@@ -866,7 +876,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 // The unit (wired into the order-manager service by stack/services.ts)
 
 export function readerFor(rt: Pick<Runtime, 'cfg' | 'clock'>, fraction: number): ExchangeReader {
-  return createExchangeReader({ config: restConfig(rt.cfg), fraction, clock: rt.clock, maxPages: parseConfig(rt.cfg).RECONCILE_MAX_PAGES });
+  return createExchangeReader({ config: restConfig(rt.cfg), fraction, clock: rt.clock, maxPages: parseConfig(unitEnv(rt.cfg)).RECONCILE_MAX_PAGES });
 }
 
 /**
@@ -876,7 +886,7 @@ export function readerFor(rt: Pick<Runtime, 'cfg' | 'clock'>, fraction: number):
  * last report).
  */
 export const reconcilerUnit: UnitFactory = async (rt) => {
-  const config = parseConfig(rt.cfg);
+  const config = parseConfig(unitEnv(rt.cfg));
   const reconciler = createReconciler({
     config,
     db: rt.db,
