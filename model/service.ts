@@ -33,7 +33,7 @@ export function windowConfig(cfg: ModelConfig) {
 
 /** The model settings of a runtime: its env plus the runtime's TOPIC_PREFIX and AMQP_URL. */
 function configOf(rt: Runtime): ModelConfig {
-  return parseModelConfig({ ...process.env, TOPIC_PREFIX: rt.cfg.TOPIC_PREFIX, AMQP_URL: rt.cfg.AMQP_URL });
+  return parseModelConfig({ ...rt.env, TOPIC_PREFIX: rt.cfg.TOPIC_PREFIX, AMQP_URL: rt.cfg.AMQP_URL });
 }
 
 const modelCore: UnitFactory = async (rt): Promise<Unit> => {

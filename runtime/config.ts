@@ -10,6 +10,7 @@ import { configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { configSchema as placeSettings } from '../pipelines/place.ts';
 import { configSchema as trackSettings } from '../pipelines/track.ts';
+import { configSchema as modelSettings } from '../model/config.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -52,7 +53,7 @@ export const settings = {
 // Settings declared by the units themselves (house style 8: a unit exports its config schema). They
 // are parsed here too, so a bad value fails the start with every problem listed, and they appear in
 // the README table; the unit re-parses its own slice from the frozen config.
-const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings];
+const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings];
 
 function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
   let t: z.ZodTypeAny = s;

@@ -15,6 +15,8 @@ import { retry } from './retry.ts';
 
 export interface Runtime {
   cfg: Config;
+  /** The raw settings the config was parsed from (environment + overrides), for units that parse their own. */
+  env: Readonly<Record<string, string | undefined>>;
   logger: Logger;
   metrics: Metrics;
   kafka: KafkaPort;
@@ -44,7 +46,8 @@ export async function createRuntime(
   clock: Clock = systemClock,
   opts: { logDestination?: { write(line: string): void } } = {},
 ): Promise<Runtime> {
-  const cfg = loadConfig({ ...process.env, ...overrides });
+  const env = Object.freeze({ ...process.env, ...overrides });
+  const cfg = loadConfig(env);
   const logger = createLogger(cfg, service, opts.logDestination);
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
@@ -59,6 +62,7 @@ export async function createRuntime(
   let fatalSeen = false;
   return {
     cfg,
+    env,
     logger,
     metrics,
     kafka,

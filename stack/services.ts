@@ -9,6 +9,7 @@ import { createPlaceStage, parseConfig as placeConfig } from '../pipelines/place
 import { createBybitRest, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../pipelines/track.ts';
+import { modelServiceUnits } from '../model/service.ts';
 
 const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
 
@@ -48,5 +49,9 @@ export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync',
     units: [exchangeSync, track, place, sizeRisk, validate, signalBridge],
+  },
+  'model': {
+    doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
+    units: modelServiceUnits(),
   },
 };

@@ -14,6 +14,11 @@ import { SERVICES, SIM_BALANCES } from './services.ts';
 import { tcpOpen } from './net.ts';
 import { startSimulator } from '../sim/server.ts';
 
+// The paper-trading demo on the simulator should show trading within a minute: unless the operator
+// chose otherwise, warm-up signals come every 5 s instead of every minute.
+if (process.argv[2] === undefined || process.argv[2] === 'model') {
+  if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') process.env.WARMUP_INTERVAL_MS ??= '5000';
+}
 const cfg = loadConfig();
 const log = createLogger(cfg, 'start');
 const wanted = process.argv[2] ? [process.argv[2]] : Object.keys(SERVICES);
