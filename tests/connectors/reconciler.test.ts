@@ -19,7 +19,8 @@ import { runStage } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
-import { createExchangeReader, createReconciler, parseConfig, formatReport, RECONCILE_METRICS, type Reconciler } from '../../connectors/reconciler.ts';
+import { createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type Reconciler } from '../../connectors/reconciler.ts';
+import { createRuntime } from '../../runtime/service.ts';
 import type { ExchangeOrderUpdate, Execution } from '../../schemas/types.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
@@ -209,4 +210,36 @@ test('a failing exchange makes the run fail (report ok=false, counted), and the 
   const m = await w.metrics.registry.getSingleMetricAsString(RECONCILE_METRICS.runs);
   assert.match(m, /outcome="failed"\} 1/);
   assert.match(m, /outcome="ok"\} 1/);
+});
+
+test('the service unit: startup run, POST /admin/reconcile needs ADMIN_TOKEN and answers the report, GET /admin/reconcile the last one', async (t) => {
+  const w = await world(t);
+  const token = randomBytes(12).toString('hex');
+  const dbName = (await w.db.one(sql.type(z.object({ d: z.string() }))`SELECT current_database() AS d`)).d;
+  const rt = await createRuntime('rec-test', { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: withDatabase(testCfg.DATABASE_URL, dbName), TOPIC_PREFIX: w.prefix, BYBIT_SIM_PORT: String(w.sim.port), LOG_LEVEL: 'silent' });
+  const unit = await reconcilerUnit(rt);
+  t.after(async () => {
+    await unit.stop();
+    await rt.db.end();
+    await rt.admin.close();
+  });
+  await waitFor('the startup reconciliation', () => unit.ready());
+  const startup = await w.db.one(sql.type(z.object({ trigger: z.string(), ok: z.boolean() }))`SELECT trigger, ok FROM reconcile_runs ORDER BY id LIMIT 1`);
+  assert.deepEqual(startup, { trigger: 'startup', ok: true });
+
+  w.sim.placeOrder({ category: 'spot', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Limit', qty: '0.1', price: '2800', orderLinkId: 'desk-admin-1' });
+  const url = `${rt.admin.url}/admin/reconcile`;
+  assert.equal((await fetch(url, { method: 'POST' })).status, 401);
+  const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}` } });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { ok: boolean; trigger: string; checked: { openOrders: number } };
+  assert.equal(body.trigger, 'admin');
+  assert.equal(body.ok, true);
+  assert.ok(body.checked.openOrders >= 1);
+  const lastRes = await fetch(url);
+  assert.equal(lastRes.status, 200);
+  assert.equal(((await lastRes.json()) as { trigger: string }).trigger, 'admin');
+  // The runtime's /metrics carries the reconciler's metrics.
+  const metrics = await (await fetch(`${rt.admin.url}/metrics`)).text();
+  assert.match(metrics, /reconcile_runs_total\{trigger="admin",outcome="ok"\} 1/);
 });
