@@ -11,6 +11,8 @@ import { configSchema as exchangeSyncSettings } from '../connectors/exchange-syn
 import { configSchema as placeSettings } from '../pipelines/place.ts';
 import { configSchema as trackSettings } from '../pipelines/track.ts';
 import { configSchema as modelSettings } from '../model/config.ts';
+import { configSchema as reconcilerSettings } from '../connectors/reconciler.ts';
+import { configSchema as killSwitchSettings } from '../connectors/kill-switch.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -53,7 +55,7 @@ export const settings = {
 // Settings declared by the units themselves (house style 8: a unit exports its config schema). They
 // are parsed here too, so a bad value fails the start with every problem listed, and they appear in
 // the README table; the unit re-parses its own slice from the frozen config.
-const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings];
+const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings];
 
 function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
   let t: z.ZodTypeAny = s;

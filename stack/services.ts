@@ -10,6 +10,8 @@ import { createBybitRest, parseConfig as restConfig } from '../connectors/bybit-
 import { createExchangeSync, parseConfig as syncConfig } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../pipelines/track.ts';
 import { modelServiceUnits } from '../model/service.ts';
+import { reconcilerUnit } from '../connectors/reconciler.ts';
+import { killSwitchUnit } from '../connectors/kill-switch.ts';
 
 const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
 
@@ -47,8 +49,8 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 
 export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
-    doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync',
-    units: [exchangeSync, track, place, sizeRisk, validate, signalBridge],
+    doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch',
+    units: [exchangeSync, track, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
