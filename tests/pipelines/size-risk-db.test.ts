@@ -46,7 +46,7 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, decisions, signals, trading_state_transitions, balances, tickers, positions`);
+  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, decisions, signals, trading_state_transitions, balances, tickers, positions`);
   await pool.query(sql.typeAlias('void')`
     UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, day_realised_pnl = 0, trading_day = ${utcDay(NOW)}::date WHERE id`);
   await pool.query(sql.typeAlias('void')`
