@@ -13,6 +13,9 @@ import { configSchema as trackSettings } from '../pipelines/track.ts';
 import { configSchema as modelSettings } from '../model/config.ts';
 import { configSchema as reconcilerSettings } from '../connectors/reconciler.ts';
 import { configSchema as killSwitchSettings } from '../connectors/kill-switch.ts';
+import { configSchema as wsGatewaySettings } from '../connectors/ws-gateway-bridge.ts';
+import { configSchema as bybitWsSettings } from '../connectors/bybit-ws.ts';
+import { configSchema as eventsOutSettings } from '../connectors/events-out-bridge.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -55,7 +58,7 @@ export const settings = {
 // Settings declared by the units themselves (house style 8: a unit exports its config schema). They
 // are parsed here too, so a bad value fails the start with every problem listed, and they appear in
 // the README table; the unit re-parses its own slice from the frozen config.
-const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings];
+const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings, wsGatewaySettings, bybitWsSettings, eventsOutSettings];
 
 function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
   let t: z.ZodTypeAny = s;

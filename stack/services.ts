@@ -12,6 +12,30 @@ import { createTrackStage, parseConfig as trackConfig } from '../pipelines/track
 import { modelServiceUnits } from '../model/service.ts';
 import { reconcilerUnit } from '../connectors/reconciler.ts';
 import { killSwitchUnit } from '../connectors/kill-switch.ts';
+import { createWsGatewayBridge, parseConfig as wsGatewayConfig } from '../connectors/ws-gateway-bridge.ts';
+import { createBybitWs, parseConfig as bybitWsConfig } from '../connectors/bybit-ws.ts';
+import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../connectors/events-out-bridge.ts';
+
+/** Bybit's streams into the exchange topics: from ws-gateway's queues, or our own websocket. */
+const exchangeStreams: UnitFactory = async (rt) => {
+  const ws = bybitWsConfig(rt.cfg);
+  if (ws.EXCHANGE_STREAM_SOURCE === 'direct') {
+    // Tickers of the traded assets: ASSETS, else what the model service trades.
+    const assets = (rt.cfg.ASSETS as string[]).length ? (rt.cfg.ASSETS as string[]) : (rt.cfg.MODEL_ASSETS as string[]);
+    const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: ws, assets, clock: rt.clock });
+    await c.start();
+    return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
+  }
+  const b = createWsGatewayBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: wsGatewayConfig(rt.cfg), clock: rt.clock });
+  await b.start();
+  return { name: 'ws-gateway-bridge', ready: () => b.ready(), stop: () => b.stop() };
+};
+
+const eventsOut: UnitFactory = async (rt) => {
+  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.cfg), clock: rt.clock });
+  await b.start();
+  return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
+};
 
 const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
 
@@ -50,7 +74,7 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch',
-    units: [exchangeSync, track, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
+    units: [exchangeSync, eventsOut, track, exchangeStreams, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',

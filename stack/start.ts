@@ -16,8 +16,11 @@ import { startSimulator } from '../sim/server.ts';
 
 // The paper-trading demo on the simulator should show trading within a minute: unless the operator
 // chose otherwise, warm-up signals come every 5 s instead of every minute.
-if (process.argv[2] === undefined || process.argv[2] === 'model') {
-  if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') process.env.WARMUP_INTERVAL_MS ??= '5000';
+// On the simulator there is no ws-gateway service: the order manager reads the exchange's streams
+// over its own websocket.
+if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') {
+  process.env.WARMUP_INTERVAL_MS ??= '5000';
+  process.env.EXCHANGE_STREAM_SOURCE ??= 'direct';
 }
 const cfg = loadConfig();
 const log = createLogger(cfg, 'start');

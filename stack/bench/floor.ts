@@ -89,3 +89,66 @@ export async function rabbitHop(url: string, n: number, gapMs: number): Promise<
   await conn.close();
   return dist(lat);
 }
+
+/**
+ * The exactly-once floor: one record produced inside a Kafka transaction (send + sendOffsets +
+ * commit, as the stage runner does per chunk) → a read_committed consumer receives it. This is the
+ * least one runner hop can cost; the gap to kafkaHop is the price of exactly-once.
+ */
+export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Promise<Dist> {
+  const topic = `bench-floor-tx-${randomBytes(4).toString('hex')}`;
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.ensureTopics([{ topic, partitions: 1, config: {} }]);
+  const producer = kafka.producer({ transactionalId: `${topic}-tx` });
+  await producer.connect();
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10, readCommitted: true });
+  const sent = new Map<string, number>();
+  const lat: number[] = [];
+  let joined = false;
+  consumer.onGroupJoin(() => (joined = true));
+  await consumer.connect();
+  await consumer.subscribe([topic], false);
+  await consumer.run(async (batch, ctl) => {
+    const t = performance.now();
+    for (const m of batch.messages) {
+      const s = sent.get(m.key ?? '');
+      if (s !== undefined) lat.push(t - s);
+      ctl.resolveOffset(m.offset);
+    }
+  });
+  while (!joined) await sleep(20);
+  for (let i = 0; i < n + 20; i++) {
+    const key = `k${i}`;
+    if (i >= 20) sent.set(key, performance.now());
+    const tx = await producer.transaction();
+    await tx.send(topic, [{ key, value: Buffer.from('x') }]);
+    await tx.sendOffsets(`${topic}-src`, [{ topic, partition: 0, offset: String(i) }]);
+    await tx.commit();
+    await sleep(gapMs);
+  }
+  const until = Date.now() + 10_000;
+  while (lat.length < n && Date.now() < until) await sleep(20);
+  await consumer.disconnect();
+  await producer.disconnect();
+  await admin.deleteTopics([topic]).catch(() => {});
+  await admin.disconnect();
+  return dist(lat);
+}
+
+/** Several runs of one measurement: the median of each run's quantiles, the worst max. */
+export interface Summary {
+  runs: Dist[];
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export function summarize(runs: Dist[]): Summary {
+  const med = (xs: number[]) => {
+    const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
+  };
+  return { runs, p50: med(runs.map((r) => r.p50)), p90: med(runs.map((r) => r.p90)), p99: med(runs.map((r) => r.p99)), max: Math.max(...runs.map((r) => r.max)) };
+}
