@@ -35,6 +35,7 @@ COPY sql ./sql
 COPY model ./model
 COPY sim ./sim
 COPY stack ./stack
+COPY cli ./cli
 # Non-root: the node image's unprivileged user.
 USER node
 EXPOSE 9300
