@@ -141,10 +141,13 @@ export interface E2eOptions {
   amqpUrl: string;
   databaseUrl: string;
   log: (line: string) => void;
+  /** Swap placement's client-side Bybit limiter (16 creates/s) for a relaxed one. Default true. */
+  relaxClientLimiter?: boolean;
 }
 
 export interface E2eBench {
-  run(rate: number, seconds: number): Promise<RunResult>;
+  /** Offer `rate` signals/s for `seconds`, then wait (at most drainMs) until each has its first order event. */
+  run(rate: number, seconds: number, drainMs?: number): Promise<RunResult>;
   /** Fill each run's per-hop medians from the Kafka record timestamps (after the runs: no load then). */
   fillHops(runs: RunResult[]): Promise<void>;
   rss(): Record<string, number>;
@@ -205,6 +208,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     // intents queued in one chunk (a newer create for the same asset and strategy supersedes an
     // older unsent one) is switched off.
     PLACE_COALESCE: 'false',
+    BENCH_RELAX_CLIENT_LIMITER: o.relaxClientLimiter === false ? '0' : '1',
     RECONCILE_CRON: '0 0 1 1 *',
     METRICS_DEFAULTS: 'false',
   });
@@ -238,7 +242,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
 
   let runNo = 0;
   const sentOf = new Map<RunResult, Array<{ id: string; trace: string; at: number }>>();
-  const run = async (rate: number, seconds: number): Promise<RunResult> => {
+  const run = async (rate: number, seconds: number, drainMs = 90_000): Promise<RunResult> => {
     runNo++;
     const { prices } = await sim.ask<{ prices: Record<string, string> }>('prices');
     const n = Math.round(rate * seconds);
@@ -276,7 +280,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     }
     await pub.waitForConfirms();
     const publishedBy = Date.now();
-    const until = Date.now() + 20_000;
+    const until = Date.now() + drainMs;
     while (sent.some((s) => !firstEvent.has(s.id)) && Date.now() < until) await sleep(50);
     const after = await om.ask<MetricsAnswer>('metrics');
     const { orders } = await sim.ask<{ orders: Array<[string, number]> }>('orders');

@@ -1,5 +1,5 @@
 // The exchange simulator for the benchmark, in its own process (so its CPU and memory are not the
-// order manager's): a free port, rate limits off, an account far from any balance limit. Talks to
+// order manager's): a free port, rate limits ×1000, an account far from any balance limit. Talks to
 // the bench driver over IPC: sends {ready, port, key, secret}; answers {orders} with the acceptance
 // time (createdTime, ms) of every order by orderLinkId, and {prices} with the current mids.
 import { startSimulator } from '../../sim/server.ts';
@@ -12,7 +12,9 @@ const sim = await startSimulator({
   seed: 11,
   credentials: [{ key: KEY, secret: SECRET }],
   balances: { USDT: 1e10, BTC: 1, ETH: 10, SOL: 100 },
-  rateLimits: { enabled: false },
+  // ×1000 rather than off: the simulator still answers with X-Bapi-Limit headers, and the client's
+  // limiter takes the lower of its own limit and the header's.
+  rateLimits: { multiplier: 1000 },
 });
 
 const send = (m: unknown) => process.send?.(m);
