@@ -10,6 +10,7 @@ import { createMetrics } from '../runtime/metrics.ts';
 import { createContext, EXIT, UsageError, type CliContext } from './context.ts';
 import { statusCommand } from './status.ts';
 import { tailCommand } from './tail.ts';
+import { replayCommand } from './replay.ts';
 
 export const HELP = `Operator CLI of the Bybit order manager.
 
@@ -29,7 +30,9 @@ Commands:
                                   Print records as JSON lines, Avro values decoded (like rpk topic
                                   consume). Default: new records only, until Ctrl-C. --prefix
                                   overrides TOPIC_PREFIX.
-  replay                          Replay backtests (not yet available).
+  replay --file F | --topic-prefix P [...]
+                                  Replay backtest in a fresh namespace against a seeded simulator;
+                                  report + equity chart in reports/ (replay --help; docs/backtest.md).
   retrain                         Retrain the model (not yet available).
   help, --help, -h                This text.
 
@@ -70,6 +73,8 @@ async function killSwitch(ctx: CliContext, arg: string | undefined, reason: stri
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // replay has its own options (cli/replay.ts).
+  if (argv[0] === 'replay') return replayCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -104,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
     return EXIT.usage;
   }
-  if (command === 'replay' || command === 'retrain') {
+  if (command === 'retrain') {
     process.stderr.write(`${command}: not yet available\n`);
     return EXIT.usage;
   }
