@@ -389,7 +389,8 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const specs = topicSpecs(prefix, cfg.TOPIC_PARTITIONS);
   // Tickers reach the database from a 5 s REST poll (wall-clock timing): a replay sizes from each
   // signal's snapshot price instead, which the simulator's market is set to (docs/backtest.md).
-  const settings: Record<string, string> = { RISK_TICKER_MAX_AGE_MS: '0', ...(opts.settings ?? {}) };
+  // The wallet the next signal is sized against is refreshed every second rather than every 5 s.
+  const settings: Record<string, string> = { RISK_TICKER_MAX_AGE_MS: '0', SYNC_MARKET_CRON: '* * * * * *', ...(opts.settings ?? {}) };
   let rt: Runtime | null = null;
   let stop: (() => Promise<void>) | null = null;
   const producer = kafka.producer();
