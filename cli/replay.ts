@@ -67,6 +67,8 @@ export interface ReplayOptions {
   logLevel?: string;
   /** Extra settings for the replayed services (e.g. RISK_MAX_ORDER_NOTIONAL). */
   settings?: Record<string, string>;
+  /** Stops the replay between signals; the namespace is still cleaned up. */
+  signal?: AbortSignal;
 }
 
 export interface StrategyRow {
@@ -447,6 +449,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     const fills: Array<Record<string, unknown>> = [];
     bar.update(0);
     for (let i = 0; i < records.length; i++) {
+      if (opts.signal?.aborted) throw new Error('interrupted');
       const r = records[i]!;
       const p = parsed[i]!;
       // Market time moves by the recorded spacing (at least one price step, at most maxGap).
@@ -814,7 +817,11 @@ export async function replayCommand(argv: string[]): Promise<number> {
   }
   try {
     const opts = parseReplayArgs(argv);
-    const { report, jsonPath, htmlPath } = await runReplay(opts);
+    // Ctrl-C / SIGTERM: stop after the current signal and clean the namespace up.
+    const ac = new AbortController();
+    process.once('SIGINT', () => ac.abort());
+    process.once('SIGTERM', () => ac.abort());
+    const { report, jsonPath, htmlPath } = await runReplay({ ...opts, signal: ac.signal });
     process.stdout.write(
       `signals ${report.signals.total} (placed ${report.signals.placed}, rejected ${report.signals.rejected}, invalid ${report.signals.invalid}, timeouts ${report.signals.timeouts})\n` +
         `orders ${report.orders} fills ${report.fills} fees ${report.fees} slippage ${report.slippage_bps.avg_weighted} bps pnl ${report.pnl.total} max_drawdown ${report.max_drawdown.amount}\n` +
