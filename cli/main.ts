@@ -33,7 +33,7 @@ Commands:
   replay --file F | --topic-prefix P [...]
                                   Replay backtest in a fresh namespace against a seeded simulator;
                                   report + equity chart in reports/ (replay --help; docs/backtest.md).
-  retrain                         Retrain the model (not yet available).
+  retrain [options]               Retrain a candidate model from orders.events (npm run retrain; see docs/model.md).
   help, --help, -h                This text.
 
 Exit codes: 0 done, 1 failed, 2 usage error (unknown command, bad arguments, invalid configuration,
@@ -75,6 +75,13 @@ async function killSwitch(ctx: CliContext, arg: string | undefined, reason: stri
 export async function main(argv: string[]): Promise<number> {
   // replay has its own options (cli/replay.ts).
   if (argv[0] === 'replay') return replayCommand(argv.slice(1));
+  // retrain is the model service's retraining tool, with its own options (docs/model.md).
+  if (argv[0] === 'retrain') {
+    const { spawnSync } = await import('node:child_process');
+    const script = new URL('../model/retrain-cli.ts', import.meta.url).pathname;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...argv.slice(1)], { stdio: 'inherit' });
+    return r.status ?? EXIT.failed;
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -109,11 +116,6 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP}`);
     return EXIT.usage;
   }
-  if (command === 'retrain') {
-    process.stderr.write(`${command}: not yet available\n`);
-    return EXIT.usage;
-  }
-
   let ctx: CliContext;
   try {
     ctx = createContext();
