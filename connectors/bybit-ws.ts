@@ -25,7 +25,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { RejectedError } from '../runtime/errors.ts';
-import { backoffMs } from '../runtime/retry.ts';
+import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
 import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrap, type StreamRejectReason } from './bybit-stream-format.ts';
 
@@ -228,17 +228,9 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
   return {
     start: async () => {
       producer = deps.kafka.producer();
-      for (let attempt = 0; !producerUp; attempt++) {
-        try {
-          await producer.connect();
-          producerUp = true;
-        } catch (err) {
-          if (stopping) throw err;
-          const delay = backoffMs(attempt, 200, cfg.BYBIT_WS_RETRY_MAX_MS);
-          log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'Kafka unavailable; waiting');
-          await sleep(delay, undefined, { signal: abort.signal });
-        }
-      }
+      // No deadline: a bridge waits for Kafka as long as it runs; stop() aborts the wait.
+      await connectWithBackoff(() => producer!.connect(), log, cfg.BYBIT_WS_RETRY_MAX_MS, { deadlineMs: Infinity, signal: abort.signal });
+      producerUp = true;
       const c = new WebsocketClient(wsOptions(cfg), bybitLogger(log));
       client = c;
       c.on('update', (evt: Record<string, unknown>) => enqueue(evt));

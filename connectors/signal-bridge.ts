@@ -26,7 +26,7 @@ import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/ka
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
-import { backoffMs } from '../runtime/retry.ts';
+import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
 import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
 
@@ -285,17 +285,9 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
   return {
     start: async () => {
       producer = deps.kafka.producer();
-      for (let attempt = 0; !producerUp; attempt++) {
-        try {
-          await producer.connect();
-          producerUp = true;
-        } catch (err) {
-          if (stopping) throw err;
-          const delay = backoffMs(attempt, 200, cfg.SIGNAL_BRIDGE_RETRY_MAX_MS);
-          log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'Kafka unavailable; waiting');
-          await sleep(delay, undefined, { signal: abort.signal });
-        }
-      }
+      // No deadline: a bridge waits for Kafka as long as it runs; stop() aborts the wait.
+      await connectWithBackoff(() => producer!.connect(), log, cfg.SIGNAL_BRIDGE_RETRY_MAX_MS, { deadlineMs: Infinity, signal: abort.signal });
+      producerUp = true;
       pumpDone = pump();
       amqp = createAmqpConnection({
         url: cfg.AMQP_URL,

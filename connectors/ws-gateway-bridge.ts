@@ -32,7 +32,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { RejectedError } from '../runtime/errors.ts';
-import { backoffMs } from '../runtime/retry.ts';
+import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
 import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
 import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrapBytes, type StreamRejectReason } from './bybit-stream-format.ts';
@@ -374,17 +374,9 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
   return {
     start: async () => {
       producer = deps.kafka.producer();
-      for (let attempt = 0; !producerUp; attempt++) {
-        try {
-          await producer.connect();
-          producerUp = true;
-        } catch (err) {
-          if (stopping) throw err;
-          const delay = backoffMs(attempt, 200, cfg.WS_GATEWAY_RETRY_MAX_MS);
-          log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'Kafka unavailable; waiting');
-          await sleep(delay, undefined, { signal: abort.signal });
-        }
-      }
+      // No deadline: a bridge waits for Kafka as long as it runs; stop() aborts the wait.
+      await connectWithBackoff(() => producer!.connect(), log, cfg.WS_GATEWAY_RETRY_MAX_MS, { deadlineMs: Infinity, signal: abort.signal });
+      producerUp = true;
       pumpDone = pump();
       amqp = createAmqpConnection({
         url: cfg.AMQP_URL,

@@ -11,7 +11,7 @@
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Runtime, Unit, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
-import { connectWithBackoff } from '../pipelines/runner.ts';
+import { connectWithBackoff } from '../runtime/retry.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';

@@ -14,7 +14,7 @@ import type { KafkaPort, InMessage } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
-import { connectWithBackoff } from '../pipelines/runner.ts';
+import { connectWithBackoff } from '../runtime/retry.ts';
 import { backoffMs } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
 import { createAmqpConnection, type AmqpConnect, type ChannelModel } from '../connectors/amqp.ts';

@@ -19,7 +19,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { classify, FatalError, PipelineError, RejectedError } from '../runtime/errors.ts';
-import { backoffMs } from '../runtime/retry.ts';
+import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Encodes values for a topic (schema chosen by topic) and decodes Confluent wire-format bytes. */
@@ -318,19 +318,4 @@ function isKafkaTransient(err: unknown): boolean {
   return e?.retriable === true || /^KafkaJS/.test(e?.name ?? '') || /CONCURRENT_TRANSACTIONS|COORDINATOR|NOT_LEADER|PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test(e?.type ?? '');
 }
 
-/** Broker unavailable at start: wait with backoff, and say so in the log. */
-export async function connectWithBackoff(connect: () => Promise<void>, log: Logger, maxMs: number, deadlineMs = 10 * 60_000): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await connect();
-      return;
-    } catch (err) {
-      if (Date.now() > until) throw err;
-      const delay = backoffMs(attempt, 200, maxMs);
-      log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'broker unavailable; waiting');
-      await sleep(delay);
-    }
-  }
-}
 

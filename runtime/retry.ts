@@ -37,3 +37,27 @@ export async function retry<T>(fn: (attempt: number) => Promise<T>, opts: RetryO
     }
   }
 }
+
+/**
+ * A peer (broker, registry) unavailable at start: keep trying with backoff and say so in the log,
+ * until it answers, the deadline passes or `signal` aborts (the unit is stopping).
+ */
+export async function connectWithBackoff(
+  connect: () => Promise<void>,
+  log: { warn(obj: object, msg: string): void },
+  maxMs: number,
+  opts: { deadlineMs?: number; signal?: AbortSignal; what?: string } = {},
+): Promise<void> {
+  const until = Date.now() + (opts.deadlineMs ?? 10 * 60_000);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await connect();
+      return;
+    } catch (err) {
+      if (Date.now() > until || opts.signal?.aborted) throw err;
+      const delay = backoffMs(attempt, 200, maxMs);
+      log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, `${opts.what ?? 'Kafka'} unavailable; waiting`);
+      await sleep(delay, undefined, { signal: opts.signal });
+    }
+  }
+}
