@@ -1,32 +1,18 @@
 // Entry point of a service process (the container's command): `tsx stack/service-main.ts <service>`.
 //   setup          migrations + topics (idempotent), then exit
 //   order-manager  the order manager's bridges and stages
-import { join } from 'node:path';
 import { createRuntime, runUnits, stopOnSignals, type Runtime } from '../runtime/service.ts';
-import { loadConfig, kafkaBrokers } from '../runtime/config.ts';
+import { loadConfig } from '../runtime/config.ts';
+import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { createKafka } from '../runtime/kafka.ts';
-import { topicSpecs } from '../runtime/topics.ts';
-import { ensureDatabase, createDb } from '../runtime/db.ts';
-import { migrate } from '../runtime/migrate.ts';
 import { SERVICES } from './services.ts';
-import { ROOT } from './paths.ts';
 
 export async function setup(): Promise<void> {
   const cfg = loadConfig();
   const log = createLogger(cfg, 'setup');
-  await ensureDatabase(cfg.DATABASE_URL);
-  const db = await createDb(cfg.DATABASE_URL);
-  try {
-    await migrate(db, { dir: join(ROOT, 'sql'), logger: log });
-  } finally {
-    await db.end();
-  }
-  const admin = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'setup', logger: log }).admin();
-  await admin.connect();
-  const created = await admin.ensureTopics(topicSpecs(cfg.TOPIC_PREFIX, cfg.TOPIC_PARTITIONS));
-  await admin.disconnect();
-  log.info({ created }, 'setup done');
+  await migrateDatabase(cfg, log);
+  await ensureAllTopics(cfg, log);
+  log.info('setup done');
 }
 
 /**

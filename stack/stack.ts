@@ -15,11 +15,9 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig, kafkaBrokers, schemaRegistryUrl, type Config } from '../runtime/config.ts';
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { createKafka } from '../runtime/kafka.ts';
-import { topicSpecs } from '../runtime/topics.ts';
 import { retry } from '../runtime/retry.ts';
 import { RetriableError } from '../runtime/errors.ts';
-import { ensureDatabase, createDb } from '../runtime/db.ts';
-import { migrate } from '../runtime/migrate.ts';
+import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { tcpOpen, pidAlive } from './net.ts';
 import { ROOT } from './paths.ts';
 
@@ -259,28 +257,11 @@ export async function stackUp(cfg: Config, log: Logger): Promise<void> {
     cfg.SCHEMA_REGISTRY_URL ? Promise.resolve() : startRegistry(p, log),
     (async () => {
       await ensureService('PostgreSQL', pg.host, pg.port, postgresStartCmd(), log);
-      await ensureDatabase(cfg.DATABASE_URL);
-      const db = await createDb(cfg.DATABASE_URL);
-      try {
-        await migrate(db, { dir: join(ROOT, 'sql'), logger: log });
-      } finally {
-        await db.end();
-      }
+      await migrateDatabase(cfg, log);
     })(),
     ensureService('RabbitMQ', amqp.host, amqp.port, rabbitStartCmd(), log),
   ]);
-  const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'stack', logger: log });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const created = await admin.ensureTopics(topicSpecs(cfg.TOPIC_PREFIX, cfg.TOPIC_PARTITIONS));
-    if (created.length) log.info({ created }, 'topics created');
-    // The group coordinator answers only once __consumer_offsets is loaded: wait for it here so the
-    // first consumer of a test or a service does not.
-    await admin.groupOffsets('stack-readiness', topicSpecs(cfg.TOPIC_PREFIX, 1)[0]!.topic);
-  } finally {
-    await admin.disconnect();
-  }
+  await ensureAllTopics(cfg, log);
 }
 
 async function stopPid(file: string, name: string, log: Logger): Promise<void> {
