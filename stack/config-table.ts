@@ -7,13 +7,26 @@ import { settingsTable } from '../runtime/config.ts';
 import { ROOT } from './paths.ts';
 
 const cell = (d: string) => (d === '' ? '(empty)' : d === '(unset)' ? '(unset)' : `\`${d}\``);
-const table = ['| Setting | Default | Meaning |', '|---|---|---|', ...settingsTable().map((r) => `| \`${r.name}\` | ${cell(r.default)} | ${r.meaning} |`)].join('\n');
 
-if (process.argv.includes('--write')) {
-  const file = join(ROOT, 'README.md');
-  const text = readFileSync(file, 'utf8');
-  const out = text.replace(/<!-- config:start -->[\s\S]*<!-- config:end -->/, `<!-- config:start -->\n${table}\n<!-- config:end -->`);
-  writeFileSync(file, out);
-} else {
-  console.log(table);
+export function configTable(): string {
+  return ['| Setting | Default | Meaning |', '|---|---|---|', ...settingsTable().map((r) => `| \`${r.name}\` | ${cell(r.default)} | ${r.meaning} |`)].join('\n');
+}
+
+/** The text between the README's config markers (null when the markers are not there exactly once). */
+export function readmeTable(readme: string): string | null {
+  const m = readme.match(/<!-- config:start -->\n([\s\S]*?)\n<!-- config:end -->/g);
+  return m && m.length === 1 ? m[0].replace(/^<!-- config:start -->\n/, '').replace(/\n<!-- config:end -->$/, '') : null;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  if (process.argv.includes('--write')) {
+    const file = join(ROOT, 'README.md');
+    const text = readFileSync(file, 'utf8');
+    // A replacer function, not a string: defaults such as `^om-…$` hold `$`` sequences that a
+    // replacement string would expand (it once copied the README's head into the table).
+    const out = text.replace(/<!-- config:start -->[\s\S]*?<!-- config:end -->/, () => `<!-- config:start -->\n${configTable()}\n<!-- config:end -->`);
+    writeFileSync(file, out);
+  } else {
+    console.log(configTable());
+  }
 }

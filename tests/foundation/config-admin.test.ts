@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { loadConfig, ConfigError, settingsTable, settings } from '../../runtime/config.ts';
+import { configTable, readmeTable } from '../../stack/config-table.ts';
 import { startAdmin } from '../../runtime/admin.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createLogger } from '../../runtime/logger.ts';
@@ -37,6 +38,10 @@ test('config: the README table lists every setting', () => {
   assert.ok(names.length > Object.keys(settings).length, 'unit settings are part of the table');
   const missing = names.filter((k) => !readme.includes(`| \`${k}\``));
   assert.deepEqual(missing, [], 'run `npx tsx stack/config-table.ts --write`');
+  // The whole table, exactly as generated, once: a stale or mangled copy is a failure too.
+  assert.equal(readmeTable(readme), configTable(), 'run `npx tsx stack/config-table.ts --write`');
+  const headings = readme.split('\n').filter((l) => l.startsWith('## '));
+  assert.deepEqual(headings.filter((h, i) => headings.indexOf(h) !== i), [], 'README sections appear once');
 });
 
 test('logs never carry the API secret', () => {
