@@ -16,7 +16,7 @@
 // Given the same records (in any interleaving that respects the lateness bound) the builder emits
 // the same samples; features are recomputed from the tickers, so a replay gives identical vectors.
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
-import { computeFeatures, FEATURE_SPEC_ID, tickFromTicker, type Tick } from './features.ts';
+import { computeFeatures, FEATURE_SPEC_ID, MIN_HISTORY, tickFromTicker, type Tick } from './features.ts';
 
 export interface Src {
   topic: string;
@@ -88,10 +88,22 @@ interface Pending {
   src: Src;
   events: HeldEvent[];
   final: boolean;
+  /** ts + horizon + lateness. */
+  close: number;
+  /** The asset's watermark has passed close. */
+  armed: boolean;
+  /** Built (or being built in this add): no longer pending; heap entries of it are skipped. */
+  done: boolean;
 }
 
 const key = (s: Src) => `${s.topic}\u0000${s.partition}`;
-const cmpOffset = (a: string, b: string) => (BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0);
+const PLAIN_OFFSET = /^(0|[1-9][0-9]*)$/;
+/** Compares two decimal offsets (plain non-negative ones without BigInt: by length, then text). */
+function cmpOffset(a: string, b: string): number {
+  if (a === b) return 0;
+  if (PLAIN_OFFSET.test(a) && PLAIN_OFFSET.test(b)) return a.length !== b.length ? a.length - b.length : a < b ? -1 : 1;
+  return BigInt(a) < BigInt(b) ? -1 : BigInt(a) > BigInt(b) ? 1 : 0;
+}
 
 export function exposureOf(signal: ModelSignal): number {
   const extra = signal.metadata?.extra;
@@ -104,33 +116,155 @@ export function exposureOf(signal: ModelSignal): number {
   }
 }
 
+/** A binary min-heap (by `less`), for the builder's time-ordered queues. */
+class MinHeap<T> {
+  private readonly a: T[] = [];
+  constructor(private readonly less: (x: T, y: T) => boolean) {}
+  get size(): number {
+    return this.a.length;
+  }
+  peek(): T | undefined {
+    return this.a[0];
+  }
+  push(x: T): void {
+    const a = this.a;
+    let i = a.length;
+    a.push(x);
+    while (i > 0) {
+      const up = (i - 1) >> 1;
+      if (!this.less(x, a[up]!)) break;
+      a[i] = a[up]!;
+      i = up;
+    }
+    a[i] = x;
+  }
+  pop(): T | undefined {
+    const a = this.a;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    let i = 0;
+    const n = a.length;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && this.less(a[r]!, a[l]!) ? r : l;
+      if (!this.less(a[c]!, last)) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    a[i] = last;
+    return top;
+  }
+  /** Every element, in no particular order. */
+  items(): readonly T[] {
+    return this.a;
+  }
+}
+
+/**
+ * An asset's tickers, ascending by ts (equal ts: arrival order). `arr[head..]` is the live list:
+ * pruning moves `head` instead of splicing the front; the array is compacted now and then.
+ */
+interface TickList {
+  arr: HeldTick[];
+  head: number;
+}
+
+/** First index in [head, arr.length) whose ts > x (arr.length when none). */
+function upperBound(l: TickList, x: number): number {
+  let lo = l.head;
+  let hi = l.arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (l.arr[mid]!.ts > x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+/** First index in [head, arr.length) whose ts >= x. */
+function lowerBound(l: TickList, x: number): number {
+  let lo = l.head;
+  let hi = l.arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (l.arr[mid]!.ts >= x) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}
+
+const byTs = (a: Pending, b: Pending) => a.signal.timestamp < b.signal.timestamp;
+
+interface AssetPending {
+  /** Every pending signal of the asset (lazy deletion), by ts: the oldest one bounds pruning. */
+  all: MinHeap<Pending>;
+  /** Pending signals whose close the asset's watermark has not passed yet, by ts (= by close). */
+  unarmed: MinHeap<Pending>;
+}
+
+interface OrphanRef {
+  id: string;
+  e: HeldEvent;
+}
+
+// Incremental state (same rules as before, without scanning everything per record):
+//   - a pending signal is "armed" once its asset's watermark has passed its close (watermarks only
+//     grow, so it stays armed); armed + final is ready, armed and not final waits in a heap by
+//     close for the order-event watermark to pass close + max wait (which only grows too);
+//   - pruning per asset is a binary search from the oldest pending signal (heap) and the retention
+//     horizon; orphans wait in a heap by occurred_at and are dropped when the order-event
+//     watermark leaves them `retention` behind.
 export class WindowBuilder {
-  private readonly ticks = new Map<string, HeldTick[]>();
+  private readonly ticks = new Map<string, TickList>();
   private readonly watermark = new Map<string, number>();
   private readonly pruned = new Map<string, number>();
   private readonly pending = new Map<string, Pending>();
+  private readonly byAsset = new Map<string, AssetPending>();
+  /** Armed, not final: waiting for the order-event watermark, by close. */
+  private readonly waiting = new MinHeap<Pending>(byTs);
+  /** Became ready inside the current add (armed and a final event arrived). */
+  private readyNow: Pending[] = [];
   private readonly orphans = new Map<string, HeldEvent[]>();
+  private readonly orphanQueue = new MinHeap<OrphanRef>((a, b) => a.e.ev.occurred_at < b.e.ev.occurred_at);
   private readonly done = new Set<string>();
-  private readonly doneOrder: string[] = [];
-  private readonly lastSeen = new Map<string, { topic: string; partition: number; offset: string }>();
+  private doneOrder: string[] = [];
+  private doneHead = 0;
+  /** Newest offset seen per topic-partition, in first-seen order; `seenIdx` finds an entry without building a key. */
+  private readonly lastSeen = new Map<string, Src>();
+  private readonly seenIdx = new Map<string, Map<number, Src>>();
   private orderWm = -Infinity;
+  private readonly retentionMs: number;
   readonly stats: WindowStats = { lateTickers: 0, lateEvents: 0, lateSignals: 0, unjoinedEvents: 0, insufficientHistory: 0, duplicateSignals: 0, samples: 0 };
 
-  constructor(private readonly cfg: WindowConfig) {}
+  constructor(private readonly cfg: WindowConfig) {
+    this.retentionMs = Math.max(cfg.tickerRetentionMs ?? 30 * 60_000, cfg.horizonMs + cfg.allowedLatenessMs + cfg.orderEventsMaxWaitMs);
+  }
 
   private get retention(): number {
-    return Math.max(this.cfg.tickerRetentionMs ?? 30 * 60_000, this.cfg.horizonMs + this.cfg.allowedLatenessMs + this.cfg.orderEventsMaxWaitMs);
+    return this.retentionMs;
   }
 
   /** Feed one record; returns the samples it completed, ordered by (ts, signal_id). */
   add(input: WindowInput): TrainingSample[] {
-    const k = key(input.src);
-    const prev = this.lastSeen.get(k);
-    if (!prev || cmpOffset(input.src.offset, prev.offset) > 0) this.lastSeen.set(k, { ...input.src });
+    this.see(input.src);
     if (input.kind === 'ticker') this.addTicker(input.value, input.src);
     else if (input.kind === 'signal') this.addSignal(input.value, input.src);
     else this.addEvent(input.value, input.src);
     return this.flush();
+  }
+
+  private see(src: Src): void {
+    let parts = this.seenIdx.get(src.topic);
+    if (!parts) this.seenIdx.set(src.topic, (parts = new Map()));
+    const prev = parts.get(src.partition);
+    if (!prev) {
+      const entry = { topic: src.topic, partition: src.partition, offset: src.offset };
+      parts.set(src.partition, entry);
+      this.lastSeen.set(key(src), entry);
+    } else if (cmpOffset(src.offset, prev.offset) > 0) prev.offset = src.offset;
   }
 
   private addTicker(t: Ticker, src: Src): void {
@@ -141,14 +275,19 @@ export class WindowBuilder {
       this.stats.lateTickers++;
       return;
     }
-    const list = this.ticks.get(t.symbol) ?? [];
-    // A redelivered record (same topic, partition, offset) is already held.
-    if (list.some((x) => x.ts === tick.ts && x.src.offset === src.offset && x.src.partition === src.partition && x.src.topic === src.topic)) return;
-    // Insert in ts order (stable for equal ts: arrival order, then offset).
-    let i = list.length;
-    while (i > 0 && list[i - 1]!.ts > tick.ts) i--;
-    list.splice(i, 0, { ...tick, src });
-    this.ticks.set(t.symbol, list);
+    let list = this.ticks.get(t.symbol);
+    const at = list ? upperBound(list, tick.ts) : 0;
+    if (list) {
+      // A redelivered record (same topic, partition, offset) is already held.
+      for (let i = lowerBound(list, tick.ts); i < at; i++) {
+        const x = list.arr[i]!;
+        if (x.src.offset === src.offset && x.src.partition === src.partition && x.src.topic === src.topic) return;
+      }
+    } else this.ticks.set(t.symbol, (list = { arr: [], head: 0 }));
+    // Insert in ts order (stable for equal ts: arrival order).
+    const held: HeldTick = { ...tick, src };
+    if (at === list.arr.length) list.arr.push(held);
+    else list.arr.splice(at, 0, held);
     if (tick.ts > wm) this.watermark.set(t.symbol, tick.ts);
   }
 
@@ -160,7 +299,8 @@ export class WindowBuilder {
     }
     const prunedTs = this.pruned.get(s.asset);
     if (prunedTs !== undefined) {
-      const before = (this.ticks.get(s.asset) ?? []).filter((t) => t.ts <= s.timestamp).length;
+      const list = this.ticks.get(s.asset);
+      const before = list ? upperBound(list, s.timestamp) - list.head : 0;
       if (before < this.cfg.lookback + 1 || s.timestamp <= prunedTs) {
         this.stats.lateSignals++;
         return;
@@ -168,16 +308,26 @@ export class WindowBuilder {
     }
     const events = this.orphans.get(s.signal_id) ?? [];
     this.orphans.delete(s.signal_id);
-    const p: Pending = { signal: s, src, events: [], final: false };
+    const p: Pending = { signal: s, src, events: [], final: false, close: this.closeOf(s), armed: false, done: false };
     for (const e of events) this.attach(p, e);
     this.pending.set(s.signal_id, p);
+    let ap = this.byAsset.get(s.asset);
+    if (!ap) this.byAsset.set(s.asset, (ap = { all: new MinHeap(byTs), unarmed: new MinHeap(byTs) }));
+    ap.all.push(p);
+    ap.unarmed.push(p);
   }
 
   private attach(p: Pending, e: HeldEvent): void {
-    if (e.ev.occurred_at > this.closeOf(p.signal) + this.cfg.orderEventsMaxWaitMs) return; // outside the window
+    if (e.ev.occurred_at > p.close + this.cfg.orderEventsMaxWaitMs) return; // outside the window
     if (p.events.some((x) => x.ev.event_id === e.ev.event_id)) return; // duplicate delivery
     p.events.push(e);
-    if (FINAL_EVENTS.has(e.ev.event_type)) p.final = true;
+    if (!p.final && FINAL_EVENTS.has(e.ev.event_type)) {
+      p.final = true;
+      if (p.armed && !p.done) {
+        p.done = true;
+        this.readyNow.push(p);
+      }
+    }
   }
 
   private addEvent(ev: OrderEvent, src: Src): void {
@@ -190,9 +340,11 @@ export class WindowBuilder {
     const p = this.pending.get(ev.signal_id);
     if (p) this.attach(p, { ev, src });
     else {
-      const list = this.orphans.get(ev.signal_id) ?? [];
-      list.push({ ev, src });
-      this.orphans.set(ev.signal_id, list);
+      const e = { ev, src };
+      const list = this.orphans.get(ev.signal_id);
+      if (list) list.push(e);
+      else this.orphans.set(ev.signal_id, [e]);
+      this.orphanQueue.push({ id: ev.signal_id, e });
     }
   }
 
@@ -201,21 +353,50 @@ export class WindowBuilder {
   }
 
   private flush(): TrainingSample[] {
-    const ready: Pending[] = [];
-    for (const p of this.pending.values()) {
-      const wm = this.watermark.get(p.signal.asset) ?? -Infinity;
-      const close = this.closeOf(p.signal);
-      if (wm >= close && (p.final || this.orderWm >= close + this.cfg.orderEventsMaxWaitMs)) ready.push(p);
+    const ready = this.readyNow;
+    this.readyNow = [];
+    const maxWait = this.cfg.orderEventsMaxWaitMs;
+    // Arm the signals whose asset watermark passed their close.
+    for (const [asset, ap] of this.byAsset) {
+      const h = ap.unarmed;
+      if (h.size === 0) continue;
+      const wm = this.watermark.get(asset) ?? -Infinity;
+      for (let p = h.peek(); p !== undefined; p = h.peek()) {
+        if (p.done) {
+          h.pop();
+          continue;
+        }
+        if (!(wm >= p.close)) break;
+        h.pop();
+        p.armed = true;
+        if (p.final || this.orderWm >= p.close + maxWait) {
+          p.done = true;
+          ready.push(p);
+        } else this.waiting.push(p);
+      }
     }
-    ready.sort((a, b) => a.signal.timestamp - b.signal.timestamp || (a.signal.signal_id < b.signal.signal_id ? -1 : 1));
+    // Armed signals without a final event, once the order-event watermark passed close + max wait.
+    for (let p = this.waiting.peek(); p !== undefined; p = this.waiting.peek()) {
+      if (p.done) {
+        this.waiting.pop();
+        continue;
+      }
+      if (!(this.orderWm >= p.close + maxWait)) break;
+      this.waiting.pop();
+      p.done = true;
+      ready.push(p);
+    }
     const out: TrainingSample[] = [];
-    for (const p of ready) {
-      this.pending.delete(p.signal.signal_id);
-      this.markDone(p.signal.signal_id);
-      const s = this.build(p);
-      if (s) out.push(s);
+    if (ready.length) {
+      ready.sort((a, b) => a.signal.timestamp - b.signal.timestamp || (a.signal.signal_id < b.signal.signal_id ? -1 : 1));
+      for (const p of ready) {
+        this.pending.delete(p.signal.signal_id);
+        this.markDone(p.signal.signal_id);
+        const s = this.build(p);
+        if (s) out.push(s);
+      }
+      this.stats.samples += out.length;
     }
-    this.stats.samples += out.length;
     this.prune();
     return out;
   }
@@ -223,41 +404,71 @@ export class WindowBuilder {
   private markDone(id: string): void {
     this.done.add(id);
     this.doneOrder.push(id);
-    if (this.doneOrder.length > 100_000) this.done.delete(this.doneOrder.shift()!);
+    if (this.doneOrder.length - this.doneHead > 100_000) {
+      this.done.delete(this.doneOrder[this.doneHead]!);
+      this.doneOrder[this.doneHead++] = '';
+      if (this.doneHead >= 100_000) {
+        this.doneOrder = this.doneOrder.slice(this.doneHead);
+        this.doneHead = 0;
+      }
+    }
+  }
+
+  /** The oldest pending signal of an asset (drops built ones from the heap). */
+  private oldestPending(asset: string): Pending | undefined {
+    const h = this.byAsset.get(asset)?.all;
+    if (!h) return undefined;
+    let p = h.peek();
+    while (p !== undefined && p.done) {
+      h.pop();
+      p = h.peek();
+    }
+    return p;
   }
 
   private prune(): void {
+    const keep = this.cfg.lookback + 1;
     for (const [asset, list] of this.ticks) {
       const wm = this.watermark.get(asset) ?? -Infinity;
       let needFrom = wm - this.retention;
-      for (const p of this.pending.values()) if (p.signal.asset === asset) needFrom = Math.min(needFrom, p.signal.timestamp);
-      const firstNeeded = list.findIndex((t) => t.ts > needFrom);
-      const keepFrom = Math.max(0, (firstNeeded === -1 ? list.length : firstNeeded) - (this.cfg.lookback + 1));
-      if (keepFrom > 0) {
-        this.pruned.set(asset, list[keepFrom - 1]!.ts);
-        list.splice(0, keepFrom);
+      const oldest = this.oldestPending(asset);
+      if (oldest !== undefined) needFrom = Math.min(needFrom, oldest.signal.timestamp);
+      const keepFrom = upperBound(list, needFrom) - keep;
+      if (keepFrom > list.head) {
+        this.pruned.set(asset, list.arr[keepFrom - 1]!.ts);
+        list.head = keepFrom;
+        if (list.head >= 1024 && list.head * 2 >= list.arr.length) {
+          list.arr = list.arr.slice(list.head);
+          list.head = 0;
+        }
       }
     }
-    for (const [id, list] of this.orphans) {
-      const kept = list.filter((e) => e.ev.occurred_at >= this.orderWm - this.retention);
-      this.stats.unjoinedEvents += list.length - kept.length;
-      if (kept.length) this.orphans.set(id, kept);
-      else this.orphans.delete(id);
+    const horizon = this.orderWm - this.retention;
+    for (let o = this.orphanQueue.peek(); o !== undefined && o.e.ev.occurred_at < horizon; o = this.orphanQueue.peek()) {
+      this.orphanQueue.pop();
+      const list = this.orphans.get(o.id);
+      const i = list ? list.indexOf(o.e) : -1;
+      if (i < 0) continue; // joined its signal meanwhile
+      list!.splice(i, 1);
+      this.stats.unjoinedEvents++;
+      if (list!.length === 0) this.orphans.delete(o.id);
     }
   }
 
   private build(p: Pending): TrainingSample | null {
     const s = p.signal;
-    const list = this.ticks.get(s.asset) ?? [];
-    const hist = list.filter((t) => t.ts <= s.timestamp);
+    const list = this.ticks.get(s.asset) ?? { arr: [], head: 0 };
+    // Only the last max(lookback + 1, MIN_HISTORY) tickers at or before the signal matter to the features.
+    const end = upperBound(list, s.timestamp);
+    const hist = list.arr.slice(Math.max(list.head, end - Math.max(this.cfg.lookback + 1, MIN_HISTORY)), end);
     const features = computeFeatures(hist, exposureOf(s), this.cfg.lookback);
-    const atH = list.filter((t) => t.ts <= s.timestamp + this.cfg.horizonMs);
-    if (!features || atH.length === 0) {
+    const endH = upperBound(list, s.timestamp + this.cfg.horizonMs);
+    if (!features || endH === list.head) {
       this.stats.insufficientHistory++;
       return null;
     }
     const pRef = hist[hist.length - 1]!.mid;
-    const pH = atH[atH.length - 1]!.mid;
+    const pH = list.arr[endH - 1]!.mid;
     const mret = 1e4 * Math.log(pH / pRef);
     const label: 0 | 1 | null = mret > this.cfg.labelMinMoveBps ? 1 : mret < -this.cfg.labelMinMoveBps ? 0 : null;
     const events = [...p.events].sort((a, b) => a.ev.occurred_at - b.ev.occurred_at || (a.ev.sequence ?? 0) - (b.ev.sequence ?? 0) || (a.ev.event_id < b.ev.event_id ? -1 : 1));
@@ -328,7 +539,7 @@ export class WindowBuilder {
       const m = min.get(k);
       if (m === undefined || cmpOffset(s.offset, m) < 0) min.set(k, s.offset);
     };
-    for (const list of this.ticks.values()) for (const t of list) hold(t.src);
+    for (const list of this.ticks.values()) for (let i = list.head; i < list.arr.length; i++) hold(list.arr[i]!.src);
     for (const p of this.pending.values()) {
       hold(p.src);
       p.events.forEach((e) => hold(e.src));
