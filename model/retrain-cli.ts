@@ -14,8 +14,7 @@ import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.t
 import { createLogger } from '../runtime/logger.ts';
 import { createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { createDb } from '../runtime/db.ts';
-import { createTopicCodec } from '../pipelines/codec.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import { createTopicCodec, type TopicCodec } from '../pipelines/codec.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { parseModelConfig } from './config.ts';
@@ -75,12 +74,12 @@ async function readTopic(kafka: KafkaPort, topic: string, label: string): Promis
   return out;
 }
 
-async function decodeAll(codec: Codec, msgs: InMessage[], kind: WindowInput['kind']): Promise<WindowInput[]> {
+async function decodeAll(codec: TopicCodec, msgs: InMessage[], kind: WindowInput['kind']): Promise<WindowInput[]> {
   const out: WindowInput[] = [];
   for (const m of msgs) {
     if (!m.value) continue;
     try {
-      const value = await codec.decode(m.topic, m.value);
+      const value = codec.decodeSync(m.topic, m.value) ?? (await codec.decode(m.topic, m.value));
       out.push({ kind, value, src: { topic: m.topic, partition: m.partition, offset: m.offset } } as WindowInput);
     } catch {
       // undecodable records cannot become samples

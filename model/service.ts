@@ -13,6 +13,7 @@ import type { Runtime, Unit, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
+import type { TopicCodec } from '../pipelines/codec.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
 import { exposures } from './registry.ts';
@@ -59,13 +60,15 @@ const modelCore: UnitFactory = async (rt): Promise<Unit> => {
   });
   await connectWithBackoff(() => consumer.connect(), log, rt.cfg.STAGE_RETRY_MAX_MS);
   await consumer.subscribe([topics.tickers, topics.events, topics.signals], true);
+  const decodeSync = 'decodeSync' in rt.codec ? (rt.codec as TopicCodec).decodeSync : undefined;
   await consumer.run(async (batch, ctl) => {
     for (const msg of batch.messages) {
       if (!msg.value) continue;
       const src = { topic: msg.topic, partition: msg.partition, offset: msg.offset };
       let input: WindowInput;
       try {
-        const value = await rt.codec.decode(msg.topic, msg.value);
+        // Synchronous once the writer schema is cached (no promise per record); the port's decode otherwise.
+        const value = decodeSync?.(msg.topic, msg.value) ?? (await rt.codec.decode(msg.topic, msg.value));
         if (msg.topic === topics.tickers) {
           input = { kind: 'ticker', value: value as Ticker, src };
           engine.onTicker(value as Ticker);

@@ -139,6 +139,75 @@ function toPlain(v: unknown): unknown {
   return out;
 }
 
+/** Converts a value read with `type` into plain objects; null when the value needs no conversion. */
+type Plainify = (v: unknown) => unknown;
+
+const SAFE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * A converter specialised to one avsc type, equal in result to toPlain (records become plain
+ * objects of their fields, arrays and maps are copied, Buffers and primitives kept) without
+ * Object.entries and recursion over every value: records are built as object literals of a fixed
+ * shape. Returns null when values of the type are already plain (primitives, enums, bytes, fixed).
+ * Anything unusual (wrapped unions, logical types) falls back to toPlain.
+ */
+export function plainifier(type: avro.Type, seen = new Map<avro.Type, Plainify | null>()): Plainify | null {
+  if (seen.has(type)) return seen.get(type)!;
+  const t = type as avro.Type & { typeName: string };
+  const name = t.typeName;
+  if (name === 'record' || name === 'error') {
+    // Recursive records: a forwarding stub first, replaced once the converter exists.
+    let conv: Plainify = toPlain;
+    seen.set(type, (v) => conv(v));
+    const fields = (type as avro.types.RecordType).fields;
+    const convs = fields.map((f) => plainifier(f.type, seen));
+    if (fields.every((f) => SAFE_NAME.test(f.name) && f.name !== '__proto__')) {
+      const body = fields.map((f, i) => `${JSON.stringify(f.name)}: ${convs[i] ? `c[${i}](v.${f.name})` : `v.${f.name}`}`).join(', ');
+      conv = new Function('c', `return function plainRecord(v) { return { ${body} }; };`)(convs) as Plainify;
+    } else {
+      const names = fields.map((f) => f.name);
+      conv = (v) => {
+        const o: Record<string, unknown> = {};
+        const r = v as Record<string, unknown>;
+        for (let i = 0; i < names.length; i++) o[names[i]!] = convs[i] ? convs[i]!(r[names[i]!]) : r[names[i]!];
+        return o;
+      };
+    }
+    const out: Plainify = (v) => (v === null || typeof v !== 'object' ? v : conv(v));
+    seen.set(type, out);
+    return out;
+  }
+  let out: Plainify | null;
+  if (name === 'array') {
+    const item = plainifier((type as avro.types.ArrayType).itemsType, seen);
+    out = item ? (v) => (Array.isArray(v) ? v.map(item) : toPlain(v)) : (v) => (Array.isArray(v) ? v.slice() : toPlain(v));
+  } else if (name === 'map') {
+    const val = plainifier((type as avro.types.MapType).valuesType, seen);
+    out = (v) => {
+      if (v === null || typeof v !== 'object') return v;
+      const o: Record<string, unknown> = {};
+      for (const k of Object.keys(v)) o[k] = val ? val((v as Record<string, unknown>)[k]) : (v as Record<string, unknown>)[k];
+      return o;
+    };
+  } else if (name === 'union:unwrapped') {
+    const branches = (type as avro.types.UnwrappedUnionType).types.map((b) => plainifier(b, seen)).filter((c): c is Plainify => c !== null);
+    if (branches.length === 0) out = null;
+    else if (branches.length === 1) {
+      const only = branches[0]!;
+      // Primitive branches read as primitives (or Buffers): only objects need the one converter.
+      out = (v) => (v === null || typeof v !== 'object' || Buffer.isBuffer(v) ? v : only(v));
+    } else out = toPlain;
+  } else if (name === 'null' || name === 'boolean' || name === 'int' || name === 'long' || name === 'float' || name === 'double' || name === 'string' || name === 'enum') {
+    out = null;
+  } else if (name === 'bytes' || name === 'fixed') {
+    out = null; // Buffers stay Buffers
+  } else {
+    out = toPlain;
+  }
+  seen.set(type, out);
+  return out;
+}
+
 // ---- codecs ------------------------------------------------------------------------------------------------
 
 export interface Decoded<T> {
@@ -184,6 +253,13 @@ export interface CodecsOptions {
   logger?: { info(obj: object, msg?: string): void };
 }
 
+interface ReadPlan {
+  /** Type the body is read into: the writer's (no topic) or the topic's reader schema. */
+  type: avro.Type;
+  resolver: avro.Resolver | undefined;
+  plain: Plainify | null;
+}
+
 function topicMap(topics: CodecsOptions['topics']): Map<string, RecordKind> {
   const m = new Map<string, RecordKind>();
   if (topics === undefined) topics = DEFAULT_TOPIC_RECORDS;
@@ -206,6 +282,11 @@ export class SchemaCodecs {
   private readonly autoRegister: boolean;
   private readonly ids = new Map<string, Promise<number>>();
   private readonly resolvers = new Map<string, avro.Resolver | null>();
+  /** Writer schemas already fetched from the registry, by id: decoding then needs no await. */
+  private readonly writers = new Map<number, avro.Type>();
+  /** Per writer schema id and reader kind (or writer only, kind ''): how to read and plainify a body. */
+  private readonly readPlans = new Map<number, Map<string, ReadPlan>>();
+  private readonly kinds = new Map<string, RecordKind>();
   private readonly logger: CodecsOptions['logger'];
 
   constructor(opts: CodecsOptions) {
@@ -232,6 +313,14 @@ export class SchemaCodecs {
 
   /** Record kind carried by a topic (prefixed or not) or by its `-value` subject. */
   kindOf(topicOrSubject: string): RecordKind {
+    const cached = this.kinds.get(topicOrSubject);
+    if (cached !== undefined) return cached;
+    const kind = this.lookupKind(topicOrSubject);
+    if (this.kinds.size < 10_000) this.kinds.set(topicOrSubject, kind);
+    return kind;
+  }
+
+  private lookupKind(topicOrSubject: string): RecordKind {
     let topic = topicOf(topicOrSubject);
     if (this.topicPrefix && topic.startsWith(this.topicPrefix)) topic = topic.slice(this.topicPrefix.length);
     const kind = this.topics.get(topic) ?? (topic.endsWith('.dlq') ? 'DeadLetter' : undefined);
@@ -313,18 +402,40 @@ export class SchemaCodecs {
    * records written by an older (BACKWARD-compatible) schema come back in the current shape.
    */
   async decode(buffer: Buffer | null, topicOrSubject?: string): Promise<Decoded<unknown>> {
+    const fast = this.decodeSync(buffer, topicOrSubject);
+    if (fast !== undefined) return fast;
+    const { schemaId } = readWireHeader(buffer);
+    await this.writerSchema(schemaId);
+    return this.decodeSync(buffer, topicOrSubject)!;
+  }
+
+  /**
+   * decode without a promise, for replays and hot loops: the same result (or the same error,
+   * thrown) as decode once the record's writer schema has been fetched from the registry by this
+   * instance; undefined when it has not been yet (then use decode, which fetches and caches it).
+   */
+  decodeSync(buffer: Buffer | null, topicOrSubject?: string): Decoded<unknown> | undefined {
     const { schemaId, body } = readWireHeader(buffer);
-    const writerSchema = await this.writerSchema(schemaId);
-    let value: unknown;
-    if (topicOrSubject === undefined) {
-      value = this.readBody(writerSchema, body, schemaId);
-    } else {
-      const kind = this.kindOf(topicOrSubject);
-      const reader = this.schemas[kind].type;
-      const resolver = this.resolverFor(schemaId, writerSchema, kind);
-      value = this.readBody(reader, body, schemaId, resolver ?? undefined);
+    const writerSchema = this.writers.get(schemaId);
+    if (writerSchema === undefined) return undefined;
+    const plan = this.readPlan(schemaId, writerSchema, topicOrSubject === undefined ? '' : this.kindOf(topicOrSubject));
+    const value = this.readBody(plan.type, body, schemaId, plan.resolver);
+    return { value: plan.plain ? plan.plain(value) : value, schemaId, writerSchema };
+  }
+
+  private readPlan(schemaId: number, writer: avro.Type, kind: RecordKind | ''): ReadPlan {
+    let byKind = this.readPlans.get(schemaId);
+    if (!byKind) this.readPlans.set(schemaId, (byKind = new Map()));
+    let plan = byKind.get(kind);
+    if (!plan) {
+      if (kind === '') plan = { type: writer, resolver: undefined, plain: plainifier(writer) };
+      else {
+        const reader = this.schemas[kind].type;
+        plan = { type: reader, resolver: this.resolverFor(schemaId, writer, kind) ?? undefined, plain: plainifier(reader) };
+      }
+      byKind.set(kind, plan);
     }
-    return { value: toPlain(value), schemaId, writerSchema };
+    return plan;
   }
 
   /** A typed codec for one topic; checks the topic carries `kind`. */
@@ -343,8 +454,12 @@ export class SchemaCodecs {
   }
 
   private async writerSchema(schemaId: number): Promise<avro.Type> {
+    const known = this.writers.get(schemaId);
+    if (known !== undefined) return known;
     try {
-      return (await this.registry.getSchema(schemaId)) as unknown as avro.Type;
+      const type = (await this.registry.getSchema(schemaId)) as unknown as avro.Type;
+      this.writers.set(schemaId, type);
+      return type;
     } catch (err) {
       if ((err as { status?: number })?.status === 404) throw undecodable(`schema id ${schemaId} is unknown to the registry`, err);
       throw classifyRegistryError(err, `fetching schema ${schemaId}`);
