@@ -236,6 +236,8 @@ export class WindowBuilder {
   private readonly lastSeen = new Map<string, Src>();
   private readonly seenIdx = new Map<string, Map<number, Src>>();
   private orderWm = -Infinity;
+  /** Assets whose watermark, ticker list or pending signals changed since the last flush: only they can arm or prune. */
+  private readonly touched = new Set<string>();
   private readonly retentionMs: number;
   readonly stats: WindowStats = { lateTickers: 0, lateEvents: 0, lateSignals: 0, unjoinedEvents: 0, insufficientHistory: 0, duplicateSignals: 0, samples: 0 };
 
@@ -276,19 +278,24 @@ export class WindowBuilder {
       return;
     }
     let list = this.ticks.get(t.symbol);
-    const at = list ? upperBound(list, tick.ts) : 0;
-    if (list) {
+    if (!list) this.ticks.set(t.symbol, (list = { arr: [], head: 0 }));
+    const n = list.arr.length;
+    let at = n;
+    // In order (the common case): appended, and nothing held has this ts, so it is no redelivery.
+    if (n > list.head && list.arr[n - 1]!.ts >= tick.ts) {
+      at = upperBound(list, tick.ts);
       // A redelivered record (same topic, partition, offset) is already held.
       for (let i = lowerBound(list, tick.ts); i < at; i++) {
         const x = list.arr[i]!;
         if (x.src.offset === src.offset && x.src.partition === src.partition && x.src.topic === src.topic) return;
       }
-    } else this.ticks.set(t.symbol, (list = { arr: [], head: 0 }));
+    }
     // Insert in ts order (stable for equal ts: arrival order).
-    const held: HeldTick = { ...tick, src };
+    const held: HeldTick = { ts: tick.ts, mid: tick.mid, bid: tick.bid, ask: tick.ask, bidSize: tick.bidSize, askSize: tick.askSize, volume24h: tick.volume24h, src };
     if (at === list.arr.length) list.arr.push(held);
     else list.arr.splice(at, 0, held);
     if (tick.ts > wm) this.watermark.set(t.symbol, tick.ts);
+    this.touched.add(t.symbol);
   }
 
   private addSignal(s: ModelSignal, src: Src): void {
@@ -315,6 +322,7 @@ export class WindowBuilder {
     if (!ap) this.byAsset.set(s.asset, (ap = { all: new MinHeap(byTs), unarmed: new MinHeap(byTs) }));
     ap.all.push(p);
     ap.unarmed.push(p);
+    this.touched.add(s.asset);
   }
 
   private attach(p: Pending, e: HeldEvent): void {
@@ -357,9 +365,9 @@ export class WindowBuilder {
     this.readyNow = [];
     const maxWait = this.cfg.orderEventsMaxWaitMs;
     // Arm the signals whose asset watermark passed their close.
-    for (const [asset, ap] of this.byAsset) {
-      const h = ap.unarmed;
-      if (h.size === 0) continue;
+    for (const asset of this.touched) {
+      const h = this.byAsset.get(asset)?.unarmed;
+      if (h === undefined || h.size === 0) continue;
       const wm = this.watermark.get(asset) ?? -Infinity;
       for (let p = h.peek(); p !== undefined; p = h.peek()) {
         if (p.done) {
@@ -390,6 +398,7 @@ export class WindowBuilder {
     if (ready.length) {
       ready.sort((a, b) => a.signal.timestamp - b.signal.timestamp || (a.signal.signal_id < b.signal.signal_id ? -1 : 1));
       for (const p of ready) {
+        this.touched.add(p.signal.asset);
         this.pending.delete(p.signal.signal_id);
         this.markDone(p.signal.signal_id);
         const s = this.build(p);
@@ -428,7 +437,10 @@ export class WindowBuilder {
 
   private prune(): void {
     const keep = this.cfg.lookback + 1;
-    for (const [asset, list] of this.ticks) {
+    // Pruning an asset again without a change to its list, watermark or pending signals removes nothing.
+    for (const asset of this.touched) {
+      const list = this.ticks.get(asset);
+      if (list === undefined) continue;
       const wm = this.watermark.get(asset) ?? -Infinity;
       let needFrom = wm - this.retention;
       const oldest = this.oldestPending(asset);
@@ -453,6 +465,7 @@ export class WindowBuilder {
       this.stats.unjoinedEvents++;
       if (list!.length === 0) this.orphans.delete(o.id);
     }
+    this.touched.clear();
   }
 
   private build(p: Pending): TrainingSample | null {
