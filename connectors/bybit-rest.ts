@@ -35,6 +35,13 @@ export const configSchema = z.object({
   BYBIT_RATE_LIMIT_FRACTION: z
     .preprocess(emptyToUndefined, z.coerce.number().gt(0).max(1).default(0.8))
     .describe("Share of Bybit's per-UID rate limits the client uses (headroom for other clients of the account)."),
+  BYBIT_RATE_LIMIT_MULTIPLIER: z
+    .preprocess(emptyToUndefined, z.coerce.number().min(1).max(100_000).default(1))
+    .describe('Multiplies the client-side per-UID rate limits; above 1 only with BYBIT_ENV=sim (benchmarks and simulations against a simulator with relaxed limits). The exchange\'s X-Bapi-Limit headers still win when lower.'),
+}).superRefine((c, ctx) => {
+  if (c.BYBIT_RATE_LIMIT_MULTIPLIER !== 1 && c.BYBIT_ENV !== 'sim') {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['BYBIT_RATE_LIMIT_MULTIPLIER'], message: `only 1 is allowed unless BYBIT_ENV=sim (BYBIT_ENV=${c.BYBIT_ENV}): Bybit's real limits are not raised by a client setting` });
+  }
 });
 export type BybitRestConfig = z.output<typeof configSchema>;
 
@@ -139,7 +146,7 @@ const HISTORY = '/v5/order/history';
 export function createBybitRest(deps: BybitRestDeps): BybitRest {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
-  const limiter = deps.limiter ?? new RateLimiter({ fraction: cfg.BYBIT_RATE_LIMIT_FRACTION, clock });
+  const limiter = deps.limiter ?? new RateLimiter({ fraction: cfg.BYBIT_RATE_LIMIT_FRACTION, multiplier: cfg.BYBIT_ENV === 'sim' ? cfg.BYBIT_RATE_LIMIT_MULTIPLIER : 1, clock });
   const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
   // The API key is not a secret, but a short fingerprint is all a log line needs.
   const keyId = createHash('sha256').update(cfg.BYBIT_API_KEY).digest('hex').slice(0, 8);

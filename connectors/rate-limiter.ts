@@ -41,6 +41,8 @@ export interface RateLimitInfo {
 export interface RateLimiterOptions {
   /** Share of the limit to use (0 < f <= 1); keeps headroom for other clients of the UID. */
   fraction?: number;
+  /** Multiplies every configured limit (simulator only: BYBIT_RATE_LIMIT_MULTIPLIER). Default 1. */
+  multiplier?: number;
   limits?: Record<string, number>;
   otherLimit?: number;
   clock?: Clock;
@@ -65,6 +67,7 @@ const IN_FLIGHT_POLL_MS = 20;
 export class RateLimiter {
   private readonly keys = new Map<string, KeyState>();
   private readonly fraction: number;
+  private readonly multiplier: number;
   private readonly limits: Record<string, number>;
   private readonly otherLimit: number;
   private readonly clock: Clock;
@@ -77,6 +80,8 @@ export class RateLimiter {
   constructor(opts: RateLimiterOptions = {}) {
     this.fraction = opts.fraction ?? 0.8;
     if (!(this.fraction > 0 && this.fraction <= 1)) throw new RangeError(`rate limit fraction must be in (0, 1], got ${this.fraction}`);
+    this.multiplier = opts.multiplier ?? 1;
+    if (!(this.multiplier >= 1 && Number.isFinite(this.multiplier))) throw new RangeError(`rate limit multiplier must be a finite number >= 1, got ${this.multiplier}`);
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.otherLimit = opts.otherLimit ?? DEFAULT_OTHER_LIMIT;
     this.clock = opts.clock ?? systemClock;
@@ -90,7 +95,7 @@ export class RateLimiter {
   /** Requests allowed per rolling second for a key, after the fraction and the exchange's header. */
   limitOf(key: string): number {
     const path = key.split(':')[0]!;
-    const configured = this.limits[key] ?? this.limits[path] ?? this.otherLimit;
+    const configured = (this.limits[key] ?? this.limits[path] ?? this.otherLimit) * this.multiplier;
     const st = this.keys.get(key);
     const base = st?.headerLimit !== undefined ? Math.min(configured, st.headerLimit) : configured;
     return Math.max(1, Math.floor(base * this.fraction));

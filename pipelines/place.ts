@@ -56,6 +56,9 @@ export const configSchema = z.object({
   PLACE_RETRY_MIN_MS: z.preprocess(emptyToUndefined, int.min(1).default(200)).describe('Smallest backoff between retries of one intent, ms (a rate-limit answer waits until its reset instead).'),
   PLACE_RETRY_MAX_MS: z.preprocess(emptyToUndefined, int.min(1).default(5000)).describe('Largest backoff between retries of one intent, ms.'),
   PLACE_COALESCE: z.preprocess(emptyToUndefined, bool.default(true)).describe('Coalesce intents queued in one chunk: a newer create/amend for the same asset and strategy supersedes an older unsent one (cancels are never dropped).'),
+  PLACE_CONCURRENCY: z
+    .preprocess(emptyToUndefined, int.min(1).max(64).default(8))
+    .describe('Most symbols whose intents of one chunk are sent to Bybit at once; the intents of one symbol always go one after another, in order.'),
 });
 export type PlaceConfig = z.output<typeof configSchema>;
 
@@ -355,11 +358,15 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     return { outcome: 'already_placed', orderId: f.orderId, retCode: 0, retMsg: `placed by an earlier attempt (${f.orderStatus}); not sent again`, reasonCode: null, attempts, sentAt: now, ackedAt: now };
   };
 
+  // Intents of one symbol go to the exchange one after another, in chunk order (an amend or cancel
+  // after the create it targets, a newer order after an older one); different symbols in parallel,
+  // at most PLACE_CONCURRENCY at once. Idempotency does not depend on it: each intent still has its
+  // deterministic orderLinkId, query-before-resend and the memo, exactly as when sent one by one.
   const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
     const now = clock.now();
     const superseded = cfg.PLACE_COALESCE ? coalesce(records.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
     const outcomes = new Map<string, Outcome>();
-    for (const rec of records) {
+    const one = async (rec: StageRecord<OrderIntent>): Promise<void> => {
       const i = rec.value;
       const src = sourceOf(rec);
       let o = memo.get(memoKey(i));
@@ -374,7 +381,33 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src }, 'intent placed');
       }
       outcomes.set(src, o);
+    };
+    const lanes = new Map<string, StageRecord<OrderIntent>[]>();
+    for (const rec of records) {
+      const lane = lanes.get(rec.value.symbol) ?? [];
+      lane.push(rec);
+      lanes.set(rec.value.symbol, lane);
     }
+    // A failure (retries exhausted, fatal) stops every lane before its next intent; the lanes in
+    // flight finish their current intent (its outcome is remembered), then the first error goes to
+    // the runner, which retries the chunk: nothing is sent twice without a query in between.
+    let failure: { err: unknown } | null = null;
+    const queue = [...lanes.values()];
+    const worker = async (): Promise<void> => {
+      for (let lane = queue.shift(); lane; lane = queue.shift()) {
+        for (const rec of lane) {
+          if (failure) return;
+          try {
+            await one(rec);
+          } catch (err) {
+            failure ??= { err };
+            return;
+          }
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(cfg.PLACE_CONCURRENCY, queue.length) }, worker));
+    if (failure) throw (failure as { err: unknown }).err;
     return { outcomes };
   };
 

@@ -15,7 +15,8 @@ import { permits, type Evaluated, type TradingStateName } from './trading-state.
 // Exact decimals
 
 const DEC_RE = /^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$/;
-const pow10 = (n: number): bigint => 10n ** BigInt(n);
+const POW10: bigint[] = Array.from({ length: 64 }, (_, i) => 10n ** BigInt(i));
+const pow10 = (n: number): bigint => POW10[n] ?? 10n ** BigInt(n);
 
 function divRound(a: bigint, b: bigint, mode: 'floor' | 'ceil'): bigint {
   if (b === 0n) throw new RangeError('division by zero');
@@ -26,6 +27,10 @@ function divRound(a: bigint, b: bigint, mode: 'floor' | 'ceil'): bigint {
   if (mode === 'floor') return negative ? q - 1n : q;
   return negative ? q : q + 1n;
 }
+
+const PARSED = new Map<string, Dec>();
+const PARSED_MAX = 50_000;
+const NORM_STEPS = [16, 4, 1] as const;
 
 /** An exact decimal: mantissa × 10^-scale. Immutable. */
 export class Dec {
@@ -38,8 +43,20 @@ export class Dec {
   static of(v: string | number | bigint | Dec): Dec {
     if (v instanceof Dec) return v;
     if (typeof v === 'bigint') return new Dec(v, 0);
+    // Decs are immutable: the same decimal string (order qty, prices, filters read per record and
+    // per open order) is parsed once. Bounded; cleared when full.
     if (typeof v === 'number' && !Number.isFinite(v)) throw new RangeError(`not a finite number: ${v}`);
-    const str = String(v).trim();
+    const key = typeof v === 'string' ? v : String(v); // a number parses as its shortest round-trip form
+    const hit = PARSED.get(key);
+    if (hit) return hit;
+    const d = Dec.parse(key);
+    if (PARSED.size >= PARSED_MAX) PARSED.clear();
+    PARSED.set(key, d);
+    return d;
+  }
+
+  private static parse(v: string): Dec {
+    const str = v.trim();
     const m = DEC_RE.exec(str);
     if (!m || (m[2] === '' && (m[3] ?? '') === '')) throw new RangeError(`not a decimal: ${JSON.stringify(v)}`);
     const frac = m[3] ?? '';
@@ -64,9 +81,14 @@ export class Dec {
   private norm(): Dec {
     let { m, s } = this;
     if (m === 0n) return s === 0 ? this : Dec.ZERO;
-    while (s > 0 && m % 10n === 0n) {
-      m /= 10n;
-      s--;
+    if (s === 0 || m % 10n !== 0n) return this;
+    // Strip trailing zeros in big steps first (products of scaled values carry dozens of them).
+    for (const k of NORM_STEPS) {
+      const p = POW10[k]!;
+      while (s >= k && m % p === 0n) {
+        m /= p;
+        s -= k;
+      }
     }
     return m === this.m ? this : new Dec(m, s);
   }
@@ -489,7 +511,14 @@ export interface Exposure {
  * value. Conservative: open orders count at full remaining size, even when a cancel is pending.
  */
 export function exposure(st: RiskState, prices: ReadonlyMap<string, Dec> = new Map()): Exposure {
-  const priceOf = (symbol: string): Dec | null => prices.get(symbol) ?? valuationPrice(st, symbol);
+  const valued = new Map<string, Dec | null>(); // one valuation per symbol per call, not per order
+  const priceOf = (symbol: string): Dec | null => {
+    const given = prices.get(symbol);
+    if (given) return given;
+    let px = valued.get(symbol);
+    if (px === undefined) valued.set(symbol, (px = valuationPrice(st, symbol)));
+    return px;
+  };
   const byAsset = new Map<string, AssetExposure>();
   const at = (symbol: string): AssetExposure => {
     let e = byAsset.get(symbol);
@@ -543,9 +572,11 @@ function orderCost(o: OpenOrder, inst: Instrument | undefined, base: Dec, value:
 
 export function reservations(st: RiskState, cfg: RiskConfig): Reservations {
   const byCoin = new Map<string, Dec>();
+  const valued = new Map<string, Dec | null>(); // one valuation per symbol per call, not per order
   for (const o of st.openOrders) {
     const inst = st.instruments.get(instKey(o.category, o.symbol));
-    const px = valuationPrice(st, o.symbol);
+    let px = valued.get(o.symbol);
+    if (px === undefined) valued.set(o.symbol, (px = valuationPrice(st, o.symbol)));
     let base: Dec;
     let value: Dec;
     if (LOCAL_STATUSES.has(o.status)) {

@@ -73,6 +73,14 @@ export interface Stage<I, S = undefined> {
   process: (rec: StageRecord<I>, ctx: StageContext<S>) => StageResult;
   /** Edge: persist the chunk's effects before the Kafka commit. Must be idempotent (replays happen). */
   persist?: (items: Array<{ rec: StageRecord<I>; result: StageResult }>, state: S) => Promise<void>;
+  /**
+   * The runner processes input partitions concurrently. A stage whose decisions read state that
+   * chunks of other partitions change (the risk stage: open orders, exposure, balance reservations)
+   * sets `exclusive`: then load → process → persist of one chunk runs to its end before the next
+   * chunk's load starts (a FIFO mutex per stage), so every decision sees every earlier one exactly
+   * as with one partition at a time. The Kafka transactions (send, offsets, commit) still overlap.
+   */
+  exclusive?: boolean;
 }
 
 export interface RunnerDeps {
@@ -88,6 +96,28 @@ export interface RunnerDeps {
   onFatal: (err: Error) => void;
   fromBeginning?: boolean;
   sessionTimeoutMs?: number;
+  /**
+   * How many input partitions are processed at once (kafkajs partitionsConsumedConcurrently).
+   * Exactly-once holds: each partition has its own transactional producer and its own offsets.
+   * Default DEFAULT_PARTITIONS_CONCURRENTLY; 1 = one partition after another.
+   */
+  partitionsConcurrently?: number;
+}
+
+/** Upper bound of input partitions one runner processes at once (each has its own producer). */
+export const DEFAULT_PARTITIONS_CONCURRENTLY = 8;
+
+/** A FIFO mutex: `run(f)` starts f once every f passed earlier has settled. */
+export function createMutex(): <T>(f: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(f: () => Promise<T>): Promise<T> => {
+    const result = tail.then(f);
+    tail = result.then(
+      () => undefined,
+      () => undefined,
+    );
+    return result;
+  };
 }
 
 export interface RunningStage {
@@ -190,10 +220,19 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     };
   };
 
-  /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
-  const processChunk = async (topic: string, partition: number, messages: InMessage[]): Promise<void> => {
-    const t0 = performance.now();
-    const decoded = await decodeAll(messages);
+  const exclusive = createMutex();
+  // A stage over several co-partitioned topics (tracking: submissions and exchange streams, all
+  // keyed by symbol) gets facts about the same entity on the same partition number of each topic:
+  // chunks of one partition number never run at once, different partition numbers do.
+  const sameKeyLocks = new Map<number, <T>(f: () => Promise<T>) => Promise<T>>();
+  const sameKeyLock = (partition: number) => {
+    let l = sameKeyLocks.get(partition);
+    if (!l) sameKeyLocks.set(partition, (l = createMutex()));
+    return l;
+  };
+
+  /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
+  const decideChunk = async (partition: number, decoded: Decoded<I>[]): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
     const state = (stage.load ? await stage.load(recs) : undefined) as S;
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
@@ -233,6 +272,15 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       m.latency.observe({ stage: stage.name }, (performance.now() - r0) / 1000);
     }
     if (stage.persist) await stage.persist(items, state);
+    return byTopic;
+  };
+
+  /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
+  const processChunk = async (topic: string, partition: number, messages: InMessage[]): Promise<void> => {
+    const t0 = performance.now();
+    const decoded = await decodeAll(messages);
+    const decideIt = () => decideChunk(partition, decoded);
+    const byTopic = stage.exclusive ? await exclusive(decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
 
     const producer = await producerFor(topic, partition);
     const tx = await producer.transaction();
@@ -290,13 +338,16 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 
   await connectWithBackoff(() => consumer.connect(), log, deps.retryMaxMs);
   await consumer.subscribe(inputs, deps.fromBeginning ?? true);
-  await consumer.run(async (batch, ctl) => {
-    m.lag.set({ stage: stage.name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
-    for (let i = 0; i < batch.messages.length; i += deps.batchMax) {
-      const chunk = batch.messages.slice(i, i + deps.batchMax);
-      if (!(await handleChunk(batch.topic, batch.partition, chunk, ctl))) return;
-    }
-  });
+  await consumer.run(
+    async (batch, ctl) => {
+      m.lag.set({ stage: stage.name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
+      for (let i = 0; i < batch.messages.length; i += deps.batchMax) {
+        const chunk = batch.messages.slice(i, i + deps.batchMax);
+        if (!(await handleChunk(batch.topic, batch.partition, chunk, ctl))) return;
+      }
+    },
+    { partitionsConcurrently: Math.max(1, deps.partitionsConcurrently ?? DEFAULT_PARTITIONS_CONCURRENTLY) },
+  );
   log.info({ input: stage.input, dlq: stage.dlq }, 'stage running');
 
   return {

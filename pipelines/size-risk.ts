@@ -326,13 +326,16 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
   const persist = async (items: Array<{ rec: StageRecord<Signal>; result: StageResult }>, state: SizeRiskState): Promise<void> => {
     const db = requireDb();
     const now = clock.now();
+    const chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }> = [];
+    for (const { rec } of items) {
+      const entry = state.decided.get(rec.value.signal_id);
+      if (!entry) continue; // replayed, or repeated in the chunk: already recorded
+      chunk.push({ sig: rec.value, ...entry });
+    }
+    if (!state.trading.change && chunk.length === 0) return;
     await db.transaction(async (tx) => {
       if (state.trading.change) await recordTransition(tx, state.trading, now);
-      for (const { rec } of items) {
-        const entry = state.decided.get(rec.value.signal_id);
-        if (!entry) continue; // replayed, or repeated in the chunk: already recorded
-        await recordDecision(tx, rec.value, entry.decision, entry.outputs, now);
-      }
+      await recordDecisions(tx, chunk, now);
     });
     if (log) {
       const counts: Record<string, number> = {};
@@ -344,7 +347,10 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     }
   };
 
-  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+  // exclusive: the runner processes partitions concurrently, but a decision must see every decision
+  // persisted before it (open orders, exposure, reservations): load → process → persist of one chunk
+  // at a time, the Kafka commits overlapping.
+  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,52 +359,91 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
 /** JSON for jsonb columns: Dec and friends become strings, undefined disappears. */
 const plain = (v: unknown): never => JSON.parse(JSON.stringify(v ?? {})) as never;
 
-const idRow = z.object({ id: z.number() });
+const keyIdRow = z.object({ id: z.number(), idempotency_key: z.string() });
 
-async function recordDecision(tx: CommonQueryMethods, sig: Signal, d: Decision, outputs: StoredOutput[], now: number): Promise<void> {
-  const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? now;
-  const inputs = plain(d.inputs);
-  const insertDecision = async (key: string, orderLinkId: string | null, action: 'create' | 'amend' | 'cancel' | 'reject', reason: string, output: StoredOutput): Promise<number> => {
-    const row = await tx.maybeOne(sql.type(idRow)`
-      INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
-      VALUES (${key}, ${sig.signal_id}, ${orderLinkId}, ${action}, ${reason}, ${d.tradingState}, ${sql.jsonb(inputs)}, ${sql.jsonb(plain(output))},
-              ${sql.timestamp(new Date(at))})
-      ON CONFLICT (idempotency_key) DO NOTHING
-      RETURNING id`);
-    if (row) return row.id;
-    return (await tx.one(sql.type(idRow)`SELECT id FROM decisions WHERE idempotency_key = ${key}`)).id;
-  };
+/** Rows per multi-row INSERT (stays far below PostgreSQL's 65,535 bind parameters). */
+const ROWS_PER_INSERT = 500;
 
-  if (d.kind === 'reject') {
-    await insertDecision(`${sig.signal_id}:reject`, null, 'reject', d.code, outputs[0]!);
-  } else {
-    for (const [i, it] of d.intents.entries()) {
-      const decisionId = await insertDecision(`${sig.signal_id}:${it.sequence}`, it.order_link_id, it.action, it.reason, outputs[i]!);
-      if (it.action !== 'create') continue;
-      const context = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: it.signal?.snapshot_price ?? null, signal_timestamp: sig.timestamp, intent_id: it.intent_id };
-      await tx.query(sql.typeAlias('void')`
-        INSERT INTO orders (order_link_id, signal_id, decision_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit,
-                            reduce_only, qty, price, status, expires_at, created_at, updated_at, context)
-        VALUES (${it.order_link_id}, ${sig.signal_id}, ${decisionId}, ${sig.strategy_id}, ${it.category}, ${it.symbol}, ${it.side}, ${it.order_type},
-                ${it.time_in_force}, ${it.market_unit}, ${it.reduce_only}, ${it.qty}, ${it.price}, 'Intent',
-                ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}, ${sql.timestamp(new Date(it.decided_at))},
-                ${sql.timestamp(new Date(it.decided_at))}, ${sql.jsonb(plain(context))})
-        ON CONFLICT (order_link_id) DO NOTHING`);
+function* slices<T>(xs: T[], n: number): Generator<T[]> {
+  for (let i = 0; i < xs.length; i += n) yield xs.slice(i, i + n);
+}
+
+/**
+ * Record a chunk's decisions in three multi-row statements (decisions, then the orders of the
+ * creates, then the signals) instead of three round trips per signal. Same rows, same idempotency:
+ * decisions ON CONFLICT (idempotency_key) DO NOTHING (the ids of rows already there are read back),
+ * orders ON CONFLICT (order_link_id) DO NOTHING, signals upserted to 'decided'.
+ */
+async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }>, now: number): Promise<void> {
+  if (chunk.length === 0) return;
+  interface DecisionRowIn { key: string; sig: Signal; d: Decision; orderLinkId: string | null; action: 'create' | 'amend' | 'cancel' | 'reject'; reason: string; output: StoredOutput; at: number }
+  const decisionRows: DecisionRowIn[] = [];
+  const creates: Array<{ key: string; sig: Signal; it: OrderIntent }> = [];
+  const signalRows: Array<{ sig: Signal; d: Decision; at: number }> = [];
+  for (const { sig, decision: d, outputs } of chunk) {
+    const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? now;
+    if (d.kind === 'reject') {
+      decisionRows.push({ key: `${sig.signal_id}:reject`, sig, d, orderLinkId: null, action: 'reject', reason: d.code, output: outputs[0]!, at });
+    } else {
+      for (const [i, it] of d.intents.entries()) {
+        const key = `${sig.signal_id}:${it.sequence}`;
+        decisionRows.push({ key, sig, d, orderLinkId: it.order_link_id, action: it.action, reason: it.reason, output: outputs[i]!, at });
+        if (it.action === 'create') creates.push({ key, sig, it });
+      }
     }
+    signalRows.push({ sig, d, at });
   }
 
-  const outcome = d.outcome;
-  const reason = d.kind === 'reject' ? d.code : d.reason;
-  const snap = sig.market_data_snapshot?.price;
-  const snapshotPrice = typeof snap === 'number' && Number.isFinite(snap) && snap > 0 ? snap : null;
-  await tx.query(sql.typeAlias('void')`
-    INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup, confidence, asset, side,
-                         amount, snapshot_price, signal_ts, trace_id, payload, received_at)
-    VALUES (${sig.signal_id}, 'decided', ${outcome}, ${reason}, ${sql.timestamp(new Date(at))}, ${sig.strategy_id}, ${sig.model_version},
+  const ids = new Map<string, number>();
+  for (const part of slices(decisionRows, ROWS_PER_INSERT)) {
+    const values = part.map(
+      (r) => sql.fragment`(${r.key}, ${r.sig.signal_id}, ${r.orderLinkId}, ${r.action}, ${r.reason}, ${r.d.tradingState}, ${sql.jsonb(plain(r.d.inputs))},
+                           ${sql.jsonb(plain(r.output))}, ${sql.timestamp(new Date(r.at))})`,
+    );
+    const inserted = await tx.any(sql.type(keyIdRow)`
+      INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
+      VALUES ${sql.join(values, sql.fragment`, `)}
+      ON CONFLICT (idempotency_key) DO NOTHING
+      RETURNING id, idempotency_key`);
+    for (const r of inserted) ids.set(r.idempotency_key, r.id);
+  }
+  const missing = creates.map((c) => c.key).filter((k) => !ids.has(k));
+  if (missing.length > 0) {
+    // Recorded by an earlier attempt of this chunk: the orders row points at that decision.
+    for (const r of await tx.any(sql.type(keyIdRow)`SELECT id, idempotency_key FROM decisions WHERE idempotency_key = ANY(${sql.array(missing, 'text')})`)) ids.set(r.idempotency_key, r.id);
+  }
+
+  for (const part of slices(creates, ROWS_PER_INSERT)) {
+    const values = part.map(({ key, sig, it }) => {
+      const context = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: it.signal?.snapshot_price ?? null, signal_timestamp: sig.timestamp, intent_id: it.intent_id };
+      return sql.fragment`(${it.order_link_id}, ${sig.signal_id}, ${ids.get(key) ?? null}, ${sig.strategy_id}, ${it.category}, ${it.symbol}, ${it.side}, ${it.order_type},
+                ${it.time_in_force}, ${it.market_unit}, ${it.reduce_only}, ${it.qty}, ${it.price}, 'Intent',
+                ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}, ${sql.timestamp(new Date(it.decided_at))},
+                ${sql.timestamp(new Date(it.decided_at))}, ${sql.jsonb(plain(context))})`;
+    });
+    await tx.query(sql.typeAlias('void')`
+      INSERT INTO orders (order_link_id, signal_id, decision_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit,
+                          reduce_only, qty, price, status, expires_at, created_at, updated_at, context)
+      VALUES ${sql.join(values, sql.fragment`, `)}
+      ON CONFLICT (order_link_id) DO NOTHING`);
+  }
+
+  for (const part of slices(signalRows, ROWS_PER_INSERT)) {
+    const values = part.map(({ sig, d, at }) => {
+      const reason = d.kind === 'reject' ? d.code : d.reason;
+      const snap = sig.market_data_snapshot?.price;
+      const snapshotPrice = typeof snap === 'number' && Number.isFinite(snap) && snap > 0 ? snap : null;
+      return sql.fragment`(${sig.signal_id}, 'decided', ${d.outcome}, ${reason}, ${sql.timestamp(new Date(at))}, ${sig.strategy_id}, ${sig.model_version},
             ${sig.is_warmup}, ${sig.confidence}, ${sig.asset}, ${sig.signal_type}, ${sig.amount}, ${snapshotPrice},
-            ${sql.timestamp(new Date(sig.timestamp))}, ${sig.trace_id}, ${sql.jsonb(plain(sig))}, ${sql.timestamp(new Date(sig.received_at))})
-    ON CONFLICT (signal_id) DO UPDATE SET
-      status = 'decided', outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at`);
+            ${sql.timestamp(new Date(sig.timestamp))}, ${sig.trace_id}, ${sql.jsonb(plain(sig))}, ${sql.timestamp(new Date(sig.received_at))})`;
+    });
+    await tx.query(sql.typeAlias('void')`
+      INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup, confidence, asset, side,
+                           amount, snapshot_price, signal_ts, trace_id, payload, received_at)
+      VALUES ${sql.join(values, sql.fragment`, `)}
+      ON CONFLICT (signal_id) DO UPDATE SET
+        status = 'decided', outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at`);
+  }
 }
 
 async function recordTransition(tx: CommonQueryMethods, t: Evaluated, now: number): Promise<void> {

@@ -208,7 +208,9 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     // intents queued in one chunk (a newer create for the same asset and strategy supersedes an
     // older unsent one) is switched off.
     PLACE_COALESCE: 'false',
-    BENCH_RELAX_CLIENT_LIMITER: o.relaxClientLimiter === false ? '0' : '1',
+    // The client-side Bybit limiter relaxed ×1000 through its setting (simulator only), matching the
+    // simulator's ×1000 limits; the production limiter caps placement at 16 creates/s.
+    BYBIT_RATE_LIMIT_MULTIPLIER: o.relaxClientLimiter === false ? '1' : '1000',
     RECONCILE_CRON: '0 0 1 1 *',
     METRICS_DEFAULTS: 'false',
   });

@@ -5,11 +5,8 @@
 // exchange.* topics, so tracking sees acceptances and fills) and the events-out bridge
 // (orders.events → RabbitMQ). IPC: sends {ready, units}; answers {metrics} with the runtime
 // registry as JSON (the runner's per-stage histograms).
-import { createRuntime, runUnits, stageUnit, type UnitFactory } from '../../runtime/service.ts';
+import { createRuntime, runUnits, type UnitFactory } from '../../runtime/service.ts';
 import { SERVICES } from '../services.ts';
-import { createPlaceStage, parseConfig as placeConfig } from '../../pipelines/place.ts';
-import { createBybitRest, parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
-import { RateLimiter } from '../../connectors/rate-limiter.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
 
@@ -24,37 +21,6 @@ const bybitWs: UnitFactory = async (rt) => {
   await c.start();
   return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
 };
-
-/**
- * Placement with the client-side Bybit limiter relaxed ×1000 (BENCH_RELAX_CLIENT_LIMITER=1). The
- * production limiter keeps the order manager under Bybit's real per-UID limits (spot create 20/s ×
- * BYBIT_RATE_LIMIT_FRACTION 0.8 = 16 orders/s), which no setting can raise; the benchmark measures
- * the pipeline beyond that cap, so it swaps the service's placement unit for this one.
- */
-const relaxedPlace = stageUnit((rt) =>
-  createPlaceStage({
-    config: placeConfig(rt.cfg),
-    rest: createBybitRest({
-      config: restConfig(rt.cfg),
-      clock: rt.clock,
-      logger: rt.logger.child({ unit: 'bybit-rest' }),
-      limiter: new RateLimiter({ fraction: 1, clock: rt.clock, otherLimit: 50_000, limits: { '/v5/order/create:spot': 20_000, '/v5/order/create:linear': 10_000, '/v5/order/amend:spot': 20_000, '/v5/order/amend:linear': 10_000, '/v5/order/cancel:spot': 20_000, '/v5/order/cancel:linear': 10_000 } }),
-    }),
-    db: rt.db,
-    clock: rt.clock,
-    logger: rt.logger,
-  }),
-);
-const relax = process.env.BENCH_RELAX_CLIENT_LIMITER === '1';
-const swapPlace =
-  (f: UnitFactory): UnitFactory =>
-  async (r) => {
-    const u = await f(r);
-    if (!relax || u.name !== 'place') return u;
-    // Started before anything upstream produces (downstream-first order), so nothing is lost.
-    await u.stop();
-    return relaxedPlace(r);
-  };
 
 const send = (m: unknown) => process.send?.(m);
 
@@ -113,7 +79,7 @@ const extras: Array<[string, UnitFactory]> = [
   ['events-out-bridge', eventsOut],
   ['bybit-ws', bybitWs],
 ];
-const running = await runUnits(rt, [...extras.map(([, f]) => f), ...SERVICES['order-manager']!.units.map(swapPlace)]);
+const running = await runUnits(rt, [...extras.map(([, f]) => f), ...SERVICES['order-manager']!.units]);
 const names = running.units.map((u) => u.name);
 // If the service already wires a leg, ours is a duplicate consumer/producer: stop it again.
 for (const [n] of extras) {

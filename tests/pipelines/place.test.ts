@@ -322,3 +322,44 @@ test('persist records Submitted / Rejected in orders, once, and never regresses 
     const after = await pool.one(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ${ok1.order_link_id}`);
     assert.equal(after.status, 'Filled');
   }));
+
+test('concurrent placement: symbols in parallel, each symbol in order; lost answers and a restart never place twice', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    // Per symbol: a resting limit buy, its cancel (must reach the exchange after the create), and
+    // a second limit buy. Interleaved across three symbols in one chunk; two creates lose their
+    // answer after execution and are resolved by query while other symbols are in flight.
+    const px: Record<string, [string, string]> = { BTCUSDT: ['50000', '0.001'], ETHUSDT: ['2800', '0.01'], SOLUSDT: ['100', '0.1'] };
+    const plan: OrderIntent[][] = Object.entries(px).map(([symbol, [price, qty]]) => {
+      const first = intent({ symbol, price, qty });
+      const cancel = intent({ symbol, action: 'cancel', order_link_id: first.order_link_id, target_order_id: null, qty: null, price: null, signal: first.signal });
+      const second = intent({ symbol, price, qty });
+      return [first, cancel, second];
+    });
+    const records = [0, 1, 2].flatMap((k) => plan.map((lane) => rec(lane[k]!)));
+    sim.faults.set({ loseResponse: { count: 2, mode: 'reset', hangMs: 5000, paths: CREATE } });
+    const subs = await place(records, { env: { PLACE_CONCURRENCY: '3' } });
+    assert.equal(sim.faults.stats.loseResponse, 2, 'the faults fired');
+    const bySource = new Map(records.map((r, i) => [r.value.intent_id + r.value.action, subs[i]!]));
+    for (const [first, cancel, second] of plan) {
+      const o1 = ordersOf(first!.order_link_id);
+      const o2 = ordersOf(second!.order_link_id);
+      assert.equal(o1.length, 1, `${first!.symbol}: first create placed once`);
+      assert.equal(o2.length, 1, `${first!.symbol}: second create placed once`);
+      assert.equal(bySource.get(first!.intent_id + 'create')!.outcome, 'accepted');
+      assert.equal(bySource.get(second!.intent_id + 'create')!.outcome, 'accepted');
+      // In order per symbol: the cancel found the order its create had placed.
+      assert.deepEqual([bySource.get(cancel!.intent_id + 'cancel')!.outcome, bySource.get(cancel!.intent_id + 'cancel')!.reason_code], ['accepted', null]);
+      assert.equal(o1[0]!.orderStatus, 'Cancelled');
+      assert.equal(o2[0]!.orderStatus, 'New');
+    }
+
+    // A restart (fresh stage, no memo) with the same chunk: nothing is placed again.
+    const again = await place(records, { env: { PLACE_CONCURRENCY: '3' } });
+    for (const [k, r] of records.entries()) {
+      if (r.value.action !== 'create') continue;
+      assert.equal(again[k]!.outcome, 'already_placed', `${r.value.symbol} create after restart`);
+      assert.equal(again[k]!.order_id, subs[k]!.order_id);
+      assert.equal(ordersOf(r.value.order_link_id).length, 1);
+    }
+    assert.equal(sim.orders().length, 6, 'six creates, six orders');
+  }));

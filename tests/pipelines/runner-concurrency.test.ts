@@ -1,0 +1,195 @@
+// The stage runner with input partitions processed concurrently, on the real local broker:
+//  - an `exclusive` stage never has two chunks between load and the end of persist at once, so a
+//    budget read in load and written back in persist (as the risk stage does with open orders and
+//    exposure in PostgreSQL) is spent exactly, never twice;
+//  - every output is still written exactly once, on every partition;
+//  - chunks of one stage over several co-partitioned topics never overlap for the same partition
+//    number (tracking gets facts about one symbol from several topics).
+// Nothing here depends on timing: the checks count, they do not measure.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { setImmediate as yieldOnce } from 'node:timers/promises';
+import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger } from '../helpers.ts';
+import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createMutex, runStage, ok, type Stage } from '../../pipelines/runner.ts';
+import { createMetrics } from '../../runtime/metrics.ts';
+import { systemClock } from '../../runtime/clock.ts';
+import { SAMPLES } from '../../schemas/samples.ts';
+import type { Signal } from '../../schemas/types.ts';
+
+const ASSETS = ['BTCUSDT', 'ETHUSDT', 'SOLUSDT', 'XRPUSDT', 'DOGEUSDT', 'ADAUSDT'];
+
+async function produceRaw(prefix: string, topic: string, n: number): Promise<string[]> {
+  const kafka = testKafka();
+  const p = kafka.producer();
+  await p.connect();
+  const ids = Array.from({ length: n }, () => randomUUID());
+  for (let i = 0; i < n; i += 250) {
+    await p.send(
+      prefix + topic,
+      ids.slice(i, i + 250).map((id, j) => {
+        const asset = ASSETS[(i + j) % ASSETS.length]!;
+        return { key: asset, value: Buffer.from(JSON.stringify({ id, asset })) };
+      }),
+    );
+  }
+  await p.disconnect();
+  return ids;
+}
+
+test('createMutex runs sections one after another, in call order, and survives a failing section', async () => {
+  const lock = createMutex();
+  const log: string[] = [];
+  let inside = 0;
+  const section = (name: string, fail = false) =>
+    lock(async () => {
+      inside++;
+      assert.equal(inside, 1, 'one section at a time');
+      log.push(`${name}:in`);
+      await yieldOnce();
+      await yieldOnce();
+      log.push(`${name}:out`);
+      inside--;
+      if (fail) throw new Error(name);
+      return name;
+    });
+  const results = await Promise.allSettled([section('a'), section('b', true), section('c')]);
+  assert.deepEqual(log, ['a:in', 'a:out', 'b:in', 'b:out', 'c:in', 'c:out']);
+  assert.deepEqual(results.map((r) => r.status), ['fulfilled', 'rejected', 'fulfilled']);
+});
+
+test('partitions processed concurrently: an exclusive stage spends a shared budget exactly, and every output exists once', async () => {
+  const prefix = namespace('conc');
+  const kafka = testKafka();
+  const cleanup = await createNamespace(kafka, prefix, 3);
+  const metrics = createMetrics();
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const N = 1200;
+  const BUDGET = 700;
+  try {
+    const ids = await produceRaw(prefix, 'signals.raw', N);
+    // The "database": a budget read in load and written back in persist, like open orders and
+    // exposure in the risk stage. Without the exclusive section two partitions' chunks would both
+    // read the same budget and spend it twice.
+    let budget = BUDGET;
+    // Decisions recorded by persist: a chunk retried after its persist (a failed Kafka commit) emits
+    // the recorded decision again instead of deciding twice, as the risk stage does.
+    const recorded = new Map<string, boolean>();
+    let inside = 0;
+    let maxInside = 0;
+    let chunks = 0;
+    const stage: Stage<Buffer, { budget: number; decided: Map<string, boolean> }> = {
+      name: 'budget',
+      input: prefix + 'signals.raw',
+      inputFormat: 'raw',
+      dlq: prefix + 'signals.dlq',
+      exclusive: true,
+      load: async () => {
+        inside++;
+        maxInside = Math.max(maxInside, inside);
+        const read = budget;
+        await yieldOnce(); // give any concurrent chunk the chance to interleave
+        return { budget: read, decided: new Map() };
+      },
+      process: (rec, { state }) => {
+        const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
+        let spend = recorded.get(id);
+        if (spend === undefined) {
+          spend = state.budget > 0;
+          if (spend) state.budget -= 1;
+          state.decided.set(id, spend);
+        }
+        const value: Signal = { ...SAMPLES.Signal, signal_id: id, asset, strategy_id: spend ? 'accepted' : 'refused' };
+        return ok({ topic: prefix + 'signals.valid', key: asset, value });
+      },
+      persist: async (items, state) => {
+        await yieldOnce();
+        assert.ok(items.length > 0);
+        for (const [id, spend] of state.decided) recorded.set(id, spend);
+        budget = state.budget;
+        chunks++;
+        inside--;
+      },
+    };
+    const fatal: Error[] = [];
+    const running = await runStage(stage, { kafka, codec, logger: testLogger, metrics, clock: systemClock, groupId: prefix + 'budget', batchMax: 50, retryMaxMs: 1000, partitionsConcurrently: 3, onFatal: (e) => fatal.push(e) });
+    try {
+      await waitCaughtUp(kafka, prefix + 'budget', prefix + 'signals.raw', 180_000);
+    } finally {
+      await running.stop();
+    }
+    assert.deepEqual(fatal, []);
+    assert.equal(maxInside, 1, 'never two chunks inside load → persist at once');
+    assert.ok(chunks >= N / 50, `processed in chunks (${chunks})`);
+    assert.equal(budget, 0, 'budget spent to the last unit');
+    assert.equal([...recorded.values()].filter(Boolean).length, BUDGET, 'exactly the budget accepted, never more');
+    assert.equal(recorded.size, N);
+
+    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 3);
+    const seen = await Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
+    const counts = new Map<string, number>();
+    for (const s of seen) counts.set(s.signal_id, (counts.get(s.signal_id) ?? 0) + 1);
+    assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
+    assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
+    assert.equal(seen.filter((s) => s.strategy_id === 'accepted').length, BUDGET, 'the committed outputs agree with the budget');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('a stage over several co-partitioned topics never runs two chunks of one partition number at once', async () => {
+  const prefix = namespace('copart');
+  const kafka = testKafka();
+  const cleanup = await createNamespace(kafka, prefix, 3);
+  const metrics = createMetrics();
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const N = 600;
+  try {
+    const a = await produceRaw(prefix, 'signals.raw', N);
+    const b = await produceRaw(prefix, 'orders.dlq', N);
+    const insideByPartition = new Map<number, number>();
+    let overlaps = 0;
+    let records = 0;
+    const stage: Stage<Buffer, { partition: number }> = {
+      name: 'copart',
+      input: [prefix + 'signals.raw', prefix + 'orders.dlq'],
+      inputFormat: 'raw',
+      dlq: prefix + 'signals.dlq',
+      load: async (recs) => {
+        const partition = recs[0]?.partition ?? -1;
+        const now = (insideByPartition.get(partition) ?? 0) + 1;
+        insideByPartition.set(partition, now);
+        if (now > 1) overlaps++;
+        await yieldOnce();
+        return { partition };
+      },
+      process: (rec) => {
+        records++;
+        const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
+        return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
+      },
+      persist: async (_items, state) => {
+        await yieldOnce();
+        insideByPartition.set(state.partition, insideByPartition.get(state.partition)! - 1);
+      },
+    };
+    const fatal: Error[] = [];
+    const running = await runStage(stage, { kafka, codec, logger: testLogger, metrics, clock: systemClock, groupId: prefix + 'copart', batchMax: 40, retryMaxMs: 1000, partitionsConcurrently: 6, onFatal: (e) => fatal.push(e) });
+    try {
+      await waitCaughtUp(kafka, prefix + 'copart', prefix + 'signals.raw', 180_000);
+      await waitCaughtUp(kafka, prefix + 'copart', prefix + 'orders.dlq', 180_000);
+    } finally {
+      await running.stop();
+    }
+    assert.deepEqual(fatal, []);
+    assert.equal(overlaps, 0, 'one partition number at a time across the input topics');
+    assert.equal(records, 2 * N);
+    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 3);
+    const seen = new Set(await Promise.all(out.map(async (m) => ((await codec.decode(m.topic, m.value!)) as Signal).signal_id)));
+    assert.equal(out.length, 2 * N, 'every output once');
+    assert.ok([...a, ...b].every((id) => seen.has(id)));
+  } finally {
+    await cleanup();
+  }
+});
