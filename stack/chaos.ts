@@ -1,34 +1,55 @@
-// Chaos run: a steady flow of signals into the order manager (a separate process, on the real local
-// stack, trading on the simulator) while the process is killed with SIGKILL at random moments and
-// restarted; the simulator also loses answers after accepting orders and sends 5xx. After the flow,
-// once the system has settled, the invariants are checked:
+// Chaos run: a steady flow of signals into the order manager running as one OS process per part
+// (signal bridge, validate, size-risk, place, track, exchange streams, events-out bridge, ops), on a
+// private Kafka broker and a private RabbitMQ node (stack/chaos-infra.ts, so the shared ones other
+// tests use are never touched), trading on the in-process simulator. Meanwhile, one after the other
+// at random moments:
+//   - kill -9 of a randomly chosen process (each stage and each bridge), restarted at once;
+//   - a Kafka broker restart (SIGTERM or SIGKILL, then started again on the same data dir);
+//   - RabbitMQ: every connection closed, or the node stopped and started again;
+// and, for the whole flow, the simulator loses answers after accepting orders, answers 5xx after
+// executing, refuses with 10006 storms, and drops, duplicates and reorders websocket pushes.
+// After the flow, once the system has settled and reconciled, the invariants are checked:
 //   - every signal has exactly one recorded outcome (an order decision or a refusal);
-//   - no orderLinkId was placed twice, and every create decision has exactly one order at the exchange;
-//   - PostgreSQL's view of our orders equals the simulator's.
-// `npm run chaos` runs the long form and ends with the figures line; the test suite runs a short one.
-import { spawn, type ChildProcess } from 'node:child_process';
+//   - no orderLinkId was placed twice, and every create decision has its order at the exchange;
+//   - PostgreSQL's view of our orders equals the simulator's;
+//   - every order state change reached orders.events and the RabbitMQ order events queue, repeats
+//     only with the same event_id (stack/chaos-events.ts).
+// `npm run chaos` runs the long form and ends with the figures line; tests/chaos runs a short one.
+// docs/reliability.md describes the guarantees and the options.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect } from 'amqplib';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { loadConfig, kafkaBrokers } from '../runtime/config.ts';
+import { loadConfig, schemaRegistryUrl } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { topicSpecs } from '../runtime/topics.ts';
-import { ensureDatabase, dropDatabase, withDatabase, createDb, sql } from '../runtime/db.ts';
+import { ensureDatabase, dropDatabase, withDatabase, createDb, sql, type DatabasePool } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
+import { createTopicCodec } from '../pipelines/codec.ts';
 import { startSimulator } from '../sim/server.ts';
 import { SIM_BALANCES } from './services.ts';
-import { ROOT } from './paths.ts';
+import { paths } from './stack.ts';
+import { cleanStaleChaosDirs, rabbitAvailable, startPrivateKafka, startPrivateRabbit, type PrivateKafka, type PrivateRabbit } from './chaos-infra.ts';
+import { supervise, type SupervisedProcess } from './chaos-procs.ts';
+import { createSignalPublisher } from './chaos-publisher.ts';
+import { checkOrderEvents, drainQueue, readTopic } from './chaos-events.ts';
 
 export interface ChaosOptions {
   signals: number;
   ratePerSec: number;
+  /** kill -9 of service processes (at least one stage and one bridge when >= 2). */
   kills: number;
-  /** Fraction of order/create answers lost after the order was accepted, and of 5xx answers. */
+  /** Kafka broker restarts (alternately SIGTERM and SIGKILL). */
+  kafkaRestarts?: number;
+  /** RabbitMQ faults (alternately: close every connection, stop and start the node). */
+  rabbitFaults?: number;
+  /** Fraction of order/create answers lost after the order was accepted, of 5xx answers, of ws faults. */
   answerLoss: number;
   seed: number;
+  /** Also run the model service (its own signals queue, not fed back) and include it among the kill targets. */
+  model?: boolean;
   log?: (line: string) => void;
 }
 
@@ -40,6 +61,15 @@ export interface ChaosFigures {
   max_recovery_ms: number;
   orders: number;
   refused: number;
+  process_kills: number;
+  kafka_restarts: number;
+  rabbit_faults: number;
+  exchange_faults: number;
+  /** Processes that exited by themselves (e.g. fatal while the broker was away) and were restarted. */
+  crashes: number;
+  republished: number;
+  order_events: number;
+  event_repeats: number;
 }
 
 const ASSETS: Array<[string, number]> = [
@@ -48,131 +78,249 @@ const ASSETS: Array<[string, number]> = [
   ['SOLUSDT', 150],
 ];
 
+/** The order manager, one process per part; ops first (instruments and balances into PostgreSQL). */
+const OM_PROCESSES = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'size-risk', 'validate', 'signal-bridge'];
+const STAGES = ['validate', 'size-risk', 'place', 'track'];
+const BRIDGES = ['signal-bridge', 'events-out', 'exchange-streams'];
+
+type Fault = { kind: 'kill'; target: string } | { kind: 'kafka'; signal: 'SIGTERM' | 'SIGKILL' } | { kind: 'rabbit'; how: 'close' | 'restart' };
+
 export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const say = opts.log ?? (() => {});
   const cfg = loadConfig();
   const logger = createLogger({ ...cfg, LOG_LEVEL: 'silent' }, 'chaos');
-  const prefix = `chaos-${randomBytes(4).toString('hex')}.`;
+  const rnd = mulberry(opts.seed);
+  const id = randomBytes(4).toString('hex');
+  const dir = join(paths(cfg).dir, `chaos-${id}`);
+  cleanStaleChaosDirs(cfg, logger);
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  writeFileSync(join(dir, 'owner.pid'), String(process.pid));
+  const prefix = `chaos-${id}.`;
   const queue = `chaos.${prefix}signals`;
-  const dbUrl = withDatabase(cfg.DATABASE_URL, `chaos_${randomBytes(4).toString('hex')}`);
+  const eventsQueue = `chaos.${prefix}events`;
+  const dbUrl = withDatabase(cfg.DATABASE_URL, `chaos_${id}`);
+  const figures: ChaosFigures = {
+    signals: 0, faults: 0, duplicates: 0, losses: 0, max_recovery_ms: 0, orders: 0, refused: 0,
+    process_kills: 0, kafka_restarts: 0, rabbit_faults: 0, exchange_faults: 0, crashes: 0, republished: 0, order_events: 0, event_repeats: 0,
+  };
+  if (!rabbitAvailable()) throw new Error('RabbitMQ scripts not found under /usr/lib/rabbitmq/bin: a private node is needed so the shared one is never restarted');
+
+  let kafka: PrivateKafka | null = null;
+  let rabbit: PrivateRabbit | null = null;
+  let pool: DatabasePool | null = null;
+  const procs = new Map<string, SupervisedProcess>();
   const sim = await startSimulator({ port: 0, seed: opts.seed, balances: { ...SIM_BALANCES, USDT: 1_000_000 }, rateLimits: { multiplier: 10 } });
-  for (const [s, p] of ASSETS) sim.setPrice(s, p);
-  await ensureDatabase(dbUrl);
-  const pool = await createDb(dbUrl);
-  await migrate(pool);
-  const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'chaos', logger });
-  const admin = kafka.admin();
-  await admin.connect();
-  const specs = topicSpecs(prefix, 3);
-  await admin.ensureTopics(specs);
-
-  const env = {
-    ...process.env,
-    TOPIC_PREFIX: prefix,
-    ADMIN_PORT: '0',
-    DATABASE_URL: dbUrl,
-    BYBIT_SIM_PORT: String(sim.port),
-    SIGNALS_QUEUE: queue,
-    ORDER_EVENTS_QUEUE: `chaos.${prefix}events`,
-    EXCHANGE_STREAM_SOURCE: 'direct',
-    LOG_LEVEL: 'info',
-    // Let the flow through: the point is faults, not risk limits.
-    RISK_MAX_ORDER_NOTIONAL: '100000',
-    RISK_MAX_POSITION_NOTIONAL: '10000000',
-    RISK_MAX_TOTAL_EXPOSURE: '10000000',
-    RISK_MAX_OPEN_ORDERS: '100000',
-    RISK_MAX_OPEN_ORDERS_PER_ASSET: '100000',
-    RISK_DAILY_LOSS_REDUCE: '0',
-    RISK_DAILY_LOSS_HALT: '0',
-    RECONCILE_CRON: '*/5 * * * * *',
-    RECONCILE_GRACE_MS: '1000',
-    RECONCILE_STUCK_AFTER_MS: '3000',
+  // Last resort when this process is torn down abruptly: no private broker or service may outlive it.
+  const killAll = () => {
+    for (const pid of [...[...procs.values()].map((p) => p.pid()), ...((kafka as PrivateKafka | null)?.pids() ?? []), ...((rabbit as PrivateRabbit | null)?.pids() ?? [])]) {
+      if (pid) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
   };
-  let child: ChildProcess | null = null;
-  let startedAt = 0;
-  let readyAt = 0;
-  const start = () => {
-    startedAt = Date.now();
-    readyAt = 0;
-    const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/service-main.ts'), 'order-manager'], { env, stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT });
-    c.stdout!.on('data', (d: Buffer) => {
-      if (!readyAt && d.toString().includes('"services started"')) readyAt = Date.now();
-    });
-    child = c;
-    return c;
-  };
-  const waitReady = async () => {
-    const until = Date.now() + 180_000;
-    while (!readyAt && Date.now() < until) await sleep(50);
-    if (!readyAt) throw new Error('order manager did not become ready');
-    return readyAt - startedAt;
-  };
-
-  const conn = await connect(cfg.AMQP_URL);
-  const ch = await conn.createConfirmChannel();
-  await ch.assertQueue(queue, { durable: true });
-  const figures: ChaosFigures = { signals: 0, faults: 0, duplicates: 0, losses: 0, max_recovery_ms: 0, orders: 0, refused: 0 };
-  const ids: string[] = [];
+  process.once('exit', killAll);
   try {
-    start();
-    await waitReady();
-    // Faults at the exchange for the whole flow: answers lost after the order was accepted, 5xx.
-    // Plus dropped, duplicated and reordered websocket pushes, which the reconciler must repair.
+    for (const [s, p] of ASSETS) sim.setPrice(s, p);
+    const t0 = Date.now();
+    // The database first: formatting Kafka's storage blocks the event loop for a few seconds
+    // (execFileSync), long enough for a PostgreSQL connect in flight to time out.
+    await ensureDatabase(dbUrl);
+    pool = await createDb(dbUrl);
+    await migrate(pool);
+    const [kfk, rmq] = await Promise.all([startPrivateKafka(cfg, dir, logger).then((x) => (kafka = x)), startPrivateRabbit(dir, logger).then((x) => (rabbit = x))]);
+    say(`private Kafka on ${kfk.brokers.join(',')}, private RabbitMQ ${rmq.nodename} on ${rmq.url.replace(/\/\/.*@/, '//')} (${Date.now() - t0} ms)`);
+    const db = pool as unknown as DatabasePool;
+    const k = createKafka({ brokers: kfk.brokers, clientId: 'chaos', logger });
+    const admin = k.admin();
+    await admin.connect();
+    await admin.ensureTopics(topicSpecs(prefix, 3));
+    // The group coordinator answers only once __consumer_offsets is loaded on the fresh broker.
+    for (let i = 0; ; i++) {
+      try {
+        await admin.groupOffsets('chaos-readiness', `${prefix}signals.raw`);
+        break;
+      } catch (err) {
+        if (i > 120) throw err;
+        await sleep(500);
+      }
+    }
+    await admin.disconnect();
+
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      KAFKA_BROKERS: kfk.brokers.join(','),
+      AMQP_URL: rmq.url,
+      SCHEMA_REGISTRY_URL: schemaRegistryUrl(cfg),
+      TOPIC_PREFIX: prefix,
+      ADMIN_PORT: '0',
+      DATABASE_URL: dbUrl,
+      BYBIT_SIM_PORT: String(sim.port),
+      SIGNALS_QUEUE: queue,
+      ORDER_EVENTS_QUEUE: eventsQueue,
+      MODEL_SIGNALS_QUEUE: `chaos.${prefix}model-signals`,
+      EXCHANGE_STREAM_SOURCE: 'direct',
+      LOG_LEVEL: 'info',
+      METRICS_DEFAULTS: 'false',
+      // A killed stage's partitions go to its successor after the session timeout.
+      KAFKA_SESSION_TIMEOUT_MS: '6000',
+      STAGE_RETRY_MAX_MS: '3000',
+      SIGNAL_BRIDGE_RETRY_MAX_MS: '2000',
+      EVENTS_OUT_RETRY_MAX_MS: '2000',
+      MODEL_BRIDGE_RETRY_MAX_MS: '2000',
+      // A signal held up by a broker restart is still fresh when it gets through.
+      SIGNAL_MAX_AGE_MS: '120000',
+      // Let the flow through: the point is faults, not risk limits.
+      RISK_MAX_ORDER_NOTIONAL: '100000',
+      RISK_MAX_POSITION_NOTIONAL: '10000000',
+      RISK_MAX_TOTAL_EXPOSURE: '10000000',
+      RISK_MAX_OPEN_ORDERS: '100000',
+      RISK_MAX_OPEN_ORDERS_PER_ASSET: '100000',
+      RISK_DAILY_LOSS_REDUCE: '0',
+      RISK_DAILY_LOSS_HALT: '0',
+      RECONCILE_CRON: '*/5 * * * * *',
+      RECONCILE_GRACE_MS: '1000',
+      RECONCILE_STUCK_AFTER_MS: '3000',
+      WARMUP_INTERVAL_MS: '5000',
+    };
+    const names = [...OM_PROCESSES, ...(opts.model ? ['model'] : [])];
+    for (const n of names) procs.set(n, supervise(n, { env, dir, say }));
+    const t1 = Date.now();
+    procs.get('ops')!.start();
+    await procs.get('ops')!.waitReady();
+    for (const n of names.slice(1)) procs.get(n)!.start();
+    for (const n of names.slice(1)) await procs.get(n)!.waitReady();
+    say(`${names.length} service processes ready (${Date.now() - t1} ms)`);
+
+    // Faults at the exchange for the whole flow.
     sim.faults.set({
       loseResponse: { probability: opts.answerLoss, paths: ['/v5/order/create'], mode: 'reset' },
       http5xx: { probability: opts.answerLoss, paths: ['/v5/order/create'], afterProcessing: true },
+      rateLimitStorm: { probability: opts.answerLoss / 2, paths: ['/v5/order/create'] },
       ws: { drop: { probability: opts.answerLoss }, duplicate: { probability: opts.answerLoss }, reorder: { probability: opts.answerLoss } },
     });
-    const killAt = new Set(Array.from({ length: opts.kills }, (_, i) => Math.floor(((i + 1) * opts.signals) / (opts.kills + 1))));
-    const rnd = mulberry(opts.seed);
-    for (let i = 0; i < opts.signals; i++) {
-      const [asset, price] = ASSETS[i % ASSETS.length]!;
-      const id = randomUUID();
-      ids.push(id);
-      const signal = {
-        signal_id: id,
-        signal_type: rnd() < 0.5 ? 'buy' : 'sell',
-        asset,
-        amount: 20 + Math.floor(rnd() * 30),
-        confidence: 0.8,
-        timestamp: new Date().toISOString(),
-        strategy_id: `chaos-${i % 4}`,
-        model_version: null,
-        is_warmup: false,
-        market_data_snapshot: { price, spread: 0.1, volume_24h: 1e6, volatility: 0.01, orderbook_depth: null, technical_indicators: null },
-        metadata: null,
-        trace_id: `chaos-${i}`,
-      };
-      ch.sendToQueue(queue, Buffer.from(JSON.stringify(signal)), { persistent: true, messageId: id });
-      await ch.waitForConfirms();
-      figures.signals++;
-      if (killAt.has(i)) {
-        // kill -9 after a random part of a second, so it lands anywhere in the pipeline's work.
-        await sleep(Math.floor(rnd() * 800));
-        const dying = child as ChildProcess | null;
-        dying?.kill('SIGKILL');
-        await new Promise((r) => dying?.once('exit', r));
-        figures.faults++;
-        say(`killed the order manager after signal ${i + 1}`);
-        start();
-        const ms = await waitReady();
-        figures.max_recovery_ms = Math.max(figures.max_recovery_ms, ms);
-      }
-      await sleep(1000 / opts.ratePerSec);
+
+    // The fault plan: at least one stage and one bridge among the kills, then random processes.
+    const plan: Fault[] = [];
+    const killTargets = [...names];
+    for (let i = 0; i < opts.kills; i++) {
+      const pool2 = i === 0 ? STAGES : i === 1 ? BRIDGES : killTargets;
+      plan.push({ kind: 'kill', target: pool2[Math.floor(rnd() * pool2.length)]! });
     }
+    for (let i = 0; i < (opts.kafkaRestarts ?? 0); i++) plan.push({ kind: 'kafka', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
+    for (let i = 0; i < (opts.rabbitFaults ?? 0); i++) plan.push({ kind: 'rabbit', how: i % 2 === 0 ? 'restart' : 'close' });
+    for (let i = plan.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      [plan[i], plan[j]] = [plan[j]!, plan[i]!];
+    }
+
+    // The flow: one signal every 1/rate s, published with confirms, republished after a lost connection.
+    const ids: string[] = [];
+    const sentAt: number[] = [];
+    const publisher = createSignalPublisher(rmq.url, queue);
+    const flowMs = (opts.signals / opts.ratePerSec) * 1000;
+    let flowDone = false;
+    const flow = (async () => {
+      const start = Date.now();
+      for (let i = 0; i < opts.signals; i++) {
+        const due = start + (i * 1000) / opts.ratePerSec;
+        if (due > Date.now()) await sleep(due - Date.now());
+        const [asset, price] = ASSETS[i % ASSETS.length]!;
+        const sid = randomUUID();
+        ids.push(sid);
+        sentAt.push(Date.now());
+        const signal = {
+          signal_id: sid,
+          signal_type: rnd() < 0.5 ? 'buy' : 'sell',
+          asset,
+          amount: 20 + Math.floor(rnd() * 30),
+          confidence: 0.8,
+          timestamp: new Date().toISOString(),
+          strategy_id: `chaos-${i % 4}`,
+          model_version: null,
+          is_warmup: false,
+          market_data_snapshot: { price, spread: 0.1, volume_24h: 1e6, volatility: 0.01, orderbook_depth: null, technical_indicators: null },
+          metadata: null,
+          trace_id: `chaos-${i}`,
+        };
+        await publisher.publish(Buffer.from(JSON.stringify(signal)), sid);
+        figures.signals++;
+      }
+      flowDone = true;
+    })();
+
+    // "The flow moves again": the first signal sent after the fault began has its outcome.
+    const Outcome = z.object({ signal_id: z.string(), outcome: z.string().nullable() });
+    const flowRecovered = async (since: number): Promise<number | null> => {
+      const until = Date.now() + 180_000;
+      for (;;) {
+        const i = sentAt.findIndex((t) => t >= since);
+        if (i < 0 && flowDone) return null;
+        if (i >= 0) {
+          const r = await db.maybeOne(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ${ids[i]!}::uuid`);
+          if (r?.outcome) return Date.now() - since;
+        }
+        if (Date.now() > until) {
+          say(`flow did not move within 180 s of a fault`);
+          return Date.now() - since;
+        }
+        await sleep(100);
+      }
+    };
+
+    const monkey = (async () => {
+      const gap = flowMs / (plan.length + 1);
+      const start = Date.now();
+      for (let f = 0; f < plan.length; f++) {
+        const due = start + gap * (f + 0.5 + rnd());
+        if (due > Date.now()) await sleep(due - Date.now());
+        const fault = plan[f]!;
+        const at = Date.now();
+        let infraMs = 0;
+        let what: string;
+        if (fault.kind === 'kill') {
+          infraMs = await procs.get(fault.target)!.kill9();
+          figures.process_kills++;
+          what = `kill -9 ${fault.target}; back (services started) after ${infraMs} ms`;
+        } else if (fault.kind === 'kafka') {
+          infraMs = await kfk.restart(fault.signal, 1000);
+          figures.kafka_restarts++;
+          what = `Kafka broker restarted (${fault.signal}); ready again after ${infraMs} ms`;
+        } else if (fault.how === 'close') {
+          const n = await rmq.closeConnections();
+          figures.rabbit_faults++;
+          what = `RabbitMQ: closed ${n} connections`;
+        } else {
+          infraMs = await rmq.restart(1000);
+          figures.rabbit_faults++;
+          what = `RabbitMQ node restarted; accepting connections after ${infraMs} ms`;
+        }
+        figures.faults++;
+        const flowMsRec = await flowRecovered(at);
+        const rec = Math.max(infraMs, flowMsRec ?? 0);
+        figures.max_recovery_ms = Math.max(figures.max_recovery_ms, rec);
+        say(`${what}; flow moving again after ${flowMsRec ?? '-'} ms (after ${figures.signals} signals)`);
+      }
+    })();
+    await Promise.all([flow, monkey]);
+    figures.republished = publisher.republished;
+    await publisher.close();
     const st = sim.faults.stats;
-    figures.faults += st.http5xx + st.loseResponse + st.wsDrop + st.wsDuplicate + st.wsReorder;
+    figures.exchange_faults = st.http5xx + st.loseResponse + st.rateLimitStorm + st.wsDrop + st.wsDuplicate + st.wsReorder;
+    figures.faults += figures.exchange_faults;
     sim.faults.reset();
 
     // Settle: every signal has an outcome, and PostgreSQL agrees with the exchange about every order of ours.
-    const Outcome = z.object({ signal_id: z.string(), outcome: z.string().nullable() });
     const OrderRow = z.object({ order_link_id: z.string(), status: z.string() });
     const settledBy = Date.now() + 240_000;
     for (;;) {
-      const outcomes = await pool.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
+      const outcomes = await db.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
       const decided = outcomes.filter((o) => o.outcome !== null).length;
       const ours = sim.orders().filter((o) => String(o.orderLinkId).startsWith('om-'));
-      const rows = await pool.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
+      const rows = await db.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
       const byLink = new Map(rows.map((r) => [r.order_link_id, r.status]));
       const agree = ours.every((o) => byLink.get(String(o.orderLinkId)) === String(o.orderStatus));
       if (decided === ids.length && agree) break;
@@ -183,35 +331,60 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       await sleep(500);
     }
 
-    // Invariants.
-    const outcomes = await pool.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
+    // Invariants: outcomes, placements, PostgreSQL == exchange.
+    const outcomes = await db.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
     const withOutcome = new Set(outcomes.filter((o) => o.outcome !== null).map((o) => o.signal_id));
-    figures.losses += ids.filter((id) => !withOutcome.has(id)).length;
+    const noOutcome = ids.filter((x) => !withOutcome.has(x));
+    if (noOutcome.length) say(`loss: ${noOutcome.length} signals without an outcome, e.g. ${noOutcome.slice(0, 3).join(', ')}`);
+    figures.losses += noOutcome.length;
     figures.refused = outcomes.filter((o) => o.outcome === 'rejected').length;
-    const creates = await pool.any(sql.type(z.object({ order_link_id: z.string() }))`
+    const creates = await db.any(sql.type(z.object({ order_link_id: z.string() }))`
       SELECT DISTINCT order_link_id FROM decisions
       WHERE action = 'create' AND signal_id = ANY(${sql.array(ids, 'uuid')}) AND order_link_id IS NOT NULL`);
     const atExchange = new Map<string, number>();
     for (const o of sim.orders()) atExchange.set(String(o.orderLinkId), (atExchange.get(String(o.orderLinkId)) ?? 0) + 1);
-    figures.duplicates += [...atExchange.entries()].filter(([k, n]) => k.startsWith('om-') && n > 1).length;
+    const twice = [...atExchange.entries()].filter(([x, n]) => x.startsWith('om-') && n > 1);
+    if (twice.length) say(`duplicate: ${twice.length} orderLinkIds placed more than once, e.g. ${twice[0]![0]}`);
+    figures.duplicates += twice.length;
     // A create that never reached the exchange is a loss unless Bybit refused it (recorded Rejected).
-    const rejected = new Set((await pool.any(sql.type(z.object({ order_link_id: z.string() }))`SELECT order_link_id FROM orders WHERE status = 'Rejected' AND order_link_id IS NOT NULL`)).map((r) => r.order_link_id));
-    figures.losses += creates.filter((c) => !atExchange.has(c.order_link_id) && !rejected.has(c.order_link_id)).length;
+    const rejected = new Set((await db.any(sql.type(z.object({ order_link_id: z.string() }))`SELECT order_link_id FROM orders WHERE status = 'Rejected' AND order_link_id IS NOT NULL`)).map((r) => r.order_link_id));
+    const missing = creates.filter((c) => !atExchange.has(c.order_link_id) && !rejected.has(c.order_link_id));
+    if (missing.length) say(`loss: ${missing.length} create decisions without an order at the exchange, e.g. ${missing[0]!.order_link_id}`);
+    figures.losses += missing.length;
     figures.orders = creates.length;
-    const rows = await pool.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
+    const rows = await db.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
     const byLink = new Map(rows.map((r) => [r.order_link_id, r.status]));
-    figures.losses += sim.orders().filter((o) => String(o.orderLinkId).startsWith('om-') && byLink.get(String(o.orderLinkId)) !== String(o.orderStatus)).length;
+    const disagree = sim.orders().filter((o) => String(o.orderLinkId).startsWith('om-') && byLink.get(String(o.orderLinkId)) !== String(o.orderStatus));
+    if (disagree.length) say(`loss: ${disagree.length} orders where PostgreSQL and the exchange disagree, e.g. ${String(disagree[0]!.orderLinkId)}`);
+    figures.losses += disagree.length;
+
+    // Invariant: every order state change reached orders.events and the RabbitMQ order events queue.
+    const codec = await createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix });
+    const events = await readTopic(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), `${prefix}orders.events`, codec);
+    const topicIds = new Set(events.map((e) => e.event_id));
+    const queued = await drainQueue(rmq.url, eventsQueue, (msgs) => {
+      const seen = new Set(msgs.map((m) => m.event_id));
+      for (const x of topicIds) if (!seen.has(x)) return false;
+      return true;
+    });
+    const verdict = await checkOrderEvents(db, events, queued, ids);
+    for (const p of verdict.problems) say(p);
+    figures.order_events = topicIds.size;
+    figures.event_repeats = verdict.repeats;
+    figures.losses += verdict.losses;
+    figures.duplicates += verdict.duplicates;
+    figures.crashes = [...procs.values()].reduce((a, p) => a + p.crashes, 0);
+    say(`order events: ${topicIds.size} distinct on the topic, ${queued.length} messages on the RabbitMQ queue, ${verdict.repeats} repeats (same event_id)`);
     return figures;
   } finally {
-    (child as ChildProcess | null)?.kill('SIGTERM');
-    await ch.deleteQueue(queue).catch(() => {});
-    await ch.deleteQueue(`chaos.${prefix}events`).catch(() => {});
-    await conn.close().catch(() => {});
-    await admin.deleteTopics(specs.map((s) => s.topic)).catch(() => {});
-    await admin.disconnect();
-    await pool.end();
+    await Promise.all([...procs.values()].map((p) => p.stop(10_000).catch(() => {})));
+    process.removeListener('exit', killAll);
+    await sim.close().catch(() => {});
+    await (pool as DatabasePool | null)?.end().catch(() => {});
     await dropDatabase(dbUrl).catch(() => {});
-    await sim.close();
+    await Promise.all([(kafka as PrivateKafka | null)?.stop(), (rabbit as PrivateRabbit | null)?.stop()].map((p) => p?.catch(() => {})));
+    if (process.env.CHAOS_KEEP_DIR) say(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -226,10 +399,28 @@ function mulberry(seed: number): () => number {
   };
 }
 
+export function figuresLine(f: ChaosFigures): string {
+  return `signals=${f.signals} faults=${f.faults} duplicates=${f.duplicates} losses=${f.losses} max_recovery_ms=${f.max_recovery_ms}`;
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const n = (name: string, d: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? d);
-  const f = await runChaos({ signals: n('signals', 300), ratePerSec: n('rate', 10), kills: n('kills', 6), answerLoss: n('answer-loss', 0.05), seed: n('seed', 1), log: (l) => console.log(l) });
-  console.log(`orders=${f.orders} refused=${f.refused}`);
-  console.log(`signals=${f.signals} faults=${f.faults} duplicates=${f.duplicates} losses=${f.losses} max_recovery_ms=${f.max_recovery_ms}`);
+  const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
+  const n = (name: string, d: number) => Number(arg(name) ?? process.env[`CHAOS_${name.toUpperCase().replace(/-/g, '_')}`] ?? d);
+  const started = Date.now();
+  const f = await runChaos({
+    signals: n('signals', 600),
+    ratePerSec: n('rate', 5),
+    kills: n('kills', 10),
+    kafkaRestarts: n('kafka-restarts', 2),
+    rabbitFaults: n('rabbit-faults', 4),
+    answerLoss: n('answer-loss', 0.05),
+    seed: n('seed', 1),
+    model: (arg('model') ?? process.env.CHAOS_MODEL ?? 'true') !== 'false',
+    log: (l) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${l}`),
+  });
+  console.log(
+    `orders=${f.orders} refused=${f.refused} process_kills=${f.process_kills} kafka_restarts=${f.kafka_restarts} rabbit_faults=${f.rabbit_faults} exchange_faults=${f.exchange_faults} crashes=${f.crashes} republished=${f.republished} order_events=${f.order_events} event_repeats=${f.event_repeats} elapsed_s=${Math.round((Date.now() - started) / 1000)}`,
+  );
+  console.log(figuresLine(f));
   process.exit(f.duplicates === 0 && f.losses === 0 ? 0 : 1);
 }

@@ -1,11 +1,16 @@
 // Entry point of a service process (the container's command): `tsx stack/service-main.ts <service>`.
 //   setup          migrations + topics (idempotent), then exit
 //   order-manager  the order manager's bridges and stages
+//   model          the model service
+//   signal-bridge | validate | size-risk | place | track | exchange-streams | events-out | ops
+//                  one part of the order manager per process (UNIT_SERVICES in services.ts)
 import { createRuntime, runUnits, stopOnSignals, type Runtime } from '../runtime/service.ts';
 import { loadConfig } from '../runtime/config.ts';
 import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { SERVICES } from './services.ts';
+import { SERVICES, UNIT_SERVICES } from './services.ts';
+
+const ALL = { ...SERVICES, ...UNIT_SERVICES };
 
 export async function setup(): Promise<void> {
   const cfg = loadConfig();
@@ -20,9 +25,9 @@ export async function setup(): Promise<void> {
  * metrics registry, one database pool): that is how `npm start` runs the whole loop.
  */
 export async function startServices(names: string[], opts: { logDestination?: { write(line: string): void } } = {}): Promise<{ rt: Runtime; stop: () => Promise<void> }> {
-  for (const n of names) if (!SERVICES[n]) throw new Error(`unknown service ${n}; one of: setup, ${Object.keys(SERVICES).join(', ')}`);
+  for (const n of names) if (!ALL[n]) throw new Error(`unknown service ${n}; one of: setup, ${Object.keys(ALL).join(', ')}`);
   const rt = await createRuntime(names.join('+'), {}, undefined, opts);
-  const { stop } = await runUnits(rt, names.flatMap((n) => SERVICES[n]!.units));
+  const { stop } = await runUnits(rt, names.flatMap((n) => ALL[n]!.units));
   rt.logger.info({ services: names, admin: rt.admin.url }, 'services started');
   stopOnSignals(stop, rt.logger);
   return { rt, stop };

@@ -81,3 +81,21 @@ export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
     units: modelServiceUnits(),
   },
 };
+
+/**
+ * The order manager split into one unit (or one small group) per process, for deployments that
+ * scale or restart the stages separately and for the chaos run, which kills each of them with
+ * SIGKILL on its own: `tsx stack/service-main.ts place`. Not part of SERVICES, so `npm start`
+ * (every service) does not run them next to the whole 'order-manager'. Each process needs its own
+ * ADMIN_PORT (0 = any free port).
+ */
+export const UNIT_SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
+  'signal-bridge': { doc: 'RabbitMQ signals queue → signals.raw', units: [signalBridge] },
+  validate: { doc: 'signals.raw → signals.valid | signals.dlq', units: [validate] },
+  'size-risk': { doc: 'signals.valid → orders.intents (or a rejection event)', units: [sizeRisk] },
+  place: { doc: 'orders.intents → Bybit REST → orders.submissions', units: [place] },
+  track: { doc: 'orders.submissions + exchange.* → orders.events, order state in PostgreSQL', units: [track] },
+  'exchange-streams': { doc: "Bybit's private and ticker streams (ws-gateway queues or direct websocket) → exchange.*, market.tickers", units: [exchangeStreams] },
+  'events-out': { doc: 'orders.events → RabbitMQ order events queue', units: [eventsOut] },
+  ops: { doc: 'exchange state sync, reconciler, kill switch', units: [exchangeSync, reconcilerUnit, killSwitchUnit] },
+};

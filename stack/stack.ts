@@ -7,8 +7,8 @@
 //                         PostgreSQL and RabbitMQ servers alone.
 // With KAFKA_BROKERS set, no local broker is started and that cluster is used; with
 // SCHEMA_REGISTRY_URL set, no stand-in registry is started.
-import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, closeSync, readFileSync, writeFileSync, rmSync, readdirSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +30,7 @@ export function kafkaVersion(): string {
   return m[1];
 }
 
-interface Paths {
+export interface Paths {
   dir: string;
   libs: string;
   data: string;
@@ -42,7 +42,7 @@ interface Paths {
   registryFile: string;
 }
 
-function paths(cfg: Config): Paths {
+export function paths(cfg: Config): Paths {
   const dir = resolve(ROOT, cfg.STACK_DIR);
   return {
     dir,
@@ -66,7 +66,7 @@ const readPid = (file: string): number | null => {
 // ---------------------------------------------------------------------------------------------
 // Kafka
 
-function fetchKafkaJars(p: Paths, log: Logger): void {
+export function fetchKafkaJars(p: Paths, log: Logger): void {
   if (existsSync(join(p.libs, '.complete'))) return;
   log.info({ version: kafkaVersion(), into: p.libs }, 'fetching Kafka jars from Maven Central (once, cached)');
   mkdirSync(p.libs, { recursive: true });
@@ -74,22 +74,44 @@ function fetchKafkaJars(p: Paths, log: Logger): void {
   writeFileSync(join(p.libs, '.complete'), new Date().toISOString());
 }
 
-function writeKafkaConfig(p: Paths): void {
-  mkdirSync(p.logs, { recursive: true });
+/**
+ * One single-node KRaft broker: where its files live and which ports it listens on. `stack:up`
+ * runs one on 9092/9093 under STACK_DIR; the chaos run starts a private one on free ports
+ * (stack/chaos-kafka.ts) with the same jars, so it can restart it without touching the shared one.
+ */
+export interface KafkaNode {
+  libs: string;
+  data: string;
+  logs: string;
+  props: string;
+  log4j: string;
+  /** Name of the broker's log file in `logs` (kafka.log for the stack's broker). */
+  logName: string;
+  port: number;
+  controllerPort: number;
+  heap: string;
+}
+
+function stackNode(p: Paths, cfg: Config): KafkaNode {
+  return { libs: p.libs, data: p.data, logs: p.logs, props: p.props, log4j: p.log4j, logName: 'kafka.log', port: 9092, controllerPort: 9093, heap: cfg.KAFKA_HEAP };
+}
+
+export function writeKafkaConfig(n: KafkaNode): void {
+  mkdirSync(n.logs, { recursive: true });
   // A single combined KRaft node with replication factors of 1 and few internal partitions, so the
   // first consumer-group join and the first transaction are fast on a small machine.
   writeFileSync(
-    p.props,
+    n.props,
     [
       'process.roles=broker,controller',
       'node.id=1',
-      'controller.quorum.voters=1@127.0.0.1:9093',
-      'listeners=PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093',
-      'advertised.listeners=PLAINTEXT://127.0.0.1:9092',
+      `controller.quorum.voters=1@127.0.0.1:${n.controllerPort}`,
+      `listeners=PLAINTEXT://127.0.0.1:${n.port},CONTROLLER://127.0.0.1:${n.controllerPort}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${n.port}`,
       'controller.listener.names=CONTROLLER',
       'listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT',
       'inter.broker.listener.name=PLAINTEXT',
-      `log.dirs=${p.data}`,
+      `log.dirs=${n.data}`,
       'num.partitions=3',
       'auto.create.topics.enable=false',
       'offsets.topic.replication.factor=1',
@@ -105,12 +127,12 @@ function writeKafkaConfig(p: Paths): void {
     ].join('\n'),
   );
   writeFileSync(
-    p.log4j,
+    n.log4j,
     [
       'status = error',
       'appender.file.type = File',
       'appender.file.name = FILE',
-      `appender.file.fileName = ${join(p.logs, 'kafka.log')}`,
+      `appender.file.fileName = ${join(n.logs, n.logName)}`,
       'appender.file.layout.type = PatternLayout',
       'appender.file.layout.pattern = [%d] %p %m (%c)%n',
       'rootLogger.level = INFO',
@@ -124,19 +146,29 @@ function writeKafkaConfig(p: Paths): void {
   );
 }
 
-function java(p: Paths, cfg: Config, mainClass: string, args: string[]): string[] {
-  return [`-Xmx${cfg.KAFKA_HEAP}`, '-Xms64m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Xss512k', `-Dlog4j2.configurationFile=${p.log4j}`, '-cp', `${p.libs}/*`, mainClass, ...args];
+export function kafkaJavaArgs(n: KafkaNode, mainClass: string, args: string[]): string[] {
+  return [`-Xmx${n.heap}`, '-Xms64m', '-XX:+UseSerialGC', '-XX:TieredStopAtLevel=1', '-Xss512k', `-Dlog4j2.configurationFile=${n.log4j}`, '-cp', `${n.libs}/*`, mainClass, ...args];
 }
 
-function formatStorage(p: Paths, cfg: Config, log: Logger): void {
-  if (existsSync(join(p.data, 'meta.properties'))) return;
-  mkdirSync(p.data, { recursive: true });
-  const clusterId = execFileSync('java', java(p, cfg, 'kafka.tools.StorageTool', ['random-uuid']), { encoding: 'utf8' }).trim().split('\n').pop()!.trim();
-  execFileSync('java', java(p, cfg, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', p.props]), { stdio: ['ignore', 'ignore', 'inherit'] });
-  log.info({ clusterId, data: p.data }, 'formatted Kafka storage');
+export function formatStorage(n: KafkaNode, log: Logger): void {
+  if (existsSync(join(n.data, 'meta.properties'))) return;
+  mkdirSync(n.data, { recursive: true });
+  const clusterId = execFileSync('java', kafkaJavaArgs(n, 'kafka.tools.StorageTool', ['random-uuid']), { encoding: 'utf8' }).trim().split('\n').pop()!.trim();
+  execFileSync('java', kafkaJavaArgs(n, 'kafka.tools.StorageTool', ['format', '-t', clusterId, '-c', n.props]), { stdio: ['ignore', 'ignore', 'inherit'] });
+  log.info({ clusterId, data: n.data }, 'formatted Kafka storage');
 }
 
-async function kafkaReady(brokers: string[], log: Logger, timeoutMs: number): Promise<void> {
+/** Start the broker's JVM (config written and storage formatted first); output appended to logs/<out>. */
+export function spawnKafka(n: KafkaNode, log: Logger, opts: { detached: boolean; out: string }): ChildProcess {
+  writeKafkaConfig(n);
+  formatStorage(n, log);
+  const out = openSync(join(n.logs, opts.out), 'a');
+  const child = spawn('java', kafkaJavaArgs(n, 'kafka.Kafka', [n.props]), { detached: opts.detached, stdio: ['ignore', out, out] });
+  closeSync(out);
+  return child;
+}
+
+export async function kafkaReady(brokers: string[], log: Logger, timeoutMs: number): Promise<void> {
   // Readiness through the admin API: the cluster answers metadata with a controller.
   const kafka = createKafka({ brokers, clientId: 'stack-readiness', logger: log.child({}, { level: 'fatal' }) });
   const deadline = Date.now() + timeoutMs;
@@ -170,11 +202,8 @@ async function startKafka(cfg: Config, p: Paths, log: Logger): Promise<void> {
     return;
   }
   fetchKafkaJars(p, log);
-  writeKafkaConfig(p);
-  formatStorage(p, cfg, log);
   const started = Date.now();
-  const out = openSync(join(p.logs, 'kafka.out'), 'a');
-  const child = spawn('java', java(p, cfg, 'kafka.Kafka', [p.props]), { detached: true, stdio: ['ignore', out, out] });
+  const child = spawnKafka(stackNode(p, cfg), log, { detached: true, out: 'kafka.out' });
   child.unref();
   writeFileSync(p.kafkaPid, String(child.pid));
   await kafkaReady(['127.0.0.1:9092'], log, cfg.KAFKA_CONNECT_TIMEOUT_MS);

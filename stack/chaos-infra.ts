@@ -1,0 +1,265 @@
+// Private infrastructure of a chaos run, so it can restart brokers without touching the shared ones
+// other people's tests use:
+//   - a second single-node KRaft Apache Kafka (same jars as `stack:up`, own ports, own data dir under
+//     STACK_DIR/chaos-<id>/), restarted with SIGTERM or SIGKILL and started again on the same data;
+//   - a private RabbitMQ node (own node name, AMQP and distribution ports, Mnesia and log dirs, Erlang
+//     cookie, no plugins), whose connections are closed and which is stopped and started again.
+// Every process is a child of the chaos run (same process group) and its pid is written into the
+// run's directory, so `cleanStaleChaosDirs` can kill what a crashed earlier run left behind.
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import amqplib from 'amqplib';
+import type { Config } from '../runtime/config.ts';
+import type { Logger } from '../runtime/logger.ts';
+import { fetchKafkaJars, kafkaReady, paths, spawnKafka, type KafkaNode } from './stack.ts';
+import { pidAlive, tcpOpen } from './net.ts';
+
+const run = promisify(execFile);
+
+/** A TCP port nobody listens on right now (the OS picks it). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return true;
+  return Promise.race([new Promise<boolean>((r) => child.once('exit', () => r(true))), sleep(timeoutMs).then(() => false)]);
+}
+
+function pidFile(dir: string, name: string, pid: number | undefined): void {
+  if (pid) writeFileSync(join(dir, `${name}.pid`), String(pid));
+}
+
+/**
+ * Kill what an earlier chaos run left running (it was killed itself, so its `finally` never ran) and
+ * delete its directory. Only pids recorded in STACK_DIR/chaos-* whose command line names that very
+ * directory are killed, so a recycled pid is never hit.
+ */
+export function cleanStaleChaosDirs(cfg: Config, log: Logger, keep: string | null = null): void {
+  const base = paths(cfg).dir;
+  if (!existsSync(base)) return;
+  for (const d of readdirSync(base)) {
+    if (!d.startsWith('chaos-')) continue;
+    const dir = join(base, d);
+    if (dir === keep) continue;
+    let liveOwner = false;
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid'))) {
+      const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
+      if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) continue;
+      let cmd: string;
+      try {
+        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      } catch {
+        continue;
+      }
+      if (f === 'owner.pid') {
+        if (cmd.includes('chaos')) liveOwner = true; // a chaos run still in progress: leave it alone
+        continue;
+      }
+      if (cmd.includes(dir)) {
+        log.warn({ pid, dir }, 'killing a process left by an earlier chaos run');
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    if (!liveOwner) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka
+
+export interface PrivateKafka {
+  brokers: string[];
+  node: KafkaNode;
+  /** Stop the broker (SIGTERM: controlled shutdown; SIGKILL: crash) and start it again on the same data dir; ms until ready. */
+  restart(signal: 'SIGTERM' | 'SIGKILL', downMs?: number): Promise<number>;
+  stop(): Promise<void>;
+  /** OS processes of the broker right now (for a last-resort kill). */
+  pids(): number[];
+}
+
+export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): Promise<PrivateKafka> {
+  const p = paths(cfg);
+  fetchKafkaJars(p, log);
+  const node: KafkaNode = {
+    libs: p.libs,
+    data: join(dir, 'kafka-data'),
+    logs: join(dir, 'logs'),
+    props: join(dir, 'kafka-server.properties'),
+    log4j: join(dir, 'kafka-log4j2.properties'),
+    logName: 'kafka.log',
+    port: await freePort(),
+    controllerPort: await freePort(),
+    heap: process.env.CHAOS_KAFKA_HEAP ?? '256m',
+  };
+  const brokers = [`127.0.0.1:${node.port}`];
+  let child: ChildProcess | null = null;
+  const start = async (): Promise<number> => {
+    const t0 = Date.now();
+    child = spawnKafka(node, log, { detached: false, out: 'kafka.out' });
+    pidFile(dir, 'kafka', child.pid);
+    await kafkaReady(brokers, log, 120_000);
+    return Date.now() - t0;
+  };
+  const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
+    const c = child;
+    child = null;
+    if (!c) return;
+    c.kill(signal);
+    if (!(await exited(c, 30_000))) {
+      c.kill('SIGKILL');
+      await exited(c, 10_000);
+    }
+  };
+  await start();
+  return {
+    brokers,
+    node,
+    restart: async (signal, downMs = 0) => {
+      const t0 = Date.now();
+      await halt(signal);
+      if (downMs) await sleep(downMs);
+      await start();
+      return Date.now() - t0;
+    },
+    stop: () => halt('SIGTERM'),
+    pids: () => ((child as ChildProcess | null)?.pid ? [(child as ChildProcess | null)!.pid!] : []),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// RabbitMQ
+
+const RABBIT_BIN = '/usr/lib/rabbitmq/bin';
+
+export interface PrivateRabbit {
+  url: string;
+  nodename: string;
+  /** Close every client connection (rabbitmqctl close_all_connections); how many there were. */
+  closeConnections(): Promise<number>;
+  /** Stop the node (rabbitmqctl stop) and start it again on the same Mnesia dir; ms until it accepts AMQP. */
+  restart(downMs?: number): Promise<number>;
+  stop(): Promise<void>;
+  /** OS processes of the node right now (start script and Erlang VM, for a last-resort kill). */
+  pids(): number[];
+}
+
+/** True when the machine has RabbitMQ's own scripts, so a private node can be started. */
+export function rabbitAvailable(): boolean {
+  return existsSync(join(RABBIT_BIN, 'rabbitmq-server')) && existsSync(join(RABBIT_BIN, 'rabbitmqctl'));
+}
+
+export async function startPrivateRabbit(dir: string, log: Logger): Promise<PrivateRabbit> {
+  const home = join(dir, 'rabbitmq');
+  mkdirSync(home, { recursive: true });
+  const port = await freePort();
+  let distPort = await freePort();
+  while (distPort === port) distPort = await freePort();
+  const nodename = `${dir.split('/').pop()}@localhost`;
+  const url = `amqp://guest:guest@127.0.0.1:${port}`;
+  // Own files for everything the scripts would otherwise take from /etc/rabbitmq and /var/lib/rabbitmq.
+  writeFileSync(join(home, 'rabbitmq-env.conf'), 'ERL_EPMD_ADDRESS=127.0.0.1\n');
+  writeFileSync(join(home, 'rabbitmq.conf'), `listeners.tcp.local = 127.0.0.1:${port}\nloopback_users.guest = true\n`);
+  writeFileSync(join(home, 'enabled_plugins'), '[].\n');
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    HOME: home, // Erlang cookie of this node and of its rabbitmqctl calls
+    RABBITMQ_CONF_ENV_FILE: join(home, 'rabbitmq-env.conf'),
+    RABBITMQ_CONFIG_FILE: join(home, 'rabbitmq.conf'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(home, 'advanced.config'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(home, 'enabled_plugins'),
+    RABBITMQ_NODENAME: nodename,
+    RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
+    RABBITMQ_NODE_PORT: String(port),
+    RABBITMQ_DIST_PORT: String(distPort),
+    RABBITMQ_MNESIA_BASE: join(home, 'mnesia'),
+    RABBITMQ_LOG_BASE: join(home, 'log'),
+    RABBITMQ_PID_FILE: join(home, 'beam.pid'),
+    ERL_FLAGS: '-kernel inet_dist_use_interface {127,0,0,1}',
+    ERL_CRASH_DUMP: join(home, 'erl_crash.dump'),
+  };
+  const ctl = async (...args: string[]): Promise<string> => (await run(join(RABBIT_BIN, 'rabbitmqctl'), ['-n', nodename, ...args], { env, cwd: home, timeout: 60_000 })).stdout;
+  const beamPid = (): number | null => {
+    try {
+      const n = Number(readFileSync(env.RABBITMQ_PID_FILE!, 'utf8').trim());
+      return Number.isInteger(n) && n > 0 ? n : null;
+    } catch {
+      return null;
+    }
+  };
+  let child: ChildProcess | null = null;
+  const start = async (): Promise<number> => {
+    const t0 = Date.now();
+    const out = join(home, 'server.out');
+    child = spawn('/bin/sh', ['-c', `exec "${RABBIT_BIN}/rabbitmq-server" >> "${out}" 2>&1`], { env, cwd: home, stdio: 'ignore' });
+    pidFile(dir, 'rabbitmq', child.pid);
+    const c = child;
+    for (;;) {
+      if (c.exitCode !== null) throw new Error(`private RabbitMQ node exited during start (see ${out})`);
+      if (Date.now() - t0 > 120_000) throw new Error(`private RabbitMQ node not up after 120 s (see ${out})`);
+      if (await tcpOpen('127.0.0.1', port)) {
+        const conn = await amqplib.connect(url).catch(() => null);
+        if (conn) {
+          await conn.close().catch(() => {});
+          break;
+        }
+      }
+      await sleep(200);
+    }
+    const b = beamPid();
+    if (b) pidFile(dir, 'rabbitmq-beam', b);
+    return Date.now() - t0;
+  };
+  const halt = async () => {
+    const c = child;
+    child = null;
+    if (!c) return;
+    await ctl('stop').catch((err: Error) => log.warn({ err: err.message }, 'rabbitmqctl stop failed; killing the node'));
+    if (!(await exited(c, 30_000))) {
+      const b = beamPid();
+      if (b && pidAlive(b)) process.kill(b, 'SIGKILL');
+      c.kill('SIGKILL');
+      await exited(c, 10_000);
+    }
+    // The beam may outlive the script by a moment.
+    const b = beamPid();
+    for (let i = 0; i < 100 && b && pidAlive(b); i++) await sleep(100);
+    if (b && pidAlive(b)) process.kill(b, 'SIGKILL');
+    rmSync(env.RABBITMQ_PID_FILE!, { force: true });
+  };
+  await start();
+  return {
+    url,
+    nodename,
+    closeConnections: async () => {
+      const list = await ctl('list_connections', '-q', '--no-table-headers', 'pid').catch(() => '');
+      const n = list.split('\n').filter((l) => l.trim()).length;
+      await ctl('close_all_connections', 'chaos: connection closed on purpose');
+      return n;
+    },
+    restart: async (downMs = 0) => {
+      const t0 = Date.now();
+      await halt();
+      if (downMs) await sleep(downMs);
+      await start();
+      return Date.now() - t0;
+    },
+    stop: halt,
+    pids: () => [(child as ChildProcess | null)?.pid, beamPid()].filter((x): x is number => typeof x === 'number'),
+  };
+}

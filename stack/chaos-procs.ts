@@ -1,0 +1,106 @@
+// A tiny supervisor for the chaos run: one OS process per service unit (`tsx stack/service-main.ts
+// <unit>`), its JSON log appended to a file, readiness taken from the "services started" line, and
+// a restart when a process exits on its own (what systemd / Kubernetes would do, e.g. after a
+// fatal exit 70 while the broker was away). Kills on purpose go through `kill9`, which restarts the
+// process at once and returns how long the new one took to start.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, writeFileSync, type WriteStream } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ROOT } from './paths.ts';
+
+export interface SupervisedProcess {
+  name: string;
+  /** Times the process exited without being asked to (and was restarted). */
+  crashes: number;
+  kills: number;
+  pid(): number | undefined;
+  start(): void;
+  /** Resolves with ms from the last start to its "services started" line. */
+  waitReady(timeoutMs?: number): Promise<number>;
+  /** SIGKILL, restart at once, wait for readiness: ms from the kill to "services started". */
+  kill9(): Promise<number>;
+  /** SIGTERM (graceful drain), SIGKILL after a grace period; no restart. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+export function supervise(name: string, opts: { service?: string; env: NodeJS.ProcessEnv; dir: string; onLine?: (name: string, line: string) => void; say?: (l: string) => void }): SupervisedProcess {
+  const log: WriteStream = createWriteStream(join(opts.dir, 'logs', `${name}.log`), { flags: 'a' });
+  let child: ChildProcess | null = null;
+  let startedAt = 0;
+  let readyAt = 0;
+  let stopping = false;
+  let expectExit = false;
+  const self: SupervisedProcess = {
+    name,
+    crashes: 0,
+    kills: 0,
+    pid: () => child?.pid,
+    start() {
+      startedAt = Date.now();
+      readyAt = 0;
+      expectExit = false;
+      const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/service-main.ts'), opts.service ?? name], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+      if (c.pid) writeFileSync(join(opts.dir, `svc-${name}.pid`), String(c.pid));
+      let buf = '';
+      c.stdout!.on('data', (d: Buffer) => {
+        log.write(d);
+        buf += d.toString();
+        let i: number;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, i);
+          buf = buf.slice(i + 1);
+          if (!readyAt && line.includes('"services started"')) readyAt = Date.now();
+          opts.onLine?.(name, line);
+        }
+      });
+      c.stderr!.on('data', (d: Buffer) => log.write(d));
+      c.once('exit', (code, signal) => {
+        log.write(`--- exit code=${code} signal=${signal}\n`);
+        if (child !== c) return;
+        child = null;
+        if (stopping || expectExit) return;
+        self.crashes++;
+        opts.say?.(`${name} exited by itself (code ${code}, signal ${signal}); restarting it`);
+        setTimeout(() => {
+          if (!stopping && child === null) self.start();
+        }, 500);
+      });
+      child = c;
+    },
+    async waitReady(timeoutMs = 180_000) {
+      const until = Date.now() + timeoutMs;
+      while (!readyAt && Date.now() < until) await sleep(25);
+      if (!readyAt) throw new Error(`${name} did not start within ${timeoutMs} ms (log: ${join(opts.dir, 'logs', `${name}.log`)})`);
+      return readyAt - startedAt;
+    },
+    async kill9() {
+      const c = child;
+      const t0 = Date.now();
+      if (c) {
+        expectExit = true;
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGKILL');
+        await gone;
+      }
+      self.kills++;
+      self.start();
+      await self.waitReady();
+      return readyAt - t0;
+    },
+    async stop(graceMs = 15_000) {
+      stopping = true;
+      const c = child;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        const gone = new Promise((r) => c.once('exit', r));
+        c.kill('SIGTERM');
+        const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+        await gone;
+        clearTimeout(t);
+      }
+      child = null;
+      await new Promise<void>((r) => log.end(() => r()));
+    },
+  };
+  return self;
+}
