@@ -39,7 +39,7 @@ import { checkOrderEvents, drainQueue, readTopic } from './chaos-events.ts';
 export interface ChaosOptions {
   signals: number;
   ratePerSec: number;
-  /** kill -9 of service processes (at least one stage and one bridge when >= 2). */
+  /** kill -9 of service processes (at least one stage and one bridge when >= 2, and the model service when >= 3 and it runs). */
   kills: number;
   /** Kafka broker restarts (alternately SIGTERM and SIGKILL). */
   kafkaRestarts?: number;
@@ -207,7 +207,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const plan: Fault[] = [];
     const killTargets = [...names];
     for (let i = 0; i < opts.kills; i++) {
-      const pool2 = i === 0 ? STAGES : i === 1 ? BRIDGES : killTargets;
+      const pool2 = i === 0 ? STAGES : i === 1 ? BRIDGES : i === 2 && opts.model ? ['model'] : killTargets;
       plan.push({ kind: 'kill', target: pool2[Math.floor(rnd() * pool2.length)]! });
     }
     for (let i = 0; i < (opts.kafkaRestarts ?? 0); i++) plan.push({ kind: 'kafka', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
