@@ -122,5 +122,10 @@ export function fitNormaliser(rows: readonly number[][]): { mean: number[]; std:
 }
 
 export function normalise(row: readonly number[], spec: Pick<FeatureSpec, 'mean' | 'std'>): number[] {
-  return row.map((x, j) => clip((x - spec.mean[j]!) / spec.std[j]!, -8, 8));
+  return row.map((x, j) => normaliseValue(x, j, spec));
+}
+
+/** Feature j of a row, z-scored and clipped to ±8 (what normalise does to each value). */
+export function normaliseValue(x: number, j: number, spec: Pick<FeatureSpec, 'mean' | 'std'>): number {
+  return clip((x - spec.mean[j]!) / spec.std[j]!, -8, 8);
 }
