@@ -20,6 +20,7 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { classify, FatalError, PipelineError, RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
+import { pgErrorCode } from '../runtime/db.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Encodes values for a topic (schema chosen by topic) and decodes Confluent wire-format bytes. */
@@ -310,7 +311,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
         return true;
       } catch (err) {
         const kind = classify(err);
-        if (kind === 'fatal' && !isKafkaTransient(err)) {
+        if (kind === 'fatal' && !isKafkaTransient(err) && !isPgTransient(err)) {
           log.fatal({ err, partition, offset: chunk[0]?.offset }, 'fatal error in stage; stopping');
           stopping = true;
           deps.onFatal(err instanceof Error ? err : new FatalError('fatal', String(err)));
@@ -361,6 +362,15 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       log.info('stage stopped');
     },
   };
+}
+
+/**
+ * PostgreSQL rolled the transaction back because of a deadlock or a serialization failure: the
+ * documented remedy is to run it again (stages write rows other stages also lock).
+ */
+function isPgTransient(err: unknown): boolean {
+  const code = pgErrorCode(err);
+  return code === '40P01' || code === '40001';
 }
 
 /** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */

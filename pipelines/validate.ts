@@ -347,12 +347,15 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
 
   const persist = async (items: Array<{ rec: StageRecord<Buffer>; result: StageResult }>): Promise<void> => {
     const db = requireDb();
+    const rows: Array<{ rec: StageRecord<Buffer>; json: Record<string, unknown>; signalId: string; result: StageResult }> = [];
+    for (const { rec, result } of items) {
+      const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
+      if (p.kind !== 'parsed' || !p.signalId) continue; // no signal_id: the dead letter is the record
+      rows.push({ rec, json: p.json, signalId: p.signalId, result });
+    }
+    if (rows.length === 0) return;
     await db.transaction(async (tx) => {
-      for (const { rec, result } of items) {
-        const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
-        if (p.kind !== 'parsed' || !p.signalId) continue; // no signal_id: the dead letter is the record
-        await recordOutcome(tx, rec, p.json, p.signalId, result, clock.now());
-      }
+      await recordOutcomes(tx, rows, clock.now());
     });
   };
 
@@ -374,6 +377,76 @@ export function pgSafe(v: unknown): unknown {
 }
 
 const signalRow = z.object({ signal_id: z.string() });
+
+/** Rows per multi-row upsert (far below PostgreSQL's 65,535 bind parameters). */
+const ROWS_PER_UPSERT = 500;
+
+/**
+ * recordOutcome for a chunk: the outcomes to record go in one multi-row upsert per ≤ ROWS_PER_UPSERT
+ * signals (same statement, same conditions, same RetriableError when a row was recorded from another
+ * record meanwhile), then the duplicates' counters in chunk order. A chunk whose recordable signal
+ * ids are not all distinct is recorded one by one (one upsert cannot touch a row twice).
+ */
+async function recordOutcomes(tx: CommonQueryMethods, rows: Array<{ rec: StageRecord<Buffer>; json: Record<string, unknown>; signalId: string; result: StageResult }>, now: number): Promise<void> {
+  const isDuplicate = (r: StageResult) => r.kind === 'reject' && r.code === REASONS.duplicate;
+  const toRecord = rows.filter((r) => !isDuplicate(r.result) && !(r.result.kind === 'ok' && r.result.outputs.length === 0));
+  if (new Set(toRecord.map((r) => r.signalId)).size !== toRecord.length) {
+    for (const r of rows) await recordOutcome(tx, r.rec, r.json, r.signalId, r.result, now);
+    return;
+  }
+  for (let k = 0; k < toRecord.length; k += ROWS_PER_UPSERT) {
+    const part = toRecord.slice(k, k + ROWS_PER_UPSERT);
+    const values = part.map(({ rec, json, signalId, result }) => {
+      const v = outcomeValues(rec, json, signalId, result, now);
+      return sql.fragment`(${signalId}, ${v.status}, ${v.outcome}, ${v.reason}, ${v.outcomeAt}, ${v.ctx.strategy_id}, ${v.ctx.model_version}, ${v.ctx.is_warmup},
+            ${v.ctx.confidence}, ${v.ctx.asset}, ${v.ctx.side}, ${v.amount}, ${v.snapPrice},
+            ${v.ts === null ? null : sql.timestamp(new Date(v.ts))}, ${v.valid?.trace_id ?? v.ctx.trace_id},
+            ${sql.jsonb(pgSafe(json) as never)}, ${sql.timestamp(new Date(v.recvd))}, ${sourceOf(rec)})`;
+    });
+    const done = await tx.any(sql.type(signalRow)`
+      INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup,
+                           confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload, received_at, source_record)
+      VALUES ${sql.join(values, sql.fragment`, `)}
+      ON CONFLICT (signal_id) DO UPDATE SET
+        status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at,
+        strategy_id = EXCLUDED.strategy_id, model_version = EXCLUDED.model_version, is_warmup = EXCLUDED.is_warmup,
+        confidence = EXCLUDED.confidence, asset = EXCLUDED.asset, side = EXCLUDED.side, amount = EXCLUDED.amount,
+        snapshot_price = EXCLUDED.snapshot_price, signal_ts = EXCLUDED.signal_ts, trace_id = EXCLUDED.trace_id,
+        payload = EXCLUDED.payload, received_at = EXCLUDED.received_at
+      WHERE signals.source_record = EXCLUDED.source_record AND signals.status <> 'decided'
+      RETURNING signal_id::text AS signal_id`);
+    const recorded = new Set(done.map((r) => r.signal_id));
+    const raced = part.find((r) => !recorded.has(r.signalId));
+    if (raced) {
+      // Recorded from another raw record between load and persist (a concurrent validator): redo the
+      // chunk so this record is judged against that row (it becomes a duplicate).
+      throw new RetriableError('signal_id_race', `signal ${raced.signalId} was recorded from another record meanwhile; re-validating the chunk`);
+    }
+  }
+  for (const r of rows) if (isDuplicate(r.result)) await recordOutcome(tx, r.rec, r.json, r.signalId, r.result, now);
+}
+
+function outcomeValues(rec: StageRecord<Buffer>, json: Record<string, unknown>, signalId: string, result: StageResult, now: number) {
+  const accepted = result.kind === 'ok';
+  const valid = accepted ? (result.outputs[0]!.value as Signal) : null;
+  const ctx = contextOf(signalId, json, null);
+  const amount = typeof json.amount === 'number' && Number.isFinite(json.amount) && json.amount > 0 ? json.amount : null;
+  const snap = json.market_data_snapshot as Record<string, unknown> | undefined;
+  const snapPrice = snap && typeof snap === 'object' && typeof snap.price === 'number' && Number.isFinite(snap.price) && snap.price > 0 ? snap.price : null;
+  const ts = typeof json.timestamp === 'string' ? parseIsoTimestamp(json.timestamp) : null;
+  return {
+    valid,
+    ctx,
+    amount,
+    snapPrice,
+    ts,
+    status: accepted ? 'valid' : 'rejected',
+    outcome: accepted ? null : 'rejected',
+    reason: accepted ? null : (result as { code: string }).code,
+    outcomeAt: accepted ? null : sql.timestamp(new Date(now)),
+    recvd: receivedAt(rec),
+  };
+}
 
 async function recordOutcome(tx: CommonQueryMethods, rec: StageRecord<Buffer>, json: Record<string, unknown>, signalId: string, result: StageResult, now: number): Promise<void> {
   if (result.kind === 'reject' && result.code === REASONS.duplicate) {

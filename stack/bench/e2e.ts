@@ -47,6 +47,8 @@ export interface RunResult {
   stageBatchMs: Record<string, { batches: number; meanMs: number; perRecordMeanMs: number }>;
   /** Timed in the order-manager process: Kafka transaction steps by stage, database calls by method (count, total ms, mean ms). */
   profile: Record<string, { n: number; totalMs: number; meanMs: number }>;
+  /** process.memoryUsage() of the order-manager process at the end of the run, MB. */
+  omMemoryMb?: Record<string, number>;
 }
 
 type Acc = Record<string, { n: number; ms: number }>;
@@ -54,6 +56,7 @@ interface MetricsAnswer {
   metrics: MetricJson;
   txTime: Acc;
   dbTime: Acc;
+  memory?: NodeJS.MemoryUsage;
 }
 
 function accDelta(prefix: string, a: Acc, b: Acc, out: RunResult['profile']): void {
@@ -72,8 +75,8 @@ interface Child {
   stop(): Promise<void>;
 }
 
-function startChild(file: string, env: Record<string, string>): Child {
-  const proc = fork(here(file), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+function startChild(file: string, env: Record<string, string>, nodeFlags: string[] = []): Child {
+  const proc = fork(here(file), [], { execArgv: [...nodeFlags, '--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const waiters: Array<{ type: string; resolve: (m: unknown) => void }> = [];
   proc.on('message', (m: { type: string }) => {
     const i = waiters.findIndex((w) => w.type === m.type);
@@ -213,7 +216,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     BYBIT_RATE_LIMIT_MULTIPLIER: o.relaxClientLimiter === false ? '1' : '1000',
     RECONCILE_CRON: '0 0 1 1 *',
     METRICS_DEFAULTS: 'false',
-  });
+  }, (process.env.BENCH_OM_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean));
   const started = await om.next<{ units: string[] }>('started', 180_000);
   for (let i = 0; ; i++) {
     const r = await om.ask<{ ready: boolean; checks: unknown }>('readiness');
@@ -334,6 +337,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
       hops: {},
       stageBatchMs,
       profile,
+      omMemoryMb: after.memory ? Object.fromEntries(Object.entries(after.memory).map(([k, v]) => [k, Math.round(v / 1048576)])) : undefined,
     };
     sentOf.set(result, sent);
     return result;

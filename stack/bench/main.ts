@@ -67,7 +67,7 @@ try {
   for (const [rate, secs] of plan) {
     for (let i = 0; i < RUNS; i++) {
       const r = await bench.run(rate, secs);
-      log(`e2e ${rate}/s run ${i + 1}: delivered ${r.delivered}/${r.offered}, p50 ${r.e2e.p50} p99 ${r.e2e.p99} ms, drained at ${r.achievedRate}/s`);
+      log(`e2e ${rate}/s run ${i + 1}: delivered ${r.delivered}/${r.offered}, p50 ${r.e2e.p50} p99 ${r.e2e.p99} ms, drained at ${r.achievedRate}/s; order manager memory MB ${JSON.stringify(r.omMemoryMb ?? {})}`);
       e2eRuns.push(r);
     }
   }
@@ -88,7 +88,11 @@ const rss: Record<string, number> = bench.rss();
 
 // 4. Model.
 log('model: replay into windows, retrain on 100k samples, inference');
-const model = await new Promise<{ replay: { runs: Array<Record<string, number>> }; train: Record<string, unknown> & { retrain_s: number; inference_ms: { p99: number } }; peak_rss_mb: number }>((resolve, reject) => {
+// BENCH_SKIP_MODEL=1: order-manager iterations only (the model numbers come out NaN/empty).
+const skipModel = process.env.BENCH_SKIP_MODEL === '1';
+const model = skipModel
+  ? { replay: { runs: [] as Array<Record<string, number>> }, train: { retrain_s: NaN, inference_ms: { p99: NaN } }, peak_rss_mb: NaN }
+  : await new Promise<{ replay: { runs: Array<Record<string, number>> }; train: Record<string, unknown> & { retrain_s: number; inference_ms: { p99: number } }; peak_rss_mb: number }>((resolve, reject) => {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/bench/model-child.ts')], { env: { ...process.env, BENCH_RUNS: String(RUNS) }, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));

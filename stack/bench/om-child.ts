@@ -94,7 +94,7 @@ const stop = async () => {
   process.exit(0);
 };
 process.on('message', (m: { type: string }) => {
-  if (m.type === 'metrics') void rt.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', metrics, txTime, dbTime }));
+  if (m.type === 'metrics') void rt.metrics.registry.getMetricsAsJSON().then((metrics) => send({ type: 'metrics', metrics, txTime, dbTime, memory: process.memoryUsage() }));
   else if (m.type === 'readiness') void rt.admin.readiness().then((r) => send({ type: 'readiness', ready: r.ready, checks: r }));
   else if (m.type === 'stop') void stop();
 });
