@@ -34,7 +34,10 @@ export async function freePort(): Promise<number> {
 
 async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
   if (child.exitCode !== null || child.signalCode !== null) return true;
-  return Promise.race([new Promise<boolean>((r) => child.once('exit', () => r(true))), sleep(timeoutMs).then(() => false)]);
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([new Promise<boolean>((res) => child.once('exit', () => res(true))), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), timeoutMs)))]);
+  clearTimeout(timer); // a pending timer would keep the caller's event loop alive
+  return r;
 }
 
 function pidFile(dir: string, name: string, pid: number | undefined): void {

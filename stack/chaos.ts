@@ -408,8 +408,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const n = (name: string, d: number) => Number(arg(name) ?? process.env[`CHAOS_${name.toUpperCase().replace(/-/g, '_')}`] ?? d);
   const started = Date.now();
   const f = await runChaos({
-    signals: n('signals', 600),
-    ratePerSec: n('rate', 5),
+    signals: n('signals', 900),
+    ratePerSec: n('rate', 4),
     kills: n('kills', 10),
     kafkaRestarts: n('kafka-restarts', 2),
     rabbitFaults: n('rabbit-faults', 4),
