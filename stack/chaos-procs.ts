@@ -2,7 +2,8 @@
 // <unit>`), its JSON log appended to a file, readiness taken from the "services started" line, and
 // a restart when a process exits on its own (what systemd / Kubernetes would do, e.g. after a
 // fatal exit 70 while the broker was away). Kills on purpose go through `kill9`, which restarts the
-// process at once and returns how long the new one took to start.
+// process at once and returns how long the new one took to start. The run's directory is on every
+// command line (`--chaos-run=<dir>`, ignored by service-main) so a later run can recognise leftovers.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
@@ -40,7 +41,7 @@ export function supervise(name: string, opts: { service?: string; env: NodeJS.Pr
       startedAt = Date.now();
       readyAt = 0;
       expectExit = false;
-      const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/service-main.ts'), opts.service ?? name], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+      const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/service-main.ts'), opts.service ?? name, `--chaos-run=${opts.dir}`], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
       if (c.pid) writeFileSync(join(opts.dir, `svc-${name}.pid`), String(c.pid));
       let buf = '';
       c.stdout!.on('data', (d: Buffer) => {

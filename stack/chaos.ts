@@ -39,7 +39,7 @@ import { checkOrderEvents, drainQueue, readTopic } from './chaos-events.ts';
 export interface ChaosOptions {
   signals: number;
   ratePerSec: number;
-  /** kill -9 of service processes (at least one stage and one bridge when >= 2, and the model service when >= 3 and it runs). */
+  /** kill -9 of service processes: every one at least once when kills >= processes; else at least one stage and one bridge (and the model service when >= 3 and it runs). */
   kills: number;
   /** Kafka broker restarts (alternately SIGTERM and SIGKILL). */
   kafkaRestarts?: number;
@@ -123,6 +123,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     }
   };
   process.once('exit', killAll);
+  // Interrupted (Ctrl-C, a test runner's SIGTERM): nothing private may outlive the run.
+  const onSignal = (sig: NodeJS.Signals) => {
+    killAll();
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const s of signals) process.once(s, onSignal);
   try {
     for (const [s, p] of ASSETS) sim.setPrice(s, p);
     const t0 = Date.now();
@@ -203,12 +211,17 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       ws: { drop: { probability: opts.answerLoss }, duplicate: { probability: opts.answerLoss }, reorder: { probability: opts.answerLoss } },
     });
 
-    // The fault plan: at least one stage and one bridge among the kills, then random processes.
+    // The fault plan. Kills: with at least as many kills as processes, every process is killed at
+    // least once; with fewer, at least one stage, one bridge (and the model service), then random ones.
     const plan: Fault[] = [];
-    const killTargets = [...names];
     for (let i = 0; i < opts.kills; i++) {
-      const pool2 = i === 0 ? STAGES : i === 1 ? BRIDGES : i === 2 && opts.model ? ['model'] : killTargets;
-      plan.push({ kind: 'kill', target: pool2[Math.floor(rnd() * pool2.length)]! });
+      let target: string;
+      if (opts.kills >= names.length && i < names.length) target = names[i]!;
+      else {
+        const from = i === 0 ? STAGES : i === 1 ? BRIDGES : i === 2 && opts.model ? ['model'] : names;
+        target = from[Math.floor(rnd() * from.length)]!;
+      }
+      plan.push({ kind: 'kill', target });
     }
     for (let i = 0; i < (opts.kafkaRestarts ?? 0); i++) plan.push({ kind: 'kafka', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
     for (let i = 0; i < (opts.rabbitFaults ?? 0); i++) plan.push({ kind: 'rabbit', how: i % 2 === 0 ? 'restart' : 'close' });
@@ -379,6 +392,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   } finally {
     await Promise.all([...procs.values()].map((p) => p.stop(10_000).catch(() => {})));
     process.removeListener('exit', killAll);
+    for (const s of signals) process.removeListener(s, onSignal);
     await sim.close().catch(() => {});
     await (pool as DatabasePool | null)?.end().catch(() => {});
     await dropDatabase(dbUrl).catch(() => {});
