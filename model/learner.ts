@@ -4,6 +4,7 @@
 // a given seed and data: seeded initialisers, our own seeded shuffling, CPU kernels.
 import type * as tfTypes from '@tensorflow/tfjs';
 import { FEATURE_NAMES, FEATURE_SPEC_ID, fitNormaliser, normalise, normaliseValue, type FeatureSpec } from './features.ts';
+import { mlpPlan, trainMlp } from './mlp-train.ts';
 import { SeededRng } from './rng.ts';
 import type { Tf } from './tf.ts';
 
@@ -17,6 +18,8 @@ export interface LearnerConfig {
   seed: number;
   lookback: number;
   horizonMs: number;
+  /** 'auto' (default): the allocation-free MLP trainer (model/mlp-train.ts) when the model is the learner's MLP; 'tfjs': tf.js ops (reference). */
+  trainer?: 'auto' | 'tfjs';
 }
 
 export interface LabelledRow {
@@ -75,10 +78,12 @@ const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
  * per epoch (mean binary cross-entropy of the batch plus the kernels' L2 penalties, one Adam step
  * per batch, batches in our seeded shuffled order), without its per-batch overhead: the samples
  * are normalised once into one Float32Array, each epoch's order is copied into a second one that
- * is reused, and every batch's tensors live inside a tidy. Memory is O(samples x features) floats
- * instead of JS arrays of arrays rebuilt every epoch plus fit's per-batch garbage.
+ * is reused. The learner's MLP trains in model/mlp-train.ts (no tensors per batch); any other
+ * model (or trainer 'tfjs') with tf.js ops, every batch's tensors inside a tidy. Memory is
+ * O(samples x features) floats instead of JS arrays of arrays rebuilt every epoch plus fit's
+ * per-batch garbage.
  */
-async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly LabelledRow[], spec: FeatureSpec, epochs: number, batchSize: number, rng: SeededRng, onEpoch?: (epoch: number, loss: number) => void): Promise<void> {
+async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly LabelledRow[], spec: FeatureSpec, epochs: number, batchSize: number, rng: SeededRng, onEpoch?: (epoch: number, loss: number) => void, trainer: 'auto' | 'tfjs' = 'auto'): Promise<void> {
   const n = rows.length;
   const d = FEATURE_NAMES.length;
   const x = new Float32Array(n * d);
@@ -88,20 +93,34 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
     for (let j = 0; j < d; j++) x[i * d + j] = normaliseValue(f[j]!, j, spec);
     y[i] = rows[i]!.label;
   }
-  const xe = new Float32Array(n * d);
-  const ye = new Float32Array(n);
   const idx = rows.map((_, i) => i);
-  const optimizer = model.optimizer;
-  const vars = model.trainableWeights.map((w) => w.read() as tfTypes.Variable);
-  const bs = Math.max(1, Math.floor(batchSize));
-  let lastYield = performance.now();
-  for (let e = 0; e < epochs; e++) {
+  // Each epoch: our seeded shuffle, the samples copied in that order.
+  const order = (_epoch: number, xe: Float32Array, ye: Float32Array) => {
     rng.shuffle(idx);
     for (let k = 0; k < n; k++) {
       const i = idx[k]!;
       xe.set(x.subarray(i * d, i * d + d), k * d);
       ye[k] = y[i]!;
     }
+  };
+  let lastYield = performance.now();
+  const pause = () => {
+    if (performance.now() - lastYield < YIELD_EVERY_MS) return undefined;
+    return yieldToLoop().then(() => void (lastYield = performance.now()));
+  };
+  const plan = trainer === 'auto' ? mlpPlan(model) : null;
+  if (plan) {
+    await trainMlp(tf, model, plan, n, epochs, batchSize, order, pause, onEpoch);
+    return;
+  }
+  // Any other model: the same loop on tf.js ops.
+  const xe = new Float32Array(n * d);
+  const ye = new Float32Array(n);
+  const optimizer = model.optimizer;
+  const vars = model.trainableWeights.map((w) => w.read() as tfTypes.Variable);
+  const bs = Math.max(1, Math.floor(batchSize));
+  for (let e = 0; e < epochs; e++) {
+    order(e, xe, ye);
     let lossSum = 0;
     for (let start = 0; start < n; start += bs) {
       const end = Math.min(n, start + bs);
@@ -124,10 +143,8 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
         lossSum += cost.dataSync()[0]! * size;
         cost.dispose();
       }
-      if (performance.now() - lastYield >= YIELD_EVERY_MS) {
-        await yieldToLoop();
-        lastYield = performance.now();
-      }
+      const wait = pause();
+      if (wait) await wait;
     }
     onEpoch?.(e + 1, lossSum / n);
   }
@@ -139,14 +156,14 @@ export async function train(tf: Tf, rows: readonly LabelledRow[], cfg: LearnerCo
   const norm = fitNormaliser(rows.map((r) => r.features));
   const spec: FeatureSpec = { id: FEATURE_SPEC_ID, names: [...FEATURE_NAMES], lookback: cfg.lookback, horizonMs: cfg.horizonMs, ...norm };
   const model = build(tf, cfg);
-  await fitEpochs(tf, model, rows, spec, cfg.epochs, cfg.batchSize, new SeededRng(cfg.seed), onEpoch);
+  await fitEpochs(tf, model, rows, spec, cfg.epochs, cfg.batchSize, new SeededRng(cfg.seed), onEpoch, cfg.trainer);
   return wrap(tf, model, spec);
 }
 
 /** Online update: one epoch over new rows, in place (normalisation unchanged). */
-export async function fineTune(tf: Tf, m: TrainedModel, rows: readonly LabelledRow[], cfg: Pick<LearnerConfig, 'batchSize' | 'seed'>): Promise<void> {
+export async function fineTune(tf: Tf, m: TrainedModel, rows: readonly LabelledRow[], cfg: Pick<LearnerConfig, 'batchSize' | 'seed' | 'trainer'>): Promise<void> {
   if (rows.length === 0) return;
-  await fitEpochs(tf, m.model, rows, m.spec, 1, cfg.batchSize, new SeededRng(cfg.seed ^ rows.length));
+  await fitEpochs(tf, m.model, rows, m.spec, 1, cfg.batchSize, new SeededRng(cfg.seed ^ rows.length), undefined, cfg.trainer);
 }
 
 /** Chronological split: the most recent `holdoutFraction` is held out. */

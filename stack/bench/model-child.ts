@@ -9,7 +9,7 @@
 // Prints one JSON line on stdout.
 import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig, schemaRegistryUrl } from '../../runtime/config.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../../schemas/types.ts';
@@ -159,10 +159,26 @@ async function trainBench() {
   return { backend, samples: SAMPLES, epochs: mcfg.MODEL_EPOCHS, retrain_s_runs: secs.map((s) => Math.round(s * 100) / 100), retrain_s: Math.round(median(secs) * 100) / 100, inference_ms: inference, predict_only_ms: predictOnlyMs };
 }
 
+// Peak RSS per phase: VmHWM is reset between phases (writing 5 to /proc/self/clear_refs), so each
+// phase's peak is its own; peak_rss_mb is the highest of them (the process's peak).
+const status = (k: string) => Math.round(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024);
+const phasePeaks: Record<string, number> = {};
+const phase = async <T>(name: string, f: () => Promise<T>): Promise<T> => {
+  phasePeaks['before_' + name] = status('VmHWM');
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    // not Linux, or not allowed: the phases then share one peak
+  }
+  const out = await f();
+  phasePeaks[name] = status('VmHWM');
+  return out;
+};
 // BENCH_MODEL_PARTS (default both): `replay` and/or `train`, to measure one part alone.
 const parts = (process.env.BENCH_MODEL_PARTS ?? 'replay,train').split(',');
-const replay = parts.includes('replay') ? await replayBench() : null;
-const train = parts.includes('train') ? await trainBench() : null;
-const hwm = Number(/VmHWM:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? 0) / 1024;
-process.stdout.write(JSON.stringify({ replay, train, peak_rss_mb: Math.round(hwm) }) + '\n');
+const rssAfterImports = status('VmRSS');
+const replay = parts.includes('replay') ? await phase('replay', replayBench) : null;
+const train = parts.includes('train') ? await phase('train', trainBench) : null;
+const hwm = Math.max(status('VmHWM'), ...Object.values(phasePeaks));
+process.stdout.write(JSON.stringify({ replay, train, peak_rss_mb: hwm, rss_after_imports_mb: rssAfterImports, phase_peak_rss_mb: phasePeaks }) + '\n');
 process.exit(0);
