@@ -141,7 +141,10 @@ export function timeOf(v: unknown): number | null {
   return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }
 
-const DEC_RE = /^-?\d+(\.\d+)?(e-?\d+)?$/i;
+// Bounded on purpose (fuzzing found it): an unbounded exponent or digit run such as "1e100000000"
+// passed and then cost the tracker minutes of BigInt arithmetic (Dec) and failed PostgreSQL's numeric
+// (a fatal error, so a poison record). Bybit's decimals are plain and far shorter than these bounds.
+const DEC_RE = /^-?\d{1,40}(\.\d{1,40})?(e-?\d{1,2})?$/i;
 
 function decimal(o: Record<string, unknown>, k: string): string {
   const v = o[k];
@@ -414,7 +417,13 @@ export function parseStreamMessage(m: StreamMessage, ctx: ParseContext): ParseRe
   items.forEach((item, index) => {
     try {
       if (!isObj(item)) throw new ItemError('not an object');
-      const push = (key: string, value: ParsedRecord['value']) => records.push({ kind: s.kind, topic: out.topic, record: out.record, key, value });
+      const push = (key: string, value: ParsedRecord['value']) => {
+        // PostgreSQL text and jsonb refuse NUL, so a record carrying one would fail the tracker's
+        // transaction for good (fuzzing found it, e.g. side "\u0000"): refuse the item here instead.
+        const nul = nulPath(value);
+        if (nul !== null) throw new ItemError(`${nul}: must not contain NUL`);
+        records.push({ kind: s.kind, topic: out.topic, record: out.record, key, value });
+      };
       switch (s.kind) {
         case 'order': {
           const v = orderUpdate(item, m, cat, ctx);
@@ -447,6 +456,25 @@ export function parseStreamMessage(m: StreamMessage, ctx: ParseContext): ParseRe
     }
   });
   return { ok: true, kind: s.kind, records, problems, skipped, items: items.length };
+}
+
+/** Path of the first string holding a NUL character in a record value, or null. */
+function nulPath(v: unknown, path = ''): string | null {
+  if (typeof v === 'string') return v.includes('\u0000') ? path || '(value)' : null;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const p = nulPath(v[i], `${path}[${i}]`);
+      if (p !== null) return p;
+    }
+    return null;
+  }
+  if (isObj(v)) {
+    for (const [k, x] of Object.entries(v)) {
+      const p = nulPath(x, path ? `${path}.${k}` : k);
+      if (p !== null) return p;
+    }
+  }
+  return null;
 }
 
 /** One line for a dead-letter's reason_detail from the item problems. */
