@@ -27,7 +27,7 @@
 import { z } from 'zod';
 import { Counter, type Registry } from 'prom-client';
 import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
-import { ok } from './runner.ts';
+import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
 import { RetriableError } from '../runtime/errors.ts';
@@ -410,6 +410,103 @@ export interface TrackDeps {
 
 type Kind = 'submission' | 'order' | 'execution' | 'position' | 'wallet';
 
+// Records that fit their Avro schema but could never be stored (fuzzing found each of these): a NUL
+// (PostgreSQL text refuses it), a lone UTF-16 surrogate (jsonb refuses its \u escape), a decimal
+// that is not a bounded plain decimal ("abc" fails the numeric columns; "1e100000000" costs minutes
+// of BigInt arithmetic in Dec), a time outside what Date and timestamptz hold. Each of them used to
+// fail load or persist, which is not per record: the runner retried or stopped the whole partition.
+// Such a record is now refused in `process` (dead-lettered with reason invalid_record) and left out
+// of `load`'s queries.
+const TRACK_DECIMAL_RE = /^-?\d{1,40}(\.\d{1,40})?(e-?\d{1,2})?$/i;
+const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const DECIMAL_FIELDS: Record<Kind, readonly string[]> = {
+  submission: ['qty', 'price'],
+  order: ['price', 'qty', 'cumExecQty', 'cumExecValue', 'cumExecFee', 'avgPrice', 'leavesQty'],
+  execution: ['execPrice', 'execQty', 'execValue', 'execFee', 'feeRate', 'leavesQty'],
+  position: ['size', 'avgPrice', 'positionValue', 'markPrice', 'liqPrice', 'leverage', 'positionIM', 'unrealisedPnl', 'cumRealisedPnl'],
+  wallet: ['totalEquity', 'totalWalletBalance', 'totalAvailableBalance', 'totalMarginBalance'],
+};
+const COIN_DECIMAL_FIELDS = ['equity', 'walletBalance', 'free', 'locked', 'availableToWithdraw', 'usdValue', 'unrealisedPnl', 'cumRealisedPnl', 'totalOrderIM', 'totalPositionIM'];
+const TIME_FIELDS: Record<Kind, readonly string[]> = {
+  submission: ['sent_at', 'acked_at'],
+  order: ['createdTime', 'updatedTime', 'creationTime', 'observedAt'],
+  execution: ['execTime', 'observedAt'],
+  position: ['updatedTime', 'observedAt'],
+  wallet: ['updatedTime', 'observedAt'],
+};
+const MAX_TIME_MS = 8.64e15; // the Date range
+/** Decimals the tables require (NOT NULL numeric): an empty string there is not a number. */
+const REQUIRED_DECIMALS: Record<Kind, readonly string[]> = {
+  submission: [],
+  order: ['qty', 'cumExecQty', 'cumExecValue', 'cumExecFee'],
+  execution: ['execPrice', 'execQty'],
+  position: [],
+  wallet: [],
+};
+/** Quantities and prices the tables require to be >= 0 (fees and PnL may be negative). */
+const NON_NEGATIVE: Record<Kind, readonly string[]> = {
+  submission: ['qty', 'price'],
+  order: ['price', 'qty', 'cumExecQty', 'cumExecValue', 'avgPrice', 'leavesQty'],
+  execution: ['execPrice', 'execQty', 'execValue', 'leavesQty'],
+  position: ['size'],
+  wallet: [],
+};
+
+function badText(v: unknown, path: string): string | null {
+  if (typeof v === 'string') return v.includes('\u0000') ? `${path} contains NUL` : LONE_SURROGATE_RE.test(v) ? `${path} contains a lone surrogate` : null;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const b = badText(v[i], `${path}[${i}]`);
+      if (b) return b;
+    }
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const b = badText(x, path ? `${path}.${k}` : k);
+      if (b) return b;
+    }
+  }
+  return null;
+}
+
+function badDecimals(o: Record<string, unknown>, fields: readonly string[], path: string): string | null {
+  for (const f of fields) {
+    const v = o[f];
+    if (v === null || v === undefined || v === '') continue;
+    if (typeof v !== 'string' || !TRACK_DECIMAL_RE.test(v)) return `${path}${f} ${JSON.stringify(v).slice(0, 60)} is not a bounded decimal`;
+  }
+  return null;
+}
+
+/** Why a record of a kind cannot be tracked and stored, or null when it can. */
+export function unstorable(kind: Kind, value: unknown): string | null {
+  const v = value as Record<string, unknown>;
+  const text = badText(v, '');
+  if (text) return text;
+  const d = badDecimals(v, DECIMAL_FIELDS[kind], '');
+  if (d) return d;
+  if (kind === 'wallet' && Array.isArray(v.coin)) {
+    for (const [i, c] of (v.coin as Record<string, unknown>[]).entries()) {
+      const cd = badDecimals(c, COIN_DECIMAL_FIELDS, `coin[${i}].`);
+      if (cd) return cd;
+    }
+  }
+  for (const f of REQUIRED_DECIMALS[kind]) if (typeof v[f] !== 'string' || v[f] === '') return `${f} is empty`;
+  for (const f of NON_NEGATIVE[kind]) {
+    const x = v[f];
+    if (typeof x === 'string' && x.startsWith('-') && !/^-[0.]*(e-?\d+)?$/i.test(x)) return `${f} ${x} is negative`;
+  }
+  if ('source' in v && !['ws', 'rest', 'reconciler'].includes(v.source as string)) return `source ${JSON.stringify(v.source).slice(0, 40)} is not ws, rest or reconciler`;
+  // Bybit's own rule for orderLinkId (and the orders table's check): an external order must fit it too.
+  const link = kind === 'submission' ? v.order_link_id : kind === 'order' || kind === 'execution' ? v.orderLinkId : '';
+  if (typeof link === 'string' && link !== '' && !/^[A-Za-z0-9_-]{1,36}$/.test(link)) return `order link id ${JSON.stringify(link).slice(0, 60)} is not a Bybit orderLinkId`;
+  for (const f of TIME_FIELDS[kind]) {
+    const t = v[f];
+    if (t === null || t === undefined) continue;
+    if (typeof t !== 'number' || !Number.isSafeInteger(t) || Math.abs(t) > MAX_TIME_MS) return `${f} ${String(t)} is not a time`;
+  }
+  return null;
+}
+
 export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState> {
   const cfg = deps.config;
   const log = deps.logger?.child({ stage: name });
@@ -472,6 +569,11 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     const stored = state.replays.get(source);
     if (stored) return ok(...stored.map(output));
     const kind = kindOf.get(rec.topic);
+    const bad = kind ? unstorable(kind, rec.value) : null;
+    if (bad) {
+      ignored('invalid_record');
+      return reject('invalid_record', bad);
+    }
     switch (kind) {
       case 'position': {
         const pos = rec.value as Position;
@@ -584,6 +686,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     const execIds = new Set<string>();
     for (const rec of records) {
       const kind = kindOf.get(rec.topic);
+      if (kind && unstorable(kind, rec.value)) continue; // refused in process; its ids must not reach a query
       if (kind === 'submission') {
         const s = rec.value as OrderSubmission;
         links.add(s.order_link_id);
@@ -675,7 +778,7 @@ async function insertExecution(tx: CommonQueryMethods, e: Execution): Promise<vo
     INSERT INTO executions (exec_id, order_link_id, order_id, category, symbol, side, exec_type, exec_qty, exec_price, exec_value, exec_fee,
                             fee_currency, is_maker, exec_time, source, raw)
     VALUES (${e.execId}, ${e.orderLinkId || null}, ${e.orderId}, ${e.category}, ${e.symbol}, ${e.side}, ${e.execType ?? 'Trade'}, ${e.execQty},
-            ${e.execPrice}, ${e.execValue}, ${e.execFee || '0'}, ${e.feeCurrency}, ${e.isMaker}, ${sql.timestamp(new Date(e.execTime))},
+            ${e.execPrice}, ${e.execValue || null /* '' (as Bybit writes "none") is not a numeric: fuzzing found it */}, ${e.execFee || '0'}, ${e.feeCurrency}, ${e.isMaker}, ${sql.timestamp(new Date(e.execTime))},
             ${e.source === 'reconciler' ? 'reconcile' : e.source}, ${jsonb(e)})
     ON CONFLICT (exec_id) DO NOTHING`);
 }
