@@ -4,7 +4,7 @@
 // a given seed and data: seeded initialisers, our own seeded shuffling, CPU kernels.
 import type * as tfTypes from '@tensorflow/tfjs';
 import { FEATURE_NAMES, FEATURE_SPEC_ID, fitNormaliser, normalise, normaliseValue, type FeatureSpec } from './features.ts';
-import { mlpPlan, trainMlp } from './mlp-train.ts';
+import { invalidateForward, mlpForward, mlpPlan, trainMlp } from './mlp-train.ts';
 import { SeededRng } from './rng.ts';
 import type { Tf } from './tf.ts';
 
@@ -61,6 +61,9 @@ function wrap(tf: Tf, model: tfTypes.LayersModel, spec: FeatureSpec): TrainedMod
     model,
     predict: (rows) => {
       if (rows.length === 0) return [];
+      // The learner's MLP in plain JS (model/mlp-train.ts); any other model through tf.js.
+      const forward = mlpForward(model);
+      if (forward) return rows.map((r) => forward(normalise(r, spec)));
       return tf.tidy(() => {
         const x = tf.tensor2d(rows.map((r) => normalise(r, spec)), [rows.length, FEATURE_NAMES.length]);
         return Array.from((model.predict(x) as tfTypes.Tensor).dataSync());
@@ -113,6 +116,7 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
     await trainMlp(tf, model, plan, n, epochs, batchSize, order, pause, onEpoch);
     return;
   }
+  invalidateForward(model);
   // Any other model: the same loop on tf.js ops.
   const xe = new Float32Array(n * d);
   const ye = new Float32Array(n);
@@ -147,6 +151,7 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
       if (wait) await wait;
     }
     onEpoch?.(e + 1, lossSum / n);
+    invalidateForward(model);
   }
 }
 

@@ -30,8 +30,8 @@ export interface MlpPlan {
 
 const adamStates = new WeakMap<tfTypes.LayersModel, AdamState>();
 
-/** The plan when the model is exactly the learner's MLP with an Adam optimizer, else null (use tf.js). */
-export function mlpPlan(model: tfTypes.LayersModel): MlpPlan | null {
+/** Widths and L2 factors when the model is exactly the learner's MLP (dense ReLU, ReLU, sigmoid), else null. */
+export function mlpShape(model: tfTypes.LayersModel): Pick<MlpPlan, 'dims' | 'l2'> | null {
   const layers = model.layers;
   if (layers.length !== 3) return null;
   const acts = ['relu', 'relu', 'sigmoid'];
@@ -51,10 +51,63 @@ export function mlpPlan(model: tfTypes.LayersModel): MlpPlan | null {
     dims.push(w[0]!.shape[1]!);
   }
   if (dims[3] !== 1) return null;
+  return { dims: dims as MlpPlan['dims'], l2: l2 as MlpPlan['l2'] };
+}
+
+/** The plan when the model is exactly the learner's MLP with an Adam optimizer, else null (use tf.js). */
+export function mlpPlan(model: tfTypes.LayersModel): MlpPlan | null {
+  const shape = mlpShape(model);
+  if (!shape) return null;
   const opt = model.optimizer as (tfTypes.Optimizer & { getConfig(): Record<string, unknown> }) | undefined;
   if (!opt || opt.getClassName() !== 'Adam') return null;
   const oc = opt.getConfig();
-  return { dims: dims as MlpPlan['dims'], l2: l2 as MlpPlan['l2'], lr: Number(oc.learningRate), beta1: Number(oc.beta1), beta2: Number(oc.beta2), epsilon: Number(oc.epsilon) };
+  return { ...shape, lr: Number(oc.learningRate), beta1: Number(oc.beta1), beta2: Number(oc.beta2), epsilon: Number(oc.epsilon) };
+}
+
+interface Forward {
+  dims: MlpPlan['dims'];
+  P: Float64Array[];
+  z1: Float64Array;
+  z2: Float64Array;
+}
+const forwards = new WeakMap<tfTypes.LayersModel, Forward | null>();
+
+/** Forget the cached weights of a model (after its weights changed). */
+export function invalidateForward(model: tfTypes.LayersModel): void {
+  forwards.delete(model);
+}
+
+/**
+ * P(up) of one normalised feature row by the learner's MLP, computed in plain JS from the model's
+ * weights (cached until invalidateForward): a few microseconds instead of tf.js's tensor set-up per
+ * call; the result is rounded to float32 as tf.js's output is. Null when the model is another shape.
+ */
+export function mlpForward(model: tfTypes.LayersModel): ((x: readonly number[]) => number) | null {
+  let f = forwards.get(model);
+  if (f === undefined) {
+    const shape = mlpShape(model);
+    f = shape ? { dims: shape.dims, P: model.getWeights().map((w) => Float64Array.from(w.dataSync() as Float32Array)), z1: new Float64Array(shape.dims[1]), z2: new Float64Array(shape.dims[2]) } : null;
+    forwards.set(model, f);
+  }
+  if (!f) return null;
+  const { dims, P, z1, z2 } = f;
+  const [d, h1, h2] = dims;
+  const [k1, b1, k2, b2, k3, b3] = P as [Float64Array, Float64Array, Float64Array, Float64Array, Float64Array, Float64Array];
+  return (x) => {
+    for (let o = 0; o < h1; o++) {
+      let s = b1[o]!;
+      for (let i = 0; i < d; i++) s += Math.fround(x[i]!) * k1[i * h1 + o]!;
+      z1[o] = s;
+    }
+    for (let o = 0; o < h2; o++) {
+      let s = b2[o]!;
+      for (let i = 0; i < h1; i++) if (z1[i]! > 0) s += z1[i]! * k2[i * h2 + o]!;
+      z2[o] = s;
+    }
+    let z3 = b3[0]!;
+    for (let i = 0; i < h2; i++) if (z2[i]! > 0) z3 += z2[i]! * k3[i]!;
+    return Math.fround(1 / (1 + Math.exp(-z3)));
+  };
 }
 
 /**
@@ -197,6 +250,7 @@ export async function trainMlp(
   const next = P.map((p, j) => tf.tensor(Float32Array.from(p), shapes[j]!));
   try {
     model.setWeights(next);
+    invalidateForward(model);
   } finally {
     next.forEach((t) => t.dispose());
   }

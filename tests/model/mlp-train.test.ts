@@ -1,11 +1,13 @@
 // The allocation-free MLP trainer computes what tf.js computes: the same data, seed and settings
 // trained with it and with tf.js's own ops (optimizer.minimize on the model, the 'tfjs' trainer)
-// give the same epoch losses and predictions up to float32 rounding; fine-tuning continues Adam.
+// give the same epoch losses and predictions up to float32 rounding; fine-tuning continues Adam;
+// the plain-JS forward pass used by predict equals tf.js's model.predict.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadTf } from '../../model/tf.ts';
+import type * as tfTypes from '@tensorflow/tfjs';
 import { fineTune, train, type LabelledRow, type LearnerConfig } from '../../model/learner.ts';
-import { FEATURE_NAMES } from '../../model/features.ts';
+import { FEATURE_NAMES, normalise } from '../../model/features.ts';
 import { SeededRng } from '../../model/rng.ts';
 
 function rows(n: number, seed: number): LabelledRow[] {
@@ -35,4 +37,9 @@ test('the MLP trainer matches tf.js (losses, predictions, fine-tuning)', async (
   await fineTune(tf, fast, more, cfg);
   await fineTune(tf, ref, more, { ...cfg, trainer: 'tfjs' });
   assert.ok(close(fast.predict(probe), ref.predict(probe), 2e-3), 'same after fine-tuning');
+  // predict (plain-JS forward pass of the MLP) equals tf.js's own model.predict on the same weights.
+  for (const m of [fast, ref]) {
+    const viaTf = tf.tidy(() => Array.from((m.model.predict(tf.tensor2d(probe.map((r) => normalise(r, m.spec)))) as tfTypes.Tensor).dataSync()));
+    assert.ok(close(m.predict(probe), viaTf, 1e-6), 'forward pass equals tf.js predict');
+  }
 });
