@@ -15,6 +15,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
+import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
 import { createAmqpConnection, type AmqpConnect, type ChannelModel } from '../connectors/amqp.ts';
@@ -75,12 +76,25 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
     const items: Array<{ msg: InMessage; body: Buffer; signal: ModelSignal }> = [];
     for (const msg of messages) {
       if (!msg.value) continue;
-      try {
-        const signal = (await d.codec.decode(msg.topic, msg.value)) as ModelSignal;
-        items.push({ msg, signal, body: Buffer.from(JSON.stringify(toSignalJson(signal))) });
-      } catch (err) {
-        d.metrics.bridge.rejected.inc({ bridge: name, reason: 'undecodable' });
-        log.error({ err: (err as Error).message, partition: msg.partition, offset: msg.offset }, 'model signal could not be decoded; skipped');
+      for (let attempt = 0; ; attempt++) {
+        try {
+          const signal = (await d.codec.decode(msg.topic, msg.value)) as ModelSignal;
+          items.push({ msg, signal, body: Buffer.from(JSON.stringify(toSignalJson(signal))) });
+          break;
+        } catch (err) {
+          // Only bytes that can never be decoded are skipped. A registry that cannot be reached
+          // (RetriableError) used to land here too, and the valid signal was skipped and its offset
+          // committed: lost. It is now retried with backoff, like a RabbitMQ failure.
+          if (err instanceof RejectedError) {
+            d.metrics.bridge.rejected.inc({ bridge: name, reason: 'undecodable' });
+            log.error({ err: (err as Error).message, partition: msg.partition, offset: msg.offset }, 'model signal could not be decoded; skipped');
+            break;
+          }
+          if (stopping) throw err;
+          const delay = backoffMs(attempt, 100, d.retryMaxMs);
+          log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'decoding failed; retrying');
+          await sleep(delay);
+        }
       }
     }
     for (let attempt = 0; ; attempt++) {

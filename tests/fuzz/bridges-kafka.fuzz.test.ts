@@ -21,6 +21,8 @@ import { createValidateStage, parseConfig as validateConfig, REASONS } from '../
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import type { DeadLetter, Execution, OrderEvent, Signal } from '../../schemas/types.ts';
 import { fuzzStack } from './stack.ts';
+import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import { INJECTIONS, nasty, nonUtf8, runs } from './arbitraries.ts';
@@ -197,6 +199,38 @@ test('ws-gateway bridge on the real path: every refused message is dead-lettered
     await bridge.stop();
     for (const q of Object.values(queues)) await ch.deleteQueue(q).catch(() => {});
     await pub.close().catch(() => {});
+    await st.close();
+  }
+});
+
+test('signal-out bridge on the real path: garbage on model.signals is skipped and counted, the valid signals behind it are published', async () => {
+  const st = await fuzzStack('fz-mso');
+  const queue = `test.fuzz.model-signals.${randomBytes(4).toString('hex')}`;
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  const bridge = createSignalOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, amqpUrl: AMQP_URL, queue, topicPrefix: st.prefix, groupId: `${st.prefix}mso`, batchMax: 10, retryMaxMs: 500 });
+  try {
+    const topic = `${st.prefix}model.signals`;
+    const junk = fc.sample(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, ...a]))), { numRuns: runs(15), seed: 203 });
+    const good = [randomUUID(), randomUUID()].map((signal_id) => ({ ...SAMPLES.ModelSignal, signal_id }));
+    const p = st.kafka.producer();
+    await p.connect();
+    await p.send(topic, [...junk.map((value) => ({ key: 'ETHUSDT', value, partition: 0 })), ...(await Promise.all(good.map(async (s) => ({ key: 'ETHUSDT', value: await st.codec.encode(topic, s), partition: 0 }))))]);
+    await p.disconnect();
+    await bridge.start();
+    await ch.assertQueue(queue, { durable: true });
+    const got: string[] = [];
+    await ch.consume(queue, (m) => {
+      if (!m) return;
+      got.push(m.properties.messageId as string);
+      ch.ack(m);
+    });
+    await waitFor('the valid model signals behind the garbage', () => good.every((s) => got.includes(s.signal_id)), 60_000);
+    assert.match(await st.metrics.registry.getSingleMetricAsString('pipeline_bridge_messages_rejected_total'), new RegExp(`bridge="model-signal-out-bridge",reason="undecodable"} ${junk.length}$`, 'm'));
+  } finally {
+    await bridge.stop();
+    await ch.deleteQueue(queue).catch(() => {});
+    await conn.close().catch(() => {});
     await st.close();
   }
 });
