@@ -22,6 +22,7 @@ import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import type { DeadLetter, Execution, OrderEvent, Signal } from '../../schemas/types.ts';
 import { fuzzStack } from './stack.ts';
 import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
@@ -227,6 +228,42 @@ test('signal-out bridge on the real path: garbage on model.signals is skipped an
     });
     await waitFor('the valid model signals behind the garbage', () => good.every((s) => got.includes(s.signal_id)), 60_000);
     assert.match(await st.metrics.registry.getSingleMetricAsString('pipeline_bridge_messages_rejected_total'), new RegExp(`bridge="model-signal-out-bridge",reason="undecodable"} ${junk.length}$`, 'm'));
+  } finally {
+    await bridge.stop();
+    await ch.deleteQueue(queue).catch(() => {});
+    await conn.close().catch(() => {});
+    await st.close();
+  }
+});
+
+test('events-out bridge on the real path: garbage on orders.events is dead-lettered as undecodable, the events behind it reach RabbitMQ', async () => {
+  const st = await fuzzStack('fz-evo');
+  const queue = `test.fuzz.order-events.${randomBytes(4).toString('hex')}`;
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  await ch.assertQueue(queue, { durable: true });
+  const bridge = createEventsOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, config: eventsOutConfig({ AMQP_URL, TOPIC_PREFIX: st.prefix, ORDER_EVENTS_QUEUE: queue, EVENTS_OUT_GROUP: 'events-out', EVENTS_OUT_RETRY_MAX_MS: '300' }) });
+  try {
+    const topic = `${st.prefix}orders.events`;
+    const junk = fc.sample(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, ...a]))), { numRuns: runs(15), seed: 204 });
+    const good = [randomUUID(), randomUUID()].map((event_id) => ({ ...SAMPLES.OrderEvent, event_id }));
+    const p = st.kafka.producer();
+    await p.connect();
+    await p.send(topic, [...junk.map((value) => ({ key: 'ETHUSDT', value, partition: 0 })), ...(await Promise.all(good.map(async (e) => ({ key: 'ETHUSDT', value: await st.codec.encode(topic, e), partition: 0 }))))]);
+    await p.disconnect();
+    await bridge.start();
+    const got: string[] = [];
+    await ch.consume(queue, (m) => {
+      if (!m) return;
+      got.push(m.properties.messageId as string);
+      ch.ack(m);
+    });
+    await waitFor('the valid order events behind the garbage', () => good.every((e) => got.includes(e.event_id)), 60_000);
+    const dead = await consumeToEnd(st.kafka, `${st.prefix}orders.dlq`, 1);
+    const envelopes = await Promise.all(dead.map(async (m) => (await st.codec.decode(m.topic, m.value!)) as DeadLetter));
+    assert.equal(envelopes.filter((e) => e.reason_code === 'undecodable').length, junk.length, 'one undecodable dead letter per garbage record');
+    for (const j of junk) assert.ok(envelopes.some((e) => Buffer.from(e.original_value!).equals(j)), 'original bytes kept');
+    assert.equal(got.length, good.length, 'nothing but the valid events was published');
   } finally {
     await bridge.stop();
     await ch.deleteQueue(queue).catch(() => {});
