@@ -52,7 +52,7 @@ export async function readTopic(kafka: KafkaPort, topic: string, codec: Codec, q
 }
 
 /** Consume a RabbitMQ queue until `enough` says so or nothing new came for quietMs; returns the parsed bodies. */
-export async function drainQueue(url: string, queue: string, enough: (msgs: Array<Record<string, unknown>>) => boolean, quietMs = 15_000, timeoutMs = 120_000): Promise<Array<Record<string, unknown>>> {
+export async function drainQueue(url: string, queue: string, enough: (msgs: Array<Record<string, unknown>>) => boolean, quietMs = 30_000, timeoutMs = 180_000): Promise<Array<Record<string, unknown>>> {
   const conn = await amqplib.connect(url);
   conn.on('error', () => {});
   const out: Array<Record<string, unknown>> = [];

@@ -32,7 +32,7 @@ const exchangeStreams: UnitFactory = async (rt) => {
 };
 
 const eventsOut: UnitFactory = async (rt) => {
-  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.cfg), clock: rt.clock });
+  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.cfg), clock: rt.clock, onFatal: rt.fatal });
   await b.start();
   return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
 };
