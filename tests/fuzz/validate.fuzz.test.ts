@@ -1,7 +1,7 @@
 // Property-based bad-input suite for the signal path (fast-check): whatever bytes arrive, the
 // validation stage never throws, every refusal carries a known machine-readable reason (and a
 // signal_rejected event when the id is readable), every accepted record is a schema-valid Signal,
-// and a valid signal behind any amount of garbage is still accepted.
+// and a valid signal behind any amount of garbage is still accepted. FUZZ_RUNS scales the run counts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -10,6 +10,7 @@ import { ManualClock } from '../../runtime/clock.ts';
 import { createValidateStage, parseConfig, REASONS, type ValidateState } from '../../pipelines/validate.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
+import { runs } from './arbitraries.ts';
 
 const NOW = Date.parse('2026-01-10T12:00:00Z');
 const stage = createValidateStage({ config: parseConfig({ TOPIC_PREFIX: 'fz.', SIGNAL_MAX_BYTES: '4096' }) });
@@ -71,7 +72,7 @@ test('arbitrary bytes: never throws, always a known reason', () => {
     fc.property(fc.uint8Array({ maxLength: 6000 }), (bytes) => {
       checkOutcome(run(Buffer.from(bytes)));
     }),
-    { numRuns: 400, seed: 42 },
+    { numRuns: runs(400), seed: 42 },
   );
 });
 
@@ -80,7 +81,7 @@ test('arbitrary JSON values: never throws, always a known reason or a schema-val
     fc.property(fc.jsonValue(), (v) => {
       checkOutcome(run(Buffer.from(JSON.stringify(v) ?? 'null')));
     }),
-    { numRuns: 400, seed: 43 },
+    { numRuns: runs(400), seed: 43 },
   );
 });
 
@@ -98,7 +99,7 @@ test('a valid signal with one field replaced or removed: rejected with a field r
         assert.ok(out.confidence >= 0 && out.confidence <= 1);
       }
     }),
-    { numRuns: 800, seed: 44 },
+    { numRuns: runs(800), seed: 44 },
   );
 });
 
@@ -112,7 +113,7 @@ test('amounts: only finite positive numbers within the cap are accepted', () => 
       assert.equal(r.kind === 'ok', ok, `amount ${amount} → ${r.kind === 'reject' ? r.code : 'ok'}`);
       if (!ok) assert.equal((r as { code: string }).code, REASONS.invalidAmount);
     }),
-    { numRuns: 500, seed: 45 },
+    { numRuns: runs(500), seed: 45 },
   );
 });
 
@@ -125,7 +126,7 @@ test('timestamps: stale and future signals are refused by the clock, the rest ac
       const expected = delta < -30_000 ? REASONS.stale : delta > 5_000 ? REASONS.future : 'ok';
       assert.equal(r.kind === 'ok' ? 'ok' : r.code, expected, `delta ${delta}`);
     }),
-    { numRuns: 300, seed: 46 },
+    { numRuns: runs(300), seed: 46 },
   );
 });
 
@@ -137,6 +138,6 @@ test('a valid signal behind any garbage in the same chunk is still accepted; dup
       const r = stage.process(rec(Buffer.from(JSON.stringify(valid()))), { state: st, clock: new ManualClock(NOW) });
       assert.equal(r.kind, 'ok');
     }),
-    { numRuns: 100, seed: 47 },
+    { numRuns: runs(100), seed: 47 },
   );
 });
