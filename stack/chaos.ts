@@ -127,7 +127,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const onSignal = (sig: NodeJS.Signals) => {
     killAll();
     rmSync(dir, { recursive: true, force: true });
-    process.exit(sig === 'SIGINT' ? 130 : 143);
+    const code = sig === 'SIGINT' ? 130 : 143;
+    void Promise.race([dropDatabase(dbUrl), sleep(5000)]).finally(() => process.exit(code));
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.once(s, onSignal);
