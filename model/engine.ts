@@ -171,8 +171,7 @@ export class ModelEngine {
   retrain(now: number, onEpoch?: (epoch: number, loss: number) => void): Promise<RoundResult | null> {
     return this.serial(async () => {
       const cfg = this.d.cfg;
-      const stored = await reg.loadSamples(this.d.db, { featureSpec: FEATURE_SPEC_ID, limit: cfg.MODEL_MAX_TRAIN_SAMPLES });
-      const rows: LabelledRow[] = stored.filter((s) => s.label !== null && s.market_return_bps !== null).map((s) => ({ features: s.features, label: s.label as 0 | 1, market_return_bps: s.market_return_bps!, ts: s.ts }));
+      const rows: LabelledRow[] = await reg.loadTrainingRows(this.d.db, { featureSpec: FEATURE_SPEC_ID, limit: cfg.MODEL_MAX_TRAIN_SAMPLES });
       if (rows.length < cfg.MODEL_MIN_TRAIN_SAMPLES) {
         this.d.metrics.retrains.inc({ result: 'skipped' });
         this.d.logger.info({ samples: rows.length, needed: cfg.MODEL_MIN_TRAIN_SAMPLES }, 'retraining skipped: too few labelled samples');

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
 import type { FeatureSpec } from './features.ts';
-import type { ModelArtifacts } from './learner.ts';
+import type { LabelledRow, ModelArtifacts } from './learner.ts';
 import type { Mode, Transition } from './policy.ts';
 import type { TrainingSample } from './windows.ts';
 
@@ -161,6 +161,25 @@ export async function loadSamples(db: CommonQueryMethods, opts: { featureSpec: s
     WHERE feature_spec = ${opts.featureSpec} AND ts >= ${sql.timestamp(new Date(opts.fromTs ?? 0))}
     ORDER BY ts DESC, signal_id DESC LIMIT ${opts.limit}`);
   return [...rows].reverse();
+}
+
+const trainingRow = z.object({ ts: z.number(), features: z.array(z.number()), label: z.union([z.literal(0), z.literal(1)]), market_return_bps: z.number() });
+
+/**
+ * What a retraining reads: of the most recent `limit` samples of a feature spec (as loadSamples),
+ * the labelled ones with a market return, oldest first, reduced to ts, features, label and market
+ * return (not whole rows: a 50k-sample retraining then holds only what it trains on).
+ */
+export async function loadTrainingRows(db: CommonQueryMethods, opts: { featureSpec: string; limit: number; fromTs?: number }): Promise<LabelledRow[]> {
+  const rows = await db.any(sql.type(trainingRow)`
+    SELECT ts, features, label, market_return_bps FROM (
+      SELECT signal_id, ts, features, label, market_return_bps
+      FROM training_samples
+      WHERE feature_spec = ${opts.featureSpec} AND ts >= ${sql.timestamp(new Date(opts.fromTs ?? 0))}
+      ORDER BY ts DESC, signal_id DESC LIMIT ${opts.limit}) recent
+    WHERE label IS NOT NULL AND market_return_bps IS NOT NULL
+    ORDER BY ts, signal_id`);
+  return rows as LabelledRow[];
 }
 
 export async function recordTransition(db: CommonQueryMethods, t: Transition, at: number): Promise<void> {
