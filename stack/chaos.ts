@@ -337,9 +337,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       const rows = await db.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
       const byLink = new Map(rows.map((r) => [r.order_link_id, r.status]));
       const agree = ours.every((o) => byLink.get(String(o.orderLinkId)) === String(o.orderStatus));
-      if (decided === ids.length && agree) break;
+      // Create decisions still on their way to the exchange (e.g. placement retrying after a broker
+      // restart at the very end of the flow): wait for them too.
+      const placed = new Set(ours.map((o) => String(o.orderLinkId)));
+      const decidedCreates = await db.any(sql.type(z.object({ order_link_id: z.string() }))`
+        SELECT DISTINCT d.order_link_id FROM decisions d
+        WHERE d.action = 'create' AND d.signal_id = ANY(${sql.array(ids, 'uuid')}) AND d.order_link_id IS NOT NULL`);
+      const inFlight = decidedCreates.filter((c) => !placed.has(c.order_link_id) && byLink.get(c.order_link_id) !== 'Rejected').length;
+      if (decided === ids.length && agree && inFlight === 0) break;
       if (Date.now() > settledBy) {
-        say(`not settled: ${decided}/${ids.length} signals decided; ${ours.filter((o) => byLink.get(String(o.orderLinkId)) !== String(o.orderStatus)).length} orders disagree`);
+        say(`not settled: ${decided}/${ids.length} signals decided; ${ours.filter((o) => byLink.get(String(o.orderLinkId)) !== String(o.orderStatus)).length} orders disagree; ${inFlight} creates not at the exchange`);
         break;
       }
       await sleep(500);
