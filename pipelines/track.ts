@@ -8,7 +8,12 @@
 // records); `process` is pure: it applies each fact through the order state machine
 // (pipelines/order-state.ts), updating the in-memory state so later records of the chunk see the
 // earlier ones, and turns every state change into one enriched OrderEvent; `persist` writes the
-// chunk's effects in one database transaction before the runner's Kafka commit.
+// chunk's effects in one database transaction before the runner's Kafka commit. Both cost a fixed
+// number of round trips per chunk, not per record: `load` reads with `= ANY(array)` (five queries in
+// two rounds); `persist` sends one multi-row statement per table (executions, order rows locked /
+// updated / inserted, events, state history, invalid transitions, positions, balances). The state
+// holds one slot per order with its final state after the chunk's facts, so no statement touches a
+// row twice, and the result is the same as applying the records one chunk each.
 //
 // Replays. A chunk can come back after a crash between persist and the Kafka commit; `orders` then
 // already holds its effects. Every emitted event is recorded in order_events with its source record
@@ -30,6 +35,7 @@ import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { InvalidInputError } from 'slonik';
 import { RetriableError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
@@ -751,14 +757,18 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     const db = requireDb();
     if (state.dirty.size + state.events.length + state.newExecs.length + state.invalids.length + state.positions.size + state.balances.size === 0) return;
     await db.transaction(async (tx) => {
-      for (const e of state.newExecs) await insertExecution(tx, e);
-      const rowIds = new Map<number, number>();
-      const slots = new Set([...state.dirty, ...state.events.map((e) => e.slot)]);
-      for (const slot of [...slots].sort((a, b) => a - b)) rowIds.set(slot, await saveOrder(tx, state.orders[slot]!, state.versions.get(slot)));
-      for (const ev of state.events) await insertEvent(tx, rowIds.get(ev.slot)!, ev);
-      for (const inv of state.invalids) await insertInvalid(tx, inv, inv.slot === null ? null : (rowIds.get(inv.slot) ?? state.orders[inv.slot]?.rowId ?? null));
-      for (const pos of state.positions.values()) await upsertPosition(tx, pos);
-      for (const b of state.balances.values()) await upsertBalance(tx, b.coin, b.updatedTime);
+      // A constant number of statements per chunk, whatever its size. The state already holds one
+      // slot per order with its final state after all the chunk's facts (process applies them in
+      // order), so every multi-row statement below touches each row at most once.
+      await insertExecutions(tx, state.newExecs);
+      const rowIds = await saveOrders(tx, state);
+      await insertEvents(tx, state.events, rowIds);
+      await insertInvalids(
+        tx,
+        state.invalids.map((inv) => ({ inv, rowId: inv.slot === null ? null : (rowIds.get(inv.slot) ?? state.orders[inv.slot]?.rowId ?? null) })),
+      );
+      await upsertPositions(tx, [...state.positions.values()]);
+      await upsertBalances(tx, [...state.balances.values()]);
     });
     if (log && (state.events.length || state.invalids.length)) log.info({ events: state.events.length, invalid: state.invalids.length, executions: state.newExecs.length }, 'orders tracked');
   };
@@ -768,103 +778,305 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
 
 // ---------------------------------------------------------------------------------------------
 // persist helpers
+//
+// Every statement takes the chunk's rows as one jsonb array (`rowsOf`: one bind parameter whatever
+// the number of rows, typed by jsonb_to_recordset's column list) and keeps the rows' order where it
+// shows (identity ids of events, history and invalid transitions follow the emission order: a replay
+// re-emits a record's events ORDER BY id).
 
-const ts = (ms: number | null) => (ms === null ? null : sql.timestamp(new Date(ms)));
-const jsonb = (v: unknown) => sql.jsonb(JSON.parse(JSON.stringify(v ?? {})) as Parameters<typeof sql.jsonb>[0]);
+/** Epoch ms → timestamptz exactly as `sql.timestamp(new Date(ms))` (to_timestamp(ms / 1000)). */
+const TS = (col: ReturnType<typeof sql.identifier>) => sql.fragment`to_timestamp(${col}::float8 / 1000)`;
+/** The rows of a multi-row statement as one jsonb parameter (undefined fields become NULL columns). */
+const rowsOf = (rows: readonly object[]) => sql.fragment`${JSON.stringify(rows)}::jsonb`;
 const pos = (v: string | null): string | null => (Dec.maybe(v)?.isPos() ? Dec.of(v!).toString() : null);
 
-async function insertExecution(tx: CommonQueryMethods, e: Execution): Promise<void> {
+async function insertExecutions(tx: CommonQueryMethods, execs: readonly Execution[]): Promise<void> {
+  if (execs.length === 0) return;
+  const rows = execs.map((e, i) => ({
+    i,
+    exec_id: e.execId,
+    order_link_id: e.orderLinkId || null,
+    order_id: e.orderId,
+    category: e.category,
+    symbol: e.symbol,
+    side: e.side,
+    exec_type: e.execType ?? 'Trade',
+    exec_qty: e.execQty,
+    exec_price: e.execPrice,
+    exec_value: e.execValue || null /* '' (as Bybit writes "none") is not a numeric: fuzzing found it */,
+    exec_fee: e.execFee || '0',
+    fee_currency: e.feeCurrency,
+    is_maker: e.isMaker,
+    exec_time: e.execTime,
+    source: e.source === 'reconciler' ? 'reconcile' : e.source,
+    raw: JSON.parse(JSON.stringify(e ?? {})) as unknown,
+  }));
   await tx.query(sql.typeAlias('void')`
     INSERT INTO executions (exec_id, order_link_id, order_id, category, symbol, side, exec_type, exec_qty, exec_price, exec_value, exec_fee,
                             fee_currency, is_maker, exec_time, source, raw)
-    VALUES (${e.execId}, ${e.orderLinkId || null}, ${e.orderId}, ${e.category}, ${e.symbol}, ${e.side}, ${e.execType ?? 'Trade'}, ${e.execQty},
-            ${e.execPrice}, ${e.execValue || null /* '' (as Bybit writes "none") is not a numeric: fuzzing found it */}, ${e.execFee || '0'}, ${e.feeCurrency}, ${e.isMaker}, ${sql.timestamp(new Date(e.execTime))},
-            ${e.source === 'reconciler' ? 'reconcile' : e.source}, ${jsonb(e)})
+    SELECT v.exec_id, v.order_link_id, v.order_id, v.category, v.symbol, v.side, v.exec_type, v.exec_qty, v.exec_price, v.exec_value, v.exec_fee,
+           v.fee_currency, v.is_maker, ${TS(sql.identifier(['v', 'exec_time']))}, v.source, v.raw
+    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, exec_id text, order_link_id text, order_id text, category text, symbol text, side text, exec_type text,
+                                                  exec_qty numeric, exec_price numeric, exec_value numeric, exec_fee numeric, fee_currency text, is_maker boolean,
+                                                  exec_time bigint, source text, raw jsonb)
+    ORDER BY v.i
     ON CONFLICT (exec_id) DO NOTHING`);
 }
 
-const versionRow = z.object({ cum_exec_qty: z.string(), last_exchange_update_ms: z.number().nullable(), seq: z.number() });
-const idRow = z.object({ id: z.number() });
+const versionRow = z.object({ id: z.number(), cum_exec_qty: z.string(), last_exchange_update_ms: z.number().nullable(), seq: z.number() });
+const insertedRow = z.object({ id: z.number(), order_link_id: z.string().nullable(), order_id: z.string().nullable() });
 
-/** Insert or update the order row; returns its id. Throws RetriableError on a concurrent change. */
-async function saveOrder(tx: CommonQueryMethods, o: TrackedOrder, v: Version | undefined): Promise<number> {
-  const ctx = o.context;
-  if (o.rowId === null) {
-    const row = await tx.maybeOne(sql.type(idRow)`
+const timeInForceOf = (o: TrackedOrder) => (o.timeInForce && ['GTC', 'IOC', 'FOK', 'PostOnly'].includes(o.timeInForce) ? o.timeInForce : null);
+const marketUnitOf = (o: TrackedOrder) => (o.marketUnit === 'baseCoin' || o.marketUnit === 'quoteCoin' ? o.marketUnit : null);
+const signalIdOf = (ctx: SignalCtx) => (ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? ctx.signal_id : null);
+const UUID_RE = /^[\da-f]{8}(?:-[\da-f]{4}){3}-[\da-f]{12}$/i;
+
+/**
+ * Write the order rows of every slot the chunk changed (dirty or with an event); returns slot → row
+ * id. Rows already stored: locked in one `SELECT … FOR UPDATE` ordered by id (the order concurrent
+ * writers lock them in), checked against the version `load` read (RetriableError on a concurrent
+ * change or a vanished row), then one `UPDATE … FROM`. New orders: one multi-row insert (a row some
+ * other writer inserted meanwhile is a RetriableError too).
+ */
+async function saveOrders(tx: CommonQueryMethods, state: TrackState): Promise<Map<number, number>> {
+  const rowIds = new Map<number, number>();
+  const slots = [...new Set([...state.dirty, ...state.events.map((e) => e.slot)])].sort((a, b) => a - b);
+  const existing: Array<{ slot: number; o: TrackedOrder & { rowId: number } }> = [];
+  const fresh: Array<{ slot: number; o: TrackedOrder }> = [];
+  for (const slot of slots) {
+    const o = state.orders[slot]!;
+    if (o.rowId === null) fresh.push({ slot, o });
+    else existing.push({ slot, o: o as TrackedOrder & { rowId: number } });
+  }
+
+  if (existing.length > 0) {
+    const ids = existing.map((x) => x.o.rowId);
+    const cur = new Map(
+      (
+        await tx.any(sql.type(versionRow)`
+          SELECT o.id, o.cum_exec_qty, o.last_exchange_update_ms, COALESCE((SELECT max(sequence) FROM order_events e WHERE e.order_row_id = o.id), 0)::int AS seq
+          FROM orders o WHERE o.id = ANY(${sql.array(ids, 'int8')}) ORDER BY o.id FOR UPDATE`)
+      ).map((r) => [r.id, r]),
+    );
+    for (const { slot, o } of existing) {
+      const c = cur.get(o.rowId);
+      if (!c) throw new RetriableError('order_row_gone', `order row ${o.rowId} (${orderKey(o)}) disappeared; reloading`);
+      const v = state.versions.get(slot);
+      if (v && (c.seq !== v.sequence || Dec.of(c.cum_exec_qty).cmp(v.cumQty) !== 0 || c.last_exchange_update_ms !== v.lastUpdateMs)) {
+        throw new RetriableError('order_changed_concurrently', `order ${orderKey(o)} changed since it was loaded; reloading`);
+      }
+    }
+    const rows = existing.map(({ o }) => ({
+      id: o.rowId,
+      order_id: o.orderId,
+      status: o.status,
+      qty: o.qty,
+      price: pos(o.price),
+      cum_exec_qty: o.cum.qty,
+      cum_exec_value: o.cum.value,
+      cum_exec_fee: o.cum.fee,
+      avg_price: pos(o.avgPrice),
+      leaves_qty: o.leavesQty,
+      last_exchange_update_ms: o.lastUpdateMs,
+      submitted_at: o.submittedAt,
+      acknowledged_at: o.acknowledgedAt,
+      first_fill_at: o.firstFillAt,
+      final_at: o.finalAt,
+      reject_ret_code: o.rejectRetCode,
+      reject_reason: o.rejectReason,
+      context: o.context,
+    }));
+    const col = (c: string) => TS(sql.identifier(['v', c]));
+    await tx.query(sql.typeAlias('void')`
+      UPDATE orders SET
+        order_id = COALESCE(orders.order_id, v.order_id),
+        status = v.status,
+        qty = v.qty,
+        price = COALESCE(v.price, orders.price),
+        cum_exec_qty = v.cum_exec_qty, cum_exec_value = v.cum_exec_value, cum_exec_fee = v.cum_exec_fee,
+        avg_price = v.avg_price,
+        leaves_qty = v.leaves_qty,
+        last_exchange_update_ms = v.last_exchange_update_ms,
+        submitted_at = COALESCE(orders.submitted_at, ${col('submitted_at')}),
+        acknowledged_at = COALESCE(orders.acknowledged_at, ${col('acknowledged_at')}),
+        first_fill_at = ${col('first_fill_at')},
+        final_at = COALESCE(orders.final_at, ${col('final_at')}),
+        reject_ret_code = COALESCE(orders.reject_ret_code, v.reject_ret_code),
+        reject_reason = COALESCE(orders.reject_reason, v.reject_reason),
+        context = CASE WHEN orders.context ? 'signal_id' THEN orders.context ELSE orders.context || v.context END,
+        updated_at = now()
+      FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(id bigint, order_id text, status text, qty numeric, price numeric, cum_exec_qty numeric, cum_exec_value numeric,
+                                                    cum_exec_fee numeric, avg_price numeric, leaves_qty numeric, last_exchange_update_ms bigint, submitted_at bigint,
+                                                    acknowledged_at bigint, first_fill_at bigint, final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
+      WHERE orders.id = v.id`);
+    for (const { slot, o } of existing) rowIds.set(slot, o.rowId);
+  }
+
+  if (fresh.length > 0) {
+    const rows = fresh.map(({ o }, i) => {
+      const signalId = signalIdOf(o.context);
+      if (signalId !== null && !UUID_RE.test(signalId)) throw new InvalidInputError('UUID parameter value must be a valid UUID.'); // what sql.uuid did
+      return {
+        i,
+        order_link_id: o.orderLinkId,
+        order_id: o.orderId,
+        signal_id: signalId,
+        strategy_id: o.context.strategy_id,
+        category: o.category,
+        symbol: o.symbol,
+        side: o.side,
+        order_type: o.orderType,
+        time_in_force: timeInForceOf(o),
+        market_unit: marketUnitOf(o),
+        reduce_only: o.reduceOnly,
+        qty: o.qty,
+        price: pos(o.price),
+        status: o.status,
+        cum_exec_qty: o.cum.qty,
+        cum_exec_value: o.cum.value,
+        cum_exec_fee: o.cum.fee,
+        avg_price: pos(o.avgPrice),
+        leaves_qty: o.leavesQty,
+        external: o.external,
+        last_exchange_update_ms: o.lastUpdateMs,
+        submitted_at: o.submittedAt,
+        acknowledged_at: o.acknowledgedAt,
+        first_fill_at: o.firstFillAt,
+        final_at: o.finalAt,
+        reject_ret_code: o.rejectRetCode,
+        reject_reason: o.rejectReason,
+        context: o.context,
+      };
+    });
+    const col = (c: string) => TS(sql.identifier(['v', c]));
+    const inserted = await tx.any(sql.type(insertedRow)`
       INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit, reduce_only,
                           qty, price, status, cum_exec_qty, cum_exec_value, cum_exec_fee, avg_price, leaves_qty, external, last_exchange_update_ms,
                           submitted_at, acknowledged_at, first_fill_at, final_at, reject_ret_code, reject_reason, context)
-      VALUES (${o.orderLinkId}, ${o.orderId}, ${ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? sql.uuid(ctx.signal_id) : null}, ${ctx.strategy_id},
-              ${o.category}, ${o.symbol}, ${o.side}, ${o.orderType}, ${o.timeInForce && ['GTC', 'IOC', 'FOK', 'PostOnly'].includes(o.timeInForce) ? o.timeInForce : null},
-              ${o.marketUnit === 'baseCoin' || o.marketUnit === 'quoteCoin' ? o.marketUnit : null}, ${o.reduceOnly}, ${o.qty}, ${pos(o.price)}, ${o.status},
-              ${o.cum.qty}, ${o.cum.value}, ${o.cum.fee}, ${pos(o.avgPrice)}, ${o.leavesQty}, ${o.external}, ${o.lastUpdateMs},
-              ${ts(o.submittedAt)}, ${ts(o.acknowledgedAt)}, ${ts(o.firstFillAt)}, ${ts(o.finalAt)}, ${o.rejectRetCode}, ${o.rejectReason}, ${jsonb(ctx)})
+      SELECT v.order_link_id, v.order_id, v.signal_id, v.strategy_id, v.category, v.symbol, v.side, v.order_type, v.time_in_force, v.market_unit, v.reduce_only,
+             v.qty, v.price, v.status, v.cum_exec_qty, v.cum_exec_value, v.cum_exec_fee, v.avg_price, v.leaves_qty, v.external, v.last_exchange_update_ms,
+             ${col('submitted_at')}, ${col('acknowledged_at')}, ${col('first_fill_at')}, ${col('final_at')}, v.reject_ret_code, v.reject_reason, v.context
+      FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, order_link_id text, order_id text, signal_id uuid, strategy_id text, category text, symbol text, side text,
+                                                    order_type text, time_in_force text, market_unit text, reduce_only boolean, qty numeric, price numeric, status text,
+                                                    cum_exec_qty numeric, cum_exec_value numeric, cum_exec_fee numeric, avg_price numeric, leaves_qty numeric,
+                                                    external boolean, last_exchange_update_ms bigint, submitted_at bigint, acknowledged_at bigint, first_fill_at bigint,
+                                                    final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
+      ORDER BY v.i
       ON CONFLICT DO NOTHING
-      RETURNING id`);
-    if (!row) throw new RetriableError('order_inserted_concurrently', `order ${orderKey(o)} was inserted by someone else meanwhile; reloading`);
-    return row.id;
+      RETURNING id, order_link_id, order_id`);
+    // A new order has an orderLinkId, or else an orderId (the table's check): either identifies the row.
+    const byLink = new Map(inserted.filter((r) => r.order_link_id !== null).map((r) => [r.order_link_id!, r.id]));
+    const byId = new Map(inserted.filter((r) => r.order_link_id === null && r.order_id !== null).map((r) => [r.order_id!, r.id]));
+    for (const { slot, o } of fresh) {
+      const id = o.orderLinkId !== null ? byLink.get(o.orderLinkId) : o.orderId !== null ? byId.get(o.orderId) : undefined;
+      if (id === undefined) throw new RetriableError('order_inserted_concurrently', `order ${orderKey(o)} was inserted by someone else meanwhile; reloading`);
+      rowIds.set(slot, id);
+    }
   }
-  const cur = await tx.maybeOne(sql.type(versionRow)`
-    SELECT o.cum_exec_qty, o.last_exchange_update_ms, COALESCE((SELECT max(sequence) FROM order_events e WHERE e.order_row_id = o.id), 0)::int AS seq
-    FROM orders o WHERE o.id = ${o.rowId} FOR UPDATE`);
-  if (!cur) throw new RetriableError('order_row_gone', `order row ${o.rowId} (${orderKey(o)}) disappeared; reloading`);
-  if (v && (cur.seq !== v.sequence || Dec.of(cur.cum_exec_qty).cmp(v.cumQty) !== 0 || cur.last_exchange_update_ms !== v.lastUpdateMs)) {
-    throw new RetriableError('order_changed_concurrently', `order ${orderKey(o)} changed since it was loaded; reloading`);
-  }
-  await tx.query(sql.typeAlias('void')`
-    UPDATE orders SET
-      order_id = COALESCE(order_id, ${o.orderId}),
-      status = ${o.status},
-      qty = ${o.qty},
-      price = COALESCE(${pos(o.price)}, price),
-      cum_exec_qty = ${o.cum.qty}, cum_exec_value = ${o.cum.value}, cum_exec_fee = ${o.cum.fee},
-      avg_price = ${pos(o.avgPrice)},
-      leaves_qty = ${o.leavesQty},
-      last_exchange_update_ms = ${o.lastUpdateMs},
-      submitted_at = COALESCE(submitted_at, ${ts(o.submittedAt)}),
-      acknowledged_at = COALESCE(acknowledged_at, ${ts(o.acknowledgedAt)}),
-      first_fill_at = ${ts(o.firstFillAt)},
-      final_at = COALESCE(final_at, ${ts(o.finalAt)}),
-      reject_ret_code = COALESCE(reject_ret_code, ${o.rejectRetCode}),
-      reject_reason = COALESCE(reject_reason, ${o.rejectReason}),
-      context = CASE WHEN context ? 'signal_id' THEN context ELSE context || ${jsonb(ctx)} END,
-      updated_at = now()
-    WHERE id = ${o.rowId}`);
-  return o.rowId;
+  return rowIds;
 }
 
-async function insertEvent(tx: CommonQueryMethods, rowId: number, ev: EmittedEvent): Promise<void> {
-  const e = ev.event;
-  const c = ev.change;
+/** The chunk's events in emission order, and the state history of those that changed the status. */
+async function insertEvents(tx: CommonQueryMethods, events: readonly EmittedEvent[], rowIds: ReadonlyMap<number, number>): Promise<void> {
+  if (events.length === 0) return;
+  const rows = events.map((ev, i) => {
+    const e = ev.event;
+    const c = ev.change;
+    return {
+      i,
+      event_id: e.event_id,
+      order_row_id: rowIds.get(ev.slot)!,
+      order_link_id: e.order_link_id,
+      order_id: e.order_id,
+      sequence: c.sequence,
+      event_type: e.event_type,
+      from_status: c.from,
+      status: c.to,
+      cause: c.cause,
+      cause_id: c.causeId,
+      source_record: ev.source,
+      occurred_at: c.occurredAt,
+      payload: e,
+    };
+  });
   await tx.query(sql.typeAlias('void')`
     INSERT INTO order_events (event_id, order_row_id, order_link_id, order_id, sequence, event_type, status, cause, cause_id, source_record, occurred_at, payload)
-    VALUES (${e.event_id}, ${rowId}, ${e.order_link_id}, ${e.order_id}, ${c.sequence}, ${e.event_type}, ${c.to}, ${c.cause}, ${c.causeId}, ${ev.source},
-            ${c.occurredAt}, ${jsonb(e)})
+    SELECT v.event_id, v.order_row_id, v.order_link_id, v.order_id, v.sequence, v.event_type, v.status, v.cause, v.cause_id, v.source_record, v.occurred_at, v.payload
+    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, event_id text, order_row_id bigint, order_link_id text, order_id text, sequence integer, event_type text,
+                                                  status text, cause text, cause_id text, source_record text, occurred_at bigint, payload jsonb)
+    ORDER BY v.i
     ON CONFLICT DO NOTHING`);
-  if (c.from === c.to) return; // a report without a status change (amend/cancel refused)
+  // A report without a status change (amend/cancel refused) has no history row.
+  const history = rows
+    .filter((r) => r.from_status !== r.status)
+    .map((r) => ({
+      i: r.i,
+      order_row_id: r.order_row_id,
+      order_link_id: r.order_link_id,
+      order_id: r.order_id,
+      from_status: r.from_status,
+      to_status: r.status,
+      cause: r.cause,
+      event_id: r.event_id,
+      exchange_update_ms: r.cause === 'submission' ? null : r.occurred_at,
+      details: { event_type: r.event_type, filled_qty: r.payload.filled_qty, fees: r.payload.fees, source: r.payload.source, cause_id: r.cause_id, source_record: r.source_record },
+    }));
+  if (history.length === 0) return;
   await tx.query(sql.typeAlias('void')`
     INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, exchange_update_ms, details)
-    VALUES (${rowId}, ${e.order_link_id}, ${e.order_id}, ${c.from}, ${c.to}, ${c.cause}, ${e.event_id},
-            ${c.cause === 'submission' ? null : c.occurredAt}, ${jsonb({ event_type: e.event_type, filled_qty: e.filled_qty, fees: e.fees, source: e.source, cause_id: c.causeId, source_record: ev.source })})
+    SELECT v.order_row_id, v.order_link_id, v.order_id, v.from_status, v.to_status, v.cause, v.event_id, v.exchange_update_ms, v.details
+    FROM jsonb_to_recordset(${rowsOf(history)}) AS v(i int, order_row_id bigint, order_link_id text, order_id text, from_status text, to_status text, cause text,
+                                                     event_id text, exchange_update_ms bigint, details jsonb)
+    ORDER BY v.i
     ON CONFLICT DO NOTHING`);
 }
 
-async function insertInvalid(tx: CommonQueryMethods, inv: InvalidRecord, rowId: number | null): Promise<void> {
-  const i = inv.invalid;
+/** Refused facts, once per source record and cause (a replayed chunk adds none again). */
+async function insertInvalids(tx: CommonQueryMethods, invalids: ReadonlyArray<{ inv: InvalidRecord; rowId: number | null }>): Promise<void> {
+  if (invalids.length === 0) return;
+  // The NOT EXISTS below does not see rows of the same statement: keep the first of a (source, cause).
+  const seen = new Set<string>();
+  const rows: object[] = [];
+  for (const { inv, rowId } of invalids) {
+    const k = JSON.stringify([inv.source, inv.invalid.cause]);
+    if (seen.has(k)) continue;
+    seen.add(k);
+    const i = inv.invalid;
+    rows.push({ i: rows.length, order_row_id: rowId, order_link_id: inv.orderLinkId, order_id: inv.orderId, from_status: i.from, to_status: i.to, cause: i.cause, event_id: inv.source, reason: i.reason, payload: JSON.parse(JSON.stringify(inv.payload ?? {})) as unknown });
+  }
   await tx.query(sql.typeAlias('void')`
     INSERT INTO invalid_transitions (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, reason, payload)
-    SELECT ${rowId}, ${inv.orderLinkId}, ${inv.orderId}, ${i.from}, ${i.to}, ${i.cause}, ${inv.source}, ${i.reason}, ${jsonb(inv.payload)}
-    WHERE NOT EXISTS (SELECT 1 FROM invalid_transitions WHERE event_id = ${inv.source} AND cause = ${i.cause})`);
+    SELECT v.order_row_id, v.order_link_id, v.order_id, v.from_status, v.to_status, v.cause, v.event_id, v.reason, v.payload
+    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, order_row_id bigint, order_link_id text, order_id text, from_status text, to_status text, cause text,
+                                                  event_id text, reason text, payload jsonb)
+    WHERE NOT EXISTS (SELECT 1 FROM invalid_transitions t WHERE t.event_id = v.event_id AND t.cause = v.cause)
+    ORDER BY v.i`);
 }
 
 const dec = (v: string | null | undefined): string | null => (v === null || v === undefined || v === '' ? null : (Dec.maybe(v)?.toString() ?? null));
 
-async function upsertPosition(tx: CommonQueryMethods, p: Position): Promise<void> {
-  const side = p.side === 'Buy' || p.side === 'Sell' ? p.side : '';
+/** Latest position per (category, symbol) of the chunk (one row per key), applied only when newer. */
+async function upsertPositions(tx: CommonQueryMethods, positions: readonly Position[]): Promise<void> {
+  if (positions.length === 0) return;
+  const rows = positions.map((p) => ({
+    category: p.category,
+    symbol: p.symbol,
+    side: p.side === 'Buy' || p.side === 'Sell' ? p.side : '',
+    size: dec(p.size) ?? '0',
+    avg_price: dec(p.avgPrice),
+    mark_price: dec(p.markPrice),
+    position_value: dec(p.positionValue),
+    leverage: dec(p.leverage),
+    liq_price: dec(p.liqPrice),
+    unrealised_pnl: dec(p.unrealisedPnl) ?? '0',
+    cum_realised_pnl: dec(p.cumRealisedPnl) ?? '0',
+    updated_ms: p.updatedTime,
+  }));
   await tx.query(sql.typeAlias('void')`
     INSERT INTO positions (category, symbol, side, size, avg_price, mark_price, position_value, leverage, liq_price, unrealised_pnl, cum_realised_pnl, updated_ms)
-    VALUES (${p.category}, ${p.symbol}, ${side}, ${dec(p.size) ?? '0'}, ${dec(p.avgPrice)}, ${dec(p.markPrice)}, ${dec(p.positionValue)}, ${dec(p.leverage)},
-            ${dec(p.liqPrice)}, ${dec(p.unrealisedPnl) ?? '0'}, ${dec(p.cumRealisedPnl) ?? '0'}, ${p.updatedTime})
+    SELECT v.category, v.symbol, v.side, v.size, v.avg_price, v.mark_price, v.position_value, v.leverage, v.liq_price, v.unrealised_pnl, v.cum_realised_pnl, v.updated_ms
+    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(category text, symbol text, side text, size numeric, avg_price numeric, mark_price numeric, position_value numeric,
+                                                  leverage numeric, liq_price numeric, unrealised_pnl numeric, cum_realised_pnl numeric, updated_ms bigint)
     ON CONFLICT (category, symbol) DO UPDATE SET
       side = EXCLUDED.side, size = EXCLUDED.size, avg_price = EXCLUDED.avg_price, mark_price = EXCLUDED.mark_price,
       position_value = EXCLUDED.position_value, leverage = EXCLUDED.leverage, liq_price = EXCLUDED.liq_price,
@@ -872,14 +1084,20 @@ async function upsertPosition(tx: CommonQueryMethods, p: Position): Promise<void
     WHERE positions.updated_ms <= EXCLUDED.updated_ms`);
 }
 
-async function upsertBalance(tx: CommonQueryMethods, c: WalletBalance['coin'][number], updatedTime: number): Promise<void> {
-  const wallet = dec(c.walletBalance) ?? '0';
-  const locked = dec(c.locked) ?? '0';
-  // Same rule as connectors/exchange-sync.ts: what is free to trade is balance - locked (or `free`).
-  const available = dec(c.free) ?? Dec.of(wallet).sub(locked).toString();
+/** Latest balance per coin of the chunk (one row per coin), applied only when newer. */
+async function upsertBalances(tx: CommonQueryMethods, balances: ReadonlyArray<{ coin: WalletBalance['coin'][number]; updatedTime: number }>): Promise<void> {
+  if (balances.length === 0) return;
+  const rows = balances.map(({ coin: c, updatedTime }) => {
+    const wallet = dec(c.walletBalance) ?? '0';
+    const locked = dec(c.locked) ?? '0';
+    // Same rule as connectors/exchange-sync.ts: what is free to trade is balance - locked (or `free`).
+    const available = dec(c.free) ?? Dec.of(wallet).sub(locked).toString();
+    return { coin: c.coin, wallet_balance: wallet, available, locked, equity: dec(c.equity), usd_value: dec(c.usdValue), updated_ms: updatedTime };
+  });
   await tx.query(sql.typeAlias('void')`
     INSERT INTO balances (coin, wallet_balance, available, locked, equity, usd_value, updated_ms)
-    VALUES (${c.coin}, ${wallet}, ${available}, ${locked}, ${dec(c.equity)}, ${dec(c.usdValue)}, ${updatedTime})
+    SELECT v.coin, v.wallet_balance, v.available, v.locked, v.equity, v.usd_value, v.updated_ms
+    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(coin text, wallet_balance numeric, available numeric, locked numeric, equity numeric, usd_value numeric, updated_ms bigint)
     ON CONFLICT (coin) DO UPDATE SET
       wallet_balance = EXCLUDED.wallet_balance, available = EXCLUDED.available, locked = EXCLUDED.locked,
       equity = EXCLUDED.equity, usd_value = EXCLUDED.usd_value, updated_ms = EXCLUDED.updated_ms, updated_at = now()
