@@ -18,6 +18,10 @@ export default tseslint.config(
       'no-restricted-syntax': ['error', {
         selector: "CallExpression[callee.property.name='unsafe']",
         message: 'sql.unsafe bypasses typed queries; use sql.type(...) or sql.typeAlias(...).',
+      }, {
+        // slonik's own form: the tagged template sql.unsafe`...`
+        selector: "TaggedTemplateExpression[tag.property.name='unsafe']",
+        message: 'sql.unsafe bypasses typed queries; use sql.type(...) or sql.typeAlias(...).',
       }],
     },
   },

@@ -176,6 +176,41 @@ export function invalidReason(i: OrderIntent): string | null {
   return null;
 }
 
+const ORDER_LINK_ID_RE = /^[A-Za-z0-9_-]{1,36}$/;
+/** A plain positive decimal PostgreSQL's numeric takes ("1e400" yes, "Infinity" or "1e99999" no). */
+const POSITIVE_DECIMAL_RE = /^(\d{1,40}(\.\d{0,40})?|\.\d{1,40})(e[+-]?\d{1,3})?$/i;
+const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
+const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const MIN_TIME_MS = -210_866_760_000_000; // 4713 BC, timestamptz's lower end
+const MAX_TIME_MS = 8.64e15; // the Date range
+
+const positive = (v: string | null): boolean => v !== null && POSITIVE_DECIMAL_RE.test(v) && Number(v) > 0;
+const badText = (v: unknown): boolean => {
+  if (typeof v === 'string') return v.includes('\u0000') || LONE_SURROGATE_RE.test(v);
+  if (Array.isArray(v)) return v.some(badText);
+  if (v !== null && typeof v === 'object') return Object.entries(v).some(([k, x]) => badText(k) || badText(x));
+  return false;
+};
+
+/**
+ * Why the orders row of a create could not be stored, or null when it can: the orders table's
+ * checks (orderLinkId, qty > 0, price > 0, a limit order's price), NUL or a lone surrogate in any
+ * text (PostgreSQL refuses them), a signal id that is not a UUID, an expiry outside timestamptz.
+ * Such a create is not sent (refused as invalid_intent, after a query in case an earlier run sent
+ * it); its submission is the record of the refusal, and persist leaves it out rather than fail the
+ * whole chunk.
+ */
+export function unstorableCreate(i: OrderIntent): string | null {
+  if (!ORDER_LINK_ID_RE.test(i.order_link_id)) return `order_link_id ${JSON.stringify(i.order_link_id).slice(0, 60)} is not a Bybit orderLinkId`;
+  if (!positive(i.qty)) return `qty ${JSON.stringify(i.qty).slice(0, 60)} is not a positive decimal`;
+  if (i.price !== null && !positive(i.price)) return `price ${JSON.stringify(i.price).slice(0, 60)} is not a positive decimal`;
+  if (i.order_type === 'Limit' && i.price === null) return 'limit order without a price';
+  if (i.signal && !UUID_RE.test(i.signal.signal_id)) return `signal_id ${JSON.stringify(i.signal.signal_id).slice(0, 60)} is not a UUID`;
+  if (i.expires_at !== null && !(Number.isFinite(i.expires_at) && i.expires_at >= MIN_TIME_MS && i.expires_at <= MAX_TIME_MS)) return `expires_at ${i.expires_at} is not a storable time`;
+  if (badText(i)) return 'text with NUL or a lone surrogate';
+  return null;
+}
+
 /** Intents past their expires_at are not sent. Cancels are never dropped, whatever they carry. */
 export const isExpired = (i: OrderIntent, now: number): boolean => i.action !== 'cancel' && i.expires_at !== null && i.expires_at <= now;
 
@@ -373,7 +408,11 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       if (!o) {
         const sup = superseded.get(src);
         const invalid = invalidReason(i);
+        const unrecordable = invalid || i.action !== 'create' ? null : unstorableCreate(i);
         if (invalid) o = localReject(REASONS.invalidIntent, invalid);
+        // An order that could not be recorded in `orders` is not sent (risk would not see it); an
+        // earlier run may have sent it, so ask first, like any create that is not sent.
+        else if (unrecordable) o = await notSent(i, REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
         else if (sup) o = await notSent(i, sup.reason, `superseded by intent ${sup.by}`);
         else if (isExpired(i, now)) o = await notSent(i, REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
         else o = i.action === 'create' ? await create(i) : i.action === 'amend' ? await amend(i) : await cancel(i);
@@ -421,7 +460,16 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
 
   const persist = async (items: Array<{ rec: StageRecord<OrderIntent>; result: StageResult }>, state: PlaceState): Promise<void> => {
     if (!deps.db) return;
-    const creates = items.map(({ rec }) => ({ i: rec.value, o: state.outcomes.get(sourceOf(rec)), src: sourceOf(rec) })).filter((x) => x.i.action === 'create' && x.o);
+    const creates = items
+      .map(({ rec }) => ({ i: rec.value, o: state.outcomes.get(sourceOf(rec)), src: sourceOf(rec) }))
+      .filter((x) => {
+        if (x.i.action !== 'create' || !x.o) return false;
+        const bad = unstorableCreate(x.i);
+        if (!bad) return true;
+        // Refused (its submission says why) and nothing an orders row could hold: not recorded.
+        if (x.o.outcome === 'accepted' || x.o.outcome === 'already_placed') log?.error({ intent_id: x.i.intent_id, source: x.src, outcome: x.o.outcome, order_id: x.o.orderId, why: bad }, 'placed create cannot be recorded in orders');
+        return false;
+      });
     if (creates.length === 0) return;
     await deps.db.transaction(async (tx) => {
       await recordSubmissions(

@@ -16,14 +16,20 @@
 // back already decided. Such a signal is NOT decided again (the state now contains its own order and
 // would change the answer): `load` reads its decisions and `process` emits the recorded outputs
 // verbatim, so the replay produces identical intents and events; persist skips it. A signal whose row
-// is 'decided' without decisions here (decided elsewhere) produces nothing.
+// is 'decided' without decisions here (decided elsewhere) produces nothing. The same signal twice in
+// one chunk is decided once: the repeat emits nothing, and persist records the signal once (for it,
+// as for a replay, the decision is already recorded).
+//
+// Unstorable records. A schema-valid signal that PostgreSQL could not store (see `unstorableSignal`)
+// is refused in `process` with reason invalid_record (a dead letter on orders.dlq), kept out of
+// load's queries and out of persist, so it can neither stop the stage nor reach the risk rules.
 //
 // Refusals are business outcomes, not bad data: a rejected signal gets a decisions row, a 'rejected'
 // signals row and a signal_rejected OrderEvent (reason_code), and `process` returns ok(event) rather
 // than reject(...), so orders.dlq stays for records that could not be processed at all.
 import { z } from 'zod';
 import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
-import { ok } from './runner.ts';
+import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
@@ -31,6 +37,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { Category, MarketUnit, OrderEvent, OrderIntent, OrderSide, OrderType, Signal, TimeInForce } from '../schemas/types.ts';
 import { rejectionEventId } from './validate.ts';
+import { UUID_RE } from './signal-format.ts';
 import { applyDecision, decide, instKey, OPEN_STATUSES, riskConfigSchema, type Balance, type Decision, type Instrument, type OpenOrder, type PositionSnap, type RiskConfig, type RiskState, type TickerSnap } from './risk-rules.ts';
 import { evaluate, type Evaluated, type TradingStateName } from './trading-state.ts';
 
@@ -56,6 +63,60 @@ export const outputSchemas = [
 ] as const;
 
 // ---------------------------------------------------------------------------------------------
+// Unstorable signals
+
+/** Dead-letter reason of a schema-valid signal that cannot be decided and recorded. */
+export const INVALID_RECORD = 'invalid_record';
+
+const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+/** Epoch ms that both Date and PostgreSQL's timestamptz hold (4713 BC .. 275760 AD). */
+const MIN_TIME_MS = -210_866_760_000_000;
+const MAX_TIME_MS = 8.64e15;
+
+function badText(v: unknown, path: string): string | null {
+  if (typeof v === 'string') return v.includes('\u0000') ? `${path} contains NUL` : LONE_SURROGATE_RE.test(v) ? `${path} contains a lone surrogate` : null;
+  if (Array.isArray(v)) {
+    for (const [i, x] of v.entries()) {
+      const b = badText(x, `${path}[${i}]`);
+      if (b) return b;
+    }
+  } else if (v !== null && typeof v === 'object') {
+    for (const [k, x] of Object.entries(v)) {
+      const b = badText(k, `${path} key`) ?? badText(x, path ? `${path}.${k}` : k);
+      if (b) return b;
+    }
+  }
+  return null;
+}
+
+/**
+ * Why a signal that fits the Avro schema still cannot be decided and recorded, or null when it can.
+ * signals.valid normally carries only what validation accepted, but any producer can write to it,
+ * and each of these used to fail load or persist (a fatal database error that stopped the stage):
+ * a signal_id that is not a (lower-case) UUID (uuid columns), amount not finite and > 0, confidence not in
+ * [0, 1] (the signals table's checks), a signal_type other than buy/sell, NUL or a lone UTF-16
+ * surrogate in any text (PostgreSQL text and jsonb refuse them), times outside what Date and
+ * timestamptz hold. Such a signal is refused with reason invalid_record (dead-lettered; it never
+ * reaches the risk rules, so it never produces an intent) and is left out of load and persist.
+ */
+export function unstorableSignal(sig: Signal): string | null {
+  if (typeof sig.signal_id !== 'string' || !UUID_RE.test(sig.signal_id)) return `signal_id ${JSON.stringify(String(sig.signal_id)).slice(0, 60)} is not a UUID`;
+  // PostgreSQL gives uuids back in lower case: a replay of an upper-case id would not find its own
+  // decisions and would be decided again. Validation always writes them in lower case.
+  if (sig.signal_id !== sig.signal_id.toLowerCase()) return `signal_id ${sig.signal_id} is not in lower case`;
+  const text = badText(sig, '');
+  if (text) return text;
+  if (sig.signal_type !== 'buy' && sig.signal_type !== 'sell') return `signal_type ${JSON.stringify(sig.signal_type).slice(0, 40)} is not buy or sell`;
+  if (typeof sig.amount !== 'number' || !Number.isFinite(sig.amount) || !(sig.amount > 0)) return `amount ${sig.amount} is not a finite number > 0`;
+  if (typeof sig.confidence !== 'number' || !(sig.confidence >= 0 && sig.confidence <= 1)) return `confidence ${sig.confidence} is not in [0, 1]`;
+  for (const f of ['timestamp', 'received_at'] as const) {
+    const t = sig[f];
+    if (typeof t !== 'number' || !Number.isFinite(t) || t < MIN_TIME_MS || t > MAX_TIME_MS) return `${f} ${t} is not a storable time`;
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------------
 // State
 
 /** An output as recorded in decisions.output: logical topic, key and value. */
@@ -72,7 +133,7 @@ export interface SizeRiskState {
   /** signal_id → outputs already recorded in PostgreSQL (a replay emits exactly these). */
   replays: Map<string, StoredOutput[]>;
   /** signal_id → decided in this chunk (persist records these). */
-  decided: Map<string, { decision: Decision; outputs: StoredOutput[] }>;
+  decided: Map<string, { sig: Signal; decision: Decision; outputs: StoredOutput[] }>;
   /** signal_ids met in this chunk. */
   seen: Set<string>;
 }
@@ -239,8 +300,11 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
 
   const processRecord = (rec: StageRecord<Signal>, { state, clock: stageClock }: { state: SizeRiskState; clock: Clock }): StageResult => {
     const sig = rec.value;
+    const bad = unstorableSignal(sig);
+    // Schema-valid but unstorable (see unstorableSignal): dead-lettered, never decided, never persisted.
+    if (bad) return reject(INVALID_RECORD, bad, [], typeof sig.signal_id === 'string' && UUID_RE.test(sig.signal_id) ? sig.signal_id : null);
     const id = sig.signal_id;
-    if (state.seen.has(id)) return ok(); // the same signal twice in one chunk: decided once above
+    if (state.seen.has(id)) return ok(); // the same signal twice in one chunk: decided once above (persist records it once)
     state.seen.add(id);
     const stored = state.replays.get(id);
     if (stored) return ok(...stored.map(physical));
@@ -248,7 +312,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     const decision = decide(sig, state.risk, cfg, now);
     applyDecision(state.risk, decision);
     const outputs = outputsOf(sig, decision, now);
-    state.decided.set(id, { decision, outputs });
+    state.decided.set(id, { sig, decision, outputs });
     return ok(...outputs.map(physical));
   };
 
@@ -259,7 +323,8 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
 
   const load = async (records: StageRecord<Signal>[]): Promise<SizeRiskState> => {
     const db = requireDb();
-    const ids = [...new Set(records.map((r) => r.value.signal_id))];
+    // Unstorable records are refused in process; their ids (maybe not UUIDs) must not reach a query.
+    const ids = [...new Set(records.filter((r) => !unstorableSignal(r.value)).map((r) => r.value.signal_id))];
     const [instruments, tickers, balances, positions, orders, trading, decisions, decided] = await Promise.all([
       db.any(sql.type(instrumentRow)`
         SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
@@ -327,10 +392,15 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     const db = requireDb();
     const now = clock.now();
     const chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }> = [];
-    for (const { rec } of items) {
-      const entry = state.decided.get(rec.value.signal_id);
-      if (!entry) continue; // replayed, or repeated in the chunk: already recorded
-      chunk.push({ sig: rec.value, ...entry });
+    const recorded = new Set<string>();
+    for (const { rec, result } of items) {
+      if (result.kind === 'reject') continue; // refused (invalid_record): dead-lettered, nothing to record
+      const id = rec.value.signal_id;
+      const entry = state.decided.get(id);
+      if (!entry || recorded.has(id)) continue; // replayed, or repeated in the chunk: already recorded
+      // The record it was decided from (the first occurrence in the chunk), not a later copy.
+      recorded.add(id);
+      chunk.push({ sig: entry.sig, decision: entry.decision, outputs: entry.outputs });
     }
     if (!state.trading.change && chunk.length === 0) return;
     await db.transaction(async (tx) => {

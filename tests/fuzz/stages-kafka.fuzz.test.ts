@@ -26,6 +26,8 @@ import type { DeadLetter, Execution, ExchangeOrderUpdate, OrderEvent, OrderInten
 import type { InMessage } from '../../runtime/kafka.ts';
 import { fuzzStack, freshTickers, type FuzzStack } from './stack.ts';
 import { runs } from './arbitraries.ts';
+import { z } from 'zod';
+import { sql } from '../../runtime/db.ts';
 
 /** Caught up with the input, or fail at once when the stage reported a fatal error (it stopped). */
 async function caughtUp(st: FuzzStack, group: string, topic: string): Promise<void> {
@@ -77,30 +79,40 @@ test('size/risk under the runner: garbage is dead-lettered, semantically bad sig
   try {
     await freshTickers(st.db);
     const junk = fc.sample(garbage, { numRuns: runs(20), seed: 401 });
-    // Signals that fit the Avro schema (a producer other than validation could write them).
-    // Left out until pipelines/size-risk.ts guards them (each stops the stage with a fatal database
-    // error in load/persist; reported, reproduction in the report): amount <= 0, confidence outside
-    // [0, 1] or NaN, NUL or lone surrogates in text, a signal_id that is not a UUID, times outside
-    // the Date range, a signal_type other than buy/sell.
+    // Signals that fit the Avro schema (a producer other than validation could write them). Those
+    // the database could not store (amount <= 0, confidence outside [0, 1] or NaN, NUL in text, a
+    // signal_id that is not a UUID, times outside the Date range) used to stop the stage with a
+    // fatal error in load/persist; size-risk now dead-letters them as invalid_record.
     const bad: Signal[] = [
-      ...[NaN, Infinity, -Infinity, 5e-324].map((amount) => signal({ amount })),
+      ...[NaN, Infinity, -Infinity, 5e-324, -5, 0, -0].map((amount) => signal({ amount })),
+      ...[NaN, -1, 2, Infinity].map((confidence) => signal({ confidence })),
       signal({ asset: 'NOPEUSDT' }),
       signal({ asset: "ETHUSDT'; DROP TABLE orders; --" }),
       signal({ asset: '__proto__' }),
+      signal({ asset: 'ETH\u0000' }),
+      signal({ signal_id: 'not-a-uuid' }),
+      signal({ strategy_id: 'a\u0000' }),
+      signal({ model_version: '\u0000' }),
+      signal({ timestamp: 9e15 }),
+      signal({ received_at: 9e15 }),
       signal({ strategy_id: 'a\nlevel=fatal msg="forged"', amount: 1e-9 }),
       signal({ metadata: 'not json {' , amount: 1e-9 }),
+      // A lone surrogate becomes U+FFFD in the Avro round trip (storable): refused here for its amount.
+      signal({ strategy_id: '\ud800', amount: 1e-9 }),
     ];
-    // Also left out (reported): the same signal twice in one chunk makes persist's multi-row upsert
-    // of `signals` fail ("ON CONFLICT DO UPDATE command cannot affect row a second time"), fatal.
+    // (A signal_type other than buy/sell cannot be written: the Avro enum refuses it at encode; the
+    // stage's own guard for it is in tests/pipelines/size-risk-db.test.ts.)
     // A nonsense snapshot price is informational while a fresh ticker exists: sized from the ticker,
     // so these only must not stop the stage.
     const odd = [NaN, -3000, 0].map((price) => signal({ market_data_snapshot: { ...SAMPLES.Signal.market_data_snapshot, price } }));
+    // The same signal twice in a row (one chunk): decided once, recorded once, no second order.
+    const twice = signal({ amount: 120 });
     const valid = signal({ amount: 150 });
     const rows = [...junk.map((value) => ({ key: 'ETHUSDT', value }))];
-    for (const s of [...bad, ...odd, valid]) rows.push({ key: s.asset, value: await encode(st, 'signals.valid', s) });
+    for (const s of [...bad, ...odd, twice, twice, valid]) rows.push({ key: s.asset, value: await encode(st, 'signals.valid', s) });
     // everything on one partition, so the valid signal really is behind the rest
     await produce(st, 'signals.valid', rows);
-    await st.run(createSizeRiskStage({ config: riskConfig({ TOPIC_PREFIX: st.prefix, RISK_MAX_ORDER_NOTIONAL: '100000', RISK_MAX_POSITION_NOTIONAL: '1000000' }), db: st.db, logger: testLogger }));
+    await st.run(createSizeRiskStage({ config: riskConfig({ TOPIC_PREFIX: st.prefix, RISK_MAX_ORDER_NOTIONAL: '100000', RISK_MAX_POSITION_NOTIONAL: '1000000', RISK_MAX_OPEN_ORDERS_PER_ASSET: '10' }), db: st.db, logger: testLogger }));
     await caughtUp(st, 'size-risk', 'signals.valid');
 
     const dead = await checkGarbageDeadLettered(st, 'signals.valid', junk);
@@ -115,6 +127,11 @@ test('size/risk under the runner: garbage is dead-lettered, semantically bad sig
       if (dl) assert.match(dl.reason_code, /^[a-z_]+$/);
       assert.ok(!intents.some((i) => i.signal?.signal_id === s.signal_id && i.action === 'create'), `no order for bad signal amount=${s.amount} confidence=${s.confidence} asset=${s.asset}`);
     }
+    const twiceCreates = intents.filter((i) => i.signal?.signal_id === twice.signal_id && i.action === 'create');
+    assert.ok(twiceCreates.length > 0, 'the repeated signal is sized');
+    assert.equal(new Set(twiceCreates.map((i) => `${i.intent_id}|${i.order_link_id}|${i.qty}`)).size, 1, 'the repeated signal is decided once: one create (a replay repeats it verbatim at most)');
+    const recorded = await st.db.any(sql.type(z.object({ action: z.string() }))`SELECT action FROM decisions WHERE signal_id = ${twice.signal_id}`);
+    assert.deepEqual(recorded.map((r) => r.action), ['create'], 'one decision recorded for the repeated signal');
     assert.deepEqual(st.fatal, []);
   } finally {
     await st.close();
@@ -131,12 +148,15 @@ test('placement under the runner: garbage is dead-lettered, bad intents get a re
       const sid = randomUUID();
       return { ...SAMPLES.OrderIntent, intent_id: `${sid}:1`, order_link_id: `om-${randomBytes(10).toString('hex')}`, signal: { ...SAMPLES.OrderIntent.signal!, signal_id: sid, strategy_id: `fz-${randomBytes(4).toString('hex')}` }, side: 'Buy', qty: '0.01', price: '2800', expires_at: null, decided_at: Date.now(), ...over };
     };
-    // Left out until pipelines/place.ts guards them (reported): a create with price 0 or negative, or
-    // an order_link_id that is not a Bybit orderLinkId (injection text, > 36 chars, NUL) is refused
-    // as invalid_intent but its persist then violates the orders table's checks: a fatal error.
+    // A create with price 0 or negative, or an order_link_id that is not a Bybit orderLinkId
+    // (injection text, > 36 chars, NUL), is refused as invalid_intent; persist used to record it
+    // anyway and violate the orders table's checks (a fatal error). Now it is left out of `orders`.
     const bad: OrderIntent[] = [
       ...['NaN', '-1', '0', '', 'abc', '1e400', 'Infinity'].map((qty) => intent({ qty })),
-      intent({ price: 'NaN' }),
+      ...['NaN', '0', '-5'].map((price) => intent({ price })),
+      intent({ order_link_id: "om-'; DROP TABLE orders; --" }),
+      intent({ order_link_id: 'x'.repeat(100) }),
+      intent({ order_link_id: 'om-\u0000' }),
       intent({ symbol: 'NOPEUSDT' }),
       intent({ expires_at: 1 }), // long expired
       intent({ action: 'amend', target_order_id: 'no-such-order', qty: null, price: null }),

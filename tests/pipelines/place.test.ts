@@ -363,3 +363,32 @@ test('concurrent placement: symbols in parallel, each symbol in order; lost answ
     }
     assert.equal(sim.orders().length, 6, 'six creates, six orders');
   }));
+
+test('creates that the orders table could not hold are refused as invalid_intent, never sent, and left out of persist without an error', () =>
+  withSim(async ({ place, ordersOf }) => {
+    const bad: Array<[string, OrderIntent]> = [
+      ['limit price 0', intent({ price: '0' })],
+      ['limit price -5', intent({ price: '-5' })],
+      ['link injection', intent({ order_link_id: "om-'; DROP TABLE orders; --" })],
+      ['link too long', intent({ order_link_id: 'x'.repeat(100) })],
+      ['link NUL', intent({ order_link_id: 'om-\u0000' })],
+      // These the exchange would take: an order nobody could record (risk would not see it).
+      ['market price -5', intent({ order_type: 'Market', price: '-5', time_in_force: 'IOC' })],
+      ['qty 1e99999', intent({ qty: '1e99999' })],
+      ['signal_id not a uuid', intent({ signal: { ...SAMPLES.OrderIntent.signal!, signal_id: 'not-a-uuid' } })],
+      ['strategy NUL', intent({ signal: { ...SAMPLES.OrderIntent.signal!, signal_id: randomUUID(), strategy_id: 's\u0000' } })],
+      ['expires_at 9e15', intent({ expires_at: 9e15 })],
+    ];
+    const good = intent();
+    // Every simulator here starts with the same seed (the same orderIds): a clean table.
+    await pool.query(sql.typeAlias('void')`TRUNCATE orders CASCADE`);
+    const subs = await place([...bad.map(([, i]) => rec(i)), rec(good)], { db: pool });
+    for (const [k, [name, i]] of bad.entries()) {
+      assert.deepEqual([subs[k]!.outcome, subs[k]!.reason_code, subs[k]!.ret_code], ['rejected', 'invalid_intent', -1], name);
+      assert.equal(ordersOf(i.order_link_id).length, 0, `${name}: nothing at the exchange`);
+    }
+    assert.equal(subs.at(-1)!.outcome, 'accepted');
+    const rows = await pool.any(sql.type(z.object({ order_link_id: z.string(), status: z.string() }))`
+      SELECT order_link_id, status FROM orders WHERE order_link_id = ANY(${sql.array([...bad.map(([, i]) => i.order_link_id), good.order_link_id].filter((l) => !l.includes('\u0000')), 'text')})`);
+    assert.deepEqual(rows.map((r) => [r.order_link_id, r.status]), [[good.order_link_id, 'Submitted']], 'only the storable create is recorded');
+  }));

@@ -222,3 +222,68 @@ test('kill switch: every signal refused with kill_switch', async () => {
   assert.equal(await count('orders'), 0);
   assert.equal(await count('trading_state_transitions'), 0);
 });
+
+test('unstorable signals are dead-lettered as invalid_record before load, without an error; a valid one in the same chunk is decided', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
+  // Schema-valid, yet each used to fail load or persist with a fatal database error.
+  const bad: Array<[string, Signal]> = [
+    ['amount -5', signal({ amount: -5 })],
+    ['amount 0', signal({ amount: 0 })],
+    ['amount NaN', signal({ amount: NaN })],
+    ['confidence NaN', signal({ confidence: NaN })],
+    ['confidence -1', signal({ confidence: -1 })],
+    ['confidence 2', signal({ confidence: 2 })],
+    ['confidence Infinity', signal({ confidence: Infinity })],
+    ['asset NUL', signal({ asset: 'ETH\u0000' })],
+    ['strategy NUL', signal({ strategy_id: 'a\u0000' })],
+    ['strategy lone surrogate', signal({ strategy_id: '\ud800' })],
+    ['model_version NUL', signal({ model_version: '\u0000' })],
+    ['indicator key NUL', signal({ market_data_snapshot: { ...signal().market_data_snapshot, technical_indicators: { 'r\u0000si': 1 } } })],
+    ['signal_id not a uuid', signal({ signal_id: 'not-a-uuid' })],
+    ['timestamp 9e15', signal({ timestamp: 9e15 })],
+    ['received_at 9e15', signal({ received_at: 9e15 })],
+    ['signal_type hold', signal({ signal_type: 'hold' as never })],
+    ['signal_id upper case', signal({ signal_id: randomUUID().toUpperCase() })],
+  ];
+  const valid = signal({ amount: 100 });
+  const results = await runChunk(stage, [...bad.map(([, s]) => rec(s)), rec(valid)], clock);
+  for (const [i, [name]] of bad.entries()) {
+    const r = results[i]!;
+    assert.equal(r.kind, 'reject', `${name}: refused`);
+    assert.equal(r.kind === 'reject' && r.code, 'invalid_record', `${name}: reason code`);
+    assert.equal(r.outputs?.length ?? 0, 0, `${name}: no intent, no event`);
+  }
+  assert.equal(results[3]!.kind === 'reject' && results[3]!.signalId, bad[3]![1].signal_id, 'the dead letter names a signal_id that is a UUID');
+  assert.equal(results[12]!.kind === 'reject' && results[12]!.signalId, null, 'not one that is not');
+  assert.deepEqual(intentsOf(results.at(-1)!).map((i) => [i.action, i.qty]), [['create', '100']], 'the valid signal behind them is sized');
+  assert.equal(await count('decisions'), 1, 'nothing recorded for the refused ones');
+  assert.equal((await ordersOf()).length, 1);
+  assert.equal((await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM signals`)).n, 1);
+});
+
+test('the same signal twice in one chunk: decided once, recorded once (persist used to fail), the repeat emits nothing', async () => {
+  const clock = new ManualClock(NOW);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
+  const a = signal({ amount: 300 });
+  const refused = signal({ amount: 300, confidence: 0.01 });
+  const results = await runChunk(stage, [rec(a), rec(refused), rec(a), rec(refused), rec({ ...a, amount: 900 })], clock);
+  assert.ok(results.every((r) => r.kind === 'ok'));
+  assert.deepEqual(intentsOf(results[0]!).map((i) => [i.action, i.qty]), [['create', '300']]);
+  assert.deepEqual(results[2]!.outputs, [], 'the repeat is not decided again');
+  assert.deepEqual(results[4]!.outputs, [], 'nor a later copy with another amount');
+  assert.deepEqual(results[3]!.outputs, [], 'nor a repeated refusal');
+  assert.equal((results[1]!.outputs![0]!.value as OrderEvent).reason_code, REASONS.lowConfidence);
+  assert.equal(await count('decisions'), 2);
+  const orders = await ordersOf();
+  assert.deepEqual(orders.map((o) => [o.order_link_id, o.qty]), [[orderLinkId('om', a.signal_id), '300']], 'one order');
+  assert.deepEqual(await signalRow(a.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'new_signal' });
+  assert.deepEqual(await signalRow(refused.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: REASONS.lowConfidence });
+
+  // The same chunk again (a crash before the Kafka commit): a replay, identical outputs, nothing new.
+  clock.advance(10_000);
+  const replay = await runChunk(stage, [rec(a), rec(refused), rec(a), rec(refused), rec({ ...a, amount: 900 })], clock);
+  assert.deepEqual(replay.map((r) => r.outputs), results.map((r) => r.outputs));
+  assert.equal(await count('decisions'), 2);
+  assert.equal((await ordersOf()).length, 1);
+});
