@@ -79,7 +79,7 @@ const FINAL_EVENTS = new Set(['signal_rejected', 'order_filled', 'order_cancelle
 interface HeldTick extends Tick {
   src: Src;
 }
-interface HeldEvent {
+export interface HeldEvent {
   ev: OrderEvent;
   src: Src;
 }
@@ -480,58 +480,7 @@ export class WindowBuilder {
       this.stats.insufficientHistory++;
       return null;
     }
-    const pRef = hist[hist.length - 1]!.mid;
-    const pH = list.arr[endH - 1]!.mid;
-    const mret = 1e4 * Math.log(pH / pRef);
-    const label: 0 | 1 | null = mret > this.cfg.labelMinMoveBps ? 1 : mret < -this.cfg.labelMinMoveBps ? 0 : null;
-    const events = [...p.events].sort((a, b) => a.ev.occurred_at - b.ev.occurred_at || (a.ev.sequence ?? 0) - (b.ev.sequence ?? 0) || (a.ev.event_id < b.ev.event_id ? -1 : 1));
-    const sign = s.signal_type === 'buy' ? 1 : -1;
-    let outcome = 'no_order_events';
-    let reward = 0;
-    let reason: string | null = null;
-    let slippage: number | null = null;
-    let filledQty = 0;
-    let avgFill: number | null = null;
-    const rejected = events.find((e) => e.ev.event_type === 'signal_rejected');
-    if (rejected) {
-      outcome = 'rejected';
-      reason = rejected.ev.reason_code;
-    } else if (events.length) {
-      const last = events[events.length - 1]!.ev;
-      outcome = outcomeOf(last);
-      reason = last.reason_code;
-      const filled = [...events].reverse().find((e) => Number(e.ev.filled_qty ?? 0) > 0)?.ev;
-      if (filled) {
-        filledQty = Number(filled.filled_qty);
-        avgFill = Number(filled.avg_fill_price ?? NaN);
-        slippage = filled.slippage_bps;
-        if (Number.isFinite(avgFill) && avgFill! > 0) {
-          const fees = Number(filled.fees ?? 0);
-          // Spot buys pay the fee in the base coin (Bybit): convert to quote at the fill price.
-          const feeInQuote = filled.fee_currency && !s.asset.endsWith(filled.fee_currency) ? fees * avgFill! : fees;
-          reward = 1e4 * (sign * (pH - avgFill!) / avgFill! - feeInQuote / (filledQty * avgFill!));
-        }
-      }
-    }
-    return {
-      signal_id: s.signal_id,
-      asset: s.asset,
-      side: s.signal_type,
-      ts: s.timestamp,
-      features,
-      feature_spec: FEATURE_SPEC_ID,
-      label,
-      reward,
-      market_return_bps: mret,
-      outcome,
-      is_warmup: s.is_warmup,
-      model_version: s.model_version,
-      strategy_id: s.strategy_id,
-      confidence: s.confidence,
-      source: p.src,
-      source_offsets: events.map((e) => e.src),
-      details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
-    };
+    return sampleOf(p, features, hist[hist.length - 1]!.mid, list.arr[endH - 1]!.mid, this.cfg.labelMinMoveBps);
   }
 
   /** Signals waiting for their window to close. */
@@ -560,6 +509,66 @@ export class WindowBuilder {
     for (const list of this.orphans.values()) list.forEach((e) => hold(e.src));
     return [...this.lastSeen.entries()].map(([k, last]) => ({ topic: last.topic, partition: last.partition, offset: min.get(k) ?? String(BigInt(last.offset) + 1n) }));
   }
+}
+
+/**
+ * The training sample of a closed window, from the signal's feature vector, the reference price (last
+ * ticker at the signal) and the price at the horizon: label, reward and outcome from its order events.
+ * Shared by the builder and the straightforward reference of the property test, which differ only in
+ * how they find the tickers.
+ */
+export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[] }, features: number[], pRef: number, pH: number, labelMinMoveBps: number): TrainingSample {
+  const s = p.signal;
+  const mret = 1e4 * Math.log(pH / pRef);
+  const label: 0 | 1 | null = mret > labelMinMoveBps ? 1 : mret < -labelMinMoveBps ? 0 : null;
+  const events = [...p.events].sort((a, b) => a.ev.occurred_at - b.ev.occurred_at || (a.ev.sequence ?? 0) - (b.ev.sequence ?? 0) || (a.ev.event_id < b.ev.event_id ? -1 : 1));
+  const sign = s.signal_type === 'buy' ? 1 : -1;
+  let outcome = 'no_order_events';
+  let reward = 0;
+  let reason: string | null = null;
+  let slippage: number | null = null;
+  let filledQty = 0;
+  let avgFill: number | null = null;
+  const rejected = events.find((e) => e.ev.event_type === 'signal_rejected');
+  if (rejected) {
+    outcome = 'rejected';
+    reason = rejected.ev.reason_code;
+  } else if (events.length) {
+    const last = events[events.length - 1]!.ev;
+    outcome = outcomeOf(last);
+    reason = last.reason_code;
+    const filled = [...events].reverse().find((e) => Number(e.ev.filled_qty ?? 0) > 0)?.ev;
+    if (filled) {
+      filledQty = Number(filled.filled_qty);
+      avgFill = Number(filled.avg_fill_price ?? NaN);
+      slippage = filled.slippage_bps;
+      if (Number.isFinite(avgFill) && avgFill! > 0) {
+        const fees = Number(filled.fees ?? 0);
+        // Spot buys pay the fee in the base coin (Bybit): convert to quote at the fill price.
+        const feeInQuote = filled.fee_currency && !s.asset.endsWith(filled.fee_currency) ? fees * avgFill! : fees;
+        reward = 1e4 * (sign * (pH - avgFill!) / avgFill! - feeInQuote / (filledQty * avgFill!));
+      }
+    }
+  }
+  return {
+    signal_id: s.signal_id,
+    asset: s.asset,
+    side: s.signal_type,
+    ts: s.timestamp,
+    features,
+    feature_spec: FEATURE_SPEC_ID,
+    label,
+    reward,
+    market_return_bps: mret,
+    outcome,
+    is_warmup: s.is_warmup,
+    model_version: s.model_version,
+    strategy_id: s.strategy_id,
+    confidence: s.confidence,
+    source: p.src,
+    source_offsets: events.map((e) => e.src),
+    details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
+  };
 }
 
 function outcomeOf(e: OrderEvent): string {

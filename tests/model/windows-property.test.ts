@@ -7,8 +7,8 @@
 // every add scans every pending signal (flush) and every ticker and orphan list (prune).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { WindowBuilder, exposureOf, type Src, type WindowInput, type WindowConfig, type WindowStats, type TrainingSample } from '../../model/windows.ts';
-import { computeFeatures, FEATURE_SPEC_ID, tickFromTicker, type Tick } from '../../model/features.ts';
+import { WindowBuilder, exposureOf, sampleOf, type Src, type WindowInput, type WindowConfig, type WindowStats, type TrainingSample } from '../../model/windows.ts';
+import { computeFeatures, tickFromTicker, type Tick } from '../../model/features.ts';
 import { SeededRng } from '../../model/rng.ts';
 import type { ModelSignal, OrderEvent, OrderEventType, Ticker } from '../../schemas/types.ts';
 import { orderEvent, tickerRecord, T0 } from './fixtures.ts';
@@ -186,58 +186,7 @@ class ReferenceWindowBuilder {
       this.stats.insufficientHistory++;
       return null;
     }
-    const pRef = hist[hist.length - 1]!.mid;
-    const pH = atH[atH.length - 1]!.mid;
-    const mret = 1e4 * Math.log(pH / pRef);
-    const label: 0 | 1 | null = mret > this.cfg.labelMinMoveBps ? 1 : mret < -this.cfg.labelMinMoveBps ? 0 : null;
-    const events = [...p.events].sort((a, b) => a.ev.occurred_at - b.ev.occurred_at || (a.ev.sequence ?? 0) - (b.ev.sequence ?? 0) || (a.ev.event_id < b.ev.event_id ? -1 : 1));
-    const sign = s.signal_type === 'buy' ? 1 : -1;
-    let outcome = 'no_order_events';
-    let reward = 0;
-    let reason: string | null = null;
-    let slippage: number | null = null;
-    let filledQty = 0;
-    let avgFill: number | null = null;
-    const rejected = events.find((e) => e.ev.event_type === 'signal_rejected');
-    if (rejected) {
-      outcome = 'rejected';
-      reason = rejected.ev.reason_code;
-    } else if (events.length) {
-      const last = events[events.length - 1]!.ev;
-      outcome = outcomeOf(last);
-      reason = last.reason_code;
-      const filled = [...events].reverse().find((e) => Number(e.ev.filled_qty ?? 0) > 0)?.ev;
-      if (filled) {
-        filledQty = Number(filled.filled_qty);
-        avgFill = Number(filled.avg_fill_price ?? NaN);
-        slippage = filled.slippage_bps;
-        if (Number.isFinite(avgFill) && avgFill! > 0) {
-          const fees = Number(filled.fees ?? 0);
-          // Spot buys pay the fee in the base coin (Bybit): convert to quote at the fill price.
-          const feeInQuote = filled.fee_currency && !s.asset.endsWith(filled.fee_currency) ? fees * avgFill! : fees;
-          reward = 1e4 * (sign * (pH - avgFill!) / avgFill! - feeInQuote / (filledQty * avgFill!));
-        }
-      }
-    }
-    return {
-      signal_id: s.signal_id,
-      asset: s.asset,
-      side: s.signal_type,
-      ts: s.timestamp,
-      features,
-      feature_spec: FEATURE_SPEC_ID,
-      label,
-      reward,
-      market_return_bps: mret,
-      outcome,
-      is_warmup: s.is_warmup,
-      model_version: s.model_version,
-      strategy_id: s.strategy_id,
-      confidence: s.confidence,
-      source: p.src,
-      source_offsets: events.map((e) => e.src),
-      details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
-    };
+    return sampleOf(p, features, hist[hist.length - 1]!.mid, atH[atH.length - 1]!.mid, this.cfg.labelMinMoveBps);
   }
 
   /** Signals waiting for their window to close. */
@@ -265,25 +214,6 @@ class ReferenceWindowBuilder {
     }
     for (const list of this.orphans.values()) list.forEach((e) => hold(e.src));
     return [...this.lastSeen.entries()].map(([k, last]) => ({ topic: last.topic, partition: last.partition, offset: min.get(k) ?? String(BigInt(last.offset) + 1n) }));
-  }
-}
-
-function outcomeOf(e: OrderEvent): string {
-  switch (e.event_type) {
-    case 'order_filled':
-      return 'filled';
-    case 'order_partially_filled':
-    case 'order_partially_filled_cancelled':
-      return 'partially_filled';
-    case 'order_cancelled':
-      return 'cancelled';
-    case 'order_rejected':
-    case 'order_submit_failed':
-      return 'rejected';
-    case 'order_expired':
-      return 'expired';
-    default:
-      return 'pending';
   }
 }
 
