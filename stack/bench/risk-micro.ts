@@ -2,9 +2,9 @@
 // of open (decided but unconfirmed) orders grows. `npx tsx stack/bench/risk-micro.ts`.
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
-import { applyDecision, decide, instKey, type Instrument, type RiskState } from '../../pipelines/risk-rules.ts';
+import { applyDecision, decide, instKey, type RiskState } from '../../pipelines/risk-rules.ts';
 import { parseConfig } from '../../pipelines/size-risk.ts';
-import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
+import { riskInstruments } from '../../sim/instruments.ts';
 import type { Signal } from '../../schemas/types.ts';
 
 const NOW = Date.now();
@@ -13,11 +13,7 @@ const cfg = parseConfig({ RISK_MAX_ORDER_NOTIONAL: big, RISK_MAX_POSITION_NOTION
 const ASSETS = ['BTCUSDT', 'ETHUSDT', 'SOLUSDT'];
 
 function state(): RiskState {
-  const instruments = new Map<string, Instrument>();
-  for (const i of DEFAULT_INSTRUMENTS) {
-    if (i.category !== 'spot') continue;
-    instruments.set(instKey('spot', i.symbol), { category: 'spot', symbol: i.symbol, baseCoin: i.baseCoin, quoteCoin: i.quoteCoin, tradable: true, tickSize: i.tickSize, qtyStep: null, basePrecision: i.basePrecision, quotePrecision: i.quotePrecision, minOrderQty: i.minOrderQty, maxOrderQty: i.maxLimitOrderQty, maxMarketOrderQty: i.maxMarketOrderQty, minOrderAmt: i.minOrderAmt, maxOrderAmt: i.maxOrderAmt, minNotionalValue: null });
-  }
+  const instruments = riskInstruments('spot');
   const px: Record<string, string> = { BTCUSDT: '60000', ETHUSDT: '3000', SOLUSDT: '150' };
   return {
     instruments,

@@ -13,10 +13,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { Dec, decide, instKey, REASONS, type Instrument, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { Dec, decide, instKey, REASONS, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
 import { parseConfig } from '../../pipelines/size-risk.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
-import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
+import { riskInstruments } from '../../sim/instruments.ts';
 import type { Signal } from '../../schemas/types.ts';
 import { INJECTIONS, runs } from './arbitraries.ts';
 
@@ -25,21 +25,10 @@ const CODES = new Set<string>(Object.values(REASONS));
 const MAX_ORDER = 1000;
 const MIN_CONF = 0.3;
 
-function instruments(): Map<string, Instrument> {
-  const out = new Map<string, Instrument>();
-  for (const i of DEFAULT_INSTRUMENTS) {
-    const common = { category: i.category, symbol: i.symbol, baseCoin: i.baseCoin, quoteCoin: i.quoteCoin, tradable: true, tickSize: i.tickSize };
-    out.set(instKey(i.category, i.symbol), i.category === 'spot'
-      ? { ...common, qtyStep: null, basePrecision: i.basePrecision, quotePrecision: i.quotePrecision, minOrderQty: i.minOrderQty, maxOrderQty: i.maxLimitOrderQty, maxMarketOrderQty: i.maxMarketOrderQty, minOrderAmt: i.minOrderAmt, maxOrderAmt: i.maxOrderAmt, minNotionalValue: null }
-      : { ...common, qtyStep: i.qtyStep, basePrecision: null, quotePrecision: null, minOrderQty: i.minOrderQty, maxOrderQty: i.maxOrderQty, maxMarketOrderQty: i.maxMktOrderQty, minOrderAmt: null, maxOrderAmt: null, minNotionalValue: i.minNotionalValue });
-  }
-  return out;
-}
-
 function state(): RiskState {
   const tick = (category: 'spot' | 'linear', symbol: string, bid: string, ask: string) => [instKey(category, symbol), { category, symbol, bid, ask, last: bid, markPrice: null, ts: NOW - 1000 }] as const;
   return {
-    instruments: instruments(),
+    instruments: riskInstruments(),
     tickers: new Map([tick('spot', 'ETHUSDT', '2999.5', '3000.5'), tick('linear', 'ETHUSDT', '2999.5', '3000.5'), tick('spot', 'BTCUSDT', '59999.5', '60000.5')]),
     balances: new Map([
       ['USDT', { coin: 'USDT', walletBalance: '100000', available: '100000', usdValue: '100000' }],

@@ -6,10 +6,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ManualClock } from '../../runtime/clock.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
-import { Dec, decide, forAsset, intentId, instKey, orderLinkId, ORDER_LINK_ID_RE, REASONS, type Instrument, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { Dec, decide, forAsset, intentId, instKey, orderLinkId, ORDER_LINK_ID_RE, REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
 import { createSizeRiskStage, parseConfig, stateFrom, type StoredOutput } from '../../pipelines/size-risk.ts';
 import { evaluate, InvalidStateTransition, permits, resume, setKillSwitch, transition, TRANSITIONS, type TradingStateRow } from '../../pipelines/trading-state.ts';
-import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
+import { riskInstruments } from '../../sim/instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
 
 const NOW = Date.parse('2025-11-25T21:35:10Z');
@@ -17,21 +17,10 @@ const NOW = Date.parse('2025-11-25T21:35:10Z');
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-function simInstruments(): Map<string, Instrument> {
-  const out = new Map<string, Instrument>();
-  for (const i of DEFAULT_INSTRUMENTS) {
-    const common = { category: i.category, symbol: i.symbol, baseCoin: i.baseCoin, quoteCoin: i.quoteCoin, tradable: true, tickSize: i.tickSize };
-    out.set(instKey(i.category, i.symbol), i.category === 'spot'
-      ? { ...common, qtyStep: null, basePrecision: i.basePrecision, quotePrecision: i.quotePrecision, minOrderQty: i.minOrderQty, maxOrderQty: i.maxLimitOrderQty, maxMarketOrderQty: i.maxMarketOrderQty, minOrderAmt: i.minOrderAmt, maxOrderAmt: i.maxOrderAmt, minNotionalValue: null }
-      : { ...common, qtyStep: i.qtyStep, basePrecision: null, quotePrecision: null, minOrderQty: i.minOrderQty, maxOrderQty: i.maxOrderQty, maxMarketOrderQty: i.maxMktOrderQty, minOrderAmt: null, maxOrderAmt: null, minNotionalValue: i.minNotionalValue });
-  }
-  return out;
-}
-
 function baseState(): RiskState {
   const tick = (category: 'spot' | 'linear', symbol: string, bid: string, ask: string) => [instKey(category, symbol), { category, symbol, bid, ask, last: bid, markPrice: null, ts: NOW - 1000 }] as const;
   return {
-    instruments: simInstruments(),
+    instruments: riskInstruments(),
     tickers: new Map([tick('spot', 'ETHUSDT', '2999.5', '3000.5'), tick('linear', 'ETHUSDT', '2999.5', '3000.5'), tick('spot', 'BTCUSDT', '59999.5', '60000.5'), tick('spot', 'SOLUSDT', '149.99', '150.01')]),
     balances: new Map([
       ['USDT', { coin: 'USDT', walletBalance: '10000', available: '10000', usdValue: '10000' }],
