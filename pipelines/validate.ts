@@ -381,49 +381,55 @@ const signalRow = z.object({ signal_id: z.string() });
 /** Rows per multi-row upsert (far below PostgreSQL's 65,535 bind parameters). */
 const ROWS_PER_UPSERT = 500;
 
+type OutcomeRow = { rec: StageRecord<Buffer>; json: Record<string, unknown>; signalId: string; result: StageResult };
+
 /**
- * recordOutcome for a chunk: the outcomes to record go in one multi-row upsert per ≤ ROWS_PER_UPSERT
- * signals (same statement, same conditions, same RetriableError when a row was recorded from another
- * record meanwhile), then the duplicates' counters in chunk order. A chunk whose recordable signal
- * ids are not all distinct is recorded one by one (one upsert cannot touch a row twice).
+ * Records a chunk's outcomes: one multi-row upsert per ≤ ROWS_PER_UPSERT signals, then the
+ * duplicates' counters in chunk order. A chunk whose recordable signal ids are not all distinct is
+ * upserted one row at a time (one upsert cannot touch a row twice).
  */
-async function recordOutcomes(tx: CommonQueryMethods, rows: Array<{ rec: StageRecord<Buffer>; json: Record<string, unknown>; signalId: string; result: StageResult }>, now: number): Promise<void> {
+async function recordOutcomes(tx: CommonQueryMethods, rows: OutcomeRow[], now: number): Promise<void> {
   const isDuplicate = (r: StageResult) => r.kind === 'reject' && r.code === REASONS.duplicate;
+  // ok without outputs: already decided, nothing to record.
   const toRecord = rows.filter((r) => !isDuplicate(r.result) && !(r.result.kind === 'ok' && r.result.outputs.length === 0));
-  if (new Set(toRecord.map((r) => r.signalId)).size !== toRecord.length) {
-    for (const r of rows) await recordOutcome(tx, r.rec, r.json, r.signalId, r.result, now);
-    return;
+  const step = new Set(toRecord.map((r) => r.signalId)).size === toRecord.length ? ROWS_PER_UPSERT : 1;
+  for (let k = 0; k < toRecord.length; k += step) await upsertOutcomes(tx, toRecord.slice(k, k + step), now);
+  for (const r of rows) {
+    if (!isDuplicate(r.result)) continue;
+    await tx.query(sql.typeAlias('void')`
+      UPDATE signals SET duplicate_count = duplicate_count + 1, last_duplicate_at = ${sql.timestamp(new Date(now))}
+      WHERE signal_id = ${r.signalId}`);
   }
-  for (let k = 0; k < toRecord.length; k += ROWS_PER_UPSERT) {
-    const part = toRecord.slice(k, k + ROWS_PER_UPSERT);
-    const values = part.map(({ rec, json, signalId, result }) => {
-      const v = outcomeValues(rec, json, signalId, result, now);
-      return sql.fragment`(${signalId}, ${v.status}, ${v.outcome}, ${v.reason}, ${v.outcomeAt}, ${v.ctx.strategy_id}, ${v.ctx.model_version}, ${v.ctx.is_warmup},
-            ${v.ctx.confidence}, ${v.ctx.asset}, ${v.ctx.side}, ${v.amount}, ${v.snapPrice},
-            ${v.ts === null ? null : sql.timestamp(new Date(v.ts))}, ${v.valid?.trace_id ?? v.ctx.trace_id},
-            ${sql.jsonb(pgSafe(json) as never)}, ${sql.timestamp(new Date(v.recvd))}, ${sourceOf(rec)})`;
-    });
-    const done = await tx.any(sql.type(signalRow)`
-      INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup,
-                           confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload, received_at, source_record)
-      VALUES ${sql.join(values, sql.fragment`, `)}
-      ON CONFLICT (signal_id) DO UPDATE SET
-        status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at,
-        strategy_id = EXCLUDED.strategy_id, model_version = EXCLUDED.model_version, is_warmup = EXCLUDED.is_warmup,
-        confidence = EXCLUDED.confidence, asset = EXCLUDED.asset, side = EXCLUDED.side, amount = EXCLUDED.amount,
-        snapshot_price = EXCLUDED.snapshot_price, signal_ts = EXCLUDED.signal_ts, trace_id = EXCLUDED.trace_id,
-        payload = EXCLUDED.payload, received_at = EXCLUDED.received_at
-      WHERE signals.source_record = EXCLUDED.source_record AND signals.status <> 'decided'
-      RETURNING signal_id::text AS signal_id`);
-    const recorded = new Set(done.map((r) => r.signal_id));
-    const raced = part.find((r) => !recorded.has(r.signalId));
-    if (raced) {
-      // Recorded from another raw record between load and persist (a concurrent validator): redo the
-      // chunk so this record is judged against that row (it becomes a duplicate).
-      throw new RetriableError('signal_id_race', `signal ${raced.signalId} was recorded from another record meanwhile; re-validating the chunk`);
-    }
+}
+
+/** One upsert of distinct signals; a row recorded from another raw record meanwhile redoes the chunk. */
+async function upsertOutcomes(tx: CommonQueryMethods, part: OutcomeRow[], now: number): Promise<void> {
+  const values = part.map(({ rec, json, signalId, result }) => {
+    const v = outcomeValues(rec, json, signalId, result, now);
+    return sql.fragment`(${signalId}, ${v.status}, ${v.outcome}, ${v.reason}, ${v.outcomeAt}, ${v.ctx.strategy_id}, ${v.ctx.model_version}, ${v.ctx.is_warmup},
+          ${v.ctx.confidence}, ${v.ctx.asset}, ${v.ctx.side}, ${v.amount}, ${v.snapPrice},
+          ${v.ts === null ? null : sql.timestamp(new Date(v.ts))}, ${v.valid?.trace_id ?? v.ctx.trace_id},
+          ${sql.jsonb(pgSafe(json) as never)}, ${sql.timestamp(new Date(v.recvd))}, ${sourceOf(rec)})`;
+  });
+  const done = await tx.any(sql.type(signalRow)`
+    INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup,
+                         confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload, received_at, source_record)
+    VALUES ${sql.join(values, sql.fragment`, `)}
+    ON CONFLICT (signal_id) DO UPDATE SET
+      status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at,
+      strategy_id = EXCLUDED.strategy_id, model_version = EXCLUDED.model_version, is_warmup = EXCLUDED.is_warmup,
+      confidence = EXCLUDED.confidence, asset = EXCLUDED.asset, side = EXCLUDED.side, amount = EXCLUDED.amount,
+      snapshot_price = EXCLUDED.snapshot_price, signal_ts = EXCLUDED.signal_ts, trace_id = EXCLUDED.trace_id,
+      payload = EXCLUDED.payload, received_at = EXCLUDED.received_at
+    WHERE signals.source_record = EXCLUDED.source_record AND signals.status <> 'decided'
+    RETURNING signal_id::text AS signal_id`);
+  const recorded = new Set(done.map((r) => r.signal_id));
+  const raced = part.find((r) => !recorded.has(r.signalId));
+  if (raced) {
+    // Recorded from another raw record between load and persist (a concurrent validator): redo the
+    // chunk so this record is judged against that row (it becomes a duplicate).
+    throw new RetriableError('signal_id_race', `signal ${raced.signalId} was recorded from another record meanwhile; re-validating the chunk`);
   }
-  for (const r of rows) if (isDuplicate(r.result)) await recordOutcome(tx, r.rec, r.json, r.signalId, r.result, now);
 }
 
 function outcomeValues(rec: StageRecord<Buffer>, json: Record<string, unknown>, signalId: string, result: StageResult, now: number) {
@@ -446,46 +452,4 @@ function outcomeValues(rec: StageRecord<Buffer>, json: Record<string, unknown>, 
     outcomeAt: accepted ? null : sql.timestamp(new Date(now)),
     recvd: receivedAt(rec),
   };
-}
-
-async function recordOutcome(tx: CommonQueryMethods, rec: StageRecord<Buffer>, json: Record<string, unknown>, signalId: string, result: StageResult, now: number): Promise<void> {
-  if (result.kind === 'reject' && result.code === REASONS.duplicate) {
-    await tx.query(sql.typeAlias('void')`
-      UPDATE signals SET duplicate_count = duplicate_count + 1, last_duplicate_at = ${sql.timestamp(new Date(now))}
-      WHERE signal_id = ${signalId}`);
-    return;
-  }
-  if (result.kind === 'ok' && result.outputs.length === 0) return; // already decided: nothing to record
-  const accepted = result.kind === 'ok';
-  const valid = accepted ? (result.outputs[0]!.value as Signal) : null;
-  const ctx = contextOf(signalId, json, null);
-  const amount = typeof json.amount === 'number' && Number.isFinite(json.amount) && json.amount > 0 ? json.amount : null;
-  const snap = json.market_data_snapshot as Record<string, unknown> | undefined;
-  const snapPrice = snap && typeof snap === 'object' && typeof snap.price === 'number' && Number.isFinite(snap.price) && snap.price > 0 ? snap.price : null;
-  const ts = typeof json.timestamp === 'string' ? parseIsoTimestamp(json.timestamp) : null;
-  const status = accepted ? 'valid' : 'rejected';
-  const outcome = accepted ? null : 'rejected';
-  const reason = accepted ? null : result.code;
-  const outcomeAt = accepted ? null : sql.timestamp(new Date(now));
-  const recvd = receivedAt(rec);
-  const row = await tx.maybeOne(sql.type(signalRow)`
-    INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup,
-                         confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload, received_at, source_record)
-    VALUES (${signalId}, ${status}, ${outcome}, ${reason}, ${outcomeAt}, ${ctx.strategy_id}, ${ctx.model_version}, ${ctx.is_warmup},
-            ${ctx.confidence}, ${ctx.asset}, ${ctx.side}, ${amount}, ${snapPrice},
-            ${ts === null ? null : sql.timestamp(new Date(ts))}, ${valid?.trace_id ?? ctx.trace_id},
-            ${sql.jsonb(pgSafe(json) as never)}, ${sql.timestamp(new Date(recvd))}, ${sourceOf(rec)})
-    ON CONFLICT (signal_id) DO UPDATE SET
-      status = EXCLUDED.status, outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at,
-      strategy_id = EXCLUDED.strategy_id, model_version = EXCLUDED.model_version, is_warmup = EXCLUDED.is_warmup,
-      confidence = EXCLUDED.confidence, asset = EXCLUDED.asset, side = EXCLUDED.side, amount = EXCLUDED.amount,
-      snapshot_price = EXCLUDED.snapshot_price, signal_ts = EXCLUDED.signal_ts, trace_id = EXCLUDED.trace_id,
-      payload = EXCLUDED.payload, received_at = EXCLUDED.received_at
-    WHERE signals.source_record = EXCLUDED.source_record AND signals.status <> 'decided'
-    RETURNING signal_id::text AS signal_id`);
-  if (!row) {
-    // Recorded from another raw record between load and persist (a concurrent validator): redo the
-    // chunk so this record is judged against that row (it becomes a duplicate).
-    throw new RetriableError('signal_id_race', `signal ${signalId} was recorded from another record meanwhile; re-validating the chunk`);
-  }
 }
