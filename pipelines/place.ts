@@ -485,111 +485,57 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
 // ---------------------------------------------------------------------------------------------
 // persist: submission facts of creates in `orders`
 
-const rowId = z.object({ id: z.number(), status: z.string() });
 /** Local states a submission may move an order out of; exchange states are the tracker's. */
 const LOCAL_STATES = ['Intent', 'Submitted', 'Unknown'];
 
 /** Rows per multi-row statement (far below PostgreSQL's 65,535 bind parameters). */
 const ROWS_PER_STATEMENT = 400;
 
+type Submission = { i: OrderIntent; o: Outcome; placed: boolean; qty: string };
+
 /**
- * recordSubmission for a chunk's creates in three statements per ≤ ROWS_PER_STATEMENT creates
- * (lock the existing rows, one multi-row upsert, one multi-row history insert) instead of three
- * round trips per create. Same rows and the same idempotency as recordSubmission, which it falls
- * back to for a second create of one orderLinkId in the chunk (one upsert cannot touch a row twice).
+ * Upsert the order rows of a chunk's creates: order_id, submitted_at, acknowledged_at and status
+ * Submitted (accepted / already placed: the exchange's New arrives on the order stream) or Rejected
+ * (with Bybit's retCode and reason). Idempotent: replays write the same facts; a row already moved
+ * to an exchange state by tracking keeps its status; each status change is in order_state_history
+ * once. Three statements per ≤ ROWS_PER_STATEMENT creates (lock the existing rows, one multi-row
+ * upsert, one multi-row history insert); a chunk with a second create of one orderLinkId goes one
+ * create at a time (one upsert cannot touch a row twice).
  */
 async function recordSubmissions(tx: CommonQueryMethods, creates: Array<{ i: OrderIntent; o: Outcome }>): Promise<void> {
-  const seen = new Set<string>();
-  const batch: Array<{ i: OrderIntent; o: Outcome; placed: boolean; qty: string }> = [];
-  const later: Array<{ i: OrderIntent; o: Outcome }> = [];
+  const rows: Submission[] = [];
   for (const { i, o } of creates) {
     const placed = o.outcome === 'accepted' || o.outcome === 'already_placed';
     if (!placed && o.outcome !== 'rejected') continue;
     const qty = i.qty !== null && Number(i.qty) > 0 ? i.qty : null;
     if (qty === null) continue; // invalid intent: nothing an order row could hold
-    if (seen.has(i.order_link_id)) {
-      later.push({ i, o });
-      continue;
-    }
-    seen.add(i.order_link_id);
-    batch.push({ i, o, placed, qty });
+    rows.push({ i, o, placed, qty });
   }
-  for (let k = 0; k < batch.length; k += ROWS_PER_STATEMENT) {
-    const part = batch.slice(k, k + ROWS_PER_STATEMENT);
-    const links = part.map((x) => x.i.order_link_id);
-    // Lock in a fixed order (as concurrent writers of the same rows do), and remember the statuses.
-    const before = new Map(
-      (await tx.any(sql.type(linkRow)`SELECT id, status, order_link_id FROM orders WHERE order_link_id = ANY(${sql.array(links, 'text')}) ORDER BY order_link_id FOR UPDATE`)).map((r) => [r.order_link_id, r.status]),
-    );
-    const values = part.map(({ i, o, placed, qty }) => {
-      const ctx = i.signal ? sql.jsonb({ ...i.signal, intent_id: i.intent_id, decision_reason: i.reason } as unknown as Parameters<typeof sql.jsonb>[0]) : sql.jsonb({ intent_id: i.intent_id, decision_reason: i.reason });
-      return sql.fragment`(${i.order_link_id}, ${o.orderId}, ${i.signal ? sql.uuid(i.signal.signal_id) : null}, ${i.signal?.strategy_id ?? null},
-            ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.time_in_force}, ${i.market_unit}, ${i.reduce_only},
-            ${qty}, ${i.price}, ${placed ? 'Submitted' : 'Rejected'}, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))},
-            ${sql.timestamp(new Date(o.sentAt))}, ${o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt))},
-            ${placed ? null : o.retCode}, ${placed ? null : o.reasonCode}, ${ctx})`;
-    });
-    const rows = await tx.any(sql.type(linkRow)`
-      INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
-                          market_unit, reduce_only, qty, price, status, expires_at, submitted_at, acknowledged_at,
-                          reject_ret_code, reject_reason, context)
-      VALUES ${sql.join(values, sql.fragment`, `)}
-      ON CONFLICT (order_link_id) DO UPDATE SET
-        order_id        = COALESCE(orders.order_id, EXCLUDED.order_id),
-        submitted_at    = COALESCE(orders.submitted_at, EXCLUDED.submitted_at),
-        acknowledged_at = COALESCE(orders.acknowledged_at, EXCLUDED.acknowledged_at),
-        status          = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.status ELSE orders.status END,
-        reject_ret_code = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_ret_code ELSE orders.reject_ret_code END,
-        reject_reason   = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_reason ELSE orders.reject_reason END,
-        final_at        = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) AND EXCLUDED.status = 'Rejected' THEN now() ELSE orders.final_at END,
-        updated_at      = now()
-      RETURNING id, status, order_link_id`);
-    const after = new Map(rows.map((r) => [r.order_link_id, r]));
-    const history = part.flatMap(({ i, o }) => {
-      const row = after.get(i.order_link_id)!;
-      const was = before.get(i.order_link_id) ?? null;
-      if (was === row.status) return [];
-      return [
-        sql.fragment`(${row.id}, ${i.order_link_id}, ${o.orderId}, ${was}, ${row.status}, 'submission', ${`submission:${i.intent_id}`},
-            ${sql.jsonb({ outcome: o.outcome, ret_code: o.retCode, ret_msg: o.retMsg, reason_code: o.reasonCode, attempts: o.attempts })})`,
-      ];
-    });
-    if (history.length > 0) {
-      await tx.query(sql.typeAlias('void')`
-        INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, details)
-        VALUES ${sql.join(history, sql.fragment`, `)}
-        ON CONFLICT DO NOTHING`);
-    }
-  }
-  for (const { i, o } of later) await recordSubmission(tx, i, o);
+  const step = new Set(rows.map((r) => r.i.order_link_id)).size === rows.length ? ROWS_PER_STATEMENT : 1;
+  for (let k = 0; k < rows.length; k += step) await upsertSubmissions(tx, rows.slice(k, k + step));
 }
 
 const linkRow = z.object({ id: z.number(), status: z.string(), order_link_id: z.string() });
 
-/**
- * Upsert the order row of a create: order_id, submitted_at, acknowledged_at and status Submitted
- * (accepted / already placed: the exchange's New arrives on the order stream) or Rejected (with
- * Bybit's retCode and reason). Idempotent: replays write the same facts; a row already moved to an
- * exchange state by tracking keeps its status; each status change is in order_state_history once.
- */
-async function recordSubmission(tx: CommonQueryMethods, i: OrderIntent, o: Outcome): Promise<void> {
-  const placed = o.outcome === 'accepted' || o.outcome === 'already_placed';
-  if (!placed && o.outcome !== 'rejected') return;
-  const status = placed ? 'Submitted' : 'Rejected';
-  const qty = i.qty !== null && Number(i.qty) > 0 ? i.qty : null;
-  if (qty === null) return; // invalid intent: nothing an order row could hold
-  const sent = sql.timestamp(new Date(o.sentAt));
-  const acked = o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt));
-  const ctx = i.signal ? sql.jsonb({ ...i.signal, intent_id: i.intent_id, decision_reason: i.reason } as unknown as Parameters<typeof sql.jsonb>[0]) : sql.jsonb({ intent_id: i.intent_id, decision_reason: i.reason });
-  const before = await tx.maybeOne(sql.type(rowId)`SELECT id, status FROM orders WHERE order_link_id = ${i.order_link_id} FOR UPDATE`);
-  const row = await tx.one(sql.type(rowId)`
+async function upsertSubmissions(tx: CommonQueryMethods, part: Submission[]): Promise<void> {
+  const links = part.map((x) => x.i.order_link_id);
+  // Lock in a fixed order (as concurrent writers of the same rows do), and remember the statuses.
+  const before = new Map(
+    (await tx.any(sql.type(linkRow)`SELECT id, status, order_link_id FROM orders WHERE order_link_id = ANY(${sql.array(links, 'text')}) ORDER BY order_link_id FOR UPDATE`)).map((r) => [r.order_link_id, r.status]),
+  );
+  const values = part.map(({ i, o, placed, qty }) => {
+    const ctx = i.signal ? sql.jsonb({ ...i.signal, intent_id: i.intent_id, decision_reason: i.reason } as unknown as Parameters<typeof sql.jsonb>[0]) : sql.jsonb({ intent_id: i.intent_id, decision_reason: i.reason });
+    return sql.fragment`(${i.order_link_id}, ${o.orderId}, ${i.signal ? sql.uuid(i.signal.signal_id) : null}, ${i.signal?.strategy_id ?? null},
+          ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.time_in_force}, ${i.market_unit}, ${i.reduce_only},
+          ${qty}, ${i.price}, ${placed ? 'Submitted' : 'Rejected'}, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))},
+          ${sql.timestamp(new Date(o.sentAt))}, ${o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt))},
+          ${placed ? null : o.retCode}, ${placed ? null : o.reasonCode}, ${ctx})`;
+  });
+  const rows = await tx.any(sql.type(linkRow)`
     INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
                         market_unit, reduce_only, qty, price, status, expires_at, submitted_at, acknowledged_at,
                         reject_ret_code, reject_reason, context)
-    VALUES (${i.order_link_id}, ${o.orderId}, ${i.signal ? sql.uuid(i.signal.signal_id) : null}, ${i.signal?.strategy_id ?? null},
-            ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.time_in_force}, ${i.market_unit}, ${i.reduce_only},
-            ${qty}, ${i.price}, ${status}, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))}, ${sent}, ${acked},
-            ${placed ? null : o.retCode}, ${placed ? null : o.reasonCode}, ${ctx})
+    VALUES ${sql.join(values, sql.fragment`, `)}
     ON CONFLICT (order_link_id) DO UPDATE SET
       order_id        = COALESCE(orders.order_id, EXCLUDED.order_id),
       submitted_at    = COALESCE(orders.submitted_at, EXCLUDED.submitted_at),
@@ -599,11 +545,21 @@ async function recordSubmission(tx: CommonQueryMethods, i: OrderIntent, o: Outco
       reject_reason   = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_reason ELSE orders.reject_reason END,
       final_at        = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) AND EXCLUDED.status = 'Rejected' THEN now() ELSE orders.final_at END,
       updated_at      = now()
-    RETURNING id, status`);
-  if (before?.status === row.status) return;
-  await tx.query(sql.typeAlias('void')`
-    INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, details)
-    VALUES (${row.id}, ${i.order_link_id}, ${o.orderId}, ${before?.status ?? null}, ${row.status}, 'submission', ${`submission:${i.intent_id}`},
-            ${sql.jsonb({ outcome: o.outcome, ret_code: o.retCode, ret_msg: o.retMsg, reason_code: o.reasonCode, attempts: o.attempts })})
-    ON CONFLICT DO NOTHING`);
+    RETURNING id, status, order_link_id`);
+  const after = new Map(rows.map((r) => [r.order_link_id, r]));
+  const history = part.flatMap(({ i, o }) => {
+    const row = after.get(i.order_link_id)!;
+    const was = before.get(i.order_link_id) ?? null;
+    if (was === row.status) return [];
+    return [
+      sql.fragment`(${row.id}, ${i.order_link_id}, ${o.orderId}, ${was}, ${row.status}, 'submission', ${`submission:${i.intent_id}`},
+          ${sql.jsonb({ outcome: o.outcome, ret_code: o.retCode, ret_msg: o.retMsg, reason_code: o.reasonCode, attempts: o.attempts })})`,
+    ];
+  });
+  if (history.length > 0) {
+    await tx.query(sql.typeAlias('void')`
+      INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, details)
+      VALUES ${sql.join(history, sql.fragment`, `)}
+      ON CONFLICT DO NOTHING`);
+  }
 }
