@@ -831,6 +831,28 @@ const marketUnitOf = (o: TrackedOrder) => (o.marketUnit === 'baseCoin' || o.mark
 const signalIdOf = (ctx: SignalCtx) => (ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? ctx.signal_id : null);
 const UUID_RE = /^[\da-f]{8}(?:-[\da-f]{4}){3}-[\da-f]{12}$/i;
 
+/** An order's state as stored in `orders` (jsonb_to_recordset rows of the update and the insert). */
+function stateColumns(o: TrackedOrder) {
+  return {
+    order_id: o.orderId,
+    status: o.status,
+    qty: o.qty,
+    price: pos(o.price),
+    cum_exec_qty: o.cum.qty,
+    cum_exec_value: o.cum.value,
+    cum_exec_fee: o.cum.fee,
+    avg_price: pos(o.avgPrice),
+    leaves_qty: o.leavesQty,
+    last_exchange_update_ms: o.lastUpdateMs,
+    submitted_at: o.submittedAt,
+    acknowledged_at: o.acknowledgedAt,
+    first_fill_at: o.firstFillAt,
+    final_at: o.finalAt,
+    reject_ret_code: o.rejectRetCode,
+    reject_reason: o.rejectReason,
+    context: o.context,
+  };
+}
 /**
  * Write the order rows of every slot the chunk changed (dirty or with an event); returns slot → row
  * id. Rows already stored: locked in one `SELECT … FOR UPDATE` ordered by id (the order concurrent
@@ -866,26 +888,7 @@ async function saveOrders(tx: CommonQueryMethods, state: TrackState): Promise<Ma
         throw new RetriableError('order_changed_concurrently', `order ${orderKey(o)} changed since it was loaded; reloading`);
       }
     }
-    const rows = existing.map(({ o }) => ({
-      id: o.rowId,
-      order_id: o.orderId,
-      status: o.status,
-      qty: o.qty,
-      price: pos(o.price),
-      cum_exec_qty: o.cum.qty,
-      cum_exec_value: o.cum.value,
-      cum_exec_fee: o.cum.fee,
-      avg_price: pos(o.avgPrice),
-      leaves_qty: o.leavesQty,
-      last_exchange_update_ms: o.lastUpdateMs,
-      submitted_at: o.submittedAt,
-      acknowledged_at: o.acknowledgedAt,
-      first_fill_at: o.firstFillAt,
-      final_at: o.finalAt,
-      reject_ret_code: o.rejectRetCode,
-      reject_reason: o.rejectReason,
-      context: o.context,
-    }));
+    const rows = existing.map(({ o }) => ({ id: o.rowId, ...stateColumns(o) }));
     const col = (c: string) => TS(sql.identifier(['v', c]));
     await tx.query(sql.typeAlias('void')`
       UPDATE orders SET
@@ -919,7 +922,6 @@ async function saveOrders(tx: CommonQueryMethods, state: TrackState): Promise<Ma
       return {
         i,
         order_link_id: o.orderLinkId,
-        order_id: o.orderId,
         signal_id: signalId,
         strategy_id: o.context.strategy_id,
         category: o.category,
@@ -929,23 +931,8 @@ async function saveOrders(tx: CommonQueryMethods, state: TrackState): Promise<Ma
         time_in_force: timeInForceOf(o),
         market_unit: marketUnitOf(o),
         reduce_only: o.reduceOnly,
-        qty: o.qty,
-        price: pos(o.price),
-        status: o.status,
-        cum_exec_qty: o.cum.qty,
-        cum_exec_value: o.cum.value,
-        cum_exec_fee: o.cum.fee,
-        avg_price: pos(o.avgPrice),
-        leaves_qty: o.leavesQty,
         external: o.external,
-        last_exchange_update_ms: o.lastUpdateMs,
-        submitted_at: o.submittedAt,
-        acknowledged_at: o.acknowledgedAt,
-        first_fill_at: o.firstFillAt,
-        final_at: o.finalAt,
-        reject_ret_code: o.rejectRetCode,
-        reject_reason: o.rejectReason,
-        context: o.context,
+        ...stateColumns(o),
       };
     });
     const col = (c: string) => TS(sql.identifier(['v', c]));
