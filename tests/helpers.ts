@@ -6,6 +6,8 @@ import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.t
 import { createLogger } from '../runtime/logger.ts';
 import { createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { topicSpecs } from '../runtime/topics.ts';
+import { createDb, dropDatabase, ensureDatabase, withDatabase, type DatabasePool } from '../runtime/db.ts';
+import { migrate, defaultMigrationsDir } from '../runtime/migrate.ts';
 
 export const testCfg = loadConfig({ ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
 export const testLogger = createLogger(testCfg, 'test');
@@ -99,4 +101,23 @@ export async function waitCaughtUp(kafka: KafkaPort, groupId: string, topic: str
   } finally {
     await admin.disconnect();
   }
+}
+
+/**
+ * A throw-away database of its own, migrated: `test_<tag>_<random>` on the local PostgreSQL.
+ * `drop` ends the pool and drops the database (errors ignored: cleanup must not mask a failure).
+ */
+export async function migratedDatabase(tag: string, opts: Parameters<typeof createDb>[1] = {}): Promise<{ url: string; pool: DatabasePool; drop: () => Promise<void> }> {
+  const url = withDatabase(testCfg.DATABASE_URL, `test_${tag.replace(/[^a-z0-9]/g, '_')}_${randomBytes(5).toString('hex')}`);
+  await ensureDatabase(url);
+  const pool = await createDb(url, { maximumPoolSize: 4, ...opts });
+  await migrate(pool, { dir: defaultMigrationsDir });
+  return {
+    url,
+    pool,
+    drop: async () => {
+      await pool.end().catch(() => {});
+      await dropDatabase(url).catch(() => {});
+    },
+  };
 }

@@ -1,10 +1,7 @@
 // Shared plumbing of the fuzz suites that run the real path (not a test file): a freshly migrated
 // PostgreSQL database with the simulator's instruments, a fresh topic namespace and the codec, and
 // a stage under the production runner with its fatal errors collected.
-import { randomBytes } from 'node:crypto';
-import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
-import { loadConfig } from '../../runtime/config.ts';
-import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import { sql, type DatabasePool } from '../../runtime/db.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import type { KafkaPort } from '../../runtime/kafka.ts';
@@ -12,7 +9,7 @@ import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
 import { runStage, type RunningStage, type Stage } from '../../pipelines/runner.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
-import { createNamespace, namespace, registryUrl, testKafka, testLogger } from '../helpers.ts';
+import { createNamespace, migratedDatabase, namespace, registryUrl, testKafka, testLogger } from '../helpers.ts';
 
 export interface FuzzStack {
   prefix: string;
@@ -33,10 +30,7 @@ export async function fuzzStack(tag: string): Promise<FuzzStack> {
   const kafka = testKafka();
   const dropTopics = await createNamespace(kafka, prefix);
   const codec = await createTopicCodec({ registryUrl, prefix });
-  const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_fuzz_${tag.replace(/[^a-z0-9]/g, '_')}_${randomBytes(5).toString('hex')}`);
-  await ensureDatabase(dbUrl);
-  const db = await createDb(dbUrl, { maximumPoolSize: 4 });
-  await migrate(db, { dir: defaultMigrationsDir });
+  const { url: dbUrl, pool: db, drop: dropDb } = await migratedDatabase(`fuzz_${tag}`);
   await seed(db);
   const fatal: Error[] = [];
   const metrics = createMetrics();
@@ -57,8 +51,7 @@ export async function fuzzStack(tag: string): Promise<FuzzStack> {
     },
     async close() {
       for (const s of stages) await s.stop().catch(() => {});
-      await db.end().catch(() => {});
-      await dropDatabase(dbUrl).catch(() => {});
+      await dropDb();
       await dropTopics();
     },
   };

@@ -15,9 +15,8 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { ManualClock } from '../../runtime/clock.ts';
-import { loadConfig } from '../../runtime/config.ts';
-import { createDb, dropDatabase, ensureDatabase, withDatabase, type DatabasePool } from '../../runtime/db.ts';
-import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import type { DatabasePool } from '../../runtime/db.ts';
+import { migratedDatabase } from '../helpers.ts';
 import { PipelineError } from '../../runtime/errors.ts';
 import { reject, type StageRecord, type StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
@@ -28,20 +27,15 @@ import { INJECTIONS, runs } from './arbitraries.ts';
 
 const P = 'fzt.';
 const T0 = 1_760_000_000_000;
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_fuzz_track_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 const clock = new ManualClock(T0 + 60_000);
 
+let dropDb: () => Promise<void> = async () => {};
 before(async () => {
-  await ensureDatabase(dbUrl);
-  pool = await createDb(dbUrl, { maximumPoolSize: 4 });
-  await migrate(pool, { dir: defaultMigrationsDir });
+  ({ pool, drop: dropDb } = await migratedDatabase('fuzz_track'));
 });
 
-after(async () => {
-  await pool?.end();
-  await dropDatabase(dbUrl).catch(() => {});
-});
+after(() => dropDb());
 
 const stage = () => createTrackStage({ config: parseConfig({ TOPIC_PREFIX: P }), db: pool });
 let offset = 0;

@@ -4,13 +4,12 @@
 // and persist costs the same number of statements whatever the chunk's size.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import type { Interceptor } from 'slonik';
 import { ManualClock } from '../../runtime/clock.ts';
-import { loadConfig } from '../../runtime/config.ts';
-import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
-import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import { sql, type DatabasePool } from '../../runtime/db.ts';
+import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
 import type { ExchangeOrderUpdate, Execution, OrderSubmission, Position, WalletBalance } from '../../schemas/types.ts';
@@ -20,7 +19,6 @@ const T0 = 1_760_000_000_000;
 const LINK = 'om-0000000000000000000000abc';
 const LINK2 = 'om-0000000000000000000000def';
 const SIGNAL = randomUUID();
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_track_batch_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 const clock = new ManualClock(T0 + 60_000);
 /** Statements sent while `counting` is on (the interceptor sees every query of the pool). */
@@ -34,16 +32,12 @@ const counter: Interceptor = {
   },
 };
 
+let dropDb: () => Promise<void> = async () => {};
 before(async () => {
-  await ensureDatabase(dbUrl);
-  pool = await createDb(dbUrl, { maximumPoolSize: 4, interceptors: [counter] });
-  await migrate(pool, { dir: defaultMigrationsDir });
+  ({ pool, drop: dropDb } = await migratedDatabase('track_batch', { interceptors: [counter] }));
 });
 
-after(async () => {
-  await pool?.end();
-  await dropDatabase(dbUrl).catch(() => {});
-});
+after(() => dropDb());
 
 /** Empty tables (ids restart), then what the risk stage writes at decision time: signal and order rows in status Intent. */
 async function reset(links: string[] = [LINK, LINK2]): Promise<void> {

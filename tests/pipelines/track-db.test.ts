@@ -3,12 +3,11 @@
 // between persist and the Kafka commit" is simply running the same chunk again.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ManualClock } from '../../runtime/clock.ts';
-import { loadConfig } from '../../runtime/config.ts';
-import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
-import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
+import { sql, type DatabasePool } from '../../runtime/db.ts';
+import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
@@ -16,21 +15,16 @@ import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from
 const P = 'dbt.';
 const T0 = 1_760_000_000_000;
 const LINK = 'om-0000000000000000000000xyz';
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_track_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 const clock = new ManualClock(T0 + 60_000);
 let signalId = '';
 
+let dropDb: () => Promise<void> = async () => {};
 before(async () => {
-  await ensureDatabase(dbUrl);
-  pool = await createDb(dbUrl, { maximumPoolSize: 4 });
-  await migrate(pool, { dir: defaultMigrationsDir });
+  ({ pool, drop: dropDb } = await migratedDatabase('track'));
 });
 
-after(async () => {
-  await pool?.end();
-  await dropDatabase(dbUrl).catch(() => {});
-});
+after(() => dropDb());
 
 beforeEach(async () => {
   await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, invalid_transitions, executions, signals, positions, balances`);
