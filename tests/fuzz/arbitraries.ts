@@ -1,4 +1,5 @@
 // Shared arbitraries of the fuzz suites (not a test file: no .test.ts suffix).
+import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 
 /** Run count scaled by FUZZ_RUNS (default 1): `FUZZ_RUNS=20 npm test` is the long form. */
@@ -42,3 +43,22 @@ export const nonUtf8 = fc.oneof(
   fc.constantFrom(Buffer.from([0xff, 0xfe, 0xfd]), Buffer.from([0xc0, 0xaf]), Buffer.from([0xe2, 0x82]), Buffer.from([0x80]), Buffer.from('{"asset":"ETH\xff"}', 'latin1')),
   fc.uint8Array({ minLength: 1, maxLength: 300 }).map((a) => Buffer.from([0xff, ...a])),
 );
+
+/** A trading signal validation accepts (fresh id, timestamp `at`), with fields overridden by `over`. */
+export function validSignal(at: number, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    signal_id: randomUUID(),
+    signal_type: 'buy',
+    asset: 'ETHUSDT',
+    amount: 100,
+    confidence: 0.7,
+    timestamp: new Date(at).toISOString(),
+    strategy_id: 'fuzz',
+    model_version: null,
+    is_warmup: false,
+    market_data_snapshot: { price: 3000, spread: 1, volume_24h: 1e6, volatility: 0.02, orderbook_depth: null, technical_indicators: null },
+    metadata: null,
+    trace_id: null,
+    ...over,
+  };
+}

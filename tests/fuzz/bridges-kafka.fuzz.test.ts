@@ -26,28 +26,12 @@ import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../con
 import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
-import { INJECTIONS, nasty, nonUtf8, runs } from './arbitraries.ts';
+import { INJECTIONS, nasty, nonUtf8, runs, validSignal as fuzzSignal } from './arbitraries.ts';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const SIGNAL_MAX_BYTES = 4096;
 
-function validSignal(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return {
-    signal_id: randomUUID(),
-    signal_type: 'buy',
-    asset: 'ETHUSDT',
-    amount: 100,
-    confidence: 0.7,
-    timestamp: new Date().toISOString(),
-    strategy_id: 'fuzz',
-    model_version: null,
-    is_warmup: false,
-    market_data_snapshot: { price: 3000, spread: 1, volume_24h: 1e6, volatility: 0.02, orderbook_depth: null, technical_indicators: null },
-    metadata: null,
-    trace_id: null,
-    ...over,
-  };
-}
+const validSignal = (over: Record<string, unknown> = {}) => fuzzSignal(Date.now(), over);
 const FIELDS = ['signal_id', 'signal_type', 'asset', 'amount', 'confidence', 'timestamp', 'strategy_id', 'is_warmup', 'market_data_snapshot', 'metadata', 'trace_id'];
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
 

@@ -4,13 +4,12 @@
 // and a valid signal behind any amount of garbage is still accepted. FUZZ_RUNS scales the run counts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { ManualClock } from '../../runtime/clock.ts';
 import { createValidateStage, parseConfig, REASONS, type ValidateState } from '../../pipelines/validate.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { runs } from './arbitraries.ts';
+import { runs, validSignal } from './arbitraries.ts';
 
 const NOW = Date.parse('2026-01-10T12:00:00Z');
 const stage = createValidateStage({ config: parseConfig({ TOPIC_PREFIX: 'fz.', SIGNAL_MAX_BYTES: '4096' }) });
@@ -21,22 +20,7 @@ let offset = 0;
 const rec = (value: Buffer): StageRecord<Buffer> => ({ value, key: null, headers: { received_at: String(NOW) }, topic: 'fz.signals.raw', partition: 0, offset: String(offset++), timestamp: NOW, traceId: null });
 const run = (value: Buffer, st = state()): StageResult => stage.process(rec(value), { state: st, clock: new ManualClock(NOW) });
 
-function valid(): Record<string, unknown> {
-  return {
-    signal_id: randomUUID(),
-    signal_type: 'buy',
-    asset: 'ETHUSDT',
-    amount: 100,
-    confidence: 0.7,
-    timestamp: new Date(NOW - 1000).toISOString(),
-    strategy_id: 's-1',
-    model_version: null,
-    is_warmup: false,
-    market_data_snapshot: { price: 3000, spread: 1, volume_24h: 1e6, volatility: 0.02, orderbook_depth: null, technical_indicators: null },
-    metadata: null,
-    trace_id: null,
-  };
-}
+const valid = () => validSignal(NOW - 1000, { strategy_id: 's-1' });
 
 /** The invariants every outcome must satisfy. */
 function checkOutcome(r: StageResult): void {
