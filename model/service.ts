@@ -149,6 +149,7 @@ const signalOutBridge: UnitFactory = async (rt): Promise<Unit> => {
     groupId: rt.group('model-signal-out-bridge'),
     batchMax: cfg.MODEL_BRIDGE_BATCH_MAX,
     retryMaxMs: cfg.MODEL_BRIDGE_RETRY_MAX_MS,
+    onFatal: rt.fatal,
   });
   await bridge.start();
   return { name: 'model-signal-out-bridge', ready: () => bridge.ready(), stop: () => bridge.stop() };

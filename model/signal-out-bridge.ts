@@ -36,6 +36,8 @@ export interface SignalOutBridgeDeps {
   batchMax: number;
   retryMaxMs: number;
   amqpConnect?: AmqpConnect;
+  /** Called when the Kafka consumer crashed for good (kafkajs will not restart it); the runtime's fatal. */
+  onFatal?: (err: Error) => void;
 }
 
 export interface SignalOutBridge {
@@ -126,9 +128,12 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
     start: async () => {
       await amqp.start();
       consumer.onGroupJoin(() => (joined = true));
-      consumer.onCrash((err) => {
+      consumer.onCrash((err, restart) => {
         joined = false;
-        log.error({ err }, 'consumer crashed');
+        log.error({ err, restart }, 'consumer crashed');
+        // As in the events-out bridge: a consumer kafkajs gave up on publishes nothing more, so stop
+        // the process (the supervisor restarts it) rather than stay up silently stalled.
+        if (!restart && !stopping) d.onFatal?.(err);
       });
       await connectWithBackoff(() => consumer.connect(), log, d.retryMaxMs);
       await consumer.subscribe([topic], true);
