@@ -8,6 +8,7 @@ import { createKafka } from '../runtime/kafka.ts';
 import { topicSpecs } from '../runtime/topics.ts';
 import { ensureDatabase, createDb } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
+import { connectWithBackoff } from '../runtime/retry.ts';
 import { ROOT } from './paths.ts';
 
 export async function migrateDatabase(cfg: Config, log: Logger): Promise<void> {
@@ -28,8 +29,14 @@ export async function ensureAllTopics(cfg: Config, log: Logger): Promise<string[
     const specs = topicSpecs(cfg.TOPIC_PREFIX, cfg.TOPIC_PARTITIONS);
     const created = await admin.ensureTopics(specs);
     if (created.length) log.info({ created }, 'topics created');
-    // The group coordinator answers only once __consumer_offsets is loaded.
-    await admin.groupOffsets('stack-readiness', specs[0]!.topic);
+    // The group coordinator answers only once __consumer_offsets is loaded; on a cold broker that
+    // can outlast kafkajs's own retries ("The coordinator is loading"), so wait here, bounded.
+    await connectWithBackoff(
+      async () => void (await admin.groupOffsets('stack-readiness', specs[0]!.topic)),
+      log,
+      2_000,
+      { deadlineMs: 120_000, what: 'Kafka group coordinator' },
+    );
     return created;
   } finally {
     await admin.disconnect();
