@@ -58,7 +58,10 @@ export const configSchema = z.object({
   PLACE_COALESCE: z.preprocess(emptyToUndefined, bool.default(true)).describe('Coalesce intents queued in one chunk: a newer create/amend for the same asset and strategy supersedes an older unsent one (cancels are never dropped).'),
   PLACE_CONCURRENCY: z
     .preprocess(emptyToUndefined, int.min(1).max(64).default(8))
-    .describe('Most symbols whose intents of one chunk are sent to Bybit at once; the intents of one symbol always go one after another, in order.'),
+    .describe('Most symbols whose intents of one chunk are sent to Bybit at once.'),
+  PLACE_SYMBOL_CONCURRENCY: z
+    .preprocess(emptyToUndefined, int.min(1).max(64).default(4))
+    .describe('Most creates of one symbol in flight at once, for consecutive creates of the same side that are not reduce-only; any other intent (amend, cancel, reduce-only, a side change) waits for every earlier one of its symbol and holds back the later ones. 1 = one after another.'),
 });
 export type PlaceConfig = z.output<typeof configSchema>;
 
@@ -230,6 +233,28 @@ export interface PlaceDeps {
 
 const MEMO_MAX = 10_000;
 
+/**
+ * One symbol's intents (in chunk order) cut into the groups that may be sent at once: maximal runs
+ * of consecutive creates on one side that are not reduce-only; every other intent is a group of its
+ * own. Groups go one after another (see the placement order in createPlaceStage). Returns indexes.
+ */
+export function commutingRuns(lane: ReadonlyArray<Pick<OrderIntent, 'action' | 'side' | 'reduce_only'>>): number[][] {
+  const runs: number[][] = [];
+  let open: { side: string; idx: number[] } | null = null;
+  lane.forEach((i, k) => {
+    if (i.action !== 'create' || i.reduce_only) {
+      open = null;
+      runs.push([k]);
+    } else if (open && open.side === i.side) {
+      open.idx.push(k);
+    } else {
+      open = { side: i.side, idx: [k] };
+      runs.push(open.idx);
+    }
+  });
+  return runs;
+}
+
 export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState> {
   const cfg = deps.config;
   const rest = deps.rest;
@@ -393,10 +418,16 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     return { outcome: 'already_placed', orderId: f.orderId, retCode: 0, retMsg: `placed by an earlier attempt (${f.orderStatus}); not sent again`, reasonCode: null, attempts, sentAt: now, ackedAt: now };
   };
 
-  // Intents of one symbol go to the exchange one after another, in chunk order (an amend or cancel
-  // after the create it targets, a newer order after an older one); different symbols in parallel,
-  // at most PLACE_CONCURRENCY at once. Idempotency does not depend on it: each intent still has its
-  // deterministic orderLinkId, query-before-resend and the memo, exactly as when sent one by one.
+  // Different symbols go to the exchange in parallel, at most PLACE_CONCURRENCY at once. Within a
+  // symbol, chunk order holds wherever it can matter: an amend or cancel goes after every earlier
+  // intent of its symbol (the create it targets among them) and before every later one; so do a
+  // reduce-only create (it needs the position the earlier ones open) and a create whose side
+  // differs from the one before it (a spot sell of what a buy bought). What is left are runs of
+  // consecutive creates on one side, which commute: risk has already reserved every one of them,
+  // so none can make another unaffordable; those go PLACE_SYMBOL_CONCURRENCY at a time (the
+  // placement hop was the slowest of the pipeline when they went one by one). Idempotency does not
+  // depend on any of this: each intent still has its deterministic orderLinkId, query-before-resend
+  // and the memo, exactly as when sent one by one.
   const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
     const now = clock.now();
     const superseded = cfg.PLACE_COALESCE ? coalesce(records.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
@@ -432,16 +463,25 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     // the runner, which retries the chunk: nothing is sent twice without a query in between.
     let failure: { err: unknown } | null = null;
     const queue = [...lanes.values()];
+    const attempt = async (rec: StageRecord<OrderIntent>): Promise<void> => {
+      if (failure) return;
+      try {
+        await one(rec);
+      } catch (err) {
+        failure ??= { err };
+      }
+    };
     const worker = async (): Promise<void> => {
       for (let lane = queue.shift(); lane; lane = queue.shift()) {
-        for (const rec of lane) {
+        for (const group of commutingRuns(lane.map((r) => r.value))) {
+          const recs = group.map((k) => lane[k]!);
+          const next = () => recs.shift();
+          await Promise.all(
+            Array.from({ length: Math.min(cfg.PLACE_SYMBOL_CONCURRENCY, recs.length) }, async () => {
+              for (let rec = next(); rec && !failure; rec = next()) await attempt(rec);
+            }),
+          );
           if (failure) return;
-          try {
-            await one(rec);
-          } catch (err) {
-            failure ??= { err };
-            return;
-          }
         }
       }
     };

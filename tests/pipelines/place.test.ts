@@ -13,7 +13,7 @@ import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type Databas
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import { classify, RetriableError } from '../../runtime/errors.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
-import { coalesce, createPlaceStage, parseConfig, submissionOf, type PlaceState } from '../../pipelines/place.ts';
+import { coalesce, commutingRuns, createPlaceStage, parseConfig, submissionOf, type PlaceState } from '../../pipelines/place.ts';
 import { createBybitRest, parseConfig as parseRestConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
 import { BybitFatalError } from '../../connectors/bybit-errors.ts';
 import { startSimulator, type Simulator } from '../../sim/server.ts';
@@ -47,7 +47,7 @@ interface Env {
   sim: Simulator;
   rest: BybitRest;
   /** A fresh stage instance (as after a restart) placing these records: submissions in order. */
-  place(records: StageRecord<OrderIntent>[], opts?: { clock?: Clock; env?: Record<string, string>; db?: DatabasePool }): Promise<OrderSubmission[]>;
+  place(records: StageRecord<OrderIntent>[], opts?: { clock?: Clock; env?: Record<string, string>; db?: DatabasePool; rest?: BybitRest }): Promise<OrderSubmission[]>;
   ordersOf(link: string): Array<Record<string, unknown>>;
 }
 
@@ -60,7 +60,7 @@ async function withSim(fn: (env: Env) => Promise<void>, restEnv: Record<string, 
       rest,
       async place(records, opts = {}) {
         const clock = opts.clock ?? systemClock;
-        const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '200', ...opts.env }), rest, clock, db: opts.db });
+        const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '200', ...opts.env }), rest: opts.rest ?? rest, clock, db: opts.db });
         const state = (await stage.load!(records)) as PlaceState;
         const items = records.map((r) => ({ rec: r, result: stage.process(r, { state, clock }) }));
         if (opts.db) await stage.persist!(items, state);
@@ -362,6 +362,85 @@ test('concurrent placement: symbols in parallel, each symbol in order; lost answ
       assert.equal(ordersOf(r.value.order_link_id).length, 1);
     }
     assert.equal(sim.orders().length, 6, 'six creates, six orders');
+  }));
+
+test('commuting runs (pure): consecutive same-side creates group; amend, cancel, reduce-only and a side change stand alone', () => {
+  const c = (side: 'Buy' | 'Sell', reduce_only = false) => ({ action: 'create' as const, side, reduce_only });
+  const x = (action: 'amend' | 'cancel') => ({ action, side: 'Buy' as const, reduce_only: false });
+  assert.deepEqual(commutingRuns([]), []);
+  assert.deepEqual(commutingRuns([c('Buy'), c('Buy'), c('Buy')]), [[0, 1, 2]]);
+  assert.deepEqual(commutingRuns([c('Buy'), c('Buy'), x('cancel'), c('Buy'), c('Buy')]), [[0, 1], [2], [3, 4]]);
+  assert.deepEqual(commutingRuns([c('Buy'), c('Sell'), c('Sell'), c('Buy')]), [[0], [1, 2], [3]]);
+  assert.deepEqual(commutingRuns([c('Sell'), c('Sell', true), c('Sell'), x('amend'), x('amend')]), [[0], [1], [2], [3], [4]]);
+  // Every index once, in order: groups only cut the lane, never reorder it.
+  const lane = Array.from({ length: 200 }, (_, k) => (k % 7 === 3 ? x('amend') : c(k % 11 < 6 ? 'Buy' : 'Sell', k % 13 === 0)));
+  assert.deepEqual(commutingRuns(lane).flat(), lane.map((_, k) => k));
+});
+
+test('concurrent creates within a symbol: same-side creates overlap up to PLACE_SYMBOL_CONCURRENCY; a cancel or a side change waits for all before it', () =>
+  withSim(async ({ place, ordersOf, sim, rest }) => {
+    // The real client, counting the calls of each symbol in flight when a call starts.
+    const inFlight = new Map<string, number>();
+    const calls: Array<{ link: string; symbol: string; what: string; before: number }> = [];
+    const counted = <P extends { symbol: string; orderLinkId?: string }, R>(what: string, f: (p: P) => Promise<R>) => async (p: P): Promise<R> => {
+      const call = { link: p.orderLinkId ?? '', symbol: p.symbol, what, before: inFlight.get(p.symbol) ?? 0 };
+      calls.push(call);
+      inFlight.set(p.symbol, call.before + 1);
+      try {
+        return await f(p);
+      } finally {
+        inFlight.set(p.symbol, inFlight.get(p.symbol)! - 1);
+      }
+    };
+    const watched: BybitRest = { env: rest.env, limiter: rest.limiter, createOrder: counted('create', rest.createOrder), amendOrder: counted('amend', rest.amendOrder), cancelOrder: counted('cancel', rest.cancelOrder), findOrder: counted('find', rest.findOrder) };
+    const buys = Array.from({ length: 8 }, () => intent({ symbol: 'ETHUSDT', price: '2800', qty: '0.01' }));
+    const cancel = intent({ symbol: 'ETHUSDT', action: 'cancel', order_link_id: buys[1]!.order_link_id, target_order_id: null, qty: null, price: null, signal: buys[1]!.signal });
+    const sell = intent({ symbol: 'ETHUSDT', side: 'Sell', price: '9000', qty: '0.01' });
+    const btc = Array.from({ length: 3 }, () => intent({ symbol: 'BTCUSDT', price: '50000', qty: '0.001' }));
+    // ETH: five buys, the cancel of the second, two buys, a sell, one buy; BTC interleaved.
+    const lane = [...buys.slice(0, 5), cancel, buys[5]!, buys[6]!, sell, buys[7]!];
+    const records = [...lane.slice(0, 3), ...btc, ...lane.slice(3)].map(rec);
+    // Two creates lose their answer after execution: resolved by query, inside the concurrent run.
+    sim.faults.set({ loseResponse: { count: 2, mode: 'reset', hangMs: 5000, paths: CREATE } });
+    const subs = await place(records, { env: { PLACE_SYMBOL_CONCURRENCY: '4' }, rest: watched });
+    assert.equal(sim.faults.stats.loseResponse, 2, 'the faults fired');
+
+    const eth = calls.filter((c) => c.symbol === 'ETHUSDT');
+    const first = (link: string, what = 'create') => eth.findIndex((c) => c.link === link && c.what === what);
+    // The first five buys overlapped, at most four at once.
+    const openingRun = eth.slice(0, first(cancel.order_link_id, 'cancel'));
+    assert.equal(Math.max(...openingRun.map((c) => c.before)) + 1, 4, 'four creates of one symbol in flight at once');
+    // The cancel went out alone (nothing of its symbol in flight): every earlier ETH call had
+    // answered, so it found its order.
+    const k = first(cancel.order_link_id, 'cancel');
+    assert.equal(eth[k]!.before, 0);
+    assert.ok(buys.slice(0, 5).every((b) => first(b.order_link_id) < k), 'the buys before the cancel were all sent before it');
+    assert.ok([buys[5], buys[6]].every((b) => first(b!.order_link_id) > k), 'the buys after the cancel were sent after it');
+    // The side change waits for the buys before it and holds back the buy after it.
+    const ks = first(sell.order_link_id);
+    assert.equal(eth[ks]!.before, 0);
+    assert.ok(first(buys[6]!.order_link_id) < ks && first(buys[7]!.order_link_id) > ks);
+
+    const sub = (i: OrderIntent) => subs[records.findIndex((r) => r.value === i)]!;
+    assert.deepEqual([sub(cancel).outcome, sub(cancel).reason_code], ['accepted', null]);
+    assert.equal(ordersOf(buys[1]!.order_link_id)[0]!.orderStatus, 'Cancelled');
+    for (const b of [...buys, ...btc]) {
+      assert.equal(sub(b).outcome, 'accepted', `${b.symbol} create`);
+      assert.equal(ordersOf(b.order_link_id).length, 1, 'placed once');
+    }
+
+    // A restart (fresh stage, no memo) with the same chunk: nothing is placed again.
+    const again = await place(records, { env: { PLACE_SYMBOL_CONCURRENCY: '4' } });
+    for (const b of [...buys, ...btc]) {
+      assert.equal(again[records.findIndex((r) => r.value === b)]!.outcome, 'already_placed');
+      assert.equal(ordersOf(b.order_link_id).length, 1);
+    }
+
+    // PLACE_SYMBOL_CONCURRENCY=1: one after another, as before the setting.
+    calls.length = 0;
+    const more = Array.from({ length: 4 }, () => rec(intent({ symbol: 'ETHUSDT', price: '2800', qty: '0.01' })));
+    await place(more, { env: { PLACE_SYMBOL_CONCURRENCY: '1' }, rest: watched });
+    assert.deepEqual(calls.map((c) => c.before), [0, 0, 0, 0]);
   }));
 
 test('creates that the orders table could not hold are refused as invalid_intent, never sent, and left out of persist without an error', () =>
