@@ -337,8 +337,8 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
           if (c.rejected) rejected.push(c.rejected);
           records += c.records;
         }
-        // One send per topic, concurrently: each keeps the batch's order; the ack waits for all.
-        await Promise.all([...byTopic].map(([t, list]) => producer!.send(t, list)));
+        // One produce request for every topic: each keeps the batch's order; the ack waits for all.
+        await producer!.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
       } catch (err) {
         failures++;
         log.warn({ err: (err as Error).message, failures, messages: batch.length + buffer.length }, 'Kafka or registry failed; requeueing and backing off');

@@ -58,6 +58,8 @@ export interface ProducerPort {
   connect(): Promise<void>;
   /** Idempotent, acks=all. Resolves once every replica in the ISR has the records. */
   send(topic: string, messages: OutMessage[]): Promise<void>;
+  /** The same for several topics in one produce request (per topic, in the given order). */
+  sendBatch(batches: Array<{ topic: string; messages: OutMessage[] }>): Promise<void>;
   /** Only for producers made with a transactionalId. */
   transaction(): Promise<TransactionPort>;
   disconnect(): Promise<void>;
@@ -224,6 +226,9 @@ function wrapProducer(p: Producer): ProducerPort {
     connect: () => p.connect(),
     send: async (topic, messages) => {
       await p.send({ topic, acks: -1, messages: toKafkaMessages(messages) });
+    },
+    sendBatch: async (batches) => {
+      await p.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) });
     },
     transaction: async () => wrapTransaction(await p.transaction()),
     disconnect: () => p.disconnect(),

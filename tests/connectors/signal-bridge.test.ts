@@ -146,6 +146,10 @@ function controlledKafka(real: KafkaPort, before: (messages: OutMessage[]) => Pr
           await before(messages);
           await p.send(topic, messages);
         },
+        sendBatch: async (batches) => {
+          for (const b of batches) await before(b.messages);
+          await p.sendBatch(batches);
+        },
         transaction: () => p.transaction(),
         disconnect: () => p.disconnect(),
       };

@@ -312,6 +312,10 @@ function controlledKafka(real: KafkaPort, before: (topic: string, messages: OutM
           await before(topic, messages);
           await p.send(topic, messages);
         },
+        sendBatch: async (batches) => {
+          for (const b of batches) await before(b.topic, b.messages);
+          await p.sendBatch(batches);
+        },
         transaction: () => p.transaction(),
         disconnect: () => p.disconnect(),
       };
