@@ -147,7 +147,10 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
   const limiter = deps.limiter ?? new RateLimiter({ fraction: cfg.BYBIT_RATE_LIMIT_FRACTION, multiplier: cfg.BYBIT_ENV === 'sim' ? cfg.BYBIT_RATE_LIMIT_MULTIPLIER : 1, clock });
-  const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
+  // maxRedirects 0: Bybit's API never redirects (and a redirected order request should fail, not be
+  // followed); it also makes axios use node's http(s) directly instead of wrapping every request in
+  // follow-redirects (2 % of the order manager's CPU in the bench profile).
+  const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS, maxRedirects: 0 });
   // The API key is not a secret, but a short fingerprint is all a log line needs.
   const keyId = createHash('sha256').update(cfg.BYBIT_API_KEY).digest('hex').slice(0, 8);
   const log = deps.logger?.child({ connector: name, env: cfg.BYBIT_ENV, key: keyId });
