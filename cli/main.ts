@@ -78,8 +78,11 @@ export async function main(argv: string[]): Promise<number> {
   // retrain is the model service's retraining tool, with its own options (docs/model.md).
   if (argv[0] === 'retrain') {
     const { spawnSync } = await import('node:child_process');
-    const script = new URL('../model/retrain-cli.ts', import.meta.url).pathname;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', script, ...argv.slice(1)], { stdio: 'inherit' });
+    // Compiled (dist/cli/main.js, `npm run build:dist`): the compiled retrain-cli.js with plain node;
+    // from the sources: retrain-cli.ts through tsx.
+    const compiled = import.meta.url.endsWith('.js');
+    const script = new URL(`../model/retrain-cli.${compiled ? 'js' : 'ts'}`, import.meta.url).pathname;
+    const r = spawnSync(process.execPath, [...(compiled ? [] : ['--import', 'tsx']), script, ...argv.slice(1)], { stdio: 'inherit' });
     return r.status ?? EXIT.failed;
   }
   let parsed;
@@ -160,7 +163,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 // Run when executed (not when imported by tests).
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('cli/main.ts')) {
+if (import.meta.url === `file://${process.argv[1]}` || /cli\/main\.[jt]s$/.test(process.argv[1] ?? '')) {
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {

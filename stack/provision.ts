@@ -1,6 +1,5 @@
 // What every deployment needs before a service starts, in one place: the database with its
 // migrations, and the topic catalogue. Used by `npm run stack:up` and by the `setup` service.
-import { join } from 'node:path';
 import type { Config } from '../runtime/config.ts';
 import { kafkaBrokers } from '../runtime/config.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -9,13 +8,13 @@ import { topicSpecs } from '../runtime/topics.ts';
 import { ensureDatabase, createDb } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
-import { ROOT } from './paths.ts';
 
 export async function migrateDatabase(cfg: Config, log: Logger): Promise<void> {
   await ensureDatabase(cfg.DATABASE_URL);
   const db = await createDb(cfg.DATABASE_URL);
   try {
-    await migrate(db, { dir: join(ROOT, 'sql'), logger: log });
+    // migrate()'s default folder: the sql/ next to runtime/ (the copy in dist/ for the compiled form).
+    await migrate(db, { logger: log });
   } finally {
     await db.end();
   }

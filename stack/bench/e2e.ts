@@ -8,9 +8,10 @@
 // the driver stamps the order event's arrival. All three are Date.now() on one machine (ms).
 // Per-hop shares come from the Kafka record timestamps (producer create time, carried per signal
 // by the trace_id header across every hop) and from the runner's per-stage histograms.
-import { fork, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'amqplib';
@@ -21,7 +22,44 @@ import { migrate } from '../../runtime/migrate.ts';
 import { orderLinkId } from '../../pipelines/risk-rules.ts';
 import { dist, type Dist } from './floor.ts';
 
-const here = (f: string) => fileURLToPath(new URL(f, import.meta.url));
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/**
+ * The children (order manager, simulator, model) run in the deployment form by default: compiled
+ * (dist/, `npm run build:dist`) with plain node, without the tsx loader thread (~30 MB RSS on Node
+ * 20) that the Dockerfile's image does not have either. BENCH_TSX=1: through tsx from the sources.
+ */
+export const BENCH_TSX = process.env.BENCH_TSX === '1';
+
+/** Path of a bench child (`om-child`, `sim-child`, `model-child`) and the node flags it needs. */
+export function benchChild(name: string): { file: string; execArgv: string[] } {
+  return BENCH_TSX
+    ? { file: join(ROOT, 'stack/bench', `${name}.ts`), execArgv: ['--import', 'tsx'] }
+    : { file: join(ROOT, 'dist/stack/bench', `${name}.js`), execArgv: [] };
+}
+
+let built = false;
+/** Compile dist/ once per bench process, so the children run the code of this checkout (no-op with BENCH_TSX=1). */
+export function buildDistOnce(log: (line: string) => void): void {
+  if (BENCH_TSX || built) return;
+  log('compiling dist/ for the children (npm run build:dist; BENCH_TSX=1 runs them through tsx instead)');
+  // tsc reports on stdout: to stderr here, where the bench logs (stdout carries its table).
+  execFileSync(process.execPath, [join(ROOT, 'stack/build-dist.mjs')], { stdio: ['ignore', 2, 'inherit'], cwd: ROOT });
+  built = true;
+}
+
+/** The Dockerfile ENTRYPOINT's node flags (the heap flags): the order manager runs as deployed. */
+export function dockerfileNodeFlags(): string[] {
+  const m = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
+  if (!m) throw new Error('Dockerfile: no ENTRYPOINT in exec form');
+  return (JSON.parse(m[1]!) as string[]).filter((a) => a.startsWith('--max-'));
+}
+
+/** The order-manager child's node flags: the Dockerfile's heap flags; BENCH_OM_NODE_FLAGS (even empty) replaces them. */
+export function omNodeFlags(): string[] {
+  const env = process.env.BENCH_OM_NODE_FLAGS;
+  return env !== undefined ? env.split(/\s+/).filter(Boolean) : dockerfileNodeFlags();
+}
 
 /** The hops a signal crosses, in order; each is "this topic's record time − the previous one". */
 export const HOPS = [
@@ -76,7 +114,8 @@ interface Child {
 }
 
 function startChild(file: string, env: Record<string, string>, nodeFlags: string[] = []): Child {
-  const proc = fork(here(file), [], { execArgv: [...nodeFlags, '--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = benchChild(file);
+  const proc = fork(child.file, [], { execArgv: [...nodeFlags, ...child.execArgv], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const waiters: Array<{ type: string; resolve: (m: unknown) => void }> = [];
   proc.on('message', (m: { type: string }) => {
     const i = waiters.findIndex((w) => w.type === m.type);
@@ -159,6 +198,7 @@ export interface E2eBench {
 }
 
 export async function startE2e(o: E2eOptions): Promise<E2eBench> {
+  buildDistOnce(o.log); // before anything is created that would need removing
   const ns = randomBytes(4).toString('hex');
   const prefix = `bench-${ns}.`;
   const signalsQueue = `bench.${ns}.trading_signals`;
@@ -180,10 +220,12 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   await sub.assertQueue(eventsQueue, { durable: true });
   await sub.prefetch(2000);
 
-  const sim = startChild('./sim-child.ts', {});
+  const omFlags = omNodeFlags();
+  o.log(`order manager child: node ${[...omFlags, ...benchChild('om-child').execArgv].join(' ')} ${benchChild('om-child').file}`);
+  const sim = startChild('sim-child', {});
   const simInfo = await sim.next<{ port: number; key: string; secret: string }>('ready', 60_000);
   const big = '1000000000000';
-  const om = startChild('./om-child.ts', {
+  const om = startChild('om-child', {
     TOPIC_PREFIX: prefix,
     DATABASE_URL: dbUrl,
     ADMIN_PORT: '0',
@@ -216,7 +258,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     BYBIT_RATE_LIMIT_MULTIPLIER: o.relaxClientLimiter === false ? '1' : '1000',
     RECONCILE_CRON: '0 0 1 1 *',
     METRICS_DEFAULTS: 'false',
-  }, (process.env.BENCH_OM_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean));
+  }, omFlags);
   const started = await om.next<{ units: string[] }>('started', 180_000);
   for (let i = 0; ; i++) {
     const r = await om.ask<{ ready: boolean; checks: unknown }>('readiness');

@@ -3,6 +3,9 @@
 // end-to-end latency at fixed offered loads, the sustainable throughput, the model numbers and
 // peak memory; prints a table and writes reports/bench.json. Several runs of everything, medians
 // and tails. Bounded: about 6–8 minutes on a 2-core machine. BENCH_RUNS (3) sets the run count.
+// The children (order manager, simulator, model) run as deployed: dist/ compiled at the start
+// (`npm run build:dist`) with plain node, the order manager with the Dockerfile's heap flags
+// (BENCH_OM_NODE_FLAGS replaces them); BENCH_TSX=1 runs them from the sources through tsx instead.
 import { execSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
@@ -13,7 +16,7 @@ import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { kafkaHop, kafkaTxHop, rabbitHop, summarize, type Summary } from './floor.ts';
-import { startE2e, HOPS, type RunResult } from './e2e.ts';
+import { startE2e, HOPS, BENCH_TSX, benchChild, buildDistOnce, omNodeFlags, type RunResult } from './e2e.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -35,6 +38,8 @@ try {
   log(`Kafka is not reachable (${(err as Error).message}): run \`npx tsx stack/stack.ts up\` first`);
   process.exit(2);
 }
+// The children run compiled (dist/) with plain node, as deployed; BENCH_TSX=1: through tsx.
+buildDistOnce(log);
 const started = Date.now();
 
 // 1. Floors.
@@ -93,7 +98,8 @@ const skipModel = process.env.BENCH_SKIP_MODEL === '1';
 const model = skipModel
   ? { replay: { runs: [] as Array<Record<string, number>> }, train: { retrain_s: NaN, inference_ms: { p99: NaN } }, peak_rss_mb: NaN }
   : await new Promise<{ replay: { runs: Array<Record<string, number>> }; train: Record<string, unknown> & { retrain_s: number; inference_ms: { p99: number } }; peak_rss_mb: number }>((resolve, reject) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/bench/model-child.ts')], { env: { ...process.env, BENCH_RUNS: String(RUNS) }, stdio: ['ignore', 'pipe', 'ignore'] });
+  const mc = benchChild('model-child');
+  const child = spawn(process.execPath, [...mc.execArgv, mc.file], { env: { ...process.env, BENCH_RUNS: String(RUNS) }, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.on('exit', (code) => {
@@ -173,6 +179,7 @@ const report = {
   retrain: { ...model.train, synthetic_samples: true },
   inference_p99_ms: model.train.inference_ms.p99,
   rss_mb: rss,
+  children: { form: BENCH_TSX ? 'sources through tsx (BENCH_TSX=1)' : 'dist/ with plain node', order_manager_node_flags: omNodeFlags() },
   machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release() },
   commit,
   at: new Date().toISOString(),

@@ -408,10 +408,24 @@ test('docs/deployment.md walks through the deployment', () => {
   for (const env of ['testnet', 'demo', 'mainnet']) assert.ok(doc.includes(env), `BYBIT_ENV=${env}`);
 });
 
-test('Dockerfile: multi-stage and non-root', () => {
+test('Dockerfile: multi-stage, non-root, runs the compiled service entry point', () => {
   const df = read('Dockerfile');
   assert.ok((df.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage');
   const users = df.match(/^USER (\S+)/gm) ?? [];
   assert.ok(users.length > 0 && !/root/.test(users[users.length - 1]!), 'last USER is not root');
   assert.match(df, /HEALTHCHECK/);
+  // The entry point: plain node on the compiled service-main (npm run build:dist), with the heap flags.
+  const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(df);
+  assert.ok(entry, 'ENTRYPOINT in exec form');
+  const argv = JSON.parse(entry[1]!) as string[];
+  assert.equal(argv[0], 'node');
+  assert.equal(argv[argv.length - 1], 'dist/stack/service-main.js', 'runs the compiled service-main');
+  assert.ok(!argv.includes('--import') && !argv.includes('tsx'), 'no tsx loader');
+  for (const flag of ['--max-semi-space-size=', '--max-old-space-size=']) assert.ok(argv.some((a) => a.startsWith(flag)), `heap flag ${flag}`);
+  assert.match(df, /^RUN .*npm run build:dist/m, 'dist/ is built in the image');
+  assert.match(df, /^COPY --from=\S+ \/app\/dist \.\/dist$/m, 'the runtime stage gets dist/');
+  assert.ok(exists('stack/service-main.ts'), 'the entry point has a source');
+  const build = JSON.parse(read('tsconfig.build.json').replace(/^\s*\/\/.*$/gm, '')) as { compilerOptions?: { outDir?: string }; include?: string[] };
+  assert.equal(build.compilerOptions?.outDir, 'dist');
+  assert.ok(build.include?.includes('stack'), 'tsconfig.build.json compiles stack/');
 });
