@@ -61,6 +61,26 @@ export function omNodeFlags(): string[] {
   return env !== undefined ? env.split(/\s+/).filter(Boolean) : dockerfileNodeFlags();
 }
 
+/**
+ * BENCH_OM_PROCESSES: the order manager as one process (the `order-manager` service: what the
+ * targets are about), or its units spread over 2 or 3 processes of UNIT_SERVICES (a deployment the
+ * design allows: every stage is its own consumer group and transactional producer), to see how
+ * much of the latency is the one event loop.
+ */
+const OM_SPLITS: Record<number, string[][]> = {
+  1: [[]],
+  2: [
+    ['signal-bridge', 'validate', 'size-risk'],
+    ['events-out', 'exchange-streams', 'place', 'track', 'ops'],
+  ],
+  3: [['signal-bridge', 'validate', 'size-risk'], ['place'], ['events-out', 'exchange-streams', 'track', 'ops']],
+};
+function omProcesses(): number {
+  const n = Number(process.env.BENCH_OM_PROCESSES ?? 1);
+  if (!OM_SPLITS[n]) throw new Error(`BENCH_OM_PROCESSES must be one of ${Object.keys(OM_SPLITS).join(', ')}`);
+  return n;
+}
+
 /** The hops a signal crosses, in order; each is "this topic's record time − the previous one". */
 export const HOPS = [
   ['signal-bridge', 'signals.raw'],
@@ -168,7 +188,7 @@ type MetricJson = Array<{ name: string; values: Array<{ labels: Record<string, s
 
 function histTotals(metrics: MetricJson, name: string): Map<string, { sum: number; count: number }> {
   const out = new Map<string, { sum: number; count: number }>();
-  for (const v of metrics.find((m) => m.name === name)?.values ?? []) {
+  for (const v of metrics.filter((m) => m.name === name).flatMap((m) => m.values)) {
     const stage = v.labels.stage ?? '';
     const e = out.get(stage) ?? { sum: 0, count: 0 };
     if (v.metricName === `${name}_sum`) e.sum += v.value;
@@ -225,7 +245,8 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const sim = startChild('sim-child', {});
   const simInfo = await sim.next<{ port: number; key: string; secret: string }>('ready', 60_000);
   const big = '1000000000000';
-  const om = startChild('om-child', {
+  const split = OM_SPLITS[omProcesses()]!;
+  const omEnv = {
     TOPIC_PREFIX: prefix,
     DATABASE_URL: dbUrl,
     ADMIN_PORT: '0',
@@ -258,14 +279,27 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     BYBIT_RATE_LIMIT_MULTIPLIER: o.relaxClientLimiter === false ? '1' : '1000',
     RECONCILE_CRON: '0 0 1 1 *',
     METRICS_DEFAULTS: 'false',
-  }, omFlags);
-  const started = await om.next<{ units: string[] }>('started', 180_000);
-  for (let i = 0; ; i++) {
-    const r = await om.ask<{ ready: boolean; checks: unknown }>('readiness');
-    if (r.ready) break;
-    if (i > 600) throw new Error(`order manager not ready: ${JSON.stringify(r.checks)}`);
-    await sleep(200);
+  };
+  const oms = split.map((units) => startChild('om-child', { ...omEnv, BENCH_OM_UNITS: units.join(',') }, omFlags));
+  const started = { units: (await Promise.all(oms.map((c) => c.next<{ units: string[] }>('started', 180_000)))).flatMap((s) => s.units) };
+  for (const om of oms) {
+    for (let i = 0; ; i++) {
+      const r = await om.ask<{ ready: boolean; checks: unknown }>('readiness');
+      if (r.ready) break;
+      if (i > 600) throw new Error(`order manager not ready: ${JSON.stringify(r.checks)}`);
+      await sleep(200);
+    }
   }
+  // The order manager's metrics, summed over its processes (stages are in one process each).
+  const omMetrics = async (): Promise<MetricsAnswer> => {
+    const all = await Promise.all(oms.map((c) => c.ask<MetricsAnswer>('metrics')));
+    const sum = (accs: Acc[]): Acc => {
+      const out: Acc = {};
+      for (const a of accs) for (const [k, v] of Object.entries(a)) out[k] = { n: (out[k]?.n ?? 0) + v.n, ms: (out[k]?.ms ?? 0) + v.ms };
+      return out;
+    };
+    return { metrics: all.flatMap((a) => a.metrics), txTime: sum(all.map((a) => a.txTime)), dbTime: sum(all.map((a) => a.dbTime)), memory: all.length === 1 ? all[0]!.memory : undefined };
+  };
 
   // Order events as they arrive on RabbitMQ: first arrival per signal.
   const firstEvent = new Map<string, { at: number; type: string }>();
@@ -294,7 +328,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     const { prices } = await sim.ask<{ prices: Record<string, string> }>('prices');
     const n = Math.round(rate * seconds);
     const sent: Array<{ id: string; trace: string; at: number }> = [];
-    const before = await om.ask<MetricsAnswer>('metrics');
+    const before = await omMetrics();
     const t0 = Date.now() + 50;
     let i = 0;
     while (i < n) {
@@ -329,7 +363,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     const publishedBy = Date.now();
     const until = Date.now() + drainMs;
     while (sent.some((s) => !firstEvent.has(s.id)) && Date.now() < until) await sleep(50);
-    const after = await om.ask<MetricsAnswer>('metrics');
+    const after = await omMetrics();
     const { orders } = await sim.ask<{ orders: Array<[string, number]> }>('orders');
     const accepted = new Map(orders);
 
@@ -432,10 +466,10 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   return {
     units: started.units,
     run,
-    rss: () => ({ 'order-manager': om.peakRssMb(), simulator: sim.peakRssMb() }),
+    rss: () => ({ ...(oms.length === 1 ? { 'order-manager': oms[0]!.peakRssMb() } : Object.fromEntries(oms.map((c, k) => [`order-manager[${split[k]!.join('+')}]`, c.peakRssMb()]))), simulator: sim.peakRssMb() }),
     close: async () => {
       o.log(`order event types seen: ${JSON.stringify(Object.fromEntries(eventTypes))}`);
-      await om.stop();
+      for (const om of oms) await om.stop();
       await sim.stop();
       await sub.deleteQueue(eventsQueue).catch(() => {});
       await pub.deleteQueue(signalsQueue).catch(() => {});

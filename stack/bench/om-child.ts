@@ -6,7 +6,7 @@
 // (orders.events → RabbitMQ). IPC: sends {ready, units}; answers {metrics} with the runtime
 // registry as JSON (the runner's per-stage histograms).
 import { createRuntime, runUnits, type UnitFactory } from '../../runtime/service.ts';
-import { SERVICES } from '../services.ts';
+import { SERVICES, UNIT_SERVICES } from '../services.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
 
@@ -79,7 +79,12 @@ const extras: Array<[string, UnitFactory]> = [
   ['events-out-bridge', eventsOut],
   ['bybit-ws', bybitWs],
 ];
-const running = await runUnits(rt, [...extras.map(([, f]) => f), ...SERVICES['order-manager']!.units]);
+// BENCH_OM_UNITS (comma-separated UNIT_SERVICES names): this process runs only those (the bench's
+// BENCH_OM_PROCESSES split); otherwise the whole order-manager service plus the legs above.
+const only = (process.env.BENCH_OM_UNITS ?? '').split(',').filter(Boolean);
+const factories = only.length ? only.flatMap((n) => UNIT_SERVICES[n]?.units ?? []) : [...extras.map(([, f]) => f), ...SERVICES['order-manager']!.units];
+if (only.some((n) => !UNIT_SERVICES[n])) throw new Error(`BENCH_OM_UNITS: unknown unit in ${only.join(',')}`);
+const running = await runUnits(rt, factories);
 const names = running.units.map((u) => u.name);
 // If the service already wires a leg, ours is a duplicate consumer/producer: stop it again.
 for (const [n] of extras) {
