@@ -1,0 +1,22 @@
+// A quick look between full benches (`npx tsx stack/bench/probe.ts`, stack up first): the same
+// end-to-end setup as `npm run bench`, a warm-up, then one run per rate in PROBE_RATES (default
+// 5,50,200) for PROBE_SECS seconds each (default 4); prints each run's latency, drain rate, per-hop
+// medians, runner batch times and the Kafka/database call profile as JSON lines. One run per rate:
+// for comparing a change with its parent back to back, not for the README (npm run bench is).
+// BENCH_OM_NODE_FLAGS and BENCH_OM_PROCESSES apply as in the bench.
+import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
+import { createLogger } from '../../runtime/logger.ts';
+import { createKafka } from '../../runtime/kafka.ts';
+import { startE2e } from './e2e.ts';
+const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'probe', logger: createLogger(cfg, 'probe'), connectionTimeoutMs: 3000 });
+const log = (s: string) => process.stderr.write(`[probe] ${s}\n`);
+const bench = await startE2e({ kafka, amqpUrl: cfg.AMQP_URL, databaseUrl: cfg.DATABASE_URL, log });
+await bench.run(20, 2);
+const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').map(Number);
+const rs = [];
+for (const rate of rates) rs.push(await bench.run(rate, Number(process.env.PROBE_SECS ?? 4), 30_000));
+await bench.fillHops(rs);
+for (const r of rs) console.log(JSON.stringify({ rate: r.rate, e2e: r.e2e, drained: r.achievedRate, hops: r.hops, batch: r.stageBatchMs, prof: r.profile }));
+await bench.close();
+process.exit(0);
