@@ -178,7 +178,10 @@ export const coordinatorLookups = {
   };
 })();
 
-export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number }): KafkaPort {
+/** Called for every request a client of the port answered: kafkajs's API name, and the round trip. */
+export type KafkaRequestObserver = (api: string, seconds: number) => void;
+
+export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number; onRequest?: KafkaRequestObserver }): KafkaPort {
   const kafka = new Kafka({
     clientId: opts.clientId,
     brokers: opts.brokers,
@@ -188,11 +191,22 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
     retry: { initialRetryTime: 100, retries: 8, maxRetryTime: 5000 },
   });
 
+  // Request counts by API are what the broker's CPU goes to (one transaction is four or more
+  // requests, whatever its size): kafkajs reports each answered request as an instrumentation event.
+  const observed = <C extends Producer | Consumer | Admin>(c: C): C => {
+    const onRequest = opts.onRequest;
+    if (onRequest) {
+      const on = c.on as (event: string, cb: (e: { payload: { apiName: string; duration: number } }) => void) => void;
+      on.call(c, c.events.REQUEST, (e) => onRequest(e.payload.apiName, e.payload.duration / 1000));
+    }
+    return c;
+  };
+
   return {
-    admin: () => wrapAdmin(kafka.admin()),
+    admin: () => wrapAdmin(observed(kafka.admin())),
     producer: (p = {}) =>
       wrapProducer(
-        kafka.producer({
+        observed(kafka.producer({
           idempotent: true,
           // Exactly-once transactions in kafkajs require a single in-flight request.
           maxInFlightRequests: p.transactionalId ? 1 : 5,
@@ -204,11 +218,11 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           retry: p.transactionalId ? { initialRetryTime: 5, maxRetryTime: 1000, retries: 30 } : undefined,
           // Java-compatible murmur2 partitioner, set explicitly (kafkajs v2 default, but say so).
           createPartitioner: Partitioners.DefaultPartitioner,
-        }),
+        })),
       ),
     consumer: (c) =>
       wrapConsumer(
-        kafka.consumer({
+        observed(kafka.consumer({
           groupId: c.groupId,
           readUncommitted: c.readCommitted === false,
           sessionTimeout: c.sessionTimeoutMs ?? 10_000,
@@ -216,7 +230,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
           maxWaitTimeInMs: c.maxWaitMs ?? 100,
           allowAutoTopicCreation: false,
-        }),
+        })),
       ),
   };
 }

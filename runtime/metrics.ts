@@ -13,6 +13,7 @@ export const M = {
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
   bridgeReconnects: 'pipeline_bridge_reconnects_total',
+  kafkaRequests: 'kafka_request_duration_seconds',
 } as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -36,5 +37,8 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     rejected: new Counter({ name: M.bridgeRejected, help: 'Messages a bridge dead-lettered, by reason', labelNames: ['bridge', 'reason'], registers: [registry] }),
     reconnects: new Counter({ name: M.bridgeReconnects, help: 'Reconnections of a bridge to RabbitMQ or Kafka', labelNames: ['bridge', 'peer'], registers: [registry] }),
   };
-  return { registry, stage, bridge };
+  // Every Kafka request of the process by API (its _count is the request count): transactions and
+  // coordinator lookups show here, which is where the broker's CPU goes (docs/performance.md).
+  const kafkaRequests = new Histogram({ name: M.kafkaRequests, help: 'Round trip of Kafka requests answered, by API (kafkajs name)', labelNames: ['api'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers: [registry] });
+  return { registry, stage, bridge, kafka: { request: (api: string, seconds: number) => kafkaRequests.observe({ api }, seconds) } };
 }

@@ -105,6 +105,8 @@ export interface RunResult {
   stageBatchMs: Record<string, { batches: number; meanMs: number; perRecordMeanMs: number }>;
   /** Timed in the order-manager process: Kafka transaction steps by stage, database calls by method (count, total ms, mean ms). */
   profile: Record<string, { n: number; totalMs: number; meanMs: number }>;
+  /** Kafka requests the order manager made during the run (warm-up and drain included), by API. */
+  kafkaRequests: Record<string, number>;
   /** process.memoryUsage() of the order-manager process at the end of the run, MB. */
   omMemoryMb?: Record<string, number>;
 }
@@ -185,6 +187,17 @@ function startChild(file: string, env: Record<string, string>, nodeFlags: string
 }
 
 type MetricJson = Array<{ name: string; values: Array<{ labels: Record<string, string>; value: number; metricName?: string }> }>;
+
+/** A labelled histogram's observation counts by one label, summed over the processes' metrics. */
+function countsBy(metrics: MetricJson, name: string, label: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const v of metrics.filter((m) => m.name === name).flatMap((m) => m.values)) {
+    if (v.metricName !== `${name}_count`) continue;
+    const k = v.labels[label] ?? '';
+    out.set(k, (out.get(k) ?? 0) + v.value);
+  }
+  return out;
+}
 
 function histTotals(metrics: MetricJson, name: string): Map<string, { sum: number; count: number }> {
   const out = new Map<string, { sum: number; count: number }>();
@@ -398,6 +411,8 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
         perRecordMeanMs: rr1.count > rr0.count ? Math.round(((rr1.sum - rr0.sum) / (rr1.count - rr0.count)) * 1e6) / 1e3 : 0,
       };
     }
+    const q0 = countsBy(before.metrics, 'kafka_request_duration_seconds', 'api');
+    const kafkaRequests = Object.fromEntries([...countsBy(after.metrics, 'kafka_request_duration_seconds', 'api')].map(([api, n]) => [api, n - (q0.get(api) ?? 0)]).filter(([, n]) => (n as number) > 0));
     const profile: RunResult['profile'] = {};
     accDelta('kafka tx ', before.txTime, after.txTime, profile);
     accDelta('db ', before.dbTime, after.dbTime, profile);
@@ -412,6 +427,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
       acceptedToEvent: dist(accToEv),
       hops: {},
       stageBatchMs,
+      kafkaRequests,
       profile,
       omMemoryMb: after.memory ? Object.fromEntries(Object.entries(after.memory).map(([k, v]) => [k, Math.round(v / 1048576)])) : undefined,
     };

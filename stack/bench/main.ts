@@ -144,6 +144,12 @@ const e2e = rates.map((rate) => {
     stage_share: Object.fromEntries(Object.entries(hops).map(([h, v]) => [h, hopSum > 0 && Number.isFinite(v) ? Math.round((v / hopSum) * 1000) / 1000 : null])),
     stage_batch_mean_ms: Object.fromEntries(stages.map((st) => [st, median(rs.map((r) => r.stageBatchMs[st]?.meanMs ?? NaN))])),
     stage_record_mean_ms: Object.fromEntries(stages.map((st) => [st, median(rs.map((r) => r.stageBatchMs[st]?.perRecordMeanMs ?? NaN))])),
+    // Requests per offered signal, over the run's window (first publish to drain, idle polls included).
+    kafka_requests_per_signal: (() => {
+      const apis = [...new Set(rs.flatMap((r) => Object.keys(r.kafkaRequests)))].sort();
+      const per = Object.fromEntries(apis.map((api) => [api, Math.round(median(rs.map((r) => (r.kafkaRequests[api] ?? 0) / r.offered)) * 100) / 100]));
+      return { ...per, all: Math.round(median(rs.map((r) => Object.values(r.kafkaRequests).reduce((a, n) => a + n, 0) / r.offered)) * 100) / 100 };
+    })(),
     profile: Object.fromEntries([...new Set(rs.flatMap((r) => Object.keys(r.profile)))].map((k) => [k, { mean_ms: median(rs.map((r) => r.profile[k]?.meanMs ?? NaN)), calls_per_run: median(rs.map((r) => r.profile[k]?.n ?? NaN)) }])),
     per_run: rs.map((r) => ({ ...r.e2e, delivered: r.delivered, offered: r.offered })),
   };
@@ -206,6 +212,7 @@ const lines = [
 ];
 process.stdout.write(`\n${lines.join('\n')}\n\n`);
 process.stdout.write(`stage p50 ms at 200/s: ${Object.entries(at200.hop_p50_ms).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
+process.stdout.write(`Kafka requests per signal at 200/s (order manager): ${Object.entries(at200.kafka_requests_per_signal).map(([k, v]) => `${k} ${v}`).join(', ')}\n`);
 process.stdout.write(
   `e2e/floor ${report.e2e_to_floor_ratio}× (exactly-once floor ${report.e2e_to_tx_floor_ratio}×) · throughput ${report.throughput_signals_per_s}/s within p99 100 ms (saturated drain ${report.throughput_saturated_signals_per_s}/s) · replay ${report.replay_events_per_s} records/s · retrain 100k ${report.retrain_100k_s} s · inference p99 ${report.inference_p99_ms} ms\n`,
 );

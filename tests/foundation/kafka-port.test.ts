@@ -1,0 +1,74 @@
+// What the Kafka port adds to kafkajs (runtime/kafka.ts), on the real broker:
+// - the coordinator lookup cache: kafkajs asks for the coordinator before every transactional
+//   request; with the cache, once per id and TTL. Counted on the wire through kafkajs's own request
+//   instrumentation, with the cache's clock held still (no timing in the test), then past the TTL;
+// - the request observer behind the kafka_request_duration_seconds metric.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Kafka, logLevel } from 'kafkajs';
+import { kafkaBrokers } from '../../runtime/config.ts';
+import { coordinatorLookups, createKafka } from '../../runtime/kafka.ts';
+import { createMetrics } from '../../runtime/metrics.ts';
+import { consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger } from '../helpers.ts';
+
+test('transactions ask for their coordinators once per TTL, and still commit exactly what they sent', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('coord');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const topic = `${prefix}signals.raw`;
+  const group = `${prefix}group`;
+  let clock = 1_000_000;
+  coordinatorLookups.now = () => clock;
+  const raw = new Kafka({ brokers: kafkaBrokers(testCfg), clientId: 'coord-test', logLevel: logLevel.NOTHING });
+  const producer = raw.producer({ transactionalId: `${prefix}tx`, idempotent: true, maxInFlightRequests: 1 });
+  const asked: string[] = [];
+  producer.on(producer.events.REQUEST, (e) => {
+    if (e.payload.apiName === 'GroupCoordinator') asked.push(e.payload.apiName);
+  });
+  const transaction = async (n: number) => {
+    const tx = await producer.transaction();
+    await tx.send({ topic, acks: -1, messages: [{ key: 'k', value: `v${n}` }] });
+    await tx.sendOffsets({ consumerGroupId: group, topics: [{ topic, partitions: [{ partition: 0, offset: String(n + 1) }] }] });
+    await tx.commit();
+  };
+  try {
+    await producer.connect();
+    for (let n = 0; n < 5; n++) await transaction(n);
+    // Uncached, each transaction asks four times (AddPartitionsToTxn, AddOffsetsToTxn,
+    // TxnOffsetCommit, EndTxn): 20. Cached: once for the transactional id, once for the group.
+    assert.equal(asked.length, 2, `lookups in 5 transactions: ${asked.length}`);
+    clock += coordinatorLookups.ttlMs;
+    await transaction(5);
+    assert.equal(asked.length, 4, 'after the TTL both are asked again');
+    const got = await consumeUntil(kafka, topic, (all) => all.length >= 6);
+    assert.deepEqual(got.map((m) => m.value?.toString()), ['v0', 'v1', 'v2', 'v3', 'v4', 'v5']);
+  } finally {
+    coordinatorLookups.now = Date.now;
+    await producer.disconnect();
+    await drop();
+  }
+});
+
+test('every request a port client makes is observed by API, and lands in kafka_request_duration_seconds', async () => {
+  const metrics = createMetrics();
+  const seen: string[] = [];
+  const kafka = createKafka({ brokers: kafkaBrokers(testCfg), clientId: 'observed', logger: testLogger, onRequest: (api, s) => (seen.push(api), metrics.kafka.request(api, s)) });
+  const prefix = namespace('observed');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const producer = kafka.producer({ transactionalId: `${prefix}tx` });
+  try {
+    await producer.connect();
+    const tx = await producer.transaction();
+    await tx.send(`${prefix}signals.raw`, [{ key: 'k', value: Buffer.from('v') }]);
+    await tx.commit();
+    for (const api of ['CreateTopics', 'InitProducerId', 'AddPartitionsToTxn', 'Produce', 'EndTxn']) assert.ok(seen.includes(api), `${api} observed (seen: ${[...new Set(seen)].join(', ')})`);
+    const text = await metrics.registry.metrics();
+    const count = (api: string) => Number(new RegExp(`kafka_request_duration_seconds_count\\{api="${api}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+    assert.equal(count('EndTxn'), seen.filter((a) => a === 'EndTxn').length);
+    assert.equal(count('Produce'), seen.filter((a) => a === 'Produce').length);
+    assert.ok(count('Produce') >= 1);
+  } finally {
+    await producer.disconnect();
+    await drop();
+  }
+});
