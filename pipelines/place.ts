@@ -170,12 +170,16 @@ export function coalesce(items: ReadonlyArray<{ source: string; intent: OrderInt
   return out;
 }
 
+/** A positive number that is finite as a double ("1e400" is not: the exchange would only refuse it). */
+const finitePositive = (v: string | null): boolean => v !== null && Number.isFinite(Number(v)) && Number(v) > 0;
+
 /** A local refusal of an intent that cannot be sent as it is; null when it can. */
 export function invalidReason(i: OrderIntent): string | null {
   if (!/^[A-Za-z0-9_-]{1,36}$/.test(i.order_link_id)) return `order_link_id ${JSON.stringify(i.order_link_id)} is not a Bybit orderLinkId`;
-  if (i.action === 'create' && !(i.qty !== null && Number(i.qty) > 0)) return 'create without a positive qty';
-  if (i.action === 'create' && i.order_type === 'Limit' && !(i.price !== null && Number(i.price) > 0)) return 'limit create without a positive price';
+  if (i.action === 'create' && !finitePositive(i.qty)) return 'create without a positive finite qty';
+  if (i.action === 'create' && i.order_type === 'Limit' && !finitePositive(i.price)) return 'limit create without a positive finite price';
   if (i.action === 'amend' && i.qty === null && i.price === null) return 'amend changes neither qty nor price';
+  if (i.action === 'amend' && ((i.qty !== null && !finitePositive(i.qty)) || (i.price !== null && !finitePositive(i.price)))) return 'amend to a qty or price that is not a positive finite number';
   return null;
 }
 

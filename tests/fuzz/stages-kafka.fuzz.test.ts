@@ -179,6 +179,11 @@ test('placement under the runner: garbage is dead-lettered, bad intents get a re
       if (s) assert.ok(s.reason_code !== null || s.ret_code !== 0, 'a rejected submission says why');
     }
     assert.ok(!sim.orders().some((o) => bad.some((b) => b.order_link_id === o.orderLinkId)), 'no bad intent reached the exchange as an order');
+    // Quantities that overflow a double are refused here, never sent for the exchange to refuse.
+    for (const qty of ['1e400', 'Infinity']) {
+      const s = subs.find((x) => x.intent_id === bad.find((b) => b.qty === qty)!.intent_id);
+      assert.deepEqual([s?.outcome, s?.reason_code, s?.attempts], ['rejected', 'invalid_intent', 0], `qty ${qty}`);
+    }
     assert.deepEqual(st.fatal, []);
   } finally {
     await st.close();
