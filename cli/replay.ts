@@ -13,7 +13,7 @@ import { connect } from 'amqplib';
 import { z } from 'zod';
 import { loadConfig, kafkaBrokers } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
+import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { createRuntime, runUnits, type Runtime } from '../runtime/service.ts';
 import { ensureDatabase, dropDatabase, withDatabase, createDb, sql } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
@@ -174,7 +174,7 @@ export async function readSignalTopic(kafka: KafkaPort, opts: Pick<ReplayOptions
   }
   const wanted = ranges.filter((r) => r.to > r.from);
   if (wanted.length === 0) return [];
-  const consumer = kafka.consumer({ groupId: `replay-reader-${randomBytes(4).toString('hex')}`, readCommitted: true });
+  const consumer = kafka.consumer({ groupId: `replay-reader-${randomBytes(4).toString('hex')}`, readCommitted: true, onFatal: failTool('replay') });
   const got: InMessage[] = [];
   const seen = new Map<number, number>();
   let joinedAt = 0;

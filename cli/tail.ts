@@ -3,7 +3,7 @@
 // bytes as text. Reads committed records only, with a throw-away consumer group.
 import { randomBytes } from 'node:crypto';
 import { TOPICS } from '../runtime/topics.ts';
-import type { InMessage } from '../runtime/kafka.ts';
+import { failTool, type InMessage } from '../runtime/kafka.ts';
 import { EXIT, UsageError, type CliContext } from './context.ts';
 
 export interface TailOptions {
@@ -34,7 +34,7 @@ export async function tailCommand(ctx: CliContext, o: TailOptions): Promise<numb
   const raw = def.record === 'raw';
   const codec = raw ? null : await ctx.codec(o.prefix);
   const out = o.out ?? ((line: string) => void process.stdout.write(`${line}\n`));
-  const consumer = ctx.kafka().consumer({ groupId: `${o.prefix}cli-tail-${randomBytes(4).toString('hex')}`, readCommitted: true });
+  const consumer = ctx.kafka().consumer({ groupId: `${o.prefix}cli-tail-${randomBytes(4).toString('hex')}`, readCommitted: true, onFatal: failTool('tail') });
   let printed = 0;
   let done!: () => void;
   const finished = new Promise<void>((resolve) => (done = resolve));

@@ -87,7 +87,8 @@ export interface EventsOutBridgeDeps {
   clock?: Clock;
   amqpConnect?: AmqpConnect;
   /** Called when the Kafka consumer crashed for good (kafkajs will not restart it); the runtime's fatal. */
-  onFatal?: (err: Error) => void;
+  /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
+  onFatal: (err: Error) => void;
 }
 
 export interface EventsOutBridge {
@@ -269,17 +270,16 @@ export function createEventsOutBridge(deps: EventsOutBridgeDeps): EventsOutBridg
         },
       });
       await amqp.start();
-      consumer = deps.kafka.consumer({ groupId, readCommitted: true });
+      // kafkajs gave up on the consumer (e.g. a non-retriable group error after a broker restart):
+      // without onFatal the process stayed up with a dead consumer and published nothing more (seen
+      // in the chaos run). Stop like the stage runner does, so the supervisor restarts us.
+      consumer = deps.kafka.consumer({ groupId, readCommitted: true, onFatal: (err) => !stopping && deps.onFatal(err) });
       consumer.onGroupJoin(() => {
         joined = true;
       });
       consumer.onCrash((err, restart) => {
         joined = false;
         log.warn({ err: err.message, restart }, 'Kafka consumer crashed');
-        // kafkajs gave up on the consumer (e.g. a non-retriable group error after a broker restart):
-        // without this the process stayed up with a dead consumer and published nothing more (seen
-        // in the chaos run). Stop like the stage runner does, so the supervisor restarts us.
-        if (!restart && !stopping) deps.onFatal?.(err);
       });
       await consumer.connect();
       await consumer.subscribe([topic], true);

@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
+import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { createDb } from '../runtime/db.ts';
 import { createTopicCodec, type TopicCodec } from '../pipelines/codec.ts';
 import { topicName } from '../runtime/topics.ts';
@@ -50,7 +50,7 @@ async function readTopic(kafka: KafkaPort, topic: string, label: string): Promis
     bar(label, 0, 0);
     return out;
   }
-  const consumer = kafka.consumer({ groupId: `retrain-${randomBytes(4).toString('hex')}`, readCommitted: true });
+  const consumer = kafka.consumer({ groupId: `retrain-${randomBytes(4).toString('hex')}`, readCommitted: true, onFatal: failTool('retrain') });
   const reached = new Map<number, boolean>(ends.map((e) => [e.partition, BigInt(e.high) <= BigInt(e.low)]));
   await consumer.connect();
   await consumer.subscribe([topic], true);

@@ -50,13 +50,12 @@ const modelCore: UnitFactory = async (rt): Promise<Unit> => {
   const seen: WindowStats = { ...builder.stats };
   const producer = rt.kafka.producer();
   await connectWithBackoff(() => producer.connect(), log, rt.cfg.STAGE_RETRY_MAX_MS);
-  const consumer = rt.kafka.consumer({ groupId: rt.group('model-service-windows'), readCommitted: true, sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS });
+  const consumer = rt.kafka.consumer({ groupId: rt.group('model-service-windows'), readCommitted: true, sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS, onFatal: rt.fatal });
   let joined = false;
   consumer.onGroupJoin(() => (joined = true));
   consumer.onCrash((err, restart) => {
     joined = false;
     log.error({ err, restart }, 'model consumer crashed');
-    if (!restart) rt.fatal(err);
   });
   await connectWithBackoff(() => consumer.connect(), log, rt.cfg.STAGE_RETRY_MAX_MS);
   await consumer.subscribe([topics.tickers, topics.events, topics.signals], true);

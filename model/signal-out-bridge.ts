@@ -37,7 +37,8 @@ export interface SignalOutBridgeDeps {
   retryMaxMs: number;
   amqpConnect?: AmqpConnect;
   /** Called when the Kafka consumer crashed for good (kafkajs will not restart it); the runtime's fatal. */
-  onFatal?: (err: Error) => void;
+  /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
+  onFatal: (err: Error) => void;
 }
 
 export interface SignalOutBridge {
@@ -72,7 +73,9 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
       channel = null;
     },
   });
-  const consumer = d.kafka.consumer({ groupId: d.groupId, readCommitted: true });
+  // As in the events-out bridge: a consumer kafkajs gave up on publishes nothing more, so stop the
+  // process (the supervisor restarts it) rather than stay up silently stalled.
+  const consumer = d.kafka.consumer({ groupId: d.groupId, readCommitted: true, onFatal: (err) => !stopping && d.onFatal(err) });
 
   const publishAll = async (messages: InMessage[]): Promise<void> => {
     const items: Array<{ msg: InMessage; body: Buffer; signal: ModelSignal }> = [];
@@ -131,9 +134,6 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
       consumer.onCrash((err, restart) => {
         joined = false;
         log.error({ err, restart }, 'consumer crashed');
-        // As in the events-out bridge: a consumer kafkajs gave up on publishes nothing more, so stop
-        // the process (the supervisor restarts it) rather than stay up silently stalled.
-        if (!restart && !stopping) d.onFatal?.(err);
       });
       await connectWithBackoff(() => consumer.connect(), log, d.retryMaxMs);
       await consumer.subscribe([topic], true);

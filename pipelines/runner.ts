@@ -147,11 +147,22 @@ function traceOf(h: Headers): string | null {
 export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Promise<RunningStage> {
   const log = deps.logger.child({ stage: stage.name, group: deps.groupId });
   const m = deps.metrics.stage;
-  const consumer: ConsumerPort = deps.kafka.consumer({ groupId: deps.groupId, readCommitted: true, sessionTimeoutMs: deps.sessionTimeoutMs });
+  let stopping = false;
+  const consumer: ConsumerPort = deps.kafka.consumer({
+    groupId: deps.groupId,
+    readCommitted: true,
+    sessionTimeoutMs: deps.sessionTimeoutMs,
+    // kafkajs will not restart the consumer: stop loudly rather than stay up consuming nothing.
+    onFatal: (err) => {
+      if (stopping) return;
+      stopping = true;
+      log.fatal({ err }, 'consumer stopped for good; stopping');
+      deps.onFatal(err);
+    },
+  });
   const inputs = Array.isArray(stage.input) ? stage.input : [stage.input];
   const producers = new Map<string, ProducerPort>();
   let joined = false;
-  let stopping = false;
 
   // One transactional producer per input partition (see the header): the id is stable across
   // restarts and rebalances so a new owner fences the old one.
@@ -334,7 +345,6 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   consumer.onCrash((err, restart) => {
     joined = false;
     log.error({ err, restart }, 'consumer crashed');
-    if (!restart && !stopping) deps.onFatal(err);
   });
 
   await connectWithBackoff(() => consumer.connect(), log, deps.retryMaxMs);

@@ -73,6 +73,7 @@ export interface ConsumerPort {
   commitOffsets(offsets: OffsetCommit[]): Promise<void>;
   seek(topic: string, partition: number, offset: string): void;
   onGroupJoin(cb: (info: { memberId: string; assigned: Record<string, number[]> }) => void): void;
+  /** Every crash kafkajs reports, restarted or not (for logs and readiness; the fatal ones also reach onFatal). */
   onCrash(cb: (err: Error, restart: boolean) => void): void;
   disconnect(): Promise<void>;
 }
@@ -98,7 +99,13 @@ export interface AdminPort {
 export interface KafkaPort {
   admin(): AdminPort;
   producer(opts?: { transactionalId?: string; transactionTimeoutMs?: number }): ProducerPort;
-  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number }): ConsumerPort;
+  /**
+   * `onFatal` is required: kafkajs gives up on a consumer after a non-retriable error (seen in the
+   * chaos run: "coordinator is not aware of this member" after a broker SIGKILL) and then consumes
+   * nothing more, silently. The port calls onFatal once for that, unless the consumer is being
+   * disconnected; a service stops (its supervisor restarts it), a tool fails.
+   */
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; onFatal: (err: Error) => void }): ConsumerPort;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -178,6 +185,17 @@ export const coordinatorLookups = {
   };
 })();
 
+/**
+ * onFatal for tools (CLI commands, the bench, chaos readers, tests' readers): a consumer kafkajs will
+ * not restart ends the process with the reason and exit code 70, rather than leave the tool waiting.
+ */
+export function failTool(what: string): (err: Error) => void {
+  return (err) => {
+    process.stderr.write(`${what}: the Kafka consumer stopped for good: ${err.message}\n`);
+    process.exit(70);
+  };
+}
+
 /** Called for every request a client of the port answered: kafkajs's API name, and the round trip. */
 export type KafkaRequestObserver = (api: string, seconds: number) => void;
 
@@ -222,6 +240,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
       ),
     consumer: (c) =>
       wrapConsumer(
+        c.onFatal,
         observed(kafka.consumer({
           groupId: c.groupId,
           readUncommitted: c.readCommitted === false,
@@ -268,7 +287,14 @@ function wrapTransaction(t: Transaction): TransactionPort {
   };
 }
 
-function wrapConsumer(c: Consumer): ConsumerPort {
+function wrapConsumer(onFatal: (err: Error) => void, c: Consumer): ConsumerPort {
+  let leaving = false;
+  let fatal = false;
+  c.on(c.events.CRASH, (e) => {
+    if (e.payload.restart || leaving || fatal) return;
+    fatal = true;
+    onFatal(e.payload.error);
+  });
   return {
     connect: () => c.connect(),
     subscribe: (topics, fromBeginning) => c.subscribe({ topics, fromBeginning }),
@@ -299,7 +325,10 @@ function wrapConsumer(c: Consumer): ConsumerPort {
     onCrash: (cb) => {
       c.on(c.events.CRASH, (e) => cb(e.payload.error, e.payload.restart));
     },
-    disconnect: () => c.disconnect(),
+    disconnect: () => {
+      leaving = true;
+      return c.disconnect();
+    },
   };
 }
 

@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqplib from 'amqplib';
 import { z } from 'zod';
-import type { KafkaPort } from '../runtime/kafka.ts';
+import { failTool, type KafkaPort } from '../runtime/kafka.ts';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Codec } from '../pipelines/runner.ts';
 import type { OrderEvent } from '../schemas/types.ts';
@@ -23,7 +23,7 @@ import type { OrderEvent } from '../schemas/types.ts';
  * against the high watermark unreliable).
  */
 export async function readTopic(kafka: KafkaPort, topic: string, codec: Codec, quietMs = 4000, timeoutMs = 120_000): Promise<OrderEvent[]> {
-  const consumer = kafka.consumer({ groupId: `chaos-reader-${randomBytes(4).toString('hex')}`, readCommitted: true });
+  const consumer = kafka.consumer({ groupId: `chaos-reader-${randomBytes(4).toString('hex')}`, readCommitted: true, onFatal: failTool('chaos reader') });
   const raw: Buffer[] = [];
   let joinedAt = 0;
   let lastAt = 0;

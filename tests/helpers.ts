@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
+import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { topicSpecs } from '../runtime/topics.ts';
 import { createDb, dropDatabase, ensureDatabase, withDatabase, type DatabasePool } from '../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../runtime/migrate.ts';
@@ -48,7 +48,7 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
  * aborted transactional writes are never seen.
  */
 export async function consumeUntil(kafka: KafkaPort, topic: string, done: (all: InMessage[]) => boolean, opts: { readCommitted?: boolean; timeoutMs?: number } = {}): Promise<InMessage[]> {
-  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, readCommitted: opts.readCommitted ?? true });
+  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, readCommitted: opts.readCommitted ?? true, onFatal: failTool(`reader of ${topic}`) });
   const all: InMessage[] = [];
   await consumer.connect();
   await consumer.subscribe([topic], true);

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from 'amqplib';
-import type { KafkaPort } from '../../runtime/kafka.ts';
+import { failTool, type KafkaPort } from '../../runtime/kafka.ts';
 import { topicSpecs } from '../../runtime/topics.ts';
 import { createDb, dropDatabase, ensureDatabase, withDatabase } from '../../runtime/db.ts';
 import { migrate } from '../../runtime/migrate.ts';
@@ -441,7 +441,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     const topics = HOPS.map(([, t]) => prefix + t);
     const ends = new Map<string, bigint>();
     for (const t of topics) for (const e of await admin.topicOffsets(t)) ends.set(`${t}/${e.partition}`, BigInt(e.high));
-    const consumer = o.kafka.consumer({ groupId: `${prefix}bench-hops`, readCommitted: false });
+    const consumer = o.kafka.consumer({ groupId: `${prefix}bench-hops`, readCommitted: false, onFatal: failTool('bench hops reader') });
     const seen = new Map<string, bigint>();
     await consumer.connect();
     await consumer.subscribe(topics, true);

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { connect } from 'amqplib';
-import type { KafkaPort } from '../../runtime/kafka.ts';
+import { failTool, type KafkaPort } from '../../runtime/kafka.ts';
 
 export interface Dist {
   n: number;
@@ -30,7 +30,7 @@ export async function kafkaHop(kafka: KafkaPort, n: number, gapMs: number): Prom
   await admin.ensureTopics([{ topic, partitions: 1, config: {} }]);
   const producer = kafka.producer();
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10 });
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10, onFatal: failTool('floor reader') });
   const sent = new Map<string, number>();
   const lat: number[] = [];
   let joined = false;
@@ -102,7 +102,7 @@ export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Pr
   await admin.ensureTopics([{ topic, partitions: 1, config: {} }]);
   const producer = kafka.producer({ transactionalId: `${topic}-tx` });
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10, readCommitted: true });
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10, readCommitted: true, onFatal: failTool('floor reader') });
   const sent = new Map<string, number>();
   const lat: number[] = [];
   let joined = false;

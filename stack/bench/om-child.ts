@@ -11,7 +11,7 @@ import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../con
 import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
 
 const eventsOut: UnitFactory = async (rt) => {
-  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.env), clock: rt.clock });
+  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.env), clock: rt.clock, onFatal: rt.fatal });
   await b.start();
   return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
 };

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import type { InMessage } from '../../runtime/kafka.ts';
+import { failTool, type InMessage } from '../../runtime/kafka.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
 import { ManualClock } from '../../runtime/clock.ts';
 import { startSimulator } from '../../sim/server.ts';
@@ -47,7 +47,7 @@ test('direct connector: simulator order, execution, position, wallet and ticker 
     config: parseConfig({ TOPIC_PREFIX: prefix, BYBIT_ENV: 'sim', BYBIT_WS_URL: sim.wsUrl, BYBIT_WS_TICKER_SYMBOLS: 'BTCUSDT,ETHUSDT', BYBIT_WS_RETRY_MAX_MS: '500' }),
   });
   const seen: Record<string, InMessage[]> = {};
-  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}` });
+  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, onFatal: failTool('test reader') });
   await consumer.connect();
   await consumer.subscribe(['exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers', 'exchange.dlq'].map((t) => prefix + t), true);
   await consumer.run(async (batch, ctl) => {

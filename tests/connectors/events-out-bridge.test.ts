@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type ConsumeMessage } from 'amqplib';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitCaughtUp, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import type { KafkaPort } from '../../runtime/kafka.ts';
+import { failTool, type KafkaPort } from '../../runtime/kafka.ts';
 import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import type { OrderEvent } from '../../schemas/types.ts';
@@ -85,6 +85,7 @@ function makeBridge(env: Env, opts: { group?: string; conns?: ChannelModel[]; wr
     logger: testLogger,
     metrics: createMetrics(),
     config: parseConfig({ AMQP_URL, TOPIC_PREFIX: env.prefix, ORDER_EVENTS_QUEUE: env.queue, EVENTS_OUT_GROUP: opts.group ?? 'events-out', EVENTS_OUT_RETRY_MAX_MS: '300', EVENTS_OUT_BATCH_MAX: String(opts.batch ?? 256) }),
+    onFatal: failTool('events-out bridge under test'),
     amqpConnect: async (url) => {
       const c = await amqplib.connect(url);
       opts.conns?.push(c);

@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { namespace, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import type { InMessage, KafkaPort, OutMessage } from '../../runtime/kafka.ts';
+import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
 import { createSignalBridge, parseConfig, BRIDGE_HEADERS, type SignalBridge } from '../../connectors/signal-bridge.ts';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -91,7 +91,7 @@ async function publish(ch: ConfirmChannel, queue: string, n: number, start = 0):
 
 /** Collect everything written to the topic while the test runs. */
 async function collector(kafka: KafkaPort, topic: string): Promise<{ all: InMessage[]; stop: () => Promise<void> }> {
-  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}` });
+  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, onFatal: failTool('test reader') });
   const all: InMessage[] = [];
   await consumer.connect();
   await consumer.subscribe([topic], true);

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
-import type { InMessage, KafkaPort, OutMessage } from '../../runtime/kafka.ts';
+import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
 import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
 import { createWsGatewayBridge, parseConfig, WS_BRIDGE_HEADERS, type WsGatewayBridge } from '../../connectors/ws-gateway-bridge.ts';
 import type { DeadLetter, ExchangeOrderUpdate, Execution, Position, Ticker, WalletBalance } from '../../schemas/types.ts';
@@ -95,7 +95,7 @@ async function send(env: Env, kind: Kind, body: unknown, props: amqplib.Options.
 
 /** Everything written to a topic of the namespace while the test runs. */
 async function collector(env: Env, logical: string) {
-  const consumer = env.kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}` });
+  const consumer = env.kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, onFatal: failTool('test reader') });
   const all: InMessage[] = [];
   await consumer.connect();
   await consumer.subscribe([env.prefix + logical], true);

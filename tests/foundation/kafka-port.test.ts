@@ -2,14 +2,15 @@
 // - the coordinator lookup cache: kafkajs asks for the coordinator before every transactional
 //   request; with the cache, once per id and TTL. Counted on the wire through kafkajs's own request
 //   instrumentation, with the cache's clock held still (no timing in the test), then past the TTL;
-// - the request observer behind the kafka_request_duration_seconds metric.
+// - the request observer behind the kafka_request_duration_seconds metric;
+// - the required onFatal of a consumer: called once when kafkajs will not restart it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Kafka, logLevel } from 'kafkajs';
+import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../runtime/config.ts';
 import { coordinatorLookups, createKafka } from '../../runtime/kafka.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import { consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger } from '../helpers.ts';
+import { consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
 
 test('transactions ask for their coordinators once per TTL, and still commit exactly what they sent', async () => {
   const kafka = testKafka();
@@ -71,4 +72,35 @@ test('every request a port client makes is observed by API, and lands in kafka_r
     await producer.disconnect();
     await drop();
   }
+});
+
+test('a consumer kafkajs will not restart reaches onFatal once (with onCrash saying restart=false)', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('fatal');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const topic = `${prefix}signals.raw`;
+  const fatal: Error[] = [];
+  const crashes: boolean[] = [];
+  const producer = kafka.producer();
+  const consumer = kafka.consumer({ groupId: `${prefix}g`, onFatal: (err) => fatal.push(err) });
+  consumer.onCrash((_err, restart) => crashes.push(restart));
+  try {
+    await producer.connect();
+    await producer.send(topic, [{ key: 'k', value: Buffer.from('v') }]);
+    await consumer.connect();
+    await consumer.subscribe([topic], true);
+    // What kafkajs treats as not worth a restart (as after "coordinator is not aware of this member").
+    await consumer.run(async () => {
+      throw new kafkajs.KafkaJSNonRetriableError('handler gave up');
+    });
+    await waitFor('the fatal report', () => fatal.length > 0, 30_000);
+    assert.equal(fatal.length, 1);
+    assert.match(fatal[0]!.message, /handler gave up/);
+    assert.deepEqual(crashes, [false]);
+  } finally {
+    await consumer.disconnect();
+    await producer.disconnect();
+    await drop();
+  }
+  assert.equal(fatal.length, 1, 'disconnecting reports nothing more');
 });

@@ -27,6 +27,7 @@ import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import { INJECTIONS, nasty, nonUtf8, runs, validSignal as fuzzSignal } from './arbitraries.ts';
+import { failTool } from '../../runtime/kafka.ts';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const SIGNAL_MAX_BYTES = 4096;
@@ -193,7 +194,7 @@ test('signal-out bridge on the real path: garbage on model.signals is skipped an
   const queue = `test.fuzz.model-signals.${randomBytes(4).toString('hex')}`;
   const conn = await amqplib.connect(AMQP_URL);
   const ch = await conn.createChannel();
-  const bridge = createSignalOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, amqpUrl: AMQP_URL, queue, topicPrefix: st.prefix, groupId: `${st.prefix}mso`, batchMax: 10, retryMaxMs: 500 });
+  const bridge = createSignalOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, amqpUrl: AMQP_URL, queue, topicPrefix: st.prefix, groupId: `${st.prefix}mso`, batchMax: 10, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
   try {
     const topic = `${st.prefix}model.signals`;
     const junk = fc.sample(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, ...a]))), { numRuns: runs(15), seed: 203 });
@@ -226,7 +227,7 @@ test('events-out bridge on the real path: garbage on orders.events is dead-lette
   const conn = await amqplib.connect(AMQP_URL);
   const ch = await conn.createChannel();
   await ch.assertQueue(queue, { durable: true });
-  const bridge = createEventsOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, config: eventsOutConfig({ AMQP_URL, TOPIC_PREFIX: st.prefix, ORDER_EVENTS_QUEUE: queue, EVENTS_OUT_GROUP: 'events-out', EVENTS_OUT_RETRY_MAX_MS: '300' }) });
+  const bridge = createEventsOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, config: eventsOutConfig({ AMQP_URL, TOPIC_PREFIX: st.prefix, ORDER_EVENTS_QUEUE: queue, EVENTS_OUT_GROUP: 'events-out', EVENTS_OUT_RETRY_MAX_MS: '300' }), onFatal: failTool('events-out bridge under test') });
   try {
     const topic = `${st.prefix}orders.events`;
     const junk = fc.sample(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, ...a]))), { numRuns: runs(15), seed: 204 });

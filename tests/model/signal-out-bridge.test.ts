@@ -15,6 +15,7 @@ import { parseSignalJson } from '../../pipelines/signal-format.ts';
 import { SeededRng } from '../../model/rng.ts';
 import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
 import type { ModelSignal } from '../../schemas/types.ts';
+import { failTool } from '../../runtime/kafka.ts';
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -27,7 +28,7 @@ test('model.signals -> RabbitMQ as validated JSON, persistent, ordered, committe
   const conn = await amqplib.connect(AMQP_URL);
   const ch = await conn.createChannel();
   const mk = () =>
-    createSignalOutBridge({ kafka, codec, logger: testLogger, metrics: createMetrics(), amqpUrl: AMQP_URL, queue, topicPrefix: prefix, groupId: `${prefix}bridge`, batchMax: 7, retryMaxMs: 500 });
+    createSignalOutBridge({ kafka, codec, logger: testLogger, metrics: createMetrics(), amqpUrl: AMQP_URL, queue, topicPrefix: prefix, groupId: `${prefix}bridge`, batchMax: 7, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
   let bridge = mk();
   try {
     // Signals from the warm-up emitter.
