@@ -155,8 +155,12 @@ export interface PrivateRabbit {
   nodename: string;
   /** Close every client connection (rabbitmqctl close_all_connections); how many there were. */
   closeConnections(): Promise<number>;
-  /** Stop the node (rabbitmqctl stop) and start it again on the same Mnesia dir; ms until it accepts AMQP. */
-  restart(downMs?: number): Promise<number>;
+  /**
+   * Stop the node and start it again on the same Mnesia dir; ms until it accepts AMQP. 'stop' is
+   * `rabbitmqctl stop`; 'kill' is SIGKILL of the Erlang VM (a crash or an OOM kill: nothing is
+   * flushed, queues recover from disk; confirmed persistent messages must survive).
+   */
+  restart(downMs?: number, how?: 'stop' | 'kill'): Promise<number>;
   stop(): Promise<void>;
   /** OS processes of the node right now (start script and Erlang VM, for a last-resort kill). */
   pids(): number[];
@@ -255,9 +259,17 @@ export async function startPrivateRabbit(dir: string, log: Logger): Promise<Priv
       await ctl('close_all_connections', 'chaos: connection closed on purpose');
       return n;
     },
-    restart: async (downMs = 0) => {
+    restart: async (downMs = 0, how = 'stop') => {
       const t0 = Date.now();
-      await halt();
+      if (how === 'kill') {
+        const b = beamPid();
+        if (b && pidAlive(b)) process.kill(b, 'SIGKILL');
+        const c = child;
+        if (c && !(await exited(c, 30_000))) c.kill('SIGKILL');
+        child = null;
+        for (let i = 0; i < 100 && b && pidAlive(b); i++) await sleep(100);
+        rmSync(env.RABBITMQ_PID_FILE!, { force: true });
+      } else await halt();
       if (downMs) await sleep(downMs);
       await start();
       return Date.now() - t0;

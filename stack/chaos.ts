@@ -83,7 +83,7 @@ const OM_PROCESSES = ['ops', 'track', 'events-out', 'exchange-streams', 'place',
 const STAGES = ['validate', 'size-risk', 'place', 'track'];
 const BRIDGES = ['signal-bridge', 'events-out', 'exchange-streams'];
 
-type Fault = { kind: 'kill'; target: string } | { kind: 'kafka'; signal: 'SIGTERM' | 'SIGKILL' } | { kind: 'rabbit'; how: 'close' | 'restart' };
+type Fault = { kind: 'kill'; target: string } | { kind: 'kafka'; signal: 'SIGTERM' | 'SIGKILL' } | { kind: 'rabbit'; how: 'close' | 'restart' | 'kill' };
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const say = opts.log ?? (() => {});
@@ -225,7 +225,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       plan.push({ kind: 'kill', target });
     }
     for (let i = 0; i < (opts.kafkaRestarts ?? 0); i++) plan.push({ kind: 'kafka', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
-    for (let i = 0; i < (opts.rabbitFaults ?? 0); i++) plan.push({ kind: 'rabbit', how: i % 2 === 0 ? 'restart' : 'close' });
+    // A graceful restart, dropped connections, a SIGKILL of the node (its VM), in turn.
+    for (let i = 0; i < (opts.rabbitFaults ?? 0); i++) plan.push({ kind: 'rabbit', how: (['restart', 'close', 'kill'] as const)[i % 3]! });
     for (let i = plan.length - 1; i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       [plan[i], plan[j]] = [plan[j]!, plan[i]!];
@@ -308,9 +309,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
           figures.rabbit_faults++;
           what = `RabbitMQ: closed ${n} connections`;
         } else {
-          infraMs = await rmq.restart(1000);
+          infraMs = await rmq.restart(1000, fault.how === 'kill' ? 'kill' : 'stop');
           figures.rabbit_faults++;
-          what = `RabbitMQ node restarted; accepting connections after ${infraMs} ms`;
+          what = `RabbitMQ node restarted (${fault.how === 'kill' ? 'SIGKILL of its VM' : 'rabbitmqctl stop'}); accepting connections after ${infraMs} ms`;
         }
         figures.faults++;
         const flowMsRec = await flowRecovered(at);
