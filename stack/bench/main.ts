@@ -1,8 +1,8 @@
-// `npm run bench` (tsx stack/bench/main.ts): the benchmark suite of issue 8 on the local stack
-// (`npx tsx stack/stack.ts up` first; this never starts or stops Kafka). Measures the floors, the
+// `npm run bench` (stack up, then tsx stack/bench/main.ts): the benchmark suite of issue 8 on the
+// local stack (this file alone never starts or stops Kafka). Measures the floors, the
 // end-to-end latency at fixed offered loads, the sustainable throughput, the model numbers and
 // peak memory; prints a table and writes reports/bench.json. Several runs of everything, medians
-// and tails. Bounded: about 6–8 minutes on a 2-core machine. BENCH_RUNS (3) sets the run count.
+// and tails. Bounded: about two minutes on a 2-core machine. BENCH_RUNS (3) sets the run count.
 // The children (order manager, simulator, model) run as deployed: dist/ compiled at the start
 // (`npm run build:dist`) with plain node, the order manager with the Dockerfile's heap flags
 // (BENCH_OM_NODE_FLAGS replaces them); BENCH_TSX=1 runs them from the sources through tsx instead.
