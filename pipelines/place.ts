@@ -434,7 +434,10 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   // and the memo, exactly as when sent one by one.
   const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
     const now = clock.now();
-    const superseded = cfg.PLACE_COALESCE ? coalesce(records.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
+    // Only intents that could be sent take part: a newer create that is refused anyway (invalid, or
+    // one no orders row could hold) must not supersede an older valid one, which would then never go.
+    const sendable = (i: OrderIntent) => !invalidReason(i) && (i.action !== 'create' || !unstorableCreate(i));
+    const superseded = cfg.PLACE_COALESCE ? coalesce(records.filter((r) => sendable(r.value)).map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
     const outcomes = new Map<string, Outcome>();
     const one = async (rec: StageRecord<OrderIntent>): Promise<void> => {
       const i = rec.value;

@@ -269,6 +269,14 @@ test('coalescing on the simulator: a queued burst for one asset sends only the n
     assert.equal(Number(ordersOf(creates[2]!.order_link_id)[0]!.price), 2792);
     assert.equal(ordersOf(resting.order_link_id)[0]!.orderStatus, 'Cancelled');
     assert.equal(sim.orders().length, 2);
+    // A newer create that is refused anyway (price 0; an orderLinkId no row could hold) supersedes
+    // nothing: the older valid create is sent.
+    const valid = intent({ price: '2785', signal: strategy });
+    const junk = [intent({ price: '0', signal: strategy }), intent({ order_link_id: 'x'.repeat(100), signal: strategy })];
+    const [sv, ...sj] = await place([rec(valid), ...junk.map(rec)]);
+    assert.deepEqual([sv!.outcome, sv!.reason_code], ['accepted', null]);
+    assert.deepEqual(sj.map((s) => [s.outcome, s.reason_code]), [['rejected', 'invalid_intent'], ['rejected', 'invalid_intent']]);
+    assert.equal(ordersOf(valid.order_link_id).length, 1);
     // Without coalescing every create is sent.
     const more = [2780, 2781].map((p) => intent({ price: String(p), signal: strategy }));
     const sub = await place(more.map(rec), { env: { PLACE_COALESCE: 'false' } });
