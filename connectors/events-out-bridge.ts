@@ -86,7 +86,6 @@ export interface EventsOutBridgeDeps {
   config: EventsOutBridgeConfig;
   clock?: Clock;
   amqpConnect?: AmqpConnect;
-  /** Called when the Kafka consumer crashed for good (kafkajs will not restart it); the runtime's fatal. */
   /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
   onFatal: (err: Error) => void;
 }

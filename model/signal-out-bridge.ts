@@ -36,7 +36,6 @@ export interface SignalOutBridgeDeps {
   batchMax: number;
   retryMaxMs: number;
   amqpConnect?: AmqpConnect;
-  /** Called when the Kafka consumer crashed for good (kafkajs will not restart it); the runtime's fatal. */
   /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
   onFatal: (err: Error) => void;
 }

@@ -434,10 +434,17 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   // and the memo, exactly as when sent one by one.
   const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
     const now = clock.now();
-    // Only intents that could be sent take part: a newer create that is refused anyway (invalid, or
-    // one no orders row could hold) must not supersede an older valid one, which would then never go.
-    const sendable = (i: OrderIntent) => !invalidReason(i) && (i.action !== 'create' || !unstorableCreate(i));
-    const superseded = cfg.PLACE_COALESCE ? coalesce(records.filter((r) => sendable(r.value)).map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
+    // Each intent checked once: why it cannot be sent at all, or why no orders row could hold it.
+    const refused = new Map(
+      records.map((r) => {
+        const invalid = invalidReason(r.value);
+        return [r, { invalid, unrecordable: invalid || r.value.action !== 'create' ? null : unstorableCreate(r.value) }] as const;
+      }),
+    );
+    // Only intents that could be sent take part: a newer create that is refused anyway must not
+    // supersede an older valid one, which would then never go.
+    const sendable = records.filter((r) => !refused.get(r)!.invalid && !refused.get(r)!.unrecordable);
+    const superseded = cfg.PLACE_COALESCE ? coalesce(sendable.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
     const outcomes = new Map<string, Outcome>();
     const one = async (rec: StageRecord<OrderIntent>): Promise<void> => {
       const i = rec.value;
@@ -445,8 +452,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       let o = memo.get(memoKey(i));
       if (!o) {
         const sup = superseded.get(src);
-        const invalid = invalidReason(i);
-        const unrecordable = invalid || i.action !== 'create' ? null : unstorableCreate(i);
+        const { invalid, unrecordable } = refused.get(rec)!;
         if (invalid) o = localReject(REASONS.invalidIntent, invalid);
         // An order that could not be recorded in `orders` is not sent (risk would not see it); an
         // earlier run may have sent it, so ask first, like any create that is not sent.

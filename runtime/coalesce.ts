@@ -46,6 +46,12 @@ export function createCoalescer<T>(flush: (items: T[]) => Promise<void>): Coales
 /** Concatenates per-topic message lists, keeping the order of the lists and within each. */
 export function mergeByTopic<M>(maps: Iterable<Map<string, M[]>>): Map<string, M[]> {
   const out = new Map<string, M[]>();
-  for (const m of maps) for (const [t, list] of m) out.set(t, [...(out.get(t) ?? []), ...list]);
+  for (const m of maps) {
+    for (const [t, list] of m) {
+      const into = out.get(t);
+      if (into) into.push(...list);
+      else out.set(t, [...list]);
+    }
+  }
   return out;
 }
