@@ -55,9 +55,9 @@ export function dockerfileNodeFlags(): string[] {
   return (JSON.parse(m[1]!) as string[]).filter((a) => a.startsWith('--max-'));
 }
 
-/** The order-manager child's node flags: the Dockerfile's heap flags; BENCH_OM_NODE_FLAGS (even empty) replaces them. */
-export function omNodeFlags(): string[] {
-  const env = process.env.BENCH_OM_NODE_FLAGS;
+/** A service child's node flags: the Dockerfile's heap flags, unless `envName` is set (even empty) to replace them. */
+export function childNodeFlags(envName: 'BENCH_OM_NODE_FLAGS' | 'BENCH_MODEL_NODE_FLAGS'): string[] {
+  const env = process.env[envName];
   return env !== undefined ? env.split(/\s+/).filter(Boolean) : dockerfileNodeFlags();
 }
 
@@ -188,25 +188,15 @@ function startChild(file: string, env: Record<string, string>, nodeFlags: string
 
 type MetricJson = Array<{ name: string; values: Array<{ labels: Record<string, string>; value: number; metricName?: string }> }>;
 
-/** A labelled histogram's observation counts by one label, summed over the processes' metrics. */
-function countsBy(metrics: MetricJson, name: string, label: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const v of metrics.filter((m) => m.name === name).flatMap((m) => m.values)) {
-    if (v.metricName !== `${name}_count`) continue;
-    const k = v.labels[label] ?? '';
-    out.set(k, (out.get(k) ?? 0) + v.value);
-  }
-  return out;
-}
-
-function histTotals(metrics: MetricJson, name: string): Map<string, { sum: number; count: number }> {
+/** A histogram's sum and count by one label, summed over the processes' metrics. */
+function histTotals(metrics: MetricJson, name: string, label = 'stage'): Map<string, { sum: number; count: number }> {
   const out = new Map<string, { sum: number; count: number }>();
   for (const v of metrics.filter((m) => m.name === name).flatMap((m) => m.values)) {
-    const stage = v.labels.stage ?? '';
-    const e = out.get(stage) ?? { sum: 0, count: 0 };
+    const key = v.labels[label] ?? '';
+    const e = out.get(key) ?? { sum: 0, count: 0 };
     if (v.metricName === `${name}_sum`) e.sum += v.value;
     else if (v.metricName === `${name}_count`) e.count += v.value;
-    out.set(stage, e);
+    out.set(key, e);
   }
   return out;
 }
@@ -253,7 +243,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   await sub.assertQueue(eventsQueue, { durable: true });
   await sub.prefetch(2000);
 
-  const omFlags = omNodeFlags();
+  const omFlags = childNodeFlags('BENCH_OM_NODE_FLAGS');
   o.log(`order manager child: node ${[...omFlags, ...benchChild('om-child').execArgv].join(' ')} ${benchChild('om-child').file}`);
   const sim = startChild('sim-child', {});
   const simInfo = await sim.next<{ port: number; key: string; secret: string }>('ready', 60_000);
@@ -411,8 +401,8 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
         perRecordMeanMs: rr1.count > rr0.count ? Math.round(((rr1.sum - rr0.sum) / (rr1.count - rr0.count)) * 1e6) / 1e3 : 0,
       };
     }
-    const q0 = countsBy(before.metrics, 'kafka_request_duration_seconds', 'api');
-    const kafkaRequests = Object.fromEntries([...countsBy(after.metrics, 'kafka_request_duration_seconds', 'api')].map(([api, n]) => [api, n - (q0.get(api) ?? 0)]).filter(([, n]) => (n as number) > 0));
+    const q0 = histTotals(before.metrics, 'kafka_request_duration_seconds', 'api');
+    const kafkaRequests = Object.fromEntries([...histTotals(after.metrics, 'kafka_request_duration_seconds', 'api')].map(([api, q]) => [api, q.count - (q0.get(api)?.count ?? 0)]).filter(([, n]) => (n as number) > 0));
     const profile: RunResult['profile'] = {};
     accDelta('kafka tx ', before.txTime, after.txTime, profile);
     accDelta('db ', before.dbTime, after.dbTime, profile);

@@ -16,7 +16,7 @@ import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { kafkaHop, kafkaTxHop, rabbitHop, summarize, type Summary } from './floor.ts';
-import { startE2e, HOPS, BENCH_TSX, benchChild, buildDistOnce, dockerfileNodeFlags, omNodeFlags, type RunResult } from './e2e.ts';
+import { startE2e, HOPS, BENCH_TSX, benchChild, buildDistOnce, childNodeFlags, type RunResult } from './e2e.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -95,17 +95,13 @@ const rss: Record<string, number> = bench.rss();
 log('model: replay into windows, retrain on 100k samples, inference');
 // BENCH_SKIP_MODEL=1: order-manager iterations only (the model numbers come out NaN/empty).
 const skipModel = process.env.BENCH_SKIP_MODEL === '1';
-function modelNodeFlags(): string[] {
-  const env = process.env.BENCH_MODEL_NODE_FLAGS;
-  return env !== undefined ? env.split(/\s+/).filter(Boolean) : dockerfileNodeFlags();
-}
 const model = skipModel
   ? { replay: { runs: [] as Array<Record<string, number>> }, train: { retrain_s: NaN, inference_ms: { p99: NaN } }, peak_rss_mb: NaN }
   : await new Promise<{ replay: { runs: Array<Record<string, number>> }; train: Record<string, unknown> & { retrain_s: number; inference_ms: { p99: number } }; peak_rss_mb: number }>((resolve, reject) => {
   const mc = benchChild('model-child');
   // The model service's deployment form: the Dockerfile's heap flags, as for the order manager
   // (BENCH_MODEL_NODE_FLAGS replaces them, empty for none).
-  const child = spawn(process.execPath, [...modelNodeFlags(), ...mc.execArgv, mc.file], { env: { ...process.env, BENCH_RUNS: String(RUNS) }, stdio: ['ignore', 'pipe', 'ignore'] });
+  const child = spawn(process.execPath, [...childNodeFlags('BENCH_MODEL_NODE_FLAGS'), ...mc.execArgv, mc.file], { env: { ...process.env, BENCH_RUNS: String(RUNS) }, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.on('exit', (code) => {
@@ -191,7 +187,7 @@ const report = {
   retrain: { ...model.train, synthetic_samples: true },
   inference_p99_ms: model.train.inference_ms.p99,
   rss_mb: rss,
-  children: { form: BENCH_TSX ? 'sources through tsx (BENCH_TSX=1)' : 'dist/ with plain node', order_manager_node_flags: omNodeFlags(), model_node_flags: modelNodeFlags() },
+  children: { form: BENCH_TSX ? 'sources through tsx (BENCH_TSX=1)' : 'dist/ with plain node', order_manager_node_flags: childNodeFlags('BENCH_OM_NODE_FLAGS'), model_node_flags: childNodeFlags('BENCH_MODEL_NODE_FLAGS') },
   machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release() },
   commit,
   at: new Date().toISOString(),
