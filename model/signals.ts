@@ -18,6 +18,7 @@ import { heuristicProbability } from './evaluate.ts';
 import type { TrainedModel } from './learner.ts';
 import type { ModeState } from './policy.ts';
 import { SeededRng } from './rng.ts';
+import { randomUUID } from 'node:crypto';
 
 export function uuidFrom(rng: SeededRng): string {
   const hex = Array.from({ length: 32 }, () => rng.int(16).toString(16));
@@ -46,9 +47,17 @@ export class SignalEmitter {
   private readonly history = new Map<string, Tick[]>();
   private readonly nextDue = new Map<string, number>();
   readonly rng: SeededRng;
+  private readonly newId: () => string;
 
-  constructor(private readonly cfg: EmitterConfig, rng?: SeededRng) {
+  /**
+   * `rng` drives the decisions (sides, amounts, coin flips): seeded, so a seed reproduces them.
+   * `ids` names the signals: never from that seed, since the service restarts on the same
+   * database and a signal_id drawn again from the same sequence would be refused as a duplicate of
+   * yesterday's signal. Tests that compare whole signals pass a seeded one.
+   */
+  constructor(private readonly cfg: EmitterConfig, rng?: SeededRng, ids?: () => string) {
     this.rng = rng ?? new SeededRng(cfg.MODEL_SEED);
+    this.newId = ids ?? randomUUID;
   }
 
   /** Track a ticker (ignored for other assets and when older than the newest one). */
@@ -87,7 +96,7 @@ export class SignalEmitter {
   }
 
   private base(asset: string, now: number, hist: readonly Tick[], features: number[]) {
-    return { signal_id: uuidFrom(this.rng), asset, timestamp: now, strategy_id: this.cfg.MODEL_STRATEGY_ID, market_data_snapshot: snapshotOf(hist, features), trace_id: uuidFrom(this.rng) };
+    return { signal_id: this.newId(), asset, timestamp: now, strategy_id: this.cfg.MODEL_STRATEGY_ID, market_data_snapshot: snapshotOf(hist, features), trace_id: this.newId() };
   }
 
   warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number): ModelSignal {

@@ -9,7 +9,7 @@ import { startSimulator } from '../../sim/server.ts';
 import { ticker as tickerView } from '../../sim/market-data.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../../schemas/types.ts';
 import { parseModelConfig, type ModelConfig } from '../../model/config.ts';
-import { SignalEmitter } from '../../model/signals.ts';
+import { SignalEmitter, uuidFrom } from '../../model/signals.ts';
 import type { WindowInput } from '../../model/windows.ts';
 import { SeededRng } from '../../model/rng.ts';
 
@@ -128,7 +128,9 @@ export async function simulateSession(opts: { mode: 'pattern' | 'random-walk'; s
   const clock = new ManualClock(T0);
   const sim = await startSimulator({ port: 0, seed: opts.seed, clock, priceProcess: { mode: opts.mode, stepMs: 1000, historyMinutes: 1 } });
   const cfg = opts.cfg ?? testModelConfig();
-  const emitter = new SignalEmitter(cfg, new SeededRng(opts.seed));
+  // Ids from the same seeded sequence as the decisions: a session is reproducible to the byte.
+  const rng = new SeededRng(opts.seed);
+  const emitter = new SignalEmitter(cfg, rng, () => uuidFrom(rng));
   const inputs: WindowInput[] = [];
   const signals: ModelSignal[] = [];
   const regimes: string[] = [];
