@@ -10,6 +10,7 @@ import { name as validateName, inputSchema as validateInput } from '../pipelines
 import { name as sizeRiskName } from '../pipelines/size-risk.ts';
 import { name as placeName } from '../pipelines/place.ts';
 import { name as trackName, inputSchemas as trackInputs } from '../pipelines/track.ts';
+import { recentConflicts, type ConflictSummary } from '../pipelines/stage-conflicts.ts';
 import { EXIT, within, type CliContext } from './context.ts';
 
 /** Each stage's consumer group (TOPIC_PREFIX + stage name, as runtime/service.ts names them) and inputs. */
@@ -40,6 +41,8 @@ export interface Status {
   orders: { open: number; inFlight: number; byStatus: Record<string, number> } | null;
   lag: LagRow[];
   lastReconcile: { at: number; trigger: string; ok: boolean; error: string | null; ms: number; discrepancies: number; corrections: number } | null;
+  /** Records the stages dead-lettered as conflicts with stored state in the last 24 h (stage_conflicts). */
+  conflicts: readonly ConflictSummary[] | null;
 }
 
 const mask = (url: string) => url.replace(/\/\/([^:/@]+):[^@]*@/, '//$1:***@');
@@ -107,6 +110,7 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
   let trading: Status['trading'] = null;
   let orders: Status['orders'] = null;
   let lastReconcile: Status['lastReconcile'] = null;
+  let conflicts: Status['conflicts'] = null;
   if (dbUp) {
     const db = await ctx.db();
     const t = await db.maybeOne(
@@ -132,6 +136,8 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
       const sum = (o: Record<string, number>) => Object.values(o).reduce((a, b) => a + b, 0);
       if (r) lastReconcile = { at: r.finished_at, trigger: r.trigger, ok: r.ok, error: r.error, ms: r.finished_at - r.started_at, discrepancies: sum(r.discrepancies), corrections: sum(r.corrections) };
     }
+    const hasConflicts = await db.one(sql.type(z.object({ ok: z.boolean() }))`SELECT to_regclass('stage_conflicts') IS NOT NULL AS ok`);
+    if (hasConflicts.ok) conflicts = await recentConflicts(db, Date.now());
   }
 
   const lag: LagRow[] = [];
@@ -158,7 +164,7 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
     }
   }
   await admin.disconnect().catch(() => undefined);
-  return { stack, trading, orders, lag, lastReconcile };
+  return { stack, trading, orders, lag, lastReconcile, conflicts };
 }
 
 export function formatStatus(s: Status, prefix: string): string {
@@ -181,6 +187,12 @@ export function formatStatus(s: Status, prefix: string): string {
   const r = s.lastReconcile;
   if (r) out.push(`  ${new Date(r.at).toISOString()} ${r.trigger} ${r.ok ? 'ok' : `FAILED (${r.error})`}, ${r.ms} ms, ${r.discrepancies} discrepancies, ${r.corrections} corrections`);
   else out.push('  none recorded');
+  out.push('conflicts (records dead-lettered because their effects could not be stored, last 24 h)');
+  if (s.conflicts === null) out.push('  unknown');
+  else if (s.conflicts.length === 0) out.push('  none');
+  for (const c of s.conflicts ?? []) {
+    out.push(`  ${c.stage.padEnd(10)} ${c.reason.padEnd(16)} ${c.action === 'halt' ? 'HALTED trading' : 'dead-lettered '} ${String(c.n).padStart(5)}  last ${new Date(c.last_at).toISOString()} ${c.last_source}: ${c.last_detail.slice(0, 120)}`);
+  }
   return out.join('\n');
 }
 

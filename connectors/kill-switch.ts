@@ -18,11 +18,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { sql, type DatabasePool } from '../runtime/db.ts';
+import type { DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { UnitFactory } from '../runtime/service.ts';
-import { resume, setKillSwitch, type TradingStateName } from '../pipelines/trading-state.ts';
+import { resume, setKillSwitch } from '../pipelines/trading-state.ts';
+import { moveTradingState, type TradingStateChange } from '../pipelines/trading-state-store.ts';
 import type { Category } from './bybit-rest.ts';
 import { RET } from './bybit-errors.ts';
 import { readerFor, unitEnv, type ExchangeReader, type Raw } from './reconciler.ts';
@@ -82,13 +83,7 @@ export function killSwitchMetrics(registry: Registry): KillSwitchMetrics {
   };
 }
 
-export interface StateChange {
-  from: TradingStateName;
-  to: TradingStateName;
-  killSwitchBefore: boolean;
-  killSwitch: boolean;
-  changed: boolean;
-}
+export type StateChange = TradingStateChange;
 
 export interface KillSwitchReport {
   action: 'engage' | 'release';
@@ -121,8 +116,6 @@ export interface KillSwitch {
   release(actor?: string, reason?: string): Promise<KillSwitchReport>;
 }
 
-const stateRow = z.object({ state: z.enum(['ACTIVE', 'REDUCING', 'HALTED']), kill_switch: z.boolean(), reason: z.string().nullable() });
-
 /** Bybit's answers for "that order is not open any more": the cancel's goal is reached. */
 const GONE = new Set<number>([RET.ORDER_NOT_EXIST, RET.ORDER_FINISHED, RET.SPOT_ORDER_NOT_EXIST, 170142, 170213]);
 
@@ -140,35 +133,20 @@ export function createKillSwitch(deps: KillSwitchDeps): KillSwitch {
 
   /** Move trading_state in one transaction (row locked), recording the transition when it changed. */
   async function setState(on: boolean, reason: string, actor: string): Promise<StateChange> {
-    return deps.db.transaction(async (tx) => {
-      const row = await tx.one(sql.type(stateRow)`SELECT state, kill_switch, reason FROM trading_state WHERE id FOR UPDATE`);
-      const cur = { state: row.state, killSwitch: row.kill_switch };
-      let to: TradingStateName;
-      let kill: boolean;
-      let cause: string;
-      if (on) {
-        const r = setKillSwitch(cur, true);
-        to = r.state;
-        kill = r.killSwitch;
-        cause = 'kill_switch';
-      } else {
-        const off = setKillSwitch(cur, false);
-        to = resume({ state: off.state, killSwitch: off.killSwitch });
-        kill = false;
-        cause = 'manual_resume';
-      }
-      const changed = to !== row.state || kill !== row.kill_switch;
-      if (changed) {
-        const at = sql.timestamp(new Date(clock.now()));
-        const why = `${cause}: ${reason}`;
-        await tx.query(sql.typeAlias('void')`
-          UPDATE trading_state SET state = ${to}, kill_switch = ${kill}, reason = ${why}, updated_by = ${actor}, updated_at = ${at} WHERE id`);
-        await tx.query(sql.typeAlias('void')`
-          INSERT INTO trading_state_transitions (from_state, to_state, kill_switch, reason, actor, details, at)
-          VALUES (${row.state}, ${to}, ${kill}, ${why}, ${actor}, ${sql.jsonb({ cause, kill_switch_before: row.kill_switch, previous_reason: row.reason })}, ${at})`);
-      }
-      return { from: row.state, to, killSwitchBefore: row.kill_switch, killSwitch: kill, changed };
-    });
+    return deps.db.transaction((tx) =>
+      moveTradingState(
+        tx,
+        (cur) => {
+          if (on) {
+            const r = setKillSwitch(cur, true);
+            return { to: r.state, killSwitch: r.killSwitch, cause: 'kill_switch' };
+          }
+          const off = setKillSwitch(cur, false);
+          return { to: resume({ state: off.state, killSwitch: off.killSwitch }), killSwitch: false, cause: 'manual_resume' };
+        },
+        { reason, actor, at: clock.now() },
+      ),
+    );
   }
 
   async function openOrders(): Promise<Array<{ category: Category; o: Raw }>> {

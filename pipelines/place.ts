@@ -532,7 +532,9 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     });
   };
 
-  return { name, input: topics.intents, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+  // A submission that cannot be recorded is an order at the exchange that PostgreSQL does not hold
+  // as sent (e.g. an orderId another row already has): risk would decide on a wrong book, so halt.
+  return { name, input: topics.intents, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt' };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,16 @@
 // dead-letter topic (DeadLetter envelope with the original bytes; reason in headers too) and the
 // stage goes on. A retriable error (broker, registry or database unavailable) aborts the transaction
 // and retries the same chunk with backoff. A fatal error stops the runner loudly through onFatal.
+//
+// A record whose effects cannot be stored (a unique key another row holds, a value PostgreSQL
+// refuses, an output larger than the broker takes) fails the same way on every retry and after
+// every restart: retrying it would stall the partition for good, stopping would crash-loop the
+// process. So the runner runs the chunk again one record at a time, and the record that still fails
+// is dead-lettered (state_conflict, invalid_record, record_too_large), recorded in stage_conflicts
+// through `conflicts`, logged and counted; the partition goes on. A stage whose conflicts leave
+// PostgreSQL and the exchange disagreeing sets `conflict: 'halt'`, and trading goes to HALTED with
+// the reason until an operator resumes. Fatal stays for what a restart can fix (a fenced producer,
+// lost connections the client will not recover, a broken schema, bad credentials).
 import { performance } from 'node:perf_hooks';
 import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMessage, BatchControl } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -20,7 +30,8 @@ import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { classify, FatalError, PipelineError, RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
-import { pgErrorCode } from '../runtime/db.ts';
+import { pgErrorCode, violatedConstraint } from '../runtime/db.ts';
+import type { ConflictAction, ConflictSink } from './stage-conflicts.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Encodes values for a topic (schema chosen by topic) and decodes Confluent wire-format bytes. */
@@ -82,6 +93,12 @@ export interface Stage<I, S = undefined> {
    * as with one partition at a time. The Kafka transactions (send, offsets, commit) still overlap.
    */
   exclusive?: boolean;
+  /**
+   * What a record whose effects cannot be stored does besides its dead letter (see the header):
+   * 'dead_letter' (default) or 'halt' (trading HALTED with the reason; for stages whose records are
+   * facts about money at the exchange: a placed order, a fill).
+   */
+  conflict?: ConflictAction;
 }
 
 export interface RunnerDeps {
@@ -103,6 +120,8 @@ export interface RunnerDeps {
    * Default DEFAULT_PARTITIONS_CONCURRENTLY; 1 = one partition after another.
    */
   partitionsConcurrently?: number;
+  /** Where conflicts are recorded (stage_conflicts) and halts applied; without it they are only dead-lettered, logged and counted. */
+  conflicts?: ConflictSink;
 }
 
 /** Upper bound of input partitions one runner processes at once (each has its own producer). */
@@ -124,6 +143,8 @@ export function createMutex(): <T>(f: () => Promise<T>) => Promise<T> {
 export interface RunningStage {
   name: string;
   joined(): boolean;
+  /** Records dead-lettered as conflicts since start, by reason, and the last one (for /readyz detail). */
+  conflicts(): { total: number; byReason: Record<string, number>; last: { source: string; reason: string; action: ConflictAction; detail: string; at: number } | null };
   stop(): Promise<void>;
 }
 
@@ -205,16 +226,20 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     return out;
   };
 
-  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null): Promise<OutMessage> => {
+  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number): Promise<OutMessage> => {
     const failedAt = deps.clock.now();
     const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
+    // An envelope around a record close to the broker's limit may itself be too large: then it keeps
+    // the record's first bytes only, and says so.
+    const cut = keepBytes !== undefined && msg.value !== null && msg.value.length > keepBytes;
+    if (cut) detail = `${detail} [original value truncated to ${keepBytes} of ${msg.value!.length} bytes]`;
     const value = await deps.codec.encode(stage.dlq, {
       original_topic: msg.topic,
       original_partition: msg.partition,
       original_offset: Number(msg.offset),
       original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
       original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
-      original_value: msg.value,
+      original_value: cut ? msg.value!.subarray(0, keepBytes) : msg.value,
       headers: msg.headers,
       stage: stage.name,
       reason_code: code,
@@ -230,6 +255,22 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       value,
       headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: stage.name, [DLQ_HEADERS.source]: source },
     };
+  };
+
+  /** Commit records of a chunk to their topics with the chunk's offsets, in one transaction. */
+  const commit = async (topic: string, partition: number, byTopic: Map<string, OutMessage[]>, lastOffset: string): Promise<void> => {
+    const producer = await producerFor(topic, partition);
+    const tx = await producer.transaction();
+    try {
+      for (const [t, list] of byTopic) await tx.send(t, list);
+      await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(lastOffset) + 1n) }]);
+      await tx.commit();
+    } catch (err) {
+      await tx.abort().catch(() => {});
+      // A fenced or broken transactional producer cannot be reused.
+      await dropProducer(`${deps.groupId}-${topic}-${partition}`);
+      throw err;
+    }
   };
 
   const exclusive = createMutex();
@@ -294,22 +335,33 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     const decideIt = () => decideChunk(partition, decoded);
     const byTopic = stage.exclusive ? await exclusive(decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
 
-    const producer = await producerFor(topic, partition);
-    const tx = await producer.transaction();
-    try {
-      for (const [topic, list] of byTopic) await tx.send(topic, list);
-      const last = messages[messages.length - 1]!;
-      await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(last.offset) + 1n) }]);
-      await tx.commit();
-    } catch (err) {
-      await tx.abort().catch(() => {});
-      // A fenced or broken transactional producer cannot be reused.
-      await dropProducer(`${deps.groupId}-${topic}-${partition}`);
-      throw err;
-    }
+    await commit(topic, partition, byTopic, messages[messages.length - 1]!.offset);
     m.recordsIn.inc({ stage: stage.name, topic }, messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
+  };
+
+  const seen = { total: 0, byReason: {} as Record<string, number>, last: null as ReturnType<RunningStage['conflicts']>['last'] };
+
+  /** The one record left of a chunk that fails for good: its dead letter (and its halt) instead of its outputs. */
+  const conflictOne = async (topic: string, partition: number, msg: InMessage, f: RecordFailure): Promise<void> => {
+    const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
+    const action: ConflictAction = stage.conflict ?? 'dead_letter';
+    const at = deps.clock.now();
+    await deps.conflicts?.record({ stage: stage.name, groupId: deps.groupId, source, key: msg.key, reason: f.reason, action, pgCode: f.pgCode, constraint: f.constraint, detail: f.detail, at });
+    const letter = async (keep?: number) => new Map([[stage.dlq, [await deadLetter(msg, f.reason, f.detail, null, keep)]]]);
+    try {
+      await commit(topic, partition, await letter(), msg.offset);
+    } catch (err) {
+      if (recordFailure(err)?.reason !== 'record_too_large') throw err;
+      await commit(topic, partition, await letter(DLQ_KEEP_BYTES), msg.offset);
+    }
+    m.rejected.inc({ stage: stage.name, reason: f.reason });
+    m.conflicts.inc({ stage: stage.name, reason: f.reason, action });
+    seen.total += 1;
+    seen.byReason[f.reason] = (seen.byReason[f.reason] ?? 0) + 1;
+    seen.last = { source, reason: f.reason, action, detail: f.detail.slice(0, 500), at };
+    log.error({ topic, partition, offset: msg.offset, key: msg.key, reason: f.reason, pg_code: f.pgCode, constraint: f.constraint, detail: f.detail, action }, action === 'halt' ? 'record conflicts with stored state: dead-lettered, trading HALTED' : 'record conflicts with stored state: dead-lettered');
   };
 
   const handleChunk = async (topic: string, partition: number, chunk: InMessage[], ctl: BatchControl): Promise<boolean> => {
@@ -320,7 +372,25 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
         return true;
-      } catch (err) {
+      } catch (caught) {
+        let err = caught;
+        const failure = recordFailure(err);
+        if (failure && chunk.length > 1) {
+          // Which record? Each one again as a chunk of its own; the others commit as usual.
+          log.warn({ partition, offset: chunk[0]!.offset, records: chunk.length, reason: failure.reason, detail: failure.detail }, 'a record of the chunk cannot be stored; isolating it');
+          for (const one of chunk) if (!(await handleChunk(topic, partition, [one], ctl))) return false;
+          return true;
+        }
+        if (failure) {
+          try {
+            await conflictOne(topic, partition, chunk[0]!, failure);
+            ctl.resolveOffset(chunk[0]!.offset);
+            await ctl.heartbeat().catch(() => {});
+            return true;
+          } catch (e) {
+            err = e; // recording it failed (database or broker away): retried below like any chunk
+          }
+        }
         const kind = classify(err);
         if (kind === 'fatal' && !isKafkaTransient(err) && !isPgTransient(err)) {
           log.fatal({ err, partition, offset: chunk[0]?.offset }, 'fatal error in stage; stopping');
@@ -364,6 +434,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   return {
     name: stage.name,
     joined: () => joined,
+    conflicts: () => ({ total: seen.total, byReason: { ...seen.byReason }, last: seen.last }),
     stop: async () => {
       stopping = true;
       // kafkajs waits for the batch in flight, then leaves the group.
@@ -386,7 +457,58 @@ function isPgTransient(err: unknown): boolean {
 /** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */
 function isKafkaTransient(err: unknown): boolean {
   const e = err as { name?: string; retriable?: boolean; type?: string };
+  if (kafkaPermanentType(err)) return false;
   return e?.retriable === true || /^KafkaJS/.test(e?.name ?? '') || /CONCURRENT_TRANSACTIONS|COORDINATOR|NOT_LEADER|PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test(e?.type ?? '');
+}
+
+/** First bytes of the original value a dead letter keeps when the whole record would not fit. */
+const DLQ_KEEP_BYTES = 64 * 1024;
+
+/** Broker answers that the same records will get again however often they are sent. */
+const KAFKA_PERMANENT = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'INVALID_TIMESTAMP']);
+
+function kafkaPermanentType(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown; originalError?: unknown }).cause ?? (e as { originalError?: unknown }).originalError, depth++) {
+    const t = (e as { type?: unknown }).type;
+    if (typeof t === 'string' && KAFKA_PERMANENT.has(t)) return t;
+  }
+  return undefined;
+}
+
+/** PostgreSQL's own words (message and detail: which key, which value), not the client's summary. */
+function pgMessage(err: unknown): string {
+  let best = (err as Error)?.message ?? String(err);
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const x = e as { code?: unknown; message?: unknown; detail?: unknown };
+    if (typeof x.code === 'string' && /^[0-9A-Z]{5}$/.test(x.code) && typeof x.message === 'string') {
+      best = typeof x.detail === 'string' && x.detail ? `${x.message} (${x.detail})` : x.message;
+    }
+  }
+  return best;
+}
+
+export interface RecordFailure {
+  reason: 'state_conflict' | 'invalid_record' | 'record_too_large';
+  detail: string;
+  pgCode: string | null;
+  constraint: string | null;
+}
+
+/**
+ * Errors that the same records meet on every attempt: PostgreSQL's integrity violations (class 23:
+ * a unique key or a reference another row holds, a check) and data exceptions (class 22: a value it
+ * cannot store), and the broker's size and validity refusals. Anything else (connections, locks,
+ * schema errors of class 42, bugs) is not about the record and keeps its usual handling.
+ */
+export function recordFailure(err: unknown): RecordFailure | null {
+  const code = pgErrorCode(err);
+  const constraint = violatedConstraint(err) ?? null;
+  const message = code ? pgMessage(err) : ((err as Error)?.message ?? String(err));
+  if (code === '23505' || code === '23503' || code === '23P01') return { reason: 'state_conflict', detail: message, pgCode: code, constraint };
+  if (code && (code.startsWith('22') || code.startsWith('23'))) return { reason: 'invalid_record', detail: message, pgCode: code, constraint };
+  const kafka = kafkaPermanentType(err);
+  if (kafka) return { reason: kafka === 'INVALID_RECORD' || kafka === 'INVALID_TIMESTAMP' ? 'invalid_record' : 'record_too_large', detail: `${kafka}: ${message}`, pgCode: null, constraint: null };
+  return null;
 }
 
 

@@ -773,7 +773,9 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     if (log && (state.events.length || state.invalids.length)) log.info({ events: state.events.length, invalid: state.invalids.length, executions: state.newExecs.length }, 'orders tracked');
   };
 
-  return { name, input: [topics.submissions, topics.orders, topics.executions, topics.positions, topics.wallet], inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist };
+  // An exchange fact that cannot be applied leaves orders, fills or balances different from the
+  // exchange's, which every risk decision reads: halt until an operator has looked.
+  return { name, input: [topics.submissions, topics.orders, topics.executions, topics.positions, topics.wallet], inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt' };
 }
 
 // ---------------------------------------------------------------------------------------------

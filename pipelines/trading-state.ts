@@ -22,13 +22,14 @@ export type TransitionCause =
   | 'new_trading_day' // a state caused by the loss limit ends with its UTC day
   | 'manual_reduce' // operator: reduce only
   | 'manual_halt' // operator: halt
-  | 'manual_resume'; // operator: back to ACTIVE (the kill switch must be off)
+  | 'manual_resume' // operator: back to ACTIVE (the kill switch must be off)
+  | 'state_conflict'; // a placed order or an exchange fact could not be recorded (pipelines/runner.ts)
 
 /** The exhaustive transition table: from → cause → to. */
 export const TRANSITIONS: Readonly<Record<TradingStateName, Readonly<Partial<Record<TransitionCause, TradingStateName>>>>> = Object.freeze({
-  ACTIVE: { daily_loss_reduce: 'REDUCING', daily_loss_halt: 'HALTED', kill_switch: 'HALTED', manual_reduce: 'REDUCING', manual_halt: 'HALTED' },
-  REDUCING: { daily_loss_halt: 'HALTED', kill_switch: 'HALTED', manual_halt: 'HALTED', new_trading_day: 'ACTIVE', manual_resume: 'ACTIVE' },
-  HALTED: { kill_switch: 'HALTED', new_trading_day: 'ACTIVE', manual_resume: 'ACTIVE', manual_reduce: 'REDUCING' },
+  ACTIVE: { daily_loss_reduce: 'REDUCING', daily_loss_halt: 'HALTED', kill_switch: 'HALTED', manual_reduce: 'REDUCING', manual_halt: 'HALTED', state_conflict: 'HALTED' },
+  REDUCING: { daily_loss_halt: 'HALTED', kill_switch: 'HALTED', manual_halt: 'HALTED', new_trading_day: 'ACTIVE', manual_resume: 'ACTIVE', state_conflict: 'HALTED' },
+  HALTED: { kill_switch: 'HALTED', new_trading_day: 'ACTIVE', manual_resume: 'ACTIVE', manual_reduce: 'REDUCING', state_conflict: 'HALTED' },
 });
 
 export class InvalidStateTransition extends Error {

@@ -7,6 +7,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from './logger.ts';
 
 export type ReadinessCheck = () => boolean | Promise<boolean>;
+/** What a unit wants an operator to see in /readyz besides ready or not (e.g. records it dead-lettered as conflicts). */
+export type ReadinessDetail = () => unknown;
 
 export interface AdminRoute {
   method: 'GET' | 'POST';
@@ -18,9 +20,10 @@ export interface AdminRoute {
 export interface AdminServer {
   port: number;
   url: string;
-  addCheck(name: string, check: ReadinessCheck): void;
+  addCheck(name: string, check: ReadinessCheck, detail?: ReadinessDetail): void;
   addRoute(route: AdminRoute): void;
-  readiness(): Promise<{ ready: boolean; checks: Record<string, boolean> }>;
+  /** `details` only when some unit has something to show. */
+  readiness(): Promise<{ ready: boolean; checks: Record<string, boolean>; details?: Record<string, unknown> }>;
   close(): Promise<void>;
 }
 
@@ -49,6 +52,7 @@ function send(res: ServerResponse, status: number, body: unknown, type = 'applic
 
 export async function startAdmin(opts: { host: string; port: number; token?: string; registry: Registry; logger: Logger }): Promise<AdminServer> {
   const checks = new Map<string, ReadinessCheck>();
+  const details = new Map<string, ReadinessDetail>();
   const routes: AdminRoute[] = [];
 
   const readiness = async () => {
@@ -60,7 +64,17 @@ export async function startAdmin(opts: { host: string; port: number; token?: str
         results[name] = false;
       }
     }
-    return { ready: checks.size > 0 && Object.values(results).every(Boolean), checks: results };
+    const shown: Record<string, unknown> = {};
+    for (const [name, detail] of details) {
+      try {
+        const d = detail();
+        if (d !== undefined) shown[name] = d;
+      } catch (err) {
+        shown[name] = { error: (err as Error).message };
+      }
+    }
+    const ready = checks.size > 0 && Object.values(results).every(Boolean);
+    return Object.keys(shown).length ? { ready, checks: results, details: shown } : { ready, checks: results };
   };
 
   const server: Server = createServer(async (req, res) => {
@@ -99,7 +113,10 @@ export async function startAdmin(opts: { host: string; port: number; token?: str
   return {
     port,
     url: `http://${opts.host}:${port}`,
-    addCheck: (name, check) => void checks.set(name, check),
+    addCheck: (name, check, detail) => {
+      checks.set(name, check);
+      if (detail) details.set(name, detail);
+    },
     addRoute: (r) => void routes.push(r),
     readiness,
     close: () => new Promise((resolve) => server.close(() => resolve())),

@@ -9,6 +9,7 @@ export const M = {
   stageBatch: 'pipeline_stage_batch_seconds',
   stageLag: 'pipeline_stage_consumer_lag',
   stageRetries: 'pipeline_stage_retries_total',
+  stageConflicts: 'pipeline_stage_conflicts_total',
   bridgeIn: 'pipeline_bridge_messages_in_total',
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
@@ -30,6 +31,7 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     batch: new Histogram({ name: M.stageBatch, help: 'Time to process and commit one batch transaction', labelNames: ['stage'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5], registers: [registry] }),
     lag: new Gauge({ name: M.stageLag, help: 'Consumer lag of a stage per partition (records behind the high watermark)', labelNames: ['stage', 'topic', 'partition'], registers: [registry] }),
     retries: new Counter({ name: M.stageRetries, help: 'Retriable errors retried by a stage', labelNames: ['stage', 'code'], registers: [registry] }),
+    conflicts: new Counter({ name: M.stageConflicts, help: 'Records dead-lettered because their effects could not be stored (unique key taken, value refused, too large), by reason and action (dead_letter or halt)', labelNames: ['stage', 'reason', 'action'], registers: [registry] }),
   };
   const bridge = {
     in: new Counter({ name: M.bridgeIn, help: 'Messages a bridge received', labelNames: ['bridge', 'source'], registers: [registry] }),

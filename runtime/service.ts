@@ -11,6 +11,7 @@ import { createDb, type DatabasePool } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
 import { createTopicCodec } from '../pipelines/codec.ts';
 import { runStage, type Codec, type Stage } from '../pipelines/runner.ts';
+import { conflictSink } from '../pipelines/stage-conflicts.ts';
 import { retry } from './retry.ts';
 
 export interface Runtime {
@@ -35,6 +36,8 @@ export interface Runtime {
 export interface Unit {
   name: string;
   ready(): boolean | Promise<boolean>;
+  /** Shown in /readyz next to the unit's readiness. */
+  detail?(): unknown;
   stop(): Promise<void>;
 }
 
@@ -88,7 +91,7 @@ export async function runUnits(rt: Runtime, factories: UnitFactory[]): Promise<{
   for (const f of factories) {
     const u = await f(rt);
     units.push(u);
-    rt.admin.addCheck(u.name, () => u.ready());
+    rt.admin.addCheck(u.name, () => u.ready(), u.detail && (() => u.detail!()));
   }
   let stopping: Promise<void> | null = null;
   const stop = () =>
@@ -132,7 +135,9 @@ export function stageUnit<I, S>(make: (rt: Runtime) => Stage<I, S> | Promise<Sta
       retryMaxMs: rt.cfg.STAGE_RETRY_MAX_MS,
       sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS,
       onFatal: rt.fatal,
+      conflicts: conflictSink(rt.db),
     });
-    return { name: stage.name, ready: running.joined, stop: running.stop };
+    // Conflicts since start in /readyz: the stage is still consuming (ready), but someone should look.
+    return { name: stage.name, ready: running.joined, detail: () => (running.conflicts().total ? { conflicts: running.conflicts() } : undefined), stop: running.stop };
   };
 }

@@ -68,6 +68,11 @@ test('admin: healthz, readyz follows checks, metrics, mutating routes need the t
     const r = await fetch(admin.url + '/readyz');
     assert.equal(r.status, 200);
     assert.deepEqual(await r.json(), { ready: true, checks: { consumer: true } });
+    // A unit's detail (e.g. conflicts it dead-lettered) is shown beside the checks, without changing readiness.
+    admin.addCheck('stage', () => true, () => ({ conflicts: { total: 1 } }));
+    const d = await fetch(admin.url + '/readyz');
+    assert.equal(d.status, 200);
+    assert.deepEqual(await d.json(), { ready: true, checks: { consumer: true, stage: true }, details: { stage: { conflicts: { total: 1 } } } });
     metrics.stage.recordsIn.inc({ stage: 's', topic: 't' }, 3);
     assert.match(await (await fetch(admin.url + '/metrics')).text(), /pipeline_stage_records_in_total\{stage="s",topic="t"\} 3/);
     let called = 0;
