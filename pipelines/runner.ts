@@ -94,6 +94,13 @@ export interface Stage<I, S = undefined> {
    */
   exclusive?: boolean;
   /**
+   * For an `exclusive` stage that may run as several processes (instances in one consumer group): held
+   * around each chunk's load → process → persist, after the process's own mutex, so that the chunks of
+   * every instance are decided one at a time (the risk stage takes a PostgreSQL advisory lock: every
+   * cap stays exact whatever the number of instances).
+   */
+  lockAcross?: <T>(decide: () => Promise<T>) => Promise<T>;
+  /**
    * What a record whose effects cannot be stored does besides its dead letter (see the header):
    * 'dead_letter' (default) or 'halt' (trading HALTED with the reason; for stages whose records are
    * facts about money at the exchange: a placed order, a fill).
@@ -333,7 +340,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     const t0 = performance.now();
     const decoded = await decodeAll(messages);
     const decideIt = () => decideChunk(partition, decoded);
-    const byTopic = stage.exclusive ? await exclusive(decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
+    const across = stage.lockAcross;
+    const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
 
     await commit(topic, partition, byTopic, messages[messages.length - 1]!.offset);
     m.recordsIn.inc({ stage: stage.name, topic }, messages.length);

@@ -43,6 +43,9 @@ import { evaluate, type Evaluated, type TradingStateName } from './trading-state
 
 export const name = 'size-risk';
 
+/** Advisory lock key of risk decisions in the database ('sizerisk' as 8 bytes, so nothing else picks it by chance). */
+export const RISK_DECISION_LOCK = '8316312763046130539';
+
 export { REASONS, INTENT_REASONS } from './risk-rules.ts';
 
 /** The stage's settings (see docs/risk.md; to be merged into runtime/config.ts). */
@@ -419,8 +422,32 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
 
   // exclusive: the runner processes partitions concurrently, but a decision must see every decision
   // persisted before it (open orders, exposure, reservations): load → process → persist of one chunk
-  // at a time, the Kafka commits overlapping.
-  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true };
+  // at a time, the Kafka commits overlapping. Across instances of the stage (processes in one
+  // consumer group, each owning some partitions) the same holds through a PostgreSQL advisory lock,
+  // held in a transaction of its own from before load until persist has committed: a cap shared by
+  // signals of different partitions (total exposure, open-order counts, balance) is exact whatever
+  // the number of instances. It costs three round trips per chunk; nothing else waits on it.
+  const lockAcross = async <T>(decideChunk: () => Promise<T>): Promise<T> => {
+    let held!: () => void;
+    let release!: () => void;
+    const acquired = new Promise<void>((resolve) => (held = resolve));
+    const released = new Promise<void>((resolve) => (release = resolve));
+    // The chunk's own queries run outside the lock's transaction (slonik refuses pool queries from
+    // inside a transaction's async context), while that transaction holds the lock.
+    const holder = requireDb().transaction(async (tx) => {
+      await tx.query(sql.typeAlias('void')`SELECT pg_advisory_xact_lock(${RISK_DECISION_LOCK}::bigint)`);
+      held();
+      await released;
+    });
+    try {
+      await Promise.race([acquired, holder]); // the holder settles first only when taking the lock failed
+      return await decideChunk();
+    } finally {
+      release();
+      await holder;
+    }
+  };
+  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true, ...(deps.db ? { lockAcross } : {}) };
 }
 
 // ---------------------------------------------------------------------------------------------
