@@ -463,9 +463,9 @@ function isPgTransient(err: unknown): boolean {
 }
 
 /** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */
-function isKafkaTransient(err: unknown): boolean {
+export function isKafkaTransient(err: unknown): boolean {
   const e = err as { name?: string; retriable?: boolean; type?: string };
-  if (kafkaPermanentType(err)) return false;
+  if (kafkaPermanentType(err) || kafkaFatalType(err)) return false;
   return e?.retriable === true || /^KafkaJS/.test(e?.name ?? '') || /CONCURRENT_TRANSACTIONS|COORDINATOR|NOT_LEADER|PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test(e?.type ?? '');
 }
 
@@ -475,13 +475,25 @@ const DLQ_KEEP_BYTES = 64 * 1024;
 /** Broker answers that the same records will get again however often they are sent. */
 const KAFKA_PERMANENT = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE', 'INVALID_RECORD', 'INVALID_TIMESTAMP']);
 
-function kafkaPermanentType(err: unknown): string | undefined {
+/**
+ * Broker answers about the setup, not about a record: no retry helps and no record is to blame
+ * (permissions, a client or topic the broker does not support). The stage stops loudly: exit 70,
+ * and whoever fixes the setup restarts it.
+ */
+const KAFKA_FATAL = new Set([
+  'TOPIC_AUTHORIZATION_FAILED', 'GROUP_AUTHORIZATION_FAILED', 'CLUSTER_AUTHORIZATION_FAILED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+  'SASL_AUTHENTICATION_FAILED', 'UNSUPPORTED_VERSION', 'UNSUPPORTED_FOR_MESSAGE_FORMAT', 'INVALID_REQUIRED_ACKS', 'INVALID_CONFIG', 'TRANSACTIONAL_ID_NOT_FOUND',
+]);
+
+function kafkaType(err: unknown, set: ReadonlySet<string>): string | undefined {
   for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown; originalError?: unknown }).cause ?? (e as { originalError?: unknown }).originalError, depth++) {
     const t = (e as { type?: unknown }).type;
-    if (typeof t === 'string' && KAFKA_PERMANENT.has(t)) return t;
+    if (typeof t === 'string' && set.has(t)) return t;
   }
   return undefined;
 }
+const kafkaPermanentType = (err: unknown) => kafkaType(err, KAFKA_PERMANENT);
+const kafkaFatalType = (err: unknown) => kafkaType(err, KAFKA_FATAL);
 
 /** PostgreSQL's own words (message and detail: which key, which value), not the client's summary. */
 function pgMessage(err: unknown): string {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
-import { runStage, ok, DLQ_HEADERS, recordFailure, type Stage, type RunningStage } from '../../pipelines/runner.ts';
+import { runStage, ok, DLQ_HEADERS, recordFailure, isKafkaTransient, type Stage, type RunningStage } from '../../pipelines/runner.ts';
 import { conflictSink } from '../../pipelines/stage-conflicts.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
@@ -153,4 +153,16 @@ test('recordFailure: what the same record meets on every attempt, and nothing el
   for (const transient of ['40P01', '40001', '57P01', '08006', '53300', '42703', '28P01']) assert.equal(recordFailure(pg(transient)), null, transient);
   assert.equal(recordFailure(Object.assign(new Error('x'), { name: 'KafkaJSConnectionError' })), null);
   assert.equal(recordFailure(new TypeError('bug')), null);
+});
+
+test('kafka errors: a broker hiccup is retried, a refusal about the setup stops the stage, one about the records is theirs', () => {
+  const kafka = (type: string, retriable: boolean) => Object.assign(new Error(type), { name: 'KafkaJSProtocolError', type, retriable });
+  assert.equal(isKafkaTransient(kafka('NOT_LEADER_FOR_PARTITION', true)), true);
+  assert.equal(isKafkaTransient(kafka('COORDINATOR_LOAD_IN_PROGRESS', true)), true);
+  assert.equal(isKafkaTransient(Object.assign(new Error('x'), { name: 'KafkaJSConnectionError' })), true);
+  // kafkajs names these KafkaJS* too: before, every one of them was retried forever, silently.
+  assert.equal(isKafkaTransient(kafka('TOPIC_AUTHORIZATION_FAILED', false)), false);
+  assert.equal(isKafkaTransient(kafka('UNSUPPORTED_VERSION', false)), false);
+  assert.equal(isKafkaTransient(kafka('MESSAGE_TOO_LARGE', false)), false);
+  assert.equal(recordFailure(kafka('TOPIC_AUTHORIZATION_FAILED', false)), null, 'not the records: stop loudly');
 });
