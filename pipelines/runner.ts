@@ -349,6 +349,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
   };
 
+  let unexpectedStreak = 0;
   const seen = { total: 0, byReason: {} as Record<string, number>, last: null as ReturnType<RunningStage['conflicts']>['last'] };
 
   /** The one record left of a chunk that fails for good: its dead letter (and its halt) instead of its outputs. */
@@ -377,12 +378,15 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
       try {
         await processChunk(topic, partition, chunk);
+        unexpectedStreak = 0;
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
         return true;
       } catch (caught) {
         let err = caught;
-        const failure = recordFailure(err);
+        // A bug of the stage met on one record (a TypeError, ...) is handled like a record that cannot
+        // be stored, unless it keeps happening record after record: then it is the stage, not the data.
+        const failure = recordFailure(err) ?? (unexpectedStreak < UNEXPECTED_STREAK_MAX ? unexpectedFailure(err) : null);
         if (failure && chunk.length > 1) {
           // Which record? Each one again as a chunk of its own; the others commit as usual.
           log.warn({ partition, offset: chunk[0]!.offset, records: chunk.length, reason: failure.reason, detail: failure.detail }, 'a record of the chunk cannot be stored; isolating it');
@@ -391,6 +395,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
         }
         if (failure) {
           try {
+            if (failure.reason === 'stage_error') unexpectedStreak++;
             await conflictOne(topic, partition, chunk[0]!, failure);
             ctl.resolveOffset(chunk[0]!.offset);
             await ctl.heartbeat().catch(() => {});
@@ -507,8 +512,26 @@ function pgMessage(err: unknown): string {
   return best;
 }
 
+/** Records in a row, each alone, on which the stage failed unexpectedly before the runner stops it (exit 70). */
+const UNEXPECTED_STREAK_MAX = 3;
+
+/**
+ * A plain exception of the stage's own code (not a PipelineError, not from PostgreSQL, the broker or
+ * the network): a bug met on this record. Dead-lettered as stage_error, once it is the only record
+ * left of its chunk; a streak of them stops the stage (see UNEXPECTED_STREAK_MAX).
+ */
+function unexpectedFailure(err: unknown): RecordFailure | null {
+  if (!(err instanceof Error) || err instanceof PipelineError || /^KafkaJS/.test(err.name)) return null;
+  // Anything that carries a system or server code, or names a connection, is about the infrastructure.
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    const x = e as { code?: unknown; name?: unknown };
+    if (typeof x.code === 'string' || typeof x.code === 'number' || /Connection|Terminated|Timeout|Abort|Socket|Network|Unavailable/i.test(String(x.name ?? ''))) return null;
+  }
+  return { reason: 'stage_error', detail: `${err.name}: ${err.message}`, pgCode: null, constraint: null };
+}
+
 export interface RecordFailure {
-  reason: 'state_conflict' | 'invalid_record' | 'record_too_large';
+  reason: 'state_conflict' | 'invalid_record' | 'record_too_large' | 'stage_error';
   detail: string;
   pgCode: string | null;
   constraint: string | null;

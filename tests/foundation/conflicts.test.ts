@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
-import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
+import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, waitFor, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
 import { runStage, ok, DLQ_HEADERS, recordFailure, isKafkaTransient, type Stage, type RunningStage } from '../../pipelines/runner.ts';
 import { conflictSink } from '../../pipelines/stage-conflicts.ts';
@@ -30,6 +30,8 @@ function probeStage(prefix: string, db: DatabasePool, conflict?: 'halt'): Stage<
     },
     persist: async (items) => {
       const ids = items.map(({ rec }) => (JSON.parse(rec.value.toString('utf8')) as { id: string }).id);
+      // A bug of the stage met on some records only.
+      if (ids.some((id) => id.startsWith('bug'))) (null as unknown as { boom(): void }).boom();
       // Idempotent for a replay of the same record (same id, same source), a conflict for another record holding the id.
       await db.query(sql.typeAlias('void')`
         INSERT INTO conflict_probe (id, source) SELECT * FROM unnest(${sql.array(ids, 'text')}::text[], ${sql.array(items.map(({ rec }) => `${rec.partition}/${rec.offset}`), 'text')}::text[])
@@ -165,4 +167,33 @@ test('kafka errors: a broker hiccup is retried, a refusal about the setup stops 
   assert.equal(isKafkaTransient(kafka('UNSUPPORTED_VERSION', false)), false);
   assert.equal(isKafkaTransient(kafka('MESSAGE_TOO_LARGE', false)), false);
   assert.equal(recordFailure(kafka('TOPIC_AUTHORIZATION_FAILED', false)), null, 'not the records: stop loudly');
+});
+
+test('an exception of the stage on one record dead-letters it (stage_error) and the rest flows; a streak of them stops the stage', async () => {
+  const { prefix, kafka, codec, db, send, cleanup } = await setup('bug');
+  const fatal: Error[] = [];
+  const running = await runStage(probeStage(prefix, db), {
+    kafka, codec, logger: testLogger, metrics: createMetrics(), clock: systemClock, groupId: prefix + 'probe', batchMax: 100, retryMaxMs: 500, onFatal: (e) => fatal.push(e), conflicts: conflictSink(db),
+  });
+  try {
+    await send([{ id: 'a' }, { id: 'bug-1' }, { id: 'b' }]);
+    await waitCaughtUp(kafka, prefix + 'probe', prefix + 'signals.raw');
+    assert.deepEqual(fatal, []);
+    const dead = await consumeToEnd(kafka, prefix + 'signals.dlq', 1);
+    assert.deepEqual(dead.map((m) => m.headers[DLQ_HEADERS.reason]), ['stage_error']);
+    assert.match(dead[0]!.headers[DLQ_HEADERS.detail] ?? '', /TypeError/);
+    // Record after record failing the same way: the stage, not the data. Three are dead-lettered, then it stops.
+    await send([{ id: 'bug-2' }, { id: 'bug-3' }, { id: 'bug-4' }, { id: 'bug-5' }]);
+    await waitFor('the stage to stop', () => fatal.length > 0, 60_000);
+    assert.equal(fatal.length, 1);
+    const after = await consumeToEnd(kafka, prefix + 'signals.dlq', 1);
+    assert.deepEqual(
+      after.map((m) => [m.headers[DLQ_HEADERS.reason], m.headers[DLQ_HEADERS.source]]),
+      [1, 3, 4, 5].map((o) => ['stage_error', `${prefix}signals.raw/0/${o}`]),
+      'bug-1, then bug-2 to bug-4 dead-lettered; bug-5 (offset 6) left uncommitted for whoever fixes the stage',
+    );
+  } finally {
+    await running.stop();
+    await cleanup();
+  }
 });
