@@ -56,8 +56,9 @@ export interface ExchangeOptions {
 }
 
 /**
- * Everything the exchange needs to continue exactly after a restart. It references live objects:
- * serialize it at once. Id streams are not part of it (they are keyed anew at every start).
+ * Everything the exchange needs to continue exactly after a restart. It references the exchange's
+ * live objects and arrays (no copies of the history): read it at once, never modify it. Id streams
+ * are not part of it (they are keyed anew at every start).
  */
 export interface ExchangeState {
   accounts: AccountState[];
@@ -99,6 +100,8 @@ export class Exchange {
   private readonly messageIds: Rng;
   private readonly accounts = new Map<string, Account>();
   private readonly orders = new Map<string, SimOrder>();
+  /** The same orders in the order they were accepted (the state file appends from its end). */
+  private readonly orderList: SimOrder[] = [];
   private readonly byLinkId = new Map<string, SimOrder>();
   private readonly open = new Set<SimOrder>();
   private readonly executions: Execution[] = [];
@@ -121,6 +124,7 @@ export class Exchange {
       for (const a of r.accounts) this.accounts.set(a.uid, Account.fromState(a));
       for (const o of r.orders) {
         this.orders.set(o.orderId, o);
+        this.orderList.push(o);
         if (o.orderLinkId) this.byLinkId.set(`${o.uid}\u0000${o.orderLinkId}`, o);
         if (isOpen(o)) this.open.add(o);
       }
@@ -135,7 +139,7 @@ export class Exchange {
   snapshot(): ExchangeState {
     return {
       accounts: [...this.accounts.values()].map((a) => a.snapshot()),
-      orders: [...this.orders.values()],
+      orders: this.orderList,
       executions: this.executions,
       seq: this.seq,
       lastTrade: Object.fromEntries(this.lastTrade),
@@ -273,8 +277,7 @@ export class Exchange {
 
   /** Every order ever accepted, oldest first (optionally one account's). */
   allOrders(uid?: string): SimOrder[] {
-    const all = [...this.orders.values()];
-    return uid ? all.filter((o) => o.uid === uid) : all;
+    return uid ? this.orderList.filter((o) => o.uid === uid) : [...this.orderList];
   }
 
   findOrder(uid: string, ref: { orderId?: string; orderLinkId?: string }): SimOrder | undefined {
@@ -471,6 +474,7 @@ export class Exchange {
       lockAmount: 0,
     };
     this.orders.set(o.orderId, o);
+    this.orderList.push(o);
     if (orderLinkId) this.byLinkId.set(`${uid}\u0000${orderLinkId}`, o);
 
     this.withPending(() => {

@@ -2,26 +2,34 @@
 // and the market position (price process, book consumption), so a restarted simulator continues
 // the same account as a real exchange would.
 //
-// Written safely: the JSON goes to a temporary file in the same directory, is fsynced, renamed over
-// the state file (atomic) and the directory is fsynced, so a kill -9 at any moment leaves either
-// the previous or the new state, never a torn file. Writes are coalesced: an account change is on
-// disk within `delayMs`, a market-only change (price steps) within `marketDelayMs`, and a write
-// never starts sooner after the previous one than ten times the main-thread time that one took
-// (snapshot + JSON), so the writer keeps under about a tenth of the event loop however large the
-// account grows. Close and process exit write the last state synchronously.
+// Two files, so a write costs what changed, not the whole history:
+//  - `state-<port>.json`, the snapshot: accounts, orders still open, the market, counters, and how
+//    many bytes of the history file belong to it. Written to a temporary file in the same
+//    directory, fsynced, renamed over the old one (atomic), directory fsynced: a kill -9 at any
+//    moment leaves the previous or the new snapshot, never a torn one.
+//  - `state-<port>.history.jsonl`, append-only: one line per accepted order ({"o":...}), its final
+//    version once it closes if it was logged open ({"f":...}), and one per execution ({"e":...}),
+//    after a header line naming the account. Appended and fdatasynced before the snapshot that
+//    counts it is renamed into place; whatever lies beyond the snapshot's byte count (a write cut
+//    short by a kill) is ignored and cut off at the next start.
+// Writes are coalesced: an account change is on disk within `delayMs`, a market-only change (price
+// steps) within `marketDelayMs`, and a write never starts sooner after the previous one than ten
+// times the main-thread time its snapshot JSON took. Close and process exit write the last state
+// synchronously.
 //
-// An unreadable file is never replaced by a fresh account on a guess: loading refuses with the
+// An unreadable state is never replaced by a fresh account on a guess: loading refuses with the
 // path, the reason, and how to start fresh on purpose.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { FatalError } from '../runtime/errors.ts';
 import type { AccountState, CoinBalance, Position } from './accounts.ts';
 import type { ExchangeState, IdKey } from './exchange.ts';
-import type { SimOrder } from './orders.ts';
+import { isOpen, type SimOrder } from './orders.ts';
 import type { PriceState } from './price-process.ts';
 import type { RngState } from './rng.ts';
 import type { Execution } from './views.ts';
@@ -30,11 +38,16 @@ export const STATE_FORMAT = 'bybit-sim-state';
 export const STATE_VERSION = 1;
 
 /** How to start fresh on purpose, for error messages. */
-export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old file is kept as <file>.bak)';
+export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old files are kept as state-<port>.bak.json and .bak.history.jsonl)';
 
 /** `<stackDir>/sim/state-<port>.json`: one paper account per simulator port. */
 export function defaultStateFile(stackDir: string, port: number): string {
   return join(stackDir, 'sim', `state-${port}.json`);
+}
+
+/** The append-only history beside a state file. */
+export function historyFileOf(file: string): string {
+  return `${file.replace(/\.json$/, '')}.history.jsonl`;
 }
 
 /** A new instance nonce: 16 random bytes, hex. */
@@ -48,16 +61,36 @@ export function idKey(nonce: string): IdKey {
   return [h.readUInt32LE(0), h.readUInt32LE(4), h.readUInt32LE(8), h.readUInt32LE(12)];
 }
 
-export interface SimStateFile {
-  format: typeof STATE_FORMAT;
-  version: typeof STATE_VERSION;
+/** Who the account is, independent of what it holds. */
+export interface StateMeta {
+  /** Random id of the account, also in the history file's header (the two must belong together). */
+  accountId: string;
   /** Exchange time the account was opened. */
   createdAt: number;
-  /** Exchange time of this snapshot. */
-  savedAt: number;
   seed: number;
   /** Every start of the simulator on this account: its instance nonce and exchange time. */
   instances: Array<{ nonce: string; startedAt: number }>;
+}
+
+/** The snapshot file. */
+export interface SavedState extends StateMeta {
+  format: typeof STATE_FORMAT;
+  version: typeof STATE_VERSION;
+  /** Exchange time of this snapshot. */
+  savedAt: number;
+  /** The prefix of the history file that belongs to this snapshot. */
+  history: { bytes: number; lines: number };
+  counts: { orders: number; openOrders: number; executions: number };
+  exchange: Omit<ExchangeState, 'orders' | 'executions'> & {
+    /** Current versions of the orders whose last history line is not final (open ones). */
+    liveOrders: SimOrder[];
+  };
+}
+
+/** A state read back: the exchange's whole state and where the history file ends. */
+export interface LoadedState extends StateMeta {
+  file: string;
+  history: { bytes: number; lines: number };
   exchange: ExchangeState;
 }
 
@@ -92,44 +125,37 @@ const priceState: z.ZodType<PriceState> = z.object({
   series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)) })),
 });
 const pairs = z.array(z.tuple([num, num]));
-const exchangeState: z.ZodType<ExchangeState> = z.object({
-  accounts: z.array(accountState),
-  orders: z.array(order),
-  executions: z.array(execution),
-  seq: num,
-  lastTrade: z.record(z.object({ price: num, dir: z.string() })),
-  consumed: z.array(z.object({ key: z.string(), step: num, buy: pairs, sell: pairs })),
-  prices: priceState,
-});
-const stateFile: z.ZodType<SimStateFile> = z.object({
+const count = z.number().int().min(0);
+const savedState: z.ZodType<SavedState> = z.object({
   format: z.literal(STATE_FORMAT),
   version: z.literal(STATE_VERSION),
+  accountId: z.string().min(1),
   createdAt: num,
   savedAt: num,
   seed: num,
   instances: z.array(z.object({ nonce: z.string(), startedAt: num })),
-  exchange: exchangeState,
+  history: z.object({ bytes: count, lines: count }),
+  counts: z.object({ orders: count, openOrders: count, executions: count }),
+  exchange: z.object({
+    accounts: z.array(accountState),
+    seq: num,
+    lastTrade: z.record(z.object({ price: num, dir: z.string() })),
+    consumed: z.array(z.object({ key: z.string(), step: num, buy: pairs, sell: pairs })),
+    prices: priceState,
+    liveOrders: z.array(order),
+  }),
 });
+const header = z.object({ h: z.object({ format: z.literal(STATE_FORMAT), accountId: z.string() }) });
+// One schema per kind of line, chosen by its key (a union would try each in turn, and history
+// files are long).
+const historyLine = { o: z.object({ o: order }).strict(), f: z.object({ f: order }).strict(), e: z.object({ e: execution }).strict() } as const;
+type HistoryLine = { o: SimOrder } | { f: SimOrder } | { e: Execution };
 
 function unusable(file: string, reason: string): FatalError {
-  return new FatalError('sim_state_unreadable', `simulator state file ${file} cannot be used: ${reason}. The simulator does not replace an account it cannot read; to start a fresh paper account on purpose: ${FRESH_HINT.replace('<file>', file)}`);
+  return new FatalError('sim_state_unreadable', `simulator state file ${file} cannot be used: ${reason}. The simulator does not replace an account it cannot read; to start a fresh paper account on purpose: ${FRESH_HINT}`);
 }
 
-/** References the state must keep (an order of an unknown account could never be served). */
-function consistencyProblem(s: SimStateFile): string | undefined {
-  const uids = new Set(s.exchange.accounts.map((a) => a.uid));
-  const ids = new Set<string>();
-  for (const o of s.exchange.orders) {
-    if (!uids.has(o.uid)) return `order ${o.orderId} belongs to uid ${o.uid}, which has no account`;
-    if (ids.has(o.orderId)) return `orderId ${o.orderId} appears twice`;
-    ids.add(o.orderId);
-  }
-  for (const e of s.exchange.executions) if (!ids.has(e.orderId)) return `execution ${e.execId} refers to unknown order ${e.orderId}`;
-  return undefined;
-}
-
-/** The state in `file`, or undefined when there is no file. Anything unreadable throws (FatalError). */
-export function loadStateFile(file: string): SimStateFile | undefined {
+function readSnapshot(file: string): SavedState | undefined {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -146,23 +172,84 @@ export function loadStateFile(file: string): SimStateFile | undefined {
   const head = json as { format?: unknown; version?: unknown } | null;
   if (head?.format !== STATE_FORMAT) throw unusable(file, `not a simulator state file (format ${JSON.stringify(head?.format)}, expected "${STATE_FORMAT}")`);
   if (head.version !== STATE_VERSION) throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads version ${STATE_VERSION}`);
-  const r = stateFile.safeParse(json);
+  const r = savedState.safeParse(json);
   if (!r.success) throw unusable(file, `invalid content: ${r.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  const problem = consistencyProblem(r.data);
-  if (problem) throw unusable(file, `inconsistent content: ${problem}`);
   return r.data;
 }
 
-/** A fresh account on purpose: the old file (if any) becomes `<file>.bak`. */
-export function setAside(file: string): string | undefined {
-  if (!existsSync(file)) return undefined;
-  renameSync(file, `${file}.bak`);
-  fsyncDirSync(dirname(file));
-  return `${file}.bak`;
+/** References the state must keep (an order of an unknown account could never be served). */
+function consistencyProblem(s: ExchangeState): string | undefined {
+  const uids = new Set(s.accounts.map((a) => a.uid));
+  const ids = new Set<string>();
+  for (const o of s.orders) {
+    if (!uids.has(o.uid)) return `order ${o.orderId} belongs to uid ${o.uid}, which has no account`;
+    if (ids.has(o.orderId)) return `orderId ${o.orderId} appears twice`;
+    ids.add(o.orderId);
+  }
+  for (const e of s.executions) if (!ids.has(e.orderId)) return `execution ${e.execId} refers to unknown order ${e.orderId}`;
+  return undefined;
+}
+
+/** The account in `file` (and its history file), or undefined when there is none. Anything unreadable throws (FatalError). */
+export function loadState(file: string): LoadedState | undefined {
+  const snap = readSnapshot(file);
+  if (!snap) return undefined;
+  const hfile = historyFileOf(file);
+  let raw: Buffer;
+  try {
+    raw = readFileSync(hfile);
+  } catch (e) {
+    throw unusable(file, `its history file ${hfile} cannot be read (${(e as Error).message})`);
+  }
+  if (raw.length < snap.history.bytes) throw unusable(file, `its history file ${hfile} holds ${raw.length} bytes, the snapshot counts ${snap.history.bytes}`);
+  const lines = raw.subarray(0, snap.history.bytes).toString('utf8').split('\n');
+  if (lines.pop() !== '' || lines.length !== snap.history.lines) throw unusable(file, `its history file ${hfile} does not end where the snapshot says (${snap.history.lines} lines in ${snap.history.bytes} bytes)`);
+  const parse = (i: number) => {
+    try {
+      return JSON.parse(lines[i]!) as unknown;
+    } catch (e) {
+      throw unusable(file, `line ${i + 1} of ${hfile} is not JSON (${(e as Error).message})`);
+    }
+  };
+  const h = header.safeParse(parse(0));
+  if (!h.success || h.data.h.accountId !== snap.accountId) throw unusable(file, `${hfile} is not the history of this account (${snap.accountId})`);
+  const orders: SimOrder[] = [];
+  const at = new Map<string, number>();
+  const executions: Execution[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const json = parse(i);
+    const kind = json && typeof json === 'object' ? Object.keys(json)[0] : undefined;
+    if (kind !== 'o' && kind !== 'f' && kind !== 'e') throw unusable(file, `line ${i + 1} of ${hfile} is neither an order nor an execution`);
+    const r = historyLine[kind].safeParse(json);
+    if (!r.success) throw unusable(file, `line ${i + 1} of ${hfile}: ${r.error.issues.slice(0, 3).map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`);
+    const l = r.data as HistoryLine;
+    if ('o' in l) {
+      at.set(l.o.orderId, orders.length);
+      orders.push(l.o);
+    } else if ('f' in l) {
+      const k = at.get(l.f.orderId);
+      if (k === undefined) throw unusable(file, `line ${i + 1} of ${hfile} closes order ${l.f.orderId}, which it never opened`);
+      orders[k] = l.f;
+    } else executions.push(l.e);
+  }
+  for (const o of snap.exchange.liveOrders) {
+    const k = at.get(o.orderId);
+    if (k === undefined) throw unusable(file, `live order ${o.orderId} is not in ${hfile}`);
+    orders[k] = o;
+  }
+  const { liveOrders: _live, ...market } = snap.exchange;
+  const exchange: ExchangeState = { ...market, orders, executions };
+  const problem = consistencyProblem(exchange);
+  if (problem) throw unusable(file, `inconsistent content: ${problem}`);
+  if (orders.length !== snap.counts.orders || executions.length !== snap.counts.executions) {
+    throw unusable(file, `the history holds ${orders.length} orders and ${executions.length} executions, the snapshot counts ${snap.counts.orders} and ${snap.counts.executions}`);
+  }
+  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, exchange };
 }
 
 export interface StateSummary {
   file: string;
+  accountId: string;
   createdAt: number;
   savedAt: number;
   uids: string[];
@@ -172,17 +259,29 @@ export interface StateSummary {
   starts: number;
 }
 
-export function summarize(file: string, s: SimStateFile): StateSummary {
-  return {
-    file,
-    createdAt: s.createdAt,
-    savedAt: s.savedAt,
-    uids: s.exchange.accounts.map((a) => a.uid),
-    orders: s.exchange.orders.length,
-    openOrders: s.exchange.orders.filter((o) => o.orderStatus === 'New' || o.orderStatus === 'PartiallyFilled').length,
-    executions: s.exchange.executions.length,
-    starts: s.instances.length,
-  };
+/** What `stack:status` shows, from the snapshot alone (the history is not read). */
+export function readStateSummary(file: string): StateSummary | undefined {
+  const s = readSnapshot(file);
+  if (!s) return undefined;
+  return { file, accountId: s.accountId, createdAt: s.createdAt, savedAt: s.savedAt, uids: s.exchange.accounts.map((a) => a.uid), ...s.counts, starts: s.instances.length };
+}
+
+/** Where setAside() keeps an account: `state-<port>.bak.json` (and its history), loadable as is. */
+export function backupFileOf(file: string): string {
+  return /\.json$/.test(file) ? file.replace(/\.json$/, '.bak.json') : `${file}.bak`;
+}
+
+/** A fresh account on purpose: the old files (if any) become the backup (one generation). Returns what was kept. */
+export function setAside(file: string): string[] {
+  const bak = backupFileOf(file);
+  const kept: string[] = [];
+  for (const [from, to] of [[file, bak], [historyFileOf(file), historyFileOf(bak)]] as const) {
+    if (!existsSync(from)) continue;
+    renameSync(from, to);
+    kept.push(to);
+  }
+  if (kept.length) fsyncDirSync(dirname(file));
+  return kept;
 }
 
 function fsyncDirSync(dir: string): void {
@@ -192,6 +291,12 @@ function fsyncDirSync(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+function writeAllSync(fd: number, text: string): number {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+  return buf.length;
 }
 
 /** Temporary files a killed writer may have left beside `file`. */
@@ -207,20 +312,27 @@ function strayTemps(file: string): string[] {
 export interface StateWriterStats {
   writes: number;
   failures: number;
-  /** Size of the last file written, bytes. */
-  bytes: number;
-  /** Main-thread time of the last snapshot + serialisation, ms. */
+  /** Size of the last snapshot written, bytes. */
+  snapshotBytes: number;
+  /** Size of the history file, bytes. */
+  historyBytes: number;
+  /** Main-thread time of the last write (snapshot, JSON, history append), ms. */
   lastSerializeMs: number;
-  /** Wall time of the last write, snapshot to rename, ms. */
+  /** Wall time of the last write until the snapshot was renamed into place, ms. */
   lastWriteMs: number;
-  /** Main-thread time of every snapshot + serialisation so far, ms. */
+  /** Main-thread time of every write so far, ms. */
   totalSerializeMs: number;
 }
 
 export interface StateWriterOptions {
   file: string;
-  /** The state to write, serialised at once. */
-  snapshot: () => SimStateFile;
+  meta: StateMeta;
+  /** The exchange's state, read at once. */
+  exchange: () => ExchangeState;
+  /** Exchange time, for savedAt. */
+  now: () => number;
+  /** The state this writer continues (loadState()); unset: a new account. */
+  resume?: LoadedState;
   /** An account change is on disk within this, ms. Default 200. */
   delayMs?: number;
   /** A market-only change (price steps) is on disk within this, ms. Default 30000. */
@@ -228,12 +340,18 @@ export interface StateWriterOptions {
   logger?: Logger;
 }
 
-/** Coalescing, crash-safe writer of one state file. */
+/** Coalescing, crash-safe writer of one account's snapshot and history files. */
 export class StateWriter {
-  readonly stats: StateWriterStats = { writes: 0, failures: 0, bytes: 0, lastSerializeMs: 0, lastWriteMs: 0, totalSerializeMs: 0 };
+  readonly stats: StateWriterStats = { writes: 0, failures: 0, snapshotBytes: 0, historyBytes: 0, lastSerializeMs: 0, lastWriteMs: 0, totalSerializeMs: 0 };
   private readonly delayMs: number;
   private readonly marketDelayMs: number;
-  private dirty = false;
+  private readonly historyFd: number;
+  /** History appended so far: orders and executions logged, and orders logged while open. */
+  private loggedOrders = 0;
+  private loggedExecs = 0;
+  private historyLines = 0;
+  private readonly live = new Set<SimOrder>();
+  private dirty = true;
   private writing = false;
   private stopped = false;
   private timer?: NodeJS.Timeout;
@@ -242,13 +360,35 @@ export class StateWriter {
   private gen = 0;
   private landed = 0;
   private lastEnd = 0;
+  /** Main-thread time of the last snapshot JSON alone (what every write repeats). */
+  private lastSnapshotMs = 0;
   private tmpSeq = 0;
 
   constructor(private readonly opts: StateWriterOptions) {
     this.delayMs = opts.delayMs ?? 200;
     this.marketDelayMs = opts.marketDelayMs ?? 30_000;
-    mkdirSync(dirname(opts.file), { recursive: true });
+    const dir = dirname(opts.file);
+    mkdirSync(dir, { recursive: true });
     for (const t of strayTemps(opts.file)) rmSync(t, { force: true });
+    const hfile = historyFileOf(opts.file);
+    const r = opts.resume;
+    if (r) {
+      // Lines past the snapshot's count come from a write that never completed: cut them off.
+      truncateSync(hfile, r.history.bytes);
+      this.historyFd = openSync(hfile, 'a');
+      this.stats.historyBytes = r.history.bytes;
+      this.historyLines = r.history.lines;
+      this.loggedOrders = r.exchange.orders.length;
+      this.loggedExecs = r.exchange.executions.length;
+      for (const o of r.exchange.orders) if (isOpen(o)) this.live.add(o);
+    } else {
+      setAside(opts.file); // a history without its snapshot is kept, not appended to
+      this.historyFd = openSync(hfile, 'a');
+      this.stats.historyBytes = writeAllSync(this.historyFd, `${JSON.stringify({ h: { format: STATE_FORMAT, accountId: opts.meta.accountId } })}\n`);
+      this.historyLines = 1;
+      fdatasyncSync(this.historyFd);
+      fsyncDirSync(dir);
+    }
   }
 
   /** Something changed; `account`: an account change (short delay), else market only. */
@@ -259,8 +399,9 @@ export class StateWriter {
   }
 
   private schedule(delay: number): void {
-    // The main-thread part of a write is its serialisation; the disk part runs off the event loop.
-    const earliest = this.lastEnd + 10 * this.stats.lastSerializeMs;
+    // What every write repeats is the snapshot's JSON (the history part is proportional to what
+    // changed, and the disk part runs off the event loop): keep that under a tenth of the loop.
+    const earliest = this.lastEnd + 10 * this.lastSnapshotMs;
     const at = Math.max(performance.now() + delay, earliest);
     if (this.timer && this.timerAt <= at) return;
     if (this.timer) clearTimeout(this.timer);
@@ -273,9 +414,49 @@ export class StateWriter {
     this.timer.unref();
   }
 
-  private serialize(): { text: string; gen: number } {
+  /**
+   * Append the history since the last write (synchronously: appends never interleave) and return
+   * the snapshot that counts it.
+   */
+  private prepare(): { text: string; gen: number } {
     const t0 = performance.now();
-    const text = JSON.stringify(this.opts.snapshot());
+    const ex = this.opts.exchange();
+    const lines: string[] = [];
+    const closed = [...this.live].filter((o) => !isOpen(o));
+    for (const o of closed) lines.push(JSON.stringify({ f: o }));
+    const opened: SimOrder[] = [];
+    for (const o of ex.orders.slice(this.loggedOrders)) {
+      lines.push(JSON.stringify({ o }));
+      if (isOpen(o)) opened.push(o);
+    }
+    for (const e of ex.executions.slice(this.loggedExecs)) lines.push(JSON.stringify({ e }));
+    if (lines.length) {
+      try {
+        this.stats.historyBytes += writeAllSync(this.historyFd, `${lines.join('\n')}\n`);
+      } catch (err) {
+        // A partial append must not stay in front of the next one.
+        ftruncateSync(this.historyFd, this.stats.historyBytes);
+        throw err;
+      }
+      this.historyLines += lines.length;
+      this.loggedOrders = ex.orders.length;
+      this.loggedExecs = ex.executions.length;
+      for (const o of closed) this.live.delete(o);
+      for (const o of opened) this.live.add(o);
+    }
+    const tSnap = performance.now();
+    const { orders: _o, executions: _e, ...market } = ex;
+    const snap: SavedState = {
+      format: STATE_FORMAT,
+      version: STATE_VERSION,
+      ...this.opts.meta,
+      savedAt: this.opts.now(),
+      history: { bytes: this.stats.historyBytes, lines: this.historyLines },
+      counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length },
+      exchange: { ...market, liveOrders: [...this.live] },
+    };
+    const text = JSON.stringify(snap);
+    this.lastSnapshotMs = performance.now() - tSnap;
     const ms = performance.now() - t0;
     this.stats.lastSerializeMs = ms;
     this.stats.totalSerializeMs += ms;
@@ -290,7 +471,7 @@ export class StateWriter {
   private landedAt(gen: number, bytes: number, t0: number): void {
     this.landed = gen;
     this.stats.writes++;
-    this.stats.bytes = bytes;
+    this.stats.snapshotBytes = bytes;
     this.stats.lastWriteMs = performance.now() - t0;
     this.lastEnd = performance.now();
   }
@@ -298,9 +479,10 @@ export class StateWriter {
   private async writeAsync(): Promise<void> {
     this.writing = true;
     const t0 = performance.now();
-    const { text, gen } = this.serialize();
     const tmp = this.tmpName();
     try {
+      const { text, gen } = this.prepare();
+      await promisify(fdatasync)(this.historyFd);
       const fh = await open(tmp, 'w');
       try {
         await fh.writeFile(text);
@@ -308,7 +490,7 @@ export class StateWriter {
       } finally {
         await fh.close();
       }
-      // Rename in this same turn as the check: a synchronous flush in between cannot be overtaken.
+      // Checked and renamed in one turn: a synchronous flush in between cannot be overtaken.
       if (gen < this.landed) {
         await rm(tmp, { force: true });
         return;
@@ -334,26 +516,26 @@ export class StateWriter {
 
   /** Write the current state now, synchronously, unless what is on disk is already current. */
   flushSync(): void {
-    if (!this.dirty && this.landed === this.gen && this.gen > 0) return;
+    if (!this.dirty && this.landed === this.gen) return;
     const t0 = performance.now();
-    const { text, gen } = this.serialize();
     const tmp = this.tmpName();
     try {
+      const { text, gen } = this.prepare();
+      fdatasyncSync(this.historyFd);
       const fd = openSync(tmp, 'w');
       try {
-        const buf = Buffer.from(text);
-        for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+        writeAllSync(fd, text);
         fsyncSync(fd);
       } finally {
         closeSync(fd);
       }
       renameSync(tmp, this.opts.file);
+      this.landedAt(gen, Buffer.byteLength(text), t0);
     } catch (err) {
       this.dirty = true;
       rmSync(tmp, { force: true });
       throw err;
     }
-    this.landedAt(gen, Buffer.byteLength(text), t0);
     fsyncDirSync(dirname(this.opts.file));
   }
 
@@ -363,4 +545,15 @@ export class StateWriter {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
+
+  /** After the last flushSync. */
+  close(): void {
+    this.stop();
+    closeSync(this.historyFd);
+  }
+}
+
+/** A new account's identity. */
+export function newAccountId(): string {
+  return randomBytes(8).toString('hex');
 }

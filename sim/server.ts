@@ -13,7 +13,7 @@ import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
 import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
-import { idKey, loadStateFile, newInstanceNonce, setAside, StateWriter, STATE_FORMAT, STATE_VERSION, summarize, type SimStateFile, type StateWriterStats } from './persistence.ts';
+import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { createRestHandler } from './rest-server.ts';
@@ -68,6 +68,8 @@ export interface SimulatorOptions {
 export interface SimAccountInfo {
   /** The state file, or undefined when the simulator keeps its state in memory only. */
   stateFile?: string;
+  /** Random id of the paper account (new with every fresh or in-memory account). */
+  accountId: string;
   /** Exchange time the account was opened (this start, for a fresh or in-memory account). */
   createdAt: number;
   /** Starts of the simulator on this account, this one included. */
@@ -116,13 +118,13 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   for (const a of opts.accounts ?? []) if (!uids.includes(a.uid)) accounts.push(a);
 
   const nonce = opts.instanceNonce ?? newInstanceNonce();
-  const saved = opts.stateFile && !opts.fresh ? loadStateFile(opts.stateFile) : undefined;
+  const saved = opts.stateFile && !opts.fresh ? loadState(opts.stateFile) : undefined;
   if (saved?.instances.some((i) => i.nonce === nonce)) {
     throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
   }
   const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
   const startedAt = saved?.createdAt ?? clock.now();
-  const instances = [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }];
+  const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
   const limiter = new RateLimiter(opts.rateLimits ?? {}, clock);
   const faults = new FaultController(seed, opts.faults ?? {}, () => clock.now());
@@ -157,14 +159,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   if (opts.stateFile) {
     const file = opts.stateFile;
     try {
-      const old = opts.fresh ? setAside(file) : undefined;
-      if (opts.fresh) logger.info({ file, kept: old }, 'simulator: fresh paper account');
-      writer = new StateWriter({
-        file,
-        delayMs: opts.stateSaveMs,
-        logger,
-        snapshot: (): SimStateFile => ({ format: STATE_FORMAT, version: STATE_VERSION, createdAt: startedAt, savedAt: clock.now(), seed, instances, exchange: exchange.snapshot() }),
-      });
+      if (opts.fresh) logger.info({ file, kept: setAside(file) }, 'simulator: fresh paper account');
+      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
       writer.flushSync();
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -172,7 +168,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     }
     unsubscribe = exchange.on((e) => writer!.changed(e.type === 'private'));
     process.on('exit', onExit);
-    if (saved) logger.info(summarize(file, saved), 'simulator: paper account restored');
+    if (saved) logger.info({ file, accountId: meta.accountId, orders: saved.exchange.orders.length, executions: saved.exchange.executions.length, starts: meta.instances.length }, 'simulator: paper account restored');
   }
 
   const autoTick = opts.autoTick ?? opts.clock === undefined;
@@ -239,7 +235,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     },
     wsConnections: () => ws.connections(),
     accountInfo() {
-      return { stateFile: opts.stateFile, createdAt: startedAt, starts: instances.length, instanceNonce: nonce, writer: writer ? { ...writer.stats } : undefined };
+      return { stateFile: opts.stateFile, accountId: meta.accountId, createdAt: startedAt, starts: meta.instances.length, instanceNonce: nonce, writer: writer ? { ...writer.stats } : undefined };
     },
     save() {
       writer?.flushSync();
@@ -257,6 +253,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       writer?.stop();
       process.off('exit', onExit);
       writer?.flushSync();
+      writer?.close();
     },
   };
   return sim;

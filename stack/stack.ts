@@ -20,7 +20,7 @@ import { RetriableError } from '../runtime/errors.ts';
 import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { tcpOpen, pidAlive } from './net.ts';
 import { ROOT } from './paths.ts';
-import { defaultStateFile, loadStateFile, summarize, type StateSummary } from '../sim/persistence.ts';
+import { defaultStateFile, readStateSummary, type StateSummary } from '../sim/persistence.ts';
 
 export { ROOT };
 
@@ -352,7 +352,7 @@ export const STACK_COMPONENTS = ['kafka', 'schema-registry', 'postgresql', 'rabb
 
 function accountDetail(s: Omit<StateSummary, 'savedAt'> & { savedAt?: number }): string {
   const saved = s.savedAt === undefined ? '' : `, saved ${new Date(s.savedAt).toISOString()}`;
-  return `account uid ${s.uids.join(',')} created ${new Date(s.createdAt).toISOString()}, ${s.orders} orders (${s.openOrders} open), ${s.executions} executions, ${s.starts} starts${saved}, state ${s.file}`;
+  return `account ${s.accountId} uid ${s.uids.join(',')} created ${new Date(s.createdAt).toISOString()}, ${s.orders} orders (${s.openOrders} open), ${s.executions} executions, ${s.starts} starts${saved}, state ${s.file}`;
 }
 
 /**
@@ -366,17 +366,17 @@ async function simulatorStatus(cfg: Config, stackDir: string): Promise<{ compone
   if (up) {
     try {
       const r = await fetch(`http://${where}/sim/state`, { signal: AbortSignal.timeout(3000) });
-      const st = ((await r.json()) as { result: { orders: { total: number; open: number }; executions: number; accounts: Array<{ uid: string }>; account?: { stateFile?: string; createdAt: number; starts: number } } }).result;
+      const st = ((await r.json()) as { result: { orders: { total: number; open: number }; executions: number; accounts: Array<{ uid: string }>; account?: { stateFile?: string; accountId: string; createdAt: number; starts: number } } }).result;
       const a = st.account;
-      const detail = accountDetail({ file: a?.stateFile ?? 'none (in memory only)', createdAt: a?.createdAt ?? 0, uids: st.accounts.map((x) => x.uid), orders: st.orders.total, openOrders: st.orders.open, executions: st.executions, starts: a?.starts ?? 1 });
+      const detail = accountDetail({ file: a?.stateFile ?? 'none (in memory only)', accountId: a?.accountId ?? '?', createdAt: a?.createdAt ?? 0, uids: st.accounts.map((x) => x.uid), orders: st.orders.total, openOrders: st.orders.open, executions: st.executions, starts: a?.starts ?? 1 });
       return { component: 'simulator', where, state: 'up', detail };
     } catch (e) {
       return { component: 'simulator', where, state: 'up', detail: `something answers but not as the simulator (${(e as Error).message}); state file ${file}` };
     }
   }
   try {
-    const saved = loadStateFile(file);
-    return { component: 'simulator', where, state: 'down', detail: saved ? accountDetail(summarize(file, saved)) : `no paper account yet (npm start / npm run sim opens one in ${file})` };
+    const saved = readStateSummary(file);
+    return { component: 'simulator', where, state: 'down', detail: saved ? accountDetail(saved) : `no paper account yet (npm start / npm run sim opens one in ${file})` };
   } catch (e) {
     return { component: 'simulator', where, state: 'down', detail: (e as Error).message };
   }

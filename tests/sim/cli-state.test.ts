@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { RestClientV5 } from 'bybit-api';
 import { loadConfig } from '../../runtime/config.ts';
+import { backupFileOf } from '../../sim/persistence.ts';
 import { ROOT } from '../../stack/paths.ts';
 import { stackStatus } from '../../stack/stack.ts';
 import { KEY, SECRET } from './helpers.ts';
@@ -69,13 +70,13 @@ test('npm run sim continues its paper account across restarts; --fresh-account o
     assert.equal(resting.retCode, 0);
     const up = await simRow();
     assert.equal(up.state, 'up');
-    assert.match(up.detail, /account uid 1000001 created .*, 2 orders \(1 open\), [1-9]\d* executions, 1 starts, state /);
+    assert.match(up.detail, /account [0-9a-f]{16} uid 1000001 created .*, 2 orders \(1 open\), [1-9]\d* executions, 1 starts, state /);
     assert.ok(up.detail.endsWith(file), up.detail);
     await stop(run);
 
     const down = await simRow();
     assert.equal(down.state, 'down');
-    assert.match(down.detail, /account uid 1000001 created .*, 2 orders \(1 open\), .* 1 starts, saved .*, state /);
+    assert.match(down.detail, /account [0-9a-f]{16} uid 1000001 created .*, 2 orders \(1 open\), .* 1 starts, saved .*, state /);
 
     run = await runSim(env);
     const open = (await rest.getActiveOrders({ category: 'linear', orderLinkId: 'cli-rest' })).result.list[0]!;
@@ -86,7 +87,7 @@ test('npm run sim continues its paper account across restarts; --fresh-account o
     run = await runSim(env, ['--fresh-account']);
     assert.deepEqual((await rest.getHistoricOrders({ category: 'linear' })).result.list, [], 'a fresh account has no orders');
     assert.match((await simRow()).detail, /0 orders \(0 open\), 0 executions, 1 starts/);
-    assert.ok(existsSync(`${file}.bak`), 'the old account is kept aside');
+    assert.ok(existsSync(backupFileOf(file)), 'the old account is kept aside');
     await stop(run);
 
     writeFileSync(file, '{"format":"bybit-sim-state","version":1,"createdAt":');

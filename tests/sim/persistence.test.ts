@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { RestClientV5 } from 'bybit-api';
 import { ManualClock } from '../../runtime/clock.ts';
-import { loadStateFile } from '../../sim/persistence.ts';
+import { backupFileOf, historyFileOf, loadState } from '../../sim/persistence.ts';
 import { startSimulator, type Simulator } from '../../sim/server.ts';
 import { restClient, T0 } from './helpers.ts';
 
@@ -165,7 +165,7 @@ test('kill -9 during a storm of writes leaves a state file that loads, and the n
       assert.equal(await exited, 'SIGKILL');
       assert.ok(writes >= 8, `round ${round}: ${writes} writes before the kill`);
       assert.equal(restored, lastLoaded, `round ${round}: the child started from the last state on disk`);
-      const s = loadStateFile(file);
+      const s = loadState(file);
       assert.ok(s, 'the file is there');
       assert.ok(s.exchange.orders.length > lastLoaded, `round ${round}: ${s.exchange.orders.length} orders on disk, ${lastLoaded} before`);
       assert.equal(s.instances.length, round + 1);
@@ -215,7 +215,7 @@ test('no id repeats: two starts from the same seed without a file, and a restart
   }
 });
 
-test('fresh account on purpose: default balances, no orders, the old file kept as .bak', async () => {
+test('fresh account on purpose: default balances, no orders, the old account kept as the backup', async () => {
   const dir = tmp();
   const file = join(dir, 'state.json');
   try {
@@ -235,8 +235,8 @@ test('fresh account on purpose: default balances, no orders, the old file kept a
       assert.deepEqual((await c.getHistoricOrders({ category: 'linear' })).result.list, []);
       const usdt = (await c.getWalletBalance({ accountType: 'UNIFIED', coin: 'USDT' })).result.list[0]!.coin[0]!;
       assert.equal(Number(usdt.walletBalance), 100000);
-      assert.equal(loadStateFile(`${file}.bak`)?.exchange.orders.length, oldOrders, 'the old account is kept aside');
-      assert.equal(loadStateFile(file)?.exchange.orders.length, 0, 'the fresh account is on disk at once');
+      assert.equal(loadState(backupFileOf(file))?.exchange.orders.length, oldOrders, 'the old account is kept aside, loadable');
+      assert.equal(loadState(file)?.exchange.orders.length, 0, 'the fresh account is on disk at once');
     } finally {
       await b.close();
     }
@@ -245,30 +245,55 @@ test('fresh account on purpose: default balances, no orders, the old file kept a
   }
 });
 
-test('an unreadable state file stops the start with the path, the reason and how to start fresh', async () => {
+test('an unreadable state stops the start with the path, the reason and how to start fresh', async () => {
   const dir = tmp();
   const file = join(dir, 'state.json');
+  const hfile = historyFileOf(file);
   try {
     const a = await startSimulator({ seed: 7, clock: new ManualClock(T0), stateFile: file });
-    await a.close();
+    try {
+      await trade(restClient(a), a, 'u');
+    } finally {
+      await a.close();
+    }
     const good = readFileSync(file, 'utf8');
-    const cases: Array<[string, string, RegExp]> = [
-      ['torn', good.slice(0, good.length / 2), /not JSON/],
-      ['empty', '', /not JSON/],
-      ['foreign', '{"hello":"world"}', /not a simulator state file/],
-      ['newer', good.replace('"version":1', '"version":99'), /state version 99/],
-      ['wrong shape', good.replace(/"seq":\d+/, '"seq":"x"'), /invalid content: exchange\.seq/],
+    const history = readFileSync(hfile, 'utf8');
+    const lines = history.split('\n');
+    const other = history.replace(/"accountId":"([0-9a-f]+)"/, (_m, id: string) => `"accountId":"${'x'.repeat(id.length)}"`); // same length: only the owner differs
+    const cases: Array<[string, string, string, RegExp]> = [
+      ['torn snapshot', good.slice(0, good.length / 2), history, /not JSON/],
+      ['empty snapshot', '', history, /not JSON/],
+      ['foreign snapshot', '{"hello":"world"}', history, /not a simulator state file/],
+      ['newer snapshot', good.replace('"version":1', '"version":99'), history, /state version 99/],
+      ['wrong shape', good.replace(/"seq":\d+/, '"seq":"x"'), history, /invalid content: exchange\.accounts\.0\.positions\.0\.seq: Expected number/],
+      ['history cut short', good, history.slice(0, history.length - 10), /history file .* holds \d+ bytes, the snapshot counts/],
+      ['history line garbled', good, [lines[0], lines[1]!.replace('"o":{', '"o":['), ...lines.slice(2)].join('\n'), /line 2 of .* is not JSON/],
+      ['history of another account', good, other, /not the history of this account/],
     ];
-    for (const [what, text, reason] of cases) {
+    for (const [what, text, hist, reason] of cases) {
       writeFileSync(file, text);
+      writeFileSync(hfile, hist);
       await assert.rejects(startSimulator({ seed: 7, stateFile: file }), (e: Error) => {
         assert.match(e.message, reason, what);
         assert.ok(e.message.includes(file), `${what}: names the file`);
         assert.match(e.message, /--fresh-account/, `${what}: says how to start fresh`);
         return true;
       });
-      assert.equal(readFileSync(file, 'utf8'), text, `${what}: the file is left as it was`);
-      assert.equal(existsSync(`${file}.bak`), false);
+      assert.equal(readFileSync(file, 'utf8'), text, `${what}: the snapshot is left as it was`);
+      assert.equal(readFileSync(hfile, 'utf8'), hist, `${what}: the history is left as it was`);
+      assert.equal(existsSync(backupFileOf(file)), false);
+    }
+    writeFileSync(file, good);
+    rmSync(hfile);
+    await assert.rejects(startSimulator({ seed: 7, stateFile: file }), /history file .* cannot be read/);
+
+    // Bytes past the snapshot's count (a write a kill cut short) are not an error: they are cut off.
+    writeFileSync(hfile, `${history}{"o":{"orderId":"half-writ`);
+    const b = await startSimulator({ seed: 7, stateFile: file });
+    try {
+      assert.equal(readFileSync(hfile, 'utf8'), history);
+    } finally {
+      await b.close();
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
