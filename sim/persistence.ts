@@ -352,7 +352,8 @@ export class StateWriter {
   private historyLines = 0;
   private readonly live = new Set<SimOrder>();
   private dirty = true;
-  private writing = false;
+  /** The write in flight, if any. */
+  private writing?: Promise<void>;
   private stopped = false;
   private timer?: NodeJS.Timeout;
   private timerAt = Infinity;
@@ -409,7 +410,7 @@ export class StateWriter {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.timerAt = Infinity;
-      if (!this.writing && this.dirty && !this.stopped) void this.writeAsync();
+      if (!this.writing && this.dirty && !this.stopped) this.writing = this.writeAsync().finally(() => this.afterWrite());
     }, Math.max(0, at - performance.now()));
     this.timer.unref();
   }
@@ -476,8 +477,12 @@ export class StateWriter {
     this.lastEnd = performance.now();
   }
 
+  private afterWrite(): void {
+    this.writing = undefined;
+    if (this.dirty && !this.stopped) this.schedule(this.delayMs);
+  }
+
   private async writeAsync(): Promise<void> {
-    this.writing = true;
     const t0 = performance.now();
     const tmp = this.tmpName();
     try {
@@ -508,9 +513,6 @@ export class StateWriter {
       this.dirty = true;
       this.opts.logger?.error({ err, file: this.opts.file }, 'simulator state not saved; retrying');
       await rm(tmp, { force: true }).catch(() => {});
-    } finally {
-      this.writing = false;
-      if (this.dirty && !this.stopped) this.schedule(this.delayMs);
     }
   }
 
@@ -546,9 +548,11 @@ export class StateWriter {
     this.timer = undefined;
   }
 
-  /** After the last flushSync. */
-  close(): void {
+  /** Let a write in flight finish, write the last state, close the history file. */
+  async close(): Promise<void> {
     this.stop();
+    await this.writing;
+    this.flushSync();
     closeSync(this.historyFd);
   }
 }

@@ -250,10 +250,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       });
       // Nothing can change the account any more: the last state goes to disk before close resolves.
       unsubscribe();
-      writer?.stop();
+      await writer?.close();
       process.off('exit', onExit);
-      writer?.flushSync();
-      writer?.close();
     },
   };
   return sim;
