@@ -53,7 +53,7 @@ export interface SimulatorOptions {
    * With a restored state, `balances` / `accounts` only open accounts the file does not hold.
    */
   stateFile?: string;
-  /** With `stateFile`: open a fresh account even if the file holds one (kept as `<file>.bak`). */
+  /** With `stateFile`: open a fresh account even if the file holds one (kept as the backup, see setAside()). */
   fresh?: boolean;
   /** With `stateFile`: an account change is on disk within this, ms. Default 200. */
   stateSaveMs?: number;
