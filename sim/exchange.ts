@@ -108,7 +108,7 @@ export class Exchange {
   private readonly consumed = new Map<string, { step: number; side: Record<Side, Consumed> }>();
   private readonly listeners = new Set<(e: ExchangeEvent) => void>();
   private readonly lastTrade = new Map<string, { price: number; dir: string }>();
-  private seq = 1000;
+  private seq: number;
   private pending: Pending | null = null;
 
   constructor(opts: ExchangeOptions) {
@@ -129,11 +129,13 @@ export class Exchange {
         if (isOpen(o)) this.open.add(o);
       }
       this.executions.push(...r.executions);
-      this.seq = r.seq;
       for (const [symbol, t] of Object.entries(r.lastTrade)) this.lastTrade.set(symbol, t);
       for (const c of r.consumed) this.consumed.set(c.key, { step: c.step, side: { Buy: new Map(c.buy), Sell: new Map(c.sell) } });
     }
     for (const a of opts.accounts) if (!this.accounts.has(a.uid)) this.addAccount(a);
+    // The execution/position sequence only grows, even over a stale or deleted state file: each
+    // start begins at its clock in microseconds (a run would need 1000 fills per ms to catch up).
+    this.seq = Math.max(r?.seq ?? 0, opts.clock.now() * 1000);
   }
 
   snapshot(): ExchangeState {

@@ -185,10 +185,12 @@ test('kill -9 during a storm of writes leaves a state file that loads, and the n
 });
 
 test('no id repeats: two starts from the same seed without a file, and a restart on a stale copy of the file', async () => {
-  const run = async (opts: { stateFile?: string }, tag: string) => {
-    const sim = await startSimulator({ seed: 7, clock: new ManualClock(T0), ...opts });
+  const seqs = new Map<string, number>();
+  const run = async (opts: { stateFile?: string }, tag: string, at = T0) => {
+    const sim = await startSimulator({ seed: 7, clock: new ManualClock(at), ...opts });
     try {
       await trade(restClient(sim), sim, tag);
+      for (const e of sim.exchange.allExecutions()) seqs.set(e.execId, e.seq);
       return idsOf(sim);
     } finally {
       await sim.close();
@@ -202,14 +204,16 @@ test('no id repeats: two starts from the same seed without a file, and a restart
   const dir = tmp();
   const file = join(dir, 'state.json');
   try {
-    const first = await run({ stateFile: file }, 'a');
+    const first = await run({ stateFile: file }, 'a', T0);
     copyFileSync(file, join(dir, 'stale.json'));
-    const second = await run({ stateFile: file }, 'b');
+    const second = await run({ stateFile: file }, 'b', T0 + 60_000);
     copyFileSync(join(dir, 'stale.json'), file); // the account goes back to before run 'b'
-    const third = await run({ stateFile: file }, 'b');
+    const third = await run({ stateFile: file }, 'b', T0 + 120_000);
     const fromThird = third.filter((id) => !first.includes(id));
     assert.ok(fromThird.length >= 7);
     assert.deepEqual(fromThird.filter((id) => second.includes(id)), [], 'the ids run b handed out (lost with the stale file) never come back');
+    const seqOf = (ids: string[]) => ids.map((id) => seqs.get(id)).filter((q) => q !== undefined);
+    assert.ok(Math.min(...seqOf(fromThird)) > Math.max(...seqOf(second)), 'and the execution sequence only grows');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
