@@ -22,6 +22,14 @@ export interface Position {
   seq: number;
 }
 
+/** An account as persisted: see Account.snapshot(). */
+export interface AccountState {
+  uid: string;
+  coins: Record<string, CoinBalance>;
+  positions: Position[];
+  leverage: Record<string, number>;
+}
+
 export class Account {
   readonly coins = new Map<string, CoinBalance>();
   readonly positions = new Map<string, Position>();
@@ -29,6 +37,23 @@ export class Account {
 
   constructor(readonly uid: string, balances: Record<string, number>) {
     for (const [coin, amount] of Object.entries(balances)) this.coin(coin).wallet = amount;
+  }
+
+  static fromState(s: AccountState): Account {
+    const a = new Account(s.uid, {});
+    for (const [coin, b] of Object.entries(s.coins)) a.coins.set(coin, { ...b });
+    for (const p of s.positions) a.positions.set(p.symbol, { ...p });
+    for (const [symbol, lev] of Object.entries(s.leverage)) a.leverage.set(symbol, lev);
+    return a;
+  }
+
+  snapshot(): AccountState {
+    return {
+      uid: this.uid,
+      coins: Object.fromEntries([...this.coins].map(([c, b]) => [c, { ...b }])),
+      positions: [...this.positions.values()].map((p) => ({ ...p })),
+      leverage: Object.fromEntries(this.leverage),
+    };
   }
 
   coin(c: string): CoinBalance {

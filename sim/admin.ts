@@ -1,6 +1,7 @@
 // Admin HTTP API under /sim/ on the simulator's own port (unauthenticated; the simulator binds to
 // loopback). Everything here is also available to embedding code through the Simulator object.
-//   GET    /sim/state                 prices, accounts (wallet, positions), counts, faults, ws connections
+//   GET    /sim/state                 prices, accounts (wallet, positions), counts, faults, ws connections,
+//                                     the paper account (state file, id, opened at, starts, writer figures)
 //   GET    /sim/orders[?uid=]         every order ever accepted (Bybit order shape + uid + source)
 //   GET    /sim/executions[?uid=]     every execution
 //   POST   /sim/orders                place an order directly, as another client would {uid?, ...create params}

@@ -1,15 +1,17 @@
 // The exchange core: accounts, orders, matching against the synthetic book, fees, positions, and
 // the private/public events every state change produces. No I/O here: REST and websocket servers
-// sit on top and turn method calls and events into Bybit messages. Deterministic for a seed, a
-// clock and a sequence of calls.
+// sit on top and turn method calls and events into Bybit messages. Deterministic for a seed, an
+// instance nonce, a clock and a sequence of calls. Every id stream (orderId, execId, public trade
+// id, websocket message id) is keyed by the instance nonce, which is new at every start, so ids
+// never repeat across restarts, whatever state the exchange was restored from.
 import type { Clock } from '../runtime/clock.ts';
-import { Account, applyLinearFill, unrealisedPnl } from './accounts.ts';
+import { Account, applyLinearFill, unrealisedPnl, type AccountState } from './accounts.ts';
 import { availableUpTo, bestOpposite, buildBook, DEFAULT_DEPTH, makerFill, take, type Book, type Consumed, type DepthModel, type Fill } from './book.ts';
 import { paramsError, RetCode, SimError } from './errors.ts';
 import { InstrumentRegistry, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
 import { isMultiple, parseNum, toStep, trim } from './num.ts';
 import { isOpen, leavesQty, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
-import { PriceProcess, type PriceProcessOptions, type StepEvent } from './price-process.ts';
+import { PriceProcess, type PriceProcessOptions, type PriceState, type StepEvent } from './price-process.ts';
 import { Rng } from './rng.ts';
 import { executionWs, orderWs, positionWs, walletItem, type CoinFigures, type Execution, type PositionFigures, type WalletFigures } from './views.ts';
 
@@ -36,13 +38,38 @@ export interface AccountSpec {
   balances?: Record<string, number>;
 }
 
+/** Four 32-bit words mixed into every id stream; see idKey() in persistence.ts. */
+export type IdKey = readonly [number, number, number, number];
+
 export interface ExchangeOptions {
   seed: number;
+  /** Instance nonce of the id streams: a new one at every start. */
+  idKey: IdKey;
   clock: Clock;
   instruments: readonly Instrument[];
   depth?: Partial<DepthModel>;
   priceProcess?: PriceProcessOptions;
+  /** Accounts to open; on a restore, only those the saved state does not hold. */
   accounts: AccountSpec[];
+  /** Continue from a snapshot (Exchange.snapshot()) instead of starting empty. */
+  restore?: ExchangeState;
+}
+
+/**
+ * Everything the exchange needs to continue exactly after a restart. It references the exchange's
+ * live objects and arrays (no copies of the history): read it at once, never modify it. Id streams
+ * are not part of it (they are keyed anew at every start).
+ */
+export interface ExchangeState {
+  accounts: AccountState[];
+  /** Every order ever accepted, oldest first. */
+  orders: SimOrder[];
+  executions: Execution[];
+  seq: number;
+  lastTrade: Record<string, { price: number; dir: string }>;
+  /** Liquidity takers consumed in the current step, per "category:symbol". */
+  consumed: Array<{ key: string; step: number; buy: Array<[number, number]>; sell: Array<[number, number]> }>;
+  prices: PriceState;
 }
 
 export interface PlaceOptions {
@@ -70,25 +97,62 @@ export class Exchange {
   private readonly clock: Clock;
   private readonly ids: Rng;
   private readonly tradeIds: Rng;
+  private readonly messageIds: Rng;
   private readonly accounts = new Map<string, Account>();
   private readonly orders = new Map<string, SimOrder>();
+  /** The same orders in the order they were accepted (the state file appends from its end). */
+  private readonly orderList: SimOrder[] = [];
   private readonly byLinkId = new Map<string, SimOrder>();
   private readonly open = new Set<SimOrder>();
   private readonly executions: Execution[] = [];
   private readonly consumed = new Map<string, { step: number; side: Record<Side, Consumed> }>();
   private readonly listeners = new Set<(e: ExchangeEvent) => void>();
   private readonly lastTrade = new Map<string, { price: number; dir: string }>();
-  private seq = 1000;
+  private seq: number;
   private pending: Pending | null = null;
 
   constructor(opts: ExchangeOptions) {
     this.clock = opts.clock;
     this.instruments = new InstrumentRegistry(opts.instruments);
     this.depth = { ...DEFAULT_DEPTH, ...opts.depth };
-    this.ids = new Rng(opts.seed, 2);
-    this.tradeIds = new Rng(opts.seed, 3);
-    this.prices = new PriceProcess(opts.priceProcess ?? {}, opts.seed, this.instruments.priceSymbols(), opts.clock.now());
-    for (const a of opts.accounts) this.addAccount(a);
+    this.ids = new Rng(opts.seed, 2, opts.idKey);
+    this.tradeIds = new Rng(opts.seed, 3, opts.idKey);
+    this.messageIds = new Rng(opts.seed, 5, opts.idKey);
+    const r = opts.restore;
+    this.prices = new PriceProcess(opts.priceProcess ?? {}, opts.seed, this.instruments.priceSymbols(), opts.clock.now(), r?.prices);
+    if (r) {
+      for (const a of r.accounts) this.accounts.set(a.uid, Account.fromState(a));
+      for (const o of r.orders) {
+        this.orders.set(o.orderId, o);
+        this.orderList.push(o);
+        if (o.orderLinkId) this.byLinkId.set(`${o.uid}\u0000${o.orderLinkId}`, o);
+        if (isOpen(o)) this.open.add(o);
+      }
+      this.executions.push(...r.executions);
+      for (const [symbol, t] of Object.entries(r.lastTrade)) this.lastTrade.set(symbol, t);
+      for (const c of r.consumed) this.consumed.set(c.key, { step: c.step, side: { Buy: new Map(c.buy), Sell: new Map(c.sell) } });
+    }
+    for (const a of opts.accounts) if (!this.accounts.has(a.uid)) this.addAccount(a);
+    // The execution/position sequence only grows, even over a stale or deleted state file: each
+    // start begins at its clock in microseconds (a run would need 1000 fills per ms to catch up).
+    this.seq = Math.max(r?.seq ?? 0, opts.clock.now() * 1000);
+  }
+
+  snapshot(): ExchangeState {
+    return {
+      accounts: [...this.accounts.values()].map((a) => a.snapshot()),
+      orders: this.orderList,
+      executions: this.executions,
+      seq: this.seq,
+      lastTrade: Object.fromEntries(this.lastTrade),
+      consumed: [...this.consumed].map(([key, c]) => ({ key, step: c.step, buy: [...c.side.Buy], sell: [...c.side.Sell] })),
+      prices: this.prices.snapshot(),
+    };
+  }
+
+  /** A websocket message id (private pushes), from the instance-keyed id streams. */
+  messageId(): string {
+    return this.messageIds.uuid();
   }
 
   // ---- wiring -------------------------------------------------------------------------------
@@ -215,8 +279,7 @@ export class Exchange {
 
   /** Every order ever accepted, oldest first (optionally one account's). */
   allOrders(uid?: string): SimOrder[] {
-    const all = [...this.orders.values()];
-    return uid ? all.filter((o) => o.uid === uid) : all;
+    return uid ? this.orderList.filter((o) => o.uid === uid) : [...this.orderList];
   }
 
   findOrder(uid: string, ref: { orderId?: string; orderLinkId?: string }): SimOrder | undefined {
@@ -413,6 +476,7 @@ export class Exchange {
       lockAmount: 0,
     };
     this.orders.set(o.orderId, o);
+    this.orderList.push(o);
     if (orderLinkId) this.byLinkId.set(`${uid}\u0000${orderLinkId}`, o);
 
     this.withPending(() => {

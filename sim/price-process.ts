@@ -8,9 +8,13 @@
 //                 an AR(1) with coefficient `momentum`) and pure noise, `patternRegimeSteps` long.
 //  - replay:      each step takes the next close of a kline CSV (sim/data/btcusdt-1m.csv by
 //                 default); other symbols follow the same relative moves from their own start.
+//
+// A process can be restored from its snapshot (step count, time, mids, rng state, last day of
+// candles). Time the simulator was down is a market halt: the process continues from the saved
+// mids at the clock's time, with the next step index, instead of replaying the missed steps.
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Rng } from './rng.ts';
+import { Rng, type RngState } from './rng.ts';
 import { toStep } from './num.ts';
 
 export interface Regime {
@@ -61,6 +65,22 @@ export interface StepEvent {
   tradeSide: 'Buy' | 'Sell';
 }
 
+/** What a restarted process needs to continue: see PriceProcess.snapshot(). */
+export interface PriceState {
+  steps: number;
+  /** Time of the last completed step. */
+  time: number;
+  rng: RngState;
+  series: Array<{
+    symbol: string;
+    initialPrice: number;
+    mid: number;
+    lastReturn: number;
+    /** 1-minute candles of the last day as [start, open, high, low, close, volume, turnover]. */
+    candles: number[][];
+  }>;
+}
+
 interface Series {
   symbol: string;
   initialPrice: number;
@@ -75,6 +95,8 @@ interface Series {
 export const DEFAULT_KLINE_CSV = fileURLToPath(new URL('./data/btcusdt-1m.csv', import.meta.url));
 const MAX_CANDLES = 20000;
 const MINUTE = 60_000;
+/** Candles kept in a snapshot: what the tickers' 24-hour figures need. */
+const SNAPSHOT_CANDLE_MS = 24 * 60 * MINUTE;
 
 export function parseKlineCsv(text: string): { symbol?: string; rows: KlineRow[] } {
   let symbol: string | undefined;
@@ -104,30 +126,61 @@ export class PriceProcess {
   private readonly t0: number;
   private stepIndex = 0; // steps done
   private readonly replay?: { symbol?: string; rows: KlineRow[] };
-  private overrides = 0;
 
   constructor(
     private readonly opts: PriceProcessOptions,
     seed: number,
     symbols: Array<{ symbol: string; initialPrice: number; tickSize: number }>,
     startTime: number,
+    restore?: PriceState,
   ) {
     this.stepMs = opts.stepMs ?? 1000;
-    this.rng = new Rng(seed, 1);
+    this.rng = restore ? Rng.fromState(restore.rng) : new Rng(seed, 1);
     if ((opts.mode ?? 'random-walk') === 'replay') {
       this.replay = opts.replayRows ? { rows: opts.replayRows } : parseKlineCsv(readFileSync(opts.replayCsv ?? DEFAULT_KLINE_CSV, 'utf8'));
       if (this.replay.rows.length === 0) throw new Error('replay: kline CSV has no rows');
     }
     this.series = symbols.map((s) => {
+      const saved = restore?.series.find((r) => r.symbol === s.symbol);
+      if (saved) {
+        const candles = new Map(saved.candles.map(([start, open, high, low, close, volume, turnover]) => [start!, { start: start!, open: open!, high: high!, low: low!, close: close!, volume: volume!, turnover: turnover! }]));
+        return { ...s, initialPrice: saved.initialPrice, mid: saved.mid, lastReturn: saved.lastReturn, candles, starts: [...candles.keys()] };
+      }
       const first = this.replay?.rows[0];
       const mid = first && this.replay?.symbol === s.symbol ? first.close : s.initialPrice;
       return { ...s, initialPrice: mid, mid, lastReturn: 0, candles: new Map(), starts: [] };
     });
     for (const s of this.series) this.bySymbol.set(s.symbol, s);
+    if (restore) {
+      // Downtime is a halt: the next step comes one step after the later of the saved time and now.
+      this.stepIndex = restore.steps;
+      this.t0 = Math.max(restore.time, startTime) - restore.steps * this.stepMs;
+      return;
+    }
     const historyMs = (opts.historyMinutes ?? 120) * MINUTE;
     this.t0 = startTime - historyMs;
     // Warm-up history: deterministic steps up to the start time.
     this.advanceTo(startTime);
+  }
+
+  /** State to continue from after a restart (the last day of candles only). */
+  snapshot(): PriceState {
+    const from = this.time - SNAPSHOT_CANDLE_MS;
+    return {
+      steps: this.stepIndex,
+      time: this.time,
+      rng: this.rng.state(),
+      series: this.series.map((s) => ({
+        symbol: s.symbol,
+        initialPrice: s.initialPrice,
+        mid: s.mid,
+        lastReturn: s.lastReturn,
+        candles: s.starts.filter((t) => t >= from).map((t) => {
+          const c = s.candles.get(t)!;
+          return [c.start, c.open, c.high, c.low, c.close, c.volume, c.turnover];
+        }),
+      })),
+    };
   }
 
   get steps(): number {
@@ -163,7 +216,6 @@ export class PriceProcess {
     if (!s) throw new Error(`no price series for ${symbol}`);
     s.mid = toStep(price, s.tickSize);
     s.lastReturn = 0;
-    this.overrides++;
     this.record(s, time, s.mid, 0);
   }
 

@@ -1,5 +1,7 @@
 // Seeded pseudo-random numbers (sfc32 seeded through splitmix32). Separate streams are derived from
-// one seed so the price path never depends on order flow or on fault draws.
+// one seed so the price path never depends on order flow or on fault draws. An optional key (four
+// 32-bit words) is mixed into the whole 128-bit state: the id streams are keyed with a per-start
+// instance nonce, so a restart from the same seed never hands out the same ids again.
 
 function splitmix32(a: number): () => number {
   return () => {
@@ -14,6 +16,15 @@ function splitmix32(a: number): () => number {
   };
 }
 
+/** Everything needed to continue a stream exactly (persisted for the price process). */
+export interface RngState {
+  a: number;
+  b: number;
+  c: number;
+  d: number;
+  spare: number | null;
+}
+
 export class Rng {
   private a: number;
   private b: number;
@@ -21,13 +32,23 @@ export class Rng {
   private d: number;
   private spare: number | null = null;
 
-  constructor(seed: number, stream = 0) {
+  constructor(seed: number, stream = 0, key?: readonly [number, number, number, number]) {
     const sm = splitmix32((seed * 0x2545f491) ^ (stream * 0x9e3779b1));
-    this.a = sm();
-    this.b = sm();
-    this.c = sm();
-    this.d = sm();
+    this.a = sm() ^ (key?.[0] ?? 0);
+    this.b = sm() ^ (key?.[1] ?? 0);
+    this.c = sm() ^ (key?.[2] ?? 0);
+    this.d = sm() ^ (key?.[3] ?? 0);
     for (let i = 0; i < 12; i++) this.u32();
+  }
+
+  static fromState(s: RngState): Rng {
+    const r = new Rng(0);
+    Object.assign(r, { a: s.a, b: s.b, c: s.c, d: s.d, spare: s.spare });
+    return r;
+  }
+
+  state(): RngState {
+    return { a: this.a, b: this.b, c: this.c, d: this.d, spare: this.spare };
   }
 
   u32(): number {

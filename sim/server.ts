@@ -1,4 +1,6 @@
 // startSimulator(): the embeddable Bybit v5 simulator (REST + websocket + admin on one port).
+// With `stateFile` the paper account lives on across restarts (sim/persistence.ts); without it the
+// simulator is in memory only, as tests want.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
@@ -6,10 +8,12 @@ import { systemClock, type Clock } from '../runtime/clock.ts';
 import { createAdminHandler } from './admin.ts';
 import { Authenticator, type Credential } from './auth.ts';
 import type { DepthModel } from './book.ts';
+import { FatalError } from '../runtime/errors.ts';
 import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
 import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
+import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { createRestHandler } from './rest-server.ts';
@@ -43,6 +47,36 @@ export interface SimulatorOptions {
   /** Category of public topics on a connection whose path names none. Default 'linear'. */
   publicCategory?: Category;
   logger?: Logger;
+  /**
+   * Keep the exchange's state (accounts, orders, executions, market position) in this file:
+   * restored at start, saved as it changes, at close and at process exit. Unset: in memory only.
+   * With a restored state, `balances` / `accounts` only open accounts the file does not hold.
+   */
+  stateFile?: string;
+  /** With `stateFile`: open a fresh account even if the file holds one (kept as the backup, see setAside()). */
+  fresh?: boolean;
+  /** With `stateFile`: an account change is on disk within this, ms. Default 200. */
+  stateSaveMs?: number;
+  /**
+   * Instance nonce mixed into every id stream (orderId, execId, public trade id, ws message id).
+   * Default: 16 random bytes, new at every start, so no id repeats across restarts. Pass the same
+   * value to reproduce ids exactly (same seed, clock and calls); never reuse one on a state file.
+   */
+  instanceNonce?: string;
+}
+
+export interface SimAccountInfo {
+  /** The state file, or undefined when the simulator keeps its state in memory only. */
+  stateFile?: string;
+  /** Random id of the paper account (new with every fresh or in-memory account). */
+  accountId: string;
+  /** Exchange time the account was opened (this start, for a fresh or in-memory account). */
+  createdAt: number;
+  /** Starts of the simulator on this account, this one included. */
+  starts: number;
+  instanceNonce: string;
+  /** Writes of the state file by this process. */
+  writer?: StateWriterStats;
 }
 
 export interface Simulator {
@@ -66,6 +100,10 @@ export interface Simulator {
   executions(uid?: string): Array<Record<string, unknown>>;
   state(): Record<string, unknown>;
   wsConnections(): Array<{ id: string; path: string; uid?: string; subscriptions: string[]; sent: number }>;
+  /** Where the account lives and how often it was started. */
+  accountInfo(): SimAccountInfo;
+  /** Write the state file now (no-op without one). */
+  save(): void;
   close(): Promise<void>;
 }
 
@@ -79,8 +117,14 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const accounts: AccountSpec[] = uids.map((uid) => opts.accounts?.find((a) => a.uid === uid) ?? { uid, balances: { ...(opts.balances ?? DEFAULT_BALANCES) } });
   for (const a of opts.accounts ?? []) if (!uids.includes(a.uid)) accounts.push(a);
 
-  const exchange = new Exchange({ seed, clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts });
-  const startedAt = clock.now();
+  const nonce = opts.instanceNonce ?? newInstanceNonce();
+  const saved = opts.stateFile && !opts.fresh ? loadState(opts.stateFile) : undefined;
+  if (saved?.instances.some((i) => i.nonce === nonce)) {
+    throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
+  }
+  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
+  const startedAt = saved?.createdAt ?? clock.now();
+  const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
   const limiter = new RateLimiter(opts.rateLimits ?? {}, clock);
   const faults = new FaultController(seed, opts.faults ?? {}, () => clock.now());
@@ -100,6 +144,32 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     });
   });
   const port = (server.address() as AddressInfo).port;
+
+  // Only now that this simulator owns its port does it touch the file (a second one on the same
+  // port fails to listen above and leaves the first one's account alone).
+  let writer: StateWriter | undefined;
+  let unsubscribe = () => {};
+  const onExit = () => {
+    try {
+      writer?.flushSync();
+    } catch (err) {
+      logger.error({ err, file: opts.stateFile }, 'simulator state not saved at exit');
+    }
+  };
+  if (opts.stateFile) {
+    const file = opts.stateFile;
+    try {
+      if (opts.fresh) logger.info({ file, kept: setAside(file) }, 'simulator: fresh paper account');
+      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
+      writer.flushSync();
+    } catch (err) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      throw err;
+    }
+    unsubscribe = exchange.on((e) => writer!.changed(e.type === 'private'));
+    process.on('exit', onExit);
+    if (saved) logger.info({ file, accountId: meta.accountId, orders: saved.exchange.orders.length, executions: saved.exchange.executions.length, starts: meta.instances.length }, 'simulator: paper account restored');
+  }
 
   const autoTick = opts.autoTick ?? opts.clock === undefined;
   const timer = autoTick ? setInterval(() => exchange.advance(), exchange.prices.stepMs) : undefined;
@@ -160,9 +230,16 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         executions: exchange.allExecutions().length,
         faults: { config: faults.config, stats: faults.stats },
         ws: ws.connections(),
+        account: sim.accountInfo(),
       };
     },
     wsConnections: () => ws.connections(),
+    accountInfo() {
+      return { stateFile: opts.stateFile, accountId: meta.accountId, createdAt: startedAt, starts: meta.instances.length, instanceNonce: nonce, writer: writer ? { ...writer.stats } : undefined };
+    },
+    save() {
+      writer?.flushSync();
+    },
     async close() {
       if (timer) clearInterval(timer);
       rest.releaseHung();
@@ -171,6 +248,10 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      // Nothing can change the account any more: the last state goes to disk before close resolves.
+      unsubscribe();
+      await writer?.close();
+      process.off('exit', onExit);
     },
   };
   return sim;

@@ -42,7 +42,6 @@ export class SimWsServer {
   private readonly wss = new WebSocketServer({ noServer: true });
   private readonly conns = new Set<Conn>();
   private nextConn = 1;
-  private nextMsg = 1;
   private disconnectTimer?: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
 
@@ -209,7 +208,7 @@ export class SimWsServer {
           if (!c.subs.has(t)) continue;
           const cat = t.split('.')[1];
           const data = cat ? e.data.filter((d) => d.category === cat) : e.data;
-          if (e.topic === 'wallet' || data.length) this.deliver(c, t, { id: `${this.nextMsg++}`, topic: t, creationTime: e.creationTime, data: e.topic === 'wallet' ? e.data : data });
+          if (e.topic === 'wallet' || data.length) this.deliver(c, t, { id: this.deps.ex.messageId(), topic: t, creationTime: e.creationTime, data: e.topic === 'wallet' ? e.data : data });
         }
       }
       return;

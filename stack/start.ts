@@ -1,10 +1,13 @@
 // `npm start`: the whole system on this machine. Brings the local stack up, starts the exchange
 // simulator when BYBIT_ENV=sim (unless one already answers on BYBIT_SIM_PORT), then the services.
-//   npm start                    every service
-//   npm start -- order-manager   one service only
+// The simulator's paper account lives in STACK_DIR/sim/state-<port>.json and continues across
+// restarts, as the orders in PostgreSQL do.
+//   npm start                          every service
+//   npm start -- order-manager         one service only
+//   npm start -- --fresh-account       the simulator opens a fresh paper account (old file kept as .bak)
 import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { stackUp } from './stack.ts';
+import { paths, stackUp } from './stack.ts';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServices } from './service-main.ts';
@@ -13,6 +16,7 @@ import { ROOT } from './paths.ts';
 import { SERVICES, SIM_BALANCES } from './services.ts';
 import { tcpOpen } from './net.ts';
 import { startSimulator } from '../sim/server.ts';
+import { defaultStateFile } from '../sim/persistence.ts';
 
 // The paper-trading demo on the simulator should show trading within a minute: unless the operator
 // chose otherwise, warm-up signals come every 5 s instead of every minute.
@@ -24,17 +28,33 @@ if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') {
 }
 const cfg = loadConfig();
 const log = createLogger(cfg, 'start');
-const wanted = process.argv[2] ? [process.argv[2]] : Object.keys(SERVICES);
+const args = process.argv.slice(2);
+const flags = args.filter((a) => a.startsWith('--'));
+for (const f of flags) if (f !== '--fresh-account') throw new Error(`unknown option ${f}; known: --fresh-account`);
+const freshAccount = flags.includes('--fresh-account');
+const names = args.filter((a) => !a.startsWith('--'));
+if (freshAccount && cfg.BYBIT_ENV !== 'sim') throw new Error(`--fresh-account is for the simulator's paper account (BYBIT_ENV=sim), not ${cfg.BYBIT_ENV}`);
+const wanted = names[0] ? [names[0]] : Object.keys(SERVICES);
 for (const w of wanted) if (!SERVICES[w]) throw new Error(`unknown service ${w}; one of: ${Object.keys(SERVICES).join(', ')}`);
 
 await stackUp(cfg, log);
 if (cfg.BYBIT_ENV === 'sim') {
   if (await tcpOpen('127.0.0.1', cfg.BYBIT_SIM_PORT)) {
+    // Its account belongs to the process that runs it: a fresh one cannot be opened from here.
+    if (freshAccount) throw new Error(`--fresh-account: a simulator already answers on port ${cfg.BYBIT_SIM_PORT}; stop it first`);
     log.info({ port: cfg.BYBIT_SIM_PORT }, 'using the exchange simulator already answering on BYBIT_SIM_PORT');
   } else {
-    const sim = await startSimulator({ port: cfg.BYBIT_SIM_PORT, seed: cfg.SIM_SEED, balances: SIM_BALANCES, credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET }] });
-    log.info({ rest: sim.restUrl, ws: sim.wsUrl }, 'exchange simulator started');
-    process.once('exit', () => void sim.close());
+    // The simulator saves its account at process exit by itself (and as it changes).
+    const sim = await startSimulator({
+      port: cfg.BYBIT_SIM_PORT,
+      seed: cfg.SIM_SEED,
+      balances: SIM_BALANCES,
+      credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET }],
+      stateFile: defaultStateFile(paths(cfg).dir, cfg.BYBIT_SIM_PORT),
+      fresh: freshAccount,
+    });
+    const account = sim.accountInfo();
+    log.info({ rest: sim.restUrl, ws: sim.wsUrl, stateFile: account.stateFile, accountCreatedAt: new Date(account.createdAt).toISOString(), starts: account.starts }, 'exchange simulator started');
   }
 }
 // On a terminal the screen belongs to the live view and the JSON logs go to a file.

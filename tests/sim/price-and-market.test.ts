@@ -7,8 +7,8 @@ import { RestClientV5 } from 'bybit-api';
 import { DEFAULT_KLINE_CSV, parseKlineCsv } from '../../sim/price-process.ts';
 import { manualSim, restClient, T0 } from './helpers.ts';
 
-async function scenario(seed: number) {
-  const sim = await manualSim({ seed });
+async function scenario(seed: number, instanceNonce = 'nonce-a') {
+  const sim = await manualSim({ seed, instanceNonce });
   try {
     const c = restClient(sim);
     const path: number[] = [];
@@ -26,7 +26,7 @@ async function scenario(seed: number) {
   }
 }
 
-test('same seed and inputs give the same prices, orders and executions; another seed does not', async () => {
+test('same seed, nonce and inputs give the same prices, orders and executions; another seed does not', async () => {
   const a = await scenario(11);
   const b = await scenario(11);
   const c = await scenario(12);
@@ -36,6 +36,19 @@ test('same seed and inputs give the same prices, orders and executions; another 
   assert.deepEqual(a.state.accounts, b.state.accounts);
   assert.notDeepEqual(a.path, c.path);
   assert.ok(a.executions.length >= 1);
+});
+
+test('another instance nonce: the same market and fills under ids never seen before', async () => {
+  const a = await scenario(11, 'nonce-a');
+  const b = await scenario(11, 'nonce-b');
+  const strip = (xs: Array<Record<string, unknown>>) => xs.map(({ orderId: _o, execId: _e, ...rest }) => rest);
+  assert.deepEqual(a.path, b.path);
+  assert.deepEqual(strip(a.orders), strip(b.orders));
+  assert.deepEqual(strip(a.executions), strip(b.executions));
+  const ids = (s: typeof a) => [...s.orders.map((o) => String(o.orderId)), ...s.executions.map((e) => String(e.execId))];
+  const seen = new Set(ids(a));
+  assert.ok(ids(b).length >= 3);
+  assert.deepEqual(ids(b).filter((id) => seen.has(id)), [], 'no id of the first instance comes back');
 });
 
 test('pattern mode plants momentum: returns are autocorrelated in momentum regimes only', async () => {

@@ -1,0 +1,563 @@
+// The simulator's state file: the paper account (balances, positions, every order and execution)
+// and the market position (price process, book consumption), so a restarted simulator continues
+// the same account as a real exchange would.
+//
+// Two files, so a write costs what changed, not the whole history:
+//  - `state-<port>.json`, the snapshot: accounts, orders still open, the market, counters, and how
+//    many bytes of the history file belong to it. Written to a temporary file in the same
+//    directory, fsynced, renamed over the old one (atomic), directory fsynced: a kill -9 at any
+//    moment leaves the previous or the new snapshot, never a torn one.
+//  - `state-<port>.history.jsonl`, append-only: one line per accepted order ({"o":...}), its final
+//    version once it closes if it was logged open ({"f":...}), and one per execution ({"e":...}),
+//    after a header line naming the account. Appended and fdatasynced before the snapshot that
+//    counts it is renamed into place; whatever lies beyond the snapshot's byte count (a write cut
+//    short by a kill) is ignored and cut off at the next start.
+// Writes are coalesced: an account change is on disk within `delayMs`, a market-only change (price
+// steps) within `marketDelayMs`, and a write never starts sooner after the previous one than ten
+// times the main-thread time its snapshot JSON took. Close and process exit write the last state
+// synchronously.
+//
+// An unreadable state is never replaced by a fresh account on a guess: loading refuses with the
+// path, the reason, and how to start fresh on purpose.
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { promisify } from 'node:util';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { FatalError } from '../runtime/errors.ts';
+import type { AccountState, CoinBalance, Position } from './accounts.ts';
+import type { ExchangeState, IdKey } from './exchange.ts';
+import { isOpen, type SimOrder } from './orders.ts';
+import type { PriceState } from './price-process.ts';
+import type { RngState } from './rng.ts';
+import type { Execution } from './views.ts';
+
+export const STATE_FORMAT = 'bybit-sim-state';
+export const STATE_VERSION = 1;
+
+/** How to start fresh on purpose, for error messages. */
+export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old files are kept as state-<port>.bak.json and .bak.history.jsonl)';
+
+/** `<stackDir>/sim/state-<port>.json`: one paper account per simulator port. */
+export function defaultStateFile(stackDir: string, port: number): string {
+  return join(stackDir, 'sim', `state-${port}.json`);
+}
+
+/** The append-only history beside a state file. */
+export function historyFileOf(file: string): string {
+  return `${file.replace(/\.json$/, '')}.history.jsonl`;
+}
+
+/** A new instance nonce: 16 random bytes, hex. */
+export function newInstanceNonce(): string {
+  return randomBytes(16).toString('hex');
+}
+
+/** The id-stream key of a nonce (any string; hashed so every nonce uses all 128 bits). */
+export function idKey(nonce: string): IdKey {
+  const h = createHash('sha256').update(nonce).digest();
+  return [h.readUInt32LE(0), h.readUInt32LE(4), h.readUInt32LE(8), h.readUInt32LE(12)];
+}
+
+/** Who the account is, independent of what it holds. */
+export interface StateMeta {
+  /** Random id of the account, also in the history file's header (the two must belong together). */
+  accountId: string;
+  /** Exchange time the account was opened. */
+  createdAt: number;
+  seed: number;
+  /** Every start of the simulator on this account: its instance nonce and exchange time. */
+  instances: Array<{ nonce: string; startedAt: number }>;
+}
+
+/** The snapshot file. */
+export interface SavedState extends StateMeta {
+  format: typeof STATE_FORMAT;
+  version: typeof STATE_VERSION;
+  /** Exchange time of this snapshot. */
+  savedAt: number;
+  /** The prefix of the history file that belongs to this snapshot. */
+  history: { bytes: number; lines: number };
+  counts: { orders: number; openOrders: number; executions: number };
+  exchange: Omit<ExchangeState, 'orders' | 'executions'> & {
+    /** Current versions of the orders whose last history line is not final (open ones). */
+    liveOrders: SimOrder[];
+  };
+}
+
+/** A state read back: the exchange's whole state and where the history file ends. */
+export interface LoadedState extends StateMeta {
+  file: string;
+  history: { bytes: number; lines: number };
+  exchange: ExchangeState;
+}
+
+// ---- schema (typed against the classes' own state types, so the two cannot drift apart) ----------
+
+const num = z.number();
+const side = z.enum(['Buy', 'Sell']);
+const category = z.enum(['spot', 'linear']);
+const rngState: z.ZodType<RngState> = z.object({ a: num, b: num, c: num, d: num, spare: num.nullable() });
+const coinBalance: z.ZodType<CoinBalance> = z.object({ wallet: num, locked: num, cumRealisedPnl: num });
+const position: z.ZodType<Position> = z.object({
+  symbol: z.string(), size: num, avgPrice: num, leverage: num, cumRealisedPnl: num, curRealisedPnl: num, createdTime: num, updatedTime: num, seq: num,
+});
+const accountState: z.ZodType<AccountState> = z.object({ uid: z.string(), coins: z.record(coinBalance), positions: z.array(position), leverage: z.record(num) });
+const order: z.ZodType<SimOrder> = z.object({
+  orderId: z.string().min(1), orderLinkId: z.string(), uid: z.string(), category, symbol: z.string(), side, orderType: z.enum(['Market', 'Limit']),
+  price: num, qty: num, marketUnit: z.enum(['', 'baseCoin', 'quoteCoin']), timeInForce: z.enum(['GTC', 'IOC', 'FOK', 'PostOnly']),
+  reduceOnly: z.boolean(), closeOnTrigger: z.boolean(),
+  orderStatus: z.enum(['Created', 'New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected']),
+  cancelType: z.string(), rejectReason: z.string(), cumExecQty: num, cumExecValue: num, cumExecFee: num, closedPnl: num, feeCurrency: z.string(),
+  createdTime: num, updatedTime: num, lastPriceOnCreated: num, source: z.enum(['rest', 'direct']), lockCoin: z.string(), lockAmount: num,
+});
+const execution: z.ZodType<Execution> = z.object({
+  execId: z.string().min(1), uid: z.string(), category, symbol: z.string(), orderId: z.string(), orderLinkId: z.string(), side,
+  orderPrice: num, orderQty: num, leavesQty: num, orderType: z.enum(['Market', 'Limit']), execPrice: num, execQty: num, execValue: num,
+  execFee: num, feeRate: num, feeCurrency: z.string(), isMaker: z.boolean(), execTime: num, markPrice: num, closedSize: num, seq: num,
+});
+const priceState: z.ZodType<PriceState> = z.object({
+  steps: z.number().int().min(0),
+  time: num,
+  rng: rngState,
+  series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)) })),
+});
+const pairs = z.array(z.tuple([num, num]));
+const count = z.number().int().min(0);
+const savedState: z.ZodType<SavedState> = z.object({
+  format: z.literal(STATE_FORMAT),
+  version: z.literal(STATE_VERSION),
+  accountId: z.string().min(1),
+  createdAt: num,
+  savedAt: num,
+  seed: num,
+  instances: z.array(z.object({ nonce: z.string(), startedAt: num })),
+  history: z.object({ bytes: count, lines: count }),
+  counts: z.object({ orders: count, openOrders: count, executions: count }),
+  exchange: z.object({
+    accounts: z.array(accountState),
+    seq: num,
+    lastTrade: z.record(z.object({ price: num, dir: z.string() })),
+    consumed: z.array(z.object({ key: z.string(), step: num, buy: pairs, sell: pairs })),
+    prices: priceState,
+    liveOrders: z.array(order),
+  }),
+});
+const header = z.object({ h: z.object({ format: z.literal(STATE_FORMAT), accountId: z.string() }) });
+// One schema per kind of line, chosen by its key (a union would try each in turn, and history
+// files are long).
+const historyLine = { o: z.object({ o: order }).strict(), f: z.object({ f: order }).strict(), e: z.object({ e: execution }).strict() } as const;
+type HistoryLine = { o: SimOrder } | { f: SimOrder } | { e: Execution };
+
+function unusable(file: string, reason: string): FatalError {
+  return new FatalError('sim_state_unreadable', `simulator state file ${file} cannot be used: ${reason}. The simulator does not replace an account it cannot read; to start a fresh paper account on purpose: ${FRESH_HINT}`);
+}
+
+function readSnapshot(file: string): SavedState | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw unusable(file, `cannot read it (${(e as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw unusable(file, `not JSON (${(e as Error).message})`);
+  }
+  const head = json as { format?: unknown; version?: unknown } | null;
+  if (head?.format !== STATE_FORMAT) throw unusable(file, `not a simulator state file (format ${JSON.stringify(head?.format)}, expected "${STATE_FORMAT}")`);
+  if (head.version !== STATE_VERSION) throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads version ${STATE_VERSION}`);
+  const r = savedState.safeParse(json);
+  if (!r.success) throw unusable(file, `invalid content: ${r.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+/** References the state must keep (an order of an unknown account could never be served). */
+function consistencyProblem(s: ExchangeState): string | undefined {
+  const uids = new Set(s.accounts.map((a) => a.uid));
+  const ids = new Set<string>();
+  for (const o of s.orders) {
+    if (!uids.has(o.uid)) return `order ${o.orderId} belongs to uid ${o.uid}, which has no account`;
+    if (ids.has(o.orderId)) return `orderId ${o.orderId} appears twice`;
+    ids.add(o.orderId);
+  }
+  for (const e of s.executions) if (!ids.has(e.orderId)) return `execution ${e.execId} refers to unknown order ${e.orderId}`;
+  return undefined;
+}
+
+/** The account in `file` (and its history file), or undefined when there is none. Anything unreadable throws (FatalError). */
+export function loadState(file: string): LoadedState | undefined {
+  const snap = readSnapshot(file);
+  if (!snap) return undefined;
+  const hfile = historyFileOf(file);
+  let raw: Buffer;
+  try {
+    raw = readFileSync(hfile);
+  } catch (e) {
+    throw unusable(file, `its history file ${hfile} cannot be read (${(e as Error).message})`);
+  }
+  if (raw.length < snap.history.bytes) throw unusable(file, `its history file ${hfile} holds ${raw.length} bytes, the snapshot counts ${snap.history.bytes}`);
+  const lines = raw.subarray(0, snap.history.bytes).toString('utf8').split('\n');
+  if (lines.pop() !== '' || lines.length !== snap.history.lines) throw unusable(file, `its history file ${hfile} does not end where the snapshot says (${snap.history.lines} lines in ${snap.history.bytes} bytes)`);
+  const parse = (i: number) => {
+    try {
+      return JSON.parse(lines[i]!) as unknown;
+    } catch (e) {
+      throw unusable(file, `line ${i + 1} of ${hfile} is not JSON (${(e as Error).message})`);
+    }
+  };
+  const h = header.safeParse(parse(0));
+  if (!h.success || h.data.h.accountId !== snap.accountId) throw unusable(file, `${hfile} is not the history of this account (${snap.accountId})`);
+  const orders: SimOrder[] = [];
+  const at = new Map<string, number>();
+  const executions: Execution[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const json = parse(i);
+    const kind = json && typeof json === 'object' ? Object.keys(json)[0] : undefined;
+    if (kind !== 'o' && kind !== 'f' && kind !== 'e') throw unusable(file, `line ${i + 1} of ${hfile} is neither an order nor an execution`);
+    const r = historyLine[kind].safeParse(json);
+    if (!r.success) throw unusable(file, `line ${i + 1} of ${hfile}: ${r.error.issues.slice(0, 3).map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`);
+    const l = r.data as HistoryLine;
+    if ('o' in l) {
+      at.set(l.o.orderId, orders.length);
+      orders.push(l.o);
+    } else if ('f' in l) {
+      const k = at.get(l.f.orderId);
+      if (k === undefined) throw unusable(file, `line ${i + 1} of ${hfile} closes order ${l.f.orderId}, which it never opened`);
+      orders[k] = l.f;
+    } else executions.push(l.e);
+  }
+  for (const o of snap.exchange.liveOrders) {
+    const k = at.get(o.orderId);
+    if (k === undefined) throw unusable(file, `live order ${o.orderId} is not in ${hfile}`);
+    orders[k] = o;
+  }
+  const { liveOrders: _live, ...market } = snap.exchange;
+  const exchange: ExchangeState = { ...market, orders, executions };
+  const problem = consistencyProblem(exchange);
+  if (problem) throw unusable(file, `inconsistent content: ${problem}`);
+  if (orders.length !== snap.counts.orders || executions.length !== snap.counts.executions) {
+    throw unusable(file, `the history holds ${orders.length} orders and ${executions.length} executions, the snapshot counts ${snap.counts.orders} and ${snap.counts.executions}`);
+  }
+  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, exchange };
+}
+
+export interface StateSummary {
+  file: string;
+  accountId: string;
+  createdAt: number;
+  savedAt: number;
+  uids: string[];
+  orders: number;
+  openOrders: number;
+  executions: number;
+  starts: number;
+}
+
+/** What `stack:status` shows, from the snapshot alone (the history is not read). */
+export function readStateSummary(file: string): StateSummary | undefined {
+  const s = readSnapshot(file);
+  if (!s) return undefined;
+  return { file, accountId: s.accountId, createdAt: s.createdAt, savedAt: s.savedAt, uids: s.exchange.accounts.map((a) => a.uid), ...s.counts, starts: s.instances.length };
+}
+
+/** Where setAside() keeps an account: `state-<port>.bak.json` (and its history), loadable as is. */
+export function backupFileOf(file: string): string {
+  return /\.json$/.test(file) ? file.replace(/\.json$/, '.bak.json') : `${file}.bak`;
+}
+
+/** A fresh account on purpose: the old files (if any) become the backup (one generation). Returns what was kept. */
+export function setAside(file: string): string[] {
+  const bak = backupFileOf(file);
+  const kept: string[] = [];
+  for (const [from, to] of [[file, bak], [historyFileOf(file), historyFileOf(bak)]] as const) {
+    if (!existsSync(from)) continue;
+    renameSync(from, to);
+    kept.push(to);
+  }
+  if (kept.length) fsyncDirSync(dirname(file));
+  return kept;
+}
+
+function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function writeAllSync(fd: number, text: string): number {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off);
+  return buf.length;
+}
+
+/** Temporary files a killed writer may have left beside `file`. */
+function strayTemps(file: string): string[] {
+  const prefix = `${basename(file)}.tmp-`;
+  try {
+    return readdirSync(dirname(file)).filter((n) => n.startsWith(prefix)).map((n) => join(dirname(file), n));
+  } catch {
+    return [];
+  }
+}
+
+export interface StateWriterStats {
+  writes: number;
+  failures: number;
+  /** Size of the last snapshot written, bytes. */
+  snapshotBytes: number;
+  /** Size of the history file, bytes. */
+  historyBytes: number;
+  /** Main-thread time of the last write (snapshot, JSON, history append), ms. */
+  lastSerializeMs: number;
+  /** Wall time of the last write until the snapshot was renamed into place, ms. */
+  lastWriteMs: number;
+  /** Main-thread time of every write so far, ms. */
+  totalSerializeMs: number;
+}
+
+export interface StateWriterOptions {
+  file: string;
+  meta: StateMeta;
+  /** The exchange's state, read at once. */
+  exchange: () => ExchangeState;
+  /** Exchange time, for savedAt. */
+  now: () => number;
+  /** The state this writer continues (loadState()); unset: a new account. */
+  resume?: LoadedState;
+  /** An account change is on disk within this, ms. Default 200. */
+  delayMs?: number;
+  /** A market-only change (price steps) is on disk within this, ms. Default 30000. */
+  marketDelayMs?: number;
+  logger?: Logger;
+}
+
+/** Coalescing, crash-safe writer of one account's snapshot and history files. */
+export class StateWriter {
+  readonly stats: StateWriterStats = { writes: 0, failures: 0, snapshotBytes: 0, historyBytes: 0, lastSerializeMs: 0, lastWriteMs: 0, totalSerializeMs: 0 };
+  private readonly delayMs: number;
+  private readonly marketDelayMs: number;
+  private readonly historyFd: number;
+  /** History appended so far: orders and executions logged, and orders logged while open. */
+  private loggedOrders = 0;
+  private loggedExecs = 0;
+  private historyLines = 0;
+  private readonly live = new Set<SimOrder>();
+  private dirty = true;
+  /** The write in flight, if any. */
+  private writing?: Promise<void>;
+  private stopped = false;
+  private timer?: NodeJS.Timeout;
+  private timerAt = Infinity;
+  /** Generation of the last snapshot taken, and of the last one renamed into place. */
+  private gen = 0;
+  private landed = 0;
+  private lastEnd = 0;
+  /** Main-thread time of the last snapshot JSON alone (what every write repeats). */
+  private lastSnapshotMs = 0;
+  private tmpSeq = 0;
+
+  constructor(private readonly opts: StateWriterOptions) {
+    this.delayMs = opts.delayMs ?? 200;
+    this.marketDelayMs = opts.marketDelayMs ?? 30_000;
+    const dir = dirname(opts.file);
+    mkdirSync(dir, { recursive: true });
+    for (const t of strayTemps(opts.file)) rmSync(t, { force: true });
+    const hfile = historyFileOf(opts.file);
+    const r = opts.resume;
+    if (r) {
+      // Lines past the snapshot's count come from a write that never completed: cut them off.
+      truncateSync(hfile, r.history.bytes);
+      this.historyFd = openSync(hfile, 'a');
+      this.stats.historyBytes = r.history.bytes;
+      this.historyLines = r.history.lines;
+      this.loggedOrders = r.exchange.orders.length;
+      this.loggedExecs = r.exchange.executions.length;
+      for (const o of r.exchange.orders) if (isOpen(o)) this.live.add(o);
+    } else {
+      setAside(opts.file); // a history without its snapshot is kept, not appended to
+      this.historyFd = openSync(hfile, 'a');
+      this.stats.historyBytes = writeAllSync(this.historyFd, `${JSON.stringify({ h: { format: STATE_FORMAT, accountId: opts.meta.accountId } })}\n`);
+      this.historyLines = 1;
+      fdatasyncSync(this.historyFd);
+      fsyncDirSync(dir);
+    }
+  }
+
+  /** Something changed; `account`: an account change (short delay), else market only. */
+  changed(account: boolean): void {
+    this.dirty = true;
+    if (this.stopped) return;
+    this.schedule(account ? this.delayMs : this.marketDelayMs);
+  }
+
+  private schedule(delay: number): void {
+    // What every write repeats is the snapshot's JSON (the history part is proportional to what
+    // changed, and the disk part runs off the event loop): keep that under a tenth of the loop.
+    const earliest = this.lastEnd + 10 * this.lastSnapshotMs;
+    const at = Math.max(performance.now() + delay, earliest);
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      if (!this.writing && this.dirty && !this.stopped) this.writing = this.writeAsync().finally(() => this.afterWrite());
+    }, Math.max(0, at - performance.now()));
+    this.timer.unref();
+  }
+
+  /**
+   * Append the history since the last write (synchronously: appends never interleave) and return
+   * the snapshot that counts it.
+   */
+  private prepare(): { text: string; gen: number } {
+    const t0 = performance.now();
+    const ex = this.opts.exchange();
+    const lines: string[] = [];
+    const closed = [...this.live].filter((o) => !isOpen(o));
+    for (const o of closed) lines.push(JSON.stringify({ f: o }));
+    const opened: SimOrder[] = [];
+    for (const o of ex.orders.slice(this.loggedOrders)) {
+      lines.push(JSON.stringify({ o }));
+      if (isOpen(o)) opened.push(o);
+    }
+    for (const e of ex.executions.slice(this.loggedExecs)) lines.push(JSON.stringify({ e }));
+    if (lines.length) {
+      try {
+        this.stats.historyBytes += writeAllSync(this.historyFd, `${lines.join('\n')}\n`);
+      } catch (err) {
+        // A partial append must not stay in front of the next one.
+        ftruncateSync(this.historyFd, this.stats.historyBytes);
+        throw err;
+      }
+      this.historyLines += lines.length;
+      this.loggedOrders = ex.orders.length;
+      this.loggedExecs = ex.executions.length;
+      for (const o of closed) this.live.delete(o);
+      for (const o of opened) this.live.add(o);
+    }
+    const tSnap = performance.now();
+    const { orders: _o, executions: _e, ...market } = ex;
+    const snap: SavedState = {
+      format: STATE_FORMAT,
+      version: STATE_VERSION,
+      ...this.opts.meta,
+      savedAt: this.opts.now(),
+      history: { bytes: this.stats.historyBytes, lines: this.historyLines },
+      counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length },
+      exchange: { ...market, liveOrders: [...this.live] },
+    };
+    const text = JSON.stringify(snap);
+    this.lastSnapshotMs = performance.now() - tSnap;
+    const ms = performance.now() - t0;
+    this.stats.lastSerializeMs = ms;
+    this.stats.totalSerializeMs += ms;
+    this.dirty = false;
+    return { text, gen: ++this.gen };
+  }
+
+  private tmpName(): string {
+    return `${this.opts.file}.tmp-${process.pid}-${++this.tmpSeq}`;
+  }
+
+  private landedAt(gen: number, bytes: number, t0: number): void {
+    this.landed = gen;
+    this.stats.writes++;
+    this.stats.snapshotBytes = bytes;
+    this.stats.lastWriteMs = performance.now() - t0;
+    this.lastEnd = performance.now();
+  }
+
+  private afterWrite(): void {
+    this.writing = undefined;
+    if (this.dirty && !this.stopped) this.schedule(this.delayMs);
+  }
+
+  private async writeAsync(): Promise<void> {
+    const t0 = performance.now();
+    const tmp = this.tmpName();
+    try {
+      const { text, gen } = this.prepare();
+      await promisify(fdatasync)(this.historyFd);
+      const fh = await open(tmp, 'w');
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      // Checked and renamed in one turn: a synchronous flush in between cannot be overtaken.
+      if (gen < this.landed) {
+        await rm(tmp, { force: true });
+        return;
+      }
+      renameSync(tmp, this.opts.file);
+      this.landedAt(gen, Buffer.byteLength(text), t0);
+      const dir = await open(dirname(this.opts.file), 'r');
+      try {
+        await dir.sync();
+      } finally {
+        await dir.close();
+      }
+    } catch (err) {
+      this.stats.failures++;
+      this.dirty = true;
+      this.opts.logger?.error({ err, file: this.opts.file }, 'simulator state not saved; retrying');
+      await rm(tmp, { force: true }).catch(() => {});
+    }
+  }
+
+  /** Write the current state now, synchronously, unless what is on disk is already current. */
+  flushSync(): void {
+    if (!this.dirty && this.landed === this.gen) return;
+    const t0 = performance.now();
+    const tmp = this.tmpName();
+    try {
+      const { text, gen } = this.prepare();
+      fdatasyncSync(this.historyFd);
+      const fd = openSync(tmp, 'w');
+      try {
+        writeAllSync(fd, text);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, this.opts.file);
+      this.landedAt(gen, Buffer.byteLength(text), t0);
+    } catch (err) {
+      this.dirty = true;
+      rmSync(tmp, { force: true });
+      throw err;
+    }
+    fsyncDirSync(dirname(this.opts.file));
+  }
+
+  /** No more scheduled writes (flushSync still works). */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Let a write in flight finish, write the last state, close the history file. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.writing;
+    this.flushSync();
+    closeSync(this.historyFd);
+  }
+}
+
+/** A new account's identity. */
+export function newAccountId(): string {
+  return randomBytes(8).toString('hex');
+}
