@@ -85,8 +85,8 @@ test('npm start, stopped and started again on the same state (3 × SIGINT, then 
   const exited = (c: ChildProcess) => new Promise<number | null>((resolve) => (c.exitCode !== null || c.signalCode !== null ? resolve(c.exitCode) : c.once('exit', (code) => resolve(code))));
   const simOrders = async (): Promise<SimOrder[]> => {
     const r = await fetch(`${simUrl}/sim/orders`);
-    const body = (await r.json()) as { list: SimOrder[] };
-    return body.list.filter((o) => String(o.orderLinkId).startsWith('om-'));
+    const body = (await r.json()) as { result: { list: SimOrder[] } };
+    return body.result.list.filter((o) => String(o.orderLinkId).startsWith('om-'));
   };
   const countRow = z.object({ n: z.number() });
 
