@@ -93,6 +93,10 @@ export interface AdminPort {
   describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>;
   topicOffsets(topic: string): Promise<Array<{ partition: number; high: string; low: string }>>;
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
+  /** Consumer groups the cluster knows (tools: capturing and restoring a namespace). */
+  listGroups(): Promise<string[]>;
+  /** Commit offsets for a group that has no active member (Kafka refuses it otherwise). */
+  setGroupOffsets(groupId: string, topic: string, offsets: Array<{ partition: number; offset: string }>): Promise<void>;
   disconnect(): Promise<void>;
 }
 
@@ -365,6 +369,8 @@ function wrapAdmin(a: Admin): AdminPort {
       const res = await a.fetchOffsets({ groupId, topics: [topic] });
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
     },
+    listGroups: async () => (await a.listGroups()).groups.map((g) => g.groupId),
+    setGroupOffsets: (groupId, topic, offsets) => a.setOffsets({ groupId, topic, partitions: offsets }),
     disconnect: () => a.disconnect(),
   };
 }
