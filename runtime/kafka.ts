@@ -93,10 +93,8 @@ export interface AdminPort {
   describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>;
   topicOffsets(topic: string): Promise<Array<{ partition: number; high: string; low: string }>>;
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
-  /** Consumer groups the cluster knows (tools: capturing and restoring a namespace). */
+  /** Consumer groups the cluster knows (tools: capturing a namespace). */
   listGroups(): Promise<string[]>;
-  /** Commit offsets for a group that has no active member (Kafka refuses it otherwise). */
-  setGroupOffsets(groupId: string, topic: string, offsets: Array<{ partition: number; offset: string }>): Promise<void>;
   disconnect(): Promise<void>;
 }
 
@@ -370,7 +368,6 @@ function wrapAdmin(a: Admin): AdminPort {
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
     },
     listGroups: async () => (await a.listGroups()).groups.map((g) => g.groupId),
-    setGroupOffsets: (groupId, topic, offsets) => a.setOffsets({ groupId, topic, partitions: offsets }),
     disconnect: () => a.disconnect(),
   };
 }
