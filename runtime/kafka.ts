@@ -93,6 +93,8 @@ export interface AdminPort {
   describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>;
   topicOffsets(topic: string): Promise<Array<{ partition: number; high: string; low: string }>>;
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
+  /** Consumer groups the cluster knows (tools: capturing a namespace). */
+  listGroups(): Promise<string[]>;
   disconnect(): Promise<void>;
 }
 
@@ -365,6 +367,7 @@ function wrapAdmin(a: Admin): AdminPort {
       const res = await a.fetchOffsets({ groupId, topics: [topic] });
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
     },
+    listGroups: async () => (await a.listGroups()).groups.map((g) => g.groupId),
     disconnect: () => a.disconnect(),
   };
 }
