@@ -288,7 +288,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
 
   /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
-  const processChunk = async (topic: string, partition: number, messages: InMessage[]): Promise<void> => {
+  const processChunk = async (topic: string, partition: number, messages: InMessage[], ctl: BatchControl): Promise<void> => {
     const t0 = performance.now();
     const decoded = await decodeAll(messages);
     const decideIt = () => decideChunk(partition, decoded);
@@ -300,6 +300,14 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       for (const [topic, list] of byTopic) await tx.send(topic, list);
       const last = messages[messages.length - 1]!;
       await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(last.offset) + 1n) }]);
+      // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
+      // generation, and the next owner fences this producer only once it processes a chunk itself.
+      // A member frozen past its session timeout (a zombie) must not commit a chunk of a partition
+      // that was given away meanwhile: ask the group (a heartbeat, sent when one is due, which it is
+      // after any long stall) before committing.
+      await ctl.heartbeat().catch((err: unknown) => {
+        throw isMembershipLost(err) ? new PartitionLostError(err) : err;
+      });
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
@@ -316,11 +324,18 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     for (let attempt = 0; ; attempt++) {
       if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
       try {
-        await processChunk(topic, partition, chunk);
+        await processChunk(topic, partition, chunk, ctl);
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
         return true;
       } catch (err) {
+        // Not the owner any more (the group moved on, or the next owner fenced this producer): stop
+        // here without retrying, which would initialise the producer again and fence the rightful
+        // owner in turn; the consumer rejoins and the owner processes the chunk.
+        if (err instanceof PartitionLostError || isFenced(err)) {
+          log.warn({ err: (err as Error).message, partition, offset: chunk[0]?.offset }, 'partition no longer owned; chunk left to its owner');
+          return false;
+        }
         const kind = classify(err);
         if (kind === 'fatal' && !isKafkaTransient(err) && !isPgTransient(err)) {
           log.fatal({ err, partition, offset: chunk[0]?.offset }, 'fatal error in stage; stopping');
@@ -381,6 +396,26 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 function isPgTransient(err: unknown): boolean {
   const code = pgErrorCode(err);
   return code === '40P01' || code === '40001';
+}
+
+/** This member is no longer in the group's current generation (it was frozen, or the group rebalanced). */
+function isMembershipLost(err: unknown): boolean {
+  return /REBALANCE_IN_PROGRESS|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|FENCED_INSTANCE_ID/.test((err as { type?: string })?.type ?? '');
+}
+
+/** The transactional producer was fenced: another instance initialised the same transactional id. */
+function isFenced(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test((e as { type?: string }).type ?? '')) return true;
+  }
+  return false;
+}
+
+class PartitionLostError extends Error {
+  constructor(cause: unknown) {
+    super(`this member left the group's current generation: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'PartitionLostError';
+  }
 }
 
 /** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */
