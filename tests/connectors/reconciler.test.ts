@@ -39,14 +39,14 @@ interface World {
 
 const kafka = testKafka();
 
-async function world(t: TestContext, env: Record<string, string> = {}): Promise<World> {
+async function world(t: TestContext, env: Record<string, string> = {}, simOpts: Partial<Parameters<typeof startSimulator>[0]> = {}): Promise<World> {
   const prefix = namespace('rec');
   const dbUrl = withDatabase(testCfg.DATABASE_URL, `rec_${randomBytes(4).toString('hex')}`);
   await ensureDatabase(dbUrl);
   const db = await createDb(dbUrl, { maximumPoolSize: 4 });
   await migrate(db);
   const dropTopics = await createNamespace(kafka, prefix, 3);
-  const sim = await startSimulator({ port: 0, seed: 11, balances: { USDT: 100_000, ETH: 5, BTC: 0.5 } });
+  const sim = await startSimulator({ port: 0, seed: 11, balances: { USDT: 100_000, ETH: 5, BTC: 0.5 }, ...simOpts });
   sim.setPrice('ETHUSDT', 3000);
   const codec = await createTopicCodec({ registryUrl, prefix });
   const metrics = createMetrics();
@@ -160,6 +160,26 @@ test('fills whose stream messages were lost (filled at the exchange while no str
   assert.equal(again.discrepancies.missing_execution, 0, formatReport(again));
   assert.equal(again.discrepancies.missing_order, 0, formatReport(again));
   assert.equal(again.discrepancies.position_mismatch, 0, formatReport(again));
+});
+
+test('with the exchange clock an hour ahead of ours, lost fills are still found: exchange times are judged by the exchange clock', async (t) => {
+  // Found while adding the chaos run's clock jumps: with our clock as the judge, every fact ahead of
+  // it was "fresh" (left to the stream) and fell outside list windows ending at our "now", so fills
+  // the stream lost after the jump were never repaired.
+  const ahead = 3_600_000;
+  const w = await world(t, { RECONCILE_GRACE_MS: '1000' }, { clock: { now: () => Date.now() + ahead }, autoTick: true });
+  const placed = w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '0.5', orderLinkId: 'skewed-fills-1' });
+  const simExecs = w.sim.executions().filter((e) => e.orderId === placed.orderId);
+  assert.ok(simExecs.length >= 1 && simExecs.every((e) => Number(e.execTime) > Date.now() + ahead / 2), 'filled, at exchange times an hour ahead');
+  // Older than the grace period by the exchange's clock.
+  await waitFor('the fills to age past the grace period', () => w.sim.exchange.now() - Math.max(...simExecs.map((e) => Number(e.execTime))) > 1500, 10_000, 50);
+
+  const report = await w.reconciler.reconcileNow('manual');
+  assert.ok(report.ok, formatReport(report));
+  assert.equal(report.discrepancies.missing_order, 1, formatReport(report));
+  assert.equal(report.discrepancies.missing_execution, simExecs.length, formatReport(report));
+  const execs = await w.records<Execution>('exchange.executions');
+  assert.deepEqual(execs.map((e) => e.execId).sort(), simExecs.map((e) => String(e.execId)).sort());
 });
 
 test('a locally stuck Submitted order is queried by orderLinkId and resolved; a create Bybit never received is reported Rejected', async (t) => {
