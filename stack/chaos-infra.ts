@@ -21,6 +21,9 @@ import { ROOT } from './paths.ts';
 
 const run = promisify(execFile);
 
+/** How long a private server may take to (re)start: generous, the machine may be busy with others' work. */
+const START_TIMEOUT_MS = 300_000;
+
 /** A TCP port nobody listens on right now (the OS picks it). */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -118,7 +121,7 @@ export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): 
     const t0 = Date.now();
     child = spawnKafka(node, log, { detached: false, out: 'kafka.out' });
     pidFile(dir, 'kafka', child.pid);
-    await kafkaReady(brokers, log, 120_000);
+    await kafkaReady(brokers, log, START_TIMEOUT_MS);
     return Date.now() - t0;
   };
   const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
@@ -220,7 +223,7 @@ export async function startPrivateRabbit(dir: string, log: Logger): Promise<Priv
     const c = child;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`private RabbitMQ node exited during start (see ${out})`);
-      if (Date.now() - t0 > 120_000) throw new Error(`private RabbitMQ node not up after 120 s (see ${out})`);
+      if (Date.now() - t0 > START_TIMEOUT_MS) throw new Error(`private RabbitMQ node not up after ${START_TIMEOUT_MS / 1000} s (see ${out})`);
       if (await tcpOpen('127.0.0.1', port)) {
         const conn = await amqplib.connect(url).catch(() => null);
         if (conn) {
@@ -320,7 +323,7 @@ export async function startPrivatePostgres(dir: string, database: string, log: L
   const { stdout: uid } = await run('id', ['-u', 'postgres']);
   const { stdout: gid } = await run('id', ['-g', 'postgres']);
   chownSync(home, Number(uid), Number(gid));
-  const asPostgres = (cmd: string, args: string[], timeout = 120_000) => run('runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args], { cwd: home, timeout });
+  const asPostgres = (cmd: string, args: string[], timeout = START_TIMEOUT_MS) => run('runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args], { cwd: home, timeout });
   await asPostgres('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);
   const port = await freePort();
   const opts = `-p ${port} -k ${home} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off`;
@@ -334,7 +337,7 @@ export async function startPrivatePostgres(dir: string, database: string, log: L
   };
   const start = async (): Promise<number> => {
     const t0 = Date.now();
-    await asPostgres('pg_ctl', ['-D', data, '-l', join(home, 'server.log'), '-o', opts, '-w', '-t', '120', 'start']);
+    await asPostgres('pg_ctl', ['-D', data, '-l', join(home, 'server.log'), '-o', opts, '-w', '-t', String(START_TIMEOUT_MS / 1000), 'start']);
     const p = pidOf();
     if (p) pidFile(dir, 'postgres', p);
     return Date.now() - t0;
@@ -391,7 +394,7 @@ export async function startPrivateRegistry(dir: string, log: Logger): Promise<Pr
     const c = child;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`private schema registry exited during start (see ${out})`);
-      if (Date.now() - t0 > 60_000) throw new Error(`private schema registry not up after 60 s (see ${out})`);
+      if (Date.now() - t0 > START_TIMEOUT_MS) throw new Error(`private schema registry not up after ${START_TIMEOUT_MS / 1000} s (see ${out})`);
       const ok = await fetch(`${url}/subjects`).then((r) => r.ok).catch(() => false);
       if (ok) break;
       await sleep(100);
