@@ -56,35 +56,35 @@ function pidFile(dir: string, name: string, pid: number | undefined): void {
 export function cleanStaleChaosDirs(cfg: Config, log: Logger, keep: string | null = null): void {
   const base = paths(cfg).dir;
   if (!existsSync(base)) return;
+  const cmdOf = (pidPath: string): { pid: number; cmd: string } | null => {
+    const pid = Number(readFileSync(pidPath, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) return null;
+    try {
+      return { pid, cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ') };
+    } catch {
+      return null;
+    }
+  };
   for (const d of readdirSync(base)) {
     if (!d.startsWith('chaos-')) continue;
     const dir = join(base, d);
     if (dir === keep) continue;
-    let liveOwner = false;
-    for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid'))) {
-      const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
-      if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) continue;
-      let cmd: string;
+    // A chaos run still in progress (its owner lives): leave its directory and processes alone.
+    // (Checked first: two runs in one STACK_DIR once killed each other's brokers.)
+    const owner = existsSync(join(dir, 'owner.pid')) ? cmdOf(join(dir, 'owner.pid')) : null;
+    if (owner?.cmd.includes('chaos')) continue;
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid') && x !== 'owner.pid')) {
+      const p = cmdOf(join(dir, f));
+      if (!p || !p.cmd.includes(dir)) continue;
+      log.warn({ pid: p.pid, dir }, 'killing a process left by an earlier chaos run');
       try {
-        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        process.kill(p.pid, 'SIGKILL');
       } catch {
-        continue;
-      }
-      if (f === 'owner.pid') {
-        if (cmd.includes('chaos')) liveOwner = true; // a chaos run still in progress: leave it alone
-        continue;
-      }
-      if (cmd.includes(dir)) {
-        log.warn({ pid, dir }, 'killing a process left by an earlier chaos run');
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
+        /* gone */
       }
     }
     // A directory kept on purpose (CHAOS_KEEP_DIR) stays for inspection; its processes are gone.
-    if (!liveOwner && !existsSync(join(dir, 'kept'))) rmSync(dir, { recursive: true, force: true });
+    if (!existsSync(join(dir, 'kept'))) rmSync(dir, { recursive: true, force: true });
   }
 }
 
