@@ -68,8 +68,12 @@ export interface Stage<I, S = undefined> {
   inputFormat: 'raw' | 'avro';
   /** Physical dead-letter topic. */
   dlq: string;
-  /** Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). */
-  load?: (records: StageRecord<I>[]) => Promise<S>;
+  /**
+   * Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). A load with
+   * side effects outside Kafka and PostgreSQL (placement's REST calls) awaits `stillOwner()` before
+   * each one: it throws once this member has lost the chunk's partition (see PartitionLostError).
+   */
+  load?: (records: StageRecord<I>[], stillOwner?: () => Promise<void>) => Promise<S>;
   /** Pure: one record in, outputs or a rejection out. Never throws for bad data. */
   process: (rec: StageRecord<I>, ctx: StageContext<S>) => StageResult;
   /** Edge: persist the chunk's effects before the Kafka commit. Must be idempotent (replays happen). */
@@ -244,9 +248,9 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
 
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
-  const decideChunk = async (partition: number, decoded: Decoded<I>[]): Promise<Map<string, OutMessage[]>> => {
+  const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
-    const state = (stage.load ? await stage.load(recs) : undefined) as S;
+    const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
     const byTopic = new Map<string, OutMessage[]>();
     const push = (topic: string, om: OutMessage) => {
@@ -283,7 +287,12 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       }
       m.latency.observe({ stage: stage.name }, (performance.now() - r0) / 1000);
     }
-    if (stage.persist) await stage.persist(items, state);
+    if (stage.persist) {
+      // A member frozen past its session timeout must not write the chunk's effects over those of
+      // the partition's new owner either.
+      await stillOwner();
+      await stage.persist(items, state);
+    }
     return byTopic;
   };
 
@@ -291,7 +300,16 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const processChunk = async (topic: string, partition: number, messages: InMessage[], ctl: BatchControl): Promise<void> => {
     const t0 = performance.now();
     const decoded = await decodeAll(messages);
-    const decideIt = () => decideChunk(partition, decoded);
+    // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
+    // generation, and the next owner fences this producer only once it commits a chunk itself. A
+    // member frozen past its session timeout (a zombie) must neither persist nor commit a chunk of
+    // a partition given away meanwhile, nor (placement) call the exchange for it: ask the group (a
+    // heartbeat, sent when one is due, which it is after any long stall).
+    const stillOwner = () =>
+      ctl.heartbeat().catch((err: unknown) => {
+        throw isMembershipLost(err) ? new PartitionLostError(err) : err;
+      });
+    const decideIt = () => decideChunk(partition, decoded, stillOwner);
     const byTopic = stage.exclusive ? await exclusive(decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
 
     const producer = await producerFor(topic, partition);
@@ -300,14 +318,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       for (const [topic, list] of byTopic) await tx.send(topic, list);
       const last = messages[messages.length - 1]!;
       await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(last.offset) + 1n) }]);
-      // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
-      // generation, and the next owner fences this producer only once it processes a chunk itself.
-      // A member frozen past its session timeout (a zombie) must not commit a chunk of a partition
-      // that was given away meanwhile: ask the group (a heartbeat, sent when one is due, which it is
-      // after any long stall) before committing.
-      await ctl.heartbeat().catch((err: unknown) => {
-        throw isMembershipLost(err) ? new PartitionLostError(err) : err;
-      });
+      await stillOwner();
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
@@ -411,7 +422,8 @@ function isFenced(err: unknown): boolean {
   return false;
 }
 
-class PartitionLostError extends Error {
+/** This member no longer owns the chunk's partition: the chunk is left to the owner, not retried. */
+export class PartitionLostError extends Error {
   constructor(cause: unknown) {
     super(`this member left the group's current generation: ${(cause as Error)?.message ?? String(cause)}`, { cause });
     this.name = 'PartitionLostError';

@@ -3,7 +3,8 @@
 // commits the chunk. When the frozen one wakes up it must not commit that chunk too: kafkajs has no
 // KIP-447, so the broker would take its offsets, and retrying after being fenced would initialise
 // the producer again and fence the rightful owner. Found by the chaos run (a paused placement
-// process committed submissions its standby had committed already). Here the "freeze" is a load()
+// process committed submissions its standby had committed already, and wrote its outcome over the
+// standby's in PostgreSQL). Here the "freeze" is a load()
 // that waits for the test to let it go: the event loop runs, but nothing heartbeats, exactly as a
 // stopped process. No timing is measured: the test waits for conditions.
 import { test } from 'node:test';
@@ -18,7 +19,7 @@ import { systemClock } from '../../runtime/clock.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import type { Signal } from '../../schemas/types.ts';
 
-test('a stage instance that wakes up after its partition was given away commits nothing: every output exactly once', async () => {
+test('a stage instance that wakes up after its partition was given away persists and commits nothing: every output exactly once', async () => {
   const prefix = namespace('zombie');
   const kafka = testKafka();
   const cleanup = await createNamespace(kafka, prefix, 1);
@@ -36,6 +37,7 @@ test('a stage instance that wakes up after its partition was given away commits 
     const released = new Promise<void>((r) => (release = r));
     let frozen = false;
     let zombieChunks = 0;
+    let zombiePersists = 0;
     const stageOf = (name: string, freeze: boolean): Stage<Buffer, undefined> => ({
       name,
       input,
@@ -50,6 +52,10 @@ test('a stage instance that wakes up after its partition was given away commits 
         return undefined;
       },
       process: (rec) => ok({ topic: prefix + 'signals.valid', key: 'BTCUSDT', value: { ...SAMPLES.Signal, signal_id: rec.value.toString('utf8'), strategy_id: name } satisfies Signal }),
+      // The chunk's database effects: a zombie must not write them over the new owner's.
+      persist: async () => {
+        if (freeze) zombiePersists++;
+      },
     });
     // Instance a's log, to see it give the chunk up (the fixed runner says so).
     const aLines: string[] = [];
@@ -86,6 +92,7 @@ test('a stage instance that wakes up after its partition was given away commits 
       const seen = await bOutputs();
       const counts = new Map<string, number>();
       for (const s of seen) counts.set(s.signal_id, (counts.get(s.signal_id) ?? 0) + 1);
+      assert.equal(zombiePersists, 0, 'the woken instance persisted nothing');
       assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
       assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
       assert.deepEqual(fatalA, []);
