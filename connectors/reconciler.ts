@@ -387,6 +387,7 @@ export const DISCREPANCY_KINDS = [
   'missing_order', // at Bybit, not in PostgreSQL: emitted for adoption
   'status_mismatch', // different status (the exchange is ahead)
   'fill_mismatch', // different filled quantity
+  'terms_mismatch', // a limit order's quantity or price differs (an amend the stream did not deliver)
   'stuck_in_flight', // local in-flight state beyond the threshold, resolved by query
   'not_at_exchange', // a local order Bybit does not know (reported Rejected when it is a lost create)
   'missing_execution', // a fill at Bybit with no executions row
@@ -431,7 +432,9 @@ export function compareOrder(local: LocalOrder | undefined, ex: ExchangeOrderUpd
   if (!local) return 'missing_order';
   if (local.last_exchange_update_ms !== null && ex.updatedTime < local.last_exchange_update_ms) return null;
   const fillsDiffer = !decEq(local.cum_exec_qty, ex.cumExecQty);
-  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : null;
+  // Market orders carry Bybit's protection price, and a quote-sized qty: only limit terms compare.
+  const termsDiffer = ex.orderType === 'Limit' && (!decEq(local.qty, ex.qty) || !decEq(local.price, ex.price));
+  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : termsDiffer ? 'terms_mismatch' : null;
   // A pending amend/cancel of an order still open at the exchange is the request in flight (the
   // stuck check covers the case where it never completes).
   if ((local.status === 'PendingAmend' || local.status === 'PendingCancel') && OPEN_SET.has(ex.orderStatus) && !fillsDiffer) return null;

@@ -19,7 +19,7 @@ import { runStage } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
-import { createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type Reconciler } from '../../connectors/reconciler.ts';
+import { compareOrder, createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type LocalOrder, type Reconciler } from '../../connectors/reconciler.ts';
 import { createRuntime } from '../../runtime/service.ts';
 import type { ExchangeOrderUpdate, Execution } from '../../schemas/types.ts';
 
@@ -180,6 +180,17 @@ test('with the exchange clock an hour ahead of ours, lost fills are still found:
   assert.equal(report.discrepancies.missing_execution, simExecs.length, formatReport(report));
   const execs = await w.records<Execution>('exchange.executions');
   assert.deepEqual(execs.map((e) => e.execId).sort(), simExecs.map((e) => String(e.execId)).sort());
+});
+
+test('compareOrder: a limit order whose quantity or price differs is a terms_mismatch (an amend the stream lost); market orders compare no terms', () => {
+  const local: LocalOrder = { id: 1, order_link_id: 'om-x', order_id: 'oid-x', category: 'spot', symbol: 'SOLUSDT', side: 'Buy', order_type: 'Limit', qty: '0.14', price: '149.68', market_unit: null, status: 'New', cum_exec_qty: '0', last_exchange_update_ms: 1000, updated_at: 1000, submitted_at: 900 };
+  const ex = (over: Partial<ExchangeOrderUpdate>): ExchangeOrderUpdate => ({ orderId: 'oid-x', orderLinkId: 'om-x', symbol: 'SOLUSDT', category: 'spot', side: 'Buy', orderType: 'Limit', price: '149.68', qty: '0.140', marketUnit: null, timeInForce: 'GTC', orderStatus: 'New', cumExecQty: '0', cumExecValue: '0', cumExecFee: '0', avgPrice: '', leavesQty: '0.14', rejectReason: '', cancelType: null, reduceOnly: null, createdTime: 900, updatedTime: 2000, source: 'reconciler', streamMessageId: null, creationTime: null, observedAt: 2000, ...over });
+  assert.equal(compareOrder(local, ex({})), null);
+  assert.equal(compareOrder(local, ex({ qty: '0.160' })), 'terms_mismatch');
+  assert.equal(compareOrder(local, ex({ price: '149.70' })), 'terms_mismatch');
+  assert.equal(compareOrder({ ...local, status: 'Cancelled' }, ex({ orderStatus: 'Cancelled', qty: '0.160' })), 'terms_mismatch');
+  assert.equal(compareOrder({ ...local, order_type: 'Market', price: null }, ex({ orderType: 'Market', price: '154.17' })), null);
+  assert.equal(compareOrder(local, ex({ qty: '0.160', updatedTime: 500 })), null, 'an older exchange view changes nothing');
 });
 
 test('a locally stuck Submitted order is queried by orderLinkId and resolved; a create Bybit never received is reported Rejected', async (t) => {
