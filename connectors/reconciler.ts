@@ -23,7 +23,8 @@
 // the exchange stops counting as exposure.
 //
 // Facts newer than RECONCILE_GRACE_MS are not called discrepancies: the private stream is
-// expected to deliver them. Queries go through the client-side rate limiter (own share of the
+// expected to deliver them. "Newer" and the list windows are by Bybit's clock (the `time` of its
+// answers), so a skew between its clock and ours hides nothing. Queries go through the client-side rate limiter (own share of the
 // budget, RECONCILE_RATE_LIMIT_FRACTION, fed by Bybit's X-Bapi-Limit headers), and per-order
 // queries are spaced by RECONCILE_QUERY_INTERVAL_MS. Each run is recorded in reconcile_runs.
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -146,6 +147,12 @@ export type Raw = Record<string, unknown>;
 
 export interface ExchangeReader {
   readonly limiter: RateLimiter;
+  /**
+   * How far Bybit's clock is ahead of ours (negative: behind), from the `time` of its latest answer
+   * (0 before any). Exchange times (updatedTime, execTime, list windows) are compared with
+   * Bybit's clock, not ours: a skew would otherwise hide every fact newer than our clock.
+   */
+  clockSkewMs(): number;
   openOrders(category: Category, symbol?: string): Promise<Raw[]>;
   orderHistory(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
   /** The order by orderLinkId (or orderId): realtime first, then history; null when Bybit has none. */
@@ -161,6 +168,8 @@ interface Answer<T> {
   retCode: number;
   retMsg: string;
   result: T;
+  /** Bybit's server time of the answer, epoch ms. */
+  time?: number;
   rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
 }
 
@@ -182,6 +191,7 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
   const limiter = deps.limiter ?? new RateLimiter({ fraction: deps.fraction ?? cfg.BYBIT_RATE_LIMIT_FRACTION, clock });
   const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
   const maxPages = deps.maxPages ?? 20;
+  let skewMs = 0;
 
   async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<Answer<T>>): Promise<T> {
     const key = RateLimiter.key(path, category);
@@ -194,6 +204,7 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
     } finally {
       release();
     }
+    if (typeof ans.time === 'number' && Number.isFinite(ans.time)) skewMs = ans.time - clock.now();
     const info = ans.rateLimitApi ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp } : undefined;
     limiter.observe(key, info);
     if (ans.retCode === RET.OK) return ans.result;
@@ -219,6 +230,7 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
 
   return {
     limiter,
+    clockSkewMs: () => skewMs,
     openOrders: (category, symbol) =>
       paged('/v5/order/realtime', category, (cursor) =>
         q('getActiveOrders', { category, openOnly: 0, limit: 50, ...(symbol ? { symbol } : category === 'linear' ? { settleCoin: 'USDT' } : {}), ...(cursor ? { cursor } : {}) }),
@@ -375,6 +387,7 @@ export const DISCREPANCY_KINDS = [
   'missing_order', // at Bybit, not in PostgreSQL: emitted for adoption
   'status_mismatch', // different status (the exchange is ahead)
   'fill_mismatch', // different filled quantity
+  'terms_mismatch', // a limit order's quantity or price differs (an amend the stream did not deliver)
   'stuck_in_flight', // local in-flight state beyond the threshold, resolved by query
   'not_at_exchange', // a local order Bybit does not know (reported Rejected when it is a lost create)
   'missing_execution', // a fill at Bybit with no executions row
@@ -419,7 +432,9 @@ export function compareOrder(local: LocalOrder | undefined, ex: ExchangeOrderUpd
   if (!local) return 'missing_order';
   if (local.last_exchange_update_ms !== null && ex.updatedTime < local.last_exchange_update_ms) return null;
   const fillsDiffer = !decEq(local.cum_exec_qty, ex.cumExecQty);
-  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : null;
+  // Market orders carry Bybit's protection price, and a quote-sized qty: only limit terms compare.
+  const termsDiffer = ex.orderType === 'Limit' && (!decEq(local.qty, ex.qty) || !decEq(local.price, ex.price));
+  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : termsDiffer ? 'terms_mismatch' : null;
   // A pending amend/cancel of an order still open at the exchange is the request in flight (the
   // stuck check covers the case where it never completes).
   if ((local.status === 'PendingAmend' || local.status === 'PendingCancel') && OPEN_SET.has(ex.orderStatus) && !fillsDiffer) return null;
@@ -599,8 +614,15 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     const now = clock.now();
     const r = emptyReport(trigger, now);
     const graceEdge = now - cfg.RECONCILE_GRACE_MS;
-    const fresh = (t: number) => cfg.RECONCILE_GRACE_MS > 0 && t > graceEdge;
-    const since = now - cfg.RECONCILE_LOOKBACK_MS;
+    // Exchange times are judged by the exchange's clock (as of its latest answer): with a skew, our
+    // own clock would call every fact ahead of it fresh, and list windows ending at our "now" would
+    // leave them out (as after a jump of the exchange's clock, a fault of the chaos run).
+    const exchangeNow = () => clock.now() + rest.clockSkewMs();
+    const fresh = (t: number) => cfg.RECONCILE_GRACE_MS > 0 && t > exchangeNow() - cfg.RECONCILE_GRACE_MS;
+    const window = (): [number, number] => {
+      const end = exchangeNow();
+      return [end - cfg.RECONCILE_LOOKBACK_MS, end];
+    };
     const handled = new Set<number>(); // local row ids already settled this run
     const orderOut: Array<{ key: string; value: ExchangeOrderUpdate }> = [];
     let queries = 0;
@@ -682,7 +704,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // 2. Open orders and recent history against the local rows.
       for (const category of cfg.RECONCILE_CATEGORIES) {
         const open = (await rest.openOrders(category)).filter((o) => wanted(s(o.symbol)));
-        const hist = (await rest.orderHistory(category, since, now)).filter((o) => wanted(s(o.symbol)));
+        const hist = (await rest.orderHistory(category, ...window())).filter((o) => wanted(s(o.symbol)));
         const observedAt = clock.now();
         r.checked.openOrders += open.length;
         r.checked.historyOrders += hist.length;
@@ -738,7 +760,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // 3. Executions.
       const execOut: Array<{ key: string; value: Execution }> = [];
       for (const category of cfg.RECONCILE_CATEGORIES) {
-        const execs = (await rest.executions(category, since, now)).filter((e) => wanted(s(e.symbol)));
+        const execs = (await rest.executions(category, ...window())).filter((e) => wanted(s(e.symbol)));
         const observedAt = clock.now();
         r.checked.executions += execs.length;
         const ids = execs.map((e) => s(e.execId)).filter(Boolean);

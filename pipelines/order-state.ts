@@ -534,18 +534,21 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
     next.rejectReason = u.rejectReason;
     dirty = true;
   }
-  // Terms: only limit orders are amended (market orders carry Bybit's protection price).
+  // Terms: only limit orders are amended (market orders carry Bybit's protection price). A final
+  // update still carries the order's final terms (e.g. an amend whose own push was lost before the
+  // order was cancelled): they are taken, without an amend event.
   let amended = false;
   const uPrice = d(u.price);
   const uQty = d(u.qty);
-  if (next.orderType === 'Limit' && !isTerminal(to)) {
+  const amendable = !isTerminal(to) && next.status !== 'Intent' && next.status !== 'Submitted' && next.status !== 'Unknown';
+  if (next.orderType === 'Limit') {
     if (uPrice?.isPos() && uPrice.toString() !== (d(next.price)?.toString() ?? null)) {
-      amended = next.status !== 'Intent' && next.status !== 'Submitted' && next.status !== 'Unknown';
+      amended = amendable;
       next.price = uPrice.toString();
       dirty = true;
     }
     if (uQty?.isPos() && (d(next.qty) === null || uQty.cmp(d(next.qty)!) !== 0)) {
-      amended = amended || (next.status !== 'Intent' && next.status !== 'Submitted' && next.status !== 'Unknown');
+      amended = amended || amendable;
       next.qty = uQty.toString();
       dirty = true;
     }

@@ -282,10 +282,19 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   const refOf = (i: OrderIntent): OrderRef =>
     i.action !== 'create' && i.target_order_id ? { category: i.category, symbol: i.symbol, orderId: i.target_order_id } : { category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id };
 
-  /** Run `attempt` with the one retry helper; exhausted retries become the runner's problem. */
-  const withRetry = async <T>(i: OrderIntent, attempt: (n: number) => Promise<T>): Promise<T> => {
+  /**
+   * Run `attempt` with the one retry helper; exhausted retries become the runner's problem. Each
+   * attempt first makes sure this instance still owns the intent's partition (`stillOwner` from the
+   * runner): one frozen past its session timeout, whose partition another instance took over, must
+   * not call the exchange when it wakes up (it throws PartitionLostError, which is not retried).
+   */
+  type Owner = (() => Promise<void>) | undefined;
+  const withRetry = async <T>(i: OrderIntent, owner: Owner, attempt: (n: number) => Promise<T>): Promise<T> => {
     try {
-      return await retry(attempt, {
+      return await retry(async (n) => {
+        await owner?.();
+        return attempt(n);
+      }, {
         retries: cfg.PLACE_RETRIES,
         minMs: cfg.PLACE_RETRY_MIN_MS,
         maxMs: cfg.PLACE_RETRY_MAX_MS,
@@ -314,7 +323,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     return { outcome: 'rejected', orderId: null, retCode: -1, retMsg, reasonCode, attempts, sentAt: now, ackedAt: now };
   };
 
-  const create = async (i: OrderIntent): Promise<Outcome> => {
+  const create = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
     const st = { attempts: 0, sentAt: 0 };
     let duplicate = false;
     const resolved = (f: FoundOrder): Outcome => ({
@@ -331,7 +340,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       st.attempts += 1;
       return rest.findOrder({ category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id });
     };
-    return withRetry(i, async (n) => {
+    return withRetry(i, owner, async (n) => {
       // Never a second create for this orderLinkId without a query in between.
       if (n > 0 || duplicate) {
         const f = await query();
@@ -370,9 +379,9 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     });
   };
 
-  const amend = async (i: OrderIntent): Promise<Outcome> => {
+  const amend = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
     const st = { attempts: 0, sentAt: 0 };
-    return withRetry(i, async () => {
+    return withRetry(i, owner, async () => {
       if (st.sentAt === 0) st.sentAt = clock.now();
       st.attempts += 1;
       try {
@@ -387,9 +396,9 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     });
   };
 
-  const cancel = async (i: OrderIntent): Promise<Outcome> => {
+  const cancel = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
     const st = { attempts: 0, sentAt: 0 };
-    return withRetry(i, async () => {
+    return withRetry(i, owner, async () => {
       if (st.sentAt === 0) st.sentAt = clock.now();
       st.attempts += 1;
       try {
@@ -410,10 +419,10 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   };
 
   /** An intent that is not sent. A create may have been sent by an earlier run: ask first. */
-  const notSent = async (i: OrderIntent, reasonCode: string, detail: string): Promise<Outcome> => {
+  const notSent = async (i: OrderIntent, owner: Owner, reasonCode: string, detail: string): Promise<Outcome> => {
     if (i.action !== 'create') return localReject(reasonCode, detail);
     let attempts = 0;
-    const f = await withRetry(i, async () => {
+    const f = await withRetry(i, owner, async () => {
       attempts += 1;
       return rest.findOrder({ category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id });
     });
@@ -432,7 +441,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   // placement hop was the slowest of the pipeline when they went one by one). Idempotency does not
   // depend on any of this: each intent still has its deterministic orderLinkId, query-before-resend
   // and the memo, exactly as when sent one by one.
-  const load = async (records: StageRecord<OrderIntent>[]): Promise<PlaceState> => {
+  const load = async (records: StageRecord<OrderIntent>[], owner?: () => Promise<void>): Promise<PlaceState> => {
     const now = clock.now();
     // Each intent checked once: why it cannot be sent at all, or why no orders row could hold it.
     const refused = new Map(
@@ -456,10 +465,10 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         if (invalid) o = localReject(REASONS.invalidIntent, invalid);
         // An order that could not be recorded in `orders` is not sent (risk would not see it); an
         // earlier run may have sent it, so ask first, like any create that is not sent.
-        else if (unrecordable) o = await notSent(i, REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
-        else if (sup) o = await notSent(i, sup.reason, `superseded by intent ${sup.by}`);
-        else if (isExpired(i, now)) o = await notSent(i, REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
-        else o = i.action === 'create' ? await create(i) : i.action === 'amend' ? await amend(i) : await cancel(i);
+        else if (unrecordable) o = await notSent(i, owner, REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
+        else if (sup) o = await notSent(i, owner, sup.reason, `superseded by intent ${sup.by}`);
+        else if (isExpired(i, now)) o = await notSent(i, owner, REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
+        else o = i.action === 'create' ? await create(i, owner) : i.action === 'amend' ? await amend(i, owner) : await cancel(i, owner);
         remember(i, o);
         log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src }, 'intent placed');
       }

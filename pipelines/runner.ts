@@ -79,8 +79,12 @@ export interface Stage<I, S = undefined> {
   inputFormat: 'raw' | 'avro';
   /** Physical dead-letter topic. */
   dlq: string;
-  /** Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). */
-  load?: (records: StageRecord<I>[]) => Promise<S>;
+  /**
+   * Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). A load with
+   * side effects outside Kafka and PostgreSQL (placement's REST calls) awaits `stillOwner()` before
+   * each one: it throws once this member has lost the chunk's partition (see PartitionLostError).
+   */
+  load?: (records: StageRecord<I>[], stillOwner?: () => Promise<void>) => Promise<S>;
   /** Pure: one record in, outputs or a rejection out. Never throws for bad data. */
   process: (rec: StageRecord<I>, ctx: StageContext<S>) => StageResult;
   /** Edge: persist the chunk's effects before the Kafka commit. Must be idempotent (replays happen). */
@@ -166,6 +170,14 @@ interface Decoded<I> {
   msg: InMessage;
   rec?: StageRecord<I>;
   reject?: { code: string; detail: string };
+}
+
+/** Throws PartitionLostError when this member has left the group's current generation (see processChunk). */
+function ownership(ctl: BatchControl): () => Promise<void> {
+  return () =>
+    ctl.heartbeat().catch((err: unknown) => {
+      throw isMembershipLost(err) ? new PartitionLostError(err) : err;
+    });
 }
 
 function traceOf(h: Headers): string | null {
@@ -265,12 +277,13 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
 
   /** Commit records of a chunk to their topics with the chunk's offsets, in one transaction. */
-  const commit = async (topic: string, partition: number, byTopic: Map<string, OutMessage[]>, lastOffset: string): Promise<void> => {
+  const commit = async (topic: string, partition: number, byTopic: Map<string, OutMessage[]>, lastOffset: string, stillOwner: () => Promise<void>): Promise<void> => {
     const producer = await producerFor(topic, partition);
     const tx = await producer.transaction();
     try {
       for (const [t, list] of byTopic) await tx.send(t, list);
       await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(lastOffset) + 1n) }]);
+      await stillOwner();
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
@@ -292,9 +305,9 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
 
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
-  const decideChunk = async (partition: number, decoded: Decoded<I>[]): Promise<Map<string, OutMessage[]>> => {
+  const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
-    const state = (stage.load ? await stage.load(recs) : undefined) as S;
+    const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
     const byTopic = new Map<string, OutMessage[]>();
     const push = (topic: string, om: OutMessage) => {
@@ -331,19 +344,30 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       }
       m.latency.observe({ stage: stage.name }, (performance.now() - r0) / 1000);
     }
-    if (stage.persist) await stage.persist(items, state);
+    if (stage.persist) {
+      // A member frozen past its session timeout must not write the chunk's effects over those of
+      // the partition's new owner either.
+      await stillOwner();
+      await stage.persist(items, state);
+    }
     return byTopic;
   };
 
   /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
-  const processChunk = async (topic: string, partition: number, messages: InMessage[]): Promise<void> => {
+  const processChunk = async (topic: string, partition: number, messages: InMessage[], ctl: BatchControl): Promise<void> => {
     const t0 = performance.now();
     const decoded = await decodeAll(messages);
-    const decideIt = () => decideChunk(partition, decoded);
+    // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
+    // generation, and the next owner fences this producer only once it commits a chunk itself. A
+    // member frozen past its session timeout (a zombie) must neither persist nor commit a chunk of
+    // a partition given away meanwhile, nor (placement) call the exchange for it: ask the group (a
+    // heartbeat, sent when one is due, which it is after any long stall).
+    const stillOwner = ownership(ctl);
+    const decideIt = () => decideChunk(partition, decoded, stillOwner);
     const across = stage.lockAcross;
     const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
 
-    await commit(topic, partition, byTopic, messages[messages.length - 1]!.offset);
+    await commit(topic, partition, byTopic, messages[messages.length - 1]!.offset, stillOwner);
     m.recordsIn.inc({ stage: stage.name, topic }, messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
@@ -353,17 +377,19 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const seen = { total: 0, byReason: {} as Record<string, number>, last: null as ReturnType<RunningStage['conflicts']>['last'] };
 
   /** The one record left of a chunk that fails for good: its dead letter (and its halt) instead of its outputs. */
-  const conflictOne = async (topic: string, partition: number, msg: InMessage, f: RecordFailure): Promise<void> => {
+  const conflictOne = async (topic: string, partition: number, msg: InMessage, f: RecordFailure, ctl: BatchControl): Promise<void> => {
+    const stillOwner = ownership(ctl);
+    await stillOwner();
     const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
     const action: ConflictAction = stage.conflict ?? 'dead_letter';
     const at = deps.clock.now();
     await deps.conflicts?.record({ stage: stage.name, groupId: deps.groupId, source, key: msg.key, reason: f.reason, action, pgCode: f.pgCode, constraint: f.constraint, detail: f.detail, at });
     const letter = async (keep?: number) => new Map([[stage.dlq, [await deadLetter(msg, f.reason, f.detail, null, keep)]]]);
     try {
-      await commit(topic, partition, await letter(), msg.offset);
+      await commit(topic, partition, await letter(), msg.offset, stillOwner);
     } catch (err) {
       if (recordFailure(err)?.reason !== 'record_too_large') throw err;
-      await commit(topic, partition, await letter(DLQ_KEEP_BYTES), msg.offset);
+      await commit(topic, partition, await letter(DLQ_KEEP_BYTES), msg.offset, stillOwner);
     }
     m.rejected.inc({ stage: stage.name, reason: f.reason });
     m.conflicts.inc({ stage: stage.name, reason: f.reason, action });
@@ -377,13 +403,20 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     for (let attempt = 0; ; attempt++) {
       if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
       try {
-        await processChunk(topic, partition, chunk);
+        await processChunk(topic, partition, chunk, ctl);
         unexpectedStreak = 0;
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
         return true;
       } catch (caught) {
         let err = caught;
+        // Not the owner any more (the group moved on, or the next owner fenced this producer): stop
+        // here without retrying, which would initialise the producer again and fence the rightful
+        // owner in turn; the consumer rejoins and the owner processes the chunk.
+        if (err instanceof PartitionLostError || isFenced(err)) {
+          log.warn({ err: (err as Error).message, partition, offset: chunk[0]?.offset }, 'partition no longer owned; chunk left to its owner');
+          return false;
+        }
         // A bug of the stage met on one record (a TypeError, ...) is handled like a record that cannot
         // be stored, unless it keeps happening record after record: then it is the stage, not the data.
         const failure = recordFailure(err) ?? (unexpectedStreak < UNEXPECTED_STREAK_MAX ? unexpectedFailure(err) : null);
@@ -396,11 +429,12 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
         if (failure) {
           try {
             if (failure.reason === 'stage_error') unexpectedStreak++;
-            await conflictOne(topic, partition, chunk[0]!, failure);
+            await conflictOne(topic, partition, chunk[0]!, failure, ctl);
             ctl.resolveOffset(chunk[0]!.offset);
             await ctl.heartbeat().catch(() => {});
             return true;
           } catch (e) {
+            if (e instanceof PartitionLostError || isFenced(e)) return false;
             err = e; // recording it failed (database or broker away): retried below like any chunk
           }
         }
@@ -465,6 +499,27 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 function isPgTransient(err: unknown): boolean {
   const code = pgErrorCode(err);
   return code === '40P01' || code === '40001';
+}
+
+/** This member is no longer in the group's current generation (it was frozen, or the group rebalanced). */
+function isMembershipLost(err: unknown): boolean {
+  return /REBALANCE_IN_PROGRESS|UNKNOWN_MEMBER_ID|ILLEGAL_GENERATION|FENCED_INSTANCE_ID/.test((err as { type?: string })?.type ?? '');
+}
+
+/** The transactional producer was fenced: another instance initialised the same transactional id. */
+function isFenced(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 4; e = (e as { cause?: unknown }).cause, depth++) {
+    if (/PRODUCER_FENCED|INVALID_PRODUCER_EPOCH/.test((e as { type?: string }).type ?? '')) return true;
+  }
+  return false;
+}
+
+/** This member no longer owns the chunk's partition: the chunk is left to the owner, not retried. */
+export class PartitionLostError extends Error {
+  constructor(cause: unknown) {
+    super(`this member left the group's current generation: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'PartitionLostError';
+  }
 }
 
 /** Broker hiccups surface as plain kafkajs errors; they are worth retrying rather than dying. */

@@ -4,7 +4,7 @@
 // already recorded) and `persist` (one recorded outcome per signal_id). A refused record goes to
 // signals.dlq with its original bytes and a reason code (the runner writes the envelope); when its
 // signal_id is known, a `signal_rejected` OrderEvent goes to orders.events too, so the model learns
-// from refusals.
+// from refusals (except for a repeated signal_id: see `repeated`).
 //
 // Checks, in this order (the first failing one is the reason):
 //   oversize          value (or the bridge's amqp.body_size header) larger than SIGNAL_MAX_BYTES
@@ -25,8 +25,8 @@
 // signal_id already in PostgreSQL. Such a record (same source_record) is a *replay*: it is validated
 // again and its output emitted again (the first attempt's transaction was aborted, so nothing
 // downstream saw it), and persist overwrites the row with the new outcome. A signal_id recorded from
-// any *other* record is a duplicate: no second Signal, a duplicate_count increment on the original
-// row. Two validators racing on the same signal_id (different assets, different partitions) are
+// any *other* record is a duplicate: no second Signal, no signal_rejected event, a dead letter and a
+// duplicate_count increment on the original row. Two validators racing on the same signal_id (different assets, different partitions) are
 // settled by the primary key: persist inserts only if no row from another record exists, and
 // otherwise throws a RetriableError, so the runner redoes the chunk and sees the winner's row.
 // A same-source row already 'decided' (only possible after a consumer-group reset) is not emitted
@@ -285,6 +285,13 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
     return reject(code, detail, outputs, ctx?.signal_id ?? null);
   };
 
+  // A repeated delivery (a republish, a redelivery) is not a new outcome of the signal: the first
+  // copy's outcome stands. The repeat is dead-lettered (duplicate_signal) and counted in
+  // signals.duplicate_count, but gets no signal_rejected event: that event would tell consumers a
+  // signal that became an order was rejected, or give a refused one a second refusal under another
+  // event_id (the chaos run found the latter).
+  const repeated = (id: string, detail: string): StageResult => reject(REASONS.duplicate, detail, [], id);
+
   const processRecord = (rec: StageRecord<Buffer>, { state, clock: stageClock }: { state: ValidateState; clock: Clock }): StageResult => {
     const now = stageClock.now();
     const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
@@ -297,11 +304,11 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
       const src = sourceOf(rec);
       const row = state.known.get(id);
       if (row && row.sourceRecord !== src) {
-        return refuse(REASONS.duplicate, `signal_id ${id} already recorded (status ${row.status}) from ${row.sourceRecord ?? 'elsewhere'}`, ctx, now);
+        return repeated(id, `signal_id ${id} already recorded (status ${row.status}) from ${row.sourceRecord ?? 'elsewhere'}`);
       }
       if (row && row.status === 'decided') return ok(); // same record read again after a group reset: already went through
       const first = state.firstInChunk.get(id);
-      if (first !== undefined && first !== src) return refuse(REASONS.duplicate, `signal_id ${id} repeated; first seen at ${first}`, ctx, now);
+      if (first !== undefined && first !== src) return repeated(id, `signal_id ${id} repeated; first seen at ${first}`);
     }
 
     const parsed = parseSignalJson(p.json);

@@ -39,12 +39,22 @@ export class RetriesExhaustedError extends FatalError {
   }
 }
 
-/** Errors not of our hierarchy are treated as retriable when they look like transport failures. */
+/** Transport failures, and PostgreSQL going away (admin/crash shutdown, starting up, connection lost). */
+const TRANSIENT_CODES = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EAI_AGAIN|ENOTFOUND|57P01|57P02|57P03|08006|08001|08003)$/;
+/** Names (or class names: slonik leaves `name` as "Error") of wrappers of a lost or refused connection. */
+const TRANSIENT_NAMES = /^(Kafka(JS)?(Connection|Request|NumberOfRetriesExceeded|Broker)|BackendTerminatedError|BackendTerminatedUnexpectedlyError|ConnectionError)/;
+
+/**
+ * Errors not of our hierarchy are treated as retriable when they look like transport failures,
+ * looking through wrappers (`cause`): a PostgreSQL restart reaches a stage as slonik's
+ * BackendTerminatedError around the driver's 57P01 (the chaos run found stages stopping on it).
+ */
 export function classify(err: unknown): ErrorKind {
   if (err instanceof PipelineError) return err.kind;
-  const e = err as { retriable?: boolean; code?: string; name?: string };
-  if (e?.retriable === true) return 'retriable';
-  if (typeof e?.code === 'string' && /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EAI_AGAIN|ENOTFOUND|57P01|08006|08001|08003)$/.test(e.code)) return 'retriable';
-  if (e?.name && /^Kafka(JS)?(Connection|Request|NumberOfRetriesExceeded|Broker)/.test(e.name)) return 'retriable';
+  for (let e = err as { retriable?: boolean; code?: unknown; name?: string; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (e.retriable === true) return 'retriable';
+    if (typeof e.code === 'string' && TRANSIENT_CODES.test(e.code)) return 'retriable';
+    if ((e.name && TRANSIENT_NAMES.test(e.name)) || TRANSIENT_NAMES.test((e as object).constructor?.name ?? '')) return 'retriable';
+  }
   return 'fatal';
 }

@@ -226,7 +226,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
     admin: () => wrapAdmin(observed(kafka.admin())),
     producer: (p = {}) =>
       wrapProducer(
-        observed(kafka.producer({
+        () => observed(kafka.producer({
           idempotent: true,
           // Exactly-once transactions in kafkajs require a single in-flight request.
           maxInFlightRequests: p.transactionalId ? 1 : 5,
@@ -239,6 +239,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           // Java-compatible murmur2 partitioner, set explicitly (kafkajs v2 default, but say so).
           createPartitioner: Partitioners.DefaultPartitioner,
         })),
+        Boolean(p.transactionalId),
       ),
     consumer: (c) =>
       wrapConsumer(
@@ -256,17 +257,55 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
   };
 }
 
-function wrapProducer(p: Producer): ProducerPort {
+/**
+ * The idempotent producer's sequence state no longer matches the broker's. kafkajs never recovers
+ * from it (every later send to the partition fails the same way; the Java client bumps its epoch,
+ * KIP-360): a new producer, with a new producer id, does. Found by the chaos run: after a broker
+ * SIGKILL the signal bridge failed "out of order sequence number" 262 times in a row, for good.
+ */
+export function sequenceBroken(err: unknown): boolean {
+  for (let e = err as { type?: string; cause?: unknown; originalError?: unknown } | undefined, depth = 0; e && depth < 4; e = (e.cause ?? e.originalError) as typeof e, depth++) {
+    if (/^(OUT_OF_ORDER_SEQUENCE_NUMBER|UNKNOWN_PRODUCER_ID)$/.test(e.type ?? '')) return true;
+  }
+  return false;
+}
+
+function wrapProducer(make: () => Producer, transactional: boolean): ProducerPort {
+  let p = make();
+  let connected = false;
+  let renewed = false;
+  // Not for transactional producers: whoever owns one decides (the stage runner drops it and makes
+  // a new one on any failed transaction).
+  const guarded = async (f: () => Promise<unknown>): Promise<void> => {
+    if (renewed && connected) {
+      await p.connect();
+      renewed = false;
+    }
+    try {
+      await f();
+    } catch (err) {
+      if (!transactional && sequenceBroken(err)) {
+        const old = p;
+        p = make();
+        renewed = true;
+        await old.disconnect().catch(() => {});
+      }
+      throw err; // the caller retries, with the new producer
+    }
+  };
   return {
-    connect: () => p.connect(),
-    send: async (topic, messages) => {
-      await p.send({ topic, acks: -1, messages: toKafkaMessages(messages) });
+    connect: async () => {
+      await p.connect();
+      connected = true;
+      renewed = false;
     },
-    sendBatch: async (batches) => {
-      await p.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) });
-    },
+    send: (topic, messages) => guarded(() => p.send({ topic, acks: -1, messages: toKafkaMessages(messages) })),
+    sendBatch: (batches) => guarded(() => p.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) })),
     transaction: async () => wrapTransaction(await p.transaction()),
-    disconnect: () => p.disconnect(),
+    disconnect: async () => {
+      connected = false;
+      await p.disconnect();
+    },
   };
 }
 

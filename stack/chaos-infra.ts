@@ -1,5 +1,5 @@
-// Private infrastructure of a chaos run, so it can restart brokers without touching the shared ones
-// other people's tests use:
+// Private infrastructure of a chaos run, so it can restart brokers and servers without touching the
+// shared ones other people's tests use:
 //   - a second single-node KRaft Apache Kafka (same jars as `stack:up`, own ports, own data dir under
 //     STACK_DIR/chaos-<id>/), restarted with SIGTERM or SIGKILL and started again on the same data;
 //   - a private RabbitMQ node (own node name, AMQP and distribution ports, Mnesia and log dirs, Erlang
@@ -7,7 +7,7 @@
 // Every process is a child of the chaos run (same process group) and its pid is written into the
 // run's directory, so `cleanStaleChaosDirs` can kill what a crashed earlier run left behind.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,8 +17,12 @@ import type { Config } from '../runtime/config.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { fetchKafkaJars, kafkaReady, paths, spawnKafka, type KafkaNode } from './stack.ts';
 import { pidAlive, tcpOpen } from './net.ts';
+import { ROOT } from './paths.ts';
 
 const run = promisify(execFile);
+
+/** How long a private server may take to (re)start: generous, the machine may be busy with others' work. */
+const START_TIMEOUT_MS = 300_000;
 
 /** A TCP port nobody listens on right now (the OS picks it). */
 export async function freePort(): Promise<number> {
@@ -52,34 +56,35 @@ function pidFile(dir: string, name: string, pid: number | undefined): void {
 export function cleanStaleChaosDirs(cfg: Config, log: Logger, keep: string | null = null): void {
   const base = paths(cfg).dir;
   if (!existsSync(base)) return;
+  const cmdOf = (pidPath: string): { pid: number; cmd: string } | null => {
+    const pid = Number(readFileSync(pidPath, 'utf8').trim());
+    if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) return null;
+    try {
+      return { pid, cmd: readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ') };
+    } catch {
+      return null;
+    }
+  };
   for (const d of readdirSync(base)) {
     if (!d.startsWith('chaos-')) continue;
     const dir = join(base, d);
     if (dir === keep) continue;
-    let liveOwner = false;
-    for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid'))) {
-      const pid = Number(readFileSync(join(dir, f), 'utf8').trim());
-      if (!Number.isInteger(pid) || pid <= 0 || !pidAlive(pid)) continue;
-      let cmd: string;
+    // A chaos run still in progress (its owner lives): leave its directory and processes alone.
+    // (Checked first: two runs in one STACK_DIR once killed each other's brokers.)
+    const owner = existsSync(join(dir, 'owner.pid')) ? cmdOf(join(dir, 'owner.pid')) : null;
+    if (owner?.cmd.includes('chaos')) continue;
+    for (const f of readdirSync(dir).filter((x) => x.endsWith('.pid') && x !== 'owner.pid')) {
+      const p = cmdOf(join(dir, f));
+      if (!p || !p.cmd.includes(dir)) continue;
+      log.warn({ pid: p.pid, dir }, 'killing a process left by an earlier chaos run');
       try {
-        cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        process.kill(p.pid, 'SIGKILL');
       } catch {
-        continue;
-      }
-      if (f === 'owner.pid') {
-        if (cmd.includes('chaos')) liveOwner = true; // a chaos run still in progress: leave it alone
-        continue;
-      }
-      if (cmd.includes(dir)) {
-        log.warn({ pid, dir }, 'killing a process left by an earlier chaos run');
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
+        /* gone */
       }
     }
-    if (!liveOwner) rmSync(dir, { recursive: true, force: true });
+    // A directory kept on purpose (CHAOS_KEEP_DIR) stays for inspection; its processes are gone.
+    if (!existsSync(join(dir, 'kept'))) rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -116,7 +121,7 @@ export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): 
     const t0 = Date.now();
     child = spawnKafka(node, log, { detached: false, out: 'kafka.out' });
     pidFile(dir, 'kafka', child.pid);
-    await kafkaReady(brokers, log, 120_000);
+    await kafkaReady(brokers, log, START_TIMEOUT_MS);
     return Date.now() - t0;
   };
   const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
@@ -218,7 +223,7 @@ export async function startPrivateRabbit(dir: string, log: Logger): Promise<Priv
     const c = child;
     for (;;) {
       if (c.exitCode !== null) throw new Error(`private RabbitMQ node exited during start (see ${out})`);
-      if (Date.now() - t0 > 120_000) throw new Error(`private RabbitMQ node not up after 120 s (see ${out})`);
+      if (Date.now() - t0 > START_TIMEOUT_MS) throw new Error(`private RabbitMQ node not up after ${START_TIMEOUT_MS / 1000} s (see ${out})`);
       if (await tcpOpen('127.0.0.1', port)) {
         const conn = await amqplib.connect(url).catch(() => null);
         if (conn) {
@@ -276,5 +281,148 @@ export async function startPrivateRabbit(dir: string, log: Logger): Promise<Priv
     },
     stop: halt,
     pids: () => [(child as ChildProcess | null)?.pid, beamPid()].filter((x): x is number => typeof x === 'number'),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: a private cluster, because the machine's server is shared and must never be restarted
+
+export interface PrivatePostgres {
+  /** postgres://postgres@127.0.0.1:<port>/<database> of the run's database. */
+  url: string;
+  port: number;
+  /**
+   * Stop the server and start it again on the same data directory; ms until it accepts queries.
+   * 'fast': sessions are terminated, a clean shutdown checkpoint; 'immediate': every process quits at
+   * once, no checkpoint, crash recovery from the WAL at the next start.
+   */
+  restart(mode: 'fast' | 'immediate', downMs?: number): Promise<number>;
+  stop(): Promise<void>;
+  pids(): number[];
+}
+
+/** The newest PostgreSQL server binaries the distribution installed, or null. */
+export function postgresBin(): string | null {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return null;
+  const versions = readdirSync(base).filter((v) => /^\d+$/.test(v) && existsSync(join(base, v, 'bin', 'pg_ctl'))).sort((a, b) => Number(b) - Number(a));
+  return versions.length ? join(base, versions[0]!, 'bin') : null;
+}
+
+/**
+ * initdb a cluster under the run's directory (owned by the `postgres` OS user: the server refuses to
+ * run as root), start it with pg_ctl on a free port (TCP on 127.0.0.1 only, its socket in its own
+ * directory), trust authentication, and create `database`.
+ */
+export async function startPrivatePostgres(dir: string, database: string, log: Logger): Promise<PrivatePostgres> {
+  const bin = postgresBin();
+  if (!bin) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (a private cluster is needed so the shared server is never restarted)');
+  const home = join(dir, 'postgres');
+  const data = join(home, 'data');
+  mkdirSync(home, { recursive: true });
+  const { stdout: uid } = await run('id', ['-u', 'postgres']);
+  const { stdout: gid } = await run('id', ['-g', 'postgres']);
+  chownSync(home, Number(uid), Number(gid));
+  const asPostgres = (cmd: string, args: string[], timeout = START_TIMEOUT_MS) => run('runuser', ['-u', 'postgres', '--', join(bin, cmd), ...args], { cwd: home, timeout });
+  await asPostgres('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync', '--no-instructions']);
+  const port = await freePort();
+  const opts = `-p ${port} -k ${home} -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off`;
+  const pidOf = (): number | null => {
+    try {
+      const n = Number(readFileSync(join(data, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      return Number.isInteger(n) && n > 0 ? n : null;
+    } catch {
+      return null;
+    }
+  };
+  const start = async (): Promise<number> => {
+    const t0 = Date.now();
+    await asPostgres('pg_ctl', ['-D', data, '-l', join(home, 'server.log'), '-o', opts, '-w', '-t', String(START_TIMEOUT_MS / 1000), 'start']);
+    const p = pidOf();
+    if (p) pidFile(dir, 'postgres', p);
+    return Date.now() - t0;
+  };
+  const halt = async (mode: 'fast' | 'immediate') => {
+    if (!pidOf()) return;
+    await asPostgres('pg_ctl', ['-D', data, '-m', mode, '-w', '-t', '60', 'stop']).catch((err: Error) => {
+      log.warn({ err: err.message }, 'pg_ctl stop failed; killing the postmaster');
+      const p = pidOf();
+      if (p && pidAlive(p)) process.kill(p, 'SIGKILL');
+    });
+  };
+  await start();
+  const url = `postgres://postgres@127.0.0.1:${port}/${database}`;
+  return {
+    url,
+    port,
+    restart: async (mode, downMs = 0) => {
+      const t0 = Date.now();
+      await halt(mode);
+      if (downMs) await sleep(downMs);
+      await start();
+      return Date.now() - t0;
+    },
+    stop: () => halt('immediate'),
+    pids: () => {
+      const p = pidOf();
+      return p ? [p] : [];
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema registry: a private stand-in (schemas/registry-main.ts) with its own file, restartable
+
+export interface PrivateRegistry {
+  url: string;
+  /** Stop the registry (SIGTERM or SIGKILL) and start it again on the same file; ms until it answers. */
+  restart(signal: 'SIGTERM' | 'SIGKILL', downMs?: number): Promise<number>;
+  stop(): Promise<void>;
+  pids(): number[];
+}
+
+export async function startPrivateRegistry(dir: string, log: Logger): Promise<PrivateRegistry> {
+  const port = await freePort();
+  const file = join(dir, 'registry.json');
+  const url = `http://127.0.0.1:${port}`;
+  let child: ChildProcess | null = null;
+  const start = async (): Promise<number> => {
+    const t0 = Date.now();
+    const out = join(dir, 'logs', 'registry.log');
+    child = spawn('/bin/sh', ['-c', `exec "${process.execPath}" --import tsx schemas/registry-main.ts --port ${port} --file "${file}" >> "${out}" 2>&1`], { cwd: ROOT, stdio: 'ignore', env: { ...process.env, LOG_LEVEL: 'info' } });
+    pidFile(dir, 'registry', child.pid);
+    const c = child;
+    for (;;) {
+      if (c.exitCode !== null) throw new Error(`private schema registry exited during start (see ${out})`);
+      if (Date.now() - t0 > START_TIMEOUT_MS) throw new Error(`private schema registry not up after ${START_TIMEOUT_MS / 1000} s (see ${out})`);
+      const ok = await fetch(`${url}/subjects`).then((r) => r.ok).catch(() => false);
+      if (ok) break;
+      await sleep(100);
+    }
+    return Date.now() - t0;
+  };
+  const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
+    const c = child;
+    child = null;
+    if (!c) return;
+    c.kill(signal);
+    if (!(await exited(c, 15_000))) {
+      c.kill('SIGKILL');
+      await exited(c, 5000);
+    }
+  };
+  await start();
+  log.debug({ url }, 'private schema registry up');
+  return {
+    url,
+    restart: async (signal, downMs = 0) => {
+      const t0 = Date.now();
+      await halt(signal);
+      if (downMs) await sleep(downMs);
+      await start();
+      return Date.now() - t0;
+    },
+    stop: () => halt('SIGTERM'),
+    pids: () => ((child as ChildProcess | null)?.pid ? [(child as ChildProcess | null)!.pid!] : []),
   };
 }

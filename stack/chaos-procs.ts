@@ -1,5 +1,6 @@
 // A tiny supervisor for the chaos run: one OS process per service unit (`tsx stack/service-main.ts
-// <unit>`), its JSON log appended to a file, readiness taken from the "services started" line, and
+// <unit>`, or another script such as the ws-gateway stand-in), its JSON log appended to a file,
+// readiness taken from a log line ("services started" for service units), and
 // a restart when a process exits on its own (what systemd / Kubernetes would do, e.g. after a
 // fatal exit 70 while the broker was away). Kills on purpose go through `kill9`, which restarts the
 // process at once and returns how long the new one took to start. The run's directory is on every
@@ -23,9 +24,28 @@ export interface SupervisedProcess {
   kill9(): Promise<number>;
   /** SIGTERM (graceful drain), SIGKILL after a grace period; no restart. */
   stop(graceMs?: number): Promise<void>;
+  /** SIGSTOP: the process stays, frozen (a long GC pause, a stalled VM), until `resume`. */
+  pause(): void;
+  /** SIGCONT. */
+  resume(): void;
 }
 
-export function supervise(name: string, opts: { service?: string; env: NodeJS.ProcessEnv; dir: string; onLine?: (name: string, line: string) => void; say?: (l: string) => void }): SupervisedProcess {
+export interface SuperviseOptions {
+  /** Service unit to run (default: the name). */
+  service?: string;
+  /** Another script instead of service-main (path under the repo, then its arguments). */
+  script?: string[];
+  /** Log line that means "ready" (default: the runtime's "services started"). */
+  ready?: string;
+  env: NodeJS.ProcessEnv;
+  dir: string;
+  onLine?: (name: string, line: string) => void;
+  say?: (l: string) => void;
+}
+
+export function supervise(name: string, opts: SuperviseOptions): SupervisedProcess {
+  const ready = opts.ready ?? '"services started"';
+  const args = opts.script ? [join(ROOT, opts.script[0]!), ...opts.script.slice(1)] : [join(ROOT, 'stack/service-main.ts'), opts.service ?? name];
   const log: WriteStream = createWriteStream(join(opts.dir, 'logs', `${name}.log`), { flags: 'a' });
   let child: ChildProcess | null = null;
   let startedAt = 0;
@@ -41,7 +61,7 @@ export function supervise(name: string, opts: { service?: string; env: NodeJS.Pr
       startedAt = Date.now();
       readyAt = 0;
       expectExit = false;
-      const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'stack/service-main.ts'), opts.service ?? name, `--chaos-run=${opts.dir}`], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
+      const c = spawn(process.execPath, ['--import', 'tsx', ...args, `--chaos-run=${opts.dir}`], { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'], cwd: ROOT });
       if (c.pid) writeFileSync(join(opts.dir, `svc-${name}.pid`), String(c.pid));
       let buf = '';
       c.stdout!.on('data', (d: Buffer) => {
@@ -51,7 +71,7 @@ export function supervise(name: string, opts: { service?: string; env: NodeJS.Pr
         while ((i = buf.indexOf('\n')) >= 0) {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
-          if (!readyAt && line.includes('"services started"')) readyAt = Date.now();
+          if (!readyAt && line.includes(ready)) readyAt = Date.now();
           opts.onLine?.(name, line);
         }
       });
@@ -95,12 +115,19 @@ export function supervise(name: string, opts: { service?: string; env: NodeJS.Pr
       if (c && c.exitCode === null && c.signalCode === null) {
         const gone = new Promise((r) => c.once('exit', r));
         c.kill('SIGTERM');
+        c.kill('SIGCONT'); // a paused process handles its SIGTERM only once it runs
         const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
         await gone;
         clearTimeout(t);
       }
       child = null;
-      await new Promise<void>((r) => log.end(() => r()));
+      if (!log.writableEnded) await new Promise<void>((r) => log.end(() => r()));
+    },
+    pause() {
+      child?.kill('SIGSTOP');
+    },
+    resume() {
+      child?.kill('SIGCONT');
     },
   };
   return self;

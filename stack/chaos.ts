@@ -1,75 +1,147 @@
 // Chaos run: a steady flow of signals into the order manager running as one OS process per part
 // (signal bridge, validate, size-risk, place, track, exchange streams, events-out bridge, ops), on a
-// private Kafka broker and a private RabbitMQ node (stack/chaos-infra.ts, so the shared ones other
-// tests use are never touched), trading on the in-process simulator. Meanwhile, one after the other
-// at random moments:
-//   - kill -9 of a randomly chosen process (each stage and each bridge), restarted at once;
+// private Kafka broker, RabbitMQ node, PostgreSQL cluster and schema registry (stack/chaos-infra.ts,
+// so the shared ones other tests use are never touched), trading on the in-process simulator; the
+// exchange streams come either from the direct websocket or, as in production, through ws-gateway's
+// RabbitMQ queues (a stand-in relays the simulator's websocket: stack/ws-gateway-standin.ts).
+// Meanwhile, one after the other at random moments (the fault plan):
+//   - kill -9 of a process (each stage, each bridge, the stand-in), restarted at once;
 //   - a Kafka broker restart (SIGTERM or SIGKILL, then started again on the same data dir);
-//   - RabbitMQ: every connection closed, or the node stopped and started again;
+//   - RabbitMQ: every connection closed, the node stopped, or its VM killed;
+//   - PostgreSQL stopped (fast or immediate shutdown) and started again;
+//   - the schema registry stopped (SIGTERM or SIGKILL) and started again;
+//   - a stage frozen (SIGSTOP) past the consumer-group session timeout while a standby instance
+//     takes its partitions, then woken (SIGCONT): a fenced zombie;
+//   - the exchange's clock jumping forward;
 // and, for the whole flow, the simulator loses answers after accepting orders, answers 5xx after
 // executing, refuses with 10006 storms, and drops, duplicates and reorders websocket pushes.
-// After the flow, once the system has settled and reconciled, the invariants are checked:
-//   - every signal has exactly one recorded outcome (an order decision or a refusal);
-//   - no orderLinkId was placed twice, and every create decision has its order at the exchange;
-//   - PostgreSQL's view of our orders equals the simulator's;
-//   - every order state change reached orders.events and the RabbitMQ order events queue, repeats
-//     only with the same event_id (stack/chaos-events.ts).
-// `npm run chaos` runs the long form and ends with the figures line; tests/chaos runs a short one.
-// docs/reliability.md describes the guarantees and the options.
+// After the flow, once the system has settled and reconciled, the invariants of
+// stack/chaos-checks.ts are checked on facts from independent sources (stack/chaos-facts.ts).
+// `npm run chaos` runs the long form and ends with the figures line; tests/chaos runs short ones.
+// docs/reliability.md describes the guarantees, the faults, the checks and the options.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
-import { loadConfig, schemaRegistryUrl } from '../runtime/config.ts';
+import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { topicSpecs } from '../runtime/topics.ts';
-import { ensureDatabase, dropDatabase, withDatabase, createDb, sql, type DatabasePool } from '../runtime/db.ts';
+import { ensureDatabase, createDb, sql, type DatabasePool } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
+import type { Clock } from '../runtime/clock.ts';
 import { createTopicCodec } from '../pipelines/codec.ts';
 import { startSimulator } from '../sim/server.ts';
-import { SIM_BALANCES } from './services.ts';
+import type { SpotInstrument } from '../sim/instruments.ts';
 import { paths } from './stack.ts';
-import { cleanStaleChaosDirs, rabbitAvailable, startPrivateKafka, startPrivateRabbit, type PrivateKafka, type PrivateRabbit } from './chaos-infra.ts';
+import {
+  cleanStaleChaosDirs,
+  postgresBin,
+  rabbitAvailable,
+  startPrivateKafka,
+  startPrivatePostgres,
+  startPrivateRabbit,
+  startPrivateRegistry,
+  type PrivateKafka,
+  type PrivatePostgres,
+  type PrivateRabbit,
+  type PrivateRegistry,
+} from './chaos-infra.ts';
 import { supervise, type SupervisedProcess } from './chaos-procs.ts';
 import { createSignalPublisher } from './chaos-publisher.ts';
-import { checkOrderEvents, drainQueue, readTopic } from './chaos-events.ts';
+import { drainQueue, readToEnd } from './chaos-events.ts';
+import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgFacts } from './chaos-facts.ts';
+import {
+  amountsFor,
+  checkActivity,
+  checkAmendCancelVisible,
+  checkCreatesPlaced,
+  checkDecisions,
+  checkOneRecordPerId,
+  checkOrderEvents,
+  checkOrdersAgree,
+  checkOrdersPerSignal,
+  checkOutcomes,
+  emptyVerdict,
+  floorOf,
+  merge,
+  type ExchangeCall,
+  type SentSignal,
+  type SymbolRef,
+} from './chaos-checks.ts';
+import { READY_LINE } from './ws-gateway-standin.ts';
+
+export type StreamPath = 'direct' | 'ws-gateway';
 
 export interface ChaosOptions {
   signals: number;
   ratePerSec: number;
-  /** kill -9 of service processes: every one at least once when kills >= processes; else at least one stage and one bridge (and the model service when >= 3 and it runs). */
+  /** kill -9 of processes: every one at least once when kills >= processes; else a stage, a bridge, the ws-gateway stand-in, the model service (those that run, as far as kills go), then random ones. */
   kills: number;
   /** Kafka broker restarts (alternately SIGTERM and SIGKILL). */
   kafkaRestarts?: number;
-  /** RabbitMQ faults (alternately: close every connection, stop and start the node). */
+  /** RabbitMQ faults (in turn: node stop, close every connection, SIGKILL of the node). */
   rabbitFaults?: number;
-  /** Fraction of order/create answers lost after the order was accepted, of 5xx answers, of ws faults. */
+  /** PostgreSQL restarts (alternately fast and immediate shutdown). */
+  pgRestarts?: number;
+  /** Schema registry restarts (alternately SIGTERM and SIGKILL). */
+  registryRestarts?: number;
+  /** Stage processes frozen past the session timeout while a standby takes over, then woken (place first). */
+  pauses?: number;
+  /** Forward jumps of the exchange's clock (in turn: a minute, an hour). */
+  clockJumps?: number;
+  /** Probability of each exchange fault (answer lost, 5xx after executing, websocket drop / duplicate / reorder; 10006 at half of it). */
   answerLoss: number;
   seed: number;
   /** Also run the model service (its own signals queue, not fed back) and include it among the kill targets. */
   model?: boolean;
+  /** Where the order manager reads the exchange streams (default direct). */
+  stream?: StreamPath;
+  /** Fewer creates executed at the exchange than max(1, ceil(share × signals)) fails the run. Default 0.25 (creates superseded by newer ones while a backlog drains, SOL amends instead of creates: 295 to 352 of 900 seen). */
+  minOrderShare?: number;
+  /** A larger share of refused signals fails the run. Default 0.05. */
+  maxRefusedShare?: number;
   log?: (line: string) => void;
 }
 
 export interface ChaosFigures {
+  stream: StreamPath;
   signals: number;
   faults: number;
   duplicates: number;
   losses: number;
+  /** Ways the run did not do what it planned (too few orders, too many refusals, a fault not injected). */
+  shortfalls: number;
   max_recovery_ms: number;
+  /** Creates executed at the exchange. */
   orders: number;
+  order_floor: number;
   refused: number;
+  max_refused_share: number;
+  /** Executed creates and amends traced back to their signal by the exchange's own facts. */
+  traced: number;
+  amends: number;
+  cancels: number;
+  amends_superseded: number;
   process_kills: number;
   kafka_restarts: number;
   rabbit_faults: number;
+  pg_restarts: number;
+  registry_restarts: number;
+  pauses: number;
+  clock_jumps: number;
   exchange_faults: number;
   /** Processes that exited by themselves (e.g. fatal while the broker was away) and were restarted. */
   crashes: number;
   republished: number;
   order_events: number;
   event_repeats: number;
+  /** Byte-identical repeats of one id on signals.valid / orders.intents / orders.submissions. */
+  record_repeats: number;
+  /** Creates the exchange refused as a duplicate orderLinkId (110072): sent again, never executed twice. */
+  create_repeats: number;
+  problems: string[];
 }
 
 const ASSETS: Array<[string, number]> = [
@@ -82,11 +154,26 @@ const ASSETS: Array<[string, number]> = [
 const OM_PROCESSES = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'size-risk', 'validate', 'signal-bridge'];
 const STAGES = ['validate', 'size-risk', 'place', 'track'];
 const BRIDGES = ['signal-bridge', 'events-out', 'exchange-streams'];
+/** Paused in this order: placement's REST calls are what a zombie must never repeat. */
+const PAUSE_ORDER = ['place', 'track', 'size-risk', 'validate'];
+const STANDIN = 'ws-gateway';
+const CLOCK_JUMPS_MS = [60_000, 3_600_000];
 
-type Fault = { kind: 'kill'; target: string } | { kind: 'kafka'; signal: 'SIGTERM' | 'SIGKILL' } | { kind: 'rabbit'; how: 'close' | 'restart' | 'kill' };
+type Fault =
+  | { kind: 'kill'; target: string }
+  | { kind: 'kafka'; signal: 'SIGTERM' | 'SIGKILL' }
+  | { kind: 'rabbit'; how: 'close' | 'restart' | 'kill' }
+  | { kind: 'pg'; mode: 'fast' | 'immediate' }
+  | { kind: 'registry'; signal: 'SIGTERM' | 'SIGKILL' }
+  | { kind: 'pause'; target: string }
+  | { kind: 'clock'; jumpMs: number };
+
+/** The exchange faults injected for the whole flow: each kind once for sure, then at random. */
+const EXCHANGE_FAULTS = ['http5xx', 'loseResponse', 'rateLimitStorm', 'wsDrop', 'wsDuplicate', 'wsReorder'] as const;
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const say = opts.log ?? (() => {});
+  const stream = opts.stream ?? 'direct';
   const cfg = loadConfig();
   const logger = createLogger({ ...cfg, LOG_LEVEL: 'silent' }, 'chaos');
   const rnd = mulberry(opts.seed);
@@ -98,21 +185,41 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const prefix = `chaos-${id}.`;
   const queue = `chaos.${prefix}signals`;
   const eventsQueue = `chaos.${prefix}events`;
-  const dbUrl = withDatabase(cfg.DATABASE_URL, `chaos_${id}`);
+  const bounds = { minOrderShare: opts.minOrderShare ?? 0.25, maxRefusedShare: opts.maxRefusedShare ?? 0.05 };
   const figures: ChaosFigures = {
-    signals: 0, faults: 0, duplicates: 0, losses: 0, max_recovery_ms: 0, orders: 0, refused: 0,
-    process_kills: 0, kafka_restarts: 0, rabbit_faults: 0, exchange_faults: 0, crashes: 0, republished: 0, order_events: 0, event_repeats: 0,
+    stream, signals: 0, faults: 0, duplicates: 0, losses: 0, shortfalls: 0, max_recovery_ms: 0, orders: 0, order_floor: floorOf(opts.signals, bounds), refused: 0,
+    max_refused_share: bounds.maxRefusedShare, traced: 0, amends: 0, cancels: 0, amends_superseded: 0, process_kills: 0, kafka_restarts: 0, rabbit_faults: 0,
+    pg_restarts: 0, registry_restarts: 0, pauses: 0, clock_jumps: 0, exchange_faults: 0, crashes: 0, republished: 0, order_events: 0, event_repeats: 0,
+    record_repeats: 0, create_repeats: 0, problems: [],
   };
   if (!rabbitAvailable()) throw new Error('RabbitMQ scripts not found under /usr/lib/rabbitmq/bin: a private node is needed so the shared one is never restarted');
+  if (!postgresBin()) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql: a private cluster is needed so the shared server is never restarted');
 
   let kafka: PrivateKafka | null = null;
   let rabbit: PrivateRabbit | null = null;
+  let pg: PrivatePostgres | null = null;
+  let registry: PrivateRegistry | null = null;
   let pool: DatabasePool | null = null;
   const procs = new Map<string, SupervisedProcess>();
-  const sim = await startSimulator({ port: 0, seed: opts.seed, balances: { ...SIM_BALANCES, USDT: 1_000_000 }, rateLimits: { multiplier: 10 } });
-  // Last resort when this process is torn down abruptly: no private broker or service may outlive it.
+  const extra = new Set<SupervisedProcess>(); // standbys of paused stages
+  // The exchange's clock: the wall clock plus the jumps the plan makes.
+  const exchangeClock: Clock & { offsetMs: number } = { offsetMs: 0, now: () => Date.now() + exchangeClock.offsetMs };
+  // Flat prices: an order's quote value then tells which signal it stands for (chaos-checks.ts,
+  // checkOrdersPerSignal); movement is not what this run is about.
+  const sim = await startSimulator({
+    port: 0,
+    seed: opts.seed,
+    clock: exchangeClock,
+    autoTick: true,
+    priceProcess: { volatility: 0, drift: 0 },
+    balances: { USDT: 1_000_000, BTC: 10, ETH: 200, SOL: 4000 },
+  });
+  const calls: ExchangeCall[] = [];
+  const unjournal = journalOrders(sim.exchange, calls);
+  const infra = () => [kafka as PrivateKafka | null, rabbit as PrivateRabbit | null, pg as PrivatePostgres | null, registry as PrivateRegistry | null];
+  // Last resort when this process is torn down abruptly: no private server or service may outlive it.
   const killAll = () => {
-    for (const pid of [...[...procs.values()].map((p) => p.pid()), ...((kafka as PrivateKafka | null)?.pids() ?? []), ...((rabbit as PrivateRabbit | null)?.pids() ?? [])]) {
+    for (const pid of [...[...procs.values(), ...extra].map((p) => p.pid()), ...infra().flatMap((x) => x?.pids() ?? [])]) {
       if (pid) {
         try {
           process.kill(pid, 'SIGKILL');
@@ -127,21 +234,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const onSignal = (sig: NodeJS.Signals) => {
     killAll();
     rmSync(dir, { recursive: true, force: true });
-    const code = sig === 'SIGINT' ? 130 : 143;
-    void Promise.race([dropDatabase(dbUrl), sleep(5000)]).finally(() => process.exit(code));
+    process.exit(sig === 'SIGINT' ? 130 : 143);
   };
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
   for (const s of signals) process.once(s, onSignal);
   try {
     for (const [s, p] of ASSETS) sim.setPrice(s, p);
     const t0 = Date.now();
-    // The database first: formatting Kafka's storage blocks the event loop for a few seconds
-    // (execFileSync), long enough for a PostgreSQL connect in flight to time out.
-    await ensureDatabase(dbUrl);
-    pool = await createDb(dbUrl);
+    const [kfk, rmq, pgs, reg] = await Promise.all([
+      startPrivateKafka(cfg, dir, logger).then((x) => (kafka = x)),
+      startPrivateRabbit(dir, logger).then((x) => (rabbit = x)),
+      startPrivatePostgres(dir, 'chaos', logger).then((x) => (pg = x)),
+      startPrivateRegistry(dir, logger).then((x) => (registry = x)),
+    ]);
+    await ensureDatabase(pgs.url);
+    pool = await createDb(pgs.url);
     await migrate(pool);
-    const [kfk, rmq] = await Promise.all([startPrivateKafka(cfg, dir, logger).then((x) => (kafka = x)), startPrivateRabbit(dir, logger).then((x) => (rabbit = x))]);
-    say(`private Kafka on ${kfk.brokers.join(',')}, private RabbitMQ ${rmq.nodename} on ${rmq.url.replace(/\/\/.*@/, '//')} (${Date.now() - t0} ms)`);
+    say(`stream path ${stream}; private Kafka on ${kfk.brokers.join(',')}, RabbitMQ ${rmq.nodename} on ${rmq.url.replace(/\/\/.*@/, '//')}, PostgreSQL on 127.0.0.1:${pgs.port}, schema registry ${reg.url} (${Date.now() - t0} ms)`);
     const db = pool as unknown as DatabasePool;
     const k = createKafka({ brokers: kfk.brokers, clientId: 'chaos', logger });
     const admin = k.admin();
@@ -163,15 +272,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       ...process.env,
       KAFKA_BROKERS: kfk.brokers.join(','),
       AMQP_URL: rmq.url,
-      SCHEMA_REGISTRY_URL: schemaRegistryUrl(cfg),
+      SCHEMA_REGISTRY_URL: reg.url,
       TOPIC_PREFIX: prefix,
       ADMIN_PORT: '0',
-      DATABASE_URL: dbUrl,
+      DATABASE_URL: pgs.url,
       BYBIT_SIM_PORT: String(sim.port),
       SIGNALS_QUEUE: queue,
       ORDER_EVENTS_QUEUE: eventsQueue,
       MODEL_SIGNALS_QUEUE: `chaos.${prefix}model-signals`,
-      EXCHANGE_STREAM_SOURCE: 'direct',
+      EXCHANGE_STREAM_SOURCE: stream,
+      ASSETS: ASSETS.map(([s]) => s).join(','),
       LOG_LEVEL: 'info',
       METRICS_DEFAULTS: 'false',
       // A killed stage's partitions go to its successor after the session timeout.
@@ -180,6 +290,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       SIGNAL_BRIDGE_RETRY_MAX_MS: '2000',
       EVENTS_OUT_RETRY_MAX_MS: '2000',
       MODEL_BRIDGE_RETRY_MAX_MS: '2000',
+      WS_GATEWAY_RETRY_MAX_MS: '2000',
       // A signal held up by a broker restart is still fresh when it gets through.
       SIGNAL_MAX_AGE_MS: '120000',
       // Let the flow through: the point is faults, not risk limits.
@@ -190,36 +301,81 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       RISK_MAX_OPEN_ORDERS_PER_ASSET: '100000',
       RISK_DAILY_LOSS_REDUCE: '0',
       RISK_DAILY_LOSS_HALT: '0',
+      // SOL trades with resting limit orders (flat prices: they rest), so later signals amend and
+      // cancel them; with no time-to-live, every decided create is sent.
+      RISK_ORDER_TYPE: JSON.stringify({ '*': 'market', SOLUSDT: 'limit' }),
+      RISK_LIMIT_OFFSET_BPS: '20',
+      RISK_LIMIT_TTL_MS: '0',
       RECONCILE_CRON: '*/5 * * * * *',
       RECONCILE_GRACE_MS: '1000',
       RECONCILE_STUCK_AFTER_MS: '3000',
       WARMUP_INTERVAL_MS: '5000',
     };
-    const names = [...OM_PROCESSES, ...(opts.model ? ['model'] : [])];
-    for (const n of names) procs.set(n, supervise(n, { env, dir, say }));
+    const omNames = [...OM_PROCESSES, ...(stream === 'ws-gateway' ? [STANDIN] : []), ...(opts.model ? ['model'] : [])];
+    const joins = new Map<string, number>(); // process → its last "joined consumer group" with partitions
+    const onLine = (name: string, line: string) => {
+      if (!line.includes('"joined consumer group"')) return;
+      try {
+        const assigned = (JSON.parse(line) as { assigned?: Record<string, number[]> }).assigned ?? {};
+        if (Object.values(assigned).some((p) => p.length > 0)) joins.set(name, Date.now());
+      } catch {
+        /* not JSON */
+      }
+    };
+    for (const n of omNames) {
+      procs.set(
+        n,
+        n === STANDIN
+          ? supervise(n, { script: ['stack/ws-gateway-standin.ts', `--ws=${sim.wsUrl}`, `--amqp=${rmq.url}`, `--symbols=${ASSETS.map(([s]) => s).join(',')}`], ready: READY_LINE, env, dir, say, onLine })
+          : supervise(n, { env, dir, say, onLine }),
+      );
+    }
     const t1 = Date.now();
     procs.get('ops')!.start();
     await procs.get('ops')!.waitReady();
-    for (const n of names.slice(1)) procs.get(n)!.start();
-    for (const n of names.slice(1)) await procs.get(n)!.waitReady();
-    say(`${names.length} service processes ready (${Date.now() - t1} ms)`);
+    for (const n of omNames.slice(1)) procs.get(n)!.start();
+    for (const n of omNames.slice(1)) await procs.get(n)!.waitReady();
+    say(`${omNames.length} processes ready (${Date.now() - t1} ms)`);
 
-    // Faults at the exchange for the whole flow.
-    sim.faults.set({
-      loseResponse: { probability: opts.answerLoss, paths: ['/v5/order/create'], mode: 'reset' },
-      http5xx: { probability: opts.answerLoss, paths: ['/v5/order/create'], afterProcessing: true },
-      rateLimitStorm: { probability: opts.answerLoss / 2, paths: ['/v5/order/create'] },
-      ws: { drop: { probability: opts.answerLoss }, duplicate: { probability: opts.answerLoss }, reorder: { probability: opts.answerLoss } },
-    });
+    // Faults at the exchange for the whole flow: each kind on the first chance (so every planned
+    // kind is injected), then at random.
+    const fired = () => {
+      const st = sim.faults.stats;
+      return { http5xx: st.http5xx, loseResponse: st.loseResponse, rateLimitStorm: st.rateLimitStorm, wsDrop: st.wsDrop, wsDuplicate: st.wsDuplicate, wsReorder: st.wsReorder };
+    };
+    const p = opts.answerLoss;
+    const exchangeFaultConfig = () => {
+      const f = fired();
+      const rule = (kind: keyof ReturnType<typeof fired>, prob: number) => (f[kind] > 0 ? { probability: prob } : { count: 1 });
+      return {
+        loseResponse: { ...rule('loseResponse', p), paths: ['/v5/order/create'], mode: 'reset' as const },
+        http5xx: { ...rule('http5xx', p), paths: ['/v5/order/create'], afterProcessing: true },
+        rateLimitStorm: { ...rule('rateLimitStorm', p / 2), paths: ['/v5/order/create'] },
+        ws: { drop: rule('wsDrop', p), duplicate: rule('wsDuplicate', p), reorder: rule('wsReorder', p) },
+      };
+    };
+    let faultsArmed = p > 0;
+    if (faultsArmed) sim.faults.set(exchangeFaultConfig());
+    const armer = (async () => {
+      let last = JSON.stringify(fired());
+      while (faultsArmed) {
+        await sleep(200);
+        const now = JSON.stringify(fired());
+        if (faultsArmed && now !== last && Object.values(fired()).some((n) => n === 1)) sim.faults.set(exchangeFaultConfig());
+        last = now;
+      }
+    })();
 
     // The fault plan. Kills: with at least as many kills as processes, every process is killed at
-    // least once; with fewer, at least one stage, one bridge (and the model service), then random ones.
+    // least once; with fewer, at least one stage, one bridge, the ws-gateway stand-in and the model
+    // service (as far as they run and kills go), then random ones.
     const plan: Fault[] = [];
+    const firstKills = [STAGES, BRIDGES, ...(stream === 'ws-gateway' ? [[STANDIN]] : []), ...(opts.model ? [['model']] : [])];
     for (let i = 0; i < opts.kills; i++) {
       let target: string;
-      if (opts.kills >= names.length && i < names.length) target = names[i]!;
+      if (opts.kills >= omNames.length && i < omNames.length) target = omNames[i]!;
       else {
-        const from = i === 0 ? STAGES : i === 1 ? BRIDGES : i === 2 && opts.model ? ['model'] : names;
+        const from = firstKills[i] ?? omNames;
         target = from[Math.floor(rnd() * from.length)]!;
       }
       plan.push({ kind: 'kill', target });
@@ -227,14 +383,20 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     for (let i = 0; i < (opts.kafkaRestarts ?? 0); i++) plan.push({ kind: 'kafka', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
     // A graceful restart, dropped connections, a SIGKILL of the node (its VM), in turn.
     for (let i = 0; i < (opts.rabbitFaults ?? 0); i++) plan.push({ kind: 'rabbit', how: (['restart', 'close', 'kill'] as const)[i % 3]! });
+    for (let i = 0; i < (opts.pgRestarts ?? 0); i++) plan.push({ kind: 'pg', mode: i % 2 === 0 ? 'fast' : 'immediate' });
+    for (let i = 0; i < (opts.registryRestarts ?? 0); i++) plan.push({ kind: 'registry', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
+    for (let i = 0; i < (opts.pauses ?? 0); i++) plan.push({ kind: 'pause', target: PAUSE_ORDER[i % PAUSE_ORDER.length]! });
+    for (let i = 0; i < (opts.clockJumps ?? 0); i++) plan.push({ kind: 'clock', jumpMs: CLOCK_JUMPS_MS[i % CLOCK_JUMPS_MS.length]! });
     for (let i = plan.length - 1; i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       [plan[i], plan[j]] = [plan[j]!, plan[i]!];
     }
 
-    // The flow: one signal every 1/rate s, published with confirms, republished after a lost connection.
-    const ids: string[] = [];
+    // The flow: one signal every 1/rate s, published with confirms, republished after a lost
+    // connection. Amounts are unique per asset and side (chaos-checks.ts, amountsFor).
+    const sent: SentSignal[] = [];
     const sentAt: number[] = [];
+    const amountCounters = new Map<string, number>();
     const publisher = createSignalPublisher(rmq.url, queue);
     const flowMs = (opts.signals / opts.ratePerSec) * 1000;
     let flowDone = false;
@@ -244,14 +406,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         const due = start + (i * 1000) / opts.ratePerSec;
         if (due > Date.now()) await sleep(due - Date.now());
         const [asset, price] = ASSETS[i % ASSETS.length]!;
-        const sid = randomUUID();
-        ids.push(sid);
+        const side = rnd() < 0.5 ? 'buy' : 'sell';
+        const s: SentSignal = { signalId: randomUUID(), asset, side, amount: amountsFor(`${asset}|${side}`, amountCounters) };
+        sent.push(s);
         sentAt.push(Date.now());
         const signal = {
-          signal_id: sid,
-          signal_type: rnd() < 0.5 ? 'buy' : 'sell',
+          signal_id: s.signalId,
+          signal_type: side,
           asset,
-          amount: 20 + Math.floor(rnd() * 30),
+          amount: s.amount,
           confidence: 0.8,
           timestamp: new Date().toISOString(),
           strategy_id: `chaos-${i % 4}`,
@@ -261,11 +424,23 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
           metadata: null,
           trace_id: `chaos-${i}`,
         };
-        await publisher.publish(Buffer.from(JSON.stringify(signal)), sid);
+        await publisher.publish(Buffer.from(JSON.stringify(signal)), s.signalId);
         figures.signals++;
       }
       flowDone = true;
     })();
+
+    // Queries of the run's own database retry while PostgreSQL is being restarted.
+    const query = async <T>(f: () => Promise<T>): Promise<T> => {
+      for (let i = 0; ; i++) {
+        try {
+          return await f();
+        } catch (err) {
+          if (i >= 600) throw err;
+          await sleep(200);
+        }
+      }
+    };
 
     // "The flow moves again": the first signal sent after the fault began has its outcome.
     const Outcome = z.object({ signal_id: z.string(), outcome: z.string().nullable() });
@@ -275,7 +450,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         const i = sentAt.findIndex((t) => t >= since);
         if (i < 0 && flowDone) return null;
         if (i >= 0) {
-          const r = await db.maybeOne(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ${ids[i]!}::uuid`);
+          const r = await query(() => db.maybeOne(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ${sent[i]!.signalId}::uuid`));
           if (r?.outcome) return Date.now() - since;
         }
         if (Date.now() > until) {
@@ -284,6 +459,38 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         }
         await sleep(100);
       }
+    };
+    const waitUntil = async (what: string, cond: () => boolean, timeoutMs: number): Promise<boolean> => {
+      const until = Date.now() + timeoutMs;
+      while (!cond()) {
+        if (Date.now() > until) {
+          say(`${what}: not within ${timeoutMs} ms`);
+          return false;
+        }
+        await sleep(50);
+      }
+      return true;
+    };
+
+    /** SIGSTOP a stage, let a standby instance take its partitions, then SIGCONT it. */
+    const pauseStage = async (name: string, at: number): Promise<{ infraMs: number; what: string }> => {
+      const target = procs.get(name)!;
+      target.pause();
+      const standby = supervise(`${name}-standby`, { service: name, env, dir, say, onLine });
+      extra.add(standby);
+      standby.start();
+      await standby.waitReady();
+      // The coordinator gives the frozen member's partitions away once its session timed out.
+      await waitUntil(`${name} standby owning partitions`, () => (joins.get(standby.name) ?? 0) > at, 120_000);
+      const tookOver = Date.now() - at;
+      await flowRecovered(Date.now());
+      const frozenMs = Date.now() - at;
+      const resumedAt = Date.now();
+      target.resume();
+      const rejoined = await waitUntil(`${name} rejoining after SIGCONT`, () => (joins.get(name) ?? 0) > resumedAt, 120_000);
+      await standby.stop(15_000);
+      extra.delete(standby);
+      return { infraMs: tookOver, what: `SIGSTOP ${name} for ${frozenMs} ms (session timeout 6000 ms): standby owned its partitions after ${tookOver} ms; SIGCONT, ${rejoined ? `rejoined after ${(joins.get(name) ?? resumedAt) - resumedAt} ms` : 'no rejoin seen'}, standby stopped` };
     };
 
     const monkey = (async () => {
@@ -296,22 +503,50 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         const at = Date.now();
         let infraMs = 0;
         let what: string;
-        if (fault.kind === 'kill') {
-          infraMs = await procs.get(fault.target)!.kill9();
-          figures.process_kills++;
-          what = `kill -9 ${fault.target}; back (services started) after ${infraMs} ms`;
-        } else if (fault.kind === 'kafka') {
-          infraMs = await kfk.restart(fault.signal, 1000);
-          figures.kafka_restarts++;
-          what = `Kafka broker restarted (${fault.signal}); ready again after ${infraMs} ms`;
-        } else if (fault.how === 'close') {
-          const n = await rmq.closeConnections();
-          figures.rabbit_faults++;
-          what = `RabbitMQ: closed ${n} connections`;
-        } else {
-          infraMs = await rmq.restart(1000, fault.how === 'kill' ? 'kill' : 'stop');
-          figures.rabbit_faults++;
-          what = `RabbitMQ node restarted (${fault.how === 'kill' ? 'SIGKILL of its VM' : 'rabbitmqctl stop'}); accepting connections after ${infraMs} ms`;
+        switch (fault.kind) {
+          case 'kill':
+            infraMs = await procs.get(fault.target)!.kill9();
+            figures.process_kills++;
+            what = `kill -9 ${fault.target}; back (ready) after ${infraMs} ms`;
+            break;
+          case 'kafka':
+            infraMs = await kfk.restart(fault.signal, 1000);
+            figures.kafka_restarts++;
+            what = `Kafka broker restarted (${fault.signal}); ready again after ${infraMs} ms`;
+            break;
+          case 'rabbit':
+            if (fault.how === 'close') {
+              const n = await rmq.closeConnections();
+              what = `RabbitMQ: closed ${n} connections`;
+            } else {
+              infraMs = await rmq.restart(1000, fault.how === 'kill' ? 'kill' : 'stop');
+              what = `RabbitMQ node restarted (${fault.how === 'kill' ? 'SIGKILL of its VM' : 'rabbitmqctl stop'}); accepting connections after ${infraMs} ms`;
+            }
+            figures.rabbit_faults++;
+            break;
+          case 'pg':
+            infraMs = await pgs.restart(fault.mode, 1000);
+            figures.pg_restarts++;
+            what = `PostgreSQL restarted (pg_ctl stop -m ${fault.mode}); accepting queries after ${infraMs} ms`;
+            break;
+          case 'registry':
+            infraMs = await reg.restart(fault.signal, 1000);
+            figures.registry_restarts++;
+            what = `schema registry restarted (${fault.signal}); answering after ${infraMs} ms`;
+            break;
+          case 'pause': {
+            const r = await pauseStage(fault.target, at);
+            infraMs = r.infraMs;
+            figures.pauses++;
+            what = r.what;
+            break;
+          }
+          case 'clock':
+            exchangeClock.offsetMs += fault.jumpMs;
+            sim.advance();
+            figures.clock_jumps++;
+            what = `exchange clock jumped forward ${fault.jumpMs / 1000} s (now ${exchangeClock.offsetMs / 1000} s ahead)`;
+            break;
         }
         figures.faults++;
         const flowMsRec = await flowRecovered(at);
@@ -323,92 +558,114 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     await Promise.all([flow, monkey]);
     figures.republished = publisher.republished;
     await publisher.close();
-    const st = sim.faults.stats;
-    figures.exchange_faults = st.http5xx + st.loseResponse + st.rateLimitStorm + st.wsDrop + st.wsDuplicate + st.wsReorder;
+    faultsArmed = false;
+    await armer;
+    const injected = fired();
+    figures.exchange_faults = Object.values(injected).reduce((a, n) => a + n, 0);
     figures.faults += figures.exchange_faults;
     sim.faults.reset();
 
-    // Settle: every signal has an outcome, and PostgreSQL agrees with the exchange about every order of ours.
-    const OrderRow = z.object({ order_link_id: z.string(), status: z.string() });
+    // Settle: every signal decided, every create decision at the exchange or refused, and
+    // PostgreSQL agreeing with the exchange about every order.
+    const signalIds = sent.map((s) => s.signalId);
+    const refs = new Map<string, SymbolRef>(ASSETS.map(([s, price]) => [s, { price, step: Number((sim.exchange.instruments.get('spot', s) as SpotInstrument).basePrecision) }]));
     const settledBy = Date.now() + 240_000;
     for (;;) {
-      const outcomes = await db.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
-      const decided = outcomes.filter((o) => o.outcome !== null).length;
-      const ours = sim.orders().filter((o) => String(o.orderLinkId).startsWith('om-'));
-      const rows = await db.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
-      const byLink = new Map(rows.map((r) => [r.order_link_id, r.status]));
-      const agree = ours.every((o) => byLink.get(String(o.orderLinkId)) === String(o.orderStatus));
-      // Create decisions still on their way to the exchange (e.g. placement retrying after a broker
-      // restart at the very end of the flow): wait for them too.
-      const placed = new Set(ours.map((o) => String(o.orderLinkId)));
-      const decidedCreates = await db.any(sql.type(z.object({ order_link_id: z.string() }))`
-        SELECT DISTINCT d.order_link_id FROM decisions d
-        WHERE d.action = 'create' AND d.signal_id = ANY(${sql.array(ids, 'uuid')}) AND d.order_link_id IS NOT NULL`);
-      const inFlight = decidedCreates.filter((c) => !placed.has(c.order_link_id) && byLink.get(c.order_link_id) !== 'Rejected').length;
-      if (decided === ids.length && agree && inFlight === 0) break;
+      const f = await query(() => pgFacts(db, signalIds));
+      const decided = signalIds.filter((x) => f.outcomes.get(x)).length;
+      const ex = exchangeOrders(sim.orders());
+      const agree = checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) }))));
+      const placed = checkCreatesPlaced(createLinks(f.intents), new Set(ex.map((o) => o.orderLinkId)), new Set(f.orders.filter((o) => o.status === 'Rejected' && o.order_link_id).map((o) => o.order_link_id!)));
+      if (decided === signalIds.length && agree.losses === 0 && placed.losses === 0) break;
       if (Date.now() > settledBy) {
-        say(`not settled: ${decided}/${ids.length} signals decided; ${ours.filter((o) => byLink.get(String(o.orderLinkId)) !== String(o.orderStatus)).length} orders disagree; ${inFlight} creates not at the exchange`);
+        say(`not settled after 240 s: ${decided}/${signalIds.length} signals decided; ${agree.losses} orders disagree; ${placed.losses} creates not at the exchange`);
         break;
       }
-      await sleep(500);
+      await sleep(1000);
     }
 
-    // Invariants: outcomes, placements, PostgreSQL == exchange.
-    const outcomes = await db.any(sql.type(Outcome)`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
-    const withOutcome = new Set(outcomes.filter((o) => o.outcome !== null).map((o) => o.signal_id));
-    const noOutcome = ids.filter((x) => !withOutcome.has(x));
-    if (noOutcome.length) say(`loss: ${noOutcome.length} signals without an outcome, e.g. ${noOutcome.slice(0, 3).join(', ')}`);
-    figures.losses += noOutcome.length;
-    figures.refused = outcomes.filter((o) => o.outcome === 'rejected').length;
-    const creates = await db.any(sql.type(z.object({ order_link_id: z.string() }))`
-      SELECT DISTINCT order_link_id FROM decisions
-      WHERE action = 'create' AND signal_id = ANY(${sql.array(ids, 'uuid')}) AND order_link_id IS NOT NULL`);
-    const atExchange = new Map<string, number>();
-    for (const o of sim.orders()) atExchange.set(String(o.orderLinkId), (atExchange.get(String(o.orderLinkId)) ?? 0) + 1);
-    const twice = [...atExchange.entries()].filter(([x, n]) => x.startsWith('om-') && n > 1);
-    if (twice.length) say(`duplicate: ${twice.length} orderLinkIds placed more than once, e.g. ${twice[0]![0]}`);
-    figures.duplicates += twice.length;
-    // A create that never reached the exchange is a loss unless Bybit refused it (recorded Rejected).
-    const rejected = new Set((await db.any(sql.type(z.object({ order_link_id: z.string() }))`SELECT order_link_id FROM orders WHERE status = 'Rejected' AND order_link_id IS NOT NULL`)).map((r) => r.order_link_id));
-    const missing = creates.filter((c) => !atExchange.has(c.order_link_id) && !rejected.has(c.order_link_id));
-    if (missing.length) say(`loss: ${missing.length} create decisions without an order at the exchange, e.g. ${missing[0]!.order_link_id}`);
-    figures.losses += missing.length;
-    figures.orders = creates.length;
-    const rows = await db.any(sql.type(OrderRow)`SELECT order_link_id, status FROM orders WHERE order_link_id LIKE 'om-%'`);
-    const byLink = new Map(rows.map((r) => [r.order_link_id, r.status]));
-    const disagree = sim.orders().filter((o) => String(o.orderLinkId).startsWith('om-') && byLink.get(String(o.orderLinkId)) !== String(o.orderStatus));
-    if (disagree.length) say(`loss: ${disagree.length} orders where PostgreSQL and the exchange disagree, e.g. ${String(disagree[0]!.orderLinkId)}`);
-    figures.losses += disagree.length;
-
-    // Invariant: every order state change reached orders.events and the RabbitMQ order events queue.
-    const codec = await createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix });
-    const events = await readTopic(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), `${prefix}orders.events`, codec);
+    // The facts, from independent sources, and the checks (stack/chaos-checks.ts).
+    const f = await query(() => pgFacts(db, signalIds));
+    const ex = exchangeOrders(sim.orders());
+    const exExecs = execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) })));
+    const codec = await createTopicCodec({ registryUrl: reg.url, prefix });
+    figures.crashes = [...procs.values()].reduce((a, x) => a + x.crashes, 0);
+    // Every writer stops (gracefully: no transaction left open), then the topics are read to their
+    // end; the events-out bridge goes on until RabbitMQ has every event of the topic.
+    await Promise.all([...procs.entries()].filter(([n]) => n !== 'events-out').map(([, x]) => x.stop(15_000)));
+    const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), 3);
+    const { events, where } = await orderEvents(codec, `${prefix}orders.events`, read.get(`${prefix}orders.events`)!);
+    const { records, submissions } = await idRecords(codec, prefix, read);
     const topicIds = new Set(events.map((e) => e.event_id));
     const queued = await drainQueue(rmq.url, eventsQueue, (msgs) => {
       const seen = new Set(msgs.map((m) => m.event_id));
       for (const x of topicIds) if (!seen.has(x)) return false;
       return true;
     });
-    const verdict = await checkOrderEvents(db, events, queued, ids);
-    for (const p of verdict.problems) say(p);
+    const refusedIds = new Set(signalIds.filter((x) => f.outcomes.get(x) === 'rejected'));
+    const executedCreates = calls.filter((c) => c.op === 'create' && c.ok);
+    const superseded = new Set(submissions.filter((s) => s.outcome === 'rejected' && (s.reason_code === 'superseded' || s.reason_code === 'target_superseded')).map((s) => s.intent_id));
+    const perSignal = checkOrdersPerSignal(sent, calls, refs, refusedIds);
+    const visible = checkAmendCancelVisible(f.intents, calls, superseded, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
+    const oneRecord = checkOneRecordPerId(records);
+    const orderEventsVerdict = checkOrderEvents(events, queued, f.events, where);
+    figures.refused = refusedIds.size;
+    figures.orders = executedCreates.length;
+    const faultsPlanned = new Map<string, readonly [number, number]>([
+      ['kill -9', [opts.kills, figures.process_kills]],
+      ['Kafka restart', [opts.kafkaRestarts ?? 0, figures.kafka_restarts]],
+      ['RabbitMQ fault', [opts.rabbitFaults ?? 0, figures.rabbit_faults]],
+      ['PostgreSQL restart', [opts.pgRestarts ?? 0, figures.pg_restarts]],
+      ['schema registry restart', [opts.registryRestarts ?? 0, figures.registry_restarts]],
+      ['stage pause', [opts.pauses ?? 0, figures.pauses]],
+      ['exchange clock jump', [opts.clockJumps ?? 0, figures.clock_jumps]],
+      ...EXCHANGE_FAULTS.map((kind): [string, readonly [number, number]] => [`exchange ${kind}`, [p > 0 ? 1 : 0, injected[kind]]]),
+    ]);
+    const verdict = merge(
+      emptyVerdict(),
+      checkOutcomes(signalIds, f.outcomes),
+      checkDecisions(f.decisions),
+      perSignal,
+      visible,
+      checkCreatesPlaced(createLinks(f.intents), new Set(ex.map((o) => o.orderLinkId)), new Set(f.orders.filter((o) => o.status === 'Rejected' && o.order_link_id).map((o) => o.order_link_id!))),
+      checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), exExecs),
+      oneRecord,
+      orderEventsVerdict,
+      checkActivity({ signals: figures.signals, orders: figures.orders, refused: figures.refused, faults: faultsPlanned }, bounds),
+    );
+    for (const line of verdict.problems) say(line);
+    figures.losses = verdict.losses;
+    figures.duplicates = verdict.duplicates;
+    figures.shortfalls = verdict.shortfalls;
+    figures.problems = verdict.problems;
+    figures.traced = perSignal.traced;
+    figures.amends = visible.amends;
+    figures.cancels = visible.cancels;
+    figures.amends_superseded = visible.amendsSuperseded;
     figures.order_events = topicIds.size;
-    figures.event_repeats = verdict.repeats;
-    figures.losses += verdict.losses;
-    figures.duplicates += verdict.duplicates;
-    figures.crashes = [...procs.values()].reduce((a, p) => a + p.crashes, 0);
-    say(`order events: ${topicIds.size} distinct on the topic, ${queued.length} messages on the RabbitMQ queue, ${verdict.repeats} repeats (same event_id)`);
+    figures.event_repeats = orderEventsVerdict.repeats;
+    figures.record_repeats = oneRecord.repeats;
+    figures.create_repeats = calls.filter((c) => c.op === 'create' && !c.ok && c.retCode === 110072).length;
+    say(`order events: ${topicIds.size} distinct on the topic, ${queued.length} messages on the RabbitMQ queue, ${orderEventsVerdict.repeats} repeats (same event_id)`);
     return figures;
   } finally {
-    await Promise.all([...procs.values()].map((p) => p.stop(10_000).catch(() => {})));
+    await Promise.all([...procs.values(), ...extra].map((x) => x.stop(10_000).catch(() => {})));
     process.removeListener('exit', killAll);
     for (const s of signals) process.removeListener(s, onSignal);
+    unjournal();
     await sim.close().catch(() => {});
     await (pool as DatabasePool | null)?.end().catch(() => {});
-    await dropDatabase(dbUrl).catch(() => {});
-    await Promise.all([(kafka as PrivateKafka | null)?.stop(), (rabbit as PrivateRabbit | null)?.stop()].map((p) => p?.catch(() => {})));
-    if (process.env.CHAOS_KEEP_DIR) say(`kept ${dir}`);
-    else rmSync(dir, { recursive: true, force: true });
+    await Promise.all(infra().map((x) => x?.stop().catch(() => {})));
+    if (process.env.CHAOS_KEEP_DIR) {
+      writeFileSync(join(dir, 'kept'), '');
+      say(`kept ${dir} (PostgreSQL data under postgres/data; start it with pg_ctl as the postgres user to inspect)`);
+    } else rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** orderLinkIds of the create intents the order manager decided. */
+function createLinks(intents: ReadonlyArray<{ action: string; order_link_id: string }>): string[] {
+  return [...new Set(intents.filter((i) => i.action === 'create').map((i) => i.order_link_id))];
 }
 
 function mulberry(seed: number): () => number {
@@ -422,13 +679,49 @@ function mulberry(seed: number): () => number {
   };
 }
 
+export function detailsLine(f: ChaosFigures, elapsedS: number): string {
+  return [
+    `stream=${f.stream}`,
+    `orders=${f.orders}`,
+    `order_floor=${f.order_floor}`,
+    `refused=${f.refused}`,
+    `refused_share=${(f.signals ? f.refused / f.signals : 0).toFixed(3)}`,
+    `max_refused_share=${f.max_refused_share}`,
+    `traced=${f.traced}`,
+    `amends=${f.amends}`,
+    `cancels=${f.cancels}`,
+    `process_kills=${f.process_kills}`,
+    `kafka_restarts=${f.kafka_restarts}`,
+    `rabbit_faults=${f.rabbit_faults}`,
+    `pg_restarts=${f.pg_restarts}`,
+    `registry_restarts=${f.registry_restarts}`,
+    `pauses=${f.pauses}`,
+    `clock_jumps=${f.clock_jumps}`,
+    `exchange_faults=${f.exchange_faults}`,
+    `crashes=${f.crashes}`,
+    `republished=${f.republished}`,
+    `create_repeats=${f.create_repeats}`,
+    `order_events=${f.order_events}`,
+    `event_repeats=${f.event_repeats}`,
+    `record_repeats=${f.record_repeats}`,
+    `shortfalls=${f.shortfalls}`,
+    `elapsed_s=${elapsedS}`,
+  ].join(' ');
+}
+
 export function figuresLine(f: ChaosFigures): string {
   return `signals=${f.signals} faults=${f.faults} duplicates=${f.duplicates} losses=${f.losses} max_recovery_ms=${f.max_recovery_ms}`;
 }
 
+/** The run passed: nothing lost, nothing twice, and it did what it planned. */
+export const passed = (f: ChaosFigures): boolean => f.duplicates === 0 && f.losses === 0 && f.shortfalls === 0;
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
-  const n = (name: string, d: number) => Number(arg(name) ?? process.env[`CHAOS_${name.toUpperCase().replace(/-/g, '_')}`] ?? d);
+  const env = (name: string) => process.env[`CHAOS_${name.toUpperCase().replace(/-/g, '_')}`];
+  const n = (name: string, d: number) => Number(arg(name) ?? env(name) ?? d);
+  const stream = arg('stream') ?? env('stream') ?? 'direct';
+  if (stream !== 'direct' && stream !== 'ws-gateway') throw new Error(`--stream must be direct or ws-gateway, not ${stream}`);
   const started = Date.now();
   const f = await runChaos({
     signals: n('signals', 900),
@@ -436,14 +729,19 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     kills: n('kills', 10),
     kafkaRestarts: n('kafka-restarts', 2),
     rabbitFaults: n('rabbit-faults', 4),
+    pgRestarts: n('pg-restarts', 2),
+    registryRestarts: n('registry-restarts', 2),
+    pauses: n('pauses', 2),
+    clockJumps: n('clock-jumps', 2),
     answerLoss: n('answer-loss', 0.05),
     seed: n('seed', 1),
-    model: (arg('model') ?? process.env.CHAOS_MODEL ?? 'true') !== 'false',
+    model: (arg('model') ?? env('model') ?? 'true') !== 'false',
+    stream,
+    minOrderShare: n('min-order-share', 0.25),
+    maxRefusedShare: n('max-refused-share', 0.05),
     log: (l) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${l}`),
   });
-  console.log(
-    `orders=${f.orders} refused=${f.refused} process_kills=${f.process_kills} kafka_restarts=${f.kafka_restarts} rabbit_faults=${f.rabbit_faults} exchange_faults=${f.exchange_faults} crashes=${f.crashes} republished=${f.republished} order_events=${f.order_events} event_repeats=${f.event_repeats} elapsed_s=${Math.round((Date.now() - started) / 1000)}`,
-  );
-  console.log(figuresLine(f));
-  process.exit(f.duplicates === 0 && f.losses === 0 ? 0 : 1);
+  console.log(detailsLine(f, Math.round((Date.now() - started) / 1000)));
+  console.log(`${figuresLine(f)}${f.shortfalls ? ` shortfalls=${f.shortfalls}` : ''}`);
+  process.exit(passed(f) ? 0 : 1);
 }

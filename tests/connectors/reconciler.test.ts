@@ -19,7 +19,7 @@ import { runStage } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
-import { createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type Reconciler } from '../../connectors/reconciler.ts';
+import { compareOrder, createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type LocalOrder, type Reconciler } from '../../connectors/reconciler.ts';
 import { createRuntime } from '../../runtime/service.ts';
 import type { ExchangeOrderUpdate, Execution } from '../../schemas/types.ts';
 
@@ -39,14 +39,14 @@ interface World {
 
 const kafka = testKafka();
 
-async function world(t: TestContext, env: Record<string, string> = {}): Promise<World> {
+async function world(t: TestContext, env: Record<string, string> = {}, simOpts: Partial<Parameters<typeof startSimulator>[0]> = {}): Promise<World> {
   const prefix = namespace('rec');
   const dbUrl = withDatabase(testCfg.DATABASE_URL, `rec_${randomBytes(4).toString('hex')}`);
   await ensureDatabase(dbUrl);
   const db = await createDb(dbUrl, { maximumPoolSize: 4 });
   await migrate(db);
   const dropTopics = await createNamespace(kafka, prefix, 3);
-  const sim = await startSimulator({ port: 0, seed: 11, balances: { USDT: 100_000, ETH: 5, BTC: 0.5 } });
+  const sim = await startSimulator({ port: 0, seed: 11, balances: { USDT: 100_000, ETH: 5, BTC: 0.5 }, ...simOpts });
   sim.setPrice('ETHUSDT', 3000);
   const codec = await createTopicCodec({ registryUrl, prefix });
   const metrics = createMetrics();
@@ -160,6 +160,37 @@ test('fills whose stream messages were lost (filled at the exchange while no str
   assert.equal(again.discrepancies.missing_execution, 0, formatReport(again));
   assert.equal(again.discrepancies.missing_order, 0, formatReport(again));
   assert.equal(again.discrepancies.position_mismatch, 0, formatReport(again));
+});
+
+test('with the exchange clock an hour ahead of ours, lost fills are still found: exchange times are judged by the exchange clock', async (t) => {
+  // Found while adding the chaos run's clock jumps: with our clock as the judge, every fact ahead of
+  // it was "fresh" (left to the stream) and fell outside list windows ending at our "now", so fills
+  // the stream lost after the jump were never repaired.
+  const ahead = 3_600_000;
+  const w = await world(t, { RECONCILE_GRACE_MS: '1000' }, { clock: { now: () => Date.now() + ahead }, autoTick: true });
+  const placed = w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '0.5', orderLinkId: 'skewed-fills-1' });
+  const simExecs = w.sim.executions().filter((e) => e.orderId === placed.orderId);
+  assert.ok(simExecs.length >= 1 && simExecs.every((e) => Number(e.execTime) > Date.now() + ahead / 2), 'filled, at exchange times an hour ahead');
+  // Older than the grace period by the exchange's clock.
+  await waitFor('the fills to age past the grace period', () => w.sim.exchange.now() - Math.max(...simExecs.map((e) => Number(e.execTime))) > 1500, 10_000, 50);
+
+  const report = await w.reconciler.reconcileNow('manual');
+  assert.ok(report.ok, formatReport(report));
+  assert.equal(report.discrepancies.missing_order, 1, formatReport(report));
+  assert.equal(report.discrepancies.missing_execution, simExecs.length, formatReport(report));
+  const execs = await w.records<Execution>('exchange.executions');
+  assert.deepEqual(execs.map((e) => e.execId).sort(), simExecs.map((e) => String(e.execId)).sort());
+});
+
+test('compareOrder: a limit order whose quantity or price differs is a terms_mismatch (an amend the stream lost); market orders compare no terms', () => {
+  const local: LocalOrder = { id: 1, order_link_id: 'om-x', order_id: 'oid-x', category: 'spot', symbol: 'SOLUSDT', side: 'Buy', order_type: 'Limit', qty: '0.14', price: '149.68', market_unit: null, status: 'New', cum_exec_qty: '0', last_exchange_update_ms: 1000, updated_at: 1000, submitted_at: 900 };
+  const ex = (over: Partial<ExchangeOrderUpdate>): ExchangeOrderUpdate => ({ orderId: 'oid-x', orderLinkId: 'om-x', symbol: 'SOLUSDT', category: 'spot', side: 'Buy', orderType: 'Limit', price: '149.68', qty: '0.140', marketUnit: null, timeInForce: 'GTC', orderStatus: 'New', cumExecQty: '0', cumExecValue: '0', cumExecFee: '0', avgPrice: '', leavesQty: '0.14', rejectReason: '', cancelType: null, reduceOnly: null, createdTime: 900, updatedTime: 2000, source: 'reconciler', streamMessageId: null, creationTime: null, observedAt: 2000, ...over });
+  assert.equal(compareOrder(local, ex({})), null);
+  assert.equal(compareOrder(local, ex({ qty: '0.160' })), 'terms_mismatch');
+  assert.equal(compareOrder(local, ex({ price: '149.70' })), 'terms_mismatch');
+  assert.equal(compareOrder({ ...local, status: 'Cancelled' }, ex({ orderStatus: 'Cancelled', qty: '0.160' })), 'terms_mismatch');
+  assert.equal(compareOrder({ ...local, order_type: 'Market', price: null }, ex({ orderType: 'Market', price: '154.17' })), null);
+  assert.equal(compareOrder(local, ex({ qty: '0.160', updatedTime: 500 })), null, 'an older exchange view changes nothing');
 });
 
 test('a locally stuck Submitted order is queried by orderLinkId and resolved; a create Bybit never received is reported Rejected', async (t) => {

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../runtime/config.ts';
-import { coordinatorLookups, createKafka } from '../../runtime/kafka.ts';
+import { coordinatorLookups, createKafka, sequenceBroken } from '../../runtime/kafka.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
 
@@ -103,4 +103,21 @@ test('a consumer kafkajs will not restart reaches onFatal once (with onCrash say
     await drop();
   }
   assert.equal(fatal.length, 1, 'disconnecting reports nothing more');
+});
+
+test('a broken idempotent sequence is recognised in the errors kafkajs really throws, bare or wrapped', async () => {
+  // The port replaces a non-transactional producer whose sequence state no longer matches the
+  // broker's (found by the chaos run: after a broker SIGKILL the signal bridge failed "out of order
+  // sequence number" for good). These are kafkajs's own error objects, as its producer throws them.
+  // @ts-expect-error kafkajs ships no types for its protocol module
+  const { createErrorFromCode } = (await import('kafkajs/src/protocol/error.js')) as { createErrorFromCode: (code: number) => Error };
+  const outOfOrder = createErrorFromCode(45);
+  const unknownProducer = createErrorFromCode(59);
+  assert.equal(sequenceBroken(outOfOrder), true);
+  assert.equal(sequenceBroken(unknownProducer), true);
+  // kafkajs's retrier wraps what it gives up on as (e, { cause: e.cause || e })
+  assert.equal(sequenceBroken(new (kafkajs.KafkaJSNonRetriableError as unknown as new (e: Error, o: { cause: Error }) => Error)(outOfOrder, { cause: outOfOrder })), true);
+  assert.equal(sequenceBroken(new kafkajs.KafkaJSNumberOfRetriesExceeded(unknownProducer, { retryCount: 5, retryTime: 100, cause: unknownProducer } as never)), true);
+  for (const code of [6, 7, 47, 90]) assert.equal(sequenceBroken(createErrorFromCode(code)), false, `code ${code}`);
+  assert.equal(sequenceBroken(new Error('connection reset')), false);
 });

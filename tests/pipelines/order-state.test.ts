@@ -115,6 +115,19 @@ for (const from of ORDER_STATUSES) {
   });
 }
 
+test('a final update carries the final terms: an amend whose push was lost is taken with the cancel, without an amend event', () => {
+  // Found by the chaos run (ws-gateway path): a resting limit order amended from 1 to 1.2 whose
+  // amended push was lost, then cancelled, kept qty 1 in PostgreSQL for good.
+  const o = orderIn('New');
+  const r = applyFact(o, { kind: 'order', u: update('Cancelled', { qty: '1.2', price: '2990', cancelType: 'CancelByUser' }) });
+  assert.equal(r.invalid, null);
+  assert.deepEqual([r.order.status, r.order.qty, r.order.price], ['Cancelled', '1.2', '2990']);
+  assert.deepEqual(r.changes.map((c) => c.eventType), ['order_cancelled']);
+  // The same final update again (the reconciler's correction of the stored terms): no event, facts merged.
+  const again = applyFact({ ...orderIn('Cancelled'), qty: '1' }, { kind: 'order', u: update('Cancelled', { qty: '1.2', price: '2990' }) });
+  assert.deepEqual([again.order.qty, again.changes.length, again.dirty], ['1.2', 0, true]);
+});
+
 test('an invalid transition is a result, not an exception, and leaves the order untouched', () => {
   const o = orderIn('Filled');
   const r = applyFact(o, { kind: 'order', u: update('New', { updatedTime: T0 + 5000 }) });

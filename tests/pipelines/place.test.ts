@@ -12,7 +12,7 @@ import { loadConfig } from '../../runtime/config.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import { classify, RetriableError } from '../../runtime/errors.ts';
-import type { StageRecord } from '../../pipelines/runner.ts';
+import { PartitionLostError, type StageRecord } from '../../pipelines/runner.ts';
 import { coalesce, commutingRuns, createPlaceStage, parseConfig, submissionOf, type PlaceState } from '../../pipelines/place.ts';
 import { createBybitRest, parseConfig as parseRestConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
 import { BybitFatalError } from '../../connectors/bybit-errors.ts';
@@ -123,6 +123,33 @@ test('refusals are rejected submissions with Bybit’s retCode, message and a re
     const [s] = await place([rec(x)]);
     assert.deepEqual([s!.outcome, s!.reason_code, s!.order_id], ['rejected', 'order_not_exists', f!.order_id]);
     assert.equal(sim.orders().length, 1);
+  }));
+
+test('an instance that lost its partition (frozen past its session timeout) calls the exchange no more, not even for a retry', () =>
+  withSim(async ({ sim, rest }) => {
+    // Found by the chaos run: a placement process woken after its standby took the partition went on
+    // sending the chunk's intents. The runner's `stillOwner` throws once the group moved on; here it
+    // does so after the first intent, and again after the first attempt of a retried one.
+    const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_SYMBOL_CONCURRENCY: '1', PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '50' }), rest, clock: systemClock });
+    const creates = [intent(), intent(), intent()];
+    let checks = 0;
+    const lost = async () => {
+      checks++;
+      if (checks > 1) throw new PartitionLostError(new Error('The coordinator is not aware of this member'));
+    };
+    await assert.rejects(stage.load!(creates.map(rec), lost), PartitionLostError);
+    assert.deepEqual(
+      creates.map((c) => sim.orders().filter((o) => o.orderLinkId === c.order_link_id).length),
+      [1, 0, 0],
+      'only the intent sent while this instance owned the partition',
+    );
+    // A retry after a 5xx that did not execute: the second attempt would send again; a lost owner does not.
+    sim.faults.set({ http5xx: { count: 1, paths: CREATE } });
+    checks = 0;
+    const c = intent();
+    await assert.rejects(stage.load!([rec(c)], async () => { if (++checks > 1) throw new PartitionLostError(new Error('rebalance')); }), PartitionLostError);
+    assert.equal(sim.faults.stats.http5xx, 1);
+    assert.equal(sim.orders().filter((o) => o.orderLinkId === c.order_link_id).length, 0);
   }));
 
 test('a duplicate orderLinkId (the intent placed again after a restart) is already_placed with the same orderId', () =>

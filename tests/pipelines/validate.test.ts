@@ -286,9 +286,32 @@ test('duplicate within one chunk: first accepted, the repeat refused with no sec
   assert.match(dup.kind === 'reject' ? dup.detail : '', /first seen at unit\.signals\.raw\/0\//);
   const valid = results.flatMap((r) => r.outputs ?? []).filter((o) => o.topic === `${PREFIX}signals.valid`);
   assert.equal(valid.length, 2);
-  // the duplicate's rejection event carries reason duplicate_signal
-  const ev = (dup.outputs ?? [])[0]!.value as OrderEvent;
-  assert.equal(ev.reason_code, 'duplicate_signal');
+  // the repeat is dead-lettered with the signal's id, but is no new outcome: no signal_rejected event
+  assert.equal(dup.kind === 'reject' && dup.signalId, s.signal_id);
+  assert.deepEqual(dup.outputs ?? [], []);
+});
+
+test('a repeated delivery never reports a second outcome: one signal_rejected event per signal, none for a signal that went through', () => {
+  // Found by the chaos run: a signal refused (here: stale) and delivered again (a publisher's republish
+  // after a lost confirm, a redelivery after the signal bridge was killed) got a second
+  // signal_rejected event, duplicate_signal, under another event_id; a signal that became an order
+  // got one too, and the model service takes any signal_rejected event as the signal's outcome.
+  const rejectedEvents = (results: StageResult[]) =>
+    results.flatMap((r) => r.outputs ?? []).filter((o) => o.topic === `${PREFIX}orders.events` && (o.value as OrderEvent).event_type === 'signal_rejected');
+  for (const first of [{ status: 'rejected' as const, over: { timestamp: new Date(NOW - 60_000).toISOString() }, events: 1 }, { status: 'valid' as const, over: {}, events: 0 }]) {
+    const s = seedSignal(first.over);
+    const copy1 = rec(s);
+    const r1 = run(copy1);
+    // what persist records for the first copy, as the next chunk's load reads it back
+    const known = new Map<string, KnownSignal>([[String(s.signal_id), { status: first.status, sourceRecord: `${RAW}/0/${copy1.offset}` }]]);
+    const later = run(rec(s), state({ known }));
+    const sameChunk = [rec(s), rec(s)];
+    const inChunk = sameChunk.map((r) => run(r, state({ firstInChunk: firstOccurrences(sameChunk, config.SIGNAL_MAX_BYTES) })));
+    assert.equal(later.kind === 'reject' && later.code, 'duplicate_signal');
+    assert.equal(inChunk[1]!.kind === 'reject' && inChunk[1]!.code, 'duplicate_signal');
+    assert.equal(rejectedEvents([r1, later]).length, first.events, `${first.status} first copy, repeat in a later chunk`);
+    assert.equal(rejectedEvents(inChunk).length, first.events, `${first.status} first copy, repeat in the same chunk`);
+  }
 });
 
 test('duplicate within a chunk even when the first copy is invalid (one recorded outcome per id)', () => {
