@@ -55,3 +55,42 @@ export function mergeByTopic<M>(maps: Iterable<Map<string, M[]>>): Map<string, M
   }
   return out;
 }
+
+/**
+ * Bytes one record takes in a produce request, near enough to keep a request under the broker's
+ * message.max.bytes (1 MiB by default, checked per partition batch): value, key and headers, plus
+ * the record's own framing (length, attributes, timestamp and offset deltas, header counts: well
+ * under 64 bytes in the v2 record format).
+ */
+export function recordBytes(m: { key: string | null; value: Buffer; headers?: Record<string, string> }): number {
+  let n = 64 + m.value.length + (m.key === null ? 0 : Buffer.byteLength(m.key));
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += Buffer.byteLength(k) + Buffer.byteLength(v) + 4;
+  return n;
+}
+
+/**
+ * Cuts per-topic message lists into consecutive sends of at most `maxBytes` each (a single larger
+ * message goes alone), keeping the order within every topic: sent one after another, they write
+ * what one send of everything would have written.
+ */
+export function chunkByBytes<M>(byTopic: Map<string, M[]>, size: (m: M) => number, maxBytes: number): Array<Map<string, M[]>> {
+  const out: Array<Map<string, M[]>> = [];
+  let chunk = new Map<string, M[]>();
+  let bytes = 0;
+  for (const [topic, list] of byTopic) {
+    for (const m of list) {
+      const b = size(m);
+      if (bytes > 0 && bytes + b > maxBytes) {
+        out.push(chunk);
+        chunk = new Map();
+        bytes = 0;
+      }
+      const into = chunk.get(topic);
+      if (into) into.push(m);
+      else chunk.set(topic, [m]);
+      bytes += b;
+    }
+  }
+  if (bytes > 0) out.push(chunk);
+  return out;
+}

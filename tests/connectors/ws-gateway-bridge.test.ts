@@ -405,3 +405,66 @@ test('Kafka send failures: requeued and retried after backoff, nothing lost, per
     await env.cleanup();
   }
 });
+
+test('messages near the size cap: each Kafka send stays under the broker limit, everything flows and the queues keep flowing', async () => {
+  const env = await setup('wsg-bytes');
+  const c = await collectors(env);
+  /** An execution message of about `bytes` bytes: many items of one symbol (one partition), distinct execIds. */
+  const big = (tag: string, bytes: number): Json => {
+    const m = doc('ws execution');
+    const item = (m.data as Json[])[0]!;
+    const items: Json[] = [];
+    for (let size = JSON.stringify(m).length; ; ) {
+      const next = { ...item, execId: `${tag}-${items.length}-${'0'.repeat(24)}` };
+      size += JSON.stringify(next).length + 1;
+      if (size > bytes) break;
+      items.push(next);
+    }
+    m.data = items;
+    return m;
+  };
+  const small = (id: string): Json => {
+    const m = doc('ws execution');
+    (m.data as Json[])[0]!.execId = id;
+    return m;
+  };
+  const expected: string[] = [];
+  const publishAll = async (round: string, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const b = big(`${round}-big${i}`, 250 * 1024);
+      const body = Buffer.from(JSON.stringify(b));
+      assert.ok(body.length > 240 * 1024 && body.length <= 262144, `a ~250 KiB valid message (${body.length} bytes)`);
+      env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `${round}-big${i}` });
+      expected.push(...(b.data as Json[]).map((x) => String(x.execId)));
+      env.ch.sendToQueue(env.queues.execution, Buffer.from(JSON.stringify(small(`${round}-small${i}`))), { persistent: true, messageId: `${round}-small${i}` });
+      expected.push(`${round}-small${i}`);
+      await send(env, 'order', doc('ws order'), { messageId: `${round}-order${i}` });
+    }
+    await env.ch.waitForConfirms();
+  };
+  const bridge = makeBridge(env);
+  try {
+    // Published before the bridge starts: the first batches hold as many of them as the prefetch allows.
+    await publishAll('r1', 8);
+    await bridge.start();
+    const execIds = async () => new Set(await Promise.all(c['exchange.executions']!.all.map(async (m) => (await decode<Execution>(env, 'exchange.executions', m)).execId)));
+    await waitFor('every execution of the large messages and the small ones', async () => (await execIds()).size === expected.length, 90_000);
+    // the queues keep flowing: a second round behind the first
+    await publishAll('r2', 3);
+    await waitFor('the second round', async () => (await execIds()).size === expected.length, 90_000);
+    await waitFor('every order update', () => c['exchange.orders']!.all.length >= 11);
+    const got = await execIds();
+    assert.deepEqual(expected.filter((id) => !got.has(id)), [], 'nothing missing');
+    // What the old one-request-per-batch bridge had to send at once for the first round alone.
+    const size = (m: InMessage) => m.value!.length + (m.key?.length ?? 0) + Object.entries(m.headers).reduce((a, [k, v]) => a + k.length + v.length, 0);
+    const firstRound = c['exchange.executions']!.all.filter((m) => m.headers[WS_BRIDGE_HEADERS.messageId]?.startsWith('r1-')).reduce((a, m) => a + size(m), 0);
+    assert.ok(firstRound > 1_048_588, `the first round's records (${firstRound} bytes, one partition) exceed the broker's message.max.bytes`);
+    assert.equal(c['exchange.dlq']!.all.length, 0, 'nothing dead-lettered');
+    await bridge.stop();
+    assert.equal(await queueDepth(env), 0, 'everything acked');
+  } finally {
+    await bridge.stop().catch(() => {});
+    for (const x of Object.values(c)) await x.stop();
+    await env.cleanup();
+  }
+});

@@ -2,7 +2,7 @@
 // together in the next flush, in order; each caller learns its own flush's outcome.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createCoalescer, mergeByTopic } from '../../runtime/coalesce.ts';
+import { chunkByBytes, createCoalescer, mergeByTopic, recordBytes } from '../../runtime/coalesce.ts';
 
 test('an idle writer flushes at once; writes during a flush go together in the next, in order', async () => {
   const flushes: number[][] = [];
@@ -42,4 +42,21 @@ test('a failed flush rejects exactly its own writes; the next flush goes on', as
 test('mergeByTopic keeps the order of the maps and within each list', () => {
   const m = mergeByTopic([new Map([['x', [1, 2]], ['y', [3]]]), new Map([['y', [4]], ['x', [5]]])]);
   assert.deepEqual([...m], [['x', [1, 2, 5]], ['y', [3, 4]]]);
+});
+
+test('chunkByBytes: consecutive sends of at most maxBytes, a larger message alone, per-topic order kept', () => {
+  const size = (n: number) => n;
+  const chunks = chunkByBytes(new Map([['x', [4, 4, 3]], ['y', [9, 1, 2]], ['z', [5]]]), size, 8);
+  assert.deepEqual(chunks.map((c) => [...c]), [[['x', [4, 4]]], [['x', [3]]], [['y', [9]]], [['y', [1, 2]], ['z', [5]]]]);
+  for (const c of chunks) {
+    const total = [...c.values()].flat().reduce((a, n) => a + n, 0);
+    assert.ok(total <= 8 || [...c.values()].flat().length === 1);
+  }
+  assert.deepEqual(chunkByBytes(new Map(), size, 8), []);
+});
+
+test('recordBytes counts value, key and headers', () => {
+  const bare = recordBytes({ key: null, value: Buffer.alloc(100) });
+  assert.ok(bare > 100);
+  assert.equal(recordBytes({ key: 'BTCUSDT', value: Buffer.alloc(100), headers: { a: 'bc' } }), bare + 7 + 1 + 2 + 4);
 });
