@@ -3,8 +3,11 @@
 // (Avro, parsed by connectors/bybit-stream-format.ts), and anything unusable → exchange.dlq.
 //
 // - Queues are configuration (defaults ws-gateway.order, .execution, .position, .wallet, .ticker),
-//   asserted durable and consumed with manual acknowledgement on ONE channel with a bounded prefetch
-//   (per consumer). The message's own `topic` decides the destination, not the queue it came on.
+//   declared durable with a length limit (WS_GATEWAY_QUEUE_MAX_LENGTH / _MAX_BYTES, x-overflow
+//   reject-publish; connectors/amqp.ts queueDeclarer) and consumed with manual acknowledgement on ONE
+//   channel with a bounded prefetch (per consumer). The message's own `topic` decides the
+//   destination, not the queue it came on. A body over WS_GATEWAY_MAX_MESSAGE_BYTES is cut to its
+//   dead-letter bytes on arrival, so what the bridge holds stays bounded by prefetch × that.
 // - Each delivery becomes its records (one per item; one per coin for wallets) keyed by symbol /
 //   coin, with headers amqp.message_id, amqp.queue, amqp.redelivered, received_at, trace_id (when the
 //   message, its envelope or the AMQP properties carry one), bybit.topic, bybit.message_id.
@@ -38,7 +41,7 @@ import { chunkByBytes, recordBytes } from '../runtime/coalesce.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
-import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import { createAmqpConnection, queueDeclarer, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
 import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrapBytes, type StreamRejectReason } from './bybit-stream-format.ts';
 
 export const name = 'ws-gateway-bridge';
@@ -74,6 +77,8 @@ export const configSchema = z.object({
   WS_GATEWAY_MAX_MESSAGE_BYTES: opt(int.min(1024).max(900000).default(262144)).describe('Larger ws-gateway messages are dead-lettered (oversize) with their first bytes.'),
   WS_GATEWAY_BATCH_MAX_BYTES: opt(int.min(1024).max(1000000).default(524288)).describe('Largest Kafka send of the ws-gateway bridge, bytes (records, keys, headers): a batch with more is written in several sends, so a request stays under the broker message.max.bytes of 1 MiB.'),
   WS_GATEWAY_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between RabbitMQ reconnects and Kafka retries of the ws-gateway bridge, ms.'),
+  WS_GATEWAY_QUEUE_MAX_LENGTH: opt(int.min(0).default(500000)).describe('Most ready messages each ws-gateway queue holds (x-max-length, set when the bridge creates the queue; 0: none). A full queue refuses new messages (x-overflow reject-publish): a publisher using confirms gets a nack.'),
+  WS_GATEWAY_QUEUE_MAX_BYTES: opt(int.min(0).default(134217728)).describe('Most bytes of ready message bodies each ws-gateway queue holds (x-max-length-bytes, as WS_GATEWAY_QUEUE_MAX_LENGTH; 0: none).'),
 });
 export type WsGatewayBridgeConfig = z.output<typeof configSchema>;
 
@@ -116,7 +121,10 @@ export interface WsGatewayBridge {
 }
 
 interface Pending {
+  /** The delivery; a body over WS_GATEWAY_MAX_MESSAGE_BYTES is cut to that on arrival (see `size`). */
   msg: ConsumeMessage;
+  /** The body's size as delivered. */
+  size: number;
   gen: number;
   queue: string;
   receivedAt: number;
@@ -184,6 +192,7 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
   let wake: (() => void) | null = null;
   let pumpDone: Promise<void> | null = null;
   let amqp: AmqpConnection | null = null;
+  const declare = queueDeclarer({ maxLength: cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, maxBytes: cfg.WS_GATEWAY_QUEUE_MAX_BYTES }, log);
 
   const notify = () => {
     const w = wake;
@@ -200,11 +209,16 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
     }
     if (session?.gen !== gen) return;
     mb.in.inc({ bridge: name, source: queue });
-    buffer.push({ msg, gen, queue, receivedAt: clock.now() });
+    // An oversize body is only dead-lettered by its first bytes: keep a copy of those and release
+    // the rest now, so a prefetch of huge messages is not held in memory until its ack.
+    const size = msg.content.length;
+    const max = cfg.WS_GATEWAY_MAX_MESSAGE_BYTES;
+    buffer.push({ msg: size > max ? { ...msg, content: Buffer.from(msg.content.subarray(0, max)) } : msg, size, gen, queue, receivedAt: clock.now() });
     notify();
   };
 
   const openChannel = async (conn: ChannelModel): Promise<void> => {
+    for (const q of queues) await declare(conn, q);
     const ch = await conn.createChannel();
     const gen = ++generation;
     const s: Session = { ch, conn, gen, consumerTags: [], closing: false };
@@ -215,7 +229,6 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
       notify();
       if (!s.closing && !stopping) void reopenLater(conn);
     });
-    for (const q of queues) await ch.assertQueue(q, { durable: true });
     await ch.prefetch(cfg.WS_GATEWAY_PREFETCH);
     session = s;
     for (const q of queues) {
@@ -260,8 +273,8 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
       log.warn({ queue, reason, detail: detail.slice(0, 300), messageId: msg.properties.messageId }, 'ws-gateway message dead-lettered');
     };
 
-    if (msg.content.length > cfg.WS_GATEWAY_MAX_MESSAGE_BYTES) {
-      await deadLetter('oversize', `${msg.content.length} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES} (first bytes kept)`, traceOf(msg, null), msg.content.subarray(0, cfg.WS_GATEWAY_MAX_MESSAGE_BYTES));
+    if (p.size > cfg.WS_GATEWAY_MAX_MESSAGE_BYTES) {
+      await deadLetter('oversize', `${p.size} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES} (first bytes kept)`, traceOf(msg, null), msg.content);
       return out;
     }
     const u = unwrapBytes(msg.content);

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
@@ -34,7 +36,8 @@ interface Env {
   cleanup: () => Promise<void>;
 }
 
-async function setup(tag: string): Promise<Env> {
+/** `bare`: the queues are declared as ws-gateway or the earlier bridge did, without arguments. */
+async function setup(tag: string, opts: { bare?: boolean } = { bare: true }): Promise<Env> {
   const prefix = namespace(tag);
   const kafka = testKafka();
   const dropTopics = await createNamespace(kafka, prefix);
@@ -43,7 +46,7 @@ async function setup(tag: string): Promise<Env> {
   const queues = Object.fromEntries(KINDS.map((k) => [k, `test.ws-gateway.${k}.${id}`])) as Record<Kind, string>;
   const pub = await amqplib.connect(AMQP_URL);
   const ch = await pub.createConfirmChannel();
-  for (const q of Object.values(queues)) await ch.assertQueue(q, { durable: true });
+  if (opts.bare) for (const q of Object.values(queues)) await ch.assertQueue(q, { durable: true });
   return {
     kafka,
     codec,
@@ -60,7 +63,7 @@ async function setup(tag: string): Promise<Env> {
   };
 }
 
-function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[]; batch?: number } = {}): WsGatewayBridge {
+function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[]; batch?: number; metrics?: Metrics } = {}): WsGatewayBridge {
   const config = parseConfig({
     AMQP_URL,
     TOPIC_PREFIX: env.prefix,
@@ -76,7 +79,7 @@ function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[];
     kafka: opts.kafka ?? env.kafka,
     codec: env.codec,
     logger: testLogger,
-    metrics: env.metrics,
+    metrics: opts.metrics ?? env.metrics,
     config,
     amqpConnect: async (url) => {
       const c = await amqplib.connect(url);
@@ -463,6 +466,68 @@ test('messages near the size cap: each Kafka send stays under the broker limit, 
     await bridge.stop();
     assert.equal(await queueDepth(env), 0, 'everything acked');
   } finally {
+    await bridge.stop().catch(() => {});
+    for (const x of Object.values(c)) await x.stop();
+    await env.cleanup();
+  }
+});
+
+const gc = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+/** Memory outside the V8 heap (Buffers) after a full garbage collection. */
+const externalBytes = () => {
+  gc();
+  return process.memoryUsage().external;
+};
+
+test('queues are declared with length limits (reject-publish); oversize bodies are cut on arrival, not held whole until their ack', async (t) => {
+  const env = await setup('wsg-limits', { bare: false });
+  let release!: () => void;
+  const hold = new Promise<void>((r) => (release = r));
+  const kafka = controlledKafka(env.kafka, () => hold);
+  const c = await collectors(env);
+  const bridge = makeBridge(env, { kafka });
+  try {
+    await bridge.start();
+    const cfg = parseConfig({});
+    const probe = await env.pub.createChannel();
+    probe.on('error', () => {});
+    for (const q of Object.values(env.queues)) {
+      await probe.assertQueue(q, { durable: true, arguments: { 'x-max-length': cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, 'x-max-length-bytes': cfg.WS_GATEWAY_QUEUE_MAX_BYTES, 'x-overflow': 'reject-publish' } });
+    }
+    await assert.rejects(probe.assertQueue(env.queues.order, { durable: true }), /PRECONDITION_FAILED/, 'declared with the limits');
+
+    const N = 8;
+    const SIZE = 8 * 1024 * 1024;
+    const before = externalBytes();
+    for (let i = 0; i < N; i++) {
+      const body = Buffer.alloc(SIZE, 0x20);
+      Buffer.from(JSON.stringify(doc('ws execution'))).copy(body);
+      env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `huge-${i}` });
+      await env.ch.waitForConfirms();
+    }
+    // Kafka holds the first send, so every delivery stays unacknowledged in the bridge.
+    const inTotal = async () => (await env.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'pipeline_bridge_messages_in_total')?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+    await waitFor(`all ${N} delivered to the bridge`, async () => (await inTotal()) === N, 120_000);
+    const grown = externalBytes() - before;
+    t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
+    // Holding the bodies would take N × SIZE; the cut ones take N × WS_GATEWAY_MAX_MESSAGE_BYTES
+    // (2 MiB), plus the clients' own buffers (a few MiB, varying): a quarter of the bodies separates them.
+    assert.ok(grown < (N * SIZE) / 4, `memory outside the heap grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} messages of ${SIZE / 1048576} MiB`);
+    release();
+    await waitFor('the oversize dead letters', () => c['exchange.dlq']!.all.length >= N, 60_000);
+    for (const m of c['exchange.dlq']!.all) {
+      const d = await decode<DeadLetter>(env, 'exchange.dlq', m);
+      assert.equal(d.reason_code, 'oversize');
+      assert.match(d.reason_detail, new RegExp(`^${SIZE} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES}`));
+      assert.equal(d.original_value!.length, cfg.WS_GATEWAY_MAX_MESSAGE_BYTES, 'the first bytes kept');
+    }
+    await bridge.stop();
+    assert.equal(await queueDepth(env), 0);
+  } finally {
+    release();
     await bridge.stop().catch(() => {});
     for (const x of Object.values(c)) await x.stop();
     await env.cleanup();
