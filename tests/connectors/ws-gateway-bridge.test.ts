@@ -488,9 +488,11 @@ test('queues are declared with length limits (reject-publish); oversize bodies a
   const hold = new Promise<void>((r) => (release = r));
   const kafka = controlledKafka(env.kafka, () => hold);
   const c = await collectors(env);
+  const declaring = makeBridge(env);
   const bridge = makeBridge(env, { kafka });
   try {
-    await bridge.start();
+    await declaring.start(); // creates the queues
+    await declaring.stop();
     const cfg = parseConfig({});
     const probe = await env.pub.createChannel();
     probe.on('error', () => {});
@@ -499,22 +501,23 @@ test('queues are declared with length limits (reject-publish); oversize bodies a
     }
     await assert.rejects(probe.assertQueue(env.queues.order, { durable: true }), /PRECONDITION_FAILED/, 'declared with the limits');
 
-    const N = 8;
+    const N = 12;
     const SIZE = 8 * 1024 * 1024;
-    const before = externalBytes();
     for (let i = 0; i < N; i++) {
       const body = Buffer.alloc(SIZE, 0x20);
       Buffer.from(JSON.stringify(doc('ws execution'))).copy(body);
       env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `huge-${i}` });
       await env.ch.waitForConfirms();
     }
+    const before = externalBytes();
+    await bridge.start();
     // Kafka holds the first send, so every delivery stays unacknowledged in the bridge.
     const inTotal = async () => (await env.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'pipeline_bridge_messages_in_total')?.values.reduce((a, v) => a + v.value, 0) ?? 0;
     await waitFor(`all ${N} delivered to the bridge`, async () => (await inTotal()) === N, 120_000);
     const grown = externalBytes() - before;
     t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
-    // Holding the bodies would take N × SIZE; the cut ones take N × WS_GATEWAY_MAX_MESSAGE_BYTES
-    // (2 MiB), plus the clients' own buffers (a few MiB, varying): a quarter of the bodies separates them.
+    // Holding the bodies would take N × SIZE (96 MiB); the cut ones take N × WS_GATEWAY_MAX_MESSAGE_BYTES
+    // (3 MiB), plus the clients' own buffers (a few MiB, varying): a quarter of the bodies separates them.
     assert.ok(grown < (N * SIZE) / 4, `memory outside the heap grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} messages of ${SIZE / 1048576} MiB`);
     release();
     await waitFor('the oversize dead letters', () => c['exchange.dlq']!.all.length >= N, 60_000);
@@ -528,6 +531,7 @@ test('queues are declared with length limits (reject-publish); oversize bodies a
     assert.equal(await queueDepth(env), 0);
   } finally {
     release();
+    await declaring.stop().catch(() => {});
     await bridge.stop().catch(() => {});
     for (const x of Object.values(c)) await x.stop();
     await env.cleanup();
