@@ -2,7 +2,8 @@
 // services' own (runtime/config.ts, from the environment). Exit codes: 0 done, 1 failed, 2 usage
 // (unknown command, bad arguments, invalid configuration, a command not available yet).
 import { parseArgs } from 'node:util';
-import { ConfigError } from '../runtime/config.ts';
+import { ConfigError, loadConfig } from '../runtime/config.ts';
+import { scrubText, secretsOf } from '../runtime/logger.ts';
 import { parseConfig as restConfig } from '../connectors/bybit-rest.ts';
 import { createExchangeReader, createReconciler, formatReport, unitEnv, parseConfig as reconcilerConfig } from '../connectors/reconciler.ts';
 import { createKillSwitch, formatKillSwitchReport, parseConfig as killSwitchConfig } from '../connectors/kill-switch.ts';
@@ -155,7 +156,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${err.message}\n\nRun with --help for usage.\n`);
       return EXIT.usage;
     }
-    process.stderr.write(`${command} failed: ${(err as Error).message}\n`);
+    process.stderr.write(`${command} failed: ${scrubText((err as Error).message, secretsOf(ctx.cfg))}\n`);
     return EXIT.failed;
   } finally {
     await ctx.close();
@@ -167,7 +168,14 @@ if (import.meta.url === `file://${process.argv[1]}` || /cli\/main\.[jt]s$/.test(
   main(process.argv.slice(2)).then(
     (code) => process.exit(code),
     (err) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+      // The text of the error only (not its causes: a Bybit client error carries its request), scrubbed.
+      let secrets: string[] = [];
+      try {
+        secrets = secretsOf(loadConfig());
+      } catch {
+        // an invalid configuration was reported as such already
+      }
+      process.stderr.write(`${scrubText((err as Error).stack ?? String(err), secrets)}\n`);
       process.exit(EXIT.failed);
     },
   );

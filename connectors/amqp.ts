@@ -126,3 +126,58 @@ export function createAmqpConnection(opts: AmqpConnectionOptions): AmqpConnectio
     current: () => conn,
   };
 }
+
+/** Length limits of an inbound queue; 0 leaves that limit out (a RabbitMQ policy may set it). */
+export interface QueueLimits {
+  maxLength: number;
+  maxBytes: number;
+}
+
+/**
+ * Queue arguments for the limits: x-max-length (ready messages), x-max-length-bytes (their bodies)
+ * and x-overflow reject-publish, so a full queue refuses new messages (a publisher using confirms
+ * gets a basic.nack) instead of dropping the oldest or growing until RabbitMQ's memory alarm
+ * blocks every publisher of the node.
+ */
+export function queueArguments(limits: QueueLimits): Record<string, unknown> {
+  const args: Record<string, unknown> = {};
+  if (limits.maxLength > 0) args['x-max-length'] = limits.maxLength;
+  if (limits.maxBytes > 0) args['x-max-length-bytes'] = limits.maxBytes;
+  if (Object.keys(args).length > 0) args['x-overflow'] = 'reject-publish';
+  return args;
+}
+
+const isPreconditionFailed = (err: unknown) => (err as { code?: unknown })?.code === 406;
+
+/**
+ * How a bridge declares its inbound queues: durable, with the limits. Queue arguments are fixed when
+ * a queue is created, and declaring an existing queue with other ones fails (PRECONDITION_FAILED,
+ * 406): a queue left by an earlier version without limits, or created first by a publisher that
+ * declares it bare. Such a queue is used as it is, with one warning per queue saying how to apply
+ * the limits (a policy). Each declaration runs on a channel of its own, since a 406 closes the
+ * channel it happens on. Declaring again at every (re)opened channel recreates a deleted queue.
+ * The declarer resolves to whether the limits hold.
+ */
+export function queueDeclarer(limits: QueueLimits, log: Logger): (conn: ChannelModel, queue: string) => Promise<boolean> {
+  const args = queueArguments(limits);
+  const warned = new Set<string>();
+  return async (conn, queue) => {
+    const ch = await conn.createChannel();
+    ch.on('error', () => {}); // the 406 arrives as a channel error too; it is handled below
+    try {
+      await ch.assertQueue(queue, { durable: true, arguments: args });
+      await ch.close();
+      return true;
+    } catch (err) {
+      if (!isPreconditionFailed(err)) throw err;
+      if (!warned.has(queue)) {
+        warned.add(queue);
+        log.warn(
+          { queue, wanted: args, err: (err as Error).message },
+          'queue exists with other arguments: using it as it is, without these length limits (apply them with a RabbitMQ policy, see docs/bridges.md)',
+        );
+      }
+      return false;
+    }
+  };
+}

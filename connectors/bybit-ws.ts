@@ -10,9 +10,14 @@
 //   drop is logged and each reconnect counted (pipeline_bridge_reconnects_total{bridge="bybit-ws",
 //   peer="bybit"}). Messages Bybit pushed while a connection was down are NOT replayed by Bybit: the
 //   reconciler (Bybit REST → the same exchange topics) repairs that gap.
-// - Messages are handled one at a time in arrival order (so per-symbol order on each topic is the
-//   stream's order); a Kafka or registry failure is retried with backoff until it succeeds, holding
-//   the messages behind it in memory (a websocket cannot be paused). What is still unwritten when the
+// - Messages are parsed one at a time in arrival order (so per-symbol order on each topic is the
+//   stream's order, and ticker deltas are completed from every snapshot before them); a Kafka or
+//   registry failure is retried with backoff until it succeeds, holding the messages behind it in
+//   memory (a websocket cannot be paused), up to BYBIT_WS_BUFFER_MAX_MESSAGES / _MAX_BYTES. When
+//   that is full the oldest waiting ticker is dropped (the next ticker supersedes it), else the new
+//   message: a dropped private message (order, execution, position, wallet) is counted
+//   (pipeline_bridge_messages_dropped_total), logged once per episode and reported through onGap,
+//   since it is a gap the reconciler repairs from Bybit REST. What is still unwritten when the
 //   process stops is lost here and repaired by the reconciler too.
 // - Unusable messages go to exchange.dlq (original JSON, reason as in the bridge, original_topic
 //   `ws:<wsKey>`); ticker categories come from the connection (v5SpotPublic → spot, …).
@@ -20,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { WebsocketClient, type WSClientConfigurableOptions } from 'bybit-api';
 import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
-import { createCoalescer, mergeByTopic } from '../runtime/coalesce.ts';
+import { chunkByBytes, createCoalescer, recordBytes } from '../runtime/coalesce.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
@@ -28,7 +33,7 @@ import { systemClock, type Clock } from '../runtime/clock.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
-import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrap, type StreamRejectReason } from './bybit-stream-format.ts';
+import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrap, type ParseResult, type StreamMessage, type StreamRejectReason } from './bybit-stream-format.ts';
 
 export const name = 'bybit-ws';
 
@@ -58,6 +63,9 @@ export const configSchema = z.object({
   BYBIT_WS_TICKER_SYMBOLS: z.preprocess(list, z.array(z.string().regex(/^[A-Z0-9]{2,32}$/)).default([])).describe('Comma-separated symbols whose public tickers the direct connector follows; empty: ASSETS.'),
   BYBIT_WS_TICKER_CATEGORIES: z.preprocess((v) => list(v) ?? ['linear'], z.array(z.enum(['spot', 'linear'])).min(1)).describe('Categories of the public tickers the direct connector follows (comma-separated spot,linear).'),
   BYBIT_WS_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between Kafka retries of the direct websocket connector, ms.'),
+  BYBIT_WS_BUFFER_MAX_MESSAGES: opt(int.min(1).default(100000)).describe('Most stream messages the direct connector keeps waiting while Kafka or the registry is unreachable (a websocket cannot be paused). When full: the oldest ticker is dropped, else the new message; a dropped private message is a gap the reconciler repairs.'),
+  BYBIT_WS_BUFFER_MAX_BYTES: opt(int.min(65536).default(33554432)).describe('Most bytes (JSON as received) of stream messages the direct connector keeps waiting; as BYBIT_WS_BUFFER_MAX_MESSAGES.'),
+  BYBIT_WS_BATCH_MAX_BYTES: opt(int.min(1024).max(1000000).default(524288)).describe('Largest Kafka send of the direct connector, bytes (records, keys, headers); more goes in several sends, under the broker message.max.bytes of 1 MiB.'),
 });
 export type BybitWsConfig = z.output<typeof configSchema>;
 
@@ -107,6 +115,11 @@ export interface BybitWsDeps {
   /** Symbols to follow tickers of when BYBIT_WS_TICKER_SYMBOLS is empty (the ASSETS setting). */
   assets?: readonly string[];
   clock?: Clock;
+  /**
+   * Private stream messages were lost (dropped from a full buffer, or pushed while a private
+   * connection was down): the order state may lag Bybit until the reconciler has run.
+   */
+  onGap?: (why: 'buffer_full' | 'reconnect') => void;
 }
 
 export interface BybitWsConnector {
@@ -142,102 +155,151 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
   let subscribed = false;
   let stopping = false;
   const down = new Set<string>();
-  let chain: Promise<void> = Promise.resolve();
-  let queued = 0;
+  /** Private stream messages given up since the buffer last emptied (one gap report each episode). */
+  let gapDropped = 0;
 
-  /** Send with retries until it succeeds or the connector stops: one produce request for all topics. */
-  const sendAll = async (byTopic: Map<string, OutMessage[]>): Promise<void> => {
+  /** Retry until it succeeds or the connector stops (Kafka and the registry are waited for). */
+  const untilDone = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
     for (let attempt = 0; ; attempt++) {
       try {
-        await producer!.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
-        return;
+        return await fn();
       } catch (err) {
         const delay = backoffMs(attempt, 200, cfg.BYBIT_WS_RETRY_MAX_MS);
-        log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay, queued }, 'Kafka send failed; retrying');
+        log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay, buffered: writer.pending(), bufferedBytes: writer.bytes() }, `${what} failed; retrying`);
         await sleep(delay, undefined, { signal: abort.signal });
       }
     }
   };
 
-  // Stream messages are handled one after another (order kept); their records are written by a
-  // coalescing writer: while one produce request is in flight, the next messages' records gather
-  // and go out together in the next, in order. One request per stream message (an order update,
-  // an execution, a position, a wallet change: five or six per order) was most of the order
-  // manager's produce requests in the bench.
-  const writer = createCoalescer<Map<string, OutMessage[]>>((maps) => sendAll(mergeByTopic(maps)));
+  /** A received stream message, parsed (so ticker deltas are completed in arrival order) but not yet encoded. */
+  interface Received {
+    raw: Record<string, unknown>;
+    wsKey: string;
+    receivedAt: number;
+    /** The message's JSON size: what the buffer bound counts. */
+    bytes: number;
+    ticker: boolean;
+    parsed: { ok: true; message: StreamMessage; result: ParseResult } | { ok: false; reason: StreamRejectReason; detail: string };
+  }
 
-  const handle = async (event: Record<string, unknown>): Promise<void> => {
+  /** Records and dead letters of received messages, encoded (the registry is needed once per schema). */
+  const encode = async (items: Received[]): Promise<{ byTopic: Map<string, OutMessage[]>; rejected: StreamRejectReason[] }> => {
+    const byTopic = new Map<string, OutMessage[]>();
+    const rejected: StreamRejectReason[] = [];
+    const add = (t: string, m: OutMessage) => {
+      const list = byTopic.get(t);
+      if (list) list.push(m);
+      else byTopic.set(t, [m]);
+    };
+    for (const it of items) {
+      const deadLetter = async (reason: StreamRejectReason, detail: string) => {
+        rejected.push(reason);
+        const value = streamDeadLetter({ origin: `ws:${it.wsKey}`, bytes: Buffer.from(JSON.stringify(it.raw)), headers: { [WS_DIRECT_HEADERS.wsKey]: it.wsKey }, stage: name, reason, detail, traceId: null, timestamp: null, failedAt: clock.now() });
+        add(dlqTopic, { key: null, value: await deps.codec.encode(dlqTopic, value), headers: { [WS_DIRECT_HEADERS.wsKey]: it.wsKey, [WS_DIRECT_HEADERS.receivedAt]: String(it.receivedAt), 'dlq.reason': reason } });
+        log.warn({ wsKey: it.wsKey, reason, detail: detail.slice(0, 300) }, 'Bybit stream message dead-lettered');
+      };
+      const p = it.parsed;
+      if (!p.ok) {
+        await deadLetter(p.reason, p.detail);
+        continue;
+      }
+      if (!p.result.ok) {
+        await deadLetter(p.result.reason, p.result.detail);
+        continue;
+      }
+      const m = p.message;
+      const headers: Headers = { [WS_DIRECT_HEADERS.wsKey]: it.wsKey, [WS_DIRECT_HEADERS.receivedAt]: String(it.receivedAt), [WS_DIRECT_HEADERS.bybitTopic]: m.topic };
+      if (m.id) headers[WS_DIRECT_HEADERS.bybitMessageId] = m.id;
+      const problems = [...p.result.problems];
+      for (const r of p.result.records) {
+        const t = topic(r.topic);
+        try {
+          add(t, { key: r.key, value: await deps.codec.encode(t, r.value), headers });
+        } catch (err) {
+          if (!(err instanceof RejectedError)) throw err;
+          problems.push({ index: -1, detail: `${r.key}: ${err.message}` });
+        }
+      }
+      if (problems.length > 0) await deadLetter('invalid_item', describeProblems(problems, p.result.items));
+    }
+    return { byTopic, rejected };
+  };
+
+  // Stream messages are parsed one after another as they arrive (order kept); their records are
+  // written by a coalescing writer: while one produce request is in flight, the next messages
+  // gather and go out together in the next, in order (in sends of at most BYBIT_WS_BATCH_MAX_BYTES).
+  // One request per stream message (an order update, an execution, a position, a wallet change:
+  // five or six per order) was most of the order manager's produce requests in the bench. A
+  // websocket cannot be paused, so while Kafka (or the registry) is unreachable the writer's buffer
+  // is bounded: tickers are given up oldest first (the next one supersedes them), then new private
+  // messages, which is a gap the reconciler repairs from Bybit REST (onGap).
+  const writer = createCoalescer<Received>(
+    async (items) => {
+      const { byTopic, rejected } = await untilDone('encoding', () => encode(items));
+      for (const chunk of chunkByBytes(byTopic, recordBytes, cfg.BYBIT_WS_BATCH_MAX_BYTES)) {
+        await untilDone('Kafka send', () => producer!.sendBatch([...chunk].map(([topic, messages]) => ({ topic, messages }))));
+      }
+      for (const [t, msgs] of byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, msgs.length);
+      for (const r of rejected) mb.rejected.inc({ bridge: name, reason: r });
+    },
+    {
+      maxItems: cfg.BYBIT_WS_BUFFER_MAX_MESSAGES,
+      maxBytes: cfg.BYBIT_WS_BUFFER_MAX_BYTES,
+      size: (r) => r.bytes,
+      // The oldest waiting ticker; none (-1): the incoming message itself is given up.
+      shed: (waiting) => waiting.findIndex((r) => r.ticker),
+    },
+  );
+
+  const buffered = () => mb.buffered.set({ bridge: name }, writer.bytes());
+
+  const dropped = (r: Received) => {
+    if (r.ticker) {
+      mb.dropped.inc({ bridge: name, reason: 'buffer_full_ticker' });
+      return;
+    }
+    mb.dropped.inc({ bridge: name, reason: 'buffer_full_private' });
+    if (gapDropped++ === 0) {
+      log.error(
+        { wsKey: r.wsKey, buffered: writer.pending(), bufferedBytes: writer.bytes(), maxMessages: cfg.BYBIT_WS_BUFFER_MAX_MESSAGES, maxBytes: cfg.BYBIT_WS_BUFFER_MAX_BYTES },
+        'stream buffer full (Kafka or the registry unreachable): private stream messages are being dropped; a gap the reconciler repairs from Bybit REST',
+      );
+      deps.onGap?.('buffer_full');
+    }
+  };
+
+  const receive = (event: Record<string, unknown>): void => {
+    if (stopping) return;
     const receivedAt = clock.now();
     const wsKey = typeof event.wsKey === 'string' ? event.wsKey : 'unknown';
     const { wsKey: _drop, ...raw } = event;
     mb.in.inc({ bridge: name, source: wsKey });
-    const byTopic = new Map<string, OutMessage[]>();
-    const add = (t: string, m: OutMessage) => byTopic.set(t, [...(byTopic.get(t) ?? []), m]);
-    const state: { rejected: StreamRejectReason | null } = { rejected: null };
-    const deadLetter = async (reason: StreamRejectReason, detail: string) => {
-      state.rejected = reason;
-      const value = streamDeadLetter({ origin: `ws:${wsKey}`, bytes: Buffer.from(JSON.stringify(raw)), headers: { [WS_DIRECT_HEADERS.wsKey]: wsKey }, stage: name, reason, detail, traceId: null, timestamp: null, failedAt: clock.now() });
-      add(dlqTopic, { key: null, value: await deps.codec.encode(dlqTopic, value), headers: { [WS_DIRECT_HEADERS.wsKey]: wsKey, [WS_DIRECT_HEADERS.receivedAt]: String(receivedAt), 'dlq.reason': reason } });
-      log.warn({ wsKey, reason, detail: detail.slice(0, 300) }, 'Bybit stream message dead-lettered');
-    };
-    for (let attempt = 0; ; attempt++) {
-      byTopic.clear();
-      state.rejected = null;
-      try {
-        const u = unwrap(raw);
-        if (!u.ok) {
-          await deadLetter(u.reason, u.detail);
-        } else {
-          const m = u.message;
-          const parsed = parseStreamMessage(m, { source: 'ws', observedAt: receivedAt, tickerCategory: categoryOfWsKey(wsKey) ?? 'linear', tickers });
-          if (!parsed.ok) {
-            await deadLetter(parsed.reason, parsed.detail);
-          } else {
-            const headers: Headers = { [WS_DIRECT_HEADERS.wsKey]: wsKey, [WS_DIRECT_HEADERS.receivedAt]: String(receivedAt), [WS_DIRECT_HEADERS.bybitTopic]: m.topic };
-            if (m.id) headers[WS_DIRECT_HEADERS.bybitMessageId] = m.id;
-            const problems = [...parsed.problems];
-            for (const r of parsed.records) {
-              const t = topic(r.topic);
-              try {
-                add(t, { key: r.key, value: await deps.codec.encode(t, r.value), headers });
-              } catch (err) {
-                if (!(err instanceof RejectedError)) throw err;
-                problems.push({ index: -1, detail: `${r.key}: ${err.message}` });
-              }
-            }
-            if (parsed.skipped > 0) mb.rejected.inc({ bridge: name, reason: 'ticker_delta_without_snapshot' }, parsed.skipped);
-            if (problems.length > 0) await deadLetter('invalid_item', describeProblems(problems, parsed.items));
-          }
-        }
-        break;
-      } catch (err) {
-        // the registry is unreachable (encoding): retry like a Kafka failure
-        const delay = backoffMs(attempt, 200, cfg.BYBIT_WS_RETRY_MAX_MS);
-        log.warn({ err: (err as Error).message, attempt: attempt + 1, delayMs: delay }, 'encoding failed; retrying');
-        await sleep(delay, undefined, { signal: abort.signal });
-      }
+    const u = unwrap(raw);
+    let parsed: Received['parsed'];
+    if (!u.ok) parsed = { ok: false, reason: u.reason, detail: u.detail };
+    else {
+      const result = parseStreamMessage(u.message, { source: 'ws', observedAt: receivedAt, tickerCategory: categoryOfWsKey(wsKey) ?? 'linear', tickers });
+      if (result.ok && result.skipped > 0) mb.rejected.inc({ bridge: name, reason: 'ticker_delta_without_snapshot' }, result.skipped);
+      parsed = { ok: true, message: u.message, result };
     }
-    if (state.rejected) mb.rejected.inc({ bridge: name, reason: state.rejected });
-    if (byTopic.size === 0) return;
-    void writer.write(byTopic).then(
+    const ticker = parsed.ok && parsed.result.ok && parsed.result.kind === 'ticker';
+    if (ticker && parsed.ok && parsed.result.ok && parsed.result.records.length === 0 && parsed.result.problems.length === 0) return; // a skipped delta: nothing to write
+    const r: Received = { raw, wsKey, receivedAt, bytes: Buffer.byteLength(JSON.stringify(raw)), ticker, parsed };
+    writer.write(r).then(
       () => {
-        for (const [t, msgs] of byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, msgs.length);
+        buffered();
+        if (writer.pending() === 0 && gapDropped > 0) {
+          log.warn({ dropped: gapDropped }, 'stream buffer drained; private stream messages dropped meanwhile are the reconciler\'s to repair');
+          gapDropped = 0;
+        }
       },
       (err: Error) => {
-        if (!abort.signal.aborted) log.error({ err: err.message }, 'stream message not written');
+        buffered();
+        if (err instanceof RejectedError && err.code === 'buffer_full') dropped(r);
+        else if (!abort.signal.aborted) log.error({ err: err.message }, 'stream message not written');
       },
     );
-  };
-
-  const enqueue = (event: Record<string, unknown>) => {
-    if (stopping) return;
-    queued++;
-    chain = chain
-      .then(() => handle(event))
-      .catch((err: Error) => {
-        if (!abort.signal.aborted) log.error({ err: err.message }, 'stream message not written');
-      })
-      .finally(() => queued--);
+    buffered();
   };
 
   return {
@@ -248,7 +310,7 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
       producerUp = true;
       const c = new WebsocketClient(wsOptions(cfg), bybitLogger(log));
       client = c;
-      c.on('update', (evt: Record<string, unknown>) => enqueue(evt));
+      c.on('update', (evt: Record<string, unknown>) => receive(evt));
       c.on('reconnect', ({ wsKey }: { wsKey: string }) => {
         down.add(wsKey);
         log.warn({ wsKey }, 'Bybit websocket dropped; bybit-api reconnects (messages of the gap are the reconciler\'s job)');
@@ -257,6 +319,7 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
         down.delete(wsKey);
         mb.reconnects.inc({ bridge: name, peer: 'bybit' });
         log.info({ wsKey }, 'Bybit websocket reconnected and resubscribed');
+        if (categoryOfWsKey(wsKey) === null) deps.onGap?.('reconnect'); // the private connection
       });
       c.on('exception', (e: Record<string, unknown>) => log.warn({ wsKey: e?.wsKey, detail: JSON.stringify(e).slice(0, 500) }, 'Bybit websocket exception'));
       // The category argument of private topics is only used to pick the connection: one private one.
@@ -274,12 +337,11 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
       client?.closeAll(true);
       // Let what was received be written; a Kafka outage at stop ends the wait (the reconciler repairs).
       const timer = new AbortController();
-      const drained = chain.then(() => writer.idle()).then(() => true);
+      const drained = writer.idle().then(() => true);
       const grace = sleep(Math.min(5000, cfg.BYBIT_WS_RETRY_MAX_MS), false, { signal: timer.signal }).catch(() => false);
-      if (!(await Promise.race([drained, grace]))) log.warn({ queued, unwritten: writer.pending() }, 'stopping with stream messages not yet written');
+      if (!(await Promise.race([drained, grace]))) log.warn({ unwritten: writer.pending() }, 'stopping with stream messages not yet written');
       timer.abort();
       abort.abort();
-      await chain;
       await writer.idle();
       if (producerUp) await producer?.disconnect().catch(() => {});
       producerUp = false;

@@ -1,6 +1,9 @@
 // Signal bridge: RabbitMQ `model-service.trading_signals` → Kafka signals.raw, bytes unchanged.
 //
-// - Durable queue, manual acknowledgement, bounded prefetch (SIGNAL_BRIDGE_PREFETCH).
+// - Durable queue with a length limit (SIGNALS_QUEUE_MAX_LENGTH / _MAX_BYTES, x-overflow
+//   reject-publish: a full queue refuses new signals, so the publisher sees back-pressure as nacks
+//   instead of RabbitMQ's memory alarm blocking every publisher of the node; connectors/amqp.ts
+//   queueDeclarer), manual acknowledgement, bounded prefetch (SIGNAL_BRIDGE_PREFETCH).
 // - Each message is produced as is, keyed by its `asset` (read leniently; null when unreadable:
 //   validation dead-letters it), with headers amqp.message_id, amqp.redelivered, received_at (epoch
 //   ms) and trace_id (from the JSON, else the AMQP headers or correlationId, else a new one).
@@ -17,7 +20,10 @@
 // - Messages larger than SIGNAL_BRIDGE_MAX_RECORD_BYTES (far above SIGNAL_MAX_BYTES) are forwarded
 //   truncated, with amqp.body_size and amqp.truncated headers, so validation refuses them as
 //   `oversize` and the dead-letter topic keeps their beginning, instead of a record Kafka refuses
-//   forever (a poison message blocking the queue).
+//   forever (a poison message blocking the queue). The truncation happens on arrival and the
+//   delivery's own body is released then: the bridge holds at most SIGNAL_BRIDGE_PREFETCH records
+//   of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES (pipeline_bridge_buffered_bytes), whatever the size of
+//   the messages on the queue.
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
@@ -28,7 +34,8 @@ import type { Metrics } from '../runtime/metrics.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
-import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import { recordBytes } from '../runtime/coalesce.ts';
+import { createAmqpConnection, queueDeclarer, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
 
 export const name = 'signal-bridge';
 
@@ -55,6 +62,8 @@ export const configSchema = z
     SIGNAL_BRIDGE_BATCH_MAX_BYTES: opt(int.min(1024).default(524288)).describe('Largest Kafka send of the bridge, bytes (stays under the broker message.max.bytes of 1 MiB).'),
     SIGNAL_BRIDGE_MAX_RECORD_BYTES: opt(int.min(1024).default(262144)).describe('Messages larger than this are forwarded truncated, flagged for validation to refuse as oversize.'),
     SIGNAL_BRIDGE_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between RabbitMQ reconnects and Kafka send retries, ms.'),
+    SIGNALS_QUEUE_MAX_LENGTH: opt(int.min(0).default(100000)).describe('Most ready messages the signals queue holds (x-max-length, set when the bridge creates the queue; 0: none). A full queue refuses new signals (x-overflow reject-publish): a publisher using confirms gets a nack.'),
+    SIGNALS_QUEUE_MAX_BYTES: opt(int.min(0).default(67108864)).describe('Most bytes of ready message bodies the signals queue holds (x-max-length-bytes, as SIGNALS_QUEUE_MAX_LENGTH; 0: none).'),
   })
   .refine((c) => c.SIGNAL_BRIDGE_MAX_RECORD_BYTES <= c.SIGNAL_BRIDGE_BATCH_MAX_BYTES, { message: 'SIGNAL_BRIDGE_MAX_RECORD_BYTES must not exceed SIGNAL_BRIDGE_BATCH_MAX_BYTES', path: ['SIGNAL_BRIDGE_MAX_RECORD_BYTES'] });
 export type SignalBridgeConfig = z.output<typeof configSchema>;
@@ -85,11 +94,14 @@ export interface SignalBridge {
 }
 
 interface Pending {
+  /** The delivery without its body (ack/nack need its tag only): the body lives on in `out`. */
   msg: ConsumeMessage;
   gen: number;
   out: OutMessage;
   bytes: number;
 }
+
+const NO_BODY = Buffer.alloc(0);
 
 interface Session {
   ch: Channel;
@@ -150,16 +162,27 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
   let session: Session | null = null;
   let generation = 0;
   let buffer: Pending[] = [];
+  /** The batch being written to Kafka. */
+  let inFlight: Pending[] = [];
   let stopping = false;
   let kafkaFailures = 0;
   let wake: (() => void) | null = null;
   let pumpDone: Promise<void> | null = null;
   let amqp: AmqpConnection | null = null;
+  const declare = queueDeclarer({ maxLength: cfg.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: cfg.SIGNALS_QUEUE_MAX_BYTES }, log);
 
   const notify = () => {
     const w = wake;
     wake = null;
     w?.();
+  };
+
+  /** What the bridge holds: at most SIGNAL_BRIDGE_PREFETCH records of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES. */
+  const held = () => {
+    let n = 0;
+    for (const p of buffer) n += p.bytes;
+    for (const p of inFlight) n += p.bytes;
+    mb.buffered.set({ bridge: name }, n);
   };
 
   const onDelivery = (gen: number) => (msg: ConsumeMessage | null) => {
@@ -172,24 +195,27 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
     }
     if (session?.gen !== gen) return; // a late delivery of a dead channel: it will be redelivered
     mb.in.inc({ bridge: name, source: queue });
+    // The record is a copy of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES; the delivery's own body is
+    // released here, not at its ack: a prefetch of 10 MB messages would otherwise stay in memory.
     const out = toRecord(msg, clock.now(), cfg.SIGNAL_BRIDGE_MAX_RECORD_BYTES);
-    const bytes = out.value.length + (out.key?.length ?? 0) + 128;
-    buffer.push({ msg, gen, out, bytes });
+    buffer.push({ msg: { ...msg, content: NO_BODY }, gen, out, bytes: recordBytes(out) });
+    held();
     notify();
   };
 
   const openChannel = async (conn: ChannelModel): Promise<void> => {
+    await declare(conn, queue);
     const ch = await conn.createChannel();
     const gen = ++generation;
     const s: Session = { ch, conn, gen, consumerTag: null, closing: false };
     ch.on('error', (err: Error) => log.warn({ err: err.message }, 'RabbitMQ channel error'));
     ch.on('close', () => {
       buffer = buffer.filter((p) => p.gen !== gen); // unacked: RabbitMQ requeues them
+      held();
       if (session === s) session = null;
       notify();
       if (!s.closing && !stopping) void reopenLater(conn);
     });
-    await ch.assertQueue(queue, { durable: true });
     await ch.prefetch(cfg.SIGNAL_BRIDGE_PREFETCH);
     session = s;
     const { consumerTag } = await ch.consume(queue, onDelivery(gen), { noAck: false });
@@ -233,10 +259,15 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
       const batch = takeBatch();
       const gen = batch[0]!.gen;
       const s = session;
-      if (!s || s.gen !== gen) continue; // channel gone: these will be redelivered
+      if (!s || s.gen !== gen) {
+        held();
+        continue; // channel gone: these will be redelivered
+      }
+      inFlight = batch;
       try {
         await producer!.send(topic, batch.map((p) => p.out));
       } catch (err) {
+        inFlight = [];
         kafkaFailures++;
         log.warn({ err: (err as Error).message, failures: kafkaFailures, messages: batch.length + buffer.length }, 'Kafka send failed; requeueing and backing off');
         await requeueAll(s, batch);
@@ -254,6 +285,8 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
         continue;
       }
       kafkaFailures = 0;
+      inFlight = [];
+      held();
       mb.out.inc({ bridge: name, destination: topic }, batch.length);
       if (session === s && s.gen === gen) {
         try {
@@ -272,6 +305,7 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
     const mine = buffer.filter((p) => p.gen === s.gen);
     const last = (mine.length > 0 ? mine[mine.length - 1]! : batch[batch.length - 1]!).msg;
     buffer = buffer.filter((p) => p.gen !== s.gen);
+    held();
     s.closing = true;
     if (session === s) session = null;
     try {
@@ -300,6 +334,7 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
         onDisconnect: () => {
           session = null;
           buffer = [];
+          held();
           notify();
         },
       });

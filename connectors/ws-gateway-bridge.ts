@@ -3,16 +3,22 @@
 // (Avro, parsed by connectors/bybit-stream-format.ts), and anything unusable → exchange.dlq.
 //
 // - Queues are configuration (defaults ws-gateway.order, .execution, .position, .wallet, .ticker),
-//   asserted durable and consumed with manual acknowledgement on ONE channel with a bounded prefetch
-//   (per consumer). The message's own `topic` decides the destination, not the queue it came on.
+//   declared durable with a length limit (WS_GATEWAY_QUEUE_MAX_LENGTH / _MAX_BYTES, x-overflow
+//   reject-publish; connectors/amqp.ts queueDeclarer) and consumed with manual acknowledgement on ONE
+//   channel with a bounded prefetch (per consumer). The message's own `topic` decides the
+//   destination, not the queue it came on. A body over WS_GATEWAY_MAX_MESSAGE_BYTES is cut to its
+//   dead-letter bytes on arrival, so what the bridge holds stays bounded by prefetch × that.
 // - Each delivery becomes its records (one per item; one per coin for wallets) keyed by symbol /
 //   coin, with headers amqp.message_id, amqp.queue, amqp.redelivered, received_at, trace_id (when the
 //   message, its envelope or the AMQP properties carry one), bybit.topic, bybit.message_id.
 // - Acknowledge only after Kafka has it (house style 4): deliveries are handled in delivery order, in
-//   batches, one batch at a time; a batch's records (and dead letters) are sent (idempotent producer,
-//   acks=all), and only when every send resolved is the batch's last delivery acked with `multiple`
-//   (delivery tags are per channel, and everything before the batch is already acked, so this acks
-//   exactly the batch). Per-symbol order on each topic is the queue's order.
+//   batches of at most WS_GATEWAY_BATCH_MAX, one batch at a time; consecutive deliveries whose
+//   records (and dead letters) fit WS_GATEWAY_BATCH_MAX_BYTES are sent together (idempotent producer,
+//   acks=all), and only when the send resolved is their last delivery acked with `multiple`
+//   (delivery tags are per channel, and everything before is already acked, so this acks exactly
+//   them). One delivery with more records than that is written in several sends, one after the
+//   other, before its ack: no request reaches the broker's message.max.bytes (1 MiB). Per-symbol
+//   order on each topic is the queue's order.
 // - Refused messages go to exchange.dlq as DeadLetter (original bytes, reason malformed_json,
 //   not_a_message, unknown_topic, empty_data, invalid_item or oversize) and are acked with their
 //   batch: never lost, never blocking the queue. A message with some bad items dead-letters the
@@ -31,10 +37,11 @@ import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../pipelines/runner.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
+import { chunkByBytes, recordBytes } from '../runtime/coalesce.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
-import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import { createAmqpConnection, queueDeclarer, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
 import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrapBytes, type StreamRejectReason } from './bybit-stream-format.ts';
 
 export const name = 'ws-gateway-bridge';
@@ -68,7 +75,10 @@ export const configSchema = z.object({
   WS_GATEWAY_PREFETCH: opt(int.min(1).max(10000).default(128)).describe('Most unacknowledged messages per ws-gateway queue the bridge holds (AMQP prefetch per consumer).'),
   WS_GATEWAY_BATCH_MAX: opt(int.min(1).max(10000).default(256)).describe('Most RabbitMQ messages the ws-gateway bridge writes to Kafka in one batch.'),
   WS_GATEWAY_MAX_MESSAGE_BYTES: opt(int.min(1024).max(900000).default(262144)).describe('Larger ws-gateway messages are dead-lettered (oversize) with their first bytes.'),
+  WS_GATEWAY_BATCH_MAX_BYTES: opt(int.min(1024).max(1000000).default(524288)).describe('Largest Kafka send of the ws-gateway bridge, bytes (records, keys, headers): a batch with more is written in several sends, so a request stays under the broker message.max.bytes of 1 MiB.'),
   WS_GATEWAY_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between RabbitMQ reconnects and Kafka retries of the ws-gateway bridge, ms.'),
+  WS_GATEWAY_QUEUE_MAX_LENGTH: opt(int.min(0).default(500000)).describe('Most ready messages each ws-gateway queue holds (x-max-length, set when the bridge creates the queue; 0: none). A full queue refuses new messages (x-overflow reject-publish): a publisher using confirms gets a nack.'),
+  WS_GATEWAY_QUEUE_MAX_BYTES: opt(int.min(0).default(134217728)).describe('Most bytes of ready message bodies each ws-gateway queue holds (x-max-length-bytes, as WS_GATEWAY_QUEUE_MAX_LENGTH; 0: none).'),
 });
 export type WsGatewayBridgeConfig = z.output<typeof configSchema>;
 
@@ -111,7 +121,10 @@ export interface WsGatewayBridge {
 }
 
 interface Pending {
+  /** The delivery; a body over WS_GATEWAY_MAX_MESSAGE_BYTES is cut to that on arrival (see `size`). */
   msg: ConsumeMessage;
+  /** The body's size as delivered. */
+  size: number;
   gen: number;
   queue: string;
   receivedAt: number;
@@ -154,6 +167,8 @@ interface Converted {
   rejected: StreamRejectReason | null;
   records: number;
   skipped: number;
+  /** What its records take in a produce request (recordBytes). */
+  bytes: number;
 }
 
 export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridge {
@@ -177,6 +192,7 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
   let wake: (() => void) | null = null;
   let pumpDone: Promise<void> | null = null;
   let amqp: AmqpConnection | null = null;
+  const declare = queueDeclarer({ maxLength: cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, maxBytes: cfg.WS_GATEWAY_QUEUE_MAX_BYTES }, log);
 
   const notify = () => {
     const w = wake;
@@ -193,11 +209,16 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
     }
     if (session?.gen !== gen) return;
     mb.in.inc({ bridge: name, source: queue });
-    buffer.push({ msg, gen, queue, receivedAt: clock.now() });
+    // An oversize body is only dead-lettered by its first bytes: keep a copy of those and release
+    // the rest now, so a prefetch of huge messages is not held in memory until its ack.
+    const size = msg.content.length;
+    const max = cfg.WS_GATEWAY_MAX_MESSAGE_BYTES;
+    buffer.push({ msg: size > max ? { ...msg, content: Buffer.from(msg.content.subarray(0, max)) } : msg, size, gen, queue, receivedAt: clock.now() });
     notify();
   };
 
   const openChannel = async (conn: ChannelModel): Promise<void> => {
+    for (const q of queues) await declare(conn, q);
     const ch = await conn.createChannel();
     const gen = ++generation;
     const s: Session = { ch, conn, gen, consumerTags: [], closing: false };
@@ -208,7 +229,6 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
       notify();
       if (!s.closing && !stopping) void reopenLater(conn);
     });
-    for (const q of queues) await ch.assertQueue(q, { durable: true });
     await ch.prefetch(cfg.WS_GATEWAY_PREFETCH);
     session = s;
     for (const q of queues) {
@@ -236,11 +256,12 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
   /** Parse and encode one delivery. Throws only on retriable/fatal encoding trouble (registry). */
   const convert = async (p: Pending): Promise<Converted> => {
     const { msg, queue, receivedAt } = p;
-    const out: Converted = { byTopic: new Map(), rejected: null, records: 0, skipped: 0 };
+    const out: Converted = { byTopic: new Map(), rejected: null, records: 0, skipped: 0, bytes: 0 };
     const add = (t: string, m: OutMessage) => {
       const list = out.byTopic.get(t) ?? [];
       list.push(m);
       out.byTopic.set(t, list);
+      out.bytes += recordBytes(m);
     };
     const deadLetter = async (reason: StreamRejectReason, detail: string, traceId: string | null, bytes: Buffer) => {
       out.rejected = reason;
@@ -252,8 +273,8 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
       log.warn({ queue, reason, detail: detail.slice(0, 300), messageId: msg.properties.messageId }, 'ws-gateway message dead-lettered');
     };
 
-    if (msg.content.length > cfg.WS_GATEWAY_MAX_MESSAGE_BYTES) {
-      await deadLetter('oversize', `${msg.content.length} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES} (first bytes kept)`, traceOf(msg, null), msg.content.subarray(0, cfg.WS_GATEWAY_MAX_MESSAGE_BYTES));
+    if (p.size > cfg.WS_GATEWAY_MAX_MESSAGE_BYTES) {
+      await deadLetter('oversize', `${p.size} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES} (first bytes kept)`, traceOf(msg, null), msg.content);
       return out;
     }
     const u = unwrapBytes(msg.content);
@@ -318,6 +339,40 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
     await s.ch.close().catch(() => {});
   };
 
+  /** Records of consecutive deliveries, sent together and acked by their last delivery. */
+  interface Group {
+    byTopic: Map<string, OutMessage[]>;
+    rejected: StreamRejectReason[];
+    records: number;
+    bytes: number;
+    last: Pending | null;
+  }
+  const emptyGroup = (): Group => ({ byTopic: new Map(), rejected: [], records: 0, bytes: 0, last: null });
+
+  /**
+   * Write a group (several produce requests when its records exceed WS_GATEWAY_BATCH_MAX_BYTES, one
+   * after another, so per-partition order holds) and ack its last delivery. False when the channel
+   * died meanwhile: what follows in the batch is redelivered, so it is not sent.
+   */
+  const flush = async (s: Session, g: Group): Promise<boolean> => {
+    for (const chunk of chunkByBytes(g.byTopic, recordBytes, cfg.WS_GATEWAY_BATCH_MAX_BYTES)) {
+      await producer!.sendBatch([...chunk].map(([topic, messages]) => ({ topic, messages })));
+    }
+    failures = 0;
+    for (const [t, list] of g.byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, list.length);
+    for (const r of g.rejected) mb.rejected.inc({ bridge: name, reason: r });
+    if (session !== s) {
+      log.warn({ records: g.records }, 'channel lost while Kafka was writing the batch; RabbitMQ will redeliver it');
+      return false;
+    }
+    try {
+      s.ch.ack(g.last!.msg, true);
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'ack failed after Kafka had the batch; RabbitMQ will redeliver it');
+    }
+    return true;
+  };
+
   const pump = async (): Promise<void> => {
     while (!stopping) {
       if (buffer.length === 0) {
@@ -327,18 +382,28 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
       const batch = takeBatch();
       const s = session;
       if (!s || s.gen !== batch[0]!.gen) continue; // channel gone: RabbitMQ redelivers these
-      const byTopic = new Map<string, OutMessage[]>();
-      const rejected: StreamRejectReason[] = [];
-      let records = 0;
+      // Deliveries are converted in order and gathered while their records fit one send; a few
+      // messages near WS_GATEWAY_MAX_MESSAGE_BYTES would otherwise make a request the broker refuses
+      // (message.max.bytes) on every redelivery, stopping every queue for good.
+      let group = emptyGroup();
       try {
         for (const p of batch) {
           const c = await convert(p);
-          for (const [t, list] of c.byTopic) byTopic.set(t, [...(byTopic.get(t) ?? []), ...list]);
-          if (c.rejected) rejected.push(c.rejected);
-          records += c.records;
+          if (group.last && group.bytes + c.bytes > cfg.WS_GATEWAY_BATCH_MAX_BYTES) {
+            if (!(await flush(s, group))) break;
+            group = emptyGroup();
+          }
+          for (const [t, list] of c.byTopic) {
+            const into = group.byTopic.get(t);
+            if (into) into.push(...list);
+            else group.byTopic.set(t, list);
+          }
+          if (c.rejected) group.rejected.push(c.rejected);
+          group.records += c.records;
+          group.bytes += c.bytes;
+          group.last = p;
         }
-        // One produce request for every topic: each keeps the batch's order; the ack waits for all.
-        await producer!.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
+        if (group.last) await flush(s, group);
       } catch (err) {
         failures++;
         log.warn({ err: (err as Error).message, failures, messages: batch.length + buffer.length }, 'Kafka or registry failed; requeueing and backing off');
@@ -354,19 +419,6 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
             void reopenLater(s.conn, 1);
           });
         }
-        continue;
-      }
-      failures = 0;
-      for (const [t, list] of byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, list.length);
-      for (const r of rejected) mb.rejected.inc({ bridge: name, reason: r });
-      if (session === s) {
-        try {
-          s.ch.ack(batch[batch.length - 1]!.msg, true);
-        } catch (err) {
-          log.warn({ err: (err as Error).message }, 'ack failed after Kafka had the batch; RabbitMQ will redeliver it');
-        }
-      } else {
-        log.warn({ messages: batch.length, records }, 'channel lost while Kafka was writing the batch; RabbitMQ will redeliver it');
       }
     }
   };

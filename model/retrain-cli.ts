@@ -9,11 +9,17 @@
 // replay), trains a candidate on them, evaluates it, the active model and the warm-up heuristic on
 // the same held-out windows, stores the candidate version and prints the metrics table. With
 // --promote the promotion rule decides whether it becomes active. --dry-run stores nothing.
+//
+// It trains on all of the data or not at all: PostgreSQL, Kafka or the schema registry unreachable
+// (or answering 5xx) stops it with exit code 1 and the reason, before anything is stored. Only
+// records that can never be decoded (not Avro, a schema id the registry does not know) are skipped,
+// and counted on the output.
 import { randomBytes } from 'node:crypto';
 import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
-import { createDb } from '../runtime/db.ts';
+import { createDb, redactUrl } from '../runtime/db.ts';
+import { FatalError, RejectedError } from '../runtime/errors.ts';
 import { createTopicCodec, type TopicCodec } from '../pipelines/codec.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
@@ -36,6 +42,13 @@ function arg(name: string): string | undefined {
   const a = process.argv.find((x) => x === `--${name}` || x.startsWith(`--${name}=`));
   if (!a) return undefined;
   return a.includes('=') ? a.slice(a.indexOf('=') + 1) : 'true';
+}
+
+/** Stops the retrain: what was read so far is not all of the data. */
+class IncompleteRead extends FatalError {
+  constructor(what: string, cause: unknown) {
+    super('retrain_incomplete', `${what}: ${(cause as Error)?.message ?? String(cause)} (nothing trained or stored)`, { cause });
+  }
 }
 
 /** Every committed record of a topic up to its current end. */
@@ -67,24 +80,44 @@ async function readTopic(kafka: KafkaPort, topic: string, label: string): Promis
     bar(label, out.length, total);
   });
   // Transaction markers occupy offsets too, so "reached" may never flip for a partition that ends
-  // in one: stop as well after 3 s without new records.
+  // in one: stop as well after 3 s without new records. The same silence is what a broker that went
+  // away looks like: then ask it again, which fails when it cannot answer.
   while (![...reached.values()].every(Boolean) && Date.now() - lastProgress < 3000) await new Promise((r) => setTimeout(r, 100));
+  if (![...reached.values()].every(Boolean)) {
+    const check = kafka.admin();
+    try {
+      await check.connect();
+      await check.topicOffsets(topic);
+    } catch (err) {
+      throw new IncompleteRead(`Kafka stopped answering while ${topic} was read (${out.length} of ${total} records)`, err);
+    } finally {
+      await check.disconnect().catch(() => {});
+    }
+  }
   await consumer.disconnect();
   bar(label, total, total);
   return out;
 }
 
+/**
+ * Decoded records. Bytes that can never be decoded (RejectedError) cannot become samples: skipped and
+ * counted. Anything else (the registry unreachable, a 5xx) stops the retrain instead of leaving out
+ * every record of a schema it could not fetch.
+ */
 async function decodeAll(codec: TopicCodec, msgs: InMessage[], kind: WindowInput['kind']): Promise<WindowInput[]> {
   const out: WindowInput[] = [];
+  let undecodable = 0;
   for (const m of msgs) {
     if (!m.value) continue;
     try {
       const value = codec.decodeSync(m.topic, m.value) ?? (await codec.decode(m.topic, m.value));
       out.push({ kind, value, src: { topic: m.topic, partition: m.partition, offset: m.offset } } as WindowInput);
-    } catch {
-      // undecodable records cannot become samples
+    } catch (err) {
+      if (!(err instanceof RejectedError)) throw new IncompleteRead(`cannot decode ${m.topic} partition ${m.partition} offset ${m.offset}`, err);
+      undecodable++;
     }
   }
+  if (undecodable > 0) console.log(`${msgs[0]!.topic}: ${undecodable} undecodable records skipped`);
   return out;
 }
 
@@ -93,7 +126,6 @@ export async function main(): Promise<void> {
   const cfg = parseModelConfig({ ...process.env, TOPIC_PREFIX: base.TOPIC_PREFIX });
   const log = createLogger({ ...base, LOG_LEVEL: base.LOG_LEVEL === 'info' ? 'warn' : base.LOG_LEVEL }, 'retrain');
   const kafka = createKafka({ brokers: kafkaBrokers(base), clientId: `${base.KAFKA_CLIENT_ID}-retrain`, logger: log });
-  const codec = await createTopicCodec({ registryUrl: schemaRegistryUrl(base), prefix: base.TOPIC_PREFIX });
   const fromOffsetArg = arg('from-offset');
   const fromTimeArg = arg('from-time');
   const fromTime = fromTimeArg ? Date.parse(fromTimeArg) : undefined;
@@ -105,28 +137,37 @@ export async function main(): Promise<void> {
     return hit ? BigInt(hit.split(':')[1]!) : 0n;
   };
 
-  const t = { events: topicName('orders.events', cfg.TOPIC_PREFIX), signals: topicName('model.signals', cfg.TOPIC_PREFIX), tickers: topicName('market.tickers', cfg.TOPIC_PREFIX) };
-  const events = (await decodeAll(codec, await readTopic(kafka, t.events, 'orders.events'), 'event')).filter(
-    (i) => BigInt(i.src.offset) >= fromOffset(i.src.partition) && (fromTime === undefined || (i.value as OrderEvent).occurred_at >= fromTime),
-  );
-  const start = events.length ? Math.min(...events.map((e) => (e.value as OrderEvent).occurred_at)) : (fromTime ?? 0);
-  // Signals and tickers from a margin before the first event (feature history, late signals).
-  const margin = 30 * 60_000 + cfg.MODEL_HORIZON_MS + cfg.MODEL_ALLOWED_LATENESS_MS + cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS;
-  const signals = (await decodeAll(codec, await readTopic(kafka, t.signals, 'model.signals'), 'signal')).filter((i) => (i.value as ModelSignal).timestamp >= start - margin);
-  const tickers = (await decodeAll(codec, await readTopic(kafka, t.tickers, 'market.tickers'), 'ticker')).filter((i) => (i.value as Ticker).ts >= start - 2 * margin);
-
-  const builder = new WindowBuilder(windowConfig(cfg));
-  const merged = mergeByEventTime([...events, ...signals, ...tickers]);
-  const samples = [];
-  for (let i = 0; i < merged.length; i++) {
-    samples.push(...builder.add(merged[i]!));
-    if (i % 5000 === 0 || i === merged.length - 1) bar('building windows', i + 1, merged.length);
-  }
-  const inRange = samples.filter((s) => fromTime === undefined || s.ts >= fromTime);
-  console.log(`windows: ${inRange.length} samples (${inRange.filter((s) => s.label !== null).length} labelled), ${builder.pendingCount()} still open; dropped: ${JSON.stringify(builder.stats)}`);
-
-  const db = await createDb(base.DATABASE_URL);
+  // PostgreSQL first (the active model is read now): a retrain that cannot store its result
+  // should fail before it reads the topics, not after.
+  const dbUnavailable = (err: unknown) => new FatalError('retrain_db_unavailable', `PostgreSQL (${redactUrl(base.DATABASE_URL)}): ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  const db = await createDb(base.DATABASE_URL).catch((err: unknown) => {
+    throw dbUnavailable(err);
+  });
   try {
+    const activeRec = await reg.loadActive(db).catch((err: unknown) => {
+      throw dbUnavailable(err);
+    });
+    const codec = await createTopicCodec({ registryUrl: schemaRegistryUrl(base), prefix: base.TOPIC_PREFIX });
+    const t = { events: topicName('orders.events', cfg.TOPIC_PREFIX), signals: topicName('model.signals', cfg.TOPIC_PREFIX), tickers: topicName('market.tickers', cfg.TOPIC_PREFIX) };
+    const events = (await decodeAll(codec, await readTopic(kafka, t.events, 'orders.events'), 'event')).filter(
+      (i) => BigInt(i.src.offset) >= fromOffset(i.src.partition) && (fromTime === undefined || (i.value as OrderEvent).occurred_at >= fromTime),
+    );
+    const start = events.length ? Math.min(...events.map((e) => (e.value as OrderEvent).occurred_at)) : (fromTime ?? 0);
+    // Signals and tickers from a margin before the first event (feature history, late signals).
+    const margin = 30 * 60_000 + cfg.MODEL_HORIZON_MS + cfg.MODEL_ALLOWED_LATENESS_MS + cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS;
+    const signals = (await decodeAll(codec, await readTopic(kafka, t.signals, 'model.signals'), 'signal')).filter((i) => (i.value as ModelSignal).timestamp >= start - margin);
+    const tickers = (await decodeAll(codec, await readTopic(kafka, t.tickers, 'market.tickers'), 'ticker')).filter((i) => (i.value as Ticker).ts >= start - 2 * margin);
+
+    const builder = new WindowBuilder(windowConfig(cfg));
+    const merged = mergeByEventTime([...events, ...signals, ...tickers]);
+    const samples = [];
+    for (let i = 0; i < merged.length; i++) {
+      samples.push(...builder.add(merged[i]!));
+      if (i % 5000 === 0 || i === merged.length - 1) bar('building windows', i + 1, merged.length);
+    }
+    const inRange = samples.filter((s) => fromTime === undefined || s.ts >= fromTime);
+    console.log(`windows: ${inRange.length} samples (${inRange.filter((s) => s.label !== null).length} labelled), ${builder.pendingCount()} still open; dropped: ${JSON.stringify(builder.stats)}`);
+
     const dry = arg('dry-run') === 'true';
     if (!dry) console.log(`stored ${await reg.saveSamples(db, inRange)} new samples`);
     const rows: LabelledRow[] = inRange.filter((s) => s.label !== null).map((s) => ({ features: s.features, label: s.label as 0 | 1, market_return_bps: s.market_return_bps, ts: s.ts }));
@@ -136,7 +177,6 @@ export async function main(): Promise<void> {
       return;
     }
     const { tf, backend } = await loadTf(cfg.MODEL_TFJS_NODE);
-    const activeRec = await reg.loadActive(db);
     const active = activeRec ? await fromArtifacts(tf, activeRec.artifacts, cfg.MODEL_LEARNING_RATE) : null;
     const r = await trainingRound(tf, rows, cfg, active, (e) => bar(`training (${backend})`, e, cfg.MODEL_EPOCHS));
     const version = versionName(r.trainRange.toTs, cfg.MODEL_SEED, r.trainRange.n);
@@ -178,7 +218,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   main().then(
     () => process.exit(process.exitCode ?? 0),
     (err) => {
-      console.error(err instanceof Error ? err.message : err);
+      // The reason only: the error's causes carry request details (registry, database URLs).
+      process.stderr.write(`\nretrain failed: ${err instanceof Error ? err.message : String(err)}\n`);
       process.exit(1);
     },
   );

@@ -18,6 +18,7 @@ import { parseModelConfig, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
 import { exposures } from './registry.ts';
 import { createSignalOutBridge } from './signal-out-bridge.ts';
+import { parseConfig as signalBridgeConfig } from '../connectors/signal-bridge.ts';
 import { loadTf } from './tf.ts';
 import { WindowBuilder, type WindowInput, type WindowStats } from './windows.ts';
 
@@ -137,6 +138,7 @@ const modelCore: UnitFactory = async (rt): Promise<Unit> => {
 
 const signalOutBridge: UnitFactory = async (rt): Promise<Unit> => {
   const cfg = configOf(rt);
+  const signals = signalBridgeConfig(rt.cfg);
   const bridge = createSignalOutBridge({
     kafka: rt.kafka,
     codec: rt.codec,
@@ -144,6 +146,7 @@ const signalOutBridge: UnitFactory = async (rt): Promise<Unit> => {
     metrics: rt.metrics,
     amqpUrl: cfg.AMQP_URL,
     queue: cfg.MODEL_SIGNALS_QUEUE,
+    queueLimits: { maxLength: signals.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: signals.SIGNALS_QUEUE_MAX_BYTES },
     topicPrefix: cfg.TOPIC_PREFIX,
     groupId: rt.group('model-signal-out-bridge'),
     batchMax: cfg.MODEL_BRIDGE_BATCH_MAX,

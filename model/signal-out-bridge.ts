@@ -5,7 +5,8 @@
 //   signal_id, headers trace_id / signal_id / kafka source; a confirm channel: a batch is published,
 //   then `waitForConfirms`; only then are its offsets committed (house style 4). A crash between
 //   publish and commit republishes the batch: the order manager drops the duplicates by signal_id.
-// - RabbitMQ down or a publish nacked: the batch is retried with backoff (the partition waits; the
+// - RabbitMQ down or a publish nacked (the queue is full: it refuses new messages, see the signal
+//   bridge's SIGNALS_QUEUE_MAX_*): the batch is retried with backoff (the partition waits; the
 //   consumer keeps its heartbeats), never skipped. A record that cannot be decoded is logged,
 //   counted and skipped (it can never become a valid signal).
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,7 +19,7 @@ import { connectWithBackoff } from '../runtime/retry.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
-import { createAmqpConnection, type AmqpConnect, type ChannelModel } from '../connectors/amqp.ts';
+import { createAmqpConnection, queueDeclarer, type AmqpConnect, type ChannelModel, type QueueLimits } from '../connectors/amqp.ts';
 import type { ModelSignal } from '../schemas/types.ts';
 import { toSignalJson } from './signals.ts';
 
@@ -31,6 +32,8 @@ export interface SignalOutBridgeDeps {
   metrics: Metrics;
   amqpUrl: string;
   queue: string;
+  /** The signals queue's length limits, as the signal bridge declares them (SIGNALS_QUEUE_MAX_*). */
+  queueLimits: QueueLimits;
   topicPrefix: string;
   groupId: string;
   batchMax: number;
@@ -52,6 +55,9 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
   let channel: ConfirmChannel | null = null;
   let joined = false;
   let stopping = false;
+  // Declared as the consuming signal bridge declares it: a bare declaration of a queue created with
+  // length limits fails (PRECONDITION_FAILED).
+  const declare = queueDeclarer(d.queueLimits, log);
   const amqp = createAmqpConnection({
     url: d.amqpUrl,
     name,
@@ -60,8 +66,8 @@ export function createSignalOutBridge(d: SignalOutBridgeDeps): SignalOutBridge {
     retryMaxMs: d.retryMaxMs,
     connect: d.amqpConnect,
     onConnect: async (conn: ChannelModel) => {
+      await declare(conn, d.queue);
       const ch = await conn.createConfirmChannel();
-      await ch.assertQueue(d.queue, { durable: true });
       ch.on('close', () => {
         if (channel === ch) channel = null;
       });

@@ -4,6 +4,8 @@
 import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Consumer, type Producer, type Admin, type Transaction, type IHeaders, type LogEntry } from 'kafkajs';
 import { createRequire } from 'node:module';
 import type { Logger } from './logger.ts';
+import { RetriableError } from './errors.ts';
+import { retry } from './retry.ts';
 
 export type Headers = Record<string, string>;
 
@@ -391,10 +393,21 @@ function wrapAdmin(a: Admin): AdminPort {
           })),
         });
       } catch (err) {
-        // Another process created them between listTopics and createTopics: that is success.
+        // Another process created them between listTopics and createTopics: that is success. And a
+        // KRaft broker under load may answer kafkajs's wait for the new topics' leaders before its
+        // metadata has them (UNKNOWN_TOPIC_OR_PARTITION; kafkajs only waits on LEADER_NOT_AVAILABLE):
+        // created, so wait for them below.
         const e = err as { type?: string; errors?: Array<{ type?: string }> };
         const all = e.errors ?? [e];
-        if (!all.every((x) => x?.type === 'TOPIC_ALREADY_EXISTS')) throw err;
+        if (!all.every((x) => x?.type === 'TOPIC_ALREADY_EXISTS' || x?.type === 'UNKNOWN_TOPIC_OR_PARTITION')) throw err;
+        const topics = missing.map((s) => s.topic);
+        await retry(
+          async () => {
+            const md = await a.fetchTopicMetadata({ topics });
+            if (md.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))) throw new RetriableError('topics_not_ready', 'new topics have no leaders yet');
+          },
+          { retries: 30, minMs: 100, maxMs: 1000, isRetriable: (x) => x instanceof RetriableError || (x as { type?: string })?.type === 'UNKNOWN_TOPIC_OR_PARTITION' || (x as { type?: string })?.type === 'LEADER_NOT_AVAILABLE' },
+        );
       }
       return missing.map((s) => s.topic);
     },

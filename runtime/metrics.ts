@@ -14,6 +14,8 @@ export const M = {
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
   bridgeReconnects: 'pipeline_bridge_reconnects_total',
+  bridgeBufferedBytes: 'pipeline_bridge_buffered_bytes',
+  bridgeDropped: 'pipeline_bridge_messages_dropped_total',
   kafkaRequests: 'kafka_request_duration_seconds',
 } as const;
 
@@ -38,6 +40,8 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     out: new Counter({ name: M.bridgeOut, help: 'Messages a bridge delivered durably to its destination', labelNames: ['bridge', 'destination'], registers: [registry] }),
     rejected: new Counter({ name: M.bridgeRejected, help: 'Messages a bridge dead-lettered, by reason', labelNames: ['bridge', 'reason'], registers: [registry] }),
     reconnects: new Counter({ name: M.bridgeReconnects, help: 'Reconnections of a bridge to RabbitMQ or Kafka', labelNames: ['bridge', 'peer'], registers: [registry] }),
+    buffered: new Gauge({ name: M.bridgeBufferedBytes, help: 'Bytes of messages a bridge holds in memory: received, not yet written to their destination', labelNames: ['bridge'], registers: [registry] }),
+    dropped: new Counter({ name: M.bridgeDropped, help: 'Messages a bridge dropped because its bounded buffer was full, by reason (the reconciler repairs exchange facts)', labelNames: ['bridge', 'reason'], registers: [registry] }),
   };
   // Every Kafka request of the process by API (its _count is the request count): transactions and
   // coordinator lookups show here, which is where the broker's CPU goes (docs/performance.md).

@@ -5,9 +5,9 @@
 //   signal-bridge | validate | size-risk | place | track | exchange-streams | events-out | ops
 //                  one part of the order manager per process (UNIT_SERVICES in services.ts)
 import { createRuntime, runUnits, stopOnSignals, type Runtime } from '../runtime/service.ts';
-import { loadConfig } from '../runtime/config.ts';
+import { ConfigError, loadConfig } from '../runtime/config.ts';
 import { migrateDatabase, ensureAllTopics } from './provision.ts';
-import { createLogger } from '../runtime/logger.ts';
+import { createLogger, scrubText, secretsOf, syncStderr } from '../runtime/logger.ts';
 import { SERVICES, UNIT_SERVICES } from './services.ts';
 
 const ALL = { ...SERVICES, ...UNIT_SERVICES };
@@ -33,10 +33,25 @@ export async function startServices(names: string[], opts: { logDestination?: { 
   return { rt, stop };
 }
 
+/**
+ * A process that could not start: the error (with its causes) through the logger, which scrubs the
+ * API secret, signatures and request options out of it, to stderr; then exit 1. Printed as it was
+ * (console.error, an unhandled rejection), an error of the Bybit client shows its whole request.
+ */
+export function failStartup(err: unknown, name: string): never {
+  let cfg: Parameters<typeof createLogger>[0];
+  try {
+    cfg = loadConfig();
+  } catch {
+    cfg = { LOG_LEVEL: 'info', BYBIT_API_SECRET: process.env.BYBIT_API_SECRET ?? '', ADMIN_TOKEN: process.env.ADMIN_TOKEN };
+  }
+  // A bad configuration: its problems, one per line (no stack to read through).
+  if (err instanceof ConfigError) process.stderr.write(`${scrubText(err.message, secretsOf(cfg))}\n`);
+  else createLogger({ ...cfg, LOG_LEVEL: cfg.LOG_LEVEL === 'silent' ? 'fatal' : cfg.LOG_LEVEL }, name, syncStderr()).fatal({ err }, 'failed to start');
+  process.exit(1);
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const name = process.argv[2] ?? 'order-manager';
-  (name === 'setup' ? setup() : startServices([name]).then(() => undefined)).catch((err) => {
-    console.error(err);
-    process.exit(1);
-  });
+  (name === 'setup' ? setup() : startServices([name]).then(() => undefined)).catch((err: unknown) => failStartup(err, name));
 }

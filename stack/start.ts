@@ -10,7 +10,7 @@ import { createLogger } from '../runtime/logger.ts';
 import { paths, stackUp } from './stack.ts';
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServices } from './service-main.ts';
+import { failStartup, startServices } from './service-main.ts';
 import { startLiveView } from './live-view.ts';
 import { ROOT } from './paths.ts';
 import { SERVICES, SIM_BALANCES } from './services.ts';
@@ -28,6 +28,10 @@ if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') {
 }
 const cfg = loadConfig();
 const log = createLogger(cfg, 'start');
+// Until the services run, a failure (a top-level await rejecting) goes through failStartup: printed
+// by Node, an error of the Bybit client would show its request (signature header, the secret).
+const onStartFailure = (err: Error) => failStartup(err, 'start');
+process.once('uncaughtException', onStartFailure);
 const args = process.argv.slice(2);
 const flags = args.filter((a) => a.startsWith('--'));
 for (const f of flags) if (f !== '--fresh-account') throw new Error(`unknown option ${f}; known: --fresh-account`);
@@ -65,6 +69,7 @@ if (process.stdout.isTTY) {
   logDestination = createWriteStream(logFile, { flags: 'a' });
 }
 const { rt } = await startServices(wanted, { logDestination });
+process.off('uncaughtException', onStartFailure);
 const view = startLiveView(rt.db, rt.metrics.registry, `admin ${rt.admin.url}   logs ${logDestination ? logFile : 'stdout'}`);
 process.once('SIGINT', () => view.stop());
 process.once('SIGTERM', () => view.stop());

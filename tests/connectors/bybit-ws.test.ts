@@ -5,9 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNamespace, namespace, registryUrl, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { startPrivateKafka } from '../../stack/chaos-infra.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import { failTool, type InMessage } from '../../runtime/kafka.ts';
+import { createKafka, failTool, type InMessage } from '../../runtime/kafka.ts';
 import { createTopicCodec } from '../../pipelines/codec.ts';
 import { ManualClock } from '../../runtime/clock.ts';
 import { startSimulator } from '../../sim/server.ts';
@@ -127,5 +131,99 @@ test('direct connector: simulator order, execution, position, wallet and ticker 
     await consumer.disconnect();
     await sim.close();
     await drop();
+  }
+});
+
+test('Kafka unreachable while the simulator pushes: the buffer stays bounded, tickers go first (oldest first), dropped private messages are a reported gap; the rest is written once Kafka is back', async (t) => {
+  // A private broker, paused (SIGSTOP: connections stay open, nothing answers) while the simulator pushes.
+  const dir = mkdtempSync(join(tmpdir(), 'bws-kafka-'));
+  const pk = await startPrivateKafka(testCfg, dir, testLogger);
+  const paused = () => pk.pids().forEach((pid) => process.kill(pid, 'SIGSTOP'));
+  const resumed = () => pk.pids().forEach((pid) => process.kill(pid, 'SIGCONT'));
+  const kafka = createKafka({ brokers: pk.brokers, clientId: 'test-bws-outage', logger: testLogger });
+  const prefix = namespace('bwsout');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const sim = await startSimulator({ port: 0, seed: 11, clock: new ManualClock(T0) });
+  const metrics = createMetrics();
+  const gaps: string[] = [];
+  const MAX = 40;
+  const MAX_BYTES = 1_048_576;
+  const connector = createBybitWs({
+    kafka,
+    codec,
+    logger: testLogger,
+    metrics,
+    config: parseConfig({ TOPIC_PREFIX: prefix, BYBIT_ENV: 'sim', BYBIT_WS_URL: sim.wsUrl, BYBIT_WS_TICKER_SYMBOLS: 'BTCUSDT,ETHUSDT', BYBIT_WS_RETRY_MAX_MS: '500', BYBIT_WS_BUFFER_MAX_MESSAGES: String(MAX), BYBIT_WS_BUFFER_MAX_BYTES: String(MAX_BYTES) }),
+    onGap: (why) => gaps.push(why),
+  });
+  const seen: Record<string, InMessage[]> = {};
+  const consumer = kafka.consumer({ groupId: `reader-${randomBytes(4).toString('hex')}`, onFatal: failTool('test reader') });
+  const value = async (name: string, labels: Record<string, string> = {}) =>
+    ((await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name)?.values ?? []).filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)).reduce((a, v) => a + v.value, 0);
+  const received = () => value('pipeline_bridge_messages_in_total', { bridge: 'bybit-ws' });
+  const orders = async () => Promise.all((seen['exchange.orders'] ?? []).map(async (m) => (await codec.decode(prefix + 'exchange.orders', m.value!)) as ExchangeOrderUpdate));
+  let isPaused = false;
+  try {
+    await consumer.connect();
+    await consumer.subscribe(['exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers'].map((x) => prefix + x), true);
+    await consumer.run(async (batch, ctl) => {
+      for (const m of batch.messages) {
+        (seen[m.topic.slice(prefix.length)] ??= []).push(m);
+        ctl.resolveOffset(m.offset);
+      }
+    });
+    await connector.start();
+    sim.tick(1);
+    await waitFor('tickers flowing', () => (seen['market.tickers']?.length ?? 0) >= 2, 60_000);
+    const flowing = (seen['market.tickers'] ?? []).length;
+
+    paused();
+    isPaused = true;
+    // tickers only: the buffer fills, then the oldest tickers give way to new ones
+    for (let i = 0; i < 2 * MAX; i++) {
+      const before = await received();
+      sim.tick(1);
+      await waitFor('the tick pushes to arrive', async () => (await received()) >= before + 2);
+    }
+    assert.ok((await value('pipeline_bridge_messages_dropped_total', { reason: 'buffer_full_ticker' })) >= MAX - 2, 'tickers dropped while Kafka is away');
+    assert.deepEqual(gaps, [], 'dropping tickers is no gap');
+    // private messages: they push the waiting tickers out, then, with only private ones waiting, are dropped themselves
+    const links: string[] = [];
+    for (let i = 0; i < 14; i++) {
+      const before = await received();
+      const link = `outage-${i}`;
+      links.push(link);
+      sim.placeOrder({ category: 'linear', symbol: 'BTCUSDT', side: i % 2 ? 'Sell' : 'Buy', orderType: 'Market', qty: '0.010', orderLinkId: link });
+      await waitFor(`the pushes of ${link}`, async () => (await received()) >= before + 4);
+    }
+    const droppedPrivate = await value('pipeline_bridge_messages_dropped_total', { reason: 'buffer_full_private' });
+    t.diagnostic(`while paused: ${await received()} received, ${await value('pipeline_bridge_messages_dropped_total', { reason: 'buffer_full_ticker' })} tickers and ${droppedPrivate} private messages dropped, ${await value('pipeline_bridge_buffered_bytes')} bytes held`);
+    assert.ok(droppedPrivate > 0, 'private messages dropped once only private ones wait');
+    assert.deepEqual(gaps, ['buffer_full'], 'one gap reported for the episode');
+    const held = await value('pipeline_bridge_buffered_bytes', { bridge: 'bybit-ws' });
+    assert.ok(held > 0 && held <= 2 * MAX_BYTES, `held ${held} bytes: what waits (≤ ${MAX} messages) plus the send in flight`);
+
+    resumed();
+    isPaused = false;
+    // What was kept is written, in order: the first orders' fills arrive, the last ones were dropped (the reconciler's).
+    await waitFor('the first order filled on exchange.orders', async () => (await orders()).some((o) => o.orderLinkId === links[0] && o.orderStatus === 'Filled'), 180_000);
+    await waitFor('the buffer drained', async () => (await value('pipeline_bridge_buffered_bytes', { bridge: 'bybit-ws' })) === 0, 120_000);
+    const got = new Set((await orders()).filter((o) => o.orderStatus === 'Filled').map((o) => o.orderLinkId));
+    assert.ok(got.has(links[0]!), 'kept: the first order');
+    assert.ok(!got.has(links[links.length - 1]!), 'dropped: the last order (a gap for the reconciler)');
+    // and the stream flows again
+    const tickersBefore = (seen['market.tickers'] ?? []).length;
+    sim.tick(1);
+    await waitFor('tickers after the outage', () => (seen['market.tickers'] ?? []).length >= tickersBefore + 2, 60_000);
+    assert.ok(tickersBefore > flowing, 'the kept tickers were written too');
+  } finally {
+    if (isPaused) resumed();
+    await connector.stop();
+    await consumer.disconnect().catch(() => {});
+    await sim.close();
+    await drop().catch(() => {});
+    await pk.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -4,9 +4,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { namespace, testKafka, testLogger, waitFor } from '../helpers.ts';
-import { createMetrics } from '../../runtime/metrics.ts';
+import { namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
+import { createLogger, type Logger } from '../../runtime/logger.ts';
 import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
 import { createSignalBridge, parseConfig, BRIDGE_HEADERS, type SignalBridge } from '../../connectors/signal-bridge.ts';
 
@@ -22,7 +25,8 @@ interface Env {
   cleanup: () => Promise<void>;
 }
 
-async function setup(tag: string): Promise<Env> {
+/** `bare`: the queue is declared as the earlier bridges (and plain publishers) did, without arguments. */
+async function setup(tag: string, opts: { bare?: boolean } = { bare: true }): Promise<Env> {
   const prefix = namespace(tag);
   const topic = `${prefix}signals.raw`;
   const queue = `test.signals.${randomBytes(4).toString('hex')}`;
@@ -32,7 +36,7 @@ async function setup(tag: string): Promise<Env> {
   await admin.ensureTopics([{ topic, partitions: 3, config: {} }]);
   const pub = await amqplib.connect(AMQP_URL);
   const ch = await pub.createConfirmChannel();
-  await ch.assertQueue(queue, { durable: true });
+  if (opts.bare) await ch.assertQueue(queue, { durable: true });
   return {
     kafka,
     topic,
@@ -157,18 +161,19 @@ function controlledKafka(real: KafkaPort, before: (messages: OutMessage[]) => Pr
   };
 }
 
-function makeBridge(env: Env, opts: { kafka?: KafkaPort; prefetch?: number; conns?: ChannelModel[] } = {}): SignalBridge {
+function makeBridge(env: Env, opts: { kafka?: KafkaPort; prefetch?: number; conns?: ChannelModel[]; metrics?: Metrics; logger?: Logger; env?: Record<string, string> } = {}): SignalBridge {
   const config = parseConfig({
     AMQP_URL,
     TOPIC_PREFIX: env.topic.slice(0, -'signals.raw'.length),
     SIGNALS_QUEUE: env.queue,
     SIGNAL_BRIDGE_PREFETCH: String(opts.prefetch ?? 16),
     SIGNAL_BRIDGE_RETRY_MAX_MS: '400',
+    ...opts.env,
   });
   return createSignalBridge({
     kafka: opts.kafka ?? env.kafka,
-    logger: testLogger,
-    metrics: createMetrics(),
+    logger: opts.logger ?? testLogger,
+    metrics: opts.metrics ?? createMetrics(),
     config,
     amqpConnect: async (url) => {
       const c = await amqplib.connect(url);
@@ -325,6 +330,132 @@ test('connection closed twice mid-flow: every published signal arrives at least 
     await publishing;
     await waitFor(`all ${N} signals on the raw topic`, () => new Set(reader.all.map(idOf)).size === N, 120_000);
     assertCompleteAndOrdered(reader.all, published);
+    await bridge.stop();
+    assert.deepEqual(await queueDepth(env), { messageCount: 0, consumerCount: 0 });
+  } finally {
+    await bridge.stop().catch(() => {});
+    await reader.stop();
+    await env.cleanup();
+  }
+});
+
+/** The process's memory outside the V8 heap (Buffers), after a full garbage collection. */
+const gc = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+const externalBytes = () => {
+  gc();
+  return process.memoryUsage().external;
+};
+const metricValue = async (metrics: Metrics, name: string) => (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name)?.values[0]?.value;
+
+test('memory is bounded by bytes: a prefetch of 8 MB messages is held as truncated records, the bodies released on arrival', async (t) => {
+  const env = await setup('sb-mem');
+  const N = 12;
+  const SIZE = 8 * 1024 * 1024;
+  let release!: () => void;
+  const hold = new Promise<void>((r) => (release = r));
+  const kafka = controlledKafka(env.kafka, () => hold);
+  const metrics = createMetrics();
+  const bridge = makeBridge(env, { kafka, prefetch: 16, metrics });
+  const reader = await collector(env.kafka, env.topic);
+  try {
+    for (let i = 0; i < N; i++) {
+      // A valid signal padded far past any limit: what a broken publisher could send.
+      const body = Buffer.alloc(SIZE, 0x20);
+      Buffer.from(JSON.stringify(signal(ASSETS[i % 3]!, i))).copy(body);
+      env.ch.sendToQueue(env.queue, body, { persistent: true, messageId: `big-${i}` });
+      await env.ch.waitForConfirms();
+    }
+    const before = externalBytes();
+    await bridge.start();
+    // Kafka holds the first send: every delivery of the prefetch stays unacknowledged in the bridge.
+    await waitFor(`all ${N} delivered to the bridge`, async () => (await metricValue(metrics, 'pipeline_bridge_messages_in_total')) === N, 120_000);
+    const grown = externalBytes() - before;
+    const maxRecord = parseConfig({}).SIGNAL_BRIDGE_MAX_RECORD_BYTES;
+    t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
+    // Holding the bodies would take N × SIZE; the records take N × maxRecord (3 MiB), plus the
+    // clients' own buffers (a few MiB, varying): a quarter of the bodies separates the two.
+    assert.ok(grown < (N * SIZE) / 4, `memory outside the heap grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} messages of ${SIZE / 1048576} MiB (held records: ${N} × ${maxRecord / 1024} KiB)`);
+    const buffered = await metricValue(metrics, 'pipeline_bridge_buffered_bytes');
+    assert.ok(buffered !== undefined && buffered >= N * maxRecord && buffered <= N * (maxRecord + 512), `pipeline_bridge_buffered_bytes ${buffered}`);
+    release();
+    await waitFor(`the ${N} truncated records on the raw topic`, () => reader.all.length >= N, 60_000);
+    for (const m of reader.all) {
+      assert.equal(m.headers[BRIDGE_HEADERS.truncated], 'true');
+      assert.equal(m.headers[BRIDGE_HEADERS.bodySize], String(SIZE));
+      assert.equal(m.value!.length, maxRecord);
+    }
+    await bridge.stop();
+    assert.equal(await metricValue(metrics, 'pipeline_bridge_buffered_bytes'), 0, 'nothing held once written');
+    assert.deepEqual(await queueDepth(env), { messageCount: 0, consumerCount: 0 });
+  } finally {
+    release();
+    await bridge.stop().catch(() => {});
+    await reader.stop();
+    await env.cleanup();
+  }
+});
+
+test('length limit: the bridge declares its queue with x-max-length and reject-publish; a publisher of a full queue gets nacks, nothing is dropped silently', async () => {
+  const env = await setup('sb-full', { bare: false });
+  const limits = { SIGNALS_QUEUE_MAX_LENGTH: '5', SIGNALS_QUEUE_MAX_BYTES: '1048576' };
+  const lines: string[] = [];
+  const logger = createLogger({ ...testCfg, LOG_LEVEL: 'warn' }, 'test', { write: (l: string) => void lines.push(l) });
+  let bridge = makeBridge(env, { env: limits, logger });
+  const reader = await collector(env.kafka, env.topic);
+  try {
+    await bridge.start(); // creates the queue
+    await bridge.stop();
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        new Promise<string>((resolve) => env.ch.sendToQueue(env.queue, Buffer.from(JSON.stringify(signal('BTCUSDT', i))), { persistent: true, messageId: `m-${i}` }, (err) => resolve(err ? 'nack' : 'ack'))),
+      ),
+    );
+    assert.deepEqual(outcomes, ['ack', 'ack', 'ack', 'ack', 'ack', 'nack', 'nack', 'nack'], 'the queue took 5, refused the rest to the publisher');
+    assert.equal((await env.ch.checkQueue(env.queue)).messageCount, 5);
+    // Declared with these arguments: an equal declaration is accepted, a bare one refused.
+    const probe = await env.pub.createChannel();
+    probe.on('error', () => {});
+    await probe.assertQueue(env.queue, { durable: true, arguments: { 'x-max-length': 5, 'x-max-length-bytes': 1048576, 'x-overflow': 'reject-publish' } });
+    await assert.rejects(probe.assertQueue(env.queue, { durable: true }), /PRECONDITION_FAILED/);
+    // A second start on the queue it created: no warning, the 5 flow.
+    bridge = makeBridge(env, { env: limits, logger });
+    await bridge.start();
+    await waitFor('the 5 accepted signals on the raw topic', () => reader.all.length >= 5);
+    await bridge.stop();
+    assert.equal(reader.all.length, 5);
+    assert.deepEqual(lines.filter((l) => /queue exists with other arguments/.test(l)), [], 'no warning on its own queue');
+  } finally {
+    await bridge.stop().catch(() => {});
+    await reader.stop();
+    await env.cleanup();
+  }
+});
+
+test('a queue declared by an earlier version (no arguments) is used as it is, with one warning', async () => {
+  const env = await setup('sb-oldq'); // bare, as the earlier bridge declared it
+  const lines: string[] = [];
+  const logger = createLogger({ ...testCfg, LOG_LEVEL: 'warn' }, 'test', { write: (l: string) => void lines.push(l) });
+  const published = await publish(env.ch, env.queue, 9);
+  const conns: ChannelModel[] = [];
+  const bridge = makeBridge(env, { logger, conns });
+  const reader = await collector(env.kafka, env.topic);
+  try {
+    await bridge.start();
+    assert.equal(bridge.ready(), true);
+    await waitFor('the 9 signals on the raw topic', () => reader.all.length >= 9);
+    // a reconnect declares again: still no failure, and no second warning
+    await conns[0]!.close();
+    await waitFor('the bridge to reconnect', () => conns.length >= 2 && bridge.ready());
+    await publish(env.ch, env.queue, 3, 9);
+    await waitFor('the 3 after the reconnect', () => reader.all.length >= 12);
+    assertCompleteAndOrdered(reader.all.slice(0, 9), published);
+    const warnings = lines.map((l) => JSON.parse(l) as { msg: string; queue?: string; wanted?: Record<string, unknown> }).filter((l) => /queue exists with other arguments/.test(l.msg));
+    assert.equal(warnings.length, 1, lines.join('\n'));
+    assert.equal(warnings[0]!.queue, env.queue);
+    assert.equal(warnings[0]!.wanted!['x-overflow'], 'reject-publish');
     await bridge.stop();
     assert.deepEqual(await queueDepth(env), { messageCount: 0, consumerCount: 0 });
   } finally {

@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
@@ -34,7 +36,8 @@ interface Env {
   cleanup: () => Promise<void>;
 }
 
-async function setup(tag: string): Promise<Env> {
+/** `bare`: the queues are declared as ws-gateway or the earlier bridge did, without arguments. */
+async function setup(tag: string, opts: { bare?: boolean } = { bare: true }): Promise<Env> {
   const prefix = namespace(tag);
   const kafka = testKafka();
   const dropTopics = await createNamespace(kafka, prefix);
@@ -43,7 +46,7 @@ async function setup(tag: string): Promise<Env> {
   const queues = Object.fromEntries(KINDS.map((k) => [k, `test.ws-gateway.${k}.${id}`])) as Record<Kind, string>;
   const pub = await amqplib.connect(AMQP_URL);
   const ch = await pub.createConfirmChannel();
-  for (const q of Object.values(queues)) await ch.assertQueue(q, { durable: true });
+  if (opts.bare) for (const q of Object.values(queues)) await ch.assertQueue(q, { durable: true });
   return {
     kafka,
     codec,
@@ -60,7 +63,7 @@ async function setup(tag: string): Promise<Env> {
   };
 }
 
-function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[]; batch?: number } = {}): WsGatewayBridge {
+function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[]; batch?: number; metrics?: Metrics } = {}): WsGatewayBridge {
   const config = parseConfig({
     AMQP_URL,
     TOPIC_PREFIX: env.prefix,
@@ -76,7 +79,7 @@ function makeBridge(env: Env, opts: { kafka?: KafkaPort; conns?: ChannelModel[];
     kafka: opts.kafka ?? env.kafka,
     codec: env.codec,
     logger: testLogger,
-    metrics: env.metrics,
+    metrics: opts.metrics ?? env.metrics,
     config,
     amqpConnect: async (url) => {
       const c = await amqplib.connect(url);
@@ -400,6 +403,135 @@ test('Kafka send failures: requeued and retried after backoff, nothing lost, per
     await bridge.stop();
     assert.equal(await queueDepth(env), 0);
   } finally {
+    await bridge.stop().catch(() => {});
+    for (const x of Object.values(c)) await x.stop();
+    await env.cleanup();
+  }
+});
+
+test('messages near the size cap: each Kafka send stays under the broker limit, everything flows and the queues keep flowing', async () => {
+  const env = await setup('wsg-bytes');
+  const c = await collectors(env);
+  /** An execution message of about `bytes` bytes: many items of one symbol (one partition), distinct execIds. */
+  const big = (tag: string, bytes: number): Json => {
+    const m = doc('ws execution');
+    const item = (m.data as Json[])[0]!;
+    const items: Json[] = [];
+    for (let size = JSON.stringify(m).length; ; ) {
+      const next = { ...item, execId: `${tag}-${items.length}-${'0'.repeat(24)}` };
+      size += JSON.stringify(next).length + 1;
+      if (size > bytes) break;
+      items.push(next);
+    }
+    m.data = items;
+    return m;
+  };
+  const small = (id: string): Json => {
+    const m = doc('ws execution');
+    (m.data as Json[])[0]!.execId = id;
+    return m;
+  };
+  const expected: string[] = [];
+  const publishAll = async (round: string, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const b = big(`${round}-big${i}`, 250 * 1024);
+      const body = Buffer.from(JSON.stringify(b));
+      assert.ok(body.length > 240 * 1024 && body.length <= 262144, `a ~250 KiB valid message (${body.length} bytes)`);
+      env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `${round}-big${i}` });
+      expected.push(...(b.data as Json[]).map((x) => String(x.execId)));
+      env.ch.sendToQueue(env.queues.execution, Buffer.from(JSON.stringify(small(`${round}-small${i}`))), { persistent: true, messageId: `${round}-small${i}` });
+      expected.push(`${round}-small${i}`);
+      await send(env, 'order', doc('ws order'), { messageId: `${round}-order${i}` });
+    }
+    await env.ch.waitForConfirms();
+  };
+  const bridge = makeBridge(env);
+  try {
+    // Published before the bridge starts: the first batches hold as many of them as the prefetch allows.
+    await publishAll('r1', 8);
+    await bridge.start();
+    const execIds = async () => new Set(await Promise.all(c['exchange.executions']!.all.map(async (m) => (await decode<Execution>(env, 'exchange.executions', m)).execId)));
+    await waitFor('every execution of the large messages and the small ones', async () => (await execIds()).size === expected.length, 90_000);
+    // the queues keep flowing: a second round behind the first
+    await publishAll('r2', 3);
+    await waitFor('the second round', async () => (await execIds()).size === expected.length, 90_000);
+    await waitFor('every order update', () => c['exchange.orders']!.all.length >= 11);
+    const got = await execIds();
+    assert.deepEqual(expected.filter((id) => !got.has(id)), [], 'nothing missing');
+    // What the old one-request-per-batch bridge had to send at once for the first round alone.
+    const size = (m: InMessage) => m.value!.length + (m.key?.length ?? 0) + Object.entries(m.headers).reduce((a, [k, v]) => a + k.length + v.length, 0);
+    const firstRound = c['exchange.executions']!.all.filter((m) => m.headers[WS_BRIDGE_HEADERS.messageId]?.startsWith('r1-')).reduce((a, m) => a + size(m), 0);
+    assert.ok(firstRound > 1_048_588, `the first round's records (${firstRound} bytes, one partition) exceed the broker's message.max.bytes`);
+    assert.equal(c['exchange.dlq']!.all.length, 0, 'nothing dead-lettered');
+    await bridge.stop();
+    assert.equal(await queueDepth(env), 0, 'everything acked');
+  } finally {
+    await bridge.stop().catch(() => {});
+    for (const x of Object.values(c)) await x.stop();
+    await env.cleanup();
+  }
+});
+
+const gc = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+/** Memory outside the V8 heap (Buffers) after a full garbage collection. */
+const externalBytes = () => {
+  gc();
+  return process.memoryUsage().external;
+};
+
+test('queues are declared with length limits (reject-publish); oversize bodies are cut on arrival, not held whole until their ack', async (t) => {
+  const env = await setup('wsg-limits', { bare: false });
+  let release!: () => void;
+  const hold = new Promise<void>((r) => (release = r));
+  const kafka = controlledKafka(env.kafka, () => hold);
+  const c = await collectors(env);
+  const declaring = makeBridge(env);
+  const bridge = makeBridge(env, { kafka });
+  try {
+    await declaring.start(); // creates the queues
+    await declaring.stop();
+    const cfg = parseConfig({});
+    const probe = await env.pub.createChannel();
+    probe.on('error', () => {});
+    for (const q of Object.values(env.queues)) {
+      await probe.assertQueue(q, { durable: true, arguments: { 'x-max-length': cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, 'x-max-length-bytes': cfg.WS_GATEWAY_QUEUE_MAX_BYTES, 'x-overflow': 'reject-publish' } });
+    }
+    await assert.rejects(probe.assertQueue(env.queues.order, { durable: true }), /PRECONDITION_FAILED/, 'declared with the limits');
+
+    const N = 12;
+    const SIZE = 8 * 1024 * 1024;
+    for (let i = 0; i < N; i++) {
+      const body = Buffer.alloc(SIZE, 0x20);
+      Buffer.from(JSON.stringify(doc('ws execution'))).copy(body);
+      env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `huge-${i}` });
+      await env.ch.waitForConfirms();
+    }
+    const before = externalBytes();
+    await bridge.start();
+    // Kafka holds the first send, so every delivery stays unacknowledged in the bridge.
+    const inTotal = async () => (await env.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'pipeline_bridge_messages_in_total')?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+    await waitFor(`all ${N} delivered to the bridge`, async () => (await inTotal()) === N, 120_000);
+    const grown = externalBytes() - before;
+    t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
+    // Holding the bodies would take N × SIZE (96 MiB); the cut ones take N × WS_GATEWAY_MAX_MESSAGE_BYTES
+    // (3 MiB), plus the clients' own buffers (a few MiB, varying): a quarter of the bodies separates them.
+    assert.ok(grown < (N * SIZE) / 4, `memory outside the heap grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} messages of ${SIZE / 1048576} MiB`);
+    release();
+    await waitFor('the oversize dead letters', () => c['exchange.dlq']!.all.length >= N, 60_000);
+    for (const m of c['exchange.dlq']!.all) {
+      const d = await decode<DeadLetter>(env, 'exchange.dlq', m);
+      assert.equal(d.reason_code, 'oversize');
+      assert.match(d.reason_detail, new RegExp(`^${SIZE} bytes, limit ${cfg.WS_GATEWAY_MAX_MESSAGE_BYTES}`));
+      assert.equal(d.original_value!.length, cfg.WS_GATEWAY_MAX_MESSAGE_BYTES, 'the first bytes kept');
+    }
+    await bridge.stop();
+    assert.equal(await queueDepth(env), 0);
+  } finally {
+    release();
+    await declaring.stop().catch(() => {});
     await bridge.stop().catch(() => {});
     for (const x of Object.values(c)) await x.stop();
     await env.cleanup();

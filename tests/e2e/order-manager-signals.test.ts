@@ -57,7 +57,7 @@ function seedSignal(overrides: Record<string, unknown> = {}): Record<string, unk
 async function publish(bodies: Array<Buffer | Record<string, unknown>>): Promise<void> {
   const conn = await connect(testCfg.AMQP_URL);
   const ch = await conn.createConfirmChannel();
-  await ch.assertQueue(queue, { durable: true });
+  await ch.checkQueue(queue); // declared by the signal bridge, with its length limits
   for (const b of bodies) ch.sendToQueue(queue, Buffer.isBuffer(b) ? b : Buffer.from(JSON.stringify(b)), { persistent: true, messageId: randomUUID() });
   await ch.waitForConfirms();
   await conn.close();

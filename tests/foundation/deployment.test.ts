@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { parse } from 'yaml';
 import { loadConfig, settingsTable } from '../../runtime/config.ts';
+import { migratedDatabase } from '../helpers.ts';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
@@ -380,14 +381,19 @@ test('the checks catch broken deployments', () => {
   miss(checkDashboard(dashboard, datasources.datasources!, fewer), /model_service_live_hit_rate, not in the README/);
 });
 
-test('dashboard SQL runs on the migrated schema (skipped without a reachable PostgreSQL and psql)', (t) => {
-  const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/bybit_pipeline';
-  const psql = (sqlText: string): string => execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-qAtc', sqlText], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+// On a migrated database of its own (the shared one may not be migrated): PostgreSQL is part of the
+// stack every test runs on, so its absence fails. Only the psql binary, which runs Grafana's raw SQL
+// text as it is (the project's own client takes typed queries only), may be missing: a visible skip.
+test('dashboard SQL runs on the migrated schema', async (t) => {
   try {
-    if (psql("SELECT to_regclass('public.schema_migrations') IS NOT NULL").trim() !== 't') return t.skip('migrations not applied');
+    execFileSync('psql', ['--version'], { stdio: 'ignore' });
   } catch {
-    return t.skip('PostgreSQL or psql not available');
+    return t.skip('psql is not installed: the dashboard SQL was not checked');
   }
+  const db = await migratedDatabase('dashboard');
+  t.after(() => db.drop());
+  const psql = (sqlText: string): string => execFileSync('psql', [db.url, '-v', 'ON_ERROR_STOP=1', '-qAtc', sqlText], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 10_000 });
+  assert.equal(psql("SELECT to_regclass('public.schema_migrations') IS NOT NULL").trim(), 't', 'migrated');
   const queries = allPanels(dashboard.panels).flatMap((x) => x.targets ?? []).flatMap((q) => (q.rawSql ? [q.rawSql] : []));
   assert.ok(queries.length > 0);
   for (const q of queries) {

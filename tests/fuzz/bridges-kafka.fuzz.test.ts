@@ -200,7 +200,7 @@ test('signal-out bridge on the real path: garbage on model.signals is skipped an
   const queue = `test.fuzz.model-signals.${randomBytes(4).toString('hex')}`;
   const conn = await amqplib.connect(AMQP_URL);
   const ch = await conn.createChannel();
-  const bridge = createSignalOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, amqpUrl: AMQP_URL, queue, topicPrefix: st.prefix, groupId: `${st.prefix}mso`, batchMax: 10, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
+  const bridge = createSignalOutBridge({ kafka: st.kafka, codec: st.codec, logger: testLogger, metrics: st.metrics, amqpUrl: AMQP_URL, queue, queueLimits: { maxLength: signalBridgeConfig({}).SIGNALS_QUEUE_MAX_LENGTH, maxBytes: signalBridgeConfig({}).SIGNALS_QUEUE_MAX_BYTES }, topicPrefix: st.prefix, groupId: `${st.prefix}mso`, batchMax: 10, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
   try {
     const topic = `${st.prefix}model.signals`;
     const junk = fc.sample(fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 200 }).map((a) => Buffer.from(a)), fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, ...a]))), { numRuns: runs(15), seed: 203 });
@@ -210,7 +210,7 @@ test('signal-out bridge on the real path: garbage on model.signals is skipped an
     await p.send(topic, [...junk.map((value) => ({ key: 'ETHUSDT', value, partition: 0 })), ...(await Promise.all(good.map(async (s) => ({ key: 'ETHUSDT', value: await st.codec.encode(topic, s), partition: 0 }))))]);
     await p.disconnect();
     await bridge.start();
-    await ch.assertQueue(queue, { durable: true });
+    await ch.checkQueue(queue); // declared by the bridge, with its length limits
     const got: string[] = [];
     await ch.consume(queue, (m) => {
       if (!m) return;

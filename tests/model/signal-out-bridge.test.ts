@@ -16,6 +16,11 @@ import { SeededRng } from '../../model/rng.ts';
 import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
 import type { ModelSignal } from '../../schemas/types.ts';
 import { failTool } from '../../runtime/kafka.ts';
+import { parseConfig as signalBridgeConfig } from '../../connectors/signal-bridge.ts';
+
+const signalsDefaults = signalBridgeConfig({});
+/** The limits the signal bridge declares the queue with by default. */
+const queueLimits = { maxLength: signalsDefaults.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: signalsDefaults.SIGNALS_QUEUE_MAX_BYTES };
 
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 
@@ -28,7 +33,7 @@ test('model.signals -> RabbitMQ as validated JSON, persistent, ordered, committe
   const conn = await amqplib.connect(AMQP_URL);
   const ch = await conn.createChannel();
   const mk = () =>
-    createSignalOutBridge({ kafka, codec, logger: testLogger, metrics: createMetrics(), amqpUrl: AMQP_URL, queue, topicPrefix: prefix, groupId: `${prefix}bridge`, batchMax: 7, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
+    createSignalOutBridge({ kafka, codec, logger: testLogger, metrics: createMetrics(), amqpUrl: AMQP_URL, queue, queueLimits, topicPrefix: prefix, groupId: `${prefix}bridge`, batchMax: 7, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
   let bridge = mk();
   try {
     // Signals from the warm-up emitter.
@@ -47,7 +52,7 @@ test('model.signals -> RabbitMQ as validated JSON, persistent, ordered, committe
     await producer.disconnect();
 
     await bridge.start();
-    await ch.assertQueue(queue, { durable: true });
+    await ch.checkQueue(queue); // declared by the bridge, with its length limits
     const got: Array<{ json: Record<string, unknown>; persistent: boolean; messageId: string }> = [];
     await ch.consume(queue, (m) => {
       if (!m) return;
