@@ -4,6 +4,8 @@
 // then be in the queue twice, which is fine because the pipeline drops repeats by signal_id (the
 // validate stage records signal_id in PostgreSQL; the second copy only bumps duplicate_count).
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { queueArguments } from '../connectors/amqp.ts';
+import { parseConfig as signalBridgeConfig } from '../connectors/signal-bridge.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface SignalPublisher {
@@ -15,6 +17,8 @@ export interface SignalPublisher {
 }
 
 export function createSignalPublisher(url: string, queue: string, opts: { confirmTimeoutMs?: number; giveUpMs?: number } = {}): SignalPublisher {
+  const bridge = signalBridgeConfig(process.env);
+  const limits = { maxLength: bridge.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: bridge.SIGNALS_QUEUE_MAX_BYTES };
   let conn: ChannelModel | null = null;
   let ch: ConfirmChannel | null = null;
   const drop = () => {
@@ -38,7 +42,9 @@ export function createSignalPublisher(url: string, queue: string, opts: { confir
     x.on('close', () => {
       if (ch === x) ch = null;
     });
-    await x.assertQueue(queue, { durable: true });
+    // With the signal bridge's arguments, as the model service declares it: whichever of the two
+    // comes first, the other's declaration matches (a difference would be refused with 406).
+    await x.assertQueue(queue, { durable: true, arguments: queueArguments(limits) });
     conn = c;
     ch = x;
     return x;

@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import WebSocket from 'ws';
 import { parseConfig as bridgeConfig } from '../connectors/ws-gateway-bridge.ts';
+import { queueArguments } from '../connectors/amqp.ts';
 
 export const READY_LINE = 'ws-gateway stand-in ready';
 
@@ -65,7 +66,8 @@ async function main(): Promise<void> {
           conn.on('error', () => {});
           const c = await conn.createConfirmChannel();
           c.on('error', () => {});
-          for (const q of Object.values(queues)) await c.assertQueue(q, { durable: true });
+          // With the bridge's arguments (length limits), which it declares the queues with too.
+          for (const q of Object.values(queues)) await c.assertQueue(q, { durable: true, arguments: queueArguments({ maxLength: cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, maxBytes: cfg.WS_GATEWAY_QUEUE_MAX_BYTES }) });
           ch = c;
           amqpUp = true;
           failures = 0;

@@ -8,6 +8,8 @@
 // the driver stamps the order event's arrival. All three are Date.now() on one machine (ms).
 // Per-hop shares come from the Kafka record timestamps (producer create time, carried per signal
 // by the trace_id header across every hop) and from the runner's per-stage histograms.
+import { queueArguments } from '../../connectors/amqp.ts';
+import { parseConfig as signalBridgeConfig } from '../../connectors/signal-bridge.ts';
 import { execFileSync, fork, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -238,7 +240,9 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
 
   const conn = await connect(o.amqpUrl);
   const pub = await conn.createConfirmChannel();
-  await pub.assertQueue(signalsQueue, { durable: true });
+  // As the model service declares it: with the signal bridge's length limits.
+  const bridge = signalBridgeConfig(process.env);
+  await pub.assertQueue(signalsQueue, { durable: true, arguments: queueArguments({ maxLength: bridge.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: bridge.SIGNALS_QUEUE_MAX_BYTES }) });
   const sub = await conn.createChannel();
   await sub.assertQueue(eventsQueue, { durable: true });
   await sub.prefetch(2000);
