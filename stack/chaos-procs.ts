@@ -22,6 +22,8 @@ export interface SupervisedProcess {
   waitReady(timeoutMs?: number): Promise<number>;
   /** SIGKILL, restart at once, wait for readiness: ms from the kill to "services started". */
   kill9(): Promise<number>;
+  /** SIGTERM (a graceful drain, as a deployment's rolling restart does), then start again: the exit code and ms until ready again. */
+  restart(graceMs?: number): Promise<{ exitCode: number | null; ms: number }>;
   /** SIGTERM (graceful drain), SIGKILL after a grace period; no restart. */
   stop(graceMs?: number): Promise<void>;
   /** SIGSTOP: the process stays, frozen (a long GC pause, a stalled VM), until `resume`. */
@@ -108,6 +110,22 @@ export function supervise(name: string, opts: SuperviseOptions): SupervisedProce
       self.start();
       await self.waitReady();
       return readyAt - t0;
+    },
+    async restart(graceMs = 15_000) {
+      const c = child;
+      const t0 = Date.now();
+      let exitCode: number | null = null;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        expectExit = true;
+        const gone = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+        c.kill('SIGTERM');
+        const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+        exitCode = await gone;
+        clearTimeout(t);
+      }
+      self.start();
+      await self.waitReady();
+      return { exitCode, ms: readyAt - t0 };
     },
     async stop(graceMs = 15_000) {
       stopping = true;

@@ -71,6 +71,7 @@ import {
   type SymbolRef,
 } from './chaos-checks.ts';
 import { READY_LINE } from './ws-gateway-standin.ts';
+import { dirBytes, errorLines, rssBytes } from './process-sampler.ts';
 
 export type StreamPath = 'direct' | 'ws-gateway';
 
@@ -91,6 +92,10 @@ export interface ChaosOptions {
   pauses?: number;
   /** Forward jumps of the exchange's clock (in turn: a minute, an hour). */
   clockJumps?: number;
+  /** Graceful restarts (SIGTERM, drain, start again) of the processes in turn, as a rolling deployment does (the soak's fault). */
+  restarts?: number;
+  /** Sample every process's RSS, the database's size and the topics' bytes on disk every this many ms (the soak's figures). */
+  sampleEveryMs?: number;
   /** Probability of each exchange fault (answer lost, 5xx after executing, websocket drop / duplicate / reorder; 10006 at half of it). */
   answerLoss: number;
   seed: number;
@@ -98,6 +103,14 @@ export interface ChaosOptions {
   model?: boolean;
   /** Where the order manager reads the exchange streams (default direct). */
   stream?: StreamPath;
+  /**
+   * Instances of every order-manager part, each its own process in the same consumer group (default
+   * 1): `place`, `place-2`, ... With more than one, the kill plan takes one instance of each part
+   * first (the others keep the group going), as scaling out is meant to survive.
+   */
+  instances?: number;
+  /** Partitions of the pipeline topics (default 3). */
+  partitions?: number;
   /** Fewer creates executed at the exchange than max(1, ceil(share × signals)) fails the run. Default 0.25 (creates superseded by newer ones while a backlog drains, SOL amends instead of creates: 295 to 352 of 900 seen). */
   minOrderShare?: number;
   /** A larger share of refused signals fails the run. Default 0.05. */
@@ -131,6 +144,7 @@ export interface ChaosFigures {
   registry_restarts: number;
   pauses: number;
   clock_jumps: number;
+  restarts: number;
   exchange_faults: number;
   /** Processes that exited by themselves (e.g. fatal while the broker was away) and were restarted. */
   crashes: number;
@@ -142,6 +156,21 @@ export interface ChaosFigures {
   /** Creates the exchange refused as a duplicate orderLinkId (110072): sent again, never executed twice. */
   create_repeats: number;
   problems: string[];
+  /** With sampleEveryMs: resident memory per process, the database's size and the topics' bytes on disk over time. */
+  samples: Sample[];
+  /** Error and fatal log lines of every process of the run. */
+  error_lines: Array<{ process: string; line: string }>;
+}
+
+export interface Sample {
+  /** ms since the processes were ready. */
+  t: number;
+  /** Resident bytes per process name ('runner' is this process: the simulator and the checks). */
+  rss: Record<string, number>;
+  /** Process ids, to tell restarts apart. */
+  pids: Record<string, number>;
+  dbBytes: number;
+  topicBytes: number;
 }
 
 const ASSETS: Array<[string, number]> = [
@@ -166,7 +195,8 @@ type Fault =
   | { kind: 'pg'; mode: 'fast' | 'immediate' }
   | { kind: 'registry'; signal: 'SIGTERM' | 'SIGKILL' }
   | { kind: 'pause'; target: string }
-  | { kind: 'clock'; jumpMs: number };
+  | { kind: 'clock'; jumpMs: number }
+  | { kind: 'restart'; target: string };
 
 /** The exchange faults injected for the whole flow: each kind once for sure, then at random. */
 const EXCHANGE_FAULTS = ['http5xx', 'loseResponse', 'rateLimitStorm', 'wsDrop', 'wsDuplicate', 'wsReorder'] as const;
@@ -186,11 +216,13 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const queue = `chaos.${prefix}signals`;
   const eventsQueue = `chaos.${prefix}events`;
   const bounds = { minOrderShare: opts.minOrderShare ?? 0.25, maxRefusedShare: opts.maxRefusedShare ?? 0.05 };
+  const instances = Math.max(1, opts.instances ?? 1);
+  const partitions = Math.max(1, opts.partitions ?? 3);
   const figures: ChaosFigures = {
     stream, signals: 0, faults: 0, duplicates: 0, losses: 0, shortfalls: 0, max_recovery_ms: 0, orders: 0, order_floor: floorOf(opts.signals, bounds), refused: 0,
     max_refused_share: bounds.maxRefusedShare, traced: 0, amends: 0, cancels: 0, amends_superseded: 0, process_kills: 0, kafka_restarts: 0, rabbit_faults: 0,
-    pg_restarts: 0, registry_restarts: 0, pauses: 0, clock_jumps: 0, exchange_faults: 0, crashes: 0, republished: 0, order_events: 0, event_repeats: 0,
-    record_repeats: 0, create_repeats: 0, problems: [],
+    pg_restarts: 0, registry_restarts: 0, pauses: 0, clock_jumps: 0, restarts: 0, exchange_faults: 0, crashes: 0, republished: 0, order_events: 0, event_repeats: 0,
+    record_repeats: 0, create_repeats: 0, problems: [], samples: [], error_lines: [],
   };
   if (!rabbitAvailable()) throw new Error('RabbitMQ scripts not found under /usr/lib/rabbitmq/bin: a private node is needed so the shared one is never restarted');
   if (!postgresBin()) throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql: a private cluster is needed so the shared server is never restarted');
@@ -202,6 +234,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   let pool: DatabasePool | null = null;
   const procs = new Map<string, SupervisedProcess>();
   const extra = new Set<SupervisedProcess>(); // standbys of paused stages
+  const sampling = { on: false };
   // The exchange's clock: the wall clock plus the jumps the plan makes.
   const exchangeClock: Clock & { offsetMs: number } = { offsetMs: 0, now: () => Date.now() + exchangeClock.offsetMs };
   // Flat prices: an order's quote value then tells which signal it stands for (chaos-checks.ts,
@@ -255,7 +288,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const k = createKafka({ brokers: kfk.brokers, clientId: 'chaos', logger });
     const admin = k.admin();
     await admin.connect();
-    await admin.ensureTopics(topicSpecs(prefix, 3));
+    await admin.ensureTopics(topicSpecs(prefix, partitions));
     // The group coordinator answers only once __consumer_offsets is loaded on the fresh broker.
     for (let i = 0; ; i++) {
       try {
@@ -311,7 +344,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       RECONCILE_STUCK_AFTER_MS: '3000',
       WARMUP_INTERVAL_MS: '5000',
     };
-    const omNames = [...OM_PROCESSES, ...(stream === 'ws-gateway' ? [STANDIN] : []), ...(opts.model ? ['model'] : [])];
+    const copies = (unit: string) => Array.from({ length: instances }, (_, k) => (k === 0 ? unit : `${unit}-${k + 1}`));
+    const serviceOf = new Map(OM_PROCESSES.flatMap((u) => copies(u).map((n) => [n, u] as const)));
+    const omNames = [...OM_PROCESSES.flatMap(copies), ...(stream === 'ws-gateway' ? [STANDIN] : []), ...(opts.model ? ['model'] : [])];
+    // Killed first, each once: every process; with several instances, one instance of each part.
+    const killFirst = instances > 1 ? omNames.filter((n) => !serviceOf.has(n) || serviceOf.get(n) === n) : omNames;
     const joins = new Map<string, number>(); // process → its last "joined consumer group" with partitions
     const onLine = (name: string, line: string) => {
       if (!line.includes('"joined consumer group"')) return;
@@ -327,7 +364,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         n,
         n === STANDIN
           ? supervise(n, { script: ['stack/ws-gateway-standin.ts', `--ws=${sim.wsUrl}`, `--amqp=${rmq.url}`, `--symbols=${ASSETS.map(([s]) => s).join(',')}`], ready: READY_LINE, env, dir, say, onLine })
-          : supervise(n, { env, dir, say, onLine }),
+          : supervise(n, { service: serviceOf.get(n) ?? n, env, dir, say, onLine }),
       );
     }
     const t1 = Date.now();
@@ -335,7 +372,28 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     await procs.get('ops')!.waitReady();
     for (const n of omNames.slice(1)) procs.get(n)!.start();
     for (const n of omNames.slice(1)) await procs.get(n)!.waitReady();
-    say(`${omNames.length} processes ready (${Date.now() - t1} ms)`);
+    // The soak's figures: memory per process, database and topic bytes, every sampleEveryMs.
+    sampling.on = Boolean(opts.sampleEveryMs);
+    const readyAt = Date.now();
+    const sampler = (async () => {
+      while (sampling.on) {
+        const rss: Record<string, number> = {};
+        const pids: Record<string, number> = {};
+        for (const [n, x] of procs) {
+          const pid = x.pid();
+          const b = rssBytes(pid);
+          if (pid && b !== null) {
+            rss[n] = b;
+            pids[n] = pid;
+          }
+        }
+        rss.runner = process.memoryUsage.rss();
+        const dbBytes = await db.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT pg_database_size(current_database())::float8 AS n`).catch(() => -1);
+        figures.samples.push({ t: Date.now() - readyAt, rss, pids, dbBytes, topicBytes: dirBytes(kfk.node.data, (d) => d.startsWith(prefix)) });
+        await sleep(opts.sampleEveryMs!);
+      }
+    })();
+    say(`${omNames.length} processes ready${instances > 1 ? ` (${instances} instances of each order-manager part, ${partitions} partitions)` : ''} (${Date.now() - t1} ms)`);
 
     // Faults at the exchange for the whole flow: each kind on the first chance (so every planned
     // kind is injected), then at random.
@@ -373,7 +431,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const firstKills = [STAGES, BRIDGES, ...(stream === 'ws-gateway' ? [[STANDIN]] : []), ...(opts.model ? [['model']] : [])];
     for (let i = 0; i < opts.kills; i++) {
       let target: string;
-      if (opts.kills >= omNames.length && i < omNames.length) target = omNames[i]!;
+      if (opts.kills >= killFirst.length && i < killFirst.length) target = killFirst[i]!;
       else {
         const from = firstKills[i] ?? omNames;
         target = from[Math.floor(rnd() * from.length)]!;
@@ -387,6 +445,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     for (let i = 0; i < (opts.registryRestarts ?? 0); i++) plan.push({ kind: 'registry', signal: i % 2 === 0 ? 'SIGTERM' : 'SIGKILL' });
     for (let i = 0; i < (opts.pauses ?? 0); i++) plan.push({ kind: 'pause', target: PAUSE_ORDER[i % PAUSE_ORDER.length]! });
     for (let i = 0; i < (opts.clockJumps ?? 0); i++) plan.push({ kind: 'clock', jumpMs: CLOCK_JUMPS_MS[i % CLOCK_JUMPS_MS.length]! });
+    for (let i = 0; i < (opts.restarts ?? 0); i++) plan.push({ kind: 'restart', target: killFirst[i % killFirst.length]! });
     for (let i = plan.length - 1; i > 0; i--) {
       const j = Math.floor(rnd() * (i + 1));
       [plan[i], plan[j]] = [plan[j]!, plan[i]!];
@@ -493,6 +552,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       return { infraMs: tookOver, what: `SIGSTOP ${name} for ${frozenMs} ms (session timeout 6000 ms): standby owned its partitions after ${tookOver} ms; SIGCONT, ${rejoined ? `rejoined after ${(joins.get(name) ?? resumedAt) - resumedAt} ms` : 'no rejoin seen'}, standby stopped` };
     };
 
+    const restartProblems: string[] = [];
     const monkey = (async () => {
       const gap = flowMs / (plan.length + 1);
       const start = Date.now();
@@ -501,6 +561,15 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
         if (due > Date.now()) await sleep(due - Date.now());
         const fault = plan[f]!;
         const at = Date.now();
+        if (fault.kind === 'restart') {
+          // Not a fault: planned work, as a deployment's rolling restart; it must drain and exit 0.
+          const r = await procs.get(fault.target)!.restart(30_000);
+          figures.restarts++;
+          if (r.exitCode !== 0) restartProblems.push(`graceful restart of ${fault.target} exited with ${r.exitCode}, not 0`);
+          const flowMsRec = await flowRecovered(at);
+          say(`restart ${fault.target} (SIGTERM, exit ${r.exitCode}); ready again after ${r.ms} ms; flow moving again after ${flowMsRec ?? '-'} ms (after ${figures.signals} signals)`);
+          continue;
+        }
         let infraMs = 0;
         let what: string;
         switch (fault.kind) {
@@ -584,6 +653,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       await sleep(1000);
     }
 
+    sampling.on = false;
+    await sampler;
     // The facts, from independent sources, and the checks (stack/chaos-checks.ts).
     const f = await query(() => pgFacts(db, signalIds));
     const ex = exchangeOrders(sim.orders());
@@ -592,8 +663,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     figures.crashes = [...procs.values()].reduce((a, x) => a + x.crashes, 0);
     // Every writer stops (gracefully: no transaction left open), then the topics are read to their
     // end; the events-out bridge goes on until RabbitMQ has every event of the topic.
-    await Promise.all([...procs.entries()].filter(([n]) => n !== 'events-out').map(([, x]) => x.stop(15_000)));
-    const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), 3);
+    await Promise.all([...procs.entries()].filter(([n]) => serviceOf.get(n) !== 'events-out').map(([, x]) => x.stop(15_000)));
+    const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), partitions);
     const { events, where } = await orderEvents(codec, `${prefix}orders.events`, read.get(`${prefix}orders.events`)!);
     const { records, submissions } = await idRecords(codec, prefix, read);
     const topicIds = new Set(events.map((e) => e.event_id));
@@ -637,7 +708,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     figures.losses = verdict.losses;
     figures.duplicates = verdict.duplicates;
     figures.shortfalls = verdict.shortfalls;
-    figures.problems = verdict.problems;
+    figures.problems = [...verdict.problems, ...restartProblems];
+    figures.shortfalls += restartProblems.length;
+    for (const line of restartProblems) say(line);
     figures.traced = perSignal.traced;
     figures.amends = visible.amends;
     figures.cancels = visible.cancels;
@@ -649,6 +722,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     say(`order events: ${topicIds.size} distinct on the topic, ${queued.length} messages on the RabbitMQ queue, ${orderEventsVerdict.repeats} repeats (same event_id)`);
     return figures;
   } finally {
+    sampling.on = false;
     await Promise.all([...procs.values(), ...extra].map((x) => x.stop(10_000).catch(() => {})));
     process.removeListener('exit', killAll);
     for (const s of signals) process.removeListener(s, onSignal);
@@ -656,6 +730,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     await sim.close().catch(() => {});
     await (pool as DatabasePool | null)?.end().catch(() => {});
     await Promise.all(infra().map((x) => x?.stop().catch(() => {})));
+    figures.error_lines = errorLines(join(dir, 'logs'));
     if (process.env.CHAOS_KEEP_DIR) {
       writeFileSync(join(dir, 'kept'), '');
       say(`kept ${dir} (PostgreSQL data under postgres/data; start it with pg_ctl as the postgres user to inspect)`);
@@ -737,6 +812,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     seed: n('seed', 1),
     model: (arg('model') ?? env('model') ?? 'true') !== 'false',
     stream,
+    instances: n('instances', 1),
+    partitions: n('partitions', 3),
     minOrderShare: n('min-order-share', 0.25),
     maxRefusedShare: n('max-refused-share', 0.05),
     log: (l) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${l}`),

@@ -122,12 +122,15 @@ test("the seed's example signal published to RabbitMQ becomes an order at the si
   assert.equal(order!.symbol, 'ETHUSDT');
   assert.equal(order!.side, 'Sell');
   assert.equal(order!.orderType, 'Market');
-  // A warm-up signal is capped (RISK_WARMUP_MAX_ORDER_NOTIONAL, 50 USDT by default): 50 / 3000 ETH,
-  // rounded down to the instrument's base precision.
-  assert.ok(Number(order!.qty) > 0 && Number(order!.qty) * 3000 <= 50.0001, `qty ${order!.qty}`);
-
   // The decision and the signal outcome are recorded.
   const db = rt.db;
+  // A warm-up signal is capped (RISK_WARMUP_MAX_ORDER_NOTIONAL, 50 USDT by default): 50 USDT at the
+  // price it was sized at (the best bid for a market sell: the simulator's market moves, so not the
+  // snapshot's 3000), rounded down to the instrument's base precision.
+  const sizedAt = Number(await db.oneFirst(sql.type(z.object({ p: z.string() }))`SELECT inputs->'order'->>'size_price' AS p FROM decisions WHERE signal_id = ${String(signal.signal_id)} AND action = 'create'`));
+  assert.ok(sizedAt > 0 && Math.abs(sizedAt / 3000 - 1) < 0.05, `sized at ${sizedAt}`);
+  assert.ok(Number(order!.qty) > 0 && Number(order!.qty) * sizedAt <= 50.0001 && Number(order!.qty) * sizedAt > 49.9, `qty ${order!.qty} at ${sizedAt}`);
+
   const row = await db.one(sql.type(z.object({ status: z.string(), duplicate_count: z.number() }))`SELECT status, duplicate_count FROM signals WHERE signal_id = ${String(signal.signal_id)}`);
   assert.equal(row.status, 'decided');
 
