@@ -2,6 +2,8 @@
 // TOPIC_PREFIX) on the real local broker, and bounded polling instead of sleeps.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { loadConfig, kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
 import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
@@ -120,4 +122,25 @@ export async function migratedDatabase(tag: string, opts: Parameters<typeof crea
       await dropDatabase(url).catch(() => {});
     },
   };
+}
+
+const gc = (() => {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+
+/**
+ * The process's memory outside the V8 heap (Buffers) after a full garbage collection: the least of
+ * several samples, so the clients' in-flight buffers (a Kafka fetch response, a socket read) that
+ * come and go in any one sample do not count, while what a bridge holds for its deliveries is in
+ * every sample.
+ */
+export async function externalBytes(samples = 8): Promise<number> {
+  let least = Infinity;
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await sleep(150);
+    gc();
+    least = Math.min(least, process.memoryUsage().external);
+  }
+  return least;
 }

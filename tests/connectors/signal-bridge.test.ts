@@ -4,10 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { externalBytes, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
 import { createLogger, type Logger } from '../../runtime/logger.ts';
 import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
@@ -339,15 +337,6 @@ test('connection closed twice mid-flow: every published signal arrives at least 
   }
 });
 
-/** The process's memory outside the V8 heap (Buffers), after a full garbage collection. */
-const gc = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
-const externalBytes = () => {
-  gc();
-  return process.memoryUsage().external;
-};
 const metricValue = async (metrics: Metrics, name: string) => (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name)?.values[0]?.value;
 
 test('memory is bounded by bytes: a prefetch of 8 MB messages is held as truncated records, the bodies released on arrival', async (t) => {
@@ -368,11 +357,11 @@ test('memory is bounded by bytes: a prefetch of 8 MB messages is held as truncat
       env.ch.sendToQueue(env.queue, body, { persistent: true, messageId: `big-${i}` });
       await env.ch.waitForConfirms();
     }
-    const before = externalBytes();
+    const before = await externalBytes();
     await bridge.start();
     // Kafka holds the first send: every delivery of the prefetch stays unacknowledged in the bridge.
     await waitFor(`all ${N} delivered to the bridge`, async () => (await metricValue(metrics, 'pipeline_bridge_messages_in_total')) === N, 120_000);
-    const grown = externalBytes() - before;
+    const grown = (await externalBytes()) - before;
     const maxRecord = parseConfig({}).SIGNAL_BRIDGE_MAX_RECORD_BYTES;
     t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
     // Holding the bodies would take N × SIZE; the records take N × maxRecord (3 MiB), plus the

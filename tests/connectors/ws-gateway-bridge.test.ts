@@ -6,10 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
-import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { createNamespace, externalBytes, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
 import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
 import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
@@ -472,15 +470,6 @@ test('messages near the size cap: each Kafka send stays under the broker limit, 
   }
 });
 
-const gc = (() => {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-})();
-/** Memory outside the V8 heap (Buffers) after a full garbage collection. */
-const externalBytes = () => {
-  gc();
-  return process.memoryUsage().external;
-};
 
 test('queues are declared with length limits (reject-publish); oversize bodies are cut on arrival, not held whole until their ack', async (t) => {
   const env = await setup('wsg-limits', { bare: false });
@@ -509,12 +498,12 @@ test('queues are declared with length limits (reject-publish); oversize bodies a
       env.ch.sendToQueue(env.queues.execution, body, { persistent: true, messageId: `huge-${i}` });
       await env.ch.waitForConfirms();
     }
-    const before = externalBytes();
+    const before = await externalBytes();
     await bridge.start();
     // Kafka holds the first send, so every delivery stays unacknowledged in the bridge.
     const inTotal = async () => (await env.metrics.registry.getMetricsAsJSON()).find((m) => m.name === 'pipeline_bridge_messages_in_total')?.values.reduce((a, v) => a + v.value, 0) ?? 0;
     await waitFor(`all ${N} delivered to the bridge`, async () => (await inTotal()) === N, 120_000);
-    const grown = externalBytes() - before;
+    const grown = (await externalBytes()) - before;
     t.diagnostic(`external memory grew by ${(grown / 1048576).toFixed(1)} MiB holding ${N} deliveries of ${SIZE / 1048576} MiB`);
     // Holding the bodies would take N × SIZE (96 MiB); the cut ones take N × WS_GATEWAY_MAX_MESSAGE_BYTES
     // (3 MiB), plus the clients' own buffers (a few MiB, varying): a quarter of the bodies separates them.
