@@ -5,7 +5,8 @@ import { loadConfig, kafkaBrokers, schemaRegistryUrl, type Config } from '../run
 import { createLogger, type Logger } from '../runtime/logger.ts';
 import { createKafka, type KafkaPort } from '../runtime/kafka.ts';
 import { createDb, type DatabasePool } from '../runtime/db.ts';
-import { createTopicCodec, type TopicCodec } from '../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../schemas/topic-codec.ts';
+import { UNIT_SCHEMAS } from '../stack/services.ts';
 
 export interface CliContext {
   cfg: Config;
@@ -28,7 +29,7 @@ export class UsageError extends Error {
 
 export function createContext(env: NodeJS.ProcessEnv = process.env): CliContext {
   // Commands are quiet unless asked: warnings and errors only, on stderr.
-  const cfg = loadConfig({ ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' });
+  const cfg = loadConfig({ ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }, UNIT_SCHEMAS);
   const logger = createLogger(cfg, 'cli', pino.destination(2));
   let kafka: KafkaPort | null = null;
   let db: DatabasePool | null = null;

@@ -12,6 +12,7 @@ import { createContext, EXIT, UsageError, type CliContext } from './context.ts';
 import { statusCommand } from './status.ts';
 import { tailCommand } from './tail.ts';
 import { replayCommand } from './replay.ts';
+import { UNIT_SCHEMAS } from '../stack/services.ts';
 
 export const HELP = `Operator CLI of the Bybit order manager.
 
@@ -171,7 +172,7 @@ if (import.meta.url === `file://${process.argv[1]}` || /cli\/main\.[jt]s$/.test(
       // The text of the error only (not its causes: a Bybit client error carries its request), scrubbed.
       let secrets: string[] = [];
       try {
-        secrets = secretsOf(loadConfig());
+        secrets = secretsOf(loadConfig(process.env, UNIT_SCHEMAS));
       } catch {
         // an invalid configuration was reported as such already
       }

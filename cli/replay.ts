@@ -24,6 +24,7 @@ import { SERVICES, SIM_BALANCES } from '../stack/services.ts';
 import { OPEN_STATUSES } from '../pipelines/risk-rules.ts';
 import { UUID_RE, parseIsoTimestamp } from '../pipelines/signal-format.ts';
 import { EXIT, UsageError } from './context.ts';
+import { RUNTIME_PARTS, UNIT_SCHEMAS } from '../stack/services.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -360,7 +361,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(opts.name)) throw new UsageError('--name must be 1-64 letters, digits, dots, dashes or underscores');
   if (!opts.file && opts.topicPrefix === undefined) throw new UsageError('replay needs --file or --topic-prefix');
   const seed = opts.seed ?? 1;
-  const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+  const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }, UNIT_SCHEMAS);
   const logger = createLogger(cfg, 'replay');
 
   // 1. The input, in replay order.
@@ -406,7 +407,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     await admin.connect();
     await admin.ensureTopics(specs);
     rt = await createRuntime(
-      'replay',
+      'replay', RUNTIME_PARTS,
       {
         ...settings,
         TOPIC_PREFIX: prefix,
@@ -423,8 +424,7 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
         ORDER_EVENTS_QUEUE: eventsQueue,
       } as Record<string, string>,
       undefined,
-      { logDestination: { write: (l) => void process.stderr.write(l) } },
-    );
+      { logDestination: { write: (l) => void process.stderr.write(l) } });
     ({ stop } = await runUnits(rt, SERVICES['order-manager']!.units));
     const runtime = rt;
     const ready = await until(async () => ((await runtime.admin.readiness()).ready ? true : null), Date.now() + 120_000);

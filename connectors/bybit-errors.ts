@@ -4,7 +4,7 @@
 //   - an answer with retCode != 0 (Bybit answers most refusals with HTTP 200)  → fromRetCode
 //   - anything thrown by bybit-api / axios (HTTP status, timeout, socket error) → fromThrown
 //
-// Classes (runtime/errors.ts):
+// Classes (runtime/errors.ts; the Bybit ones are placement's port, pipelines/exchange-port.ts):
 //   retriable  10006 rate limit (retryAfterMs from X-Bapi-Limit-Reset-Timestamp), 10016 / 10000 /
 //              10019 server errors, HTTP 5xx, HTTP 403/429 (IP rate limit), timeouts, ECONNRESET and
 //              the other socket errors, 10002 timestamp outside recv_window (clock drift; fatal
@@ -20,7 +20,8 @@
 // `uncertain` on a retriable error says whether the request may have been executed (the answer
 // was lost: timeout, reset, 5xx, server error). A create is never sent again for the same
 // orderLinkId before a query settles that (pipelines/place.ts).
-import { FatalError, RejectedError, RetriableError, RetriesExhaustedError, type PipelineError } from '../runtime/errors.ts';
+import type { PipelineError } from '../runtime/errors.ts';
+import { AlreadyAppliedError, AlreadyPlacedError, BybitFatalError, BybitRejectedError, BybitRetriableError, isBybitError, type BybitError, type BybitOp } from '../pipelines/exchange-port.ts';
 
 export const RET = {
   OK: 0,
@@ -91,57 +92,6 @@ const NOT_SENT_CODES = /^(ECONNREFUSED|EAI_AGAIN|ENOTFOUND|ENETUNREACH|EHOSTUNRE
 /** Longest wait a rate-limit header may impose (guards against a skewed exchange clock). */
 export const MAX_RATE_LIMIT_WAIT_MS = 5_000;
 
-/** What the caller was doing; some answers mean different things for different operations. */
-export type BybitOp = 'create' | 'amend' | 'cancel' | 'query';
-
-/** Fields every mapped error carries, for submissions and logs (never the request or secrets). */
-export interface BybitErrorInfo {
-  retCode: number; // -1 when no Bybit answer arrived
-  retMsg: string;
-  httpStatus: number | null;
-  /** Only for retriable errors: the request may have been executed although no answer said so. */
-  uncertain: boolean;
-}
-
-export class BybitRetriableError extends RetriableError implements BybitErrorInfo {
-  constructor(code: string, readonly retCode: number, readonly retMsg: string, readonly httpStatus: number | null, readonly uncertain: boolean, retryAfterMs?: number, cause?: unknown) {
-    super(code, `bybit ${code}: ${retCode} ${retMsg}`, retryAfterMs, { cause });
-  }
-}
-
-export class BybitRejectedError extends RejectedError implements BybitErrorInfo {
-  readonly uncertain = false;
-  constructor(code: string, readonly retCode: number, readonly retMsg: string, readonly httpStatus: number | null = 200) {
-    super(code, `bybit rejected (${code}): ${retCode} ${retMsg}`);
-  }
-}
-
-/** 110072: an order with this orderLinkId exists already. For placement: "already placed". */
-export class AlreadyPlacedError extends BybitRejectedError {
-  constructor(retCode: number, retMsg: string) {
-    super('already_placed', retCode, retMsg);
-  }
-}
-
-/** Amend refused because the order already has exactly these values: the amend is in effect. */
-export class AlreadyAppliedError extends BybitRejectedError {
-  constructor(retCode: number, retMsg: string) {
-    super('already_applied', retCode, retMsg);
-  }
-}
-
-export class BybitFatalError extends FatalError implements BybitErrorInfo {
-  readonly uncertain = false;
-  constructor(code: string, readonly retCode: number, readonly retMsg: string, readonly httpStatus: number | null = 200) {
-    super(code, `bybit fatal (${code}): ${retCode} ${retMsg}`);
-  }
-}
-
-export type BybitError = BybitRetriableError | BybitRejectedError | BybitFatalError;
-
-export function isBybitError(e: unknown): e is BybitError {
-  return e instanceof BybitRetriableError || e instanceof BybitRejectedError || e instanceof BybitFatalError;
-}
 
 /** ms to wait from a reset timestamp (epoch ms, Bybit's X-Bapi-Limit-Reset-Timestamp). */
 export function waitUntil(resetAtMs: number | undefined, now: number): number | undefined {
@@ -209,18 +159,4 @@ export function fromThrown(err: unknown, op: BybitOp): PipelineError {
   }
   // Anything else (a bug in request building, an unexpected shape) is not worth retrying blindly.
   return new BybitFatalError('unexpected_error', -1, message || 'unexpected error from bybit-api', null);
-}
-
-/**
- * Retries of one call ran out. Clock drift that keeps failing every request (10002) cannot heal by
- * waiting: fatal. Anything else stays retriable, so the stage runner retries the whole chunk
- * later without committing it.
- */
-export function escalate(err: RetriesExhaustedError): PipelineError {
-  const cause = err.cause;
-  if (cause instanceof BybitRetriableError && cause.code === 'timestamp_out_of_window') {
-    return new BybitFatalError('timestamp_repeatedly_rejected', cause.retCode, `${cause.retMsg} (after ${err.attempts} attempts: check the clock and BYBIT_RECV_WINDOW)`, cause.httpStatus);
-  }
-  const retryAfter = cause instanceof RetriableError ? cause.retryAfterMs : undefined;
-  return new RetriableError('bybit_retries_exhausted', err.message, retryAfter, { cause });
 }

@@ -14,7 +14,8 @@ import { z } from 'zod';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
 import type { Logger } from '../runtime/logger.ts';
-import { fromRetCode, fromThrown, RET, type BybitOp } from './bybit-errors.ts';
+import { fromRetCode, fromThrown, RET } from './bybit-errors.ts';
+import type { Ack, BybitOp, FoundOrder, OrderPlacement } from '../pipelines/exchange-port.ts';
 import { RateLimiter, type RateLimitInfo } from './rate-limiter.ts';
 
 export const name = 'bybit-rest';
@@ -64,61 +65,11 @@ export function clientOptions(cfg: BybitRestConfig): RestClientOptions {
   }
 }
 
-export type Category = 'spot' | 'linear';
 
-export interface CreateOrderParams {
-  category: Category;
-  symbol: string;
-  side: 'Buy' | 'Sell';
-  orderType: 'Market' | 'Limit';
-  qty: string;
-  price?: string;
-  marketUnit?: 'baseCoin' | 'quoteCoin';
-  timeInForce?: 'GTC' | 'IOC' | 'FOK' | 'PostOnly';
-  reduceOnly?: boolean;
-  orderLinkId: string;
-}
-
-export interface OrderRef {
-  category: Category;
-  symbol: string;
-  orderId?: string;
-  orderLinkId?: string;
-}
-
-export interface AmendParams extends OrderRef {
-  qty?: string;
-  price?: string;
-}
-
-/** A successful answer: what the exchange said and when. */
-export interface Ack<T> {
-  result: T;
-  retCode: number;
-  retMsg: string;
-  /** epoch ms, by the injected clock, when the answer arrived */
-  ackedAt: number;
-}
-
-export interface FoundOrder {
-  orderId: string;
-  orderLinkId: string;
-  orderStatus: string;
-  qty: string;
-  price: string;
-  createdTime: number;
-  source: 'realtime' | 'history';
-}
-
-/** The REST port the placement stage depends on (the adapter below, or a test double). */
-export interface BybitRest {
+/** The Bybit REST adapter: placement's port (pipelines/exchange-port.ts) plus its settings and limiter. */
+export interface BybitRest extends OrderPlacement {
   readonly env: BybitRestConfig['BYBIT_ENV'];
   readonly limiter: RateLimiter;
-  createOrder(p: CreateOrderParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
-  amendOrder(p: AmendParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
-  cancelOrder(p: OrderRef): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
-  /** The order with this orderLinkId (or orderId): open or recent in realtime, else history; null if none. */
-  findOrder(ref: OrderRef): Promise<FoundOrder | null>;
 }
 
 export interface BybitRestDeps {

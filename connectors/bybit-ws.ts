@@ -28,7 +28,7 @@ import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/ka
 import { chunkByBytes, createCoalescer, recordBytes } from '../runtime/coalesce.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';

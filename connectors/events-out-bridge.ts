@@ -24,7 +24,7 @@ import type { ConfirmChannel } from 'amqplib';
 import type { ConsumerPort, InMessage, KafkaPort, ProducerPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 import type { DeadLetter, OrderEvent } from '../schemas/types.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { RejectedError } from '../runtime/errors.ts';

@@ -24,7 +24,7 @@ import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { UnitFactory } from '../runtime/service.ts';
 import { resume, setKillSwitch } from '../pipelines/trading-state.ts';
 import { moveTradingState, type TradingStateChange } from '../pipelines/trading-state-store.ts';
-import type { Category } from './bybit-rest.ts';
+import type { Category } from '../schemas/types.ts';
 import { RET } from './bybit-errors.ts';
 import { readerFor, unitEnv, type ExchangeReader, type Raw } from './reconciler.ts';
 

@@ -35,7 +35,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { chunkByBytes, recordBytes } from '../runtime/coalesce.ts';
 import { RejectedError } from '../runtime/errors.ts';
@@ -104,7 +104,7 @@ export const outputSchemas = [
 
 export interface WsGatewayBridgeDeps {
   kafka: KafkaPort;
-  /** Avro codecs of the topics (pipelines/codec.ts). */
+  /** Avro codecs of the topics (schemas/topic-codec.ts). */
   codec: Codec;
   logger: Logger;
   metrics: Metrics;

@@ -20,10 +20,10 @@ import { createLogger } from '../runtime/logger.ts';
 import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtime/kafka.ts';
 import { createDb, redactUrl } from '../runtime/db.ts';
 import { FatalError, RejectedError } from '../runtime/errors.ts';
-import { createTopicCodec, type TopicCodec } from '../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../schemas/topic-codec.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
-import { parseModelConfig } from './config.ts';
+import { configSchema as modelSettings, parseModelConfig } from './config.ts';
 import { loadTf } from './tf.ts';
 import { WindowBuilder, mergeByEventTime, type WindowInput } from './windows.ts';
 import { windowConfig } from './service.ts';
@@ -122,7 +122,7 @@ async function decodeAll(codec: TopicCodec, msgs: InMessage[], kind: WindowInput
 }
 
 export async function main(): Promise<void> {
-  const base = loadConfig();
+  const base = loadConfig(process.env, [modelSettings]);
   const cfg = parseModelConfig({ ...process.env, TOPIC_PREFIX: base.TOPIC_PREFIX });
   const log = createLogger({ ...base, LOG_LEVEL: base.LOG_LEVEL === 'info' ? 'warn' : base.LOG_LEVEL }, 'retrain');
   const kafka = createKafka({ brokers: kafkaBrokers(base), clientId: `${base.KAFKA_CLIENT_ID}-retrain`, logger: log });

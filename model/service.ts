@@ -13,7 +13,7 @@ import type { Runtime, Unit, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
-import type { TopicCodec } from '../pipelines/codec.ts';
+import type { TopicCodec } from '../schemas/topic-codec.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
 import { exposures } from './registry.ts';

@@ -14,7 +14,7 @@ import type { ConfirmChannel } from 'amqplib';
 import type { KafkaPort, InMessage } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs } from '../runtime/retry.ts';

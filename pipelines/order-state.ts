@@ -17,7 +17,7 @@
 // source with the larger cumulative quantity (Bybit's order update, or the sum of the distinct
 // executions seen; on a tie the order update wins, being Bybit's own cumulative figures), so a fill
 // is never counted twice and cumExecQty never decreases.
-import { Dec } from './risk-rules.ts';
+import { Dec } from '../runtime/decimal.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEventType, OrderSubmission } from '../schemas/types.ts';
 
 export const ORDER_STATUSES = [

@@ -40,8 +40,8 @@ import type { Logger } from '../runtime/logger.ts';
 import { retry } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { OrderIntent, OrderSubmission, SubmissionOutcome } from '../schemas/types.ts';
-import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from '../connectors/bybit-errors.ts';
-import type { BybitRest, FoundOrder, OrderRef } from '../connectors/bybit-rest.ts';
+import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from './exchange-port.ts';
+import type { FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
 
 export const name = 'place';
 
@@ -228,7 +228,7 @@ const CANCELLED = new Set(['Cancelled', 'PartiallyFilledCanceled', 'Deactivated'
 
 export interface PlaceDeps {
   config: PlaceConfig;
-  rest: BybitRest;
+  rest: OrderPlacement;
   /** For persist (submission facts in `orders`); without it persist does nothing. */
   db?: DatabasePool;
   clock?: Clock;

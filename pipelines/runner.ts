@@ -28,17 +28,13 @@ import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMess
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
+import type { Codec } from '../runtime/codec.ts';
 import { classify, FatalError, PipelineError, RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { pgErrorCode, violatedConstraint } from '../runtime/db.ts';
 import type { ConflictAction, ConflictSink } from './stage-conflicts.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-/** Encodes values for a topic (schema chosen by topic) and decodes Confluent wire-format bytes. */
-export interface Codec {
-  encode(topic: string, value: unknown): Promise<Buffer>;
-  decode(topic: string, bytes: Buffer): Promise<unknown>;
-}
 
 export interface StageRecord<I> {
   value: I;

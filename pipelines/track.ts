@@ -40,7 +40,7 @@ import { RetriableError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
-import { Dec } from './risk-rules.ts';
+import { Dec } from '../runtime/decimal.ts';
 import {
   applyFact,
   EMPTY_CTX,

@@ -1,21 +1,12 @@
 // The one place the environment is read. Parsed once, validated, frozen; a bad setting fails at
 // start with every problem listed (house style 7). Defaults and descriptions live in the schema,
 // and the README's configuration table is checked against `settingsTable()` by a test.
+//
+// The settings every process shares are declared here; each unit declares its own (house style 8)
+// and the composition root (stack/services.ts) hands their schemas in, so this bottom layer knows
+// no unit. An entry point that runs no unit (the simulator, migrations) passes none.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { configSchema as validateSettings } from '../pipelines/validate.ts';
-import { configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
-import { riskConfigSchema as riskSettings } from '../pipelines/risk-rules.ts';
-import { configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
-import { configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
-import { configSchema as placeSettings } from '../pipelines/place.ts';
-import { configSchema as trackSettings } from '../pipelines/track.ts';
-import { configSchema as modelSettings } from '../model/config.ts';
-import { configSchema as reconcilerSettings } from '../connectors/reconciler.ts';
-import { configSchema as killSwitchSettings } from '../connectors/kill-switch.ts';
-import { configSchema as wsGatewaySettings } from '../connectors/ws-gateway-bridge.ts';
-import { configSchema as bybitWsSettings } from '../connectors/bybit-ws.ts';
-import { configSchema as eventsOutSettings } from '../connectors/events-out-bridge.ts';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no'])
@@ -55,10 +46,12 @@ export const settings = {
   SIM_SEED: [int.default(42), 'Seed of the simulator price process.'],
 } as const;
 
-// Settings declared by the units themselves (house style 8: a unit exports its config schema). They
-// are parsed here too, so a bad value fails the start with every problem listed, and they appear in
-// the README table; the unit re-parses its own slice from the frozen config.
-const UNIT_SCHEMAS: z.ZodTypeAny[] = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings, wsGatewaySettings, bybitWsSettings, eventsOutSettings];
+/**
+ * Settings declared by the units themselves (house style 8: a unit exports its config schema). They
+ * are parsed with the shared ones, so a bad value fails the start with every problem listed, and
+ * they appear in the README table; the unit re-parses its own slice from the frozen config.
+ */
+export type UnitSchemas = readonly z.ZodTypeAny[];
 
 function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
   let t: z.ZodTypeAny = s;
@@ -67,9 +60,9 @@ function shapeOf(s: z.ZodTypeAny): z.ZodRawShape {
 }
 
 /** Unit settings not already declared centrally: name → [schema, description]. */
-export function unitSettings(): Record<string, [z.ZodTypeAny, string]> {
+export function unitSettings(unitSchemas: UnitSchemas): Record<string, [z.ZodTypeAny, string]> {
   const out: Record<string, [z.ZodTypeAny, string]> = {};
-  for (const u of UNIT_SCHEMAS) {
+  for (const u of unitSchemas) {
     for (const [k, v] of Object.entries(shapeOf(u))) {
       if (k in settings || k in out) continue;
       out[k] = [v as z.ZodTypeAny, (v as z.ZodTypeAny).description ?? ''];
@@ -93,10 +86,14 @@ export class ConfigError extends Error {
   }
 }
 
-/** Parse an environment (process.env by default). Throws ConfigError listing every problem. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+/**
+ * Parse an environment with the shared settings and the given units' settings. Throws ConfigError
+ * listing every problem. The units are not optional: a caller that forgot them would silently get
+ * the units' defaults instead of the operator's values.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv, unitSchemas: UnitSchemas): Config {
   const raw: Record<string, string | undefined> = {};
-  const units = unitSettings();
+  const units = unitSettings(unitSchemas);
   for (const key of [...Object.keys(settings), ...Object.keys(units)]) {
     const v = env[key];
     raw[key] = v === undefined || v === '' ? undefined : v;
@@ -104,7 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = schema.safeParse(raw);
   const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(raw[String(i.path[0])])})`);
   const cfg: Record<string, unknown> = parsed.success ? { ...parsed.data } : {};
-  for (const u of UNIT_SCHEMAS) {
+  for (const u of unitSchemas) {
     const r = u.safeParse(raw);
     if (!r.success) {
       for (const i of r.error.issues) {
@@ -136,8 +133,8 @@ export function schemaRegistryUrl(cfg: Config): string {
 }
 
 /** Rows for the README configuration table: name, default, meaning. */
-export function settingsTable(): Array<{ name: string; default: string; meaning: string }> {
-  const all: Array<[string, readonly [z.ZodTypeAny, string]]> = [...Object.entries(settings), ...Object.entries(unitSettings())];
+export function settingsTable(unitSchemas: UnitSchemas): Array<{ name: string; default: string; meaning: string }> {
+  const all: Array<[string, readonly [z.ZodTypeAny, string]]> = [...Object.entries(settings), ...Object.entries(unitSettings(unitSchemas))];
   return all.map(([name, [s, meaning]]) => {
     const r = s.safeParse(undefined);
     const v = r.success ? r.data : undefined;

@@ -6,7 +6,7 @@ import { createDb, ensureDatabase, redactUrl, type DatabasePool } from './db.ts'
 import { defaultMigrationsDir, migrate } from './migrate.ts';
 
 async function main(): Promise<number> {
-  const cfg = loadConfig();
+  const cfg = loadConfig(process.env, []); // migrations run no unit
   const log = createLogger(cfg, 'migrate');
   const url = cfg.DATABASE_URL;
   let pool: DatabasePool | undefined;

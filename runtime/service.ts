@@ -2,16 +2,14 @@
 // codecs, PostgreSQL; units (stages, bridges) started in order, readiness aggregated, graceful
 // shutdown on SIGINT/SIGTERM (finish in-flight work, commit, leave groups), fatal errors stop the
 // process loudly with a non-zero exit code.
-import { loadConfig, kafkaBrokers, schemaRegistryUrl, type Config } from './config.ts';
+import { loadConfig, kafkaBrokers, type Config, type UnitSchemas } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { startAdmin, type AdminServer } from './admin.ts';
 import { createKafka, type KafkaPort } from './kafka.ts';
 import { createDb, type DatabasePool } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
-import { createTopicCodec } from '../pipelines/codec.ts';
-import { runStage, type Codec, type Stage } from '../pipelines/runner.ts';
-import { conflictSink } from '../pipelines/stage-conflicts.ts';
+import type { Codec } from './codec.ts';
 import { retry } from './retry.ts';
 
 export interface Runtime {
@@ -43,19 +41,30 @@ export interface Unit {
 
 export type UnitFactory = (rt: Runtime) => Promise<Unit>;
 
+/**
+ * What a runtime is built from that lives above this layer: the units' settings schemas (parsed
+ * with the shared settings) and the topic codec. The composition root (stack/services.ts,
+ * RUNTIME_PARTS) supplies them.
+ */
+export interface RuntimeParts {
+  unitSchemas: UnitSchemas;
+  codec(cfg: Config): Promise<Codec>;
+}
+
 export async function createRuntime(
   service: string,
+  parts: RuntimeParts,
   overrides: Partial<Record<keyof Config, string>> = {},
   clock: Clock = systemClock,
   opts: { logDestination?: { write(line: string): void } } = {},
 ): Promise<Runtime> {
   const env = Object.freeze({ ...process.env, ...overrides });
-  const cfg = loadConfig(env);
+  const cfg = loadConfig(env, parts.unitSchemas);
   const logger = createLogger(cfg, service, opts.logDestination);
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
   const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger, onRequest: metrics.kafka.request });
-  const codec = await retry(() => createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix: cfg.TOPIC_PREFIX }), {
+  const codec = await retry(() => parts.codec(cfg), {
     retries: Infinity,
     minMs: 200,
     maxMs: cfg.STAGE_RETRY_MAX_MS,
@@ -118,26 +127,4 @@ export function stopOnSignals(stop: () => Promise<void>, logger: Logger): void {
   };
   process.once('SIGINT', handler);
   process.once('SIGTERM', handler);
-}
-
-/** Run a pipeline stage under the runner with this runtime's Kafka, codecs, metrics and settings. */
-export function stageUnit<I, S>(make: (rt: Runtime) => Stage<I, S> | Promise<Stage<I, S>>): UnitFactory {
-  return async (rt) => {
-    const stage = await make(rt);
-    const running = await runStage(stage, {
-      kafka: rt.kafka,
-      codec: rt.codec,
-      logger: rt.logger,
-      metrics: rt.metrics,
-      clock: rt.clock,
-      groupId: rt.group(stage.name),
-      batchMax: rt.cfg.STAGE_BATCH_MAX,
-      retryMaxMs: rt.cfg.STAGE_RETRY_MAX_MS,
-      sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS,
-      onFatal: rt.fatal,
-      conflicts: conflictSink(rt.db),
-    });
-    // Conflicts since start in /readyz: the stage is still consuming (ready), but someone should look.
-    return { name: stage.name, ready: running.joined, detail: () => (running.conflicts().total ? { conflicts: running.conflicts() } : undefined), stop: running.stop };
-  };
 }

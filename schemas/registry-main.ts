@@ -14,7 +14,7 @@ const { values } = parseArgs({
   },
 });
 
-const log = createLogger(loadConfig(), 'schema-registry');
+const log = createLogger(loadConfig(process.env, []), 'schema-registry'); // the registry runs no unit
 const port = Number(values.port);
 if (!Number.isInteger(port) || port < 0 || port > 65535) {
   log.fatal({ port: values.port }, 'invalid --port');

@@ -1,7 +1,6 @@
 // Instruments the simulator lists, with the filter fields of /v5/market/instruments-info.
 // Values are close to Bybit's live ones for these symbols (tick sizes, steps, minimums).
 
-import { instKey, type Instrument as RiskInstrument } from '../pipelines/risk-rules.ts';
 export type Category = 'spot' | 'linear';
 
 interface Common {
@@ -88,20 +87,4 @@ export class InstrumentRegistry {
   coinSymbol(coin: string): string | undefined {
     return this.list.find((i) => i.baseCoin === coin && i.quoteCoin === 'USDT')?.symbol;
   }
-}
-
-/**
- * The simulator's instruments as the risk stage holds them (what exchange-sync stores from
- * instruments-info), keyed by instKey: for tests and micro-benchmarks of the pure risk rules.
- */
-export function riskInstruments(only?: Category): Map<string, RiskInstrument> {
-  const out = new Map<string, RiskInstrument>();
-  for (const i of DEFAULT_INSTRUMENTS) {
-    if (only && i.category !== only) continue;
-    const common = { category: i.category, symbol: i.symbol, baseCoin: i.baseCoin, quoteCoin: i.quoteCoin, tradable: true, tickSize: i.tickSize };
-    out.set(instKey(i.category, i.symbol), i.category === 'spot'
-      ? { ...common, qtyStep: null, basePrecision: i.basePrecision, quotePrecision: i.quotePrecision, minOrderQty: i.minOrderQty, maxOrderQty: i.maxLimitOrderQty, maxMarketOrderQty: i.maxMarketOrderQty, minOrderAmt: i.minOrderAmt, maxOrderAmt: i.maxOrderAmt, minNotionalValue: null }
-      : { ...common, qtyStep: i.qtyStep, basePrecision: null, quotePrecision: null, minOrderQty: i.minOrderQty, maxOrderQty: i.maxOrderQty, maxMarketOrderQty: i.maxMktOrderQty, minOrderAmt: null, maxOrderAmt: null, minNotionalValue: i.minNotionalValue });
-  }
-  return out;
 }

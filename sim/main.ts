@@ -12,7 +12,7 @@
 import { resolve } from 'node:path';
 import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
-import { ROOT } from '../stack/paths.ts';
+import { ROOT } from '../runtime/paths.ts';
 import { defaultStateFile } from './persistence.ts';
 import { startSimulator, type Simulator } from './server.ts';
 import type { PriceProcessOptions } from './price-process.ts';
@@ -23,7 +23,7 @@ function arg(name: string): string | undefined {
   return hit.includes('=') ? hit.slice(hit.indexOf('=') + 1) : 'true';
 }
 
-const cfg = loadConfig();
+const cfg = loadConfig(process.env, []); // the simulator runs no unit
 const logger = createLogger(cfg, 'bybit-sim');
 const mode = (arg('mode') ?? 'random-walk') as NonNullable<PriceProcessOptions['mode']>;
 if (!['random-walk', 'pattern', 'replay'].includes(mode)) {

@@ -3,7 +3,7 @@
 // modules, so dist/ mirrors the source tree: runtime/migrate.ts reads ../sql/, schemas/codecs.ts
 // its .avsc files, sim/price-process.ts ./data/btcusdt-1m.csv. Copying (rather than resolving those
 // files from the repository root) leaves the modules unchanged and makes dist/ plus node_modules/
-// and package.json (for "type": "module") all a runtime image needs. stack/paths.ts's ROOT is the
+// and package.json (for "type": "module") all a runtime image needs. runtime/paths.ts's ROOT is the
 // exception: it names the repository (for .stack/, reports/), so it steps out of dist/ itself.
 // Plain JavaScript so that it runs before anything is compiled, with plain node.
 import { execFileSync } from 'node:child_process';

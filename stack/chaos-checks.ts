@@ -10,7 +10,7 @@
 // Facts come from independent sources wherever possible: the publisher's own record of the signals
 // it sent, the simulator's order list and its journal of the requests it executed or refused, the
 // topics and the RabbitMQ queue as read back, and PostgreSQL.
-import { Dec } from '../pipelines/risk-rules.ts';
+import { Dec } from '../runtime/decimal.ts';
 import type { OrderEvent } from '../schemas/types.ts';
 
 export type ProblemKind = 'loss' | 'duplicate' | 'shortfall';

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqplib from 'amqplib';
 import { failTool, type KafkaPort } from '../runtime/kafka.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 
 /** A committed record as read back: its value bytes and where it was (partition/offset). */
 export interface ReadRecord {

@@ -5,7 +5,7 @@
 // pipeline topics read back.
 import { z } from 'zod';
 import { sql, type DatabasePool } from '../runtime/db.ts';
-import type { Codec } from '../pipelines/runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 import type { Exchange } from '../sim/exchange.ts';
 import type { OrderEvent, OrderIntent, OrderSubmission, Signal } from '../schemas/types.ts';
 import type { ExchangeCall, ExchangeOrder, IdRecord, PgEventFacts, PgOrder } from './chaos-checks.ts';

@@ -17,7 +17,7 @@ import type { Config } from '../runtime/config.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { fetchKafkaJars, kafkaReady, paths, spawnKafka, type KafkaNode } from './stack.ts';
 import { pidAlive, tcpOpen } from './net.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../runtime/paths.ts';
 
 const run = promisify(execFile);
 

@@ -31,7 +31,7 @@ import { topicSpecs } from '../runtime/topics.ts';
 import { ensureDatabase, createDb, sql, type DatabasePool } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { createTopicCodec } from '../pipelines/codec.ts';
+import { createTopicCodec } from '../schemas/topic-codec.ts';
 import { startSimulator } from '../sim/server.ts';
 import type { SpotInstrument } from '../sim/instruments.ts';
 import { paths } from './stack.ts';
@@ -72,6 +72,7 @@ import {
 } from './chaos-checks.ts';
 import { READY_LINE } from './ws-gateway-standin.ts';
 import { dirBytes, errorLines, rssBytes } from './process-sampler.ts';
+import { UNIT_SCHEMAS } from './services.ts';
 
 export type StreamPath = 'direct' | 'ws-gateway';
 
@@ -204,7 +205,7 @@ const EXCHANGE_FAULTS = ['http5xx', 'loseResponse', 'rateLimitStorm', 'wsDrop', 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const say = opts.log ?? (() => {});
   const stream = opts.stream ?? 'direct';
-  const cfg = loadConfig();
+  const cfg = loadConfig(process.env, UNIT_SCHEMAS);
   const logger = createLogger({ ...cfg, LOG_LEVEL: 'silent' }, 'chaos');
   const rnd = mulberry(opts.seed);
   const id = randomBytes(4).toString('hex');

@@ -4,12 +4,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { settingsTable } from '../runtime/config.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../runtime/paths.ts';
+import { UNIT_SCHEMAS } from './services.ts';
 
 const cell = (d: string) => (d === '' ? '(empty)' : d === '(unset)' ? '(unset)' : `\`${d}\``);
 
 export function configTable(): string {
-  return ['| Setting | Default | Meaning |', '|---|---|---|', ...settingsTable().map((r) => `| \`${r.name}\` | ${cell(r.default)} | ${r.meaning} |`)].join('\n');
+  return ['| Setting | Default | Meaning |', '|---|---|---|', ...settingsTable(UNIT_SCHEMAS).map((r) => `| \`${r.name}\` | ${cell(r.default)} | ${r.meaning} |`)].join('\n');
 }
 
 /** The text between the README's config markers (null when the markers are not there exactly once). */

@@ -9,11 +9,12 @@ import { ConfigError, loadConfig } from '../runtime/config.ts';
 import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { createLogger, scrubText, secretsOf, syncStderr } from '../runtime/logger.ts';
 import { SERVICES, UNIT_SERVICES } from './services.ts';
+import { RUNTIME_PARTS, UNIT_SCHEMAS } from './services.ts';
 
 const ALL = { ...SERVICES, ...UNIT_SERVICES };
 
 export async function setup(): Promise<void> {
-  const cfg = loadConfig();
+  const cfg = loadConfig(process.env, UNIT_SCHEMAS);
   const log = createLogger(cfg, 'setup');
   await migrateDatabase(cfg, log);
   await ensureAllTopics(cfg, log);
@@ -26,7 +27,7 @@ export async function setup(): Promise<void> {
  */
 export async function startServices(names: string[], opts: { logDestination?: { write(line: string): void } } = {}): Promise<{ rt: Runtime; stop: () => Promise<void> }> {
   for (const n of names) if (!ALL[n]) throw new Error(`unknown service ${n}; one of: setup, ${Object.keys(ALL).join(', ')}`);
-  const rt = await createRuntime(names.join('+'), {}, undefined, opts);
+  const rt = await createRuntime(names.join('+'), RUNTIME_PARTS, {}, undefined, opts);
   const { stop } = await runUnits(rt, names.flatMap((n) => ALL[n]!.units));
   rt.logger.info({ services: names, admin: rt.admin.url }, 'services started');
   stopOnSignals(stop, rt.logger);
@@ -41,7 +42,7 @@ export async function startServices(names: string[], opts: { logDestination?: { 
 export function failStartup(err: unknown, name: string): never {
   let cfg: Parameters<typeof createLogger>[0];
   try {
-    cfg = loadConfig();
+    cfg = loadConfig(process.env, UNIT_SCHEMAS);
   } catch {
     cfg = { LOG_LEVEL: 'info', BYBIT_API_SECRET: process.env.BYBIT_API_SECRET ?? '', ADMIN_TOKEN: process.env.ADMIN_TOKEN };
   }

@@ -1,20 +1,24 @@
 // Which units make up each service. A unit is a stage under the runner or a connector; the order
 // is the start order (downstream first, so nothing is produced before its consumer exists).
-import type { UnitFactory } from '../runtime/service.ts';
-import { stageUnit } from '../runtime/service.ts';
-import { createValidateStage, parseConfig as validateConfig } from '../pipelines/validate.ts';
-import { createSignalBridge, parseConfig as bridgeConfig } from '../connectors/signal-bridge.ts';
-import { createSizeRiskStage, parseConfig as riskConfig } from '../pipelines/size-risk.ts';
-import { createPlaceStage, parseConfig as placeConfig } from '../pipelines/place.ts';
-import { createBybitRest, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
-import { createExchangeSync, parseConfig as syncConfig } from '../connectors/exchange-sync.ts';
-import { createTrackStage, parseConfig as trackConfig } from '../pipelines/track.ts';
+import type { RuntimeParts, UnitFactory } from '../runtime/service.ts';
+import type { UnitSchemas } from '../runtime/config.ts';
+import { schemaRegistryUrl } from '../runtime/config.ts';
+import { createTopicCodec } from '../schemas/topic-codec.ts';
+import { stageUnit } from '../pipelines/stage-unit.ts';
+import { createValidateStage, parseConfig as validateConfig, configSchema as validateSettings } from '../pipelines/validate.ts';
+import { createSignalBridge, parseConfig as bridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
+import { createSizeRiskStage, parseConfig as riskConfig, configSchema as riskSettings } from '../pipelines/size-risk.ts';
+import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSettings } from '../pipelines/place.ts';
+import { createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
+import { createExchangeSync, parseConfig as syncConfig, configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
+import { createTrackStage, parseConfig as trackConfig, configSchema as trackSettings } from '../pipelines/track.ts';
 import { modelServiceUnits } from '../model/service.ts';
-import { reconcilerUnit } from '../connectors/reconciler.ts';
-import { killSwitchUnit } from '../connectors/kill-switch.ts';
-import { createWsGatewayBridge, parseConfig as wsGatewayConfig } from '../connectors/ws-gateway-bridge.ts';
-import { createBybitWs, parseConfig as bybitWsConfig } from '../connectors/bybit-ws.ts';
-import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../connectors/events-out-bridge.ts';
+import { configSchema as modelSettings } from '../model/config.ts';
+import { reconcilerUnit, configSchema as reconcilerSettings } from '../connectors/reconciler.ts';
+import { killSwitchUnit, configSchema as killSwitchSettings } from '../connectors/kill-switch.ts';
+import { createWsGatewayBridge, parseConfig as wsGatewayConfig, configSchema as wsGatewaySettings } from '../connectors/ws-gateway-bridge.ts';
+import { createBybitWs, parseConfig as bybitWsConfig, configSchema as bybitWsSettings } from '../connectors/bybit-ws.ts';
+import { createEventsOutBridge, parseConfig as eventsOutConfig, configSchema as eventsOutSettings } from '../connectors/events-out-bridge.ts';
 
 /** Bybit's streams into the exchange topics: from ws-gateway's queues, or our own websocket. */
 const exchangeStreams: UnitFactory = async (rt) => {
@@ -98,4 +102,17 @@ export const UNIT_SERVICES: Record<string, { doc: string; units: UnitFactory[] }
   'exchange-streams': { doc: "Bybit's private and ticker streams (ws-gateway queues or direct websocket) → exchange.*, market.tickers", units: [exchangeStreams] },
   'events-out': { doc: 'orders.events → RabbitMQ order events queue', units: [eventsOut] },
   ops: { doc: 'exchange state sync, reconciler, kill switch', units: [exchangeSync, reconcilerUnit, killSwitchUnit] },
+};
+
+/**
+ * Every unit's own settings schema, handed to the config loader (runtime/config.ts) by whoever
+ * loads the whole configuration, so a bad value of any unit fails every start and the README table
+ * lists them all. A new unit with settings is added here.
+ */
+export const UNIT_SCHEMAS: UnitSchemas = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings, wsGatewaySettings, bybitWsSettings, eventsOutSettings];
+
+/** What the runtime (runtime/service.ts) is built from: every unit's settings and the registry's topic codec. */
+export const RUNTIME_PARTS: RuntimeParts = {
+  unitSchemas: UNIT_SCHEMAS,
+  codec: (cfg) => createTopicCodec({ registryUrl: schemaRegistryUrl(cfg), prefix: cfg.TOPIC_PREFIX }),
 };

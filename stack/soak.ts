@@ -15,7 +15,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { detailsLine, figuresLine, passed, runChaos, type ChaosFigures, type Sample, type StreamPath } from './chaos.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../runtime/paths.ts';
 
 export interface SoakOptions {
   minutes: number;

@@ -19,8 +19,9 @@ import { retry } from '../runtime/retry.ts';
 import { RetriableError } from '../runtime/errors.ts';
 import { migrateDatabase, ensureAllTopics } from './provision.ts';
 import { tcpOpen, pidAlive } from './net.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../runtime/paths.ts';
 import { defaultStateFile, readStateSummary, type StateSummary } from '../sim/persistence.ts';
+import { UNIT_SCHEMAS } from './services.ts';
 
 export { ROOT };
 
@@ -384,7 +385,7 @@ async function simulatorStatus(cfg: Config, stackDir: string): Promise<{ compone
 
 async function main(): Promise<void> {
   const cmd = process.argv[2];
-  const cfg = loadConfig();
+  const cfg = loadConfig(process.env, UNIT_SCHEMAS);
   const log = createLogger(cfg, 'stack');
   if (cmd === 'up') {
     const t0 = Date.now();

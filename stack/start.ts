@@ -12,11 +12,12 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { failStartup, startServices } from './service-main.ts';
 import { startLiveView } from './live-view.ts';
-import { ROOT } from './paths.ts';
+import { ROOT } from '../runtime/paths.ts';
 import { SERVICES, SIM_BALANCES } from './services.ts';
 import { tcpOpen } from './net.ts';
 import { startSimulator } from '../sim/server.ts';
 import { defaultStateFile } from '../sim/persistence.ts';
+import { UNIT_SCHEMAS } from './services.ts';
 
 // The paper-trading demo on the simulator should show trading within a minute: unless the operator
 // chose otherwise, warm-up signals come every 5 s instead of every minute.
@@ -26,7 +27,7 @@ if ((process.env.BYBIT_ENV ?? 'sim') === 'sim') {
   process.env.WARMUP_INTERVAL_MS ??= '5000';
   process.env.EXCHANGE_STREAM_SOURCE ??= 'direct';
 }
-const cfg = loadConfig();
+const cfg = loadConfig(process.env, UNIT_SCHEMAS);
 const log = createLogger(cfg, 'start');
 // Until the services run, a failure (a top-level await rejecting) goes through failStartup: printed
 // by Node, an error of the Bybit client would show its request (signature header, the secret).

@@ -10,8 +10,9 @@ import { failTool, createKafka, type KafkaPort, type InMessage } from '../runtim
 import { topicSpecs } from '../runtime/topics.ts';
 import { createDb, dropDatabase, ensureDatabase, withDatabase, type DatabasePool } from '../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../runtime/migrate.ts';
+import { UNIT_SCHEMAS } from '../stack/services.ts';
 
-export const testCfg = loadConfig({ ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
+export const testCfg = loadConfig({ ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' }, UNIT_SCHEMAS);
 export const testLogger = createLogger(testCfg, 'test');
 export const registryUrl = schemaRegistryUrl(testCfg);
 

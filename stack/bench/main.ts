@@ -17,11 +17,12 @@ import { createLogger } from '../../runtime/logger.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { kafkaHop, kafkaTxHop, rabbitHop, summarize, type Summary } from './floor.ts';
 import { startE2e, HOPS, BENCH_TSX, benchChild, buildDistOnce, childNodeFlags, type RunResult } from './e2e.ts';
+import { UNIT_SCHEMAS } from '../services.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const log = (s: string) => process.stderr.write(`[bench] ${s}\n`);
-const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }, UNIT_SCHEMAS);
 const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'bench', logger: createLogger(cfg, 'bench'), connectionTimeoutMs: 3000 });
 const median = (xs: number[]) => {
   const s = xs.filter(Number.isFinite).sort((a, b) => a - b);

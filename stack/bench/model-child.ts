@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig, schemaRegistryUrl } from '../../runtime/config.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../../schemas/types.ts';
 import { parseModelConfig } from '../../model/config.ts';
 import { loadTf } from '../../model/tf.ts';
@@ -22,10 +22,11 @@ import { computeFeatures, FEATURE_NAMES, tickFromTicker, type Tick } from '../..
 import type { LabelledRow } from '../../model/learner.ts';
 import { SeededRng } from '../../model/rng.ts';
 import { dist } from './floor.ts';
+import { UNIT_SCHEMAS } from '../services.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const SAMPLES = Number(process.env.BENCH_RETRAIN_SAMPLES ?? 100_000);
-const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' });
+const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }, UNIT_SCHEMAS);
 const mcfg = parseModelConfig({});
 const wcfg = { ...windowConfig(mcfg), strategyId: mcfg.MODEL_STRATEGY_ID };
 const rng = new SeededRng(17);

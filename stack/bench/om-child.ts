@@ -9,6 +9,7 @@ import { createRuntime, runUnits, type UnitFactory } from '../../runtime/service
 import { SERVICES, UNIT_SERVICES } from '../services.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
+import { RUNTIME_PARTS } from '../services.ts';
 
 const eventsOut: UnitFactory = async (rt) => {
   const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.env), clock: rt.clock, onFatal: rt.fatal });
@@ -24,7 +25,7 @@ const bybitWs: UnitFactory = async (rt) => {
 
 const send = (m: unknown) => process.send?.(m);
 
-const rt = await createRuntime('bench-order-manager', {}, undefined, { logDestination: { write: () => {} } });
+const rt = await createRuntime('bench-order-manager', RUNTIME_PARTS, {}, undefined, { logDestination: { write: () => {} } });
 
 // Profiling without touching the runner: time every Kafka transaction step (by transactional-id
 // prefix = stage group) and every database call (by pool method). Reported with the metrics.

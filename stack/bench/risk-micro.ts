@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { applyDecision, decide, instKey, type RiskState } from '../../pipelines/risk-rules.ts';
 import { parseConfig } from '../../pipelines/size-risk.ts';
-import { riskInstruments } from '../../sim/instruments.ts';
+import { riskInstruments } from '../sim-instruments.ts';
 import type { Signal } from '../../schemas/types.ts';
 
 const NOW = Date.now();

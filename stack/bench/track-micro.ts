@@ -14,6 +14,7 @@ import { defaultMigrationsDir, migrate } from '../../runtime/migrate.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
 import type { ExchangeOrderUpdate, Execution, OrderSubmission } from '../../schemas/types.ts';
+import { UNIT_SCHEMAS } from '../services.ts';
 
 const CHUNK = Number(process.env.TRACK_MICRO_CHUNK ?? 500);
 const RUNS = Number(process.env.TRACK_MICRO_RUNS ?? 7);
@@ -21,7 +22,7 @@ const PER_ORDER = 5;
 const P = 'tm.';
 const T0 = 1_760_000_000_000;
 const clock = new ManualClock(T0 + 60_000);
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `bench_track_${randomBytes(6).toString('hex')}`);
+const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `bench_track_${randomBytes(6).toString('hex')}`);
 
 const link = (run: number, i: number) => `om-${String(run).padStart(5, '0')}${String(i).padStart(20, '0')}`;
 let offset = 0;

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { namespace, testKafka, createNamespace, testCfg, registryUrl } from '../helpers.ts';
 import { ensureDatabase, dropDatabase, withDatabase, createDb, sql } from '../../runtime/db.ts';
 import { migrate } from '../../runtime/migrate.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { startSimulator } from '../../sim/server.ts';
 import type { ExchangeOrderUpdate } from '../../schemas/types.ts';
 import { z } from 'zod';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { ManualClock } from '../../runtime/clock.ts';
 import { RateLimiter } from '../../connectors/rate-limiter.ts';
 import { createBybitRest, parseConfig } from '../../connectors/bybit-rest.ts';
-import { BybitRetriableError } from '../../connectors/bybit-errors.ts';
+import { BybitRetriableError } from '../../pipelines/exchange-port.ts';
 import { startSimulator } from '../../sim/server.ts';
 
 function manual(opts: ConstructorParameters<typeof RateLimiter>[0] = {}) {

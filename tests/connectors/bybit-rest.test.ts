@@ -8,7 +8,8 @@ import { createServer } from 'node:net';
 import { RestClientV5 } from 'bybit-api';
 import { startSimulator, type Simulator } from '../../sim/server.ts';
 import { FatalError, RejectedError, RetriableError, RetriesExhaustedError, classify } from '../../runtime/errors.ts';
-import { AlreadyAppliedError, AlreadyPlacedError, BybitFatalError, BybitRejectedError, BybitRetriableError, escalate, fromRetCode, fromThrown, MAX_RATE_LIMIT_WAIT_MS } from '../../connectors/bybit-errors.ts';
+import { fromRetCode, fromThrown, MAX_RATE_LIMIT_WAIT_MS } from '../../connectors/bybit-errors.ts';
+import { AlreadyAppliedError, AlreadyPlacedError, BybitFatalError, BybitRejectedError, BybitRetriableError, escalate } from '../../pipelines/exchange-port.ts';
 import { clientOptions, createBybitRest, parseConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
 
 const linkId = (tag = 't') => `${tag}-${randomBytes(8).toString('hex')}`;

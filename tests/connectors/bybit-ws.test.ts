@@ -12,7 +12,7 @@ import { createNamespace, namespace, registryUrl, testCfg, testKafka, testLogger
 import { startPrivateKafka } from '../../stack/chaos-infra.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createKafka, failTool, type InMessage } from '../../runtime/kafka.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { ManualClock } from '../../runtime/clock.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { createBybitWs, parseConfig, wsOptions, categoryOfWsKey, WS_DIRECT_HEADERS } from '../../connectors/bybit-ws.ts';

@@ -7,7 +7,7 @@ import amqplib, { type Channel, type ChannelModel, type ConfirmChannel, type Con
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitCaughtUp, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { failTool, type KafkaPort } from '../../runtime/kafka.ts';
-import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import type { OrderEvent } from '../../schemas/types.ts';
 import { createEventsOutBridge, parseConfig, toJson, type EventsOutBridge } from '../../connectors/events-out-bridge.ts';

@@ -15,6 +15,7 @@ import { startSimulator } from '../../sim/server.ts';
 import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
 import { createExchangeReader } from '../../connectors/reconciler.ts';
 import { createKillSwitch, killSwitchUnit, parseConfig, formatKillSwitchReport, KILL_SWITCH_METRICS } from '../../connectors/kill-switch.ts';
+import { RUNTIME_PARTS } from '../../stack/services.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -104,7 +105,7 @@ test('POST /admin/kill-switch needs ADMIN_TOKEN, engages and releases', async (t
   const { db, dbUrl, sim } = await setup(t);
   placeResting(sim);
   const token = randomBytes(12).toString('hex');
-  const rt = await createRuntime('ks-test', { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: dbUrl, BYBIT_SIM_PORT: String(sim.port), LOG_LEVEL: 'silent' });
+  const rt = await createRuntime('ks-test', RUNTIME_PARTS, { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: dbUrl, BYBIT_SIM_PORT: String(sim.port), LOG_LEVEL: 'silent' });
   const unit = await killSwitchUnit(rt);
   t.after(async () => {
     await unit.stop();

@@ -6,6 +6,7 @@ import { ManualClock } from '../../runtime/clock.ts';
 import { ConfigError, loadConfig } from '../../runtime/config.ts';
 import { RateLimiter } from '../../connectors/rate-limiter.ts';
 import { parseConfig } from '../../connectors/bybit-rest.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const CREATE_SPOT = RateLimiter.key('/v5/order/create', 'spot');
 const QUERY = RateLimiter.key('/v5/order/realtime', 'spot');
@@ -29,5 +30,5 @@ test('BYBIT_RATE_LIMIT_MULTIPLIER above 1 is accepted only with BYBIT_ENV=sim', 
   }
   assert.throws(() => parseConfig({ BYBIT_RATE_LIMIT_MULTIPLIER: '0.5' }));
   // Through the service configuration too: the start stops with the problem listed.
-  assert.throws(() => loadConfig({ BYBIT_ENV: 'mainnet', BYBIT_RATE_LIMIT_MULTIPLIER: '10' }), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('BYBIT_RATE_LIMIT_MULTIPLIER')));
+  assert.throws(() => loadConfig({ BYBIT_ENV: 'mainnet', BYBIT_RATE_LIMIT_MULTIPLIER: '10' }, UNIT_SCHEMAS), (e: unknown) => e instanceof ConfigError && e.problems.some((p) => p.startsWith('BYBIT_RATE_LIMIT_MULTIPLIER')));
 });

@@ -14,7 +14,7 @@ import { ensureDatabase, dropDatabase, withDatabase, createDb, sql, type Databas
 import { migrate } from '../../runtime/migrate.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
-import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
 import { startSimulator } from '../../sim/server.ts';
@@ -22,6 +22,7 @@ import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
 import { compareOrder, createExchangeReader, createReconciler, parseConfig, formatReport, reconcilerUnit, RECONCILE_METRICS, type LocalOrder, type Reconciler } from '../../connectors/reconciler.ts';
 import { createRuntime } from '../../runtime/service.ts';
 import type { ExchangeOrderUpdate, Execution } from '../../schemas/types.ts';
+import { RUNTIME_PARTS } from '../../stack/services.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -247,7 +248,7 @@ test('the service unit: startup run, POST /admin/reconcile needs ADMIN_TOKEN and
   const w = await world(t);
   const token = randomBytes(12).toString('hex');
   const dbName = (await w.db.one(sql.type(z.object({ d: z.string() }))`SELECT current_database() AS d`)).d;
-  const rt = await createRuntime('rec-test', { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: withDatabase(testCfg.DATABASE_URL, dbName), TOPIC_PREFIX: w.prefix, BYBIT_SIM_PORT: String(w.sim.port), LOG_LEVEL: 'silent' });
+  const rt = await createRuntime('rec-test', RUNTIME_PARTS, { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: withDatabase(testCfg.DATABASE_URL, dbName), TOPIC_PREFIX: w.prefix, BYBIT_SIM_PORT: String(w.sim.port), LOG_LEVEL: 'silent' });
   const unit = await reconcilerUnit(rt);
   t.after(async () => {
     await unit.stop();

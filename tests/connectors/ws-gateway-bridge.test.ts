@@ -10,7 +10,7 @@ import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { createNamespace, externalBytes, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
 import { failTool, type InMessage, type KafkaPort, type OutMessage } from '../../runtime/kafka.ts';
-import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { createWsGatewayBridge, parseConfig, WS_BRIDGE_HEADERS, type WsGatewayBridge } from '../../connectors/ws-gateway-bridge.ts';
 import type { DeadLetter, ExchangeOrderUpdate, Execution, Position, Ticker, WalletBalance } from '../../schemas/types.ts';
 

@@ -20,8 +20,9 @@ import {
   type DatabasePool,
 } from '../../runtime/db.ts';
 import { defaultMigrationsDir, migrate, sha256 } from '../../runtime/migrate.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
-const baseUrl = loadConfig().DATABASE_URL;
+const baseUrl = loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL;
 
 /** A fresh, empty database for this test, dropped (with its pools ended) when the test ends. */
 async function freshDatabase(t: TestContext): Promise<{ url: string; pool: () => Promise<DatabasePool> }> {

@@ -17,8 +17,9 @@ import {
   type DatabasePool,
 } from '../../runtime/db.ts';
 import { migrate } from '../../runtime/migrate.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
-const url = withDatabase(loadConfig().DATABASE_URL, `test_db_${randomBytes(6).toString('hex')}`);
+const url = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_db_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 
 before(async () => {

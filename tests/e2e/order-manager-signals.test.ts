@@ -13,6 +13,7 @@ import { SERVICES, SIM_BALANCES } from '../../stack/services.ts';
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import { orderLinkId } from '../../pipelines/risk-rules.ts';
 import { z } from 'zod';
+import { RUNTIME_PARTS } from '../../stack/services.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -89,7 +90,7 @@ before(async () => {
   await migrate(pool);
   await pool.end();
   dropTopics = await createNamespace(kafka, prefix, 3);
-  rt = await createRuntime('om-e2e', {
+  rt = await createRuntime('om-e2e', RUNTIME_PARTS, {
     TOPIC_PREFIX: prefix,
     ADMIN_PORT: '0',
     DATABASE_URL: dbUrl,

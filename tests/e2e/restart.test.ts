@@ -18,7 +18,7 @@ import { namespace, testCfg, waitFor, testKafka } from '../helpers.ts';
 import { createDb, dropDatabase, withDatabase, sql, type DatabasePool } from '../../runtime/db.ts';
 import { topicSpecs } from '../../runtime/topics.ts';
 import { freePort } from '../../stack/chaos-infra.ts';
-import { ROOT } from '../../stack/paths.ts';
+import { ROOT } from '../../runtime/paths.ts';
 
 const prefix = namespace('restart');
 const stackDir = mkdtempSync(join(tmpdir(), 'restart-stack-'));

@@ -27,6 +27,7 @@ import * as registry from '../../model/registry.ts';
 import { fromArtifacts } from '../../model/learner.ts';
 import { loadTf } from '../../model/tf.ts';
 import { FEATURE_SPEC_ID } from '../../model/features.ts';
+import { RUNTIME_PARTS, UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const fixtureDir = fileURLToPath(new URL('../fixtures/released-v1/', import.meta.url));
 const releaseDir = fileURLToPath(new URL('../../schemas/released/v1/', import.meta.url));
@@ -73,7 +74,7 @@ before(async () => {
   for (const r of v1.records['model.signals']!) v1SignalIds.add((r.value as { signal_id: string }).signal_id);
 
   // The upgrade, as the `setup` service does it: migrations, then any topic the release lacked.
-  const cfg = loadConfig(env);
+  const cfg = loadConfig(env, UNIT_SCHEMAS);
   await migrateDatabase(cfg, testLogger);
   await ensureAllTopics(cfg, testLogger);
 
@@ -92,7 +93,7 @@ before(async () => {
   // another seed keeps order and execution ids apart from v1's.
   sim = await startSimulator({ port: 0, seed: v1.manifest.simSeed + 1, balances: SIM_BALANCES });
   const oldest = Math.min(...unread('validate', 'signals.raw').map((r) => Date.parse(rawSignal(r).timestamp)));
-  rt = await createRuntime('upgrade-e2e', {
+  rt = await createRuntime('upgrade-e2e', RUNTIME_PARTS, {
     TOPIC_PREFIX: prefix,
     ADMIN_PORT: '0',
     DATABASE_URL: dbUrl,

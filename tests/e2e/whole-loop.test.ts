@@ -14,6 +14,7 @@ import { migrate } from '../../runtime/migrate.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { SERVICES, SIM_BALANCES } from '../../stack/services.ts';
 import { parseSignalJson } from '../../pipelines/signal-format.ts';
+import { RUNTIME_PARTS } from '../../stack/services.ts';
 
 type Sim = Awaited<ReturnType<typeof startSimulator>>;
 
@@ -35,7 +36,7 @@ before(async () => {
   await migrate(pool);
   await pool.end();
   dropTopics = await createNamespace(kafka, prefix, 3);
-  rt = await createRuntime('loop-e2e', {
+  rt = await createRuntime('loop-e2e', RUNTIME_PARTS, {
     TOPIC_PREFIX: prefix,
     ADMIN_PORT: '0',
     DATABASE_URL: dbUrl,

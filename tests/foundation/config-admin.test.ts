@@ -7,15 +7,16 @@ import { startAdmin } from '../../runtime/admin.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { testLogger } from '../helpers.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 test('config: defaults, frozen, every problem listed at once', () => {
-  const cfg = loadConfig({});
+  const cfg = loadConfig({}, UNIT_SCHEMAS);
   assert.equal(cfg.ADMIN_PORT, 9300);
   assert.equal(cfg.BYBIT_ENV, 'sim');
   assert.ok(Object.isFrozen(cfg));
   assert.throws(() => ((cfg as { ADMIN_PORT: number }).ADMIN_PORT = 1), TypeError);
   try {
-    loadConfig({ ADMIN_PORT: 'abc', BYBIT_ENV: 'moon', LOG_LEVEL: 'loud', SCHEMA_REGISTRY_URL: 'not a url' });
+    loadConfig({ ADMIN_PORT: 'abc', BYBIT_ENV: 'moon', LOG_LEVEL: 'loud', SCHEMA_REGISTRY_URL: 'not a url' }, UNIT_SCHEMAS);
     assert.fail('should throw');
   } catch (e) {
     assert.ok(e instanceof ConfigError);
@@ -24,7 +25,7 @@ test('config: defaults, frozen, every problem listed at once', () => {
   }
   // Unit settings are validated at start too, in the same list.
   try {
-    loadConfig({ ADMIN_PORT: 'abc', RISK_BALANCE_POLICY: 'pray', SIGNAL_BRIDGE_PREFETCH: '0' });
+    loadConfig({ ADMIN_PORT: 'abc', RISK_BALANCE_POLICY: 'pray', SIGNAL_BRIDGE_PREFETCH: '0' }, UNIT_SCHEMAS);
     assert.fail('should throw');
   } catch (e) {
     assert.ok(e instanceof ConfigError);
@@ -34,7 +35,7 @@ test('config: defaults, frozen, every problem listed at once', () => {
 
 test('config: the README table lists every setting', () => {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const names = settingsTable().map((r) => r.name);
+  const names = settingsTable(UNIT_SCHEMAS).map((r) => r.name);
   assert.ok(names.length > Object.keys(settings).length, 'unit settings are part of the table');
   const missing = names.filter((k) => !readme.includes(`| \`${k}\``));
   assert.deepEqual(missing, [], 'run `npx tsx stack/config-table.ts --write`');

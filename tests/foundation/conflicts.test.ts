@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, waitFor, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, ok, DLQ_HEADERS, recordFailure, isKafkaTransient, type Stage, type RunningStage } from '../../pipelines/runner.ts';
 import { conflictSink } from '../../pipelines/stage-conflicts.ts';
 import { createMetrics } from '../../runtime/metrics.ts';

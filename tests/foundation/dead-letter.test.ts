@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, ok, reject, DLQ_HEADERS, type Stage } from '../../pipelines/runner.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';

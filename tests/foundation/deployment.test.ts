@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { parse } from 'yaml';
 import { loadConfig, settingsTable } from '../../runtime/config.ts';
 import { migratedDatabase } from '../helpers.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const root = new URL('../../', import.meta.url);
 const read = (path: string): string => readFileSync(new URL(path, root), 'utf8');
@@ -102,7 +103,7 @@ function checkCompose(c: Compose): string[] {
 /** Every variable set for our services is a setting of runtime/config.ts and the result loads. */
 function checkServiceEnv(c: Compose, secretsExample: Record<string, string>): string[] {
   const p: string[] = [];
-  const known = new Set(settingsTable().map((r) => r.name));
+  const known = new Set(settingsTable(UNIT_SCHEMAS).map((r) => r.name));
   for (const name of OURS) {
     const svc = c.services[name];
     if (!svc) continue;
@@ -121,7 +122,7 @@ function checkServiceEnv(c: Compose, secretsExample: Record<string, string>): st
     if (full.SCHEMA_REGISTRY_URL && full.SCHEMA_REGISTRY_URL !== c.services.console?.environment?.KAFKA_SCHEMAREGISTRY_URLS) p.push(`${name}: not the registry the Console decodes with`);
     if (full.BYBIT_ENV === 'sim') p.push(`${name}: BYBIT_ENV=sim has no simulator in the compose deployment`);
     try {
-      loadConfig(full);
+      loadConfig(full, UNIT_SCHEMAS);
     } catch (e) {
       p.push(`${name}: configuration does not load: ${(e as Error).message}`);
     }

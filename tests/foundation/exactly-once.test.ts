@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { namespace, testKafka, createNamespace, waitFor, waitCaughtUp, consumeToEnd, testLogger } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { registryUrl } from '../helpers.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/copy-stage.ts', import.meta.url));

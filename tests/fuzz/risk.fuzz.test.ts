@@ -13,10 +13,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { Dec, decide, instKey, REASONS, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { decide, instKey, REASONS, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { Dec } from '../../runtime/decimal.ts';
 import { parseConfig } from '../../pipelines/size-risk.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
-import { riskInstruments } from '../../sim/instruments.ts';
+import { riskInstruments } from '../../stack/sim-instruments.ts';
 import type { Signal } from '../../schemas/types.ts';
 import { INJECTIONS, runs } from './arbitraries.ts';
 

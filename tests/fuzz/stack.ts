@@ -5,7 +5,7 @@ import { sql, type DatabasePool } from '../../runtime/db.ts';
 import { createMetrics, type Metrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import type { KafkaPort } from '../../runtime/kafka.ts';
-import { createTopicCodec, type TopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, type RunningStage, type Stage } from '../../pipelines/runner.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';

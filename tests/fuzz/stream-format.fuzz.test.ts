@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { parseStreamMessage, TickerBook, unwrap, unwrapBytes, type ParseContext, type ParsedRecord, type StreamRejectReason } from '../../connectors/bybit-stream-format.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
-import { Dec } from '../../pipelines/risk-rules.ts';
+import { Dec } from '../../runtime/decimal.ts';
 import { nasty, runs } from './arbitraries.ts';
 
 type Json = Record<string, unknown>;

@@ -16,8 +16,9 @@ import { WindowBuilder, type TrainingSample } from '../../model/windows.ts';
 import { loadTf } from '../../model/tf.ts';
 import * as reg from '../../model/registry.ts';
 import { simulateSession, testModelConfig, T0 } from './fixtures.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_model_${randomBytes(6).toString('hex')}`);
+const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_model_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 const logger = createLogger({ LOG_LEVEL: 'silent', BYBIT_API_SECRET: 'x', ADMIN_TOKEN: undefined });
 const cfg = testModelConfig({ MODEL_MIN_TRAIN_SAMPLES: '1000', MODEL_SWITCH_MIN_SAMPLES: '200', MODEL_LIVE_WINDOW: '50', WARMUP_DURATION_MS: '60000' });

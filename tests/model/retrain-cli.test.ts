@@ -15,7 +15,7 @@ import { createNamespace, namespace, registryUrl, testKafka } from '../helpers.t
 import { freePort } from '../../stack/chaos-infra.ts';
 import { readFileSync } from 'node:fs';
 import type avro from 'avsc';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createCodecs } from '../../schemas/codecs.ts';
 import { TOPICS } from '../../runtime/topics.ts';
 import type { Ticker } from '../../schemas/types.ts';
@@ -23,6 +23,7 @@ import { loadConfig } from '../../runtime/config.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import { simulateSession, testModelConfig } from './fixtures.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const MODEL_ENV = { MODEL_HORIZON_MS: '1000', MODEL_ALLOWED_LATENESS_MS: '500', MODEL_ORDER_EVENTS_MAX_WAIT_MS: '2000', MODEL_MIN_TRAIN_SAMPLES: '500', MODEL_MIN_EVAL_SAMPLES: '100' };
@@ -66,7 +67,7 @@ after(async () => (await session).cleanup());
 
 /** A fresh migrated database for one run of the CLI. */
 async function database(): Promise<{ url: string; pool: DatabasePool; drop: () => Promise<void> }> {
-  const url = withDatabase(loadConfig().DATABASE_URL, `test_retrain_${randomBytes(6).toString('hex')}`);
+  const url = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_retrain_${randomBytes(6).toString('hex')}`);
   await ensureDatabase(url);
   const pool = await createDb(url, { maximumPoolSize: 2 });
   await migrate(pool, { dir: defaultMigrationsDir });

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import amqplib from 'amqplib';
 import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
 import { SignalEmitter } from '../../model/signals.ts';
 import { parseSignalJson } from '../../pipelines/signal-format.ts';

@@ -9,7 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { namespace, testKafka, createNamespace, waitFor, consumeToEnd, registryUrl, testCfg } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import { startSimulator } from '../../sim/server.ts';

@@ -15,10 +15,11 @@ import { classify, RetriableError } from '../../runtime/errors.ts';
 import { PartitionLostError, type StageRecord } from '../../pipelines/runner.ts';
 import { coalesce, commutingRuns, createPlaceStage, parseConfig, submissionOf, type PlaceState } from '../../pipelines/place.ts';
 import { createBybitRest, parseConfig as parseRestConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
-import { BybitFatalError } from '../../connectors/bybit-errors.ts';
+import { BybitFatalError } from '../../pipelines/exchange-port.ts';
 import { startSimulator, type Simulator } from '../../sim/server.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import type { OrderIntent, OrderSubmission } from '../../schemas/types.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const PREFIX = 'unit.';
 const INTENTS = `${PREFIX}orders.intents`;
@@ -325,7 +326,7 @@ test('a superseded create that an earlier run did send is reported already_place
 // ---------------------------------------------------------------------------------------------
 // persist: submission facts in `orders`, idempotent
 
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_place_${randomBytes(6).toString('hex')}`);
+const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_place_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 before(async () => {
   await ensureDatabase(dbUrl);

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, waitFor, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, type RunningStage } from '../../pipelines/runner.ts';
 import { createSizeRiskStage, parseConfig } from '../../pipelines/size-risk.ts';
 import { conflictSink } from '../../pipelines/stage-conflicts.ts';

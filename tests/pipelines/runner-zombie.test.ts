@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitFor, registryUrl, testCfg } from '../helpers.ts';
 import { createLogger } from '../../runtime/logger.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, ok, type Stage } from '../../pipelines/runner.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';

@@ -15,10 +15,11 @@ import { createSizeRiskStage, parseConfig } from '../../pipelines/size-risk.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const NOW = Date.now();
 const PREFIX = 'dbt.';
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_size_risk_${randomBytes(6).toString('hex')}`);
+const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_size_risk_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 
 before(async () => {

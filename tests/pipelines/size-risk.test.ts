@@ -6,10 +6,11 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ManualClock } from '../../runtime/clock.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
-import { Dec, decide, forAsset, intentId, instKey, orderLinkId, ORDER_LINK_ID_RE, REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { decide, forAsset, intentId, instKey, orderLinkId, ORDER_LINK_ID_RE, REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { Dec } from '../../runtime/decimal.ts';
 import { createSizeRiskStage, parseConfig, stateFrom, type StoredOutput } from '../../pipelines/size-risk.ts';
 import { evaluate, InvalidStateTransition, permits, resume, setKillSwitch, transition, TRANSITIONS, type TradingStateRow } from '../../pipelines/trading-state.ts';
-import { riskInstruments } from '../../sim/instruments.ts';
+import { riskInstruments } from '../../stack/sim-instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
 
 const NOW = Date.parse('2025-11-25T21:35:10Z');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger, migratedDatabase } from '../helpers.ts';
-import { createTopicCodec } from '../../pipelines/codec.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, DLQ_HEADERS, type Stage } from '../../pipelines/runner.ts';
 import { conflictSink } from '../../pipelines/stage-conflicts.ts';
 import { createPlaceStage, parseConfig as placeConfig } from '../../pipelines/place.ts';

@@ -16,6 +16,7 @@ import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { assetMap, createValidateStage, firstOccurrences, parseConfig, rejectionEventId, pgSafe, type ValidateState, type KnownSignal } from '../../pipelines/validate.ts';
 import { parseIsoTimestamp, parseSignalJson } from '../../pipelines/signal-format.ts';
 import type { OrderEvent, Signal } from '../../schemas/types.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const NOW = Date.parse('2025-11-25T21:35:10Z');
 const PREFIX = 'unit.';
@@ -443,7 +444,7 @@ ALTER TABLE signals ADD COLUMN source_record text;
 COMMENT ON COLUMN signals.source_record IS 'Kafka record (topic/partition/offset of signals.raw) the validation stage recorded this outcome from. The same record read again after a crash before the Kafka commit is a replay (emitted again); another record with this signal_id is a duplicate.';
 `;
 
-const dbUrl = withDatabase(loadConfig().DATABASE_URL, `test_validate_${randomBytes(6).toString('hex')}`);
+const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_validate_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
 let migDir: string;
 

@@ -10,8 +10,9 @@ import { loadConfig } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { RetriableError } from '../../runtime/errors.ts';
 import { clientOptions, createBybitRest, parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
-const cfg = loadConfig();
+const cfg = loadConfig(process.env, UNIT_SCHEMAS);
 const log = createLogger(cfg, 'leak-probe');
 const rest = createBybitRest({ config: restConfig(cfg), logger: log });
 try {

@@ -15,11 +15,12 @@ import { startAdmin } from '../../runtime/admin.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createNamespace, migratedDatabase, namespace, testKafka, testLogger, waitFor } from '../helpers.ts';
 import { startSimulator } from '../../sim/server.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const root = new URL('../../', import.meta.url).pathname;
 
 test('admin: loopback by default, mutating routes need ADMIN_TOKEN', async () => {
-  const cfg = loadConfig({ ADMIN_PORT: '0' });
+  const cfg = loadConfig({ ADMIN_PORT: '0' }, UNIT_SCHEMAS);
   assert.equal(cfg.ADMIN_HOST, '127.0.0.1', 'default bind address is loopback');
   assert.equal(cfg.ADMIN_TOKEN, undefined, 'no token by default');
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: createMetrics().registry, logger: testLogger });
@@ -37,7 +38,7 @@ test('admin: loopback by default, mutating routes need ADMIN_TOKEN', async () =>
 test('admin: not reachable on the machine\'s other addresses', async (t) => {
   const external = Object.values(networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal);
   if (!external) return t.skip('no non-loopback IPv4 interface on this machine');
-  const cfg = loadConfig({ ADMIN_PORT: '0' });
+  const cfg = loadConfig({ ADMIN_PORT: '0' }, UNIT_SCHEMAS);
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: createMetrics().registry, logger: testLogger });
   try {
     assert.equal((await fetch(`http://127.0.0.1:${admin.port}/healthz`)).status, 200);

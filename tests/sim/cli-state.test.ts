@@ -13,9 +13,10 @@ import { createInterface } from 'node:readline';
 import { RestClientV5 } from 'bybit-api';
 import { loadConfig } from '../../runtime/config.ts';
 import { backupFileOf } from '../../sim/persistence.ts';
-import { ROOT } from '../../stack/paths.ts';
+import { ROOT } from '../../runtime/paths.ts';
 import { stackStatus } from '../../stack/stack.ts';
 import { KEY, SECRET } from './helpers.ts';
+import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 async function freePort(): Promise<number> {
   const srv = createServer();
@@ -56,7 +57,7 @@ test('npm run sim continues its paper account across restarts; --fresh-account o
   const dir = mkdtempSync(join(tmpdir(), 'sim-cli-'));
   const port = await freePort();
   const env: NodeJS.ProcessEnv = { ...process.env, STACK_DIR: dir, BYBIT_SIM_PORT: String(port), BYBIT_API_KEY: KEY, BYBIT_API_SECRET: SECRET, BYBIT_API_SECRET_FILE: '', LOG_LEVEL: 'info' };
-  const cfg = loadConfig(env);
+  const cfg = loadConfig(env, UNIT_SCHEMAS);
   const file = join(dir, 'sim', `state-${port}.json`);
   const simRow = async () => (await stackStatus(cfg)).find((r) => r.component === 'simulator')!;
   const rest = new RestClientV5({ key: KEY, secret: SECRET, baseUrl: `http://127.0.0.1:${port}` });

@@ -1,13 +1,13 @@
-// Binds the schema codecs to the runner's Codec port: the schema of a topic comes from the topic
+// Binds the schema codecs to the Codec port (runtime/codec.ts): the schema of a topic comes from the topic
 // catalogue (runtime/topics.ts), TopicNameStrategy subjects (`<topic>-value`) in the registry.
 //
 // Decoding is synchronous once a writer schema id has been seen (the avsc type, resolver and
 // plain-object converter are cached per schema id): `decode` then returns an already-settled
 // promise without an async frame, and `decodeSync` (replays, hot loops) returns the value itself,
 // or undefined when the record's schema id has not been fetched from the registry yet.
-import { createCodecs, type SchemaCodecs } from '../schemas/codecs.ts';
+import { createCodecs, type SchemaCodecs } from './codecs.ts';
 import { TOPICS } from '../runtime/topics.ts';
-import type { Codec } from './runner.ts';
+import type { Codec } from '../runtime/codec.ts';
 
 export interface TopicCodec extends Codec {
   codecs: SchemaCodecs;
