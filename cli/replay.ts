@@ -22,7 +22,8 @@ import { topicSpecs } from '../runtime/topics.ts';
 import { startSimulator } from '../sim/server.ts';
 import { SERVICES, SIM_BALANCES } from '../stack/services.ts';
 import { OPEN_STATUSES } from '../pipelines/risk-rules.ts';
-import { UUID_RE, parseIsoTimestamp } from '../pipelines/signal-format.ts';
+import { parseIsoTimestamp } from '../pipelines/signal-format.ts';
+import { UUID_RE } from '../pipelines/record-guards.ts';
 import { EXIT, UsageError } from './context.ts';
 import { RUNTIME_PARTS, UNIT_SCHEMAS } from '../stack/services.ts';
 

@@ -39,6 +39,7 @@ import { FatalError, RetriesExhaustedError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { retry } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
+import { isPositiveDecimal, isStorableTime, ORDER_LINK_ID_RE, unstorableText, UUID_RE } from './record-guards.ts';
 import type { OrderIntent, OrderSubmission, SubmissionOutcome } from '../schemas/types.ts';
 import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from './exchange-port.ts';
 import type { FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
@@ -183,22 +184,6 @@ export function invalidReason(i: OrderIntent): string | null {
   return null;
 }
 
-const ORDER_LINK_ID_RE = /^[A-Za-z0-9_-]{1,36}$/;
-/** A plain positive decimal PostgreSQL's numeric takes ("1e400" yes, "Infinity" or "1e99999" no). */
-const POSITIVE_DECIMAL_RE = /^(\d{1,40}(\.\d{0,40})?|\.\d{1,40})(e[+-]?\d{1,3})?$/i;
-const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
-const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-const MIN_TIME_MS = -210_866_760_000_000; // 4713 BC, timestamptz's lower end
-const MAX_TIME_MS = 8.64e15; // the Date range
-
-const positive = (v: string | null): boolean => v !== null && POSITIVE_DECIMAL_RE.test(v) && Number(v) > 0;
-const badText = (v: unknown): boolean => {
-  if (typeof v === 'string') return v.includes('\u0000') || LONE_SURROGATE_RE.test(v);
-  if (Array.isArray(v)) return v.some(badText);
-  if (v !== null && typeof v === 'object') return Object.entries(v).some(([k, x]) => badText(k) || badText(x));
-  return false;
-};
-
 /**
  * Why the orders row of a create could not be stored, or null when it can: the orders table's
  * checks (orderLinkId, qty > 0, price > 0, a limit order's price), NUL or a lone surrogate in any
@@ -209,12 +194,12 @@ const badText = (v: unknown): boolean => {
  */
 export function unstorableCreate(i: OrderIntent): string | null {
   if (!ORDER_LINK_ID_RE.test(i.order_link_id)) return `order_link_id ${JSON.stringify(i.order_link_id).slice(0, 60)} is not a Bybit orderLinkId`;
-  if (!positive(i.qty)) return `qty ${JSON.stringify(i.qty).slice(0, 60)} is not a positive decimal`;
-  if (i.price !== null && !positive(i.price)) return `price ${JSON.stringify(i.price).slice(0, 60)} is not a positive decimal`;
+  if (!isPositiveDecimal(i.qty)) return `qty ${JSON.stringify(i.qty).slice(0, 60)} is not a positive decimal`;
+  if (i.price !== null && !isPositiveDecimal(i.price)) return `price ${JSON.stringify(i.price).slice(0, 60)} is not a positive decimal`;
   if (i.order_type === 'Limit' && i.price === null) return 'limit order without a price';
   if (i.signal && !UUID_RE.test(i.signal.signal_id)) return `signal_id ${JSON.stringify(i.signal.signal_id).slice(0, 60)} is not a UUID`;
-  if (i.expires_at !== null && !(Number.isFinite(i.expires_at) && i.expires_at >= MIN_TIME_MS && i.expires_at <= MAX_TIME_MS)) return `expires_at ${i.expires_at} is not a storable time`;
-  if (badText(i)) return 'text with NUL or a lone surrogate';
+  if (i.expires_at !== null && !isStorableTime(i.expires_at)) return `expires_at ${i.expires_at} is not a storable time`;
+  if (unstorableText(i)) return 'text with NUL or a lone surrogate';
   return null;
 }
 

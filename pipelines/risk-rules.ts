@@ -240,8 +240,6 @@ export function orderLinkId(prefix: string, signalId: string): string {
   return `${prefix}-${BigInt(`0x${h}`).toString(36).padStart(25, '0')}`;
 }
 
-export const ORDER_LINK_ID_RE = /^[A-Za-z0-9_-]{1,36}$/;
-
 // ---------------------------------------------------------------------------------------------
 // Prices, exposure, reservations
 

@@ -9,9 +9,8 @@
 // refused rather than coerced, and JSON's 1e400 (parsed as Infinity) is refused as not finite.
 import { z } from 'zod';
 import type { MarketDataSnapshot, SignalType } from '../schemas/types.ts';
+import { UUID_RE } from './record-guards.ts';
 
-/** Canonical UUID text (any version/variant), case-insensitive; normalised to lower case. */
-export const UUID_RE = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 /** A Bybit symbol: upper-case letters and digits (BTCUSDT, 1000PEPEUSDT). */
 export const ASSET_RE = /^[A-Z0-9]{2,32}$/;
 /**

@@ -37,7 +37,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { Category, MarketUnit, OrderEvent, OrderIntent, OrderSide, OrderType, Signal, TimeInForce } from '../schemas/types.ts';
 import { rejectionEventId } from './validate.ts';
-import { UUID_RE } from './signal-format.ts';
+import { isStorableTime, unstorableText, UUID_RE } from './record-guards.ts';
 import { applyDecision, decide, instKey, OPEN_STATUSES, riskConfigSchema, type Balance, type Decision, type Instrument, type OpenOrder, type PositionSnap, type RiskConfig, type RiskState, type TickerSnap } from './risk-rules.ts';
 import { evaluate, type Evaluated, type TradingStateName } from './trading-state.ts';
 
@@ -71,27 +71,6 @@ export const outputSchemas = [
 /** Dead-letter reason of a schema-valid signal that cannot be decided and recorded. */
 export const INVALID_RECORD = 'invalid_record';
 
-const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
-/** Epoch ms that both Date and PostgreSQL's timestamptz hold (4713 BC .. 275760 AD). */
-const MIN_TIME_MS = -210_866_760_000_000;
-const MAX_TIME_MS = 8.64e15;
-
-function badText(v: unknown, path: string): string | null {
-  if (typeof v === 'string') return v.includes('\u0000') ? `${path} contains NUL` : LONE_SURROGATE_RE.test(v) ? `${path} contains a lone surrogate` : null;
-  if (Array.isArray(v)) {
-    for (const [i, x] of v.entries()) {
-      const b = badText(x, `${path}[${i}]`);
-      if (b) return b;
-    }
-  } else if (v !== null && typeof v === 'object') {
-    for (const [k, x] of Object.entries(v)) {
-      const b = badText(k, `${path} key`) ?? badText(x, path ? `${path}.${k}` : k);
-      if (b) return b;
-    }
-  }
-  return null;
-}
-
 /**
  * Why a signal that fits the Avro schema still cannot be decided and recorded, or null when it can.
  * signals.valid normally carries only what validation accepted, but any producer can write to it,
@@ -107,14 +86,14 @@ export function unstorableSignal(sig: Signal): string | null {
   // PostgreSQL gives uuids back in lower case: a replay of an upper-case id would not find its own
   // decisions and would be decided again. Validation always writes them in lower case.
   if (sig.signal_id !== sig.signal_id.toLowerCase()) return `signal_id ${sig.signal_id} is not in lower case`;
-  const text = badText(sig, '');
+  const text = unstorableText(sig);
   if (text) return text;
   if (sig.signal_type !== 'buy' && sig.signal_type !== 'sell') return `signal_type ${JSON.stringify(sig.signal_type).slice(0, 40)} is not buy or sell`;
   if (typeof sig.amount !== 'number' || !Number.isFinite(sig.amount) || !(sig.amount > 0)) return `amount ${sig.amount} is not a finite number > 0`;
   if (typeof sig.confidence !== 'number' || !(sig.confidence >= 0 && sig.confidence <= 1)) return `confidence ${sig.confidence} is not in [0, 1]`;
   for (const f of ['timestamp', 'received_at'] as const) {
     const t = sig[f];
-    if (typeof t !== 'number' || !Number.isFinite(t) || t < MIN_TIME_MS || t > MAX_TIME_MS) return `${f} ${t} is not a storable time`;
+    if (!isStorableTime(t)) return `${f} ${t} is not a storable time`;
   }
   return null;
 }

@@ -41,6 +41,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
+import { BOUNDED_DECIMAL_RE, MAX_TIME_MS, ORDER_LINK_ID_RE, unstorableText, UUID_RE } from './record-guards.ts';
 import {
   applyFact,
   EMPTY_CTX,
@@ -423,8 +424,6 @@ type Kind = 'submission' | 'order' | 'execution' | 'position' | 'wallet';
 // fail load or persist, which is not per record: the runner retried or stopped the whole partition.
 // Such a record is now refused in `process` (dead-lettered with reason invalid_record) and left out
 // of `load`'s queries.
-const TRACK_DECIMAL_RE = /^-?\d{1,40}(\.\d{1,40})?(e-?\d{1,2})?$/i;
-const LONE_SURROGATE_RE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 const DECIMAL_FIELDS: Record<Kind, readonly string[]> = {
   submission: ['qty', 'price'],
   order: ['price', 'qty', 'cumExecQty', 'cumExecValue', 'cumExecFee', 'avgPrice', 'leavesQty'],
@@ -440,7 +439,6 @@ const TIME_FIELDS: Record<Kind, readonly string[]> = {
   position: ['updatedTime', 'observedAt'],
   wallet: ['updatedTime', 'observedAt'],
 };
-const MAX_TIME_MS = 8.64e15; // the Date range
 /** Decimals the tables require (NOT NULL numeric): an empty string there is not a number. */
 const REQUIRED_DECIMALS: Record<Kind, readonly string[]> = {
   submission: [],
@@ -458,27 +456,11 @@ const NON_NEGATIVE: Record<Kind, readonly string[]> = {
   wallet: [],
 };
 
-function badText(v: unknown, path: string): string | null {
-  if (typeof v === 'string') return v.includes('\u0000') ? `${path} contains NUL` : LONE_SURROGATE_RE.test(v) ? `${path} contains a lone surrogate` : null;
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) {
-      const b = badText(v[i], `${path}[${i}]`);
-      if (b) return b;
-    }
-  } else if (v !== null && typeof v === 'object') {
-    for (const [k, x] of Object.entries(v)) {
-      const b = badText(x, path ? `${path}.${k}` : k);
-      if (b) return b;
-    }
-  }
-  return null;
-}
-
 function badDecimals(o: Record<string, unknown>, fields: readonly string[], path: string): string | null {
   for (const f of fields) {
     const v = o[f];
     if (v === null || v === undefined || v === '') continue;
-    if (typeof v !== 'string' || !TRACK_DECIMAL_RE.test(v)) return `${path}${f} ${JSON.stringify(v).slice(0, 60)} is not a bounded decimal`;
+    if (typeof v !== 'string' || !BOUNDED_DECIMAL_RE.test(v)) return `${path}${f} ${JSON.stringify(v).slice(0, 60)} is not a bounded decimal`;
   }
   return null;
 }
@@ -486,7 +468,7 @@ function badDecimals(o: Record<string, unknown>, fields: readonly string[], path
 /** Why a record of a kind cannot be tracked and stored, or null when it can. */
 export function unstorable(kind: Kind, value: unknown): string | null {
   const v = value as Record<string, unknown>;
-  const text = badText(v, '');
+  const text = unstorableText(v);
   if (text) return text;
   const d = badDecimals(v, DECIMAL_FIELDS[kind], '');
   if (d) return d;
@@ -504,10 +486,11 @@ export function unstorable(kind: Kind, value: unknown): string | null {
   if ('source' in v && !['ws', 'rest', 'reconciler'].includes(v.source as string)) return `source ${JSON.stringify(v.source).slice(0, 40)} is not ws, rest or reconciler`;
   // Bybit's own rule for orderLinkId (and the orders table's check): an external order must fit it too.
   const link = kind === 'submission' ? v.order_link_id : kind === 'order' || kind === 'execution' ? v.orderLinkId : '';
-  if (typeof link === 'string' && link !== '' && !/^[A-Za-z0-9_-]{1,36}$/.test(link)) return `order link id ${JSON.stringify(link).slice(0, 60)} is not a Bybit orderLinkId`;
+  if (typeof link === 'string' && link !== '' && !ORDER_LINK_ID_RE.test(link)) return `order link id ${JSON.stringify(link).slice(0, 60)} is not a Bybit orderLinkId`;
   for (const f of TIME_FIELDS[kind]) {
     const t = v[f];
     if (t === null || t === undefined) continue;
+    // A Date's range (the columns are bigint ms, and timestamptz through to_timestamp).
     if (typeof t !== 'number' || !Number.isSafeInteger(t) || Math.abs(t) > MAX_TIME_MS) return `${f} ${String(t)} is not a time`;
   }
   return null;
@@ -831,7 +814,6 @@ const insertedRow = z.object({ id: z.number(), order_link_id: z.string().nullabl
 const timeInForceOf = (o: TrackedOrder) => (o.timeInForce && ['GTC', 'IOC', 'FOK', 'PostOnly'].includes(o.timeInForce) ? o.timeInForce : null);
 const marketUnitOf = (o: TrackedOrder) => (o.marketUnit === 'baseCoin' || o.marketUnit === 'quoteCoin' ? o.marketUnit : null);
 const signalIdOf = (ctx: SignalCtx) => (ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? ctx.signal_id : null);
-const UUID_RE = /^[\da-f]{8}(?:-[\da-f]{4}){3}-[\da-f]{12}$/i;
 
 /** An order's state as stored in `orders` (jsonb_to_recordset rows of the update and the insert). */
 function stateColumns(o: TrackedOrder) {

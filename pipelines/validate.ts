@@ -43,6 +43,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { OrderEvent, Signal } from '../schemas/types.ts';
 import { ASSET_RE, hasControlChars, parseIsoTimestamp, parseSignalJson, signalIdOf, type NormalisedSignal } from './signal-format.ts';
+import { pgSafe } from './record-guards.ts';
 
 export const name = 'validate';
 
@@ -371,17 +372,6 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
 
 // ---------------------------------------------------------------------------------------------
 // persist helpers
-
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
-
-/** Strings PostgreSQL can store in jsonb/text: well-formed UTF-16, no NUL. */
-export function pgSafe(v: unknown): unknown {
-  if (typeof v === 'string') return v.replace(LONE_SURROGATE, '\uFFFD').split('\u0000').join('\uFFFD');
-  if (Array.isArray(v)) return v.map(pgSafe);
-  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [pgSafe(k) as string, pgSafe(x)]));
-  if (typeof v === 'number' && !Number.isFinite(v)) return null;
-  return v;
-}
 
 const signalRow = z.object({ signal_id: z.string() });
 

@@ -13,7 +13,8 @@ import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type Databas
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import { RetriableError } from '../../runtime/errors.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { assetMap, createValidateStage, firstOccurrences, parseConfig, rejectionEventId, pgSafe, type ValidateState, type KnownSignal } from '../../pipelines/validate.ts';
+import { assetMap, createValidateStage, firstOccurrences, parseConfig, rejectionEventId, type ValidateState, type KnownSignal } from '../../pipelines/validate.ts';
+import { pgSafe } from '../../pipelines/record-guards.ts';
 import { parseIsoTimestamp, parseSignalJson } from '../../pipelines/signal-format.ts';
 import type { OrderEvent, Signal } from '../../schemas/types.ts';
 import { UNIT_SCHEMAS } from '../../stack/services.ts';
