@@ -72,32 +72,47 @@ export interface BybitRest extends OrderPlacement {
   readonly limiter: RateLimiter;
 }
 
-export interface BybitRestDeps {
+/** A plain Bybit v5 answer, as bybit-api returns it with parseAPIRateLimits. */
+export interface BybitAnswer<T> {
+  retCode: number;
+  retMsg: string;
+  result: T;
+  /** Bybit's server time of the answer, epoch ms. */
+  time?: number;
+  rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
+}
+
+export interface BybitCallerDeps {
   config: BybitRestConfig;
   clock?: Clock;
   logger?: Logger;
+  /** Share one limiter per API key in a process; default: a new one at `fraction` of the limits. */
   limiter?: RateLimiter;
+  /** Share of Bybit's limits this caller's own limiter uses (default BYBIT_RATE_LIMIT_FRACTION). */
+  fraction?: number;
   /** Extra RestClientV5 options (e.g. a baseUrl for a simulator on another host). */
   clientOverrides?: RestClientOptions;
 }
 
-interface Answer<T> {
-  retCode: number;
-  retMsg: string;
-  result: T;
-  rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
+/**
+ * The one way this project calls Bybit's REST API (placement, the reconciler and kill switch's
+ * reader, exchange sync): each request waits for the client-side rate limiter, the answer's
+ * X-Bapi-Limit-* headers go back into it (a 10006 blocks the path until Bybit's reset), anything
+ * but retCode 0 becomes an error of the one hierarchy (connectors/bybit-errors.ts), and Bybit's
+ * clock is read from every answer. No retries: the caller decides.
+ */
+export interface BybitCaller {
+  readonly client: RestClientV5;
+  readonly limiter: RateLimiter;
+  /** How far Bybit's clock is ahead of ours (negative: behind), from its latest answer (0 before any). */
+  clockSkewMs(): number;
+  call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<Ack<T>>;
 }
 
-const CREATE = '/v5/order/create';
-const AMEND = '/v5/order/amend';
-const CANCEL = '/v5/order/cancel';
-const REALTIME = '/v5/order/realtime';
-const HISTORY = '/v5/order/history';
-
-export function createBybitRest(deps: BybitRestDeps): BybitRest {
+export function createBybitCaller(deps: BybitCallerDeps): BybitCaller {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
-  const limiter = deps.limiter ?? new RateLimiter({ fraction: cfg.BYBIT_RATE_LIMIT_FRACTION, multiplier: cfg.BYBIT_ENV === 'sim' ? cfg.BYBIT_RATE_LIMIT_MULTIPLIER : 1, clock });
+  const limiter = deps.limiter ?? new RateLimiter({ fraction: deps.fraction ?? cfg.BYBIT_RATE_LIMIT_FRACTION, multiplier: cfg.BYBIT_ENV === 'sim' ? cfg.BYBIT_RATE_LIMIT_MULTIPLIER : 1, clock });
   // maxRedirects 0: Bybit's API never redirects (and a redirected order request should fail, not be
   // followed); it also makes axios use node's http(s) directly instead of wrapping every request in
   // follow-redirects (2 % of the order manager's CPU in the bench profile).
@@ -105,11 +120,12 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
   // The API key is not a secret, but a short fingerprint is all a log line needs.
   const keyId = createHash('sha256').update(cfg.BYBIT_API_KEY).digest('hex').slice(0, 8);
   const log = deps.logger?.child({ connector: name, env: cfg.BYBIT_ENV, key: keyId });
+  let skewMs = 0;
 
-  async function call<T>(op: BybitOp, path: string, category: string, fn: () => Promise<Answer<T>>): Promise<Ack<T>> {
+  async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<Ack<T>> {
     const key = RateLimiter.key(path, category);
     const release = await limiter.acquire(key);
-    let ans: Answer<T>;
+    let ans: BybitAnswer<T>;
     try {
       ans = await fn();
     } catch (err) {
@@ -119,6 +135,7 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
     } finally {
       release();
     }
+    if (typeof ans.time === 'number' && Number.isFinite(ans.time)) skewMs = ans.time - clock.now();
     const info: RateLimitInfo | undefined = ans.rateLimitApi
       ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp }
       : undefined;
@@ -129,6 +146,19 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
     log?.debug({ path, category, retCode: ans.retCode, retMsg: ans.retMsg, code: mapped.code }, 'bybit refused request');
     throw mapped;
   }
+
+  return { client, limiter, clockSkewMs: () => skewMs, call };
+}
+
+const CREATE = '/v5/order/create';
+const AMEND = '/v5/order/amend';
+const CANCEL = '/v5/order/cancel';
+const REALTIME = '/v5/order/realtime';
+const HISTORY = '/v5/order/history';
+
+/** Placement's adapter: the order calls over the one REST core. */
+export function createBybitRest(deps: BybitCallerDeps): BybitRest {
+  const { client, limiter, call } = createBybitCaller(deps);
 
   const found = (o: AccountOrderV5, source: FoundOrder['source']): FoundOrder => ({
     orderId: o.orderId,
@@ -141,7 +171,7 @@ export function createBybitRest(deps: BybitRestDeps): BybitRest {
   });
 
   return {
-    env: cfg.BYBIT_ENV,
+    env: deps.config.BYBIT_ENV,
     limiter,
     createOrder: (p) =>
       call('create', CREATE, p.category, () =>

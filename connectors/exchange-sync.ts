@@ -6,13 +6,11 @@
 // websocket update.
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
-import { RestClientV5 } from 'bybit-api';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { RetriableError } from '../runtime/errors.ts';
 import { retry } from '../runtime/retry.ts';
-import { clientOptions, parseConfig as restConfig } from './bybit-rest.ts';
+import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from './bybit-rest.ts';
 
 export const name = 'exchange-sync';
 
@@ -31,23 +29,6 @@ export function parseConfig(env: Record<string, unknown> = process.env): Exchang
   return configSchema.parse(env);
 }
 
-interface BybitAnswer<T> {
-  retCode: number;
-  retMsg: string;
-  result: T;
-}
-
-async function call<T>(what: string, fn: () => Promise<BybitAnswer<T>>): Promise<T> {
-  let r: BybitAnswer<T>;
-  try {
-    r = await fn();
-  } catch (err) {
-    throw new RetriableError('bybit_unreachable', `${what}: ${(err as Error).message ?? String(err)}`, undefined, { cause: err });
-  }
-  if (r.retCode !== 0) throw new RetriableError(`bybit_${r.retCode}`, `${what}: ${r.retMsg}`);
-  return r.result;
-}
-
 const dec = (v: unknown): string | null => (v === undefined || v === null || v === '' ? null : String(v));
 const pos = (v: unknown): string | null => {
   const d = dec(v);
@@ -63,8 +44,12 @@ export interface ExchangeSync {
 }
 
 export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clock: Clock; config: ExchangeSyncConfig; env: Record<string, unknown>; assets: readonly string[] }): ExchangeSync {
-  const rest = new RestClientV5(clientOptions(restConfig(deps.env)));
+  // Through the one REST core: the rate limiter (its own share of the limits), errors mapped as
+  // everywhere (bad credentials are fatal, not retried forever), Bybit's clock.
+  const core = createBybitCaller({ config: restConfig(deps.env), clock: deps.clock, logger: deps.logger });
+  const rest = core.client;
   const log = deps.logger;
+  const call = async <T>(path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<T> => (await core.call('query', path, category, fn)).result;
   const wanted = (symbol: string) => deps.assets.length === 0 || deps.assets.includes(symbol);
   const tasks: ScheduledTask[] = [];
   let loaded = false;
@@ -72,7 +57,7 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
   const syncInstruments = async (): Promise<number> => {
     let n = 0;
     for (const category of deps.config.SYNC_CATEGORIES) {
-      const res = await call(`instruments-info ${category}`, () => rest.getInstrumentsInfo({ category }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
+      const res = await call('/v5/market/instruments-info', category, () => rest.getInstrumentsInfo({ category }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
       for (const i of res.list.filter((x) => wanted(String(x.symbol)))) {
         const lot = (i.lotSizeFilter ?? {}) as Record<string, unknown>;
         const price = (i.priceFilter ?? {}) as Record<string, unknown>;
@@ -98,7 +83,7 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
   const syncMarket = async () => {
     let tickers = 0;
     for (const category of deps.config.SYNC_CATEGORIES) {
-      const res = await call(`tickers ${category}`, () => rest.getTickers({ category } as never) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
+      const res = await call('/v5/market/tickers', category, () => rest.getTickers({ category } as never) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
       const ts = deps.clock.now();
       for (const t of res.list.filter((x) => wanted(String(x.symbol)))) {
         await deps.db.query(sql.typeAlias('void')`
@@ -112,7 +97,7 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
         tickers++;
       }
     }
-    const wallet = await call('wallet-balance', () => rest.getWalletBalance({ accountType: 'UNIFIED' }) as unknown as Promise<BybitAnswer<{ list: Array<{ coin: Array<Record<string, unknown>> }> }>>);
+    const wallet = await call('/v5/account/wallet-balance', undefined, () => rest.getWalletBalance({ accountType: 'UNIFIED' }) as unknown as Promise<BybitAnswer<{ list: Array<{ coin: Array<Record<string, unknown>> }> }>>);
     const now = deps.clock.now();
     let coins = 0;
     for (const c of wallet.list[0]?.coin ?? []) {
@@ -131,7 +116,7 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
     }
     let positions = 0;
     if (deps.config.SYNC_CATEGORIES.includes('linear')) {
-      const res = await call('position/list', () => rest.getPositionInfo({ category: 'linear', settleCoin: 'USDT' }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
+      const res = await call('/v5/position/list', 'linear', () => rest.getPositionInfo({ category: 'linear', settleCoin: 'USDT' }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
       for (const p of res.list) {
         const updated = Number(p.updatedTime ?? now) || now;
         await deps.db.query(sql.typeAlias('void')`

@@ -26,7 +26,8 @@ import { resume, setKillSwitch } from '../pipelines/trading-state.ts';
 import { moveTradingState, type TradingStateChange } from '../pipelines/trading-state-store.ts';
 import type { Category } from '../schemas/types.ts';
 import { RET } from './bybit-errors.ts';
-import { readerFor, unitEnv, type ExchangeReader, type Raw } from './reconciler.ts';
+import { readerFor, unitEnv } from './reconciler.ts';
+import { type ExchangeReader, type Raw } from './exchange-reader.ts';
 
 export const name = 'kill-switch';
 

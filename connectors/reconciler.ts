@@ -29,7 +29,6 @@
 // queries are spaced by RECONCILE_QUERY_INTERVAL_MS. Each run is recorded in reconcile_runs.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
-import { RestClientV5, type RestClientOptions } from 'bybit-api';
 import { z } from 'zod';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { sql, type DatabasePool } from '../runtime/db.ts';
@@ -41,11 +40,9 @@ import type { Runtime, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
 import { Dec } from '../runtime/decimal.ts';
 import type { ExchangeOrderUpdate, Execution, Position, WalletBalance, CoinBalance } from '../schemas/types.ts';
-import { clientOptions, parseConfig as restConfig, type BybitRestConfig } from './bybit-rest.ts';
+import { parseConfig as restConfig } from './bybit-rest.ts';
+import { createExchangeReader, type ExchangeReader, type Raw } from './exchange-reader.ts';
 import { type Category } from '../schemas/types.ts';
-import { fromRetCode, fromThrown, RET } from './bybit-errors.ts';
-import { type BybitOp } from '../pipelines/exchange-port.ts';
-import { RateLimiter } from './rate-limiter.ts';
 
 export const name = 'reconciler';
 
@@ -138,131 +135,6 @@ export function reconcileMetrics(registry: Registry): ReconcileMetrics {
     lastRun: once(registry, M.lastRun, () => new Gauge({ name: M.lastRun, help: 'Unix time of the end of the last reconciliation, by outcome', labelNames: ['outcome'], registers: r })),
     lastDiscrepancies: once(registry, M.lastDiscrepancies, () => new Gauge({ name: M.lastDiscrepancies, help: 'Discrepancies found by the last reconciliation, by kind', labelNames: ['kind'], registers: r })),
     duration: once(registry, M.duration, () => new Histogram({ name: M.duration, help: 'Duration of a reconciliation run', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: r })),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reading Bybit: list queries (paged), per-order queries, cancel-all. Each call through the rate
-// limiter, errors mapped by connectors/bybit-errors.ts (the same path as connectors/bybit-rest.ts).
-
-export type Raw = Record<string, unknown>;
-
-export interface ExchangeReader {
-  readonly limiter: RateLimiter;
-  /**
-   * How far Bybit's clock is ahead of ours (negative: behind), from the `time` of its latest answer
-   * (0 before any). Exchange times (updatedTime, execTime, list windows) are compared with
-   * Bybit's clock, not ours: a skew would otherwise hide every fact newer than our clock.
-   */
-  clockSkewMs(): number;
-  openOrders(category: Category, symbol?: string): Promise<Raw[]>;
-  orderHistory(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
-  /** The order by orderLinkId (or orderId): realtime first, then history; null when Bybit has none. */
-  queryOrder(category: Category, ref: { orderLinkId?: string; orderId?: string; symbol?: string }): Promise<Raw | null>;
-  executions(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
-  positions(): Promise<Raw[]>;
-  wallet(): Promise<Raw | null>;
-  cancelOrder(category: Category, symbol: string, ref: { orderId?: string; orderLinkId?: string }): Promise<void>;
-  cancelAll(category: Category, scope: { symbol?: string; settleCoin?: string }): Promise<Raw[]>;
-}
-
-interface Answer<T> {
-  retCode: number;
-  retMsg: string;
-  result: T;
-  /** Bybit's server time of the answer, epoch ms. */
-  time?: number;
-  rateLimitApi?: { remainingRequests: number; maxRequests: number; resetAtTimestamp: number };
-}
-
-type Paged = { list?: Raw[]; nextPageCursor?: string };
-
-export interface ReaderDeps {
-  config: BybitRestConfig;
-  /** Share one limiter per API key in a process; default: a new one at `fraction` of the limits. */
-  limiter?: RateLimiter;
-  fraction?: number;
-  clock?: Clock;
-  maxPages?: number;
-  clientOverrides?: RestClientOptions;
-}
-
-export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
-  const cfg = deps.config;
-  const clock = deps.clock ?? systemClock;
-  const limiter = deps.limiter ?? new RateLimiter({ fraction: deps.fraction ?? cfg.BYBIT_RATE_LIMIT_FRACTION, clock });
-  const client = new RestClientV5({ ...clientOptions(cfg), ...deps.clientOverrides }, { timeout: cfg.BYBIT_REST_TIMEOUT_MS });
-  const maxPages = deps.maxPages ?? 20;
-  let skewMs = 0;
-
-  async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<Answer<T>>): Promise<T> {
-    const key = RateLimiter.key(path, category);
-    const release = await limiter.acquire(key);
-    let ans: Answer<T>;
-    try {
-      ans = await fn();
-    } catch (err) {
-      throw fromThrown(err, op);
-    } finally {
-      release();
-    }
-    if (typeof ans.time === 'number' && Number.isFinite(ans.time)) skewMs = ans.time - clock.now();
-    const info = ans.rateLimitApi ? { limit: ans.rateLimitApi.maxRequests, remaining: ans.rateLimitApi.remainingRequests, resetAtMs: ans.rateLimitApi.resetAtTimestamp } : undefined;
-    limiter.observe(key, info);
-    if (ans.retCode === RET.OK) return ans.result;
-    if (ans.retCode === RET.RATE_LIMIT && info?.resetAtMs !== undefined) limiter.blockUntil(key, info.resetAtMs);
-    throw fromRetCode(ans.retCode, ans.retMsg, op, { resetAtMs: info?.resetAtMs, now: Date.now() });
-  }
-
-  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<Answer<Paged>>): Promise<Raw[]> {
-    const out: Raw[] = [];
-    let cursor: string | undefined;
-    for (let page = 0; page < maxPages; page++) {
-      const res = await call('query', path, category, () => fetch(cursor));
-      out.push(...(res.list ?? []));
-      cursor = res.nextPageCursor || undefined;
-      if (!cursor) break;
-    }
-    return out;
-  }
-
-  // bybit-api's typed answers are narrower than what we read (Raw): the casts stay here.
-  const c = client as unknown as Record<string, (p: Raw) => Promise<Answer<never>>>;
-  const q = (m: string, p: Raw) => c[m]!.call(client, p) as Promise<Answer<never>>;
-
-  return {
-    limiter,
-    clockSkewMs: () => skewMs,
-    openOrders: (category, symbol) =>
-      paged('/v5/order/realtime', category, (cursor) =>
-        q('getActiveOrders', { category, openOnly: 0, limit: 50, ...(symbol ? { symbol } : category === 'linear' ? { settleCoin: 'USDT' } : {}), ...(cursor ? { cursor } : {}) }),
-      ),
-    orderHistory: (category, startTime, endTime) =>
-      paged('/v5/order/history', category, (cursor) => q('getHistoricOrders', { category, startTime, endTime, limit: 50, ...(cursor ? { cursor } : {}) })),
-    async queryOrder(category, ref) {
-      const by = ref.orderLinkId ? { orderLinkId: ref.orderLinkId } : { orderId: ref.orderId };
-      const match = (o: Raw) => (ref.orderLinkId ? o.orderLinkId === ref.orderLinkId : o.orderId === ref.orderId);
-      const params = { category, ...by, ...(ref.symbol ? { symbol: ref.symbol } : {}) };
-      const rt = await call<Paged>('query', '/v5/order/realtime', category, () => q('getActiveOrders', params));
-      const a = rt.list?.find(match);
-      if (a) return a;
-      const hist = await call<Paged>('query', '/v5/order/history', category, () => q('getHistoricOrders', params));
-      return hist.list?.find(match) ?? null;
-    },
-    executions: (category, startTime, endTime) =>
-      paged('/v5/execution/list', category, (cursor) => q('getExecutionList', { category, startTime, endTime, limit: 100, ...(cursor ? { cursor } : {}) })),
-    positions: () => paged('/v5/position/list', 'linear', (cursor) => q('getPositionInfo', { category: 'linear', settleCoin: 'USDT', limit: 200, ...(cursor ? { cursor } : {}) })),
-    async wallet() {
-      const res = await call<{ list?: Raw[] }>('query', '/v5/account/wallet-balance', undefined, () => q('getWalletBalance', { accountType: 'UNIFIED' }));
-      return res.list?.[0] ?? null;
-    },
-    async cancelOrder(category, symbol, ref) {
-      await call('cancel', '/v5/order/cancel', category, () => q('cancelOrder', { category, symbol, ...(ref.orderId ? { orderId: ref.orderId } : { orderLinkId: ref.orderLinkId }) }));
-    },
-    async cancelAll(category, scope) {
-      const res = await call<{ list?: Raw[] }>('cancel', '/v5/order/cancel-all', category, () => q('cancelAllOrders', { category, ...scope }));
-      return res.list ?? [];
-    },
   };
 }
 

@@ -13,7 +13,7 @@ import { createMetrics } from '../../runtime/metrics.ts';
 import { createRuntime } from '../../runtime/service.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { parseConfig as restConfig } from '../../connectors/bybit-rest.ts';
-import { createExchangeReader } from '../../connectors/reconciler.ts';
+import { createExchangeReader } from '../../connectors/exchange-reader.ts';
 import { createKillSwitch, killSwitchUnit, parseConfig, formatKillSwitchReport, KILL_SWITCH_METRICS } from '../../connectors/kill-switch.ts';
 import { RUNTIME_PARTS } from '../../stack/services.ts';
 
