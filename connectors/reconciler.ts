@@ -24,9 +24,14 @@
 //
 // Facts newer than RECONCILE_GRACE_MS are not called discrepancies: the private stream is
 // expected to deliver them. "Newer" and the list windows are by Bybit's clock (the `time` of its
-// answers), so a skew between its clock and ours hides nothing. Queries go through the client-side rate limiter (own share of the
+// answers), so a skew between its clock and ours hides nothing. Queries go through the one REST
+// core (connectors/exchange-reader.ts over bybit-rest.ts: the client-side rate limiter, own share of the
 // budget, RECONCILE_RATE_LIMIT_FRACTION, fed by Bybit's X-Bapi-Limit headers), and per-order
 // queries are spaced by RECONCILE_QUERY_INTERVAL_MS. Each run is recorded in reconcile_runs.
+//
+// The parts: the reader (connectors/exchange-reader.ts), Bybit's items as the exchange topics'
+// records (connectors/exchange-records.ts), the pure comparison and report
+// (connectors/reconcile-compare.ts); here the run itself and its unit.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
@@ -38,11 +43,11 @@ import type { KafkaPort, ProducerPort, OutMessage } from '../runtime/kafka.ts';
 import type { Codec } from '../runtime/codec.ts';
 import type { Runtime, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
-import { Dec } from '../runtime/decimal.ts';
-import type { ExchangeOrderUpdate, Execution, Position, WalletBalance, CoinBalance } from '../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, Position } from '../schemas/types.ts';
 import { parseConfig as restConfig } from './bybit-rest.ts';
-import { createExchangeReader, type ExchangeReader, type Raw } from './exchange-reader.ts';
-import { type Category } from '../schemas/types.ts';
+import { createExchangeReader, type ExchangeReader } from './exchange-reader.ts';
+import { executionOf, orderUpdateOf, positionOf, rawText, walletOf } from './exchange-records.ts';
+import { compareOrder, decEq, DISCREPANCY_KINDS, emptyReport, EXCHANGE_OPEN_SET, EXCHANGE_OPEN_STATUSES, MAX_DETAILS, type Discrepancy, type DiscrepancyKind, type LocalOrder, type ReconcileReport, type ReconcileTrigger, totalCorrections, totalDiscrepancies } from './reconcile-compare.ts';
 
 export const name = 'reconciler';
 
@@ -136,256 +141,6 @@ export function reconcileMetrics(registry: Registry): ReconcileMetrics {
     lastDiscrepancies: once(registry, M.lastDiscrepancies, () => new Gauge({ name: M.lastDiscrepancies, help: 'Discrepancies found by the last reconciliation, by kind', labelNames: ['kind'], registers: r })),
     duration: once(registry, M.duration, () => new Histogram({ name: M.duration, help: 'Duration of a reconciliation run', buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers: r })),
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Bybit REST items → the exchange topics' records (pure)
-
-const s = (v: unknown): string => (v === undefined || v === null ? '' : String(v));
-const sn = (v: unknown): string | null => (v === undefined || v === null || v === '' ? null : String(v));
-const ms = (v: unknown, dflt: number): number => {
-  const n = Number(v);
-  return Number.isFinite(n) && n > 0 ? n : dflt;
-};
-
-export function orderUpdateOf(o: Raw, category: Category, observedAt: number): ExchangeOrderUpdate {
-  const created = ms(o.createdTime, observedAt);
-  return {
-    orderId: s(o.orderId),
-    orderLinkId: s(o.orderLinkId),
-    symbol: s(o.symbol),
-    category,
-    side: s(o.side),
-    orderType: s(o.orderType),
-    price: s(o.price),
-    qty: s(o.qty),
-    marketUnit: sn(o.marketUnit),
-    timeInForce: sn(o.timeInForce),
-    orderStatus: s(o.orderStatus),
-    cumExecQty: s(o.cumExecQty) || '0',
-    cumExecValue: s(o.cumExecValue) || '0',
-    cumExecFee: s(o.cumExecFee) || '0',
-    avgPrice: s(o.avgPrice),
-    leavesQty: s(o.leavesQty),
-    rejectReason: s(o.rejectReason) || 'EC_NoError',
-    cancelType: sn(o.cancelType),
-    reduceOnly: typeof o.reduceOnly === 'boolean' ? o.reduceOnly : null,
-    createdTime: created,
-    updatedTime: ms(o.updatedTime, created),
-    source: 'reconciler',
-    streamMessageId: null,
-    creationTime: null,
-    observedAt,
-  };
-}
-
-export function executionOf(e: Raw, category: Category, observedAt: number): Execution {
-  return {
-    execId: s(e.execId),
-    orderId: s(e.orderId),
-    orderLinkId: s(e.orderLinkId),
-    symbol: s(e.symbol),
-    category,
-    side: s(e.side),
-    orderType: sn(e.orderType),
-    execType: sn(e.execType),
-    execPrice: s(e.execPrice),
-    execQty: s(e.execQty),
-    execValue: sn(e.execValue),
-    execFee: s(e.execFee) || '0',
-    feeCurrency: sn(e.feeCurrency),
-    feeRate: sn(e.feeRate),
-    isMaker: e.isMaker === true || e.isMaker === 'true',
-    leavesQty: sn(e.leavesQty),
-    execTime: ms(e.execTime, observedAt),
-    source: 'reconciler',
-    observedAt,
-  };
-}
-
-export function positionOf(p: Raw, observedAt: number): Position {
-  return {
-    category: 'linear',
-    symbol: s(p.symbol),
-    side: s(p.side),
-    size: s(p.size) || '0',
-    positionIdx: Number(p.positionIdx ?? 0) || 0,
-    avgPrice: s(p.avgPrice) || '0',
-    positionValue: s(p.positionValue) || '0',
-    markPrice: sn(p.markPrice),
-    liqPrice: sn(p.liqPrice),
-    leverage: sn(p.leverage),
-    positionIM: sn(p.positionIM),
-    unrealisedPnl: s(p.unrealisedPnl) || '0',
-    cumRealisedPnl: s(p.cumRealisedPnl) || '0',
-    positionStatus: sn(p.positionStatus),
-    updatedTime: ms(p.updatedTime, observedAt),
-    source: 'reconciler',
-    observedAt,
-  };
-}
-
-export function walletOf(w: Raw, observedAt: number): WalletBalance {
-  const coins = Array.isArray(w.coin) ? (w.coin as Raw[]) : [];
-  return {
-    accountType: s(w.accountType) || 'UNIFIED',
-    totalEquity: sn(w.totalEquity),
-    totalWalletBalance: sn(w.totalWalletBalance),
-    totalAvailableBalance: sn(w.totalAvailableBalance),
-    totalMarginBalance: sn(w.totalMarginBalance),
-    coin: coins.map(
-      (c): CoinBalance => ({
-        coin: s(c.coin),
-        equity: s(c.equity) || '0',
-        walletBalance: s(c.walletBalance) || '0',
-        free: sn(c.free),
-        locked: s(c.locked) || '0',
-        availableToWithdraw: sn(c.availableToWithdraw),
-        usdValue: sn(c.usdValue),
-        unrealisedPnl: sn(c.unrealisedPnl),
-        cumRealisedPnl: sn(c.cumRealisedPnl),
-        totalOrderIM: sn(c.totalOrderIM),
-        totalPositionIM: sn(c.totalPositionIM),
-      }),
-    ),
-    updatedTime: observedAt,
-    source: 'reconciler',
-    observedAt,
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Comparison (pure)
-
-export const DISCREPANCY_KINDS = [
-  'missing_order', // at Bybit, not in PostgreSQL: emitted for adoption
-  'status_mismatch', // different status (the exchange is ahead)
-  'fill_mismatch', // different filled quantity
-  'terms_mismatch', // a limit order's quantity or price differs (an amend the stream did not deliver)
-  'stuck_in_flight', // local in-flight state beyond the threshold, resolved by query
-  'not_at_exchange', // a local order Bybit does not know (reported Rejected when it is a lost create)
-  'missing_execution', // a fill at Bybit with no executions row
-  'position_mismatch',
-  'balance_mismatch',
-] as const;
-export type DiscrepancyKind = (typeof DISCREPANCY_KINDS)[number];
-
-export const IN_FLIGHT = ['Intent', 'Submitted', 'PendingAmend', 'PendingCancel', 'Unknown'] as const;
-export const OPEN_STATUSES = ['New', 'PartiallyFilled', 'Untriggered', 'Triggered'] as const;
-const OPEN_SET: ReadonlySet<string> = new Set(OPEN_STATUSES);
-
-export interface LocalOrder {
-  id: number;
-  order_link_id: string | null;
-  order_id: string | null;
-  category: string;
-  symbol: string;
-  side: string;
-  order_type: string;
-  qty: string;
-  price: string | null;
-  market_unit: string | null;
-  status: string;
-  cum_exec_qty: string;
-  last_exchange_update_ms: number | null;
-  updated_at: number;
-  submitted_at: number | null;
-}
-
-const decEq = (a: string | null | undefined, b: string | null | undefined): boolean => {
-  const x = Dec.maybe(a === '' ? '0' : (a ?? '0'));
-  const y = Dec.maybe(b === '' ? '0' : (b ?? '0'));
-  return x !== null && y !== null && x.cmp(y) === 0;
-};
-
-/**
- * What is wrong with the local row given the exchange's order, or null when they agree (or the
- * local state is legitimately ahead: a pending amend/cancel, a newer update already applied).
- */
-export function compareOrder(local: LocalOrder | undefined, ex: ExchangeOrderUpdate): DiscrepancyKind | null {
-  if (!local) return 'missing_order';
-  if (local.last_exchange_update_ms !== null && ex.updatedTime < local.last_exchange_update_ms) return null;
-  const fillsDiffer = !decEq(local.cum_exec_qty, ex.cumExecQty);
-  // Market orders carry Bybit's protection price, and a quote-sized qty: only limit terms compare.
-  const termsDiffer = ex.orderType === 'Limit' && (!decEq(local.qty, ex.qty) || !decEq(local.price, ex.price));
-  if (local.status === ex.orderStatus) return fillsDiffer ? 'fill_mismatch' : termsDiffer ? 'terms_mismatch' : null;
-  // A pending amend/cancel of an order still open at the exchange is the request in flight (the
-  // stuck check covers the case where it never completes).
-  if ((local.status === 'PendingAmend' || local.status === 'PendingCancel') && OPEN_SET.has(ex.orderStatus) && !fillsDiffer) return null;
-  return 'status_mismatch';
-}
-
-export interface Discrepancy {
-  kind: DiscrepancyKind;
-  category: string;
-  symbol: string;
-  orderLinkId: string | null;
-  orderId: string | null;
-  local: string | null;
-  exchange: string | null;
-  corrected: boolean;
-}
-
-export type ReconcileTrigger = 'startup' | 'schedule' | 'admin' | 'cli' | 'manual';
-
-export interface ReconcileReport {
-  trigger: ReconcileTrigger;
-  startedAt: number;
-  finishedAt: number;
-  ok: boolean;
-  error: string | null;
-  checked: { openOrders: number; historyOrders: number; queried: number; localOrders: number; executions: number; positions: number; coins: number };
-  discrepancies: Record<DiscrepancyKind, number>;
-  corrections: { orders: number; executions: number; positions: number; wallet: number };
-  /** The first discrepancies (MAX_DETAILS). */
-  details: Discrepancy[];
-}
-
-const MAX_DETAILS = 50;
-
-function emptyReport(trigger: ReconcileTrigger, startedAt: number): ReconcileReport {
-  return {
-    trigger,
-    startedAt,
-    finishedAt: startedAt,
-    ok: false,
-    error: null,
-    checked: { openOrders: 0, historyOrders: 0, queried: 0, localOrders: 0, executions: 0, positions: 0, coins: 0 },
-    discrepancies: Object.fromEntries(DISCREPANCY_KINDS.map((k) => [k, 0])) as Record<DiscrepancyKind, number>,
-    corrections: { orders: 0, executions: 0, positions: 0, wallet: 0 },
-    details: [],
-  };
-}
-
-export const totalDiscrepancies = (r: ReconcileReport): number => Object.values(r.discrepancies).reduce((a, b) => a + b, 0);
-export const totalCorrections = (r: ReconcileReport): number => Object.values(r.corrections).reduce((a, b) => a + b, 0);
-
-/** The report as an aligned text table (the CLI prints it). */
-export function formatReport(r: ReconcileReport): string {
-  const lines: string[] = [];
-  const row = (a: string, b: string | number) => lines.push(`  ${a.padEnd(28)} ${String(b).padStart(8)}`);
-  lines.push(`reconciliation (${r.trigger}) ${new Date(r.startedAt).toISOString()}  ${r.finishedAt - r.startedAt} ms  ${r.ok ? 'OK' : `FAILED: ${r.error}`}`);
-  lines.push('checked');
-  row('open orders (realtime)', r.checked.openOrders);
-  row('orders in history', r.checked.historyOrders);
-  row('orders queried one by one', r.checked.queried);
-  row('local orders compared', r.checked.localOrders);
-  row('executions', r.checked.executions);
-  row('positions', r.checked.positions);
-  row('wallet coins', r.checked.coins);
-  lines.push('discrepancies');
-  for (const k of DISCREPANCY_KINDS) row(k, r.discrepancies[k]);
-  row('total', totalDiscrepancies(r));
-  lines.push('corrections emitted');
-  row('exchange.orders', r.corrections.orders);
-  row('exchange.executions', r.corrections.executions);
-  row('exchange.positions', r.corrections.positions);
-  row('exchange.wallet', r.corrections.wallet);
-  if (r.details.length) {
-    lines.push('details');
-    for (const d of r.details) lines.push(`  ${d.kind.padEnd(18)} ${d.category}/${d.symbol} link=${d.orderLinkId ?? '-'} id=${d.orderId ?? '-'} local=${d.local ?? '-'} exchange=${d.exchange ?? '-'}${d.corrected ? ' (corrected)' : ''}`);
-  }
-  return lines.join('\n');
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,8 +332,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
       // 2. Open orders and recent history against the local rows.
       for (const category of cfg.RECONCILE_CATEGORIES) {
-        const open = (await rest.openOrders(category)).filter((o) => wanted(s(o.symbol)));
-        const hist = (await rest.orderHistory(category, ...window())).filter((o) => wanted(s(o.symbol)));
+        const open = (await rest.openOrders(category)).filter((o) => wanted(rawText(o.symbol)));
+        const hist = (await rest.orderHistory(category, ...window())).filter((o) => wanted(rawText(o.symbol)));
         const observedAt = clock.now();
         r.checked.openOrders += open.length;
         r.checked.historyOrders += hist.length;
@@ -613,10 +368,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         }
 
         // Local open orders Bybit lists neither as open nor in the history: ask for each.
-        const openIds = new Set(exchange.filter((u) => OPEN_SET.has(u.orderStatus)).map((u) => u.orderId));
+        const openIds = new Set(exchange.filter((u) => EXCHANGE_OPEN_SET.has(u.orderStatus)).map((u) => u.orderId));
         const localOpen = await deps.db.any(sql.type(localRow)`
           SELECT ${LOCAL_COLUMNS} FROM orders
-          WHERE category = ${category} AND status = ANY(${sql.array([...OPEN_STATUSES], 'text')})
+          WHERE category = ${category} AND status = ANY(${sql.array([...EXCHANGE_OPEN_STATUSES], 'text')})
             AND updated_at <= ${sql.timestamp(new Date(graceEdge))}
           ORDER BY updated_at LIMIT ${cfg.RECONCILE_MAX_QUERIES}`);
         r.checked.localOrders += localOpen.filter((l) => !seen.has(l.id)).length;
@@ -634,10 +389,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // 3. Executions.
       const execOut: Array<{ key: string; value: Execution }> = [];
       for (const category of cfg.RECONCILE_CATEGORIES) {
-        const execs = (await rest.executions(category, ...window())).filter((e) => wanted(s(e.symbol)));
+        const execs = (await rest.executions(category, ...window())).filter((e) => wanted(rawText(e.symbol)));
         const observedAt = clock.now();
         r.checked.executions += execs.length;
-        const ids = execs.map((e) => s(e.execId)).filter(Boolean);
+        const ids = execs.map((e) => rawText(e.execId)).filter(Boolean);
         const known = new Set(
           ids.length ? (await deps.db.any(sql.type(z.object({ exec_id: z.string() }))`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array(ids, 'text')})`)).map((x) => x.exec_id) : [],
         );
@@ -656,7 +411,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 
       // 4. Positions and wallet.
       if (cfg.RECONCILE_CATEGORIES.includes('linear')) {
-        const positions = (await rest.positions()).filter((p) => wanted(s(p.symbol)));
+        const positions = (await rest.positions()).filter((p) => wanted(rawText(p.symbol)));
         const observedAt = clock.now();
         r.checked.positions = positions.length;
         const local = new Map(
