@@ -12,7 +12,8 @@ import { loadConfig } from '../../runtime/config.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase } from '../../runtime/db.ts';
 import { defaultMigrationsDir, migrate } from '../../runtime/migrate.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
+import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
+import { type TrackInput } from '../../pipelines/track-state.ts';
 import type { ExchangeOrderUpdate, Execution, OrderSubmission } from '../../schemas/types.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
 

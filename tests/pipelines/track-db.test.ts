@@ -9,7 +9,8 @@ import { ManualClock } from '../../runtime/clock.ts';
 import { sql, type DatabasePool } from '../../runtime/db.ts';
 import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { createTrackStage, parseConfig, type TrackInput } from '../../pipelines/track.ts';
+import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
+import { type TrackInput } from '../../pipelines/track-state.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
 
 const P = 'dbt.';

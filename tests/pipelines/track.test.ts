@@ -9,7 +9,8 @@ import { Registry } from 'prom-client';
 import { ManualClock } from '../../runtime/clock.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
 import { orderFromUpdate, type TrackedOrder } from '../../pipelines/order-state.ts';
-import { createTrackStage, emptyState, parseConfig, putOrder, TRACK_METRICS, type TrackInput, type TrackState } from '../../pipelines/track.ts';
+import { createTrackStage, parseConfig, TRACK_METRICS } from '../../pipelines/track.ts';
+import { emptyState, putOrder, type TrackInput, type TrackState } from '../../pipelines/track-state.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
 
 const P = 't.';
