@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runReplay, parseReplayArgs } from '../../cli/replay.ts';
+import { runReplay } from '../../cli/replay.ts';
+import { parseReplayArgs } from '../../cli/replay-args.ts';
 
 const dir = await mkdtemp(join(tmpdir(), 'replay-test-'));
 after(() => rm(dir, { recursive: true, force: true }));
