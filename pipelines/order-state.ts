@@ -93,7 +93,7 @@ export const ruleOf = (from: OrderStatus, to: OrderStatus): Rule => TRANSITIONS[
 // ---------------------------------------------------------------------------------------------
 // The tracked order
 
-export interface SignalCtx {
+export interface PartialSignalContext {
   signal_id: string | null;
   strategy_id: string | null;
   model_version: string | null;
@@ -104,7 +104,7 @@ export interface SignalCtx {
   signal_timestamp: number | null;
 }
 
-export const EMPTY_CTX: SignalCtx = Object.freeze({ signal_id: null, strategy_id: null, model_version: null, is_warmup: null, confidence: null, trace_id: null, snapshot_price: null, signal_timestamp: null });
+export const EMPTY_SIGNAL_CONTEXT: PartialSignalContext = Object.freeze({ signal_id: null, strategy_id: null, model_version: null, is_warmup: null, confidence: null, trace_id: null, snapshot_price: null, signal_timestamp: null });
 
 /** Cumulative fill figures (exact decimal strings). */
 export interface Fills {
@@ -152,7 +152,7 @@ export interface TrackedOrder {
   finalAt: number | null;
   rejectRetCode: number | null;
   rejectReason: string | null;
-  context: SignalCtx;
+  context: PartialSignalContext;
   /** Events emitted for this order so far (the next event's sequence is this + 1). */
   sequence: number;
   /** Ids of the events emitted for this order (a state change is never reported twice). */
@@ -362,7 +362,7 @@ function catchUpExecs(next: TrackedOrder, occurredAt: number, observedAt: number
 }
 
 /** A new order from an exchange fact: ours (not yet recorded) or adopted as external. */
-export function orderFromUpdate(u: ExchangeOrderUpdate, external: boolean, ctx: SignalCtx = EMPTY_CTX): TrackedOrder {
+export function orderFromUpdate(u: ExchangeOrderUpdate, external: boolean, ctx: PartialSignalContext = EMPTY_SIGNAL_CONTEXT): TrackedOrder {
   const price = d(u.price);
   return {
     rowId: null,
@@ -408,7 +408,7 @@ export function orderFromSubmission(s: OrderSubmission): TrackedOrder {
     ),
     context: sig
       ? { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: sig.snapshot_price, signal_timestamp: sig.signal_timestamp }
-      : EMPTY_CTX,
+      : EMPTY_SIGNAL_CONTEXT,
   };
 }
 

@@ -78,7 +78,7 @@ export const outputSchemas = [
 ] as const;
 
 /** Local reason codes (Bybit's refusals use the codes of connectors/bybit-errors.ts). */
-export const REASONS = {
+export const PLACEMENT_REASONS = {
   expired: 'expired',
   superseded: 'superseded',
   targetSuperseded: 'target_superseded',
@@ -159,13 +159,13 @@ export function coalesce(items: ReadonlyArray<{ source: string; intent: OrderInt
       continue;
     }
     const amendsThisCreate = intent.action === 'create' && n.action === 'amend' && n.order_link_id === intent.order_link_id;
-    if (!amendsThisCreate) out.set(source, { reason: REASONS.superseded, by: n.intent_id });
+    if (!amendsThisCreate) out.set(source, { reason: PLACEMENT_REASONS.superseded, by: n.intent_id });
   }
   const supersededCreates = new Map<string, string>();
   for (const { source, intent } of items) {
     if (intent.action === 'create' && out.has(source)) supersededCreates.set(intent.order_link_id, intent.intent_id);
     else if (intent.action === 'amend' && !out.has(source) && supersededCreates.has(intent.order_link_id)) {
-      out.set(source, { reason: REASONS.targetSuperseded, by: supersededCreates.get(intent.order_link_id)! });
+      out.set(source, { reason: PLACEMENT_REASONS.targetSuperseded, by: supersededCreates.get(intent.order_link_id)! });
     }
   }
   return out;
@@ -316,7 +316,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       orderId: f.orderId,
       retCode: duplicate ? 110072 : 0,
       retMsg: duplicate ? 'OrderLinkedID is duplicate' : `found by orderLinkId in order/${f.source} (${f.orderStatus})`,
-      reasonCode: duplicate ? null : REASONS.resolvedByQuery,
+      reasonCode: duplicate ? null : PLACEMENT_REASONS.resolvedByQuery,
       attempts: st.attempts,
       sentAt: st.sentAt,
       ackedAt: clock.now(),
@@ -374,7 +374,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
       } catch (e) {
         // Sent before (an answer lost, or a run that crashed before its commit): already in effect.
-        if (e instanceof AlreadyAppliedError) return { outcome: 'accepted', orderId: i.target_order_id, retCode: e.retCode, retMsg: e.retMsg, reasonCode: REASONS.alreadyApplied, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+        if (e instanceof AlreadyAppliedError) return { outcome: 'accepted', orderId: i.target_order_id, retCode: e.retCode, retMsg: e.retMsg, reasonCode: PLACEMENT_REASONS.alreadyApplied, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
         if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
         throw e;
       }
@@ -394,7 +394,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
           // Not open any more: cancelled already (an earlier attempt, or someone else), or filled.
           st.attempts += 1;
           const f = await rest.findOrder(refOf(i));
-          if (f && CANCELLED.has(f.orderStatus)) return { outcome: 'accepted', orderId: f.orderId, retCode: e.retCode, retMsg: e.retMsg, reasonCode: REASONS.alreadyCancelled, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+          if (f && CANCELLED.has(f.orderStatus)) return { outcome: 'accepted', orderId: f.orderId, retCode: e.retCode, retMsg: e.retMsg, reasonCode: PLACEMENT_REASONS.alreadyCancelled, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
           return rejectedBy(e, st, f?.orderId ?? i.target_order_id);
         }
         if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
@@ -447,12 +447,12 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       if (!o) {
         const sup = superseded.get(src);
         const { invalid, unrecordable } = refused.get(rec)!;
-        if (invalid) o = localReject(REASONS.invalidIntent, invalid);
+        if (invalid) o = localReject(PLACEMENT_REASONS.invalidIntent, invalid);
         // An order that could not be recorded in `orders` is not sent (risk would not see it); an
         // earlier run may have sent it, so ask first, like any create that is not sent.
-        else if (unrecordable) o = await notSent(i, owner, REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
+        else if (unrecordable) o = await notSent(i, owner, PLACEMENT_REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
         else if (sup) o = await notSent(i, owner, sup.reason, `superseded by intent ${sup.by}`);
-        else if (isExpired(i, now)) o = await notSent(i, owner, REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
+        else if (isExpired(i, now)) o = await notSent(i, owner, PLACEMENT_REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
         else o = i.action === 'create' ? await create(i, owner) : i.action === 'amend' ? await amend(i, owner) : await cancel(i, owner);
         remember(i, o);
         log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src }, 'intent placed');

@@ -184,7 +184,7 @@ export const instKey = (category: Category, symbol: string): string => `${catego
 // ---------------------------------------------------------------------------------------------
 // Decisions
 
-export const REASONS = {
+export const RISK_REASONS = {
   killSwitch: 'kill_switch',
   halted: 'trading_halted',
   reducingOnly: 'reducing_only',
@@ -202,7 +202,7 @@ export const REASONS = {
   belowMinNotional: 'below_min_notional',
   aboveMaxQty: 'above_max_qty',
 } as const;
-export type RejectCode = (typeof REASONS)[keyof typeof REASONS];
+export type RejectCode = (typeof RISK_REASONS)[keyof typeof RISK_REASONS];
 
 /** Reasons carried by intents (OrderIntent.reason). */
 export const INTENT_REASONS = {
@@ -279,13 +279,13 @@ export function priceView(sig: Signal, st: RiskState, category: Category, cfg: R
       divergenceBps = fresh.ref.sub(snapshot).abs().mul(10000).div(snapshot, 6).toNumber();
       const band = forAsset(cfg.RISK_PRICE_BAND_BPS, sig.asset);
       if (divergenceBps > band) {
-        return { ok: false, code: REASONS.priceDivergence, detail: `ticker price ${fresh.ref} and snapshot price ${snapshot} differ by ${divergenceBps.toFixed(1)} bps, band ${band} bps` };
+        return { ok: false, code: RISK_REASONS.priceDivergence, detail: `ticker price ${fresh.ref} and snapshot price ${snapshot} differ by ${divergenceBps.toFixed(1)} bps, band ${band} bps` };
       }
     }
     return { ok: true, view: { source: 'ticker', ref: fresh.ref, bid: fresh.bid, ask: fresh.ask, snapshot, divergenceBps } };
   }
   if (snapshot) return { ok: true, view: { source: 'snapshot', ref: snapshot, bid: null, ask: null, snapshot, divergenceBps: null } };
-  return { ok: false, code: REASONS.noPrice, detail: t ? `ticker of ${sig.asset} is older than ${cfg.RISK_TICKER_MAX_AGE_MS} ms and the signal has no snapshot price` : `no ticker for ${sig.asset} and no snapshot price` };
+  return { ok: false, code: RISK_REASONS.noPrice, detail: t ? `ticker of ${sig.asset} is older than ${cfg.RISK_TICKER_MAX_AGE_MS} ms and the signal has no snapshot price` : `no ticker for ${sig.asset} and no snapshot price` };
 }
 
 /** Any price of a symbol for valuing exposure (stale tickers accepted: better than nothing). */
@@ -466,17 +466,17 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   };
   const refuse = (code: RejectCode, detail: string): Decision => ({ kind: 'reject', signalId: sig.signal_id, outcome: 'rejected', code, detail, tradingState: trading, inputs });
 
-  if (st.trading.killSwitch) return refuse(REASONS.killSwitch, 'kill switch is on: trading is HALTED');
-  if (!permits(trading, 'reduce')) return refuse(REASONS.halted, `trading is ${trading}${st.trading.reason ? ` (${st.trading.reason})` : ''}: nothing but cancels`);
+  if (st.trading.killSwitch) return refuse(RISK_REASONS.killSwitch, 'kill switch is on: trading is HALTED');
+  if (!permits(trading, 'reduce')) return refuse(RISK_REASONS.halted, `trading is ${trading}${st.trading.reason ? ` (${st.trading.reason})` : ''}: nothing but cancels`);
 
   const minConf = forAsset(cfg.RISK_MIN_CONFIDENCE, asset);
-  if (!(sig.confidence >= minConf)) return refuse(REASONS.lowConfidence, `confidence ${sig.confidence} below minimum ${minConf}`);
+  if (!(sig.confidence >= minConf)) return refuse(RISK_REASONS.lowConfidence, `confidence ${sig.confidence} below minimum ${minConf}`);
 
   const category = forAsset(cfg.RISK_CATEGORY, asset);
   const inst = st.instruments.get(instKey(category, asset));
   inputs.instrument = inst ?? null;
-  if (!inst) return refuse(REASONS.instrumentUnavailable, `no ${category} instrument ${asset} (filters unknown)`);
-  if (!inst.tradable) return refuse(REASONS.instrumentUnavailable, `${category} instrument ${asset} is disabled or not Trading`);
+  if (!inst) return refuse(RISK_REASONS.instrumentUnavailable, `no ${category} instrument ${asset} (filters unknown)`);
+  if (!inst.tradable) return refuse(RISK_REASONS.instrumentUnavailable, `${category} instrument ${asset} is disabled or not Trading`);
 
   const pv = priceView(sig, st, category, cfg, now);
   if (!pv.ok) return refuse(pv.code, pv.detail);
@@ -490,7 +490,7 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   const reducing = category === 'spot' ? side === 'Sell' : reducesPosition;
   inputs.position = position ?? null;
   if (!permits(trading, reducing ? 'reduce' : 'increase')) {
-    return refuse(REASONS.reducingOnly, `trading is REDUCING: only risk-reducing orders (spot sells, reduce-only linear orders against a position); ${category} ${side} of ${asset} would increase risk`);
+    return refuse(RISK_REASONS.reducingOnly, `trading is REDUCING: only risk-reducing orders (spot sells, reduce-only linear orders against a position); ${category} ${side} of ${asset} would increase risk`);
   }
   const mustReduceOnly = trading === 'REDUCING' && category === 'linear';
 
@@ -505,8 +505,8 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
     const live = st.openOrders.filter((o) => o.pending?.action !== 'cancel' && o.status !== 'PendingCancel' && !cancels.includes(o));
     const liveAsset = live.filter((o) => o.symbol === asset);
     inputs.open_orders = { ...(inputs.open_orders as object), live: live.length, live_asset: liveAsset.length };
-    if (live.length + 1 > cfg.RISK_MAX_OPEN_ORDERS) return refuse(REASONS.maxOpenOrders, `${live.length} open orders, limit ${cfg.RISK_MAX_OPEN_ORDERS}`);
-    if (liveAsset.length + 1 > cfg.RISK_MAX_OPEN_ORDERS_PER_ASSET) return refuse(REASONS.maxOpenOrders, `${liveAsset.length} open orders on ${asset}, limit ${cfg.RISK_MAX_OPEN_ORDERS_PER_ASSET} per asset`);
+    if (live.length + 1 > cfg.RISK_MAX_OPEN_ORDERS) return refuse(RISK_REASONS.maxOpenOrders, `${live.length} open orders, limit ${cfg.RISK_MAX_OPEN_ORDERS}`);
+    if (liveAsset.length + 1 > cfg.RISK_MAX_OPEN_ORDERS_PER_ASSET) return refuse(RISK_REASONS.maxOpenOrders, `${liveAsset.length} open orders on ${asset}, limit ${cfg.RISK_MAX_OPEN_ORDERS_PER_ASSET} per asset`);
   }
 
   // --- the order's price
@@ -514,7 +514,7 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   if (orderType === 'Limit') {
     const offset = Dec.of(forAsset(cfg.RISK_LIMIT_OFFSET_BPS, asset)).div(10000, 8);
     limitPrice = side === 'Buy' ? (px.bid ?? px.ref).mul(Dec.ONE.sub(offset)).floorTo(inst.tickSize) : (px.ask ?? px.ref).mul(Dec.ONE.add(offset)).ceilTo(inst.tickSize);
-    if (!limitPrice.isPos()) return refuse(REASONS.noPrice, `limit price ${limitPrice} from ${px.ref} is not positive`);
+    if (!limitPrice.isPos()) return refuse(RISK_REASONS.noPrice, `limit price ${limitPrice} from ${px.ref} is not positive`);
   }
   // Market orders are sized at the price they would take (ask for buys, bid for sells).
   const sizePrice = limitPrice ?? (side === 'Buy' ? px.ask ?? px.ref : px.bid ?? px.ref);
@@ -524,9 +524,9 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   let notional = Dec.of(sig.amount);
   let shrunkBy: RejectCode | null = null;
   const caps: Array<{ code: RejectCode; limit: Dec; what: string }> = [
-    { code: REASONS.maxOrderNotional, limit: Dec.of(forAsset(cfg.RISK_MAX_ORDER_NOTIONAL, asset)), what: 'max order notional' },
+    { code: RISK_REASONS.maxOrderNotional, limit: Dec.of(forAsset(cfg.RISK_MAX_ORDER_NOTIONAL, asset)), what: 'max order notional' },
   ];
-  if (sig.is_warmup) caps.push({ code: REASONS.warmupCap, limit: Dec.of(forAsset(cfg.RISK_WARMUP_MAX_ORDER_NOTIONAL, asset)), what: 'warm-up order notional cap' });
+  if (sig.is_warmup) caps.push({ code: RISK_REASONS.warmupCap, limit: Dec.of(forAsset(cfg.RISK_WARMUP_MAX_ORDER_NOTIONAL, asset)), what: 'warm-up order notional cap' });
   const exp = exposure(st, new Map([[asset, px.ref]]));
   const cur = exp.byAsset.get(asset) ?? { long: Dec.ZERO, short: Dec.ZERO };
   // An amended order is replaced, not added to: take its remaining value out of the current exposure.
@@ -537,8 +537,8 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   // Linear orders that only reduce a position need no exposure headroom; a flip counts in full.
   const flips = category === 'linear' && reducing && !mustReduceOnly && Dec.of(sig.amount).div(sizePrice, 12).gt(posSize);
   if (!reducing || flips) {
-    caps.push({ code: REASONS.maxPositionExposure, limit: Dec.of(forAsset(cfg.RISK_MAX_POSITION_NOTIONAL, asset)).sub(curDir), what: `${asset} exposure headroom` });
-    caps.push({ code: REASONS.maxTotalExposure, limit: Dec.of(cfg.RISK_MAX_TOTAL_EXPOSURE).sub(others).sub(curDir), what: 'total exposure headroom' });
+    caps.push({ code: RISK_REASONS.maxPositionExposure, limit: Dec.of(forAsset(cfg.RISK_MAX_POSITION_NOTIONAL, asset)).sub(curDir), what: `${asset} exposure headroom` });
+    caps.push({ code: RISK_REASONS.maxTotalExposure, limit: Dec.of(cfg.RISK_MAX_TOTAL_EXPOSURE).sub(others).sub(curDir), what: 'total exposure headroom' });
   }
   for (const cap of caps) {
     if (notional.lte(cap.limit)) continue;
@@ -561,9 +561,9 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
     const need = notional.mul(Dec.ONE.add(fee));
     balanceNote = { coin: inst.quoteCoin, available: st.balances.get(inst.quoteCoin)?.available ?? '0', reserved: res.byCoin.get(inst.quoteCoin) ?? Dec.ZERO, amend_credit: credit, need };
     if (need.gt(free)) {
-      if (cfg.RISK_BALANCE_POLICY === 'reject' || !free.isPos()) return refuse(REASONS.insufficientBalance, `spot buy needs ${need} ${inst.quoteCoin} (incl. fee headroom), ${Dec.max(free, Dec.ZERO)} free`);
+      if (cfg.RISK_BALANCE_POLICY === 'reject' || !free.isPos()) return refuse(RISK_REASONS.insufficientBalance, `spot buy needs ${need} ${inst.quoteCoin} (incl. fee headroom), ${Dec.max(free, Dec.ZERO)} free`);
       notional = free.div(Dec.ONE.add(fee), 8);
-      shrunkBy = REASONS.insufficientBalance;
+      shrunkBy = RISK_REASONS.insufficientBalance;
     }
   } else if (category === 'spot') {
     const credit = amendTarget ? remainingBase(amendTarget, px.ref) : Dec.ZERO;
@@ -580,9 +580,9 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
     const need = notional.mul(perUnit);
     balanceNote = { coin: inst.quoteCoin, available: st.balances.get(inst.quoteCoin)?.available ?? '0', reserved: res.byCoin.get(inst.quoteCoin) ?? Dec.ZERO, amend_credit: credit, leverage: lev, margin_needed: need };
     if (need.gt(free)) {
-      if (cfg.RISK_BALANCE_POLICY === 'reject' || !free.isPos()) return refuse(REASONS.insufficientBalance, `linear order needs margin ${need} ${inst.quoteCoin} (notional ${notional} / leverage ${lev} + fee headroom), ${Dec.max(free, Dec.ZERO)} free`);
+      if (cfg.RISK_BALANCE_POLICY === 'reject' || !free.isPos()) return refuse(RISK_REASONS.insufficientBalance, `linear order needs margin ${need} ${inst.quoteCoin} (notional ${notional} / leverage ${lev} + fee headroom), ${Dec.max(free, Dec.ZERO)} free`);
       notional = free.div(perUnit, 8);
-      shrunkBy = REASONS.insufficientBalance;
+      shrunkBy = RISK_REASONS.insufficientBalance;
     }
   }
   inputs.balance = balanceNote;
@@ -591,7 +591,7 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   const quoteSized = category === 'spot' && orderType === 'Market' && side === 'Buy';
   const step = Dec.of(inst.qtyStep ?? inst.basePrecision ?? inst.minOrderQty);
   const rejectOrShrinkTo = (code: RejectCode, detail: string): Decision | null => {
-    if (code === REASONS.insufficientBalance ? cfg.RISK_BALANCE_POLICY === 'reject' : cfg.RISK_LIMIT_POLICY === 'reject') return refuse(code, detail);
+    if (code === RISK_REASONS.insufficientBalance ? cfg.RISK_BALANCE_POLICY === 'reject' : cfg.RISK_LIMIT_POLICY === 'reject') return refuse(code, detail);
     shrunkBy = code;
     return null;
   };
@@ -603,7 +603,7 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   } else {
     qty = notional.div(sizePrice, 18).floorTo(step);
     if (baseCap && qty.gt(baseCap)) {
-      const code = category === 'spot' ? REASONS.insufficientBalance : REASONS.reducingOnly;
+      const code = category === 'spot' ? RISK_REASONS.insufficientBalance : RISK_REASONS.reducingOnly;
       const r = rejectOrShrinkTo(code, category === 'spot' ? `spot sell of ${qty} ${inst.baseCoin} exceeds free holdings ${baseCap}` : `REDUCING: order ${qty} exceeds position ${baseCap}`);
       if (r) return r;
       qty = baseCap.floorTo(step);
@@ -612,7 +612,7 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   }
   const maxQty = Dec.maybe(orderType === 'Market' ? inst.maxMarketOrderQty ?? inst.maxOrderQty : inst.maxOrderQty);
   if (maxQty && baseQty.gt(maxQty)) {
-    const r = rejectOrShrinkTo(REASONS.aboveMaxQty, `qty ${baseQty} above the instrument's max ${orderType === 'Market' ? 'market ' : ''}order qty ${maxQty}`);
+    const r = rejectOrShrinkTo(RISK_REASONS.aboveMaxQty, `qty ${baseQty} above the instrument's max ${orderType === 'Market' ? 'market ' : ''}order qty ${maxQty}`);
     if (r) return r;
     if (quoteSized) {
       qty = maxQty.mul(sizePrice).floorTo(inst.quotePrecision ?? '0.01');
@@ -621,17 +621,17 @@ export function decide(sig: Signal, st: RiskState, cfg: RiskConfig, now: number)
   }
   const value = quoteSized ? qty : qty.mul(sizePrice);
   const maxAmt = category === 'spot' ? Dec.maybe(inst.maxOrderAmt) : null;
-  if (maxAmt && value.gt(maxAmt)) return refuse(REASONS.aboveMaxQty, `order value ${value} above the instrument's max order amount ${maxAmt}`);
+  if (maxAmt && value.gt(maxAmt)) return refuse(RISK_REASONS.aboveMaxQty, `order value ${value} above the instrument's max order amount ${maxAmt}`);
   const minQty = dec(inst.minOrderQty);
   const minValue = Dec.maybe(category === 'spot' ? inst.minOrderAmt : inst.minNotionalValue);
   const shrinkNote = shrunkBy ? ` after shrinking for ${shrunkBy}` : '';
-  if (!qty.isPos() || baseQty.lt(minQty)) return refuse(shrunkBy ?? REASONS.belowMinQty, `qty ${baseQty}${shrinkNote} below the instrument's min order qty ${minQty} (step ${quoteSized ? inst.quotePrecision : step})`);
-  if (minValue && value.lt(minValue)) return refuse(shrunkBy ?? REASONS.belowMinNotional, `order value ${value}${shrinkNote} below the instrument's minimum ${minValue} ${inst.quoteCoin}`);
+  if (!qty.isPos() || baseQty.lt(minQty)) return refuse(shrunkBy ?? RISK_REASONS.belowMinQty, `qty ${baseQty}${shrinkNote} below the instrument's min order qty ${minQty} (step ${quoteSized ? inst.quotePrecision : step})`);
+  if (minValue && value.lt(minValue)) return refuse(shrunkBy ?? RISK_REASONS.belowMinNotional, `order value ${value}${shrinkNote} below the instrument's minimum ${minValue} ${inst.quoteCoin}`);
 
   // --- intents: cancels first, then the create or amend
   const ctx = signalContext(sig);
   const expiresAt = orderType === 'Limit' && cfg.RISK_LIMIT_TTL_MS > 0 ? now + cfg.RISK_LIMIT_TTL_MS : null;
-  const mainReason = shrunkBy === REASONS.insufficientBalance ? INTENT_REASONS.shrunkToBalance : shrunkBy ? INTENT_REASONS.shrunkToLimit : amendTarget ? INTENT_REASONS.sameSideAmend : INTENT_REASONS.newSignal;
+  const mainReason = shrunkBy === RISK_REASONS.insufficientBalance ? INTENT_REASONS.shrunkToBalance : shrunkBy ? INTENT_REASONS.shrunkToLimit : amendTarget ? INTENT_REASONS.sameSideAmend : INTENT_REASONS.newSignal;
   const reduceOnly = category === 'linear' && reducing && baseQty.lte(posSize);
   const intents: OrderIntent[] = cancels.map((o, i) => ({
     intent_id: intentId(sig.signal_id, i, 'cancel'),

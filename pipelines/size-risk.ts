@@ -46,7 +46,7 @@ export const name = 'size-risk';
 /** Advisory lock key of risk decisions in the database ('sizerisk' as 8 bytes, so nothing else picks it by chance). */
 export const RISK_DECISION_LOCK = '8316312763046130539';
 
-export { REASONS, INTENT_REASONS } from './risk-rules.ts';
+export { RISK_REASONS, INTENT_REASONS } from './risk-rules.ts';
 
 /** The stage's settings (see docs/risk.md; to be merged into runtime/config.ts). */
 export const configSchema = riskConfigSchema;

@@ -2,7 +2,7 @@
 // events, execution sums, replayed records) and how an order row becomes a TrackedOrder again.
 import { z } from 'zod';
 import type { ExecSums } from './track-state.ts';
-import { isOrderStatus, ZERO_FILLS, type Fills, type OrderStatus, type SignalCtx, type TrackedOrder } from './order-state.ts';
+import { isOrderStatus, ZERO_FILLS, type Fills, type OrderStatus, type PartialSignalContext, type TrackedOrder } from './order-state.ts';
 
 export const ctxSchema = z
   .object({
@@ -63,7 +63,7 @@ export const execIdRow = z.object({ exec_id: z.string() });
 
 const num = (v: string | null): number | null => (v === null ? null : Number(v));
 
-export function contextOf(r: OrderRow): SignalCtx {
+export function contextOf(r: OrderRow): PartialSignalContext {
   const parsed = ctxSchema.safeParse(r.context ?? {});
   const c = parsed.success ? parsed.data : {};
   return {

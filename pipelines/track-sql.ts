@@ -13,7 +13,7 @@ import type { Execution, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { UUID_RE } from './record-guards.ts';
 import type { EmittedEvent, InvalidRecord, TrackState } from './track-state.ts';
-import { orderKey, type SignalCtx, type TrackedOrder } from './order-state.ts';
+import { orderKey, type PartialSignalContext, type TrackedOrder } from './order-state.ts';
 
 /** Epoch ms → timestamptz exactly as `sql.timestamp(new Date(ms))` (to_timestamp(ms / 1000)). */
 const TS = (col: ReturnType<typeof sql.identifier>) => sql.fragment`to_timestamp(${col}::float8 / 1000)`;
@@ -59,7 +59,7 @@ const insertedRow = z.object({ id: z.number(), order_link_id: z.string().nullabl
 
 const timeInForceOf = (o: TrackedOrder) => (o.timeInForce && ['GTC', 'IOC', 'FOK', 'PostOnly'].includes(o.timeInForce) ? o.timeInForce : null);
 const marketUnitOf = (o: TrackedOrder) => (o.marketUnit === 'baseCoin' || o.marketUnit === 'quoteCoin' ? o.marketUnit : null);
-const signalIdOf = (ctx: SignalCtx) => (ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? ctx.signal_id : null);
+const storableSignalId = (ctx: PartialSignalContext) => (ctx.signal_id && /^[0-9a-f-]{36}$/i.test(ctx.signal_id) ? ctx.signal_id : null);
 
 /** An order's state as stored in `orders` (jsonb_to_recordset rows of the update and the insert). */
 function stateColumns(o: TrackedOrder) {
@@ -147,7 +147,7 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
 
   if (fresh.length > 0) {
     const rows = fresh.map(({ o }, i) => {
-      const signalId = signalIdOf(o.context);
+      const signalId = storableSignalId(o.context);
       if (signalId !== null && !UUID_RE.test(signalId)) throw new InvalidInputError('UUID parameter value must be a valid UUID.'); // what sql.uuid did
       return {
         i,

@@ -47,7 +47,7 @@ import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, ty
 import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
 import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions } from './track-sql.ts';
-import { applyFact, EMPTY_CTX, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
+import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 
 export const name = 'track';
 
@@ -451,4 +451,4 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
 }
 
 /** Re-exported for tests and docs. */
-export { EMPTY_CTX };
+export { EMPTY_SIGNAL_CONTEXT };

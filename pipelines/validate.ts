@@ -54,7 +54,7 @@ export const RAW_HEADERS = {
   bodySize: 'amqp.body_size',
 } as const;
 
-export const REASONS = {
+export const VALIDATION_REASONS = {
   oversize: 'oversize',
   malformedJson: 'malformed_json',
   duplicate: 'duplicate_signal',
@@ -69,7 +69,7 @@ export const REASONS = {
   stale: 'stale_signal',
   future: 'future_signal',
 } as const;
-export type ReasonCode = (typeof REASONS)[keyof typeof REASONS];
+export type ReasonCode = (typeof VALIDATION_REASONS)[keyof typeof VALIDATION_REASONS];
 
 const int = z.coerce.number().int();
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
@@ -191,7 +191,7 @@ const sideOf = (json: Record<string, unknown>): 'buy' | 'sell' | null => {
 };
 
 /** The signal's context as far as each field is individually valid (for refusals). */
-interface Context {
+interface RefusalContext {
   signal_id: string;
   asset: string | null;
   side: 'buy' | 'sell' | null;
@@ -202,7 +202,7 @@ interface Context {
   trace_id: string | null;
 }
 
-function contextOf(signalId: string, json: Record<string, unknown>, headerTrace: string | null): Context {
+function contextOf(signalId: string, json: Record<string, unknown>, headerTrace: string | null): RefusalContext {
   return {
     signal_id: signalId,
     asset: typeof json.asset === 'string' && ASSET_RE.test(json.asset) ? json.asset : null,
@@ -215,7 +215,7 @@ function contextOf(signalId: string, json: Record<string, unknown>, headerTrace:
   };
 }
 
-function rejectionEvent(ctx: Context, code: string, detail: string, now: number): OrderEvent {
+function rejectionEvent(ctx: RefusalContext, code: string, detail: string, now: number): OrderEvent {
   return {
     event_id: rejectionEventId(ctx.signal_id, code),
     event_type: 'signal_rejected',
@@ -281,7 +281,7 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
     events: topicName('orders.events', cfg.TOPIC_PREFIX),
   };
 
-  const refuse = (code: ReasonCode, detail: string, ctx: Context | null, now: number): StageResult => {
+  const refuse = (code: ReasonCode, detail: string, ctx: RefusalContext | null, now: number): StageResult => {
     const outputs: Output[] = ctx ? [{ topic: topics.events, key: ctx.asset, value: rejectionEvent(ctx, code, detail, now), headers: { signal_id: ctx.signal_id, reason_code: code } }] : [];
     return reject(code, detail, outputs, ctx?.signal_id ?? null);
   };
@@ -291,13 +291,13 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
   // signals.duplicate_count, but gets no signal_rejected event: that event would tell consumers a
   // signal that became an order was rejected, or give a refused one a second refusal under another
   // event_id (the chaos run found the latter).
-  const repeated = (id: string, detail: string): StageResult => reject(REASONS.duplicate, detail, [], id);
+  const repeated = (id: string, detail: string): StageResult => reject(VALIDATION_REASONS.duplicate, detail, [], id);
 
   const processRecord = (rec: StageRecord<Buffer>, { state, clock: stageClock }: { state: ValidateState; clock: Clock }): StageResult => {
     const now = stageClock.now();
     const p = inspect(rec, cfg.SIGNAL_MAX_BYTES);
-    if (p.kind === 'oversize') return refuse(REASONS.oversize, `message is ${p.size} bytes, limit ${cfg.SIGNAL_MAX_BYTES}`, null, now);
-    if (p.kind === 'malformed') return refuse(REASONS.malformedJson, p.detail, null, now);
+    if (p.kind === 'oversize') return refuse(VALIDATION_REASONS.oversize, `message is ${p.size} bytes, limit ${cfg.SIGNAL_MAX_BYTES}`, null, now);
+    if (p.kind === 'malformed') return refuse(VALIDATION_REASONS.malformedJson, p.detail, null, now);
     const headerTrace = str(rec.headers[RAW_HEADERS.traceId]);
     const id = p.signalId;
     const ctx = id ? contextOf(id, p.json, headerTrace) : null;
@@ -315,15 +315,15 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
     const parsed = parseSignalJson(p.json);
     if (!parsed.ok) return refuse(parsed.code, parsed.detail, ctx, now);
     const s: NormalisedSignal = parsed.signal;
-    const fullCtx: Context = { ...ctx!, trace_id: s.trace_id ?? headerTrace };
+    const fullCtx: RefusalContext = { ...ctx!, trace_id: s.trace_id ?? headerTrace };
 
     const enabled = state.assets.get(s.asset);
-    if (enabled === undefined) return refuse(REASONS.unknownAsset, `asset ${s.asset} is not a known instrument`, fullCtx, now);
-    if (!enabled) return refuse(REASONS.assetDisabled, `asset ${s.asset} is disabled for trading`, fullCtx, now);
+    if (enabled === undefined) return refuse(VALIDATION_REASONS.unknownAsset, `asset ${s.asset} is not a known instrument`, fullCtx, now);
+    if (!enabled) return refuse(VALIDATION_REASONS.assetDisabled, `asset ${s.asset} is disabled for trading`, fullCtx, now);
 
     const age = now - s.timestamp;
-    if (age > cfg.SIGNAL_MAX_AGE_MS) return refuse(REASONS.stale, `signal is ${age} ms old, limit ${cfg.SIGNAL_MAX_AGE_MS} ms`, fullCtx, now);
-    if (-age > cfg.SIGNAL_MAX_SKEW_MS) return refuse(REASONS.future, `signal is dated ${-age} ms in the future, allowance ${cfg.SIGNAL_MAX_SKEW_MS} ms`, fullCtx, now);
+    if (age > cfg.SIGNAL_MAX_AGE_MS) return refuse(VALIDATION_REASONS.stale, `signal is ${age} ms old, limit ${cfg.SIGNAL_MAX_AGE_MS} ms`, fullCtx, now);
+    if (-age > cfg.SIGNAL_MAX_SKEW_MS) return refuse(VALIDATION_REASONS.future, `signal is dated ${-age} ms in the future, allowance ${cfg.SIGNAL_MAX_SKEW_MS} ms`, fullCtx, now);
 
     const signal: Signal = { ...s, trace_id: fullCtx.trace_id, received_at: receivedAt(rec), validated_at: now };
     return ok({ topic: topics.valid, key: s.asset, value: signal, headers: { signal_id: s.signal_id } });
@@ -386,7 +386,7 @@ type OutcomeRow = { rec: StageRecord<Buffer>; json: Record<string, unknown>; sig
  * upserted one row at a time (one upsert cannot touch a row twice).
  */
 async function recordOutcomes(tx: CommonQueryMethods, rows: OutcomeRow[], now: number): Promise<void> {
-  const isDuplicate = (r: StageResult) => r.kind === 'reject' && r.code === REASONS.duplicate;
+  const isDuplicate = (r: StageResult) => r.kind === 'reject' && r.code === VALIDATION_REASONS.duplicate;
   // ok without outputs: already decided, nothing to record.
   const toRecord = rows.filter((r) => !isDuplicate(r.result) && !(r.result.kind === 'ok' && r.result.outputs.length === 0));
   const step = new Set(toRecord.map((r) => r.signalId)).size === toRecord.length ? ROWS_PER_UPSERT : 1;

@@ -17,7 +17,7 @@ import { consumeToEnd, testLogger, waitCaughtUp, waitFor } from '../helpers.ts';
 import { createSignalBridge, parseConfig as signalBridgeConfig } from '../../connectors/signal-bridge.ts';
 import { createWsGatewayBridge, parseConfig as wsConfig } from '../../connectors/ws-gateway-bridge.ts';
 import { parseStreamMessage, TickerBook, unwrapBytes } from '../../connectors/bybit-stream-format.ts';
-import { createValidateStage, parseConfig as validateConfig, REASONS } from '../../pipelines/validate.ts';
+import { createValidateStage, parseConfig as validateConfig, VALIDATION_REASONS } from '../../pipelines/validate.ts';
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import type { DeadLetter, Execution, OrderEvent, Signal } from '../../schemas/types.ts';
 import { fuzzStack } from './stack.ts';
@@ -86,7 +86,7 @@ test('signal bridge + validation on the real path: every bad message is dead-let
     const dead = await consumeToEnd(st.kafka, `${st.prefix}signals.dlq`, 1);
     const envelopes = await Promise.all(dead.map(async (m) => (await st.codec.decode(m.topic, m.value!)) as DeadLetter));
     assert.equal(dead.length, bad.length + 1, 'one dead letter per bad message (and the duplicate)');
-    const codes = new Set<string>(Object.values(REASONS));
+    const codes = new Set<string>(Object.values(VALIDATION_REASONS));
     for (const [i, e] of envelopes.entries()) {
       assert.ok(codes.has(e.reason_code), `known reason ${e.reason_code}`);
       assert.equal(dead[i]!.headers[DLQ_HEADERS.reason], e.reason_code);
@@ -95,7 +95,7 @@ test('signal bridge + validation on the real path: every bad message is dead-let
     // the original bytes are kept (oversize ones are kept whole: they are under the bridge's record cap)
     const kept = new Set(envelopes.map((e) => Buffer.from(e.original_value!).toString('base64')));
     for (const b of bad) assert.ok(kept.has(b.toString('base64')), `dead letter of ${b.toString('utf8').slice(0, 80)}`);
-    assert.ok(envelopes.some((e) => e.reason_code === REASONS.duplicate));
+    assert.ok(envelopes.some((e) => e.reason_code === VALIDATION_REASONS.duplicate));
     // a signal_rejected event for every refusal whose signal_id was readable, except the repeat of
     // the duplicate: its first copy passed, and a repeated delivery is no second outcome
     const events = await consumeToEnd(st.kafka, `${st.prefix}orders.events`, 3);

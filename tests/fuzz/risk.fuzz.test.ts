@@ -13,7 +13,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { decide, instKey, REASONS, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { decide, instKey, RISK_REASONS, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import { parseConfig } from '../../pipelines/size-risk.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
@@ -22,7 +22,7 @@ import type { Signal } from '../../schemas/types.ts';
 import { INJECTIONS, runs } from './arbitraries.ts';
 
 const NOW = Date.parse('2026-01-10T12:00:00Z');
-const CODES = new Set<string>(Object.values(REASONS));
+const CODES = new Set<string>(Object.values(RISK_REASONS));
 const MAX_ORDER = 1000;
 const MIN_CONF = 0.3;
 

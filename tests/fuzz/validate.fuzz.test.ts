@@ -6,14 +6,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ManualClock } from '../../runtime/clock.ts';
-import { createValidateStage, parseConfig, REASONS, type ValidateState } from '../../pipelines/validate.ts';
+import { createValidateStage, parseConfig, VALIDATION_REASONS, type ValidateState } from '../../pipelines/validate.ts';
 import { invalidPaths } from '../../schemas/codecs.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { runs, validSignal } from './arbitraries.ts';
 
 const NOW = Date.parse('2026-01-10T12:00:00Z');
 const stage = createValidateStage({ config: parseConfig({ TOPIC_PREFIX: 'fz.', SIGNAL_MAX_BYTES: '4096' }) });
-const REASON_CODES = new Set<string>(Object.values(REASONS));
+const REASON_CODES = new Set<string>(Object.values(VALIDATION_REASONS));
 const state = (): ValidateState => ({ assets: new Map([['ETHUSDT', true], ['BTCUSDT', true], ['DOGEUSDT', false]]), known: new Map(), firstInChunk: new Map() });
 
 let offset = 0;
@@ -95,7 +95,7 @@ test('amounts: only finite positive numbers within the cap are accepted', () => 
       const r = run(Buffer.from(JSON.stringify(s)));
       const ok = Number.isFinite(amount) && amount > 0 && amount <= 1e12;
       assert.equal(r.kind === 'ok', ok, `amount ${amount} → ${r.kind === 'reject' ? r.code : 'ok'}`);
-      if (!ok) assert.equal((r as { code: string }).code, REASONS.invalidAmount);
+      if (!ok) assert.equal((r as { code: string }).code, VALIDATION_REASONS.invalidAmount);
     }),
     { numRuns: runs(500), seed: 45 },
   );
@@ -107,7 +107,7 @@ test('timestamps: stale and future signals are refused by the clock, the rest ac
       const s = valid();
       s.timestamp = new Date(NOW + delta).toISOString();
       const r = run(Buffer.from(JSON.stringify(s)));
-      const expected = delta < -30_000 ? REASONS.stale : delta > 5_000 ? REASONS.future : 'ok';
+      const expected = delta < -30_000 ? VALIDATION_REASONS.stale : delta > 5_000 ? VALIDATION_REASONS.future : 'ok';
       assert.equal(r.kind === 'ok' ? 'ok' : r.code, expected, `delta ${delta}`);
     }),
     { numRuns: runs(300), seed: 46 },

@@ -10,7 +10,7 @@ import { loadConfig } from '../../runtime/config.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { orderLinkId, REASONS } from '../../pipelines/risk-rules.ts';
+import { orderLinkId, RISK_REASONS } from '../../pipelines/risk-rules.ts';
 import { createSizeRiskStage, parseConfig } from '../../pipelines/size-risk.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
@@ -132,12 +132,12 @@ test('two buys in one chunk respect max exposure; replaying the chunk changes no
   const ev = rc!.outputs![0]!.value as OrderEvent;
   assert.equal(rc!.outputs![0]!.topic, `${PREFIX}orders.events`);
   assert.equal(ev.event_type, 'signal_rejected');
-  assert.equal(ev.reason_code, REASONS.maxPositionExposure);
-  assert.deepEqual(await signalRow(c.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: REASONS.maxPositionExposure });
+  assert.equal(ev.reason_code, RISK_REASONS.maxPositionExposure);
+  assert.deepEqual(await signalRow(c.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: RISK_REASONS.maxPositionExposure });
   const dec = await pool.one(sql.type(z.object({ action: z.string(), reason: z.string(), trading_state: z.string(), inputs: z.any(), output: z.any() }))`
     SELECT action, reason, trading_state, inputs, output FROM decisions WHERE idempotency_key = ${`${c.signal_id}:reject`}`);
   assert.equal(dec.action, 'reject');
-  assert.equal(dec.reason, REASONS.maxPositionExposure);
+  assert.equal(dec.reason, RISK_REASONS.maxPositionExposure);
   assert.equal(dec.trading_state, 'ACTIVE');
   assert.equal(dec.inputs.exposure.asset_long, '1000', 'the audit keeps the inputs the decision was taken from');
   assert.equal(dec.output.value.event_id, ev.event_id);
@@ -153,7 +153,7 @@ test('reject policy: the second buy of the chunk is refused, not shrunk', async 
   const stage = createSizeRiskStage({ config: cfg({ RISK_LIMIT_POLICY: 'reject' }), db: pool, clock });
   const [ra, rb] = await runChunk(stage, [rec(signal()), rec(signal())], clock);
   assert.equal(intentsOf(ra!)[0]!.qty, '700');
-  assert.equal((rb!.outputs![0]!.value as OrderEvent).reason_code, REASONS.maxPositionExposure);
+  assert.equal((rb!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.maxPositionExposure);
   assert.equal(await count('orders'), 1);
   assert.equal(await count('decisions'), 2);
 });
@@ -198,17 +198,17 @@ test('daily loss limit moves the trading state once and refuses new orders', asy
   const stage = createSizeRiskStage({ config: cfg({ RISK_DAILY_LOSS_REDUCE: '200', RISK_DAILY_LOSS_HALT: '500' }), db: pool, clock });
   await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -250 WHERE id`);
   const [r1] = await runChunk(stage, [rec(signal())], clock);
-  assert.equal((r1!.outputs![0]!.value as OrderEvent).reason_code, REASONS.reducingOnly);
+  assert.equal((r1!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.reducingOnly);
   const st = () => pool.one(sql.type(z.object({ state: z.string(), reason: z.string().nullable() }))`SELECT state, reason FROM trading_state WHERE id`);
   assert.equal((await st()).state, 'REDUCING');
   assert.equal(await count('trading_state_transitions'), 1);
 
   await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -520 WHERE id`);
   const [r2] = await runChunk(stage, [rec(signal({ signal_type: 'sell' }))], clock);
-  assert.equal((r2!.outputs![0]!.value as OrderEvent).reason_code, REASONS.halted);
+  assert.equal((r2!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.halted);
   assert.equal((await st()).state, 'HALTED');
   const [r3] = await runChunk(stage, [rec(signal())], clock);
-  assert.equal((r3!.outputs![0]!.value as OrderEvent).reason_code, REASONS.halted);
+  assert.equal((r3!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.halted);
   const transitions = await pool.any(sql.type(z.object({ from_state: z.string(), to_state: z.string(), actor: z.string().nullable() }))`
     SELECT from_state, to_state, actor FROM trading_state_transitions ORDER BY id`);
   assert.deepEqual(transitions.map((t) => [t.from_state, t.to_state, t.actor]), [['ACTIVE', 'REDUCING', 'size-risk'], ['REDUCING', 'HALTED', 'size-risk']]);
@@ -219,7 +219,7 @@ test('kill switch: every signal refused with kill_switch', async () => {
   const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
   await pool.query(sql.typeAlias('void')`UPDATE trading_state SET kill_switch = true, state = 'HALTED', reason = 'kill_switch' WHERE id`);
   const [r] = await runChunk(stage, [rec(signal())], clock);
-  assert.equal((r!.outputs![0]!.value as OrderEvent).reason_code, REASONS.killSwitch);
+  assert.equal((r!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.killSwitch);
   assert.equal(await count('orders'), 0);
   assert.equal(await count('trading_state_transitions'), 0);
 });
@@ -274,12 +274,12 @@ test('the same signal twice in one chunk: decided once, recorded once (persist u
   assert.deepEqual(results[2]!.outputs, [], 'the repeat is not decided again');
   assert.deepEqual(results[4]!.outputs, [], 'nor a later copy with another amount');
   assert.deepEqual(results[3]!.outputs, [], 'nor a repeated refusal');
-  assert.equal((results[1]!.outputs![0]!.value as OrderEvent).reason_code, REASONS.lowConfidence);
+  assert.equal((results[1]!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.lowConfidence);
   assert.equal(await count('decisions'), 2);
   const orders = await ordersOf();
   assert.deepEqual(orders.map((o) => [o.order_link_id, o.qty]), [[orderLinkId('om', a.signal_id), '300']], 'one order');
   assert.deepEqual(await signalRow(a.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'new_signal' });
-  assert.deepEqual(await signalRow(refused.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: REASONS.lowConfidence });
+  assert.deepEqual(await signalRow(refused.signal_id), { status: 'decided', outcome: 'rejected', outcome_reason: RISK_REASONS.lowConfidence });
 
   // The same chunk again (a crash before the Kafka commit): a replay, identical outputs, nothing new.
   clock.advance(10_000);

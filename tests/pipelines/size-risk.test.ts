@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ManualClock } from '../../runtime/clock.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
-import { decide, forAsset, intentId, instKey, orderLinkId, REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { decide, forAsset, intentId, instKey, orderLinkId, RISK_REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
 import { ORDER_LINK_ID_RE } from '../../pipelines/record-guards.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import { createSizeRiskStage, parseConfig, stateFrom, type StoredOutput } from '../../pipelines/size-risk.ts';
@@ -205,23 +205,23 @@ for (const c of sizing) test(`sizing: ${c.name}`, () => check(c));
 // Minimums, maximums, prices, instruments
 
 const filters: Case[] = [
-  { name: 'spot buy below minOrderAmt (5 USDT)', sig: { amount: 4.99 }, expect: { reject: REASONS.belowMinNotional } },
+  { name: 'spot buy below minOrderAmt (5 USDT)', sig: { amount: 4.99 }, expect: { reject: RISK_REASONS.belowMinNotional } },
   { name: 'spot buy exactly minOrderAmt passes', sig: { amount: 5 }, expect: { intents: [{ qty: '5' }] } },
-  { name: 'linear qty rounds down to zero: below min qty', cfg: { RISK_CATEGORY: 'linear' }, sig: { amount: 20 }, expect: { reject: REASONS.belowMinQty } },
-  { name: 'linear below minNotionalValue after rounding', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => (st.instruments.get('linear:ETHUSDT')!.minNotionalValue = '100'), sig: { amount: 90 }, expect: { reject: REASONS.belowMinNotional, detail: /60\.01/ } },
-  { name: 'spot sell below min qty', state: (st) => (st.instruments.get('spot:ETHUSDT')!.minOrderQty = '0.5'), sig: { signal_type: 'sell' }, expect: { reject: REASONS.belowMinQty } },
+  { name: 'linear qty rounds down to zero: below min qty', cfg: { RISK_CATEGORY: 'linear' }, sig: { amount: 20 }, expect: { reject: RISK_REASONS.belowMinQty } },
+  { name: 'linear below minNotionalValue after rounding', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => (st.instruments.get('linear:ETHUSDT')!.minNotionalValue = '100'), sig: { amount: 90 }, expect: { reject: RISK_REASONS.belowMinNotional, detail: /60\.01/ } },
+  { name: 'spot sell below min qty', state: (st) => (st.instruments.get('spot:ETHUSDT')!.minOrderQty = '0.5'), sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.belowMinQty } },
   { name: 'BTC spot market buy above maxMarketOrderQty shrinks to it (quote-sized)', cfg: { RISK_MAX_ORDER_NOTIONAL: '1000000', RISK_MAX_POSITION_NOTIONAL: '1000000', RISK_MAX_TOTAL_EXPOSURE: '1000000' }, state: (st) => (st.balances.get('USDT')!.available = '1000000'), sig: { asset: 'BTCUSDT', amount: 400000, market_data_snapshot: { price: 60000, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { intents: [{ qty: '336002.8', market_unit: 'quoteCoin' }], reason: 'shrunk_to_limit' } },
-  { name: 'above max qty rejected under RISK_LIMIT_POLICY=reject', cfg: { RISK_LIMIT_POLICY: 'reject', RISK_MAX_ORDER_NOTIONAL: '1000000', RISK_MAX_POSITION_NOTIONAL: '1000000', RISK_MAX_TOTAL_EXPOSURE: '1000000' }, state: (st) => (st.balances.get('USDT')!.available = '1000000'), sig: { asset: 'BTCUSDT', amount: 400000, market_data_snapshot: { price: 60000, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: REASONS.aboveMaxQty } },
-  { name: 'price divergence beyond the band', sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: REASONS.priceDivergence } },
+  { name: 'above max qty rejected under RISK_LIMIT_POLICY=reject', cfg: { RISK_LIMIT_POLICY: 'reject', RISK_MAX_ORDER_NOTIONAL: '1000000', RISK_MAX_POSITION_NOTIONAL: '1000000', RISK_MAX_TOTAL_EXPOSURE: '1000000' }, state: (st) => (st.balances.get('USDT')!.available = '1000000'), sig: { asset: 'BTCUSDT', amount: 400000, market_data_snapshot: { price: 60000, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: RISK_REASONS.aboveMaxQty } },
+  { name: 'price divergence beyond the band', sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: RISK_REASONS.priceDivergence } },
   { name: 'divergence inside a per-asset band', cfg: { RISK_PRICE_BAND_BPS: '{"*": 100, "ETHUSDT": 500}' }, sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { intents: [{ action: 'create' }] } },
-  { name: 'a fresh ticker of the other category is used when the own one is stale', state: (st) => (st.tickers.get('spot:ETHUSDT')!.ts = NOW - 120_000), sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: REASONS.priceDivergence } },
+  { name: 'a fresh ticker of the other category is used when the own one is stale', state: (st) => (st.tickers.get('spot:ETHUSDT')!.ts = NOW - 120_000), sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { reject: RISK_REASONS.priceDivergence } },
   { name: 'stale tickers are not compared (snapshot used)', state: (st) => { st.tickers.get('spot:ETHUSDT')!.ts = NOW - 120_000; st.tickers.get('linear:ETHUSDT')!.ts = NOW - 120_000; }, sig: { market_data_snapshot: { price: 3100, spread: 1, volume_24h: 1, volatility: 0.01, orderbook_depth: null, technical_indicators: null } }, expect: { intents: [{ action: 'create' }] } },
-  { name: 'no ticker and no snapshot price', state: (st) => { st.tickers.delete('spot:ETHUSDT'); st.tickers.delete('linear:ETHUSDT'); }, sig: { market_data_snapshot: { price: 0, spread: 0, volume_24h: 0, volatility: 0, orderbook_depth: null, technical_indicators: null } }, expect: { reject: REASONS.noPrice } },
-  { name: 'instrument missing for the category', sig: { asset: 'DOGEUSDT' }, expect: { reject: REASONS.instrumentUnavailable } },
-  { name: 'instrument disabled', state: (st) => (st.instruments.get('spot:ETHUSDT')!.tradable = false), expect: { reject: REASONS.instrumentUnavailable } },
-  { name: 'confidence below the minimum', sig: { confidence: 0.29 }, expect: { reject: REASONS.lowConfidence } },
+  { name: 'no ticker and no snapshot price', state: (st) => { st.tickers.delete('spot:ETHUSDT'); st.tickers.delete('linear:ETHUSDT'); }, sig: { market_data_snapshot: { price: 0, spread: 0, volume_24h: 0, volatility: 0, orderbook_depth: null, technical_indicators: null } }, expect: { reject: RISK_REASONS.noPrice } },
+  { name: 'instrument missing for the category', sig: { asset: 'DOGEUSDT' }, expect: { reject: RISK_REASONS.instrumentUnavailable } },
+  { name: 'instrument disabled', state: (st) => (st.instruments.get('spot:ETHUSDT')!.tradable = false), expect: { reject: RISK_REASONS.instrumentUnavailable } },
+  { name: 'confidence below the minimum', sig: { confidence: 0.29 }, expect: { reject: RISK_REASONS.lowConfidence } },
   { name: 'confidence exactly the minimum passes', sig: { confidence: 0.3 }, expect: { intents: [{ action: 'create' }] } },
-  { name: 'per-asset minimum confidence', cfg: { RISK_MIN_CONFIDENCE: '{"*":0.3,"ETHUSDT":0.95}' }, expect: { reject: REASONS.lowConfidence } },
+  { name: 'per-asset minimum confidence', cfg: { RISK_MIN_CONFIDENCE: '{"*":0.3,"ETHUSDT":0.95}' }, expect: { reject: RISK_REASONS.lowConfidence } },
 ];
 for (const c of filters) test(`filters: ${c.name}`, () => check(c));
 
@@ -229,17 +229,17 @@ for (const c of filters) test(`filters: ${c.name}`, () => check(c));
 // Balance
 
 const balance: Case[] = [
-  { name: 'spot buy without enough quote (fee headroom counted)', state: (st) => (st.balances.get('USDT')!.available = '500'), expect: { reject: REASONS.insufficientBalance, detail: /500\.5/ } },
+  { name: 'spot buy without enough quote (fee headroom counted)', state: (st) => (st.balances.get('USDT')!.available = '500'), expect: { reject: RISK_REASONS.insufficientBalance, detail: /500\.5/ } },
   { name: 'spot buy with exactly amount + fee passes', state: (st) => (st.balances.get('USDT')!.available = '500.5'), expect: { intents: [{ qty: '500' }] } },
   { name: 'spot buy shrunk to the free quote coin', cfg: { RISK_BALANCE_POLICY: 'shrink' }, state: (st) => (st.balances.get('USDT')!.available = '300'), expect: { intents: [{ qty: '299.7002997' }], reason: 'shrunk_to_balance' } },
-  { name: 'shrunk below the minimum: rejected insufficient_balance', cfg: { RISK_BALANCE_POLICY: 'shrink' }, state: (st) => (st.balances.get('USDT')!.available = '4'), expect: { reject: REASONS.insufficientBalance } },
-  { name: 'not-yet-confirmed orders reserve their funds', cfg: { RISK_MAX_POSITION_NOTIONAL: '50000' }, state: (st) => st.openOrders.push(order({ side: 'Buy', orderType: 'Market', marketUnit: 'quoteCoin', qty: '9800', price: null, status: 'Intent', strategyId: 'other' })), expect: { reject: REASONS.insufficientBalance } },
+  { name: 'shrunk below the minimum: rejected insufficient_balance', cfg: { RISK_BALANCE_POLICY: 'shrink' }, state: (st) => (st.balances.get('USDT')!.available = '4'), expect: { reject: RISK_REASONS.insufficientBalance } },
+  { name: 'not-yet-confirmed orders reserve their funds', cfg: { RISK_MAX_POSITION_NOTIONAL: '50000' }, state: (st) => st.openOrders.push(order({ side: 'Buy', orderType: 'Market', marketUnit: 'quoteCoin', qty: '9800', price: null, status: 'Intent', strategyId: 'other' })), expect: { reject: RISK_REASONS.insufficientBalance } },
   { name: 'exchange-confirmed orders are already out of available', cfg: { RISK_MAX_POSITION_NOTIONAL: '50000' }, state: (st) => st.openOrders.push(order({ side: 'Buy', qty: '3', price: '2900', status: 'New', strategyId: 'other' })), expect: { intents: [{ action: 'create' }] } },
-  { name: 'spot sell without holdings', state: (st) => (st.balances.get('ETH')!.available = '0'), sig: { signal_type: 'sell' }, expect: { reject: REASONS.insufficientBalance } },
+  { name: 'spot sell without holdings', state: (st) => (st.balances.get('ETH')!.available = '0'), sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.insufficientBalance } },
   { name: 'spot sell shrunk to holdings', cfg: { RISK_BALANCE_POLICY: 'shrink' }, state: (st) => (st.balances.get('ETH')!.available = '0.1'), sig: { signal_type: 'sell' }, expect: { intents: [{ qty: '0.1' }], reason: 'shrunk_to_balance' } },
-  { name: 'spot sell rejected when holdings are short (reject policy)', state: (st) => (st.balances.get('ETH')!.available = '0.1'), sig: { signal_type: 'sell' }, expect: { reject: REASONS.insufficientBalance } },
+  { name: 'spot sell rejected when holdings are short (reject policy)', state: (st) => (st.balances.get('ETH')!.available = '0.1'), sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.insufficientBalance } },
   { name: 'linear margin: notional / leverage', cfg: { RISK_CATEGORY: 'linear', RISK_LEVERAGE: '2' }, state: (st) => (st.balances.get('USDT')!.available = '250.5'), expect: { intents: [{ qty: '0.16' }] } },
-  { name: 'linear margin short', cfg: { RISK_CATEGORY: 'linear', RISK_LEVERAGE: '2' }, state: (st) => (st.balances.get('USDT')!.available = '200'), expect: { reject: REASONS.insufficientBalance } },
+  { name: 'linear margin short', cfg: { RISK_CATEGORY: 'linear', RISK_LEVERAGE: '2' }, state: (st) => (st.balances.get('USDT')!.available = '200'), expect: { reject: RISK_REASONS.insufficientBalance } },
   { name: 'linear margin shrink', cfg: { RISK_CATEGORY: 'linear', RISK_LEVERAGE: '2', RISK_BALANCE_POLICY: 'shrink' }, state: (st) => (st.balances.get('USDT')!.available = '200'), expect: { intents: [{ qty: '0.13' }], reason: 'shrunk_to_balance' } },
   { name: 'linear sell opens a short with margin', cfg: { RISK_CATEGORY: 'linear' }, sig: { signal_type: 'sell' }, expect: { intents: [{ side: 'Sell', qty: '0.16', reduce_only: false }] } },
 ];
@@ -301,7 +301,7 @@ test('open orders: the amended order frees its own funds (no false insufficient 
   // ...but not money that is not there.
   st2.balances.get('USDT')!.available = '100';
   const d3 = decide(signal(), st2, cfgWith({ RISK_ORDER_TYPE: 'limit' }), NOW);
-  assert.equal(d3.kind === 'reject' && d3.code, REASONS.insufficientBalance);
+  assert.equal(d3.kind === 'reject' && d3.code, RISK_REASONS.insufficientBalance);
 });
 
 test('open orders: cancel plus amend when both sides rest', () => {
@@ -317,8 +317,8 @@ const openOrderCases: Case[] = [
   { name: 'an order with a pending cancel is not cancelled again', state: (st) => st.openOrders.push(order({ pending: { action: 'cancel' } })), expect: { intents: [{ action: 'create' }] } },
   { name: 'PendingCancel status is not cancelled again', state: (st) => st.openOrders.push(order({ status: 'PendingCancel' })), expect: { intents: [{ action: 'create' }] } },
   { name: 'external orders (no orderLinkId) are not touched', state: (st) => st.openOrders.push(order({ orderLinkId: null })), expect: { intents: [{ action: 'create' }] } },
-  { name: 'max open orders (total)', cfg: { RISK_MAX_OPEN_ORDERS: '2' }, state: (st) => st.openOrders.push(order({ side: 'Buy', symbol: 'SOLUSDT' }), order({ side: 'Buy', symbol: 'BTCUSDT', price: '50000', qty: '0.001' })), expect: { reject: REASONS.maxOpenOrders } },
-  { name: 'max open orders per asset', cfg: { RISK_MAX_OPEN_ORDERS_PER_ASSET: '1' }, state: (st) => st.openOrders.push(order({ side: 'Buy', price: '2000', strategyId: 'strat-2' })), expect: { reject: REASONS.maxOpenOrders } },
+  { name: 'max open orders (total)', cfg: { RISK_MAX_OPEN_ORDERS: '2' }, state: (st) => st.openOrders.push(order({ side: 'Buy', symbol: 'SOLUSDT' }), order({ side: 'Buy', symbol: 'BTCUSDT', price: '50000', qty: '0.001' })), expect: { reject: RISK_REASONS.maxOpenOrders } },
+  { name: 'max open orders per asset', cfg: { RISK_MAX_OPEN_ORDERS_PER_ASSET: '1' }, state: (st) => st.openOrders.push(order({ side: 'Buy', price: '2000', strategyId: 'strat-2' })), expect: { reject: RISK_REASONS.maxOpenOrders } },
   { name: 'the cancelled opposite order frees its slot', cfg: { RISK_MAX_OPEN_ORDERS_PER_ASSET: '1' }, state: (st) => st.openOrders.push(order({ side: 'Sell', orderLinkId: 'om-x' })), expect: { intents: [{ action: 'cancel' }, { action: 'create' }] } },
   { name: 'an amend needs no new slot', cfg: { RISK_MAX_OPEN_ORDERS: '1', RISK_ORDER_TYPE: 'limit' }, state: (st) => st.openOrders.push(order({ side: 'Buy', orderLinkId: 'om-x' })), expect: { intents: [{ action: 'amend' }] } },
 ];
@@ -329,19 +329,19 @@ for (const c of openOrderCases) test(`open orders: ${c.name}`, () => check(c));
 
 const caps: Case[] = [
   { name: 'max order notional shrinks the order', sig: { amount: 2500 }, expect: { intents: [{ qty: '1000' }], reason: 'shrunk_to_limit' } },
-  { name: 'max order notional rejects under the reject policy', cfg: { RISK_LIMIT_POLICY: 'reject' }, sig: { amount: 2500 }, expect: { reject: REASONS.maxOrderNotional } },
+  { name: 'max order notional rejects under the reject policy', cfg: { RISK_LIMIT_POLICY: 'reject' }, sig: { amount: 2500 }, expect: { reject: RISK_REASONS.maxOrderNotional } },
   { name: 'per-asset max order notional', cfg: { RISK_MAX_ORDER_NOTIONAL: '{"*":1000,"ETHUSDT":300}' }, expect: { intents: [{ qty: '300' }] } },
   { name: 'warm-up cap is lower', sig: { is_warmup: true }, expect: { intents: [{ qty: '50' }], reason: 'shrunk_to_limit' } },
-  { name: 'warm-up cap rejects under the reject policy', cfg: { RISK_LIMIT_POLICY: 'reject' }, sig: { is_warmup: true }, expect: { reject: REASONS.warmupCap } },
+  { name: 'warm-up cap rejects under the reject policy', cfg: { RISK_LIMIT_POLICY: 'reject' }, sig: { is_warmup: true }, expect: { reject: RISK_REASONS.warmupCap } },
   { name: 'warm-up cap does not apply to model signals', sig: { is_warmup: false, amount: 60 }, expect: { intents: [{ qty: '60' }] } },
   { name: 'asset exposure: holdings (1 ETH ~ 3000) + order within headroom 200', cfg: { RISK_MAX_POSITION_NOTIONAL: '3200' }, expect: { intents: [{ qty: '200' }], reason: 'shrunk_to_limit' } },
   { name: 'asset exposure: open buy orders count', cfg: { RISK_MAX_POSITION_NOTIONAL: '3600' }, state: (st) => st.openOrders.push(order({ side: 'Buy', qty: '0.1', price: '3000', strategyId: 'strat-2' })), expect: { intents: [{ qty: '300' }] } },
-  { name: 'asset exposure: no headroom is a rejection', cfg: { RISK_MAX_POSITION_NOTIONAL: '2900' }, expect: { reject: REASONS.maxPositionExposure } },
-  { name: 'asset exposure: shrunk below the minimum is a rejection with the cap code', cfg: { RISK_MAX_POSITION_NOTIONAL: '3003' }, expect: { reject: REASONS.maxPositionExposure, detail: /minimum/ } },
-  { name: 'asset exposure rejects under the reject policy', cfg: { RISK_MAX_POSITION_NOTIONAL: '3200', RISK_LIMIT_POLICY: 'reject' }, expect: { reject: REASONS.maxPositionExposure } },
+  { name: 'asset exposure: no headroom is a rejection', cfg: { RISK_MAX_POSITION_NOTIONAL: '2900' }, expect: { reject: RISK_REASONS.maxPositionExposure } },
+  { name: 'asset exposure: shrunk below the minimum is a rejection with the cap code', cfg: { RISK_MAX_POSITION_NOTIONAL: '3003' }, expect: { reject: RISK_REASONS.maxPositionExposure, detail: /minimum/ } },
+  { name: 'asset exposure rejects under the reject policy', cfg: { RISK_MAX_POSITION_NOTIONAL: '3200', RISK_LIMIT_POLICY: 'reject' }, expect: { reject: RISK_REASONS.maxPositionExposure } },
   { name: 'spot sells are not limited by exposure', cfg: { RISK_MAX_POSITION_NOTIONAL: '100' }, sig: { signal_type: 'sell' }, expect: { intents: [{ side: 'Sell' }] } },
   { name: 'total exposure across assets (linear BTC position counts)', cfg: { RISK_MAX_TOTAL_EXPOSURE: '9100' }, state: (st) => st.positions.set('linear:BTCUSDT', { category: 'linear', symbol: 'BTCUSDT', side: 'Buy', size: '0.1', markPrice: '60000' }), expect: { intents: [{ qty: '100' }] } },
-  { name: 'total exposure full', cfg: { RISK_MAX_TOTAL_EXPOSURE: '9000' }, state: (st) => st.positions.set('linear:BTCUSDT', { category: 'linear', symbol: 'BTCUSDT', side: 'Sell', size: '0.1', markPrice: '60000' }), expect: { reject: REASONS.maxTotalExposure } },
+  { name: 'total exposure full', cfg: { RISK_MAX_TOTAL_EXPOSURE: '9000' }, state: (st) => st.positions.set('linear:BTCUSDT', { category: 'linear', symbol: 'BTCUSDT', side: 'Sell', size: '0.1', markPrice: '60000' }), expect: { reject: RISK_REASONS.maxTotalExposure } },
   { name: 'linear short exposure limits further sells', cfg: { RISK_CATEGORY: 'linear', RISK_MAX_POSITION_NOTIONAL: '3200' }, state: (st) => st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Sell', size: '1', markPrice: '3000' }), sig: { signal_type: 'sell' }, expect: { intents: [{ qty: '0.06' }] } },
   { name: 'linear order against the position reduces: no exposure check, reduce_only', cfg: { RISK_CATEGORY: 'linear', RISK_MAX_POSITION_NOTIONAL: '100' }, state: (st) => st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '1', markPrice: '3000' }), sig: { signal_type: 'sell' }, expect: { intents: [{ qty: '0.16', reduce_only: true }] } },
 ];
@@ -351,15 +351,15 @@ for (const c of caps) test(`caps: ${c.name}`, () => check(c));
 // Trading states in decisions
 
 const states: Case[] = [
-  { name: 'HALTED refuses a buy', state: (st) => (st.trading = { state: 'HALTED', killSwitch: false, reason: 'daily_loss_halt' }), expect: { reject: REASONS.halted } },
-  { name: 'HALTED refuses even a reducing sell', state: (st) => (st.trading = { state: 'HALTED', killSwitch: false, reason: 'manual' }), sig: { signal_type: 'sell' }, expect: { reject: REASONS.halted } },
-  { name: 'kill switch', state: (st) => (st.trading = { state: 'HALTED', killSwitch: true, reason: 'kill_switch' }), expect: { reject: REASONS.killSwitch } },
-  { name: 'REDUCING refuses a spot buy', state: (st) => (st.trading = { state: 'REDUCING', killSwitch: false, reason: 'daily_loss_reduce' }), expect: { reject: REASONS.reducingOnly } },
+  { name: 'HALTED refuses a buy', state: (st) => (st.trading = { state: 'HALTED', killSwitch: false, reason: 'daily_loss_halt' }), expect: { reject: RISK_REASONS.halted } },
+  { name: 'HALTED refuses even a reducing sell', state: (st) => (st.trading = { state: 'HALTED', killSwitch: false, reason: 'manual' }), sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.halted } },
+  { name: 'kill switch', state: (st) => (st.trading = { state: 'HALTED', killSwitch: true, reason: 'kill_switch' }), expect: { reject: RISK_REASONS.killSwitch } },
+  { name: 'REDUCING refuses a spot buy', state: (st) => (st.trading = { state: 'REDUCING', killSwitch: false, reason: 'daily_loss_reduce' }), expect: { reject: RISK_REASONS.reducingOnly } },
   { name: 'REDUCING allows a spot sell of holdings', state: (st) => (st.trading = { state: 'REDUCING', killSwitch: false, reason: null }), sig: { signal_type: 'sell' }, expect: { intents: [{ side: 'Sell', qty: '0.16669' }] } },
-  { name: 'REDUCING refuses a linear order that opens a position', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => (st.trading = { state: 'REDUCING', killSwitch: false, reason: null }), sig: { signal_type: 'sell' }, expect: { reject: REASONS.reducingOnly } },
-  { name: 'REDUCING refuses a linear order adding to the position', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => { st.trading = { state: 'REDUCING', killSwitch: false, reason: null }; st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '1', markPrice: '3000' }); }, expect: { reject: REASONS.reducingOnly } },
+  { name: 'REDUCING refuses a linear order that opens a position', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => (st.trading = { state: 'REDUCING', killSwitch: false, reason: null }), sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.reducingOnly } },
+  { name: 'REDUCING refuses a linear order adding to the position', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => { st.trading = { state: 'REDUCING', killSwitch: false, reason: null }; st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '1', markPrice: '3000' }); }, expect: { reject: RISK_REASONS.reducingOnly } },
   { name: 'REDUCING: a linear sell against a long is reduce-only and capped at the position', cfg: { RISK_CATEGORY: 'linear' }, state: (st) => { st.trading = { state: 'REDUCING', killSwitch: false, reason: null }; st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '0.1', markPrice: '3000' }); }, sig: { signal_type: 'sell' }, expect: { intents: [{ side: 'Sell', qty: '0.1', reduce_only: true }] } },
-  { name: 'REDUCING: cap to the position rejected under the reject policy', cfg: { RISK_CATEGORY: 'linear', RISK_LIMIT_POLICY: 'reject' }, state: (st) => { st.trading = { state: 'REDUCING', killSwitch: false, reason: null }; st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '0.1', markPrice: '3000' }); }, sig: { signal_type: 'sell' }, expect: { reject: REASONS.reducingOnly } },
+  { name: 'REDUCING: cap to the position rejected under the reject policy', cfg: { RISK_CATEGORY: 'linear', RISK_LIMIT_POLICY: 'reject' }, state: (st) => { st.trading = { state: 'REDUCING', killSwitch: false, reason: null }; st.positions.set('linear:ETHUSDT', { category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size: '0.1', markPrice: '3000' }); }, sig: { signal_type: 'sell' }, expect: { reject: RISK_REASONS.reducingOnly } },
 ];
 for (const c of states) test(`trading state: ${c.name}`, () => check(c));
 
@@ -450,8 +450,8 @@ test('process: a later signal of the chunk sees the earlier one (max exposure, t
   assert.equal(r3.kind, 'ok', 'a refusal is a business outcome, not a dead letter');
   assert.equal(ev.topic, `${PREFIX}orders.events`);
   assert.equal((ev.value as OrderEvent).event_type, 'signal_rejected');
-  assert.equal((ev.value as OrderEvent).reason_code, REASONS.maxPositionExposure);
-  assert.equal(ev.headers?.reason_code, REASONS.maxPositionExposure);
+  assert.equal((ev.value as OrderEvent).reason_code, RISK_REASONS.maxPositionExposure);
+  assert.equal(ev.headers?.reason_code, RISK_REASONS.maxPositionExposure);
   assert.equal(state.decided.size, 3);
   assert.equal(state.risk.openOrders.length, 2);
 });
@@ -465,7 +465,7 @@ test('process: funds of earlier decisions in the chunk are reserved (two buys, o
   const r1 = stage.process(rec(signal({ amount: 500 })), { state, clock });
   const r2 = stage.process(rec(signal({ amount: 500 })), { state, clock });
   assert.equal((r1.outputs![0]!.value as OrderIntent).action, 'create');
-  assert.equal((r2.outputs![0]!.value as OrderEvent).reason_code, REASONS.insufficientBalance);
+  assert.equal((r2.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.insufficientBalance);
 });
 
 test('process: a flip cancels the opposite order decided earlier in the same chunk', () => {
