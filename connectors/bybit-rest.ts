@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { RestClientV5, type RestClientOptions, type AccountOrderV5 } from 'bybit-api';
 import { z } from 'zod';
+import { emptyToUndefined, int } from '../runtime/setting-types.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -20,8 +21,6 @@ import { RateLimiter, type RateLimitInfo } from './rate-limiter.ts';
 
 export const name = 'bybit-rest';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
-const int = z.coerce.number().int();
 
 /** Settings (BYBIT_ENV … BYBIT_RECV_WINDOW exist in runtime/config.ts; the rest are new there). */
 export const configSchema = z.object({

@@ -23,6 +23,7 @@
 //   `ws:<wsKey>`); ticker categories come from the connection (v5SpotPublic → spot, …).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { int, opt } from '../runtime/setting-types.ts';
 import { WebsocketClient, type WSClientConfigurableOptions } from 'bybit-api';
 import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
 import { chunkByBytes, createCoalescer, recordBytes } from '../runtime/coalesce.ts';
@@ -47,8 +48,6 @@ export const WS_DIRECT_HEADERS = {
   bybitMessageId: 'bybit.message_id',
 } as const;
 
-const int = z.coerce.number().int();
-const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
 const list = (v: unknown) => (Array.isArray(v) ? v : typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v);
 
 /** Settings (BYBIT_ENV … BYBIT_SIM_PORT and TOPIC_PREFIX exist in runtime/config.ts; the rest are new). */

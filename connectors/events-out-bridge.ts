@@ -20,6 +20,7 @@
 //   reason undecodable) and is committed past, so it cannot block the partition.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { int, opt } from '../runtime/setting-types.ts';
 import type { ConfirmChannel } from 'amqplib';
 import type { ConsumerPort, InMessage, KafkaPort, ProducerPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -34,8 +35,6 @@ import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type Chann
 
 export const name = 'events-out-bridge';
 
-const int = z.coerce.number().int();
-const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
 
 /** The bridge's settings (AMQP_URL and TOPIC_PREFIX as in runtime/config.ts; the rest are new). */
 export const configSchema = z.object({

@@ -6,6 +6,7 @@
 // websocket update.
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
+import { emptyToUndefined } from '../runtime/setting-types.ts';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -14,7 +15,6 @@ import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from '
 
 export const name = 'exchange-sync';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
 
 export const configSchema = z.object({
   SYNC_INSTRUMENTS_CRON: z.preprocess(emptyToUndefined, z.string().default('*/10 * * * *')).describe('node-cron schedule of the instrument-filter refresh from Bybit REST.'),

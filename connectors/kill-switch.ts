@@ -17,6 +17,7 @@
 // other cancel; this module never writes `orders`.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { bool, emptyToUndefined, int } from '../runtime/setting-types.ts';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -31,9 +32,6 @@ import { type ExchangeReader, type Raw } from './exchange-reader.ts';
 
 export const name = 'kill-switch';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
-const int = z.coerce.number().int();
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
 
 export const configSchema = z.object({
   RISK_ORDER_LINK_PREFIX: z.preprocess(emptyToUndefined, z.string().regex(/^[A-Za-z0-9]{1,8}$/).default('om')),

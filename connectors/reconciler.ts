@@ -35,6 +35,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
+import { bool, emptyToUndefined, int } from '../runtime/setting-types.ts';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -51,9 +52,6 @@ import { compareOrder, decEq, DISCREPANCY_KINDS, emptyReport, EXCHANGE_OPEN_SET,
 
 export const name = 'reconciler';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
-const int = z.coerce.number().int();
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
 const list = (v: unknown) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v);
 
 export const configSchema = z.object({

@@ -27,6 +27,7 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { int, opt } from '../runtime/setting-types.ts';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -49,8 +50,6 @@ export const BRIDGE_HEADERS = {
   truncated: 'amqp.truncated',
 } as const;
 
-const int = z.coerce.number().int();
-const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
 
 /** The bridge's settings (AMQP_URL and TOPIC_PREFIX as in runtime/config.ts; the rest are new). */
 export const configSchema = z

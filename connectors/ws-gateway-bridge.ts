@@ -31,6 +31,7 @@
 //   back redelivered (the same at-least-once rule).
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
+import { int, opt } from '../runtime/setting-types.ts';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
@@ -57,8 +58,6 @@ export const WS_BRIDGE_HEADERS = {
   bybitMessageId: 'bybit.message_id',
 } as const;
 
-const int = z.coerce.number().int();
-const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
 const queueName = z.string().min(1).max(255);
 
 /** The bridge's settings (AMQP_URL and TOPIC_PREFIX as in runtime/config.ts; the rest are new). */

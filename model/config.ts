@@ -2,11 +2,8 @@
 // (house style 7). Every setting has its default and meaning here; docs/model.md lists them all
 // (generated from `modelSettingsTable()`).
 import { z } from 'zod';
+import { flag, int, num, opt } from '../runtime/setting-types.ts';
 
-const opt = <T extends z.ZodTypeAny>(s: T) => z.preprocess((v) => (v === '' ? undefined : v), s);
-const int = z.coerce.number().int();
-const num = z.coerce.number().finite();
-const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 const list = z.string().transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean));
 
 export const configSchema = z
@@ -54,7 +51,7 @@ export const configSchema = z
     MODEL_BRIDGE_BATCH_MAX: opt(int.min(1).max(10_000).default(200)).describe('Most signals the signal-out bridge publishes before waiting for confirms and committing offsets.'),
     MODEL_BRIDGE_RETRY_MAX_MS: opt(int.min(100).default(10_000)).describe('Longest backoff of the signal-out bridge between RabbitMQ reconnects / publish retries.'),
     MODEL_MODE_CHECK_MS: opt(int.min(100).default(10_000)).describe('How often the mode controller re-checks the switch / rollback rules.'),
-    MODEL_TFJS_NODE: opt(bool.default('true')).describe('Use @tensorflow/tfjs-node when it is installed (production image); the pure JS CPU backend otherwise.'),
+    MODEL_TFJS_NODE: opt(flag.default('true')).describe('Use @tensorflow/tfjs-node when it is installed (production image); the pure JS CPU backend otherwise.'),
   })
   .refine((c) => c.WARMUP_MIN_AMOUNT <= c.WARMUP_MAX_AMOUNT, { message: 'WARMUP_MIN_AMOUNT must not exceed WARMUP_MAX_AMOUNT', path: ['WARMUP_MIN_AMOUNT'] })
   .refine((c) => c.MODEL_MIN_AMOUNT <= c.MODEL_MAX_AMOUNT, { message: 'MODEL_MIN_AMOUNT must not exceed MODEL_MAX_AMOUNT', path: ['MODEL_MIN_AMOUNT'] });

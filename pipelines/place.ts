@@ -30,6 +30,7 @@
 // for the same asset and strategy supersedes an older one not sent yet (rather than sending stale
 // orders one after another). Cancels are never superseded. See `coalesce`.
 import { z } from 'zod';
+import { bool, emptyToUndefined, int } from '../runtime/setting-types.ts';
 import type { Stage, StageRecord, StageResult } from './runner.ts';
 import { ok } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -46,9 +47,6 @@ import type { FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
 
 export const name = 'place';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
-const int = z.coerce.number().int();
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
 
 /** The stage's settings (new in runtime/config.ts, except TOPIC_PREFIX). */
 export const configSchema = z.object({

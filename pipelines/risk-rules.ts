@@ -7,6 +7,7 @@
 // intent's qty/price strings: no float ever touches a quantity or a price that reaches Bybit.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { emptyToUndefined, int, num } from '../runtime/setting-types.ts';
 import type { Category, MarketUnit, OrderIntent, OrderSide, OrderType, Signal, SignalContext, TimeInForce } from '../schemas/types.ts';
 import { ASSET_RE } from './signal-format.ts';
 import { permits, type Evaluated, type TradingStateName } from './trading-state.ts';
@@ -15,7 +16,6 @@ import { Dec } from '../runtime/decimal.ts';
 // ---------------------------------------------------------------------------------------------
 // Settings
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
 
 /** A setting with a default and optional per-asset overrides: {default, by: {ETHUSDT: ...}}. */
 export interface PerAsset<T> {
@@ -52,8 +52,6 @@ function perAsset<T extends z.ZodTypeAny>(inner: T, def: z.input<T>) {
   );
 }
 
-const num = z.coerce.number().finite();
-const int = z.coerce.number().int();
 const policy = z.enum(['shrink', 'reject']);
 
 /** Every setting of the risk and sizing stage: name → schema with default and description. */

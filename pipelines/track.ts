@@ -34,6 +34,7 @@
 // can be stored (track-guards.ts), the writes of `persist` and the position and balance projections
 // (track-sql.ts); here the stage itself, its settings, metrics and events.
 import { z } from 'zod';
+import { bool, emptyToUndefined } from '../runtime/setting-types.ts';
 import { Counter, type Registry } from 'prom-client';
 import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
 import { ok, reject } from './runner.ts';
@@ -51,8 +52,6 @@ import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubm
 
 export const name = 'track';
 
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
-const bool = z.union([z.boolean(), z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes')]);
 
 /** The stage's settings (to be merged into runtime/config.ts, except TOPIC_PREFIX which is there). */
 export const configSchema = z.object({

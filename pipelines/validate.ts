@@ -33,6 +33,7 @@
 // again: the signal went through once.
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { emptyToUndefined, int } from '../runtime/setting-types.ts';
 import type { Stage, StageRecord, StageResult, Output } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -71,8 +72,6 @@ export const VALIDATION_REASONS = {
 } as const;
 export type ReasonCode = (typeof VALIDATION_REASONS)[keyof typeof VALIDATION_REASONS];
 
-const int = z.coerce.number().int();
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
 
 /** The stage's settings (names as in runtime/config.ts; ASSETS is new there). */
 export const configSchema = z.object({

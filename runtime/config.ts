@@ -7,11 +7,8 @@
 // no unit. An entry point that runs no unit (the simulator, migrations) passes none.
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { flag, int } from './setting-types.ts';
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
-const int = z.coerce.number().int();
 
 // Each entry: [zod schema with default, description]. Ordered as the README table.
 export const settings = {
@@ -41,7 +38,7 @@ export const settings = {
   SIGNAL_MAX_AGE_MS: [int.min(0).default(30000), 'Signals older than this are rejected as stale.'],
   SIGNAL_MAX_SKEW_MS: [int.min(0).default(5000), 'Signals dated further in the future than this are rejected.'],
   SIGNAL_MAX_BYTES: [int.min(256).default(65536), 'Largest accepted signal message, bytes.'],
-  METRICS_DEFAULTS: [bool.default('true'), 'Collect prom-client default process metrics.'],
+  METRICS_DEFAULTS: [flag.default('true'), 'Collect prom-client default process metrics.'],
   RECONCILE_CRON: [z.string().default('*/1 * * * *'), 'node-cron schedule of the reconciler.'],
   SIM_SEED: [int.default(42), 'Seed of the simulator price process.'],
 } as const;
