@@ -68,7 +68,8 @@ export function executionOf(e: Raw, category: Category, observedAt: number): Exe
   };
 }
 
-export function positionOf(p: Raw, observedAt: number): Position {
+/** `source`: 'reconciler' for a repair, 'rest' for exchange sync's regular snapshot. */
+export function positionOf(p: Raw, observedAt: number, source: Position['source'] = 'reconciler'): Position {
   return {
     category: 'linear',
     symbol: s(p.symbol),
@@ -85,12 +86,13 @@ export function positionOf(p: Raw, observedAt: number): Position {
     cumRealisedPnl: s(p.cumRealisedPnl) || '0',
     positionStatus: sn(p.positionStatus),
     updatedTime: ms(p.updatedTime, observedAt),
-    source: 'reconciler',
+    source,
     observedAt,
   };
 }
 
-export function walletOf(w: Raw, observedAt: number): WalletBalance {
+/** `source`: 'reconciler' for a repair, 'rest' for exchange sync's regular snapshot. */
+export function walletOf(w: Raw, observedAt: number, source: WalletBalance['source'] = 'reconciler'): WalletBalance {
   const coins = Array.isArray(w.coin) ? (w.coin as Raw[]) : [];
   return {
     accountType: s(w.accountType) || 'UNIFIED',
@@ -114,7 +116,7 @@ export function walletOf(w: Raw, observedAt: number): WalletBalance {
       }),
     ),
     updatedTime: observedAt,
-    source: 'reconciler',
+    source,
     observedAt,
   };
 }

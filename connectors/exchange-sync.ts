@@ -1,16 +1,28 @@
-// Keeps the exchange facts the risk stage sizes against fresh in PostgreSQL: instrument filters,
-// tickers, wallet balances and linear positions, read from Bybit REST at start (before the service
-// reports ready) and then on node-cron schedules inside the service. Orders are not touched here:
-// their state has one writer, the tracking stage (the reconciler feeds it through exchange topics).
-// Each upsert is guarded by the fact's exchange time so an older answer never overwrites a newer
-// websocket update.
+// Keeps the exchange facts the risk stage sizes against fresh: instrument filters, tickers, wallet
+// balances and linear positions, read from Bybit REST at start (before the service reports ready)
+// and then on node-cron schedules inside the service.
+//
+// One writer per table: this unit writes `instruments` and `tickers` (it is their only writer); the
+// wallet and the positions it reads are exchange facts like the websocket's, so it publishes them as
+// records on exchange.wallet / exchange.positions (source rest), and the tracking stage, the one
+// writer of `balances` and `positions`, projects them with the websocket's and the reconciler's,
+// newest exchange time first. At start it waits until the projection holds what it published, so
+// the risk stage never sizes against an account the order manager has not loaded yet. Orders are
+// not touched here: their state has one writer too, the tracking stage.
+import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
 import { emptyToUndefined } from '../runtime/setting-types.ts';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { retry } from '../runtime/retry.ts';
+import { retry, connectWithBackoff } from '../runtime/retry.ts';
+import type { KafkaPort, ProducerPort } from '../runtime/kafka.ts';
+import type { Codec } from '../runtime/codec.ts';
+import { topicName } from '../runtime/topics.ts';
+import type { Position, WalletBalance } from '../schemas/types.ts';
+import { positionOf, walletOf } from './exchange-records.ts';
+import type { Raw } from './exchange-reader.ts';
 import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from './bybit-rest.ts';
 
 export const name = 'exchange-sync';
@@ -43,7 +55,20 @@ export interface ExchangeSync {
   ready(): boolean;
 }
 
-export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clock: Clock; config: ExchangeSyncConfig; env: Record<string, unknown>; assets: readonly string[] }): ExchangeSync {
+export interface ExchangeSyncDeps {
+  db: DatabasePool;
+  /** Where the wallet and position facts go (exchange.wallet, exchange.positions). */
+  kafka: KafkaPort;
+  codec: Codec;
+  topicPrefix: string;
+  logger: Logger;
+  clock: Clock;
+  config: ExchangeSyncConfig;
+  env: Record<string, unknown>;
+  assets: readonly string[];
+}
+
+export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
   // Through the one REST core: the rate limiter (its own share of the limits), errors mapped as
   // everywhere (bad credentials are fatal, not retried forever), Bybit's clock.
   const core = createBybitCaller({ config: restConfig(deps.env), clock: deps.clock, logger: deps.logger });
@@ -52,7 +77,19 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
   const call = async <T>(path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<T> => (await core.call('query', path, category, fn)).result;
   const wanted = (symbol: string) => deps.assets.length === 0 || deps.assets.includes(symbol);
   const tasks: ScheduledTask[] = [];
+  const abort = new AbortController();
   let loaded = false;
+  let producer: ProducerPort | null = null;
+  const walletTopic = topicName('exchange.wallet', deps.topicPrefix);
+  const positionsTopic = topicName('exchange.positions', deps.topicPrefix);
+  /** What the latest snapshot published, for the start's wait on the projection. */
+  let published: { wallet: WalletBalance | null; positions: Position[] } = { wallet: null, positions: [] };
+
+  const publish = async (topic: string, items: Array<{ key: string; value: unknown }>): Promise<void> => {
+    if (items.length === 0) return;
+    const messages = await Promise.all(items.map(async (i) => ({ key: i.key, value: await deps.codec.encode(topic, i.value), headers: {} })));
+    await producer!.send(topic, messages);
+  };
 
   const syncInstruments = async (): Promise<number> => {
     let n = 0;
@@ -97,41 +134,50 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
         tickers++;
       }
     }
-    const wallet = await call('/v5/account/wallet-balance', undefined, () => rest.getWalletBalance({ accountType: 'UNIFIED' }) as unknown as Promise<BybitAnswer<{ list: Array<{ coin: Array<Record<string, unknown>> }> }>>);
+    const wallet = await call('/v5/account/wallet-balance', undefined, () => rest.getWalletBalance({ accountType: 'UNIFIED' }) as unknown as Promise<BybitAnswer<{ list: Raw[] }>>);
     const now = deps.clock.now();
-    let coins = 0;
-    for (const c of wallet.list[0]?.coin ?? []) {
-      const walletBalance = dec(c.walletBalance) ?? '0';
-      const locked = dec(c.locked) ?? '0';
-      // Unified accounts report no per-coin "available"; what is free to trade is balance - locked.
-      const available = (Number(walletBalance) - Number(locked)).toString();
-      await deps.db.query(sql.typeAlias('void')`
-        INSERT INTO balances (coin, wallet_balance, available, locked, equity, usd_value, updated_ms)
-        VALUES (${String(c.coin)}, ${walletBalance}, ${available}, ${locked}, ${dec(c.equity)}, ${dec(c.usdValue)}, ${now})
-        ON CONFLICT (coin) DO UPDATE SET
-          wallet_balance = EXCLUDED.wallet_balance, available = EXCLUDED.available, locked = EXCLUDED.locked,
-          equity = EXCLUDED.equity, usd_value = EXCLUDED.usd_value, updated_ms = EXCLUDED.updated_ms, updated_at = now()
-        WHERE balances.updated_ms <= EXCLUDED.updated_ms`);
-      coins++;
-    }
-    let positions = 0;
+    const w = wallet.list[0];
+    const wb = w ? walletOf(w, now, 'rest') : null;
+    const positions: Position[] = [];
     if (deps.config.SYNC_CATEGORIES.includes('linear')) {
-      const res = await call('/v5/position/list', 'linear', () => rest.getPositionInfo({ category: 'linear', settleCoin: 'USDT' }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
-      for (const p of res.list) {
-        const updated = Number(p.updatedTime ?? now) || now;
-        await deps.db.query(sql.typeAlias('void')`
-          INSERT INTO positions (category, symbol, side, size, avg_price, mark_price, position_value, leverage, liq_price, unrealised_pnl, cum_realised_pnl, updated_ms)
-          VALUES ('linear', ${String(p.symbol)}, ${String(p.side ?? '')}, ${dec(p.size) ?? '0'}, ${dec(p.avgPrice)}, ${dec(p.markPrice)}, ${dec(p.positionValue)},
-                  ${dec(p.leverage)}, ${dec(p.liqPrice)}, ${dec(p.unrealisedPnl) ?? '0'}, ${dec(p.cumRealisedPnl) ?? '0'}, ${updated})
-          ON CONFLICT (category, symbol) DO UPDATE SET
-            side = EXCLUDED.side, size = EXCLUDED.size, avg_price = EXCLUDED.avg_price, mark_price = EXCLUDED.mark_price,
-            position_value = EXCLUDED.position_value, leverage = EXCLUDED.leverage, liq_price = EXCLUDED.liq_price,
-            unrealised_pnl = EXCLUDED.unrealised_pnl, cum_realised_pnl = EXCLUDED.cum_realised_pnl, updated_ms = EXCLUDED.updated_ms, updated_at = now()
-          WHERE positions.updated_ms <= EXCLUDED.updated_ms`);
-        positions++;
-      }
+      const res = await call('/v5/position/list', 'linear', () => rest.getPositionInfo({ category: 'linear', settleCoin: 'USDT' }) as unknown as Promise<BybitAnswer<{ list: Raw[] }>>);
+      for (const p of res.list) positions.push(positionOf(p, now, 'rest'));
     }
-    return { tickers, coins, positions };
+    if (wb) await publish(walletTopic, [{ key: wb.accountType, value: wb }]);
+    await publish(positionsTopic, positions.map((p) => ({ key: p.symbol, value: p })));
+    published = { wallet: wb, positions };
+    return { tickers, coins: wb?.coin.length ?? 0, positions: positions.length };
+  };
+
+  /** Whether the projection (the tracking stage) holds at least what the latest snapshot published. */
+  const projected = async (): Promise<boolean> => {
+    const { wallet, positions } = published;
+    if (wallet && wallet.coin.length > 0) {
+      const coins = [...new Set(wallet.coin.map((c) => c.coin))];
+      const n = await deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM balances WHERE coin = ANY(${sql.array(coins, 'text')}) AND updated_ms >= ${wallet.updatedTime}`);
+      if (n < coins.length) return false;
+    }
+    if (positions.length > 0) {
+      const n = await deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM positions p
+        JOIN unnest(${sql.array(positions.map((x) => x.symbol), 'text')}, ${sql.array(positions.map((x) => x.updatedTime), 'int8')}) AS v(symbol, t)
+          ON p.category = 'linear' AND p.symbol = v.symbol AND p.updated_ms >= v.t`);
+      if (n < positions.length) return false;
+    }
+    return true;
+  };
+
+  const untilProjected = async (): Promise<void> => {
+    const since = deps.clock.now();
+    let warned = since;
+    while (!(await projected())) {
+      if (deps.clock.now() - warned >= 10_000) {
+        warned = deps.clock.now();
+        log.warn({ waitingMs: warned - since }, 'waiting for the tracking stage to project the wallet and positions published at start (is the track unit running?)');
+      }
+      await sleep(200, undefined, { signal: abort.signal });
+    }
   };
 
   const guarded = (what: string, fn: () => Promise<unknown>) => async () => {
@@ -146,16 +192,22 @@ export function createExchangeSync(deps: { db: DatabasePool; logger: Logger; clo
     syncInstruments,
     syncMarket,
     start: async () => {
+      producer = deps.kafka.producer();
+      await connectWithBackoff(() => producer!.connect(), log, 10_000, { deadlineMs: Infinity, signal: abort.signal });
       // At start the state must be loaded before the risk stage decides anything: retry until it is.
       const n = await retry(syncInstruments, { retries: Infinity, minMs: 500, maxMs: 10_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, 'instrument sync failed; retrying') });
       const m = await retry(syncMarket, { retries: Infinity, minMs: 500, maxMs: 10_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, 'market sync failed; retrying') });
+      await untilProjected();
       loaded = true;
       log.info({ instruments: n, ...m }, 'exchange state loaded');
       tasks.push(cron.schedule(deps.config.SYNC_INSTRUMENTS_CRON, guarded('instruments', syncInstruments), { noOverlap: true }));
       tasks.push(cron.schedule(deps.config.SYNC_MARKET_CRON, guarded('market', syncMarket), { noOverlap: true }));
     },
     stop: async () => {
+      abort.abort();
       for (const t of tasks) await t.stop();
+      await producer?.disconnect().catch(() => {});
+      producer = null;
     },
     ready: () => loaded,
   };

@@ -44,7 +44,7 @@ const eventsOut: UnitFactory = async (rt) => {
 const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
 
 const exchangeSync: UnitFactory = async (rt) => {
-  const sync = createExchangeSync({ db: rt.db, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
+  const sync = createExchangeSync({ db: rt.db, kafka: rt.kafka, codec: rt.codec, topicPrefix: rt.cfg.TOPIC_PREFIX, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
   await sync.start();
   return { name: 'exchange-sync', ready: () => sync.ready(), stop: () => sync.stop() };
 };
@@ -78,7 +78,9 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch',
-    units: [exchangeSync, eventsOut, track, exchangeStreams, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
+    // track before exchange sync: the sync's start waits until track has projected the wallet and
+    // positions it published.
+    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
