@@ -21,7 +21,7 @@ import { createValidateStage, parseConfig as validateConfig, REASONS } from '../
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import type { DeadLetter, Execution, OrderEvent, Signal } from '../../schemas/types.ts';
 import { fuzzStack } from './stack.ts';
-import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { createSignalOutBridge } from '../../connectors/signal-out-bridge.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
