@@ -286,7 +286,15 @@ export function createInboundBridge<T>(o: InboundBridgeOptions<T>): InboundBridg
     notify();
     await pumpDone;
     abort.abort();
-    if (s) s.closing = true;
+    // Close the channel before the connection: its close follows the last ack on the channel's own
+    // stream, and RabbitMQ answers it only once it has processed that ack. amqplib interleaves
+    // channels' frames, so a connection close sent right after an ack can overtake it: the batch
+    // just written would be requeued, and written again by the next instance.
+    for (const c of new Set([s, session])) {
+      if (!c) continue;
+      c.closing = true;
+      await c.ch.close().catch(() => {});
+    }
     await amqp?.stop(); // closing the connection requeues whatever was held but not written
     buffer = [];
     held();
