@@ -1,4 +1,7 @@
 // Events out: Kafka orders.events (Avro OrderEvent) → RabbitMQ `order-manager.order_events` (JSON).
+// This file is the bridge's mapping (OrderEvent → AMQP message) and settings; consuming, publishing
+// with confirms, committing, retries and dead letters are the outbound skeleton's
+// (connectors/amqp-outbound.ts).
 //
 // - Consumer group (TOPIC_PREFIX + EVENTS_OUT_GROUP), read_committed (only events of committed
 //   tracking transactions), starting from the earliest offset for a new group, offsets committed by
@@ -18,20 +21,17 @@
 //   published again; nothing is committed meanwhile, so nothing is skipped.
 // - A record that is not a decodable OrderEvent (a bug upstream) goes to orders.dlq (DeadLetter,
 //   reason undecodable) and is committed past, so it cannot block the partition.
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { int, opt } from '../runtime/setting-types.ts';
-import type { ConfirmChannel } from 'amqplib';
-import type { ConsumerPort, InMessage, KafkaPort, ProducerPort } from '../runtime/kafka.ts';
+import type { KafkaPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../runtime/codec.ts';
-import type { DeadLetter, OrderEvent } from '../schemas/types.ts';
-import { systemClock, type Clock } from '../runtime/clock.ts';
-import { RejectedError } from '../runtime/errors.ts';
-import { backoffMs } from '../runtime/retry.ts';
+import type { OrderEvent } from '../schemas/types.ts';
+import type { Clock } from '../runtime/clock.ts';
 import { topicName } from '../runtime/topics.ts';
-import { createAmqpConnection, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import type { AmqpConnect } from './amqp.ts';
+import { createOutboundBridge, type OutboundBridge, type OutboundMessage } from './amqp-outbound.ts';
 
 export const name = 'events-out-bridge';
 
@@ -89,219 +89,48 @@ export interface EventsOutBridgeDeps {
   onFatal: (err: Error) => void;
 }
 
-export interface EventsOutBridge {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Joined the consumer group with a RabbitMQ confirm channel open. */
-  ready(): boolean;
-}
+/** start / stop / ready (joined the consumer group with a confirm channel open): connectors/amqp-outbound.ts. */
+export type EventsOutBridge = OutboundBridge;
 
-class ChannelLost extends Error {}
+/** An order event as the AMQP message published to the queue (body and properties). */
+export function toMessage(e: OrderEvent, m: { topic: string; partition: number; offset: string }): OutboundMessage {
+  const headers: Record<string, string> = { kafka_topic: m.topic, kafka_partition: String(m.partition), kafka_offset: m.offset };
+  if (e.trace_id) headers.trace_id = e.trace_id;
+  return {
+    content: Buffer.from(JSON.stringify(toJson(e))),
+    options: {
+      persistent: true,
+      messageId: e.event_id,
+      type: e.event_type,
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      timestamp: Math.floor(e.occurred_at / 1000),
+      appId: 'order-manager',
+      headers,
+    },
+  };
+}
 
 export function createEventsOutBridge(deps: EventsOutBridgeDeps): EventsOutBridge {
   const cfg = deps.config;
-  const clock = deps.clock ?? systemClock;
-  const topic = topicName('orders.events', cfg.TOPIC_PREFIX);
-  const dlq = topicName('orders.dlq', cfg.TOPIC_PREFIX);
-  const groupId = cfg.TOPIC_PREFIX + cfg.EVENTS_OUT_GROUP;
-  const queue = cfg.ORDER_EVENTS_QUEUE;
-  const log = deps.logger.child({ connector: name, topic, queue, groupId });
-  const mb = deps.metrics.bridge;
-  const abort = new AbortController();
-
-  let consumer: ConsumerPort | null = null;
-  let producer: ProducerPort | null = null;
-  let amqp: AmqpConnection | null = null;
-  let channel: ConfirmChannel | null = null;
-  let channelUp: (() => void) | null = null;
-  let joined = false;
-  let stopping = false;
-  let failures = 0;
-
-  const openChannel = async (conn: ChannelModel): Promise<void> => {
-    const ch = await conn.createConfirmChannel();
-    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'RabbitMQ channel error'));
-    ch.on('close', () => {
-      if (channel === ch) channel = null;
-      // A channel closed while the connection lives (e.g. a refused publish): open another.
-      if (!stopping && amqp?.current() === conn) {
-        void (async () => {
-          for (let attempt = 0; !stopping && channel === null && amqp?.current() === conn; attempt++) {
-            try {
-              await sleep(backoffMs(attempt, 100, cfg.EVENTS_OUT_RETRY_MAX_MS), undefined, { signal: abort.signal });
-              await openChannel(conn);
-            } catch (err) {
-              if (abort.signal.aborted) return;
-              log.warn({ err: (err as Error).message }, 'reopening the confirm channel failed');
-            }
-          }
-        })();
-      }
-    });
-    await ch.assertQueue(queue, { durable: true });
-    channel = ch;
-    channelUp?.();
-    channelUp = null;
-    log.info('confirm channel open');
-  };
-
-  /** The confirm channel, once there is one (waits across reconnects); null when stopping. */
-  const awaitChannel = async (): Promise<ConfirmChannel | null> => {
-    while (!stopping) {
-      if (channel) return channel;
-      await new Promise<void>((resolve) => {
-        channelUp = resolve;
-        abort.signal.addEventListener('abort', () => resolve(), { once: true });
-      });
-    }
-    return null;
-  };
-
-  /** Publish the chunk and wait for every confirm. Throws ChannelLost (or the nack) on failure. */
-  const publishChunk = async (ch: ConfirmChannel, items: Array<{ m: InMessage; e: OrderEvent }>): Promise<void> => {
-    let onClose: () => void = () => {};
-    const closed = new Promise<never>((_, reject) => {
-      onClose = () => reject(new ChannelLost('channel closed before the confirms'));
-      ch.once('close', onClose);
-    });
-    closed.catch(() => {});
-    try {
-      for (const { m, e } of items) {
-        const headers: Record<string, string> = { kafka_topic: m.topic, kafka_partition: String(m.partition), kafka_offset: m.offset };
-        if (e.trace_id) headers.trace_id = e.trace_id;
-        const ok = ch.sendToQueue(queue, Buffer.from(JSON.stringify(toJson(e))), {
-          persistent: true,
-          messageId: e.event_id,
-          type: e.event_type,
-          contentType: 'application/json',
-          contentEncoding: 'utf-8',
-          timestamp: Math.floor(e.occurred_at / 1000),
-          appId: 'order-manager',
-          headers,
-        });
-        if (!ok) await Promise.race([new Promise<void>((resolve) => ch.once('drain', () => resolve())), closed]);
-      }
-      await Promise.race([ch.waitForConfirms(), closed]);
-    } finally {
-      ch.removeListener('close', onClose);
-    }
-  };
-
-  const deadLetter = async (m: InMessage, err: Error): Promise<void> => {
-    const value: DeadLetter = {
-      original_topic: m.topic,
-      original_partition: m.partition,
-      original_offset: Number(m.offset),
-      original_timestamp: m.timestamp,
-      original_key: m.key === null ? null : Buffer.from(m.key),
-      original_value: m.value,
-      headers: m.headers,
-      stage: name,
-      reason_code: 'undecodable',
-      reason_detail: err.message.slice(0, 2000),
-      error_kind: 'rejected',
-      attempts: 1,
-      signal_id: null,
-      trace_id: m.headers.trace_id ?? null,
-      failed_at: clock.now(),
-    };
-    await producer!.send(dlq, [{ key: null, value: await deps.codec.encode(dlq, value), headers: { 'dlq.reason': 'undecodable' } }]);
-    mb.rejected.inc({ bridge: name, reason: 'undecodable' });
-    log.error({ partition: m.partition, offset: m.offset, err: err.message }, 'undecodable order event dead-lettered');
-  };
-
-  /** Decode, publish with confirms, then commit; retried until it succeeds or the bridge stops. */
-  const handleChunk = async (msgs: InMessage[]): Promise<boolean> => {
-    const items: Array<{ m: InMessage; e: OrderEvent }> = [];
-    for (const m of msgs) {
-      mb.in.inc({ bridge: name, source: m.topic });
-      for (let attempt = 0; ; attempt++) {
-        try {
-          items.push({ m, e: (await deps.codec.decode(m.topic, m.value!)) as OrderEvent });
-          break;
-        } catch (err) {
-          if (err instanceof RejectedError || m.value === null) {
-            await deadLetter(m, err as Error);
-            break;
-          }
-          // registry unreachable: wait and retry
-          if (stopping) return false;
-          log.warn({ err: (err as Error).message, attempt: attempt + 1 }, 'decoding failed; retrying');
-          await sleep(backoffMs(attempt, 200, cfg.EVENTS_OUT_RETRY_MAX_MS), undefined, { signal: abort.signal }).catch(() => {});
-        }
-      }
-    }
-    while (items.length > 0) {
-      const ch = await awaitChannel();
-      if (!ch) return false;
-      try {
-        await publishChunk(ch, items);
-        failures = 0;
-        break;
-      } catch (err) {
-        failures++;
-        log.warn({ err: (err as Error).message, events: items.length, failures }, 'publish not confirmed; publishing the chunk again after the channel is back');
-        if (channel === ch) await ch.close().catch(() => {});
-        await sleep(backoffMs(failures - 1, 100, cfg.EVENTS_OUT_RETRY_MAX_MS), undefined, { signal: abort.signal }).catch(() => {});
-      }
-    }
-    mb.out.inc({ bridge: name, destination: queue }, items.length);
-    const last = msgs[msgs.length - 1]!;
-    await consumer!.commitOffsets([{ topic: last.topic, partition: last.partition, offset: String(BigInt(last.offset) + 1n) }]);
-    return true;
-  };
-
-  return {
-    start: async () => {
-      producer = deps.kafka.producer();
-      await producer.connect();
-      amqp = createAmqpConnection({
-        url: cfg.AMQP_URL,
-        name,
-        logger: log,
-        metrics: deps.metrics,
-        retryMaxMs: cfg.EVENTS_OUT_RETRY_MAX_MS,
-        connect: deps.amqpConnect,
-        onConnect: openChannel,
-        onDisconnect: () => {
-          channel = null;
-        },
-      });
-      await amqp.start();
-      // kafkajs gave up on the consumer (e.g. a non-retriable group error after a broker restart):
-      // without onFatal the process stayed up with a dead consumer and published nothing more (seen
-      // in the chaos run). Stop like the stage runner does, so the supervisor restarts us.
-      consumer = deps.kafka.consumer({ groupId, readCommitted: true, onFatal: (err) => !stopping && deps.onFatal(err) });
-      consumer.onGroupJoin(() => {
-        joined = true;
-      });
-      consumer.onCrash((err, restart) => {
-        joined = false;
-        log.warn({ err: err.message, restart }, 'Kafka consumer crashed');
-      });
-      await consumer.connect();
-      await consumer.subscribe([topic], true);
-      await consumer.run(async (batch, ctl) => {
-        for (let i = 0; i < batch.messages.length; i += cfg.EVENTS_OUT_BATCH_MAX) {
-          if (stopping || !ctl.isRunning() || ctl.isStale()) return;
-          const chunk = batch.messages.slice(i, i + cfg.EVENTS_OUT_BATCH_MAX);
-          if (!(await handleChunk(chunk))) return;
-          ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
-          await ctl.heartbeat();
-        }
-      });
-      log.info('events-out bridge started');
-    },
-    stop: async () => {
-      if (stopping) return;
-      stopping = true;
-      abort.abort();
-      await consumer?.disconnect().catch(() => {});
-      joined = false;
-      await amqp?.stop();
-      await producer?.disconnect().catch(() => {});
-      log.info('events-out bridge stopped');
-    },
-    ready: () => joined && channel !== null && !stopping,
-  };
+  return createOutboundBridge<OrderEvent>({
+    name,
+    title: 'events-out bridge',
+    what: 'order event',
+    kafka: deps.kafka,
+    codec: deps.codec,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    clock: deps.clock,
+    topic: topicName('orders.events', cfg.TOPIC_PREFIX),
+    dlqTopic: topicName('orders.dlq', cfg.TOPIC_PREFIX),
+    groupId: cfg.TOPIC_PREFIX + cfg.EVENTS_OUT_GROUP,
+    amqpUrl: cfg.AMQP_URL,
+    amqpConnect: deps.amqpConnect,
+    queue: cfg.ORDER_EVENTS_QUEUE,
+    batchMax: cfg.EVENTS_OUT_BATCH_MAX,
+    retryMaxMs: cfg.EVENTS_OUT_RETRY_MAX_MS,
+    toMessage,
+    onFatal: deps.onFatal,
+  });
 }

@@ -1,4 +1,6 @@
 // Signal bridge: RabbitMQ `model-service.trading_signals` → Kafka signals.raw, bytes unchanged.
+// This file is the bridge's mapping (delivery → record) and settings; consuming, batching, acks,
+// requeue and reconnect are the inbound skeleton's (connectors/amqp-inbound.ts).
 //
 // - Durable queue with a length limit (SIGNALS_QUEUE_MAX_LENGTH / _MAX_BYTES, x-overflow
 //   reject-publish: a full queue refuses new signals, so the publisher sees back-pressure as nacks
@@ -25,18 +27,17 @@
 //   of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES (pipeline_bridge_buffered_bytes), whatever the size of
 //   the messages on the queue.
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { int, opt } from '../runtime/setting-types.ts';
-import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
+import type { ConsumeMessage } from 'amqplib';
+import type { Headers, KafkaPort, OutMessage } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
-import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName } from '../runtime/topics.ts';
 import { recordBytes } from '../runtime/coalesce.ts';
-import { createAmqpConnection, queueDeclarer, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import type { AmqpConnect } from './amqp.ts';
+import { createInboundBridge, type InboundBridge } from './amqp-inbound.ts';
 
 export const name = 'signal-bridge';
 
@@ -85,31 +86,8 @@ export interface SignalBridgeDeps {
   amqpConnect?: AmqpConnect;
 }
 
-export interface SignalBridge {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Consuming from RabbitMQ with a connected Kafka producer. */
-  ready(): boolean;
-}
-
-interface Pending {
-  /** The delivery without its body (ack/nack need its tag only): the body lives on in `out`. */
-  msg: ConsumeMessage;
-  gen: number;
-  out: OutMessage;
-  bytes: number;
-}
-
-const NO_BODY = Buffer.alloc(0);
-
-interface Session {
-  ch: Channel;
-  conn: ChannelModel;
-  gen: number;
-  consumerTag: string | null;
-  /** Closed on purpose (Kafka failure, stop): the close handler leaves it to its closer. */
-  closing: boolean;
-}
+/** start / stop / ready (consuming from RabbitMQ with a connected Kafka producer): connectors/amqp-inbound.ts. */
+export type SignalBridge = InboundBridge;
 
 const textOf = (v: unknown, max = 256): string | null => {
   const s = Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : null;
@@ -152,207 +130,32 @@ export function createSignalBridge(deps: SignalBridgeDeps): SignalBridge {
   const clock = deps.clock ?? systemClock;
   const topic = topicName('signals.raw', cfg.TOPIC_PREFIX);
   const queue = cfg.SIGNALS_QUEUE;
-  const log = deps.logger.child({ connector: name, queue, topic });
   const mb = deps.metrics.bridge;
-  const abort = new AbortController();
-
-  let producer: ProducerPort | null = null;
-  let producerUp = false;
-  let session: Session | null = null;
-  let generation = 0;
-  let buffer: Pending[] = [];
-  /** The batch being written to Kafka. */
-  let inFlight: Pending[] = [];
-  let stopping = false;
-  let kafkaFailures = 0;
-  let wake: (() => void) | null = null;
-  let pumpDone: Promise<void> | null = null;
-  let amqp: AmqpConnection | null = null;
-  const declare = queueDeclarer({ maxLength: cfg.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: cfg.SIGNALS_QUEUE_MAX_BYTES }, log);
-
-  const notify = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-
-  /** What the bridge holds: at most SIGNAL_BRIDGE_PREFETCH records of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES. */
-  const held = () => {
-    let n = 0;
-    for (const p of buffer) n += p.bytes;
-    for (const p of inFlight) n += p.bytes;
-    mb.buffered.set({ bridge: name }, n);
-  };
-
-  const onDelivery = (gen: number) => (msg: ConsumeMessage | null) => {
-    if (msg === null) {
-      // The broker cancelled the consumer (queue deleted, node down): drop the channel and resume.
-      log.warn('consumer cancelled by RabbitMQ; reopening');
-      const s = session;
-      if (s && s.gen === gen) void s.ch.close().catch(() => {});
-      return;
-    }
-    if (session?.gen !== gen) return; // a late delivery of a dead channel: it will be redelivered
-    mb.in.inc({ bridge: name, source: queue });
-    // The record is a copy of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES; the delivery's own body is
-    // released here, not at its ack: a prefetch of 10 MB messages would otherwise stay in memory.
-    const out = toRecord(msg, clock.now(), cfg.SIGNAL_BRIDGE_MAX_RECORD_BYTES);
-    buffer.push({ msg: { ...msg, content: NO_BODY }, gen, out, bytes: recordBytes(out) });
-    held();
-    notify();
-  };
-
-  const openChannel = async (conn: ChannelModel): Promise<void> => {
-    await declare(conn, queue);
-    const ch = await conn.createChannel();
-    const gen = ++generation;
-    const s: Session = { ch, conn, gen, consumerTag: null, closing: false };
-    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'RabbitMQ channel error'));
-    ch.on('close', () => {
-      buffer = buffer.filter((p) => p.gen !== gen); // unacked: RabbitMQ requeues them
-      held();
-      if (session === s) session = null;
-      notify();
-      if (!s.closing && !stopping) void reopenLater(conn);
-    });
-    await ch.prefetch(cfg.SIGNAL_BRIDGE_PREFETCH);
-    session = s;
-    const { consumerTag } = await ch.consume(queue, onDelivery(gen), { noAck: false });
-    s.consumerTag = consumerTag;
-    log.info({ prefetch: cfg.SIGNAL_BRIDGE_PREFETCH, gen }, 'consuming');
-  };
-
-  /** The channel died while the connection lives (or Kafka failed): open a new one after a backoff. */
-  const reopenLater = async (conn: ChannelModel, attempt = 0): Promise<void> => {
-    try {
-      await sleep(backoffMs(attempt, 100, cfg.SIGNAL_BRIDGE_RETRY_MAX_MS), undefined, { signal: abort.signal });
-    } catch {
-      return;
-    }
-    if (stopping || session !== null || amqp?.current() !== conn) return; // the reconnect path owns it
-    try {
-      await openChannel(conn);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'reopening the channel failed');
-      if (amqp?.current() === conn) void reopenLater(conn, attempt + 1);
-    }
-  };
-
-  const takeBatch = (): Pending[] => {
-    const gen = buffer[0]!.gen;
-    let bytes = 0;
-    let n = 0;
-    while (n < buffer.length && buffer[n]!.gen === gen && (n === 0 || bytes + buffer[n]!.bytes <= cfg.SIGNAL_BRIDGE_BATCH_MAX_BYTES)) {
-      bytes += buffer[n]!.bytes;
-      n++;
-    }
-    return buffer.splice(0, n);
-  };
-
-  const pump = async (): Promise<void> => {
-    while (!stopping) {
-      if (buffer.length === 0) {
-        await new Promise<void>((resolve) => (wake = resolve));
-        continue;
-      }
-      const batch = takeBatch();
-      const gen = batch[0]!.gen;
-      const s = session;
-      if (!s || s.gen !== gen) {
-        held();
-        continue; // channel gone: these will be redelivered
-      }
-      inFlight = batch;
-      try {
-        await producer!.send(topic, batch.map((p) => p.out));
-      } catch (err) {
-        inFlight = [];
-        kafkaFailures++;
-        log.warn({ err: (err as Error).message, failures: kafkaFailures, messages: batch.length + buffer.length }, 'Kafka send failed; requeueing and backing off');
-        await requeueAll(s, batch);
-        try {
-          await sleep(backoffMs(kafkaFailures - 1, 200, cfg.SIGNAL_BRIDGE_RETRY_MAX_MS), undefined, { signal: abort.signal });
-        } catch {
-          return; // stopping
-        }
-        if (!stopping && session === null && amqp?.current() === s.conn) {
-          await openChannel(s.conn).catch((e: Error) => {
-            log.warn({ err: e.message }, 'reopening the channel failed');
-            void reopenLater(s.conn, 1);
-          });
-        }
-        continue;
-      }
-      kafkaFailures = 0;
-      inFlight = [];
-      held();
-      mb.out.inc({ bridge: name, destination: topic }, batch.length);
-      if (session === s && s.gen === gen) {
-        try {
-          s.ch.ack(batch[batch.length - 1]!.msg, true);
-        } catch (err) {
-          log.warn({ err: (err as Error).message }, 'ack failed after Kafka had the batch; RabbitMQ will redeliver it');
-        }
-      } else {
-        log.warn({ messages: batch.length }, 'channel lost while Kafka was writing the batch; RabbitMQ will redeliver it (validation drops the repeats)');
-      }
-    }
-  };
-
-  /** Nack every outstanding delivery of the session with requeue and close its channel. */
-  const requeueAll = async (s: Session, batch: Pending[]): Promise<void> => {
-    const mine = buffer.filter((p) => p.gen === s.gen);
-    const last = (mine.length > 0 ? mine[mine.length - 1]! : batch[batch.length - 1]!).msg;
-    buffer = buffer.filter((p) => p.gen !== s.gen);
-    held();
-    s.closing = true;
-    if (session === s) session = null;
-    try {
-      s.ch.nack(last, true, true);
-    } catch {
-      // channel already gone: RabbitMQ requeues unacked deliveries anyway
-    }
-    await s.ch.close().catch(() => {});
-  };
-
-  return {
-    start: async () => {
-      producer = deps.kafka.producer();
-      // No deadline: a bridge waits for Kafka as long as it runs; stop() aborts the wait.
-      await connectWithBackoff(() => producer!.connect(), log, cfg.SIGNAL_BRIDGE_RETRY_MAX_MS, { deadlineMs: Infinity, signal: abort.signal });
-      producerUp = true;
-      pumpDone = pump();
-      amqp = createAmqpConnection({
-        url: cfg.AMQP_URL,
-        name,
-        logger: log,
-        metrics: deps.metrics,
-        retryMaxMs: cfg.SIGNAL_BRIDGE_RETRY_MAX_MS,
-        connect: deps.amqpConnect,
-        onConnect: openChannel,
-        onDisconnect: () => {
-          session = null;
-          buffer = [];
-          held();
-          notify();
-        },
-      });
-      await amqp.start();
+  return createInboundBridge<OutMessage>({
+    name,
+    title: 'signal bridge',
+    kafka: deps.kafka,
+    logger: deps.logger.child({ connector: name, queue, topic }),
+    metrics: deps.metrics,
+    amqpUrl: cfg.AMQP_URL,
+    amqpConnect: deps.amqpConnect,
+    queues: [queue],
+    queueLimits: { maxLength: cfg.SIGNALS_QUEUE_MAX_LENGTH, maxBytes: cfg.SIGNALS_QUEUE_MAX_BYTES },
+    prefetch: cfg.SIGNAL_BRIDGE_PREFETCH,
+    batchMaxBytes: cfg.SIGNAL_BRIDGE_BATCH_MAX_BYTES,
+    retryMaxMs: cfg.SIGNAL_BRIDGE_RETRY_MAX_MS,
+    // The record is a copy of at most SIGNAL_BRIDGE_MAX_RECORD_BYTES: all the bridge keeps.
+    hold: (msg) => {
+      const out = toRecord(msg, clock.now(), cfg.SIGNAL_BRIDGE_MAX_RECORD_BYTES);
+      return { item: out, bytes: recordBytes(out) };
     },
-    stop: async () => {
-      stopping = true;
-      const s = session;
-      // No new deliveries; the batch in flight finishes (send, then ack) before the pump returns.
-      if (s?.consumerTag) await s.ch.cancel(s.consumerTag).catch(() => {});
-      notify();
-      await pumpDone;
-      abort.abort();
-      if (s) s.closing = true;
-      await amqp?.stop(); // closing the connection requeues whatever was buffered but not sent
-      if (producerUp) await producer?.disconnect().catch(() => {});
-      producerUp = false;
-      log.info('signal bridge stopped');
+    // One send per batch, then its last delivery acked.
+    write: async ({ items, producer, ack }) => {
+      await producer.send(topic, items);
+      mb.out.inc({ bridge: name, destination: topic }, items.length);
+      ack(items.length - 1);
     },
-    ready: () => producerUp && session !== null && !stopping,
-  };
+    failureWhat: 'Kafka send',
+    repeatsNote: '(validation drops the repeats)',
+  });
 }

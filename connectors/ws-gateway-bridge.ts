@@ -1,6 +1,8 @@
 // ws-gateway bridge: RabbitMQ queues where the ws-gateway service relays Bybit's v5 streams →
 // exchange.orders / exchange.executions / exchange.positions / exchange.wallet / market.tickers
 // (Avro, parsed by connectors/bybit-stream-format.ts), and anything unusable → exchange.dlq.
+// This file is the bridge's mapping (delivery → records / dead letters) and settings; consuming,
+// batching, acks, requeue and reconnect are the inbound skeleton's (connectors/amqp-inbound.ts).
 //
 // - Queues are configuration (defaults ws-gateway.order, .execution, .position, .wallet, .ticker),
 //   declared durable with a length limit (WS_GATEWAY_QUEUE_MAX_LENGTH / _MAX_BYTES, x-overflow
@@ -29,20 +31,19 @@
 //   idempotent (executions by execId, orders/positions/wallet are snapshots ordered by exchange time).
 // - RabbitMQ connection loss: connectors/amqp.ts reconnects with backoff; unacked deliveries come
 //   back redelivered (the same at-least-once rule).
-import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { int, opt } from '../runtime/setting-types.ts';
-import type { Channel, ConsumeMessage } from 'amqplib';
-import type { Headers, KafkaPort, OutMessage, ProducerPort } from '../runtime/kafka.ts';
+import type { ConsumeMessage } from 'amqplib';
+import type { Headers, KafkaPort, OutMessage } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../runtime/codec.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import { chunkByBytes, recordBytes } from '../runtime/coalesce.ts';
 import { RejectedError } from '../runtime/errors.ts';
-import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
-import { createAmqpConnection, queueDeclarer, type AmqpConnect, type AmqpConnection, type ChannelModel } from './amqp.ts';
+import type { AmqpConnect } from './amqp.ts';
+import { createInboundBridge, type InboundBatch, type InboundBridge } from './amqp-inbound.ts';
 import { describeProblems, parseStreamMessage, streamDeadLetter, TickerBook, unwrapBytes, type StreamRejectReason } from './bybit-stream-format.ts';
 
 export const name = 'ws-gateway-bridge';
@@ -112,29 +113,17 @@ export interface WsGatewayBridgeDeps {
   amqpConnect?: AmqpConnect;
 }
 
-export interface WsGatewayBridge {
-  start(): Promise<void>;
-  stop(): Promise<void>;
-  /** Consuming every queue with a connected Kafka producer. */
-  ready(): boolean;
-}
+/** start / stop / ready (consuming every queue with a connected Kafka producer): connectors/amqp-inbound.ts. */
+export type WsGatewayBridge = InboundBridge;
 
+/** What the bridge keeps of a delivery until its ack. */
 interface Pending {
   /** The delivery; a body over WS_GATEWAY_MAX_MESSAGE_BYTES is cut to that on arrival (see `size`). */
   msg: ConsumeMessage;
   /** The body's size as delivered. */
   size: number;
-  gen: number;
   queue: string;
   receivedAt: number;
-}
-
-interface Session {
-  ch: Channel;
-  conn: ChannelModel;
-  gen: number;
-  consumerTags: string[];
-  closing: boolean;
 }
 
 const textOf = (v: unknown, max = 256): string | null => {
@@ -178,78 +167,14 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
   const dlqTopic = topic('exchange.dlq');
   const log = deps.logger.child({ connector: name, queues });
   const mb = deps.metrics.bridge;
-  const abort = new AbortController();
   const tickers = new TickerBook();
 
-  let producer: ProducerPort | null = null;
-  let producerUp = false;
-  let session: Session | null = null;
-  let generation = 0;
-  let buffer: Pending[] = [];
-  let stopping = false;
-  let failures = 0;
-  let wake: (() => void) | null = null;
-  let pumpDone: Promise<void> | null = null;
-  let amqp: AmqpConnection | null = null;
-  const declare = queueDeclarer({ maxLength: cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, maxBytes: cfg.WS_GATEWAY_QUEUE_MAX_BYTES }, log);
-
-  const notify = () => {
-    const w = wake;
-    wake = null;
-    w?.();
-  };
-
-  const onDelivery = (gen: number, queue: string) => (msg: ConsumeMessage | null) => {
-    if (msg === null) {
-      log.warn({ queue }, 'consumer cancelled by RabbitMQ; reopening');
-      const s = session;
-      if (s && s.gen === gen) void s.ch.close().catch(() => {});
-      return;
-    }
-    if (session?.gen !== gen) return;
-    mb.in.inc({ bridge: name, source: queue });
-    // An oversize body is only dead-lettered by its first bytes: keep a copy of those and release
-    // the rest now, so a prefetch of huge messages is not held in memory until its ack.
+  /** An oversize body is only dead-lettered by its first bytes: keep a copy of those, release the rest. */
+  const hold = (msg: ConsumeMessage, queue: string) => {
     const size = msg.content.length;
     const max = cfg.WS_GATEWAY_MAX_MESSAGE_BYTES;
-    buffer.push({ msg: size > max ? { ...msg, content: Buffer.from(msg.content.subarray(0, max)) } : msg, size, gen, queue, receivedAt: clock.now() });
-    notify();
-  };
-
-  const openChannel = async (conn: ChannelModel): Promise<void> => {
-    for (const q of queues) await declare(conn, q);
-    const ch = await conn.createChannel();
-    const gen = ++generation;
-    const s: Session = { ch, conn, gen, consumerTags: [], closing: false };
-    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'RabbitMQ channel error'));
-    ch.on('close', () => {
-      buffer = buffer.filter((p) => p.gen !== gen);
-      if (session === s) session = null;
-      notify();
-      if (!s.closing && !stopping) void reopenLater(conn);
-    });
-    await ch.prefetch(cfg.WS_GATEWAY_PREFETCH);
-    session = s;
-    for (const q of queues) {
-      const { consumerTag } = await ch.consume(q, onDelivery(gen, q), { noAck: false });
-      s.consumerTags.push(consumerTag);
-    }
-    log.info({ prefetch: cfg.WS_GATEWAY_PREFETCH, gen }, 'consuming');
-  };
-
-  const reopenLater = async (conn: ChannelModel, attempt = 0): Promise<void> => {
-    try {
-      await sleep(backoffMs(attempt, 100, cfg.WS_GATEWAY_RETRY_MAX_MS), undefined, { signal: abort.signal });
-    } catch {
-      return;
-    }
-    if (stopping || session !== null || amqp?.current() !== conn) return;
-    try {
-      await openChannel(conn);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'reopening the channel failed');
-      if (amqp?.current() === conn) void reopenLater(conn, attempt + 1);
-    }
+    const kept = size > max ? { ...msg, content: Buffer.from(msg.content.subarray(0, max)) } : msg;
+    return { item: { msg: kept, size, queue, receivedAt: clock.now() }, bytes: kept.content.length };
   };
 
   /** Parse and encode one delivery. Throws only on retriable/fatal encoding trouble (registry). */
@@ -317,151 +242,72 @@ export function createWsGatewayBridge(deps: WsGatewayBridgeDeps): WsGatewayBridg
     return out;
   };
 
-  const takeBatch = (): Pending[] => {
-    const gen = buffer[0]!.gen;
-    let n = 0;
-    while (n < buffer.length && n < cfg.WS_GATEWAY_BATCH_MAX && buffer[n]!.gen === gen) n++;
-    return buffer.splice(0, n);
-  };
-
-  const requeueAll = async (s: Session, batch: Pending[]): Promise<void> => {
-    const mine = buffer.filter((p) => p.gen === s.gen);
-    const last = (mine.length > 0 ? mine[mine.length - 1]! : batch[batch.length - 1]!).msg;
-    buffer = buffer.filter((p) => p.gen !== s.gen);
-    s.closing = true;
-    if (session === s) session = null;
-    try {
-      s.ch.nack(last, true, true);
-    } catch {
-      // channel already gone: RabbitMQ requeues unacked deliveries anyway
-    }
-    await s.ch.close().catch(() => {});
-  };
-
   /** Records of consecutive deliveries, sent together and acked by their last delivery. */
   interface Group {
     byTopic: Map<string, OutMessage[]>;
     rejected: StreamRejectReason[];
     records: number;
     bytes: number;
-    last: Pending | null;
+    /** Index in the batch of the group's last delivery. */
+    last: number;
   }
-  const emptyGroup = (): Group => ({ byTopic: new Map(), rejected: [], records: 0, bytes: 0, last: null });
+  const emptyGroup = (): Group => ({ byTopic: new Map(), rejected: [], records: 0, bytes: 0, last: -1 });
 
   /**
    * Write a group (several produce requests when its records exceed WS_GATEWAY_BATCH_MAX_BYTES, one
    * after another, so per-partition order holds) and ack its last delivery. False when the channel
    * died meanwhile: what follows in the batch is redelivered, so it is not sent.
    */
-  const flush = async (s: Session, g: Group): Promise<boolean> => {
+  const flush = async ({ producer, ack }: InboundBatch<Pending>, g: Group): Promise<boolean> => {
     for (const chunk of chunkByBytes(g.byTopic, recordBytes, cfg.WS_GATEWAY_BATCH_MAX_BYTES)) {
-      await producer!.sendBatch([...chunk].map(([topic, messages]) => ({ topic, messages })));
+      await producer.sendBatch([...chunk].map(([topic, messages]) => ({ topic, messages })));
     }
-    failures = 0;
     for (const [t, list] of g.byTopic) if (t !== dlqTopic) mb.out.inc({ bridge: name, destination: t }, list.length);
     for (const r of g.rejected) mb.rejected.inc({ bridge: name, reason: r });
-    if (session !== s) {
-      log.warn({ records: g.records }, 'channel lost while Kafka was writing the batch; RabbitMQ will redeliver it');
-      return false;
-    }
-    try {
-      s.ch.ack(g.last!.msg, true);
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, 'ack failed after Kafka had the batch; RabbitMQ will redeliver it');
-    }
-    return true;
+    return ack(g.last);
   };
 
-  const pump = async (): Promise<void> => {
-    while (!stopping) {
-      if (buffer.length === 0) {
-        await new Promise<void>((resolve) => (wake = resolve));
-        continue;
+  /**
+   * Deliveries are converted in order and gathered while their records fit one send; a few messages
+   * near WS_GATEWAY_MAX_MESSAGE_BYTES would otherwise make a request the broker refuses
+   * (message.max.bytes) on every redelivery, stopping every queue for good.
+   */
+  const write = async (batch: InboundBatch<Pending>): Promise<void> => {
+    let group = emptyGroup();
+    for (const [i, p] of batch.items.entries()) {
+      const c = await convert(p);
+      if (group.last >= 0 && group.bytes + c.bytes > cfg.WS_GATEWAY_BATCH_MAX_BYTES) {
+        if (!(await flush(batch, group))) return;
+        group = emptyGroup();
       }
-      const batch = takeBatch();
-      const s = session;
-      if (!s || s.gen !== batch[0]!.gen) continue; // channel gone: RabbitMQ redelivers these
-      // Deliveries are converted in order and gathered while their records fit one send; a few
-      // messages near WS_GATEWAY_MAX_MESSAGE_BYTES would otherwise make a request the broker refuses
-      // (message.max.bytes) on every redelivery, stopping every queue for good.
-      let group = emptyGroup();
-      try {
-        for (const p of batch) {
-          const c = await convert(p);
-          if (group.last && group.bytes + c.bytes > cfg.WS_GATEWAY_BATCH_MAX_BYTES) {
-            if (!(await flush(s, group))) break;
-            group = emptyGroup();
-          }
-          for (const [t, list] of c.byTopic) {
-            const into = group.byTopic.get(t);
-            if (into) into.push(...list);
-            else group.byTopic.set(t, list);
-          }
-          if (c.rejected) group.rejected.push(c.rejected);
-          group.records += c.records;
-          group.bytes += c.bytes;
-          group.last = p;
-        }
-        if (group.last) await flush(s, group);
-      } catch (err) {
-        failures++;
-        log.warn({ err: (err as Error).message, failures, messages: batch.length + buffer.length }, 'Kafka or registry failed; requeueing and backing off');
-        await requeueAll(s, batch);
-        try {
-          await sleep(backoffMs(failures - 1, 200, cfg.WS_GATEWAY_RETRY_MAX_MS), undefined, { signal: abort.signal });
-        } catch {
-          return;
-        }
-        if (!stopping && session === null && amqp?.current() === s.conn) {
-          await openChannel(s.conn).catch((e: Error) => {
-            log.warn({ err: e.message }, 'reopening the channel failed');
-            void reopenLater(s.conn, 1);
-          });
-        }
+      for (const [t, list] of c.byTopic) {
+        const into = group.byTopic.get(t);
+        if (into) into.push(...list);
+        else group.byTopic.set(t, list);
       }
+      if (c.rejected) group.rejected.push(c.rejected);
+      group.records += c.records;
+      group.bytes += c.bytes;
+      group.last = i;
     }
+    if (group.last >= 0) await flush(batch, group);
   };
 
-  return {
-    start: async () => {
-      producer = deps.kafka.producer();
-      // No deadline: a bridge waits for Kafka as long as it runs; stop() aborts the wait.
-      await connectWithBackoff(() => producer!.connect(), log, cfg.WS_GATEWAY_RETRY_MAX_MS, { deadlineMs: Infinity, signal: abort.signal });
-      producerUp = true;
-      pumpDone = pump();
-      amqp = createAmqpConnection({
-        url: cfg.AMQP_URL,
-        name,
-        logger: log,
-        metrics: deps.metrics,
-        retryMaxMs: cfg.WS_GATEWAY_RETRY_MAX_MS,
-        connect: deps.amqpConnect,
-        onConnect: openChannel,
-        onDisconnect: () => {
-          session = null;
-          buffer = [];
-          notify();
-        },
-      });
-      await amqp.start();
-    },
-    stop: async () => {
-      if (stopping) {
-        await pumpDone;
-        return;
-      }
-      stopping = true;
-      const s = session;
-      if (s) for (const tag of s.consumerTags) await s.ch.cancel(tag).catch(() => {});
-      notify();
-      await pumpDone; // the batch in flight finishes (send, then ack)
-      abort.abort();
-      if (s) s.closing = true;
-      await amqp?.stop();
-      if (producerUp) await producer?.disconnect().catch(() => {});
-      producerUp = false;
-      log.info('ws-gateway bridge stopped');
-    },
-    ready: () => producerUp && session !== null && !stopping,
-  };
+  return createInboundBridge<Pending>({
+    name,
+    title: 'ws-gateway bridge',
+    kafka: deps.kafka,
+    logger: log,
+    metrics: deps.metrics,
+    amqpUrl: cfg.AMQP_URL,
+    amqpConnect: deps.amqpConnect,
+    queues,
+    queueLimits: { maxLength: cfg.WS_GATEWAY_QUEUE_MAX_LENGTH, maxBytes: cfg.WS_GATEWAY_QUEUE_MAX_BYTES },
+    prefetch: cfg.WS_GATEWAY_PREFETCH,
+    batchMax: cfg.WS_GATEWAY_BATCH_MAX,
+    retryMaxMs: cfg.WS_GATEWAY_RETRY_MAX_MS,
+    hold,
+    write,
+    failureWhat: 'Kafka or registry',
+  });
 }

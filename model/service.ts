@@ -7,7 +7,8 @@
 //                rules every MODEL_MODE_CHECK_MS; refreshes exposure from PostgreSQL positions.
 //                Offsets are committed up to what the window builder no longer holds, so a restart
 //                rebuilds the pending windows (samples already stored are "already done").
-//   model-signal-out-bridge   model.signals → RabbitMQ model-service.trading_signals (JSON).
+//   model-signal-out-bridge   model.signals → RabbitMQ model-service.trading_signals (JSON);
+//                connectors/signal-out-bridge.ts.
 import cron, { type ScheduledTask } from 'node-cron';
 import type { Runtime, Unit, UnitFactory } from '../runtime/service.ts';
 import { topicName } from '../runtime/topics.ts';
@@ -17,7 +18,7 @@ import type { TopicCodec } from '../schemas/topic-codec.ts';
 import { parseModelConfig, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
 import { exposures } from './registry.ts';
-import { createSignalOutBridge } from './signal-out-bridge.ts';
+import { createSignalOutBridge } from '../connectors/signal-out-bridge.ts';
 import { parseConfig as signalBridgeConfig } from '../connectors/signal-bridge.ts';
 import { loadTf } from './tf.ts';
 import { WindowBuilder, type WindowInput, type WindowStats } from './windows.ts';

@@ -147,30 +147,3 @@ export class SignalEmitter {
     };
   }
 }
-
-/** The order-manager seed's signal JSON for a ModelSignal (what goes to RabbitMQ). */
-export function toSignalJson(s: ModelSignal): Record<string, unknown> {
-  let extra: Record<string, unknown> = {};
-  if (s.metadata?.extra) {
-    try {
-      const v = JSON.parse(s.metadata.extra) as unknown;
-      if (v && typeof v === 'object' && !Array.isArray(v)) extra = v as Record<string, unknown>;
-    } catch {
-      extra = {};
-    }
-  }
-  return {
-    signal_id: s.signal_id,
-    signal_type: s.signal_type,
-    asset: s.asset,
-    amount: s.amount,
-    confidence: s.confidence,
-    timestamp: new Date(s.timestamp).toISOString(),
-    strategy_id: s.strategy_id,
-    model_version: s.model_version,
-    is_warmup: s.is_warmup,
-    market_data_snapshot: s.market_data_snapshot,
-    metadata: s.metadata ? { ...extra, reasoning: s.metadata.reasoning, risk_score: s.metadata.risk_score, randomness_level: s.metadata.randomness_level, mode: s.metadata.mode } : null,
-    trace_id: s.trace_id,
-  };
-}

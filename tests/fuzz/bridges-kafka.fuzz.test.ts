@@ -21,7 +21,7 @@ import { createValidateStage, parseConfig as validateConfig, VALIDATION_REASONS 
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import type { DeadLetter, Execution, OrderEvent, Signal } from '../../schemas/types.ts';
 import { fuzzStack } from './stack.ts';
-import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { createSignalOutBridge } from '../../connectors/signal-out-bridge.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
 import { systemClock } from '../../runtime/clock.ts';
@@ -195,7 +195,7 @@ test('ws-gateway bridge on the real path: every refused message is dead-lettered
   }
 });
 
-test('signal-out bridge on the real path: garbage on model.signals is skipped and counted, the valid signals behind it are published', async () => {
+test('signal-out bridge on the real path: garbage on model.signals is dead-lettered as undecodable and counted, the valid signals behind it are published', async () => {
   const st = await fuzzStack('fz-mso');
   const queue = `test.fuzz.model-signals.${randomBytes(4).toString('hex')}`;
   const conn = await amqplib.connect(AMQP_URL);
@@ -219,6 +219,10 @@ test('signal-out bridge on the real path: garbage on model.signals is skipped an
     });
     await waitFor('the valid model signals behind the garbage', () => good.every((s) => got.includes(s.signal_id)), 60_000);
     assert.match(await st.metrics.registry.getSingleMetricAsString('pipeline_bridge_messages_rejected_total'), new RegExp(`bridge="model-signal-out-bridge",reason="undecodable"} ${junk.length}$`, 'm'));
+    const dead = await consumeToEnd(st.kafka, `${st.prefix}signals.dlq`, 1);
+    const envelopes = await Promise.all(dead.map(async (m) => (await st.codec.decode(m.topic, m.value!)) as DeadLetter));
+    assert.equal(envelopes.filter((e) => e.reason_code === 'undecodable' && e.stage === 'model-signal-out-bridge').length, junk.length, 'one undecodable dead letter per garbage record');
+    for (const j of junk) assert.ok(envelopes.some((e) => Buffer.from(e.original_value!).equals(j)), 'original bytes kept');
   } finally {
     await bridge.stop();
     await ch.deleteQueue(queue).catch(() => {});

@@ -4,17 +4,18 @@
 // restarted bridge republishes nothing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import amqplib from 'amqplib';
-import { createNamespace, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { consumeToEnd, createNamespace, namespace, registryUrl, testKafka, testLogger, waitCaughtUp, waitFor } from '../helpers.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
-import { createSignalOutBridge } from '../../model/signal-out-bridge.ts';
+import { createSignalOutBridge } from '../../connectors/signal-out-bridge.ts';
 import { SignalEmitter } from '../../model/signals.ts';
 import { parseSignalJson } from '../../pipelines/signal-format.ts';
 import { SeededRng } from '../../model/rng.ts';
 import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
-import type { ModelSignal } from '../../schemas/types.ts';
+import type { DeadLetter, ModelSignal } from '../../schemas/types.ts';
+import { SAMPLES } from '../../schemas/samples.ts';
 import { failTool } from '../../runtime/kafka.ts';
 import { parseConfig as signalBridgeConfig } from '../../connectors/signal-bridge.ts';
 
@@ -92,6 +93,57 @@ test('model.signals -> RabbitMQ as validated JSON, persistent, ordered, committe
     await waitFor('bridge ready', () => bridge.ready(), 30_000);
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(got.length, signals.length);
+  } finally {
+    await bridge.stop().catch(() => {});
+    await ch.deleteQueue(queue).catch(() => {});
+    await conn.close().catch(() => {});
+    await cleanup();
+  }
+});
+
+test('an undecodable record on model.signals is dead-lettered to signals.dlq with its bytes and reason, counted, committed past; the signal behind it is published', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('mso-dlq');
+  const cleanup = await createNamespace(kafka, prefix, 1);
+  const queue = `test.model-signals.${randomBytes(4).toString('hex')}`;
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const metrics = createMetrics();
+  const conn = await amqplib.connect(AMQP_URL);
+  const ch = await conn.createChannel();
+  const group = `${prefix}bridge`;
+  const bridge = createSignalOutBridge({ kafka, codec, logger: testLogger, metrics, amqpUrl: AMQP_URL, queue, queueLimits, topicPrefix: prefix, groupId: group, batchMax: 7, retryMaxMs: 500, onFatal: failTool('signal-out bridge under test') });
+  try {
+    const topic = `${prefix}model.signals`;
+    // Not Avro at all, and the wire format's magic byte with a schema id the registry never gave.
+    const junk = [Buffer.from('not a model signal'), Buffer.from([0, 0x7f, 0xff, 0xff, 0xf0, 1, 2, 3])];
+    const good = { ...SAMPLES.ModelSignal, signal_id: randomUUID() };
+    const producer = kafka.producer();
+    await producer.connect();
+    await producer.send(topic, [...junk.map((value) => ({ key: good.asset, value, headers: { trace_id: 'trace-junk' } })), { key: good.asset, value: await codec.encode(topic, good) }]);
+    await producer.disconnect();
+    await bridge.start();
+    const got: string[] = [];
+    await ch.consume(queue, (m) => {
+      if (!m) return;
+      got.push(m.properties.messageId as string);
+      ch.ack(m);
+    });
+    await waitFor('the valid signal behind the junk', () => got.includes(good.signal_id), 60_000);
+    await waitCaughtUp(kafka, group, topic);
+    const dead = await Promise.all((await consumeToEnd(kafka, `${prefix}signals.dlq`, 1)).map(async (m) => ({ m, d: (await codec.decode(m.topic, m.value!)) as DeadLetter })));
+    assert.equal(dead.length, junk.length, 'one dead letter per undecodable record');
+    for (const [i, j] of junk.entries()) {
+      const { m, d } = dead[i]!;
+      assert.ok(Buffer.from(d.original_value!).equals(j), 'the original bytes kept');
+      assert.equal(d.original_topic, topic);
+      assert.equal(d.original_offset, i);
+      assert.equal(d.reason_code, 'undecodable');
+      assert.equal(d.stage, 'model-signal-out-bridge');
+      assert.equal(d.trace_id, 'trace-junk');
+      assert.equal(m.headers['dlq.reason'], 'undecodable');
+    }
+    assert.deepEqual(got, [good.signal_id], 'only the valid signal was published');
+    assert.match(await metrics.registry.getSingleMetricAsString('pipeline_bridge_messages_rejected_total'), /bridge="model-signal-out-bridge",reason="undecodable"} 2$/m);
   } finally {
     await bridge.stop().catch(() => {});
     await ch.deleteQueue(queue).catch(() => {});
