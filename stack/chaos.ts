@@ -369,10 +369,14 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       );
     }
     const t1 = Date.now();
-    procs.get('ops')!.start();
+    // ops first, with the tracking stage: exchange sync (in ops) is ready once tracking has projected
+    // the wallet and positions it published, and nothing may decide before the account is loaded.
+    const first = omNames.filter((n) => serviceOf.get(n) === 'ops' || serviceOf.get(n) === 'track');
+    for (const n of first) procs.get(n)!.start();
     await procs.get('ops')!.waitReady();
-    for (const n of omNames.slice(1)) procs.get(n)!.start();
-    for (const n of omNames.slice(1)) await procs.get(n)!.waitReady();
+    const rest = omNames.filter((n) => !first.includes(n));
+    for (const n of rest) procs.get(n)!.start();
+    for (const n of [...first, ...rest]) await procs.get(n)!.waitReady();
     // The soak's figures: memory per process, database and topic bytes, every sampleEveryMs.
     sampling.on = Boolean(opts.sampleEveryMs);
     const readyAt = Date.now();
