@@ -307,7 +307,7 @@ export async function upsertBalances(tx: CommonQueryMethods, balances: ReadonlyA
   const rows = balances.map(({ coin: c, updatedTime }) => {
     const wallet = dec(c.walletBalance) ?? '0';
     const locked = dec(c.locked) ?? '0';
-    // Same rule as connectors/exchange-sync.ts: what is free to trade is balance - locked (or `free`).
+    // What is free to trade is balance - locked (or `free` when the exchange says it).
     const available = dec(c.free) ?? Dec.of(wallet).sub(locked).toString();
     return { coin: c.coin, wallet_balance: wallet, available, locked, equity: dec(c.equity), usd_value: dec(c.usdValue), updated_ms: updatedTime };
   });
