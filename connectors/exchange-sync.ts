@@ -7,7 +7,8 @@
 // records on exchange.wallet / exchange.positions (source rest), and the tracking stage, the one
 // writer of `balances` and `positions`, projects them with the websocket's and the reconciler's,
 // newest exchange time first. At start it waits until the projection holds what it published, so
-// the risk stage never sizes against an account the order manager has not loaded yet. Orders are
+// the risk stage never sizes against an account the order manager has not loaded yet (at most 30 s
+// inside start(), so the units after it still start when tracking is down; it is not ready until then). Orders are
 // not touched here: their state has one writer too, the tracking stage.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
@@ -26,6 +27,9 @@ import type { Raw } from './exchange-reader.ts';
 import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from './bybit-rest.ts';
 
 export const name = 'exchange-sync';
+
+/** Longest wait inside start() for the tracking stage to project what the first sync published. */
+const PROJECTION_WAIT_MS = 30_000;
 
 
 export const configSchema = z.object({
@@ -197,9 +201,22 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
       // At start the state must be loaded before the risk stage decides anything: retry until it is.
       const n = await retry(syncInstruments, { retries: Infinity, minMs: 500, maxMs: 10_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, 'instrument sync failed; retrying') });
       const m = await retry(syncMarket, { retries: Infinity, minMs: 500, maxMs: 10_000, onRetry: (err, attempt) => log.warn({ err: (err as Error).message, attempt }, 'market sync failed; retrying') });
-      await untilProjected();
-      loaded = true;
-      log.info({ instruments: n, ...m }, 'exchange state loaded');
+      // Wait for the projection, but not forever inside start(): the units started after this one
+      // (the reconciler, the kill switch) must not be held back by a tracking stage that is down.
+      // Past PROJECTION_WAIT_MS the start returns and this unit stays not ready until it lands.
+      const projection = untilProjected().then(
+        () => {
+          loaded = true;
+          log.info({ instruments: n, ...m }, 'exchange state loaded');
+        },
+        (err: unknown) => {
+          if (!abort.signal.aborted) log.error({ err }, 'waiting for the projection of the exchange state failed');
+        },
+      );
+      const waited = await Promise.race([projection.then(() => true), sleep(PROJECTION_WAIT_MS, false, { signal: abort.signal }).catch(() => false)]);
+      if (!waited && !loaded && !abort.signal.aborted) {
+        log.warn({ waitedMs: PROJECTION_WAIT_MS }, 'the tracking stage has not projected the exchange state yet: starting the other units; exchange-sync stays not ready until it has');
+      }
       tasks.push(cron.schedule(deps.config.SYNC_INSTRUMENTS_CRON, guarded('instruments', syncInstruments), { noOverlap: true }));
       tasks.push(cron.schedule(deps.config.SYNC_MARKET_CRON, guarded('market', syncMarket), { noOverlap: true }));
     },
