@@ -44,6 +44,15 @@ async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> 
   return r;
 }
 
+/** Send `signal`; a child still running after `graceMs` gets SIGKILL and up to `killMs` more. */
+async function stopChild(c: ChildProcess, signal: 'SIGTERM' | 'SIGKILL', graceMs: number, killMs: number): Promise<void> {
+  c.kill(signal);
+  if (!(await exited(c, graceMs))) {
+    c.kill('SIGKILL');
+    await exited(c, killMs);
+  }
+}
+
 function pidFile(dir: string, name: string, pid: number | undefined): void {
   if (pid) writeFileSync(join(dir, `${name}.pid`), String(pid));
 }
@@ -127,12 +136,7 @@ export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): 
   const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
     const c = child;
     child = null;
-    if (!c) return;
-    c.kill(signal);
-    if (!(await exited(c, 30_000))) {
-      c.kill('SIGKILL');
-      await exited(c, 10_000);
-    }
+    if (c) await stopChild(c, signal, 30_000, 10_000);
   };
   await start();
   return {
@@ -404,12 +408,7 @@ export async function startPrivateRegistry(dir: string, log: Logger): Promise<Pr
   const halt = async (signal: 'SIGTERM' | 'SIGKILL') => {
     const c = child;
     child = null;
-    if (!c) return;
-    c.kill(signal);
-    if (!(await exited(c, 15_000))) {
-      c.kill('SIGKILL');
-      await exited(c, 5000);
-    }
+    if (c) await stopChild(c, signal, 15_000, 5000);
   };
   await start();
   log.debug({ url }, 'private schema registry up');
