@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../runtime/config.ts';
 import { scrubText, secretsOf } from '../runtime/logger.ts';
 import { parseConfig as restConfig } from '../connectors/bybit-rest.ts';
-import { createReconciler, unitEnv, parseConfig as reconcilerConfig } from '../connectors/reconciler.ts';
+import { createReconciler, parseConfig as reconcilerConfig } from '../connectors/reconciler.ts';
 import { formatReport } from '../connectors/reconcile-compare.ts';
 import { createExchangeReader } from '../connectors/exchange-reader.ts';
 import { createKillSwitch, formatKillSwitchReport, parseConfig as killSwitchConfig } from '../connectors/kill-switch.ts';
@@ -51,7 +51,7 @@ function out(text: string): void {
 }
 
 async function reconcile(ctx: CliContext, json: boolean): Promise<number> {
-  const config = reconcilerConfig({ ...unitEnv(ctx.cfg), RECONCILE_ON_START: false });
+  const config = reconcilerConfig({ ...ctx.cfg, RECONCILE_ON_START: false });
   const reader = createExchangeReader({ config: restConfig(ctx.cfg), fraction: config.RECONCILE_RATE_LIMIT_FRACTION, maxPages: config.RECONCILE_MAX_PAGES });
   const codec = await ctx.codec();
   const reconciler = createReconciler({ config, db: await ctx.db(), kafka: ctx.kafka(), codec, reader, logger: ctx.logger, registry: createMetrics().registry });
@@ -67,7 +67,7 @@ async function reconcile(ctx: CliContext, json: boolean): Promise<number> {
 
 async function killSwitch(ctx: CliContext, arg: string | undefined, reason: string | undefined, json: boolean): Promise<number> {
   if (arg !== 'on' && arg !== 'off') throw new UsageError('kill-switch needs "on" or "off"');
-  const config = killSwitchConfig(unitEnv(ctx.cfg));
+  const config = killSwitchConfig(ctx.cfg);
   const reader = createExchangeReader({ config: restConfig(ctx.cfg), fraction: config.KILL_SWITCH_RATE_LIMIT_FRACTION });
   const ks = createKillSwitch({ config, db: await ctx.db(), reader, logger: ctx.logger });
   const actor = `cli:${process.env.USER ?? 'operator'}`;

@@ -22,12 +22,14 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
-import type { UnitFactory } from '../runtime/service.ts';
+import type { Runtime } from '../runtime/service.ts';
+import { defineUnit, type Unit } from '../runtime/unit.ts';
 import { resume, setKillSwitch } from '../pipelines/trading-state.ts';
 import { moveTradingState, type TradingStateChange } from '../pipelines/trading-state-store.ts';
 import type { Category } from '../schemas/types.ts';
 import { RET } from './bybit-errors.ts';
-import { readerFor, unitEnv } from './reconciler.ts';
+import { readerFor } from './reconciler.ts';
+import { configSchema as bybitRestSettings } from './bybit-rest.ts';
 import { type ExchangeReader, type Raw } from './exchange-reader.ts';
 
 export const name = 'kill-switch';
@@ -255,8 +257,18 @@ export function formatKillSwitchReport(r: KillSwitchReport): string {
  * (ADMIN_TOKEN). Answers the report: 200 when done (engage: verified no order of ours is open),
  * 502 when the exchange could not be cleared, 400 for a bad body.
  */
-export const killSwitchUnit: UnitFactory = async (rt) => {
-  const config = parseConfig(unitEnv(rt.cfg));
+export const killSwitchUnit = defineUnit({
+  name,
+  doc: 'POST /admin/kill-switch: cancel every open order of ours at Bybit and halt trading, or release',
+  settings: [configSchema, bybitRestSettings],
+  inputs: ['bybit:rest'],
+  outputs: ['bybit:rest'],
+  writes: [],
+  create: startKillSwitch,
+});
+
+async function startKillSwitch(rt: Runtime): Promise<Unit> {
+  const config = parseConfig(rt.cfg);
   const ks = createKillSwitch({ config, db: rt.db, reader: readerFor(rt, config.KILL_SWITCH_RATE_LIMIT_FRACTION), clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry });
   const body = z.object({ on: z.boolean(), reason: z.string().max(500).optional() });
   rt.admin.addRoute({
@@ -271,4 +283,4 @@ export const killSwitchUnit: UnitFactory = async (rt) => {
     },
   });
   return { name, ready: () => true, stop: async () => undefined };
-};
+}

@@ -42,10 +42,11 @@ import type { Logger } from '../runtime/logger.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
 import type { KafkaPort, ProducerPort, OutMessage } from '../runtime/kafka.ts';
 import type { Codec } from '../runtime/codec.ts';
-import type { Runtime, UnitFactory } from '../runtime/service.ts';
+import type { Runtime } from '../runtime/service.ts';
+import { defineUnit, type Unit } from '../runtime/unit.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ExchangeOrderUpdate, Execution, Position } from '../schemas/types.ts';
-import { parseConfig as restConfig } from './bybit-rest.ts';
+import { parseConfig as restConfig, configSchema as bybitRestSettings } from './bybit-rest.ts';
 import { createExchangeReader, type ExchangeReader } from './exchange-reader.ts';
 import { executionOf, orderUpdateOf, positionOf, rawText, walletOf } from './exchange-records.ts';
 import { compareOrder, decEq, DISCREPANCY_KINDS, emptyReport, EXCHANGE_OPEN_SET, EXCHANGE_OPEN_STATUSES, MAX_DETAILS, type Discrepancy, type DiscrepancyKind, type LocalOrder, type ReconcileReport, type ReconcileTrigger, totalCorrections, totalDiscrepancies } from './reconcile-compare.ts';
@@ -88,16 +89,6 @@ export type ReconcilerConfig = z.output<typeof configSchema>;
 
 export function parseConfig(env: Record<string, unknown> = process.env): ReconcilerConfig {
   return configSchema.parse(env);
-}
-
-/**
- * What a unit parses its settings from: the service's frozen configuration, over the environment.
- * runtime/config.ts validates and freezes the settings of the unit schemas it lists; until it lists
- * this file's and connectors/kill-switch.ts's, their RECONCILE_* / KILL_SWITCH_* settings are only
- * in the environment. Keys the frozen configuration has always win.
- */
-export function unitEnv(cfg: Record<string, unknown>, env: Record<string, unknown> = process.env): Record<string, unknown> {
-  return { ...env, ...cfg };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,7 +516,7 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
 // The unit (wired into the order-manager service by stack/services.ts)
 
 export function readerFor(rt: Pick<Runtime, 'cfg' | 'clock'>, fraction: number): ExchangeReader {
-  return createExchangeReader({ config: restConfig(rt.cfg), fraction, clock: rt.clock, maxPages: parseConfig(unitEnv(rt.cfg)).RECONCILE_MAX_PAGES });
+  return createExchangeReader({ config: restConfig(rt.cfg), fraction, clock: rt.clock, maxPages: parseConfig(rt.cfg).RECONCILE_MAX_PAGES });
 }
 
 /**
@@ -534,8 +525,18 @@ export function readerFor(rt: Pick<Runtime, 'cfg' | 'clock'>, fraction: number):
  * answers its report: 200 when it completed, 502 when it failed) and GET /admin/reconcile (the
  * last report).
  */
-export const reconcilerUnit: UnitFactory = async (rt) => {
-  const config = parseConfig(unitEnv(rt.cfg));
+export const reconcilerUnit = defineUnit({
+  name,
+  doc: 'PostgreSQL against Bybit REST on a schedule and on demand; repairs as records on exchange.*',
+  settings: [configSchema, bybitRestSettings],
+  inputs: ['bybit:rest'],
+  outputs: ['exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet'],
+  writes: ['reconcile_runs'],
+  create: startReconciler,
+});
+
+async function startReconciler(rt: Runtime): Promise<Unit> {
+  const config = parseConfig(rt.cfg);
   const reconciler = createReconciler({
     config,
     db: rt.db,
@@ -566,4 +567,4 @@ export const reconcilerUnit: UnitFactory = async (rt) => {
   });
   await reconciler.start();
   return { name, ready: () => reconciler.ready(), stop: () => reconciler.stop() };
-};
+}

@@ -10,16 +10,17 @@
 //   model-signal-out-bridge   model.signals → RabbitMQ model-service.trading_signals (JSON);
 //                connectors/signal-out-bridge.ts.
 import cron, { type ScheduledTask } from 'node-cron';
-import type { Runtime, Unit, UnitFactory } from '../runtime/service.ts';
+import type { Runtime } from '../runtime/service.ts';
+import { defineUnit, type Unit } from '../runtime/unit.ts';
 import { topicName } from '../runtime/topics.ts';
 import { connectWithBackoff } from '../runtime/retry.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import type { TopicCodec } from '../schemas/topic-codec.ts';
-import { parseModelConfig, type ModelConfig } from './config.ts';
+import { parseModelConfig, configSchema as modelSettings, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
 import { exposures } from './registry.ts';
 import { createSignalOutBridge } from '../connectors/signal-out-bridge.ts';
-import { parseConfig as signalBridgeConfig } from '../connectors/signal-bridge.ts';
+import { parseConfig as signalBridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { loadTf } from './tf.ts';
 import { WindowBuilder, type WindowInput, type WindowStats } from './windows.ts';
 
@@ -39,7 +40,7 @@ function configOf(rt: Runtime): ModelConfig {
   return parseModelConfig({ ...rt.env, TOPIC_PREFIX: rt.cfg.TOPIC_PREFIX, AMQP_URL: rt.cfg.AMQP_URL });
 }
 
-const modelCore: UnitFactory = async (rt): Promise<Unit> => {
+async function startModelCore(rt: Runtime): Promise<Unit> {
   const cfg = configOf(rt);
   const log = rt.logger.child({ unit: 'model-core' });
   const { tf, backend } = await loadTf(cfg.MODEL_TFJS_NODE);
@@ -135,9 +136,9 @@ const modelCore: UnitFactory = async (rt): Promise<Unit> => {
       await producer.disconnect().catch(() => {});
     },
   };
-};
+}
 
-const signalOutBridge: UnitFactory = async (rt): Promise<Unit> => {
+async function startSignalOutBridge(rt: Runtime): Promise<Unit> {
   const cfg = configOf(rt);
   const signals = signalBridgeConfig(rt.cfg);
   const bridge = createSignalOutBridge({
@@ -156,9 +157,27 @@ const signalOutBridge: UnitFactory = async (rt): Promise<Unit> => {
   });
   await bridge.start();
   return { name: 'model-signal-out-bridge', ready: () => bridge.ready(), stop: () => bridge.stop() };
-};
+}
+
+const modelCore = defineUnit({
+  name: 'model-core',
+  doc: 'market.tickers + orders.events + model.signals → training windows, learner, warm-up, versions → model.signals',
+  settings: [modelSettings],
+  inputs: ['market.tickers', 'orders.events', 'model.signals'],
+  outputs: ['model.signals'],
+  writes: ['model_versions', 'training_samples', 'model_mode_transitions'],
+  create: startModelCore,
+});
+
+const signalOutBridge = defineUnit({
+  name: 'model-signal-out-bridge',
+  doc: 'model.signals → RabbitMQ signals queue (JSON), undecodable records to signals.dlq',
+  settings: [modelSettings, signalBridgeSettings],
+  inputs: ['model.signals'],
+  outputs: ['rabbitmq:MODEL_SIGNALS_QUEUE', 'signals.dlq'],
+  writes: [],
+  create: startSignalOutBridge,
+});
 
 /** The model service's units in start order (the bridge first, so nothing emitted waits on it). */
-export function modelServiceUnits(): UnitFactory[] {
-  return [signalOutBridge, modelCore];
-}
+export const MODEL_UNITS = [signalOutBridge, modelCore] as const;

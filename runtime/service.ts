@@ -11,6 +11,7 @@ import { createDb, type DatabasePool } from './db.ts';
 import { systemClock, type Clock } from './clock.ts';
 import type { Codec } from './codec.ts';
 import { retry } from './retry.ts';
+import type { Unit, UnitDefinition } from './unit.ts';
 
 export interface Runtime {
   cfg: Config;
@@ -30,16 +31,6 @@ export interface Runtime {
   /** Stop the process after a fatal error. */
   fatal(err: Error): void;
 }
-
-export interface Unit {
-  name: string;
-  ready(): boolean | Promise<boolean>;
-  /** Shown in /readyz next to the unit's readiness. */
-  detail?(): unknown;
-  stop(): Promise<void>;
-}
-
-export type UnitFactory = (rt: Runtime) => Promise<Unit>;
 
 /**
  * What a runtime is built from that lives above this layer: the units' settings schemas (parsed
@@ -95,10 +86,10 @@ export async function createRuntime(
 }
 
 /** Start units in order; wire readiness; stop them in reverse order on signal. */
-export async function runUnits(rt: Runtime, factories: UnitFactory[]): Promise<{ units: Unit[]; stop: () => Promise<void> }> {
+export async function runUnits(rt: Runtime, definitions: readonly UnitDefinition[]): Promise<{ units: Unit[]; stop: () => Promise<void> }> {
   const units: Unit[] = [];
-  for (const f of factories) {
-    const u = await f(rt);
+  for (const d of definitions) {
+    const u = await d.create(rt);
     units.push(u);
     rt.admin.addCheck(u.name, () => u.ready(), u.detail && (() => u.detail!()));
   }

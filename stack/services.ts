@@ -1,7 +1,7 @@
 // Which units make up each service. A unit is a stage under the runner or a connector; the order
 // is the start order (downstream first, so nothing is produced before its consumer exists).
-import type { RuntimeParts, UnitFactory } from '../runtime/service.ts';
-import type { UnitSchemas } from '../runtime/config.ts';
+import type { RuntimeParts } from '../runtime/service.ts';
+import { defineUnit, settingsOf, type UnitDefinition } from '../runtime/unit.ts';
 import { schemaRegistryUrl } from '../runtime/config.ts';
 import { createTopicCodec } from '../schemas/topic-codec.ts';
 import { stageUnit } from '../pipelines/stage-unit.ts';
@@ -12,62 +12,124 @@ import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSett
 import { createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig, configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig, configSchema as trackSettings } from '../pipelines/track.ts';
-import { modelServiceUnits } from '../model/service.ts';
-import { configSchema as modelSettings } from '../model/config.ts';
-import { reconcilerUnit, configSchema as reconcilerSettings } from '../connectors/reconciler.ts';
-import { killSwitchUnit, configSchema as killSwitchSettings } from '../connectors/kill-switch.ts';
+import { MODEL_UNITS } from '../model/service.ts';
+import { reconcilerUnit } from '../connectors/reconciler.ts';
+import { killSwitchUnit } from '../connectors/kill-switch.ts';
 import { createWsGatewayBridge, parseConfig as wsGatewayConfig, configSchema as wsGatewaySettings } from '../connectors/ws-gateway-bridge.ts';
 import { createBybitWs, parseConfig as bybitWsConfig, configSchema as bybitWsSettings } from '../connectors/bybit-ws.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig, configSchema as eventsOutSettings } from '../connectors/events-out-bridge.ts';
 
 /** Bybit's streams into the exchange topics: from ws-gateway's queues, or our own websocket. */
-const exchangeStreams: UnitFactory = async (rt) => {
-  const ws = bybitWsConfig(rt.cfg);
-  if (ws.EXCHANGE_STREAM_SOURCE === 'direct') {
-    // Tickers of the traded assets: ASSETS, else what the model service trades.
-    const assets = (rt.cfg.ASSETS as string[]).length ? (rt.cfg.ASSETS as string[]) : (rt.cfg.MODEL_ASSETS as string[]);
-    const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: ws, assets, clock: rt.clock });
-    await c.start();
-    return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
-  }
-  const b = createWsGatewayBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: wsGatewayConfig(rt.cfg), clock: rt.clock });
-  await b.start();
-  return { name: 'ws-gateway-bridge', ready: () => b.ready(), stop: () => b.stop() };
-};
+const exchangeStreams = defineUnit({
+  name: 'exchange-streams',
+  doc: "Bybit's private and ticker streams (ws-gateway queues or direct websocket) → exchange.*, market.tickers",
+  settings: [bybitWsSettings, wsGatewaySettings],
+  inputs: ['bybit:ws', 'rabbitmq:WS_GATEWAY_ORDER_QUEUE', 'rabbitmq:WS_GATEWAY_EXECUTION_QUEUE', 'rabbitmq:WS_GATEWAY_POSITION_QUEUE', 'rabbitmq:WS_GATEWAY_WALLET_QUEUE', 'rabbitmq:WS_GATEWAY_TICKER_QUEUE'],
+  outputs: ['exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers', 'exchange.dlq'],
+  writes: [],
+  create: async (rt) => {
+    const ws = bybitWsConfig(rt.cfg);
+    if (ws.EXCHANGE_STREAM_SOURCE === 'direct') {
+      // Tickers of the traded assets: ASSETS, else what the model service trades.
+      const assets = (rt.cfg.ASSETS as string[]).length ? (rt.cfg.ASSETS as string[]) : (rt.cfg.MODEL_ASSETS as string[]);
+      const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: ws, assets, clock: rt.clock });
+      await c.start();
+      return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
+    }
+    const b = createWsGatewayBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: wsGatewayConfig(rt.cfg), clock: rt.clock });
+    await b.start();
+    return { name: 'ws-gateway-bridge', ready: () => b.ready(), stop: () => b.stop() };
+  },
+});
 
-const eventsOut: UnitFactory = async (rt) => {
-  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.cfg), clock: rt.clock, onFatal: rt.fatal });
-  await b.start();
-  return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
-};
+const eventsOut = defineUnit({
+  name: 'events-out-bridge',
+  doc: 'orders.events → RabbitMQ order events queue',
+  settings: [eventsOutSettings],
+  inputs: ['orders.events'],
+  outputs: ['rabbitmq:ORDER_EVENTS_QUEUE', 'orders.dlq'],
+  writes: [],
+  create: async (rt) => {
+    const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.cfg), clock: rt.clock, onFatal: rt.fatal });
+    await b.start();
+    return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
+  },
+});
 
-const track = stageUnit((rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }));
+const track = stageUnit({
+  name: 'track',
+  doc: 'orders.submissions + exchange.* → orders.events, order state in PostgreSQL',
+  settings: [trackSettings],
+  inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet'],
+  outputs: ['orders.events', 'orders.dlq'],
+  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances'],
+  make: (rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }),
+});
 
-const exchangeSync: UnitFactory = async (rt) => {
-  const sync = createExchangeSync({ db: rt.db, kafka: rt.kafka, codec: rt.codec, topicPrefix: rt.cfg.TOPIC_PREFIX, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
-  await sync.start();
-  return { name: 'exchange-sync', ready: () => sync.ready(), stop: () => sync.stop() };
-};
+const exchangeSync = defineUnit({
+  name: 'exchange-sync',
+  doc: 'Bybit REST → instruments in PostgreSQL; tickers, wallet and positions → market.tickers, exchange.wallet, exchange.positions',
+  settings: [exchangeSyncSettings, bybitRestSettings],
+  inputs: ['bybit:rest'],
+  outputs: ['exchange.wallet', 'exchange.positions'],
+  writes: ['instruments', 'tickers'],
+  create: async (rt) => {
+    const sync = createExchangeSync({ db: rt.db, kafka: rt.kafka, codec: rt.codec, topicPrefix: rt.cfg.TOPIC_PREFIX, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
+    await sync.start();
+    return { name: 'exchange-sync', ready: () => sync.ready(), stop: () => sync.stop() };
+  },
+});
 
-const place = stageUnit((rt) =>
-  createPlaceStage({
-    config: placeConfig(rt.cfg),
-    rest: createBybitRest({ config: restConfig(rt.cfg), clock: rt.clock, logger: rt.logger.child({ unit: 'bybit-rest' }) }),
-    db: rt.db,
-    clock: rt.clock,
-    logger: rt.logger,
-  }),
-);
+const place = stageUnit({
+  name: 'place',
+  doc: 'orders.intents → Bybit REST → orders.submissions',
+  settings: [placeSettings, bybitRestSettings],
+  inputs: ['orders.intents'],
+  outputs: ['orders.submissions', 'orders.dlq', 'bybit:rest'],
+  writes: ['orders(placement)', 'order_state_history(placement)'],
+  make: (rt) =>
+    createPlaceStage({
+      config: placeConfig(rt.cfg),
+      rest: createBybitRest({ config: restConfig(rt.cfg), clock: rt.clock, logger: rt.logger.child({ unit: 'bybit-rest' }) }),
+      db: rt.db,
+      clock: rt.clock,
+      logger: rt.logger,
+    }),
+});
 
-const signalBridge: UnitFactory = async (rt) => {
-  const bridge = createSignalBridge({ kafka: rt.kafka, logger: rt.logger.child({ unit: 'signal-bridge' }), metrics: rt.metrics, config: bridgeConfig(rt.cfg), clock: rt.clock });
-  await bridge.start();
-  return { name: 'signal-bridge', ready: () => bridge.ready(), stop: () => bridge.stop() };
-};
+const signalBridge = defineUnit({
+  name: 'signal-bridge',
+  doc: 'RabbitMQ signals queue → signals.raw',
+  settings: [signalBridgeSettings],
+  inputs: ['rabbitmq:SIGNALS_QUEUE'],
+  outputs: ['signals.raw'],
+  writes: [],
+  create: async (rt) => {
+    const bridge = createSignalBridge({ kafka: rt.kafka, logger: rt.logger.child({ unit: 'signal-bridge' }), metrics: rt.metrics, config: bridgeConfig(rt.cfg), clock: rt.clock });
+    await bridge.start();
+    return { name: 'signal-bridge', ready: () => bridge.ready(), stop: () => bridge.stop() };
+  },
+});
 
-const sizeRisk = stageUnit((rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }) }));
+const sizeRisk = stageUnit({
+  name: 'size-risk',
+  doc: 'signals.valid → orders.intents (or a rejection event)',
+  settings: [riskSettings],
+  inputs: ['signals.valid'],
+  outputs: ['orders.intents', 'orders.events', 'orders.dlq'],
+  writes: ['decisions', 'orders(intent)', 'signals(outcome)', 'trading_state(daily loss)'],
+  make: (rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }) }),
+});
 
-const validate = stageUnit((rt) => createValidateStage({ config: validateConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'validate' }) }));
+const validate = stageUnit({
+  name: 'validate',
+  doc: 'signals.raw → signals.valid | signals.dlq',
+  settings: [validateSettings],
+  inputs: ['signals.raw'],
+  outputs: ['signals.valid', 'signals.dlq', 'orders.events'],
+  writes: ['signals(identity)'],
+  make: (rt) => createValidateStage({ config: validateConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'validate' }) }),
+});
 
 /**
  * The simulated account `npm start` trades with (BYBIT_ENV=sim): holdings inside the default risk
@@ -75,7 +137,7 @@ const validate = stageUnit((rt) => createValidateStage({ config: validateConfig(
  */
 export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, ETH: 0.5, SOL: 5 };
 
-export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
+export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch',
     // track before exchange sync: the sync's start waits until track has projected the wallet and
@@ -84,7 +146,7 @@ export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
-    units: modelServiceUnits(),
+    units: MODEL_UNITS,
   },
 };
 
@@ -95,23 +157,21 @@ export const SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
  * (every service) does not run them next to the whole 'order-manager'. Each process needs its own
  * ADMIN_PORT (0 = any free port).
  */
-export const UNIT_SERVICES: Record<string, { doc: string; units: UnitFactory[] }> = {
-  'signal-bridge': { doc: 'RabbitMQ signals queue → signals.raw', units: [signalBridge] },
-  validate: { doc: 'signals.raw → signals.valid | signals.dlq', units: [validate] },
-  'size-risk': { doc: 'signals.valid → orders.intents (or a rejection event)', units: [sizeRisk] },
-  place: { doc: 'orders.intents → Bybit REST → orders.submissions', units: [place] },
-  track: { doc: 'orders.submissions + exchange.* → orders.events, order state in PostgreSQL', units: [track] },
-  'exchange-streams': { doc: "Bybit's private and ticker streams (ws-gateway queues or direct websocket) → exchange.*, market.tickers", units: [exchangeStreams] },
-  'events-out': { doc: 'orders.events → RabbitMQ order events queue', units: [eventsOut] },
+export const UNIT_SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
+  ...Object.fromEntries([signalBridge, validate, sizeRisk, place, track, exchangeStreams].map((u) => [u.name, { doc: u.doc, units: [u] }])),
+  'events-out': { doc: eventsOut.doc, units: [eventsOut] },
   ops: { doc: 'exchange state sync, reconciler, kill switch', units: [exchangeSync, reconcilerUnit, killSwitchUnit] },
 };
 
+/** Every unit definition of every service, each once, in the order of the flow (UNIT_SERVICES first). */
+export const ALL_UNITS: readonly UnitDefinition[] = [...new Set([...Object.values(UNIT_SERVICES), ...Object.values(SERVICES)].flatMap((s) => s.units))];
+
 /**
- * Every unit's own settings schema, handed to the config loader (runtime/config.ts) by whoever
- * loads the whole configuration, so a bad value of any unit fails every start and the README table
- * lists them all. A new unit with settings is added here.
+ * Every unit's own settings schemas, from the definitions, handed to the config loader
+ * (runtime/config.ts) by whoever loads the whole configuration, so a bad value of any unit fails
+ * every start and the README table lists them all.
  */
-export const UNIT_SCHEMAS: UnitSchemas = [validateSettings, signalBridgeSettings, riskSettings, bybitRestSettings, exchangeSyncSettings, placeSettings, trackSettings, modelSettings, reconcilerSettings, killSwitchSettings, wsGatewaySettings, bybitWsSettings, eventsOutSettings];
+export const UNIT_SCHEMAS = settingsOf(ALL_UNITS);
 
 /** What the runtime (runtime/service.ts) is built from: every unit's settings and the registry's topic codec. */
 export const RUNTIME_PARTS: RuntimeParts = {

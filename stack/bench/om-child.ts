@@ -1,27 +1,12 @@
 // The order manager for the benchmark, in its own process, configured entirely by the environment
 // the driver gives it (own TOPIC_PREFIX, database, queues, simulator port, relaxed RISK_* limits).
-// Runs SERVICES['order-manager'] and, when that service does not (yet) include them, the two legs
-// the end-to-end measurement needs: the direct Bybit websocket connector (exchange streams →
-// exchange.* topics, so tracking sees acceptances and fills) and the events-out bridge
-// (orders.events → RabbitMQ). IPC: sends {ready, units}; answers {metrics} with the runtime
-// registry as JSON (the runner's per-stage histograms).
-import { createRuntime, runUnits, type UnitFactory } from '../../runtime/service.ts';
+// Runs SERVICES['order-manager'] as deployed (the driver sets EXCHANGE_STREAM_SOURCE=direct, so its
+// exchange streams are the direct Bybit websocket against the simulator), or, with BENCH_OM_UNITS,
+// some of UNIT_SERVICES. IPC: sends {ready, units}; answers {metrics} with the runtime registry as
+// JSON (the runner's per-stage histograms).
+import { createRuntime, runUnits } from '../../runtime/service.ts';
 import { SERVICES, UNIT_SERVICES } from '../services.ts';
-import { createEventsOutBridge, parseConfig as eventsOutConfig } from '../../connectors/events-out-bridge.ts';
-import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
 import { RUNTIME_PARTS } from '../services.ts';
-
-const eventsOut: UnitFactory = async (rt) => {
-  const b = createEventsOutBridge({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: eventsOutConfig(rt.env), clock: rt.clock, onFatal: rt.fatal });
-  await b.start();
-  return { name: 'events-out-bridge', ready: () => b.ready(), stop: () => b.stop() };
-};
-
-const bybitWs: UnitFactory = async (rt) => {
-  const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: wsConfig({ ...rt.env, EXCHANGE_STREAM_SOURCE: 'direct' }), assets: rt.cfg.ASSETS as string[], clock: rt.clock });
-  await c.start();
-  return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
-};
 
 const send = (m: unknown) => process.send?.(m);
 
@@ -75,22 +60,12 @@ rt.db = new Proxy(db, {
     return (...args: unknown[]) => timed(dbTime, String(prop), () => (v as (...a: unknown[]) => Promise<unknown>).apply(target, args));
   },
 });
-// Downstream first: the extra legs start before the service's own units produce anything.
-const extras: Array<[string, UnitFactory]> = [
-  ['events-out-bridge', eventsOut],
-  ['bybit-ws', bybitWs],
-];
 // BENCH_OM_UNITS (comma-separated UNIT_SERVICES names): this process runs only those (the bench's
-// BENCH_OM_PROCESSES split); otherwise the whole order-manager service plus the legs above.
+// BENCH_OM_PROCESSES split); otherwise the whole order-manager service.
 const only = (process.env.BENCH_OM_UNITS ?? '').split(',').filter(Boolean);
-const factories = only.length ? only.flatMap((n) => UNIT_SERVICES[n]?.units ?? []) : [...extras.map(([, f]) => f), ...SERVICES['order-manager']!.units];
 if (only.some((n) => !UNIT_SERVICES[n])) throw new Error(`BENCH_OM_UNITS: unknown unit in ${only.join(',')}`);
-const running = await runUnits(rt, factories);
+const running = await runUnits(rt, only.length ? only.flatMap((n) => UNIT_SERVICES[n]!.units) : SERVICES['order-manager']!.units);
 const names = running.units.map((u) => u.name);
-// If the service already wires a leg, ours is a duplicate consumer/producer: stop it again.
-for (const [n] of extras) {
-  if (names.filter((x) => x === n).length > 1) await running.units.find((u) => u.name === n)!.stop();
-}
 
 let stopping = false;
 const stop = async () => {

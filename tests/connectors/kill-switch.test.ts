@@ -106,7 +106,7 @@ test('POST /admin/kill-switch needs ADMIN_TOKEN, engages and releases', async (t
   placeResting(sim);
   const token = randomBytes(12).toString('hex');
   const rt = await createRuntime('ks-test', RUNTIME_PARTS, { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: dbUrl, BYBIT_SIM_PORT: String(sim.port), LOG_LEVEL: 'silent' });
-  const unit = await killSwitchUnit(rt);
+  const unit = await killSwitchUnit.create(rt);
   t.after(async () => {
     await unit.stop();
     await rt.db.end();

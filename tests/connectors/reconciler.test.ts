@@ -251,7 +251,7 @@ test('the service unit: startup run, POST /admin/reconcile needs ADMIN_TOKEN and
   const token = randomBytes(12).toString('hex');
   const dbName = (await w.db.one(sql.type(z.object({ d: z.string() }))`SELECT current_database() AS d`)).d;
   const rt = await createRuntime('rec-test', RUNTIME_PARTS, { ADMIN_PORT: '0', ADMIN_TOKEN: token, DATABASE_URL: withDatabase(testCfg.DATABASE_URL, dbName), TOPIC_PREFIX: w.prefix, BYBIT_SIM_PORT: String(w.sim.port), LOG_LEVEL: 'silent' });
-  const unit = await reconcilerUnit(rt);
+  const unit = await reconcilerUnit.create(rt);
   t.after(async () => {
     await unit.stop();
     await rt.db.end();
