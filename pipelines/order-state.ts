@@ -18,7 +18,7 @@
 // executions seen; on a tie the order update wins, being Bybit's own cumulative figures), so a fill
 // is never counted twice and cumExecQty never decreases.
 import { Dec } from '../runtime/decimal.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEventType, OrderSubmission } from '../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEventType, OrderSubmission, SignalContext } from '../schemas/types.ts';
 
 export const ORDER_STATUSES = [
   'Intent',
@@ -105,6 +105,16 @@ export interface PartialSignalContext {
 }
 
 export const EMPTY_SIGNAL_CONTEXT: PartialSignalContext = Object.freeze({ signal_id: null, strategy_id: null, model_version: null, is_warmup: null, confidence: null, trace_id: null, snapshot_price: null, signal_timestamp: null });
+
+/**
+ * The order's part of the signal context that intents and submissions carry (risk-rules'
+ * signalContext builds it once, from the validated signal). The orders row stores the record's
+ * context as it came (size/risk), so what the tracker reads back is this same object.
+ */
+export function orderContext(sig: SignalContext | null | undefined): PartialSignalContext {
+  if (!sig) return EMPTY_SIGNAL_CONTEXT;
+  return { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: sig.snapshot_price, signal_timestamp: sig.signal_timestamp };
+}
 
 /** Cumulative fill figures (exact decimal strings). */
 export interface Fills {
@@ -400,15 +410,12 @@ export function orderFromUpdate(u: ExchangeOrderUpdate, external: boolean, ctx: 
 
 /** A new order from a submission whose order row is not in the database (placement ran without one). */
 export function orderFromSubmission(s: OrderSubmission): TrackedOrder {
-  const sig = s.signal;
   return {
     ...orderFromUpdate(
       { orderId: s.order_id ?? '', orderLinkId: s.order_link_id, symbol: s.symbol, category: s.category, side: s.side, orderType: s.order_type, price: s.price ?? '', qty: s.qty ?? '0', marketUnit: s.market_unit, timeInForce: null, orderStatus: 'New', cumExecQty: '0', cumExecValue: '0', cumExecFee: '0', avgPrice: '', leavesQty: '', rejectReason: '', cancelType: null, reduceOnly: null, createdTime: s.sent_at, updatedTime: s.sent_at, source: 'rest', streamMessageId: null, creationTime: null, observedAt: s.sent_at },
       false,
     ),
-    context: sig
-      ? { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: sig.snapshot_price, signal_timestamp: sig.signal_timestamp }
-      : EMPTY_SIGNAL_CONTEXT,
+    context: orderContext(s.signal),
   };
 }
 

@@ -491,7 +491,8 @@ async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signa
 
   for (const part of slices(creates, ROWS_PER_INSERT)) {
     const values = part.map(({ key, sig, it }) => {
-      const context = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: it.signal?.snapshot_price ?? null, signal_timestamp: sig.timestamp, intent_id: it.intent_id };
+      // The intent's context as it travels on the records (with the intent's id): the tracker reads it back as is.
+      const context = { ...it.signal, intent_id: it.intent_id };
       return sql.fragment`(${it.order_link_id}, ${sig.signal_id}, ${ids.get(key) ?? null}, ${sig.strategy_id}, ${it.category}, ${it.symbol}, ${it.side}, ${it.order_type},
                 ${it.time_in_force}, ${it.market_unit}, ${it.reduce_only}, ${it.qty}, ${it.price}, 'Intent',
                 ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}, ${sql.timestamp(new Date(it.decided_at))},

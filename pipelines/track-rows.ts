@@ -45,14 +45,6 @@ export const orderRow = z.object({
   reject_ret_code: z.number().nullable(),
   reject_reason: z.string().nullable(),
   context: z.unknown(),
-  signal_snapshot_price: z.string().nullable(),
-  signal_ts: z.number().nullable(),
-  signal_confidence: z.string().nullable(),
-  signal_trace_id: z.string().nullable(),
-  signal_model_version: z.string().nullable(),
-  signal_is_warmup: z.boolean().nullable(),
-  signal_strategy_id: z.string().nullable(),
-  signal_signal_id: z.string().nullable(),
 });
 type OrderRow = z.infer<typeof orderRow>;
 
@@ -61,20 +53,23 @@ export const execSumRow = z.object({ order_id: z.string(), qty: z.string(), valu
 export const replayRow = z.object({ source_record: z.string(), payload: z.unknown() });
 export const execIdRow = z.object({ exec_id: z.string() });
 
-const num = (v: string | null): number | null => (v === null ? null : Number(v));
-
+/**
+ * The signal context the orders row holds: the intent's, stored by size/risk as it travelled (and
+ * by every release since the first: the upgrade fixture's rows carry it whole). External orders
+ * have none. Not rebuilt from the signals table: that would be a second source of the same fact.
+ */
 export function contextOf(r: OrderRow): PartialSignalContext {
   const parsed = ctxSchema.safeParse(r.context ?? {});
   const c = parsed.success ? parsed.data : {};
   return {
-    signal_id: c.signal_id ?? r.signal_signal_id ?? null,
-    strategy_id: c.strategy_id ?? r.signal_strategy_id ?? null,
-    model_version: c.model_version ?? r.signal_model_version ?? null,
-    is_warmup: c.is_warmup ?? r.signal_is_warmup ?? null,
-    confidence: c.confidence ?? num(r.signal_confidence),
-    trace_id: c.trace_id ?? r.signal_trace_id ?? null,
-    snapshot_price: c.snapshot_price ?? num(r.signal_snapshot_price),
-    signal_timestamp: c.signal_timestamp ?? r.signal_ts ?? null,
+    signal_id: c.signal_id ?? null,
+    strategy_id: c.strategy_id ?? null,
+    model_version: c.model_version ?? null,
+    is_warmup: c.is_warmup ?? null,
+    confidence: c.confidence ?? null,
+    trace_id: c.trace_id ?? null,
+    snapshot_price: c.snapshot_price ?? null,
+    signal_timestamp: c.signal_timestamp ?? null,
   };
 }
 

@@ -383,10 +383,8 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
             SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty, o.price, o.market_unit,
                    o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty, o.cum_exec_value, o.cum_exec_fee, o.avg_price, o.leaves_qty,
                    o.last_exchange_update_ms, o.submitted_at, o.acknowledged_at, o.first_fill_at, o.final_at, o.reject_ret_code, o.reject_reason,
-                   o.context, s.snapshot_price AS signal_snapshot_price, s.signal_ts, s.confidence AS signal_confidence, s.trace_id AS signal_trace_id,
-                   s.model_version AS signal_model_version, s.is_warmup AS signal_is_warmup, s.strategy_id AS signal_strategy_id,
-                   s.signal_id::text AS signal_signal_id
-            FROM orders o LEFT JOIN signals s ON s.signal_id = o.signal_id
+                   o.context
+            FROM orders o
             WHERE o.order_link_id = ANY(${sql.array([...links], 'text')}) OR o.order_id = ANY(${sql.array([...ids], 'text')})
             ORDER BY o.id`),
       execIds.size === 0 ? Promise.resolve([]) : db.any(sql.type(execIdRow)`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array([...execIds], 'text')})`),
