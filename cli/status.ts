@@ -11,6 +11,8 @@ import { name as sizeRiskName } from '../pipelines/size-risk.ts';
 import { name as placeName } from '../pipelines/place.ts';
 import { name as trackName, inputSchemas as trackInputs } from '../pipelines/track.ts';
 import { recentConflicts, type ConflictSummary } from '../pipelines/stage-conflicts.ts';
+import { readBooks, readDayPnl, type BookPnl } from '../pipelines/pnl-sql.ts';
+import { utcDay } from '../pipelines/trading-state.ts';
 import { EXIT, within, type CliContext } from './context.ts';
 
 /** Each stage's consumer group (TOPIC_PREFIX + stage name, as runtime/service.ts names them) and inputs. */
@@ -37,7 +39,9 @@ export interface LagRow {
 
 export interface Status {
   stack: Check[];
-  trading: { state: string; killSwitch: boolean; reason: string | null; updatedAt: number; dayRealisedPnl: string; dayFees: string } | null;
+  trading: { state: string; killSwitch: boolean; reason: string | null; updatedAt: number } | null;
+  /** P&L from the tracking stage's books (pipelines/pnl-sql.ts), quote coin. */
+  pnl: { day: string; dayNet: string; unrealised: string; books: BookPnl[] } | null;
   orders: { open: number; inFlight: number; byStatus: Record<string, number> } | null;
   lag: LagRow[];
   lastReconcile: { at: number; trigger: string; ok: boolean; error: string | null; ms: number; discrepancies: number; corrections: number } | null;
@@ -108,16 +112,23 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
 
   const dbUp = stack.find((c) => c.name === 'postgresql')!.up;
   let trading: Status['trading'] = null;
+  let pnl: Status['pnl'] = null;
   let orders: Status['orders'] = null;
   let lastReconcile: Status['lastReconcile'] = null;
   let conflicts: Status['conflicts'] = null;
   if (dbUp) {
     const db = await ctx.db();
     const t = await db.maybeOne(
-      sql.type(z.object({ state: z.string(), kill_switch: z.boolean(), reason: z.string().nullable(), updated_at: z.number(), day_realised_pnl: z.string(), day_fees: z.string() }))`
-        SELECT state, kill_switch, reason, updated_at, day_realised_pnl, day_fees FROM trading_state WHERE id`,
+      sql.type(z.object({ state: z.string(), kill_switch: z.boolean(), reason: z.string().nullable(), updated_at: z.number() }))`
+        SELECT state, kill_switch, reason, updated_at FROM trading_state WHERE id`,
     );
-    if (t) trading = { state: t.state, killSwitch: t.kill_switch, reason: t.reason, updatedAt: t.updated_at, dayRealisedPnl: t.day_realised_pnl, dayFees: t.day_fees };
+    if (t) trading = { state: t.state, killSwitch: t.kill_switch, reason: t.reason, updatedAt: t.updated_at };
+    const hasBooks = await db.oneFirst(sql.type(z.object({ ok: z.boolean() }))`SELECT to_regclass('pnl_books') IS NOT NULL AS ok`);
+    if (hasBooks) {
+      const now = Date.now();
+      const [day, books] = await Promise.all([readDayPnl(db, now), readBooks(db)]);
+      pnl = { day: utcDay(now), dayNet: day.dayNet.toString(), unrealised: day.unrealised.toString(), books };
+    }
     const rows = await db.any(sql.type(z.object({ status: z.string(), n: z.number() }))`
       SELECT status, count(*)::int AS n FROM orders
       WHERE status IN ('New', 'PartiallyFilled', 'Untriggered', 'Triggered', 'Submitted', 'PendingAmend', 'PendingCancel', 'Unknown')
@@ -164,8 +175,11 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
     }
   }
   await admin.disconnect().catch(() => undefined);
-  return { stack, trading, orders, lag, lastReconcile, conflicts };
+  return { stack, trading, pnl, orders, lag, lastReconcile, conflicts };
 }
+
+/** Two decimals for the screen; the JSON form keeps every digit. */
+const fixed = (v: string): string => Number(v).toFixed(2);
 
 export function formatStatus(s: Status, prefix: string): string {
   const out: string[] = ['stack'];
@@ -173,7 +187,15 @@ export function formatStatus(s: Status, prefix: string): string {
   out.push('trading state');
   if (s.trading) {
     out.push(`  ${s.trading.state}${s.trading.killSwitch ? '  KILL SWITCH ON' : ''}  since ${new Date(s.trading.updatedAt).toISOString()}${s.trading.reason ? `  (${s.trading.reason})` : ''}`);
-    out.push(`  day realised PnL ${s.trading.dayRealisedPnl}, fees ${s.trading.dayFees}`);
+  } else out.push('  unknown (PostgreSQL unreachable or not migrated)');
+  out.push('p&l (quote coin; net = realised − fees + funding; unrealised at mark for linear, last for spot)');
+  if (s.pnl) {
+    out.push(`  today (${s.pnl.day} UTC) net realised ${fixed(s.pnl.dayNet)}, open unrealised ${fixed(s.pnl.unrealised)}`);
+    const total = (k: 'net' | 'unrealised' | 'fees' | 'funding') => fixed(String(s.pnl!.books.reduce((a, b) => a + Number(b[k]), 0)));
+    out.push(`  all time net ${total('net')}, fees ${total('fees')}, funding ${total('funding')}, unrealised ${total('unrealised')}`);
+    for (const b of s.pnl.books) {
+      out.push(`  ${b.strategy.padEnd(16)} ${b.category.padEnd(6)} ${b.symbol.padEnd(10)} qty ${b.qty.padStart(12)}  net ${fixed(b.net).padStart(10)}  fees ${fixed(b.fees).padStart(8)}  funding ${fixed(b.funding).padStart(8)}  unrealised ${fixed(b.unrealised).padStart(10)}`);
+    }
   } else out.push('  unknown (PostgreSQL unreachable or not migrated)');
   out.push('orders');
   if (s.orders) {

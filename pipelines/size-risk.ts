@@ -39,7 +39,8 @@ import type { Category, MarketUnit, OrderEvent, OrderIntent, OrderSide, OrderTyp
 import { rejectionEventId } from './validate.ts';
 import { isStorableTime, unstorableText, UUID_RE } from './record-guards.ts';
 import { applyDecision, decide, instKey, OPEN_STATUSES, riskConfigSchema, type Balance, type Decision, type Instrument, type OpenOrder, type PositionSnap, type RiskConfig, type RiskState, type TickerSnap } from './risk-rules.ts';
-import { evaluate, type Evaluated, type TradingStateName } from './trading-state.ts';
+import { evaluate, utcDay, type Evaluated, type TradingStateName } from './trading-state.ts';
+import { readDayPnl } from './pnl-sql.ts';
 
 export const name = 'size-risk';
 
@@ -221,7 +222,7 @@ const orderRow = z.object({
   pending_qty: z.string().nullable(),
   pending_price: z.string().nullable(),
 });
-const tradingRow = z.object({ state: z.enum(['ACTIVE', 'REDUCING', 'HALTED']), kill_switch: z.boolean(), reason: z.string().nullable(), trading_day: z.string(), day_realised_pnl: z.string() });
+const tradingRow = z.object({ state: z.enum(['ACTIVE', 'REDUCING', 'HALTED']), kill_switch: z.boolean(), reason: z.string().nullable(), updated_at: z.number() });
 const decisionRow = z.object({ signal_id: z.string(), idempotency_key: z.string().nullable(), output: z.any() });
 const signalStatusRow = z.object({ signal_id: z.string() });
 
@@ -307,7 +308,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     const db = requireDb();
     // Unstorable records are refused in process; their ids (maybe not UUIDs) must not reach a query.
     const ids = [...new Set(records.filter((r) => !unstorableSignal(r.value)).map((r) => r.value.signal_id))];
-    const [instruments, tickers, balances, positions, orders, trading, decisions, decided] = await Promise.all([
+    const [instruments, tickers, balances, positions, orders, trading, decisions, decided, pnl] = await Promise.all([
       db.any(sql.type(instrumentRow)`
         SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
                quote_precision, min_order_qty, max_order_qty, max_market_order_qty, min_order_amt, max_order_amt, min_notional_value
@@ -329,18 +330,20 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
         ) d ON true
         WHERE o.status = ANY(${sql.array([...OPEN_STATUSES], 'text')})
         ORDER BY o.created_at, o.id`),
-      db.maybeOne(sql.type(tradingRow)`SELECT state, kill_switch, reason, trading_day::text AS trading_day, day_realised_pnl FROM trading_state WHERE id`),
+      db.maybeOne(sql.type(tradingRow)`SELECT state, kill_switch, reason, updated_at FROM trading_state WHERE id`),
       ids.length === 0
         ? Promise.resolve([])
         : db.any(sql.type(decisionRow)`SELECT signal_id::text AS signal_id, idempotency_key, output FROM decisions WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id`),
       ids.length === 0
         ? Promise.resolve([])
         : db.any(sql.type(signalStatusRow)`SELECT signal_id::text AS signal_id FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) AND status = 'decided'`),
+      // The day's P&L from the tracking stage's books, at the latest tickers (the loss ladder's input).
+      readDayPnl(db, clock.now()),
     ]);
     const now = clock.now();
     // No row (a database the migrations did not seed): refuse everything rather than trade blind.
     const tr = trading
-      ? evaluate({ state: trading.state, killSwitch: trading.kill_switch, reason: trading.reason, tradingDay: trading.trading_day, dayRealisedPnl: trading.day_realised_pnl }, { reduceAt: cfg.RISK_DAILY_LOSS_REDUCE, haltAt: cfg.RISK_DAILY_LOSS_HALT }, now)
+      ? evaluate({ state: trading.state, killSwitch: trading.kill_switch, reason: trading.reason, stateDay: utcDay(trading.updated_at), dayPnl: pnl.dayPnl.toString() }, { reduceAt: cfg.RISK_DAILY_LOSS_REDUCE, haltAt: cfg.RISK_DAILY_LOSS_HALT }, now)
       : { state: 'HALTED' as TradingStateName, killSwitch: false, reason: 'no trading_state row', dayLoss: 0, change: null };
     if (tr.change) log?.warn({ from: tr.change.from, to: tr.change.to, cause: tr.change.cause, dayLoss: tr.dayLoss }, 'trading state changes');
 

@@ -7,10 +7,11 @@
 //   REDUCING  only risk-reducing orders (spot sells of holdings, reduce-only linear orders) and cancels
 //   HALTED    nothing but cancels
 //
-// Automatic moves only escalate: the day's loss (trading_state.day_realised_pnl, net of fees, of the
-// UTC trading_day) reaching the reduce limit moves ACTIVE → REDUCING, reaching the halt limit moves
-// to HALTED; the kill switch forces HALTED. The way back is a new UTC trading day (only for a state
-// the loss limit caused) or an operator's resume (kill switch off first). Any move that is not in the
+// Automatic moves only escalate: the day's loss (pipelines/pnl.ts dayPnl: the UTC day's realised P&L
+// after fees and funding, plus the open positions' unrealised loss) reaching the reduce limit moves
+// ACTIVE → REDUCING, reaching the halt limit moves to HALTED; the kill switch forces HALTED. The way
+// back is a new UTC day after the one the state was entered on (only for a state the loss limit
+// caused) or an operator's resume (kill switch off first). Any move that is not in the
 // table is an InvalidStateTransition.
 
 export type TradingStateName = 'ACTIVE' | 'REDUCING' | 'HALTED';
@@ -61,8 +62,10 @@ export interface TradingStateRow {
   state: TradingStateName;
   killSwitch: boolean;
   reason: string | null;
-  tradingDay: string;
-  dayRealisedPnl: string;
+  /** UTC day (YYYY-MM-DD) the state was last moved on (trading_state.updated_at). */
+  stateDay: string;
+  /** Today's P&L in the quote coin (pipelines/pnl.ts dayPnl); a loss is negative. */
+  dayPnl: string;
 }
 
 export interface LossLimits {
@@ -76,7 +79,7 @@ export interface Evaluated {
   state: TradingStateName;
   killSwitch: boolean;
   reason: string | null;
-  /** The day's loss the evaluation used (0 when the row's trading_day is not today). */
+  /** The day's loss the evaluation used (0 when the day's P&L is not a loss). */
   dayLoss: number;
   /** Set when the evaluation moved the state: what to record in trading_state_transitions. */
   change: { from: TradingStateName; to: TradingStateName; cause: TransitionCause } | null;
@@ -93,9 +96,8 @@ const RANK: Record<TradingStateName, number> = { ACTIVE: 0, REDUCING: 1, HALTED:
  */
 export function evaluate(row: TradingStateRow, limits: LossLimits, now: number): Evaluated {
   const today = utcDay(now);
-  const sameDay = row.tradingDay === today;
-  const pnl = Number(row.dayRealisedPnl);
-  const dayLoss = sameDay && Number.isFinite(pnl) && pnl < 0 ? -pnl : 0;
+  const pnl = Number(row.dayPnl);
+  const dayLoss = Number.isFinite(pnl) && pnl < 0 ? -pnl : 0;
   const keep: Evaluated = { state: row.state, killSwitch: row.killSwitch, reason: row.reason, dayLoss, change: null };
   const move = (cause: TransitionCause, reason: string): Evaluated => {
     const to = transition(row.state, cause);
@@ -115,8 +117,8 @@ export function evaluate(row: TradingStateRow, limits: LossLimits, now: number):
   }
   // A state the loss limit caused lasts for its trading day only; kill switch and operator states
   // stay until an operator resumes.
-  if (row.state !== 'ACTIVE' && !sameDay && (row.reason ?? '').startsWith('daily_loss') && desired === 'ACTIVE') {
-    return move('new_trading_day', `new_trading_day: ${row.tradingDay} -> ${today}`);
+  if (row.state !== 'ACTIVE' && row.stateDay !== today && (row.reason ?? '').startsWith('daily_loss') && desired === 'ACTIVE') {
+    return move('new_trading_day', `new_trading_day: ${row.stateDay} -> ${today}`);
   }
   return keep;
 }

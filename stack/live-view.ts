@@ -5,6 +5,7 @@ import { z } from 'zod';
 import type { Registry } from 'prom-client';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import { M } from '../runtime/metrics.ts';
+import { readBooks, readDayPnl } from '../pipelines/pnl-sql.ts';
 
 interface Sample {
   labels: Record<string, string | number>;
@@ -23,7 +24,7 @@ const sum = (xs: Sample[], pred: (l: Record<string, string | number>) => boolean
 const OrderCounts = z.object({ status: z.string(), n: z.number() });
 const PositionRow = z.object({ symbol: z.string(), category: z.string(), size: z.string(), side: z.string(), unrealised_pnl: z.string(), cum_realised_pnl: z.string() });
 const BalanceRow = z.object({ coin: z.string(), wallet_balance: z.string(), usd_value: z.string().nullable() });
-const StateRow = z.object({ state: z.string(), kill_switch: z.boolean(), day_realised_pnl: z.string() });
+const StateRow = z.object({ state: z.string(), kill_switch: z.boolean() });
 const RefusedRow = z.object({ n: z.number() });
 const ModeRow = z.object({ to_mode: z.string(), model_version: z.string().nullable(), metrics: z.unknown() });
 
@@ -35,7 +36,10 @@ export async function renderView(db: DatabasePool, registry: Registry, startedAt
   const orders = await db.any(sql.type(OrderCounts)`SELECT status, count(*)::int AS n FROM orders GROUP BY status ORDER BY status`);
   const positions = await db.any(sql.type(PositionRow)`SELECT symbol, category, size::text, side, unrealised_pnl::text, cum_realised_pnl::text FROM positions WHERE size > 0 ORDER BY symbol`);
   const balances = await db.any(sql.type(BalanceRow)`SELECT coin, wallet_balance::text, usd_value::text FROM balances WHERE wallet_balance <> 0 ORDER BY coin`);
-  const st = await db.maybeOne(sql.type(StateRow)`SELECT state, kill_switch, day_realised_pnl::text FROM trading_state`);
+  const st = await db.maybeOne(sql.type(StateRow)`SELECT state, kill_switch FROM trading_state`);
+  const pnl = await readDayPnl(db, now);
+  const books = await readBooks(db);
+  const total = (k: 'net' | 'fees' | 'funding' | 'unrealised') => books.reduce((a, b) => a + Number(b[k]), 0).toFixed(2);
   const mode = await db.maybeOne(sql.type(ModeRow)`SELECT to_mode, model_version, metrics FROM model_mode_transitions ORDER BY at DESC, id DESC LIMIT 1`);
   const refused = await db.one(sql.type(RefusedRow)`SELECT count(*)::int AS n FROM decisions WHERE action = 'reject'`);
   const count = (s: string[]) => orders.filter((o) => s.includes(o.status)).reduce((a, o) => a + o.n, 0);
@@ -45,7 +49,8 @@ export async function renderView(db: DatabasePool, registry: Registry, startedAt
     '',
     `Signals   in ${sum(inV, (l) => l.stage === 'validate')}   refused (dlq) ${sum(rej, (l) => l.stage === 'validate')}   refused by risk ${refused.n}`,
     `Orders    placed ${count(['Submitted', 'New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled'])}   filled ${count(['Filled'])}   open ${count(['Intent', 'Submitted', 'New', 'PartiallyFilled', 'PendingAmend', 'PendingCancel'])}   rejected ${count(['Rejected'])}`,
-    `Trading   ${st ? `${st.state}${st.kill_switch ? ' (kill switch)' : ''}   day realised PnL ${Number(st.day_realised_pnl).toFixed(2)} USDT` : 'no trading state row'}`,
+    `Trading   ${st ? `${st.state}${st.kill_switch ? ' (kill switch)' : ''}` : 'no trading state row'}   today net ${pnl.dayNet.toNumber().toFixed(2)}, open unrealised ${pnl.unrealised.toNumber().toFixed(2)} USDT`,
+    `P&L       net ${total('net')} (fees ${total('fees')}, funding ${total('funding')}), unrealised ${total('unrealised')} USDT, after fees and funding`,
     `Model     ${mode ? (mode.to_mode === 'model' ? `model ${mode.model_version}` : 'warm-up') : 'warm-up (no transition yet)'}${mode?.metrics ? `   ${JSON.stringify(mode.metrics).slice(0, 80)}` : ''}`,
     '',
     'Positions / balances',

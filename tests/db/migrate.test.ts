@@ -70,7 +70,7 @@ async function publicTables(pool: DatabasePool): Promise<string[]> {
 
 const EXPECTED_TABLES = [
   'balances', 'decisions', 'executions', 'instruments', 'invalid_transitions', 'model_mode_transitions',
-  'model_versions', 'order_events', 'order_state_history', 'orders', 'positions', 'reconcile_runs', 'schema_migrations', 'signals', 'stage_conflicts', 'tickers',
+  'model_versions', 'order_events', 'order_state_history', 'orders', 'pnl_books', 'pnl_days', 'positions', 'reconcile_runs', 'schema_migrations', 'signals', 'stage_conflicts', 'tickers',
   'trading_state', 'trading_state_transitions', 'training_samples',
 ];
 

@@ -7,7 +7,6 @@ import { systemClock } from '../../runtime/clock.ts';
 import type { KafkaPort } from '../../runtime/kafka.ts';
 import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage, type RunningStage, type Stage } from '../../pipelines/runner.ts';
-import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import { createNamespace, migratedDatabase, namespace, registryUrl, testKafka, testLogger } from '../helpers.ts';
 
@@ -74,7 +73,7 @@ async function seed(db: DatabasePool): Promise<void> {
     }
   }
   await db.query(sql.typeAlias('void')`
-    UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, day_realised_pnl = 0, trading_day = ${utcDay(now)}::date WHERE id`);
+    UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, updated_at = ${sql.timestamp(new Date(now))} WHERE id`);
   await db.query(sql.typeAlias('void')`INSERT INTO balances (coin, wallet_balance, available, updated_ms) VALUES ('USDT', 1000000, 1000000, ${now})`);
 }
 

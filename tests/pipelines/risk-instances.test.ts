@@ -15,7 +15,6 @@ import { conflictSink } from '../../pipelines/stage-conflicts.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { sql } from '../../runtime/db.ts';
-import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
 
@@ -44,7 +43,6 @@ test('two risk instances deciding at once keep the total exposure cap exact', as
       INSERT INTO tickers (category, symbol, bid, ask, last, ts) VALUES ('spot', ${i.symbol}, ${p - 0.01}, ${p}, ${p}, ${sql.timestamp(new Date(now))})`);
   }
   await db.query(sql.typeAlias('void')`INSERT INTO balances (coin, wallet_balance, available, updated_ms) VALUES ('USDT', 100000, 100000, ${now})`);
-  await db.query(sql.typeAlias('void')`UPDATE trading_state SET trading_day = ${utcDay(now)}::date WHERE id`);
 
   const codec = await createTopicCodec({ registryUrl, prefix });
   const config = parseConfig({

@@ -47,9 +47,9 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, decisions, signals, trading_state_transitions, balances, tickers, positions`);
+  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, decisions, signals, trading_state_transitions, balances, tickers, positions, pnl_books, pnl_days`);
   await pool.query(sql.typeAlias('void')`
-    UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, day_realised_pnl = 0, trading_day = ${utcDay(NOW)}::date WHERE id`);
+    UPDATE trading_state SET state = 'ACTIVE', kill_switch = false, reason = NULL, updated_at = ${sql.timestamp(new Date(NOW))} WHERE id`);
   await pool.query(sql.typeAlias('void')`
     INSERT INTO tickers (category, symbol, bid, ask, last, ts) VALUES ('spot', 'ETHUSDT', 2999.5, 3000.5, 3000, ${sql.timestamp(new Date(NOW - 1000))})`);
   await pool.query(sql.typeAlias('void')`
@@ -193,17 +193,31 @@ test('a resting limit order is amended; the next chunk counts the amended size',
   assert.ok(Number(created.qty) * 2999.5 <= 300.1, `only the remaining headroom: ${created.qty}`);
 });
 
+/** A day's booked P&L, as the tracking stage writes it (pipelines/pnl-sql.ts). */
+const dayBooked = (day: string, realised: string) =>
+  pool.query(sql.typeAlias('void')`
+    INSERT INTO pnl_days (day, category, symbol, strategy_id, realised, fees, funding, fills) VALUES (${day}::date, 'spot', 'ETHUSDT', 's', ${realised}, 0, 0, 1)
+    ON CONFLICT (day, category, symbol, strategy_id) DO UPDATE SET realised = EXCLUDED.realised`);
+
 test('daily loss limit moves the trading state once and refuses new orders', async () => {
   const clock = new ManualClock(NOW);
   const stage = createSizeRiskStage({ config: cfg({ RISK_DAILY_LOSS_REDUCE: '200', RISK_DAILY_LOSS_HALT: '500' }), db: pool, clock });
-  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -250 WHERE id`);
+  // What the tracking stage booked: yesterday's loss does not count, today's does.
+  await dayBooked(utcDay(NOW - 86_400_000), '-900');
+  const [r0] = await runChunk(stage, [rec(signal())], clock);
+  assert.equal(intentsOf(r0!)[0]?.action, 'create', 'yesterday\'s loss of 900 does not stop today');
+  await dayBooked(utcDay(NOW), '-250');
   const [r1] = await runChunk(stage, [rec(signal())], clock);
   assert.equal((r1!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.reducingOnly);
   const st = () => pool.one(sql.type(z.object({ state: z.string(), reason: z.string().nullable() }))`SELECT state, reason FROM trading_state WHERE id`);
   assert.equal((await st()).state, 'REDUCING');
   assert.equal(await count('trading_state_transitions'), 1);
 
-  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET day_realised_pnl = -520 WHERE id`);
+  // 250 realised today, and an open linear long of 0.1 at 5,700 marked at 3,000 (−270): 520 in all.
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version) VALUES ('linear', 'ETHUSDT', 's', 0.1, 5700, 0, 0, 0, 1)`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO tickers (category, symbol, bid, ask, last, mark_price, ts) VALUES ('linear', 'ETHUSDT', 2999, 3001, 3000, 3000, ${sql.timestamp(new Date(NOW - 1000))})`);
   const [r2] = await runChunk(stage, [rec(signal({ signal_type: 'sell' }))], clock);
   assert.equal((r2!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.halted);
   assert.equal((await st()).state, 'HALTED');

@@ -10,7 +10,7 @@ import { decide, forAsset, intentId, instKey, orderLinkId, RISK_REASONS, type Op
 import { ORDER_LINK_ID_RE } from '../../pipelines/record-guards.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import { createSizeRiskStage, parseConfig, stateFrom, type StoredOutput } from '../../pipelines/size-risk.ts';
-import { evaluate, InvalidStateTransition, permits, resume, setKillSwitch, transition, TRANSITIONS, type TradingStateRow } from '../../pipelines/trading-state.ts';
+import { evaluate, utcDay, InvalidStateTransition, permits, resume, setKillSwitch, transition, TRANSITIONS, type TradingStateRow } from '../../pipelines/trading-state.ts';
 import { riskInstruments } from '../../stack/sim-instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
 
@@ -366,21 +366,21 @@ for (const c of states) test(`trading state: ${c.name}`, () => check(c));
 // ---------------------------------------------------------------------------------------------
 // The trading state machine
 
-const row = (over: Partial<TradingStateRow> = {}): TradingStateRow => ({ state: 'ACTIVE', killSwitch: false, reason: null, tradingDay: '2025-11-25', dayRealisedPnl: '0', ...over });
+const row = (over: Partial<TradingStateRow> = {}): TradingStateRow => ({ state: 'ACTIVE', killSwitch: false, reason: null, stateDay: utcDay(NOW), dayPnl: '0', ...over });
 const limits = { reduceAt: 200, haltAt: 500 };
 
 test('trading state: evaluation table', () => {
   const cases: Array<[string, TradingStateRow, string, string | null]> = [
-    ['no loss stays ACTIVE', row({ dayRealisedPnl: '50' }), 'ACTIVE', null],
-    ['loss below the reduce limit', row({ dayRealisedPnl: '-199.99' }), 'ACTIVE', null],
-    ['loss at the reduce limit → REDUCING', row({ dayRealisedPnl: '-200' }), 'REDUCING', 'daily_loss_reduce'],
-    ['loss at the halt limit → HALTED', row({ dayRealisedPnl: '-500' }), 'HALTED', 'daily_loss_halt'],
-    ['REDUCING → HALTED', row({ state: 'REDUCING', reason: 'daily_loss_reduce: x', dayRealisedPnl: '-650' }), 'HALTED', 'daily_loss_halt'],
-    ['REDUCING does not relax the same day when PnL recovers', row({ state: 'REDUCING', reason: 'daily_loss_reduce: x', dayRealisedPnl: '-10' }), 'REDUCING', null],
-    ['HALTED by loss does not fall back to REDUCING', row({ state: 'HALTED', reason: 'daily_loss_halt: x', dayRealisedPnl: '-300' }), 'HALTED', null],
-    ['yesterday\'s loss does not count', row({ tradingDay: '2025-11-24', dayRealisedPnl: '-900' }), 'ACTIVE', null],
-    ['a loss-caused state ends with its day', row({ state: 'HALTED', reason: 'daily_loss_halt: x', tradingDay: '2025-11-24', dayRealisedPnl: '-900' }), 'ACTIVE', 'new_trading_day'],
-    ['an operator HALT does not end with the day', row({ state: 'HALTED', reason: 'manual_halt', tradingDay: '2025-11-24' }), 'HALTED', null],
+    ['no loss stays ACTIVE', row({ dayPnl: '50' }), 'ACTIVE', null],
+    ['loss below the reduce limit', row({ dayPnl: '-199.99' }), 'ACTIVE', null],
+    ['loss at the reduce limit → REDUCING', row({ dayPnl: '-200' }), 'REDUCING', 'daily_loss_reduce'],
+    ['loss at the halt limit → HALTED', row({ dayPnl: '-500' }), 'HALTED', 'daily_loss_halt'],
+    ['REDUCING → HALTED', row({ state: 'REDUCING', reason: 'daily_loss_reduce: x', dayPnl: '-650' }), 'HALTED', 'daily_loss_halt'],
+    ['REDUCING does not relax the same day when PnL recovers', row({ state: 'REDUCING', reason: 'daily_loss_reduce: x', dayPnl: '-10' }), 'REDUCING', null],
+    ['HALTED by loss does not fall back to REDUCING', row({ state: 'HALTED', reason: 'daily_loss_halt: x', dayPnl: '-300' }), 'HALTED', null],
+    ['a loss-caused state ends with the day it was entered on', row({ state: 'HALTED', reason: 'daily_loss_halt: x', stateDay: '2000-01-01' }), 'ACTIVE', 'new_trading_day'],
+    ['… unless today\'s loss is past a limit too', row({ state: 'HALTED', reason: 'daily_loss_halt: x', stateDay: '2000-01-01', dayPnl: '-900' }), 'HALTED', null],
+    ['an operator HALT does not end with the day', row({ state: 'HALTED', reason: 'manual_halt', stateDay: '2000-01-01' }), 'HALTED', null],
     ['kill switch forces HALTED', row({ killSwitch: true }), 'HALTED', 'kill_switch'],
     ['kill switch while HALTED: no change', row({ state: 'HALTED', killSwitch: true, reason: 'kill_switch' }), 'HALTED', null],
   ];
@@ -389,7 +389,7 @@ test('trading state: evaluation table', () => {
     assert.equal(e.state, want, name);
     assert.equal(e.change?.cause ?? null, cause, name);
   }
-  assert.equal(evaluate(row({ dayRealisedPnl: '-10000' }), { reduceAt: 0, haltAt: 0 }, NOW).state, 'ACTIVE', 'limits of 0 are disabled');
+  assert.equal(evaluate(row({ dayPnl: '-10000' }), { reduceAt: 0, haltAt: 0 }, NOW).state, 'ACTIVE', 'limits of 0 are disabled');
 });
 
 test('trading state: transition table is exhaustive and refuses anything else', () => {

@@ -1,0 +1,205 @@
+// The P&L books in PostgreSQL (sql/012_pnl.sql): what the tracking stage loads and writes for a
+// chunk, the rebuild from stored executions (a database upgraded from a release without books), and
+// the read side (the daily loss limit, metrics, `npm run cli -- status`). The rules are in pnl.ts.
+import { z } from 'zod';
+import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { Dec } from '../runtime/decimal.ts';
+import { RetriableError } from '../runtime/errors.ts';
+import { applyFill, dayPnl, emptyBook, netRealised, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
+import { utcDay } from './trading-state.ts';
+
+/** A book as loaded, with the version its write must still find. */
+export interface LoadedBook {
+  book: PnlBook;
+  version: number | null;
+}
+
+/** What a chunk booked per (day, category, symbol, strategy). */
+export interface DaySums {
+  day: string;
+  category: PnlCategory;
+  symbol: string;
+  strategy: string;
+  realised: Dec;
+  fees: Dec;
+  funding: Dec;
+  fills: number;
+}
+
+export const bookKey = (category: string, symbol: string, strategy: string): string => `${category}\u0000${symbol}\u0000${strategy}`;
+
+const bookRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), strategy_id: z.string(), qty: z.string(), avg_entry: z.string(), realised: z.string(), fees: z.string(), funding: z.string(), version: z.number() });
+
+const toBook = (r: z.infer<typeof bookRow>): PnlBook => ({ category: r.category, symbol: r.symbol, strategy: r.strategy_id, qty: r.qty, avgEntry: r.avg_entry, realised: r.realised, fees: r.fees, funding: r.funding });
+
+/** The books of these symbols (every strategy), keyed by bookKey. */
+export async function loadBooks(db: CommonQueryMethods, symbols: readonly string[]): Promise<Map<string, LoadedBook>> {
+  const out = new Map<string, LoadedBook>();
+  if (symbols.length === 0) return out;
+  const rows = await db.any(sql.type(bookRow)`
+    SELECT category, symbol, strategy_id, qty::text AS qty, avg_entry::text AS avg_entry, realised::text AS realised, fees::text AS fees,
+           funding::text AS funding, version::int AS version
+    FROM pnl_books WHERE symbol = ANY(${sql.array([...symbols], 'text')})`);
+  for (const r of rows) out.set(bookKey(r.category, r.symbol, r.strategy_id), { book: toBook(r), version: r.version });
+  return out;
+}
+
+/**
+ * Book one fill into `books` (in memory) and `days`. The caller applies fills in the order the
+ * exchange reported them; `at` is the execution time (its UTC day is the day that books it).
+ */
+export function bookFill(books: Map<string, LoadedBook>, days: Map<string, DaySums>, strategy: string, fill: PnlFill, at: number): PnlDelta {
+  const k = bookKey(fill.category, fill.symbol, strategy);
+  const cur = books.get(k) ?? { book: emptyBook(fill.category, fill.symbol, strategy), version: null };
+  const { book, delta } = applyFill(cur.book, fill);
+  books.set(k, { book, version: cur.version });
+  const day = utcDay(at);
+  const dk = `${day}\u0000${k}`;
+  const d = days.get(dk) ?? { day, category: fill.category, symbol: fill.symbol, strategy, realised: Dec.ZERO, fees: Dec.ZERO, funding: Dec.ZERO, fills: 0 };
+  days.set(dk, { ...d, realised: d.realised.add(delta.realised), fees: d.fees.add(delta.fees), funding: d.funding.add(delta.funding), fills: d.fills + 1 });
+  return delta;
+}
+
+/**
+ * Write the touched books (each once) and add the day sums. A book whose version moved since it was
+ * loaded was written by another tracker meanwhile (a rebalance): the chunk is retried on fresh state.
+ */
+export async function saveBooks(tx: CommonQueryMethods, books: ReadonlyMap<string, LoadedBook>, touched: ReadonlySet<string>, days: ReadonlyMap<string, DaySums>): Promise<void> {
+  for (const k of touched) {
+    const { book: b, version } = books.get(k)!;
+    if (version === null) {
+      const inserted = await tx.maybeOne(sql.type(z.object({ version: z.number() }))`
+        INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version)
+        VALUES (${b.category}, ${b.symbol}, ${b.strategy}, ${b.qty}, ${b.avgEntry}, ${b.realised}, ${b.fees}, ${b.funding}, 1)
+        ON CONFLICT (category, symbol, strategy_id) DO NOTHING RETURNING version::int AS version`);
+      if (!inserted) throw new RetriableError('pnl_book_race', `P&L book ${b.category} ${b.symbol} ${b.strategy} was created by another writer meanwhile`);
+    } else {
+      const updated = await tx.maybeOne(sql.type(z.object({ version: z.number() }))`
+        UPDATE pnl_books SET qty = ${b.qty}, avg_entry = ${b.avgEntry}, realised = ${b.realised}, fees = ${b.fees}, funding = ${b.funding},
+               version = version + 1, updated_at = now()
+        WHERE category = ${b.category} AND symbol = ${b.symbol} AND strategy_id = ${b.strategy} AND version = ${version}
+        RETURNING version::int AS version`);
+      if (!updated) throw new RetriableError('pnl_book_race', `P&L book ${b.category} ${b.symbol} ${b.strategy} moved since it was loaded`);
+    }
+  }
+  if (days.size === 0) return;
+  const rows = [...days.values()].map((d) => ({ day: d.day, category: d.category, symbol: d.symbol, strategy_id: d.strategy, realised: d.realised.toString(), fees: d.fees.toString(), funding: d.funding.toString(), fills: d.fills }));
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO pnl_days (day, category, symbol, strategy_id, realised, fees, funding, fills)
+    SELECT v.day, v.category, v.symbol, v.strategy_id, v.realised, v.fees, v.funding, v.fills
+    FROM jsonb_to_recordset(${sql.jsonb(rows)}) AS v(day date, category text, symbol text, strategy_id text, realised numeric, fees numeric, funding numeric, fills int)
+    ON CONFLICT (day, category, symbol, strategy_id) DO UPDATE SET
+      realised = pnl_days.realised + EXCLUDED.realised, fees = pnl_days.fees + EXCLUDED.fees,
+      funding = pnl_days.funding + EXCLUDED.funding, fills = pnl_days.fills + EXCLUDED.fills`);
+}
+
+/** The strategy an execution books under: its order's, 'external' for adopted orders. */
+export function strategyOf(context: { strategy_id: string | null } | null, external: boolean): string {
+  if (external) return 'external';
+  return context?.strategy_id ?? 'unattributed';
+}
+
+const execRow = z.object({
+  category: z.enum(['spot', 'linear']),
+  symbol: z.string(),
+  side: z.enum(['Buy', 'Sell']),
+  exec_type: z.string(),
+  exec_qty: z.string(),
+  exec_price: z.string(),
+  exec_fee: z.string(),
+  fee_currency: z.string().nullable(),
+  exec_time: z.number(),
+  strategy: z.string().nullable(),
+  external: z.boolean().nullable(),
+});
+
+/**
+ * Rebuild every book and day from the stored executions, when the books are empty and executions
+ * exist (a database upgraded from a release without books). In execution time order (then seq, then
+ * execId): the order the exchange reported them in, as far as the stored facts tell. Runs in one
+ * transaction under an advisory lock, so two trackers starting together rebuild once.
+ */
+export async function rebuildBooks(db: DatabasePool): Promise<{ rebuilt: boolean; executions: number; books: number }> {
+  return db.transaction(async (tx) => {
+    await tx.query(sql.typeAlias('void')`SELECT pg_advisory_xact_lock(hashtext('pnl_books_rebuild'))`);
+    const has = await tx.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM (SELECT 1 FROM pnl_books LIMIT 1) b`);
+    if (has > 0) return { rebuilt: false, executions: 0, books: 0 };
+    const execs = await tx.any(sql.type(execRow)`
+      SELECT e.category, e.symbol, e.side, e.exec_type, e.exec_qty::text AS exec_qty, e.exec_price::text AS exec_price, e.exec_fee::text AS exec_fee,
+             e.fee_currency, (extract(epoch FROM e.exec_time) * 1000)::float8 AS exec_time, o.context->>'strategy_id' AS strategy, o.external
+      FROM executions e
+      LEFT JOIN LATERAL (
+        SELECT context, external FROM orders WHERE orders.order_id = e.order_id OR (e.order_link_id IS NOT NULL AND orders.order_link_id = e.order_link_id)
+        ORDER BY id LIMIT 1
+      ) o ON true
+      ORDER BY e.exec_time, e.seq NULLS LAST, e.exec_id`);
+    if (execs.length === 0) return { rebuilt: false, executions: 0, books: 0 };
+    const books = new Map<string, LoadedBook>();
+    const days = new Map<string, DaySums>();
+    for (const e of execs) {
+      const strategy = strategyOf({ strategy_id: e.strategy }, e.external ?? false);
+      bookFill(books, days, strategy, { category: e.category, symbol: e.symbol, side: e.side, execType: e.exec_type, qty: e.exec_qty, price: e.exec_price, fee: e.exec_fee, feeCurrency: e.fee_currency }, e.exec_time);
+    }
+    await saveBooks(tx, books, new Set(books.keys()), days);
+    return { rebuilt: true, executions: execs.length, books: books.size };
+  });
+}
+
+/** P&L of one book now, quote coin. */
+export interface BookPnl {
+  category: PnlCategory;
+  symbol: string;
+  strategy: string;
+  qty: string;
+  avgEntry: string;
+  /** The price the unrealised P&L is at (mark for linear, last for spot); null when no ticker. */
+  price: string | null;
+  realised: string;
+  fees: string;
+  funding: string;
+  net: string;
+  unrealised: string;
+  /** |qty| × price. */
+  exposure: string;
+}
+
+const pnlRow = bookRow.omit({ version: true }).extend({ last: z.string().nullable(), mark_price: z.string().nullable() });
+
+/** Every book with its unrealised P&L at the latest ticker (the tracking stage's projection). */
+export async function readBooks(db: CommonQueryMethods): Promise<BookPnl[]> {
+  const rows = await db.any(sql.type(pnlRow)`
+    SELECT b.category, b.symbol, b.strategy_id, b.qty::text AS qty, b.avg_entry::text AS avg_entry, b.realised::text AS realised,
+           b.fees::text AS fees, b.funding::text AS funding, t.last::text AS last, t.mark_price::text AS mark_price
+    FROM pnl_books b LEFT JOIN tickers t ON t.category = b.category AND t.symbol = b.symbol
+    ORDER BY b.category, b.symbol, b.strategy_id`);
+  return rows.map((r) => {
+    const book = toBook({ ...r, version: 0 });
+    const price = r.category === 'linear' ? (r.mark_price ?? r.last) : r.last;
+    return {
+      category: r.category,
+      symbol: r.symbol,
+      strategy: r.strategy_id,
+      qty: r.qty,
+      avgEntry: r.avg_entry,
+      price,
+      realised: r.realised,
+      fees: r.fees,
+      funding: r.funding,
+      net: netRealised(book).toString(),
+      unrealised: unrealised(book, price).toString(),
+      exposure: price === null ? '0' : Dec.of(r.qty).abs().mul(price).toString(),
+    };
+  });
+}
+
+/** The day's P&L the loss ladder reads (pnl.ts dayPnl), with its parts. */
+export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<{ dayNet: Dec; unrealised: Dec; dayPnl: Dec }> {
+  const [sums, books] = await Promise.all([
+    db.one(sql.type(z.object({ net: z.string() }))`
+      SELECT COALESCE(sum(realised - fees + funding), 0)::text AS net FROM pnl_days WHERE day = ${utcDay(now)}::date`),
+    readBooks(db),
+  ]);
+  const dayNet = Dec.of(sums.net);
+  const open = books.reduce((acc, b) => acc.add(b.unrealised), Dec.ZERO);
+  return { dayNet, unrealised: open, dayPnl: dayPnl(dayNet, open) };
+}
