@@ -196,7 +196,7 @@ const instrumentRow = z.object({
   max_order_amt: z.string().nullable(),
   min_notional_value: z.string().nullable(),
 });
-const tickerRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number() });
+const tickerRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number(), book_ts: z.number() });
 const balanceRow = z.object({ coin: z.string(), wallet_balance: z.string(), available: z.string(), usd_value: z.string().nullable() });
 const positionRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), side: z.enum(['Buy', 'Sell', '']), size: z.string(), mark_price: z.string().nullable() });
 const orderRow = z.object({
@@ -312,7 +312,9 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
         SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
                quote_precision, min_order_qty, max_order_qty, max_market_order_qty, min_order_amt, max_order_amt, min_notional_value
         FROM instruments`),
-      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts FROM tickers`),
+      // book_ts: the time of bid / ask, older than ts when a tick without them kept an earlier
+      // record's (the tracking stage's projection, pipelines/track-sql.ts upsertTickers).
+      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts, COALESCE(book_ts, ts) AS book_ts FROM tickers`),
       db.any(sql.type(balanceRow)`SELECT coin, wallet_balance, available, usd_value FROM balances`),
       db.any(sql.type(positionRow)`SELECT category, symbol, side, size, mark_price FROM positions WHERE size > 0`),
       // Open orders, each with the newest amend/cancel this stage decided after the row's last change
@@ -351,7 +353,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
         maxOrderQty: r.max_order_qty, maxMarketOrderQty: r.max_market_order_qty, minOrderAmt: r.min_order_amt, maxOrderAmt: r.max_order_amt,
         minNotionalValue: r.min_notional_value,
       }])),
-      tickers: new Map(tickers.map((r): [string, TickerSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, bid: r.bid, ask: r.ask, last: r.last, markPrice: r.mark_price, ts: r.ts }])),
+      tickers: new Map(tickers.map((r): [string, TickerSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, bid: r.bid, ask: r.ask, last: r.last, markPrice: r.mark_price, ts: r.ts, bookTs: r.book_ts }])),
       balances: new Map(balances.map((r): [string, Balance] => [r.coin, { coin: r.coin, walletBalance: r.wallet_balance, available: r.available, usdValue: r.usd_value }])),
       positions: new Map(positions.map((r): [string, PositionSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, side: r.side, size: r.size, markPrice: r.mark_price }])),
       openOrders: orders.map(toOpenOrder),
