@@ -65,7 +65,7 @@ const signalBridge: UnitFactory = async (rt) => {
   return { name: 'signal-bridge', ready: () => bridge.ready(), stop: () => bridge.stop() };
 };
 
-const sizeRisk = stageUnit((rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }) }));
+const sizeRisk = stageUnit((rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }), registry: rt.metrics.registry }));
 
 const validate = stageUnit((rt) => createValidateStage({ config: validateConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'validate' }) }));
 
