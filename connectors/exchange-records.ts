@@ -1,7 +1,8 @@
 // Bybit REST items → the exchange topics' records (pure): the reconciler writes the exchange's own
 // answers into the same topics the websocket bridges write, in the same Avro records, so tracking
-// applies a repair exactly as it applies a push (source: 'reconciler').
-import type { Category, CoinBalance, ExchangeOrderUpdate, Execution, Position, WalletBalance } from '../schemas/types.ts';
+// applies a repair exactly as it applies a push (source: 'reconciler'); exchange sync writes its
+// regular snapshots the same way (source: 'rest').
+import type { Category, CoinBalance, ExchangeOrderUpdate, Execution, Position, Ticker, WalletBalance } from '../schemas/types.ts';
 import type { Raw } from './exchange-reader.ts';
 
 /** A raw field as text ('' when absent). */
@@ -118,5 +119,25 @@ export function walletOf(w: Raw, observedAt: number, source: WalletBalance['sour
     updatedTime: observedAt,
     source,
     observedAt,
+  };
+}
+
+/** A REST ticker (exchange sync's snapshot): `ts` is when it was read; REST spot tickers carry bid1/ask1, the spot stream does not. */
+export function tickerOf(t: Raw, category: Category, ts: number, source: Ticker['source'] = 'rest'): Ticker {
+  return {
+    symbol: s(t.symbol),
+    category,
+    lastPrice: s(t.lastPrice),
+    bid1Price: sn(t.bid1Price),
+    bid1Size: sn(t.bid1Size),
+    ask1Price: sn(t.ask1Price),
+    ask1Size: sn(t.ask1Size),
+    volume24h: s(t.volume24h),
+    turnover24h: sn(t.turnover24h),
+    price24hPcnt: sn(t.price24hPcnt),
+    markPrice: sn(t.markPrice),
+    ts,
+    source,
+    observedAt: ts,
   };
 }

@@ -2,14 +2,16 @@
 // balances and linear positions, read from Bybit REST at start (before the service reports ready)
 // and then on node-cron schedules inside the service.
 //
-// One writer per table: this unit writes `instruments` and `tickers` (it is their only writer); the
-// wallet and the positions it reads are exchange facts like the websocket's, so it publishes them as
-// records on exchange.wallet / exchange.positions (source rest), and the tracking stage, the one
-// writer of `balances` and `positions`, projects them with the websocket's and the reconciler's,
-// newest exchange time first. At start it waits until the projection holds what it published, so
-// the risk stage never sizes against an account the order manager has not loaded yet (at most 30 s
-// inside start(), so the units after it still start when tracking is down; it is not ready until then). Orders are
-// not touched here: their state has one writer too, the tracking stage.
+// One writer per table: this unit writes only `instruments` (its one writer: instrument filters are
+// reference data, not a stream of exchange facts). The tickers, the wallet and the positions it reads
+// are exchange facts like the websocket's, so it publishes them as records on market.tickers /
+// exchange.wallet / exchange.positions (source rest), and the tracking stage, the one writer of
+// `tickers`, `balances` and `positions`, projects them with the websocket's (and, for the account,
+// the reconciler's), newest exchange time first. At start it waits until the projection holds what it
+// published, so the risk stage never sizes against prices or an account the order manager has not
+// loaded yet (at most 30 s inside start(), so the units after it still start when tracking is down;
+// it is not ready until then). Orders are not touched here: their state has one writer too, the
+// tracking stage.
 import { setTimeout as sleep } from 'node:timers/promises';
 import cron, { type ScheduledTask } from 'node-cron';
 import { z } from 'zod';
@@ -21,8 +23,8 @@ import { retry, connectWithBackoff } from '../runtime/retry.ts';
 import type { KafkaPort, ProducerPort } from '../runtime/kafka.ts';
 import type { Codec } from '../runtime/codec.ts';
 import { topicName } from '../runtime/topics.ts';
-import type { Position, WalletBalance } from '../schemas/types.ts';
-import { positionOf, walletOf } from './exchange-records.ts';
+import type { Position, Ticker, WalletBalance } from '../schemas/types.ts';
+import { positionOf, tickerOf, walletOf } from './exchange-records.ts';
 import type { Raw } from './exchange-reader.ts';
 import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from './bybit-rest.ts';
 
@@ -34,10 +36,10 @@ const PROJECTION_WAIT_MS = 30_000;
 
 export const configSchema = z.object({
   SYNC_INSTRUMENTS_CRON: z.preprocess(emptyToUndefined, z.string().default('*/10 * * * *')).describe('node-cron schedule of the instrument-filter refresh from Bybit REST.'),
-  SYNC_MARKET_CRON: z.preprocess(emptyToUndefined, z.string().default('*/5 * * * * *')).describe('node-cron schedule (with seconds) of the ticker, wallet and position refresh from Bybit REST.'),
+  SYNC_MARKET_CRON: z.preprocess(emptyToUndefined, z.string().default('*/5 * * * * *')).describe('node-cron schedule (with seconds) of the ticker, wallet and position snapshots read from Bybit REST and published to market.tickers, exchange.wallet and exchange.positions.'),
   SYNC_CATEGORIES: z
     .preprocess((v) => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : v ?? ['spot', 'linear']), z.array(z.enum(['spot', 'linear'])).min(1))
-    .describe('Bybit categories whose instruments and tickers are kept in PostgreSQL.'),
+    .describe('Bybit categories whose instruments exchange sync keeps in PostgreSQL and whose REST tickers it publishes to market.tickers.'),
 });
 export type ExchangeSyncConfig = z.output<typeof configSchema>;
 
@@ -61,7 +63,7 @@ export interface ExchangeSync {
 
 export interface ExchangeSyncDeps {
   db: DatabasePool;
-  /** Where the wallet and position facts go (exchange.wallet, exchange.positions). */
+  /** Where the ticker, wallet and position facts go (market.tickers, exchange.wallet, exchange.positions). */
   kafka: KafkaPort;
   codec: Codec;
   topicPrefix: string;
@@ -86,8 +88,9 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
   let producer: ProducerPort | null = null;
   const walletTopic = topicName('exchange.wallet', deps.topicPrefix);
   const positionsTopic = topicName('exchange.positions', deps.topicPrefix);
+  const tickersTopic = topicName('market.tickers', deps.topicPrefix);
   /** What the latest snapshot published, for the start's wait on the projection. */
-  let published: { wallet: WalletBalance | null; positions: Position[] } = { wallet: null, positions: [] };
+  let published: { wallet: WalletBalance | null; positions: Position[]; tickers: Ticker[] } = { wallet: null, positions: [], tickers: [] };
 
   const publish = async (topic: string, items: Array<{ key: string; value: unknown }>): Promise<void> => {
     if (items.length === 0) return;
@@ -122,21 +125,12 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
   };
 
   const syncMarket = async () => {
-    let tickers = 0;
+    const tickers: Ticker[] = [];
     for (const category of deps.config.SYNC_CATEGORIES) {
-      const res = await call('/v5/market/tickers', category, () => rest.getTickers({ category } as never) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
+      const res = await call('/v5/market/tickers', category, () => rest.getTickers({ category } as never) as unknown as Promise<BybitAnswer<{ list: Raw[] }>>);
+      // Bybit's REST ticker has no time of its own: the time it was read stands for the exchange's.
       const ts = deps.clock.now();
-      for (const t of res.list.filter((x) => wanted(String(x.symbol)))) {
-        await deps.db.query(sql.typeAlias('void')`
-          INSERT INTO tickers (category, symbol, bid, ask, last, mark_price, volume_24h, turnover_24h, ts)
-          VALUES (${category}, ${String(t.symbol)}, ${dec(t.bid1Price)}, ${dec(t.ask1Price)}, ${dec(t.lastPrice)}, ${dec(t.markPrice)},
-                  ${dec(t.volume24h)}, ${dec(t.turnover24h)}, ${sql.timestamp(new Date(ts))})
-          ON CONFLICT (category, symbol) DO UPDATE SET
-            bid = EXCLUDED.bid, ask = EXCLUDED.ask, last = EXCLUDED.last, mark_price = EXCLUDED.mark_price,
-            volume_24h = EXCLUDED.volume_24h, turnover_24h = EXCLUDED.turnover_24h, ts = EXCLUDED.ts, updated_at = now()
-          WHERE tickers.ts <= EXCLUDED.ts`);
-        tickers++;
-      }
+      for (const t of res.list.filter((x) => wanted(String(x.symbol)))) tickers.push(tickerOf(t, category, ts, 'rest'));
     }
     const wallet = await call('/v5/account/wallet-balance', undefined, () => rest.getWalletBalance({ accountType: 'UNIFIED' }) as unknown as Promise<BybitAnswer<{ list: Raw[] }>>);
     const now = deps.clock.now();
@@ -147,15 +141,16 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
       const res = await call('/v5/position/list', 'linear', () => rest.getPositionInfo({ category: 'linear', settleCoin: 'USDT' }) as unknown as Promise<BybitAnswer<{ list: Raw[] }>>);
       for (const p of res.list) positions.push(positionOf(p, now, 'rest'));
     }
+    await publish(tickersTopic, tickers.map((t) => ({ key: t.symbol, value: t })));
     if (wb) await publish(walletTopic, [{ key: wb.accountType, value: wb }]);
     await publish(positionsTopic, positions.map((p) => ({ key: p.symbol, value: p })));
-    published = { wallet: wb, positions };
-    return { tickers, coins: wb?.coin.length ?? 0, positions: positions.length };
+    published = { wallet: wb, positions, tickers };
+    return { tickers: tickers.length, coins: wb?.coin.length ?? 0, positions: positions.length };
   };
 
   /** Whether the projection (the tracking stage) holds at least what the latest snapshot published. */
   const projected = async (): Promise<boolean> => {
-    const { wallet, positions } = published;
+    const { wallet, positions, tickers } = published;
     if (wallet && wallet.coin.length > 0) {
       const coins = [...new Set(wallet.coin.map((c) => c.coin))];
       const n = await deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
@@ -169,6 +164,14 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
           ON p.category = 'linear' AND p.symbol = v.symbol AND p.updated_ms >= v.t`);
       if (n < positions.length) return false;
     }
+    if (tickers.length > 0) {
+      // The same conversion of epoch ms as the projection's (track-sql.ts), so equal times compare equal.
+      const n = await deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
+        SELECT count(*)::int AS n FROM tickers k
+        JOIN unnest(${sql.array(tickers.map((x) => x.category), 'text')}, ${sql.array(tickers.map((x) => x.symbol), 'text')}, ${sql.array(tickers.map((x) => x.ts), 'int8')}) AS v(category, symbol, t)
+          ON k.category = v.category AND k.symbol = v.symbol AND k.ts >= to_timestamp(v.t::float8 / 1000)`);
+      if (n < tickers.length) return false;
+    }
     return true;
   };
 
@@ -178,7 +181,7 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
     while (!(await projected())) {
       if (deps.clock.now() - warned >= 10_000) {
         warned = deps.clock.now();
-        log.warn({ waitingMs: warned - since }, 'waiting for the tracking stage to project the wallet and positions published at start (is the track unit running?)');
+        log.warn({ waitingMs: warned - since }, 'waiting for the tracking stage to project the tickers, wallet and positions published at start (is the track unit running?)');
       }
       await sleep(200, undefined, { signal: abort.signal });
     }

@@ -63,7 +63,7 @@ export const riskConfigSchema = z.object({
   RISK_LIMIT_TTL_MS: z.preprocess(emptyToUndefined, int.min(0).default(60000)).describe('Time-to-live of limit orders (expires_at = decision time + this); 0 = no expiry.'),
   RISK_LIMIT_TIME_IN_FORCE: z.preprocess(emptyToUndefined, z.enum(['GTC', 'PostOnly']).default('GTC')).describe('Time in force of limit orders: GTC or PostOnly.'),
   RISK_PRICE_BAND_BPS: perAsset(num.min(0), 100).describe('Reject price_divergence when the latest ticker and the signal snapshot price differ by more than this, in basis points of the snapshot price. Per-asset map allowed.'),
-  RISK_TICKER_MAX_AGE_MS: z.preprocess(emptyToUndefined, int.min(0).default(60000)).describe('A ticker older than this (by its exchange time) is not used for sizing; the snapshot price is used instead.'),
+  RISK_TICKER_MAX_AGE_MS: z.preprocess(emptyToUndefined, int.min(0).default(60000)).describe('A ticker older than this (by its exchange time) is not used for sizing; the snapshot price is used instead. Nor are bid / ask older than this (a spot tick keeps an earlier record\'s): last price is.'),
   RISK_FEE_RATE: z.preprocess(emptyToUndefined, num.min(0).max(0.1).default(0.001)).describe('Fee headroom as a fraction of notional, kept free when checking quote balance (spot buys) and margin (linear).'),
   RISK_LEVERAGE: perAsset(num.min(1).max(100), 1).describe('Leverage assumed for linear margin: margin needed = notional / leverage (+ fee headroom). Must match the account\'s leverage setting. Per-asset map allowed.'),
   RISK_BALANCE_POLICY: z.preprocess(emptyToUndefined, policy.default('reject')).describe('When the balance (quote coin, base holdings or margin) does not cover the order: shrink it to what is available (minimums re-checked) or reject insufficient_balance.'),
@@ -112,6 +112,11 @@ export interface TickerSnap {
   markPrice: string | null;
   /** Exchange time of the tick, epoch ms. */
   ts: number;
+  /**
+   * Exchange time of bid / ask, epoch ms, when older than `ts`: a tick without them (Bybit's spot
+   * stream) keeps an earlier record's. Absent: they are as old as the tick.
+   */
+  bookTs?: number;
 }
 
 export interface Balance {
@@ -251,9 +256,10 @@ export interface PriceView {
   divergenceBps: number | null;
 }
 
-function tickerRef(t: TickerSnap): { ref: Dec | null; bid: Dec | null; ask: Dec | null } {
-  const bid = Dec.maybe(t.bid);
-  const ask = Dec.maybe(t.ask);
+/** `withBook` false: bid / ask are left out (too old), last / mark remain. */
+function tickerRef(t: TickerSnap, withBook = true): { ref: Dec | null; bid: Dec | null; ask: Dec | null } {
+  const bid = withBook ? Dec.maybe(t.bid) : null;
+  const ask = withBook ? Dec.maybe(t.ask) : null;
   const okBid = bid && bid.isPos() ? bid : null;
   const okAsk = ask && ask.isPos() ? ask : null;
   const mid = okBid && okAsk ? okBid.add(okAsk).div(2, 18) : null;
@@ -266,11 +272,13 @@ function tickerRef(t: TickerSnap): { ref: Dec | null; bid: Dec | null; ask: Dec 
 export function priceView(sig: Signal, st: RiskState, category: Category, cfg: RiskConfig, now: number): { ok: true; view: PriceView } | { ok: false; code: RejectCode; detail: string } {
   const snapNum = sig.market_data_snapshot?.price;
   const snapshot = typeof snapNum === 'number' && Number.isFinite(snapNum) && snapNum > 0 ? Dec.of(snapNum) : null;
-  const isFresh = (x: TickerSnap | undefined): x is TickerSnap => !!x && now - x.ts <= cfg.RISK_TICKER_MAX_AGE_MS && tickerRef(x).ref !== null;
+  // The bid / ask are judged by their own time: a fresh tick may carry an older book (see bookTs).
+  const freshRef = (x: TickerSnap) => tickerRef(x, now - (x.bookTs ?? x.ts) <= cfg.RISK_TICKER_MAX_AGE_MS);
+  const isFresh = (x: TickerSnap | undefined): x is TickerSnap => !!x && now - x.ts <= cfg.RISK_TICKER_MAX_AGE_MS && freshRef(x).ref !== null;
   const sameCat = st.tickers.get(instKey(category, sig.asset));
   const otherCat = st.tickers.get(instKey(category === 'spot' ? 'linear' : 'spot', sig.asset));
   const t = isFresh(sameCat) ? sameCat : isFresh(otherCat) ? otherCat : sameCat ?? otherCat ?? null;
-  const fresh = isFresh(t ?? undefined) ? tickerRef(t!) : null;
+  const fresh = isFresh(t ?? undefined) ? freshRef(t!) : null;
   if (fresh?.ref) {
     let divergenceBps: number | null = null;
     if (snapshot) {

@@ -9,7 +9,8 @@
 //     (`<signal_id>:reject`), with every input the decision was taken from and its output record;
 //   - orders: a row in status 'Intent' for every create (order_link_id unique), so the next chunk, and
 //     the next signal, count its exposure and funds before the exchange has confirmed anything;
-//   - signals: status 'decided' with the outcome (create / amend / rejected) and its reason;
+//   - signals: status 'decided' with the outcome (create / amend / rejected) and its reason, on the
+//     row validation inserted (this stage owns only those columns; see recordDecisions);
 //   - trading_state (+ trading_state_transitions) when the daily-loss evaluation moved the state.
 //
 // Replays. The runner persists before it commits to Kafka, so after a crash in between a signal comes
@@ -24,10 +25,12 @@
 // is refused in `process` with reason invalid_record (a dead letter on orders.dlq), kept out of
 // load's queries and out of persist, so it can neither stop the stage nor reach the risk rules.
 //
-// Refusals are business outcomes, not bad data: a rejected signal gets a decisions row, a 'rejected'
-// signals row and a signal_rejected OrderEvent (reason_code), and `process` returns ok(event) rather
-// than reject(...), so orders.dlq stays for records that could not be processed at all.
+// Refusals are business outcomes, not bad data: a rejected signal gets a decisions row, outcome
+// 'rejected' on its signals row and a signal_rejected OrderEvent (reason_code), and `process`
+// returns ok(event) rather than reject(...), so orders.dlq stays for records that could not be
+// processed at all.
 import { z } from 'zod';
+import { Counter, type Registry } from 'prom-client';
 import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -197,7 +200,7 @@ const instrumentRow = z.object({
   max_order_amt: z.string().nullable(),
   min_notional_value: z.string().nullable(),
 });
-const tickerRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number() });
+const tickerRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number(), book_ts: z.number() });
 const balanceRow = z.object({ coin: z.string(), wallet_balance: z.string(), available: z.string(), usd_value: z.string().nullable() });
 const positionRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), side: z.enum(['Buy', 'Sell', '']), size: z.string(), mark_price: z.string().nullable() });
 const orderRow = z.object({
@@ -260,12 +263,27 @@ export interface SizeRiskDeps {
   db?: DatabasePool;
   clock?: Clock;
   logger?: Logger;
+  /** The process's metrics registry (runtime/metrics.ts `registry`); the stage's counter is added to it. */
+  registry?: Registry;
+}
+
+export const SIZE_RISK_METRICS = {
+  signalsWithoutRow: 'risk_signals_without_row_total',
+} as const;
+
+/** Signals decided that had no `signals` row to record the outcome on (registered once per registry). */
+export function signalsWithoutRowCounter(registry: Registry): Counter {
+  return (
+    (registry.getSingleMetric(SIZE_RISK_METRICS.signalsWithoutRow) as Counter | undefined) ??
+    new Counter({ name: SIZE_RISK_METRICS.signalsWithoutRow, help: 'Signals the risk stage decided that had no signals row from validation: outcome not recorded there (the row is not inserted)', registers: [registry] })
+  );
 }
 
 export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskState> {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
   const log = deps.logger?.child({ stage: name });
+  const withoutRow = deps.registry ? signalsWithoutRowCounter(deps.registry) : null;
   const topics = {
     input: topicName('signals.valid', cfg.TOPIC_PREFIX),
     intents: topicName('orders.intents', cfg.TOPIC_PREFIX),
@@ -313,7 +331,9 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
         SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
                quote_precision, min_order_qty, max_order_qty, max_market_order_qty, min_order_amt, max_order_amt, min_notional_value
         FROM instruments`),
-      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts FROM tickers`),
+      // book_ts: the time of bid / ask, older than ts when a tick without them kept an earlier
+      // record's (the tracking stage's projection, pipelines/track-sql.ts upsertTickers).
+      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts, COALESCE(book_ts, ts) AS book_ts FROM tickers`),
       db.any(sql.type(balanceRow)`SELECT coin, wallet_balance, available, usd_value FROM balances`),
       db.any(sql.type(positionRow)`SELECT category, symbol, side, size, mark_price FROM positions WHERE size > 0`),
       // Open orders, each with the newest amend/cancel this stage decided after the row's last change
@@ -354,7 +374,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
         maxOrderQty: r.max_order_qty, maxMarketOrderQty: r.max_market_order_qty, minOrderAmt: r.min_order_amt, maxOrderAmt: r.max_order_amt,
         minNotionalValue: r.min_notional_value,
       }])),
-      tickers: new Map(tickers.map((r): [string, TickerSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, bid: r.bid, ask: r.ask, last: r.last, markPrice: r.mark_price, ts: r.ts }])),
+      tickers: new Map(tickers.map((r): [string, TickerSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, bid: r.bid, ask: r.ask, last: r.last, markPrice: r.mark_price, ts: r.ts, bookTs: r.book_ts }])),
       balances: new Map(balances.map((r): [string, Balance] => [r.coin, { coin: r.coin, walletBalance: r.wallet_balance, available: r.available, usdValue: r.usd_value }])),
       positions: new Map(positions.map((r): [string, PositionSnap] => [instKey(r.category, r.symbol), { category: r.category, symbol: r.symbol, side: r.side, size: r.size, markPrice: r.mark_price }])),
       openOrders: orders.map(toOpenOrder),
@@ -388,10 +408,14 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
       chunk.push({ sig: entry.sig, decision: entry.decision, outputs: entry.outputs });
     }
     if (!state.trading.change && chunk.length === 0) return;
-    await db.transaction(async (tx) => {
+    const noRow = await db.transaction(async (tx) => {
       if (state.trading.change) await recordTransition(tx, state.trading, now);
-      await recordDecisions(tx, chunk, now);
+      return recordDecisions(tx, chunk, now);
     });
+    for (const id of noRow) {
+      withoutRow?.inc();
+      log?.warn({ signal_id: id }, 'decided signal has no signals row (validation records every signal before it reaches signals.valid): outcome not recorded in signals, row not inserted');
+    }
     if (log) {
       const counts: Record<string, number> = {};
       for (const { decision: d } of state.decided.values()) {
@@ -440,8 +464,8 @@ const plain = (v: unknown): never => JSON.parse(JSON.stringify(v ?? {})) as neve
 
 const keyIdRow = z.object({ id: z.number(), idempotency_key: z.string() });
 
-/** Rows per multi-row INSERT (stays far below PostgreSQL's 65,535 bind parameters). */
-const ROWS_PER_INSERT = 500;
+/** Rows per multi-row statement (stays far below PostgreSQL's 65,535 bind parameters). */
+const ROWS_PER_STATEMENT = 500;
 
 function* slices<T>(xs: T[], n: number): Generator<T[]> {
   for (let i = 0; i < xs.length; i += n) yield xs.slice(i, i + n);
@@ -449,12 +473,13 @@ function* slices<T>(xs: T[], n: number): Generator<T[]> {
 
 /**
  * Record a chunk's decisions in three multi-row statements (decisions, then the orders of the
- * creates, then the signals) instead of three round trips per signal. Same rows, same idempotency:
- * decisions ON CONFLICT (idempotency_key) DO NOTHING (the ids of rows already there are read back),
- * orders ON CONFLICT (order_link_id) DO NOTHING, signals upserted to 'decided'.
+ * creates, then the signals' outcomes) instead of three round trips per signal. Same rows, same
+ * idempotency: decisions ON CONFLICT (idempotency_key) DO NOTHING (the ids of rows already there are
+ * read back), orders ON CONFLICT (order_link_id) DO NOTHING, signals updated to 'decided'.
+ * Returns the signal_ids that had no signals row.
  */
-async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }>, now: number): Promise<void> {
-  if (chunk.length === 0) return;
+async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }>, now: number): Promise<string[]> {
+  if (chunk.length === 0) return [];
   interface DecisionRowIn { key: string; sig: Signal; d: Decision; orderLinkId: string | null; action: 'create' | 'amend' | 'cancel' | 'reject'; reason: string; output: StoredOutput; at: number }
   const decisionRows: DecisionRowIn[] = [];
   const creates: Array<{ key: string; sig: Signal; it: OrderIntent }> = [];
@@ -474,7 +499,7 @@ async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signa
   }
 
   const ids = new Map<string, number>();
-  for (const part of slices(decisionRows, ROWS_PER_INSERT)) {
+  for (const part of slices(decisionRows, ROWS_PER_STATEMENT)) {
     const values = part.map(
       (r) => sql.fragment`(${r.key}, ${r.sig.signal_id}, ${r.orderLinkId}, ${r.action}, ${r.reason}, ${r.d.tradingState}, ${sql.jsonb(plain(r.d.inputs))},
                            ${sql.jsonb(plain(r.output))}, ${sql.timestamp(new Date(r.at))})`,
@@ -492,7 +517,7 @@ async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signa
     for (const r of await tx.any(sql.type(keyIdRow)`SELECT id, idempotency_key FROM decisions WHERE idempotency_key = ANY(${sql.array(missing, 'text')})`)) ids.set(r.idempotency_key, r.id);
   }
 
-  for (const part of slices(creates, ROWS_PER_INSERT)) {
+  for (const part of slices(creates, ROWS_PER_STATEMENT)) {
     const values = part.map(({ key, sig, it }) => {
       // The intent's context as it travels on the records (with the intent's id): the tracker reads it back as is.
       const context = { ...it.signal, intent_id: it.intent_id };
@@ -508,22 +533,27 @@ async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signa
       ON CONFLICT (order_link_id) DO NOTHING`);
   }
 
-  for (const part of slices(signalRows, ROWS_PER_INSERT)) {
+  // One owner per column group of `signals`: validation inserts every row (identity, payload, its
+  // verdict) and this stage writes only the outcome (status 'decided', outcome, outcome_reason,
+  // outcome_at) of rows that are there. A signal on signals.valid always has its row: validation
+  // persists its chunk (the row) before the Kafka transaction that makes the chunk's outputs
+  // visible commits (pipelines/runner.ts, persist then commit), and this stage reads read_committed.
+  // A signal without one was written to signals.valid by something other than validation; its row
+  // is not invented here from the record, the caller reports it.
+  const recorded = new Set<string>();
+  for (const part of slices(signalRows, ROWS_PER_STATEMENT)) {
     const values = part.map(({ sig, d, at }) => {
       const reason = d.kind === 'reject' ? d.code : d.reason;
-      const snap = sig.market_data_snapshot?.price;
-      const snapshotPrice = typeof snap === 'number' && Number.isFinite(snap) && snap > 0 ? snap : null;
-      return sql.fragment`(${sig.signal_id}, 'decided', ${d.outcome}, ${reason}, ${sql.timestamp(new Date(at))}, ${sig.strategy_id}, ${sig.model_version},
-            ${sig.is_warmup}, ${sig.confidence}, ${sig.asset}, ${sig.signal_type}, ${sig.amount}, ${snapshotPrice},
-            ${sql.timestamp(new Date(sig.timestamp))}, ${sig.trace_id}, ${sql.jsonb(plain(sig))}, ${sql.timestamp(new Date(sig.received_at))})`;
+      return sql.fragment`(${sig.signal_id}::uuid, ${d.outcome}, ${reason}, ${sql.timestamp(new Date(at))})`;
     });
-    await tx.query(sql.typeAlias('void')`
-      INSERT INTO signals (signal_id, status, outcome, outcome_reason, outcome_at, strategy_id, model_version, is_warmup, confidence, asset, side,
-                           amount, snapshot_price, signal_ts, trace_id, payload, received_at)
-      VALUES ${sql.join(values, sql.fragment`, `)}
-      ON CONFLICT (signal_id) DO UPDATE SET
-        status = 'decided', outcome = EXCLUDED.outcome, outcome_reason = EXCLUDED.outcome_reason, outcome_at = EXCLUDED.outcome_at`);
+    const updated = await tx.any(sql.type(signalStatusRow)`
+      UPDATE signals SET status = 'decided', outcome = v.outcome, outcome_reason = v.outcome_reason, outcome_at = v.outcome_at
+      FROM (VALUES ${sql.join(values, sql.fragment`, `)}) AS v(signal_id, outcome, outcome_reason, outcome_at)
+      WHERE signals.signal_id = v.signal_id
+      RETURNING signals.signal_id::text AS signal_id`);
+    for (const r of updated) recorded.add(r.signal_id);
   }
+  return signalRows.map((r) => r.sig.signal_id).filter((id) => !recorded.has(id));
 }
 
 async function recordTransition(tx: CommonQueryMethods, t: Evaluated, now: number): Promise<void> {

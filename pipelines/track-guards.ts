@@ -1,8 +1,9 @@
 // Which tracking records can be stored (the kinds of record, their decimal and time fields), on top
 // of the shared guards of pipelines/record-guards.ts.
+import { Dec } from '../runtime/decimal.ts';
 import { BOUNDED_DECIMAL_RE, MAX_TIME_MS, ORDER_LINK_ID_RE, unstorableText } from './record-guards.ts';
 
-export type Kind = 'submission' | 'order' | 'execution' | 'position' | 'wallet';
+export type Kind = 'submission' | 'order' | 'execution' | 'position' | 'wallet' | 'ticker';
 
 // Records that fit their Avro schema but could never be stored (fuzzing found each of these): a NUL
 // (PostgreSQL text refuses it), a lone UTF-16 surrogate (jsonb refuses its \u escape), a decimal
@@ -17,6 +18,7 @@ const DECIMAL_FIELDS: Record<Kind, readonly string[]> = {
   execution: ['execPrice', 'execQty', 'execValue', 'execFee', 'feeRate', 'leavesQty'],
   position: ['size', 'avgPrice', 'positionValue', 'markPrice', 'liqPrice', 'leverage', 'positionIM', 'unrealisedPnl', 'cumRealisedPnl'],
   wallet: ['totalEquity', 'totalWalletBalance', 'totalAvailableBalance', 'totalMarginBalance'],
+  ticker: ['lastPrice', 'bid1Price', 'bid1Size', 'ask1Price', 'ask1Size', 'volume24h', 'turnover24h', 'price24hPcnt', 'markPrice'],
 };
 const COIN_DECIMAL_FIELDS = ['equity', 'walletBalance', 'free', 'locked', 'availableToWithdraw', 'usdValue', 'unrealisedPnl', 'cumRealisedPnl', 'totalOrderIM', 'totalPositionIM'];
 const TIME_FIELDS: Record<Kind, readonly string[]> = {
@@ -25,6 +27,7 @@ const TIME_FIELDS: Record<Kind, readonly string[]> = {
   execution: ['execTime', 'observedAt'],
   position: ['updatedTime', 'observedAt'],
   wallet: ['updatedTime', 'observedAt'],
+  ticker: ['ts', 'observedAt'],
 };
 /** Decimals the tables require (NOT NULL numeric): an empty string there is not a number. */
 const REQUIRED_DECIMALS: Record<Kind, readonly string[]> = {
@@ -33,6 +36,7 @@ const REQUIRED_DECIMALS: Record<Kind, readonly string[]> = {
   execution: ['execPrice', 'execQty'],
   position: [],
   wallet: [],
+  ticker: [],
 };
 /** Quantities and prices the tables require to be >= 0 (fees and PnL may be negative). */
 const NON_NEGATIVE: Record<Kind, readonly string[]> = {
@@ -41,6 +45,7 @@ const NON_NEGATIVE: Record<Kind, readonly string[]> = {
   execution: ['execPrice', 'execQty', 'execValue', 'leavesQty'],
   position: ['size'],
   wallet: [],
+  ticker: ['lastPrice', 'bid1Price', 'bid1Size', 'ask1Price', 'ask1Size', 'volume24h', 'turnover24h', 'markPrice'],
 };
 
 function badDecimals(o: Record<string, unknown>, fields: readonly string[], path: string): string | null {
@@ -69,6 +74,13 @@ export function unstorable(kind: Kind, value: unknown): string | null {
   for (const f of NON_NEGATIVE[kind]) {
     const x = v[f];
     if (typeof x === 'string' && x.startsWith('-') && !/^-[0.]*(e-?\d+)?$/i.test(x)) return `${f} ${x} is negative`;
+  }
+  // The tickers table checks bid <= ask: a crossed book would fail the chunk's statement, and
+  // tracking halts trading on a record it cannot store; refused here, it is only dead-lettered.
+  if (kind === 'ticker') {
+    const bid = typeof v.bid1Price === 'string' ? Dec.maybe(v.bid1Price) : null;
+    const ask = typeof v.ask1Price === 'string' ? Dec.maybe(v.ask1Price) : null;
+    if (bid && ask && bid.gt(ask)) return `bid1Price ${String(v.bid1Price)} is above ask1Price ${String(v.ask1Price)}`;
   }
   if ('source' in v && !['ws', 'rest', 'reconciler'].includes(v.source as string)) return `source ${JSON.stringify(v.source).slice(0, 40)} is not ws, rest or reconciler`;
   // Bybit's own rule for orderLinkId (and the orders table's check): an external order must fit it too.

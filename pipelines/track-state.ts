@@ -1,10 +1,23 @@
 // The tracking stage's state of one chunk: the orders it touches (by link id and order id), the
-// events it emits, the records it refuses, and the position and balance projections.
+// events it emits, the records it refuses, and the position, balance and ticker projections.
 import type { StageRecord } from './runner.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, Ticker, WalletBalance } from '../schemas/types.ts';
 import { type Change, type Fills, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 
-export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance;
+export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance | Ticker;
+
+/**
+ * The newest ticker of a (category, symbol) in the chunk, with the best bid / ask as the chunk's
+ * records applied one after the other leave them: the newest ticker's own, or, when it brought none
+ * (Bybit's spot stream), those of the newest earlier one that did. `bookTs` is the exchange time of
+ * the record that brought them (null: none in the chunk).
+ */
+export interface TickerProjection {
+  ticker: Ticker;
+  bid: string | null;
+  ask: string | null;
+  bookTs: number | null;
+}
 
 /** What `load` read for an order row, to detect a concurrent writer in persist. */
 interface Version {
@@ -53,6 +66,8 @@ export interface TrackState {
   invalids: InvalidRecord[];
   positions: Map<string, Position>;
   balances: Map<string, { coin: WalletBalance['coin'][number]; updatedTime: number }>;
+  /** By `${category}:${symbol}`. */
+  tickers: Map<string, TickerProjection>;
 }
 
 export function emptyState(): TrackState {
@@ -70,6 +85,7 @@ export function emptyState(): TrackState {
     invalids: [],
     positions: new Map(),
     balances: new Map(),
+    tickers: new Map(),
   };
 }
 

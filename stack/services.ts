@@ -58,11 +58,11 @@ const eventsOut = defineUnit({
 
 const track = stageUnit({
   name: 'track',
-  doc: 'orders.submissions + exchange.* → orders.events, order state in PostgreSQL',
+  doc: 'orders.submissions + exchange.* + market.tickers → orders.events; order state, positions, balances, tickers in PostgreSQL',
   settings: [trackSettings],
-  inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet'],
+  inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers'],
   outputs: ['orders.events', 'orders.dlq'],
-  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances'],
+  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances', 'tickers'],
   make: (rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }),
 });
 
@@ -71,8 +71,8 @@ const exchangeSync = defineUnit({
   doc: 'Bybit REST → instruments in PostgreSQL; tickers, wallet and positions → market.tickers, exchange.wallet, exchange.positions',
   settings: [exchangeSyncSettings, bybitRestSettings],
   inputs: ['bybit:rest'],
-  outputs: ['exchange.wallet', 'exchange.positions'],
-  writes: ['instruments', 'tickers'],
+  outputs: ['market.tickers', 'exchange.wallet', 'exchange.positions'],
+  writes: ['instruments'],
   create: async (rt) => {
     const sync = createExchangeSync({ db: rt.db, kafka: rt.kafka, codec: rt.codec, topicPrefix: rt.cfg.TOPIC_PREFIX, logger: rt.logger.child({ unit: 'exchange-sync' }), clock: rt.clock, config: syncConfig(rt.cfg), env: rt.cfg, assets: rt.cfg.ASSETS as string[] });
     await sync.start();
@@ -118,7 +118,7 @@ const sizeRisk = stageUnit({
   inputs: ['signals.valid'],
   outputs: ['orders.intents', 'orders.events', 'orders.dlq'],
   writes: ['decisions', 'orders(intent)', 'signals(outcome)', 'trading_state(daily loss)'],
-  make: (rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }) }),
+  make: (rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }), registry: rt.metrics.registry }),
 });
 
 const validate = stageUnit({

@@ -1,8 +1,8 @@
 // Property-based bad-input suite for the tracking stage (pipelines/track.ts) on the real PostgreSQL
 // (a fresh database of this file's own, dropped after). Its input topics are Avro, so the bad input
-// is records that fit their schema but are semantically bad: decimals that are not numbers or are
-// absurd, NUL and injection strings in ids, unknown statuses and categories, negative, zero, stale
-// and far-future times, duplicate execIds. Each run does what the runner does with one chunk —
+// is records (of every input kind, tickers included) that fit their schema but are semantically bad:
+// decimals that are not numbers or are absurd, NUL and injection strings in ids, unknown statuses and
+// categories, negative, zero, stale and far-future times, duplicate execIds. Each run does what the runner does with one chunk —
 // load → process every record (a throw becomes a dead letter, as in runner.ts) → persist — and the
 // properties are: load and persist never fail (a failure there is not per record: the runner would
 // retry or stop the whole partition, a poison chunk), every record ends ok or with a reason code,
@@ -40,7 +40,7 @@ after(() => dropDb());
 
 const stage = () => createTrackStage({ config: parseConfig({ TOPIC_PREFIX: P }), db: pool });
 let offset = 0;
-const TOPIC: Record<string, string> = { OrderSubmission: 'orders.submissions', ExchangeOrderUpdate: 'exchange.orders', Execution: 'exchange.executions', Position: 'exchange.positions', WalletBalance: 'exchange.wallet' };
+const TOPIC: Record<string, string> = { OrderSubmission: 'orders.submissions', ExchangeOrderUpdate: 'exchange.orders', Execution: 'exchange.executions', Position: 'exchange.positions', WalletBalance: 'exchange.wallet', Ticker: 'market.tickers' };
 const rec = (kind: string, value: unknown): StageRecord<TrackInput> => ({ value: value as TrackInput, key: 'ETHUSDT', headers: {}, topic: P + TOPIC[kind]!, partition: 0, offset: String(offset++), timestamp: T0, traceId: null });
 
 /** One chunk as the runner handles it (minus Kafka): a throw in process becomes a rejection. */
@@ -92,8 +92,8 @@ function mutated(kind: RecordKind & keyof typeof TOPIC) {
     return v;
   }).filter((v) => invalidPaths(kind, v).length === 0);
 }
-const anyBad = fc.oneof(mutated('OrderSubmission'), mutated('ExchangeOrderUpdate'), mutated('Execution'), mutated('Position'), mutated('WalletBalance')).map((v) => {
-  const kind = 'execId' in v ? 'Execution' : 'orderStatus' in v ? 'ExchangeOrderUpdate' : 'intent_id' in v ? 'OrderSubmission' : 'positionIdx' in v ? 'Position' : 'WalletBalance';
+const anyBad = fc.oneof(mutated('OrderSubmission'), mutated('ExchangeOrderUpdate'), mutated('Execution'), mutated('Position'), mutated('WalletBalance'), mutated('Ticker')).map((v) => {
+  const kind = 'execId' in v ? 'Execution' : 'orderStatus' in v ? 'ExchangeOrderUpdate' : 'intent_id' in v ? 'OrderSubmission' : 'positionIdx' in v ? 'Position' : 'lastPrice' in v ? 'Ticker' : 'WalletBalance';
   return { kind, v };
 });
 

@@ -1,17 +1,21 @@
 // The risk and sizing stage's load / persist on the real PostgreSQL: a freshly migrated database of
 // this file's own (dropped after). What the runner does for a chunk (load → process → persist) is
 // done by hand, so a crash between persist and the Kafka commit is simply "run the chunk again".
+// Every signal first gets the `signals` row validation records before the signal reaches
+// signals.valid (`fromValidation`): size/risk only writes its outcome on it.
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { Registry } from 'prom-client';
 import { ManualClock } from '../../runtime/clock.ts';
 import { loadConfig } from '../../runtime/config.ts';
+import { createLogger } from '../../runtime/logger.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { orderLinkId, RISK_REASONS } from '../../pipelines/risk-rules.ts';
-import { createSizeRiskStage, parseConfig } from '../../pipelines/size-risk.ts';
+import { createSizeRiskStage, parseConfig, SIZE_RISK_METRICS } from '../../pipelines/size-risk.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import type { OrderEvent, OrderIntent, Signal } from '../../schemas/types.ts';
@@ -82,6 +86,24 @@ function signal(over: Partial<Signal> = {}): Signal {
 let offset = 0;
 const rec = (value: Signal): StageRecord<Signal> => ({ value, key: value.asset, headers: {}, topic: `${PREFIX}signals.valid`, partition: 0, offset: String(offset++), timestamp: NOW, traceId: value.trace_id });
 
+/**
+ * The signals rows validation records (pipelines/validate.ts upsertOutcomes: status 'valid', the
+ * identity and payload columns) before their signals can be read on signals.valid; then the records
+ * size/risk reads. A signal already recorded keeps its row (a repeat in a chunk).
+ */
+async function fromValidation(...sigs: Signal[]): Promise<StageRecord<Signal>[]> {
+  for (const [i, s] of sigs.entries()) {
+    await pool.query(sql.typeAlias('void')`
+      INSERT INTO signals (signal_id, status, strategy_id, model_version, is_warmup, confidence, asset, side, amount, snapshot_price, signal_ts, trace_id,
+                           payload, received_at, source_record)
+      VALUES (${s.signal_id}, 'valid', ${s.strategy_id}, ${s.model_version}, ${s.is_warmup}, ${s.confidence}, ${s.asset}, ${s.signal_type}, ${s.amount},
+              ${s.market_data_snapshot?.price ?? null}, ${sql.timestamp(new Date(s.timestamp))}, ${s.trace_id}, ${sql.jsonb(JSON.parse(JSON.stringify(s)) as never)},
+              ${sql.timestamp(new Date(s.received_at))}, ${`${PREFIX}signals.raw/0/${offset + i}`})
+      ON CONFLICT (signal_id) DO NOTHING`);
+  }
+  return sigs.map(rec);
+}
+
 /** What the runner does for one chunk: load, process each record, persist. */
 async function runChunk(stage: ReturnType<typeof createSizeRiskStage>, records: StageRecord<Signal>[], clock: ManualClock): Promise<StageResult[]> {
   const state = await stage.load!(records);
@@ -105,7 +127,7 @@ test('two buys in one chunk respect max exposure; replaying the chunk changes no
   const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
   const a = signal();
   const b = signal();
-  const first = await runChunk(stage, [rec(a), rec(b)], clock);
+  const first = await runChunk(stage, await fromValidation(a, b), clock);
   assert.deepEqual(first.map((r) => intentsOf(r).map((i) => [i.action, i.qty])), [[['create', '700']], [['create', '300']]]);
 
   const orders = await ordersOf();
@@ -127,7 +149,7 @@ test('two buys in one chunk respect max exposure; replaying the chunk changes no
 
   // A new chunk sees the Intent orders in PostgreSQL: no headroom left.
   const c = signal({ amount: 100 });
-  const [rc] = await runChunk(stage, [rec(c)], clock);
+  const [rc] = await runChunk(stage, await fromValidation(c), clock);
   assert.equal(rc!.kind, 'ok');
   const ev = rc!.outputs![0]!.value as OrderEvent;
   assert.equal(rc!.outputs![0]!.topic, `${PREFIX}orders.events`);
@@ -151,7 +173,7 @@ test('two buys in one chunk respect max exposure; replaying the chunk changes no
 test('reject policy: the second buy of the chunk is refused, not shrunk', async () => {
   const clock = new ManualClock(NOW);
   const stage = createSizeRiskStage({ config: cfg({ RISK_LIMIT_POLICY: 'reject' }), db: pool, clock });
-  const [ra, rb] = await runChunk(stage, [rec(signal()), rec(signal())], clock);
+  const [ra, rb] = await runChunk(stage, await fromValidation(signal(), signal()), clock);
   assert.equal(intentsOf(ra!)[0]!.qty, '700');
   assert.equal((rb!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.maxPositionExposure);
   assert.equal(await count('orders'), 1);
@@ -165,10 +187,10 @@ test('an opposite order is cancelled once: the pending cancel is seen by the nex
     INSERT INTO orders (order_link_id, order_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, created_at, updated_at)
     VALUES ('old-sell-1', 'ex-1', 'strat-db', 'spot', 'ETHUSDT', 'Sell', 'Limit', 'GTC', 0.05, 3050, 'New',
             ${sql.timestamp(new Date(NOW - 60_000))}, ${sql.timestamp(new Date(NOW - 60_000))})`);
-  const [r1] = await runChunk(stage, [rec(signal({ amount: 200 }))], clock);
+  const [r1] = await runChunk(stage, await fromValidation(signal({ amount: 200 })), clock);
   assert.deepEqual(intentsOf(r1!).map((i) => [i.action, i.order_link_id, i.target_order_id]), [['cancel', 'old-sell-1', 'ex-1'], ['create', intentsOf(r1!)[1]!.order_link_id, null]]);
   clock.advance(1000);
-  const [r2] = await runChunk(stage, [rec(signal({ amount: 200 }))], clock);
+  const [r2] = await runChunk(stage, await fromValidation(signal({ amount: 200 })), clock);
   assert.deepEqual(intentsOf(r2!).map((i) => i.action), ['create']);
   const cancels = await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM decisions WHERE action = 'cancel' AND order_link_id = 'old-sell-1'`);
   assert.equal(cancels.n, 1);
@@ -181,13 +203,13 @@ test('a resting limit order is amended; the next chunk counts the amended size',
     INSERT INTO orders (order_link_id, order_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, created_at, updated_at)
     VALUES ('rest-buy-1', 'ex-2', 'strat-db', 'spot', 'ETHUSDT', 'Buy', 'Limit', 'GTC', 0.01, 2900, 'New',
             ${sql.timestamp(new Date(NOW - 60_000))}, ${sql.timestamp(new Date(NOW - 60_000))})`);
-  const [r1] = await runChunk(stage, [rec(signal({ amount: 900 }))], clock);
+  const [r1] = await runChunk(stage, await fromValidation(signal({ amount: 900 })), clock);
   const amend = intentsOf(r1!)[0]!;
   assert.deepEqual([amend.action, amend.order_link_id, amend.price, amend.qty], ['amend', 'rest-buy-1', '2999.5', '0.30005']);
   assert.deepEqual(await signalRow(amend.signal!.signal_id), { status: 'decided', outcome: 'amend', outcome_reason: 'same_side_amend' });
   // Another strategy's buy: the amended order (~900) counts, not its confirmed 29 USDT.
   clock.advance(1000);
-  const [r2] = await runChunk(stage, [rec(signal({ amount: 900, strategy_id: 'other' }))], clock);
+  const [r2] = await runChunk(stage, await fromValidation(signal({ amount: 900, strategy_id: 'other' })), clock);
   const created = intentsOf(r2!)[0]!;
   assert.equal(created.action, 'create');
   assert.ok(Number(created.qty) * 2999.5 <= 300.1, `only the remaining headroom: ${created.qty}`);
@@ -204,10 +226,10 @@ test('daily loss limit moves the trading state once and refuses new orders', asy
   const stage = createSizeRiskStage({ config: cfg({ RISK_DAILY_LOSS_REDUCE: '200', RISK_DAILY_LOSS_HALT: '500' }), db: pool, clock });
   // What the tracking stage booked: yesterday's loss does not count, today's does.
   await dayBooked(utcDay(NOW - 86_400_000), '-900');
-  const [r0] = await runChunk(stage, [rec(signal())], clock);
+  const [r0] = await runChunk(stage, await fromValidation(signal()), clock);
   assert.equal(intentsOf(r0!)[0]?.action, 'create', 'yesterday\'s loss of 900 does not stop today');
   await dayBooked(utcDay(NOW), '-250');
-  const [r1] = await runChunk(stage, [rec(signal())], clock);
+  const [r1] = await runChunk(stage, await fromValidation(signal()), clock);
   assert.equal((r1!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.reducingOnly);
   const st = () => pool.one(sql.type(z.object({ state: z.string(), reason: z.string().nullable() }))`SELECT state, reason FROM trading_state WHERE id`);
   assert.equal((await st()).state, 'REDUCING');
@@ -218,10 +240,10 @@ test('daily loss limit moves the trading state once and refuses new orders', asy
     INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version) VALUES ('linear', 'ETHUSDT', 's', 0.1, 5700, 0, 0, 0, 1)`);
   await pool.query(sql.typeAlias('void')`
     INSERT INTO tickers (category, symbol, bid, ask, last, mark_price, ts) VALUES ('linear', 'ETHUSDT', 2999, 3001, 3000, 3000, ${sql.timestamp(new Date(NOW - 1000))})`);
-  const [r2] = await runChunk(stage, [rec(signal({ signal_type: 'sell' }))], clock);
+  const [r2] = await runChunk(stage, await fromValidation(signal({ signal_type: 'sell' })), clock);
   assert.equal((r2!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.halted);
   assert.equal((await st()).state, 'HALTED');
-  const [r3] = await runChunk(stage, [rec(signal())], clock);
+  const [r3] = await runChunk(stage, await fromValidation(signal()), clock);
   assert.equal((r3!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.halted);
   const transitions = await pool.any(sql.type(z.object({ from_state: z.string(), to_state: z.string(), actor: z.string().nullable() }))`
     SELECT from_state, to_state, actor FROM trading_state_transitions ORDER BY id`);
@@ -232,7 +254,7 @@ test('kill switch: every signal refused with kill_switch', async () => {
   const clock = new ManualClock(NOW);
   const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
   await pool.query(sql.typeAlias('void')`UPDATE trading_state SET kill_switch = true, state = 'HALTED', reason = 'kill_switch' WHERE id`);
-  const [r] = await runChunk(stage, [rec(signal())], clock);
+  const [r] = await runChunk(stage, await fromValidation(signal()), clock);
   assert.equal((r!.outputs![0]!.value as OrderEvent).reason_code, RISK_REASONS.killSwitch);
   assert.equal(await count('orders'), 0);
   assert.equal(await count('trading_state_transitions'), 0);
@@ -262,7 +284,8 @@ test('unstorable signals are dead-lettered as invalid_record before load, withou
     ['signal_id upper case', signal({ signal_id: randomUUID().toUpperCase() })],
   ];
   const valid = signal({ amount: 100 });
-  const results = await runChunk(stage, [...bad.map(([, s]) => rec(s)), rec(valid)], clock);
+  // Only the valid one has a row: validation could not have stored the others.
+  const results = await runChunk(stage, [...bad.map(([, s]) => rec(s)), ...(await fromValidation(valid))], clock);
   for (const [i, [name]] of bad.entries()) {
     const r = results[i]!;
     assert.equal(r.kind, 'reject', `${name}: refused`);
@@ -274,7 +297,8 @@ test('unstorable signals are dead-lettered as invalid_record before load, withou
   assert.deepEqual(intentsOf(results.at(-1)!).map((i) => [i.action, i.qty]), [['create', '100']], 'the valid signal behind them is sized');
   assert.equal(await count('decisions'), 1, 'nothing recorded for the refused ones');
   assert.equal((await ordersOf()).length, 1);
-  assert.equal((await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM signals`)).n, 1);
+  assert.equal((await pool.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM signals`)).n, 1, 'no row inserted for the refused ones');
+  assert.deepEqual(await signalRow(valid.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'new_signal' });
 });
 
 test('the same signal twice in one chunk: decided once, recorded once (persist used to fail), the repeat emits nothing', async () => {
@@ -282,7 +306,7 @@ test('the same signal twice in one chunk: decided once, recorded once (persist u
   const stage = createSizeRiskStage({ config: cfg(), db: pool, clock });
   const a = signal({ amount: 300 });
   const refused = signal({ amount: 300, confidence: 0.01 });
-  const results = await runChunk(stage, [rec(a), rec(refused), rec(a), rec(refused), rec({ ...a, amount: 900 })], clock);
+  const results = await runChunk(stage, await fromValidation(a, refused, a, refused, { ...a, amount: 900 }), clock);
   assert.ok(results.every((r) => r.kind === 'ok'));
   assert.deepEqual(intentsOf(results[0]!).map((i) => [i.action, i.qty]), [['create', '300']]);
   assert.deepEqual(results[2]!.outputs, [], 'the repeat is not decided again');
@@ -301,4 +325,32 @@ test('the same signal twice in one chunk: decided once, recorded once (persist u
   assert.deepEqual(replay.map((r) => r.outputs), results.map((r) => r.outputs));
   assert.equal(await count('decisions'), 2);
   assert.equal((await ordersOf()).length, 1);
+});
+
+test('size/risk writes only the outcome of the row validation recorded; a signal without a row is decided, warned about and counted, never inserted', async () => {
+  const clock = new ManualClock(NOW);
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = createLogger({ LOG_LEVEL: 'warn', BYBIT_API_SECRET: 'sim-secret', ADMIN_TOKEN: undefined }, 'test', { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const registry = new Registry();
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock, logger, registry });
+  const a = signal({ amount: 200 });
+  const stray = signal({ amount: 100 }); // on signals.valid without validation (any producer can write there)
+  const columns = z.object({ strategy_id: z.string().nullable(), asset: z.string().nullable(), amount: z.string().nullable(), payload: z.unknown(), received_at: z.number(), source_record: z.string().nullable(), duplicate_count: z.number() });
+  const identity = (id: string) => pool.one(sql.type(columns)`
+    SELECT strategy_id, asset, amount::text AS amount, payload, received_at, source_record, duplicate_count FROM signals WHERE signal_id = ${id}`);
+  const [recA] = await fromValidation(a);
+  const before = await identity(a.signal_id);
+
+  const results = await runChunk(stage, [recA!, rec(stray)], clock);
+  assert.deepEqual(results.map((r) => intentsOf(r).map((i) => i.action)), [['create'], ['create']], 'both decided: the row is the record of the outcome, not a condition of it');
+  assert.deepEqual(await signalRow(a.signal_id), { status: 'decided', outcome: 'create', outcome_reason: 'new_signal' });
+  assert.deepEqual(await identity(a.signal_id), before, 'identity and payload stay as validation wrote them');
+  assert.equal(await pool.maybeOne(sql.type(z.object({ status: z.string() }))`SELECT status FROM signals WHERE signal_id = ${stray.signal_id}`), null, 'no row invented for the stray signal');
+  assert.equal(await count('decisions'), 2, 'its decision is still audited');
+  const warned = lines.filter((l) => l.level === 40 && l.signal_id === stray.signal_id);
+  assert.equal(warned.length, 1, JSON.stringify(lines));
+  assert.match(String(warned[0]!.msg), /no signals row/);
+  assert.ok(!lines.some((l) => l.signal_id === a.signal_id), 'nothing to say about the recorded one');
+  const counted = (await registry.getSingleMetric(SIZE_RISK_METRICS.signalsWithoutRow)!.get()).values.reduce((n, v) => n + v.value, 0);
+  assert.equal(counted, 1);
 });

@@ -13,7 +13,7 @@ import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
 import { type TrackInput } from '../../pipelines/track-state.ts';
-import type { ExchangeOrderUpdate, Execution, OrderSubmission, Position, WalletBalance } from '../../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderSubmission, Position, Ticker, WalletBalance } from '../../schemas/types.ts';
 
 const P = 'dbb.';
 const T0 = 1_760_000_000_000;
@@ -42,7 +42,7 @@ after(() => dropDb());
 
 /** Empty tables (ids restart), then what the risk stage writes at decision time: signal and order rows in status Intent. */
 async function reset(links: string[] = [LINK, LINK2]): Promise<void> {
-  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, invalid_transitions, executions, signals, positions, balances RESTART IDENTITY`);
+  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, invalid_transitions, executions, signals, positions, balances, tickers RESTART IDENTITY`);
   await pool.query(sql.typeAlias('void')`
     INSERT INTO signals (signal_id, status, strategy_id, model_version, is_warmup, confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload)
     VALUES (${SIGNAL}, 'decided', 'strat-b', 'v3', false, 0.7, 'ETHUSDT', 'buy', 3000, 2990, ${sql.timestamp(new Date(T0 - 500))}, 'trace-b', '{}'::jsonb)`);
@@ -72,6 +72,9 @@ const exec = (link: string, oid: string, id: string, qty: string, price: string,
 });
 const posn = (size: string, at: number): Position => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: '3001', liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '1', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws', observedAt: at });
 const wallet = (bal: string, at: number): WalletBalance => ({ accountType: 'UNIFIED', totalEquity: null, totalWalletBalance: null, totalAvailableBalance: null, totalMarginBalance: null, coin: [{ coin: 'USDT', equity: bal, walletBalance: bal, free: null, locked: '100', availableToWithdraw: null, usdValue: bal, unrealisedPnl: null, cumRealisedPnl: null, totalOrderIM: null, totalPositionIM: null }], updatedTime: at, source: 'ws', observedAt: at });
+const tick = (category: string, bid: string | null, ask: string | null, last: string, at: number, source: 'ws' | 'rest' = 'ws'): Ticker => ({
+  symbol: 'ETHUSDT', category, lastPrice: last, bid1Price: bid, bid1Size: bid && '2', ask1Price: ask, ask1Size: ask && '3', volume24h: '10', turnover24h: '30000', price24hPcnt: '0.01', markPrice: category === 'linear' ? last : null, ts: at, source, observedAt: at,
+});
 
 const stage = () => createTrackStage({ config: parseConfig({ TOPIC_PREFIX: P }), db: pool });
 
@@ -113,10 +116,12 @@ async function rows(): Promise<Record<string, unknown>> {
              cum_realised_pnl::text, updated_ms
       FROM positions ORDER BY category, symbol`),
     balances: await q(sql.type(any)`SELECT coin, wallet_balance::text, available::text, locked::text, equity::text, usd_value::text, updated_ms FROM balances ORDER BY coin`),
+    tickers: await q(sql.type(any)`
+      SELECT category, symbol, bid::text, ask::text, book_ts, last::text, mark_price::text, volume_24h::text, turnover_24h::text, ts FROM tickers ORDER BY category, symbol`),
   };
 }
 
-/** Two of our orders changing several times, an external order, an order whose fill comes first, disorder, duplicates, an invalid transition, an unstorable record, positions and balances. */
+/** Two of our orders changing several times, an external order, an order whose fill comes first, disorder, duplicates, an invalid transition, unstorable records, positions, balances and tickers. */
 function script(): StageRecord<TrackInput>[] {
   const X = (id: string, q: string, p: string, f: string, at: number) => exec(LINK, 'oid-1', id, q, p, f, at);
   return [
@@ -142,6 +147,12 @@ function script(): StageRecord<TrackInput>[] {
     rec('exchange.orders', upd(LINK, 'oid-1', 'New', { updatedTime: T0 + 5000, cumExecQty: '1' })), // invalid: Filled → New
     rec('exchange.orders', upd(LINK2, 'oid-2', 'Cancelled', { updatedTime: T0 + 400, leavesQty: '0' })),
     rec('exchange.wallet', wallet('800', T0 + 300)),
+    rec('market.tickers', tick('spot', '2999', '3001', '3000', T0 + 100, 'rest')),
+    rec('market.tickers', tick('linear', '2998', '3000', '2999', T0 + 100)),
+    rec('market.tickers', tick('spot', null, null, '3002', T0 + 200)), // spot stream: keeps the REST book
+    rec('market.tickers', tick('linear', '2990', '2992', '2991', T0 + 90)), // older: ignored
+    rec('market.tickers', tick('spot', '3003', '3002', '3002', T0 + 250)), // crossed book: dead-lettered
+    rec('market.tickers', tick('inverse', '1', '2', '1', T0 + 100)), // no such table category: ignored
   ];
 }
 
@@ -166,11 +177,18 @@ test('one chunk with several updates of the same orders, and its replay, give th
   assert.ok(events.length >= 9, `events: ${events.length}`);
   assert.deepEqual(
     outcome(one).filter((o) => 'reject' in o),
-    [{ reject: 'invalid_record' }],
+    [{ reject: 'invalid_record' }, { reject: 'invalid_record' }],
   );
   assert.equal((perRecord.invalid as unknown[]).length, 1);
   assert.equal((perRecord.orders as unknown[]).length, 4);
   assert.equal((perRecord.executions as unknown[]).length, 3);
+  assert.deepEqual(
+    (perRecord.tickers as Array<Record<string, unknown>>).map((t) => [t.category, t.bid, t.ask, t.book_ts, t.last, t.ts]),
+    [
+      ['linear', '2998', '3000', T0 + 100, '2999', T0 + 100],
+      ['spot', '2999', '3001', T0 + 100, '3002', T0 + 200],
+    ],
+  );
 
   assert.deepEqual(outcome(batched), outcome(one), 'same events (ids, sequences, payloads) and the same dead letter, record by record');
   assert.deepEqual(afterBatch, perRecord, 'same rows');
