@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { RetriableError } from '../runtime/errors.ts';
-import { applyFill, dayPnl, emptyBook, netRealised, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
+import { applyFill, dayPnl, emptyBook, netRealised, splitFunding, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
 import { utcDay } from './trading-state.ts';
 
 /** A book as loaded, with the version its write must still find. */
@@ -58,6 +58,22 @@ export function bookFill(books: Map<string, LoadedBook>, days: Map<string, DaySu
   const d = days.get(dk) ?? { day, category: fill.category, symbol: fill.symbol, strategy, realised: Dec.ZERO, fees: Dec.ZERO, funding: Dec.ZERO, fills: 0 };
   days.set(dk, { ...d, realised: d.realised.add(delta.realised), fees: d.fees.add(delta.fees), funding: d.funding.add(delta.funding), fills: d.fills + 1 });
   return delta;
+}
+
+/**
+ * Book one execution: a trade under `strategy` (its order's), a funding execution split over the
+ * books that hold the position (pnl.ts splitFunding). Returns the keys of the books it touched.
+ */
+export function bookExecution(books: Map<string, LoadedBook>, days: Map<string, DaySums>, strategy: string, fill: PnlFill, at: number): string[] {
+  if (fill.execType !== 'Funding') {
+    bookFill(books, days, strategy, fill, at);
+    return [bookKey(fill.category, fill.symbol, strategy)];
+  }
+  const held = [...books.values()].map((b) => b.book).filter((b) => b.category === fill.category && b.symbol === fill.symbol);
+  return splitFunding(held, fill.fee).map((share) => {
+    bookFill(books, days, share.strategy, { ...fill, fee: share.fee }, at);
+    return bookKey(fill.category, fill.symbol, share.strategy);
+  });
 }
 
 /**
@@ -138,7 +154,7 @@ export async function rebuildBooks(db: DatabasePool): Promise<{ rebuilt: boolean
     const days = new Map<string, DaySums>();
     for (const e of execs) {
       const strategy = strategyOf({ strategy_id: e.strategy }, e.external ?? false);
-      bookFill(books, days, strategy, { category: e.category, symbol: e.symbol, side: e.side, execType: e.exec_type, qty: e.exec_qty, price: e.exec_price, fee: e.exec_fee, feeCurrency: e.fee_currency }, e.exec_time);
+      bookExecution(books, days, strategy, { category: e.category, symbol: e.symbol, side: e.side, execType: e.exec_type, qty: e.exec_qty, price: e.exec_price, fee: e.exec_fee, feeCurrency: e.fee_currency }, e.exec_time);
     }
     await saveBooks(tx, books, new Set(books.keys()), days);
     return { rebuilt: true, executions: execs.length, books: books.size };

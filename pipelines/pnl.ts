@@ -131,6 +131,23 @@ export function applyFill(book: PnlBook, f: PnlFill): { book: PnlBook; delta: Pn
 
 const sameSign = (a: Dec, b: Dec): boolean => a.isPos() === b.isPos();
 
+/**
+ * Who a funding payment belongs to: funding settles a position, which several strategies' books of
+ * one symbol may share, so it is split by each book's share of the open size (the last share takes
+ * the rounding rest, so the shares add up to the fee exactly). No open book: 'unattributed'.
+ */
+export function splitFunding(books: readonly PnlBook[], fee: string): Array<{ strategy: string; fee: string }> {
+  const open = books.filter((b) => !Dec.of(b.qty).isZero());
+  if (open.length === 0) return [{ strategy: 'unattributed', fee }];
+  const total = open.reduce((a, b) => a.add(Dec.of(b.qty).abs()), Dec.ZERO);
+  let rest = Dec.of(fee);
+  return open.map((b, i) => {
+    const share = i === open.length - 1 ? rest : Dec.of(fee).mul(Dec.of(b.qty).abs()).div(total, SCALE);
+    rest = rest.sub(share);
+    return { strategy: b.strategy, fee: share.toString() };
+  });
+}
+
 /** Unrealised P&L of a book at a price (mark for linear, last for spot), quote coin. */
 export function unrealised(book: PnlBook, price: string | null): Dec {
   const q = Dec.of(book.qty);

@@ -3,6 +3,7 @@
 import type { StageRecord } from './runner.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, Ticker, WalletBalance } from '../schemas/types.ts';
 import { type Change, type Fills, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
+import type { DaySums, LoadedBook } from './pnl-sql.ts';
 
 export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance | Ticker;
 
@@ -68,6 +69,10 @@ export interface TrackState {
   balances: Map<string, { coin: WalletBalance['coin'][number]; updatedTime: number }>;
   /** By `${category}:${symbol}`. */
   tickers: Map<string, TickerProjection>;
+  /** P&L books of the chunk's symbols (pnl-sql.ts bookKey), as loaded and then as booked. */
+  books: Map<string, LoadedBook>;
+  booksTouched: Set<string>;
+  pnlDays: Map<string, DaySums>;
 }
 
 export function emptyState(): TrackState {
@@ -86,6 +91,9 @@ export function emptyState(): TrackState {
     positions: new Map(),
     balances: new Map(),
     tickers: new Map(),
+    books: new Map(),
+    booksTouched: new Set(),
+    pnlDays: new Map(),
   };
 }
 

@@ -32,6 +32,10 @@
 // persist (event sequence, cumulative qty, update time as loaded): a mismatch is a RetriableError
 // and the runner retries the chunk with fresh state.
 //
+// P&L. Every new execution is booked into its (category, symbol, strategy) P&L book (pnl.ts rules,
+// pnl-sql.ts storage) in process, and persist writes the books with the executions: a fill is
+// booked exactly when it is first stored (docs/pnl.md).
+//
 // The parts: the chunk's state (track-state.ts), the rows `load` reads (track-rows.ts), which records
 // can be stored (track-guards.ts), the writes of `persist` and the position, balance and ticker
 // projections (track-sql.ts); here the stage itself, its settings, metrics and events.
@@ -49,6 +53,7 @@ import { Dec } from '../runtime/decimal.ts';
 import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, type TrackInput, type TrackState } from './track-state.ts';
 import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
+import { bookExecution, loadBooks, saveBooks, strategyOf } from './pnl-sql.ts';
 import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions, upsertTickers } from './track-sql.ts';
 import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 
@@ -303,6 +308,15 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
         state.seenExecIds.add(e.execId);
         state.newExecs.push(e);
         const slot = findSlot(state, e.orderLinkId, e.orderId);
+        // Booked once, here, with the execution it comes from (persist stores both in one
+        // transaction). A fill of an order not known yet books under 'unattributed' when its link
+        // id is ours, 'external' otherwise.
+        const fill = { category: e.category as 'spot' | 'linear', symbol: e.symbol, side: e.side as 'Buy' | 'Sell', execType: e.execType, qty: e.execQty, price: e.execPrice, fee: e.execFee || '0', feeCurrency: e.feeCurrency };
+        const order = slot === undefined ? null : state.orders[slot]!;
+        const strategy = order ? strategyOf(order.context, order.external) : strategyOf(null, !(e.orderLinkId && ownLink.test(e.orderLinkId)));
+        for (const k of bookExecution(state.books, state.pnlDays, strategy, fill, e.execTime)) state.booksTouched.add(k);
+        // Funding settles the position (booked to the books that hold it), it fills no order.
+        if (e.execType === 'Funding') return ok();
         if (slot === undefined) {
           // The order is not known yet: keep the fill; the order picks it up when it appears.
           const cur = state.orphanExecs.get(e.orderId) ?? { ...ZERO_FILLS, feeCurrency: null, firstAt: null };
@@ -396,7 +410,8 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     }
     // Tickers never emit an event: no replay to look up for them (they are most of the records).
     const sources = records.filter((r) => kindOf.get(r.topic) !== 'ticker').map(sourceOf);
-    const [rows, seen, replays] = await Promise.all([
+    const bookSymbols = [...new Set(records.filter((r) => kindOf.get(r.topic) === 'execution' && !unstorable('execution', r.value)).map((r) => (r.value as Execution).symbol))];
+    const [rows, seen, replays, books] = await Promise.all([
       links.size + ids.size === 0
         ? Promise.resolve([])
         : db.any(sql.type(orderRow)`
@@ -411,7 +426,9 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
       sources.length === 0
         ? Promise.resolve([])
         : db.any(sql.type(replayRow)`SELECT source_record, payload FROM order_events WHERE source_record = ANY(${sql.array(sources, 'text')}) ORDER BY id`),
+      loadBooks(db, bookSymbols),
     ]);
+    state.books = books;
     const rowIds = rows.map((r) => r.id);
     const allIds = new Set([...ids, ...rows.map((r) => r.order_id).filter((x): x is string => x !== null)]);
     const [events, sums] = await Promise.all([
@@ -452,6 +469,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
       // slot per order with its final state after all the chunk's facts (process applies them in
       // order), so every multi-row statement below touches each row at most once.
       await insertExecutions(tx, state.newExecs);
+      await saveBooks(tx, state.books, state.booksTouched, state.pnlDays);
       const rowIds = await saveOrders(tx, state);
       await insertEvents(tx, state.events, rowIds);
       await insertInvalids(

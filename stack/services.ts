@@ -5,6 +5,8 @@ import { defineUnit, settingsOf, type UnitDefinition } from '../runtime/unit.ts'
 import { schemaRegistryUrl } from '../runtime/config.ts';
 import { createTopicCodec } from '../schemas/topic-codec.ts';
 import { stageUnit } from '../pipelines/stage-unit.ts';
+import { rebuildBooks } from '../pipelines/pnl-sql.ts';
+import { registerPnlMetrics } from '../pipelines/pnl-metrics.ts';
 import { createValidateStage, parseConfig as validateConfig, configSchema as validateSettings } from '../pipelines/validate.ts';
 import { createSignalBridge, parseConfig as bridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { createSizeRiskStage, parseConfig as riskConfig, configSchema as riskSettings } from '../pipelines/size-risk.ts';
@@ -62,8 +64,15 @@ const track = stageUnit({
   settings: [trackSettings],
   inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers'],
   outputs: ['orders.events', 'orders.dlq'],
-  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances', 'tickers'],
-  make: (rt) => createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry }),
+  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances', 'tickers', 'pnl_books', 'pnl_days'],
+  make: async (rt) => {
+    // Books missing over stored executions (a database upgraded from a release without them) are
+    // rebuilt before the first record is booked on top of them.
+    const rebuilt = await rebuildBooks(rt.db);
+    if (rebuilt.rebuilt) rt.logger.info(rebuilt, 'P&L books rebuilt from stored executions');
+    registerPnlMetrics(rt.metrics.registry, rt.db, rt.clock);
+    return createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry });
+  },
 });
 
 const exchangeSync = defineUnit({

@@ -3,7 +3,7 @@
 // equals realised − fees + funding + unrealised at that price, whatever the sequence.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyFill, dayPnl, emptyBook, netRealised, unrealised, type PnlBook, type PnlFill } from '../../pipelines/pnl.ts';
+import { applyFill, dayPnl, emptyBook, netRealised, splitFunding, unrealised, type PnlBook, type PnlFill } from '../../pipelines/pnl.ts';
 import { Dec } from '../../runtime/decimal.ts';
 
 type Row = [side: 'Buy' | 'Sell', execType: string | null, qty: string, price: string, fee: string, feeCurrency: string | null, expect: { qty: string; avgEntry: string; realised: string; fees: string; funding: string }];
@@ -99,4 +99,12 @@ test('the day\'s P&L for the loss ladder: unrealised losses count at once, unrea
   assert.equal(dayPnl(Dec.of('-150'), Dec.of('-60')).toString(), '-210');
   assert.equal(dayPnl(Dec.of('-150'), Dec.of('400')).toString(), '-150');
   assert.equal(dayPnl(Dec.of('20'), Dec.of('-60')).toString(), '-40');
+});
+
+test('funding is split over the books that hold the position, by size, adding up to the fee exactly', () => {
+  const b = (strategy: string, qty: string) => ({ ...emptyBook('linear', 'BTCUSDT', strategy), qty, avgEntry: '60000' });
+  assert.deepEqual(splitFunding([b('a', '0.01'), b('flat', '0'), b('b', '-0.03')], '1'), [{ strategy: 'a', fee: '0.25' }, { strategy: 'b', fee: '0.75' }]);
+  const thirds = splitFunding([b('a', '1'), b('b', '1'), b('c', '1')], '1');
+  assert.equal(thirds.reduce((s, x) => s.add(x.fee), Dec.ZERO).toString(), '1', 'the rounding rest goes to the last share');
+  assert.deepEqual(splitFunding([b('flat', '0')], '0.5'), [{ strategy: 'unattributed', fee: '0.5' }]);
 });
