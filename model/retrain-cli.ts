@@ -25,7 +25,7 @@ import { topicName } from '../runtime/topics.ts';
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { configSchema as modelSettings, parseModelConfig } from './config.ts';
 import { loadTf } from './tf.ts';
-import { WindowBuilder, mergeByEventTime, type WindowInput } from './windows.ts';
+import { isModelTicker, WindowBuilder, mergeByEventTime, type WindowInput } from './windows.ts';
 import { windowConfig } from './service.ts';
 import * as reg from './registry.ts';
 import { fromArtifacts, toArtifacts, type LabelledRow } from './learner.ts';
@@ -156,7 +156,7 @@ export async function main(): Promise<void> {
     // Signals and tickers from a margin before the first event (feature history, late signals).
     const margin = 30 * 60_000 + cfg.MODEL_HORIZON_MS + cfg.MODEL_ALLOWED_LATENESS_MS + cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS;
     const signals = (await decodeAll(codec, await readTopic(kafka, t.signals, 'model.signals'), 'signal')).filter((i) => (i.value as ModelSignal).timestamp >= start - margin);
-    const tickers = (await decodeAll(codec, await readTopic(kafka, t.tickers, 'market.tickers'), 'ticker')).filter((i) => (i.value as Ticker).ts >= start - 2 * margin);
+    const tickers = (await decodeAll(codec, await readTopic(kafka, t.tickers, 'market.tickers'), 'ticker')).filter((i) => (i.value as Ticker).ts >= start - 2 * margin && isModelTicker(i.value as Ticker));
 
     const builder = new WindowBuilder(windowConfig(cfg));
     const merged = mergeByEventTime([...events, ...signals, ...tickers]);

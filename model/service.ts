@@ -22,7 +22,7 @@ import { exposures } from './registry.ts';
 import { createSignalOutBridge } from '../connectors/signal-out-bridge.ts';
 import { parseConfig as signalBridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { loadTf } from './tf.ts';
-import { WindowBuilder, type WindowInput, type WindowStats } from './windows.ts';
+import { isModelTicker, WindowBuilder, type WindowInput, type WindowStats } from './windows.ts';
 
 export function windowConfig(cfg: ModelConfig) {
   return {
@@ -72,6 +72,7 @@ async function startModelCore(rt: Runtime): Promise<Unit> {
         // Synchronous once the writer schema is cached (no promise per record); the port's decode otherwise.
         const value = decodeSync?.(msg.topic, msg.value) ?? (await rt.codec.decode(msg.topic, msg.value));
         if (msg.topic === topics.tickers) {
+          if (!isModelTicker(value as Ticker)) continue;
           input = { kind: 'ticker', value: value as Ticker, src };
           engine.onTicker(value as Ticker);
         } else if (msg.topic === topics.events) input = { kind: 'event', value: value as OrderEvent, src };

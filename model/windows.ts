@@ -18,6 +18,14 @@
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { computeFeatures, FEATURE_SPEC_ID, MIN_HISTORY, tickFromTicker, type Tick } from './features.ts';
 
+/**
+ * The tickers the model learns and decides from: the exchange's stream (websocket, through the
+ * direct connector or ws-gateway). Exchange sync's REST snapshots (source rest, every few seconds,
+ * stamped with our read time) share the topic since tickers became a projection of it; they would
+ * add a second, coarser and differently timed price series to the features.
+ */
+export const isModelTicker = (t: Pick<Ticker, 'source'>): boolean => t.source !== 'rest';
+
 export interface Src {
   topic: string;
   partition: number;
