@@ -30,6 +30,9 @@ import { createBybitCaller, parseConfig as restConfig, type BybitAnswer } from '
 
 export const name = 'exchange-sync';
 
+/** Pages of instruments-info read per category at most (1,000 instruments a page). */
+const MAX_INSTRUMENT_PAGES = 50;
+
 /** Longest wait inside start() for the tracking stage to project what the first sync published. */
 const PROJECTION_WAIT_MS = 30_000;
 
@@ -101,8 +104,20 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
   const syncInstruments = async (): Promise<number> => {
     let n = 0;
     for (const category of deps.config.SYNC_CATEGORIES) {
-      const res = await call('/v5/market/instruments-info', category, () => rest.getInstrumentsInfo({ category }) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>> }>>);
-      for (const i of res.list.filter((x) => wanted(String(x.symbol)))) {
+      // Every page: Bybit pages linear instruments (500 by default, at most 1,000 a page; spot has
+      // one page), and a symbol missing from a partial list would be taken for delisted below.
+      const list: Array<Record<string, unknown>> = [];
+      let cursor = '';
+      for (let page = 0; page < MAX_INSTRUMENT_PAGES; page++) {
+        const params = { category, ...(category === 'spot' ? {} : { limit: 1000 }), ...(cursor ? { cursor } : {}) };
+        const res = await call('/v5/market/instruments-info', category, () => rest.getInstrumentsInfo(params as never) as unknown as Promise<BybitAnswer<{ list: Array<Record<string, unknown>>; nextPageCursor?: string }>>);
+        list.push(...res.list);
+        cursor = res.nextPageCursor ?? '';
+        if (!cursor) break;
+      }
+      if (cursor) throw new Error(`instruments-info ${category}: more than ${MAX_INSTRUMENT_PAGES} pages; not marking anything delisted`);
+      const seen = list.filter((x) => wanted(String(x.symbol)));
+      for (const i of seen) {
         const lot = (i.lotSizeFilter ?? {}) as Record<string, unknown>;
         const price = (i.priceFilter ?? {}) as Record<string, unknown>;
         await deps.db.query(sql.typeAlias('void')`
@@ -119,6 +134,17 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
             min_order_amt = EXCLUDED.min_order_amt, max_order_amt = EXCLUDED.max_order_amt, min_notional_value = EXCLUDED.min_notional_value,
             raw = EXCLUDED.raw, updated_at = now()`);
         n++;
+      }
+      // Bybit lists Trading (and PendingOpen) instruments by default: one it no longer lists was
+      // delisted (or suspended). Its row stays (orders and fills refer to it) but stops being
+      // tradable, so the risk stage refuses new orders in it as it refuses any unknown instrument.
+      // An empty answer is taken for a fault of the moment, not for every instrument gone.
+      if (list.length > 0) {
+        const closed = await deps.db.anyFirst(sql.type(z.object({ symbol: z.string() }))`
+          UPDATE instruments SET status = 'Closed', updated_at = now()
+          WHERE category = ${category} AND status <> 'Closed' AND NOT (symbol = ANY(${sql.array(list.map((x) => String(x.symbol)), 'text')}))
+          RETURNING symbol`);
+        if (closed.length) log.warn({ category, symbols: closed }, 'instruments no longer listed by the exchange: marked Closed (not tradable)');
       }
     }
     return n;

@@ -161,3 +161,22 @@ test('exchange sync: bad credentials fail the start with a fatal error, not an e
   assert.match((err as FatalError).message, /10003/);
   assert.equal(w.sync.ready(), false);
 });
+
+test('instruments the exchange changes or stops listing while the order manager runs: new filters taken, the unlisted one no longer tradable', async (t) => {
+  const w = await world(t, {});
+  assert.equal(await w.sync.syncInstruments(), 2, 'BTCUSDT spot and linear (ASSETS)');
+  const rows = () => w.db.pool.any(sql.type(z.object({ category: z.string(), status: z.string(), tick_size: z.string() }))`
+    SELECT category, status, trim_scale(tick_size)::text AS tick_size FROM instruments WHERE symbol = 'BTCUSDT' ORDER BY category`);
+  assert.deepEqual(await rows(), [{ category: 'linear', status: 'Trading', tick_size: '0.1' }, { category: 'spot', status: 'Trading', tick_size: '0.01' }]);
+
+  // The exchange the next day: BTCUSDT perpetual delisted, the spot pair's tick size raised.
+  const { DEFAULT_INSTRUMENTS } = await import('../../sim/instruments.ts');
+  const next = DEFAULT_INSTRUMENTS.filter((i) => !(i.category === 'linear' && i.symbol === 'BTCUSDT')).map((i) => (i.category === 'spot' && i.symbol === 'BTCUSDT' ? { ...i, tickSize: '0.1' } : i));
+  const later = await startSimulator({ port: 0, seed: 5, instruments: next });
+  t.after(() => later.close());
+  const sync = createExchangeSync({ db: w.db.pool, kafka, codec: w.codec, topicPrefix: w.prefix, logger: testLogger, clock: systemClock, config: syncConfig, env: { BYBIT_SIM_PORT: String(later.port) }, assets: ['BTCUSDT'] });
+  assert.equal(await sync.syncInstruments(), 1);
+  assert.deepEqual(await rows(), [{ category: 'linear', status: 'Closed', tick_size: '0.1' }, { category: 'spot', status: 'Trading', tick_size: '0.1' }]);
+  const tradable = await w.db.pool.anyFirst(sql.type(z.object({ symbol: z.string() }))`SELECT category || ':' || symbol AS symbol FROM instruments WHERE enabled AND status = 'Trading' ORDER BY 1`);
+  assert.deepEqual(tradable, ['spot:BTCUSDT'], 'what the risk stage may size (its tradable rule)');
+});
