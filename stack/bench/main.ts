@@ -9,7 +9,7 @@
 // (BENCH_OM_NODE_FLAGS replaces them), logs at info and default metrics on (BENCH_OM_LEAN=1: the
 // old way, logs at warn and discarded, no default metrics); BENCH_TSX=1 runs them from the sources
 // through tsx instead. BENCH_IDLE_S (60) is the idle window; BENCH_RAMP_MIN_SAMPLES (200) the
-// least samples of a ramp step; BENCH_SKIP_MODEL=1 skips the model part.
+// least samples of a ramp step; BENCH_SKIP_MODEL=1 skips the model part, BENCH_SKIP_RAMP=1 the ramp.
 import { execSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, release } from 'node:os';
@@ -93,7 +93,8 @@ try {
   // Throughput: step the offered load up; the highest step whose p99 stays within 100 ms with
   // everything delivered and nothing rejected. One run per step of at least RAMP_MIN_SAMPLES
   // signals, so that its p99 is a tail and not the maximum of a handful.
-  for (const rate of [5, 10, 25, 50, 100, 200, 500, 1000, 2000, 3000]) {
+  // BENCH_SKIP_RAMP=1: for back-to-back comparisons of the fixed loads and the idle cost only.
+  for (const rate of process.env.BENCH_SKIP_RAMP === '1' ? [] : [5, 10, 25, 50, 100, 200, 500, 1000, 2000, 3000]) {
     const r = await bench.run(rate, Math.max(4, RAMP_MIN_SAMPLES / rate), 30_000);
     ramp.push(r);
     const pass = r.ok && r.e2e.p99 <= 100;
