@@ -426,6 +426,8 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   interface Arrival { at: number; signalId: string | null; partition: number; offset: string; kind: string; orderLinkId: string | null; qty: number; price: number }
   const arrivals: Arrival[] = [];
   const firstOwnEvent = new Map<string, number>();
+  /** Where on orders.events the first own event of a signal came from (`partition/offset`). */
+  const firstOwnRecord = new Map<string, string>();
   const rejectedBy = new Map<string, string>();
   let lastArrival = 0;
   await sub.consume(
@@ -445,7 +447,10 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
           return;
         }
         arrivals.push({ at, signalId: e.signal_id ?? null, partition: Number(h.kafka_partition ?? -1), offset: String(h.kafka_offset ?? ''), kind, ...terms });
-        if (e.signal_id && !firstOwnEvent.has(e.signal_id)) firstOwnEvent.set(e.signal_id, at);
+        if (e.signal_id && !firstOwnEvent.has(e.signal_id)) {
+          firstOwnEvent.set(e.signal_id, at);
+          firstOwnRecord.set(e.signal_id, `${String(h.kafka_partition)}/${String(h.kafka_offset)}`);
+        }
       } catch {
         /* not ours */
       }
@@ -674,6 +679,9 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   /** Per-hop medians from the record timestamps of every topic, filled into the runs afterwards. */
   const fillHops = async (runs: RunResult[]) => {
     const stamps = new Map<string, Map<string, number>>(HOPS.map(([, t]) => [t, new Map()]));
+    // orders.events record times by partition/offset: the bridge's hop is measured on the very
+    // record an event came from (a fill from the stream carries no trace).
+    const eventRecordAt = new Map<string, number>();
     const topics = HOPS.map(([, t]) => prefix + t);
     const ends = new Map<string, bigint>();
     for (const t of topics) for (const e of await admin.topicOffsets(t)) ends.set(`${t}/${e.partition}`, BigInt(e.high));
@@ -688,6 +696,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
       for (const msg of batch.messages) {
         const trace = msg.headers['trace_id'];
         if (trace && !m.has(trace)) m.set(trace, msg.timestamp);
+        if (logical === 'orders.events') eventRecordAt.set(`${batch.partition}/${msg.offset}`, msg.timestamp);
         seen.set(`${batch.topic}/${batch.partition}`, BigInt(msg.offset) + 1n);
         ctl.resolveOffset(msg.offset);
       }
@@ -708,7 +717,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
           prev = ts;
         }
         const ev = firstOwnEvent.get(s.id);
-        const evTs = stamps.get('orders.events')!.get(s.trace);
+        const evTs = eventRecordAt.get(firstOwnRecord.get(s.id) ?? '');
         if (ev !== undefined && evTs !== undefined) (per['events-out-bridge'] ??= []).push(ev - evTs);
       }
       r.hops = Object.fromEntries(Object.entries(per).map(([k, xs]) => [k, dist(xs).p50]));
