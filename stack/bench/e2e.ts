@@ -574,14 +574,15 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
       if (r.action === 'create') creates.add(r.signal_id);
       if (r.action === 'amend' && r.order_link_id) amendOf.set(r.signal_id, { orderLinkId: r.order_link_id, qty: Number(r.qty), price: Number(r.price) });
     }
-    // An amend whose exchange push reached tracking before its REST answer has one event only,
-    // order_amended from the stream, with no trace: it is the amend's when it is the first such
-    // event of the target order after the signal, with the amend's new terms.
+    // An amend whose REST answer reached tracking after the exchange's push (or while an earlier
+    // amend of the order was still pending, or after a fill) has no event with its trace: the
+    // stream's events carry none. Its event is then the first of the target order after the
+    // signal that shows the amend's new terms (quantity and price): order_amended, or a fill.
     const used = new Set<Arrival>();
     for (const s of sent) {
       const a = amendOf.get(s.id);
       if (!a || creates.has(s.id) || firstOwnEvent.has(s.id) || byTrace.has(s.trace)) continue;
-      const ev = runArrivals.find((x) => !used.has(x) && x.at >= s.at && x.orderLinkId === a.orderLinkId && x.kind.startsWith('order_amended') && x.qty === a.qty && x.price === a.price);
+      const ev = runArrivals.find((x) => !used.has(x) && x.at >= s.at && x.orderLinkId === a.orderLinkId && x.qty === a.qty && x.price === a.price);
       if (ev) {
         used.add(ev);
         byTrace.set(s.trace, ev.at);
