@@ -5,13 +5,16 @@
 
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
+# patches/: npm ci's postinstall applies them (patch-package); the runtime needs the patched kafkajs.
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev --ignore-scripts=false \
  && (npm install --no-save @tensorflow/tfjs-node@4.22.0 || echo "tfjs-node unavailable: pure tfjs backend will be used")
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci
 COPY . .
 # Type-check everything (tests included), then compile the runtime code to dist/ (tsconfig.build.json,

@@ -2,28 +2,14 @@
 // the pipeline's numbers can be read against it. A Kafka hop = kafkajs produce (acks=all,
 // idempotent) → a subscribed consumer receives it; a RabbitMQ hop = publish on a confirm channel →
 // a consumer receives it. Messages are sent one at a time at a paced rate (latency, not throughput).
+// Each returns its samples (ms); stats.ts summarises them.
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { performance } from 'node:perf_hooks';
 import { connect } from 'amqplib';
 import { failTool, type KafkaPort } from '../../runtime/kafka.ts';
 
-export interface Dist {
-  n: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export function dist(xs: number[]): Dist {
-  const s = [...xs].sort((a, b) => a - b);
-  const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.floor(p * (s.length - 1)))]! : NaN);
-  const r = (v: number) => Math.round(v * 1000) / 1000;
-  return { n: s.length, p50: r(q(0.5)), p90: r(q(0.9)), p99: r(q(0.99)), max: r(s[s.length - 1] ?? NaN) };
-}
-
-export async function kafkaHop(kafka: KafkaPort, n: number, gapMs: number): Promise<Dist> {
+export async function kafkaHop(kafka: KafkaPort, n: number, gapMs: number): Promise<number[]> {
   const topic = `bench-floor-${randomBytes(4).toString('hex')}`;
   const admin = kafka.admin();
   await admin.connect();
@@ -59,10 +45,10 @@ export async function kafkaHop(kafka: KafkaPort, n: number, gapMs: number): Prom
   await producer.disconnect();
   await admin.deleteTopics([topic]).catch(() => {});
   await admin.disconnect();
-  return dist(lat);
+  return lat;
 }
 
-export async function rabbitHop(url: string, n: number, gapMs: number): Promise<Dist> {
+export async function rabbitHop(url: string, n: number, gapMs: number): Promise<number[]> {
   const queue = `bench.floor.${randomBytes(4).toString('hex')}`;
   const conn = await connect(url);
   const pub = await conn.createConfirmChannel();
@@ -87,7 +73,7 @@ export async function rabbitHop(url: string, n: number, gapMs: number): Promise<
   while (lat.length < n && Date.now() < until) await sleep(20);
   await pub.deleteQueue(queue);
   await conn.close();
-  return dist(lat);
+  return lat;
 }
 
 /**
@@ -95,7 +81,7 @@ export async function rabbitHop(url: string, n: number, gapMs: number): Promise<
  * commit, as the stage runner does per chunk) → a read_committed consumer receives it. This is the
  * least one runner hop can cost; the gap to kafkaHop is the price of exactly-once.
  */
-export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Promise<Dist> {
+export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Promise<number[]> {
   const topic = `bench-floor-tx-${randomBytes(4).toString('hex')}`;
   const admin = kafka.admin();
   await admin.connect();
@@ -133,22 +119,5 @@ export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Pr
   await producer.disconnect();
   await admin.deleteTopics([topic]).catch(() => {});
   await admin.disconnect();
-  return dist(lat);
-}
-
-/** Several runs of one measurement: the median of each run's quantiles, the worst max. */
-export interface Summary {
-  runs: Dist[];
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-export function summarize(runs: Dist[]): Summary {
-  const med = (xs: number[]) => {
-    const s = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-    return s.length ? s[Math.floor((s.length - 1) / 2)]! : NaN;
-  };
-  return { runs, p50: med(runs.map((r) => r.p50)), p90: med(runs.map((r) => r.p90)), p99: med(runs.map((r) => r.p99)), max: Math.max(...runs.map((r) => r.max)) };
+  return lat;
 }

@@ -21,7 +21,7 @@ import { trainingRound } from '../../model/trainer.ts';
 import { computeFeatures, FEATURE_NAMES, tickFromTicker, type Tick } from '../../model/features.ts';
 import type { LabelledRow } from '../../model/learner.ts';
 import { SeededRng } from '../../model/rng.ts';
-import { dist } from './floor.ts';
+import { dist } from './stats.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

@@ -10,7 +10,9 @@ import { RUNTIME_PARTS } from '../services.ts';
 
 const send = (m: unknown) => process.send?.(m);
 
-const rt = await createRuntime('bench-order-manager', RUNTIME_PARTS, {}, undefined, { logDestination: { write: () => {} } });
+// BENCH_OM_LOGS=discard (the bench's BENCH_OM_LEAN=1): log lines are formatted but never written.
+// Otherwise they go to stdout as in the deployed service (the driver points it at a file).
+const rt = await createRuntime('bench-order-manager', RUNTIME_PARTS, {}, undefined, process.env.BENCH_OM_LOGS === 'discard' ? { logDestination: { write: () => {} } } : {});
 
 // Profiling without touching the runner: time every Kafka transaction step (by transactional-id
 // prefix = stage group) and every database call (by pool method). Reported with the metrics.

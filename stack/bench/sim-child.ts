@@ -11,7 +11,9 @@ const sim = await startSimulator({
   port: 0,
   seed: 11,
   credentials: [{ key: KEY, secret: SECRET }],
-  balances: { USDT: 1e10, BTC: 1, ETH: 10, SOL: 100 },
+  // Sells are half of the bench's signals (20-80 USDT each, unfilled limit sells keep their coins
+  // reserved): every coin worth about 600,000 USDT, far beyond what a run's imbalance can use up.
+  balances: { USDT: 1e10, BTC: 10, ETH: 200, SOL: 4000 },
   // ×1000 rather than off: the simulator still answers with X-Bapi-Limit headers, and the client's
   // limiter takes the lower of its own limit and the header's.
   rateLimits: { multiplier: 1000 },

@@ -1,0 +1,88 @@
+// kafkajs 2.2.4 re-arms a timer of about 1 ms on every connection's request queue whenever nothing
+// is pending (tulios/kafkajs#1556): an idle service with dozens of connections spends a share of a
+// core on it. patches/kafkajs+2.2.4.patch takes the fix of tulios/kafkajs#1667, applied by
+// `npm ci` (postinstall: patch-package). These check the installed queue behaves as patched, and
+// that every install path (npm ci here and in both Docker stages) applies the patch.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { readFileSync, readdirSync } from 'node:fs';
+
+const require = createRequire(import.meta.url);
+interface Queue {
+  pending: unknown[];
+  inflight: Map<number, unknown>;
+  throttledUntil: number;
+  throttleCheckTimeoutId: NodeJS.Timeout | null;
+  push(r: { entry: ReturnType<typeof entry>; expectResponse: boolean; sendRequest: () => void }): void;
+  fulfillRequest(r: { correlationId: number; payload: Buffer; size: number }): void;
+  destroy(): void;
+}
+const RequestQueue = require('kafkajs/src/network/requestQueue/index.js') as new (o: Record<string, unknown>) => Queue;
+const logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} };
+const queues: Queue[] = [];
+const queue = (maxInFlightRequests: number | null = null) => {
+  const q = new RequestQueue({ maxInFlightRequests, requestTimeout: 30_000, enforceRequestTimeout: false, clientId: 't', broker: 'b:9092', logger });
+  queues.push(q);
+  return q;
+};
+// A failed check must not leave a queue's timer running (unpatched, it never stops by itself).
+after(() => {
+  for (const q of queues) q.destroy();
+});
+const entry = (correlationId: number) => ({ correlationId, apiKey: 3, apiName: 'Metadata', apiVersion: 1, resolve: () => {}, reject: () => {} });
+
+test('an idle request queue arms no timer: nothing pending after a request completes', () => {
+  const q = queue();
+  let sent = 0;
+  q.push({ entry: entry(1), expectResponse: true, sendRequest: () => sent++ });
+  assert.equal(sent, 1, 'sent at once');
+  q.fulfillRequest({ correlationId: 1, payload: Buffer.alloc(0), size: 0 });
+  assert.equal(q.pending.length, 0);
+  assert.equal(q.throttleCheckTimeoutId, null, 'no timer re-armed while nothing waits');
+});
+
+test('a request held back by a throttle is still sent once the throttle has passed', async () => {
+  const q = queue();
+  let sent = 0;
+  q.throttledUntil = Date.now() + 20;
+  q.push({ entry: entry(1), expectResponse: true, sendRequest: () => sent++ });
+  assert.equal(sent, 0, 'throttled: queued');
+  assert.notEqual(q.throttleCheckTimeoutId, null, 'a check is scheduled for the end of the throttle');
+  // Wait for the outcome, not for a time: the scheduled check sends it.
+  while (sent === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(q.pending.length, 0);
+});
+
+test('a request held back by the in-flight limit goes when the one in flight completes; then the timer stops', async () => {
+  const q = queue(1);
+  const sent: number[] = [];
+  q.push({ entry: entry(1), expectResponse: true, sendRequest: () => sent.push(1) });
+  q.push({ entry: entry(2), expectResponse: true, sendRequest: () => sent.push(2) });
+  assert.deepEqual(sent, [1]);
+  q.fulfillRequest({ correlationId: 1, payload: Buffer.alloc(0), size: 0 });
+  assert.deepEqual(sent, [1, 2]);
+  q.fulfillRequest({ correlationId: 2, payload: Buffer.alloc(0), size: 0 });
+  // The check armed while request 2 waited fires once more, finds nothing and arms no other
+  // (unpatched it re-arms for ever, and this loop gives up).
+  for (let i = 0; i < 200 && q.throttleCheckTimeoutId !== null; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(q.throttleCheckTimeoutId, null);
+});
+
+test('every install applies the patches: postinstall runs patch-package, both Docker stages copy patches/ before npm ci', () => {
+  const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> };
+  assert.equal(pkg.scripts.postinstall, 'patch-package');
+  // A production install (npm ci --omit=dev) runs the postinstall too, so patch-package is a dependency.
+  assert.ok(pkg.dependencies['patch-package'], 'patch-package in dependencies');
+  const patches = readdirSync('patches').filter((f) => f.endsWith('.patch'));
+  assert.ok(patches.includes('kafkajs+2.2.4.patch'));
+  // The patch is for one version: kafkajs is pinned to it.
+  assert.equal(pkg.dependencies.kafkajs, '2.2.4');
+  const df = readFileSync('Dockerfile', 'utf8');
+  const stages = df.split(/^FROM /m).slice(1).filter((st) => /npm ci/.test(st));
+  assert.ok(stages.length >= 2);
+  for (const st of stages) {
+    const copy = st.search(/^COPY patches /m);
+    assert.ok(copy >= 0 && copy < st.search(/^RUN npm ci/m), `stage ${st.split('\n')[0]} copies patches/ before npm ci`);
+  }
+});
