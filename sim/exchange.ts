@@ -5,14 +5,18 @@
 // id, websocket message id) is keyed by the instance nonce, which is new at every start, so ids
 // never repeat across restarts, whatever state the exchange was restored from.
 import type { Clock } from '../runtime/clock.ts';
-import { Account, applyLinearFill, unrealisedPnl, type AccountState } from './accounts.ts';
+import { Account, applyLinearFill, positionKey, unrealisedPnl, type AccountState, type Position, type PositionIdx } from './accounts.ts';
+import { accClosedPnl, emptyCloseAcc, type ClosedPnlRecord, type CloseAcc } from './closed-pnl.ts';
 import { availableUpTo, bestOpposite, buildBook, DEFAULT_DEPTH, makerFill, take, type Book, type Consumed, type DepthModel, type Fill } from './book.ts';
 import { paramsError, RetCode, SimError } from './errors.ts';
 import { InstrumentRegistry, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
 import { isMultiple, parseNum, toStep, trim } from './num.ts';
-import { isOpen, leavesQty, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
+import { isOpen, leavesQty, PLAIN_ORDER, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
+import { defaultFundingRate, fundingTimesBetween, settleFunding, type FundingRateSource } from './funding-settlement.ts';
+import { closesOnly, positionIdxFor } from './positions.ts';
 import { PriceProcess, type PriceProcessOptions, type PriceState, type StepEvent } from './price-process.ts';
 import { Rng } from './rng.ts';
+import type { TxLogEntry } from './transaction-log.ts';
 import { executionWs, orderWs, positionWs, walletItem, type CoinFigures, type Execution, type PositionFigures, type WalletFigures } from './views.ts';
 
 export type PrivateTopic = 'order' | 'execution' | 'position' | 'wallet';
@@ -53,6 +57,8 @@ export interface ExchangeOptions {
   accounts: AccountSpec[];
   /** Continue from a snapshot (Exchange.snapshot()) instead of starting empty. */
   restore?: ExchangeState;
+  /** Funding rate of linear positions at each settlement (default: funding-settlement.ts defaultFundingRate). */
+  fundingRate?: FundingRateSource;
 }
 
 /**
@@ -65,6 +71,9 @@ export interface ExchangeState {
   /** Every order ever accepted, oldest first. */
   orders: SimOrder[];
   executions: Execution[];
+  /** Every account's transaction log and closed P&L records, oldest first (append-only). */
+  transactionLog: TxLogEntry[];
+  closedPnl: ClosedPnlRecord[];
   seq: number;
   lastTrade: Record<string, { price: number; dir: string }>;
   /** Liquidity takers consumed in the current step, per "category:symbol". */
@@ -83,11 +92,21 @@ export const DEFAULT_BALANCES: Readonly<Record<string, number>> = Object.freeze(
 const LINK_ID_RE = /^[A-Za-z0-9_-]{1,36}$/;
 const PRICE_BAND = 0.1; // aggressive limit prices further than 10% through mid are refused
 
+/** What a change made through Exchange.apply() touched, to be published. */
+export interface Touch {
+  position(uid: string, key: string): void;
+  wallet(uid: string): void;
+  order(o: SimOrder): void;
+  tx(e: Omit<TxLogEntry, 'id'>): void;
+}
+
 interface Pending {
   orders: Set<SimOrder>;
   executions: Execution[];
-  positions: Set<string>; // uid \u0000 symbol
+  positions: Set<string>; // uid \u0000 position key
   wallets: Set<string>;
+  /** Closing fills per order in this pass: one closed P&L record each when the pass ends. */
+  closes: Map<SimOrder, CloseAcc>;
 }
 
 export class Exchange {
@@ -105,11 +124,17 @@ export class Exchange {
   private readonly byLinkId = new Map<string, SimOrder>();
   private readonly open = new Set<SimOrder>();
   private readonly executions: Execution[] = [];
+  private readonly txLog: TxLogEntry[] = [];
+  private readonly closedPnls: ClosedPnlRecord[] = [];
+  private readonly ledgerIds: Rng;
   private readonly consumed = new Map<string, { step: number; side: Record<Side, Consumed> }>();
   private readonly listeners = new Set<(e: ExchangeEvent) => void>();
   private readonly lastTrade = new Map<string, { price: number; dir: string }>();
   private seq: number;
   private pending: Pending | null = null;
+  private readonly fundingRate: FundingRateSource;
+  /** Price-process time up to which funding is settled (settlements follow price steps). */
+  private fundingCursor: number;
 
   constructor(opts: ExchangeOptions) {
     this.clock = opts.clock;
@@ -118,6 +143,7 @@ export class Exchange {
     this.ids = new Rng(opts.seed, 2, opts.idKey);
     this.tradeIds = new Rng(opts.seed, 3, opts.idKey);
     this.messageIds = new Rng(opts.seed, 5, opts.idKey);
+    this.ledgerIds = new Rng(opts.seed, 13, opts.idKey);
     const r = opts.restore;
     this.prices = new PriceProcess(opts.priceProcess ?? {}, opts.seed, this.instruments.priceSymbols(), opts.clock.now(), r?.prices);
     if (r) {
@@ -129,6 +155,8 @@ export class Exchange {
         if (isOpen(o)) this.open.add(o);
       }
       this.executions.push(...r.executions);
+      this.txLog.push(...r.transactionLog);
+      this.closedPnls.push(...r.closedPnl);
       for (const [symbol, t] of Object.entries(r.lastTrade)) this.lastTrade.set(symbol, t);
       for (const c of r.consumed) this.consumed.set(c.key, { step: c.step, side: { Buy: new Map(c.buy), Sell: new Map(c.sell) } });
     }
@@ -136,6 +164,8 @@ export class Exchange {
     // The execution/position sequence only grows, even over a stale or deleted state file: each
     // start begins at its clock in microseconds (a run would need 1000 fills per ms to catch up).
     this.seq = Math.max(r?.seq ?? 0, opts.clock.now() * 1000);
+    this.fundingRate = opts.fundingRate ?? defaultFundingRate;
+    this.fundingCursor = this.prices.time;
   }
 
   snapshot(): ExchangeState {
@@ -143,6 +173,8 @@ export class Exchange {
       accounts: [...this.accounts.values()].map((a) => a.snapshot()),
       orders: this.orderList,
       executions: this.executions,
+      transactionLog: this.txLog,
+      closedPnl: this.closedPnls,
       seq: this.seq,
       lastTrade: Object.fromEntries(this.lastTrade),
       consumed: [...this.consumed].map(([key, c]) => ({ key, step: c.step, buy: [...c.side.Buy], sell: [...c.side.Sell] })),
@@ -208,6 +240,10 @@ export class Exchange {
 
   private onStep(step: StepEvent[]): void {
     this.withPending(() => {
+      // Positions held up to a settlement time pay or receive its funding at the mark it brings.
+      const time = step[0]?.time ?? this.fundingCursor;
+      for (const at of fundingTimesBetween(this.fundingCursor, time)) this.settleFundingAt(at);
+      this.fundingCursor = Math.max(this.fundingCursor, time);
       for (const ev of step) {
         this.resetConsumption(ev.symbol);
         for (const cat of ['spot', 'linear'] as const) {
@@ -220,6 +256,16 @@ export class Exchange {
         this.matchResting(ev.symbol);
       }
     });
+  }
+
+  private settleFundingAt(time: number): void {
+    const deps = {
+      accounts: this.accounts.values(),
+      instrument: (symbol: string) => this.instruments.get('linear', symbol) as LinearInstrument | undefined,
+      mark: (symbol: string) => this.mid(symbol),
+      rateAt: this.fundingRate,
+    };
+    this.apply((t) => settleFunding(deps, time, t));
   }
 
   private resetConsumption(symbol: string): void {
@@ -295,7 +341,21 @@ export class Exchange {
     return uid ? this.executions.filter((e) => e.uid === uid) : [...this.executions];
   }
 
-  positions(uid: string): Array<{ position: import('./accounts.ts').Position; instrument: LinearInstrument; figures: PositionFigures }> {
+  /** An account's transaction log, oldest first. */
+  transactionLog(uid: string): TxLogEntry[] {
+    return this.txLog.filter((e) => e.uid === uid);
+  }
+
+  /** An account's closed P&L records, oldest first. */
+  closedPnl(uid: string): ClosedPnlRecord[] {
+    return this.closedPnls.filter((r) => r.uid === uid);
+  }
+
+  private addTx(e: Omit<TxLogEntry, 'id'>): void {
+    this.txLog.push({ id: this.ledgerIds.uuid(), ...e });
+  }
+
+  positions(uid: string): Array<{ position: Position; instrument: LinearInstrument; figures: PositionFigures }> {
     const acc = this.account(uid);
     return [...acc.positions.values()].map((p) => {
       const instrument = this.instruments.get('linear', p.symbol) as LinearInstrument;
@@ -303,7 +363,7 @@ export class Exchange {
     });
   }
 
-  positionFigures(p: import('./accounts.ts').Position, inst: LinearInstrument): PositionFigures {
+  positionFigures(p: Position, inst: LinearInstrument): PositionFigures {
     const mark = this.mid(p.symbol);
     const value = Math.abs(p.size) * mark;
     const im = value / p.leverage;
@@ -311,15 +371,20 @@ export class Exchange {
     const upl = unrealisedPnl(p, mark);
     // Isolated-style estimate: price at which the position's margin is used up down to MM.
     const liqPrice = p.size === 0 ? 0 : p.avgPrice - Math.sign(p.size) * ((p.avgPrice / p.leverage) - p.avgPrice * 0.005);
-    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))) };
+    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))), ...this.positionStops(p) };
+  }
+
+  /** The full-mode TP/SL and trailing stop of a position, from its untriggered conditional orders. */
+  positionStops(_p: Position): { takeProfit: number; stopLoss: number; trailingStop: number } {
+    return { takeProfit: 0, stopLoss: 0, trailingStop: 0 };
   }
 
   orderIM(uid: string): number {
     let im = 0;
     const acc = this.account(uid);
     for (const o of this.open) {
-      if (o.uid !== uid || o.category !== 'linear' || o.reduceOnly) continue;
-      im += (leavesQty(o) * o.price) / acc.leverageOf(o.symbol);
+      if (o.uid !== uid || o.category !== 'linear' || reducing(o)) continue;
+      im += (leavesQty(o) * o.price) / acc.leverageOf(o.symbol, o.positionIdx);
     }
     return im;
   }
@@ -368,28 +433,39 @@ export class Exchange {
   setBalance(uid: string, coin: string, amount: number): void {
     const acc = this.accounts.get(uid) ?? this.addAccount({ uid, balances: {} });
     this.withPending(() => {
-      acc.coin(coin).wallet = amount;
+      const b = acc.coin(coin);
+      const change = amount - b.wallet;
+      b.wallet = amount;
+      // A balance set from outside is a transfer as far as the account's log is concerned.
+      if (change !== 0) {
+        this.addTx({
+          uid, category: '', symbol: '', side: 'None', transactionTime: this.now(), type: change > 0 ? 'TRANSFER_IN' : 'TRANSFER_OUT', qty: change, size: 0, currency: coin,
+          tradePrice: 0, funding: null, fee: 0, cashFlow: change, change, cashBalance: amount, feeRate: 0, tradeId: '', orderId: '', orderLinkId: '',
+        });
+      }
       this.pending!.wallets.add(uid);
     });
   }
 
-  setLeverage(uid: string, category: string, symbol: string, buy: unknown, sell: unknown): void {
-    if (category !== 'linear') throw paramsError('category only support linear');
-    const inst = this.instruments.get('linear', symbol) as LinearInstrument | undefined;
-    if (!inst) throw paramsError('symbol invalid');
-    const b = parseNum(buy), s = parseNum(sell);
-    if (!(b > 0) || b !== s) throw paramsError('buyLeverage must equal sellLeverage in one-way mode');
-    if (b < 1 || b > Number(inst.maxLeverage) || !isMultiple(b, 0.01)) throw new SimError(RetCode.PARAMS, 'leverage invalid');
-    const acc = this.account(uid);
-    if (acc.leverageOf(symbol) === b) throw new SimError(RetCode.LEVERAGE_NOT_MODIFIED, 'leverage not modified');
+  /**
+   * Run a state change made outside the core (position modes, leverage, TP/SL, funding) and
+   * publish what it touched, as the core's own changes are: one push per topic and account.
+   */
+  apply(fn: (t: Touch) => void): void {
     this.withPending(() => {
-      acc.leverage.set(symbol, b);
-      const p = acc.position(symbol, this.now());
-      p.leverage = b;
-      p.updatedTime = this.now();
-      this.pending!.positions.add(`${uid}\u0000${symbol}`);
-      this.pending!.wallets.add(uid);
+      const p = this.pending!;
+      fn({
+        position: (uid, key) => p.positions.add(`${uid}\u0000${key}`),
+        wallet: (uid) => p.wallets.add(uid),
+        order: (o) => p.orders.add(o),
+        tx: (e) => this.addTx(e),
+      });
     });
+  }
+
+  /** Open orders (conditional ones included) of an account, optionally of one linear symbol. */
+  openOrders(uid: string, symbol?: string): SimOrder[] {
+    return this.orderList.filter((o) => o.uid === uid && isOpen(o) && (!symbol || (o.category === 'linear' && o.symbol === symbol)));
   }
 
   // ---- trading ------------------------------------------------------------------------------
@@ -420,7 +496,8 @@ export class Exchange {
       throw paramsError('orderLinkId is invalid: at most 36 characters of letters, digits, "-" and "_"');
     }
     if (orderLinkId && this.byLinkId.has(`${uid}\u0000${orderLinkId}`)) throw new SimError(RetCode.DUPLICATE_LINK_ID, 'OrderLinkedID is duplicate');
-    if (p.positionIdx !== undefined && Number(p.positionIdx) !== 0) throw paramsError('position idx not match position mode');
+    const positionIdx = inst.category === 'linear' ? positionIdxFor(acc, inst, p.positionIdx) : 0;
+    if (inst.category === 'spot' && p.positionIdx !== undefined && Number(p.positionIdx) !== 0) throw paramsError('position idx not match position mode');
     const reduceOnly = p.reduceOnly === true || p.reduceOnly === 'true';
     const closeOnTrigger = p.closeOnTrigger === true || p.closeOnTrigger === 'true';
     const mid = this.mid(inst.symbol);
@@ -443,7 +520,7 @@ export class Exchange {
       this.validateSpot(acc, inst, side, orderType, marketUnit, qty, price, mid);
     } else {
       if (orderType === 'Market') price = toStep(side === 'Buy' ? mid * (1 + this.depth.protectionBps / 1e4) : mid * (1 - this.depth.protectionBps / 1e4), tick, side === 'Buy' ? 'floor' : 'ceil');
-      qty = this.validateLinear(acc, inst, side, orderType, qty, price, mid, reduceOnly);
+      qty = this.validateLinear(acc, inst, side, orderType, qty, price, mid, reduceOnly || closesOnly(positionIdx, side), positionIdx);
     }
 
     const o: SimOrder = {
@@ -474,6 +551,8 @@ export class Exchange {
       source: opts.source ?? 'rest',
       lockCoin: '',
       lockAmount: 0,
+      ...PLAIN_ORDER,
+      positionIdx,
     };
     this.orders.set(o.orderId, o);
     this.orderList.push(o);
@@ -532,7 +611,7 @@ export class Exchange {
   }
 
   /** Returns the quantity to use (reduce-only orders are clamped to the position). */
-  private validateLinear(acc: Account, inst: LinearInstrument, side: Side, type: 'Market' | 'Limit', qty: number, price: number, mid: number, reduceOnly: boolean): number {
+  private validateLinear(acc: Account, inst: LinearInstrument, side: Side, type: 'Market' | 'Limit', qty: number, price: number, mid: number, reduceOnly: boolean, idx: PositionIdx): number {
     const tick = Number(inst.tickSize);
     const step = Number(inst.qtyStep);
     if (type === 'Limit') {
@@ -545,8 +624,7 @@ export class Exchange {
     if (!isMultiple(qty, step)) throw paramsError(`qty must be a multiple of qtyStep ${inst.qtyStep}`);
     if (qty < Number(inst.minOrderQty)) throw paramsError('The number of contracts exceeds minimum limit allowed');
     if (qty > Number(type === 'Market' ? inst.maxMktOrderQty : inst.maxOrderQty)) throw paramsError('The number of contracts exceeds maximum limit allowed');
-    const pos = acc.positions.get(inst.symbol);
-    const size = pos?.size ?? 0;
+    const size = acc.findPosition(inst.symbol, idx)?.size ?? 0;
     const ref = type === 'Limit' ? price : mid;
     if (reduceOnly) {
       const reduces = (side === 'Sell' && size > 0) || (side === 'Buy' && size < 0);
@@ -556,7 +634,7 @@ export class Exchange {
     if (qty * ref < Number(inst.minNotionalValue)) throw new SimError(RetCode.MIN_NOTIONAL, `Order does not meet minimum order value ${inst.minNotionalValue}USDT`);
     const opposite = (side === 'Sell' && size > 0) || (side === 'Buy' && size < 0);
     const increasing = opposite ? Math.max(0, qty - Math.abs(size)) : qty;
-    const cost = (increasing * ref) / acc.leverageOf(inst.symbol) + qty * ref * inst.takerFee;
+    const cost = (increasing * ref) / acc.leverageOf(inst.symbol, idx) + qty * ref * inst.takerFee;
     if (increasing > 0 && this.available(acc.uid, inst.settleCoin) + 1e-9 < cost) throw new SimError(RetCode.INSUFFICIENT_AB, 'ab not enough for new order');
     return qty;
   }
@@ -649,6 +727,7 @@ export class Exchange {
     const feeRate = isMaker ? inst.makerFee : inst.takerFee;
     let fee: number;
     let closedSize = 0;
+    let linearTx: { cashFlow: number; size: number; balance: number; currency: string } | undefined;
     if (inst.category === 'spot') {
       const base = acc.coin(inst.baseCoin);
       const quote = acc.coin(inst.quoteCoin);
@@ -673,22 +752,33 @@ export class Exchange {
       }
     } else {
       fee = value * feeRate;
-      const p = acc.position(inst.symbol, now);
-      const r = applyLinearFill(p, o.side, f.qty, f.price);
+      const p = acc.position(inst.symbol, now, o.positionIdx);
+      const r = applyLinearFill(p, o.side, f.qty, f.price, fee);
       closedSize = r.closedSize;
-      const realised = r.pnl - fee;
       const usdt = acc.coin(inst.settleCoin);
-      usdt.wallet += realised;
-      usdt.cumRealisedPnl += realised;
-      p.cumRealisedPnl += realised;
-      p.curRealisedPnl += realised;
+      usdt.wallet += r.realised;
+      usdt.cumRealisedPnl += r.realised;
       p.updatedTime = now;
-      p.leverage = acc.leverageOf(inst.symbol);
-      o.closedPnl += r.pnl - (closedSize > 0 ? fee : 0);
-      this.pending!.positions.add(`${o.uid}\u0000${inst.symbol}`);
+      p.leverage = acc.leverageOf(inst.symbol, o.positionIdx);
+      if (closedSize > 0) {
+        const pending = this.pending!;
+        let a = pending.closes.get(o);
+        if (!a) pending.closes.set(o, (a = emptyCloseAcc(p.leverage, now)));
+        a.closedSize += closedSize;
+        a.cumEntryValue += closedSize * r.entryPrice;
+        a.cumExitValue += closedSize * f.price;
+        a.pnl += r.pnl;
+        a.openFee += r.openFeeShare;
+        a.closeFee += r.closeFee;
+        a.funding += r.fundingShare;
+        a.fills++;
+        a.lastTime = now;
+      }
+      linearTx = { cashFlow: r.pnl, size: p.size, balance: usdt.wallet, currency: inst.settleCoin };
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(inst.symbol, o.positionIdx)}`);
     }
     this.seq++;
-    if (inst.category === 'linear') acc.position(inst.symbol, now).seq = this.seq;
+    if (inst.category === 'linear') acc.position(inst.symbol, now, o.positionIdx).seq = this.seq;
     o.cumExecQty = toStep(o.cumExecQty + f.qty, inst.category === 'spot' ? Number(inst.basePrecision) : Number(inst.qtyStep));
     o.cumExecValue += value;
     o.cumExecFee += fee;
@@ -716,9 +806,24 @@ export class Exchange {
       markPrice: this.mid(inst.symbol),
       closedSize,
       seq: this.seq,
+      stopOrderType: o.stopOrderType,
     };
     this.executions.push(e);
     this.pending!.executions.push(e);
+    const tx = { uid: o.uid, category: inst.category, symbol: inst.symbol, side: o.side, transactionTime: now, type: 'TRADE' as const, tradePrice: f.price, funding: null, feeRate, tradeId: e.execId, orderId: o.orderId, orderLinkId: o.orderLinkId };
+    if (linearTx) {
+      const cashFlow = linearTx.cashFlow;
+      this.addTx({ ...tx, qty: f.qty, size: linearTx.size, currency: linearTx.currency, fee, cashFlow, change: cashFlow - fee, cashBalance: linearTx.balance });
+    } else {
+      // One entry per coin the fill moves; the fee sits on the coin it was charged in.
+      const buy = o.side === 'Buy';
+      const baseFee = buy ? fee : 0;
+      const quoteFee = buy ? 0 : fee;
+      const baseFlow = buy ? f.qty : -f.qty;
+      const quoteFlow = buy ? -value : value;
+      this.addTx({ ...tx, qty: baseFlow, size: 0, currency: inst.baseCoin, fee: baseFee, cashFlow: baseFlow, change: baseFlow - baseFee, cashBalance: acc.coin(inst.baseCoin).wallet });
+      this.addTx({ ...tx, qty: quoteFlow, size: 0, currency: inst.quoteCoin, fee: quoteFee, cashFlow: quoteFlow, change: quoteFlow - quoteFee, cashBalance: acc.coin(inst.quoteCoin).wallet });
+    }
     this.pending!.orders.add(o);
     this.pending!.wallets.add(o.uid);
     this.publishTrades(inst.category, inst.symbol, [{ price: f.price, qty: f.qty, side: o.side, time: now }]);
@@ -732,8 +837,8 @@ export class Exchange {
       const inst = this.instruments.get(o.category, o.symbol)!;
       const qtyStep = inst.category === 'spot' ? Number(inst.basePrecision) : Number(inst.qtyStep);
       let maxQty = leavesQty(o);
-      if (o.reduceOnly) {
-        const size = this.account(o.uid).positions.get(o.symbol)?.size ?? 0;
+      if (reducing(o)) {
+        const size = this.account(o.uid).findPosition(o.symbol, o.positionIdx)?.size ?? 0;
         const reduces = (o.side === 'Sell' && size > 0) || (o.side === 'Buy' && size < 0);
         if (!reduces) {
           o.cancelType = 'CancelByReduceOnly';
@@ -776,7 +881,7 @@ export class Exchange {
         b.locked += o.lockAmount;
       }
     } else {
-      this.validateLinear(acc, inst, o.side, 'Limit', newQty, newPrice, mid, o.reduceOnly);
+      this.validateLinear(acc, inst, o.side, 'Limit', newQty, newPrice, mid, reducing(o), o.positionIdx);
     }
     const now = this.now();
     this.withPending(() => {
@@ -847,7 +952,7 @@ export class Exchange {
       fn();
       return;
     }
-    this.pending = { orders: new Set(), executions: [], positions: new Set(), wallets: new Set() };
+    this.pending = { orders: new Set(), executions: [], positions: new Set(), wallets: new Set(), closes: new Map() };
     try {
       fn();
     } finally {
@@ -859,6 +964,15 @@ export class Exchange {
 
   private flush(p: Pending): void {
     const creationTime = this.now();
+    for (const [o, a] of p.closes) {
+      const closedPnl = accClosedPnl(a);
+      o.closedPnl += closedPnl;
+      this.closedPnls.push({
+        uid: o.uid, symbol: o.symbol, orderId: o.orderId, side: o.side, qty: o.qty, orderPrice: o.price, orderType: o.orderType,
+        closedSize: a.closedSize, cumEntryValue: a.cumEntryValue, cumExitValue: a.cumExitValue, closedPnl, openFee: a.openFee, closeFee: a.closeFee,
+        fillCount: a.fills, leverage: a.leverage, createdTime: a.firstTime, updatedTime: a.lastTime,
+      });
+    }
     const byUid = <T>(items: Iterable<T>, uidOf: (t: T) => string) => {
       const m = new Map<string, T[]>();
       for (const t of items) {
@@ -876,11 +990,11 @@ export class Exchange {
     }
     for (const [uid, keys] of byUid(p.positions, (k) => k.split('\u0000')[0]!)) {
       const acc = this.account(uid);
-      const data = keys.map((k) => {
-        const symbol = k.split('\u0000')[1]!;
-        const pos = acc.position(symbol, creationTime);
-        const inst = this.instruments.get('linear', symbol) as LinearInstrument;
-        return positionWs(pos, inst, this.positionFigures(pos, inst));
+      const data = keys.flatMap((k) => {
+        const pos = acc.positions.get(k.split('\u0000')[1]!);
+        if (!pos) return [];
+        const inst = this.instruments.get('linear', pos.symbol) as LinearInstrument;
+        return [positionWs(pos, inst, this.positionFigures(pos, inst))];
       });
       this.emit({ type: 'private', uid, topic: 'position', creationTime, data });
     }
@@ -911,6 +1025,9 @@ export class Exchange {
     this.emit({ type: 'trades', category, symbol, trades });
   }
 }
+
+/** Reduce-only, or in hedge mode against its position's side: it can only close. */
+const reducing = (o: SimOrder): boolean => o.reduceOnly || closesOnly(o.positionIdx, o.side);
 
 /** Cancelled, or for a spot order with fills PartiallyFilledCanceled (linear has no such status). */
 function cancelStatus(o: SimOrder): OrderStatus {
