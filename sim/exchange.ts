@@ -14,6 +14,7 @@ import { isMultiple, parseNum, toStep, trim } from './num.ts';
 import { isOpen, leavesQty, PLAIN_ORDER, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
 import { defaultFundingRate, fundingTimesBetween, settleFunding, type FundingRateSource } from './funding-settlement.ts';
 import { closesOnly, positionIdxFor } from './positions.ts';
+import { fires, sourcePrice, trail, type ConditionalSpec } from './trading-stop.ts';
 import { PriceProcess, type PriceProcessOptions, type PriceState, type StepEvent } from './price-process.ts';
 import { Rng } from './rng.ts';
 import type { TxLogEntry } from './transaction-log.ts';
@@ -123,6 +124,8 @@ export class Exchange {
   private readonly orderList: SimOrder[] = [];
   private readonly byLinkId = new Map<string, SimOrder>();
   private readonly open = new Set<SimOrder>();
+  /** Untriggered conditional orders (TP/SL, trailing stops): they wait for their trigger, not for the book. */
+  private readonly conditional = new Set<SimOrder>();
   private readonly executions: Execution[] = [];
   private readonly txLog: TxLogEntry[] = [];
   private readonly closedPnls: ClosedPnlRecord[] = [];
@@ -152,7 +155,8 @@ export class Exchange {
         this.orders.set(o.orderId, o);
         this.orderList.push(o);
         if (o.orderLinkId) this.byLinkId.set(`${o.uid}\u0000${o.orderLinkId}`, o);
-        if (isOpen(o)) this.open.add(o);
+        if (o.orderStatus === 'Untriggered') this.conditional.add(o);
+        else if (isOpen(o)) this.open.add(o);
       }
       this.executions.push(...r.executions);
       this.txLog.push(...r.transactionLog);
@@ -235,6 +239,7 @@ export class Exchange {
       this.resetConsumption(symbol);
       this.matchResting(symbol);
     });
+    this.fireStops([symbol]);
     this.emit({ type: 'step', time: this.now(), symbols: [symbol] });
   }
 
@@ -255,6 +260,90 @@ export class Exchange {
         }
         this.matchResting(ev.symbol);
       }
+    });
+    this.fireStops(step.map((ev) => ev.symbol));
+  }
+
+  // ---- conditional orders (sim/trading-stop.ts decides what they are) -------------------------
+
+  /** Untriggered conditional orders of an account, optionally of one position. */
+  conditionalOrders(uid: string, symbol?: string, idx?: PositionIdx): SimOrder[] {
+    return [...this.conditional].filter((o) => o.uid === uid && (!symbol || o.symbol === symbol) && (idx === undefined || o.positionIdx === idx));
+  }
+
+  addConditional(uid: string, t: Touch, spec: ConditionalSpec): SimOrder {
+    const now = this.now();
+    const inst = this.instruments.get('linear', spec.symbol) as LinearInstrument;
+    const o: SimOrder = {
+      orderId: this.ids.uuid(), orderLinkId: '', uid, category: 'linear', marketUnit: '', timeInForce: spec.orderType === 'Market' ? 'IOC' : 'GTC', reduceOnly: true, closeOnTrigger: true, orderStatus: 'Created',
+      cancelType: 'UNKNOWN', rejectReason: 'EC_NoError', cumExecQty: 0, cumExecValue: 0, cumExecFee: 0, closedPnl: 0, feeCurrency: inst.settleCoin,
+      createdTime: now, updatedTime: now, lastPriceOnCreated: this.lastPrice(spec.symbol), source: 'rest', lockCoin: '', lockAmount: 0,
+      ...spec, trailExtreme: 0,
+    };
+    this.orders.set(o.orderId, o);
+    this.orderList.push(o);
+    transition(o, 'Untriggered', now);
+    this.conditional.add(o);
+    t.order(o);
+    return o;
+  }
+
+  modifyConditional(o: SimOrder, t: Touch, changes: Partial<Pick<SimOrder, 'triggerPrice' | 'triggerBy' | 'triggerDirection' | 'trailingStop' | 'activePrice' | 'trailExtreme'>>): void {
+    Object.assign(o, changes);
+    transition(o, 'Untriggered', this.now());
+    t.order(o);
+  }
+
+  /** Cancel an untriggered conditional order (Deactivated), and show its position without it. */
+  deactivate(o: SimOrder, cancelType = 'CancelByUser'): void {
+    this.withPending(() => {
+      o.cancelType = cancelType;
+      transition(o, 'Deactivated', this.now());
+      this.conditional.delete(o);
+      this.pending!.orders.add(o);
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(o.symbol, o.positionIdx)}`);
+    });
+  }
+
+  /** Conditional orders of these symbols whose trigger is reached fire, one after the other. */
+  private fireStops(symbols: string[]): void {
+    if (this.conditional.size === 0) return;
+    const due: SimOrder[] = [];
+    for (const o of this.conditional) {
+      if (!symbols.includes(o.symbol)) continue;
+      if (o.stopOrderType === 'TrailingStop') trail(o, this.lastPrice(o.symbol), Number(this.instruments.get('linear', o.symbol)!.tickSize));
+      if (fires(o, sourcePrice(this, o.symbol, o.triggerBy))) due.push(o);
+    }
+    for (const o of due) if (this.conditional.has(o)) this.fire(o);
+  }
+
+  /**
+   * Untriggered -> Triggered (published on its own, as Bybit's instantaneous state), then the
+   * order it carries: reduce-only, for the whole position (Full) or its size (Partial).
+   */
+  private fire(o: SimOrder): void {
+    const size = this.account(o.uid).findPosition(o.symbol, o.positionIdx)?.size ?? 0;
+    if (!((o.side === 'Sell' && size > 0) || (o.side === 'Buy' && size < 0))) {
+      this.deactivate(o, 'CancelByTpSlTsClear');
+      return;
+    }
+    const inst = this.instruments.get('linear', o.symbol) as LinearInstrument;
+    const now = this.now();
+    this.conditional.delete(o);
+    this.withPending(() => {
+      transition(o, 'Triggered', now);
+      this.pending!.orders.add(o);
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(o.symbol, o.positionIdx)}`);
+    });
+    this.withPending(() => {
+      o.qty = o.closeWholePosition ? Math.abs(size) : Math.min(o.qty, Math.abs(size));
+      if (o.orderType === 'Market') {
+        const mid = this.mid(o.symbol);
+        o.price = toStep(o.side === 'Buy' ? mid * (1 + this.depth.protectionBps / 1e4) : mid * (1 - this.depth.protectionBps / 1e4), Number(inst.tickSize), o.side === 'Buy' ? 'floor' : 'ceil');
+      }
+      o.updatedTime = now;
+      this.pending!.orders.add(o);
+      this.matchTaker(o, inst);
     });
   }
 
@@ -359,11 +448,12 @@ export class Exchange {
     const acc = this.account(uid);
     return [...acc.positions.values()].map((p) => {
       const instrument = this.instruments.get('linear', p.symbol) as LinearInstrument;
-      return { position: p, instrument, figures: this.positionFigures(p, instrument) };
+      return { position: p, instrument, figures: this.positionFigures(p, instrument, uid) };
     });
   }
 
-  positionFigures(p: Position, inst: LinearInstrument): PositionFigures {
+  /** Mark, P&L and margin of a position; with the account's uid, also its TP/SL. */
+  positionFigures(p: Position, inst: LinearInstrument, uid?: string): PositionFigures {
     const mark = this.mid(p.symbol);
     const value = Math.abs(p.size) * mark;
     const im = value / p.leverage;
@@ -371,12 +461,20 @@ export class Exchange {
     const upl = unrealisedPnl(p, mark);
     // Isolated-style estimate: price at which the position's margin is used up down to MM.
     const liqPrice = p.size === 0 ? 0 : p.avgPrice - Math.sign(p.size) * ((p.avgPrice / p.leverage) - p.avgPrice * 0.005);
-    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))), ...this.positionStops(p) };
+    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))), ...this.positionStops(uid, p) };
   }
 
   /** The full-mode TP/SL and trailing stop of a position, from its untriggered conditional orders. */
-  positionStops(_p: Position): { takeProfit: number; stopLoss: number; trailingStop: number } {
-    return { takeProfit: 0, stopLoss: 0, trailingStop: 0 };
+  private positionStops(uid: string | undefined, p: Position): { takeProfit: number; stopLoss: number; trailingStop: number } {
+    const out = { takeProfit: 0, stopLoss: 0, trailingStop: 0 };
+    if (uid === undefined || this.conditional.size === 0) return out;
+    for (const o of this.conditional) {
+      if (o.uid !== uid || o.symbol !== p.symbol || o.positionIdx !== p.positionIdx || o.tpslMode !== 'Full') continue;
+      if (o.stopOrderType === 'TakeProfit') out.takeProfit = o.triggerPrice;
+      else if (o.stopOrderType === 'StopLoss') out.stopLoss = o.triggerPrice;
+      else if (o.stopOrderType === 'TrailingStop') out.trailingStop = o.trailingStop;
+    }
+    return out;
   }
 
   orderIM(uid: string): number {
@@ -753,8 +851,13 @@ export class Exchange {
     } else {
       fee = value * feeRate;
       const p = acc.position(inst.symbol, now, o.positionIdx);
+      const sizeBefore = p.size;
       const r = applyLinearFill(p, o.side, f.qty, f.price, fee);
       closedSize = r.closedSize;
+      // TP/SL and trailing stops belong to the position: cleared with it (also when it flips).
+      if (closedSize > 0 && Math.sign(p.size) !== Math.sign(sizeBefore)) {
+        for (const stop of this.conditionalOrders(o.uid, inst.symbol, o.positionIdx)) this.deactivate(stop, 'CancelByTpSlTsClear');
+      }
       const usdt = acc.coin(inst.settleCoin);
       usdt.wallet += r.realised;
       usdt.cumRealisedPnl += r.realised;
@@ -923,6 +1026,10 @@ export class Exchange {
   }
 
   private cancel(o: SimOrder): void {
+    if (o.orderStatus === 'Untriggered') {
+      this.deactivate(o);
+      return;
+    }
     o.cancelType = 'CancelByUser';
     this.close(o, cancelStatus(o));
   }
@@ -936,7 +1043,10 @@ export class Exchange {
     const settleCoin = typeof p.settleCoin === 'string' && p.settleCoin ? p.settleCoin : undefined;
     if (category === 'linear' && !symbol && !baseCoin && !settleCoin) throw paramsError('symbol, baseCoin or settleCoin is required for linear');
     if (symbol && !this.instruments.get(category, symbol)) throw paramsError('symbol invalid');
-    const victims = [...this.open].filter((o) => {
+    // Linear cancels every kind of order by default, spot its ordinary ones (orderFilter=Order).
+    const filter = typeof p.orderFilter === 'string' && p.orderFilter ? p.orderFilter : category === 'linear' ? 'All' : 'Order';
+    const candidates = [...(filter === 'StopOrder' ? [] : this.open), ...(filter === 'Order' ? [] : this.conditional)];
+    const victims = candidates.filter((o) => {
       if (o.uid !== uid || o.category !== category) return false;
       const inst = this.instruments.get(o.category, o.symbol)!;
       return (!symbol || o.symbol === symbol) && (!baseCoin || inst.baseCoin === baseCoin) && (!settleCoin || inst.quoteCoin === settleCoin);
@@ -994,7 +1104,7 @@ export class Exchange {
         const pos = acc.positions.get(k.split('\u0000')[1]!);
         if (!pos) return [];
         const inst = this.instruments.get('linear', pos.symbol) as LinearInstrument;
-        return [positionWs(pos, inst, this.positionFigures(pos, inst))];
+        return [positionWs(pos, inst, this.positionFigures(pos, inst, uid))];
       });
       this.emit({ type: 'private', uid, topic: 'position', creationTime, data });
     }

@@ -61,7 +61,7 @@ export function symbolPositions(ex: Exchange, uid: string, inst: LinearInstrumen
   const acc = ex.account(uid);
   return indexesOf(acc, inst).map((idx) => {
     const position = acc.findPosition(inst.symbol, idx) ?? emptyPosition(inst.symbol, idx, acc.leverageOf(inst.symbol, idx), ex.now());
-    return { position, instrument: inst, figures: ex.positionFigures(position, inst) };
+    return { position, instrument: inst, figures: ex.positionFigures(position, inst, uid) };
   });
 }
 

@@ -10,6 +10,7 @@ import { isOpen, type SimOrder } from './orders.ts';
 import { aggregate, KLINE_INTERVALS } from './price-process.ts';
 import { closedPnlItem } from './closed-pnl.ts';
 import { setLeverage, switchPositionMode, symbolPositions, type PositionRow } from './positions.ts';
+import { setTradingStop } from './trading-stop.ts';
 import { txLogItem } from './transaction-log.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 
@@ -103,6 +104,9 @@ function orderMatches(ex: Exchange, o: SimOrder, p: Record<string, unknown>): bo
   if (settleCoin) return inst.quoteCoin === settleCoin;
   return true;
 }
+
+/** orderFilter: Order (ordinary orders), StopOrder (conditional ones: TP/SL, trailing stops); unset: all. */
+const kindMatches = (o: SimOrder, filter: string | undefined): boolean => !filter || (filter === 'StopOrder' ? o.stopOrderType !== '' : filter === 'Order' ? o.stopOrderType === '' : true);
 
 function ordersResult(ex: Exchange, category: string, orders: SimOrder[], p: Record<string, unknown>) {
   const { slice, next } = page(orders, p, 20, 50);
@@ -218,7 +222,8 @@ export const ROUTES: Route[] = [
         throw paramsError('symbol, baseCoin, settleCoin: one of them is required for linear');
       }
       const openOnly = intParam(params, 'openOnly', 0, 0, 2);
-      let orders = ex.allOrders(uid).filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params));
+      const filter = str(params.orderFilter);
+      let orders = ex.allOrders(uid).filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params) && kindMatches(o, filter));
       if (!byId) orders = openOnly === 0 ? orders.filter(isOpen) : orders.filter((o) => !isOpen(o)).slice(-500);
       return ordersResult(ex, category, newestFirst(orders), params);
     },
@@ -236,7 +241,7 @@ export const ROUTES: Route[] = [
         .allOrders(uid)
         .filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params))
         .filter((o) => byId || (o.createdTime >= from && o.createdTime <= to))
-        .filter((o) => !status || o.orderStatus === status);
+        .filter((o) => (!status || o.orderStatus === status) && kindMatches(o, str(params.orderFilter)));
       return ordersResult(ex, category, newestFirst(orders), params);
     },
   },
@@ -303,6 +308,15 @@ export const ROUTES: Route[] = [
     private: true,
     handler: ({ ex, uid, params }) => {
       switchPositionMode(ex, uid, params);
+      return {};
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v5/position/trading-stop',
+    private: true,
+    handler: ({ ex, uid, params }) => {
+      setTradingStop(ex, uid, params);
       return {};
     },
   },

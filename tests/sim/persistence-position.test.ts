@@ -32,7 +32,7 @@ async function facts(c: RestClientV5) {
   return out;
 }
 
-test('restart: position modes, leverage, closed P&L, the transaction log and funding state come back the same', async () => {
+test('restart: position modes, leverage, TP/SL orders, closed P&L, the transaction log and funding state come back the same', async () => {
   const dir = tmp();
   const file = join(dir, 'state.json');
   const clock = new ManualClock(T0);
@@ -50,7 +50,10 @@ test('restart: position modes, leverage, closed P&L, the transaction log and fun
       a.advance(4 * HOUR); // funding at 16:00
       await ok(c.submitOrder({ category: 'linear', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty: '0.020', reduceOnly: true }));
       await ok(c.submitOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Sell', orderType: 'Market', qty: '0.40', positionIdx: 1 }));
+      const mid = a.exchange.mid('BTCUSDT');
+      await ok(c.setTradingStop({ category: 'linear', symbol: 'BTCUSDT', tpslMode: 'Full', positionIdx: 0, takeProfit: (Math.round(mid * 0.9 * 10) / 10).toFixed(1), stopLoss: (Math.round(mid * 1.1 * 10) / 10).toFixed(1) }));
       before = await facts(c);
+      assert.equal((before.open as { list: Array<{ orderStatus: string }> }).list.filter((o) => o.orderStatus === 'Untriggered').length, 2);
       assert.equal((before.closedPnl as { list: unknown[] }).list.length, 2);
       assert.ok((before.transactionLog as { list: Array<{ type: string }> }).list.filter((e) => e.type === 'SETTLEMENT').length === 3);
     } finally {
@@ -64,6 +67,12 @@ test('restart: position modes, leverage, closed P&L, the transaction log and fun
       const pos = b.exchange.account('1000001').findPosition('BTCUSDT', 0)!;
       assert.ok(pos.openFee > 0 && pos.fundingCost < 0, `openFee ${pos.openFee}, fundingCost ${pos.fundingCost} (a short receives the positive default rate)`);
       assert.equal((await c.switchPositionMode({ category: 'linear', symbol: 'ETHUSDT', mode: 3 })).retCode, 110025, 'still hedge mode');
+      // The restored take profit still watches the price.
+      b.setPrice('BTCUSDT', b.exchange.mid('BTCUSDT') * 0.85);
+      b.tick(1);
+      assert.equal((await c.getPositionInfo({ category: 'linear', symbol: 'BTCUSDT' })).result.list[0]!.size, '0.000');
+      const fired = (await c.getHistoricOrders({ category: 'linear', symbol: 'BTCUSDT', orderFilter: 'StopOrder' } as never)).result.list;
+      assert.deepEqual(fired.map((o) => [o.stopOrderType, o.orderStatus]).sort(), [['StopLoss', 'Deactivated'], ['TakeProfit', 'Filled']]);
     } finally {
       await b.close();
     }
