@@ -3,7 +3,8 @@
 //  - Position mode (POST /v5/position/switch-mode): 0 "merged single" (one-way), 3 "both sides"
 //    (hedge), per symbol or per settle coin; a symbol's own setting wins over its coin's, the coin's
 //    over the default (one-way). A symbol switches only without a position (110024) and without
-//    open orders (110028); by coin, the symbols that have either keep their mode.
+//    open orders (110028); by coin, the symbols that have either keep their mode. The symbol's
+//    positions in the new mode are pushed (empty).
 //  - positionIdx: 0 in one-way mode, 1 (Buy side) or 2 (Sell side) in hedge mode; anything else is
 //    10001 "position idx not match position mode". In hedge mode an order against its side (Sell
 //    on 1, Buy on 2) can only close that side's position, as a reduce-only order does.
@@ -145,6 +146,7 @@ export function switchPositionMode(ex: Exchange, uid: string, p: Record<string, 
     const blocked = switchBlocker(ex, acc, symbol);
     if (blocked) throw blocked;
     acc.positionMode.set(symbol, mode);
+    pushModePositions(ex, uid, [inst]);
     return;
   }
   if (!coin) throw paramsError('symbol or coin is required');
@@ -160,4 +162,19 @@ export function switchPositionMode(ex: Exchange, uid: string, p: Record<string, 
     else acc.positionMode.set(i.symbol, mode);
   }
   acc.coinPositionMode.set(coin, mode);
+  pushModePositions(ex, uid, symbols);
+}
+
+/** The (empty) positions a symbol has in its new mode, pushed as its position update. */
+function pushModePositions(ex: Exchange, uid: string, insts: LinearInstrument[]): void {
+  const acc = ex.account(uid);
+  const now = ex.now();
+  ex.apply((t) => {
+    for (const inst of insts) {
+      for (const idx of indexesOf(acc, inst)) {
+        acc.position(inst.symbol, now, idx);
+        t.position(uid, positionKey(inst.symbol, idx));
+      }
+    }
+  });
 }

@@ -9,6 +9,7 @@ import { fix, trim } from './num.ts';
 import { isOpen, type SimOrder } from './orders.ts';
 import { aggregate, KLINE_INTERVALS } from './price-process.ts';
 import { closedPnlItem } from './closed-pnl.ts';
+import { accountInfo, setMarginMode } from './margin-mode.ts';
 import { setLeverage, switchPositionMode, symbolPositions, type PositionRow } from './positions.ts';
 import { setTradingStop } from './trading-stop.ts';
 import { txLogItem } from './transaction-log.ts';
@@ -321,6 +322,12 @@ export const ROUTES: Route[] = [
     },
   },
   {
+    method: 'POST',
+    path: '/v5/account/set-margin-mode',
+    private: true,
+    handler: ({ ex, uid, params }) => setMarginMode(ex, uid, params),
+  },
+  {
     method: 'GET',
     path: '/v5/position/closed-pnl',
     private: true,
@@ -395,16 +402,7 @@ export const ROUTES: Route[] = [
     method: 'GET',
     path: '/v5/account/info',
     private: true,
-    handler: ({ ex }) => ({
-      unifiedMarginStatus: 5,
-      marginMode: 'REGULAR_MARGIN',
-      isMasterTrader: false,
-      spotHedgingStatus: 'OFF',
-      updatedTime: String(ex.now()),
-      dcpStatus: 'OFF',
-      timeWindow: 0,
-      smpGroup: 0,
-    }),
+    handler: ({ ex, uid, startedAt }) => accountInfo(ex, uid, startedAt),
   },
 ];
 

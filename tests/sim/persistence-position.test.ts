@@ -27,12 +27,11 @@ async function facts(c: RestClientV5) {
   out.closedPnl = (await c.getClosedPnL({ category: 'linear', startTime: T0 - HOUR, endTime: T0 + 7 * 24 * HOUR - HOUR })).result;
   out.transactionLog = (await c.getTransactionLog({ startTime: T0 - HOUR, endTime: T0 + 24 * HOUR })).result;
   out.wallet = (await c.getWalletBalance({ accountType: 'UNIFIED' })).result;
-  const info = (await c.getAccountInfo()).result as unknown as Record<string, unknown>;
-  out.account = { ...info, updatedTime: undefined }; // updatedTime moves with the clock when nothing was set
+  out.account = (await c.getAccountInfo()).result;
   return out;
 }
 
-test('restart: position modes, leverage, TP/SL orders, closed P&L, the transaction log and funding state come back the same', async () => {
+test('restart: position and margin modes, leverage, TP/SL orders, closed P&L, the transaction log and funding state come back the same', async () => {
   const dir = tmp();
   const file = join(dir, 'state.json');
   const clock = new ManualClock(T0);
@@ -44,6 +43,9 @@ test('restart: position modes, leverage, TP/SL orders, closed P&L, the transacti
       const c = restClient(a);
       await ok(c.switchPositionMode({ category: 'linear', symbol: 'ETHUSDT', mode: 3 }));
       await ok(c.setLeverage({ category: 'linear', symbol: 'BTCUSDT', buyLeverage: '7.5', sellLeverage: '7.5' }));
+      a.advance(1000);
+      await ok(c.setMarginMode('ISOLATED_MARGIN'));
+      await ok(c.setLeverage({ category: 'linear', symbol: 'ETHUSDT', buyLeverage: '4', sellLeverage: '6' }));
       await ok(c.submitOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '1.00', positionIdx: 1 }));
       await ok(c.submitOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Sell', orderType: 'Market', qty: '0.50', positionIdx: 2 }));
       await ok(c.submitOrder({ category: 'linear', symbol: 'BTCUSDT', side: 'Sell', orderType: 'Market', qty: '0.050' }));
@@ -67,6 +69,9 @@ test('restart: position modes, leverage, TP/SL orders, closed P&L, the transacti
       const pos = b.exchange.account('1000001').findPosition('BTCUSDT', 0)!;
       assert.ok(pos.openFee > 0 && pos.fundingCost < 0, `openFee ${pos.openFee}, fundingCost ${pos.fundingCost} (a short receives the positive default rate)`);
       assert.equal((await c.switchPositionMode({ category: 'linear', symbol: 'ETHUSDT', mode: 3 })).retCode, 110025, 'still hedge mode');
+      const account = (await c.getAccountInfo()).result;
+      assert.deepEqual([account.marginMode, account.updatedTime], ['ISOLATED_MARGIN', String(T0 + 1000)]);
+      assert.deepEqual((await c.getPositionInfo({ category: 'linear', symbol: 'ETHUSDT' })).result.list.map((p) => p.leverage), ['4', '6']);
       // The restored take profit still watches the price.
       b.setPrice('BTCUSDT', b.exchange.mid('BTCUSDT') * 0.85);
       b.tick(1);
