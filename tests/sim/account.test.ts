@@ -32,6 +32,8 @@ test('account/info reports the account; set-margin-mode switches it, refuses por
 
     assert.equal((await c.setMarginMode('CROSS_MARGIN' as never)).retCode, 10001);
     sim.exchange.setBalance('1000001', 'USDT', 1500);
+    const transfer = (await c.getTransactionLog({ currency: 'USDT' })).result.list[0]!;
+    assert.deepEqual([transfer.type, transfer.change, transfer.cashBalance, transfer.category], ['TRANSFER_IN', '900', '1500', ''], 'a balance set from outside is a transfer in the log');
     sim.advance(1000); // set-margin-mode allows 5 requests a second
     assert.equal((await c.setMarginMode('PORTFOLIO_MARGIN')).retCode, 0);
     assert.equal((await c.getAccountInfo()).result.marginMode, 'PORTFOLIO_MARGIN');
