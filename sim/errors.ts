@@ -15,6 +15,15 @@ export const RetCode = {
   ORDER_FINISHED: 110008,
   REDUCE_ONLY: 110017,
   LEVERAGE_NOT_MODIFIED: 110043,
+  // position and account settings (sim/positions.ts, sim/trading-stop.ts, sim/margin-mode.ts)
+  POSITION_EXISTS_MODE: 110024,
+  POSITION_MODE_NOT_MODIFIED: 110025,
+  OPEN_ORDERS_MODE: 110028,
+  MARGIN_INSUFFICIENT: 110044,
+  TPSL_SIZE_INSUFFICIENT: 110058,
+  PARTIAL_TPSL_LIMIT: 110061,
+  TPSL_NOT_MODIFIED: 34040,
+  SET_MARGIN_MODE_FAILED: 3400045,
   QTY_LE_FILLED: 110063,
   DUPLICATE_LINK_ID: 110072,
   MIN_NOTIONAL: 110094,
@@ -32,7 +41,8 @@ export const RetCode = {
 } as const;
 
 export class SimError extends Error {
-  constructor(readonly retCode: number, readonly retMsg: string) {
+  /** `result` of the error answer: `{}` unless the endpoint documents one (set-margin-mode's reasons). */
+  constructor(readonly retCode: number, readonly retMsg: string, readonly result: Record<string, unknown> = {}) {
     super(`${retCode}: ${retMsg}`);
     this.name = 'SimError';
   }

@@ -5,14 +5,19 @@
 // id, websocket message id) is keyed by the instance nonce, which is new at every start, so ids
 // never repeat across restarts, whatever state the exchange was restored from.
 import type { Clock } from '../runtime/clock.ts';
-import { Account, applyLinearFill, unrealisedPnl, type AccountState } from './accounts.ts';
+import { Account, applyLinearFill, positionKey, unrealisedPnl, type AccountState, type Position, type PositionIdx } from './accounts.ts';
+import { accClosedPnl, emptyCloseAcc, type ClosedPnlRecord, type CloseAcc } from './closed-pnl.ts';
 import { availableUpTo, bestOpposite, buildBook, DEFAULT_DEPTH, makerFill, take, type Book, type Consumed, type DepthModel, type Fill } from './book.ts';
 import { paramsError, RetCode, SimError } from './errors.ts';
 import { InstrumentRegistry, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
 import { isMultiple, parseNum, toStep, trim } from './num.ts';
-import { isOpen, leavesQty, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
+import { isOpen, leavesQty, PLAIN_ORDER, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
+import { defaultFundingRate, fundingTimesBetween, settleFunding, type FundingRateSource } from './funding-settlement.ts';
+import { closesOnly, positionIdxFor } from './positions.ts';
+import { fires, sourcePrice, trail, type ConditionalSpec } from './trading-stop.ts';
 import { PriceProcess, type PriceProcessOptions, type PriceState, type StepEvent } from './price-process.ts';
 import { Rng } from './rng.ts';
+import type { TxLogEntry } from './transaction-log.ts';
 import { executionWs, orderWs, positionWs, walletItem, type CoinFigures, type Execution, type PositionFigures, type WalletFigures } from './views.ts';
 
 export type PrivateTopic = 'order' | 'execution' | 'position' | 'wallet';
@@ -53,6 +58,8 @@ export interface ExchangeOptions {
   accounts: AccountSpec[];
   /** Continue from a snapshot (Exchange.snapshot()) instead of starting empty. */
   restore?: ExchangeState;
+  /** Funding rate of linear positions at each settlement (default: funding-settlement.ts defaultFundingRate). */
+  fundingRate?: FundingRateSource;
 }
 
 /**
@@ -65,6 +72,9 @@ export interface ExchangeState {
   /** Every order ever accepted, oldest first. */
   orders: SimOrder[];
   executions: Execution[];
+  /** Every account's transaction log and closed P&L records, oldest first (append-only). */
+  transactionLog: TxLogEntry[];
+  closedPnl: ClosedPnlRecord[];
   seq: number;
   lastTrade: Record<string, { price: number; dir: string }>;
   /** Liquidity takers consumed in the current step, per "category:symbol". */
@@ -83,11 +93,21 @@ export const DEFAULT_BALANCES: Readonly<Record<string, number>> = Object.freeze(
 const LINK_ID_RE = /^[A-Za-z0-9_-]{1,36}$/;
 const PRICE_BAND = 0.1; // aggressive limit prices further than 10% through mid are refused
 
+/** What a change made through Exchange.apply() touched, to be published. */
+export interface Touch {
+  position(uid: string, key: string): void;
+  wallet(uid: string): void;
+  order(o: SimOrder): void;
+  tx(e: Omit<TxLogEntry, 'id'>): void;
+}
+
 interface Pending {
   orders: Set<SimOrder>;
   executions: Execution[];
-  positions: Set<string>; // uid \u0000 symbol
+  positions: Set<string>; // uid \u0000 position key
   wallets: Set<string>;
+  /** Closing fills per order in this pass: one closed P&L record each when the pass ends. */
+  closes: Map<SimOrder, CloseAcc>;
 }
 
 export class Exchange {
@@ -104,12 +124,20 @@ export class Exchange {
   private readonly orderList: SimOrder[] = [];
   private readonly byLinkId = new Map<string, SimOrder>();
   private readonly open = new Set<SimOrder>();
+  /** Untriggered conditional orders (TP/SL, trailing stops): they wait for their trigger, not for the book. */
+  private readonly conditional = new Set<SimOrder>();
   private readonly executions: Execution[] = [];
+  private readonly txLog: TxLogEntry[] = [];
+  private readonly closedPnls: ClosedPnlRecord[] = [];
+  private readonly ledgerIds: Rng;
   private readonly consumed = new Map<string, { step: number; side: Record<Side, Consumed> }>();
   private readonly listeners = new Set<(e: ExchangeEvent) => void>();
   private readonly lastTrade = new Map<string, { price: number; dir: string }>();
   private seq: number;
   private pending: Pending | null = null;
+  private readonly fundingRate: FundingRateSource;
+  /** Price-process time up to which funding is settled (settlements follow price steps). */
+  private fundingCursor: number;
 
   constructor(opts: ExchangeOptions) {
     this.clock = opts.clock;
@@ -118,6 +146,7 @@ export class Exchange {
     this.ids = new Rng(opts.seed, 2, opts.idKey);
     this.tradeIds = new Rng(opts.seed, 3, opts.idKey);
     this.messageIds = new Rng(opts.seed, 5, opts.idKey);
+    this.ledgerIds = new Rng(opts.seed, 13, opts.idKey);
     const r = opts.restore;
     this.prices = new PriceProcess(opts.priceProcess ?? {}, opts.seed, this.instruments.priceSymbols(), opts.clock.now(), r?.prices);
     if (r) {
@@ -126,9 +155,12 @@ export class Exchange {
         this.orders.set(o.orderId, o);
         this.orderList.push(o);
         if (o.orderLinkId) this.byLinkId.set(`${o.uid}\u0000${o.orderLinkId}`, o);
-        if (isOpen(o)) this.open.add(o);
+        if (o.orderStatus === 'Untriggered') this.conditional.add(o);
+        else if (isOpen(o)) this.open.add(o);
       }
       this.executions.push(...r.executions);
+      this.txLog.push(...r.transactionLog);
+      this.closedPnls.push(...r.closedPnl);
       for (const [symbol, t] of Object.entries(r.lastTrade)) this.lastTrade.set(symbol, t);
       for (const c of r.consumed) this.consumed.set(c.key, { step: c.step, side: { Buy: new Map(c.buy), Sell: new Map(c.sell) } });
     }
@@ -136,6 +168,8 @@ export class Exchange {
     // The execution/position sequence only grows, even over a stale or deleted state file: each
     // start begins at its clock in microseconds (a run would need 1000 fills per ms to catch up).
     this.seq = Math.max(r?.seq ?? 0, opts.clock.now() * 1000);
+    this.fundingRate = opts.fundingRate ?? defaultFundingRate;
+    this.fundingCursor = this.prices.time;
   }
 
   snapshot(): ExchangeState {
@@ -143,6 +177,8 @@ export class Exchange {
       accounts: [...this.accounts.values()].map((a) => a.snapshot()),
       orders: this.orderList,
       executions: this.executions,
+      transactionLog: this.txLog,
+      closedPnl: this.closedPnls,
       seq: this.seq,
       lastTrade: Object.fromEntries(this.lastTrade),
       consumed: [...this.consumed].map(([key, c]) => ({ key, step: c.step, buy: [...c.side.Buy], sell: [...c.side.Sell] })),
@@ -203,11 +239,16 @@ export class Exchange {
       this.resetConsumption(symbol);
       this.matchResting(symbol);
     });
+    this.fireStops([symbol]);
     this.emit({ type: 'step', time: this.now(), symbols: [symbol] });
   }
 
   private onStep(step: StepEvent[]): void {
     this.withPending(() => {
+      // Positions held up to a settlement time pay or receive its funding at the mark it brings.
+      const time = step[0]?.time ?? this.fundingCursor;
+      for (const at of fundingTimesBetween(this.fundingCursor, time)) this.settleFundingAt(at);
+      this.fundingCursor = Math.max(this.fundingCursor, time);
       for (const ev of step) {
         this.resetConsumption(ev.symbol);
         for (const cat of ['spot', 'linear'] as const) {
@@ -220,6 +261,100 @@ export class Exchange {
         this.matchResting(ev.symbol);
       }
     });
+    this.fireStops(step.map((ev) => ev.symbol));
+  }
+
+  // ---- conditional orders (sim/trading-stop.ts decides what they are) -------------------------
+
+  /** Untriggered conditional orders of an account, optionally of one position. */
+  conditionalOrders(uid: string, symbol?: string, idx?: PositionIdx): SimOrder[] {
+    return [...this.conditional].filter((o) => o.uid === uid && (!symbol || o.symbol === symbol) && (idx === undefined || o.positionIdx === idx));
+  }
+
+  addConditional(uid: string, t: Touch, spec: ConditionalSpec): SimOrder {
+    const now = this.now();
+    const inst = this.instruments.get('linear', spec.symbol) as LinearInstrument;
+    const o: SimOrder = {
+      orderId: this.ids.uuid(), orderLinkId: '', uid, category: 'linear', marketUnit: '', timeInForce: spec.orderType === 'Market' ? 'IOC' : 'GTC', reduceOnly: true, closeOnTrigger: true, orderStatus: 'Created',
+      cancelType: 'UNKNOWN', rejectReason: 'EC_NoError', cumExecQty: 0, cumExecValue: 0, cumExecFee: 0, closedPnl: 0, feeCurrency: inst.settleCoin,
+      createdTime: now, updatedTime: now, lastPriceOnCreated: this.lastPrice(spec.symbol), source: 'rest', lockCoin: '', lockAmount: 0,
+      ...spec, trailExtreme: 0,
+    };
+    this.orders.set(o.orderId, o);
+    this.orderList.push(o);
+    transition(o, 'Untriggered', now);
+    this.conditional.add(o);
+    t.order(o);
+    return o;
+  }
+
+  modifyConditional(o: SimOrder, t: Touch, changes: Partial<Pick<SimOrder, 'triggerPrice' | 'triggerBy' | 'triggerDirection' | 'trailingStop' | 'activePrice' | 'trailExtreme'>>): void {
+    Object.assign(o, changes);
+    transition(o, 'Untriggered', this.now());
+    t.order(o);
+  }
+
+  /** Cancel an untriggered conditional order (Deactivated), and show its position without it. */
+  deactivate(o: SimOrder, cancelType = 'CancelByUser'): void {
+    this.withPending(() => {
+      o.cancelType = cancelType;
+      transition(o, 'Deactivated', this.now());
+      this.conditional.delete(o);
+      this.pending!.orders.add(o);
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(o.symbol, o.positionIdx)}`);
+    });
+  }
+
+  /** Conditional orders of these symbols whose trigger is reached fire, one after the other. */
+  private fireStops(symbols: string[]): void {
+    if (this.conditional.size === 0) return;
+    const due: SimOrder[] = [];
+    for (const o of this.conditional) {
+      if (!symbols.includes(o.symbol)) continue;
+      if (o.stopOrderType === 'TrailingStop') trail(o, this.lastPrice(o.symbol), Number(this.instruments.get('linear', o.symbol)!.tickSize));
+      if (fires(o, sourcePrice(this, o.symbol, o.triggerBy))) due.push(o);
+    }
+    for (const o of due) if (this.conditional.has(o)) this.fire(o);
+  }
+
+  /**
+   * Untriggered -> Triggered (published on its own, as Bybit's instantaneous state), then the
+   * order it carries: reduce-only, for the whole position (Full) or its size (Partial).
+   */
+  private fire(o: SimOrder): void {
+    const size = this.account(o.uid).findPosition(o.symbol, o.positionIdx)?.size ?? 0;
+    if (!((o.side === 'Sell' && size > 0) || (o.side === 'Buy' && size < 0))) {
+      this.deactivate(o, 'CancelByTpSlTsClear');
+      return;
+    }
+    const inst = this.instruments.get('linear', o.symbol) as LinearInstrument;
+    const now = this.now();
+    this.conditional.delete(o);
+    this.withPending(() => {
+      transition(o, 'Triggered', now);
+      this.pending!.orders.add(o);
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(o.symbol, o.positionIdx)}`);
+    });
+    this.withPending(() => {
+      o.qty = o.closeWholePosition ? Math.abs(size) : Math.min(o.qty, Math.abs(size));
+      if (o.orderType === 'Market') {
+        const mid = this.mid(o.symbol);
+        o.price = toStep(o.side === 'Buy' ? mid * (1 + this.depth.protectionBps / 1e4) : mid * (1 - this.depth.protectionBps / 1e4), Number(inst.tickSize), o.side === 'Buy' ? 'floor' : 'ceil');
+      }
+      o.updatedTime = now;
+      this.pending!.orders.add(o);
+      this.matchTaker(o, inst);
+    });
+  }
+
+  private settleFundingAt(time: number): void {
+    const deps = {
+      accounts: this.accounts.values(),
+      instrument: (symbol: string) => this.instruments.get('linear', symbol) as LinearInstrument | undefined,
+      mark: (symbol: string) => this.mid(symbol),
+      rateAt: this.fundingRate,
+    };
+    this.apply((t) => settleFunding(deps, time, t));
   }
 
   private resetConsumption(symbol: string): void {
@@ -295,15 +430,30 @@ export class Exchange {
     return uid ? this.executions.filter((e) => e.uid === uid) : [...this.executions];
   }
 
-  positions(uid: string): Array<{ position: import('./accounts.ts').Position; instrument: LinearInstrument; figures: PositionFigures }> {
+  /** An account's transaction log, oldest first. */
+  transactionLog(uid: string): TxLogEntry[] {
+    return this.txLog.filter((e) => e.uid === uid);
+  }
+
+  /** An account's closed P&L records, oldest first. */
+  closedPnl(uid: string): ClosedPnlRecord[] {
+    return this.closedPnls.filter((r) => r.uid === uid);
+  }
+
+  private addTx(e: Omit<TxLogEntry, 'id'>): void {
+    this.txLog.push({ id: this.ledgerIds.uuid(), ...e });
+  }
+
+  positions(uid: string): Array<{ position: Position; instrument: LinearInstrument; figures: PositionFigures }> {
     const acc = this.account(uid);
     return [...acc.positions.values()].map((p) => {
       const instrument = this.instruments.get('linear', p.symbol) as LinearInstrument;
-      return { position: p, instrument, figures: this.positionFigures(p, instrument) };
+      return { position: p, instrument, figures: this.positionFigures(p, instrument, uid) };
     });
   }
 
-  positionFigures(p: import('./accounts.ts').Position, inst: LinearInstrument): PositionFigures {
+  /** Mark, P&L and margin of a position; with the account's uid, also its TP/SL. */
+  positionFigures(p: Position, inst: LinearInstrument, uid?: string): PositionFigures {
     const mark = this.mid(p.symbol);
     const value = Math.abs(p.size) * mark;
     const im = value / p.leverage;
@@ -311,15 +461,28 @@ export class Exchange {
     const upl = unrealisedPnl(p, mark);
     // Isolated-style estimate: price at which the position's margin is used up down to MM.
     const liqPrice = p.size === 0 ? 0 : p.avgPrice - Math.sign(p.size) * ((p.avgPrice / p.leverage) - p.avgPrice * 0.005);
-    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))) };
+    return { mark, upl, im, mm, liqPrice: Math.max(0, toStep(liqPrice, Number(inst.tickSize))), ...this.positionStops(uid, p) };
+  }
+
+  /** The full-mode TP/SL and trailing stop of a position, from its untriggered conditional orders. */
+  private positionStops(uid: string | undefined, p: Position): { takeProfit: number; stopLoss: number; trailingStop: number } {
+    const out = { takeProfit: 0, stopLoss: 0, trailingStop: 0 };
+    if (uid === undefined || this.conditional.size === 0) return out;
+    for (const o of this.conditional) {
+      if (o.uid !== uid || o.symbol !== p.symbol || o.positionIdx !== p.positionIdx || o.tpslMode !== 'Full') continue;
+      if (o.stopOrderType === 'TakeProfit') out.takeProfit = o.triggerPrice;
+      else if (o.stopOrderType === 'StopLoss') out.stopLoss = o.triggerPrice;
+      else if (o.stopOrderType === 'TrailingStop') out.trailingStop = o.trailingStop;
+    }
+    return out;
   }
 
   orderIM(uid: string): number {
     let im = 0;
     const acc = this.account(uid);
     for (const o of this.open) {
-      if (o.uid !== uid || o.category !== 'linear' || o.reduceOnly) continue;
-      im += (leavesQty(o) * o.price) / acc.leverageOf(o.symbol);
+      if (o.uid !== uid || o.category !== 'linear' || reducing(o)) continue;
+      im += (leavesQty(o) * o.price) / acc.leverageOf(o.symbol, o.positionIdx);
     }
     return im;
   }
@@ -368,28 +531,39 @@ export class Exchange {
   setBalance(uid: string, coin: string, amount: number): void {
     const acc = this.accounts.get(uid) ?? this.addAccount({ uid, balances: {} });
     this.withPending(() => {
-      acc.coin(coin).wallet = amount;
+      const b = acc.coin(coin);
+      const change = amount - b.wallet;
+      b.wallet = amount;
+      // A balance set from outside is a transfer as far as the account's log is concerned.
+      if (change !== 0) {
+        this.addTx({
+          uid, category: '', symbol: '', side: 'None', transactionTime: this.now(), type: change > 0 ? 'TRANSFER_IN' : 'TRANSFER_OUT', qty: change, size: 0, currency: coin,
+          tradePrice: 0, funding: null, fee: 0, cashFlow: change, change, cashBalance: amount, feeRate: 0, tradeId: '', orderId: '', orderLinkId: '',
+        });
+      }
       this.pending!.wallets.add(uid);
     });
   }
 
-  setLeverage(uid: string, category: string, symbol: string, buy: unknown, sell: unknown): void {
-    if (category !== 'linear') throw paramsError('category only support linear');
-    const inst = this.instruments.get('linear', symbol) as LinearInstrument | undefined;
-    if (!inst) throw paramsError('symbol invalid');
-    const b = parseNum(buy), s = parseNum(sell);
-    if (!(b > 0) || b !== s) throw paramsError('buyLeverage must equal sellLeverage in one-way mode');
-    if (b < 1 || b > Number(inst.maxLeverage) || !isMultiple(b, 0.01)) throw new SimError(RetCode.PARAMS, 'leverage invalid');
-    const acc = this.account(uid);
-    if (acc.leverageOf(symbol) === b) throw new SimError(RetCode.LEVERAGE_NOT_MODIFIED, 'leverage not modified');
+  /**
+   * Run a state change made outside the core (position modes, leverage, TP/SL, funding) and
+   * publish what it touched, as the core's own changes are: one push per topic and account.
+   */
+  apply(fn: (t: Touch) => void): void {
     this.withPending(() => {
-      acc.leverage.set(symbol, b);
-      const p = acc.position(symbol, this.now());
-      p.leverage = b;
-      p.updatedTime = this.now();
-      this.pending!.positions.add(`${uid}\u0000${symbol}`);
-      this.pending!.wallets.add(uid);
+      const p = this.pending!;
+      fn({
+        position: (uid, key) => p.positions.add(`${uid}\u0000${key}`),
+        wallet: (uid) => p.wallets.add(uid),
+        order: (o) => p.orders.add(o),
+        tx: (e) => this.addTx(e),
+      });
     });
+  }
+
+  /** Open orders (conditional ones included) of an account, optionally of one linear symbol. */
+  openOrders(uid: string, symbol?: string): SimOrder[] {
+    return this.orderList.filter((o) => o.uid === uid && isOpen(o) && (!symbol || (o.category === 'linear' && o.symbol === symbol)));
   }
 
   // ---- trading ------------------------------------------------------------------------------
@@ -420,7 +594,8 @@ export class Exchange {
       throw paramsError('orderLinkId is invalid: at most 36 characters of letters, digits, "-" and "_"');
     }
     if (orderLinkId && this.byLinkId.has(`${uid}\u0000${orderLinkId}`)) throw new SimError(RetCode.DUPLICATE_LINK_ID, 'OrderLinkedID is duplicate');
-    if (p.positionIdx !== undefined && Number(p.positionIdx) !== 0) throw paramsError('position idx not match position mode');
+    const positionIdx = inst.category === 'linear' ? positionIdxFor(acc, inst, p.positionIdx) : 0;
+    if (inst.category === 'spot' && p.positionIdx !== undefined && Number(p.positionIdx) !== 0) throw paramsError('position idx not match position mode');
     const reduceOnly = p.reduceOnly === true || p.reduceOnly === 'true';
     const closeOnTrigger = p.closeOnTrigger === true || p.closeOnTrigger === 'true';
     const mid = this.mid(inst.symbol);
@@ -443,7 +618,7 @@ export class Exchange {
       this.validateSpot(acc, inst, side, orderType, marketUnit, qty, price, mid);
     } else {
       if (orderType === 'Market') price = toStep(side === 'Buy' ? mid * (1 + this.depth.protectionBps / 1e4) : mid * (1 - this.depth.protectionBps / 1e4), tick, side === 'Buy' ? 'floor' : 'ceil');
-      qty = this.validateLinear(acc, inst, side, orderType, qty, price, mid, reduceOnly);
+      qty = this.validateLinear(acc, inst, side, orderType, qty, price, mid, reduceOnly || closesOnly(positionIdx, side), positionIdx);
     }
 
     const o: SimOrder = {
@@ -474,6 +649,8 @@ export class Exchange {
       source: opts.source ?? 'rest',
       lockCoin: '',
       lockAmount: 0,
+      ...PLAIN_ORDER,
+      positionIdx,
     };
     this.orders.set(o.orderId, o);
     this.orderList.push(o);
@@ -532,7 +709,7 @@ export class Exchange {
   }
 
   /** Returns the quantity to use (reduce-only orders are clamped to the position). */
-  private validateLinear(acc: Account, inst: LinearInstrument, side: Side, type: 'Market' | 'Limit', qty: number, price: number, mid: number, reduceOnly: boolean): number {
+  private validateLinear(acc: Account, inst: LinearInstrument, side: Side, type: 'Market' | 'Limit', qty: number, price: number, mid: number, reduceOnly: boolean, idx: PositionIdx): number {
     const tick = Number(inst.tickSize);
     const step = Number(inst.qtyStep);
     if (type === 'Limit') {
@@ -545,8 +722,7 @@ export class Exchange {
     if (!isMultiple(qty, step)) throw paramsError(`qty must be a multiple of qtyStep ${inst.qtyStep}`);
     if (qty < Number(inst.minOrderQty)) throw paramsError('The number of contracts exceeds minimum limit allowed');
     if (qty > Number(type === 'Market' ? inst.maxMktOrderQty : inst.maxOrderQty)) throw paramsError('The number of contracts exceeds maximum limit allowed');
-    const pos = acc.positions.get(inst.symbol);
-    const size = pos?.size ?? 0;
+    const size = acc.findPosition(inst.symbol, idx)?.size ?? 0;
     const ref = type === 'Limit' ? price : mid;
     if (reduceOnly) {
       const reduces = (side === 'Sell' && size > 0) || (side === 'Buy' && size < 0);
@@ -556,7 +732,7 @@ export class Exchange {
     if (qty * ref < Number(inst.minNotionalValue)) throw new SimError(RetCode.MIN_NOTIONAL, `Order does not meet minimum order value ${inst.minNotionalValue}USDT`);
     const opposite = (side === 'Sell' && size > 0) || (side === 'Buy' && size < 0);
     const increasing = opposite ? Math.max(0, qty - Math.abs(size)) : qty;
-    const cost = (increasing * ref) / acc.leverageOf(inst.symbol) + qty * ref * inst.takerFee;
+    const cost = (increasing * ref) / acc.leverageOf(inst.symbol, idx) + qty * ref * inst.takerFee;
     if (increasing > 0 && this.available(acc.uid, inst.settleCoin) + 1e-9 < cost) throw new SimError(RetCode.INSUFFICIENT_AB, 'ab not enough for new order');
     return qty;
   }
@@ -649,6 +825,7 @@ export class Exchange {
     const feeRate = isMaker ? inst.makerFee : inst.takerFee;
     let fee: number;
     let closedSize = 0;
+    let linearTx: { cashFlow: number; size: number; balance: number; currency: string } | undefined;
     if (inst.category === 'spot') {
       const base = acc.coin(inst.baseCoin);
       const quote = acc.coin(inst.quoteCoin);
@@ -673,22 +850,38 @@ export class Exchange {
       }
     } else {
       fee = value * feeRate;
-      const p = acc.position(inst.symbol, now);
-      const r = applyLinearFill(p, o.side, f.qty, f.price);
+      const p = acc.position(inst.symbol, now, o.positionIdx);
+      const sizeBefore = p.size;
+      const r = applyLinearFill(p, o.side, f.qty, f.price, fee);
       closedSize = r.closedSize;
-      const realised = r.pnl - fee;
+      // TP/SL and trailing stops belong to the position: cleared with it (also when it flips).
+      if (closedSize > 0 && Math.sign(p.size) !== Math.sign(sizeBefore)) {
+        for (const stop of this.conditionalOrders(o.uid, inst.symbol, o.positionIdx)) this.deactivate(stop, 'CancelByTpSlTsClear');
+      }
       const usdt = acc.coin(inst.settleCoin);
-      usdt.wallet += realised;
-      usdt.cumRealisedPnl += realised;
-      p.cumRealisedPnl += realised;
-      p.curRealisedPnl += realised;
+      usdt.wallet += r.realised;
+      usdt.cumRealisedPnl += r.realised;
       p.updatedTime = now;
-      p.leverage = acc.leverageOf(inst.symbol);
-      o.closedPnl += r.pnl - (closedSize > 0 ? fee : 0);
-      this.pending!.positions.add(`${o.uid}\u0000${inst.symbol}`);
+      p.leverage = acc.leverageOf(inst.symbol, o.positionIdx);
+      if (closedSize > 0) {
+        const pending = this.pending!;
+        let a = pending.closes.get(o);
+        if (!a) pending.closes.set(o, (a = emptyCloseAcc(p.leverage, now)));
+        a.closedSize += closedSize;
+        a.cumEntryValue += closedSize * r.entryPrice;
+        a.cumExitValue += closedSize * f.price;
+        a.pnl += r.pnl;
+        a.openFee += r.openFeeShare;
+        a.closeFee += r.closeFee;
+        a.funding += r.fundingShare;
+        a.fills++;
+        a.lastTime = now;
+      }
+      linearTx = { cashFlow: r.pnl, size: p.size, balance: usdt.wallet, currency: inst.settleCoin };
+      this.pending!.positions.add(`${o.uid}\u0000${positionKey(inst.symbol, o.positionIdx)}`);
     }
     this.seq++;
-    if (inst.category === 'linear') acc.position(inst.symbol, now).seq = this.seq;
+    if (inst.category === 'linear') acc.position(inst.symbol, now, o.positionIdx).seq = this.seq;
     o.cumExecQty = toStep(o.cumExecQty + f.qty, inst.category === 'spot' ? Number(inst.basePrecision) : Number(inst.qtyStep));
     o.cumExecValue += value;
     o.cumExecFee += fee;
@@ -716,9 +909,24 @@ export class Exchange {
       markPrice: this.mid(inst.symbol),
       closedSize,
       seq: this.seq,
+      stopOrderType: o.stopOrderType,
     };
     this.executions.push(e);
     this.pending!.executions.push(e);
+    const tx = { uid: o.uid, category: inst.category, symbol: inst.symbol, side: o.side, transactionTime: now, type: 'TRADE' as const, tradePrice: f.price, funding: null, feeRate, tradeId: e.execId, orderId: o.orderId, orderLinkId: o.orderLinkId };
+    if (linearTx) {
+      const cashFlow = linearTx.cashFlow;
+      this.addTx({ ...tx, qty: f.qty, size: linearTx.size, currency: linearTx.currency, fee, cashFlow, change: cashFlow - fee, cashBalance: linearTx.balance });
+    } else {
+      // One entry per coin the fill moves; the fee sits on the coin it was charged in.
+      const buy = o.side === 'Buy';
+      const baseFee = buy ? fee : 0;
+      const quoteFee = buy ? 0 : fee;
+      const baseFlow = buy ? f.qty : -f.qty;
+      const quoteFlow = buy ? -value : value;
+      this.addTx({ ...tx, qty: baseFlow, size: 0, currency: inst.baseCoin, fee: baseFee, cashFlow: baseFlow, change: baseFlow - baseFee, cashBalance: acc.coin(inst.baseCoin).wallet });
+      this.addTx({ ...tx, qty: quoteFlow, size: 0, currency: inst.quoteCoin, fee: quoteFee, cashFlow: quoteFlow, change: quoteFlow - quoteFee, cashBalance: acc.coin(inst.quoteCoin).wallet });
+    }
     this.pending!.orders.add(o);
     this.pending!.wallets.add(o.uid);
     this.publishTrades(inst.category, inst.symbol, [{ price: f.price, qty: f.qty, side: o.side, time: now }]);
@@ -732,8 +940,8 @@ export class Exchange {
       const inst = this.instruments.get(o.category, o.symbol)!;
       const qtyStep = inst.category === 'spot' ? Number(inst.basePrecision) : Number(inst.qtyStep);
       let maxQty = leavesQty(o);
-      if (o.reduceOnly) {
-        const size = this.account(o.uid).positions.get(o.symbol)?.size ?? 0;
+      if (reducing(o)) {
+        const size = this.account(o.uid).findPosition(o.symbol, o.positionIdx)?.size ?? 0;
         const reduces = (o.side === 'Sell' && size > 0) || (o.side === 'Buy' && size < 0);
         if (!reduces) {
           o.cancelType = 'CancelByReduceOnly';
@@ -776,7 +984,7 @@ export class Exchange {
         b.locked += o.lockAmount;
       }
     } else {
-      this.validateLinear(acc, inst, o.side, 'Limit', newQty, newPrice, mid, o.reduceOnly);
+      this.validateLinear(acc, inst, o.side, 'Limit', newQty, newPrice, mid, reducing(o), o.positionIdx);
     }
     const now = this.now();
     this.withPending(() => {
@@ -818,6 +1026,10 @@ export class Exchange {
   }
 
   private cancel(o: SimOrder): void {
+    if (o.orderStatus === 'Untriggered') {
+      this.deactivate(o);
+      return;
+    }
     o.cancelType = 'CancelByUser';
     this.close(o, cancelStatus(o));
   }
@@ -831,7 +1043,10 @@ export class Exchange {
     const settleCoin = typeof p.settleCoin === 'string' && p.settleCoin ? p.settleCoin : undefined;
     if (category === 'linear' && !symbol && !baseCoin && !settleCoin) throw paramsError('symbol, baseCoin or settleCoin is required for linear');
     if (symbol && !this.instruments.get(category, symbol)) throw paramsError('symbol invalid');
-    const victims = [...this.open].filter((o) => {
+    // Linear cancels every kind of order by default, spot its ordinary ones (orderFilter=Order).
+    const filter = typeof p.orderFilter === 'string' && p.orderFilter ? p.orderFilter : category === 'linear' ? 'All' : 'Order';
+    const candidates = [...(filter === 'StopOrder' ? [] : this.open), ...(filter === 'Order' ? [] : this.conditional)];
+    const victims = candidates.filter((o) => {
       if (o.uid !== uid || o.category !== category) return false;
       const inst = this.instruments.get(o.category, o.symbol)!;
       return (!symbol || o.symbol === symbol) && (!baseCoin || inst.baseCoin === baseCoin) && (!settleCoin || inst.quoteCoin === settleCoin);
@@ -847,7 +1062,7 @@ export class Exchange {
       fn();
       return;
     }
-    this.pending = { orders: new Set(), executions: [], positions: new Set(), wallets: new Set() };
+    this.pending = { orders: new Set(), executions: [], positions: new Set(), wallets: new Set(), closes: new Map() };
     try {
       fn();
     } finally {
@@ -859,6 +1074,15 @@ export class Exchange {
 
   private flush(p: Pending): void {
     const creationTime = this.now();
+    for (const [o, a] of p.closes) {
+      const closedPnl = accClosedPnl(a);
+      o.closedPnl += closedPnl;
+      this.closedPnls.push({
+        uid: o.uid, symbol: o.symbol, orderId: o.orderId, side: o.side, qty: o.qty, orderPrice: o.price, orderType: o.orderType,
+        closedSize: a.closedSize, cumEntryValue: a.cumEntryValue, cumExitValue: a.cumExitValue, closedPnl, openFee: a.openFee, closeFee: a.closeFee,
+        fillCount: a.fills, leverage: a.leverage, createdTime: a.firstTime, updatedTime: a.lastTime,
+      });
+    }
     const byUid = <T>(items: Iterable<T>, uidOf: (t: T) => string) => {
       const m = new Map<string, T[]>();
       for (const t of items) {
@@ -876,11 +1100,11 @@ export class Exchange {
     }
     for (const [uid, keys] of byUid(p.positions, (k) => k.split('\u0000')[0]!)) {
       const acc = this.account(uid);
-      const data = keys.map((k) => {
-        const symbol = k.split('\u0000')[1]!;
-        const pos = acc.position(symbol, creationTime);
-        const inst = this.instruments.get('linear', symbol) as LinearInstrument;
-        return positionWs(pos, inst, this.positionFigures(pos, inst));
+      const data = keys.flatMap((k) => {
+        const pos = acc.positions.get(k.split('\u0000')[1]!);
+        if (!pos) return [];
+        const inst = this.instruments.get('linear', pos.symbol) as LinearInstrument;
+        return [positionWs(pos, inst, this.positionFigures(pos, inst, uid))];
       });
       this.emit({ type: 'private', uid, topic: 'position', creationTime, data });
     }
@@ -911,6 +1135,9 @@ export class Exchange {
     this.emit({ type: 'trades', category, symbol, trades });
   }
 }
+
+/** Reduce-only, or in hedge mode against its position's side: it can only close. */
+const reducing = (o: SimOrder): boolean => o.reduceOnly || closesOnly(o.positionIdx, o.side);
 
 /** Cancelled, or for a spot order with fills PartiallyFilledCanceled (linear has no such status). */
 function cancelStatus(o: SimOrder): OrderStatus {

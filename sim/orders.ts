@@ -5,7 +5,10 @@ import type { Category } from './instruments.ts';
 export type Side = 'Buy' | 'Sell';
 export type OrderType = 'Market' | 'Limit';
 export type TimeInForce = 'GTC' | 'IOC' | 'FOK' | 'PostOnly';
-export type OrderStatus = 'New' | 'PartiallyFilled' | 'Filled' | 'Cancelled' | 'PartiallyFilledCanceled' | 'Rejected';
+export type OrderStatus = 'New' | 'PartiallyFilled' | 'Filled' | 'Cancelled' | 'PartiallyFilledCanceled' | 'Rejected' | 'Untriggered' | 'Triggered' | 'Deactivated';
+/** Conditional orders the exchange creates for a position's TP/SL and trailing stop (trading-stop). */
+export type StopOrderType = '' | 'TakeProfit' | 'StopLoss' | 'TrailingStop' | 'PartialTakeProfit' | 'PartialStopLoss';
+export type TriggerBy = '' | 'LastPrice' | 'MarkPrice' | 'IndexPrice';
 /** Internal state of an order being accepted, before its first published status. */
 export type OrderState = OrderStatus | 'Created';
 
@@ -41,18 +44,52 @@ export interface SimOrder {
   /** Spot: coin and amount still held for this order. */
   lockCoin: string;
   lockAmount: number;
+  /** Linear: 0 in one-way mode, 1 / 2 for the Buy / Sell side of a hedge-mode position. */
+  positionIdx: 0 | 1 | 2;
+  /** Conditional (TP/SL) orders: what they are, their trigger, and for trailing stops the trail. */
+  stopOrderType: StopOrderType;
+  triggerPrice: number;
+  triggerBy: TriggerBy;
+  /** 1: triggers when the price rises to triggerPrice, 2: when it falls to it; 0: not conditional. */
+  triggerDirection: 0 | 1 | 2;
+  tpslMode: '' | 'Full' | 'Partial';
+  /** Trailing stop: distance from the best price since activation, activation price (0: at once), best price so far (0: not active yet). */
+  trailingStop: number;
+  activePrice: number;
+  trailExtreme: number;
+  /** Full-mode TP/SL orders close the whole position when they trigger: their qty is 0 until then. */
+  closeWholePosition: boolean;
 }
 
-export const OPEN_STATES: ReadonlySet<OrderState> = new Set(['New', 'PartiallyFilled']);
+/** Defaults of the conditional-order fields, for ordinary orders. */
+export const PLAIN_ORDER = {
+  positionIdx: 0,
+  stopOrderType: '',
+  triggerPrice: 0,
+  triggerBy: '',
+  triggerDirection: 0,
+  tpslMode: '',
+  trailingStop: 0,
+  activePrice: 0,
+  trailExtreme: 0,
+  closeWholePosition: false,
+} as const satisfies Partial<SimOrder>;
 
+export const OPEN_STATES: ReadonlySet<OrderState> = new Set(['New', 'PartiallyFilled', 'Untriggered']);
+
+// Conditional orders wait Untriggered, pass through Triggered (Bybit: "instantaneous state from
+// Untriggered to New") and then live as the order they carry; Deactivated: cancelled untriggered.
 const TRANSITIONS: Record<OrderState, readonly OrderStatus[]> = {
-  Created: ['New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected'],
+  Created: ['New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', 'Untriggered'],
   New: ['New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled'],
   PartiallyFilled: ['PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled'],
+  Untriggered: ['Untriggered', 'Triggered', 'Deactivated'],
+  Triggered: ['New', 'PartiallyFilled', 'Filled', 'Cancelled'],
   Filled: [],
   Cancelled: [],
   PartiallyFilledCanceled: [],
   Rejected: [],
+  Deactivated: [],
 };
 
 export class InvalidStateTransition extends Error {

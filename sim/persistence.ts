@@ -8,8 +8,9 @@
 //    directory, fsynced, renamed over the old one (atomic), directory fsynced: a kill -9 at any
 //    moment leaves the previous or the new snapshot, never a torn one.
 //  - `state-<port>.history.jsonl`, append-only: one line per accepted order ({"o":...}), its final
-//    version once it closes if it was logged open ({"f":...}), and one per execution ({"e":...}),
-//    after a header line naming the account. Appended and fdatasynced before the snapshot that
+//    version once it closes if it was logged open ({"f":...}), one per execution ({"e":...}), one
+//    per transaction-log entry ({"t":...}) and one per closed P&L record ({"c":...}), after a header
+//    line naming the account. Appended and fdatasynced before the snapshot that
 //    counts it is renamed into place; whatever lies beyond the snapshot's byte count (a write cut
 //    short by a kill) is ignored and cut off at the next start.
 // Writes are coalesced: an account change is on disk within `delayMs`, a market-only change (price
@@ -19,6 +20,11 @@
 //
 // An unreadable state is never replaced by a fresh account on a guess: loading refuses with the
 // path, the reason, and how to start fresh on purpose.
+//
+// Versions: 2 added position modes, margin mode, TP/SL (conditional orders), the transaction log
+// and closed P&L records. A version-1 state loads: what it lacks takes the value a version-1
+// simulator behaved as (one-way mode, regular margin, no conditional orders, empty logs), and the
+// snapshot then records how many history lines predate version 2 (only those get the defaults).
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
@@ -28,14 +34,18 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { FatalError } from '../runtime/errors.ts';
 import type { AccountState, CoinBalance, Position } from './accounts.ts';
+import type { ClosedPnlRecord } from './closed-pnl.ts';
 import type { ExchangeState, IdKey } from './exchange.ts';
-import { isOpen, type SimOrder } from './orders.ts';
+import { isOpen, PLAIN_ORDER, type SimOrder } from './orders.ts';
 import type { PriceState } from './price-process.ts';
 import type { RngState } from './rng.ts';
+import type { TxLogEntry } from './transaction-log.ts';
 import type { Execution } from './views.ts';
 
 export const STATE_FORMAT = 'bybit-sim-state';
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+/** Older versions this simulator upgrades on load. */
+const UPGRADABLE = [1];
 
 /** How to start fresh on purpose, for error messages. */
 export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old files are kept as state-<port>.bak.json and .bak.history.jsonl)';
@@ -80,8 +90,10 @@ export interface SavedState extends StateMeta {
   savedAt: number;
   /** The prefix of the history file that belongs to this snapshot. */
   history: { bytes: number; lines: number };
-  counts: { orders: number; openOrders: number; executions: number };
-  exchange: Omit<ExchangeState, 'orders' | 'executions'> & {
+  /** Set once a version-1 state was upgraded: its first `lines` history lines are version-1 lines. */
+  upgradedFrom?: { version: number; lines: number };
+  counts: { orders: number; openOrders: number; executions: number; transactionLog: number; closedPnl: number };
+  exchange: Omit<ExchangeState, 'orders' | 'executions' | 'transactionLog' | 'closedPnl'> & {
     /** Current versions of the orders whose last history line is not final (open ones). */
     liveOrders: SimOrder[];
   };
@@ -91,6 +103,7 @@ export interface SavedState extends StateMeta {
 export interface LoadedState extends StateMeta {
   file: string;
   history: { bytes: number; lines: number };
+  upgradedFrom?: { version: number; lines: number };
   exchange: ExchangeState;
 }
 
@@ -101,22 +114,44 @@ const side = z.enum(['Buy', 'Sell']);
 const category = z.enum(['spot', 'linear']);
 const rngState: z.ZodType<RngState> = z.object({ a: num, b: num, c: num, d: num, spare: num.nullable() });
 const coinBalance: z.ZodType<CoinBalance> = z.object({ wallet: num, locked: num, cumRealisedPnl: num });
+const positionIdx = z.union([z.literal(0), z.literal(1), z.literal(2)]);
+const positionMode = z.union([z.literal(0), z.literal(3)]);
 const position: z.ZodType<Position> = z.object({
-  symbol: z.string(), size: num, avgPrice: num, leverage: num, cumRealisedPnl: num, curRealisedPnl: num, createdTime: num, updatedTime: num, seq: num,
+  symbol: z.string(), positionIdx, size: num, avgPrice: num, leverage: num, cumRealisedPnl: num, curRealisedPnl: num, createdTime: num, updatedTime: num, seq: num,
+  openFee: num, fundingCost: num,
 });
-const accountState: z.ZodType<AccountState> = z.object({ uid: z.string(), coins: z.record(coinBalance), positions: z.array(position), leverage: z.record(num) });
+const accountState: z.ZodType<AccountState> = z.object({
+  uid: z.string(), coins: z.record(coinBalance), positions: z.array(position), leverage: z.record(num),
+  positionMode: z.record(positionMode), coinPositionMode: z.record(positionMode), marginMode: z.enum(['REGULAR_MARGIN', 'ISOLATED_MARGIN', 'PORTFOLIO_MARGIN']), updatedTime: num,
+});
+const stopOrderType = z.enum(['', 'TakeProfit', 'StopLoss', 'TrailingStop', 'PartialTakeProfit', 'PartialStopLoss']);
 const order: z.ZodType<SimOrder> = z.object({
   orderId: z.string().min(1), orderLinkId: z.string(), uid: z.string(), category, symbol: z.string(), side, orderType: z.enum(['Market', 'Limit']),
   price: num, qty: num, marketUnit: z.enum(['', 'baseCoin', 'quoteCoin']), timeInForce: z.enum(['GTC', 'IOC', 'FOK', 'PostOnly']),
   reduceOnly: z.boolean(), closeOnTrigger: z.boolean(),
-  orderStatus: z.enum(['Created', 'New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected']),
+  orderStatus: z.enum(['Created', 'New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled', 'Rejected', 'Untriggered', 'Triggered', 'Deactivated']),
   cancelType: z.string(), rejectReason: z.string(), cumExecQty: num, cumExecValue: num, cumExecFee: num, closedPnl: num, feeCurrency: z.string(),
   createdTime: num, updatedTime: num, lastPriceOnCreated: num, source: z.enum(['rest', 'direct']), lockCoin: z.string(), lockAmount: num,
+  positionIdx, stopOrderType, triggerPrice: num, triggerBy: z.enum(['', 'LastPrice', 'MarkPrice', 'IndexPrice']),
+  triggerDirection: z.union([z.literal(0), z.literal(1), z.literal(2)]), tpslMode: z.enum(['', 'Full', 'Partial']),
+  trailingStop: num, activePrice: num, trailExtreme: num, closeWholePosition: z.boolean(),
 });
 const execution: z.ZodType<Execution> = z.object({
   execId: z.string().min(1), uid: z.string(), category, symbol: z.string(), orderId: z.string(), orderLinkId: z.string(), side,
   orderPrice: num, orderQty: num, leavesQty: num, orderType: z.enum(['Market', 'Limit']), execPrice: num, execQty: num, execValue: num,
   execFee: num, feeRate: num, feeCurrency: z.string(), isMaker: z.boolean(), execTime: num, markPrice: num, closedSize: num, seq: num,
+  stopOrderType,
+});
+const txLogEntry: z.ZodType<TxLogEntry> = z.object({
+  id: z.string().min(1), uid: z.string(), category: z.enum(['', 'spot', 'linear']), symbol: z.string(), side: z.enum(['Buy', 'Sell', 'None']),
+  transactionTime: num, type: z.enum(['TRADE', 'SETTLEMENT', 'TRANSFER_IN', 'TRANSFER_OUT']), qty: num, size: num, currency: z.string(),
+  tradePrice: num, funding: num.nullable(), fee: num, cashFlow: num, change: num, cashBalance: num, feeRate: num,
+  tradeId: z.string(), orderId: z.string(), orderLinkId: z.string(),
+});
+const closedPnlRecord: z.ZodType<ClosedPnlRecord> = z.object({
+  uid: z.string(), symbol: z.string(), orderId: z.string(), side, qty: num, orderPrice: num, orderType: z.enum(['Market', 'Limit']),
+  closedSize: num, cumEntryValue: num, cumExitValue: num, closedPnl: num, openFee: num, closeFee: num, fillCount: num, leverage: num,
+  createdTime: num, updatedTime: num,
 });
 const priceState: z.ZodType<PriceState> = z.object({
   steps: z.number().int().min(0),
@@ -135,7 +170,8 @@ const savedState: z.ZodType<SavedState> = z.object({
   seed: num,
   instances: z.array(z.object({ nonce: z.string(), startedAt: num })),
   history: z.object({ bytes: count, lines: count }),
-  counts: z.object({ orders: count, openOrders: count, executions: count }),
+  upgradedFrom: z.object({ version: num, lines: count }).optional(),
+  counts: z.object({ orders: count, openOrders: count, executions: count, transactionLog: count, closedPnl: count }),
   exchange: z.object({
     accounts: z.array(accountState),
     seq: num,
@@ -148,8 +184,51 @@ const savedState: z.ZodType<SavedState> = z.object({
 const header = z.object({ h: z.object({ format: z.literal(STATE_FORMAT), accountId: z.string() }) });
 // One schema per kind of line, chosen by its key (a union would try each in turn, and history
 // files are long).
-const historyLine = { o: z.object({ o: order }).strict(), f: z.object({ f: order }).strict(), e: z.object({ e: execution }).strict() } as const;
-type HistoryLine = { o: SimOrder } | { f: SimOrder } | { e: Execution };
+const historyLine = {
+  o: z.object({ o: order }).strict(),
+  f: z.object({ f: order }).strict(),
+  e: z.object({ e: execution }).strict(),
+  t: z.object({ t: txLogEntry }).strict(),
+  c: z.object({ c: closedPnlRecord }).strict(),
+} as const;
+type HistoryLine = { o: SimOrder } | { f: SimOrder } | { e: Execution } | { t: TxLogEntry } | { c: ClosedPnlRecord };
+const LINE_KINDS = new Set(Object.keys(historyLine));
+
+// ---- version 1 -> 2 ---------------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+const upgradeOrder = (o: unknown): unknown => (o && typeof o === 'object' ? { ...PLAIN_ORDER, ...o } : o);
+
+/** A version-1 snapshot as version 2 (before validation; a malformed one still fails there). */
+function upgradeSnapshot(json: Json): Json {
+  const ex = (json.exchange ?? {}) as Json;
+  const accounts = Array.isArray(ex.accounts) ? ex.accounts : [];
+  const counts = (json.counts ?? {}) as Json;
+  const history = (json.history ?? {}) as Json;
+  return {
+    ...json,
+    version: STATE_VERSION,
+    upgradedFrom: { version: json.version, lines: history.lines },
+    counts: { ...counts, transactionLog: 0, closedPnl: 0 },
+    exchange: {
+      ...ex,
+      accounts: accounts.map((a: Json) => ({
+        positionMode: {}, coinPositionMode: {}, marginMode: 'REGULAR_MARGIN', updatedTime: 0,
+        ...a,
+        positions: Array.isArray(a.positions) ? a.positions.map((p: Json) => ({ positionIdx: 0, openFee: 0, fundingCost: 0, ...p })) : a.positions,
+      })),
+      liveOrders: Array.isArray(ex.liveOrders) ? ex.liveOrders.map(upgradeOrder) : ex.liveOrders,
+    },
+  };
+}
+
+/** A version-1 history line as version 2. */
+function upgradeLine(json: Json): Json {
+  if ('o' in json) return { o: upgradeOrder(json.o) };
+  if ('f' in json) return { f: upgradeOrder(json.f) };
+  if ('e' in json && json.e && typeof json.e === 'object') return { e: { stopOrderType: '', ...json.e } };
+  return json;
+}
 
 function unusable(file: string, reason: string): FatalError {
   return new FatalError('sim_state_unreadable', `simulator state file ${file} cannot be used: ${reason}. The simulator does not replace an account it cannot read; to start a fresh paper account on purpose: ${FRESH_HINT}`);
@@ -171,8 +250,10 @@ function readSnapshot(file: string): SavedState | undefined {
   }
   const head = json as { format?: unknown; version?: unknown } | null;
   if (head?.format !== STATE_FORMAT) throw unusable(file, `not a simulator state file (format ${JSON.stringify(head?.format)}, expected "${STATE_FORMAT}")`);
-  if (head.version !== STATE_VERSION) throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads version ${STATE_VERSION}`);
-  const r = savedState.safeParse(json);
+  if (head.version !== STATE_VERSION && !UPGRADABLE.includes(head.version as number)) {
+    throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads versions ${[...UPGRADABLE, STATE_VERSION].join(', ')}`);
+  }
+  const r = savedState.safeParse(head.version === STATE_VERSION ? json : upgradeSnapshot(json as Json));
   if (!r.success) throw unusable(file, `invalid content: ${r.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;
 }
@@ -216,11 +297,15 @@ export function loadState(file: string): LoadedState | undefined {
   const orders: SimOrder[] = [];
   const at = new Map<string, number>();
   const executions: Execution[] = [];
+  const transactionLog: TxLogEntry[] = [];
+  const closedPnl: ClosedPnlRecord[] = [];
+  const v1Lines = snap.upgradedFrom?.lines ?? 0;
   for (let i = 1; i < lines.length; i++) {
-    const json = parse(i);
-    const kind = json && typeof json === 'object' ? Object.keys(json)[0] : undefined;
-    if (kind !== 'o' && kind !== 'f' && kind !== 'e') throw unusable(file, `line ${i + 1} of ${hfile} is neither an order nor an execution`);
-    const r = historyLine[kind].safeParse(json);
+    const raw = parse(i);
+    const kind = raw && typeof raw === 'object' ? Object.keys(raw)[0] : undefined;
+    if (!kind || !LINE_KINDS.has(kind)) throw unusable(file, `line ${i + 1} of ${hfile} is neither an order, an execution, a transaction-log entry nor a closed P&L record`);
+    const json = i < v1Lines ? upgradeLine(raw as Json) : raw;
+    const r = historyLine[kind as keyof typeof historyLine].safeParse(json);
     if (!r.success) throw unusable(file, `line ${i + 1} of ${hfile}: ${r.error.issues.slice(0, 3).map((x) => `${x.path.join('.')}: ${x.message}`).join('; ')}`);
     const l = r.data as HistoryLine;
     if ('o' in l) {
@@ -230,7 +315,9 @@ export function loadState(file: string): LoadedState | undefined {
       const k = at.get(l.f.orderId);
       if (k === undefined) throw unusable(file, `line ${i + 1} of ${hfile} closes order ${l.f.orderId}, which it never opened`);
       orders[k] = l.f;
-    } else executions.push(l.e);
+    } else if ('e' in l) executions.push(l.e);
+    else if ('t' in l) transactionLog.push(l.t);
+    else closedPnl.push(l.c);
   }
   for (const o of snap.exchange.liveOrders) {
     const k = at.get(o.orderId);
@@ -238,13 +325,16 @@ export function loadState(file: string): LoadedState | undefined {
     orders[k] = o;
   }
   const { liveOrders: _live, ...market } = snap.exchange;
-  const exchange: ExchangeState = { ...market, orders, executions };
+  const exchange: ExchangeState = { ...market, orders, executions, transactionLog, closedPnl };
   const problem = consistencyProblem(exchange);
   if (problem) throw unusable(file, `inconsistent content: ${problem}`);
   if (orders.length !== snap.counts.orders || executions.length !== snap.counts.executions) {
     throw unusable(file, `the history holds ${orders.length} orders and ${executions.length} executions, the snapshot counts ${snap.counts.orders} and ${snap.counts.executions}`);
   }
-  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, exchange };
+  if (transactionLog.length !== snap.counts.transactionLog || closedPnl.length !== snap.counts.closedPnl) {
+    throw unusable(file, `the history holds ${transactionLog.length} transaction-log entries and ${closedPnl.length} closed P&L records, the snapshot counts ${snap.counts.transactionLog} and ${snap.counts.closedPnl}`);
+  }
+  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, upgradedFrom: snap.upgradedFrom, exchange };
 }
 
 export interface StateSummary {
@@ -349,7 +439,10 @@ export class StateWriter {
   /** History appended so far: orders and executions logged, and orders logged while open. */
   private loggedOrders = 0;
   private loggedExecs = 0;
+  private loggedTx = 0;
+  private loggedClosed = 0;
   private historyLines = 0;
+  private readonly upgradedFrom?: { version: number; lines: number };
   private readonly live = new Set<SimOrder>();
   private dirty = true;
   /** The write in flight, if any. */
@@ -381,6 +474,9 @@ export class StateWriter {
       this.historyLines = r.history.lines;
       this.loggedOrders = r.exchange.orders.length;
       this.loggedExecs = r.exchange.executions.length;
+      this.loggedTx = r.exchange.transactionLog.length;
+      this.loggedClosed = r.exchange.closedPnl.length;
+      this.upgradedFrom = r.upgradedFrom;
       for (const o of r.exchange.orders) if (isOpen(o)) this.live.add(o);
     } else {
       setAside(opts.file); // a history without its snapshot is kept, not appended to
@@ -431,6 +527,8 @@ export class StateWriter {
       if (isOpen(o)) opened.push(o);
     }
     for (const e of ex.executions.slice(this.loggedExecs)) lines.push(JSON.stringify({ e }));
+    for (const t of ex.transactionLog.slice(this.loggedTx)) lines.push(JSON.stringify({ t }));
+    for (const c of ex.closedPnl.slice(this.loggedClosed)) lines.push(JSON.stringify({ c }));
     if (lines.length) {
       try {
         this.stats.historyBytes += writeAllSync(this.historyFd, `${lines.join('\n')}\n`);
@@ -442,18 +540,21 @@ export class StateWriter {
       this.historyLines += lines.length;
       this.loggedOrders = ex.orders.length;
       this.loggedExecs = ex.executions.length;
+      this.loggedTx = ex.transactionLog.length;
+      this.loggedClosed = ex.closedPnl.length;
       for (const o of closed) this.live.delete(o);
       for (const o of opened) this.live.add(o);
     }
     const tSnap = performance.now();
-    const { orders: _o, executions: _e, ...market } = ex;
+    const { orders: _o, executions: _e, transactionLog: _t, closedPnl: _c, ...market } = ex;
     const snap: SavedState = {
       format: STATE_FORMAT,
       version: STATE_VERSION,
       ...this.opts.meta,
       savedAt: this.opts.now(),
       history: { bytes: this.stats.historyBytes, lines: this.historyLines },
-      counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length },
+      ...(this.upgradedFrom ? { upgradedFrom: this.upgradedFrom } : {}),
+      counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length, transactionLog: ex.transactionLog.length, closedPnl: ex.closedPnl.length },
       exchange: { ...market, liveOrders: [...this.live] },
     };
     const text = JSON.stringify(snap);

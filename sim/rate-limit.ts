@@ -26,6 +26,10 @@ export const DEFAULT_LIMITS: Readonly<Record<string, number>> = Object.freeze({
   '/v5/order/cancel-all:spot': 20,
   '/v5/order/cancel-all:linear': 10,
   '/v5/position/set-leverage:linear': 10,
+  '/v5/position/trading-stop:linear': 10,
+  '/v5/position/switch-mode:linear': 10,
+  '/v5/account/transaction-log': 25,
+  '/v5/account/set-margin-mode': 5,
   '/v5/account/fee-rate': 10,
 });
 

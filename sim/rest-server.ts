@@ -121,7 +121,7 @@ export function createRestHandler(deps: RestDeps) {
       out = envelope(ex.now(), RetCode.OK, 'OK', result);
     } catch (e) {
       if (!(e instanceof SimError)) throw e;
-      out = envelope(ex.now(), e.retCode, e.retMsg);
+      out = envelope(ex.now(), e.retCode, e.retMsg, e.result);
     }
     if (f5) {
       sendError5xx(res, f5.status);

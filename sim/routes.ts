@@ -8,6 +8,11 @@ import { instrumentItem, orderbook, ticker } from './market-data.ts';
 import { fix, trim } from './num.ts';
 import { isOpen, type SimOrder } from './orders.ts';
 import { aggregate, KLINE_INTERVALS } from './price-process.ts';
+import { closedPnlItem } from './closed-pnl.ts';
+import { accountInfo, setMarginMode } from './margin-mode.ts';
+import { setLeverage, switchPositionMode, symbolPositions, type PositionRow } from './positions.ts';
+import { setTradingStop } from './trading-stop.ts';
+import { txLogItem } from './transaction-log.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 
 export interface RouteCtx {
@@ -62,14 +67,15 @@ function page<T>(items: T[], p: Record<string, unknown>, def: number, max: numbe
   return { slice, next };
 }
 
-function timeRange(p: Record<string, unknown>, now: number): { from: number; to: number } {
+/** startTime / endTime as Bybit reads them: one alone spans `window` from it, neither the last `window`, both at most 7 days. */
+function timeRange(p: Record<string, unknown>, now: number, window = 7 * DAY): { from: number; to: number } {
   const s = str(p.startTime) ?? str(p.start);
   const e = str(p.endTime) ?? str(p.end);
   let from: number, to: number;
   if (s && e) [from, to] = [Number(s), Number(e)];
-  else if (s) [from, to] = [Number(s), Number(s) + 7 * DAY];
-  else if (e) [from, to] = [Number(e) - 7 * DAY, Number(e)];
-  else [from, to] = [now - 7 * DAY, now];
+  else if (s) [from, to] = [Number(s), Number(s) + window];
+  else if (e) [from, to] = [Number(e) - window, Number(e)];
+  else [from, to] = [now - window, now];
   if (!Number.isFinite(from) || !Number.isFinite(to) || to < from) throw paramsError('startTime/endTime invalid');
   if (to - from > 7 * DAY) throw paramsError('The time range between startTime and endTime cannot exceed 7 days');
   return { from, to };
@@ -99,6 +105,9 @@ function orderMatches(ex: Exchange, o: SimOrder, p: Record<string, unknown>): bo
   if (settleCoin) return inst.quoteCoin === settleCoin;
   return true;
 }
+
+/** orderFilter: Order (ordinary orders), StopOrder (conditional ones: TP/SL, trailing stops); unset: all. */
+const kindMatches = (o: SimOrder, filter: string | undefined): boolean => !filter || (filter === 'StopOrder' ? o.stopOrderType !== '' : filter === 'Order' ? o.stopOrderType === '' : true);
 
 function ordersResult(ex: Exchange, category: string, orders: SimOrder[], p: Record<string, unknown>) {
   const { slice, next } = page(orders, p, 20, 50);
@@ -214,7 +223,8 @@ export const ROUTES: Route[] = [
         throw paramsError('symbol, baseCoin, settleCoin: one of them is required for linear');
       }
       const openOnly = intParam(params, 'openOnly', 0, 0, 2);
-      let orders = ex.allOrders(uid).filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params));
+      const filter = str(params.orderFilter);
+      let orders = ex.allOrders(uid).filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params) && kindMatches(o, filter));
       if (!byId) orders = openOnly === 0 ? orders.filter(isOpen) : orders.filter((o) => !isOpen(o)).slice(-500);
       return ordersResult(ex, category, newestFirst(orders), params);
     },
@@ -232,7 +242,7 @@ export const ROUTES: Route[] = [
         .allOrders(uid)
         .filter((o) => o.category === category && o.orderStatus !== 'Created' && orderMatches(ex, o, params))
         .filter((o) => byId || (o.createdTime >= from && o.createdTime <= to))
-        .filter((o) => !status || o.orderStatus === status);
+        .filter((o) => (!status || o.orderStatus === status) && kindMatches(o, str(params.orderFilter)));
       return ordersResult(ex, category, newestFirst(orders), params);
     },
   },
@@ -273,18 +283,11 @@ export const ROUTES: Route[] = [
       const symbol = str(params.symbol);
       const settleCoin = str(params.settleCoin);
       if (!symbol && !settleCoin) throw paramsError('symbol or settleCoin is required');
-      const now = ex.now();
-      let rows = ex.positions(uid);
+      let rows: PositionRow[];
       if (symbol) {
-        const inst = instrumentFor(ex, 'linear', symbol) as LinearInstrument;
-        rows = rows.filter((r) => r.position.symbol === symbol);
-        if (rows.length === 0) {
-          const acc = ex.account(uid);
-          const zero = { symbol, size: 0, avgPrice: 0, leverage: acc.leverageOf(symbol), cumRealisedPnl: 0, curRealisedPnl: 0, createdTime: now, updatedTime: now, seq: -1 };
-          rows = [{ position: zero, instrument: inst, figures: ex.positionFigures(zero, inst) }];
-        }
+        rows = symbolPositions(ex, uid, instrumentFor(ex, 'linear', symbol) as LinearInstrument);
       } else {
-        rows = rows.filter((r) => r.position.size !== 0 && r.instrument.settleCoin === settleCoin);
+        rows = ex.positions(uid).filter((r) => r.position.size !== 0 && r.instrument.settleCoin === settleCoin);
       }
       const { slice, next } = page(rows, params, 20, 200);
       return { category, list: slice.map((r) => positionRest(r.position, r.instrument, r.figures)), nextPageCursor: next };
@@ -295,8 +298,72 @@ export const ROUTES: Route[] = [
     path: '/v5/position/set-leverage',
     private: true,
     handler: ({ ex, uid, params }) => {
-      ex.setLeverage(uid, String(params.category), String(params.symbol), params.buyLeverage, params.sellLeverage);
+      setLeverage(ex, uid, params);
       return {};
+    },
+  },
+  // ---- position and account settings, TP/SL, closed P&L, transaction log ----
+  {
+    method: 'POST',
+    path: '/v5/position/switch-mode',
+    private: true,
+    handler: ({ ex, uid, params }) => {
+      switchPositionMode(ex, uid, params);
+      return {};
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v5/position/trading-stop',
+    private: true,
+    handler: ({ ex, uid, params }) => {
+      setTradingStop(ex, uid, params);
+      return {};
+    },
+  },
+  {
+    method: 'POST',
+    path: '/v5/account/set-margin-mode',
+    private: true,
+    handler: ({ ex, uid, params }) => setMarginMode(ex, uid, params),
+  },
+  {
+    method: 'GET',
+    path: '/v5/position/closed-pnl',
+    private: true,
+    handler: ({ ex, uid, params }) => {
+      const category = requireCategory(params, ['linear']);
+      const symbol = str(params.symbol);
+      if (symbol) instrumentFor(ex, 'linear', symbol);
+      const { from, to } = timeRange(params, ex.now());
+      const records = ex.closedPnl(uid).filter((r) => (!symbol || r.symbol === symbol) && r.createdTime >= from && r.createdTime <= to);
+      const { slice, next } = page(newestFirst(records), params, 50, 100);
+      return { category, list: slice.map((r) => closedPnlItem(r, ex.instruments.get('linear', r.symbol) as LinearInstrument)), nextPageCursor: next };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/v5/account/transaction-log',
+    private: true,
+    handler: ({ ex, uid, params }) => {
+      const accountType = str(params.accountType);
+      if (accountType && accountType !== 'UNIFIED') throw paramsError('accountType only support UNIFIED');
+      const category = str(params.category);
+      if (category && !['spot', 'linear'].includes(category)) throw paramsError(`category ${category} is not supported (spot, linear)`);
+      const currency = str(params.currency);
+      const baseCoin = str(params.baseCoin);
+      const type = str(params.type);
+      const subType = str(params.transSubType);
+      const { from, to } = timeRange(params, ex.now(), DAY);
+      const entries = ex.transactionLog(uid).filter((e) =>
+        (!category || e.category === category)
+        && (!currency || e.currency === currency)
+        && (!baseCoin || (e.category !== '' && ex.instruments.get(e.category, e.symbol)?.baseCoin === baseCoin))
+        && (!type || e.type === type)
+        && !subType // no entry here comes from a move position (transSubType '')
+        && e.transactionTime >= from && e.transactionTime <= to);
+      const { slice, next } = page([...entries].reverse(), params, 20, 50);
+      return { list: slice.map(txLogItem), nextPageCursor: next };
     },
   },
   // ---- account ----
@@ -335,16 +402,7 @@ export const ROUTES: Route[] = [
     method: 'GET',
     path: '/v5/account/info',
     private: true,
-    handler: ({ ex }) => ({
-      unifiedMarginStatus: 5,
-      marginMode: 'REGULAR_MARGIN',
-      isMasterTrader: false,
-      spotHedgingStatus: 'OFF',
-      updatedTime: String(ex.now()),
-      dcpStatus: 'OFF',
-      timeWindow: 0,
-      smpGroup: 0,
-    }),
+    handler: ({ ex, uid, startedAt }) => accountInfo(ex, uid, startedAt),
   },
 ];
 

@@ -12,6 +12,7 @@ import { FatalError } from '../runtime/errors.ts';
 import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
+import type { FundingRateSource } from './funding-settlement.ts';
 import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
 import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
@@ -57,6 +58,11 @@ export interface SimulatorOptions {
   fresh?: boolean;
   /** With `stateFile`: an account change is on disk within this, ms. Default 200. */
   stateSaveMs?: number;
+  /**
+   * Funding rate of linear positions at each 8-hourly settlement, (symbol, settleTime) => rate.
+   * Default: funding-settlement.ts defaultFundingRate (a constant 0.01 %).
+   */
+  fundingRate?: FundingRateSource;
   /**
    * Instance nonce mixed into every id stream (orderId, execId, public trade id, ws message id).
    * Default: 16 random bytes, new at every start, so no id repeats across restarts. Pass the same
@@ -122,7 +128,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   if (saved?.instances.some((i) => i.nonce === nonce)) {
     throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
   }
-  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
+  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange, fundingRate: opts.fundingRate });
   const startedAt = saved?.createdAt ?? clock.now();
   const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);

@@ -3,7 +3,7 @@
 // Every number is a decimal string, as Bybit sends it; integers and booleans stay as Bybit types.
 import { decimalsOf, fix, trim } from './num.ts';
 import type { Instrument } from './instruments.ts';
-import { isOpen, leavesQty, type SimOrder } from './orders.ts';
+import { isOpen, leavesQty, type SimOrder, type StopOrderType } from './orders.ts';
 import type { Position } from './accounts.ts';
 
 export interface Execution {
@@ -29,7 +29,12 @@ export interface Execution {
   markPrice: number;
   closedSize: number;
   seq: number;
+  /** The order's stopOrderType ('' for an ordinary order). */
+  stopOrderType: StopOrderType;
 }
+
+/** Bybit's createType of an order: by the user, or by the position's TP/SL or trailing stop. */
+export const createTypeOf = (stop: StopOrderType): string => (stop === '' ? 'CreateByUser' : `CreateBy${stop}`);
 
 export const qtyDecimals = (i: Instrument): number => decimalsOf(i.category === 'spot' ? i.basePrecision : i.qtyStep);
 export const priceDecimals = (i: Instrument): number => decimalsOf(i.tickSize);
@@ -54,7 +59,7 @@ export function orderRest(o: SimOrder, i: Instrument): Record<string, unknown> {
     qty: orderQtyString(o, i),
     side: o.side,
     isLeverage: o.category === 'spot' ? '0' : '',
-    positionIdx: 0,
+    positionIdx: o.positionIdx,
     orderStatus: o.orderStatus,
     cancelType: o.cancelType,
     rejectReason: o.rejectReason,
@@ -66,20 +71,20 @@ export function orderRest(o: SimOrder, i: Instrument): Record<string, unknown> {
     cumExecFee: trim(o.cumExecFee, 8),
     timeInForce: o.timeInForce,
     orderType: o.orderType,
-    stopOrderType: '',
+    stopOrderType: o.stopOrderType,
     orderIv: '',
     marketUnit: o.marketUnit,
-    triggerPrice: '0',
+    triggerPrice: o.triggerPrice > 0 ? fix(o.triggerPrice, pd) : '0',
     takeProfit: '0',
     stopLoss: '0',
-    tpslMode: o.category === 'linear' ? 'UNKNOWN' : '',
+    tpslMode: o.tpslMode || (o.category === 'linear' ? 'UNKNOWN' : ''),
     ocoTriggerBy: '',
     tpLimitPrice: '0',
     slLimitPrice: '0',
     tpTriggerBy: '',
     slTriggerBy: '',
-    triggerDirection: 0,
-    triggerBy: '',
+    triggerDirection: o.triggerDirection,
+    triggerBy: o.triggerBy,
     lastPriceOnCreated: fix(o.lastPriceOnCreated, pd),
     reduceOnly: o.reduceOnly,
     closeOnTrigger: o.closeOnTrigger,
@@ -90,7 +95,7 @@ export function orderRest(o: SimOrder, i: Instrument): Record<string, unknown> {
     createdTime: String(o.createdTime),
     updatedTime: String(o.updatedTime),
   };
-  if (o.category === 'linear') base.createType = 'CreateByUser';
+  if (o.category === 'linear') base.createType = createTypeOf(o.stopOrderType);
   return base;
 }
 
@@ -117,7 +122,7 @@ function execCommon(e: Execution, i: Instrument): Record<string, unknown> {
     orderQty: e.orderType === 'Market' && i.category === 'spot' ? trim(e.orderQty, 8) : fix(e.orderQty, qd),
     leavesQty: fix(e.leavesQty, qd),
     orderType: e.orderType,
-    stopOrderType: 'UNKNOWN',
+    stopOrderType: e.stopOrderType || 'UNKNOWN',
     execFee: trim(e.execFee, 8),
     execId: e.execId,
     execPrice: fix(e.execPrice, pd),
@@ -141,7 +146,7 @@ function execCommon(e: Execution, i: Instrument): Record<string, unknown> {
 /** Item of /v5/execution/list. */
 export function executionRest(e: Execution, i: Instrument): Record<string, unknown> {
   const x = { ...execCommon(e, i), feeCurrency: e.feeCurrency, extraFees: '' } as Record<string, unknown>;
-  if (i.category === 'linear') x.createType = 'CreateByUser';
+  if (i.category === 'linear') x.createType = createTypeOf(e.stopOrderType);
   return x;
 }
 
@@ -156,13 +161,17 @@ export interface PositionFigures {
   im: number;
   mm: number;
   liqPrice: number;
+  /** The position's full TP/SL and trailing stop (distance), 0 when unset. */
+  takeProfit: number;
+  stopLoss: number;
+  trailingStop: number;
 }
 
 function positionCommon(p: Position, i: Instrument, f: PositionFigures): Record<string, unknown> {
   const pd = priceDecimals(i);
   const qd = qtyDecimals(i);
   return {
-    positionIdx: 0,
+    positionIdx: p.positionIdx,
     riskId: 1,
     riskLimitValue: '2000000',
     symbol: p.symbol,
@@ -181,9 +190,9 @@ function positionCommon(p: Position, i: Instrument, f: PositionFigures): Record<
     positionMM: trim(f.mm, 8),
     positionIM: trim(f.im, 8),
     tpslMode: 'Full',
-    takeProfit: '0',
-    stopLoss: '0',
-    trailingStop: '0',
+    takeProfit: f.takeProfit > 0 ? fix(f.takeProfit, pd) : '0',
+    stopLoss: f.stopLoss > 0 ? fix(f.stopLoss, pd) : '0',
+    trailingStop: f.trailingStop > 0 ? fix(f.trailingStop, pd) : '0',
     unrealisedPnl: trim(f.upl, 8),
     curRealisedPnl: trim(p.curRealisedPnl, 8),
     cumRealisedPnl: trim(p.cumRealisedPnl, 8),

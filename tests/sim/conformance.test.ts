@@ -93,12 +93,38 @@ test('conformance: simulator answers have the documented field names and types',
       const { wsKey: _k, isWSAPIResponse: _w, ...rest } = m;
       return rest;
     };
+    const succeeded = async <T extends { retCode: number; retMsg: string }>(r: Promise<T>): Promise<T> => {
+      const x = await r;
+      assert.equal(x.retCode, 0, x.retMsg);
+      return x;
+    };
     const actual: Record<string, () => Promise<unknown> | unknown> = {
       'POST /v5/order/create': () => created,
       'GET /v5/order/realtime': () => c.getActiveOrders({ category: 'linear', symbol: 'ETHUSDT' }),
       'GET /v5/execution/list': () => c.getExecutionList({ category: 'linear', limit: 1 }),
       'GET /v5/position/list': () => c.getPositionInfo({ category: 'linear', symbol: 'BTCUSDT' }),
       'GET /v5/account/wallet-balance': () => c.getWalletBalance({ accountType: 'UNIFIED', coin: 'BTC' }),
+      // An error answer has the shape of these empty results too: they must also succeed.
+      'POST /v5/position/set-leverage': () => succeeded(c.setLeverage({ category: 'linear', symbol: 'BTCUSDT', buyLeverage: '20', sellLeverage: '20' })),
+      'POST /v5/position/switch-mode': () => succeeded(c.switchPositionMode({ category: 'linear', symbol: 'SOLUSDT', mode: 3 })),
+      'POST /v5/position/trading-stop': () => succeeded(c.setTradingStop({ category: 'linear', symbol: 'BTCUSDT', tpslMode: 'Full', positionIdx: 0, takeProfit: (Math.round(sim.exchange.mid('BTCUSDT') * 1.1 * 10) / 10).toFixed(1) })),
+      'GET /v5/position/closed-pnl': async () => {
+        await succeeded(c.submitOrder({ category: 'linear', symbol: 'BTCUSDT', side: 'Sell', orderType: 'Market', qty: '0.005', reduceOnly: true }));
+        return c.getClosedPnL({ category: 'linear', limit: 1 });
+      },
+      'GET /v5/account/info': () => c.getAccountInfo(),
+      // The documented example is a refusal: an account below portfolio margin's 1000 USD of equity.
+      "POST /v5/account/set-margin-mode (the page's example: refused, with reasons)": async () => {
+        const small = await manualSim({ balances: { USDT: 100 } });
+        try {
+          const r = await restClient(small).setMarginMode('PORTFOLIO_MARGIN');
+          assert.equal(r.retCode, 3400045, r.retMsg);
+          return r;
+        } finally {
+          await small.close();
+        }
+      },
+      'GET /v5/account/transaction-log': () => c.getTransactionLog({ limit: 2 }),
       'GET /v5/market/instruments-info (linear)': () => c.getInstrumentsInfo({ category: 'linear', symbol: 'BTCUSDT' }),
       'GET /v5/market/instruments-info (spot)': () => c.getInstrumentsInfo({ category: 'spot', symbol: 'BTCUSDT' }),
       'GET /v5/market/tickers (spot)': () => c.getTickers({ category: 'spot', symbol: 'BTCUSDT' }),
