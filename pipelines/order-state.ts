@@ -460,8 +460,7 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
       facts = true;
     }
     if (next.context.signal_id === null && s.signal) {
-      const sig = s.signal;
-      next.context = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, snapshot_price: sig.snapshot_price, signal_timestamp: sig.signal_timestamp };
+      next.context = orderContext(s.signal);
       facts = true;
     }
     const to: OrderStatus = s.outcome === 'rejected' ? 'Rejected' : s.outcome === 'unknown' ? 'Unknown' : 'Submitted';
