@@ -12,7 +12,7 @@ import { FatalError } from '../runtime/errors.ts';
 import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
-import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
+import { LISTED_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
 import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
@@ -41,6 +41,7 @@ export interface SimulatorOptions {
   accounts?: AccountSpec[];
   rateLimits?: RateLimitOptions;
   priceProcess?: PriceProcessOptions;
+  /** The instruments listed (default LISTED_INSTRUMENTS: twelve spot and linear pairs). */
   instruments?: readonly Instrument[];
   depth?: Partial<DepthModel>;
   faults?: FaultConfig;
@@ -122,7 +123,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   if (saved?.instances.some((i) => i.nonce === nonce)) {
     throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
   }
-  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
+  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? LISTED_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
   const startedAt = saved?.createdAt ?? clock.now();
   const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
