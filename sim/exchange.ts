@@ -266,15 +266,6 @@ export class Exchange {
     };
   }
 
-  openInterest(symbol: string): number {
-    let oi = 0;
-    for (const a of this.accounts.values()) {
-      const p = a.positions.get(symbol);
-      if (p && p.size > 0) oi += p.size;
-    }
-    return oi;
-  }
-
   // ---- queries ------------------------------------------------------------------------------
 
   /** Every order ever accepted, oldest first (optionally one account's). */
