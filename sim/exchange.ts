@@ -8,7 +8,7 @@ import type { Clock } from '../runtime/clock.ts';
 import { Account, applyLinearFill, unrealisedPnl, type AccountState } from './accounts.ts';
 import { availableUpTo, bestOpposite, buildBook, DEFAULT_DEPTH, makerFill, take, type Book, type Consumed, type DepthModel, type Fill } from './book.ts';
 import { paramsError, RetCode, SimError } from './errors.ts';
-import { InstrumentRegistry, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
+import { InstrumentRegistry, isTrading, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
 import { isMultiple, parseNum, toStep, trim } from './num.ts';
 import { isOpen, leavesQty, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
 import { PriceProcess, type PriceProcessOptions, type PriceState, type StepEvent } from './price-process.ts';
@@ -397,6 +397,7 @@ export class Exchange {
     this.advance();
     const acc = this.account(uid);
     const inst = this.instrumentOf(p.category, p.symbol);
+    if (!isTrading(inst)) throw inst.category === 'linear' ? new SimError(RetCode.NOT_LIVE, 'This contract is not live') : new SimError(RetCode.SPOT_INVALID_SYMBOL, 'Invalid symbol.');
     const side = p.side;
     if (side !== 'Buy' && side !== 'Sell') throw inst.category === 'spot' ? new SimError(RetCode.SPOT_INVALID_SIDE, 'Invalid side.') : paramsError('side invalid');
     const orderType = p.orderType;
@@ -829,6 +830,22 @@ export class Exchange {
     });
     this.withPending(() => victims.forEach((o) => this.cancel(o)));
     return victims.map((o) => ({ orderId: o.orderId, orderLinkId: o.orderLinkId }));
+  }
+
+  /**
+   * Cancel the open orders `which` selects on the exchange's own initiative (disconnection
+   * protection, a delisting), with Bybit's `cancelType` for the cause. Returns them.
+   */
+  cancelOpenOrders(which: (o: SimOrder) => boolean, cancelType: string): SimOrder[] {
+    this.advance();
+    const victims = [...this.open].filter((o) => isOpen(o) && which(o));
+    this.withPending(() => {
+      for (const o of victims) {
+        o.cancelType = cancelType;
+        this.close(o, cancelStatus(o));
+      }
+    });
+    return victims;
   }
 
   // ---- events -------------------------------------------------------------------------------
