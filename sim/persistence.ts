@@ -19,6 +19,11 @@
 //
 // An unreadable state is never replaced by a fresh account on a guess: loading refuses with the
 // path, the reason, and how to start fresh on purpose.
+//
+// Versions: 2 adds `ext` (the instrument listing, DCP windows, funding rates settled) and the price
+// series' own random streams. A version 1 file is read as it is (no `ext`: the configured listing,
+// no DCP window, no funding history yet) and written back as version 2; a version 2 file is
+// refused by a simulator that reads version 1 only, rather than silently losing those parts.
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
@@ -28,14 +33,28 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { FatalError } from '../runtime/errors.ts';
 import type { AccountState, CoinBalance, Position } from './accounts.ts';
+import type { DcpState } from './dcp.ts';
 import type { ExchangeState, IdKey } from './exchange.ts';
+import type { Instrument } from './instruments.ts';
+import { parseInstrument } from './listing.ts';
+import type { MarketHistoryState } from './market-history.ts';
 import { isOpen, type SimOrder } from './orders.ts';
 import type { PriceState } from './price-process.ts';
 import type { RngState } from './rng.ts';
 import type { Execution } from './views.ts';
 
 export const STATE_FORMAT = 'bybit-sim-state';
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
+/** Versions this simulator reads (see the top of the file). */
+const READABLE_VERSIONS: readonly number[] = [1, 2];
+
+/** What the simulator keeps beside the exchange core (version 2). */
+export interface ExtState {
+  /** Every instrument listed, with its status (sim/listing.ts). */
+  instruments: Instrument[];
+  dcp: DcpState;
+  market: MarketHistoryState;
+}
 
 /** How to start fresh on purpose, for error messages. */
 export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old files are kept as state-<port>.bak.json and .bak.history.jsonl)';
@@ -75,7 +94,7 @@ export interface StateMeta {
 /** The snapshot file. */
 export interface SavedState extends StateMeta {
   format: typeof STATE_FORMAT;
-  version: typeof STATE_VERSION;
+  version: 1 | 2;
   /** Exchange time of this snapshot. */
   savedAt: number;
   /** The prefix of the history file that belongs to this snapshot. */
@@ -85,6 +104,8 @@ export interface SavedState extends StateMeta {
     /** Current versions of the orders whose last history line is not final (open ones). */
     liveOrders: SimOrder[];
   };
+  /** Version 2. */
+  ext?: ExtState;
 }
 
 /** A state read back: the exchange's whole state and where the history file ends. */
@@ -92,6 +113,8 @@ export interface LoadedState extends StateMeta {
   file: string;
   history: { bytes: number; lines: number };
   exchange: ExchangeState;
+  /** Absent in a version 1 file. */
+  ext?: ExtState;
 }
 
 // ---- schema (typed against the classes' own state types, so the two cannot drift apart) ----------
@@ -122,13 +145,26 @@ const priceState: z.ZodType<PriceState> = z.object({
   steps: z.number().int().min(0),
   time: num,
   rng: rngState,
-  series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)) })),
+  series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)), rng: rngState.optional() })),
+});
+const instrumentJson = z.unknown().transform((x, ctx): Instrument => {
+  try {
+    return parseInstrument(x);
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+const extState: z.ZodType<ExtState, z.ZodTypeDef, unknown> = z.object({
+  instruments: z.array(instrumentJson),
+  dcp: z.object({ settings: z.array(z.object({ uid: z.string(), product: z.enum(['OPTIONS', 'DERIVATIVES', 'SPOT']), timeWindow: z.number().int().min(3).max(300) })) }),
+  market: z.object({ funding: z.array(z.object({ symbol: z.string(), list: z.array(z.tuple([num, num])) })) }),
 });
 const pairs = z.array(z.tuple([num, num]));
 const count = z.number().int().min(0);
-const savedState: z.ZodType<SavedState> = z.object({
+const savedState: z.ZodType<SavedState, z.ZodTypeDef, unknown> = z.object({
   format: z.literal(STATE_FORMAT),
-  version: z.literal(STATE_VERSION),
+  version: z.union([z.literal(1), z.literal(2)]),
   accountId: z.string().min(1),
   createdAt: num,
   savedAt: num,
@@ -144,6 +180,7 @@ const savedState: z.ZodType<SavedState> = z.object({
     prices: priceState,
     liveOrders: z.array(order),
   }),
+  ext: extState.optional(),
 });
 const header = z.object({ h: z.object({ format: z.literal(STATE_FORMAT), accountId: z.string() }) });
 // One schema per kind of line, chosen by its key (a union would try each in turn, and history
@@ -171,7 +208,7 @@ function readSnapshot(file: string): SavedState | undefined {
   }
   const head = json as { format?: unknown; version?: unknown } | null;
   if (head?.format !== STATE_FORMAT) throw unusable(file, `not a simulator state file (format ${JSON.stringify(head?.format)}, expected "${STATE_FORMAT}")`);
-  if (head.version !== STATE_VERSION) throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads version ${STATE_VERSION}`);
+  if (typeof head.version !== 'number' || !READABLE_VERSIONS.includes(head.version)) throw unusable(file, `state version ${JSON.stringify(head.version)}, this simulator reads versions ${READABLE_VERSIONS.join(' and ')}`);
   const r = savedState.safeParse(json);
   if (!r.success) throw unusable(file, `invalid content: ${r.error.issues.slice(0, 5).map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;
@@ -244,7 +281,7 @@ export function loadState(file: string): LoadedState | undefined {
   if (orders.length !== snap.counts.orders || executions.length !== snap.counts.executions) {
     throw unusable(file, `the history holds ${orders.length} orders and ${executions.length} executions, the snapshot counts ${snap.counts.orders} and ${snap.counts.executions}`);
   }
-  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, exchange };
+  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, exchange, ext: snap.ext };
 }
 
 export interface StateSummary {
@@ -329,6 +366,8 @@ export interface StateWriterOptions {
   meta: StateMeta;
   /** The exchange's state, read at once. */
   exchange: () => ExchangeState;
+  /** The rest of the simulator's state (version 2). */
+  ext?: () => ExtState;
   /** Exchange time, for savedAt. */
   now: () => number;
   /** The state this writer continues (loadState()); unset: a new account. */
@@ -455,6 +494,7 @@ export class StateWriter {
       history: { bytes: this.stats.historyBytes, lines: this.historyLines },
       counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length },
       exchange: { ...market, liveOrders: [...this.live] },
+      ...(this.opts.ext ? { ext: this.opts.ext() } : {}),
     };
     const text = JSON.stringify(snap);
     this.lastSnapshotMs = performance.now() - tSnap;

@@ -8,6 +8,7 @@ import { instrumentItem, orderbook, ticker } from './market-data.ts';
 import { fix, trim } from './num.ts';
 import { isOpen, type SimOrder } from './orders.ts';
 import { aggregate, KLINE_INTERVALS } from './price-process.ts';
+import { ROUTES_EXT, type SimExt } from './routes-ext.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 
 export interface RouteCtx {
@@ -19,6 +20,8 @@ export interface RouteCtx {
   forceReject: boolean;
   /** Exchange start time, for launchTime. */
   startedAt: number;
+  /** Market history and disconnection protection (routes-ext.ts). */
+  ext?: SimExt;
 }
 
 export interface Route {
@@ -26,6 +29,8 @@ export interface Route {
   path: string;
   private: boolean;
   handler: (ctx: RouteCtx) => unknown;
+  /** retMsg of a success when the page shows another than "OK". */
+  okMsg?: string;
 }
 
 const DAY = 86_400_000;
@@ -124,9 +129,10 @@ export const ROUTES: Route[] = [
       const category = requireCategory(params, ['spot', 'linear']);
       const symbol = str(params.symbol);
       const baseCoin = str(params.baseCoin);
+      const status = str(params.status) ?? 'Trading'; // by default Bybit lists Trading symbols only
       const list = ex.instruments
         .ofCategory(category as 'spot' | 'linear')
-        .filter((i) => (!symbol || i.symbol === symbol) && (!baseCoin || i.baseCoin === baseCoin))
+        .filter((i) => (!symbol || i.symbol === symbol) && (!baseCoin || i.baseCoin === baseCoin) && (i.status ?? 'Trading') === status)
         .map((i) => instrumentItem(i, startedAt, ex.instruments.list.indexOf(i) + 1));
       return category === 'spot' ? { category, list } : { category, list, nextPageCursor: '' };
     },
@@ -346,6 +352,7 @@ export const ROUTES: Route[] = [
       smpGroup: 0,
     }),
   },
+  ...ROUTES_EXT,
 ];
 
 

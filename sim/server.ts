@@ -8,16 +8,21 @@ import { systemClock, type Clock } from '../runtime/clock.ts';
 import { createAdminHandler } from './admin.ts';
 import { Authenticator, type Credential } from './auth.ts';
 import type { DepthModel } from './book.ts';
+import { DcpGuard } from './dcp.ts';
 import { FatalError } from '../runtime/errors.ts';
 import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
 import { LISTED_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
+import { changeListing, loadInstrumentsFile, mergeListing } from './listing.ts';
+import { instrumentItem } from './market-data.ts';
+import { MarketHistory } from './market-history.ts';
 import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { createRestHandler } from './rest-server.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
+import { PublicFeeds } from './ws-feeds.ts';
 import { SimWsServer } from './ws-server.ts';
 
 export const DEFAULT_CREDENTIALS: readonly Credential[] = Object.freeze([{ key: 'sim-key', secret: 'sim-secret', uid: '1000001' }]);
@@ -43,6 +48,8 @@ export interface SimulatorOptions {
   priceProcess?: PriceProcessOptions;
   /** The instruments listed (default LISTED_INSTRUMENTS: twelve spot and linear pairs). */
   instruments?: readonly Instrument[];
+  /** A JSON file of instruments (sim/listing.ts), when `instruments` is not given. */
+  instrumentsFile?: string;
   depth?: Partial<DepthModel>;
   faults?: FaultConfig;
   /** Category of public topics on a connection whose path names none. Default 'linear'. */
@@ -88,6 +95,17 @@ export interface Simulator {
   readonly credentials: readonly Credential[];
   readonly exchange: Exchange;
   readonly faults: FaultController;
+  /** Recent trades, funding rates settled, cross sequence. */
+  readonly market: MarketHistory;
+  /** Disconnection protection. */
+  readonly dcp: DcpGuard;
+  /**
+   * Add an instrument or change a listed one (filters, fees, status: `Closed` / `Delivering`
+   * delist it), while running; kept in the state file. Returns its instruments-info item.
+   */
+  changeInstrument(change: Record<string, unknown>): Record<string, unknown>;
+  /** Every instrument ever listed, as instruments-info items (with their status). */
+  instruments(): Array<Record<string, unknown>>;
   /** Advance a manual clock by ms (if the clock has advance()) and run the price process. */
   advance(ms?: number): void;
   /** Advance by whole price steps. */
@@ -123,7 +141,11 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   if (saved?.instances.some((i) => i.nonce === nonce)) {
     throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
   }
-  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? LISTED_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
+  const configured = opts.instruments ?? (opts.instrumentsFile ? loadInstrumentsFile(opts.instrumentsFile) : LISTED_INSTRUMENTS);
+  const instruments = mergeListing(saved?.ext?.instruments, configured);
+  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange });
+  const market = new MarketHistory(exchange, saved?.ext?.market);
+  const dcp = new DcpGuard(exchange, saved?.ext?.dcp);
   const startedAt = saved?.createdAt ?? clock.now();
   const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
@@ -132,9 +154,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
   // eslint-disable-next-line prefer-const
   let sim: Simulator;
-  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, admin: createAdminHandler(() => sim) });
+  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, ext: { market, dcp }, admin: createAdminHandler(() => sim) });
   const server: Server = createServer(rest.listener);
-  const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear' });
+  const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear', feeds: new PublicFeeds(exchange, market), dcp });
 
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
@@ -161,13 +183,15 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const file = opts.stateFile;
     try {
       if (opts.fresh) logger.info({ file, kept: setAside(file) }, 'simulator: fresh paper account');
-      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
+      const ext = () => ({ instruments: [...exchange.instruments.list], dcp: dcp.snapshot(), market: market.snapshot() });
+      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), ext, now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
       writer.flushSync();
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       throw err;
     }
     unsubscribe = exchange.on((e) => writer!.changed(e.type === 'private'));
+    dcp.onChange = () => writer!.changed(true);
     process.on('exit', onExit);
     if (saved) logger.info({ file, accountId: meta.accountId, orders: saved.exchange.orders.length, executions: saved.exchange.executions.length, starts: meta.instances.length }, 'simulator: paper account restored');
   }
@@ -175,6 +199,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const autoTick = opts.autoTick ?? opts.clock === undefined;
   const timer = autoTick ? setInterval(() => exchange.advance(), exchange.prices.stepMs) : undefined;
   timer?.unref();
+  // DCP windows are whole seconds; a price step can be much longer (--step-ms).
+  const dcpTimer = autoTick ? setInterval(() => dcp.check(), 250) : undefined;
+  dcpTimer?.unref();
 
   const uidFor = (o?: { uid?: string; key?: string }) => {
     if (o?.uid) return o.uid;
@@ -195,10 +222,21 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     credentials,
     exchange,
     faults,
+    market,
+    dcp,
     advance(ms = 0) {
       const c = clock as Clock & { advance?: (ms: number) => void };
       if (ms > 0 && typeof c.advance === 'function') c.advance(ms);
       exchange.advance();
+      dcp.check();
+    },
+    changeInstrument(change) {
+      const i = changeListing(exchange, change);
+      writer?.changed(true);
+      return instrumentItem(i, startedAt, exchange.instruments.list.indexOf(i) + 1);
+    },
+    instruments() {
+      return exchange.instruments.list.map((i, k) => ({ category: i.category, ...instrumentItem(i, startedAt, k + 1) }));
     },
     tick(steps = 1) {
       sim.advance(steps * exchange.prices.stepMs);
@@ -230,6 +268,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         orders: { total: exchange.allOrders().length, open: exchange.allOrders().filter((o) => o.orderStatus === 'New' || o.orderStatus === 'PartiallyFilled').length },
         executions: exchange.allExecutions().length,
         faults: { config: faults.config, stats: faults.stats },
+        dcp: dcp.triggers,
         ws: ws.connections(),
         account: sim.accountInfo(),
       };
@@ -243,6 +282,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     },
     async close() {
       if (timer) clearInterval(timer);
+      if (dcpTimer) clearInterval(dcpTimer);
+      market.close();
       rest.releaseHung();
       await ws.close();
       await new Promise<void>((resolve) => {
