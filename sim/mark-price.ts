@@ -64,11 +64,8 @@ export function indexOhlc(rows: readonly KlineRow[]): Ohlc[] {
  * mark of the first one needs. Returns the rows and how many of them are lead-in.
  */
 export function rowsWithLeadIn(prices: PriceProcess, symbol: string, from: number, to: number): { rows: KlineRow[]; leadIn: number } {
-  const all = prices.candles(symbol, -Infinity, to);
-  let first = all.findIndex((r) => r.start >= from);
-  if (first < 0) first = all.length;
-  const begin = Math.max(0, first - (MARK_WINDOW - 1));
-  return { rows: all.slice(begin), leadIn: first - begin };
+  const lead = prices.candlesBefore(symbol, from, MARK_WINDOW - 1);
+  return { rows: [...lead, ...prices.candles(symbol, from, to)], leadIn: lead.length };
 }
 
 export function indexPrice(prices: PriceProcess, symbol: string): number {

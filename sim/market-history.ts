@@ -125,7 +125,11 @@ export class MarketHistory {
     const { prices } = this.ex;
     const upTo = settlementAtOrBefore(prices.time);
     for (const inst of this.ex.instruments.ofCategory('linear') as LinearInstrument[]) {
-      if ((inst.status ?? 'Trading') !== 'Trading') continue;
+      if ((inst.status ?? 'Trading') !== 'Trading') {
+        // No funding while delisted: a relisted perpetual starts again from its next settlement.
+        this.settledUpTo.set(inst.symbol, Math.max(this.settledUpTo.get(inst.symbol) ?? -Infinity, upTo));
+        continue;
+      }
       const first = prices.firstCandleStart(inst.symbol);
       if (first === undefined) continue;
       let t = Math.max(this.settledUpTo.get(inst.symbol) ?? -Infinity, settlementAtOrBefore(first)) + FUNDING_INTERVAL_MS;

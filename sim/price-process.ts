@@ -365,17 +365,16 @@ export class PriceProcess {
   candles(symbol: string, from: number, to: number): KlineRow[] {
     const s = this.bySymbol.get(symbol);
     if (!s) return [];
-    // starts are ascending: binary search the range instead of scanning up to 20 000 candles.
-    const lower = (x: number, strict: boolean) => {
-      let lo = 0, hi = s.starts.length;
-      while (lo < hi) {
-        const m = (lo + hi) >> 1;
-        if (strict ? s.starts[m]! <= x : s.starts[m]! < x) lo = m + 1;
-        else hi = m;
-      }
-      return lo;
-    };
-    return s.starts.slice(lower(from, false), lower(to, true)).map((t) => s.candles.get(t)!);
+    return s.starts.slice(indexOf(s.starts, from, false), indexOf(s.starts, to, true)).map((t) => s.candles.get(t)!);
+  }
+
+
+  /** The last `n` one-minute candles that start before `t`, oldest first. */
+  candlesBefore(symbol: string, t: number, n: number): KlineRow[] {
+    const s = this.bySymbol.get(symbol);
+    if (!s) return [];
+    const end = indexOf(s.starts, t, false);
+    return s.starts.slice(Math.max(0, end - n), end).map((x) => s.candles.get(x)!);
   }
 
   /** Start of the oldest one-minute candle held, if any. */
@@ -405,6 +404,21 @@ export class PriceProcess {
     }
     return { prev24h: first?.open ?? s.mid, prev1h: hourAgo?.open ?? s.mid, high, low, volume, turnover };
   }
+}
+
+/**
+ * Index of the first start >= x (or > x when `after`) in ascending starts: a binary search, as a
+ * series holds up to 20 000 candles.
+ */
+function indexOf(starts: readonly number[], x: number, after: boolean): number {
+  let lo = 0;
+  let hi = starts.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (after ? starts[m]! <= x : starts[m]! < x) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
 }
 
 /** Aggregate 1-minute rows into Bybit kline intervals (1,3,5,15,30,60,120,240,360,720,D,W,M). */

@@ -3,7 +3,7 @@
 // {retCode, retMsg, result, retExtInfo, time} envelope.
 import { paramsError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
-import type { Instrument, LinearInstrument } from './instruments.ts';
+import { isTrading, type Instrument, type LinearInstrument } from './instruments.ts';
 import { instrumentItem, orderbook, ticker } from './market-data.ts';
 import { fix, trim } from './num.ts';
 import { isOpen, type SimOrder } from './orders.ts';
@@ -145,7 +145,8 @@ export const ROUTES: Route[] = [
       const category = requireCategory(params, ['spot', 'linear']);
       const symbol = str(params.symbol);
       if (symbol && !ex.instruments.get(category, symbol)) throw paramsError('symbol invalid');
-      const list = ex.instruments.ofCategory(category as 'spot' | 'linear').filter((i) => !symbol || i.symbol === symbol).map((i) => ticker(ex, i));
+      // Without a symbol, delisted instruments are left out, as instruments-info leaves them out.
+      const list = ex.instruments.ofCategory(category as 'spot' | 'linear').filter((i) => (symbol ? i.symbol === symbol : isTrading(i))).map((i) => ticker(ex, i));
       return { category, list };
     },
   },

@@ -166,6 +166,9 @@ test('admin: add an instrument, change its filters, delist and relist, while run
       assert.equal((await c.submitOrder({ category: 'spot', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '10' })).retCode, 0, 'ETH spot still trades');
       const trading = (await c.getInstrumentsInfo({ category: 'linear' })).result.list.map((i) => i.symbol);
       assert.ok(!trading.includes('ETHUSDT') && trading.includes('NEARUSDT'), 'by default only Trading symbols are listed');
+      const tickers = (await c.getTickers({ category: 'linear' })).result.list.map((t) => t.symbol);
+      assert.ok(!tickers.includes('ETHUSDT') && tickers.includes('NEARUSDT'), 'tickers leave it out too');
+      assert.equal((await c.getTickers({ category: 'linear', symbol: 'ETHUSDT' })).retCode, 0, 'its market data is still there when asked by name');
       const delivering = (await c.getInstrumentsInfo({ category: 'linear', status: 'Delivering' } as never)).result.list;
       assert.deepEqual(delivering.map((i) => [i.symbol, i.status]), [['ETHUSDT', 'Delivering']]);
       assert.equal((await admin(a, { category: 'spot', symbol: 'XRPUSDT', status: 'Trading' })).retCode, 0, 'relisted');
