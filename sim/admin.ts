@@ -12,6 +12,9 @@
 //   POST   /sim/price                 {symbol, price} move a mid price now
 //   POST   /sim/advance               {ms?, steps?} advance a manual clock and run the price process
 //   POST   /sim/balance               {uid?, coin, amount} set a wallet balance
+//   GET    /sim/instruments           every instrument ever listed, with its status
+//   POST   /sim/instruments           add an instrument, or change a listed one's filters, fees or
+//                                     status ({category, symbol, ...}; status Closed / Delivering delists)
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { SimError } from './errors.ts';
@@ -70,6 +73,12 @@ export function createAdminHandler(sim: () => Simulator) {
           if (b.steps !== undefined) s.tick(b.steps);
           else s.advance(b.ms ?? 0);
           return ok({ time: s.exchange.now(), steps: s.exchange.prices.steps });
+        }
+        case 'GET /sim/instruments':
+          return ok({ list: s.instruments() });
+        case 'POST /sim/instruments': {
+          if (!json || typeof json !== 'object' || Array.isArray(json)) return fail(400, 'body must be a JSON object');
+          return ok(s.changeInstrument(json as Record<string, unknown>));
         }
         case 'POST /sim/balance': {
           const b = balanceBody.parse(json);

@@ -9,7 +9,7 @@ import { Account, applyLinearFill, positionKey, unrealisedPnl, type AccountState
 import { accClosedPnl, emptyCloseAcc, type ClosedPnlRecord, type CloseAcc } from './closed-pnl.ts';
 import { availableUpTo, bestOpposite, buildBook, DEFAULT_DEPTH, makerFill, take, type Book, type Consumed, type DepthModel, type Fill } from './book.ts';
 import { paramsError, RetCode, SimError } from './errors.ts';
-import { InstrumentRegistry, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
+import { InstrumentRegistry, isTrading, type Category, type Instrument, type LinearInstrument, type SpotInstrument } from './instruments.ts';
 import { isMultiple, parseNum, toStep, trim } from './num.ts';
 import { isOpen, leavesQty, PLAIN_ORDER, transition, type OrderStatus, type SimOrder, type Side, type TimeInForce } from './orders.ts';
 import { defaultFundingRate, fundingTimesBetween, settleFunding, type FundingRateSource } from './funding-settlement.ts';
@@ -401,15 +401,6 @@ export class Exchange {
     };
   }
 
-  openInterest(symbol: string): number {
-    let oi = 0;
-    for (const a of this.accounts.values()) {
-      const p = a.positions.get(symbol);
-      if (p && p.size > 0) oi += p.size;
-    }
-    return oi;
-  }
-
   // ---- queries ------------------------------------------------------------------------------
 
   /** Every order ever accepted, oldest first (optionally one account's). */
@@ -580,6 +571,7 @@ export class Exchange {
     this.advance();
     const acc = this.account(uid);
     const inst = this.instrumentOf(p.category, p.symbol);
+    if (!isTrading(inst)) throw inst.category === 'linear' ? new SimError(RetCode.NOT_LIVE, 'This contract is not live') : new SimError(RetCode.SPOT_INVALID_SYMBOL, 'Invalid symbol.');
     const side = p.side;
     if (side !== 'Buy' && side !== 'Sell') throw inst.category === 'spot' ? new SimError(RetCode.SPOT_INVALID_SIDE, 'Invalid side.') : paramsError('side invalid');
     const orderType = p.orderType;
@@ -1053,6 +1045,22 @@ export class Exchange {
     });
     this.withPending(() => victims.forEach((o) => this.cancel(o)));
     return victims.map((o) => ({ orderId: o.orderId, orderLinkId: o.orderLinkId }));
+  }
+
+  /**
+   * Cancel the open orders `which` selects on the exchange's own initiative (disconnection
+   * protection, a delisting), with Bybit's `cancelType` for the cause. Returns them.
+   */
+  cancelOpenOrders(which: (o: SimOrder) => boolean, cancelType: string): SimOrder[] {
+    this.advance();
+    const victims = [...this.open].filter((o) => isOpen(o) && which(o));
+    this.withPending(() => {
+      for (const o of victims) {
+        o.cancelType = cancelType;
+        this.close(o, cancelStatus(o));
+      }
+    });
+    return victims;
   }
 
   // ---- events -------------------------------------------------------------------------------

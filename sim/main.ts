@@ -9,6 +9,7 @@
 //   --step-ms=N                         price step length (default 1000)
 //   --relax-rate-limits                 multiply every rate limit by 1000 (benchmarks)
 //   --host=ADDR                         bind address (default 127.0.0.1)
+//   --instruments=PATH                  JSON file of the instruments to list (sim/listing.ts)
 import { resolve } from 'node:path';
 import { loadConfig } from '../runtime/config.ts';
 import { createLogger } from '../runtime/logger.ts';
@@ -38,6 +39,7 @@ try {
     seed: cfg.SIM_SEED,
     credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, uid: '1000001' }],
     priceProcess: { mode, replayCsv: arg('csv'), stepMs: arg('step-ms') ? Number(arg('step-ms')) : undefined },
+    instrumentsFile: arg('instruments'),
     rateLimits: arg('relax-rate-limits') ? { multiplier: 1000 } : undefined,
     stateFile: defaultStateFile(resolve(ROOT, cfg.STACK_DIR), cfg.BYBIT_SIM_PORT),
     fresh: arg('fresh-account') !== undefined,

@@ -1,7 +1,10 @@
 // Public market data shapes (instruments-info, tickers, orderbook, kline), shared by the REST
 // routes and the public websocket topics.
 import type { Exchange } from './exchange.ts';
+import { DEFAULT_FUNDING_CAP, fundingRateAt, nextSettlement } from './funding.ts';
 import type { Instrument } from './instruments.ts';
+import { openInterestNow } from './market-history.ts';
+import { indexPrice, markPrice } from './mark-price.ts';
 import { fix, trim } from './num.ts';
 import { priceDecimals, qtyDecimals } from './views.ts';
 
@@ -13,7 +16,7 @@ export function instrumentItem(i: Instrument, launchTime: number, symbolId: numb
       baseCoin: i.baseCoin,
       quoteCoin: i.quoteCoin,
       innovation: '0',
-      status: 'Trading',
+      status: i.status ?? 'Trading',
       marginTrading: 'utaOnly',
       stTag: '0',
       lotSizeFilter: {
@@ -36,10 +39,10 @@ export function instrumentItem(i: Instrument, launchTime: number, symbolId: numb
     symbol: i.symbol,
     symbolId,
     contractType: 'LinearPerpetual',
-    status: 'Trading',
+    status: i.status ?? 'Trading',
     baseCoin: i.baseCoin,
     quoteCoin: i.quoteCoin,
-    launchTime: String(launchTime),
+    launchTime: String(i.launchTime ?? launchTime),
     deliveryTime: '0',
     deliveryFeeRate: '',
     priceScale: String(priceDecimals(i)),
@@ -57,16 +60,14 @@ export function instrumentItem(i: Instrument, launchTime: number, symbolId: numb
     fundingInterval: 480,
     settleCoin: i.settleCoin,
     copyTrading: 'both',
-    upperFundingRate: '0.00375',
-    lowerFundingRate: '-0.00375',
+    upperFundingRate: i.upperFundingRate ?? String(DEFAULT_FUNDING_CAP),
+    lowerFundingRate: `-${i.upperFundingRate ?? String(DEFAULT_FUNDING_CAP)}`,
     isPreListing: false,
     preListingInfo: null,
     riskParameters: { priceLimitRatioX: '0.1', priceLimitRatioY: '0.1' },
     symbolType: '',
   };
 }
-
-const EIGHT_HOURS = 8 * 3600_000;
 
 export function ticker(ex: Exchange, i: Instrument): Record<string, unknown> {
   const now = ex.now();
@@ -92,17 +93,21 @@ export function ticker(ex: Exchange, i: Instrument): Record<string, unknown> {
     volume24h: trim(s.volume, qd),
   };
   if (i.category === 'spot') return { ...common, usdIndexPrice: trim(ex.mid(i.symbol), 8) };
-  const mark = ex.mid(i.symbol);
-  const oi = ex.openInterest(i.symbol);
+  const mark = markPrice(ex.prices, i.symbol);
+  const oi = openInterestNow(ex, i.symbol);
+  const next = nextSettlement(now);
   return {
     ...common,
-    indexPrice: fix(mark, pd),
+    indexPrice: fix(indexPrice(ex.prices, i.symbol), pd),
     markPrice: fix(mark, pd),
     prevPrice1h: fix(s.prev1h, pd),
-    openInterest: fix(oi, qd),
-    openInterestValue: trim(oi * mark, 2),
-    fundingRate: '0.0001',
-    nextFundingTime: String(Math.floor(now / EIGHT_HOURS) * EIGHT_HOURS + EIGHT_HOURS),
+    openInterest: fix(oi.both, qd),
+    openInterestValue: trim(oi.both * mark, 2),
+    singleOpenInterest: fix(oi.single, qd),
+    singleOpenInterestValue: trim(oi.single * mark, 2),
+    // The predicted rate: the interval's rate if it ended now.
+    fundingRate: trim(fundingRateAt(ex.prices, i, next) ?? 0.0001, 8),
+    nextFundingTime: String(next),
     predictedDeliveryPrice: '',
     basisRate: '',
     deliveryFeeRate: '',

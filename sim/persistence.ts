@@ -22,9 +22,12 @@
 // path, the reason, and how to start fresh on purpose.
 //
 // Versions: 2 added position modes, margin mode, TP/SL (conditional orders), the transaction log
-// and closed P&L records. A version-1 state loads: what it lacks takes the value a version-1
-// simulator behaved as (one-way mode, regular margin, no conditional orders, empty logs), and the
-// snapshot then records how many history lines predate version 2 (only those get the defaults).
+// and closed P&L records, and `ext` (the instrument listing, DCP windows, funding rates settled)
+// with the price series' own random streams. A version-1 state loads: what it lacks takes the
+// value a version-1 simulator behaved as (one-way mode, regular margin, no conditional orders,
+// empty logs, the configured listing, no DCP window, no funding history yet), the snapshot then
+// records how many history lines predate version 2 (only those get the defaults), and it is
+// written back as version 2.
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
@@ -35,7 +38,11 @@ import { z } from 'zod';
 import { FatalError } from '../runtime/errors.ts';
 import type { AccountState, CoinBalance, Position } from './accounts.ts';
 import type { ClosedPnlRecord } from './closed-pnl.ts';
+import type { DcpState } from './dcp.ts';
 import type { ExchangeState, IdKey } from './exchange.ts';
+import type { Instrument } from './instruments.ts';
+import { parseInstrument } from './listing.ts';
+import type { MarketHistoryState } from './market-history.ts';
 import { isOpen, PLAIN_ORDER, type SimOrder } from './orders.ts';
 import type { PriceState } from './price-process.ts';
 import type { RngState } from './rng.ts';
@@ -46,6 +53,14 @@ export const STATE_FORMAT = 'bybit-sim-state';
 export const STATE_VERSION = 2;
 /** Older versions this simulator upgrades on load. */
 const UPGRADABLE = [1];
+
+/** What the simulator keeps beside the exchange core (version 2). */
+export interface ExtState {
+  /** Every instrument listed, with its status (sim/listing.ts). */
+  instruments: Instrument[];
+  dcp: DcpState;
+  market: MarketHistoryState;
+}
 
 /** How to start fresh on purpose, for error messages. */
 export const FRESH_HINT = 'npm start -- --fresh-account, npm run sim -- --fresh-account, or startSimulator({ fresh: true }) (the old files are kept as state-<port>.bak.json and .bak.history.jsonl)';
@@ -85,7 +100,7 @@ export interface StateMeta {
 /** The snapshot file. */
 export interface SavedState extends StateMeta {
   format: typeof STATE_FORMAT;
-  version: typeof STATE_VERSION;
+  version: 1 | 2;
   /** Exchange time of this snapshot. */
   savedAt: number;
   /** The prefix of the history file that belongs to this snapshot. */
@@ -97,6 +112,8 @@ export interface SavedState extends StateMeta {
     /** Current versions of the orders whose last history line is not final (open ones). */
     liveOrders: SimOrder[];
   };
+  /** Version 2. */
+  ext?: ExtState;
 }
 
 /** A state read back: the exchange's whole state and where the history file ends. */
@@ -105,6 +122,8 @@ export interface LoadedState extends StateMeta {
   history: { bytes: number; lines: number };
   upgradedFrom?: { version: number; lines: number };
   exchange: ExchangeState;
+  /** Absent in a version 1 file. */
+  ext?: ExtState;
 }
 
 // ---- schema (typed against the classes' own state types, so the two cannot drift apart) ----------
@@ -157,13 +176,26 @@ const priceState: z.ZodType<PriceState> = z.object({
   steps: z.number().int().min(0),
   time: num,
   rng: rngState,
-  series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)) })),
+  series: z.array(z.object({ symbol: z.string(), initialPrice: num, mid: num.positive(), lastReturn: num, candles: z.array(z.array(num).length(7)), rng: rngState.optional() })),
+});
+const instrumentJson = z.unknown().transform((x, ctx): Instrument => {
+  try {
+    return parseInstrument(x);
+  } catch (e) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: (e as Error).message });
+    return z.NEVER;
+  }
+});
+const extState: z.ZodType<ExtState, z.ZodTypeDef, unknown> = z.object({
+  instruments: z.array(instrumentJson),
+  dcp: z.object({ settings: z.array(z.object({ uid: z.string(), product: z.enum(['OPTIONS', 'DERIVATIVES', 'SPOT']), timeWindow: z.number().int().min(3).max(300) })) }),
+  market: z.object({ funding: z.array(z.object({ symbol: z.string(), list: z.array(z.tuple([num, num])) })) }),
 });
 const pairs = z.array(z.tuple([num, num]));
 const count = z.number().int().min(0);
-const savedState: z.ZodType<SavedState> = z.object({
+const savedState: z.ZodType<SavedState, z.ZodTypeDef, unknown> = z.object({
   format: z.literal(STATE_FORMAT),
-  version: z.literal(STATE_VERSION),
+  version: z.union([z.literal(1), z.literal(2)]),
   accountId: z.string().min(1),
   createdAt: num,
   savedAt: num,
@@ -180,6 +212,7 @@ const savedState: z.ZodType<SavedState> = z.object({
     prices: priceState,
     liveOrders: z.array(order),
   }),
+  ext: extState.optional(),
 });
 const header = z.object({ h: z.object({ format: z.literal(STATE_FORMAT), accountId: z.string() }) });
 // One schema per kind of line, chosen by its key (a union would try each in turn, and history
@@ -334,7 +367,7 @@ export function loadState(file: string): LoadedState | undefined {
   if (transactionLog.length !== snap.counts.transactionLog || closedPnl.length !== snap.counts.closedPnl) {
     throw unusable(file, `the history holds ${transactionLog.length} transaction-log entries and ${closedPnl.length} closed P&L records, the snapshot counts ${snap.counts.transactionLog} and ${snap.counts.closedPnl}`);
   }
-  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, upgradedFrom: snap.upgradedFrom, exchange };
+  return { file, accountId: snap.accountId, createdAt: snap.createdAt, seed: snap.seed, instances: snap.instances, history: snap.history, upgradedFrom: snap.upgradedFrom, exchange, ext: snap.ext };
 }
 
 export interface StateSummary {
@@ -419,6 +452,8 @@ export interface StateWriterOptions {
   meta: StateMeta;
   /** The exchange's state, read at once. */
   exchange: () => ExchangeState;
+  /** The rest of the simulator's state (version 2). */
+  ext?: () => ExtState;
   /** Exchange time, for savedAt. */
   now: () => number;
   /** The state this writer continues (loadState()); unset: a new account. */
@@ -556,6 +591,7 @@ export class StateWriter {
       ...(this.upgradedFrom ? { upgradedFrom: this.upgradedFrom } : {}),
       counts: { orders: ex.orders.length, openOrders: this.live.size, executions: ex.executions.length, transactionLog: ex.transactionLog.length, closedPnl: ex.closedPnl.length },
       exchange: { ...market, liveOrders: [...this.live] },
+      ...(this.opts.ext ? { ext: this.opts.ext() } : {}),
     };
     const text = JSON.stringify(snap);
     this.lastSnapshotMs = performance.now() - tSnap;

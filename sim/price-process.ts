@@ -9,7 +9,13 @@
 //  - replay:      each step takes the next close of a kline CSV (sim/data/btcusdt-1m.csv by
 //                 default); other symbols follow the same relative moves from their own start.
 //
-// A process can be restored from its snapshot (step count, time, mids, rng state, last day of
+// Random draws: BTCUSDT, ETHUSDT and SOLUSDT draw from one shared stream, in that order, as they
+// always did, so their paths for a seed are those of the simulator before it listed more symbols.
+// Every other symbol has its own stream keyed by its name: listing, adding or delisting a symbol
+// changes no other symbol's path. A series added after the start (a new instrument, or one a
+// restored state does not hold) gets `historyMinutes` of warm-up history from its own stream.
+//
+// A process can be restored from its snapshot (step count, time, mids, rng states, last day of
 // candles). Time the simulator was down is a market halt: the process continues from the saved
 // mids at the clock's time, with the next step index, instead of replaying the missed steps.
 import { readFileSync } from 'node:fs';
@@ -78,6 +84,8 @@ export interface PriceState {
     lastReturn: number;
     /** 1-minute candles of the last day as [start, open, high, low, close, volume, turnover]. */
     candles: number[][];
+    /** The series' own random stream (symbols other than the three sharing `rng`). */
+    rng?: RngState;
   }>;
 }
 
@@ -90,6 +98,18 @@ interface Series {
   candles: Map<number, KlineRow>;
   /** Sorted starts of candles, for range queries. */
   starts: number[];
+  /** Own random stream; undefined: the shared one. */
+  rng?: Rng;
+}
+
+/** The symbols of the shared stream: the simulator's first three, whose seeded paths stay as they were. */
+const SHARED_STREAM = new Set(['BTCUSDT', 'ETHUSDT', 'SOLUSDT']);
+
+/** Stream number of a symbol's own random stream (a hash of its name, clear of the id streams 1-5). */
+function streamOf(symbol: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < symbol.length; i++) h = Math.imul(h ^ symbol.charCodeAt(i), 16777619);
+  return 1000 + ((h >>> 0) % 1_000_000_000);
 }
 
 export const DEFAULT_KLINE_CSV = fileURLToPath(new URL('./data/btcusdt-1m.csv', import.meta.url));
@@ -126,6 +146,7 @@ export class PriceProcess {
   private readonly t0: number;
   private stepIndex = 0; // steps done
   private readonly replay?: { symbol?: string; rows: KlineRow[] };
+  private readonly seed: number;
 
   constructor(
     private readonly opts: PriceProcessOptions,
@@ -135,26 +156,37 @@ export class PriceProcess {
     restore?: PriceState,
   ) {
     this.stepMs = opts.stepMs ?? 1000;
+    this.seed = seed;
     this.rng = restore ? Rng.fromState(restore.rng) : new Rng(seed, 1);
     if ((opts.mode ?? 'random-walk') === 'replay') {
       this.replay = opts.replayRows ? { rows: opts.replayRows } : parseKlineCsv(readFileSync(opts.replayCsv ?? DEFAULT_KLINE_CSV, 'utf8'));
       if (this.replay.rows.length === 0) throw new Error('replay: kline CSV has no rows');
     }
-    this.series = symbols.map((s) => {
+    const missing: typeof symbols = [];
+    this.series = [];
+    for (const s of symbols) {
       const saved = restore?.series.find((r) => r.symbol === s.symbol);
       if (saved) {
         const candles = new Map(saved.candles.map(([start, open, high, low, close, volume, turnover]) => [start!, { start: start!, open: open!, high: high!, low: low!, close: close!, volume: volume!, turnover: turnover! }]));
-        return { ...s, initialPrice: saved.initialPrice, mid: saved.mid, lastReturn: saved.lastReturn, candles, starts: [...candles.keys()] };
+        // A series saved without its own stream drew from the shared one (state version 1): it
+        // gets its own now, unless it is one of the shared three.
+        const rng = saved.rng ? Rng.fromState(saved.rng) : SHARED_STREAM.has(s.symbol) ? undefined : new Rng(seed, streamOf(s.symbol));
+        this.series.push({ ...s, initialPrice: saved.initialPrice, mid: saved.mid, lastReturn: saved.lastReturn, candles, starts: [...candles.keys()], rng });
+      } else if (restore) {
+        missing.push(s);
+      } else {
+        const first = this.replay?.rows[0];
+        const mid = first && this.replay?.symbol === s.symbol ? first.close : s.initialPrice;
+        const rng = SHARED_STREAM.has(s.symbol) ? undefined : new Rng(seed, streamOf(s.symbol));
+        this.series.push({ ...s, initialPrice: mid, mid, lastReturn: 0, candles: new Map(), starts: [], rng });
       }
-      const first = this.replay?.rows[0];
-      const mid = first && this.replay?.symbol === s.symbol ? first.close : s.initialPrice;
-      return { ...s, initialPrice: mid, mid, lastReturn: 0, candles: new Map(), starts: [] };
-    });
+    }
     for (const s of this.series) this.bySymbol.set(s.symbol, s);
     if (restore) {
       // Downtime is a halt: the next step comes one step after the later of the saved time and now.
       this.stepIndex = restore.steps;
       this.t0 = Math.max(restore.time, startTime) - restore.steps * this.stepMs;
+      for (const s of missing) this.ensureSeries(s.symbol, s.initialPrice, s.tickSize);
       return;
     }
     const historyMs = (opts.historyMinutes ?? 120) * MINUTE;
@@ -179,8 +211,29 @@ export class PriceProcess {
           const c = s.candles.get(t)!;
           return [c.start, c.open, c.high, c.low, c.close, c.volume, c.turnover];
         }),
+        ...(s.rng ? { rng: s.rng.state() } : {}),
       })),
     };
+  }
+
+  /**
+   * A series for a symbol listed after the start (or missing from a restored state), with its own
+   * stream and `historyMinutes` of warm-up history ending at the current step; an existing series
+   * only takes the smaller tick. Deterministic: the same seed, symbol and step give the same path.
+   */
+  ensureSeries(symbol: string, initialPrice: number, tickSize: number): void {
+    const cur = this.bySymbol.get(symbol);
+    if (cur) {
+      cur.tickSize = Math.min(cur.tickSize, tickSize);
+      return;
+    }
+    const s: Series = { symbol, initialPrice, tickSize, mid: initialPrice, lastReturn: 0, candles: new Map(), starts: [], rng: new Rng(this.seed, streamOf(symbol)) };
+    const warmup = Math.floor(((this.opts.historyMinutes ?? 120) * MINUTE) / this.stepMs);
+    for (let k = Math.max(1, this.stepIndex - warmup + 1); k <= this.stepIndex; k++) this.stepSeries(s, this.t0 + k * this.stepMs, k);
+    let at = this.series.findIndex((x) => x.symbol > symbol);
+    if (at < 0) at = this.series.length;
+    this.series.splice(at, 0, s);
+    this.bySymbol.set(symbol, s);
   }
 
   get steps(): number {
@@ -229,7 +282,7 @@ export class PriceProcess {
     while (this.stepIndex < target) {
       this.stepIndex++;
       const time = this.t0 + this.stepIndex * this.stepMs;
-      const evs = this.series.map((s) => this.stepSeries(s, time));
+      const evs = this.series.map((s) => this.stepSeries(s, time, this.stepIndex));
       onStep?.(evs);
       out.push(...evs);
       if (out.length > maxEvents * this.series.length) out.splice(0, out.length - maxEvents * this.series.length);
@@ -248,26 +301,27 @@ export class PriceProcess {
     return 0;
   }
 
-  private stepSeries(s: Series, time: number): StepEvent {
+  private stepSeries(s: Series, time: number, index: number): StepEvent {
     const prev = s.mid;
     const mode = this.opts.mode ?? 'random-walk';
-    const z = this.rng.normal();
-    const u = this.rng.next();
+    const rng = s.rng ?? this.rng;
+    const z = rng.normal();
+    const u = rng.next();
     let next: number;
     if (mode === 'replay') {
       const rows = this.replay!.rows;
-      const row = rows[this.stepIndex % rows.length]!;
+      const row = rows[index % rows.length]!;
       next = this.replay!.symbol === s.symbol ? row.close : s.initialPrice * (row.close / rows[0]!.close);
     } else {
       let drift = this.opts.drift ?? 0;
       let vol = this.opts.volatility ?? 0.0001;
       let r: number;
       if (mode === 'pattern') {
-        const momentum = this.regimeAt(this.stepIndex) === 'momentum' ? (this.opts.momentum ?? 0.6) : 0;
+        const momentum = this.regimeAt(index) === 'momentum' ? (this.opts.momentum ?? 0.6) : 0;
         r = momentum * s.lastReturn + vol * z;
       } else {
         if (this.opts.regimes?.length) {
-          const reg = this.opts.regimes[this.regimeIndex(this.stepIndex)]!;
+          const reg = this.opts.regimes[this.regimeIndex(index)]!;
           drift = reg.drift;
           vol = reg.volatility;
         }
@@ -282,7 +336,7 @@ export class PriceProcess {
     const notional = 200 + 4800 * u;
     const tradeQty = notional / next;
     this.record(s, time, next, tradeQty);
-    return { time, index: this.stepIndex, symbol: s.symbol, prev, price: next, tradeQty, tradeSide: next >= prev ? 'Buy' : 'Sell' };
+    return { time, index, symbol: s.symbol, prev, price: next, tradeQty, tradeSide: next >= prev ? 'Buy' : 'Sell' };
   }
 
   /** Add a print to the 1-minute candle of `time`. */
@@ -295,7 +349,9 @@ export class PriceProcess {
       const open = s.starts.length ? s.candles.get(s.starts[s.starts.length - 1]!)!.close : price;
       c = { start, open, high: Math.max(open, price), low: Math.min(open, price), close: price, volume: 0, turnover: 0 };
       s.candles.set(start, c);
-      s.starts.push(start);
+      const lastStart = s.starts[s.starts.length - 1];
+      if (lastStart === undefined || start > lastStart) s.starts.push(start);
+      else s.starts.splice(s.starts.findIndex((x) => x > start), 0, start); // a clock behind the saved time
       if (s.starts.length > MAX_CANDLES) s.candles.delete(s.starts.shift()!);
     }
     c.high = Math.max(c.high, price);
@@ -309,7 +365,28 @@ export class PriceProcess {
   candles(symbol: string, from: number, to: number): KlineRow[] {
     const s = this.bySymbol.get(symbol);
     if (!s) return [];
-    return s.starts.filter((t) => t >= from && t <= to).map((t) => s.candles.get(t)!);
+    return s.starts.slice(indexOf(s.starts, from, false), indexOf(s.starts, to, true)).map((t) => s.candles.get(t)!);
+  }
+
+
+  /** The last `n` one-minute candles that start before `t`, oldest first. */
+  candlesBefore(symbol: string, t: number, n: number): KlineRow[] {
+    const s = this.bySymbol.get(symbol);
+    if (!s) return [];
+    const end = indexOf(s.starts, t, false);
+    return s.starts.slice(Math.max(0, end - n), end).map((x) => s.candles.get(x)!);
+  }
+
+  /** Start of the oldest one-minute candle held, if any. */
+  firstCandleStart(symbol: string): number | undefined {
+    return this.bySymbol.get(symbol)?.starts[0];
+  }
+
+  /** The last `n` one-minute candles, oldest first (the last one is the current minute's). */
+  recentCandles(symbol: string, n: number): KlineRow[] {
+    const s = this.bySymbol.get(symbol);
+    if (!s) return [];
+    return s.starts.slice(-n).map((t) => s.candles.get(t)!);
   }
 
   /** 24h statistics for tickers. */
@@ -327,6 +404,21 @@ export class PriceProcess {
     }
     return { prev24h: first?.open ?? s.mid, prev1h: hourAgo?.open ?? s.mid, high, low, volume, turnover };
   }
+}
+
+/**
+ * Index of the first start >= x (or > x when `after`) in ascending starts: a binary search, as a
+ * series holds up to 20 000 candles.
+ */
+function indexOf(starts: readonly number[], x: number, after: boolean): number {
+  let lo = 0;
+  let hi = starts.length;
+  while (lo < hi) {
+    const m = (lo + hi) >> 1;
+    if (after ? starts[m]! <= x : starts[m]! < x) lo = m + 1;
+    else hi = m;
+  }
+  return lo;
 }
 
 /** Aggregate 1-minute rows into Bybit kline intervals (1,3,5,15,30,60,120,240,360,720,D,W,M). */

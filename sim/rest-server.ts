@@ -9,6 +9,7 @@ import type { Exchange } from './exchange.ts';
 import type { FaultController } from './faults.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { findRoute } from './routes.ts';
+import type { SimExt } from './routes-ext.ts';
 
 export interface RestDeps {
   ex: Exchange;
@@ -17,6 +18,7 @@ export interface RestDeps {
   faults: FaultController;
   logger: Logger;
   startedAt: number;
+  ext: SimExt;
   admin: (req: IncomingMessage, res: ServerResponse, url: URL, body: string) => Promise<void>;
 }
 
@@ -56,18 +58,22 @@ export function createRestHandler(deps: RestDeps) {
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://sim.local');
     const path = url.pathname;
-    const body = await readBody(req);
-    if (path.startsWith('/sim/') || path === '/sim') return deps.admin(req, res, url, body);
+    if (path.startsWith('/sim/') || path === '/sim') return deps.admin(req, res, url, await readBody(req));
     const { ex, auth, limiter, faults } = deps;
-
-    const latency = faults.latencyFor(path);
-    if (latency > 0) await sleep(latency);
 
     const route = findRoute(req.method ?? 'GET', path);
     if (!route || route === 'method') {
-      sendJson(res, 404, envelope(ex.now(), RetCode.ROUTE, 'Route not found.'));
+      // Bybit's gateway answers a path it does not serve (or a method a path does not take) with
+      // HTTP 404 and an empty JSON body, before authentication or rate limits (error page: "404
+      // Cannot find path"; the answer's headers as recorded in ccxt/ccxt#19322: Content-Length 0,
+      // Content-Type application/json; charset=utf-8). Whatever body came with it is not read.
+      req.resume();
+      sendJson(res, 404, '');
       return;
     }
+    const body = await readBody(req);
+    const latency = faults.latencyFor(path);
+    if (latency > 0) await sleep(latency);
     let params: Record<string, unknown>;
     let payload: string;
     if (route.method === 'GET') {
@@ -117,8 +123,8 @@ export function createRestHandler(deps: RestDeps) {
     let out: string;
     try {
       const forceReject = path === '/v5/order/create' && faults.rejectOrder(path);
-      const result = route.handler({ ex, uid, params, forceReject, startedAt: deps.startedAt });
-      out = envelope(ex.now(), RetCode.OK, 'OK', result);
+      const result = route.handler({ ex, uid, params, forceReject, startedAt: deps.startedAt, ext: deps.ext });
+      out = envelope(ex.now(), RetCode.OK, route.okMsg ?? 'OK', result);
     } catch (e) {
       if (!(e instanceof SimError)) throw e;
       out = envelope(ex.now(), e.retCode, e.retMsg, e.result);

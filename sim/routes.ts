@@ -3,7 +3,7 @@
 // {retCode, retMsg, result, retExtInfo, time} envelope.
 import { paramsError } from './errors.ts';
 import type { Exchange } from './exchange.ts';
-import type { Instrument, LinearInstrument } from './instruments.ts';
+import { isTrading, type Instrument, type LinearInstrument } from './instruments.ts';
 import { instrumentItem, orderbook, ticker } from './market-data.ts';
 import { fix, trim } from './num.ts';
 import { isOpen, type SimOrder } from './orders.ts';
@@ -13,6 +13,7 @@ import { accountInfo, setMarginMode } from './margin-mode.ts';
 import { setLeverage, switchPositionMode, symbolPositions, type PositionRow } from './positions.ts';
 import { setTradingStop } from './trading-stop.ts';
 import { txLogItem } from './transaction-log.ts';
+import { ROUTES_EXT, type SimExt } from './routes-ext.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 
 export interface RouteCtx {
@@ -24,6 +25,8 @@ export interface RouteCtx {
   forceReject: boolean;
   /** Exchange start time, for launchTime. */
   startedAt: number;
+  /** Market history and disconnection protection (routes-ext.ts). */
+  ext?: SimExt;
 }
 
 export interface Route {
@@ -31,6 +34,8 @@ export interface Route {
   path: string;
   private: boolean;
   handler: (ctx: RouteCtx) => unknown;
+  /** retMsg of a success when the page shows another than "OK". */
+  okMsg?: string;
 }
 
 const DAY = 86_400_000;
@@ -133,9 +138,10 @@ export const ROUTES: Route[] = [
       const category = requireCategory(params, ['spot', 'linear']);
       const symbol = str(params.symbol);
       const baseCoin = str(params.baseCoin);
+      const status = str(params.status) ?? 'Trading'; // by default Bybit lists Trading symbols only
       const list = ex.instruments
         .ofCategory(category as 'spot' | 'linear')
-        .filter((i) => (!symbol || i.symbol === symbol) && (!baseCoin || i.baseCoin === baseCoin))
+        .filter((i) => (!symbol || i.symbol === symbol) && (!baseCoin || i.baseCoin === baseCoin) && (i.status ?? 'Trading') === status)
         .map((i) => instrumentItem(i, startedAt, ex.instruments.list.indexOf(i) + 1));
       return category === 'spot' ? { category, list } : { category, list, nextPageCursor: '' };
     },
@@ -148,7 +154,8 @@ export const ROUTES: Route[] = [
       const category = requireCategory(params, ['spot', 'linear']);
       const symbol = str(params.symbol);
       if (symbol && !ex.instruments.get(category, symbol)) throw paramsError('symbol invalid');
-      const list = ex.instruments.ofCategory(category as 'spot' | 'linear').filter((i) => !symbol || i.symbol === symbol).map((i) => ticker(ex, i));
+      // Without a symbol, delisted instruments are left out, as instruments-info leaves them out.
+      const list = ex.instruments.ofCategory(category as 'spot' | 'linear').filter((i) => (symbol ? i.symbol === symbol : isTrading(i))).map((i) => ticker(ex, i));
       return { category, list };
     },
   },
@@ -404,6 +411,7 @@ export const ROUTES: Route[] = [
     private: true,
     handler: ({ ex, uid, startedAt }) => accountInfo(ex, uid, startedAt),
   },
+  ...ROUTES_EXT,
 ];
 
 

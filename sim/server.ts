@@ -8,17 +8,23 @@ import { systemClock, type Clock } from '../runtime/clock.ts';
 import { createAdminHandler } from './admin.ts';
 import { Authenticator, type Credential } from './auth.ts';
 import type { DepthModel } from './book.ts';
+import { DcpGuard } from './dcp.ts';
 import { FatalError } from '../runtime/errors.ts';
 import { SimError } from './errors.ts';
 import { DEFAULT_BALANCES, Exchange, type AccountSpec } from './exchange.ts';
 import { FaultController, type FaultConfig } from './faults.ts';
-import type { FundingRateSource } from './funding-settlement.ts';
-import { DEFAULT_INSTRUMENTS, type Category, type Instrument } from './instruments.ts';
+import { DEFAULT_FUNDING_RATE, type FundingRateSource } from './funding-settlement.ts';
+import { fundingRateAt } from './funding.ts';
+import { LISTED_INSTRUMENTS, type Category, type Instrument, type LinearInstrument } from './instruments.ts';
+import { changeListing, loadInstrumentsFile, mergeListing } from './listing.ts';
+import { instrumentItem } from './market-data.ts';
+import { MarketHistory } from './market-history.ts';
 import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
 import { createRestHandler } from './rest-server.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
+import { PublicFeeds } from './ws-feeds.ts';
 import { SimWsServer } from './ws-server.ts';
 
 export const DEFAULT_CREDENTIALS: readonly Credential[] = Object.freeze([{ key: 'sim-key', secret: 'sim-secret', uid: '1000001' }]);
@@ -42,7 +48,10 @@ export interface SimulatorOptions {
   accounts?: AccountSpec[];
   rateLimits?: RateLimitOptions;
   priceProcess?: PriceProcessOptions;
+  /** The instruments listed (default LISTED_INSTRUMENTS: twelve spot and linear pairs). */
   instruments?: readonly Instrument[];
+  /** A JSON file of instruments (sim/listing.ts), when `instruments` is not given. */
+  instrumentsFile?: string;
   depth?: Partial<DepthModel>;
   faults?: FaultConfig;
   /** Category of public topics on a connection whose path names none. Default 'linear'. */
@@ -93,6 +102,17 @@ export interface Simulator {
   readonly credentials: readonly Credential[];
   readonly exchange: Exchange;
   readonly faults: FaultController;
+  /** Recent trades, funding rates settled, cross sequence. */
+  readonly market: MarketHistory;
+  /** Disconnection protection. */
+  readonly dcp: DcpGuard;
+  /**
+   * Add an instrument or change a listed one (filters, fees, status: `Closed` / `Delivering`
+   * delist it), while running; kept in the state file. Returns its instruments-info item.
+   */
+  changeInstrument(change: Record<string, unknown>): Record<string, unknown>;
+  /** Every instrument ever listed, as instruments-info items (with their status). */
+  instruments(): Array<Record<string, unknown>>;
   /** Advance a manual clock by ms (if the clock has advance()) and run the price process. */
   advance(ms?: number): void;
   /** Advance by whole price steps. */
@@ -128,7 +148,19 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   if (saved?.instances.some((i) => i.nonce === nonce)) {
     throw new FatalError('sim_nonce_reused', `instance nonce ${nonce} was already used on ${opts.stateFile}: ids would repeat; leave instanceNonce unset`);
   }
-  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments: opts.instruments ?? DEFAULT_INSTRUMENTS, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange, fundingRate: opts.fundingRate });
+  const configured = opts.instruments ?? (opts.instrumentsFile ? loadInstrumentsFile(opts.instrumentsFile) : LISTED_INSTRUMENTS);
+  const instruments = mergeListing(saved?.ext?.instruments, configured);
+  // Funding settles at the rate the market history publishes (sim/funding.ts, shown in tickers and
+  // funding/history), unless a test gives its own; the history exists once the exchange does, and
+  // the first settlement comes with a later price step.
+  let market: MarketHistory | null = null;
+  const published: FundingRateSource = (symbol, settleTime) => {
+    const inst = exchange.instruments.get('linear', symbol) as LinearInstrument | undefined;
+    return market?.fundingRate(symbol, settleTime) ?? (inst ? fundingRateAt(exchange.prices, inst, settleTime) : undefined) ?? DEFAULT_FUNDING_RATE;
+  };
+  const exchange = new Exchange({ seed, idKey: idKey(nonce), clock, instruments, depth: opts.depth, priceProcess: opts.priceProcess, accounts, restore: saved?.exchange, fundingRate: opts.fundingRate ?? published });
+  market = new MarketHistory(exchange, saved?.ext?.market);
+  const dcp = new DcpGuard(exchange, saved?.ext?.dcp);
   const startedAt = saved?.createdAt ?? clock.now();
   const meta = { accountId: saved?.accountId ?? newAccountId(), createdAt: startedAt, seed, instances: [...(saved?.instances ?? []), { nonce, startedAt: clock.now() }] };
   const auth = new Authenticator(credentials, opts.authClock ?? systemClock);
@@ -137,9 +169,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
   // eslint-disable-next-line prefer-const
   let sim: Simulator;
-  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, admin: createAdminHandler(() => sim) });
+  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, ext: { market, dcp }, admin: createAdminHandler(() => sim) });
   const server: Server = createServer(rest.listener);
-  const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear' });
+  const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear', feeds: new PublicFeeds(exchange, market), dcp });
 
   const host = opts.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
@@ -166,13 +198,15 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     const file = opts.stateFile;
     try {
       if (opts.fresh) logger.info({ file, kept: setAside(file) }, 'simulator: fresh paper account');
-      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
+      const ext = () => ({ instruments: [...exchange.instruments.list], dcp: dcp.snapshot(), market: market.snapshot() });
+      writer = new StateWriter({ file, meta, exchange: () => exchange.snapshot(), ext, now: () => clock.now(), resume: saved, delayMs: opts.stateSaveMs, logger });
       writer.flushSync();
     } catch (err) {
       await new Promise<void>((resolve) => server.close(() => resolve()));
       throw err;
     }
     unsubscribe = exchange.on((e) => writer!.changed(e.type === 'private'));
+    dcp.onChange = () => writer!.changed(true);
     process.on('exit', onExit);
     if (saved) logger.info({ file, accountId: meta.accountId, orders: saved.exchange.orders.length, executions: saved.exchange.executions.length, starts: meta.instances.length }, 'simulator: paper account restored');
   }
@@ -180,6 +214,9 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
   const autoTick = opts.autoTick ?? opts.clock === undefined;
   const timer = autoTick ? setInterval(() => exchange.advance(), exchange.prices.stepMs) : undefined;
   timer?.unref();
+  // DCP windows are whole seconds; a price step can be much longer (--step-ms).
+  const dcpTimer = autoTick ? setInterval(() => dcp.check(), 250) : undefined;
+  dcpTimer?.unref();
 
   const uidFor = (o?: { uid?: string; key?: string }) => {
     if (o?.uid) return o.uid;
@@ -200,10 +237,21 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     credentials,
     exchange,
     faults,
+    market,
+    dcp,
     advance(ms = 0) {
       const c = clock as Clock & { advance?: (ms: number) => void };
       if (ms > 0 && typeof c.advance === 'function') c.advance(ms);
       exchange.advance();
+      dcp.check();
+    },
+    changeInstrument(change) {
+      const i = changeListing(exchange, change);
+      writer?.changed(true);
+      return instrumentItem(i, startedAt, exchange.instruments.list.indexOf(i) + 1);
+    },
+    instruments() {
+      return exchange.instruments.list.map((i, k) => ({ category: i.category, ...instrumentItem(i, startedAt, k + 1) }));
     },
     tick(steps = 1) {
       sim.advance(steps * exchange.prices.stepMs);
@@ -235,6 +283,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
         orders: { total: exchange.allOrders().length, open: exchange.allOrders().filter((o) => o.orderStatus === 'New' || o.orderStatus === 'PartiallyFilled').length },
         executions: exchange.allExecutions().length,
         faults: { config: faults.config, stats: faults.stats },
+        dcp: dcp.triggers,
         ws: ws.connections(),
         account: sim.accountInfo(),
       };
@@ -248,6 +297,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
     },
     async close() {
       if (timer) clearInterval(timer);
+      if (dcpTimer) clearInterval(dcpTimer);
+      market.close();
       rest.releaseHung();
       await ws.close();
       await new Promise<void>((resolve) => {

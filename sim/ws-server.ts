@@ -2,7 +2,9 @@
 // (bybit-api sends all its connections to `wsUrl` when it is set), so one endpoint serves:
 //  - private topics after {op:'auth'}: order, execution, position, wallet (and their .spot /
 //    .linear category variants), as {id, topic, creationTime, data:[...]};
-//  - public topics: tickers.{symbol}, publicTrade.{symbol}, orderbook.{1|50|200}.{symbol}.
+//  - private dcp.future / dcp.spot / dcp.option: arm disconnection protection (sim/dcp.ts);
+//  - public topics: tickers.{symbol}, publicTrade.{symbol}, orderbook.{1|50|200|1000}.{symbol}
+//    (a snapshot, then deltas) and kline.{interval}.{symbol} (sim/ws-feeds.ts).
 // Public topics name no category; /v5/public/spot and /v5/public/linear pick one, any other path
 // uses `publicCategory` (default linear, falling back to spot for spot-only symbols).
 // Ping answers follow Bybit: private connections get {op:'pong'}, public ones {op:'ping', ret_msg:'pong'}.
@@ -11,13 +13,14 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Authenticator } from './auth.ts';
+import { DCP_TOPICS, type DcpGuard } from './dcp.ts';
 import type { Exchange, ExchangeEvent } from './exchange.ts';
 import type { FaultController } from './faults.ts';
 import type { Category } from './instruments.ts';
-import { orderbook, ticker } from './market-data.ts';
+import { ticker } from './market-data.ts';
+import { parsePublicTopic, type PublicFeeds } from './ws-feeds.ts';
 
-const PRIVATE_TOPICS = new Set(['order', 'order.spot', 'order.linear', 'execution', 'execution.spot', 'execution.linear', 'position', 'position.linear', 'wallet']);
-const PUBLIC_RE = /^(tickers|publicTrade)\.([A-Z0-9]+)$|^orderbook\.(1|50|200)\.([A-Z0-9]+)$/;
+const PRIVATE_TOPICS = new Set(['order', 'order.spot', 'order.linear', 'execution', 'execution.spot', 'execution.linear', 'position', 'position.linear', 'wallet', ...Object.keys(DCP_TOPICS)]);
 
 interface Conn {
   id: string;
@@ -36,6 +39,8 @@ export interface WsDeps {
   faults: FaultController;
   logger: Logger;
   publicCategory: Category;
+  feeds: PublicFeeds;
+  dcp: DcpGuard;
 }
 
 export class SimWsServer {
@@ -44,6 +49,10 @@ export class SimWsServer {
   private nextConn = 1;
   private disconnectTimer?: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
+  /** Books changed since the last flush ("category:symbol"), and whether a price step was among the changes. */
+  private readonly dirtyBooks = new Set<string>();
+  private bookStep = false;
+  private flushQueued = false;
 
   constructor(server: Server, private readonly deps: WsDeps) {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -105,6 +114,7 @@ export class SimWsServer {
     ws.on('close', () => {
       for (const h of conn.held.values()) clearTimeout(h.timer);
       this.conns.delete(conn);
+      if (conn.uid) this.deps.dcp.closed(conn.id);
     });
     ws.on('error', (err) => this.deps.logger.debug({ err, conn: conn.id }, 'ws error'));
   }
@@ -151,6 +161,10 @@ export class SimWsServer {
         for (const t of topics) {
           if (op === 'subscribe') conn.subs.add(t);
           else conn.subs.delete(t);
+          if (conn.uid && t in DCP_TOPICS) {
+            if (op === 'subscribe') this.deps.dcp.subscribed(conn.id, conn.uid, t);
+            else this.deps.dcp.unsubscribed(conn.id, conn.uid, t);
+          }
         }
         this.reply(conn, { success: true, ret_msg: '', ...base(op) });
         if (op === 'subscribe') for (const t of topics) this.initialSnapshot(conn, t);
@@ -172,17 +186,29 @@ export class SimWsServer {
 
   private validTopic(conn: Conn, t: string): boolean {
     if (PRIVATE_TOPICS.has(t)) return conn.uid !== undefined;
-    const m = PUBLIC_RE.exec(t);
-    if (!m) return false;
-    const symbol = m[2] ?? m[4]!;
-    return this.categoryFor(conn, symbol) !== undefined;
+    const p = parsePublicTopic(t);
+    return p !== undefined && this.categoryFor(conn, p.symbol) !== undefined;
+  }
+
+  /** Another connection listens to the same feed (topic and category) as `conn`. */
+  private othersListening(conn: Conn, topic: string, cat: Category, symbol: string): boolean {
+    for (const c of this.conns) if (c !== conn && c.subs.has(topic) && this.categoryFor(c, symbol) === cat) return true;
+    return false;
   }
 
   private initialSnapshot(conn: Conn, t: string): void {
-    const m = PUBLIC_RE.exec(t);
-    if (!m || m[1] === 'publicTrade') return;
-    const symbol = m[2] ?? m[4]!;
-    this.pushPublic(conn, t, symbol);
+    const p = parsePublicTopic(t);
+    if (!p) return;
+    if (p.kind !== 'orderbook' && p.kind !== 'kline') {
+      if (p.kind === 'tickers') this.pushPublic(conn, t, p.symbol);
+      return;
+    }
+    const cat = this.categoryFor(conn, p.symbol);
+    const inst = cat && this.deps.ex.instruments.get(cat, p.symbol);
+    if (!cat || !inst) return;
+    const others = this.othersListening(conn, t, cat, p.symbol);
+    const msg = p.kind === 'orderbook' ? this.deps.feeds.bookSnapshot(cat, inst, p.depth, others) : this.deps.feeds.klineSnapshot(cat, inst, p.interval, others);
+    if (msg) this.deliver(conn, t, msg);
   }
 
   private pushPublic(conn: Conn, topic: string, symbol: string): void {
@@ -191,12 +217,57 @@ export class SimWsServer {
     const inst = cat && ex.instruments.get(cat, symbol);
     if (!inst) return;
     const now = ex.now();
-    if (topic.startsWith('tickers.')) {
-      const data = { ...ticker(ex, inst), ...(inst.category === 'linear' ? { tickDirection: ex.tickDirection(symbol) } : {}) };
-      this.deliver(conn, topic, { topic, type: 'snapshot', data, cs: ex.prices.steps, ts: now });
-    } else if (topic.startsWith('orderbook.')) {
-      const depth = Number(topic.split('.')[1]);
-      this.deliver(conn, topic, { topic, type: 'snapshot', ts: now, data: { ...orderbook(ex, inst, depth), u: ex.prices.steps, seq: ex.prices.steps }, cts: now });
+    const data = { ...ticker(ex, inst), ...(inst.category === 'linear' ? { tickDirection: ex.tickDirection(symbol) } : {}) };
+    this.deliver(conn, topic, { topic, type: 'snapshot', data, cs: ex.prices.steps, ts: now });
+  }
+
+  /** Subscribers of each orderbook or kline feed, by "category topic". */
+  private feedSubscribers(kind: 'orderbook' | 'kline'): Map<string, { cat: Category; topic: string; p: ReturnType<typeof parsePublicTopic> & object; conns: Conn[] }> {
+    const out = new Map<string, { cat: Category; topic: string; p: ReturnType<typeof parsePublicTopic> & object; conns: Conn[] }>();
+    for (const c of this.conns) {
+      for (const t of c.subs) {
+        const p = parsePublicTopic(t);
+        if (!p || p.kind !== kind) continue;
+        const cat = this.categoryFor(c, p.symbol);
+        if (!cat) continue;
+        const k = `${cat} ${t}`;
+        const f = out.get(k);
+        if (f) f.conns.push(c);
+        else out.set(k, { cat, topic: t, p, conns: [c] });
+      }
+    }
+    return out;
+  }
+
+  /** A book may have changed: its feeds send their delta once the current turn of work is done. */
+  private bookChanged(keys: string[], step: boolean): void {
+    for (const k of keys) this.dirtyBooks.add(k);
+    this.bookStep ||= step;
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => this.flushBooks());
+  }
+
+  private flushBooks(): void {
+    this.flushQueued = false;
+    const step = this.bookStep;
+    this.bookStep = false;
+    const dirty = new Set(this.dirtyBooks);
+    this.dirtyBooks.clear();
+    for (const f of this.feedSubscribers('orderbook').values()) {
+      if (f.p.kind !== 'orderbook' || !dirty.has(`${f.cat}:${f.p.symbol}`)) continue;
+      const inst = this.deps.ex.instruments.get(f.cat, f.p.symbol);
+      const msg = inst && this.deps.feeds.bookUpdate(f.cat, inst, f.p.depth, step);
+      if (msg) for (const c of f.conns) this.deliver(c, f.topic, msg);
+    }
+  }
+
+  private pushKlines(symbols: string[]): void {
+    for (const f of this.feedSubscribers('kline').values()) {
+      if (f.p.kind !== 'kline' || !symbols.includes(f.p.symbol)) continue;
+      const inst = this.deps.ex.instruments.get(f.cat, f.p.symbol);
+      if (!inst) continue;
+      for (const msg of this.deps.feeds.klineUpdate(f.cat, inst, f.p.interval)) for (const c of f.conns) this.deliver(c, f.topic, msg);
     }
   }
 
@@ -218,16 +289,17 @@ export class SimWsServer {
       for (const c of this.conns) {
         if (c.subs.has(topic) && this.categoryFor(c, e.symbol) === e.category) this.deliver(c, topic, { topic, type: 'snapshot', ts: this.deps.ex.now(), data: e.trades });
       }
+      this.bookChanged([`${e.category}:${e.symbol}`], false);
       return;
     }
     for (const c of this.conns) {
       for (const t of c.subs) {
-        const m = PUBLIC_RE.exec(t);
-        if (!m || m[1] === 'publicTrade') continue;
-        const symbol = m[2] ?? m[4]!;
-        if (e.symbols.includes(symbol)) this.pushPublic(c, t, symbol);
+        const p = parsePublicTopic(t);
+        if (p?.kind === 'tickers' && e.symbols.includes(p.symbol)) this.pushPublic(c, t, p.symbol);
       }
     }
+    this.bookChanged(e.symbols.flatMap((s) => [`spot:${s}`, `linear:${s}`]), true);
+    this.pushKlines(e.symbols);
   }
 
   /** Send a topic push through the websocket faults (drop, duplicate, reorder, latency). */

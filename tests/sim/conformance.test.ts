@@ -54,6 +54,9 @@ test('compareShape finds missing fields and type changes (the checker itself can
   assert.deepEqual(compareShape({ cumFeeDetail: { MNT: '0.1' } }, { cumFeeDetail: { USDT: 0.2 } }), ['$.cumFeeDetail.USDT: documented map of string, simulator number']);
 });
 
+/** A delta of a price step: both sides of the book moved (a fill changes one side only). */
+const isStepDelta = (m: { type?: string; data: { b: unknown[]; a: unknown[] } }) => m.type === 'delta' && m.data.b.length > 0 && m.data.a.length > 0;
+
 test('conformance: simulator answers have the documented field names and types', async (t) => {
   const sim = await manualSim();
   const priv = new WsRecorder(sim);
@@ -61,7 +64,7 @@ test('conformance: simulator answers have the documented field names and types',
   const spot = new WsRecorder(sim, { wsUrl: `ws://${sim.host}:${sim.port}/v5/public/spot` });
   try {
     await priv.subscribe(PRIVATE_TOPICS, 'linear');
-    await lin.subscribe(['tickers.BTCUSDT', 'publicTrade.BTCUSDT', 'orderbook.50.BTCUSDT'], 'linear');
+    await lin.subscribe(['tickers.BTCUSDT', 'publicTrade.BTCUSDT', 'orderbook.50.BTCUSDT', 'kline.5.BTCUSDT'], 'linear');
     await spot.subscribe(['tickers.BTCUSDT'], 'spot');
     const c = restClient(sim);
     const created = await c.submitOrder({ category: 'linear', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty: '0.010', orderLinkId: 'conf-1' });
@@ -69,7 +72,7 @@ test('conformance: simulator answers have the documented field names and types',
     assert.equal(resting.retCode, 0, resting.retMsg);
     sim.tick(2);
     await waitFor(() => priv.of('order').length && priv.of('execution').length && priv.of('position').length && priv.of('wallet').length, 'private pushes');
-    await waitFor(() => lin.of('publicTrade.BTCUSDT').length && lin.of('tickers.BTCUSDT').length && lin.of('orderbook.50.BTCUSDT').length && spot.of('tickers.BTCUSDT').length, 'public pushes');
+    await waitFor(() => lin.of('publicTrade.BTCUSDT').length && lin.of('tickers.BTCUSDT').length && lin.of('orderbook.50.BTCUSDT').some(isStepDelta) && lin.of('kline.5.BTCUSDT').length && spot.of('tickers.BTCUSDT').length, 'public pushes');
 
     // Raw pings: bybit-api consumes pong frames internally, so these two replies are read with `ws`.
     const pong = async (auth: boolean) => {
@@ -138,11 +141,31 @@ test('conformance: simulator answers have the documented field names and types',
       'ws tickers (linear)': () => strip(lin.of('tickers.BTCUSDT').at(-1)! as never),
       'ws tickers (spot)': () => strip(spot.of('tickers.BTCUSDT').at(-1)! as never),
       'ws publicTrade': () => strip(lin.of('publicTrade.BTCUSDT').at(-1)! as never),
-      "ws orderbook (the page's '...' placeholders removed)": () => strip(lin.of('orderbook.50.BTCUSDT').at(-1)! as never),
+      "ws orderbook (the page's '...' placeholders removed)": () => strip(lin.of('orderbook.50.BTCUSDT').find((m) => m.type === 'snapshot')! as never),
       'ws auth response': () => strip(priv.authEvents[0]!),
       'ws subscribe response (private)': () => strip(priv.responses.find((r) => r.op === 'subscribe' && r.wsKey === 'v5Private')!),
       'ws pong (public, linear)': () => pong(false),
       'ws pong (private)': () => pong(true),
+      'GET /v5/market/mark-price-kline': () => c.getMarkPriceKline({ category: 'linear', symbol: 'BTCUSDT', interval: '15', limit: 1 }),
+      "GET /v5/market/index-price-kline (the page's example is inverse; linear has the same fields)": () => c.getIndexPriceKline({ category: 'linear', symbol: 'BTCUSDT', interval: '1', limit: 2 }),
+      'GET /v5/market/premium-index-price-kline': () => c.getPremiumIndexPriceKline({ category: 'linear', symbol: 'BTCUSDT', interval: 'D' }),
+      'GET /v5/market/funding/history': async () => {
+        // A settlement needs the clock past 16:00 UTC: another simulator, with minute steps to get there fast.
+        const other = await manualSim({ priceProcess: { stepMs: 60_000 } });
+        try {
+          other.advance(5 * 3_600_000);
+          return await restClient(other).getFundingRateHistory({ category: 'linear', symbol: 'ETHUSDT' });
+        } finally {
+          await other.close();
+        }
+      },
+      'GET /v5/market/recent-trade': () => c.getPublicTradingHistory({ category: 'spot', symbol: 'BTCUSDT', limit: 1 }),
+      "GET /v5/market/open-interest (the page's example is inverse; linear has the same fields)": () => c.getOpenInterest({ category: 'linear', symbol: 'BTCUSDT', intervalTime: '5min', limit: 5 }),
+      "GET /v5/market/risk-limit (the page's example is inverse; its '....' placeholder removed)": () => c.getRiskLimit({ category: 'linear', symbol: 'BTCUSDT' }),
+      'POST /v5/order/disconnected-cancel-all': () => c.setDisconnectCancelAllWindowV2({ product: 'DERIVATIVES', timeWindow: 10 } as never),
+      "GET /v5/account/query-dcp-info (the page's comment lines removed)": () => c.getDCPInfo(),
+      'ws kline': () => strip(lin.of('kline.5.BTCUSDT').at(-1)! as never),
+      'ws orderbook delta': () => strip(lin.of('orderbook.50.BTCUSDT').find(isStepDelta)! as never),
     };
     const rows: string[] = [];
     const failures: string[] = [];

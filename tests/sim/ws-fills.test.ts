@@ -3,6 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { manualSim, PRIVATE_TOPICS, restClient, waitFor, WsRecorder } from './helpers.ts';
+import { markPrice } from '../../sim/mark-price.ts';
+import { fix } from '../../sim/num.ts';
 
 const num = (s: unknown) => Number(s);
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
@@ -149,7 +151,8 @@ test('public topics: tickers, publicTrade and orderbook.1 arrive as the price st
     assert.equal(t.type, 'snapshot');
     assert.equal(t.data.symbol, 'BTCUSDT');
     assert.ok(num(t.data.ask1Price) > num(t.data.bid1Price));
-    assert.equal(num(t.data.markPrice), sim.exchange.mid('BTCUSDT'));
+    assert.equal(num(t.data.indexPrice), sim.exchange.mid('BTCUSDT'), 'index = mid');
+    assert.equal(t.data.markPrice, fix(markPrice(sim.exchange.prices, 'BTCUSDT'), 2), 'mark = the smoothed mid of sim/mark-price.ts');
     const ob = ws.of('orderbook.1.BTCUSDT').at(-1)!;
     assert.equal(ob.data.b.length, 1);
     assert.equal(ob.data.a.length, 1);
