@@ -64,6 +64,8 @@ export const configSchema = z.object({
   BYBIT_WS_RETRY_MAX_MS: opt(int.min(100).default(10000)).describe('Longest backoff between Kafka retries of the direct websocket connector, ms.'),
   BYBIT_WS_BUFFER_MAX_MESSAGES: opt(int.min(1).default(100000)).describe('Most stream messages the direct connector keeps waiting while Kafka or the registry is unreachable (a websocket cannot be paused). When full: the oldest ticker is dropped, else the new message; a dropped private message is a gap the reconciler repairs.'),
   BYBIT_WS_BUFFER_MAX_BYTES: opt(int.min(65536).default(33554432)).describe('Most bytes (JSON as received) of stream messages the direct connector keeps waiting; as BYBIT_WS_BUFFER_MAX_MESSAGES.'),
+  BYBIT_DCP_WINDOW_S: opt(int.refine((v) => v === 0 || (v >= 3 && v <= 300), '0 (off) or 3..300').default(0)).describe('Disconnection protection (Bybit DCP) armed by the direct connector: when every private connection of ours has been gone this many seconds, the exchange cancels our open orders of BYBIT_DCP_PRODUCTS. 0: off. With ws-gateway the gateway owns the connection (docs/deployment.md).'),
+  BYBIT_DCP_PRODUCTS: z.preprocess((v) => list(v) ?? ['SPOT', 'DERIVATIVES'], z.array(z.enum(['SPOT', 'DERIVATIVES'])).min(1)).describe('Products DCP covers (comma-separated SPOT,DERIVATIVES; DERIVATIVES is linear).'),
   BYBIT_WS_BATCH_MAX_BYTES: opt(int.min(1024).max(1000000).default(524288)).describe('Largest Kafka send of the direct connector, bytes (records, keys, headers); more goes in several sends, under the broker message.max.bytes of 1 MiB.'),
 });
 export type BybitWsConfig = z.output<typeof configSchema>;
@@ -119,7 +121,17 @@ export interface BybitWsDeps {
    * connection was down): the order state may lag Bybit until the reconciler has run.
    */
   onGap?: (why: 'buffer_full' | 'reconnect') => void;
+  /**
+   * Sets Bybit's DCP window for a product (POST /v5/order/disconnected-cancel-all through the REST
+   * core); needed when BYBIT_DCP_WINDOW_S > 0. The connector then subscribes the private dcp
+   * topics, which is what arms the protection (and re-arms it on every reconnect, as bybit-api
+   * resubscribes).
+   */
+  setDcpWindow?: (product: 'SPOT' | 'DERIVATIVES', seconds: number) => Promise<void>;
 }
+
+/** The private topic that arms DCP for a product. */
+export const DCP_TOPICS = { SPOT: 'dcp.spot', DERIVATIVES: 'dcp.future' } as const;
 
 export interface BybitWsConnector {
   start(): Promise<void>;
@@ -323,6 +335,14 @@ export function createBybitWs(deps: BybitWsDeps): BybitWsConnector {
       c.on('exception', (e: Record<string, unknown>) => log.warn({ wsKey: e?.wsKey, detail: JSON.stringify(e).slice(0, 500) }, 'Bybit websocket exception'));
       // The category argument of private topics is only used to pick the connection: one private one.
       const subs: Array<Promise<unknown>> = [...c.subscribeV5([...PRIVATE_TOPICS], 'linear', true)];
+      if (cfg.BYBIT_DCP_WINDOW_S > 0) {
+        // The window first, then the subscription that arms it: if this process (or its host)
+        // vanishes, the exchange cancels what we leave resting. A failure here fails the start.
+        if (!deps.setDcpWindow) throw new Error('BYBIT_DCP_WINDOW_S is set but the connector was given no way to set the window (setDcpWindow)');
+        for (const p of cfg.BYBIT_DCP_PRODUCTS) await deps.setDcpWindow(p, cfg.BYBIT_DCP_WINDOW_S);
+        subs.push(...c.subscribeV5(cfg.BYBIT_DCP_PRODUCTS.map((p) => DCP_TOPICS[p]), 'linear', true));
+        log.info({ window_s: cfg.BYBIT_DCP_WINDOW_S, products: cfg.BYBIT_DCP_PRODUCTS }, 'Bybit disconnection protection armed');
+      }
       if (symbols.length > 0) for (const cat of cfg.BYBIT_WS_TICKER_CATEGORIES) subs.push(...c.subscribeV5(symbols.map((s) => `tickers.${s}`), cat));
       else log.warn('no ticker symbols configured (BYBIT_WS_TICKER_SYMBOLS / ASSETS): tickers not followed');
       await Promise.all(subs);

@@ -11,7 +11,7 @@ import { createValidateStage, parseConfig as validateConfig, configSchema as val
 import { createSignalBridge, parseConfig as bridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { createSizeRiskStage, parseConfig as riskConfig, configSchema as riskSettings } from '../pipelines/size-risk.ts';
 import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSettings } from '../pipelines/place.ts';
-import { createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
+import { createBybitCaller, createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig, configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig, configSchema as trackSettings } from '../pipelines/track.ts';
 import { MODEL_UNITS } from '../model/service.ts';
@@ -25,7 +25,7 @@ import { createEventsOutBridge, parseConfig as eventsOutConfig, configSchema as 
 const exchangeStreams = defineUnit({
   name: 'exchange-streams',
   doc: "Bybit's private and ticker streams (ws-gateway queues or direct websocket) → exchange.*, market.tickers",
-  settings: [bybitWsSettings, wsGatewaySettings],
+  settings: [bybitWsSettings, wsGatewaySettings, bybitRestSettings],
   inputs: ['bybit:ws', 'rabbitmq:WS_GATEWAY_ORDER_QUEUE', 'rabbitmq:WS_GATEWAY_EXECUTION_QUEUE', 'rabbitmq:WS_GATEWAY_POSITION_QUEUE', 'rabbitmq:WS_GATEWAY_WALLET_QUEUE', 'rabbitmq:WS_GATEWAY_TICKER_QUEUE'],
   outputs: ['exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers', 'exchange.dlq'],
   writes: [],
@@ -34,7 +34,12 @@ const exchangeStreams = defineUnit({
     if (ws.EXCHANGE_STREAM_SOURCE === 'direct') {
       // Tickers of the traded assets: ASSETS, else what the model service trades.
       const assets = (rt.cfg.ASSETS as string[]).length ? (rt.cfg.ASSETS as string[]) : (rt.cfg.MODEL_ASSETS as string[]);
-      const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: ws, assets, clock: rt.clock });
+      // DCP's window goes through the one REST core (limiter, error mapping) like every Bybit call.
+      const rest = createBybitCaller({ config: restConfig(rt.cfg), clock: rt.clock, logger: rt.logger.child({ unit: 'bybit-ws-dcp' }) });
+      const setDcpWindow = async (product: 'SPOT' | 'DERIVATIVES', seconds: number) => {
+        await rest.call('query', '/v5/order/disconnected-cancel-all', undefined, () => rest.client.setDisconnectCancelAllWindowV2({ product, timeWindow: seconds }) as never);
+      };
+      const c = createBybitWs({ kafka: rt.kafka, codec: rt.codec, logger: rt.logger, metrics: rt.metrics, config: ws, assets, clock: rt.clock, setDcpWindow });
       await c.start();
       return { name: 'bybit-ws', ready: () => c.ready(), stop: () => c.stop() };
     }
