@@ -26,7 +26,7 @@ export interface ExchangeReader {
    * The unified account's transaction log of a category (GET /v5/account/transaction-log), every
    * entry with startTime <= transactionTime <= endTime. Bybit allows at most 7 days between the two.
    */
-  transactionLog(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
+  transactionLog(category: Category, startTime: number, endTime: number): Promise<Raw[] & { truncated?: boolean }>;
   /** Closed P&L records of linear positions (GET /v5/position/closed-pnl), at most 7 days apart. */
   closedPnl(startTime: number, endTime: number): Promise<Raw[]>;
   positions(): Promise<Raw[]>;
@@ -48,8 +48,9 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
   const maxPages = deps.maxPages ?? 20;
   const call = async <T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<T> => (await core.call(op, path, category, fn)).result;
 
-  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<BybitAnswer<Paged>>): Promise<Raw[]> {
-    const out: Raw[] = [];
+  /** Every page, up to maxPages; `truncated` when Bybit had more (a sum over the list would be short). */
+  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<BybitAnswer<Paged>>): Promise<Raw[] & { truncated?: boolean }> {
+    const out: Raw[] & { truncated?: boolean } = [];
     let cursor: string | undefined;
     for (let page = 0; page < maxPages; page++) {
       const res = await call('query', path, category, () => fetch(cursor));
@@ -57,6 +58,7 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
       cursor = res.nextPageCursor || undefined;
       if (!cursor) break;
     }
+    if (cursor) out.truncated = true;
     return out;
   }
 

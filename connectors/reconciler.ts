@@ -468,7 +468,11 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       const dayStart = Date.parse(`${day}T00:00:00.000Z`);
       rep.pnlDay = day;
       // One query of at most a day: within Bybit's 7-day window of both endpoints.
-      const exchange = exchangeDayNet(await rest.transactionLog('linear', dayStart, end));
+      const entries = await rest.transactionLog('linear', dayStart, end);
+      // More entries than RECONCILE_MAX_PAGES pages: the sums would miss the oldest (newest come
+      // first), so every symbol would look off. Compare nothing rather than report false mismatches.
+      const truncated = entries.truncated === true;
+      const exchange = exchangeDayNet(entries);
       // Closed P&L is shown, never compared: Bybit books a position's opening fees (and its funding)
       // into the record of the order that CLOSES it, so a day's closed P&L holds fees of earlier
       // days and lacks those of positions still open; the books count each fee when it is paid.
@@ -501,7 +505,9 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         // than the grace period, is skipped this run (the next one compares it); a lost execution
         // is missing_execution's to repair, after which the books catch up.
         const latest = ex?.latest ?? 0;
-        const skipped = latest > (latestStored.get(symbol) ?? 0) ? 'executions in flight (the exchange has a newer entry than the stored executions)' : fresh(latest) ? 'within the grace period' : null;
+        const skipped = truncated
+          ? `the transaction log of the day is longer than RECONCILE_MAX_PAGES (${cfg.RECONCILE_MAX_PAGES}) pages`
+          : latest > (latestStored.get(symbol) ?? 0) ? 'executions in flight (the exchange has a newer entry than the stored executions)' : fresh(latest) ? 'within the grace period' : null;
         rep.pnl.push({ symbol, exchange: exNet.toString(), booked: bk.toString(), closedPnl: closed.get(symbol)?.toString() ?? null, skipped });
         if (skipped || !pnlDiffers(exNet, bk, tolerance)) continue;
         note(rep, { kind: 'pnl_mismatch', category: 'linear', symbol, orderLinkId: null, orderId: null, local: bk.toString(), exchange: exNet.toString() }, false);
