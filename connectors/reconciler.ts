@@ -388,7 +388,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // 3. Executions.
       const execOut: Array<{ key: string; value: Execution }> = [];
       for (const category of cfg.RECONCILE_CATEGORIES) {
-        const execs = (await rest.executions(category, ...window())).filter((e) => wanted(rawText(e.symbol)));
+        // Oldest first (Bybit lists newest first): the tracking stage books executions in the order
+        // they arrive, and an average-cost book, or a funding payment split over the books holding
+        // the position, is only right in the order the exchange made them.
+        const execs = (await rest.executions(category, ...window()))
+          .filter((e) => wanted(rawText(e.symbol)))
+          .sort((a, b) => Number(a.execTime) - Number(b.execTime) || Number(a.seq ?? 0) - Number(b.seq ?? 0));
         const observedAt = clock.now();
         r.checked.executions += execs.length;
         const ids = execs.map((e) => rawText(e.execId)).filter(Boolean);

@@ -287,6 +287,10 @@ test('P&L of the day (issue #18): fills and a funding settlement the books hold 
   const w = await world(t, {}, { clock, autoTick: false, fundingRate: () => 0.0001 });
   w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '1.0', orderLinkId: 'desk-pnl-1' });
   w.sim.setPrice('ETHUSDT', 3100);
+  // A second buy at a higher price: the partial close then realises against the average entry, which
+  // the books only get right when the repaired executions are booked oldest first.
+  w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '1.0', orderLinkId: 'desk-pnl-3' });
+  w.sim.setPrice('ETHUSDT', 3200);
   w.sim.advance(2 * 3600_000); // 08:00: the long pays funding
   w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Sell', orderType: 'Market', qty: '0.4', orderLinkId: 'desk-pnl-2' });
   const simExecs = w.sim.executions().filter((e) => e.symbol === 'ETHUSDT');
