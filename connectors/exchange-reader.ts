@@ -22,6 +22,13 @@ export interface ExchangeReader {
   /** The order by orderLinkId (or orderId): realtime first, then history; null when Bybit has none. */
   queryOrder(category: Category, ref: { orderLinkId?: string; orderId?: string; symbol?: string }): Promise<Raw | null>;
   executions(category: Category, startTime: number, endTime: number): Promise<Raw[]>;
+  /**
+   * The unified account's transaction log of a category (GET /v5/account/transaction-log), every
+   * entry with startTime <= transactionTime <= endTime. Bybit allows at most 7 days between the two.
+   */
+  transactionLog(category: Category, startTime: number, endTime: number): Promise<Raw[] & { truncated?: boolean }>;
+  /** Closed P&L records of linear positions (GET /v5/position/closed-pnl), at most 7 days apart. */
+  closedPnl(startTime: number, endTime: number): Promise<Raw[]>;
   positions(): Promise<Raw[]>;
   wallet(): Promise<Raw | null>;
   cancelOrder(category: Category, symbol: string, ref: { orderId?: string; orderLinkId?: string }): Promise<void>;
@@ -41,8 +48,9 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
   const maxPages = deps.maxPages ?? 20;
   const call = async <T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<T> => (await core.call(op, path, category, fn)).result;
 
-  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<BybitAnswer<Paged>>): Promise<Raw[]> {
-    const out: Raw[] = [];
+  /** Every page, up to maxPages; `truncated` when Bybit had more (a sum over the list would be short). */
+  async function paged(path: string, category: string, fetch: (cursor: string | undefined) => Promise<BybitAnswer<Paged>>): Promise<Raw[] & { truncated?: boolean }> {
+    const out: Raw[] & { truncated?: boolean } = [];
     let cursor: string | undefined;
     for (let page = 0; page < maxPages; page++) {
       const res = await call('query', path, category, () => fetch(cursor));
@@ -50,6 +58,7 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
       cursor = res.nextPageCursor || undefined;
       if (!cursor) break;
     }
+    if (cursor) out.truncated = true;
     return out;
   }
 
@@ -78,6 +87,12 @@ export function createExchangeReader(deps: ReaderDeps): ExchangeReader {
     },
     executions: (category, startTime, endTime) =>
       paged('/v5/execution/list', category, (cursor) => q('getExecutionList', { category, startTime, endTime, limit: 100, ...(cursor ? { cursor } : {}) })),
+    transactionLog: (category, startTime, endTime) =>
+      paged('/v5/account/transaction-log', category, (cursor) =>
+        q('getTransactionLog', { accountType: 'UNIFIED', category, startTime, endTime, limit: 50, ...(cursor ? { cursor } : {}) }),
+      ),
+    closedPnl: (startTime, endTime) =>
+      paged('/v5/position/closed-pnl', 'linear', (cursor) => q('getClosedPnL', { category: 'linear', startTime, endTime, limit: 100, ...(cursor ? { cursor } : {}) })),
     positions: () => paged('/v5/position/list', 'linear', (cursor) => q('getPositionInfo', { category: 'linear', settleCoin: 'USDT', limit: 200, ...(cursor ? { cursor } : {}) })),
     async wallet() {
       const res = await call<{ list?: Raw[] }>('query', '/v5/account/wallet-balance', undefined, () => q('getWalletBalance', { accountType: 'UNIFIED' }));

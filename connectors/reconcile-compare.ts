@@ -13,6 +13,7 @@ export const DISCREPANCY_KINDS = [
   'missing_execution', // a fill at Bybit with no executions row
   'position_mismatch',
   'balance_mismatch',
+  'pnl_mismatch', // a linear symbol's net P&L of the day: the books against the exchange's transaction log (reported, not repaired)
 ] as const;
 export type DiscrepancyKind = (typeof DISCREPANCY_KINDS)[number];
 
@@ -73,6 +74,39 @@ export interface Discrepancy {
   corrected: boolean;
 }
 
+/**
+ * One linear symbol's P&L of the UTC day (the report shows every symbol compared or skipped):
+ * `exchange` is the sum of the transaction log's `change` over its TRADE and SETTLEMENT entries,
+ * `booked` the books' realised - fees + funding (pnl_days, every strategy), `closedPnl` the sum of
+ * the exchange's closed-P&L records (for information only: see reconciler.ts), `skipped` why the
+ * symbol was not compared (null when it was).
+ */
+export interface PnlCheck {
+  symbol: string;
+  exchange: string;
+  booked: string;
+  closedPnl: string | null;
+  skipped: string | null;
+}
+
+/** The exchange's net of the day per linear symbol, and the time of its latest entry. */
+export function exchangeDayNet(entries: ReadonlyArray<Record<string, unknown>>): Map<string, { net: Dec; latest: number }> {
+  const out = new Map<string, { net: Dec; latest: number }>();
+  for (const e of entries) {
+    // TRADE (cashFlow - fee) and SETTLEMENT (funding): what the books count. Transfers are not P&L.
+    if (e.category !== 'linear' || (e.type !== 'TRADE' && e.type !== 'SETTLEMENT')) continue;
+    const symbol = String(e.symbol ?? '');
+    const change = Dec.maybe(String(e.change ?? ''));
+    if (!symbol || change === null) continue;
+    const cur = out.get(symbol) ?? { net: Dec.ZERO, latest: 0 };
+    out.set(symbol, { net: cur.net.add(change), latest: Math.max(cur.latest, Number(e.transactionTime) || 0) });
+  }
+  return out;
+}
+
+/** A pnl_mismatch when the two figures differ by more than the tolerance. */
+export const pnlDiffers = (exchange: Dec, booked: Dec, tolerance: Dec): boolean => exchange.sub(booked).abs().gt(tolerance);
+
 export type ReconcileTrigger = 'startup' | 'schedule' | 'admin' | 'cli' | 'manual';
 
 export interface ReconcileReport {
@@ -86,6 +120,9 @@ export interface ReconcileReport {
   corrections: { orders: number; executions: number; positions: number; wallet: number };
   /** The first discrepancies (MAX_DETAILS). */
   details: Discrepancy[];
+  /** The P&L check of the UTC day `pnlDay` (linear symbols), empty when it did not run. */
+  pnlDay: string | null;
+  pnl: PnlCheck[];
 }
 
 export const MAX_DETAILS = 50;
@@ -101,6 +138,8 @@ export function emptyReport(trigger: ReconcileTrigger, startedAt: number): Recon
     discrepancies: Object.fromEntries(DISCREPANCY_KINDS.map((k) => [k, 0])) as Record<DiscrepancyKind, number>,
     corrections: { orders: 0, executions: 0, positions: 0, wallet: 0 },
     details: [],
+    pnlDay: null,
+    pnl: [],
   };
 }
 
@@ -128,6 +167,10 @@ export function formatReport(r: ReconcileReport): string {
   row('exchange.executions', r.corrections.executions);
   row('exchange.positions', r.corrections.positions);
   row('exchange.wallet', r.corrections.wallet);
+  if (r.pnl.length) {
+    lines.push(`P&L of ${r.pnlDay ?? '?'} (linear; exchange: transaction log TRADE + SETTLEMENT; booked: realised - fees + funding; closed-pnl for information)`);
+    for (const p of r.pnl) lines.push(`  ${p.symbol.padEnd(14)} exchange=${p.exchange} booked=${p.booked} closedPnl=${p.closedPnl ?? '-'}${p.skipped ? ` (skipped: ${p.skipped})` : ''}`);
+  }
   if (r.details.length) {
     lines.push('details');
     for (const d of r.details) lines.push(`  ${d.kind.padEnd(18)} ${d.category}/${d.symbol} link=${d.orderLinkId ?? '-'} id=${d.orderId ?? '-'} local=${d.local ?? '-'} exchange=${d.exchange ?? '-'}${d.corrected ? ' (corrected)' : ''}`);

@@ -12,7 +12,12 @@
 //      different filled quantity is a discrepancy; local open orders that are neither open nor in
 //      the history are queried one by one;
 //   3. executions of the lookback window whose execId is not in `executions`;
-//   4. linear positions and the wallet against `positions` / `balances`.
+//   4. linear positions and the wallet against `positions` / `balances`;
+//   5. P&L of linear symbols (issue #18), reported, never repaired: for the UTC day up to the run
+//      (by the exchange's clock), the sum of the transaction log's `change` over each symbol's
+//      TRADE and SETTLEMENT entries against the books' realised - fees + funding of that day
+//      (pnl_days, every strategy); a difference above RECONCILE_PNL_TOLERANCE is a pnl_mismatch.
+//      The exchange's closed P&L of the day is fetched and shown per symbol for information only.
 // Every correction is the exchange's own record written into the SAME topics the websocket bridges
 // write (exchange.orders, exchange.executions, exchange.positions, exchange.wallet) with
 // `source: 'reconciler'`, so the one order state machine (pipelines/track.ts) applies it: the
@@ -49,7 +54,9 @@ import type { ExchangeOrderUpdate, Execution, Position } from '../schemas/types.
 import { parseConfig as restConfig, configSchema as bybitRestSettings } from './bybit-rest.ts';
 import { createExchangeReader, type ExchangeReader } from './exchange-reader.ts';
 import { executionOf, orderUpdateOf, positionOf, rawText, walletOf } from './exchange-records.ts';
-import { compareOrder, decEq, DISCREPANCY_KINDS, emptyReport, EXCHANGE_OPEN_SET, EXCHANGE_OPEN_STATUSES, MAX_DETAILS, type Discrepancy, type DiscrepancyKind, type LocalOrder, type ReconcileReport, type ReconcileTrigger, totalCorrections, totalDiscrepancies } from './reconcile-compare.ts';
+import { Dec } from '../runtime/decimal.ts';
+import { utcDay } from '../pipelines/trading-state.ts';
+import { compareOrder, decEq, DISCREPANCY_KINDS, exchangeDayNet, pnlDiffers, emptyReport, EXCHANGE_OPEN_SET, EXCHANGE_OPEN_STATUSES, MAX_DETAILS, type Discrepancy, type DiscrepancyKind, type LocalOrder, type ReconcileReport, type ReconcileTrigger, totalCorrections, totalDiscrepancies } from './reconcile-compare.ts';
 
 export const name = 'reconciler';
 
@@ -81,6 +88,9 @@ export const configSchema = z.object({
   RECONCILE_QUERY_INTERVAL_MS: z.preprocess(emptyToUndefined, int.min(0).default(50)).describe('Pause between two per-order queries, ms (on top of the rate limiter).'),
   RECONCILE_MAX_QUERIES: z.preprocess(emptyToUndefined, int.min(1).default(200)).describe('Most per-order queries in one run (the rest wait for the next run).'),
   RECONCILE_MAX_PAGES: z.preprocess(emptyToUndefined, int.min(1).default(20)).describe('Most pages fetched per list query (orders, history, executions) in one run.'),
+  RECONCILE_PNL_TOLERANCE: z
+    .preprocess(emptyToUndefined, z.coerce.number().min(0).default(0.01))
+    .describe("Largest difference, in the quote coin, between a linear symbol's net P&L of the UTC day in the books and in Bybit's transaction log before it is a pnl_mismatch."),
   RECONCILE_RATE_LIMIT_FRACTION: z
     .preprocess(emptyToUndefined, z.coerce.number().gt(0).max(1).default(0.25))
     .describe("Share of Bybit's per-UID rate limits the reconciler's queries may use (placement keeps the rest)."),
@@ -378,7 +388,12 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
       // 3. Executions.
       const execOut: Array<{ key: string; value: Execution }> = [];
       for (const category of cfg.RECONCILE_CATEGORIES) {
-        const execs = (await rest.executions(category, ...window())).filter((e) => wanted(rawText(e.symbol)));
+        // Oldest first (Bybit lists newest first): the tracking stage books executions in the order
+        // they arrive, and an average-cost book, or a funding payment split over the books holding
+        // the position, is only right in the order the exchange made them.
+        const execs = (await rest.executions(category, ...window()))
+          .filter((e) => wanted(rawText(e.symbol)))
+          .sort((a, b) => Number(a.execTime) - Number(b.execTime) || Number(a.seq ?? 0) - Number(b.seq ?? 0));
         const observedAt = clock.now();
         r.checked.executions += execs.length;
         const ids = execs.map((e) => rawText(e.execId)).filter(Boolean);
@@ -434,6 +449,8 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           metrics?.corrections.inc({ topic: 'exchange.wallet' });
         }
       }
+      // 5. P&L of the day, linear symbols (reported only).
+      if (cfg.RECONCILE_CATEGORIES.includes('linear')) await checkPnl(r);
       r.ok = true;
     } catch (err) {
       r.ok = false;
@@ -449,6 +466,59 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
     }
     r.finishedAt = clock.now();
     return r;
+
+    async function checkPnl(rep: ReconcileReport): Promise<void> {
+      const end = exchangeNow();
+      const day = utcDay(end);
+      const dayStart = Date.parse(`${day}T00:00:00.000Z`);
+      rep.pnlDay = day;
+      // One query of at most a day: within Bybit's 7-day window of both endpoints.
+      const entries = await rest.transactionLog('linear', dayStart, end);
+      // More entries than RECONCILE_MAX_PAGES pages: the sums would miss the oldest (newest come
+      // first), so every symbol would look off. Compare nothing rather than report false mismatches.
+      const truncated = entries.truncated === true;
+      const exchange = exchangeDayNet(entries);
+      // Closed P&L is shown, never compared: Bybit books a position's opening fees (and its funding)
+      // into the record of the order that CLOSES it, so a day's closed P&L holds fees of earlier
+      // days and lacks those of positions still open; the books count each fee when it is paid.
+      const closed = new Map<string, Dec>();
+      for (const c of await rest.closedPnl(dayStart, end)) {
+        const v = Dec.maybe(rawText(c.closedPnl));
+        if (v !== null) closed.set(rawText(c.symbol), (closed.get(rawText(c.symbol)) ?? Dec.ZERO).add(v));
+      }
+      const booked = new Map(
+        (await deps.db.any(sql.type(z.object({ symbol: z.string(), net: z.string() }))`
+          SELECT symbol, sum(realised - fees + funding)::text AS net FROM pnl_days
+          WHERE day = ${day}::date AND category = 'linear' GROUP BY symbol`)).map((b) => [b.symbol, Dec.of(b.net)]),
+      );
+      const symbols = [...new Set([...exchange.keys(), ...booked.keys()])].filter(wanted).sort();
+      const latestStored = new Map(
+        symbols.length
+          ? (await deps.db.any(sql.type(z.object({ symbol: z.string(), t: z.number() }))`
+              SELECT symbol, floor(extract(epoch FROM max(exec_time)) * 1000)::float8 AS t FROM executions
+              WHERE category = 'linear' AND symbol = ANY(${sql.array(symbols, 'text')}) GROUP BY symbol`)).map((x) => [x.symbol, x.t])
+          : [],
+      );
+      const tolerance = Dec.of(String(cfg.RECONCILE_PNL_TOLERANCE));
+      for (const symbol of symbols) {
+        const ex = exchange.get(symbol);
+        const bk = booked.get(symbol) ?? Dec.ZERO;
+        const exNet = ex?.net ?? Dec.ZERO;
+        // Executions in flight make a passing difference: the exchange has booked a fill or a
+        // funding settlement whose execution the order manager has not stored (and so not booked)
+        // yet. A symbol whose latest entry is newer than its latest stored execution, or younger
+        // than the grace period, is skipped this run (the next one compares it); a lost execution
+        // is missing_execution's to repair, after which the books catch up.
+        const latest = ex?.latest ?? 0;
+        const skipped = truncated
+          ? `the transaction log of the day is longer than RECONCILE_MAX_PAGES (${cfg.RECONCILE_MAX_PAGES}) pages`
+          : latest > (latestStored.get(symbol) ?? 0) ? 'executions in flight (the exchange has a newer entry than the stored executions)' : fresh(latest) ? 'within the grace period' : null;
+        rep.pnl.push({ symbol, exchange: exNet.toString(), booked: bk.toString(), closedPnl: closed.get(symbol)?.toString() ?? null, skipped });
+        if (skipped || !pnlDiffers(exNet, bk, tolerance)) continue;
+        note(rep, { kind: 'pnl_mismatch', category: 'linear', symbol, orderLinkId: null, orderId: null, local: bk.toString(), exchange: exNet.toString() }, false);
+        log?.warn({ symbol, day, booked: bk.toString(), exchange: exNet.toString(), tolerance: cfg.RECONCILE_PNL_TOLERANCE }, 'P&L of the day differs from the exchange\'s transaction log');
+      }
+    }
   }
 
   async function record(r: ReconcileReport): Promise<void> {

@@ -20,6 +20,9 @@ import { Rng } from './rng.ts';
 import type { TxLogEntry } from './transaction-log.ts';
 import { executionWs, orderWs, positionWs, walletItem, type CoinFigures, type Execution, type PositionFigures, type WalletFigures } from './views.ts';
 
+/** An execution the core does not make itself (funding): the core adds its execId and seq. */
+export type ExecutionSpec = Omit<Execution, 'execId' | 'seq'>;
+
 export type PrivateTopic = 'order' | 'execution' | 'position' | 'wallet';
 
 export interface PublicTrade {
@@ -99,6 +102,8 @@ export interface Touch {
   wallet(uid: string): void;
   order(o: SimOrder): void;
   tx(e: Omit<TxLogEntry, 'id'>): void;
+  /** Record and push an execution; returns its execId. */
+  execution(e: ExecutionSpec): string;
 }
 
 interface Pending {
@@ -548,6 +553,13 @@ export class Exchange {
         wallet: (uid) => p.wallets.add(uid),
         order: (o) => p.orders.add(o),
         tx: (e) => this.addTx(e),
+        execution: (spec) => {
+          this.seq++;
+          const e: Execution = { ...spec, execId: this.ids.uuid(), seq: this.seq };
+          this.executions.push(e);
+          p.executions.push(e);
+          return e.execId;
+        },
       });
     });
   }
@@ -880,6 +892,7 @@ export class Exchange {
     o.updatedTime = now;
     const e: Execution = {
       execId: this.ids.uuid(),
+      execType: 'Trade',
       uid: o.uid,
       category: inst.category,
       symbol: inst.symbol,

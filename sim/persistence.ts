@@ -155,9 +155,10 @@ const order: z.ZodType<SimOrder> = z.object({
   triggerDirection: z.union([z.literal(0), z.literal(1), z.literal(2)]), tpslMode: z.enum(['', 'Full', 'Partial']),
   trailingStop: num, activePrice: num, trailExtreme: num, closeWholePosition: z.boolean(),
 });
-const execution: z.ZodType<Execution> = z.object({
-  execId: z.string().min(1), uid: z.string(), category, symbol: z.string(), orderId: z.string(), orderLinkId: z.string(), side,
-  orderPrice: num, orderQty: num, leavesQty: num, orderType: z.enum(['Market', 'Limit']), execPrice: num, execQty: num, execValue: num,
+// execType: a state file written before funding executions holds trades only (no execType).
+const execution: z.ZodType<Execution, z.ZodTypeDef, unknown> = z.object({
+  execId: z.string().min(1), execType: z.enum(['Trade', 'Funding']).default('Trade'), uid: z.string(), category, symbol: z.string(), orderId: z.string(), orderLinkId: z.string(), side,
+  orderPrice: num, orderQty: num, leavesQty: num, orderType: z.enum(['Market', 'Limit', 'UNKNOWN']), execPrice: num, execQty: num, execValue: num,
   execFee: num, feeRate: num, feeCurrency: z.string(), isMaker: z.boolean(), execTime: num, markPrice: num, closedSize: num, seq: num,
   stopOrderType,
 });
@@ -300,7 +301,8 @@ function consistencyProblem(s: ExchangeState): string | undefined {
     if (ids.has(o.orderId)) return `orderId ${o.orderId} appears twice`;
     ids.add(o.orderId);
   }
-  for (const e of s.executions) if (!ids.has(e.orderId)) return `execution ${e.execId} refers to unknown order ${e.orderId}`;
+  // A funding execution belongs to no order (its orderId is the settlement's id).
+  for (const e of s.executions) if (e.execType !== 'Funding' && !ids.has(e.orderId)) return `execution ${e.execId} refers to unknown order ${e.orderId}`;
   return undefined;
 }
 

@@ -264,11 +264,10 @@ export const ROUTES: Route[] = [
       const symbol = str(params.symbol);
       const baseCoin = str(params.baseCoin);
       const execType = str(params.execType);
-      if (execType && execType !== 'Trade') return { category, list: [], nextPageCursor: '' };
       const { from, to } = timeRange(params, ex.now());
       const execs = ex
         .allExecutions(uid)
-        .filter((e) => e.category === category)
+        .filter((e) => e.category === category && (!execType || e.execType === execType))
         .filter((e) => {
           if (orderId) return e.orderId === orderId;
           if (orderLinkId) return e.orderLinkId === orderLinkId;

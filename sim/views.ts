@@ -6,8 +6,15 @@ import type { Instrument } from './instruments.ts';
 import { isOpen, leavesQty, type SimOrder, type StopOrderType } from './orders.ts';
 import type { Position } from './accounts.ts';
 
+/**
+ * 'Trade': a fill of an order. 'Funding': a funding settlement of a linear position, which Bybit
+ * also reports as an execution (sim/funding-settlement.ts says what its fields carry).
+ */
+export type ExecType = 'Trade' | 'Funding';
+
 export interface Execution {
   execId: string;
+  execType: ExecType;
   uid: string;
   category: 'spot' | 'linear';
   symbol: string;
@@ -17,7 +24,8 @@ export interface Execution {
   orderPrice: number;
   orderQty: number;
   leavesQty: number;
-  orderType: 'Market' | 'Limit';
+  /** 'UNKNOWN' for a funding execution: it belongs to no order. */
+  orderType: 'Market' | 'Limit' | 'UNKNOWN';
   execPrice: number;
   execQty: number;
   execValue: number;
@@ -127,7 +135,7 @@ function execCommon(e: Execution, i: Instrument): Record<string, unknown> {
     execId: e.execId,
     execPrice: fix(e.execPrice, pd),
     execQty: fix(e.execQty, qd),
-    execType: 'Trade',
+    execType: e.execType,
     execValue: trim(e.execValue, 8),
     execTime: String(e.execTime),
     isMaker: e.isMaker,
@@ -146,7 +154,8 @@ function execCommon(e: Execution, i: Instrument): Record<string, unknown> {
 /** Item of /v5/execution/list. */
 export function executionRest(e: Execution, i: Instrument): Record<string, unknown> {
   const x = { ...execCommon(e, i), feeCurrency: e.feeCurrency, extraFees: '' } as Record<string, unknown>;
-  if (i.category === 'linear') x.createType = createTypeOf(e.stopOrderType);
+  // A funding execution was created by no order, so it has no createType.
+  if (i.category === 'linear' && e.execType === 'Trade') x.createType = createTypeOf(e.stopOrderType);
   return x;
 }
 

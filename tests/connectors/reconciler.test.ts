@@ -13,7 +13,8 @@ import { namespace, testKafka, createNamespace, consumeToEnd, waitFor, testCfg, 
 import { ensureDatabase, dropDatabase, withDatabase, createDb, sql, type DatabasePool } from '../../runtime/db.ts';
 import { migrate } from '../../runtime/migrate.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import { systemClock } from '../../runtime/clock.ts';
+import { ManualClock, systemClock } from '../../runtime/clock.ts';
+import { RestClientV5 } from 'bybit-api';
 import { createTopicCodec, type TopicCodec } from '../../schemas/topic-codec.ts';
 import { runStage } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
@@ -41,6 +42,7 @@ interface World {
 }
 
 const kafka = testKafka();
+const restClientFor = (sim: Sim) => new RestClientV5({ key: 'sim-key', secret: 'sim-secret', baseUrl: sim.restUrl });
 
 async function world(t: TestContext, env: Record<string, string> = {}, simOpts: Partial<Parameters<typeof startSimulator>[0]> = {}): Promise<World> {
   const prefix = namespace('rec');
@@ -276,4 +278,87 @@ test('the service unit: startup run, POST /admin/reconcile needs ADMIN_TOKEN and
   // The runtime's /metrics carries the reconciler's metrics.
   const metrics = await (await fetch(`${rt.admin.url}/metrics`)).text();
   assert.match(metrics, /reconcile_runs_total\{trigger="admin",outcome="ok"\} 1/);
+});
+
+test('P&L of the day (issue #18): fills and a funding settlement the books hold agree with the transaction log; books tampered with are a pnl_mismatch with both figures', async (t) => {
+  // The exchange on a manual clock (06:00 UTC), so the 08:00 settlement happens when the test says.
+  const day0 = Date.UTC(2026, 2, 10, 6, 0, 0);
+  const clock = new ManualClock(day0);
+  const w = await world(t, {}, { clock, autoTick: false, fundingRate: () => 0.0001 });
+  w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '1.0', orderLinkId: 'desk-pnl-1' });
+  w.sim.setPrice('ETHUSDT', 3100);
+  // A second buy at a higher price: the partial close then realises against the average entry, which
+  // the books only get right when the repaired executions are booked oldest first.
+  w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '1.0', orderLinkId: 'desk-pnl-3' });
+  w.sim.setPrice('ETHUSDT', 3200);
+  w.sim.advance(2 * 3600_000); // 08:00: the long pays funding
+  w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Sell', orderType: 'Market', qty: '0.4', orderLinkId: 'desk-pnl-2' });
+  const simExecs = w.sim.executions().filter((e) => e.symbol === 'ETHUSDT');
+  const funding = simExecs.filter((e) => e.execType === 'Funding');
+  assert.equal(funding.length, 1, 'one funding settlement');
+
+  // First run: the order manager has stored none of it. The executions are repaired (the funding
+  // one with them, its execType kept); the P&L check skips the symbol as executions in flight.
+  const first = await w.reconciler.reconcileNow('manual');
+  assert.ok(first.ok, formatReport(first));
+  assert.equal(first.discrepancies.missing_execution, simExecs.length, formatReport(first));
+  assert.equal(first.discrepancies.pnl_mismatch, 0, formatReport(first));
+  assert.equal(first.pnlDay, '2026-03-10');
+  assert.match(first.pnl.find((p) => p.symbol === 'ETHUSDT')?.skipped ?? '', /in flight/);
+  const emitted = await w.records<Execution>('exchange.executions');
+  const fundingRecord = emitted.find((e) => e.execId === funding[0]!.execId)!;
+  assert.deepEqual([fundingRecord.execType, fundingRecord.orderLinkId, fundingRecord.execFee], ['Funding', '', funding[0]!.execFee]);
+  assert.ok(Number(fundingRecord.execFee) > 0, 'the long paid: execFee > 0');
+
+  await w.track();
+  await waitFor('the day booked', () =>
+    w.db.maybeOne(sql.type(z.object({ fills: z.number() }))`SELECT sum(fills)::int AS fills FROM pnl_days WHERE symbol = 'ETHUSDT' HAVING sum(fills) = ${simExecs.length}`),
+  );
+
+  // The exchange's figure, computed here from the transaction log the same way (TRADE + SETTLEMENT).
+  const txRows = (await restClientFor(w.sim).getTransactionLog({ accountType: 'UNIFIED', category: 'linear', startTime: Date.UTC(2026, 2, 10), endTime: clock.now() } as never)).result.list as unknown as Array<Record<string, string>>;
+  const exchangeNet = txRows.filter((e) => e.symbol === 'ETHUSDT' && (e.type === 'TRADE' || e.type === 'SETTLEMENT')).reduce((a, e) => a + Number(e.change), 0);
+  assert.ok(txRows.some((e) => e.type === 'SETTLEMENT'), 'the day includes the settlement');
+
+  const agreed = await w.reconciler.reconcileNow('manual');
+  assert.ok(agreed.ok, formatReport(agreed));
+  assert.equal(agreed.discrepancies.pnl_mismatch, 0, formatReport(agreed));
+  const eth = agreed.pnl.find((p) => p.symbol === 'ETHUSDT')!;
+  assert.equal(eth.skipped, null, formatReport(agreed));
+  assert.ok(Math.abs(Number(eth.exchange) - exchangeNet) < 1e-6, `exchange figure ${eth.exchange} vs ${exchangeNet}`);
+  assert.ok(Math.abs(Number(eth.booked) - exchangeNet) < 0.01, `booked ${eth.booked} vs exchange ${exchangeNet}`);
+  assert.ok(Number(eth.exchange) !== 0 && eth.closedPnl !== null, 'the closed P&L of the partial close is reported');
+  assert.match(formatReport(agreed), /P&L of 2026-03-10/);
+
+  // Tampered books: 5 USDT of realised P&L that never happened.
+  await w.db.query(sql.typeAlias('void')`UPDATE pnl_days SET realised = realised + 5 WHERE symbol = 'ETHUSDT' AND day = '2026-03-10'`);
+  const off = await w.reconciler.reconcileNow('manual');
+  assert.ok(off.ok, formatReport(off));
+  assert.equal(off.discrepancies.pnl_mismatch, 1, formatReport(off));
+  const d = off.details.find((x) => x.kind === 'pnl_mismatch')!;
+  assert.deepEqual([d.category, d.symbol, d.corrected], ['linear', 'ETHUSDT', false]);
+  assert.ok(Math.abs(Number(d.local) - (Number(eth.booked) + 5)) < 1e-9, `local ${d.local}`);
+  assert.equal(d.exchange, eth.exchange);
+  assert.match(await w.metrics.registry.getSingleMetricAsString(RECONCILE_METRICS.discrepancies), /reconcile_discrepancies_total\{kind="pnl_mismatch"\} 1/);
+  // Within the tolerance it is not a mismatch: a reconciler allowing 6 USDT reports nothing.
+  const lenient = createReconciler({ config: parseConfig({ TOPIC_PREFIX: w.prefix, RECONCILE_GRACE_MS: '0', RECONCILE_ON_START: 'false', RECONCILE_PNL_TOLERANCE: '6' }), db: w.db, kafka, codec: w.codec, reader: createExchangeReader({ config: restConfig({ BYBIT_SIM_PORT: String(w.sim.port) }), fraction: 0.25 }), logger: testLogger });
+  await lenient.start({ schedule: false });
+  try {
+    const r = await lenient.reconcileNow('manual');
+    assert.equal(r.discrepancies.pnl_mismatch, 0, formatReport(r));
+  } finally {
+    await lenient.stop();
+  }
+  // A day longer than the pages a run may read (50 entries a page, one page allowed): the sums would
+  // miss the oldest entries, so nothing is compared (the tampered books are not reported either).
+  for (let i = 0; i < 55; i++) w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: i % 2 ? 'Sell' : 'Buy', orderType: 'Market', qty: '0.1' });
+  const paged = createReconciler({ config: parseConfig({ TOPIC_PREFIX: w.prefix, RECONCILE_GRACE_MS: '0', RECONCILE_ON_START: 'false', RECONCILE_MAX_PAGES: '1', RECONCILE_CATEGORIES: 'linear' }), db: w.db, kafka, codec: w.codec, reader: createExchangeReader({ config: restConfig({ BYBIT_SIM_PORT: String(w.sim.port) }), fraction: 0.25, maxPages: 1 }), logger: testLogger });
+  await paged.start({ schedule: false });
+  try {
+    const r = await paged.reconcileNow('manual');
+    assert.equal(r.discrepancies.pnl_mismatch, 0, formatReport(r));
+    assert.match(r.pnl.find((p) => p.symbol === 'ETHUSDT')?.skipped ?? '', /longer than RECONCILE_MAX_PAGES/, formatReport(r));
+  } finally {
+    await paged.stop();
+  }
 });

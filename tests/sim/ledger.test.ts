@@ -183,7 +183,7 @@ test('funding: settled at 16:00 and 00:00 UTC on open linear positions, longs an
     // Closed P&L of the short carries its funding: 1.8 + 3.6 - 0.6 = 4.8 paid.
     await ok(c.submitOrder({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', orderType: 'Market', qty: '2.00', reduceOnly: true, orderLinkId: 'eth-close' }));
     const rec = (await c.getClosedPnL({ category: 'linear', symbol: 'ETHUSDT' })).result.list[0]!;
-    const exec = (await c.getExecutionList({ category: 'linear', symbol: 'ETHUSDT', limit: 10, startTime: T0, endTime: T0 + 21 * HOUR })).result.list;
+    const exec = (await c.getExecutionList({ category: 'linear', symbol: 'ETHUSDT', execType: 'Trade', limit: 10, startTime: T0, endTime: T0 + 21 * HOUR })).result.list;
     const open = exec.find((e) => e.side === 'Sell')!;
     const close = exec.find((e) => e.side === 'Buy')!;
     near(rec.closedPnl, (Number(open.execPrice) - Number(close.execPrice)) * 2 - Number(open.execFee) - Number(close.execFee) - 4.8, 'closed P&L with funding');
