@@ -73,6 +73,7 @@ import {
 import { READY_LINE } from './ws-gateway-standin.ts';
 import { dirBytes, errorLines, rssBytes } from './process-sampler.ts';
 import { UNIT_SCHEMAS } from './services.ts';
+import { mulberry32 } from './seeded.ts';
 
 export type StreamPath = 'direct' | 'ws-gateway';
 
@@ -207,7 +208,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
   const stream = opts.stream ?? 'direct';
   const cfg = loadConfig(process.env, UNIT_SCHEMAS);
   const logger = createLogger({ ...cfg, LOG_LEVEL: 'silent' }, 'chaos');
-  const rnd = mulberry(opts.seed);
+  const rnd = mulberry32(opts.seed);
   const id = randomBytes(4).toString('hex');
   const dir = join(paths(cfg).dir, `chaos-${id}`);
   cleanStaleChaosDirs(cfg, logger);
@@ -746,17 +747,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
 /** orderLinkIds of the create intents the order manager decided. */
 function createLinks(intents: ReadonlyArray<{ action: string; order_link_id: string }>): string[] {
   return [...new Set(intents.filter((i) => i.action === 'create').map((i) => i.order_link_id))];
-}
-
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function detailsLine(f: ChaosFigures, elapsedS: number): string {

@@ -39,6 +39,7 @@ import { cpuDeltaMs, resolveGroups, startCpuSampler, type CpuSnapshot } from './
 import { paths } from '../stack.ts';
 import { loadConfig } from '../../runtime/config.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
+import { mulberry32 } from '../seeded.ts';
 
 /** With signals that only amended or cancelled still open, a run has drained once no event came for this long. */
 const QUIET_MS = Number(process.env.BENCH_QUIET_MS ?? 1500);
@@ -138,17 +139,6 @@ export const WORKLOAD = {
   },
 };
 
-/** A small seeded generator (mulberry32): the same run number offers the same signals. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * BENCH_OM_LEAN=1: the order manager as the bench ran it before (logs at warn, discarded in the
@@ -488,7 +478,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     runNo++;
     const { prices } = await sim.ask<{ prices: Record<string, string> }>('prices');
     const n = Math.round(rate * seconds);
-    const rnd = seeded(runNo);
+    const rnd = mulberry32(runNo); // the same run number offers the same signals
     const sideOf = new Map<string, 'buy' | 'sell'>();
     const sent: Array<{ id: string; trace: string; at: number }> = [];
     const mix: RunResult['mix'] = { buy: 0, sell: 0, bySymbol: {}, decisions: {}, withoutOwnOrder: 0 };
