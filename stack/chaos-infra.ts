@@ -24,16 +24,32 @@ const run = promisify(execFile);
 /** How long a private server may take to (re)start: generous, the machine may be busy with others' work. */
 const START_TIMEOUT_MS = 300_000;
 
-/** A TCP port nobody listens on right now (the OS picks it). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports this process has handed out: two servers of one run never get the same one. */
+const handedOut = new Set<number>();
+
+/** Whether a listener can bind 127.0.0.1:port right now. */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port nobody listens on right now, for a private server that binds it a moment later. Taken
+ * below Linux's ephemeral range (32768 and up by default): a port the OS hands out for port 0 is
+ * also what it hands to outgoing connections, and on a busy machine one of them could take it
+ * before the server binds (a private RabbitMQ node once exited at start that way, it seems).
+ */
+export async function freePort(): Promise<number> {
+  for (let i = 0; i < 500; i++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (handedOut.has(port) || !(await canBind(port))) continue;
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error('no free TCP port found in 20000-31999');
 }
 
 async function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
