@@ -11,7 +11,7 @@ import { name as sizeRiskName } from '../pipelines/size-risk.ts';
 import { name as placeName } from '../pipelines/place.ts';
 import { name as trackName, inputSchemas as trackInputs } from '../pipelines/track.ts';
 import { recentConflicts, type ConflictSummary } from '../pipelines/stage-conflicts.ts';
-import { readBooks, readDayPnl, type BookPnl } from '../pipelines/pnl-sql.ts';
+import { readDayPnl, type BookPnl } from '../pipelines/pnl-sql.ts';
 import { utcDay } from '../pipelines/trading-state.ts';
 import { EXIT, within, type CliContext } from './context.ts';
 
@@ -126,8 +126,8 @@ export async function collectStatus(ctx: CliContext): Promise<Status> {
     const hasBooks = await db.oneFirst(sql.type(z.object({ ok: z.boolean() }))`SELECT to_regclass('pnl_books') IS NOT NULL AS ok`);
     if (hasBooks) {
       const now = Date.now();
-      const [day, books] = await Promise.all([readDayPnl(db, now), readBooks(db)]);
-      pnl = { day: utcDay(now), dayNet: day.dayNet.toString(), unrealised: day.unrealised.toString(), books };
+      const day = await readDayPnl(db, now);
+      pnl = { day: utcDay(now), dayNet: day.dayNet.toString(), unrealised: day.unrealised.toString(), books: day.books };
     }
     const rows = await db.any(sql.type(z.object({ status: z.string(), n: z.number() }))`
       SELECT status, count(*)::int AS n FROM orders

@@ -5,7 +5,7 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { CommonQueryMethods } from '../runtime/db.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { readBooks, readDayPnl } from './pnl-sql.ts';
+import { readDayPnl } from './pnl-sql.ts';
 
 export const PNL_METRICS = {
   net: 'pnl_realised_net_quote',
@@ -28,7 +28,8 @@ export function registerPnlMetrics(registry: Registry, db: CommonQueryMethods, c
   const collect = (): Promise<void> =>
     (pending ??= (async () => {
       try {
-        const [books, d] = await Promise.all([readBooks(db), readDayPnl(db, clock.now())]);
+        const d = await readDayPnl(db, clock.now());
+        const books = d.books;
         for (const x of Object.values(g)) x.reset();
         for (const b of books) {
           const l = { category: b.category, symbol: b.symbol, strategy: b.strategy };

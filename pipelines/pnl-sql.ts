@@ -208,8 +208,8 @@ export async function readBooks(db: CommonQueryMethods): Promise<BookPnl[]> {
   });
 }
 
-/** The day's P&L the loss ladder reads (pnl.ts dayPnl), with its parts. */
-export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<{ dayNet: Dec; unrealised: Dec; dayPnl: Dec }> {
+/** The day's P&L the loss ladder reads (pnl.ts dayPnl), with its parts and the books it was read from (one read for every reader). */
+export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<{ dayNet: Dec; unrealised: Dec; dayPnl: Dec; books: BookPnl[] }> {
   const [sums, books] = await Promise.all([
     db.one(sql.type(z.object({ net: z.string() }))`
       SELECT COALESCE(sum(realised - fees + funding), 0)::text AS net FROM pnl_days WHERE day = ${utcDay(now)}::date`),
@@ -217,5 +217,5 @@ export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<{
   ]);
   const dayNet = Dec.of(sums.net);
   const open = books.reduce((acc, b) => acc.add(b.unrealised), Dec.ZERO);
-  return { dayNet, unrealised: open, dayPnl: dayPnl(dayNet, open) };
+  return { dayNet, unrealised: open, dayPnl: dayPnl(dayNet, open), books };
 }

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { Registry } from 'prom-client';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import { M } from '../runtime/metrics.ts';
-import { readBooks, readDayPnl } from '../pipelines/pnl-sql.ts';
+import { readDayPnl } from '../pipelines/pnl-sql.ts';
 
 interface Sample {
   labels: Record<string, string | number>;
@@ -38,7 +38,7 @@ export async function renderView(db: DatabasePool, registry: Registry, startedAt
   const balances = await db.any(sql.type(BalanceRow)`SELECT coin, wallet_balance::text, usd_value::text FROM balances WHERE wallet_balance <> 0 ORDER BY coin`);
   const st = await db.maybeOne(sql.type(StateRow)`SELECT state, kill_switch FROM trading_state`);
   const pnl = await readDayPnl(db, now);
-  const books = await readBooks(db);
+  const books = pnl.books;
   const total = (k: 'net' | 'fees' | 'funding' | 'unrealised') => books.reduce((a, b) => a + Number(b[k]), 0).toFixed(2);
   const mode = await db.maybeOne(sql.type(ModeRow)`SELECT to_mode, model_version, metrics FROM model_mode_transitions ORDER BY at DESC, id DESC LIMIT 1`);
   const refused = await db.one(sql.type(RefusedRow)`SELECT count(*)::int AS n FROM decisions WHERE action = 'reject'`);
