@@ -177,10 +177,13 @@ export class ModelEngine {
   onSamples(samples: readonly TrainingSample[]): Promise<number> {
     return this.serial(async () => {
       if (samples.length === 0) return 0;
-      const inserted = await reg.saveSamples(this.d.db, samples);
+      const ids = await reg.insertSamples(this.d.db, samples);
+      const inserted = ids.size;
       for (const s of samples) this.d.metrics.samples.inc({ outcome: s.outcome });
       const a = this.active;
+      // Money is counted once per window: a redelivered sample (already stored) adds no cost or live P&L again.
       for (const s of samples) {
+        if (!ids.has(s.signal_id.toLowerCase())) continue;
         if (a && this.state.mode === 'model' && s.model_version === a.version) {
           // What the signal really made (nothing when nothing filled), against warm-up on the same window.
           const c = this.costs.estimate(s.asset);

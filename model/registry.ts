@@ -117,19 +117,25 @@ export async function saveLiveMetrics(db: CommonQueryMethods, version: string, l
 
 /** Store samples; one per signal_id, so a replay of the same offsets changes nothing. Returns how many were new. */
 export async function saveSamples(db: CommonQueryMethods, samples: readonly TrainingSample[]): Promise<number> {
-  let inserted = 0;
+  return (await insertSamples(db, samples)).size;
+}
+
+/** Store samples (as saveSamples); returns the signal_ids that were new (a redelivered window is not counted twice by its readers). */
+export async function insertSamples(db: CommonQueryMethods, samples: readonly TrainingSample[]): Promise<Set<string>> {
+  const inserted = new Set<string>();
   for (let i = 0; i < samples.length; i += 500) {
     const rows = samples.slice(i, i + 500).map(
       (s) => sql.fragment`(${s.signal_id}, ${s.asset}, ${s.side}, ${sql.timestamp(new Date(s.ts))}, ${sql.array(s.features, 'float8')}, ${s.feature_spec}, ${s.label}, ${s.reward},
               ${s.outcome}, ${s.is_warmup}, ${s.model_version}, ${s.strategy_id}, ${s.source.topic}, ${s.source.partition}, ${s.source.offset},
               ${sql.jsonb(s.source_offsets as never)}, ${s.market_return_bps}, ${s.confidence}, ${sql.jsonb(s.details)})`,
     );
-    const r = await db.query(sql.typeAlias('void')`
+    const ids = await db.anyFirst(sql.type(z.object({ signal_id: z.string() }))`
       INSERT INTO training_samples (signal_id, asset, side, ts, features, feature_spec, label, reward, outcome, is_warmup, model_version, strategy_id,
                                     source_topic, source_partition, source_offset, source_offsets, market_return_bps, confidence, details)
       VALUES ${sql.join(rows, sql.fragment`, `)}
-      ON CONFLICT (signal_id) DO NOTHING`);
-    inserted += r.rowCount;
+      ON CONFLICT (signal_id) DO NOTHING
+      RETURNING signal_id::text AS signal_id`);
+    for (const id of ids) inserted.add(id);
   }
   return inserted;
 }
