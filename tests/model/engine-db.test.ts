@@ -18,6 +18,7 @@ import { loadTf } from '../../model/tf.ts';
 import * as reg from '../../model/registry.ts';
 import { simulateSession, testModelConfig, T0 } from './fixtures.ts';
 import { UNIT_SCHEMAS } from '../../stack/services.ts';
+import { renderView } from '../../stack/live-view.ts';
 
 const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_model_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
@@ -45,7 +46,8 @@ const transitions = () => pool.any(sql.type(z.object({ from_mode: z.string(), to
 
 test('store, retrain, promote, reload, switch, degrade, roll back, fall back', async () => {
   const { tf } = await loadTf(false);
-  const engine = new ModelEngine({ cfg, db: pool, tf, logger, metrics: createModelMetrics(new Registry()) }, T0);
+  const registry = new Registry();
+  const engine = new ModelEngine({ cfg, db: pool, tf, logger, metrics: createModelMetrics(registry) }, T0);
   await engine.restore(T0);
   assert.equal(engine.state.mode, 'warmup');
   assert.deepEqual((await transitions()).map((t) => t.reason), ['first_start']);
@@ -74,6 +76,13 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   assert.equal(stored.warmup.pnl_bps_per_window, r.warmup.pnl_bps_per_window);
   assert.ok(Math.abs(stored.costs.BTCUSDT!.feeBps - 5.5) < 0.01);
   assert.equal(stored.window_pnl, undefined, 'the per-window series is not stored');
+  // Exported, and shown in the live view of npm start.
+  const gauge = async (name: string, labels: Record<string, string>) => ((await registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)))?.value;
+  assert.equal(await gauge('model_service_heldout_pnl_bps', { which: 'active' }), r.metrics.pnl_bps_per_window);
+  assert.equal(await gauge('model_service_heldout_pnl_diff_lower_bps', { which: 'candidate' }), r.decision.diff.lower);
+  assert.ok(Math.abs((await gauge('model_service_cost_bps', { asset: 'BTCUSDT', part: 'fee' }))! - 5.5) < 0.01);
+  const view = (await renderView(pool, registry, T0, T0 + 1000)).find((l) => l.startsWith('Model $'));
+  assert.ok(view?.includes(`held-out ${r.metrics.pnl_bps_per_window.toFixed(2)} bps/window after costs, vs warmup +${r.decision.diff.mean.toFixed(2)} (95 % low ${r.decision.diff.lower.toFixed(2)})`), view);
   assert.equal(engine.active?.version, active.version);
 
   // A restart reloads it from PostgreSQL: same predictions.
@@ -111,6 +120,8 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   assert.ok(engine.liveMoney.n >= 50);
   const j = engine.liveJudgement();
   assert.ok(j.own.upper < 0 && j.diff.upper < 0, JSON.stringify(j));
+  const liveView = (await renderView(pool, registry, T0, T0 + 1000)).find((l) => l.startsWith('Model $'))!;
+  assert.ok(liveView.includes(`live ${j.own.mean.toFixed(2)} vs warm-up ${(j.own.mean - j.diff.mean).toFixed(2)} bps/signal`), liveView);
   const fb = (await engine.checkMode(T0 + 70_000))!;
   assert.equal(fb.reason, 'degraded_fallback_warmup');
   const live = (await reg.loadVersion(pool, active.version))!;
