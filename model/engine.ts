@@ -4,10 +4,11 @@
 //
 // Quality bookkeeping:
 //   - every new labelled sample is first judged by the active model (prequential: predict, then
-//     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE) matches the
-//     market direction. In warm-up these are shadow judgements (the switch rule's quality, counted
-//     on top of the held-out record at promotion); in model mode, samples of signals the active
-//     version emitted are its live record (the rollback rule's quality);
+//     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE and the
+//     expected return after the costs measured so far >= MODEL_MIN_EXPECTED_BPS, as in model mode)
+//     matches the market direction. In warm-up these are shadow judgements (the switch rule's
+//     quality, counted on top of the held-out record at promotion, which counts the same trades);
+//     in model mode, samples of signals the active version emitted are its live hit record (reported);
 //   - money (model/money.ts): every closed window feeds the cost book (fee and slippage of the
 //     fills, the asset's move over the horizon) the decisions and evaluations charge; in model mode
 //     each signal of the active version adds its P&L after costs (its stored reward less the exit
@@ -24,7 +25,7 @@ import { FEATURE_SPEC_ID } from './features.ts';
 import { fineTune, fromArtifacts, toArtifacts, type LabelledRow, type TrainedModel } from './learner.ts';
 import { applyTransition, decideMode, RollingMoney, RollingQuality, type ModeState, type Transition } from './policy.ts';
 import { heuristicProbability } from './evaluate.ts';
-import { CostBook, costObservationOf, execOf, labelledRowOf, sideCostBps, SPREAD_FEATURE, windowPnlBps } from './money.ts';
+import { CostBook, costObservationOf, execOf, expectedNetBps, labelledRowOf, sideCostBps, SPREAD_FEATURE, windowPnlBps } from './money.ts';
 import * as reg from './registry.ts';
 import { SignalEmitter } from './signals.ts';
 import { bootstrapOptions, learnerConfig, metricsTable, trainingRound, versionMetrics, versionName, type RoundResult } from './trainer.ts';
@@ -205,7 +206,7 @@ export class ModelEngine {
         if (this.state.mode === 'model' && s.model_version === a.version) {
           // Live record: the signal this version emitted, judged on the market direction.
           this.live.add((s.side === 'buy') === (s.label === 1));
-        } else if (this.state.mode === 'warmup' && Math.abs(p - 0.5) >= this.d.cfg.MODEL_MIN_EDGE) {
+        } else if (this.state.mode === 'warmup' && this.wouldTrade(p, s)) {
           const hit = (p > 0.5) === (s.label === 1);
           this.shadow.add(hit);
           a.n++;
@@ -270,6 +271,13 @@ export class ModelEngine {
         throw err;
       }
     });
+  }
+
+  /** The model-mode decision for a closed window: the edge, and the expected return after the costs measured so far. */
+  private wouldTrade(p: number, s: TrainingSample): boolean {
+    if (!(Math.abs(p - 0.5) >= this.d.cfg.MODEL_MIN_EDGE)) return false;
+    const e = expectedNetBps(p, s.features[SPREAD_FEATURE] ?? 0, this.costs.estimate(s.asset));
+    return e !== null && e >= this.d.cfg.MODEL_MIN_EXPECTED_BPS;
   }
 
   private setHeldOut(which: 'candidate' | 'active', r: RoundResult): void {
