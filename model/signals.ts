@@ -6,9 +6,11 @@
 //   - warm-up: with probability WARMUP_RANDOMNESS a coin-flip side, else the heuristic's side
 //     (momentum / mean reversion on the last 3 returns); amount uniform in [WARMUP_MIN_AMOUNT,
 //     WARMUP_MAX_AMOUNT]; is_warmup true, model_version null;
-//   - model: P(up) from the active model; no signal when |P - 0.5| < MODEL_MIN_EDGE; side from P,
-//     confidence max(P, 1 - P), amount from MODEL_MIN_AMOUNT at the minimum edge up to
-//     MODEL_MAX_AMOUNT at P = 0.75 (or 0.25).
+//   - model: P(up) from the active model; no signal when |P - 0.5| < MODEL_MIN_EDGE or when the
+//     expected return after round-trip costs (model/money.ts: |2P - 1| x E|move| - 2 x (fee + half
+//     spread + slippage), measured on the service's own windows and fills) is below
+//     MODEL_MIN_EXPECTED_BPS; side from P, confidence max(P, 1 - P), amount from MODEL_MIN_AMOUNT
+//     at that margin up to MODEL_MAX_AMOUNT at MODEL_FULL_SIZE_BPS above it.
 // Every signal carries the features it was decided on (market_data_snapshot.technical_indicators)
 // and the exposure (metadata.extra), so the window builder can rebuild the same sample.
 import type { ModelSignal, Ticker } from '../schemas/types.ts';
@@ -18,6 +20,7 @@ import { heuristicProbability } from './evaluate.ts';
 import type { TrainedModel } from './learner.ts';
 import type { ModeState } from './policy.ts';
 import { SeededRng } from './rng.ts';
+import { expectedNetBps, sideCostBps, SPREAD_FEATURE, type CostEstimate } from './money.ts';
 import { randomUUID } from 'node:crypto';
 
 export function uuidFrom(rng: SeededRng): string {
@@ -34,6 +37,7 @@ export type EmitterConfig = Pick<
   ModelConfig,
   | 'MODEL_ASSETS' | 'MODEL_STRATEGY_ID' | 'MODEL_FEATURE_LOOKBACK' | 'MODEL_MIN_EDGE' | 'MODEL_SIGNAL_INTERVAL_MS' | 'MODEL_MIN_AMOUNT' | 'MODEL_MAX_AMOUNT'
   | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED'
+  | 'MODEL_MIN_EXPECTED_BPS' | 'MODEL_FULL_SIZE_BPS'
 >;
 
 export interface EmitContext {
@@ -41,6 +45,8 @@ export interface EmitContext {
   model: { version: string; model: TrainedModel } | null;
   /** Exposure feature of an asset (signed notional / scale). */
   exposure: (asset: string) => number;
+  /** Measured costs and moves of an asset (model/money.ts); without them the model does not trade. */
+  costs?: (asset: string) => CostEstimate;
 }
 
 export class SignalEmitter {
@@ -89,7 +95,7 @@ export class SignalEmitter {
       this.nextDue.set(asset, now + interval);
       const exposure = ctx.exposure(asset);
       const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
-      const s = ctx.mode.mode === 'model' && ctx.model ? this.modelSignal(asset, now, hist, features, exposure, ctx.model) : this.warmupSignal(asset, now, hist, features, exposure);
+      const s = ctx.mode.mode === 'model' && ctx.model ? (ctx.costs ? this.modelSignal(asset, now, hist, features, exposure, ctx.model, ctx.costs(asset)) : null) : this.warmupSignal(asset, now, hist, features, exposure);
       if (s) out.push(s);
     }
     return out;
@@ -123,12 +129,15 @@ export class SignalEmitter {
     };
   }
 
-  modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }): ModelSignal | null {
+  modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }, costs: CostEstimate): ModelSignal | null {
     const p = m.model.predict([features])[0]!;
     const edge = Math.abs(p - 0.5);
     if (!(edge >= this.cfg.MODEL_MIN_EDGE) || edge === 0) return null;
+    // Money first: a direction that does not pay its round trip with margin is not traded.
+    const expected = expectedNetBps(p, features[SPREAD_FEATURE]!, costs);
+    if (expected === null || !(expected >= this.cfg.MODEL_MIN_EXPECTED_BPS)) return null;
     const b = this.base(asset, now, hist, features);
-    const strength = Math.min(1, Math.max(0, (edge - this.cfg.MODEL_MIN_EDGE) / Math.max(1e-9, 0.25 - this.cfg.MODEL_MIN_EDGE)));
+    const strength = Math.min(1, Math.max(0, (expected - this.cfg.MODEL_MIN_EXPECTED_BPS) / this.cfg.MODEL_FULL_SIZE_BPS));
     const amount = round(this.cfg.MODEL_MIN_AMOUNT + (this.cfg.MODEL_MAX_AMOUNT - this.cfg.MODEL_MIN_AMOUNT) * strength, 2);
     return {
       ...b,
@@ -138,11 +147,11 @@ export class SignalEmitter {
       model_version: m.version,
       is_warmup: false,
       metadata: {
-        reasoning: `model ${m.version}: P(up over ${m.model.spec.horizonMs} ms) = ${round(p, 4)}`,
+        reasoning: `model ${m.version}: P(up over ${m.model.spec.horizonMs} ms) = ${round(p, 4)}, expected ${round(expected, 2)} bps after ${round(2 * sideCostBps(costs, features[SPREAD_FEATURE]!), 2)} bps round-trip costs`,
         risk_score: round(Math.min(1, features[3]! / 100), 4),
         randomness_level: 0,
         mode: 'model',
-        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, p_up: p }),
+        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, p_up: p, expected_bps: expected, cost_rt_bps: 2 * sideCostBps(costs, features[SPREAD_FEATURE]!), abs_move_bps: costs.absMoveBps, fee_bps: costs.feeBps, slippage_bps: costs.slippageBps }),
       },
     };
   }

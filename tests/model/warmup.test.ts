@@ -95,12 +95,16 @@ test('warm-up randomness: 0 follows the heuristic, 1 is a coin flip, 0.3 in betw
   assert.ok(Math.abs(r3.follows - 0.85) < 0.05, JSON.stringify(r3));
 });
 
-test('model mode: side and confidence from P(up), no signal inside the edge, amounts scale, signals valid', () => {
+test('model mode: side and confidence from P(up), no signal inside the edge or without measured costs, amounts scale with the expected return, signals valid', () => {
   const cfg = testModelConfig({ MODEL_SIGNAL_INTERVAL_MS: '1000', MODEL_MIN_EDGE: '0.05', MODEL_MIN_AMOUNT: '10', MODEL_MAX_AMOUNT: '100', MODEL_FEATURE_LOOKBACK: '20' });
   const ps = [0.9, 0.52, 0.3, 0.56, 0.1];
   let k = 0;
   const fake: TrainedModel = { spec: { id: 'mkt-v1', names: FEATURE_NAMES, lookback: 20, horizonMs: 1000, mean: [], std: [] }, model: null as never, predict: (rows) => rows.map(() => ps[k++ % ps.length]!) };
-  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0 };
+  // Moves of 50 bps, free fills: E[r] = |2P - 1| x 50 - 2 bps (the 2-bp spread of the feed), from 4 bps at P = 0.56 to 38 at 0.9.
+  const costs = () => ({ feeBps: 0, slippageBps: 0, absMoveBps: 50, fills: 1, moves: 1 });
+  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0, costs };
+  assert.deepEqual(feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 40, 1000, { ...ctx, costs: undefined }), [], 'no measured costs: the model does not trade');
+  k = 0;
   const out = feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 40, 1000, ctx);
   assert.ok(out.length > 10);
   for (const s of out) {
