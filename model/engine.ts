@@ -170,7 +170,7 @@ export class ModelEngine {
       exposure: (a) => Math.max(-3, Math.min(3, (this.exposure.get(a) ?? 0) / this.d.cfg.MODEL_EXPOSURE_SCALE)),
       costs: (a) => this.costs.estimate(a),
     });
-    for (const s of out) this.d.metrics.signals.inc({ mode: s.is_warmup ? 'warmup' : 'model', asset: s.asset });
+    for (const s of out) this.d.metrics.signals.inc({ mode: s.metadata?.mode === 'control' ? 'control' : s.is_warmup ? 'warmup' : 'model', asset: s.asset });
     return out;
   }
 

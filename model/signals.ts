@@ -36,7 +36,7 @@ const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 export type EmitterConfig = Pick<
   ModelConfig,
   | 'MODEL_ASSETS' | 'MODEL_STRATEGY_ID' | 'MODEL_FEATURE_LOOKBACK' | 'MODEL_MIN_EDGE' | 'MODEL_SIGNAL_INTERVAL_MS' | 'MODEL_MIN_AMOUNT' | 'MODEL_MAX_AMOUNT'
-  | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED'
+  | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED' | 'MODEL_CONTROL_STRATEGY_ID'
   | 'MODEL_MIN_EXPECTED_BPS' | 'MODEL_FULL_SIZE_BPS'
 >;
 
@@ -52,7 +52,9 @@ export interface EmitContext {
 export class SignalEmitter {
   private readonly history = new Map<string, Tick[]>();
   private readonly nextDue = new Map<string, number>();
+  private readonly controlDue = new Map<string, number>();
   readonly rng: SeededRng;
+  private readonly controlRng: SeededRng;
   private readonly newId: () => string;
 
   /**
@@ -63,6 +65,7 @@ export class SignalEmitter {
    */
   constructor(private readonly cfg: EmitterConfig, rng?: SeededRng, ids?: () => string) {
     this.rng = rng ?? new SeededRng(cfg.MODEL_SEED);
+    this.controlRng = new SeededRng(cfg.MODEL_SEED + 1);
     this.newId = ids ?? randomUUID;
   }
 
@@ -98,6 +101,27 @@ export class SignalEmitter {
       const s = ctx.mode.mode === 'model' && ctx.model ? (ctx.costs ? this.modelSignal(asset, now, hist, features, exposure, ctx.model, ctx.costs(asset)) : null) : this.warmupSignal(asset, now, hist, features, exposure);
       if (s) out.push(s);
     }
+    if (ctx.mode.mode === 'model' && this.cfg.MODEL_CONTROL_STRATEGY_ID) out.push(...this.controlSignals(now, ctx));
+    return out;
+  }
+
+  /**
+   * The control arm: what warm-up would have traded, traded for real under its own strategy_id
+   * while the model trades, on the warm-up cadence. The order manager books each strategy apart,
+   * so "is the model worth more than warm-up" is read from the same books, prices and costs over
+   * the same period. Its own random stream, so the arm does not change the model's signals.
+   */
+  private controlSignals(now: number, ctx: EmitContext): ModelSignal[] {
+    const out: ModelSignal[] = [];
+    for (const asset of this.cfg.MODEL_ASSETS) {
+      if (now < (this.controlDue.get(asset) ?? -Infinity)) continue;
+      const hist = this.history.get(asset) ?? [];
+      if (hist.length < MIN_HISTORY) continue;
+      this.controlDue.set(asset, now + this.cfg.WARMUP_INTERVAL_MS);
+      const exposure = ctx.exposure(asset);
+      const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
+      out.push(this.warmupSignal(asset, now, hist, features, exposure, true));
+    }
     return out;
   }
 
@@ -105,12 +129,14 @@ export class SignalEmitter {
     return { signal_id: this.newId(), asset, timestamp: now, strategy_id: this.cfg.MODEL_STRATEGY_ID, market_data_snapshot: snapshotOf(hist, features), trace_id: this.newId() };
   }
 
-  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number): ModelSignal {
-    const b = this.base(asset, now, hist, features);
+  /** A warm-up signal; `control`: the control arm's (its strategy_id, its random stream, mode `control`). */
+  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, control = false): ModelSignal {
+    const rng = control ? this.controlRng : this.rng;
+    const b = { ...this.base(asset, now, hist, features), ...(control ? { strategy_id: this.cfg.MODEL_CONTROL_STRATEGY_ID } : {}) };
     const p = heuristicProbability(features, this.cfg.WARMUP_HEURISTIC);
-    const random = p === 0.5 || this.rng.next() < this.cfg.WARMUP_RANDOMNESS;
-    const side = random ? (this.rng.next() < 0.5 ? 'buy' : 'sell') : p > 0.5 ? 'buy' : 'sell';
-    const amount = round(this.rng.uniform(this.cfg.WARMUP_MIN_AMOUNT, this.cfg.WARMUP_MAX_AMOUNT), 2);
+    const random = p === 0.5 || rng.next() < this.cfg.WARMUP_RANDOMNESS;
+    const side = random ? (rng.next() < 0.5 ? 'buy' : 'sell') : p > 0.5 ? 'buy' : 'sell';
+    const amount = round(rng.uniform(this.cfg.WARMUP_MIN_AMOUNT, this.cfg.WARMUP_MAX_AMOUNT), 2);
     const clampedAmount = Math.min(this.cfg.WARMUP_MAX_AMOUNT, Math.max(this.cfg.WARMUP_MIN_AMOUNT, amount));
     return {
       ...b,
@@ -120,10 +146,10 @@ export class SignalEmitter {
       model_version: null,
       is_warmup: true,
       metadata: {
-        reasoning: random ? 'warm-up: random side (controlled randomness)' : `warm-up: ${this.cfg.WARMUP_HEURISTIC} on ret_3 = ${round(features[1]!, 2)} bps`,
+        reasoning: `${control ? 'control arm, ' : ''}${random ? 'warm-up: random side (controlled randomness)' : `warm-up: ${this.cfg.WARMUP_HEURISTIC} on ret_3 = ${round(features[1]!, 2)} bps`}`,
         risk_score: round(Math.min(1, features[3]! / 100), 4),
         randomness_level: this.cfg.WARMUP_RANDOMNESS,
-        mode: 'warmup',
+        mode: control ? 'control' : 'warmup',
         extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC }),
       },
     };
