@@ -24,6 +24,10 @@ Options:
   --reports-dir DIR        Where reports go (default: reports).
   --signal-timeout-ms N    How long one signal may take (default 30000).
   --max-gap-ms N           Most simulated market time between two signals (default 60000).
+  --strategies LIST        Strategies compared with the recorded one, comma-separated (default
+                           warm-up,buy-and-hold,coin-flip; 'recorded' alone: no comparison). Each
+                           runs in a world of its own, side by side.
+  --coin-seed N            Seed of the coin flip and the warm-up heuristic's ties (default: --seed).
   --log-level L            Log level of the replayed services, to stderr (default silent).
   --no-progress            No progress bar.
 Exit codes: 0 done, 1 failed, 2 usage error.
@@ -76,6 +80,8 @@ export function parseReplayArgs(argv: string[]): ReplayOptions {
         'max-gap-ms': { type: 'string' },
         'log-level': { type: 'string' },
         'no-progress': { type: 'boolean' },
+        strategies: { type: 'string' },
+        'coin-seed': { type: 'string' },
       },
     });
   } catch (err) {
@@ -90,6 +96,13 @@ export function parseReplayArgs(argv: string[]): ReplayOptions {
     const m = /^([A-Z0-9_]+)=(.*)$/.exec(kv);
     if (!m) throw new UsageError(`--set needs KEY=VALUE (got ${JSON.stringify(kv)})`);
     settings[m[1]!] = m[2]!;
+  }
+  let strategies: ReplayOptions['strategies'];
+  if (v.strategies !== undefined) {
+    const known = ['recorded', 'warm-up', 'buy-and-hold', 'coin-flip'] as const;
+    const list = v.strategies.split(',').map((x) => x.trim()).filter((x) => x.length > 0);
+    for (const x of list) if (!(known as readonly string[]).includes(x)) throw new UsageError(`--strategies: unknown strategy ${JSON.stringify(x)} (known: ${known.join(', ')})`);
+    strategies = list as NonNullable<ReplayOptions['strategies']>;
   }
   return {
     name: v.name ?? 'replay',
@@ -106,6 +119,8 @@ export function parseReplayArgs(argv: string[]): ReplayOptions {
     logLevel: v['log-level'],
     progress: !v['no-progress'],
     settings,
+    strategies,
+    coinSeed: parseIntOpt(v['coin-seed'], '--coin-seed'),
   };
 }
 

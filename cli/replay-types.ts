@@ -42,6 +42,39 @@ export interface ReplayOptions {
   settings?: Record<string, string>;
   /** Stops the replay between signals; the namespace is still cleaned up. */
   signal?: AbortSignal;
+  /** Strategies compared (default all four: recorded, warm-up, buy-and-hold, coin-flip); the recorded one always runs. */
+  strategies?: Array<'recorded' | 'warm-up' | 'buy-and-hold' | 'coin-flip'>;
+  /** Seed of the coin flip and of the warm-up heuristic's ties (default: the simulator seed). */
+  coinSeed?: number;
+}
+
+/** One strategy of the comparison (cli/replay-strategies.ts), measured in its own world. */
+export interface StrategyComparisonRow {
+  strategy: 'recorded' | 'warm-up' | 'buy-and-hold' | 'coin-flip';
+  /** strategy_id of its signals (null: the recorded ones, as recorded). */
+  strategy_id: string | null;
+  signals: number;
+  placed: number;
+  fills: number;
+  volume: number;
+  fees: number;
+  realised_pnl: number;
+  unrealised_pnl: number;
+  /** After fees, marked to the final mids. */
+  pnl: number;
+  /** Side sent at each recorded signal, in replay order: B buy, S sell, . nothing. */
+  sides: string;
+  /** Signals with fills, judged for the hit rate. */
+  trades: number;
+  /** Share of trades the mid moved the way of, until the strategy's next trade in the asset (or the end). */
+  hit_rate: number | null;
+  /** Executed value / capital. */
+  turnover: number;
+  max_drawdown: number;
+  /** Mean / standard deviation of the per-signal returns (equity change over one recorded signal, / capital). */
+  sharpe_per_signal: number | null;
+  /** Equity after each recorded signal, index 0 before the first (as `equity_curve`). */
+  equity_curve: number[];
 }
 
 export interface StrategyRow {
@@ -89,6 +122,18 @@ export interface BacktestReport {
   per_signal: SignalRow[];
   /** Equity (PnL of the replayed trades, USDT) after each signal; index 0 = before the first. */
   equity_curve: Array<{ index: number; equity: number }>;
+  /** The strategy comparison, one row per strategy, each measured in its own world (docs/backtest.md). */
+  strategies: StrategyComparisonRow[];
+  /** What the comparison is measured against and how the alternatives were drawn. */
+  comparison: {
+    /** Total amount of the usable recorded signals, USDT: base of turnover and returns. */
+    capital: number;
+    coin_seed: number;
+    /** WARMUP_HEURISTIC of the warm-up row. */
+    heuristic: string;
+    /** Where the warm-up heuristic's features came from, per signal. */
+    warmup_features: { recorded: number; replay_market: number; none: number };
+  };
 }
 
 export interface ReplayResult {

@@ -28,6 +28,8 @@ import { OPEN_STATUSES } from '../pipelines/risk-rules.ts';
 import { EXIT, UsageError } from './context.ts';
 import type { BacktestReport, OffsetSpec, ReplayOptions, ReplayResult, SignalRow, SourceRecord, StrategyRow } from './replay-types.ts';
 import { parseRecord, readSignalFile, readSignalTopic, type Parsed } from './replay-sources.ts';
+import { capitalOf, comparisonRow, planStrategy, STRATEGIES, type Decide, type DecideStats, type StrategyName, type WorldOutcome } from './replay-strategies.ts';
+import type { Tick } from '../model/features.ts';
 import { applyFill, round, unrealised, type Book } from './replay-pnl.ts';
 import { renderHtml } from './replay-html.ts';
 import { parseReplayArgs, REPLAY_HELP } from './replay-args.ts';
@@ -129,8 +131,72 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     what = `${opts.topicPrefix ?? ''}signals.raw offsets [${fmt(opts.fromOffset) || 'start'}, ${fmt(opts.toOffset) || 'end'}) times [${opts.fromTime ?? '-'}, ${opts.toTime ?? '-'})`;
   }
   const parsed = records.map(parseRecord);
+  // Tickers reach the database from a 5 s REST poll (wall-clock timing): a replay sizes from each
+  // signal's snapshot price instead, which the simulator's market is set to (docs/backtest.md).
+  // The wallet the next signal is sized against is refreshed every second rather than every 5 s.
+  const settings: Record<string, string> = { RISK_TICKER_MAX_AGE_MS: '0', SYNC_MARKET_CRON: '* * * * * *', ...(opts.settings ?? {}) };
 
-  // 2. A fresh world: simulator on a manual clock starting at the first signal's time, namespace, database.
+  // 2. One world per strategy (the recorded one always), run side by side: each has its own
+  // simulator (same seed, same market moves), namespace and database, so no strategy's orders,
+  // exposure or losses touch another's.
+  const names: StrategyName[] = ['recorded', ...STRATEGIES.filter((s) => s !== 'recorded' && (opts.strategies ?? STRATEGIES).includes(s))];
+  const coinSeed = opts.coinSeed ?? seed;
+  const heuristic = (settings.WARMUP_HEURISTIC ?? process.env.WARMUP_HEURISTIC ?? 'momentum') === 'mean_reversion' ? 'mean_reversion' : 'momentum';
+  const lookback = Number(settings.MODEL_FEATURE_LOOKBACK ?? process.env.MODEL_FEATURE_LOOKBACK ?? 60) || 60;
+  const stats: DecideStats = { features: { recorded: 0, replay_market: 0, none: 0 } };
+  const bar = progressBar(opts.progress ?? true, records.length * names.length);
+  let done = 0;
+  bar.update(0);
+  const worlds = await Promise.allSettled(
+    names.map((name) =>
+      runWorld({ cfg, logger, seed, settings, opts, records, parsed, decide: planStrategy(name, records, parsed, { coinSeed, heuristic, lookback }, stats), onSignal: () => bar.update(++done) }),
+    ),
+  );
+  bar.done();
+  const failed = worlds.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+  if (failed) throw failed.reason;
+  const results = worlds.map((w) => (w as PromiseFulfilledResult<WorldResult>).value);
+  const rec = results[0]!;
+
+  // 3. The report.
+  const capital = capitalOf(parsed);
+  const report = buildReport({ name: opts.name, seed, source: opts.file ? 'file' : 'topic', what, records: records.length, settings, rows: rec.rows, fills: rec.fills, books: rec.books, curve: rec.curve, finalMids: rec.finalMids, orderLinks: rec.orderLinks, linkToSignal: rec.linkToSignal });
+  report.strategies = names.map((n, k) => comparisonRow(n, results[k]!, capital, records.length));
+  report.comparison = { capital, coin_seed: coinSeed, heuristic, warmup_features: stats.features };
+  const dir = opts.reportsDir ?? 'reports';
+  await mkdir(dir, { recursive: true });
+  const jsonPath = join(dir, `backtest-${opts.name}.json`);
+  const htmlPath = join(dir, `backtest-${opts.name}.html`);
+  await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(htmlPath, renderHtml(report));
+  return { report, jsonPath, htmlPath };
+}
+
+interface WorldResult extends WorldOutcome {
+  rows: SignalRow[];
+  fills: Array<Record<string, unknown> & { value: number; feeUsdt: number }>;
+  linkToSignal: Map<string, number>;
+  /** orderLinkId of every order the simulator accepted. */
+  orderLinks: string[];
+}
+
+/**
+ * One strategy's replay: a fresh world (simulator on a manual clock starting at the first
+ * signal's time, namespace, database, the order manager's units), the recorded market moves, and at
+ * each recorded signal what `decide` sends, each waited for until processed; then clean-up.
+ */
+async function runWorld(w: {
+  cfg: ReturnType<typeof loadConfig>;
+  logger: ReturnType<typeof createLogger>;
+  seed: number;
+  settings: Record<string, string>;
+  opts: ReplayOptions;
+  records: SourceRecord[];
+  parsed: Parsed[];
+  decide: Decide;
+  onSignal: () => void;
+}): Promise<WorldResult> {
+  const { cfg, logger, seed, settings, opts, records, parsed } = w;
   const t0 = Math.floor((parsed.find((p) => p.time !== null)?.time ?? DEFAULT_T0) / 1000) * 1000;
   const simClock = new ManualClock(t0);
   const sim = await startSimulator({ port: 0, seed, balances: SIM_BALANCES, clock: simClock, credentials: [{ key: SIM_KEY, secret: SIM_SECRET }] });
@@ -142,15 +208,10 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-replay`, logger });
   const admin = kafka.admin();
   const specs = topicSpecs(prefix, cfg.TOPIC_PARTITIONS);
-  // Tickers reach the database from a 5 s REST poll (wall-clock timing): a replay sizes from each
-  // signal's snapshot price instead, which the simulator's market is set to (docs/backtest.md).
-  // The wallet the next signal is sized against is refreshed every second rather than every 5 s.
-  const settings: Record<string, string> = { RISK_TICKER_MAX_AGE_MS: '0', SYNC_MARKET_CRON: '* * * * * *', ...(opts.settings ?? {}) };
   let rt: Runtime | null = null;
   let stop: (() => Promise<void>) | null = null;
   const producer = kafka.producer();
   let producerUp = false;
-  const bar = progressBar(opts.progress ?? true, records.length);
   try {
     await ensureDatabase(dbUrl);
     const pool = await createDb(dbUrl);
@@ -184,13 +245,25 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
     await producer.connect();
     producerUp = true;
 
-    // 3. Feed the signals one at a time; the market is set to each signal's snapshot price.
+    // 3. At each recorded signal the market moves as recorded, then the strategy's signal (if any) is sent.
     const rawTopic = `${prefix}signals.raw`;
     const maxGap = opts.maxGapMs ?? 60_000;
     const books = new Map<string, Book>(); // strategy|symbol
     const linkToSignal = new Map<string, number>();
+    const sentParsed = new Map<number, Parsed>();
     const rows: SignalRow[] = [];
+    const sent: WorldOutcome['sent'] = [];
     const curve: Array<{ index: number; equity: number }> = [{ index: 0, equity: 0 }];
+    const midAt: Array<Map<string, number>> = [new Map()];
+    const ticks = new Map<string, Tick[]>();
+    const pushTick = (asset: string, ts: number, mid: number) => {
+      const l = ticks.get(asset) ?? [];
+      if (l.length && l[l.length - 1]!.ts === ts) l.pop();
+      l.push({ ts, mid, bid: null, ask: null, bidSize: null, askSize: null, volume24h: 0 });
+      if (l.length > 400) l.splice(0, l.length - 400);
+      ticks.set(asset, l);
+    };
+    const market = { ticks: (asset: string) => ticks.get(asset) ?? [] };
     let seenExec = 0;
     let prevTime: number | null = null;
     const equityNow = (): number => {
@@ -198,78 +271,81 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
       for (const [k, b] of books) e += b.realised + unrealised(b, sim.exchange.mid(k.split('|')[1]!));
       return e;
     };
-    const fills: Array<Record<string, unknown>> = [];
-    bar.update(0);
+    const fills: WorldResult['fills'] = [];
     for (let i = 0; i < records.length; i++) {
       if (opts.signal?.aborted) throw new Error('interrupted');
-      const r = records[i]!;
-      const p = parsed[i]!;
-      // Market time moves by the recorded spacing (at least one price step, at most maxGap).
-      const gap = p.time !== null && prevTime !== null ? Math.min(Math.max(p.time - prevTime, 1000), maxGap) : 1000;
-      if (p.time !== null) prevTime = p.time;
-      sim.advance(gap);
-      const symbolKnown = p.asset !== null && sim.exchange.prices.symbols().includes(p.asset);
-      if (symbolKnown && p.price !== null) sim.setPrice(p.asset!, p.price);
-      // Re-stamped to replay time so validation's age check judges it as just received.
-      let value = r.value;
-      if (p.obj && typeof p.obj.timestamp === 'string') value = Buffer.from(JSON.stringify({ ...p.obj, timestamp: new Date().toISOString() }));
-      const headers: Record<string, string> = { received_at: String(Date.now()), trace_id: r.traceId ?? (typeof p.obj?.trace_id === 'string' ? p.obj.trace_id : `replay-${i}`) };
-      await producer.send(rawTopic, [{ key: p.asset ?? r.key, value, headers }]);
-      let outcome: { outcome: string; reason: string | null } | null;
-      if (p.signalId === null || p.obj === null) outcome = { outcome: 'invalid', reason: p.obj === null ? 'malformed_json' : 'invalid_signal_id' };
-      else {
-        outcome = await settle(runtime, sim, p.signalId, opts.signalTimeoutMs ?? 30_000);
-        if (outcome === null) outcome = { outcome: 'timeout', reason: null };
-        else if (outcome.outcome === 'rejected') {
-          const st = await runtime.db.maybeOne(sql.type(z.object({ status: z.string() }))`SELECT status FROM signals WHERE signal_id = ${p.signalId}`);
-          if (st?.status === 'rejected') outcome = { outcome: 'invalid', reason: outcome.reason };
+      const rp = parsed[i]!;
+      // Market time moves by the recorded spacing (at least one price step, at most maxGap): the
+      // same moves in every strategy's world, whatever it sends.
+      const gap = rp.time !== null && prevTime !== null ? Math.min(Math.max(rp.time - prevTime, 1000), maxGap) : 1000;
+      if (rp.time !== null) prevTime = rp.time;
+      simClock.advance(gap);
+      for (const ev of sim.exchange.advance()) pushTick(ev.symbol, ev.time, ev.price);
+      sim.advance(0);
+      const symbolKnown = rp.asset !== null && sim.exchange.prices.symbols().includes(rp.asset);
+      if (symbolKnown && rp.price !== null) {
+        sim.setPrice(rp.asset!, rp.price);
+        pushTick(rp.asset!, simClock.now(), sim.exchange.mid(rp.asset!));
+      }
+      midAt.push(new Map(rp.asset !== null && symbolKnown ? [[rp.asset, sim.exchange.mid(rp.asset)]] : []));
+      const out = w.decide(i, market);
+      if (out) {
+        const { record: r, parsed: p } = out;
+        sentParsed.set(i, p);
+        // Re-stamped to replay time so validation's age check judges it as just received.
+        let value = r.value;
+        if (p.obj && typeof p.obj.timestamp === 'string') value = Buffer.from(JSON.stringify({ ...p.obj, timestamp: new Date().toISOString() }));
+        const headers: Record<string, string> = { received_at: String(Date.now()), trace_id: r.traceId ?? (typeof p.obj?.trace_id === 'string' ? p.obj.trace_id : `replay-${i}`) };
+        await producer.send(rawTopic, [{ key: p.asset ?? r.key, value, headers }]);
+        let outcome: { outcome: string; reason: string | null } | null;
+        if (p.signalId === null || p.obj === null) outcome = { outcome: 'invalid', reason: p.obj === null ? 'malformed_json' : 'invalid_signal_id' };
+        else {
+          outcome = await settle(runtime, sim, p.signalId, opts.signalTimeoutMs ?? 30_000);
+          if (outcome === null) outcome = { outcome: 'timeout', reason: null };
+          else if (outcome.outcome === 'rejected') {
+            const st = await runtime.db.maybeOne(sql.type(z.object({ status: z.string() }))`SELECT status FROM signals WHERE signal_id = ${p.signalId}`);
+            if (st?.status === 'rejected') outcome = { outcome: 'invalid', reason: outcome.reason };
+          }
         }
-      }
-      // New executions at the simulator belong to this signal's orders.
-      const links = new Set<string>();
-      if (p.signalId) {
-        const ls = await runtime.db.any(sql.type(linkRow)`SELECT DISTINCT order_link_id FROM decisions WHERE signal_id = ${p.signalId} AND action = 'create' AND order_link_id IS NOT NULL`);
-        for (const l of ls) {
-          links.add(l.order_link_id);
-          if (!linkToSignal.has(l.order_link_id)) linkToSignal.set(l.order_link_id, i);
+        // New executions at the simulator belong to this signal's orders.
+        const links = new Set<string>();
+        if (p.signalId) {
+          const ls = await runtime.db.any(sql.type(linkRow)`SELECT DISTINCT order_link_id FROM decisions WHERE signal_id = ${p.signalId} AND action = 'create' AND order_link_id IS NOT NULL`);
+          for (const l of ls) {
+            links.add(l.order_link_id);
+            if (!linkToSignal.has(l.order_link_id)) linkToSignal.set(l.order_link_id, i);
+          }
         }
+        const execs = sim.executions().slice(seenExec);
+        seenExec += execs.length;
+        let nFills = 0;
+        for (const e of execs) {
+          const si = linkToSignal.get(String(e.orderLinkId));
+          if (si === undefined) continue;
+          const ps = sentParsed.get(si)!;
+          const price = Number(e.execPrice), qty = Number(e.execQty), fee = Number(e.execFee);
+          const feeUsdt = e.feeCurrency && e.feeCurrency !== 'USDT' ? fee * price : fee;
+          const side = e.side === 'Buy' ? 1 : -1;
+          const key = `${ps.strategyId ?? '-'}|${String(e.symbol)}`;
+          const b = books.get(key) ?? { qty: 0, avg: 0, realised: 0 };
+          applyFill(b, side * qty, price, feeUsdt);
+          books.set(key, b);
+          const ref = ps.price ?? price;
+          fills.push({ signal: si, strategy: ps.strategyId ?? '-', symbol: e.symbol, price, qty, value: price * qty, feeUsdt, slipBps: (side * (price - ref) / ref) * 10_000 });
+          if (si === i) nFills++;
+        }
+        const ordersOfSignal = sim.orders().filter((o) => links.has(String(o.orderLinkId))).length;
+        rows.push({ index: i + 1, signal_id: p.signalId, strategy_id: p.strategyId, asset: p.asset, side: p.side, outcome: outcome.outcome, reason: outcome.reason, orders: ordersOfSignal, fills: nFills });
+        sent.push({ index: i + 1, asset: p.asset, side: p.side, outcome: outcome.outcome, fills: nFills });
       }
-      const execs = sim.executions().slice(seenExec);
-      seenExec += execs.length;
-      let nFills = 0;
-      for (const e of execs) {
-        const si = linkToSignal.get(String(e.orderLinkId));
-        if (si === undefined) continue;
-        const ps = parsed[si]!;
-        const price = Number(e.execPrice), qty = Number(e.execQty), fee = Number(e.execFee);
-        const feeUsdt = e.feeCurrency && e.feeCurrency !== 'USDT' ? fee * price : fee;
-        const side = e.side === 'Buy' ? 1 : -1;
-        const key = `${ps.strategyId ?? '-'}|${String(e.symbol)}`;
-        const b = books.get(key) ?? { qty: 0, avg: 0, realised: 0 };
-        applyFill(b, side * qty, price, feeUsdt);
-        books.set(key, b);
-        const ref = ps.price ?? price;
-        fills.push({ signal: si, strategy: ps.strategyId ?? '-', symbol: e.symbol, price, qty, value: price * qty, feeUsdt, slipBps: (side * (price - ref) / ref) * 10_000 });
-        if (si === i) nFills++;
-      }
-      const ordersOfSignal = sim.orders().filter((o) => links.has(String(o.orderLinkId))).length;
-      rows.push({ index: i + 1, signal_id: p.signalId, strategy_id: p.strategyId, asset: p.asset, side: p.side, outcome: outcome.outcome, reason: outcome.reason, orders: ordersOfSignal, fills: nFills });
       curve.push({ index: i + 1, equity: round(equityNow()) });
-      bar.update(i + 1);
+      w.onSignal();
     }
-    bar.done();
-
-    // 4. The report.
-    const report = buildReport({ name: opts.name, seed, source: opts.file ? 'file' : 'topic', what, records: records.length, settings, rows, fills, books, curve, sim, linkToSignal, parsed });
-    const dir = opts.reportsDir ?? 'reports';
-    await mkdir(dir, { recursive: true });
-    const jsonPath = join(dir, `backtest-${opts.name}.json`);
-    const htmlPath = join(dir, `backtest-${opts.name}.html`);
-    await writeFile(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
-    await writeFile(htmlPath, renderHtml(report));
-    return { report, jsonPath, htmlPath };
+    const finalMids = new Map(sim.exchange.prices.symbols().map((s) => [s, sim.exchange.mid(s)]));
+    const orderLinks = sim.orders().map((o) => String(o.orderLinkId));
+    return { rows, sent, fills, books, curve, midAt, finalMids, linkToSignal, orderLinks };
   } finally {
-    // 5. Clean up the namespace: services, topics, queues, database, simulator.
+    // 4. Clean up the namespace: services, topics, queues, database, simulator.
     if (producerUp) await producer.disconnect().catch(() => {});
     await stop?.().catch(() => {});
     if (!stop) await rt?.db.end().catch(() => {});
@@ -304,10 +380,11 @@ function buildReport(a: {
   fills: Array<Record<string, unknown>>;
   books: Map<string, Book>;
   curve: Array<{ index: number; equity: number }>;
-  sim: Sim;
+  finalMids: Map<string, number>;
+  orderLinks: string[];
   linkToSignal: Map<string, number>;
-  parsed: Parsed[];
 }): BacktestReport {
+  const mid = (s: string) => a.finalMids.get(s)!;
   const reasons: Record<string, number> = {};
   for (const r of a.rows) if (r.reason) reasons[r.reason] = (reasons[r.reason] ?? 0) + 1;
   const count = (o: string) => a.rows.filter((r) => r.outcome === o).length;
@@ -317,13 +394,13 @@ function buildReport(a: {
   const finalPrices: Record<string, number> = {};
   const symbols = new Set<string>();
   for (const k of a.books.keys()) symbols.add(k.split('|')[1]!);
-  for (const s of [...symbols].sort()) finalPrices[s] = round(a.sim.exchange.mid(s), 8);
+  for (const s of [...symbols].sort()) finalPrices[s] = round(mid(s), 8);
 
   // Per strategy.
   const strategies = new Set<string>(a.rows.map((r) => r.strategy_id ?? '-'));
   const ordersBySignal = new Map<number, number>();
-  for (const o of a.sim.orders()) {
-    const si = a.linkToSignal.get(String(o.orderLinkId));
+  for (const link of a.orderLinks) {
+    const si = a.linkToSignal.get(link);
     if (si !== undefined) ordersBySignal.set(si, (ordersBySignal.get(si) ?? 0) + 1);
   }
   const perStrategy: StrategyRow[] = [...strategies].sort().map((s) => {
@@ -334,7 +411,7 @@ function buildReport(a: {
       const [st, sym] = k.split('|');
       if (st !== s) continue;
       realised += b.realised;
-      unreal += unrealised(b, a.sim.exchange.mid(sym!));
+      unreal += unrealised(b, mid(sym!));
     }
     return {
       strategy_id: s,
@@ -394,6 +471,8 @@ function buildReport(a: {
     per_strategy: perStrategy,
     per_signal: a.rows,
     equity_curve: a.curve,
+    strategies: [],
+    comparison: { capital: 0, coin_seed: 0, heuristic: '', warmup_features: { recorded: 0, replay_market: 0, none: 0 } },
   };
 }
 
@@ -415,6 +494,7 @@ export async function replayCommand(argv: string[]): Promise<number> {
     process.stdout.write(
       `signals ${report.signals.total} (placed ${report.signals.placed}, rejected ${report.signals.rejected}, invalid ${report.signals.invalid}, timeouts ${report.signals.timeouts})\n` +
         `orders ${report.orders} fills ${report.fills} fees ${report.fees} slippage ${report.slippage_bps.avg_weighted} bps pnl ${report.pnl.total} max_drawdown ${report.max_drawdown.amount}\n` +
+        report.strategies.map((r) => `${r.strategy.padEnd(13)} pnl ${r.pnl} hit_rate ${r.hit_rate ?? '-'} turnover ${r.turnover} max_drawdown ${r.max_drawdown} sharpe/signal ${r.sharpe_per_signal ?? '-'}\n`).join('') +
         `report ${jsonPath}\nchart  ${htmlPath}\n`,
     );
     return report.signals.timeouts > 0 ? EXIT.failed : EXIT.ok;

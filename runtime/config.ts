@@ -42,6 +42,8 @@ export const settings = {
   METRICS_DEFAULTS: [flag.default('true'), 'Collect prom-client default process metrics.'],
   RECONCILE_CRON: [z.string().default('*/1 * * * *'), 'node-cron schedule of the reconciler.'],
   SIM_SEED: [int.default(42), 'Seed of the simulator price process.'],
+  SIM_PRICE_MODE: [z.enum(['random-walk', 'pattern', 'replay']).default('random-walk'), 'Price process of a simulator started by npm start or npm run sim (--mode overrides it): random-walk, pattern (planted structure, see SIM_PATTERN_REGIME) or replay (kline CSV).'],
+  SIM_PATTERN_REGIME: [z.enum(['momentum-noise', 'learnable', 'noise', 'trend-revert']).default('momentum-noise'), 'Planted structure of the pattern price mode (--regime overrides it; sim/README.md "Pattern regimes"): momentum-noise, learnable (drift blocks that pay after costs), noise (nothing to learn) or trend-revert.'],
 } as const;
 
 /**

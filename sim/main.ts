@@ -4,7 +4,8 @@
 // uses for its simulator).
 // Extra switches (not environment settings, see sim/README.md):
 //   --fresh-account                     open a fresh paper account (the old file is kept as .bak)
-//   --mode=random-walk|pattern|replay   price process (default random-walk)
+//   --mode=random-walk|pattern|replay   price process (default SIM_PRICE_MODE, random-walk)
+//   --regime=learnable|noise|...        pattern mode's regime (default SIM_PATTERN_REGIME, momentum-noise)
 //   --csv=PATH                          kline CSV for replay
 //   --step-ms=N                         price step length (default 1000)
 //   --relax-rate-limits                 multiply every rate limit by 1000 (benchmarks)
@@ -17,6 +18,7 @@ import { ROOT } from '../runtime/paths.ts';
 import { defaultStateFile } from './persistence.ts';
 import { startSimulator, type Simulator } from './server.ts';
 import type { PriceProcessOptions } from './price-process.ts';
+import { PATTERN_REGIMES, type PatternRegime } from './regimes.ts';
 
 function arg(name: string): string | undefined {
   const hit = process.argv.find((a) => a === `--${name}` || a.startsWith(`--${name}=`));
@@ -26,9 +28,14 @@ function arg(name: string): string | undefined {
 
 const cfg = loadConfig(process.env, []); // the simulator runs no unit
 const logger = createLogger(cfg, 'bybit-sim');
-const mode = (arg('mode') ?? 'random-walk') as NonNullable<PriceProcessOptions['mode']>;
+const mode = (arg('mode') ?? cfg.SIM_PRICE_MODE) as NonNullable<PriceProcessOptions['mode']>;
 if (!['random-walk', 'pattern', 'replay'].includes(mode)) {
   logger.fatal({ mode }, 'unknown --mode (random-walk, pattern, replay)');
+  process.exit(2);
+}
+const regime = (arg('regime') ?? cfg.SIM_PATTERN_REGIME) as PatternRegime;
+if (!PATTERN_REGIMES.includes(regime)) {
+  logger.fatal({ regime }, `unknown --regime (${PATTERN_REGIMES.join(', ')})`);
   process.exit(2);
 }
 let sim: Simulator;
@@ -38,7 +45,7 @@ try {
     host: arg('host') ?? '127.0.0.1',
     seed: cfg.SIM_SEED,
     credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, uid: '1000001' }],
-    priceProcess: { mode, replayCsv: arg('csv'), stepMs: arg('step-ms') ? Number(arg('step-ms')) : undefined },
+    priceProcess: { mode, patternRegime: regime, replayCsv: arg('csv'), stepMs: arg('step-ms') ? Number(arg('step-ms')) : undefined },
     instrumentsFile: arg('instruments'),
     rateLimits: arg('relax-rate-limits') ? { multiplier: 1000 } : undefined,
     stateFile: defaultStateFile(resolve(ROOT, cfg.STACK_DIR), cfg.BYBIT_SIM_PORT),
@@ -50,7 +57,7 @@ try {
   process.exit(1);
 }
 const account = sim.accountInfo();
-logger.info({ restUrl: sim.restUrl, wsUrl: sim.wsUrl, apiKey: cfg.BYBIT_API_KEY, seed: cfg.SIM_SEED, mode, stateFile: account.stateFile, accountCreatedAt: new Date(account.createdAt).toISOString(), starts: account.starts }, 'Bybit v5 simulator listening');
+logger.info({ restUrl: sim.restUrl, wsUrl: sim.wsUrl, apiKey: cfg.BYBIT_API_KEY, seed: cfg.SIM_SEED, mode, regime: mode === 'pattern' ? regime : undefined, stateFile: account.stateFile, accountCreatedAt: new Date(account.createdAt).toISOString(), starts: account.starts }, 'Bybit v5 simulator listening');
 
 let closing = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {

@@ -4,8 +4,10 @@
 //
 // Modes:
 //  - random-walk: log-returns drift + volatility * N(0,1), optionally cycling through regimes.
-//  - pattern:     a planted, learnable structure: alternating regimes of momentum (returns follow
-//                 an AR(1) with coefficient `momentum`) and pure noise, `patternRegimeSteps` long.
+//  - pattern:     a planted, learnable structure. `patternRegime` momentum-noise (the default):
+//                 alternating regimes of momentum (returns follow an AR(1) with coefficient
+//                 `momentum`) and pure noise, `patternRegimeSteps` long; learnable, noise,
+//                 trend-revert: drift blocks sized against trading costs (sim/regimes.ts).
 //  - replay:      each step takes the next close of a kline CSV (sim/data/btcusdt-1m.csv by
 //                 default); other symbols follow the same relative moves from their own start.
 //
@@ -22,6 +24,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Rng, type RngState } from './rng.ts';
 import { toStep } from './num.ts';
+import { BLOCK_REGIMES, blockSign, plantedDrift, regimeLabel, type PatternRegime } from './regimes.ts';
 
 export interface Regime {
   drift: number;
@@ -43,6 +46,12 @@ export interface PriceProcessOptions {
   momentum?: number;
   /** pattern mode: steps per regime. Default 300. */
   patternRegimeSteps?: number;
+  /**
+   * pattern mode: which planted structure (sim/regimes.ts). Default momentum-noise, the original
+   * one; learnable, noise and trend-revert take their drift, volatility and block length from
+   * BLOCK_REGIMES (`momentum`, `volatility`, `patternRegimeSteps` do not apply to them).
+   */
+  patternRegime?: PatternRegime;
   /** replay mode: CSV path (default sim/data/btcusdt-1m.csv) or rows. */
   replayCsv?: string;
   replayRows?: KlineRow[];
@@ -255,12 +264,29 @@ export class PriceProcess {
     return this.series.map((s) => s.symbol);
   }
 
-  /** Regime label at a step (pattern/regimes modes), for tests of learners. */
-  regimeAt(index = this.stepIndex): string {
+  /**
+   * Regime label at a step (pattern/regimes modes), for tests of learners. The block regimes'
+   * directions are per symbol (default: the first listed).
+   */
+  regimeAt(index = this.stepIndex, symbol = this.series[0]?.symbol ?? ''): string {
     const mode = this.opts.mode ?? 'random-walk';
+    const regime = this.opts.patternRegime ?? 'momentum-noise';
+    if (mode === 'pattern' && regime !== 'momentum-noise') return regimeLabel(regime, index, this.blockSigns(symbol));
     if (mode === 'pattern') return Math.floor(index / (this.opts.patternRegimeSteps ?? 300)) % 2 === 0 ? 'momentum' : 'noise';
     if (mode === 'random-walk' && this.opts.regimes?.length) return `regime-${this.regimeIndex(index)}`;
     return mode;
+  }
+
+  /** A symbol's block signs in the block regimes (sim/regimes.ts): block index → ±1, fixed by the seed. */
+  blockSigns(symbol: string): (block: number) => 1 | -1 {
+    const stream = streamOf(symbol);
+    return (block) => blockSign(this.seed, stream, block);
+  }
+
+  /** Planted log-drift of a step of a symbol (0 outside the block regimes), for tests and docs. */
+  plantedDrift(symbol: string, index: number): number {
+    if ((this.opts.mode ?? 'random-walk') !== 'pattern') return 0;
+    return plantedDrift(this.opts.patternRegime ?? 'momentum-noise', index, this.blockSigns(symbol));
   }
 
   /** Jump a symbol's mid (admin/test control). Later steps continue from the new level. */
@@ -316,7 +342,10 @@ export class PriceProcess {
       let drift = this.opts.drift ?? 0;
       let vol = this.opts.volatility ?? 0.0001;
       let r: number;
-      if (mode === 'pattern') {
+      const regime = this.opts.patternRegime ?? 'momentum-noise';
+      if (mode === 'pattern' && regime !== 'momentum-noise') {
+        r = plantedDrift(regime, index, this.blockSigns(s.symbol)) + BLOCK_REGIMES[regime].volatility * z;
+      } else if (mode === 'pattern') {
         const momentum = this.regimeAt(index) === 'momentum' ? (this.opts.momentum ?? 0.6) : 0;
         r = momentum * s.lastReturn + vol * z;
       } else {

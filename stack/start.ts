@@ -53,13 +53,15 @@ if (cfg.BYBIT_ENV === 'sim') {
     const sim = await startSimulator({
       port: cfg.BYBIT_SIM_PORT,
       seed: cfg.SIM_SEED,
+      // A market where a model can earn its costs, or one where it cannot (sim/README.md).
+      priceProcess: { mode: cfg.SIM_PRICE_MODE, patternRegime: cfg.SIM_PATTERN_REGIME },
       balances: SIM_BALANCES,
       credentials: [{ key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET }],
       stateFile: defaultStateFile(paths(cfg).dir, cfg.BYBIT_SIM_PORT),
       fresh: freshAccount,
     });
     const account = sim.accountInfo();
-    log.info({ rest: sim.restUrl, ws: sim.wsUrl, stateFile: account.stateFile, accountCreatedAt: new Date(account.createdAt).toISOString(), starts: account.starts }, 'exchange simulator started');
+    log.info({ rest: sim.restUrl, ws: sim.wsUrl, priceMode: cfg.SIM_PRICE_MODE, patternRegime: cfg.SIM_PRICE_MODE === 'pattern' ? cfg.SIM_PATTERN_REGIME : undefined, stateFile: account.stateFile, accountCreatedAt: new Date(account.createdAt).toISOString(), starts: account.starts }, 'exchange simulator started');
   }
 }
 // On a terminal the screen belongs to the live view and the JSON logs go to a file.
