@@ -1,0 +1,235 @@
+// The model's proof in the running loop: the simulator in a pattern regime (sim/regimes.ts), the
+// order manager and the model service as `npm start` runs them (their units in one process, on the
+// real Kafka, PostgreSQL and RabbitMQ), with time compressed so that it takes minutes: 100 ms price
+// steps, so the regimes' 60-step horizon is 6 s, and the model service's intervals, horizon,
+// retraining and sample thresholds scaled to match (PROOF_SETTINGS). Nothing else differs from a
+// deployment: the signals go through RabbitMQ, the orders to the simulator through bybit-api, the
+// fills come back over its websocket, and the P&L is the order manager's own books.
+//
+// What it reads, every few seconds: the model service's mode (model_mode_transitions), its
+// versions (model_versions), its samples, and the order manager's books per strategy (pnl_books at
+// the latest tickers, pipelines/pnl-sql.ts readBooks). With MODEL_CONTROL_STRATEGY_ID set, warm-up
+// keeps trading under its own strategy once the model trades, so both are booked over the same
+// period by the same accounting.
+//
+// `npm run proof -- --regime=learnable|noise [--minutes=N] [--after-switch-s=N] [--seed=N]` prints
+// JSON lines and a verdict; tests/e2e/learning-loop.test.ts runs a shortened form.
+import { randomBytes } from 'node:crypto';
+import { connect } from 'amqplib';
+import { z } from 'zod';
+import { createRuntime, runUnits } from '../runtime/service.ts';
+import { createDb, dropDatabase, ensureDatabase, sql, withDatabase } from '../runtime/db.ts';
+import { migrate } from '../runtime/migrate.ts';
+import { createKafka } from '../runtime/kafka.ts';
+import { kafkaBrokers, loadConfig } from '../runtime/config.ts';
+import { createLogger } from '../runtime/logger.ts';
+import { topicSpecs } from '../runtime/topics.ts';
+import { Dec } from '../runtime/decimal.ts';
+import { readBooks } from '../pipelines/pnl-sql.ts';
+import { startSimulator } from '../sim/server.ts';
+import { DEFAULT_INSTRUMENTS } from '../sim/instruments.ts';
+import type { PatternRegime } from '../sim/regimes.ts';
+import { RUNTIME_PARTS, SERVICES, SIM_BALANCES, UNIT_SCHEMAS } from './services.ts';
+
+export const PROOF_STRATEGY = 'model-service';
+export const CONTROL_STRATEGY = 'warmup-control';
+export const PROOF_ASSETS = ['ETHUSDT', 'SOLUSDT'];
+/** 100 ms price steps: the regimes' blocks (300 steps) last 30 s, their 60-step horizon 6 s. */
+export const PROOF_STEP_MS = 100;
+
+/** The compressed clock of the proof, on top of the defaults (README, docs/model.md). */
+export const PROOF_SETTINGS: Record<string, string> = {
+  MODEL_ASSETS: PROOF_ASSETS.join(','),
+  ASSETS: PROOF_ASSETS.join(','),
+  RISK_CATEGORY: 'linear', // shorts booked like longs (a spot sell of coins not bought realises nothing)
+  MODEL_STRATEGY_ID: PROOF_STRATEGY,
+  MODEL_CONTROL_STRATEGY_ID: CONTROL_STRATEGY,
+  MODEL_HORIZON_MS: String(60 * PROOF_STEP_MS),
+  MODEL_ALLOWED_LATENESS_MS: '1000',
+  MODEL_ORDER_EVENTS_MAX_WAIT_MS: '4000',
+  MODEL_FEATURE_LOOKBACK: '60',
+  WARMUP_INTERVAL_MS: '400',
+  MODEL_SIGNAL_INTERVAL_MS: '400',
+  WARMUP_DURATION_MS: '60000',
+  WARMUP_MIN_AMOUNT: '40',
+  WARMUP_MAX_AMOUNT: '80',
+  MODEL_MIN_AMOUNT: '40',
+  MODEL_MAX_AMOUNT: '160',
+  RISK_WARMUP_MAX_ORDER_NOTIONAL: '100',
+  MODEL_RETRAIN_CRON: '*/20 * * * * *',
+  MODEL_MIN_TRAIN_SAMPLES: '400',
+  MODEL_MIN_EVAL_SAMPLES: '40',
+  MODEL_SWITCH_MIN_SAMPLES: '40',
+  MODEL_MODE_CHECK_MS: '2000',
+  MODEL_EXPOSURE_SCALE: '2000',
+};
+
+export interface StrategyPnl {
+  /** Net realised (realised − fees + funding) plus unrealised at the latest tickers, quote coin. */
+  total: string;
+  net: string;
+  unrealised: string;
+  fees: string;
+}
+
+export interface ProofSnapshot {
+  atS: number;
+  mode: string;
+  versions: number;
+  promoted: number;
+  samples: number;
+  model: StrategyPnl;
+  control: StrategyPnl;
+}
+
+export interface ProofResult {
+  regime: PatternRegime;
+  seed: number;
+  /** Seconds from the start to the switch to model mode; null when it never left warm-up. */
+  switchedAtS: number | null;
+  /** Every mode transition: reason, version, seconds from the start. */
+  transitions: Array<{ from: string; to: string; reason: string; version: string | null; atS: number }>;
+  versions: Array<{ version: string; status: string; reason: string | null }>;
+  samples: number;
+  /** The model strategy's P&L over the period after the switch (its books at the end minus at the switch). */
+  modelPeriod: string | null;
+  /** The control arm's P&L over the same period (its books start at the switch). */
+  controlPeriod: string | null;
+  /** Fees the model strategy and the control arm paid over that period (so a comparison of two idle books shows). */
+  modelPeriodFees: string | null;
+  controlPeriodFees: string | null;
+  /** The model strategy's P&L over the whole run (warm-up included). */
+  modelTotal: string;
+  snapshots: ProofSnapshot[];
+  elapsedS: number;
+}
+
+export interface ProofOptions {
+  regime: PatternRegime;
+  seed?: number;
+  /** Give up waiting for the switch after this long. */
+  maxWaitS: number;
+  /** How long to trade after the switch before reading the books. */
+  afterSwitchS: number;
+  /** When the model never switches: stop after this long (defaults to maxWaitS). */
+  log?: (line: Record<string, unknown>) => void;
+  /** More settings (override PROOF_SETTINGS). */
+  settings?: Record<string, string>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function pnlOf(books: Awaited<ReturnType<typeof readBooks>>, strategy: string): StrategyPnl {
+  let net = Dec.ZERO;
+  let unrealised = Dec.ZERO;
+  let fees = Dec.ZERO;
+  for (const b of books.filter((x) => x.strategy === strategy)) {
+    net = net.add(Dec.of(b.net));
+    unrealised = unrealised.add(Dec.of(b.unrealised));
+    fees = fees.add(Dec.of(b.fees));
+  }
+  return { total: net.add(unrealised).toString(), net: net.toString(), unrealised: unrealised.toString(), fees: fees.toString() };
+}
+
+export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
+  const seed = o.seed ?? 5;
+  const log = o.log ?? (() => {});
+  const base = loadConfig(process.env, UNIT_SCHEMAS);
+  const ns = randomBytes(4).toString('hex');
+  const prefix = `proof-${ns}.`;
+  const signalsQueue = `proof.${ns}.trading_signals`;
+  const eventsQueue = `proof.${ns}.order_events`;
+  const dbUrl = withDatabase(base.DATABASE_URL, `proof_${ns}`);
+  const kafka = createKafka({ brokers: kafkaBrokers(base), clientId: 'proof', logger: createLogger({ ...base, LOG_LEVEL: 'warn' }, 'proof') });
+  const admin = kafka.admin();
+  await admin.connect();
+  const specs = topicSpecs(prefix, 3);
+  await admin.ensureTopics(specs);
+  await ensureDatabase(dbUrl);
+  const pool = await createDb(dbUrl);
+  await migrate(pool);
+  await pool.end();
+  const sim = await startSimulator({ port: 0, seed, balances: SIM_BALANCES, instruments: DEFAULT_INSTRUMENTS, priceProcess: { mode: 'pattern', patternRegime: o.regime, stepMs: PROOF_STEP_MS } });
+  let stop: (() => Promise<void>) | undefined;
+  const t0 = Date.now();
+  const atS = () => Math.round((Date.now() - t0) / 100) / 10;
+  try {
+    const rt = await createRuntime('learning-proof', RUNTIME_PARTS, {
+      ...PROOF_SETTINGS,
+      TOPIC_PREFIX: prefix,
+      ADMIN_PORT: '0',
+      DATABASE_URL: dbUrl,
+      BYBIT_ENV: 'sim',
+      BYBIT_SIM_PORT: String(sim.port),
+      SIGNALS_QUEUE: signalsQueue,
+      MODEL_SIGNALS_QUEUE: signalsQueue,
+      ORDER_EVENTS_QUEUE: eventsQueue,
+      EXCHANGE_STREAM_SOURCE: 'direct',
+      MODEL_SEED: String(seed),
+      LOG_LEVEL: process.env.PROOF_LOG_LEVEL ?? 'warn',
+      ...o.settings,
+    });
+    ({ stop } = await runUnits(rt, [...SERVICES['order-manager']!.units, ...SERVICES['model']!.units]));
+    const ready = Date.now() + 120_000;
+    while (!(await rt.admin.readiness()).ready) {
+      if (Date.now() > ready) throw new Error('the loop did not become ready in 120 s');
+      await sleep(200);
+    }
+    const db = rt.db;
+    const snapshots: ProofSnapshot[] = [];
+    let switchedAtS: number | null = null;
+    let atSwitch: StrategyPnl | null = null;
+    const snapshot = async (): Promise<ProofSnapshot> => {
+      const mode = await db.maybeOne(sql.type(z.object({ to_mode: z.string() }))`SELECT to_mode FROM model_mode_transitions ORDER BY id DESC LIMIT 1`);
+      const v = await db.one(sql.type(z.object({ n: z.number(), promoted: z.number() }))`
+        SELECT count(*)::int AS n, count(*) FILTER (WHERE promoted_at IS NOT NULL)::int AS promoted FROM model_versions`);
+      const samples = (await db.one(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM training_samples`)).n;
+      const books = await readBooks(db);
+      return { atS: atS(), mode: mode?.to_mode ?? 'warmup', versions: v.n, promoted: v.promoted, samples, model: pnlOf(books, PROOF_STRATEGY), control: pnlOf(books, CONTROL_STRATEGY) };
+    };
+    for (;;) {
+      await sleep(3000);
+      const s = await snapshot();
+      snapshots.push(s);
+      log({ ...s });
+      if (switchedAtS === null && s.mode === 'model') {
+        switchedAtS = s.atS;
+        atSwitch = s.model;
+        log({ event: 'switched to model mode', atS: s.atS });
+      }
+      if (switchedAtS !== null && s.atS - switchedAtS >= o.afterSwitchS) break;
+      if (switchedAtS === null && s.atS >= o.maxWaitS) break;
+    }
+    const last = snapshots[snapshots.length - 1]!;
+    const transitions = (await db.any(sql.type(z.object({ from_mode: z.string(), to_mode: z.string(), reason: z.string(), version: z.string().nullable(), at: z.number() }))`
+      SELECT from_mode, to_mode, reason, model_version AS version, floor(extract(epoch FROM at) * 1000)::float8 AS at FROM model_mode_transitions ORDER BY id`)).map((t) => ({ from: t.from_mode, to: t.to_mode, reason: t.reason, version: t.version, atS: Math.round((t.at - t0) / 100) / 10 }));
+    const versions = (await db.any(sql.type(z.object({ version: z.string(), status: z.string(), notes: z.string().nullable() }))`SELECT version, status, notes FROM model_versions ORDER BY created_at`)).map((v) => ({ version: v.version, status: v.status, reason: v.notes }));
+    return {
+      regime: o.regime,
+      seed,
+      switchedAtS,
+      transitions,
+      versions,
+      samples: last.samples,
+      modelPeriod: atSwitch ? Dec.of(last.model.total).sub(Dec.of(atSwitch.total)).toString() : null,
+      controlPeriod: atSwitch ? last.control.total : null,
+      modelPeriodFees: atSwitch ? Dec.of(last.model.fees).sub(Dec.of(atSwitch.fees)).toString() : null,
+      controlPeriodFees: atSwitch ? last.control.fees : null,
+      modelTotal: last.model.total,
+      snapshots,
+      elapsedS: atS(),
+    };
+  } finally {
+    await stop?.().catch(() => {});
+    await sim.close().catch(() => {});
+    await admin.deleteTopics(specs.map((s) => s.topic)).catch(() => {});
+    await admin.disconnect().catch(() => {});
+    await dropDatabase(dbUrl).catch(() => {});
+    const conn = await connect(base.AMQP_URL).catch(() => null);
+    if (conn) {
+      const ch = await conn.createChannel();
+      for (const q of [signalsQueue, eventsQueue]) await ch.deleteQueue(q).catch(() => {});
+      await conn.close().catch(() => {});
+    }
+  }
+}
