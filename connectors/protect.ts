@@ -254,7 +254,7 @@ export function createProtect(deps: ProtectDeps): Protect {
       const poll = async () => {
         if (stopped) return;
         try {
-          if (await changed()) await runNow('change');
+          if ((await changed()) && !stopped) await runNow('change');
         } catch (err) {
           log?.debug({ err: (err as Error).message }, 'TP/SL change poll failed');
         }
