@@ -84,9 +84,20 @@ export function parseTpsl(text: string): { spec: TpslSpec; problems: string[] } 
   return { spec: Object.freeze(spec), problems };
 }
 
-/** The zod type of RISK_TPSL: a string parsed into a frozen spec, every problem an issue. */
+/** A spec written back as RISK_TPSL text (parseTpsl(formatTpsl(s)) gives s). */
+export function formatTpsl(spec: TpslSpec): string {
+  return Object.entries(spec)
+    .map(([strategy, r]) => `${strategy}:${[r.tp !== null ? `tp=${r.tp}` : '', r.sl !== null ? `sl=${r.sl}` : ''].filter(Boolean).join(',')}`)
+    .join(';');
+}
+
+/**
+ * The zod type of RISK_TPSL: a string parsed into a frozen spec, every problem an issue. A unit
+ * parses its settings again from the service's parsed configuration (rt.cfg), where the value is
+ * already a spec: it is written back and parsed the same way, so it is checked again, not trusted.
+ */
 export const tpslSetting = z
-  .preprocess((v) => (v === undefined || v === null ? '' : v), z.string())
+  .preprocess((v) => (v === undefined || v === null ? '' : typeof v === 'object' && !Array.isArray(v) ? formatTpsl(v as TpslSpec) : v), z.string())
   .transform((text, ctx): TpslSpec => {
     const { spec, problems } = parseTpsl(text);
     for (const p of problems) ctx.addIssue({ code: z.ZodIssueCode.custom, message: p });

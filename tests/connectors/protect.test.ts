@@ -16,8 +16,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
 import { RestClientV5 } from 'bybit-api';
-import { consumeToEnd, createNamespace, migratedDatabase, namespace, registryUrl, testKafka, testLogger, waitFor } from '../helpers.ts';
-import { sql, type DatabasePool } from '../../runtime/db.ts';
+import { consumeToEnd, createNamespace, migratedDatabase, namespace, registryUrl, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { ManualClock, systemClock } from '../../runtime/clock.ts';
 import { Dec } from '../../runtime/decimal.ts';
@@ -30,7 +30,9 @@ import { startSimulator, type Simulator } from '../../sim/server.ts';
 import { createBybitWs, parseConfig as wsConfig } from '../../connectors/bybit-ws.ts';
 import { parseConfig as restConfig, createBybitCaller } from '../../connectors/bybit-rest.ts';
 import { createExchangeReader } from '../../connectors/exchange-reader.ts';
-import { createProtect, parseConfig, PROTECT_METRICS, type Protect } from '../../connectors/protect.ts';
+import { createProtect, parseConfig, PROTECT_METRICS, protectUnit, type Protect } from '../../connectors/protect.ts';
+import { createRuntime } from '../../runtime/service.ts';
+import { RUNTIME_PARTS } from '../../stack/services.ts';
 
 const kafka = testKafka();
 const TRADING_STOP = 'POST /v5/position/trading-stop';
@@ -241,4 +243,35 @@ test('RISK_TPSL empty: nothing is ever sent; a position shared with another book
   assert.equal(await metricValue(on, PROTECT_METRICS.skipped, { reason: 'shared_position' }), 1);
   assert.equal(w.requests.get(TRADING_STOP) ?? 0, 0, 'still no trading-stop request');
   assert.equal((await position(w)).stopLoss, '0');
+});
+
+test('the unit as the order manager starts it: off by default, on with RISK_TPSL, POST /admin/protect runs a check', async (t) => {
+  const w = await world(t);
+  await strategyOrder(w, 'trend', 'Buy', '1.00');
+  await waitFor('the strategy\'s book', async () => Dec.of((await bookOf(w, 'trend'))?.qty ?? '0').cmp(1) === 0);
+  const dbName = await w.db.oneFirst(sql.type(z.object({ d: z.string() }))`SELECT current_database() AS d`);
+  const base = { ADMIN_PORT: '0', ADMIN_TOKEN: 'protect-token', TOPIC_PREFIX: w.prefix, BYBIT_SIM_PORT: String(w.sim.port), LOG_LEVEL: 'silent', DATABASE_URL: withDatabase(testCfg.DATABASE_URL, dbName) };
+  const post = (url: string) => fetch(`${url}/admin/protect`, { method: 'POST', headers: { authorization: 'Bearer protect-token' } });
+  const started = async (service: string, env: Record<string, string>) => {
+    const rt = await createRuntime(service, RUNTIME_PARTS, env);
+    const unit = await protectUnit.create(rt);
+    t.after(async () => {
+      await unit.stop();
+      await rt.db.end();
+      await rt.admin.close();
+    });
+    return rt;
+  };
+
+  // RISK_TPSL unset: the service starts the unit, which sends nothing.
+  const offRt = await started('protect-off', base);
+  assert.equal((await post(offRt.admin.url)).status, 409, 'disabled');
+  assert.equal((await position(w)).stopLoss, '0');
+
+  const onRt = await started('protect-on', { ...base, RISK_TPSL: 'trend:sl=1', PROTECT_INTERVAL_MS: '600000' });
+  await waitFor('the start check set the stop loss', async () => Number((await position(w)).stopLoss) > 0, 30_000);
+  const res = await post(onRt.admin.url);
+  assert.equal(res.status, 200);
+  const report = (await res.json()) as { sent: unknown[]; inPlace: number };
+  assert.deepEqual([report.sent.length, report.inPlace], [0, 1], 'already in place');
 });

@@ -16,6 +16,11 @@ test('RISK_TPSL: strategies with tp and/or sl in percent; empty is off', () => {
   assert.deepEqual(parseConfig({}).RISK_TPSL, {});
   assert.deepEqual(parseConfig({ RISK_TPSL: '' }).RISK_TPSL, {});
   assert.deepEqual(parseConfig({ RISK_TPSL: 'a:sl=1' }).RISK_TPSL, { a: { tp: null, sl: '1' } });
+  // A unit parses its settings again from the service's parsed configuration, where it is a spec.
+  for (const text of ['', 'a:sl=1', 'strategyA:tp=2,sl=1;strategyB:sl=0.5']) {
+    const cfg = loadConfig({ RISK_TPSL: text }, UNIT_SCHEMAS);
+    assert.deepEqual(parseConfig(cfg).RISK_TPSL, parseTpsl(text).spec, text);
+  }
 });
 
 test('RISK_TPSL: a bad value fails the start with every problem named', () => {
