@@ -13,7 +13,8 @@
 //              170140 / 110094 minimums, 10001 parameters, 110001 / 170213 order does not exist,
 //              any other non-zero retCode. Two refusals are outcomes rather than failures:
 //              110072 duplicate orderLinkId (AlreadyPlacedError: the order exists) and an amend
-//              that changes nothing (AlreadyAppliedError: the order already has those values).
+//              that changes nothing (AlreadyAppliedError: the order already has those values; so
+//              is 34040, a trading-stop whose prices the position already holds).
 //   fatal      10003 bad API key, 10004 bad signature, 10005 permission denied, 10010 IP not
 //              whitelisted, 10017 route not found, HTTP 401 and other 4xx (wrong URL or credentials: stop loudly).
 //
@@ -54,6 +55,7 @@ export const RET = {
   SPOT_PRICE_HIGH: 170193,
   SPOT_PRICE_LOW: 170194,
   SPOT_ORDER_NOT_EXIST: 170213,
+  TPSL_NOT_MODIFIED: 34040,
 } as const;
 
 /** retCode → machine-readable reason code of a rejected submission. */
@@ -114,6 +116,7 @@ export function fromRetCode(retCode: number, retMsg: string, op: BybitOp, opts: 
   if (fatal) return new BybitFatalError(fatal, retCode, msg);
   if (retCode === RET.DUPLICATE_LINK_ID && op === 'create') return new AlreadyPlacedError(retCode, msg);
   if (retCode === RET.PARAMS && op === 'amend' && /remains unchanged|not modified/i.test(msg)) return new AlreadyAppliedError(retCode, msg);
+  if (retCode === RET.TPSL_NOT_MODIFIED) return new AlreadyAppliedError(retCode, msg);
   return new BybitRejectedError(REJECT_REASONS[retCode] ?? 'exchange_rejected', retCode, msg);
 }
 

@@ -289,6 +289,7 @@ export function execution(o: Record<string, unknown>, _m: StreamMessage, cat: st
     execTime: time(o, 'execTime'),
     source: ctx.source,
     observedAt: ctx.observedAt,
+    stopOrderType: optStr(o, 'stopOrderType'),
   };
 }
 

@@ -66,6 +66,7 @@ export function executionOf(e: Raw, category: Category, observedAt: number): Exe
     execTime: ms(e.execTime, observedAt),
     source: 'reconciler',
     observedAt,
+    stopOrderType: sn(e.stopOrderType),
   };
 }
 

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { RetriableError } from '../runtime/errors.ts';
-import { applyFill, dayPnl, emptyBook, netRealised, splitFunding, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
+import { applyFill, dayPnl, emptyBook, netRealised, splitFunding, splitPositionClose, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
 import { utcDay } from './trading-state.ts';
 
 /** A book as loaded, with the version its write must still find. */
@@ -64,7 +64,15 @@ export function bookFill(books: Map<string, LoadedBook>, days: Map<string, DaySu
  * Book one execution: a trade under `strategy` (its order's), a funding execution split over the
  * books that hold the position (pnl.ts splitFunding). Returns the keys of the books it touched.
  */
-export function bookExecution(books: Map<string, LoadedBook>, days: Map<string, DaySums>, strategy: string, fill: PnlFill, at: number): string[] {
+export function bookExecution(books: Map<string, LoadedBook>, days: Map<string, DaySums>, strategy: string, fill: PnlFill, at: number, opts: { positionStop?: boolean } = {}): string[] {
+  if (opts.positionStop && fill.category === 'linear' && fill.execType !== 'Funding') {
+    // A fill of the exchange's TP/SL order closes the position the strategies' books hold.
+    const held = [...books.values()].map((b) => b.book).filter((b) => b.category === fill.category && b.symbol === fill.symbol);
+    return splitPositionClose(held, fill).map((share) => {
+      bookFill(books, days, share.strategy, { ...fill, qty: share.qty, fee: share.fee }, at);
+      return bookKey(fill.category, fill.symbol, share.strategy);
+    });
+  }
   if (fill.execType !== 'Funding') {
     bookFill(books, days, strategy, fill, at);
     return [bookKey(fill.category, fill.symbol, strategy)];

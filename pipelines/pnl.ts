@@ -148,6 +148,44 @@ export function splitFunding(books: readonly PnlBook[], fee: string): Array<{ st
   });
 }
 
+/**
+ * Bybit's stopOrderType of the orders the exchange itself creates for a position's take profit,
+ * stop loss and trailing stop (POST /v5/position/trading-stop). Their fills close the position,
+ * so they belong to the books that hold it, not to an order's strategy (they have none).
+ */
+export const POSITION_STOP_TYPES: ReadonlySet<string> = new Set(['TakeProfit', 'StopLoss', 'TrailingStop', 'PartialTakeProfit', 'PartialStopLoss']);
+
+/**
+ * Who a fill of a position's TP/SL order belongs to: the linear books that hold the position it
+ * reduces (long books for a Sell, short books for a Buy), each for its share of the open size.
+ * A fill as large as their sum closes each book exactly; a smaller one is split in proportion
+ * (the last share takes the rounding rest); what exceeds their sum was not held by any book and
+ * stays 'external'. The fee follows the quantity. No book holds it: everything is 'external'.
+ */
+export function splitPositionClose(books: readonly PnlBook[], fill: Pick<PnlFill, 'side' | 'qty' | 'fee'>): Array<{ strategy: string; qty: string; fee: string }> {
+  const closesLong = fill.side === 'Sell';
+  const holders = books.filter((b) => !Dec.of(b.qty).isZero() && Dec.of(b.qty).isPos() === closesLong);
+  const qty = Dec.of(fill.qty);
+  const fee = Dec.of(fill.fee);
+  if (holders.length === 0 || qty.isZero()) return [{ strategy: 'external', qty: fill.qty, fee: fill.fee }];
+  const held = holders.reduce((a, b) => a.add(Dec.of(b.qty).abs()), Dec.ZERO);
+  const ours = Dec.min(qty, held);
+  const out: Array<{ strategy: string; qty: string; fee: string }> = [];
+  let restQty = ours;
+  let restFee = fee.mul(ours).div(qty, SCALE);
+  const oursFee = restFee;
+  holders.forEach((b, i) => {
+    const last = i === holders.length - 1;
+    const q = last ? restQty : ours.mul(Dec.of(b.qty).abs()).div(held, SCALE);
+    const f = last ? restFee : oursFee.mul(q).div(ours, SCALE);
+    restQty = restQty.sub(q);
+    restFee = restFee.sub(f);
+    out.push({ strategy: b.strategy, qty: q.toString(), fee: f.toString() });
+  });
+  if (qty.gt(held)) out.push({ strategy: 'external', qty: qty.sub(held).toString(), fee: fee.sub(oursFee).toString() });
+  return out;
+}
+
 /** Unrealised P&L of a book at a price (mark for linear, last for spot), quote coin. */
 export function unrealised(book: PnlBook, price: string | null): Dec {
   const q = Dec.of(book.qty);

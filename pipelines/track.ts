@@ -54,6 +54,7 @@ import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, ty
 import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
 import { bookExecution, loadBooks, saveBooks, strategyOf } from './pnl-sql.ts';
+import { POSITION_STOP_TYPES } from './pnl.ts';
 import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions, upsertTickers } from './track-sql.ts';
 import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 
@@ -314,7 +315,10 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
         const fill = { category: e.category as 'spot' | 'linear', symbol: e.symbol, side: e.side as 'Buy' | 'Sell', execType: e.execType, qty: e.execQty, price: e.execPrice, fee: e.execFee || '0', feeCurrency: e.feeCurrency };
         const order = slot === undefined ? null : state.orders[slot]!;
         const strategy = order ? strategyOf(order.context, order.external) : strategyOf(null, !(e.orderLinkId && ownLink.test(e.orderLinkId)));
-        for (const k of bookExecution(state.books, state.pnlDays, strategy, fill, e.execTime)) state.booksTouched.add(k);
+        // The exchange's own TP/SL order of a position (no orderLinkId, adopted as external) closes
+        // what the strategies' books hold: it is booked to them (connectors/protect.ts sets them).
+        const positionStop = strategy === 'external' && POSITION_STOP_TYPES.has(e.stopOrderType ?? '');
+        for (const k of bookExecution(state.books, state.pnlDays, strategy, fill, e.execTime, { positionStop })) state.booksTouched.add(k);
         // Funding settles the position (booked to the books that hold it), it fills no order.
         if (e.execType === 'Funding') return ok();
         if (slot === undefined) {

@@ -138,7 +138,9 @@ export function settingsTable(unitSchemas: UnitSchemas): Array<{ name: string; d
   return all.map(([name, [s, meaning]]) => {
     const r = s.safeParse(undefined);
     const v = r.success ? r.data : undefined;
-    const d = v === undefined ? '(unset)' : Array.isArray(v) ? v.join(',') : typeof v === 'object' && v !== null && 'default' in v ? String((v as { default: unknown }).default) : String(v);
+    // An empty object (a parsed setting such as RISK_TPSL with nothing in it) reads as unset.
+    const empty = typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0;
+    const d = v === undefined || empty ? '(unset)' : Array.isArray(v) ? v.join(',') : typeof v === 'object' && v !== null && 'default' in v ? String((v as { default: unknown }).default) : String(v);
     return { name, default: d, meaning };
   });
 }

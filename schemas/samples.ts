@@ -148,6 +148,7 @@ export const SAMPLES: { readonly [K in RecordKind]: RecordTypes[K] } = deepFreez
     execTime: T0 + 900,
     source: 'ws',
     observedAt: T0 + 910,
+    stopOrderType: null,
   },
   Position: {
     category: 'linear',

@@ -216,6 +216,8 @@ export interface Execution {
   execTime: number;
   source: ExchangeSource;
   observedAt: number;
+  /** TakeProfit, StopLoss, TrailingStop, PartialTakeProfit, PartialStopLoss: a fill of the exchange's TP/SL order of a position. */
+  stopOrderType: string | null;
 }
 
 /** exchange.positions: one Bybit v5 position snapshot. */

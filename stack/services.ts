@@ -17,6 +17,7 @@ import { createTrackStage, parseConfig as trackConfig, configSchema as trackSett
 import { MODEL_UNITS } from '../model/service.ts';
 import { reconcilerUnit } from '../connectors/reconciler.ts';
 import { killSwitchUnit } from '../connectors/kill-switch.ts';
+import { protectUnit } from '../connectors/protect.ts';
 import { createWsGatewayBridge, parseConfig as wsGatewayConfig, configSchema as wsGatewaySettings } from '../connectors/ws-gateway-bridge.ts';
 import { createBybitWs, parseConfig as bybitWsConfig, configSchema as bybitWsSettings } from '../connectors/bybit-ws.ts';
 import { createEventsOutBridge, parseConfig as eventsOutConfig, configSchema as eventsOutSettings } from '../connectors/events-out-bridge.ts';
@@ -153,10 +154,10 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 
 export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
   'order-manager': {
-    doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch',
+    doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch, TP/SL',
     // track before exchange sync: the sync's start waits until track has projected the wallet and
     // positions it published.
-    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, place, sizeRisk, validate, signalBridge],
+    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, protectUnit, place, sizeRisk, validate, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
@@ -174,7 +175,7 @@ export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinit
 export const UNIT_SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
   ...Object.fromEntries([signalBridge, validate, sizeRisk, place, track, exchangeStreams].map((u) => [u.name, { doc: u.doc, units: [u] }])),
   'events-out': { doc: eventsOut.doc, units: [eventsOut] },
-  ops: { doc: 'exchange state sync, reconciler, kill switch', units: [exchangeSync, reconcilerUnit, killSwitchUnit] },
+  ops: { doc: 'exchange state sync, reconciler, kill switch, TP/SL', units: [exchangeSync, reconcilerUnit, killSwitchUnit, protectUnit] },
 };
 
 /** Every unit definition of every service, each once, in the order of the flow (UNIT_SERVICES first). */

@@ -36,6 +36,7 @@ const table: Row[] = [
   ['110072 on create → already placed', () => fromRetCode(110072, 'OrderLinkedID is duplicate', 'create'), 'rejected', 'already_placed', { cls: AlreadyPlacedError }],
   ['110072 on amend is a plain refusal', () => fromRetCode(110072, 'OrderLinkedID is duplicate', 'amend'), 'rejected', 'exchange_rejected'],
   ['10001 "remains unchanged" on amend → already applied', () => fromRetCode(10001, 'The order remains unchanged as the parameters entered match the existing ones.', 'amend'), 'rejected', 'already_applied', { cls: AlreadyAppliedError }],
+  ['34040 trading-stop not modified → already applied', () => fromRetCode(34040, 'not modified', 'amend'), 'rejected', 'already_applied', { cls: AlreadyAppliedError }],
   ['110001 order not exists (cancel)', () => fromRetCode(110001, 'order not exists or too late to cancel', 'cancel'), 'rejected', 'order_not_exists'],
   ['170213 spot order not exists (amend)', () => fromRetCode(170213, 'Order does not exist.', 'amend'), 'rejected', 'order_not_exists'],
   ['unknown retCode → definite refusal', () => fromRetCode(123456, 'something new', 'create'), 'rejected', 'exchange_rejected'],

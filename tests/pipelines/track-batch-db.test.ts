@@ -68,7 +68,7 @@ const upd = (link: string, oid: string, status: string, over: Partial<ExchangeOr
 });
 const exec = (link: string, oid: string, id: string, qty: string, price: string, fee: string, at: number): Execution => ({
   execId: id, orderId: oid, orderLinkId: link, symbol: 'ETHUSDT', category: 'linear', side: 'Buy', orderType: 'Limit', execType: 'Trade', execPrice: price, execQty: qty,
-  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5,
+  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5, stopOrderType: null,
 });
 const posn = (size: string, at: number): Position => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: '3001', liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '1', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws', observedAt: at });
 const wallet = (bal: string, at: number): WalletBalance => ({ accountType: 'UNIFIED', totalEquity: null, totalWalletBalance: null, totalAvailableBalance: null, totalMarginBalance: null, coin: [{ coin: 'USDT', equity: bal, walletBalance: bal, free: null, locked: '100', availableToWithdraw: null, usdValue: bal, unrealisedPnl: null, cumRealisedPnl: null, totalOrderIM: null, totalPositionIM: null }], updatedTime: at, source: 'ws', observedAt: at });

@@ -54,7 +54,7 @@ const upd = (status: string, over: Partial<ExchangeOrderUpdate> = {}): ExchangeO
 });
 const exec = (id: string, qty: string, price: string, fee: string, at: number): Execution => ({
   execId: id, orderId: 'oid-db', orderLinkId: LINK, symbol: 'ETHUSDT', category: 'linear', side: 'Buy', orderType: 'Limit', execType: 'Trade', execPrice: price, execQty: qty,
-  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5,
+  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5, stopOrderType: null,
 });
 
 const stage = () => createTrackStage({ config: parseConfig({ TOPIC_PREFIX: P }), db: pool });

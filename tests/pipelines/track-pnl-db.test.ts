@@ -42,7 +42,7 @@ let offset = 0;
 const rec = (value: Execution): StageRecord<TrackInput> => ({ value, key: 'BTCUSDT', headers: {}, topic: `${P}exchange.executions`, partition: 0, offset: String(offset++), timestamp: T0, traceId: null });
 const exec = (id: string, link: string, side: 'Buy' | 'Sell', qty: string, price: string, fee: string, at: number, execType = 'Trade'): Execution => ({
   execId: id, orderId: `oid-${link}`, orderLinkId: link, symbol: 'BTCUSDT', category: 'linear', side, orderType: 'Market', execType, execPrice: price, execQty: qty,
-  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: false, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5,
+  execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: null, isMaker: false, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5, stopOrderType: null,
 });
 
 /** docs/pnl.md's linear table: the order of the fills as the exchange reported them. */

@@ -69,7 +69,7 @@ function upd(status: string, over: Partial<ExchangeOrderUpdate> = {}): ExchangeO
 function exec(id: string, qty: string, price: string, fee: string, at: number, over: Partial<Execution> = {}): Execution {
   return {
     execId: id, orderId: 'oid-1', orderLinkId: LINK, symbol: 'ETHUSDT', category: 'linear', side: 'Buy', orderType: 'Limit', execType: 'Trade', execPrice: price, execQty: qty,
-    execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: '0.0006', isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5,
+    execValue: null, execFee: fee, feeCurrency: 'USDT', feeRate: '0.0006', isMaker: true, leavesQty: null, execTime: at, source: 'ws', observedAt: at + 5, stopOrderType: null,
     ...over,
   };
 }
