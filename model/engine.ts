@@ -4,10 +4,16 @@
 //
 // Quality bookkeeping:
 //   - every new labelled sample is first judged by the active model (prequential: predict, then
-//     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE) matches the
-//     market direction. In warm-up these are shadow judgements (the switch rule's quality, counted
-//     on top of the held-out record at promotion); in model mode, samples of signals the active
-//     version emitted are its live record (the rollback rule's quality);
+//     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE and the
+//     expected return after the costs measured so far >= MODEL_MIN_EXPECTED_BPS, as in model mode)
+//     matches the market direction. In warm-up these are shadow judgements (the switch rule's
+//     quality, counted on top of the held-out record at promotion, which counts the same trades);
+//     in model mode, samples of signals the active version emitted are its live hit record (reported);
+//   - money (model/money.ts): every closed window feeds the cost book (fee and slippage of the
+//     fills, the asset's move over the horizon) the decisions and evaluations charge; in model mode
+//     each signal of the active version adds its P&L after costs (its stored reward less the exit
+//     side's measured cost when filled, 0 when nothing filled) and warm-up's shadow P&L on the same
+//     window to the live money record that the rollback rule bootstraps;
 //   - online learning: every MODEL_ONLINE_BATCH judged samples the active model is fine-tuned on
 //     them for one epoch (in memory; the next periodic retraining starts from all stored samples).
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -17,10 +23,12 @@ import type { ModelSignal, Ticker } from '../schemas/types.ts';
 import type { ModelConfig } from './config.ts';
 import { FEATURE_SPEC_ID } from './features.ts';
 import { fineTune, fromArtifacts, toArtifacts, type LabelledRow, type TrainedModel } from './learner.ts';
-import { applyTransition, decideMode, RollingQuality, type ModeState, type Transition } from './policy.ts';
+import { applyTransition, decideMode, RollingMoney, RollingQuality, type ModeState, type Transition } from './policy.ts';
+import { heuristicProbability } from './evaluate.ts';
+import { CostBook, costObservationOf, execOf, expectedNetBps, labelledRowOf, sideCostBps, SPREAD_FEATURE, windowPnlBps } from './money.ts';
 import * as reg from './registry.ts';
 import { SignalEmitter } from './signals.ts';
-import { learnerConfig, metricsTable, trainingRound, versionName, type RoundResult } from './trainer.ts';
+import { bootstrapOptions, learnerConfig, metricsTable, trainingRound, versionMetrics, versionName, type RoundResult } from './trainer.ts';
 import type { Tf } from './tf.ts';
 import type { TrainingSample } from './windows.ts';
 
@@ -33,6 +41,13 @@ export const MODEL_METRICS = {
   heldOutHitRate: 'model_service_heldout_hit_rate',
   liveHitRate: 'model_service_live_hit_rate',
   windowDrops: 'model_service_window_dropped_total',
+  heldOutPnl: 'model_service_heldout_pnl_bps',
+  heldOutDiffLower: 'model_service_heldout_pnl_diff_lower_bps',
+  heldOutDrawdown: 'model_service_heldout_max_drawdown_bps',
+  heldOutEce: 'model_service_heldout_ece',
+  livePnl: 'model_service_live_pnl_bps',
+  liveDiffUpper: 'model_service_live_pnl_diff_upper_bps',
+  costs: 'model_service_cost_bps',
 } as const;
 
 export function createModelMetrics(registry: Registry) {
@@ -44,6 +59,13 @@ export function createModelMetrics(registry: Registry) {
     retrains: new Counter({ name: MODEL_METRICS.retrains, help: 'Retraining rounds, by result (promoted, kept, skipped, failed)', labelNames: ['result'], registers: [registry] }),
     heldOutHitRate: new Gauge({ name: MODEL_METRICS.heldOutHitRate, help: 'Held-out hit rate of the last candidate and of the active model', labelNames: ['which'], registers: [registry] }),
     liveHitRate: new Gauge({ name: MODEL_METRICS.liveHitRate, help: 'Live (model mode) or shadow (warm-up) hit rate of the active model over the live window', labelNames: ['kind'], registers: [registry] }),
+    heldOutPnl: new Gauge({ name: MODEL_METRICS.heldOutPnl, help: 'Mean P&L after costs per held-out window (bps of notional) of the last candidate, its baseline and the active model at its promotion', labelNames: ['which'], registers: [registry] }),
+    heldOutDiffLower: new Gauge({ name: MODEL_METRICS.heldOutDiffLower, help: 'Lower bound of the paired bootstrap of candidate minus baseline P&L per held-out window, bps (last candidate, active model at its promotion)', labelNames: ['which'], registers: [registry] }),
+    heldOutDrawdown: new Gauge({ name: MODEL_METRICS.heldOutDrawdown, help: 'Max drawdown of the cumulative P&L after costs over the held-out windows, bps', labelNames: ['which'], registers: [registry] }),
+    heldOutEce: new Gauge({ name: MODEL_METRICS.heldOutEce, help: 'Expected calibration error on the held-out windows', labelNames: ['which'], registers: [registry] }),
+    livePnl: new Gauge({ name: MODEL_METRICS.livePnl, help: 'Live window: mean P&L after costs per signal of the active model, and of warm-up shadow on the same windows, bps', labelNames: ['kind'], registers: [registry] }),
+    liveDiffUpper: new Gauge({ name: MODEL_METRICS.liveDiffUpper, help: 'Live window: upper bound of the paired bootstrap of model minus warm-up shadow P&L per signal, bps (rollback below 0)', registers: [registry] }),
+    costs: new Gauge({ name: MODEL_METRICS.costs, help: 'Measured costs per side (fee, slippage beyond the half spread) and mean absolute move over the horizon, bps, per asset', labelNames: ['asset', 'part'], registers: [registry] }),
     windowDrops: new Counter({ name: MODEL_METRICS.windowDrops, help: 'Records the window builder dropped, by reason (late ticker/event/signal, unjoined event, insufficient history)', labelNames: ['reason'], registers: [registry] }),
   };
 }
@@ -73,6 +95,10 @@ export class ModelEngine {
   readonly live: RollingQuality;
   readonly shadow: RollingQuality;
   readonly emitter: SignalEmitter;
+  /** Costs and moves measured on the service's own windows and fills. */
+  readonly costs: CostBook;
+  /** Live money record of the active version in model mode. */
+  readonly liveMoney: RollingMoney;
   private pendingOnline: LabelledRow[] = [];
   private exposure = new Map<string, number>();
   private busy: Promise<unknown> = Promise.resolve();
@@ -82,6 +108,8 @@ export class ModelEngine {
     this.live = new RollingQuality(d.cfg.MODEL_LIVE_WINDOW);
     this.shadow = new RollingQuality(d.cfg.MODEL_LIVE_WINDOW);
     this.emitter = new SignalEmitter(d.cfg);
+    this.costs = new CostBook(d.cfg.MODEL_COST_WINDOW, d.cfg.MODEL_FEE_BPS);
+    this.liveMoney = new RollingMoney(d.cfg.MODEL_LIVE_WINDOW);
   }
 
   /** Serialise the async operations (retrain, sample handling, mode checks) of one engine. */
@@ -96,6 +124,9 @@ export class ModelEngine {
     const last = await reg.lastMode(this.d.db);
     const active = await reg.loadActive(this.d.db);
     if (active) await this.loadActive(active);
+    // Yesterday's windows: the costs and moves a decision charges do not start from nothing.
+    for (const o of await reg.loadCostObservations(this.d.db, this.d.cfg.MODEL_COST_WINDOW)) this.costs.observe(o);
+    this.publishCosts();
     if (last) this.state = { mode: last.mode === 'model' && this.active ? 'model' : 'warmup', version: last.mode === 'model' && this.active ? this.active.version : null, warmupStartedAt: last.firstAt ?? now };
     else {
       // First start ever: record the warm-up start so WARMUP_DURATION_MS counts across restarts.
@@ -111,6 +142,16 @@ export class ModelEngine {
     this.active = { version: rec.version, model, hits: m.hits ?? 0, n: m.traded ?? 0 };
     this.shadow.reset();
     this.live.reset();
+    this.liveMoney.reset();
+  }
+
+  private publishCosts(): void {
+    for (const asset of this.d.cfg.MODEL_ASSETS) {
+      const c = this.costs.estimate(asset);
+      this.d.metrics.costs.set({ asset, part: 'fee' }, c.feeBps);
+      this.d.metrics.costs.set({ asset, part: 'slippage' }, c.slippageBps);
+      if (c.absMoveBps !== null) this.d.metrics.costs.set({ asset, part: 'abs_move' }, c.absMoveBps);
+    }
   }
 
   onTicker(t: Ticker): void {
@@ -127,8 +168,9 @@ export class ModelEngine {
       mode: this.state,
       model: this.state.mode === 'model' && this.active ? { version: this.active.version, model: this.active.model } : null,
       exposure: (a) => Math.max(-3, Math.min(3, (this.exposure.get(a) ?? 0) / this.d.cfg.MODEL_EXPOSURE_SCALE)),
+      costs: (a) => this.costs.estimate(a),
     });
-    for (const s of out) this.d.metrics.signals.inc({ mode: s.is_warmup ? 'warmup' : 'model', asset: s.asset });
+    for (const s of out) this.d.metrics.signals.inc({ mode: s.metadata?.mode === 'control' ? 'control' : s.is_warmup ? 'warmup' : 'model', asset: s.asset });
     return out;
   }
 
@@ -136,9 +178,26 @@ export class ModelEngine {
   onSamples(samples: readonly TrainingSample[]): Promise<number> {
     return this.serial(async () => {
       if (samples.length === 0) return 0;
-      const inserted = await reg.saveSamples(this.d.db, samples);
+      const ids = await reg.insertSamples(this.d.db, samples);
+      const inserted = ids.size;
       for (const s of samples) this.d.metrics.samples.inc({ outcome: s.outcome });
       const a = this.active;
+      // Money is counted once per window: a redelivered sample (already stored) adds no cost or live P&L again.
+      for (const s of samples) {
+        if (!ids.has(s.signal_id.toLowerCase())) continue;
+        if (a && this.state.mode === 'model' && s.model_version === a.version) {
+          // What the signal really made (nothing when nothing filled), against warm-up on the same window.
+          const c = this.costs.estimate(s.asset);
+          const exec = execOf(s);
+          const spread = s.features[SPREAD_FEATURE] ?? 0;
+          const mine = exec ? exec.reward_bps - sideCostBps(c, spread) : 0;
+          const hp = heuristicProbability(s.features, this.d.cfg.WARMUP_HEURISTIC);
+          const theirs = hp === 0.5 ? 0 : windowPnlBps(hp > 0.5 ? 1 : -1, { features: s.features, market_return_bps: s.market_return_bps, exec }, c);
+          this.liveMoney.add(mine, theirs);
+        }
+        this.costs.observe(costObservationOf(s));
+      }
+      this.publishCosts();
       if (!a) return inserted;
       const labelled = samples.filter((s) => s.label !== null);
       const probs = a.model.predict(labelled.map((s) => s.features));
@@ -147,13 +206,13 @@ export class ModelEngine {
         if (this.state.mode === 'model' && s.model_version === a.version) {
           // Live record: the signal this version emitted, judged on the market direction.
           this.live.add((s.side === 'buy') === (s.label === 1));
-        } else if (this.state.mode === 'warmup' && Math.abs(p - 0.5) >= this.d.cfg.MODEL_MIN_EDGE) {
+        } else if (this.state.mode === 'warmup' && this.wouldTrade(p, s)) {
           const hit = (p > 0.5) === (s.label === 1);
           this.shadow.add(hit);
           a.n++;
           if (hit) a.hits++;
         }
-        this.pendingOnline.push({ features: s.features, label: s.label as 0 | 1, market_return_bps: s.market_return_bps, ts: s.ts });
+        this.pendingOnline.push(labelledRowOf(s)!);
       });
       this.d.metrics.liveHitRate.set({ kind: 'live' }, this.live.hitRate);
       this.d.metrics.liveHitRate.set({ kind: 'shadow' }, this.shadow.hitRate);
@@ -180,7 +239,7 @@ export class ModelEngine {
       try {
         const r = await trainingRound(this.d.tf, rows, cfg, this.active?.model ?? null, onEpoch);
         const version = versionName(r.trainRange.toTs, cfg.MODEL_SEED, r.trainRange.n);
-        const metrics = { ...r.metrics, decision: r.decision, current: r.current && { version: this.active?.version, hit_rate: r.current.hit_rate, traded: r.current.traded, brier: r.current.brier }, warmup: { hit_rate: r.warmup.hit_rate, traded: r.warmup.traded, brier: r.warmup.brier }, holdout_from_ts: r.holdoutRange.fromTs, holdout_to_ts: r.holdoutRange.toTs };
+        const metrics = versionMetrics(r, this.active?.version ?? null);
         await reg.saveVersion(this.d.db, {
           version,
           parent_version: this.active?.version ?? null,
@@ -194,12 +253,15 @@ export class ModelEngine {
           notes: r.decision.reason,
         });
         this.d.metrics.heldOutHitRate.set({ which: 'candidate' }, r.metrics.hit_rate);
-        this.d.logger.info({ version, promote: r.decision.promote, reason: r.decision.reason, hit_rate: r.metrics.hit_rate, traded: r.metrics.traded, brier: r.metrics.brier }, `retraining round\n${metricsTable(r)}`);
+        this.setHeldOut('candidate', r);
+        this.d.metrics.heldOutPnl.set({ which: 'baseline' }, r.decision.baseline_pnl_bps_per_window);
+        this.d.logger.info({ version, promote: r.decision.promote, reason: r.decision.reason, hit_rate: r.metrics.hit_rate, traded: r.metrics.traded, brier: r.metrics.brier, pnl_bps_per_window: r.metrics.pnl_bps_per_window, diff_lower_bps: r.decision.diff.lower }, `retraining round\n${metricsTable(r)}`);
         if (r.decision.promote) {
           await reg.activate(this.d.db, version, now);
           const rec = (await reg.loadVersion(this.d.db, version))!;
           await this.loadActive(rec);
           this.d.metrics.heldOutHitRate.set({ which: 'active' }, r.metrics.hit_rate);
+          this.setHeldOut('active', r);
           this.d.metrics.retrains.inc({ result: 'promoted' });
         } else this.d.metrics.retrains.inc({ result: 'kept' });
         return r;
@@ -209,6 +271,29 @@ export class ModelEngine {
         throw err;
       }
     });
+  }
+
+  /** The model-mode decision for a closed window: the edge, and the expected return after the costs measured so far. */
+  private wouldTrade(p: number, s: TrainingSample): boolean {
+    if (!(Math.abs(p - 0.5) >= this.d.cfg.MODEL_MIN_EDGE)) return false;
+    const e = expectedNetBps(p, s.features[SPREAD_FEATURE] ?? 0, this.costs.estimate(s.asset));
+    return e !== null && e >= this.d.cfg.MODEL_MIN_EXPECTED_BPS;
+  }
+
+  private setHeldOut(which: 'candidate' | 'active', r: RoundResult): void {
+    this.d.metrics.heldOutPnl.set({ which }, r.metrics.pnl_bps_per_window);
+    this.d.metrics.heldOutDiffLower.set({ which }, r.decision.diff.lower);
+    this.d.metrics.heldOutDrawdown.set({ which }, r.metrics.max_drawdown_bps);
+    this.d.metrics.heldOutEce.set({ which }, r.metrics.ece);
+  }
+
+  /** Bootstraps of the live money record (the rollback rule's measure), published as gauges. */
+  liveJudgement(): ReturnType<RollingMoney['judge']> {
+    const j = this.liveMoney.judge(bootstrapOptions(this.d.cfg));
+    this.d.metrics.livePnl.set({ kind: 'model' }, j.own.mean);
+    this.d.metrics.livePnl.set({ kind: 'warmup_shadow' }, j.own.mean - j.diff.mean);
+    this.d.metrics.liveDiffUpper.set(j.diff.upper);
+    return j;
   }
 
   /** Apply the mode rules once; returns the transition taken, if any. */
@@ -222,13 +307,25 @@ export class ModelEngine {
         this.d.logger.info({ version: dbActive }, 'active version changed in PostgreSQL; reloaded');
       }
       const previous = await reg.previousVersion(this.d.db);
+      const live = this.state.mode === 'model' ? this.liveJudgement() : null;
       const t = decideMode(
         this.state,
-        { now, active: this.active ? { version: this.active.version, hits: this.active.hits, n: this.active.n } : null, live: this.state.mode === 'model' ? { n: this.live.n, hitRate: this.live.hitRate } : null, previous },
-        { warmupDurationMs: this.d.cfg.WARMUP_DURATION_MS, switchHitRate: this.d.cfg.MODEL_SWITCH_HIT_RATE, switchMinSamples: this.d.cfg.MODEL_SWITCH_MIN_SAMPLES, liveWindow: this.d.cfg.MODEL_LIVE_WINDOW, degradedHitRate: this.d.cfg.MODEL_DEGRADED_HIT_RATE },
+        { now, active: this.active ? { version: this.active.version, hits: this.active.hits, n: this.active.n } : null, live, previous },
+        { warmupDurationMs: this.d.cfg.WARMUP_DURATION_MS, switchHitRate: this.d.cfg.MODEL_SWITCH_HIT_RATE, switchMinSamples: this.d.cfg.MODEL_SWITCH_MIN_SAMPLES, liveWindow: this.d.cfg.MODEL_LIVE_WINDOW },
       );
       if (!t) return null;
-      if (this.active && t.reason.startsWith('degraded')) await reg.saveLiveMetrics(this.d.db, this.active.version, { hit_rate: this.live.hitRate, n: this.live.n, at: now });
+      if (this.active && live && t.reason.startsWith('degraded')) {
+        await reg.saveLiveMetrics(this.d.db, this.active.version, {
+          hit_rate: this.live.hitRate,
+          n: this.live.n,
+          pnl_bps_per_signal: live.own.mean,
+          pnl_upper_bps: live.own.upper,
+          warmup_shadow_pnl_bps_per_signal: live.own.mean - live.diff.mean,
+          diff_vs_warmup_bps: live.diff.mean,
+          diff_upper_bps: live.diff.upper,
+          at: now,
+        });
+      }
       if (t.reason === 'degraded_rollback') {
         await reg.activate(this.d.db, t.version!, now, 'rolled_back');
         await this.loadActive((await reg.loadVersion(this.d.db, t.version!))!);

@@ -1,10 +1,19 @@
 // Held-out evaluation of a predictor of P(up over the horizon), and the warm-up heuristic as a
 // baseline predictor. Pure functions over arrays.
 import { FEATURE_NAMES } from './features.ts';
+import { expectedNetBps, maxDrawdown, SPREAD_FEATURE, windowPnlBps, type CostBook, type MoneyRow } from './money.ts';
 
-export interface EvalRow {
+export interface EvalRow extends MoneyRow {
   label: 0 | 1;
   market_return_bps: number;
+}
+
+export interface EvalOptions {
+  minEdge: number;
+  /** Costs measured on the training part (model/money.ts). */
+  costs: CostBook;
+  /** Trade only when the expected return after costs is at least this (the model's rule); null: no such gate (warm-up trades regardless). */
+  minExpectedBps: number | null;
 }
 
 export interface CalibrationBin {
@@ -31,14 +40,21 @@ export interface EvalMetrics {
   /** Expected calibration error over 10 bins of p. */
   ece: number;
   calibration: CalibrationBin[];
-  /** Simulated PnL of the traded samples after fees: sum of side * market return - fee, bps of notional. */
+  /** P&L after costs of the traded windows, bps of one unit of notional per trade (model/money.ts windowPnlBps). */
   pnl_bps: number;
   pnl_bps_per_trade: number;
+  /** Mean P&L per held-out window (0 where it held). */
+  pnl_bps_per_window: number;
+  /** Max drawdown of the cumulative P&L over the held-out windows in time order, bps. */
+  max_drawdown_bps: number;
+  /** P&L after costs of each held-out window, in order (0 where it held): what the paired bootstrap resamples. Not stored. */
+  window_pnl: number[];
 }
 
-export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opts: { minEdge: number; feeBps: number }): EvalMetrics {
+export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opts: EvalOptions): EvalMetrics {
   const n = rows.length;
   let traded = 0, hits = 0, hitsAll = 0, ll = 0, brier = 0, pnl = 0;
+  const windowPnl = new Array<number>(n).fill(0);
   const bins = Array.from({ length: 10 }, (_, i) => ({ lo: i / 10, hi: (i + 1) / 10, n: 0, sp: 0, sy: 0 }));
   for (let i = 0; i < n; i++) {
     const p = Math.min(1 - 1e-7, Math.max(1e-7, probs[i]!));
@@ -51,10 +67,17 @@ export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opt
     b.sp += p;
     b.sy += y;
     if (Math.abs(p - 0.5) >= opts.minEdge && opts.minEdge >= 0 && !(opts.minEdge === 0 && p === 0.5)) {
+      const row = rows[i]!;
+      const c = opts.costs.estimate(row.asset ?? '');
+      if (opts.minExpectedBps !== null) {
+        const e = expectedNetBps(p, row.features[SPREAD_FEATURE] ?? 0, c);
+        if (e === null || e < opts.minExpectedBps) continue;
+      }
       traded++;
       const side = p > 0.5 ? 1 : 0;
       if (side === y) hits++;
-      pnl += (side === 1 ? 1 : -1) * rows[i]!.market_return_bps - opts.feeBps;
+      windowPnl[i] = windowPnlBps(side === 1 ? 1 : -1, row, c);
+      pnl += windowPnl[i]!;
     }
   }
   const calibration = bins.filter((b) => b.n > 0).map((b) => ({ lo: b.lo, hi: b.hi, n: b.n, mean_p: b.sp / b.n, freq_up: b.sy / b.n }));
@@ -72,6 +95,9 @@ export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opt
     calibration,
     pnl_bps: pnl,
     pnl_bps_per_trade: traded ? pnl / traded : 0,
+    pnl_bps_per_window: n ? pnl / n : 0,
+    max_drawdown_bps: maxDrawdown(windowPnl),
+    window_pnl: windowPnl,
   };
 }
 

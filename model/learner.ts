@@ -27,6 +27,10 @@ export interface LabelledRow {
   label: 0 | 1;
   market_return_bps: number;
   ts: number;
+  /** For costs per asset (model/money.ts); absent in synthetic rows. */
+  asset?: string;
+  /** The window's own execution when something filled: side, stored reward, fee and slippage it paid (bps). */
+  exec?: { side: 1 | -1; reward_bps: number; fee_bps: number | null; slippage_bps: number | null } | null;
 }
 
 export interface TrainedModel {

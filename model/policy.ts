@@ -3,58 +3,85 @@
 // the mode controller (warm-up <-> model, rollback on live degradation). Pure: inputs in, a
 // decision with its reason and numbers out; the service logs, counts, stores and publishes it.
 import type { EvalMetrics } from './evaluate.ts';
+import { bootstrapMean, pairedBootstrap, type BootstrapOptions, type BootstrapResult } from './money.ts';
 
 export interface PromotionRule {
-  margin: number;
-  minZ: number;
+  /** The bootstrap lower bound of the per-window P&L difference must exceed this, bps. */
+  marginBps: number;
   minEvalSamples: number;
+  maxDrawdownBps: number;
+  maxEce: number;
+  bootstrap: BootstrapOptions;
 }
 
 export interface PromotionDecision {
   promote: boolean;
   reason: string;
-  baseline: 'current' | 'warmup' | 'coin_flip';
-  baseline_hit_rate: number;
-  z: number;
+  baseline: 'current' | 'warmup';
+  /** Mean P&L after costs per held-out window of the baseline, bps. */
+  baseline_pnl_bps_per_window: number;
+  /** Paired bootstrap of candidate minus baseline, per window. */
+  diff: BootstrapResult;
+  /** Bootstrap of the candidate's own per-window P&L (same resampling). */
+  own: BootstrapResult;
 }
 
-/** Binomial z-score of `hits` out of `n` against success probability `p0`. */
+/** Binomial z-score of `hits` out of `n` against success probability `p0` (reported, no longer decisive). */
 export function zScore(hits: number, n: number, p0: number): number {
   if (n === 0) return 0;
   const sd = Math.sqrt(n * p0 * (1 - p0));
   return sd > 0 ? (hits - n * p0) / sd : 0;
 }
 
+const f2 = (x: number) => x.toFixed(2);
+
 /**
- * Promote when, on the same held-out windows: the candidate traded on at least minEvalSamples, its
- * hit rate beats the baseline's by at least `margin`, its hits beat the baseline rate with z >= minZ,
- * and its Brier score is no worse than the baseline's (a coin flip's 0.25 without a current model).
- * Baseline: the current model when there is one; else the better of the warm-up heuristic and 0.5.
+ * Promote on money, on the same held-out windows: the candidate traded on at least minEvalSamples;
+ * its own per-window P&L after costs has a bootstrap lower bound above 0 (it pays, not only loses
+ * less than the baseline); the lower bound of the paired bootstrap of its per-window P&L minus the
+ * baseline's exceeds `marginBps`; the max drawdown of its cumulative P&L is within the bound; its
+ * calibration error (ECE) is within the bound. Baseline: the current model when there is one, else
+ * warm-up as it trades (every window, no cost gate). Hit rate and Brier are reported, not decisive.
  */
 export function decidePromotion(candidate: EvalMetrics, current: EvalMetrics | null, warmup: EvalMetrics, rule: PromotionRule): PromotionDecision {
-  let baseline: PromotionDecision['baseline'];
-  let rate: number;
-  let brier: number;
-  if (current && current.traded >= rule.minEvalSamples) {
-    baseline = 'current';
-    rate = Math.max(0.5, current.hit_rate);
-    brier = current.brier;
-  } else if (warmup.traded >= rule.minEvalSamples && warmup.hit_rate > 0.5) {
-    baseline = 'warmup';
-    rate = warmup.hit_rate;
-    brier = 0.25;
-  } else {
-    baseline = 'coin_flip';
-    rate = 0.5;
-    brier = 0.25;
+  const base = current ?? warmup;
+  const baseline: PromotionDecision['baseline'] = current ? 'current' : 'warmup';
+  const diff = pairedBootstrap(candidate.window_pnl, base.window_pnl, rule.bootstrap);
+  const own = bootstrapMean(candidate.window_pnl, rule.bootstrap);
+  const out = (promote: boolean, reason: string): PromotionDecision => ({ promote, reason, baseline, baseline_pnl_bps_per_window: base.pnl_bps_per_window, diff, own });
+  const ci = `${Math.round(rule.bootstrap.confidence * 100)} % lower bound`;
+  if (candidate.traded < rule.minEvalSamples) return out(false, `too_few_traded (${candidate.traded} < ${rule.minEvalSamples}): after costs it trades on too few held-out windows`);
+  if (!(own.lower > 0)) return out(false, `does_not_pay: P&L after costs ${f2(own.mean)} bps/window, ${ci} ${f2(own.lower)} <= 0`);
+  if (!(diff.lower > rule.marginBps)) return out(false, `not_better_than_${baseline}: P&L difference ${f2(diff.mean)} bps/window, ${ci} ${f2(diff.lower)} <= margin ${rule.marginBps}`);
+  if (candidate.max_drawdown_bps > rule.maxDrawdownBps) return out(false, `drawdown ${f2(candidate.max_drawdown_bps)} bps > ${rule.maxDrawdownBps}`);
+  if (candidate.ece > rule.maxEce) return out(false, `calibration: ECE ${candidate.ece.toFixed(4)} > ${rule.maxEce}`);
+  return out(true, `beats ${baseline} on money: P&L difference ${f2(diff.mean)} bps/window (${ci} ${f2(diff.lower)} > ${rule.marginBps}), own ${f2(own.mean)} (${ci} ${f2(own.lower)}), drawdown ${f2(candidate.max_drawdown_bps)} bps, ECE ${candidate.ece.toFixed(4)}`);
+}
+
+/** Rolling live record of the active version's signals: its P&L after costs and warm-up's shadow on the same windows, bps. */
+export class RollingMoney {
+  private readonly model: number[] = [];
+  private readonly warmup: number[] = [];
+  constructor(readonly window: number) {}
+  add(model: number, warmup: number): void {
+    this.model.push(model);
+    this.warmup.push(warmup);
+    if (this.model.length > this.window) {
+      this.model.shift();
+      this.warmup.shift();
+    }
   }
-  const z = zScore(candidate.hits, candidate.traded, rate);
-  const out = (promote: boolean, reason: string): PromotionDecision => ({ promote, reason, baseline, baseline_hit_rate: rate, z });
-  if (candidate.traded < rule.minEvalSamples) return out(false, `too_few_traded (${candidate.traded} < ${rule.minEvalSamples})`);
-  if (candidate.hit_rate < rate + rule.margin) return out(false, `hit_rate ${candidate.hit_rate.toFixed(4)} < ${baseline} ${rate.toFixed(4)} + margin ${rule.margin}`);
-  if (z < rule.minZ) return out(false, `z ${z.toFixed(2)} < ${rule.minZ}`);
-  if (candidate.brier > brier) return out(false, `brier ${candidate.brier.toFixed(4)} > ${baseline} ${brier.toFixed(4)}`);
-  return out(true, `beats ${baseline}: hit_rate ${candidate.hit_rate.toFixed(4)} vs ${rate.toFixed(4)} (z ${z.toFixed(2)}), brier ${candidate.brier.toFixed(4)}`);
+  get n(): number {
+    return this.model.length;
+  }
+  /** Bootstraps of the model's own P&L and of its difference to warm-up's shadow over the window. */
+  judge(o: BootstrapOptions): { n: number; own: BootstrapResult; diff: BootstrapResult } {
+    return { n: this.model.length, own: bootstrapMean(this.model, o), diff: pairedBootstrap(this.model, this.warmup, o) };
+  }
+  reset(): void {
+    this.model.length = 0;
+    this.warmup.length = 0;
+  }
 }
 
 /** Rolling hit record of one model version's judged signals (live or shadow). */
@@ -94,15 +121,14 @@ export interface ModeRule {
   switchHitRate: number;
   switchMinSamples: number;
   liveWindow: number;
-  degradedHitRate: number;
 }
 
 export interface ModeInputs {
   now: number;
   /** The promoted (active) version and its quality so far: held-out at promotion plus shadow/live since. */
   active: { version: string; hits: number; n: number } | null;
-  /** Live record of the version trading in model mode. */
-  live: { n: number; hitRate: number } | null;
+  /** Live record of the version trading in model mode: bootstraps of its P&L after costs and of its difference to warm-up's shadow. */
+  live: { n: number; own: Pick<BootstrapResult, 'mean' | 'upper'>; diff: Pick<BootstrapResult, 'mean' | 'upper'> } | null;
   /** Version to roll back to (the previously active one), when there is one. */
   previous: string | null;
 }
@@ -127,8 +153,10 @@ export function decideMode(s: ModeState, i: ModeInputs, r: ModeRule): Transition
     return null;
   }
   // model mode
-  if (i.live && i.live.n >= r.liveWindow && i.live.hitRate < r.degradedHitRate) {
-    const m = { live_hit_rate: i.live.hitRate, live_samples: i.live.n, threshold: r.degradedHitRate };
+  // Money, like promotion: over a full live window, the model is confidently worse than warm-up's
+  // shadow on the same windows, or confidently losing after costs.
+  if (i.live && i.live.n >= r.liveWindow && (i.live.diff.upper < 0 || i.live.own.upper < 0)) {
+    const m = { live_samples: i.live.n, live_pnl_bps_per_window: i.live.own.mean, live_pnl_upper_bps: i.live.own.upper, live_diff_vs_warmup_bps: i.live.diff.mean, live_diff_upper_bps: i.live.diff.upper };
     if (i.previous && i.previous !== s.version) return { from: 'model', to: 'model', fromVersion: s.version, version: i.previous, reason: 'degraded_rollback', metrics: m };
     return { from: 'model', to: 'warmup', fromVersion: s.version, version: null, reason: 'degraded_fallback_warmup', metrics: m };
   }

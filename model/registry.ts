@@ -8,6 +8,7 @@ import type { FeatureSpec } from './features.ts';
 import type { LabelledRow, ModelArtifacts } from './learner.ts';
 import type { Mode, Transition } from './policy.ts';
 import type { TrainingSample } from './windows.ts';
+import { SPREAD_FEATURE, type CostObservation } from './money.ts';
 
 export interface VersionRecord {
   version: string;
@@ -116,19 +117,25 @@ export async function saveLiveMetrics(db: CommonQueryMethods, version: string, l
 
 /** Store samples; one per signal_id, so a replay of the same offsets changes nothing. Returns how many were new. */
 export async function saveSamples(db: CommonQueryMethods, samples: readonly TrainingSample[]): Promise<number> {
-  let inserted = 0;
+  return (await insertSamples(db, samples)).size;
+}
+
+/** Store samples (as saveSamples); returns the signal_ids that were new (a redelivered window is not counted twice by its readers). */
+export async function insertSamples(db: CommonQueryMethods, samples: readonly TrainingSample[]): Promise<Set<string>> {
+  const inserted = new Set<string>();
   for (let i = 0; i < samples.length; i += 500) {
     const rows = samples.slice(i, i + 500).map(
       (s) => sql.fragment`(${s.signal_id}, ${s.asset}, ${s.side}, ${sql.timestamp(new Date(s.ts))}, ${sql.array(s.features, 'float8')}, ${s.feature_spec}, ${s.label}, ${s.reward},
               ${s.outcome}, ${s.is_warmup}, ${s.model_version}, ${s.strategy_id}, ${s.source.topic}, ${s.source.partition}, ${s.source.offset},
               ${sql.jsonb(s.source_offsets as never)}, ${s.market_return_bps}, ${s.confidence}, ${sql.jsonb(s.details)})`,
     );
-    const r = await db.query(sql.typeAlias('void')`
+    const ids = await db.anyFirst(sql.type(z.object({ signal_id: z.string() }))`
       INSERT INTO training_samples (signal_id, asset, side, ts, features, feature_spec, label, reward, outcome, is_warmup, model_version, strategy_id,
                                     source_topic, source_partition, source_offset, source_offsets, market_return_bps, confidence, details)
       VALUES ${sql.join(rows, sql.fragment`, `)}
-      ON CONFLICT (signal_id) DO NOTHING`);
-    inserted += r.rowCount;
+      ON CONFLICT (signal_id) DO NOTHING
+      RETURNING signal_id::text AS signal_id`);
+    for (const id of ids) inserted.add(id);
   }
   return inserted;
 }
@@ -163,23 +170,66 @@ export async function loadSamples(db: CommonQueryMethods, opts: { featureSpec: s
   return [...rows].reverse();
 }
 
-const trainingRow = z.object({ ts: z.number(), features: z.array(z.number()), label: z.union([z.literal(0), z.literal(1)]), market_return_bps: z.number() });
+const trainingRow = z.object({
+  ts: z.number(),
+  features: z.array(z.number()),
+  label: z.union([z.literal(0), z.literal(1)]),
+  market_return_bps: z.number(),
+  asset: z.string(),
+  side: z.enum(['buy', 'sell']),
+  reward: z.number().nullable(),
+  filled_qty: z.number().nullable(),
+  fee_bps: z.number().nullable(),
+  slippage_bps: z.number().nullable(),
+});
+
+/** details.x as a number (null when absent or not numeric). */
+const detail = (k: string) => sql.fragment`CASE WHEN jsonb_typeof(details -> ${k}) = 'number' THEN (details ->> ${k})::float8 END`;
+
+const toLabelled = (r: z.infer<typeof trainingRow>): LabelledRow => ({
+  ts: r.ts,
+  features: r.features,
+  label: r.label,
+  market_return_bps: r.market_return_bps,
+  asset: r.asset,
+  exec: (r.filled_qty ?? 0) > 0 && r.reward !== null ? { side: r.side === 'buy' ? 1 : -1, reward_bps: r.reward, fee_bps: r.fee_bps, slippage_bps: r.slippage_bps } : null,
+});
 
 /**
  * What a retraining reads: of the most recent `limit` samples of a feature spec (as loadSamples),
- * the labelled ones with a market return, oldest first, reduced to ts, features, label and market
- * return (not whole rows: a 50k-sample retraining then holds only what it trains on).
+ * the labelled ones with a market return, oldest first, reduced to what training and the money
+ * evaluation use (features, label, market return; asset, and the fill's side, reward, fee and
+ * slippage), not whole rows: a 50k-sample retraining then holds only what it needs.
  */
 export async function loadTrainingRows(db: CommonQueryMethods, opts: { featureSpec: string; limit: number; fromTs?: number }): Promise<LabelledRow[]> {
   const rows = await db.any(sql.type(trainingRow)`
-    SELECT ts, features, label, market_return_bps FROM (
-      SELECT signal_id, ts, features, label, market_return_bps
+    SELECT ts, features, label, market_return_bps, asset, side, reward, filled_qty, fee_bps, slippage_bps FROM (
+      SELECT signal_id, ts, features, label, market_return_bps, asset, side, reward,
+             ${detail('filled_qty')} AS filled_qty, ${detail('fee_bps')} AS fee_bps, ${detail('slippage_bps')} AS slippage_bps
       FROM training_samples
       WHERE feature_spec = ${opts.featureSpec} AND ts >= ${sql.timestamp(new Date(opts.fromTs ?? 0))}
       ORDER BY ts DESC, signal_id DESC LIMIT ${opts.limit}) recent
     WHERE label IS NOT NULL AND market_return_bps IS NOT NULL
     ORDER BY ts, signal_id`);
-  return rows as LabelledRow[];
+  return rows.map(toLabelled);
+}
+
+const costRow = z.object({ asset: z.string(), market_return_bps: z.number(), spread_bps: z.number().nullable(), filled_qty: z.number().nullable(), fee_bps: z.number().nullable(), slippage_bps: z.number().nullable() });
+
+/**
+ * The newest `perAsset` samples of each asset with a market return, oldest first, as the cost book
+ * observes them: a restart measures costs and moves from yesterday's windows, not from nothing.
+ */
+export async function loadCostObservations(db: CommonQueryMethods, perAsset: number): Promise<CostObservation[]> {
+  const rows = await db.any(sql.type(costRow)`
+    SELECT asset, market_return_bps, spread_bps, filled_qty, fee_bps, slippage_bps FROM (
+      SELECT asset, ts, signal_id, market_return_bps, features[${SPREAD_FEATURE + 1}] AS spread_bps,
+             ${detail('filled_qty')} AS filled_qty, ${detail('fee_bps')} AS fee_bps, ${detail('slippage_bps')} AS slippage_bps,
+             row_number() OVER (PARTITION BY asset ORDER BY ts DESC, signal_id DESC) AS k
+      FROM training_samples WHERE market_return_bps IS NOT NULL) recent
+    WHERE k <= ${perAsset}
+    ORDER BY ts, signal_id`);
+  return rows.map((r) => ({ asset: r.asset, market_return_bps: r.market_return_bps, spread_bps: r.spread_bps ?? 0, fill: (r.filled_qty ?? 0) > 0 ? { fee_bps: r.fee_bps, slippage_bps: r.slippage_bps } : undefined }));
 }
 
 export async function recordTransition(db: CommonQueryMethods, t: Transition, at: number): Promise<void> {

@@ -29,7 +29,8 @@ import { isModelTicker, WindowBuilder, mergeByEventTime, type WindowInput } from
 import { windowConfig } from './service.ts';
 import * as reg from './registry.ts';
 import { fromArtifacts, toArtifacts, type LabelledRow } from './learner.ts';
-import { metricsTable, trainingRound, versionName } from './trainer.ts';
+import { metricsTable, trainingRound, versionMetrics, versionName } from './trainer.ts';
+import { labelledRowOf } from './money.ts';
 
 function bar(label: string, done: number, total: number): void {
   const w = 30;
@@ -170,7 +171,7 @@ export async function main(): Promise<void> {
 
     const dry = arg('dry-run') === 'true';
     if (!dry) console.log(`stored ${await reg.saveSamples(db, inRange)} new samples`);
-    const rows: LabelledRow[] = inRange.filter((s) => s.label !== null).map((s) => ({ features: s.features, label: s.label as 0 | 1, market_return_bps: s.market_return_bps, ts: s.ts }));
+    const rows: LabelledRow[] = inRange.map(labelledRowOf).filter((r) => r !== null);
     if (rows.length < cfg.MODEL_MIN_TRAIN_SAMPLES) {
       console.log(`too few labelled samples to train (${rows.length} < MODEL_MIN_TRAIN_SAMPLES ${cfg.MODEL_MIN_TRAIN_SAMPLES})`);
       process.exitCode = 2;
@@ -201,7 +202,7 @@ export async function main(): Promise<void> {
       train_to_ts: r.trainRange.toTs,
       train_from_offsets: offsets(events, (a, b) => a < b),
       train_to_offsets: offsets(events, (a, b) => a > b),
-      metrics: { ...r.metrics, decision: r.decision, source: 'retrain-cli' },
+      metrics: { ...versionMetrics(r, activeRec?.version ?? null), source: 'retrain-cli' },
       notes: `npm run retrain: ${r.decision.reason}`,
     });
     console.log(`stored candidate ${version}`);

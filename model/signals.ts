@@ -6,9 +6,11 @@
 //   - warm-up: with probability WARMUP_RANDOMNESS a coin-flip side, else the heuristic's side
 //     (momentum / mean reversion on the last 3 returns); amount uniform in [WARMUP_MIN_AMOUNT,
 //     WARMUP_MAX_AMOUNT]; is_warmup true, model_version null;
-//   - model: P(up) from the active model; no signal when |P - 0.5| < MODEL_MIN_EDGE; side from P,
-//     confidence max(P, 1 - P), amount from MODEL_MIN_AMOUNT at the minimum edge up to
-//     MODEL_MAX_AMOUNT at P = 0.75 (or 0.25).
+//   - model: P(up) from the active model; no signal when |P - 0.5| < MODEL_MIN_EDGE or when the
+//     expected return after round-trip costs (model/money.ts: |2P - 1| x E|move| - 2 x (fee + half
+//     spread + slippage), measured on the service's own windows and fills) is below
+//     MODEL_MIN_EXPECTED_BPS; side from P, confidence max(P, 1 - P), amount from MODEL_MIN_AMOUNT
+//     at that margin up to MODEL_MAX_AMOUNT at MODEL_FULL_SIZE_BPS above it.
 // Every signal carries the features it was decided on (market_data_snapshot.technical_indicators)
 // and the exposure (metadata.extra), so the window builder can rebuild the same sample.
 import type { ModelSignal, Ticker } from '../schemas/types.ts';
@@ -18,6 +20,7 @@ import { heuristicProbability } from './evaluate.ts';
 import type { TrainedModel } from './learner.ts';
 import type { ModeState } from './policy.ts';
 import { SeededRng } from './rng.ts';
+import { expectedNetBps, sideCostBps, SPREAD_FEATURE, type CostEstimate } from './money.ts';
 import { randomUUID } from 'node:crypto';
 
 export function uuidFrom(rng: SeededRng): string {
@@ -33,7 +36,8 @@ const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
 export type EmitterConfig = Pick<
   ModelConfig,
   | 'MODEL_ASSETS' | 'MODEL_STRATEGY_ID' | 'MODEL_FEATURE_LOOKBACK' | 'MODEL_MIN_EDGE' | 'MODEL_SIGNAL_INTERVAL_MS' | 'MODEL_MIN_AMOUNT' | 'MODEL_MAX_AMOUNT'
-  | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED'
+  | 'WARMUP_INTERVAL_MS' | 'WARMUP_MIN_AMOUNT' | 'WARMUP_MAX_AMOUNT' | 'WARMUP_RANDOMNESS' | 'WARMUP_HEURISTIC' | 'MODEL_SEED' | 'MODEL_CONTROL_STRATEGY_ID'
+  | 'MODEL_MIN_EXPECTED_BPS' | 'MODEL_FULL_SIZE_BPS'
 >;
 
 export interface EmitContext {
@@ -41,12 +45,16 @@ export interface EmitContext {
   model: { version: string; model: TrainedModel } | null;
   /** Exposure feature of an asset (signed notional / scale). */
   exposure: (asset: string) => number;
+  /** Measured costs and moves of an asset (model/money.ts); without them the model does not trade. */
+  costs?: (asset: string) => CostEstimate;
 }
 
 export class SignalEmitter {
   private readonly history = new Map<string, Tick[]>();
   private readonly nextDue = new Map<string, number>();
+  private readonly controlDue = new Map<string, number>();
   readonly rng: SeededRng;
+  private readonly controlRng: SeededRng;
   private readonly newId: () => string;
 
   /**
@@ -57,6 +65,7 @@ export class SignalEmitter {
    */
   constructor(private readonly cfg: EmitterConfig, rng?: SeededRng, ids?: () => string) {
     this.rng = rng ?? new SeededRng(cfg.MODEL_SEED);
+    this.controlRng = new SeededRng(cfg.MODEL_SEED + 1);
     this.newId = ids ?? randomUUID;
   }
 
@@ -89,8 +98,29 @@ export class SignalEmitter {
       this.nextDue.set(asset, now + interval);
       const exposure = ctx.exposure(asset);
       const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
-      const s = ctx.mode.mode === 'model' && ctx.model ? this.modelSignal(asset, now, hist, features, exposure, ctx.model) : this.warmupSignal(asset, now, hist, features, exposure);
+      const s = ctx.mode.mode === 'model' && ctx.model ? (ctx.costs ? this.modelSignal(asset, now, hist, features, exposure, ctx.model, ctx.costs(asset)) : null) : this.warmupSignal(asset, now, hist, features, exposure);
       if (s) out.push(s);
+    }
+    if (ctx.mode.mode === 'model' && this.cfg.MODEL_CONTROL_STRATEGY_ID) out.push(...this.controlSignals(now, ctx));
+    return out;
+  }
+
+  /**
+   * The control arm: what warm-up would have traded, traded for real under its own strategy_id
+   * while the model trades, on the warm-up cadence. The order manager books each strategy apart,
+   * so "is the model worth more than warm-up" is read from the same books, prices and costs over
+   * the same period. Its own random stream, so the arm does not change the model's signals.
+   */
+  private controlSignals(now: number, ctx: EmitContext): ModelSignal[] {
+    const out: ModelSignal[] = [];
+    for (const asset of this.cfg.MODEL_ASSETS) {
+      if (now < (this.controlDue.get(asset) ?? -Infinity)) continue;
+      const hist = this.history.get(asset) ?? [];
+      if (hist.length < MIN_HISTORY) continue;
+      this.controlDue.set(asset, now + this.cfg.WARMUP_INTERVAL_MS);
+      const exposure = ctx.exposure(asset);
+      const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
+      out.push(this.warmupSignal(asset, now, hist, features, exposure, true));
     }
     return out;
   }
@@ -99,12 +129,14 @@ export class SignalEmitter {
     return { signal_id: this.newId(), asset, timestamp: now, strategy_id: this.cfg.MODEL_STRATEGY_ID, market_data_snapshot: snapshotOf(hist, features), trace_id: this.newId() };
   }
 
-  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number): ModelSignal {
-    const b = this.base(asset, now, hist, features);
+  /** A warm-up signal; `control`: the control arm's (its strategy_id, its random stream, mode `control`). */
+  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, control = false): ModelSignal {
+    const rng = control ? this.controlRng : this.rng;
+    const b = { ...this.base(asset, now, hist, features), ...(control ? { strategy_id: this.cfg.MODEL_CONTROL_STRATEGY_ID } : {}) };
     const p = heuristicProbability(features, this.cfg.WARMUP_HEURISTIC);
-    const random = p === 0.5 || this.rng.next() < this.cfg.WARMUP_RANDOMNESS;
-    const side = random ? (this.rng.next() < 0.5 ? 'buy' : 'sell') : p > 0.5 ? 'buy' : 'sell';
-    const amount = round(this.rng.uniform(this.cfg.WARMUP_MIN_AMOUNT, this.cfg.WARMUP_MAX_AMOUNT), 2);
+    const random = p === 0.5 || rng.next() < this.cfg.WARMUP_RANDOMNESS;
+    const side = random ? (rng.next() < 0.5 ? 'buy' : 'sell') : p > 0.5 ? 'buy' : 'sell';
+    const amount = round(rng.uniform(this.cfg.WARMUP_MIN_AMOUNT, this.cfg.WARMUP_MAX_AMOUNT), 2);
     const clampedAmount = Math.min(this.cfg.WARMUP_MAX_AMOUNT, Math.max(this.cfg.WARMUP_MIN_AMOUNT, amount));
     return {
       ...b,
@@ -114,21 +146,24 @@ export class SignalEmitter {
       model_version: null,
       is_warmup: true,
       metadata: {
-        reasoning: random ? 'warm-up: random side (controlled randomness)' : `warm-up: ${this.cfg.WARMUP_HEURISTIC} on ret_3 = ${round(features[1]!, 2)} bps`,
+        reasoning: `${control ? 'control arm, ' : ''}${random ? 'warm-up: random side (controlled randomness)' : `warm-up: ${this.cfg.WARMUP_HEURISTIC} on ret_3 = ${round(features[1]!, 2)} bps`}`,
         risk_score: round(Math.min(1, features[3]! / 100), 4),
         randomness_level: this.cfg.WARMUP_RANDOMNESS,
-        mode: 'warmup',
+        mode: control ? 'control' : 'warmup',
         extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC }),
       },
     };
   }
 
-  modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }): ModelSignal | null {
+  modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }, costs: CostEstimate): ModelSignal | null {
     const p = m.model.predict([features])[0]!;
     const edge = Math.abs(p - 0.5);
     if (!(edge >= this.cfg.MODEL_MIN_EDGE) || edge === 0) return null;
+    // Money first: a direction that does not pay its round trip with margin is not traded.
+    const expected = expectedNetBps(p, features[SPREAD_FEATURE]!, costs);
+    if (expected === null || !(expected >= this.cfg.MODEL_MIN_EXPECTED_BPS)) return null;
     const b = this.base(asset, now, hist, features);
-    const strength = Math.min(1, Math.max(0, (edge - this.cfg.MODEL_MIN_EDGE) / Math.max(1e-9, 0.25 - this.cfg.MODEL_MIN_EDGE)));
+    const strength = Math.min(1, Math.max(0, (expected - this.cfg.MODEL_MIN_EXPECTED_BPS) / this.cfg.MODEL_FULL_SIZE_BPS));
     const amount = round(this.cfg.MODEL_MIN_AMOUNT + (this.cfg.MODEL_MAX_AMOUNT - this.cfg.MODEL_MIN_AMOUNT) * strength, 2);
     return {
       ...b,
@@ -138,11 +173,11 @@ export class SignalEmitter {
       model_version: m.version,
       is_warmup: false,
       metadata: {
-        reasoning: `model ${m.version}: P(up over ${m.model.spec.horizonMs} ms) = ${round(p, 4)}`,
+        reasoning: `model ${m.version}: P(up over ${m.model.spec.horizonMs} ms) = ${round(p, 4)}, expected ${round(expected, 2)} bps after ${round(2 * sideCostBps(costs, features[SPREAD_FEATURE]!), 2)} bps round-trip costs`,
         risk_score: round(Math.min(1, features[3]! / 100), 4),
         randomness_level: 0,
         mode: 'model',
-        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, p_up: p }),
+        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, p_up: p, expected_bps: expected, cost_rt_bps: 2 * sideCostBps(costs, features[SPREAD_FEATURE]!), abs_move_bps: costs.absMoveBps, fee_bps: costs.feeBps, slippage_bps: costs.slippageBps }),
       },
     };
   }

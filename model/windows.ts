@@ -537,6 +537,7 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
   let slippage: number | null = null;
   let filledQty = 0;
   let avgFill: number | null = null;
+  let feeBps: number | null = null;
   const rejected = events.find((e) => e.ev.event_type === 'signal_rejected');
   if (rejected) {
     outcome = 'rejected';
@@ -554,7 +555,8 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
         const fees = Number(filled.fees ?? 0);
         // Spot buys pay the fee in the base coin (Bybit): convert to quote at the fill price.
         const feeInQuote = filled.fee_currency && !s.asset.endsWith(filled.fee_currency) ? fees * avgFill! : fees;
-        reward = 1e4 * (sign * (pH - avgFill!) / avgFill! - feeInQuote / (filledQty * avgFill!));
+        feeBps = (1e4 * feeInQuote) / (filledQty * avgFill!);
+        reward = 1e4 * (sign * (pH - avgFill!) / avgFill!) - feeBps;
       }
     }
   }
@@ -575,7 +577,7 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
     confidence: s.confidence,
     source: p.src,
     source_offsets: events.map((e) => e.src),
-    details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
+    details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, fee_bps: feeBps, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
   };
 }
 

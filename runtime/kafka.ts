@@ -203,7 +203,11 @@ export function failTool(what: string): (err: Error) => void {
 /** Called for every request a client of the port answered: kafkajs's API name, and the round trip. */
 export type KafkaRequestObserver = (api: string, seconds: number) => void;
 
-export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number; onRequest?: KafkaRequestObserver }): KafkaPort {
+/**
+ * `fetchMaxWaitMs`: the default long-poll wait of this client's consumers (a consumer's own
+ * `maxWaitMs` wins); 100 ms when not given.
+ */
+export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number; fetchMaxWaitMs?: number; onRequest?: KafkaRequestObserver }): KafkaPort {
   const kafka = new Kafka({
     clientId: opts.clientId,
     brokers: opts.brokers,
@@ -252,7 +256,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           sessionTimeout: c.sessionTimeoutMs ?? 10_000,
           heartbeatInterval: 3000,
           maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
-          maxWaitTimeInMs: c.maxWaitMs ?? 100,
+          maxWaitTimeInMs: c.maxWaitMs ?? opts.fetchMaxWaitMs ?? 100,
           allowAutoTopicCreation: false,
         })),
       ),

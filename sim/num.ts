@@ -19,10 +19,27 @@ export function toStep(x: number, step: number, mode: 'floor' | 'ceil' | 'round'
   return roundTo(k * step, decimalsOf(step) + 2);
 }
 
-/** True when x is (within float noise) an integer multiple of step. */
+/** Decimals of a number as JS prints it: 8.03 → 2, 1.5e-7 → 8, 100 → 0. */
+function printedDecimals(x: number): number {
+  const [mantissa, exp] = String(Math.abs(x)).toLowerCase().split('e');
+  const dot = mantissa!.indexOf('.');
+  const d = (dot < 0 ? 0 : mantissa!.length - dot - 1) - Number(exp ?? 0);
+  return Math.max(0, d);
+}
+
+/**
+ * True when x is an integer multiple of step, as decimals: both scaled to integers by the larger of
+ * their printed decimals. A float quotient (x / step) is not enough: with a step of 1e-8 an amount
+ * of 8.03 is 803,000,000.0000001 steps, which a fixed tolerance refused as "decimal too long".
+ */
 export function isMultiple(x: number, step: number): boolean {
+  const d = Math.max(printedDecimals(x), printedDecimals(step));
+  const xi = Math.round(x * 10 ** d);
+  const si = Math.round(step * 10 ** d);
+  if (si > 0 && Number.isSafeInteger(xi) && Number.isSafeInteger(si)) return xi % si === 0;
+  // Beyond 2^53 once scaled: the float quotient, within its own rounding (relative to its size).
   const n = x / step;
-  return Math.abs(n - Math.round(n)) < 1e-7;
+  return Math.abs(n - Math.round(n)) < Math.max(1e-7, Math.abs(n) * 4 * Number.EPSILON);
 }
 
 export function roundTo(x: number, decimals: number): number {

@@ -27,6 +27,27 @@ const BalanceRow = z.object({ coin: z.string(), wallet_balance: z.string(), usd_
 const StateRow = z.object({ state: z.string(), kill_switch: z.boolean() });
 const RefusedRow = z.object({ n: z.number() });
 const ModeRow = z.object({ to_mode: z.string(), model_version: z.string().nullable(), metrics: z.unknown() });
+const ActiveRow = z.object({ version: z.string(), metrics: z.record(z.unknown()) });
+const ActiveMoney = z.object({
+  pnl_bps_per_window: z.number(),
+  max_drawdown_bps: z.number(),
+  ece: z.number(),
+  hit_rate: z.number(),
+  decision: z.object({ baseline: z.string(), diff: z.object({ lower: z.number(), mean: z.number() }) }),
+}).partial();
+const f2 = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(2));
+
+/** The model's money line: the active version's held-out figures (model_versions) and the live window's gauges. */
+async function moneyLine(db: DatabasePool, registry: Registry): Promise<string> {
+  const active = await db.maybeOne(sql.type(ActiveRow)`SELECT version, metrics FROM model_versions WHERE status = 'active'`);
+  const live = await samples(registry, 'model_service_live_pnl_bps');
+  const of = (kind: string) => live.find((x) => x.labels.kind === kind)?.value;
+  const liveText = live.length ? `   live ${f2(of('model'))} vs warm-up ${f2(of('warmup_shadow'))} bps/signal` : '';
+  if (!active) return `Model $   no active version (warm-up trades)${liveText}`;
+  const m = ActiveMoney.safeParse(active.metrics);
+  const h = m.success ? m.data : {};
+  return `Model $   held-out ${f2(h.pnl_bps_per_window)} bps/window after costs, vs ${h.decision?.baseline ?? '?'} +${f2(h.decision?.diff.mean)} (95 % low ${f2(h.decision?.diff.lower)}), drawdown ${f2(h.max_drawdown_bps)}, ECE ${h.ece?.toFixed(3) ?? '-'}, hit ${h.hit_rate?.toFixed(3) ?? '-'}${liveText}`;
+}
 
 /** Build the screen (exported for tests). */
 export async function renderView(db: DatabasePool, registry: Registry, startedAt: number, now: number): Promise<string[]> {
@@ -52,6 +73,7 @@ export async function renderView(db: DatabasePool, registry: Registry, startedAt
     `Trading   ${st ? `${st.state}${st.kill_switch ? ' (kill switch)' : ''}` : 'no trading state row'}   today net ${pnl.dayNet.toNumber().toFixed(2)}, open unrealised ${pnl.unrealised.toNumber().toFixed(2)} USDT`,
     `P&L       net ${total('net')} (fees ${total('fees')}, funding ${total('funding')}), unrealised ${total('unrealised')} USDT, after fees and funding`,
     `Model     ${mode ? (mode.to_mode === 'model' ? `model ${mode.model_version}` : 'warm-up') : 'warm-up (no transition yet)'}${mode?.metrics ? `   ${JSON.stringify(mode.metrics).slice(0, 80)}` : ''}`,
+    await moneyLine(db, registry),
     '',
     'Positions / balances',
     ...(positions.length ? positions.map((p) => `  ${p.symbol.padEnd(10)} ${p.category.padEnd(6)} ${p.side.padEnd(4)} ${p.size.padStart(12)}  uPnL ${Number(p.unrealised_pnl).toFixed(2).padStart(10)}  rPnL ${Number(p.cum_realised_pnl).toFixed(2).padStart(10)}`) : ['  (no open positions)']),

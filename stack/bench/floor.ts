@@ -81,14 +81,14 @@ export async function rabbitHop(url: string, n: number, gapMs: number): Promise<
  * commit, as the stage runner does per chunk) → a read_committed consumer receives it. This is the
  * least one runner hop can cost; the gap to kafkaHop is the price of exactly-once.
  */
-export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number): Promise<number[]> {
+export async function kafkaTxHop(kafka: KafkaPort, n: number, gapMs: number, maxWaitMs = 10): Promise<number[]> {
   const topic = `bench-floor-tx-${randomBytes(4).toString('hex')}`;
   const admin = kafka.admin();
   await admin.connect();
   await admin.ensureTopics([{ topic, partitions: 1, config: {} }]);
   const producer = kafka.producer({ transactionalId: `${topic}-tx` });
   await producer.connect();
-  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs: 10, readCommitted: true, onFatal: failTool('floor reader') });
+  const consumer = kafka.consumer({ groupId: `${topic}-g`, maxWaitMs, readCommitted: true, onFatal: failTool('floor reader') });
   const sent = new Map<string, number>();
   const lat: number[] = [];
   let joined = false;

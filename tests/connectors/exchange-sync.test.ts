@@ -162,7 +162,7 @@ test('exchange sync: bad credentials fail the start with a fatal error, not an e
   assert.equal(w.sync.ready(), false);
 });
 
-test('instruments the exchange changes or stops listing while the order manager runs: new filters taken, the unlisted one no longer tradable', async (t) => {
+test('instruments the exchange lists, changes or stops listing while the order manager runs: the new one taken with its filters, new filters taken, the unlisted one no longer tradable', async (t) => {
   const w = await world(t, {});
   assert.equal(await w.sync.syncInstruments(), 2, 'BTCUSDT spot and linear (ASSETS)');
   const rows = () => w.db.pool.any(sql.type(z.object({ category: z.string(), status: z.string(), tick_size: z.string() }))`
@@ -179,4 +179,12 @@ test('instruments the exchange changes or stops listing while the order manager 
   assert.deepEqual(await rows(), [{ category: 'linear', status: 'Closed', tick_size: '0.1' }, { category: 'spot', status: 'Trading', tick_size: '0.1' }]);
   const tradable = await w.db.pool.anyFirst(sql.type(z.object({ symbol: z.string() }))`SELECT category || ':' || symbol AS symbol FROM instruments WHERE enabled AND status = 'Trading' ORDER BY 1`);
   assert.deepEqual(tradable, ['spot:BTCUSDT'], 'what the risk stage may size (its tradable rule)');
+
+  // A pair the exchange lists while the order manager runs (the desk allowed it in ASSETS ahead of
+  // its listing): the next refresh of the same running sync takes it with its filters, tradable.
+  const listed = await fetch(`${later.restUrl}/sim/instruments`, { method: 'POST', body: JSON.stringify({ category: 'linear', symbol: 'NEARUSDT', baseCoin: 'NEAR', tickSize: '0.001', qtyStep: '0.1', minOrderQty: '0.1', maxOrderQty: '200000.0', maxMktOrderQty: '40000.0', initialPrice: 5 }) });
+  assert.equal(((await listed.json()) as { retCode: number }).retCode, 0);
+  const wider = createExchangeSync({ db: w.db.pool, kafka, codec: w.codec, topicPrefix: w.prefix, logger: testLogger, clock: systemClock, config: syncConfig, env: { BYBIT_SIM_PORT: String(later.port) }, assets: ['BTCUSDT', 'NEARUSDT'] });
+  assert.equal(await wider.syncInstruments(), 2, 'spot BTCUSDT and the newly listed NEARUSDT perpetual');
+  assert.deepEqual(await w.db.pool.anyFirst(sql.type(z.object({ symbol: z.string() }))`SELECT category || ':' || symbol || ':' || trim_scale(tick_size)::text AS symbol FROM instruments WHERE enabled AND status = 'Trading' ORDER BY 1`), ['linear:NEARUSDT:0.001', 'spot:BTCUSDT:0.1']);
 });

@@ -1,7 +1,8 @@
 // The engine on a real, freshly migrated PostgreSQL database of its own: samples stored once per
-// signal, a retraining round on the planted pattern stores and promotes a version, a restart
-// reloads it (same predictions), warm-up -> model switch and the rollback / fall-back rules, each
-// transition recorded in model_mode_transitions.
+// signal, a retraining round on the planted pattern (moves above costs) stores and promotes a
+// version on money, a restart reloads it (same predictions) and the costs measured before it,
+// warm-up -> model switch and the money rollback / fall-back rules, each transition recorded in
+// model_mode_transitions.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +18,7 @@ import { loadTf } from '../../model/tf.ts';
 import * as reg from '../../model/registry.ts';
 import { simulateSession, testModelConfig, T0 } from './fixtures.ts';
 import { UNIT_SCHEMAS } from '../../stack/services.ts';
+import { renderView } from '../../stack/live-view.ts';
 
 const dbUrl = withDatabase(loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL, `test_model_${randomBytes(6).toString('hex')}`);
 let pool: DatabasePool;
@@ -28,7 +30,8 @@ before(async () => {
   await ensureDatabase(dbUrl);
   pool = await createDb(dbUrl, { maximumPoolSize: 4 });
   await migrate(pool, { dir: defaultMigrationsDir });
-  const s = await simulateSession({ mode: 'pattern', seed: 11, steps: 2400, cfg });
+  // 60 bps per step: the planted pattern pays after costs (tests/model/learner.test.ts).
+  const s = await simulateSession({ mode: 'pattern', seed: 11, steps: 2400, cfg, volatility: 0.006 });
   const b = new WindowBuilder({ horizonMs: cfg.MODEL_HORIZON_MS, allowedLatenessMs: cfg.MODEL_ALLOWED_LATENESS_MS, orderEventsMaxWaitMs: cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS, lookback: cfg.MODEL_FEATURE_LOOKBACK, labelMinMoveBps: 0, strategyId: cfg.MODEL_STRATEGY_ID });
   samples = s.inputs.flatMap((i) => b.add(i));
 });
@@ -43,7 +46,8 @@ const transitions = () => pool.any(sql.type(z.object({ from_mode: z.string(), to
 
 test('store, retrain, promote, reload, switch, degrade, roll back, fall back', async () => {
   const { tf } = await loadTf(false);
-  const engine = new ModelEngine({ cfg, db: pool, tf, logger, metrics: createModelMetrics(new Registry()) }, T0);
+  const registry = new Registry();
+  const engine = new ModelEngine({ cfg, db: pool, tf, logger, metrics: createModelMetrics(registry) }, T0);
   await engine.restore(T0);
   assert.equal(engine.state.mode, 'warmup');
   assert.deepEqual((await transitions()).map((t) => t.reason), ['first_start']);
@@ -63,6 +67,22 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   assert.equal(active.train_to_ts, r.trainRange.toTs);
   assert.equal(active.artifacts.featureSpec.id, 'mkt-v1');
   assert.equal((active.metrics as { hit_rate: number }).hit_rate, r.metrics.hit_rate);
+  // The money figures are stored with the version: both bootstraps, drawdown, ECE, costs, baseline.
+  const stored = active.metrics as { pnl_bps_per_window: number; max_drawdown_bps: number; ece: number; window_pnl?: unknown; decision: { diff: { lower: number }; own: { lower: number } }; warmup: { pnl_bps_per_window: number }; costs: Record<string, { feeBps: number }> };
+  assert.equal(stored.decision.diff.lower, r.decision.diff.lower);
+  assert.ok(stored.decision.diff.lower > cfg.MODEL_PROMOTION_MARGIN_BPS && stored.decision.own.lower > 0);
+  assert.equal(stored.pnl_bps_per_window, r.metrics.pnl_bps_per_window);
+  assert.equal(stored.max_drawdown_bps, r.metrics.max_drawdown_bps);
+  assert.equal(stored.warmup.pnl_bps_per_window, r.warmup.pnl_bps_per_window);
+  assert.ok(Math.abs(stored.costs.BTCUSDT!.feeBps - 5.5) < 0.01);
+  assert.equal(stored.window_pnl, undefined, 'the per-window series is not stored');
+  // Exported, and shown in the live view of npm start.
+  const gauge = async (name: string, labels: Record<string, string>) => ((await registry.getSingleMetric(name)!.get()).values.find((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x)))?.value;
+  assert.equal(await gauge('model_service_heldout_pnl_bps', { which: 'active' }), r.metrics.pnl_bps_per_window);
+  assert.equal(await gauge('model_service_heldout_pnl_diff_lower_bps', { which: 'candidate' }), r.decision.diff.lower);
+  assert.ok(Math.abs((await gauge('model_service_cost_bps', { asset: 'BTCUSDT', part: 'fee' }))! - 5.5) < 0.01);
+  const view = (await renderView(pool, registry, T0, T0 + 1000)).find((l) => l.startsWith('Model $'));
+  assert.ok(view?.includes(`held-out ${r.metrics.pnl_bps_per_window.toFixed(2)} bps/window after costs, vs warmup +${r.decision.diff.mean.toFixed(2)} (95 % low ${r.decision.diff.lower.toFixed(2)})`), view);
   assert.equal(engine.active?.version, active.version);
 
   // A restart reloads it from PostgreSQL: same predictions.
@@ -71,6 +91,12 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   const feats = samples.slice(-30).map((s) => s.features);
   assert.deepEqual(again.active!.model.predict(feats), engine.active!.model.predict(feats));
   assert.equal(again.state.mode, 'warmup', 'still warm-up: nothing switched yet');
+  // ...and measures costs from yesterday's windows, as the first engine did from the live ones.
+  for (const a of cfg.MODEL_ASSETS) {
+    const [x, y] = [again.costs.estimate(a), engine.costs.estimate(a)];
+    assert.deepEqual([x.fills, x.moves], [y.fills, y.moves]);
+    assert.ok(Math.abs(x.feeBps - y.feeBps) < 1e-9 && Math.abs(x.absMoveBps! - y.absMoveBps!) < 1e-9, `${a}: ${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
+  }
 
   // Warm-up -> model only once the warm-up duration is over.
   assert.equal(await engine.checkMode(T0 + 30_000), null);
@@ -83,12 +109,26 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   const sig = engine.emit(T0 + 61_000);
   for (const s of sig) assert.equal(s.model_version, active.version);
 
-  // Degradation of the live record with no earlier version: fall back to warm-up.
-  const bad = samples.slice(0, 60).map((s, i) => ({ ...s, signal_id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`, model_version: active.version, side: (s.label === 1 ? 'sell' : 'buy') as 'buy' | 'sell' })).filter((s) => s.label !== null);
+  // Degradation of the live record with no earlier version: fall back to warm-up. Every signal took
+  // the wrong side and was filled: it lost the move and the fee.
+  const bad = samples
+    .slice(0, 60)
+    .filter((s) => s.label !== null && s.details.filled_qty !== 0)
+    .map((s, i) => ({ ...s, signal_id: `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`, model_version: active.version, side: (s.label === 1 ? 'sell' : 'buy') as 'buy' | 'sell', reward: -Math.abs(s.market_return_bps) - 5.5 }));
   await engine.onSamples(bad);
   assert.ok(engine.live.n >= 50 && engine.live.hitRate === 0);
+  assert.ok(engine.liveMoney.n >= 50);
+  const j = engine.liveJudgement();
+  assert.ok(j.own.upper < 0 && j.diff.upper < 0, JSON.stringify(j));
+  const liveView = (await renderView(pool, registry, T0, T0 + 1000)).find((l) => l.startsWith('Model $'))!;
+  assert.ok(liveView.includes(`live ${j.own.mean.toFixed(2)} vs warm-up ${(j.own.mean - j.diff.mean).toFixed(2)} bps/signal`), liveView);
   const fb = (await engine.checkMode(T0 + 70_000))!;
   assert.equal(fb.reason, 'degraded_fallback_warmup');
+  const live = (await reg.loadVersion(pool, active.version))!;
+  assert.ok(live.promoted_at !== null);
+  const lm = (await pool.oneFirst(sql.type(z.object({ live_metrics: z.record(z.number()) }))`SELECT live_metrics FROM model_versions WHERE version = ${active.version}`));
+  assert.equal(lm.pnl_bps_per_signal, j.own.mean);
+  assert.equal(lm.diff_upper_bps, j.diff.upper);
   assert.equal(engine.state.mode, 'warmup');
   assert.equal(await reg.loadActive(pool), null);
   assert.equal((await reg.loadVersion(pool, active.version))!.status, 'rolled_back');

@@ -122,11 +122,12 @@ export interface Session {
 
 /**
  * Run the simulator `steps` price steps (1 s each); the warm-up emitter trades each asset every step.
+ * `volatility` / `momentum`: the simulator's PriceProcess options (default 1 bp per step, AR 0.6).
  * Inputs are in arrival order: each step's tickers, then its signals, then their order events.
  */
-export async function simulateSession(opts: { mode: 'pattern' | 'random-walk'; seed: number; steps: number; cfg?: ModelConfig; rejectEvery?: number }): Promise<Session> {
+export async function simulateSession(opts: { mode: 'pattern' | 'random-walk'; seed: number; steps: number; cfg?: ModelConfig; rejectEvery?: number; volatility?: number; momentum?: number }): Promise<Session> {
   const clock = new ManualClock(T0);
-  const sim = await startSimulator({ port: 0, seed: opts.seed, clock, priceProcess: { mode: opts.mode, stepMs: 1000, historyMinutes: 1 } });
+  const sim = await startSimulator({ port: 0, seed: opts.seed, clock, priceProcess: { mode: opts.mode, stepMs: 1000, historyMinutes: 1, volatility: opts.volatility, momentum: opts.momentum } });
   const cfg = opts.cfg ?? testModelConfig();
   // Ids from the same seeded sequence as the decisions: a session is reproducible to the byte.
   const rng = new SeededRng(opts.seed);

@@ -1,37 +1,78 @@
-// Proof that it learns: price paths from the exchange simulator (fixed seed, manual clock), the
-// warm-up emitter trading every step, the window builder labelling every signal, one training
-// round. On the planted momentum pattern the candidate's held-out hit rate beats the warm-up
-// heuristic and a coin flip by a clear margin and is promoted; on a pure random walk it is not.
+// Proof that it learns, judged on money: price paths from the exchange simulator (fixed seed,
+// manual clock), the warm-up emitter trading every step, the window builder labelling every
+// signal (fills at the touch with the linear taker fee), one training round.
+//   - planted momentum pattern with the simulator's default 1-bp moves: the candidate learns the
+//     direction, but one-second moves of ~0.9 bp do not pay a ~13-bp round trip (5.5-bp taker fee
+//     per side + the 2-bp spread): after costs it holds everywhere and is not promoted; traded on
+//     its direction regardless of costs it would lose;
+//   - the same pattern at 60 bps per step (PriceProcess volatility 0.006): moves exceed costs, the
+//     candidate trades where it expects to earn, and is promoted with the bootstrap lower bound of
+//     its P&L difference to warm-up above the margin;
+//   - pure random walks (both volatilities): nothing to learn, never promoted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { simulateSession, testModelConfig } from './fixtures.ts';
 import { WindowBuilder } from '../../model/windows.ts';
 import { loadTf } from '../../model/tf.ts';
 import { trainingRound, metricsTable } from '../../model/trainer.ts';
-import { fromArtifacts, toArtifacts, type LabelledRow } from '../../model/learner.ts';
+import { fromArtifacts, toArtifacts, timeSplit } from '../../model/learner.ts';
+import { evaluate } from '../../model/evaluate.ts';
+import { costBookOf, labelledRowOf } from '../../model/money.ts';
 
 const cfg = testModelConfig();
+/** PriceProcess volatility (per 1-s step) at which one-step moves exceed the round-trip costs. */
+const PAYING_VOL = 0.006;
 
-async function round(mode: 'pattern' | 'random-walk') {
-  const s = await simulateSession({ mode, seed: 11, steps: 2400, cfg });
+async function round(mode: 'pattern' | 'random-walk', volatility?: number) {
+  const s = await simulateSession({ mode, seed: 11, steps: 2400, cfg, volatility });
   const b = new WindowBuilder({ horizonMs: cfg.MODEL_HORIZON_MS, allowedLatenessMs: cfg.MODEL_ALLOWED_LATENESS_MS, orderEventsMaxWaitMs: cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS, lookback: cfg.MODEL_FEATURE_LOOKBACK, labelMinMoveBps: 0, strategyId: cfg.MODEL_STRATEGY_ID });
   const samples = s.inputs.flatMap((i) => b.add(i));
-  const rows: LabelledRow[] = samples.filter((x) => x.label !== null).map((x) => ({ features: x.features, label: x.label as 0 | 1, market_return_bps: x.market_return_bps, ts: x.ts }));
+  const rows = samples.map(labelledRowOf).filter((r) => r !== null);
   const { tf } = await loadTf(false);
   const r = await trainingRound(tf, rows, cfg, null);
+  const d = r.decision;
+  console.log(`${mode} (volatility ${volatility ?? 'default'}):\n${metricsTable(r)}\ndecision: ${d.reason}\ndiff vs ${d.baseline}: mean ${d.diff.mean.toFixed(3)} [${d.diff.lower.toFixed(3)}, ${d.diff.upper.toFixed(3)}]; own: mean ${d.own.mean.toFixed(3)} [${d.own.lower.toFixed(3)}, ${d.own.upper.toFixed(3)}]; costs ${JSON.stringify(r.costs)}`);
   return { r, rows, tf };
 }
 
-test('planted momentum pattern: the model beats warm-up and a coin flip on held-out data and is promoted', async () => {
-  const { r, tf, rows } = await round('pattern');
-  console.log(`pattern:\n${metricsTable(r)}\ndecision: ${r.decision.reason}`);
+test('planted pattern, 1-bp moves: the direction is learned, but it does not pay after costs and is not promoted', async () => {
+  const { r, rows } = await round('pattern');
   assert.ok(rows.length > 4000, `enough labelled samples (${rows.length})`);
+  // It learned the direction: better than a coin flip and than warm-up over every held-out window.
+  assert.ok(r.metrics.brier < 0.235, `Brier ${r.metrics.brier} clearly better than a coin flip's 0.25`);
+  assert.ok(r.metrics.hit_rate_all >= r.warmup.hit_rate + 0.02, `hit rate ${r.metrics.hit_rate_all} above warm-up ${r.warmup.hit_rate}`);
+  // The costs it measured on its fills: 5.5-bp fee per side, moves of about one basis point.
+  for (const c of Object.values(r.costs)) {
+    assert.ok(Math.abs(c.feeBps - 5.5) < 0.01 && c.fills > 100, JSON.stringify(c));
+    assert.ok(c.absMoveBps! < 1.5, JSON.stringify(c));
+  }
+  // After costs it expects to earn nowhere, so it would hold everywhere: not promoted.
+  assert.equal(r.metrics.traded, 0);
+  assert.equal(r.decision.promote, false, r.decision.reason);
+  assert.match(r.decision.reason, /^too_few_traded/);
+  // Traded on its direction regardless of costs (the old rule), it loses money; so does warm-up.
+  const { train: tr, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION);
+  const ungated = evaluate(r.candidate.predict(holdout.map((x) => x.features)), holdout, { minEdge: cfg.MODEL_MIN_EDGE, costs: costBookOf(tr, cfg.MODEL_COST_WINDOW, cfg.MODEL_FEE_BPS), minExpectedBps: null });
+  console.log(`ungated candidate: traded ${ungated.traded}, hit rate ${ungated.hit_rate.toFixed(4)}, P&L after costs ${ungated.pnl_bps.toFixed(1)} bps (${ungated.pnl_bps_per_trade.toFixed(2)} per trade)`);
+  assert.ok(ungated.traded > 200 && ungated.hit_rate > 0.58, `ungated it trades its skill: ${ungated.traded} at ${ungated.hit_rate}`);
+  assert.ok(ungated.pnl_bps_per_trade < -5, `and loses ${ungated.pnl_bps_per_trade} bps per trade`);
+  assert.ok(r.warmup.pnl_bps < 0, `warm-up loses too: ${r.warmup.pnl_bps}`);
+});
+
+test('planted pattern, moves above costs: promoted on money, with the bootstrap lower bound reported', async () => {
+  const { r, tf, rows } = await round('pattern', PAYING_VOL);
+  const d = r.decision;
+  assert.equal(d.promote, true, d.reason);
+  assert.equal(d.baseline, 'warmup');
   assert.ok(r.metrics.traded >= cfg.MODEL_MIN_EVAL_SAMPLES, `traded ${r.metrics.traded}`);
-  assert.ok(r.metrics.hit_rate >= 0.5 + 0.08, `hit rate ${r.metrics.hit_rate} clearly above a coin flip`);
-  assert.ok(r.metrics.hit_rate >= r.warmup.hit_rate + 0.04, `hit rate ${r.metrics.hit_rate} clearly above warm-up ${r.warmup.hit_rate}`);
-  assert.ok(r.metrics.brier < 0.25, `Brier ${r.metrics.brier} better than a coin flip`);
-  assert.equal(r.decision.promote, true, r.decision.reason);
-  assert.equal(r.decision.baseline, 'warmup');
+  assert.ok(d.own.lower > 0, `its own P&L after costs is positive with 95 % confidence: ${d.own.lower}`);
+  assert.ok(d.diff.lower > cfg.MODEL_PROMOTION_MARGIN_BPS, `beats warm-up by the margin with 95 % confidence: ${d.diff.lower}`);
+  assert.ok(d.diff.lower < d.diff.mean && d.diff.mean < d.diff.upper);
+  assert.match(d.reason, /lower bound/);
+  assert.ok(r.metrics.max_drawdown_bps <= cfg.MODEL_MAX_DRAWDOWN_BPS && r.metrics.ece <= cfg.MODEL_MAX_ECE);
+  // Deterministic: the same data and seed give the same decision and bounds.
+  const again = await trainingRound(tf, rows, cfg, null);
+  assert.deepEqual(again.decision, d);
 
   // The stored form gives the same predictions (what a reload from model_versions gives).
   const back = await fromArtifacts(tf, await toArtifacts(tf, r.candidate), cfg.MODEL_LEARNING_RATE);
@@ -39,10 +80,12 @@ test('planted momentum pattern: the model beats warm-up and a coin flip on held-
   assert.deepEqual(back.predict(some), r.candidate.predict(some));
 });
 
-test('pure random walk: no false skill, the candidate is not promoted', async () => {
-  const { r } = await round('random-walk');
-  console.log(`random walk:\n${metricsTable(r)}\ndecision: ${r.decision.reason}`);
-  assert.equal(r.decision.promote, false, r.decision.reason);
-  // Whatever it trades on, it is not meaningfully better than chance.
-  assert.ok(r.metrics.traded === 0 || r.metrics.hit_rate < 0.56, `hit rate ${r.metrics.hit_rate} on ${r.metrics.traded}`);
-});
+for (const vol of [undefined, PAYING_VOL]) {
+  test(`pure random walk (volatility ${vol ?? 'default'}): no false skill, the candidate is not promoted`, async () => {
+    const { r } = await round('random-walk', vol);
+    assert.equal(r.decision.promote, false, r.decision.reason);
+    // Whatever it trades on, it is not meaningfully better than chance, and it does not pay.
+    assert.ok(r.metrics.traded === 0 || r.metrics.hit_rate < 0.56, `hit rate ${r.metrics.hit_rate} on ${r.metrics.traded}`);
+    assert.ok(!(r.decision.own.lower > 0), `own P&L lower bound ${r.decision.own.lower}`);
+  });
+}

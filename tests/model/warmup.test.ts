@@ -95,12 +95,16 @@ test('warm-up randomness: 0 follows the heuristic, 1 is a coin flip, 0.3 in betw
   assert.ok(Math.abs(r3.follows - 0.85) < 0.05, JSON.stringify(r3));
 });
 
-test('model mode: side and confidence from P(up), no signal inside the edge, amounts scale, signals valid', () => {
+test('model mode: side and confidence from P(up), no signal inside the edge or without measured costs, amounts scale with the expected return, signals valid', () => {
   const cfg = testModelConfig({ MODEL_SIGNAL_INTERVAL_MS: '1000', MODEL_MIN_EDGE: '0.05', MODEL_MIN_AMOUNT: '10', MODEL_MAX_AMOUNT: '100', MODEL_FEATURE_LOOKBACK: '20' });
   const ps = [0.9, 0.52, 0.3, 0.56, 0.1];
   let k = 0;
   const fake: TrainedModel = { spec: { id: 'mkt-v1', names: FEATURE_NAMES, lookback: 20, horizonMs: 1000, mean: [], std: [] }, model: null as never, predict: (rows) => rows.map(() => ps[k++ % ps.length]!) };
-  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0 };
+  // Moves of 50 bps, free fills: E[r] = |2P - 1| x 50 - 2 bps (the 2-bp spread of the feed), from 4 bps at P = 0.56 to 38 at 0.9.
+  const costs = () => ({ feeBps: 0, slippageBps: 0, absMoveBps: 50, fills: 1, moves: 1 });
+  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0, costs };
+  assert.deepEqual(feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 40, 1000, { ...ctx, costs: undefined }), [], 'no measured costs: the model does not trade');
+  k = 0;
   const out = feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 40, 1000, ctx);
   assert.ok(out.length > 10);
   for (const s of out) {
@@ -114,6 +118,36 @@ test('model mode: side and confidence from P(up), no signal inside the edge, amo
   const by = (c: number) => out.find((s) => s.confidence === c)!.amount;
   assert.equal(by(0.9), 100);
   assert.ok(by(0.56) < by(0.7) && by(0.7) <= 100);
+});
+
+test('control arm: in model mode warm-up also trades under its own strategy_id, on the warm-up cadence, without changing the model\'s signals; off by default and in warm-up', () => {
+  const base = { MODEL_SIGNAL_INTERVAL_MS: '1000', WARMUP_INTERVAL_MS: '2000', MODEL_MIN_EDGE: '0.05', MODEL_FEATURE_LOOKBACK: '20' };
+  const ps = [0.9, 0.52, 0.3];
+  let k = 0;
+  const fake: TrainedModel = { spec: { id: 'mkt-v1', names: FEATURE_NAMES, lookback: 20, horizonMs: 1000, mean: [], std: [] }, model: null as never, predict: (rows) => rows.map(() => ps[k++ % ps.length]!) };
+  const costs = () => ({ feeBps: 0, slippageBps: 0, absMoveBps: 50, fills: 1, moves: 1 });
+  const ctx = { mode: { mode: 'model' as const, version: 'm1', warmupStartedAt: T0 }, model: { version: 'm1', model: fake }, exposure: () => 0, costs };
+  const strip = (list: ModelSignal[]) => list.map((s) => ({ ...s, signal_id: '', trace_id: '' }));
+
+  k = 0;
+  const without = feed(new SignalEmitter(testModelConfig(base), new SeededRng(4)), ['BTCUSDT'], 40, 1000, ctx);
+  assert.ok(without.length > 10 && without.every((s) => s.strategy_id === 'model-service' && !s.is_warmup), 'off by default: model signals only');
+  k = 0;
+  const withArm = feed(new SignalEmitter(testModelConfig({ ...base, MODEL_CONTROL_STRATEGY_ID: 'warmup-control' }), new SeededRng(4)), ['BTCUSDT'], 40, 1000, ctx);
+  const control = withArm.filter((s) => s.strategy_id === 'warmup-control');
+  assert.deepEqual(strip(withArm.filter((s) => s.strategy_id === 'model-service')), strip(without), 'the model\'s signals are the same with the arm on');
+  assert.ok(control.length >= 10, `control signals: ${control.length}`);
+  for (const s of control) {
+    assertValid(s);
+    assert.equal(s.is_warmup, true);
+    assert.equal(s.model_version, null);
+    assert.equal(s.metadata!.mode, 'control');
+    assert.ok(s.amount >= 10 && s.amount <= 50, 'warm-up sizes');
+  }
+  const ts = control.map((s) => s.timestamp);
+  for (let i = 1; i < ts.length; i++) assert.equal(ts[i]! - ts[i - 1]!, 2000, 'the warm-up cadence');
+  const warmOnly = feed(new SignalEmitter(testModelConfig({ ...base, MODEL_CONTROL_STRATEGY_ID: 'warmup-control' }), new SeededRng(4)), ['BTCUSDT'], 40, 1000);
+  assert.ok(warmOnly.length > 0 && warmOnly.every((s) => s.strategy_id === 'model-service'), 'in warm-up there is no second arm');
 });
 
 test('a restarted service (same MODEL_SEED, same market) names its signals anew: no signal_id repeats', () => {

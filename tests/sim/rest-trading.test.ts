@@ -155,6 +155,23 @@ test('order rejections carry Bybit retCodes', async () => {
   }
 });
 
+test('spot market amounts in quote coin: any amount on the quotePrecision grid is taken, a longer one refused', async () => {
+  const sim = await manualSim({ balances: { USDT: 1000 } });
+  try {
+    const c = restClient(sim);
+    // 8.03 USDT is 803,000,000 steps of 1e-8, but 803,000,000.0000001 as a float quotient: the
+    // simulator's check refused such amounts (about one two-decimal amount in ten) as too long.
+    for (const qty of ['8.03', '56.59', '10.07', '12.34567891']) {
+      const r = await c.submitOrder({ category: 'spot', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty, marketUnit: 'quoteCoin' });
+      assert.equal(r.retCode, 0, `${qty} USDT: ${r.retMsg}`);
+    }
+    const long = await c.submitOrder({ category: 'spot', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty: '8.031234567', marketUnit: 'quoteCoin' });
+    assert.equal(long.retCode, 170148, long.retMsg);
+  } finally {
+    await sim.close();
+  }
+});
+
 test('duplicate orderLinkId is 110072, also when the first order came from another client', async () => {
   const sim = await manualSim();
   try {
