@@ -28,6 +28,7 @@ Options:
                            warm-up,buy-and-hold,coin-flip; 'recorded' alone: no comparison). Each
                            runs in a world of its own, side by side.
   --coin-seed N            Seed of the coin flip and the warm-up heuristic's ties (default: --seed).
+  --parallel N             Most strategy worlds run at once (default: all; 1 on a loaded machine).
   --log-level L            Log level of the replayed services, to stderr (default silent).
   --no-progress            No progress bar.
 Exit codes: 0 done, 1 failed, 2 usage error.
@@ -82,6 +83,7 @@ export function parseReplayArgs(argv: string[]): ReplayOptions {
         'no-progress': { type: 'boolean' },
         strategies: { type: 'string' },
         'coin-seed': { type: 'string' },
+        parallel: { type: 'string' },
       },
     });
   } catch (err) {
@@ -121,6 +123,7 @@ export function parseReplayArgs(argv: string[]): ReplayOptions {
     settings,
     strategies,
     coinSeed: parseIntOpt(v['coin-seed'], '--coin-seed'),
+    parallel: parseIntOpt(v.parallel, '--parallel'),
   };
 }
 

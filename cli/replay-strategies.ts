@@ -57,12 +57,16 @@ function altSignal(strategy: Exclude<StrategyName, 'recorded'>, i: number, p: Pa
   };
 }
 
-/** The recorded signal's own feature vector (mkt-v1, as the model service records it), if it has one. */
+/**
+ * The recorded signal's own feature vector, if it has one: the model service records it as
+ * `technical_indicators` keyed by FEATURE_NAMES (mkt-v1, model/features.ts snapshotOf).
+ */
 function recordedFeatures(p: Parsed): number[] | null {
   const snap = p.obj?.market_data_snapshot as Record<string, unknown> | undefined;
-  const ti = snap?.technical_indicators;
-  if (!Array.isArray(ti) || ti.length !== FEATURE_NAMES.length || !ti.every((x) => typeof x === 'number' && Number.isFinite(x))) return null;
-  return ti as number[];
+  const ti = snap?.technical_indicators as Record<string, unknown> | null | undefined;
+  if (ti === null || typeof ti !== 'object' || Array.isArray(ti)) return null;
+  const v = FEATURE_NAMES.map((n) => ti[n]);
+  return v.every((x) => typeof x === 'number' && Number.isFinite(x)) ? (v as number[]) : null;
 }
 
 export interface DecideStats {

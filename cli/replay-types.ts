@@ -46,6 +46,8 @@ export interface ReplayOptions {
   strategies?: Array<'recorded' | 'warm-up' | 'buy-and-hold' | 'coin-flip'>;
   /** Seed of the coin flip and of the warm-up heuristic's ties (default: the simulator seed). */
   coinSeed?: number;
+  /** Most strategy worlds run at once (default: all of them). */
+  parallel?: number;
 }
 
 /** One strategy of the comparison (cli/replay-strategies.ts), measured in its own world. */

@@ -147,10 +147,21 @@ export async function runReplay(opts: ReplayOptions): Promise<ReplayResult> {
   const bar = progressBar(opts.progress ?? true, records.length * names.length);
   let done = 0;
   bar.update(0);
-  const worlds = await Promise.allSettled(
-    names.map((name) =>
-      runWorld({ cfg, logger, seed, settings, opts, records, parsed, decide: planStrategy(name, records, parsed, { coinSeed, heuristic, lookback }, stats), onSignal: () => bar.update(++done) }),
-    ),
+  // At most `parallel` worlds at once: on a loaded machine four order managers side by side can
+  // exceed --signal-timeout-ms, and fewer at a time only takes longer (each world is deterministic alone).
+  const parallel = Math.max(1, opts.parallel ?? names.length);
+  const worlds: Array<PromiseSettledResult<WorldResult>> = new Array(names.length);
+  let nextWorld = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(parallel, names.length) }, async () => {
+      for (let k = nextWorld++; k < names.length; k = nextWorld++) {
+        const decide = planStrategy(names[k]!, records, parsed, { coinSeed, heuristic, lookback }, stats);
+        worlds[k] = await runWorld({ cfg, logger, seed, settings, opts, records, parsed, decide, onSignal: () => bar.update(++done) }).then(
+          (value) => ({ status: 'fulfilled', value }) as const,
+          (reason: unknown) => ({ status: 'rejected', reason }) as const,
+        );
+      }
+    }),
   );
   bar.done();
   const failed = worlds.find((w): w is PromiseRejectedResult => w.status === 'rejected');

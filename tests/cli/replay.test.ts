@@ -33,8 +33,12 @@ function signal(n: number, side: 'buy' | 'sell', asset: string, amount: number, 
   };
 }
 
+// The first signal carries the model service's feature vector (mkt-v1, technical_indicators):
+// the warm-up row decides on it (ret_3 < 0: momentum sells) rather than on the replayed market.
+const FEATURES = { ret_1_bps: -1, ret_3_bps: -2.5, ret_10_bps: -4, volatility_bps: 1, autocorr_1: 0.2, trend: -0.2, spread_bps: 0.3, depth_imbalance: 0, exposure: 0 };
+
 const SIGNALS = [
-  signal(1, 'buy', 'BTCUSDT', 300, 'strat-a'),
+  { ...signal(1, 'buy', 'BTCUSDT', 300, 'strat-a'), market_data_snapshot: { ...(signal(1, 'buy', 'BTCUSDT', 300, 'strat-a').market_data_snapshot as object), technical_indicators: FEATURES } },
   signal(2, 'buy', 'ETHUSDT', 200, 'strat-b'),
   signal(3, 'buy', 'SOLUSDT', 150, 'strat-a'),
   signal(4, 'sell', 'BTCUSDT', 150, 'strat-a', 0.004),
@@ -116,11 +120,13 @@ test('a replay run twice gives identical reports', { timeout: 180_000 }, async (
   const coin = mulberry32(5);
   assert.equal(byName['coin-flip']!.sides, SIGNALS.map(() => (coin() < 0.5 ? 'B' : 'S')).join(''));
   assert.equal(first.report.comparison.coin_seed, 5);
-  // These signals carry no feature vector: the heuristic reads the replayed market's mids (too few before the second signal).
+  // The first signal's recorded features decide its warm-up side; the others carry none, so the
+  // heuristic reads the replayed market's one-second mids.
   const wf = first.report.comparison.warmup_features;
-  assert.equal(wf.recorded, 0);
-  assert.equal(wf.replay_market + wf.none, SIGNALS.length);
+  assert.equal(wf.recorded, 1);
+  assert.equal(wf.replay_market + wf.none, SIGNALS.length - 1);
   assert.ok(wf.replay_market >= SIGNALS.length - 2, JSON.stringify(wf));
+  assert.equal(byName['warm-up']!.sides[0], 'S', 'momentum on a recorded ret_3 of -2.5 bps sells');
 
   const html = firstHtml;
   assert.ok((await stat(second.htmlPath)).size > 0);
@@ -138,9 +144,10 @@ test('replay arguments: offsets, times and usage errors', () => {
   assert.equal(o.seed, 3);
   assert.deepEqual(o.settings, { RISK_MAX_ORDER_NOTIONAL: '500' });
   assert.equal(o.strategies, undefined, 'all four by default');
-  const s = parseReplayArgs(['--file', 'x', '--strategies', 'coin-flip,warm-up', '--coin-seed', '9']);
+  const s = parseReplayArgs(['--file', 'x', '--strategies', 'coin-flip,warm-up', '--coin-seed', '9', '--parallel', '2']);
   assert.deepEqual(s.strategies, ['coin-flip', 'warm-up']);
   assert.equal(s.coinSeed, 9);
+  assert.equal(s.parallel, 2);
   assert.throws(() => parseReplayArgs(['--file', 'x', '--strategies', 'martingale']), /unknown strategy/);
   assert.throws(() => parseReplayArgs([]), /--file or --topic-prefix/);
   assert.throws(() => parseReplayArgs(['--file', 'x', '--topic-prefix', 'p']), /not both/);
