@@ -25,6 +25,15 @@
 // written here: when retries run out the chunk is handed back to the runner as a RetriableError,
 // nothing is committed, and the same intents are tried again later with the same orderLinkIds.
 //
+// Batches (PLACE_BATCH, default on). Intents that may go at once (see the placement order in
+// load) and share a category and an action go in Bybit's batch requests (create-batch,
+// amend-batch, cancel-batch; at most 10 spot / 20 linear orders, and no more than the rate budget
+// of the batch endpoint, which counts orders). Each order's answer in the batch maps to the outcome
+// the single request would have had: 0 → accepted, 110072 → query → already_placed, a refusal →
+// rejected with its retCode. A batch request without a usable answer (timeout, reset, 5xx, refused
+// as a whole) is uncertain for every order in it: each goes on along its single path, a create
+// starting with the query of its orderLinkId, so none is sent again before it was looked for.
+//
 // Pressure. The client-side rate limiter (connectors/rate-limiter.ts) paces requests under Bybit's
 // per-UID limits. Intents that queued up in Kafka arrive in one chunk; there, a newer create/amend
 // for the same asset and strategy supersedes an older one not sent yet (rather than sending stale
@@ -503,7 +512,8 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   // so none can make another unaffordable; those go PLACE_SYMBOL_CONCURRENCY at a time (the
   // placement hop was the slowest of the pipeline when they went one by one). Idempotency does not
   // depend on any of this: each intent still has its deterministic orderLinkId, query-before-resend
-  // and the memo, exactly as when sent one by one.
+  // and the memo, exactly as when sent one by one. With batches, the same groups go in waves across
+  // symbols (below).
   const load = async (records: StageRecord<OrderIntent>[], owner?: () => Promise<void>): Promise<PlaceState> => {
     const now = clock.now();
     // Each intent checked once: why it cannot be sent at all, or why no orders row could hold it.
