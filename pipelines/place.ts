@@ -468,13 +468,27 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     // runner retries the chunk.
     const settled = await Promise.allSettled(
       parts.map(async (part) => {
-        await owner?.();
+        const intents = part.map((r) => r.value);
         const sentAt = clock.now();
         let items: BatchItem[] | null = null;
         try {
-          const intents = part.map((r) => r.value);
-          items = action === 'create' ? await batch.createOrders(category, intents.map(createParams)) : action === 'amend' ? await batch.amendOrders(category, intents.map(amendParams)) : await batch.cancelOrders(category, intents.map(refOf));
-        } catch (err) {
+          // A batch that certainly did not run (a 10006, a timestamp refusal, not sent at all) is
+          // sent again as it is, after the wait the answer asks for; anything uncertain is not.
+          items = await retry(
+            async () => {
+              await owner?.();
+              return action === 'create' ? batch.createOrders(category, intents.map(createParams)) : action === 'amend' ? batch.amendOrders(category, intents.map(amendParams)) : batch.cancelOrders(category, intents.map(refOf));
+            },
+            {
+              retries: cfg.PLACE_RETRIES,
+              minMs: cfg.PLACE_RETRY_MIN_MS,
+              maxMs: cfg.PLACE_RETRY_MAX_MS,
+              isRetriable: (e) => e instanceof BybitRetriableError && !e.uncertain,
+              onRetry: (err, n, delayMs) => log?.warn({ action, category, orders: part.length, attempt: n, delayMs, code: (err as BybitRetriableError).code }, 'batch request not executed; sending it again'),
+            },
+          );
+        } catch (caught) {
+          const err = caught instanceof RetriesExhaustedError ? caught.cause : caught;
           if (!(err instanceof BybitRetriableError || err instanceof BybitRejectedError)) throw err;
           log?.warn({ action, category, orders: part.length, code: err.code, uncertain: err.uncertain }, 'batch request failed; each order goes on alone (creates are queried first)');
         }

@@ -478,6 +478,29 @@ for (const category of ['spot', 'linear'] as const) test(`batches (${category}):
     assert.deepEqual([0, 1, 2].map((k) => ordersOf(creates[k]!.order_link_id)[0]!.orderStatus), ['Cancelled', 'Cancelled', 'Cancelled']);
   }));
 
+test('batches refused before running: a 10006 is waited out and the same batch sent again; a 5xx (uncertain) leaves each create to be queried before it goes alone', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    const BATCH = ['/v5/order/create-batch'];
+    sim.faults.set({ rateLimitStorm: { count: 1, paths: BATCH } });
+    const first = Array.from({ length: 4 }, () => intent());
+    const s1 = await place(first.map(rec));
+    assert.equal(sim.faults.stats.rateLimitStorm, 1, 'the fault fired');
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create-batch': 2 }, 'the batch again, no query: a 10006 means it did not run');
+    assert.ok(s1.every((x) => x.outcome === 'accepted' && x.reason_code === null));
+    assert.ok(first.every((c) => ordersOf(c.order_link_id).length === 1));
+
+    sim.requests.reset();
+    sim.faults.set({ rateLimitStorm: null, http5xx: { count: 1, paths: BATCH, afterProcessing: false } });
+    const second = Array.from({ length: 4 }, () => intent());
+    const s2 = await place(second.map(rec));
+    assert.equal(sim.faults.stats.http5xx, 1, 'the fault fired');
+    // Not executed, but the client cannot know: each create looked for (realtime, then history),
+    // not found, then sent alone, once.
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create-batch': 1, '/v5/order/realtime': 4, '/v5/order/history': 4, '/v5/order/create': 4 });
+    assert.ok(s2.every((x) => x.outcome === 'accepted' && x.attempts === 3));
+    assert.ok(second.every((c) => ordersOf(c.order_link_id).length === 1));
+  }));
+
 test('batches off (PLACE_BATCH=false): one request per intent', () =>
   withSim(async ({ place, sim }) => {
     const creates = Array.from({ length: 6 }, () => intent());
