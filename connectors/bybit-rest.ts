@@ -16,7 +16,7 @@ import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { fromRetCode, fromThrown, RET } from './bybit-errors.ts';
-import type { Ack, BybitOp, FoundOrder, OrderPlacement } from '../pipelines/exchange-port.ts';
+import { BybitRetriableError, type Ack, type BatchItem, type BatchPlacement, type BybitOp, type FoundOrder, type OrderPlacement } from '../pipelines/exchange-port.ts';
 import { RateLimiter, type RateLimitInfo } from './rate-limiter.ts';
 
 export const name = 'bybit-rest';
@@ -105,7 +105,8 @@ export interface BybitCaller {
   readonly limiter: RateLimiter;
   /** How far Bybit's clock is ahead of ours (negative: behind), from its latest answer (0 before any). */
   clockSkewMs(): number;
-  call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<Ack<T>>;
+  /** `cost`: rate-limit slots the request takes (a batch: its number of orders). */
+  call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>, cost?: number): Promise<Ack<T>>;
 }
 
 export function createBybitCaller(deps: BybitCallerDeps): BybitCaller {
@@ -121,9 +122,9 @@ export function createBybitCaller(deps: BybitCallerDeps): BybitCaller {
   const log = deps.logger?.child({ connector: name, env: cfg.BYBIT_ENV, key: keyId });
   let skewMs = 0;
 
-  async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>): Promise<Ack<T>> {
+  async function call<T>(op: BybitOp, path: string, category: string | undefined, fn: () => Promise<BybitAnswer<T>>, cost = 1): Promise<Ack<T>> {
     const key = RateLimiter.key(path, category);
-    const release = await limiter.acquire(key);
+    const release = await limiter.acquire(key, cost);
     let ans: BybitAnswer<T>;
     try {
       ans = await fn();
@@ -154,6 +155,15 @@ const AMEND = '/v5/order/amend';
 const CANCEL = '/v5/order/cancel';
 const REALTIME = '/v5/order/realtime';
 const HISTORY = '/v5/order/history';
+const CREATE_BATCH = '/v5/order/create-batch';
+const AMEND_BATCH = '/v5/order/amend-batch';
+const CANCEL_BATCH = '/v5/order/cancel-batch';
+const BATCH_PATH = { create: CREATE_BATCH, amend: AMEND_BATCH, cancel: CANCEL_BATCH } as const;
+
+/** Most orders per batch request (the batch-place / batch-amend / batch-cancel pages). */
+export const BATCH_MAX: Readonly<Record<string, number>> = Object.freeze({ spot: 10, linear: 20 });
+
+type BatchResult = { list: Array<{ orderId?: string; orderLinkId?: string }>; codes: Array<{ code?: number; msg?: string }> };
 
 /** Placement's adapter: the order calls over the one REST core. */
 export function createBybitRest(deps: BybitCallerDeps): BybitRest {
@@ -169,9 +179,75 @@ export function createBybitRest(deps: BybitCallerDeps): BybitRest {
     source,
   });
 
+  /**
+   * One batch request, its two answer lists turned into one item per order: code 0 is the order's
+   * ack, any other code the error the single endpoint's answer would have become. An answer whose
+   * lists do not match the request is uncertain for every order in it.
+   */
+  async function batchCall(op: 'create' | 'amend' | 'cancel', category: string, n: number, send: () => Promise<BybitAnswer<unknown> & { retExtInfo?: unknown }>): Promise<BatchItem[]> {
+    const ack = await call<BatchResult>(
+      op,
+      BATCH_PATH[op],
+      category,
+      async () => {
+        const r = await send();
+        const result = (r.result ?? {}) as { list?: BatchResult['list'] };
+        const ext = (r.retExtInfo ?? {}) as { list?: BatchResult['codes'] };
+        return { ...r, result: { list: result.list ?? [], codes: ext.list ?? [] } };
+      },
+      n,
+    );
+    const { list, codes } = ack.result;
+    if (list.length !== n || codes.length !== n) {
+      throw new BybitRetriableError('batch_answer_malformed', 0, `batch answer with ${list.length} results and ${codes.length} codes for ${n} orders`, 200, true);
+    }
+    return list.map((item, k): BatchItem => {
+      const code = Number(codes[k]!.code);
+      const msg = String(codes[k]!.msg ?? '');
+      if (code === RET.OK) return { ok: true, ack: { result: { orderId: String(item.orderId ?? ''), orderLinkId: String(item.orderLinkId ?? '') }, retCode: 0, retMsg: msg || 'OK', ackedAt: ack.ackedAt } };
+      return { ok: false, error: fromRetCode(code, msg, op, { now: Date.now() }) };
+    });
+  }
+
+  const batch: BatchPlacement = {
+    limit: (category, op) => Math.min(BATCH_MAX[category] ?? 1, limiter.limitOf(RateLimiter.key(BATCH_PATH[op], category))),
+    createOrders: (category, ps) =>
+      batchCall('create', category, ps.length, () =>
+        client.batchSubmitOrders(
+          category,
+          ps.map((p) => ({
+            symbol: p.symbol,
+            side: p.side,
+            orderType: p.orderType,
+            qty: p.qty,
+            ...(p.price !== undefined ? { price: p.price } : {}),
+            ...(p.marketUnit !== undefined ? { marketUnit: p.marketUnit } : {}),
+            ...(p.timeInForce !== undefined ? { timeInForce: p.timeInForce } : {}),
+            ...(p.reduceOnly ? { reduceOnly: true } : {}),
+            orderLinkId: p.orderLinkId,
+          })),
+        ),
+      ),
+    amendOrders: (category, ps) =>
+      batchCall('amend', category, ps.length, () =>
+        client.batchAmendOrders(
+          category,
+          ps.map((p) => ({
+            symbol: p.symbol,
+            ...(p.orderId ? { orderId: p.orderId } : { orderLinkId: p.orderLinkId }),
+            ...(p.qty !== undefined ? { qty: p.qty } : {}),
+            ...(p.price !== undefined ? { price: p.price } : {}),
+          })),
+        ),
+      ),
+    cancelOrders: (category, ps) =>
+      batchCall('cancel', category, ps.length, () => client.batchCancelOrders(category, ps.map((p) => ({ symbol: p.symbol, ...(p.orderId ? { orderId: p.orderId } : { orderLinkId: p.orderLinkId }) })))),
+  };
+
   return {
     env: deps.config.BYBIT_ENV,
     limiter,
+    batch,
     createOrder: (p) =>
       call('create', CREATE, p.category, () =>
         client.submitOrder({

@@ -7,7 +7,9 @@
 //   X-Bapi-Limit               the UID's real limit for that endpoint (the lower of it and ours wins)
 //   X-Bapi-Limit-Status        requests left in the window: 0 blocks the key until the reset
 //   X-Bapi-Limit-Reset-Timestamp when the window resets (epoch ms)
-// and a 10006 answer blocks the key until its reset timestamp. The budget is shared with any other
+// and a 10006 answer blocks the key until its reset timestamp. The batch endpoints (create-batch,
+// amend-batch, cancel-batch) have budgets of their own, counted in orders: a batch takes as many
+// slots as it holds orders (Bybit's "Instructions for batch endpoints"). The budget is shared with any other
 // client of the same UID, which is why the headers matter more than the local count.
 //
 // Time and sleeping are injected, so tests run it on a manual clock without waiting.
@@ -25,6 +27,12 @@ export const DEFAULT_LIMITS: Readonly<Record<string, number>> = Object.freeze({
   '/v5/order/cancel:linear': 10,
   '/v5/order/cancel-all:spot': 20,
   '/v5/order/cancel-all:linear': 10,
+  '/v5/order/create-batch:spot': 20,
+  '/v5/order/create-batch:linear': 10,
+  '/v5/order/amend-batch:spot': 20,
+  '/v5/order/amend-batch:linear': 10,
+  '/v5/order/cancel-batch:spot': 20,
+  '/v5/order/cancel-batch:linear': 10,
 });
 /** Private endpoints without a specific limit (queries such as /v5/order/realtime). */
 export const DEFAULT_OTHER_LIMIT = 50;
@@ -110,43 +118,50 @@ export class RateLimiter {
     return st;
   }
 
-  /** How long a request on `key` would have to wait now (0 = may go). */
-  delayFor(key: string): number {
+  /** How long a request on `key` taking `cost` slots (a batch: its orders) would have to wait now (0 = may go). */
+  delayFor(key: string, cost = 1): number {
     const st = this.state(key);
     const now = this.clock.now();
     st.slots = st.slots.filter((s) => s.inFlight || s.t > now - 1000);
     let wait = Math.max(0, st.blockedUntil - now);
     const limit = this.limitOf(key);
-    if (st.slots.length >= limit) {
+    // A batch larger than the whole budget could never go: it waits for an empty window instead.
+    const need = Math.min(cost, limit);
+    if (st.slots.length + need > limit) {
       // The exchange counts a request when it arrives, somewhere between our send and its answer:
       // a slot frees a second after the answer, and not at all while the request is in flight.
       const done = st.slots.filter((s) => !s.inFlight).map((s) => s.t).sort((a, b) => a - b);
-      const needed = st.slots.length - limit + 1;
+      const needed = st.slots.length + need - limit;
       wait = Math.max(wait, done.length >= needed ? done[needed - 1]! + 1000 - now + 1 : IN_FLIGHT_POLL_MS);
     }
     return wait;
   }
 
   /**
-   * Wait for a slot on `key` and take it. Call the returned release when the answer (or the
+   * Wait for `cost` slots on `key` (1 for a single request, the number of orders for a batch)
+   * and take them. Call the returned release when the answer (or the
    * failure) arrived: the slot then counts from that moment, which is never earlier than when the
    * exchange counted the request.
    */
-  acquire(key: string): Promise<() => void> {
+  acquire(key: string, cost = 1): Promise<() => void> {
     const prev = this.queues.get(key) ?? Promise.resolve();
     const next = prev.then(async () => {
       for (;;) {
-        const wait = this.delayFor(key);
+        const wait = this.delayFor(key, cost);
         if (wait <= 0) break;
         this.waitedMs += wait;
         await this.sleep(wait);
       }
-      const slot: Slot = { t: this.clock.now(), inFlight: true };
-      this.state(key).slots.push(slot);
+      const now = this.clock.now();
+      const slots: Slot[] = Array.from({ length: Math.max(1, cost) }, () => ({ t: now, inFlight: true }));
+      this.state(key).slots.push(...slots);
       return () => {
-        if (!slot.inFlight) return;
-        slot.inFlight = false;
-        slot.t = this.clock.now();
+        const done = this.clock.now();
+        for (const slot of slots) {
+          if (!slot.inFlight) continue;
+          slot.inFlight = false;
+          slot.t = done;
+        }
       };
     });
     const tail = next.then(

@@ -49,13 +49,38 @@ export interface FoundOrder {
   source: 'realtime' | 'history';
 }
 
+export type OrderAck = Ack<{ orderId: string; orderLinkId: string }>;
+
+/**
+ * One order's answer inside a batch request: its acknowledgement, or the error the single call
+ * would have thrown for the same retCode (AlreadyPlacedError for 110072, a BybitRejectedError, a
+ * BybitRetriableError for a per-order 10006 or server error).
+ */
+export type BatchItem = { ok: true; ack: OrderAck } | { ok: false; error: BybitError };
+
+/**
+ * Batch requests (Bybit's create-batch, amend-batch, cancel-batch): several orders of one
+ * category in one request, answered order by order in request order. A request that fails as a
+ * whole throws like a single call (a BybitRetriableError with `uncertain` when some or all of its
+ * orders may have been executed).
+ */
+export interface BatchPlacement {
+  /** Most orders one batch request of this category and operation may carry (exchange limit and rate budget). */
+  limit(category: Category, op: 'create' | 'amend' | 'cancel'): number;
+  createOrders(category: Category, ps: CreateOrderParams[]): Promise<BatchItem[]>;
+  amendOrders(category: Category, ps: AmendParams[]): Promise<BatchItem[]>;
+  cancelOrders(category: Category, ps: OrderRef[]): Promise<BatchItem[]>;
+}
+
 /** What placement asks of the exchange (the Bybit REST adapter, or a test double). */
 export interface OrderPlacement {
-  createOrder(p: CreateOrderParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
-  amendOrder(p: AmendParams): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
-  cancelOrder(p: OrderRef): Promise<Ack<{ orderId: string; orderLinkId: string }>>;
+  createOrder(p: CreateOrderParams): Promise<OrderAck>;
+  amendOrder(p: AmendParams): Promise<OrderAck>;
+  cancelOrder(p: OrderRef): Promise<OrderAck>;
   /** The order with this orderLinkId (or orderId): open or recent in realtime, else history; null if none. */
   findOrder(ref: OrderRef): Promise<FoundOrder | null>;
+  /** Batch requests, where the adapter has them (a double without them gets single requests only). */
+  batch?: BatchPlacement;
 }
 
 /** What the caller was doing; some answers mean different things for different operations. */

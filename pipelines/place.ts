@@ -25,6 +25,15 @@
 // written here: when retries run out the chunk is handed back to the runner as a RetriableError,
 // nothing is committed, and the same intents are tried again later with the same orderLinkIds.
 //
+// Batches (PLACE_BATCH, default on). Intents that may go at once (see the placement order in
+// load) and share a category and an action go in Bybit's batch requests (create-batch,
+// amend-batch, cancel-batch; at most 10 spot / 20 linear orders, and no more than the rate budget
+// of the batch endpoint, which counts orders). Each order's answer in the batch maps to the outcome
+// the single request would have had: 0 → accepted, 110072 → query → already_placed, a refusal →
+// rejected with its retCode. A batch request without a usable answer (timeout, reset, 5xx, refused
+// as a whole) is uncertain for every order in it: each goes on along its single path, a create
+// starting with the query of its orderLinkId, so none is sent again before it was looked for.
+//
 // Pressure. The client-side rate limiter (connectors/rate-limiter.ts) paces requests under Bybit's
 // per-UID limits. Intents that queued up in Kafka arrive in one chunk; there, a newer create/amend
 // for the same asset and strategy supersedes an older one not sent yet (rather than sending stale
@@ -43,7 +52,7 @@ import { topicName } from '../runtime/topics.ts';
 import { isPositiveDecimal, isStorableTime, ORDER_LINK_ID_RE, unstorableText, UUID_RE } from './record-guards.ts';
 import type { OrderIntent, OrderSubmission, SubmissionOutcome } from '../schemas/types.ts';
 import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from './exchange-port.ts';
-import type { FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
+import type { AmendParams, BatchItem, BatchPlacement, CreateOrderParams, FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
 
 export const name = 'place';
 
@@ -58,6 +67,9 @@ export const configSchema = z.object({
   PLACE_CONCURRENCY: z
     .preprocess(emptyToUndefined, int.min(1).max(64).default(8))
     .describe('Most symbols whose intents of one chunk are sent to Bybit at once.'),
+  PLACE_BATCH: z
+    .preprocess(emptyToUndefined, bool.default(true))
+    .describe("Send a chunk's intents that may go at once as Bybit batch requests (create-batch, amend-batch, cancel-batch; per category, at most 10 spot / 20 linear orders and the rate budget per request) instead of one request each; false: one request per intent."),
   PLACE_SYMBOL_CONCURRENCY: z
     .preprocess(emptyToUndefined, int.min(1).max(64).default(4))
     .describe('Most creates of one symbol in flight at once, for consecutive creates of the same side that are not reduce-only; any other intent (amend, cancel, reduce-only, a side change) waits for every earlier one of its symbol and holds back the later ones. 1 = one after another.'),
@@ -306,9 +318,15 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     return { outcome: 'rejected', orderId: null, retCode: -1, retMsg, reasonCode, attempts, sentAt: now, ackedAt: now };
   };
 
-  const create = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
-    const st = { attempts: 0, sentAt: 0 };
-    let duplicate = false;
+  /**
+   * After a batch request carried the intent (`prior`): what it cost, and whether its answer said
+   * 110072. Any other prior send is uncertain for this path: the first attempt queries first.
+   */
+  type Prior = { attempts: number; sentAt: number; duplicate?: boolean };
+
+  const create = async (i: OrderIntent, owner: Owner, prior?: Prior): Promise<Outcome> => {
+    const st = { attempts: prior?.attempts ?? 0, sentAt: prior?.sentAt ?? 0 };
+    let duplicate = prior?.duplicate ?? false;
     const resolved = (f: FoundOrder): Outcome => ({
       outcome: duplicate ? 'already_placed' : 'accepted',
       orderId: f.orderId,
@@ -324,8 +342,9 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       return rest.findOrder({ category: i.category, symbol: i.symbol, orderLinkId: i.order_link_id });
     };
     return withRetry(i, owner, async (n) => {
-      // Never a second create for this orderLinkId without a query in between.
-      if (n > 0 || duplicate) {
+      // Never a second create for this orderLinkId without a query in between (a batch that
+      // carried it counts as a first create).
+      if (n > 0 || duplicate || prior) {
         const f = await query();
         if (f) return resolved(f);
         if (duplicate) {
@@ -336,18 +355,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       if (st.sentAt === 0) st.sentAt = clock.now();
       st.attempts += 1;
       try {
-        const ack = await rest.createOrder({
-          category: i.category,
-          symbol: i.symbol,
-          side: i.side,
-          orderType: i.order_type,
-          qty: i.qty!,
-          ...(i.order_type === 'Limit' && i.price !== null ? { price: i.price } : {}),
-          ...(i.market_unit !== null ? { marketUnit: i.market_unit } : {}),
-          timeInForce: i.time_in_force,
-          reduceOnly: i.reduce_only,
-          orderLinkId: i.order_link_id,
-        });
+        const ack = await rest.createOrder(createParams(i));
         return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
       } catch (e) {
         if (e instanceof AlreadyPlacedError) {
@@ -362,13 +370,13 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     });
   };
 
-  const amend = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
-    const st = { attempts: 0, sentAt: 0 };
+  const amend = async (i: OrderIntent, owner: Owner, prior?: Prior): Promise<Outcome> => {
+    const st = { attempts: prior?.attempts ?? 0, sentAt: prior?.sentAt ?? 0 };
     return withRetry(i, owner, async () => {
       if (st.sentAt === 0) st.sentAt = clock.now();
       st.attempts += 1;
       try {
-        const ack = await rest.amendOrder({ ...refOf(i), ...(i.qty !== null ? { qty: i.qty } : {}), ...(i.price !== null ? { price: i.price } : {}) });
+        const ack = await rest.amendOrder(amendParams(i));
         return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
       } catch (e) {
         // Sent before (an answer lost, or a run that crashed before its commit): already in effect.
@@ -379,8 +387,20 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     });
   };
 
-  const cancel = async (i: OrderIntent, owner: Owner): Promise<Outcome> => {
-    const st = { attempts: 0, sentAt: 0 };
+  /** A cancel Bybit refused: "order does not exist" is looked into (cancelled already → accepted). */
+  const cancelRefused = async (i: OrderIntent, e: BybitRejectedError, st: { attempts: number; sentAt: number }): Promise<Outcome> => {
+    if (e.code === 'order_not_exists') {
+      // Not open any more: cancelled already (an earlier attempt, or someone else), or filled.
+      st.attempts += 1;
+      const f = await rest.findOrder(refOf(i));
+      if (f && CANCELLED.has(f.orderStatus)) return { outcome: 'accepted', orderId: f.orderId, retCode: e.retCode, retMsg: e.retMsg, reasonCode: PLACEMENT_REASONS.alreadyCancelled, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
+      return rejectedBy(e, st, f?.orderId ?? i.target_order_id);
+    }
+    return rejectedBy(e, st, i.target_order_id);
+  };
+
+  const cancel = async (i: OrderIntent, owner: Owner, prior?: Prior): Promise<Outcome> => {
+    const st = { attempts: prior?.attempts ?? 0, sentAt: prior?.sentAt ?? 0 };
     return withRetry(i, owner, async () => {
       if (st.sentAt === 0) st.sentAt = clock.now();
       st.attempts += 1;
@@ -388,17 +408,100 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         const ack = await rest.cancelOrder(refOf(i));
         return { outcome: 'accepted', orderId: ack.result.orderId, retCode: ack.retCode, retMsg: ack.retMsg, reasonCode: null, attempts: st.attempts, sentAt: st.sentAt, ackedAt: ack.ackedAt };
       } catch (e) {
-        if (e instanceof BybitRejectedError && e.code === 'order_not_exists') {
-          // Not open any more: cancelled already (an earlier attempt, or someone else), or filled.
-          st.attempts += 1;
-          const f = await rest.findOrder(refOf(i));
-          if (f && CANCELLED.has(f.orderStatus)) return { outcome: 'accepted', orderId: f.orderId, retCode: e.retCode, retMsg: e.retMsg, reasonCode: PLACEMENT_REASONS.alreadyCancelled, attempts: st.attempts, sentAt: st.sentAt, ackedAt: clock.now() };
-          return rejectedBy(e, st, f?.orderId ?? i.target_order_id);
-        }
-        if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
+        if (e instanceof BybitRejectedError) return cancelRefused(i, e, st);
         throw e;
       }
     });
+  };
+
+  const createParams = (i: OrderIntent): CreateOrderParams => ({
+    category: i.category,
+    symbol: i.symbol,
+    side: i.side,
+    orderType: i.order_type,
+    qty: i.qty!,
+    ...(i.order_type === 'Limit' && i.price !== null ? { price: i.price } : {}),
+    ...(i.market_unit !== null ? { marketUnit: i.market_unit } : {}),
+    timeInForce: i.time_in_force,
+    reduceOnly: i.reduce_only,
+    orderLinkId: i.order_link_id,
+  });
+  const amendParams = (i: OrderIntent): AmendParams => ({ ...refOf(i), ...(i.qty !== null ? { qty: i.qty } : {}), ...(i.price !== null ? { price: i.price } : {}) });
+
+  /**
+   * One intent's answer inside a batch, mapped to the outcome the single request would have had.
+   * Whatever the single path would have retried (a per-order 10006 or server error) goes on along
+   * that path, whose first step for a create is the query of its orderLinkId.
+   */
+  const settleBatchItem = async (i: OrderIntent, owner: Owner, item: BatchItem, sentAt: number): Promise<Outcome> => {
+    const st = { attempts: 1, sentAt };
+    if (item.ok) return { outcome: 'accepted', orderId: item.ack.result.orderId, retCode: item.ack.retCode, retMsg: item.ack.retMsg, reasonCode: null, attempts: 1, sentAt, ackedAt: item.ack.ackedAt };
+    const e = item.error;
+    if (i.action === 'create') {
+      if (e instanceof AlreadyPlacedError) return create(i, owner, { ...st, duplicate: true });
+      if (e instanceof BybitRejectedError) return rejectedBy(e, st);
+      if (e instanceof BybitRetriableError) return create(i, owner, st);
+      throw e;
+    }
+    if (i.action === 'amend') {
+      if (e instanceof AlreadyAppliedError) return { outcome: 'accepted', orderId: i.target_order_id, retCode: e.retCode, retMsg: e.retMsg, reasonCode: PLACEMENT_REASONS.alreadyApplied, attempts: 1, sentAt, ackedAt: clock.now() };
+      if (e instanceof BybitRejectedError) return rejectedBy(e, st, i.target_order_id);
+      if (e instanceof BybitRetriableError) return amend(i, owner, st);
+      throw e;
+    }
+    if (e instanceof BybitRejectedError) return cancelRefused(i, e, st);
+    if (e instanceof BybitRetriableError) return cancel(i, owner, st);
+    throw e;
+  };
+
+  /**
+   * Intents of one category and action in batch requests of at most the adapter's limit. A batch
+   * request that fails as a whole (timeout, reset, 5xx, refused) leaves every intent in it
+   * uncertain: each goes on along its single path, a create with the query of its orderLinkId
+   * before anything is sent again. The partition-ownership check runs before every request.
+   */
+  const sendBatches = async (batch: BatchPlacement, action: 'create' | 'amend' | 'cancel', category: OrderIntent['category'], recs: StageRecord<OrderIntent>[], owner: Owner, out: Map<string, Outcome>): Promise<void> => {
+    const size = Math.max(1, batch.limit(category, action));
+    const parts: StageRecord<OrderIntent>[][] = [];
+    for (let k = 0; k < recs.length; k += size) parts.push(recs.slice(k, k + size));
+    // Every part runs to its end before a failure goes up, so nothing is still in flight when the
+    // runner retries the chunk.
+    const settled = await Promise.allSettled(
+      parts.map(async (part) => {
+        const intents = part.map((r) => r.value);
+        const sentAt = clock.now();
+        let items: BatchItem[] | null = null;
+        try {
+          // A batch that certainly did not run (a 10006, a timestamp refusal, not sent at all) is
+          // sent again as it is, after the wait the answer asks for; anything uncertain is not.
+          items = await retry(
+            async () => {
+              await owner?.();
+              return action === 'create' ? batch.createOrders(category, intents.map(createParams)) : action === 'amend' ? batch.amendOrders(category, intents.map(amendParams)) : batch.cancelOrders(category, intents.map(refOf));
+            },
+            {
+              retries: cfg.PLACE_RETRIES,
+              minMs: cfg.PLACE_RETRY_MIN_MS,
+              maxMs: cfg.PLACE_RETRY_MAX_MS,
+              isRetriable: (e) => e instanceof BybitRetriableError && !e.uncertain,
+              onRetry: (err, n, delayMs) => log?.warn({ action, category, orders: part.length, attempt: n, delayMs, code: (err as BybitRetriableError).code }, 'batch request not executed; sending it again'),
+            },
+          );
+        } catch (caught) {
+          const err = caught instanceof RetriesExhaustedError ? caught.cause : caught;
+          if (!(err instanceof BybitRetriableError || err instanceof BybitRejectedError)) throw err;
+          log?.warn({ action, category, orders: part.length, code: err.code, uncertain: err.uncertain }, 'batch request failed; each order goes on alone (creates are queried first)');
+        }
+        for (const [k, rec] of part.entries()) {
+          const i = rec.value;
+          const prior = { attempts: 1, sentAt };
+          const o = items ? await settleBatchItem(i, owner, items[k]!, sentAt) : i.action === 'create' ? await create(i, owner, prior) : i.action === 'amend' ? await amend(i, owner, prior) : await cancel(i, owner, prior);
+          out.set(sourceOf(rec), o);
+        }
+      }),
+    );
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   };
 
   /** An intent that is not sent. A create may have been sent by an earlier run: ask first. */
@@ -423,7 +526,8 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
   // so none can make another unaffordable; those go PLACE_SYMBOL_CONCURRENCY at a time (the
   // placement hop was the slowest of the pipeline when they went one by one). Idempotency does not
   // depend on any of this: each intent still has its deterministic orderLinkId, query-before-resend
-  // and the memo, exactly as when sent one by one.
+  // and the memo, exactly as when sent one by one. With batches, the same groups go in waves across
+  // symbols (below).
   const load = async (records: StageRecord<OrderIntent>[], owner?: () => Promise<void>): Promise<PlaceState> => {
     const now = clock.now();
     // Each intent checked once: why it cannot be sent at all, or why no orders row could hold it.
@@ -438,6 +542,8 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
     const sendable = records.filter((r) => !refused.get(r)!.invalid && !refused.get(r)!.unrecordable);
     const superseded = cfg.PLACE_COALESCE ? coalesce(sendable.map((r) => ({ source: sourceOf(r), intent: r.value }))) : new Map<string, { reason: string; by: string }>();
     const outcomes = new Map<string, Outcome>();
+    // Outcomes of intents a batch request carried (by source record), taken up by `one` below.
+    const batched = new Map<string, Outcome>();
     const one = async (rec: StageRecord<OrderIntent>): Promise<void> => {
       const i = rec.value;
       const src = sourceOf(rec);
@@ -445,7 +551,9 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
       if (!o) {
         const sup = superseded.get(src);
         const { invalid, unrecordable } = refused.get(rec)!;
-        if (invalid) o = localReject(PLACEMENT_REASONS.invalidIntent, invalid);
+        const viaBatch = batched.get(src);
+        if (viaBatch) o = viaBatch;
+        else if (invalid) o = localReject(PLACEMENT_REASONS.invalidIntent, invalid);
         // An order that could not be recorded in `orders` is not sent (risk would not see it); an
         // earlier run may have sent it, so ask first, like any create that is not sent.
         else if (unrecordable) o = await notSent(i, owner, PLACEMENT_REASONS.invalidIntent, `${unrecordable}: the order could not be recorded, not sent`);
@@ -453,7 +561,7 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         else if (isExpired(i, now)) o = await notSent(i, owner, PLACEMENT_REASONS.expired, `intent expired at ${new Date(i.expires_at!).toISOString()} before it was sent`);
         else o = i.action === 'create' ? await create(i, owner) : i.action === 'amend' ? await amend(i, owner) : await cancel(i, owner);
         remember(i, o);
-        log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src }, 'intent placed');
+        log?.info({ intent_id: i.intent_id, order_link_id: i.order_link_id, action: i.action, symbol: i.symbol, outcome: o.outcome, order_id: o.orderId, ret_code: o.retCode, reason_code: o.reasonCode, attempts: o.attempts, source: src, batch: viaBatch !== undefined }, 'intent placed');
       }
       outcomes.set(src, o);
     };
@@ -476,21 +584,64 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         failure ??= { err };
       }
     };
-    const worker = async (): Promise<void> => {
-      for (let lane = queue.shift(); lane; lane = queue.shift()) {
-        for (const group of commutingRuns(lane.map((r) => r.value))) {
-          const recs = group.map((k) => lane[k]!);
-          const next = () => recs.shift();
-          await Promise.all(
-            Array.from({ length: Math.min(cfg.PLACE_SYMBOL_CONCURRENCY, recs.length) }, async () => {
-              for (let rec = next(); rec && !failure; rec = next()) await attempt(rec);
-            }),
-          );
-          if (failure) return;
-        }
-      }
+    const runGroup = async (group: StageRecord<OrderIntent>[]): Promise<void> => {
+      const recs = [...group];
+      const next = () => recs.shift();
+      await Promise.all(
+        Array.from({ length: Math.min(cfg.PLACE_SYMBOL_CONCURRENCY, recs.length) }, async () => {
+          for (let rec = next(); rec && !failure; rec = next()) await attempt(rec);
+        }),
+      );
     };
-    await Promise.all(Array.from({ length: Math.min(cfg.PLACE_CONCURRENCY, queue.length) }, worker));
+    const batch = cfg.PLACE_BATCH ? rest.batch : undefined;
+    if (!batch) {
+      const worker = async (): Promise<void> => {
+        for (let lane = queue.shift(); lane; lane = queue.shift()) {
+          for (const group of commutingRuns(lane.map((r) => r.value))) {
+            await runGroup(group.map((k) => lane[k]!));
+            if (failure) return;
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(cfg.PLACE_CONCURRENCY, queue.length) }, worker));
+    } else {
+      // Batches. The groups of every symbol go in waves: wave k holds the k-th group of each
+      // symbol, and starts when wave k-1 has ended, so an intent still waits for every earlier one
+      // of its symbol (an amend or cancel never overtakes the create it targets) while the intents
+      // of one wave, which commute, share batch requests across symbols. In a wave, the intents
+      // that go to the exchange as they are (not remembered, refused, superseded or expired) are
+      // sent per category and action in batches; a lone one goes as a single request, and the
+      // rest of the wave takes the path above (those already batched just pick up their outcome).
+      const waves: StageRecord<OrderIntent>[][][] = [];
+      for (const lane of queue) {
+        commutingRuns(lane.map((r) => r.value)).forEach((group, w) => (waves[w] ??= []).push(group.map((k) => lane[k]!)));
+      }
+      for (const wave of waves) {
+        const sendable = new Map<string, StageRecord<OrderIntent>[]>();
+        for (const rec of wave.flat()) {
+          const i = rec.value;
+          const { invalid, unrecordable } = refused.get(rec)!;
+          if (memo.has(memoKey(i)) || invalid || unrecordable || superseded.has(sourceOf(rec)) || isExpired(i, now)) continue;
+          const k = `${i.category}|${i.action}`;
+          sendable.set(k, [...(sendable.get(k) ?? []), rec]);
+        }
+        const sent = await Promise.allSettled(
+          [...sendable.values()].filter((xs) => xs.length > 1).map((xs) => sendBatches(batch, xs[0]!.value.action, xs[0]!.value.category, xs, owner, batched)),
+        );
+        const failed = sent.find((r) => r.status === 'rejected');
+        if (failed) failure ??= { err: (failed as PromiseRejectedResult).reason };
+        if (failure) break;
+        const groups = [...wave];
+        const worker = async (): Promise<void> => {
+          for (let g = groups.shift(); g && !failure; g = groups.shift()) await runGroup(g);
+        };
+        await Promise.all(Array.from({ length: Math.min(cfg.PLACE_CONCURRENCY, groups.length) }, worker));
+        if (failure) break;
+      }
+      // Outcomes of intents a batch settled before a failure stopped the chunk: remembered, so the
+      // retry of the chunk does not ask the exchange about them again.
+      if (failure) for (const rec of records) if (batched.has(sourceOf(rec)) && !memo.has(memoKey(rec.value))) remember(rec.value, batched.get(sourceOf(rec))!);
+    }
     if (failure) throw (failure as { err: unknown }).err;
     return { outcomes };
   };

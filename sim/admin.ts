@@ -5,6 +5,8 @@
 //   GET    /sim/orders[?uid=]         every order ever accepted (Bybit order shape + uid + source)
 //   GET    /sim/executions[?uid=]     every execution
 //   POST   /sim/orders                place an order directly, as another client would {uid?, ...create params}
+//   GET    /sim/requests              REST requests per path since the start (or the last reset)
+//   DELETE /sim/requests              reset those counts
 //   GET    /sim/faults                current fault configuration and counters
 //   POST   /sim/faults                merge a fault configuration (a key set to null removes it)
 //   DELETE /sim/faults                clear every fault
@@ -54,6 +56,11 @@ export function createAdminHandler(sim: () => Simulator) {
           const { uid: who, ...params } = json as Record<string, unknown>;
           return ok(s.placeOrder(params, { uid: typeof who === 'string' ? who : undefined }));
         }
+        case 'GET /sim/requests':
+          return ok({ requests: s.requests.snapshot() });
+        case 'DELETE /sim/requests':
+          s.requests.reset();
+          return ok({ requests: s.requests.snapshot() });
         case 'GET /sim/faults':
           return ok({ config: s.faults.config, stats: s.faults.stats });
         case 'POST /sim/faults':

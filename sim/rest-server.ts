@@ -9,6 +9,7 @@ import type { Exchange } from './exchange.ts';
 import type { FaultController } from './faults.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import { findRoute } from './routes.ts';
+import { batchCost, BATCH_PATHS, WithExtInfo } from './batch-routes.ts';
 import type { SimExt } from './routes-ext.ts';
 
 export interface RestDeps {
@@ -19,11 +20,26 @@ export interface RestDeps {
   logger: Logger;
   startedAt: number;
   ext: SimExt;
+  requests: RequestCounter;
   admin: (req: IncomingMessage, res: ServerResponse, url: URL, body: string) => Promise<void>;
 }
 
-export function envelope(now: number, retCode: number, retMsg: string, result: unknown = {}): string {
-  return JSON.stringify({ retCode, retMsg, result, retExtInfo: {}, time: now });
+export function envelope(now: number, retCode: number, retMsg: string, result: unknown = {}, retExtInfo: Record<string, unknown> = {}): string {
+  return JSON.stringify({ retCode, retMsg, result, retExtInfo, time: now });
+}
+
+/** REST requests per path that reached a served route (any answer: refused, faulted or executed). */
+export class RequestCounter {
+  private readonly counts = new Map<string, number>();
+  add(path: string): void {
+    this.counts.set(path, (this.counts.get(path) ?? 0) + 1);
+  }
+  snapshot(): Record<string, number> {
+    return Object.fromEntries([...this.counts].sort(([a], [b]) => a.localeCompare(b)));
+  }
+  reset(): void {
+    this.counts.clear();
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
@@ -71,6 +87,7 @@ export function createRestHandler(deps: RestDeps) {
       sendJson(res, 404, '');
       return;
     }
+    deps.requests.add(path);
     const body = await readBody(req);
     const latency = faults.latencyFor(path);
     if (latency > 0) await sleep(latency);
@@ -104,7 +121,8 @@ export function createRestHandler(deps: RestDeps) {
     }
     const category = typeof params.category === 'string' ? params.category : undefined;
     const who = route.private ? `uid:${uid}` : `ip:${req.socket.remoteAddress ?? ''}`;
-    const d = limiter.check(who, path, category, route.private);
+    const isBatch = (BATCH_PATHS as readonly string[]).includes(path);
+    const d = limiter.check(who, path, category, route.private, isBatch ? batchCost(params) : 1);
     const storm = faults.rateLimitStorm(path);
     const headers = {
       'X-Bapi-Limit': String(d.limit),
@@ -123,8 +141,9 @@ export function createRestHandler(deps: RestDeps) {
     let out: string;
     try {
       const forceReject = path === '/v5/order/create' && faults.rejectOrder(path);
-      const result = route.handler({ ex, uid, params, forceReject, startedAt: deps.startedAt, ext: deps.ext });
-      out = envelope(ex.now(), RetCode.OK, route.okMsg ?? 'OK', result);
+      const rejectOrder = isBatch ? () => faults.rejectOrder(path) : undefined;
+      const result = route.handler({ ex, uid, params, forceReject, startedAt: deps.startedAt, ext: deps.ext, admitted: d.admitted, rejectOrder });
+      out = result instanceof WithExtInfo ? envelope(ex.now(), RetCode.OK, route.okMsg ?? 'OK', result.result, result.retExtInfo) : envelope(ex.now(), RetCode.OK, route.okMsg ?? 'OK', result);
     } catch (e) {
       if (!(e instanceof SimError)) throw e;
       out = envelope(ex.now(), e.retCode, e.retMsg, e.result);

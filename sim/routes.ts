@@ -14,6 +14,7 @@ import { setLeverage, switchPositionMode, symbolPositions, type PositionRow } fr
 import { setTradingStop } from './trading-stop.ts';
 import { txLogItem } from './transaction-log.ts';
 import { ROUTES_EXT, type SimExt } from './routes-ext.ts';
+import { BATCH_ROUTES } from './batch-routes.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 
 export interface RouteCtx {
@@ -27,6 +28,10 @@ export interface RouteCtx {
   startedAt: number;
   /** Market history and disconnection protection (routes-ext.ts). */
   ext?: SimExt;
+  /** Batch routes: how many of the request's orders the rate limit admitted (the rest fail with 10006). */
+  admitted?: number;
+  /** Batch create: asks the fault controller, order by order, whether to turn it into an accepted-then-rejected one. */
+  rejectOrder?: () => boolean;
 }
 
 export interface Route {
@@ -411,6 +416,7 @@ export const ROUTES: Route[] = [
     handler: ({ ex, uid, startedAt }) => accountInfo(ex, uid, startedAt),
   },
   ...ROUTES_EXT,
+  ...BATCH_ROUTES,
 ];
 
 

@@ -22,7 +22,7 @@ import { MarketHistory } from './market-history.ts';
 import { idKey, loadState, newAccountId, newInstanceNonce, setAside, StateWriter, type StateWriterStats } from './persistence.ts';
 import type { PriceProcessOptions } from './price-process.ts';
 import { RateLimiter, type RateLimitOptions } from './rate-limit.ts';
-import { createRestHandler } from './rest-server.ts';
+import { createRestHandler, RequestCounter } from './rest-server.ts';
 import { executionRest, orderRest, positionRest, walletItem } from './views.ts';
 import { PublicFeeds } from './ws-feeds.ts';
 import { SimWsServer } from './ws-server.ts';
@@ -126,6 +126,8 @@ export interface Simulator {
   executions(uid?: string): Array<Record<string, unknown>>;
   state(): Record<string, unknown>;
   wsConnections(): Array<{ id: string; path: string; uid?: string; subscriptions: string[]; sent: number }>;
+  /** REST requests per path since the start (or the last reset), whatever their answer. */
+  readonly requests: RequestCounter;
   /** Where the account lives and how often it was started. */
   accountInfo(): SimAccountInfo;
   /** Write the state file now (no-op without one). */
@@ -169,7 +171,8 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
 
   // eslint-disable-next-line prefer-const
   let sim: Simulator;
-  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, ext: { market, dcp }, admin: createAdminHandler(() => sim) });
+  const requests = new RequestCounter();
+  const rest = createRestHandler({ ex: exchange, auth, limiter, faults, logger, startedAt, ext: { market, dcp }, requests, admin: createAdminHandler(() => sim) });
   const server: Server = createServer(rest.listener);
   const ws = new SimWsServer(server, { ex: exchange, auth, faults, logger, publicCategory: opts.publicCategory ?? 'linear', feeds: new PublicFeeds(exchange, market), dcp });
 
@@ -289,6 +292,7 @@ export async function startSimulator(opts: SimulatorOptions = {}): Promise<Simul
       };
     },
     wsConnections: () => ws.connections(),
+    requests,
     accountInfo() {
       return { stateFile: opts.stateFile, accountId: meta.accountId, createdAt: startedAt, starts: meta.instances.length, instanceNonce: nonce, writer: writer ? { ...writer.stats } : undefined };
     },

@@ -131,7 +131,8 @@ test('an instance that lost its partition (frozen past its session timeout) call
     // Found by the chaos run: a placement process woken after its standby took the partition went on
     // sending the chunk's intents. The runner's `stillOwner` throws once the group moved on; here it
     // does so after the first intent, and again after the first attempt of a retried one.
-    const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_SYMBOL_CONCURRENCY: '1', PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '50' }), rest, clock: systemClock });
+    // One request per intent here (PLACE_BATCH=false); the batch version of this check follows.
+    const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_SYMBOL_CONCURRENCY: '1', PLACE_BATCH: 'false', PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '50' }), rest, clock: systemClock });
     const creates = [intent(), intent(), intent()];
     let checks = 0;
     const lost = async () => {
@@ -151,6 +152,27 @@ test('an instance that lost its partition (frozen past its session timeout) call
     await assert.rejects(stage.load!([rec(c)], async () => { if (++checks > 1) throw new PartitionLostError(new Error('rebalance')); }), PartitionLostError);
     assert.equal(sim.faults.stats.http5xx, 1);
     assert.equal(sim.orders().filter((o) => o.orderLinkId === c.order_link_id).length, 0);
+  }));
+
+test('batches and a lost partition: ownership is checked before every batch request; none goes out after it was lost', () =>
+  withSim(async ({ sim, rest }) => {
+    const stage = createPlaceStage({ config: parseConfig({ TOPIC_PREFIX: PREFIX, PLACE_RETRY_MIN_MS: '20', PLACE_RETRY_MAX_MS: '50' }), rest, clock: systemClock });
+    const size = rest.batch!.limit('spot', 'create');
+    assert.ok(size >= 2 && size <= 10, `spot batches of 2..10 orders (got ${size})`);
+    const creates = Array.from({ length: 2 * size + 1 }, () => intent());
+    let checks = 0;
+    const lost = async () => {
+      checks++;
+      if (checks > 1) throw new PartitionLostError(new Error('The coordinator is not aware of this member'));
+    };
+    await assert.rejects(stage.load!(creates.map(rec), lost), PartitionLostError);
+    assert.equal(sim.requests.snapshot()['/v5/order/create-batch'], 1, 'one batch request, sent while this instance owned the partition');
+    assert.deepEqual(
+      creates.map((c) => sim.orders().filter((o) => o.orderLinkId === c.order_link_id).length),
+      creates.map((_, k) => (k < size ? 1 : 0)),
+      'only the first batch was placed',
+    );
+    assert.equal(sim.requests.snapshot()['/v5/order/create'], undefined, 'and no single create either');
   }));
 
 test('a duplicate orderLinkId (the intent placed again after a restart) is already_placed with the same orderId', () =>
@@ -359,8 +381,13 @@ test('persist records Submitted / Rejected in orders, once, and never regresses 
     assert.equal(after.status, 'Filled');
   }));
 
-test('concurrent placement: symbols in parallel, each symbol in order; lost answers and a restart never place twice', () =>
-  withSim(async ({ place, ordersOf, sim }) => {
+for (const batch of [false, true]) test(`concurrent placement${batch ? ' in batches' : ''}: symbols in parallel, each symbol in order; lost answers and a restart never place twice`, () =>
+  withSim(async ({ place: placeAny, ordersOf, sim }) => {
+    // PLACE_BATCH=false: one request per intent, two lost create answers. PLACE_BATCH=true: each
+    // wave's creates (and cancels) of the three symbols go in one batch; both create batches
+    // lose their answer after execution, so every create in them is queried before any resend.
+    const place: typeof placeAny = (records, opts = {}) => placeAny(records, { ...opts, env: { ...opts.env, PLACE_BATCH: String(batch) } });
+    const CREATE = batch ? ['/v5/order/create-batch'] : ['/v5/order/create'];
     // Per symbol: a resting limit buy, its cancel (must reach the exchange after the create), and
     // a second limit buy. Interleaved across three symbols in one chunk; two creates lose their
     // answer after execution and are resolved by query while other symbols are in flight.
@@ -387,6 +414,8 @@ test('concurrent placement: symbols in parallel, each symbol in order; lost answ
       assert.deepEqual([bySource.get(cancel!.intent_id + 'cancel')!.outcome, bySource.get(cancel!.intent_id + 'cancel')!.reason_code], ['accepted', null]);
       assert.equal(o1[0]!.orderStatus, 'Cancelled');
       assert.equal(o2[0]!.orderStatus, 'New');
+      // Both create batches lost their answer: every create in them was resolved by its query.
+      if (batch) assert.deepEqual([first, second].map((c) => bySource.get(c!.intent_id + 'create')!.reason_code), ['resolved_by_query', 'resolved_by_query']);
     }
 
     // A restart (fresh stage, no memo) with the same chunk: nothing is placed again.
@@ -398,6 +427,86 @@ test('concurrent placement: symbols in parallel, each symbol in order; lost answ
       assert.equal(ordersOf(r.value.order_link_id).length, 1);
     }
     assert.equal(sim.orders().length, 6, 'six creates, six orders');
+    const requests = sim.requests.snapshot();
+    if (batch) {
+      // Two runs of three waves, each wave one batch of its three intents; no single order request.
+      assert.deepEqual([requests['/v5/order/create-batch'], requests['/v5/order/cancel-batch'], requests['/v5/order/create'], requests['/v5/order/cancel']], [4, 2, undefined, undefined]);
+    } else {
+      assert.deepEqual([requests['/v5/order/create-batch'], requests['/v5/order/create'], requests['/v5/order/cancel']], [undefined, 12, 6]);
+    }
+  }));
+
+for (const category of ['spot', 'linear'] as const) test(`batches (${category}): a chunk of creates over several symbols goes out as ceil(N / limit) batch requests; refusals and duplicates map as for single requests`, () =>
+  withSim(async ({ place, ordersOf, sim, rest }) => {
+    const px: Array<[string, string, string]> = [['BTCUSDT', '50000', '0.001'], ['ETHUSDT', '2800', '0.01'], ['SOLUSDT', '100', '0.1']];
+    const n = 26; // 25 sent: ceil(25 / size) batches, the last one partly filled
+    const creates = Array.from({ length: n }, (_, k) => {
+      const [symbol, price, qty] = px[k % px.length]!;
+      return intent({ category, symbol, price, qty });
+    });
+    // One is refused by the exchange, one exists already (placed by an earlier run), one comes
+    // twice in the chunk (a redelivered record: the newer copy supersedes the older, which is only
+    // queried).
+    creates[4] = { ...creates[4]!, qty: category === 'spot' ? '0.00001' : '0.001' };
+    const [earlier] = await place([rec(creates[7]!)]);
+    creates[20] = { ...creates[11]! };
+    sim.requests.reset();
+    const size = rest.batch!.limit(category, 'create');
+    assert.equal(size, category === 'spot' ? 10 : 8, 'spot: 10 per request; linear: 20 per request but 80 % of 10 orders/s');
+    const subs = await place(creates.map(rec));
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create-batch': Math.ceil((n - 1) / size), '/v5/order/realtime': 2 }, 'the batches of the 25 sent, the query after the 110072 and the query of the superseded copy');
+    for (const [k, c] of creates.entries()) {
+      if (k === 4) continue;
+      assert.equal(ordersOf(c.order_link_id).length, 1, `create ${k} placed once`);
+    }
+    assert.deepEqual([subs[4]!.outcome, subs[4]!.ret_code > 0, subs[4]!.reason_code !== null], ['rejected', true, true]);
+    assert.equal(ordersOf(creates[4]!.order_link_id).length, 0);
+    assert.deepEqual([subs[7]!.outcome, subs[7]!.ret_code, subs[7]!.order_id], ['already_placed', 110072, earlier!.order_id]);
+    assert.deepEqual([subs[11]!.outcome, subs[20]!.outcome], ['already_placed', 'accepted']);
+    assert.equal(subs[11]!.order_id, subs[20]!.order_id);
+    const placed = subs.filter((x, k) => k !== 4 && k !== 7 && k !== 11 && k !== 20);
+    assert.ok(placed.every((x) => x.outcome === 'accepted' && x.attempts === 1 && x.order_id === String(ordersOf(x.order_link_id)[0]!.orderId)));
+
+    // Amends and cancels: each symbol's first one in the chunk shares a batch with the other symbols'.
+    sim.requests.reset();
+    const target = (k: number) => ({ order_link_id: creates[k]!.order_link_id, target_order_id: subs[k]!.order_id, signal: creates[k]!.signal, category, symbol: creates[k]!.symbol });
+    const amends = [0, 1, 2].map((k) => intent({ ...target(k), action: 'amend', qty: null, price: String(Number(creates[k]!.price) - 1) }));
+    const cancels = [0, 1, 2].map((k) => intent({ ...target(k), action: 'cancel', qty: null, price: null }));
+    const later = await place([...amends, ...cancels].map(rec));
+    assert.deepEqual(later.map((x) => x.outcome), Array(6).fill('accepted'));
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/amend-batch': 1, '/v5/order/cancel-batch': 1 }, 'each symbol: its amend (one batch), then its cancel (the next)');
+    assert.deepEqual([0, 1, 2].map((k) => ordersOf(creates[k]!.order_link_id)[0]!.orderStatus), ['Cancelled', 'Cancelled', 'Cancelled']);
+  }));
+
+test('batches refused before running: a 10006 is waited out and the same batch sent again; a 5xx (uncertain) leaves each create to be queried before it goes alone', () =>
+  withSim(async ({ place, ordersOf, sim }) => {
+    const BATCH = ['/v5/order/create-batch'];
+    sim.faults.set({ rateLimitStorm: { count: 1, paths: BATCH } });
+    const first = Array.from({ length: 4 }, () => intent());
+    const s1 = await place(first.map(rec));
+    assert.equal(sim.faults.stats.rateLimitStorm, 1, 'the fault fired');
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create-batch': 2 }, 'the batch again, no query: a 10006 means it did not run');
+    assert.ok(s1.every((x) => x.outcome === 'accepted' && x.reason_code === null));
+    assert.ok(first.every((c) => ordersOf(c.order_link_id).length === 1));
+
+    sim.requests.reset();
+    sim.faults.set({ rateLimitStorm: null, http5xx: { count: 1, paths: BATCH, afterProcessing: false } });
+    const second = Array.from({ length: 4 }, () => intent());
+    const s2 = await place(second.map(rec));
+    assert.equal(sim.faults.stats.http5xx, 1, 'the fault fired');
+    // Not executed, but the client cannot know: each create looked for (realtime, then history),
+    // not found, then sent alone, once.
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create-batch': 1, '/v5/order/realtime': 4, '/v5/order/history': 4, '/v5/order/create': 4 });
+    assert.ok(s2.every((x) => x.outcome === 'accepted' && x.attempts === 3));
+    assert.ok(second.every((c) => ordersOf(c.order_link_id).length === 1));
+  }));
+
+test('batches off (PLACE_BATCH=false): one request per intent', () =>
+  withSim(async ({ place, sim }) => {
+    const creates = Array.from({ length: 6 }, () => intent());
+    const subs = await place(creates.map(rec), { env: { PLACE_BATCH: 'false' } });
+    assert.ok(subs.every((x) => x.outcome === 'accepted'));
+    assert.deepEqual(sim.requests.snapshot(), { '/v5/order/create': 6 });
   }));
 
 test('commuting runs (pure): consecutive same-side creates group; amend, cancel, reduce-only and a side change stand alone', () => {

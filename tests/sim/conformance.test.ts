@@ -164,9 +164,30 @@ test('conformance: simulator answers have the documented field names and types',
       "GET /v5/market/risk-limit (the page's example is inverse; its '....' placeholder removed)": () => c.getRiskLimit({ category: 'linear', symbol: 'BTCUSDT' }),
       'POST /v5/order/disconnected-cancel-all': () => c.setDisconnectCancelAllWindowV2({ product: 'DERIVATIVES', timeWindow: 10 } as never),
       "GET /v5/account/query-dcp-info (the page's comment lines removed)": () => c.getDCPInfo(),
+      // Batch endpoints: resting spot buys well below the mid, amended, then one cancelled and one
+      // unknown orderLinkId (the cancel page's example refuses its second order with 170213).
+      'POST /v5/order/create-batch (spot)': () => succeeded(c.batchSubmitOrders('spot', batchSpot())),
+      "POST /v5/order/amend-batch (the page's example is option; spot and linear have the same fields)": () =>
+        succeeded(c.batchAmendOrders('spot', [{ symbol: 'BTCUSDT', orderLinkId: 'conf-b1', price: spotPrice('BTCUSDT', 0.8) }, { symbol: 'ETHUSDT', orderLinkId: 'conf-b2', price: spotPrice('ETHUSDT', 0.8) }])),
+      'POST /v5/order/cancel-batch (spot, one order refused with 170213)': async () => {
+        const r = await succeeded(c.batchCancelOrders('spot', [{ symbol: 'BTCUSDT', orderLinkId: 'conf-b1' }, { symbol: 'ETHUSDT', orderLinkId: 'conf-no-such-order' }]));
+        assert.deepEqual(r.retExtInfo.list.map((x) => x.code), [0, 170213]);
+        return r;
+      },
       'ws kline': () => strip(lin.of('kline.5.BTCUSDT').at(-1)! as never),
       'ws orderbook delta': () => strip(lin.of('orderbook.50.BTCUSDT').find(isStepDelta)! as never),
     };
+    function spotPrice(symbol: string, f: number): string {
+      const tick = Number(sim.exchange.instruments.get('spot', symbol)!.tickSize);
+      const d = Math.max(0, -Math.floor(Math.log10(tick)));
+      return (Math.floor((sim.exchange.mid(symbol) * f) / tick) * tick).toFixed(d);
+    }
+    function batchSpot() {
+      return [
+        { symbol: 'BTCUSDT', side: 'Buy' as const, orderType: 'Limit' as const, qty: '0.001', price: spotPrice('BTCUSDT', 0.9), timeInForce: 'GTC' as const, orderLinkId: 'conf-b1' },
+        { symbol: 'ETHUSDT', side: 'Buy' as const, orderType: 'Limit' as const, qty: '0.01', price: spotPrice('ETHUSDT', 0.9), timeInForce: 'GTC' as const, orderLinkId: 'conf-b2' },
+      ];
+    }
     const rows: string[] = [];
     const failures: string[] = [];
     for (const ex of fixture.examples) {

@@ -25,7 +25,8 @@ test('unknown endpoints and wrong methods through bybit-api: HTTP 404 with an em
     await assert.rejects(c.getLongShortRatio({ category: 'linear', symbol: 'BTCUSDT', period: '1h' }), is404);
     await assert.rejects(c.getBorrowHistory(), is404, 'private endpoint the simulator does not implement');
     await assert.rejects(stranger.getBorrowHistory(), is404, 'the path is checked before the key (no 10003)');
-    await assert.rejects(c.batchSubmitOrders('linear', [{ symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty: '0.001' }]), is404, 'batch orders are not implemented');
+    await assert.rejects(c.getSpotBorrowCheck('BTCUSDT', 'Buy'), is404, 'spot borrow check is not implemented');
+    await assert.rejects(c.postPrivate('/v5/order/pre-check', { category: 'linear', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', qty: '0.001' }), is404, 'order pre-check is not implemented');
     await assert.rejects(c.postPrivate('/v5/order/realtime', { category: 'linear' }), is404, 'a GET endpoint asked with POST');
     await assert.rejects(c.get('/v5/order/create', { category: 'linear' }), is404, 'a POST endpoint asked with GET');
     assert.equal((await c.getServerTime()).retCode, 0, 'still serving');
