@@ -43,6 +43,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { Registry } from 'prom-client';
 import { topicName } from '../runtime/topics.ts';
 import type { Signal } from '../schemas/types.ts';
+import type { Codec } from '../runtime/codec.ts';
 import { createValidateStage, inspect, sourceOf, type ValidateConfig, type ValidateState, type KnownSignal } from './validate.ts';
 import { createSizeRiskStage, type SizeRiskConfig, type SizeRiskState } from './size-risk.ts';
 import { parseSignalJson } from './signal-format.ts';
@@ -90,6 +91,12 @@ export interface SignalDecideState {
 export interface SignalDecideDeps {
   validate: ValidateConfig;
   risk: SizeRiskConfig;
+  /**
+   * The topic codec: risk decides on the Signal as signals.valid carries it (encoded and decoded
+   * again), as it did reading the topic. The round trip is not a no-op: a lone UTF-16 surrogate
+   * that validation lets through becomes U+FFFD, and risk would refuse the raw form as unstorable.
+   */
+  codec: Codec;
   db?: DatabasePool;
   clock?: Clock;
   logger?: Logger;
@@ -124,6 +131,10 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
     return validation.process(rec, { state: asValid, clock: then });
   };
 
+  /** The Signal as a reader of signals.valid gets it. */
+  const carried = async (sig: Signal | null): Promise<Signal | null> => (sig ? ((await deps.codec.decode(topics.valid, await deps.codec.encode(topics.valid, sig))) as Signal) : null);
+  const withSignal = (r: StageResult, sig: Signal): StageResult => ({ ...r, outputs: (r.outputs ?? []).map((o) => (o.topic === topics.valid ? { ...o, value: sig } : o)) }) as StageResult;
+
   const load = async (records: StageRecord<Buffer>[], stillOwner?: () => Promise<void>): Promise<SignalDecideState> => {
     const v = await validation.load!(records, stillOwner);
     const checked = new Map<string, Checked>();
@@ -131,7 +142,7 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
     for (const rec of records) {
       const src = sourceOf(rec);
       const verdict = validation.process(rec, { state: v, clock });
-      let out = verdict;
+      let out: StageResult = verdict;
       if (verdict.kind === 'ok' && verdict.outputs.length === 0) {
         const p = inspect(rec, deps.validate.SIGNAL_MAX_BYTES);
         const id = p.kind === 'parsed' ? p.signalId : null;
@@ -141,7 +152,8 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
           if (!signalOf(out)) log?.warn({ signal_id: id, source: src, reason: out.kind === 'reject' ? out.code : null }, 'decided signal replayed but no longer valid: its recorded outputs are not emitted again');
         }
       }
-      const sig = signalOf(out);
+      const sig = await carried(signalOf(out));
+      if (sig) out = withSignal(out, sig);
       const signal: StageRecord<Signal> | null = sig
         ? { value: sig, key: sig.asset, headers: { ...rec.headers, signal_id: sig.signal_id }, topic: topics.valid, partition: rec.partition, offset: rec.offset, timestamp: rec.timestamp, traceId: rec.traceId }
         : null;

@@ -148,7 +148,7 @@ const signalDecide = stageUnit({
       risk: createSizeRiskStage({ config: risk, db: rt.db, clock: rt.clock, logger, registry: rt.metrics.registry }),
       topic: topicName('signals.valid', rt.cfg.TOPIC_PREFIX),
     });
-    return createSignalDecideStage({ validate: validateConfig(rt.cfg), risk, db: rt.db, clock: rt.clock, logger, registry: rt.metrics.registry });
+    return createSignalDecideStage({ validate: validateConfig(rt.cfg), risk, codec: rt.codec, db: rt.db, clock: rt.clock, logger, registry: rt.metrics.registry });
   },
 });
 

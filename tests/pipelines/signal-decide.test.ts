@@ -51,8 +51,8 @@ function rawSignal(asset: string): Record<string, unknown> {
   };
 }
 
-async function produceRaw(kafka: KafkaPort, prefix: string, n: number): Promise<string[]> {
-  const signals = Array.from({ length: n }, (_, i) => rawSignal(ASSETS[i % ASSETS.length]!));
+async function produceRaw(kafka: KafkaPort, prefix: string, n: number, over: (i: number) => Record<string, unknown> = () => ({})): Promise<string[]> {
+  const signals = Array.from({ length: n }, (_, i) => ({ ...rawSignal(ASSETS[i % ASSETS.length]!), ...over(i) }));
   const p = kafka.producer();
   await p.connect();
   await p.send(prefix + 'signals.raw', signals.map((s, i) => ({ key: s.asset as string, value: Buffer.from(JSON.stringify(s)), partition: i % PARTITIONS, headers: { received_at: String(Date.now()) } })));
@@ -84,7 +84,7 @@ async function env(tag: string): Promise<Env> {
   return {
     prefix, kafka, codec, db, fatal,
     deps: (group, k = kafka) => ({ kafka: k, codec, logger: testLogger, metrics: createMetrics(), clock: systemClock, groupId: prefix + group, batchMax: 50, retryMaxMs: 500, onFatal: (e) => fatal.push(e), conflicts: conflictSink(db) }),
-    fused: () => createSignalDecideStage({ validate: validateConfig({ TOPIC_PREFIX: prefix }), risk: riskConfig({ TOPIC_PREFIX: prefix, ...RISK }), db, clock: systemClock, logger: testLogger }),
+    fused: () => createSignalDecideStage({ validate: validateConfig({ TOPIC_PREFIX: prefix }), risk: riskConfig({ TOPIC_PREFIX: prefix, ...RISK }), codec, db, clock: systemClock, logger: testLogger }),
     cleanup: async () => {
       await dropTopics();
       await drop();
@@ -159,7 +159,9 @@ test('a chunk of raw signals commits signals.valid and orders.intents in one tra
     const topicIntents = e.prefix + 'orders.intents';
     const faults = { n: 0 };
     running = await runStage(e.fused(), e.deps('validate', countingKafka(e.kafka, committed, topicIntents, faults)));
-    const sent = await produceRaw(e.kafka, e.prefix, 12);
+    // One with a lone surrogate in its strategy: validation lets it through, signals.valid carries it
+    // as U+FFFD, and risk decides that form (as the two stages did), not the unstorable raw one.
+    const sent = await produceRaw(e.kafka, e.prefix, 12, (i) => (i === 5 ? { strategy_id: '\ud800x' } : {}));
     await waitCaughtUp(e.kafka, e.prefix + 'validate', e.prefix + 'signals.raw');
     assert.deepEqual(e.fatal, []);
 
