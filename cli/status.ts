@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { sql } from '../runtime/db.ts';
 import { clientOptions, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
-import { name as validateName, inputSchema as validateInput } from '../pipelines/validate.ts';
+import { inputSchema as validateInput } from '../pipelines/validate.ts';
 import { GROUP as signalDecideGroup } from '../pipelines/signal-decide.ts';
 import { name as placeName } from '../pipelines/place.ts';
 import { name as trackName, inputSchemas as trackInputs } from '../pipelines/track.ts';
