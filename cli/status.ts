@@ -6,8 +6,8 @@ import { z } from 'zod';
 import { kafkaBrokers, schemaRegistryUrl } from '../runtime/config.ts';
 import { sql } from '../runtime/db.ts';
 import { clientOptions, parseConfig as restConfig } from '../connectors/bybit-rest.ts';
-import { name as validateName, inputSchema as validateInput } from '../pipelines/validate.ts';
-import { name as sizeRiskName } from '../pipelines/size-risk.ts';
+import { inputSchema as validateInput } from '../pipelines/validate.ts';
+import { GROUP as signalDecideGroup } from '../pipelines/signal-decide.ts';
 import { name as placeName } from '../pipelines/place.ts';
 import { name as trackName, inputSchemas as trackInputs } from '../pipelines/track.ts';
 import { recentConflicts, type ConflictSummary } from '../pipelines/stage-conflicts.ts';
@@ -17,8 +17,8 @@ import { EXIT, within, type CliContext } from './context.ts';
 
 /** Each stage's consumer group (TOPIC_PREFIX + stage name, as runtime/service.ts names them) and inputs. */
 export const STAGE_INPUTS: ReadonlyArray<{ stage: string; topics: readonly string[] }> = [
-  { stage: validateName, topics: [validateInput.topic] },
-  { stage: sizeRiskName, topics: ['signals.valid'] },
+  // The fused stage (validation with risk & sizing) consumes in validation's group; signals.valid has no consumer.
+  { stage: signalDecideGroup, topics: [validateInput.topic] },
   { stage: placeName, topics: ['orders.intents'] },
   { stage: trackName, topics: trackInputs.map((i) => i.topic) },
 ];

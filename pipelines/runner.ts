@@ -57,7 +57,7 @@ export interface Output {
 
 export type StageResult =
   | { kind: 'ok'; outputs: Output[] }
-  | { kind: 'reject'; code: string; detail: string; outputs?: Output[]; signalId?: string | null };
+  | { kind: 'reject'; code: string; detail: string; outputs?: Output[]; signalId?: string | null; dlq?: string };
 
 export const ok = (...outputs: Output[]): StageResult => ({ kind: 'ok', outputs });
 export const reject = (code: string, detail: string, outputs: Output[] = [], signalId: string | null = null): StageResult => ({ kind: 'reject', code, detail, outputs, signalId });
@@ -73,8 +73,14 @@ export interface Stage<I, S = undefined> {
   input: string | string[];
   /** 'raw' hands the stage the bytes as received; 'avro' decodes through the registry first. */
   inputFormat: 'raw' | 'avro';
-  /** Physical dead-letter topic. */
+  /** Physical dead-letter topic (a rejection may name another one of the stage's: `dlq` of the result). */
   dlq: string;
+  /**
+   * Records the stage leaves alone, decided from the headers before decoding: no output, no dead
+   * letter; their offsets commit with the chunk. (The risk drain of pipelines/signal-decide.ts skips
+   * the copies the fused stage already decided and its own end markers.)
+   */
+  skip?: (msg: InMessage) => boolean;
   /**
    * Edge: read what the pure stage needs for this chunk (e.g. state from PostgreSQL). A load with
    * side effects outside Kafka and PostgreSQL (placement's REST calls) awaits `stillOwner()` before
@@ -221,6 +227,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const decodeAll = async (messages: InMessage[]): Promise<Decoded<I>[]> => {
     const out: Decoded<I>[] = [];
     for (const msg of messages) {
+      if (stage.skip?.(msg)) continue;
       const base = { key: msg.key, headers: msg.headers, topic: msg.topic, partition: msg.partition, offset: msg.offset, timestamp: msg.timestamp, traceId: traceOf(msg.headers) };
       if (msg.value === null) {
         out.push({ msg, reject: { code: 'empty_record', detail: 'record has no value (tombstone)' } });
@@ -241,14 +248,14 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     return out;
   };
 
-  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number): Promise<OutMessage> => {
+  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number, topic: string = stage.dlq): Promise<OutMessage> => {
     const failedAt = deps.clock.now();
     const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
     // An envelope around a record close to the broker's limit may itself be too large: then it keeps
     // the record's first bytes only, and says so.
     const cut = keepBytes !== undefined && msg.value !== null && msg.value.length > keepBytes;
     if (cut) detail = `${detail} [original value truncated to ${keepBytes} of ${msg.value!.length} bytes]`;
-    const value = await deps.codec.encode(stage.dlq, {
+    const value = await deps.codec.encode(topic, {
       original_topic: msg.topic,
       original_partition: msg.partition,
       original_offset: Number(msg.offset),
@@ -334,7 +341,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
         push(o.topic, { key: o.key, value: await deps.codec.encode(o.topic, o.value), headers });
       }
       if (result.kind === 'reject') {
-        push(stage.dlq, await deadLetter(d.msg, result.code, result.detail, result.signalId));
+        const dlq = result.dlq ?? stage.dlq;
+        push(dlq, await deadLetter(d.msg, result.code, result.detail, result.signalId, undefined, dlq));
         m.rejected.inc({ stage: stage.name, reason: result.code });
         log.info({ partition, offset: d.msg.offset, reason: result.code, detail: result.detail, trace_id: d.rec.traceId }, 'record rejected');
       }

@@ -60,6 +60,8 @@ export interface ProducerPort {
   connect(): Promise<void>;
   /** Idempotent, acks=all. Resolves once every replica in the ISR has the records. */
   send(topic: string, messages: OutMessage[]): Promise<void>;
+  /** As `send`, and where the records landed: the offset of the first one per partition. */
+  sendAt(topic: string, messages: OutMessage[]): Promise<Array<{ partition: number; offset: string }>>;
   /** The same for several topics in one produce request (per topic, in the given order). */
   sendBatch(batches: Array<{ topic: string; messages: OutMessage[] }>): Promise<void>;
   /** Only for producers made with a transactionalId. */
@@ -97,6 +99,8 @@ export interface AdminPort {
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
   /** Consumer groups the cluster knows (tools: capturing a namespace). */
   listGroups(): Promise<string[]>;
+  /** Delete a consumer group and its committed offsets; the broker refuses while it has members. */
+  deleteGroup(groupId: string): Promise<void>;
   disconnect(): Promise<void>;
 }
 
@@ -282,13 +286,13 @@ function wrapProducer(make: () => Producer, transactional: boolean): ProducerPor
   let renewed = false;
   // Not for transactional producers: whoever owns one decides (the stage runner drops it and makes
   // a new one on any failed transaction).
-  const guarded = async (f: () => Promise<unknown>): Promise<void> => {
+  const guarded = async <T>(f: () => Promise<T>): Promise<T> => {
     if (renewed && connected) {
       await p.connect();
       renewed = false;
     }
     try {
-      await f();
+      return await f();
     } catch (err) {
       if (!transactional && sequenceBroken(err)) {
         const old = p;
@@ -305,8 +309,10 @@ function wrapProducer(make: () => Producer, transactional: boolean): ProducerPor
       connected = true;
       renewed = false;
     },
-    send: (topic, messages) => guarded(() => p.send({ topic, acks: -1, messages: toKafkaMessages(messages) })),
-    sendBatch: (batches) => guarded(() => p.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) })),
+    send: async (topic, messages) => void (await guarded(() => p.send({ topic, acks: -1, messages: toKafkaMessages(messages) }))),
+    sendAt: async (topic, messages) =>
+      (await guarded(() => p.send({ topic, acks: -1, messages: toKafkaMessages(messages) }))).map((m) => ({ partition: m.partition, offset: String(m.baseOffset ?? m.offset ?? '-1') })),
+    sendBatch: async (batches) => void (await guarded(() => p.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) }))),
     transaction: async () => wrapTransaction(await p.transaction()),
     disconnect: async () => {
       connected = false;
@@ -424,6 +430,7 @@ function wrapAdmin(a: Admin): AdminPort {
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
     },
     listGroups: async () => (await a.listGroups()).groups.map((g) => g.groupId),
+    deleteGroup: async (groupId) => void (await a.deleteGroups([groupId])),
     disconnect: () => a.disconnect(),
   };
 }

@@ -22,7 +22,7 @@ export interface TopicDef {
 
 export const TOPICS = [
   { name: 'signals.raw', doc: 'Signals exactly as received from RabbitMQ (bytes + AMQP headers), written by the signal bridge.', record: 'raw', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },
-  { name: 'signals.valid', doc: 'Validated, de-duplicated signals, written by the validate stage.', record: 'Signal', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },
+  { name: 'signals.valid', doc: 'Validated, de-duplicated signals: the audit copy signal-decide writes in the transaction that decides them; no consumer in the default deployment.', record: 'Signal', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },
   { name: 'signals.dlq', doc: 'Signals refused by validation, and model signals the signal-out bridge could not decode: DeadLetter envelope with the original bytes and a reason code.', record: 'DeadLetter', key: 'none', partitions: 1, retentionMs: 90 * DAY },
   { name: 'orders.intents', doc: 'Create / amend / cancel decisions of the risk & sizing stage.', record: 'OrderIntent', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },
   { name: 'orders.submissions', doc: 'Outcome of each REST call of the placement stage (accepted, rejected, already placed, unknown).', record: 'OrderSubmission', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },

@@ -1,5 +1,5 @@
 // Chaos run: a steady flow of signals into the order manager running as one OS process per part
-// (signal bridge, validate, size-risk, place, track, exchange streams, events-out bridge, ops), on a
+// (signal bridge, signal-decide, place, track, exchange streams, events-out bridge, ops), on a
 // private Kafka broker, RabbitMQ node, PostgreSQL cluster and schema registry (stack/chaos-infra.ts,
 // so the shared ones other tests use are never touched), trading on the in-process simulator; the
 // exchange streams come either from the direct websocket or, as in production, through ws-gateway's
@@ -182,11 +182,11 @@ const ASSETS: Array<[string, number]> = [
 ];
 
 /** The order manager, one process per part; ops first (instruments and balances into PostgreSQL). */
-const OM_PROCESSES = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'size-risk', 'validate', 'signal-bridge'];
-const STAGES = ['validate', 'size-risk', 'place', 'track'];
+const OM_PROCESSES = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'signal-decide', 'signal-bridge'];
+const STAGES = ['signal-decide', 'place', 'track'];
 const BRIDGES = ['signal-bridge', 'events-out', 'exchange-streams'];
 /** Paused in this order: placement's REST calls are what a zombie must never repeat. */
-const PAUSE_ORDER = ['place', 'track', 'size-risk', 'validate'];
+const PAUSE_ORDER = ['place', 'track', 'signal-decide'];
 const STANDIN = 'ws-gateway';
 const CLOCK_JUMPS_MS = [60_000, 3_600_000];
 

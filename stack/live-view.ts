@@ -68,7 +68,7 @@ export async function renderView(db: DatabasePool, registry: Registry, startedAt
   const lines = [
     `Bybit pipeline — up ${up}s — ${new Date(now).toISOString()}   (Ctrl-C drains and stops)`,
     '',
-    `Signals   in ${sum(inV, (l) => l.stage === 'validate')}   refused (dlq) ${sum(rej, (l) => l.stage === 'validate')}   refused by risk ${refused.n}`,
+    `Signals   in ${sum(inV, (l) => l.stage === 'signal-decide')}   refused (dlq) ${sum(rej, (l) => l.stage === 'signal-decide')}   refused by risk ${refused.n}`,
     `Orders    placed ${count(['Submitted', 'New', 'PartiallyFilled', 'Filled', 'Cancelled', 'PartiallyFilledCanceled'])}   filled ${count(['Filled'])}   open ${count(['Intent', 'Submitted', 'New', 'PartiallyFilled', 'PendingAmend', 'PendingCancel'])}   rejected ${count(['Rejected'])}`,
     `Trading   ${st ? `${st.state}${st.kill_switch ? ' (kill switch)' : ''}` : 'no trading state row'}   today net ${pnl.dayNet.toNumber().toFixed(2)}, open unrealised ${pnl.unrealised.toNumber().toFixed(2)} USDT`,
     `P&L       net ${total('net')} (fees ${total('fees')}, funding ${total('funding')}), unrealised ${total('unrealised')} USDT, after fees and funding`,

@@ -2,7 +2,7 @@
 //   setup          migrations + topics (idempotent), then exit
 //   order-manager  the order manager's bridges and stages
 //   model          the model service
-//   signal-bridge | validate | size-risk | place | track | exchange-streams | events-out | ops
+//   signal-bridge | signal-decide | place | track | exchange-streams | events-out | ops
 //                  one part of the order manager per process (UNIT_SERVICES in services.ts)
 import { createRuntime, runUnits, stopOnSignals, type Runtime } from '../runtime/service.ts';
 import { ConfigError, loadConfig } from '../runtime/config.ts';

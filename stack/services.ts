@@ -4,10 +4,12 @@ import type { RuntimeParts } from '../runtime/service.ts';
 import { defineUnit, settingsOf, type UnitDefinition } from '../runtime/unit.ts';
 import { schemaRegistryUrl } from '../runtime/config.ts';
 import { createTopicCodec } from '../schemas/topic-codec.ts';
-import { stageUnit } from '../pipelines/stage-unit.ts';
+import { runnerDeps, stageUnit } from '../pipelines/stage-unit.ts';
+import { createSignalDecideStage, drainRisk, GROUP as SIGNAL_DECIDE_GROUP, RISK_GROUP } from '../pipelines/signal-decide.ts';
+import { topicName } from '../runtime/topics.ts';
 import { rebuildBooks } from '../pipelines/pnl-sql.ts';
 import { registerPnlMetrics } from '../pipelines/pnl-metrics.ts';
-import { createValidateStage, parseConfig as validateConfig, configSchema as validateSettings } from '../pipelines/validate.ts';
+import { parseConfig as validateConfig, configSchema as validateSettings } from '../pipelines/validate.ts';
 import { createSignalBridge, parseConfig as bridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { createSizeRiskStage, parseConfig as riskConfig, configSchema as riskSettings } from '../pipelines/size-risk.ts';
 import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSettings } from '../pipelines/place.ts';
@@ -126,24 +128,29 @@ const signalBridge = defineUnit({
   },
 });
 
-const sizeRisk = stageUnit({
-  name: 'size-risk',
-  doc: 'signals.valid → orders.intents (or a rejection event)',
-  settings: [riskSettings],
-  inputs: ['signals.valid'],
-  outputs: ['orders.intents', 'orders.events', 'orders.dlq'],
-  writes: ['decisions', 'orders(intent)', 'signals(outcome)', 'trading_state(daily loss)'],
-  make: (rt) => createSizeRiskStage({ config: riskConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'size-risk' }), registry: rt.metrics.registry }),
-});
-
-const validate = stageUnit({
-  name: 'validate',
-  doc: 'signals.raw → signals.valid | signals.dlq',
-  settings: [validateSettings],
+/**
+ * Validation and risk & sizing in one stage and one Kafka transaction per chunk
+ * (pipelines/signal-decide.ts). Before its first raw record it decides what the two-stage risk group
+ * left on signals.valid (an upgrade from a release with separate validate and size-risk stages).
+ */
+const signalDecide = stageUnit({
+  name: 'signal-decide',
+  doc: 'signals.raw → signals.valid (audit) | signals.dlq, and orders.intents (or a rejection event), in one transaction',
+  settings: [validateSettings, riskSettings],
   inputs: ['signals.raw'],
-  outputs: ['signals.valid', 'signals.dlq', 'orders.events'],
-  writes: ['signals(identity)'],
-  make: (rt) => createValidateStage({ config: validateConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger.child({ stage: 'validate' }) }),
+  outputs: ['signals.valid', 'signals.dlq', 'orders.intents', 'orders.events', 'orders.dlq'],
+  writes: ['signals(identity)', 'decisions', 'orders(intent)', 'signals(outcome)', 'trading_state(daily loss)'],
+  group: SIGNAL_DECIDE_GROUP,
+  make: async (rt) => {
+    const risk = riskConfig(rt.cfg);
+    const logger = rt.logger.child({ stage: 'signal-decide' });
+    await drainRisk({
+      ...runnerDeps(rt, RISK_GROUP),
+      risk: createSizeRiskStage({ config: risk, db: rt.db, clock: rt.clock, logger, registry: rt.metrics.registry }),
+      topic: topicName('signals.valid', rt.cfg.TOPIC_PREFIX),
+    });
+    return createSignalDecideStage({ validate: validateConfig(rt.cfg), risk, codec: rt.codec, db: rt.db, clock: rt.clock, logger, registry: rt.metrics.registry });
+  },
 });
 
 /**
@@ -157,7 +164,7 @@ export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinit
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch, TP/SL',
     // track before exchange sync: the sync's start waits until track has projected the wallet and
     // positions it published.
-    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, protectUnit, place, sizeRisk, validate, signalBridge],
+    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, protectUnit, place, signalDecide, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
@@ -173,7 +180,7 @@ export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinit
  * ADMIN_PORT (0 = any free port).
  */
 export const UNIT_SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
-  ...Object.fromEntries([signalBridge, validate, sizeRisk, place, track, exchangeStreams].map((u) => [u.name, { doc: u.doc, units: [u] }])),
+  ...Object.fromEntries([signalBridge, signalDecide, place, track, exchangeStreams].map((u) => [u.name, { doc: u.doc, units: [u] }])),
   'events-out': { doc: eventsOut.doc, units: [eventsOut] },
   ops: { doc: 'exchange state sync, reconciler, kill switch, TP/SL', units: [exchangeSync, reconcilerUnit, killSwitchUnit, protectUnit] },
 };

@@ -92,10 +92,10 @@ export function childNodeFlags(envName: 'BENCH_OM_NODE_FLAGS' | 'BENCH_MODEL_NOD
 const OM_SPLITS: Record<number, string[][]> = {
   1: [[]],
   2: [
-    ['signal-bridge', 'validate', 'size-risk'],
+    ['signal-bridge', 'signal-decide'],
     ['events-out', 'exchange-streams', 'place', 'track', 'ops'],
   ],
-  3: [['signal-bridge', 'validate', 'size-risk'], ['place'], ['events-out', 'exchange-streams', 'track', 'ops']],
+  3: [['signal-bridge', 'signal-decide'], ['place'], ['events-out', 'exchange-streams', 'track', 'ops']],
 };
 function omProcesses(): number {
   const n = Number(process.env.BENCH_OM_PROCESSES ?? 1);

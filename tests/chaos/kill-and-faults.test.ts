@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos, type ChaosFigures, type ChaosOptions } from '../../stack/chaos.ts';
 
-const STAGES = ['validate', 'size-risk', 'place', 'track'];
+const STAGES = ['signal-decide', 'place', 'track'];
 const BRIDGES = ['signal-bridge', 'events-out', 'exchange-streams'];
 
 async function run(opts: Omit<ChaosOptions, 'signals' | 'ratePerSec' | 'answerLoss' | 'log'>): Promise<{ f: ChaosFigures; lines: string[]; log: string }> {

@@ -46,7 +46,7 @@ test('soak, bounded: two minutes, rolling restarts, the invariants hold, memory 
   assert.equal(r.figures.shortfalls, 0, log);
   assert.ok(r.figures.orders >= r.figures.order_floor, log);
   assert.ok(r.figures.samples.length >= 20, `samples: ${r.figures.samples.length}`);
-  for (const p of ['ops', 'track', 'place', 'size-risk', 'validate', 'signal-bridge', 'events-out', 'exchange-streams', 'model', 'runner']) {
+  for (const p of ['ops', 'track', 'place', 'signal-decide', 'signal-bridge', 'events-out', 'exchange-streams', 'model', 'runner']) {
     const m = r.memory.find((x) => x.process === p);
     assert.ok(m && m.peakMb > 10, `${p}: memory sampled (${JSON.stringify(m)})`);
   }

@@ -1,5 +1,5 @@
 // Scaling out, as the design promises it: two instances of every order-manager part (signal bridge,
-// validate, size-risk, place, track, exchange streams, events-out, ops), each its own process in the
+// signal-decide, place, track, exchange streams, events-out, ops), each its own process in the
 // same consumer group, on topics of four partitions, under a steady flow of signals; mid-flow one
 // instance of each part is killed with SIGKILL (and restarted), the other keeps the group going. The
 // chaos run's checks then hold exactly as with one instance (stack/chaos-checks.ts): every signal has
@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runChaos } from '../../stack/chaos.ts';
 
-const PARTS = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'size-risk', 'validate', 'signal-bridge'];
+const PARTS = ['ops', 'track', 'events-out', 'exchange-streams', 'place', 'signal-decide', 'signal-bridge'];
 
 test('two instances of every order-manager part, one of each killed mid-flow: exactly-once outcomes', async () => {
   const lines: string[] = [];

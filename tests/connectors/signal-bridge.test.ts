@@ -148,6 +148,10 @@ function controlledKafka(real: KafkaPort, before: (messages: OutMessage[]) => Pr
           await before(messages);
           await p.send(topic, messages);
         },
+        sendAt: async (topic, messages) => {
+          await before(messages);
+          return p.sendAt(topic, messages);
+        },
         sendBatch: async (batches) => {
           for (const b of batches) await before(b.messages);
           await p.sendBatch(batches);

@@ -313,6 +313,10 @@ function controlledKafka(real: KafkaPort, before: (topic: string, messages: OutM
           await before(topic, messages);
           await p.send(topic, messages);
         },
+        sendAt: async (topic, messages) => {
+          await before(topic, messages);
+          return p.sendAt(topic, messages);
+        },
         sendBatch: async (batches) => {
           for (const b of batches) await before(b.topic, b.messages);
           await p.sendBatch(batches);

@@ -17,20 +17,34 @@ import { migratedDatabase } from '../helpers.ts';
 const SINKS = new Set(['signals.dlq', 'orders.dlq', 'exchange.dlq']);
 
 /**
+ * Topics written for audit and replay that no unit of the default deployment reads: signals.valid,
+ * since validation and risk & sizing run as one stage (pipelines/signal-decide.ts) that writes the
+ * valid signal and its decision in one transaction. (Its upgrade drain reads what a two-stage
+ * release left there once, under the old risk group; it is no consumer of the fused stage's copies.)
+ */
+const AUDIT = new Set(['signals.valid']);
+
+/**
  * Tables written by a shared module rather than by one unit's own SQL (docs/orders.md says which):
  * the runner records conflicts for every stage; trading_state moves through one module (the kill
  * switch, the runner's halt) besides the risk stage's daily-loss evaluation.
  */
 const SHARED = new Set(['stage_conflicts', 'trading_state', 'trading_state_transitions']);
 
-test('every topic has a producer among the units, and a consumer unless it is a dead-letter sink', () => {
+test('every topic has a producer among the units, and a consumer unless it is a dead-letter sink or an audit topic', () => {
   const produced = new Set(ALL_UNITS.flatMap((u) => u.outputs));
   const consumed = new Set(ALL_UNITS.flatMap((u) => u.inputs));
   for (const t of TOPICS) {
     assert.ok(produced.has(t.name), `${t.name}: no unit declares it as an output`);
-    if (!SINKS.has(t.name)) assert.ok(consumed.has(t.name), `${t.name}: no unit declares it as an input`);
+    if (!SINKS.has(t.name) && !AUDIT.has(t.name)) assert.ok(consumed.has(t.name), `${t.name}: no unit declares it as an input`);
   }
   for (const s of SINKS) assert.ok(!consumed.has(s as never), `${s} is declared a sink but a unit reads it`);
+  for (const a of AUDIT) assert.ok(!consumed.has(a as never), `${a} is declared an audit topic but a unit reads it`);
+  // The order manager as deployed: one stage takes a raw signal to its intents.
+  const om = SERVICES['order-manager']!.units;
+  assert.ok(!om.some((u) => u.inputs.includes('signals.valid')), 'nothing in the default order manager consumes signals.valid');
+  const fused = om.find((u) => u.inputs.includes('signals.raw'));
+  assert.ok(fused && fused.outputs.includes('signals.valid') && fused.outputs.includes('orders.intents'), 'the stage reading signals.raw writes both signals.valid and orders.intents');
 });
 
 test('every RabbitMQ endpoint names a queue setting of its own unit', () => {
