@@ -491,6 +491,18 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
           SELECT symbol, sum(realised - fees + funding)::text AS net FROM pnl_days
           WHERE day = ${day}::date AND category = 'linear' GROUP BY symbol`)).map((b) => [b.symbol, Dec.of(b.net)]),
       );
+      // Strategies that held or traded each symbol's position today. The exchange realises against
+      // its one position per symbol (one average entry); the books, one per strategy, realise
+      // against each strategy's own entry, so with two strategies on a symbol the day's realised
+      // part splits differently (a strategy's sell can close another's long at the exchange while
+      // both books stay open) though fees, funding and the total with unrealised agree. Such a
+      // symbol is reported, not compared.
+      const sharedBy = new Map<string, string[]>();
+      for (const r of await deps.db.any(sql.type(z.object({ symbol: z.string(), strategies: z.array(z.string()) }))`
+        SELECT symbol, array_agg(DISTINCT strategy_id ORDER BY strategy_id) AS strategies FROM (
+          SELECT symbol, strategy_id FROM pnl_days WHERE day = ${day}::date AND category = 'linear'
+          UNION SELECT symbol, strategy_id FROM pnl_books WHERE category = 'linear' AND qty <> 0) s
+        GROUP BY symbol HAVING count(DISTINCT strategy_id) > 1`)) sharedBy.set(r.symbol, r.strategies);
       const symbols = [...new Set([...exchange.keys(), ...booked.keys()])].filter(wanted).sort();
       const latestStored = new Map(
         symbols.length
@@ -510,8 +522,10 @@ export function createReconciler(deps: ReconcilerDeps): Reconciler {
         // than the grace period, is skipped this run (the next one compares it); a lost execution
         // is missing_execution's to repair, after which the books catch up.
         const latest = ex?.latest ?? 0;
+        const shared = sharedBy.get(symbol);
         const skipped = truncated
           ? `the transaction log of the day is longer than RECONCILE_MAX_PAGES (${cfg.RECONCILE_MAX_PAGES}) pages`
+          : shared ? `shared by ${shared.length} strategies (${shared.join(', ')}): the exchange realises against one position, the books per strategy`
           : latest > (latestStored.get(symbol) ?? 0) ? 'executions in flight (the exchange has a newer entry than the stored executions)' : fresh(latest) ? 'within the grace period' : null;
         rep.pnl.push({ symbol, exchange: exNet.toString(), booked: bk.toString(), closedPnl: closed.get(symbol)?.toString() ?? null, skipped });
         if (skipped || !pnlDiffers(exNet, bk, tolerance)) continue;

@@ -349,6 +349,16 @@ test('P&L of the day (issue #18): fills and a funding settlement the books hold 
   } finally {
     await lenient.stop();
   }
+  // A second strategy holding ETHUSDT: the exchange realises against its one position, the books
+  // per strategy, so the day's realised part is no longer comparable: reported with the reason,
+  // not a mismatch (the tampered figure included), and compared again once the symbol is one book's.
+  await w.db.query(sql.typeAlias('void')`INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version) VALUES ('linear', 'ETHUSDT', 'other-desk', 0.1, 3000, 0, 0, 0, 1)`);
+  const shared = await w.reconciler.reconcileNow('manual');
+  assert.equal(shared.discrepancies.pnl_mismatch, 0, formatReport(shared));
+  assert.match(shared.pnl.find((p) => p.symbol === 'ETHUSDT')?.skipped ?? '', /shared by 2 strategies \(external, other-desk\)/, formatReport(shared));
+  await w.db.query(sql.typeAlias('void')`DELETE FROM pnl_books WHERE strategy_id = 'other-desk'`);
+  assert.equal((await w.reconciler.reconcileNow('manual')).discrepancies.pnl_mismatch, 1, 'one book again: compared, the tampered figure reported');
+
   // A day longer than the pages a run may read (50 entries a page, one page allowed): the sums would
   // miss the oldest entries, so nothing is compared (the tampered books are not reported either).
   for (let i = 0; i < 55; i++) w.sim.placeOrder({ category: 'linear', symbol: 'ETHUSDT', side: i % 2 ? 'Sell' : 'Buy', orderType: 'Market', qty: '0.1' });
