@@ -71,6 +71,8 @@ export const PROOF_SETTINGS: Record<string, string> = {
 export interface StrategyPnl {
   /** Net realised (realised − fees + funding) plus unrealised at the latest tickers, quote coin. */
   total: string;
+  /** Position per symbol and the price it is valued at (for the carry of an inherited position). */
+  positions: Array<{ symbol: string; qty: string; price: string | null }>;
   net: string;
   unrealised: string;
   fees: string;
@@ -95,8 +97,13 @@ export interface ProofResult {
   transitions: Array<{ from: string; to: string; reason: string; version: string | null; atS: number }>;
   versions: Array<{ version: string; status: string; reason: string | null }>;
   samples: number;
-  /** The model strategy's P&L over the period after the switch (its books at the end minus at the switch). */
+  /**
+   * The model's trades' P&L over the period after the switch: its books at the end minus at the
+   * switch, less the carry of the position it inherited from warm-up (`modelCarry`).
+   */
   modelPeriod: string | null;
+  /** What the position held at the switch made by itself over the period (in the books, not in modelPeriod). */
+  modelCarry: string | null;
   /** The control arm's P&L over the same period (its books start at the switch). */
   controlPeriod: string | null;
   /** Fees the model strategy and the control arm paid over that period (so a comparison of two idle books shows). */
@@ -132,7 +139,23 @@ function pnlOf(books: Awaited<ReturnType<typeof readBooks>>, strategy: string): 
     unrealised = unrealised.add(Dec.of(b.unrealised));
     fees = fees.add(Dec.of(b.fees));
   }
-  return { total: net.add(unrealised).toString(), net: net.toString(), unrealised: unrealised.toString(), fees: fees.toString() };
+  const positions = books.filter((x) => x.strategy === strategy).map((b) => ({ symbol: b.symbol, qty: b.qty, price: b.price }));
+  return { total: net.add(unrealised).toString(), net: net.toString(), unrealised: unrealised.toString(), fees: fees.toString(), positions };
+}
+
+/**
+ * What the position a strategy held at the switch made by itself, held unchanged to the end:
+ * Σ qty × (price at the end − price at the switch). The model inherits warm-up's position, so its
+ * books over the period hold that carry besides what its own trades made.
+ */
+function carryOf(from: StrategyPnl, to: StrategyPnl): Dec {
+  let carry = Dec.ZERO;
+  for (const p of from.positions) {
+    const end = to.positions.find((x) => x.symbol === p.symbol)?.price;
+    if (p.price === null || end === null || end === undefined) continue;
+    carry = carry.add(Dec.of(p.qty).mul(Dec.of(end).sub(Dec.of(p.price))));
+  }
+  return carry;
 }
 
 export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
@@ -215,7 +238,8 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
       transitions,
       versions,
       samples: last.samples,
-      modelPeriod: atSwitch ? Dec.of(last.model.total).sub(Dec.of(atSwitch.total)).toString() : null,
+      modelPeriod: atSwitch ? Dec.of(last.model.total).sub(Dec.of(atSwitch.total)).sub(carryOf(atSwitch, last.model)).toString() : null,
+      modelCarry: atSwitch ? carryOf(atSwitch, last.model).toString() : null,
       controlPeriod: atSwitch ? last.control.total : null,
       modelPeriodFees: atSwitch ? Dec.of(last.model.fees).sub(Dec.of(atSwitch.fees)).toString() : null,
       controlPeriodFees: atSwitch ? last.control.fees : null,
