@@ -91,6 +91,22 @@ export class ConfigError extends Error {
  * listing every problem. The units are not optional: a caller that forgot them would silently get
  * the units' defaults instead of the operator's values.
  */
+/**
+ * Settings a released version read and this one does not, with what replaced them. Set, they are
+ * ignored, so every service start warns about each one still set (runtime/service.ts) rather than
+ * refusing to start over an environment an upgrade left behind.
+ */
+export const RETIRED_SETTINGS: Readonly<Record<string, string>> = Object.freeze({
+  MODEL_PROMOTION_MARGIN: 'promotion is decided on P&L after costs: MODEL_PROMOTION_MARGIN_BPS (docs/model.md)',
+  MODEL_PROMOTION_MIN_Z: 'the confidence of the P&L bootstrap: MODEL_PROMOTION_CONFIDENCE (docs/model.md)',
+  MODEL_DEGRADED_HIT_RATE: 'rollback is decided on P&L after costs against warm-up (docs/model.md)',
+});
+
+/** The retired settings an environment still sets, with what replaced each. */
+export function retiredSettingsSet(env: Readonly<Record<string, string | undefined>>): Array<{ setting: string; instead: string }> {
+  return Object.entries(RETIRED_SETTINGS).filter(([k]) => env[k] !== undefined && env[k] !== '').map(([setting, instead]) => ({ setting, instead }));
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv, unitSchemas: UnitSchemas): Config {
   const raw: Record<string, string | undefined> = {};
   const units = unitSettings(unitSchemas);

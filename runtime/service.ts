@@ -2,7 +2,7 @@
 // codecs, PostgreSQL; units (stages, bridges) started in order, readiness aggregated, graceful
 // shutdown on SIGINT/SIGTERM (finish in-flight work, commit, leave groups), fatal errors stop the
 // process loudly with a non-zero exit code.
-import { loadConfig, kafkaBrokers, type Config, type UnitSchemas } from './config.ts';
+import { loadConfig, kafkaBrokers, retiredSettingsSet, type Config, type UnitSchemas } from './config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { startAdmin, type AdminServer } from './admin.ts';
@@ -52,6 +52,7 @@ export async function createRuntime(
   const env = Object.freeze({ ...process.env, ...overrides });
   const cfg = loadConfig(env, parts.unitSchemas);
   const logger = createLogger(cfg, service, opts.logDestination);
+  for (const r of retiredSettingsSet(env)) logger.warn(r, 'a retired setting is set and ignored');
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
   const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger, fetchMaxWaitMs: cfg.KAFKA_FETCH_MAX_WAIT_MS, onRequest: metrics.kafka.request });

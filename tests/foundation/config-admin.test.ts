@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { loadConfig, ConfigError, settingsTable, settings } from '../../runtime/config.ts';
+import { loadConfig, ConfigError, settingsTable, settings, RETIRED_SETTINGS } from '../../runtime/config.ts';
+import { createRuntime } from '../../runtime/service.ts';
 import { configTable, readmeTable } from '../../stack/config-table.ts';
 import { startAdmin } from '../../runtime/admin.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { testLogger } from '../helpers.ts';
-import { UNIT_SCHEMAS } from '../../stack/services.ts';
+import { UNIT_SCHEMAS, RUNTIME_PARTS } from '../../stack/services.ts';
 
 test('config: defaults, frozen, every problem listed at once', () => {
   const cfg = loadConfig({}, UNIT_SCHEMAS);
@@ -92,5 +93,18 @@ test('admin: healthz, readyz follows checks, metrics, mutating routes need the t
     assert.equal((await fetch(open.url + '/admin/thing', { method: 'POST' })).status, 403, 'no token configured: mutating routes refused');
   } finally {
     await open.close();
+  }
+});
+
+test('a retired setting still set (an environment an upgrade left behind) is ignored with a warning at start, not silently', async () => {
+  assert.ok(!('MODEL_PROMOTION_MARGIN' in loadConfig({}, UNIT_SCHEMAS)), 'no longer a setting');
+  const lines: string[] = [];
+  const rt = await createRuntime('retired-check', RUNTIME_PARTS, { ADMIN_PORT: '0', LOG_LEVEL: 'info', MODEL_PROMOTION_MARGIN: '0.03', MODEL_DEGRADED_HIT_RATE: '' } as never, undefined, { logDestination: { write: (l) => void lines.push(l) } });
+  try {
+    const warned = lines.map((l) => JSON.parse(l) as { level: number; msg: string; setting?: string; instead?: string }).filter((l) => l.msg === 'a retired setting is set and ignored');
+    assert.deepEqual(warned.map((w) => [w.level, w.setting, w.instead]), [[40, 'MODEL_PROMOTION_MARGIN', RETIRED_SETTINGS.MODEL_PROMOTION_MARGIN]], 'one warning, for the one set (an empty value is unset)');
+  } finally {
+    await rt.admin.close();
+    await rt.db.end();
   }
 });
