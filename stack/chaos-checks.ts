@@ -425,6 +425,8 @@ export interface ActivityFacts {
   /** Orders executed at the exchange (creates). */
   orders: number;
   refused: number;
+  /** Refused signals by the reason PostgreSQL recorded (signals.outcome_reason), for the message. */
+  refusedBy?: Readonly<Record<string, number>>;
   /** Fault kind → [planned, injected]. */
   faults: ReadonlyMap<string, readonly [number, number]>;
 }
@@ -443,7 +445,7 @@ export function checkActivity(f: ActivityFacts, b: ActivityBounds): Verdict {
   const floor = floorOf(f.signals, b);
   if (f.orders < floor) note(v, 'shortfall', `${f.orders} orders executed at the exchange, floor ${floor} (${b.minOrderShare} of ${f.signals} signals, at least 1)`);
   const share = f.signals > 0 ? f.refused / f.signals : 0;
-  if (share > b.maxRefusedShare) note(v, 'shortfall', `${f.refused} of ${f.signals} signals refused (${(share * 100).toFixed(1)} %), bound ${(b.maxRefusedShare * 100).toFixed(1)} %`);
+  if (share > b.maxRefusedShare) note(v, 'shortfall', `${f.refused} of ${f.signals} signals refused (${(share * 100).toFixed(1)} %), bound ${(b.maxRefusedShare * 100).toFixed(1)} %${f.refusedBy ? `; by reason ${JSON.stringify(f.refusedBy)}` : ''}`);
   for (const [kind, [planned, injected]] of f.faults) {
     if (injected < planned) note(v, 'shortfall', `fault ${kind}: ${planned} planned, ${injected} injected`);
   }

@@ -82,6 +82,8 @@ const pgOrderRow = z.object({ order_link_id: z.string().nullable(), order_id: z.
 
 export interface PgFacts {
   outcomes: Map<string, string | null>;
+  /** Refused signals by their recorded reason (outcome_reason). */
+  refusedBy: Record<string, number>;
   decisions: Array<z.infer<typeof decisionRow>>;
   /** Intents of the decisions (create / amend / cancel). */
   intents: OrderIntent[];
@@ -93,7 +95,9 @@ export interface PgFacts {
 /** What PostgreSQL holds about the run's signals and every order. */
 export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): Promise<PgFacts> {
   const ids = sql.array([...signalIds], 'uuid');
-  const outcomes = await db.any(sql.type(z.object({ signal_id: z.string(), outcome: z.string().nullable() }))`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${ids})`);
+  const outcomes = await db.any(sql.type(z.object({ signal_id: z.string(), outcome: z.string().nullable(), outcome_reason: z.string().nullable() }))`SELECT signal_id::text, outcome, outcome_reason FROM signals WHERE signal_id = ANY(${ids})`);
+  const refusedBy: Record<string, number> = {};
+  for (const o of outcomes) if (o.outcome === 'rejected') refusedBy[o.outcome_reason ?? 'none'] = (refusedBy[o.outcome_reason ?? 'none'] ?? 0) + 1;
   const decisions = await db.any(sql.type(decisionRow)`
     SELECT signal_id::text, action, order_link_id, idempotency_key, output->'value' AS intent FROM decisions WHERE signal_id = ANY(${ids}) ORDER BY id`);
   const orders = await db.any(sql.type(pgOrderRow)`SELECT order_link_id, order_id, status, qty::text, cum_exec_qty::text, cum_exec_fee::text, avg_price::text FROM orders`);
@@ -105,6 +109,7 @@ export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): P
     SELECT order_link_id, status FROM orders WHERE order_link_id IS NOT NULL AND status <> 'Intent'`);
   return {
     outcomes: new Map(outcomes.map((o) => [o.signal_id, o.outcome])),
+    refusedBy,
     decisions: [...decisions],
     intents: decisions.filter((d) => d.action !== 'reject' && d.intent).map((d) => d.intent as OrderIntent),
     orders: [...orders],

@@ -708,7 +708,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), exExecs),
       oneRecord,
       orderEventsVerdict,
-      checkActivity({ signals: figures.signals, orders: figures.orders, refused: figures.refused, faults: faultsPlanned }, bounds),
+      checkActivity({ signals: figures.signals, orders: figures.orders, refused: figures.refused, refusedBy: f.refusedBy, faults: faultsPlanned }, bounds),
     );
     for (const line of verdict.problems) say(line);
     figures.losses = verdict.losses;

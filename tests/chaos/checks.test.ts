@@ -202,6 +202,7 @@ test('activity: a run that placed too few orders, refused too much or skipped a 
   const refused = checkActivity({ signals: 100, orders: 60, refused: 100, faults }, bounds);
   assert.equal(refused.shortfalls, 1);
   assert.match(refused.problems[0]!, /100 of 100 signals refused/);
+  assert.match(checkActivity({ signals: 10, orders: 6, refused: 4, refusedBy: { stale_signal: 3, trading_halted: 1 }, faults }, bounds).problems[0]!, /4 of 10 signals refused .*by reason \{"stale_signal":3,"trading_halted":1\}/);
   const skipped = checkActivity({ signals: 100, orders: 60, refused: 0, faults: new Map([['PostgreSQL restart', [2, 1]]]) }, bounds);
   assert.equal(skipped.shortfalls, 1);
   assert.match(skipped.problems[0]!, /PostgreSQL restart: 2 planned, 1 injected/);
