@@ -150,6 +150,19 @@ export function createBybitCaller(deps: BybitCallerDeps): BybitCaller {
   return { client, limiter, clockSkewMs: () => skewMs, call };
 }
 
+/** A create's request fields, the same for a single create and for each order of a batch. */
+const createFields = (p: Parameters<OrderPlacement['createOrder']>[0]) => ({
+  symbol: p.symbol,
+  side: p.side,
+  orderType: p.orderType,
+  qty: p.qty,
+  ...(p.price !== undefined ? { price: p.price } : {}),
+  ...(p.marketUnit !== undefined ? { marketUnit: p.marketUnit } : {}),
+  ...(p.timeInForce !== undefined ? { timeInForce: p.timeInForce } : {}),
+  ...(p.reduceOnly ? { reduceOnly: true as const } : {}),
+  orderLinkId: p.orderLinkId,
+});
+
 const CREATE = '/v5/order/create';
 const AMEND = '/v5/order/amend';
 const CANCEL = '/v5/order/cancel';
@@ -213,20 +226,7 @@ export function createBybitRest(deps: BybitCallerDeps): BybitRest {
     limit: (category, op) => Math.min(BATCH_MAX[category] ?? 1, limiter.limitOf(RateLimiter.key(BATCH_PATH[op], category))),
     createOrders: (category, ps) =>
       batchCall('create', category, ps.length, () =>
-        client.batchSubmitOrders(
-          category,
-          ps.map((p) => ({
-            symbol: p.symbol,
-            side: p.side,
-            orderType: p.orderType,
-            qty: p.qty,
-            ...(p.price !== undefined ? { price: p.price } : {}),
-            ...(p.marketUnit !== undefined ? { marketUnit: p.marketUnit } : {}),
-            ...(p.timeInForce !== undefined ? { timeInForce: p.timeInForce } : {}),
-            ...(p.reduceOnly ? { reduceOnly: true } : {}),
-            orderLinkId: p.orderLinkId,
-          })),
-        ),
+        client.batchSubmitOrders(category, ps.map(createFields)),
       ),
     amendOrders: (category, ps) =>
       batchCall('amend', category, ps.length, () =>
@@ -250,18 +250,7 @@ export function createBybitRest(deps: BybitCallerDeps): BybitRest {
     batch,
     createOrder: (p) =>
       call('create', CREATE, p.category, () =>
-        client.submitOrder({
-          category: p.category,
-          symbol: p.symbol,
-          side: p.side,
-          orderType: p.orderType,
-          qty: p.qty,
-          ...(p.price !== undefined ? { price: p.price } : {}),
-          ...(p.marketUnit !== undefined ? { marketUnit: p.marketUnit } : {}),
-          ...(p.timeInForce !== undefined ? { timeInForce: p.timeInForce } : {}),
-          ...(p.reduceOnly ? { reduceOnly: true } : {}),
-          orderLinkId: p.orderLinkId,
-        }),
+        client.submitOrder({ category: p.category, ...createFields(p) }),
       ),
     amendOrder: (p) =>
       call('amend', AMEND, p.category, () =>
