@@ -103,11 +103,14 @@ function omProcesses(): number {
   return n;
 }
 
-/** The hops a signal crosses, in order; each is "this topic's record time − the previous one". */
+/**
+ * The hops a signal crosses, in order; each is "this topic's record time − the previous one".
+ * `signal-decide` writes `signals.valid` (audit) and `orders.intents` in one transaction, so its hop
+ * ends at the intent: a `signals.valid` hop would split one stage's time in two at an arbitrary point.
+ */
 export const HOPS = [
   ['signal-bridge', 'signals.raw'],
-  ['validate', 'signals.valid'],
-  ['size-risk', 'orders.intents'],
+  ['signal-decide', 'orders.intents'],
   ['place', 'orders.submissions'],
   ['track', 'orders.events'],
 ] as const;
