@@ -1,4 +1,4 @@
-// `npm run study -- [--seeds=1,2,3,4,5] [--steps=12000] [--regimes=learnable,noise,...] [--out=reports/regime-study.json]`:
+// `npm run study -- [--seeds=1,2,3,4,5] [--steps=24000] [--regimes=learnable,noise,...] [--out=reports/regime-study.json]`:
 // the regime study (stack/regime-study.ts). Progress on stderr, the markdown table on stdout, the
 // whole result (conditions, per-seed runs, summaries) as JSON in --out. Needs no running stack.
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { runStudy, studyMarkdown, STUDY_REGIMES } from './regime-study.ts';
 
 const arg = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const seeds = (arg('seeds') ?? '1,2,3,4,5').split(',').map(Number);
-const steps = Number(arg('steps') ?? 12000);
+const steps = Number(arg('steps') ?? 24000);
 const regimes = (arg('regimes')?.split(',') ?? STUDY_REGIMES) as PatternRegime[];
 const out = arg('out') ?? 'reports/regime-study.json';
 for (const r of regimes) if (!PATTERN_REGIMES.includes(r)) throw new Error(`--regimes: ${r} is not one of ${PATTERN_REGIMES.join(', ')}`);
