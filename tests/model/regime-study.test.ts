@@ -7,7 +7,10 @@
 //     spread = 13 bps), and a coin flip makes minus its costs per trade, within 4 standard errors
 //     (its sides are independent of the moves, so its windows' P&L are uncorrelated);
 //   - the study is deterministic: the same regime, seed and steps give the same figures.
-// The model against warm-up is measured by `npm run study` and reported in docs/model.md.
+//   - in `learnable` the model earns more per window than warm-up, the paired bootstrap's lower
+//     bound above 0 (the full study, 5 seeds × 24,000 steps: +7.57 bps/window [7.18, 8.02], every
+//     seed +6.69 to +8.75; this seed at 6,000 steps: +5.85 [3.21, 7.42]; docs/model.md).
+// The other regimes' model − warm-up is reported by `npm run study`, not asserted.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { runSeed, studyBootstrap, studyConfig, STUDY_REGIMES, type SeedRun } from '../../stack/regime-study.ts';
@@ -60,6 +63,12 @@ for (const regime of STUDY_REGIMES) {
     assert.ok(Math.abs(perTrade + costPerTrade) <= 4 * se, `coin flip ${perTrade.toFixed(2)} bps per trade vs −${costPerTrade.toFixed(2)} (4 standard errors: ${(4 * se).toFixed(2)})`);
   });
 }
+
+test('learnable: the model earns more per held-out window than warm-up (paired bootstrap lower bound above 0)', async () => {
+  const r = await run('learnable');
+  const d = summariseRegime([r], studyBootstrap(cfg)).model_minus_warmup.pooled;
+  assert.ok(d.lower > 0, `model − warm-up ${d.mean.toFixed(2)} bps/window [${d.lower.toFixed(2)}, ${d.upper.toFixed(2)}]`);
+});
 
 test('deterministic: the same regime, seed and steps give the same figures', async () => {
   const a = await run('learnable');
