@@ -51,13 +51,35 @@ export interface EvalMetrics {
   window_pnl: number[];
 }
 
+/** A predictor's P as evaluate() reads it: clipped away from 0 and 1 (log-loss). */
+const clipP = (p: number): number => Math.min(1 - 1e-7, Math.max(1e-7, p));
+
+/**
+ * The side a window is traded on by a predictor saying `p` (already clipped): +1 buy, -1 sell, 0
+ * hold. It trades when |p - 0.5| reaches the edge and, with the model's gate, when the expected
+ * return after the costs known before the window clears `minExpectedBps`.
+ */
+export function decisionSide(p: number, row: EvalRow, opts: EvalOptions): 1 | -1 | 0 {
+  if (!(Math.abs(p - 0.5) >= opts.minEdge && opts.minEdge >= 0 && !(opts.minEdge === 0 && p === 0.5))) return 0;
+  if (opts.minExpectedBps !== null) {
+    const e = expectedNetBps(p, row.features[SPREAD_FEATURE] ?? 0, opts.costs.estimate(row.asset ?? ''));
+    if (e === null || e < opts.minExpectedBps) return 0;
+  }
+  return p > 0.5 ? 1 : -1;
+}
+
+/** decisionSide of every window: the sides evaluate() charges (the regime study trades them). */
+export function decisionSides(probs: readonly number[], rows: readonly EvalRow[], opts: EvalOptions): Array<1 | -1 | 0> {
+  return rows.map((r, i) => decisionSide(clipP(probs[i]!), r, opts));
+}
+
 export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opts: EvalOptions): EvalMetrics {
   const n = rows.length;
   let traded = 0, hits = 0, hitsAll = 0, ll = 0, brier = 0, pnl = 0;
   const windowPnl = new Array<number>(n).fill(0);
   const bins = Array.from({ length: 10 }, (_, i) => ({ lo: i / 10, hi: (i + 1) / 10, n: 0, sp: 0, sy: 0 }));
   for (let i = 0; i < n; i++) {
-    const p = Math.min(1 - 1e-7, Math.max(1e-7, probs[i]!));
+    const p = clipP(probs[i]!);
     const y = rows[i]!.label;
     ll -= y * Math.log(p) + (1 - y) * Math.log(1 - p);
     brier += (p - y) ** 2;
@@ -66,17 +88,12 @@ export function evaluate(probs: readonly number[], rows: readonly EvalRow[], opt
     b.n++;
     b.sp += p;
     b.sy += y;
-    if (Math.abs(p - 0.5) >= opts.minEdge && opts.minEdge >= 0 && !(opts.minEdge === 0 && p === 0.5)) {
-      const row = rows[i]!;
-      const c = opts.costs.estimate(row.asset ?? '');
-      if (opts.minExpectedBps !== null) {
-        const e = expectedNetBps(p, row.features[SPREAD_FEATURE] ?? 0, c);
-        if (e === null || e < opts.minExpectedBps) continue;
-      }
+    const row = rows[i]!;
+    const side = decisionSide(p, row, opts);
+    if (side !== 0) {
       traded++;
-      const side = p > 0.5 ? 1 : 0;
-      if (side === y) hits++;
-      windowPnl[i] = windowPnlBps(side === 1 ? 1 : -1, row, c);
+      if ((side === 1 ? 1 : 0) === y) hits++;
+      windowPnl[i] = windowPnlBps(side, row, opts.costs.estimate(row.asset ?? ''));
       pnl += windowPnl[i]!;
     }
   }

@@ -2,19 +2,14 @@
 // momentum pattern or a pure random walk, manual clock, fixed seed) with the warm-up emitter
 // trading every step and the order manager's answers synthesised from the simulator's book
 // (fills at the touch with the linear taker fee, some signals rejected), as the records the
-// window builder reads from the three topics.
-import { randomUUID } from 'node:crypto';
-import { ManualClock } from '../../runtime/clock.ts';
-import { startSimulator } from '../../sim/server.ts';
-import { ticker as tickerView } from '../../sim/market-data.ts';
-import type { ModelSignal, OrderEvent, Ticker } from '../../schemas/types.ts';
+// window builder reads from the three topics. The session itself is stack/model-session.ts (the
+// regime study runs it too); these are the tests' settings of it.
 import { parseModelConfig, type ModelConfig } from '../../model/config.ts';
-import { SignalEmitter, uuidFrom } from '../../model/signals.ts';
-import type { WindowInput } from '../../model/windows.ts';
-import { SeededRng } from '../../model/rng.ts';
+import { simulateSession as simulateStackSession, SESSION_T0, SESSION_TOPICS, type Session } from '../../stack/model-session.ts';
 
-export const T0 = Date.UTC(2025, 0, 6, 12, 0, 0);
-export const TOPICS = { signals: 'model.signals', events: 'orders.events', tickers: 'market.tickers' } as const;
+export { answer, orderEvent, tickerRecord, type Session } from '../../stack/model-session.ts';
+export const T0 = SESSION_T0;
+export const TOPICS = SESSION_TOPICS;
 
 export function testModelConfig(over: Record<string, string> = {}): ModelConfig {
   return parseModelConfig({
@@ -29,138 +24,17 @@ export function testModelConfig(over: Record<string, string> = {}): ModelConfig 
   });
 }
 
-export function tickerRecord(raw: Record<string, unknown>, ts: number): Ticker {
-  const s = (k: string) => (raw[k] === undefined || raw[k] === '' ? null : String(raw[k]));
-  return {
-    symbol: String(raw.symbol),
-    category: 'linear',
-    lastPrice: String(raw.lastPrice),
-    bid1Price: s('bid1Price'),
-    bid1Size: s('bid1Size'),
-    ask1Price: s('ask1Price'),
-    ask1Size: s('ask1Size'),
-    volume24h: String(raw.volume24h ?? '0'),
-    turnover24h: s('turnover24h'),
-    price24hPcnt: s('price24hPcnt'),
-    markPrice: s('markPrice'),
-    ts,
-    source: 'ws',
-    observedAt: ts,
-  };
-}
-
-export function orderEvent(over: Partial<OrderEvent> & Pick<OrderEvent, 'event_type' | 'occurred_at'>): OrderEvent {
-  return {
-    event_id: randomUUID(),
-    observed_at: over.occurred_at,
-    order_link_id: null,
-    order_id: null,
-    status: null,
-    previous_status: null,
-    category: 'linear',
-    symbol: null,
-    side: null,
-    order_type: 'Market',
-    qty: null,
-    price: null,
-    filled_qty: null,
-    avg_fill_price: null,
-    fees: null,
-    fee_currency: 'USDT',
-    remaining_qty: null,
-    last_exec_id: null,
-    last_exec_qty: null,
-    last_exec_price: null,
-    slippage_bps: null,
-    latencies: { signal_to_submitted_ms: null, submitted_to_ack_ms: null, submitted_to_first_fill_ms: null, to_final_ms: null },
-    reason_code: null,
-    reason_detail: null,
-    signal_id: null,
-    strategy_id: null,
-    model_version: null,
-    is_warmup: null,
-    confidence: null,
-    trace_id: null,
-    source: 'ws',
-    external: false,
-    sequence: null,
-    ...over,
-  };
-}
-
-/** The order manager's answer to a signal: a fill at the touch (taker fee 5.5 bps), or a rejection. */
-export function answer(sig: ModelSignal, t: Ticker, rejected: boolean, eventId: string): OrderEvent[] {
-  const common = { signal_id: sig.signal_id, strategy_id: sig.strategy_id, model_version: sig.model_version, is_warmup: sig.is_warmup, confidence: sig.confidence, trace_id: sig.trace_id, symbol: sig.asset };
-  if (rejected) return [orderEvent({ ...common, event_id: eventId, event_type: 'signal_rejected', occurred_at: sig.timestamp + 20, reason_code: 'risk_max_notional' })];
-  const px = Number(sig.signal_type === 'buy' ? t.ask1Price : t.bid1Price);
-  const qty = sig.amount / px;
-  const slip = (sig.signal_type === 'buy' ? 1 : -1) * 1e4 * (px / sig.market_data_snapshot.price - 1);
-  return [
-    orderEvent({ ...common, event_id: `${eventId}-a`, event_type: 'order_acknowledged', occurred_at: sig.timestamp + 30, sequence: 1, status: 'New', side: sig.signal_type === 'buy' ? 'Buy' : 'Sell', qty: qty.toFixed(6) }),
-    orderEvent({
-      ...common,
-      event_id: `${eventId}-f`,
-      event_type: 'order_filled',
-      occurred_at: sig.timestamp + 60,
-      sequence: 2,
-      status: 'Filled',
-      side: sig.signal_type === 'buy' ? 'Buy' : 'Sell',
-      qty: qty.toFixed(6),
-      filled_qty: qty.toFixed(6),
-      avg_fill_price: String(px),
-      fees: (qty * px * 0.00055).toFixed(8),
-      slippage_bps: slip,
-    }),
-  ];
-}
-
-export interface Session {
-  inputs: WindowInput[];
-  signals: ModelSignal[];
-  regimes: string[];
-}
-
 /**
  * Run the simulator `steps` price steps (1 s each); the warm-up emitter trades each asset every step.
  * `volatility` / `momentum`: the simulator's PriceProcess options (default 1 bp per step, AR 0.6).
  * Inputs are in arrival order: each step's tickers, then its signals, then their order events.
  */
 export async function simulateSession(opts: { mode: 'pattern' | 'random-walk'; seed: number; steps: number; cfg?: ModelConfig; rejectEvery?: number; volatility?: number; momentum?: number }): Promise<Session> {
-  const clock = new ManualClock(T0);
-  const sim = await startSimulator({ port: 0, seed: opts.seed, clock, priceProcess: { mode: opts.mode, stepMs: 1000, historyMinutes: 1, volatility: opts.volatility, momentum: opts.momentum } });
-  const cfg = opts.cfg ?? testModelConfig();
-  // Ids from the same seeded sequence as the decisions: a session is reproducible to the byte.
-  const rng = new SeededRng(opts.seed);
-  const emitter = new SignalEmitter(cfg, rng, () => uuidFrom(rng));
-  const inputs: WindowInput[] = [];
-  const signals: ModelSignal[] = [];
-  const regimes: string[] = [];
-  const off = { signals: 0, events: 0, tickers: 0 };
-  const src = (k: keyof typeof TOPICS, asset: string) => ({ topic: TOPICS[k], partition: asset === 'BTCUSDT' ? 0 : 1, offset: String(off[k]++) });
-  try {
-    for (let step = 0; step < opts.steps; step++) {
-      sim.tick(1);
-      const now = clock.now();
-      regimes.push(sim.exchange.prices.regimeAt());
-      const tickers = new Map<string, Ticker>();
-      for (const asset of cfg.MODEL_ASSETS) {
-        const t = tickerRecord(tickerView(sim.exchange, sim.exchange.instruments.get('linear', asset)!), now);
-        tickers.set(asset, t);
-        emitter.onTicker(t);
-        inputs.push({ kind: 'ticker', value: t, src: src('tickers', asset) });
-      }
-      const out = emitter.emit(now, { mode: { mode: 'warmup', version: null, warmupStartedAt: T0 }, model: null, exposure: () => 0 });
-      for (const s of out) {
-        signals.push(s);
-        inputs.push({ kind: 'signal', value: s, src: src('signals', s.asset) });
-      }
-      for (const s of out) {
-        const rejected = opts.rejectEvery !== undefined && signals.indexOf(s) % opts.rejectEvery === 0;
-        for (const e of answer(s, tickers.get(s.asset)!, rejected, `ev-${s.signal_id}`)) inputs.push({ kind: 'event', value: e, src: src('events', s.asset) });
-      }
-    }
-  } finally {
-    await sim.close();
-  }
-  return { inputs, signals, regimes };
+  return simulateStackSession({
+    seed: opts.seed,
+    steps: opts.steps,
+    cfg: opts.cfg ?? testModelConfig(),
+    rejectEvery: opts.rejectEvery,
+    priceProcess: { mode: opts.mode, stepMs: 1000, historyMinutes: 1, volatility: opts.volatility, momentum: opts.momentum },
+  });
 }
