@@ -59,7 +59,11 @@ export const PROOF_SETTINGS: Record<string, string> = {
   MODEL_RETRAIN_CRON: '*/20 * * * * *',
   MODEL_MIN_TRAIN_SAMPLES: '400',
   MODEL_MIN_EVAL_SAMPLES: '40',
-  MODEL_SWITCH_MIN_SAMPLES: '40',
+  // The switch judges the windows since the promotion (shadow). At 40 it judged about 7 s of them,
+  // all inside one 30-s block of the regime: seed 7 switched on 40 windows at +13.7 bps/window
+  // (lower bound 11.2) and its next 200 live signals made +1.8 against warm-up's +6.4 (rolled
+  // back). 200, as many as the live rule judges, spans more than one block.
+  MODEL_SWITCH_MIN_SAMPLES: '200',
   MODEL_MODE_CHECK_MS: '2000',
   MODEL_EXPOSURE_SCALE: '2000',
   // The clock runs ten times faster, so do the exchange's per-second limits (the simulator's are
