@@ -6,9 +6,15 @@
 //   - every new labelled sample is first judged by the active model (prequential: predict, then
 //     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE and the
 //     expected return after the costs measured so far >= MODEL_MIN_EXPECTED_BPS, as in model mode)
-//     matches the market direction. In warm-up these are shadow judgements (the switch rule's
-//     quality, counted on top of the held-out record at promotion, which counts the same trades);
-//     in model mode, samples of signals the active version emitted are its live hit record (reported);
+//     matches the market direction. In warm-up these are shadow hits, in model mode samples of
+//     signals the active version emitted are its live hit record (both reported, not decisive);
+//   - shadow money (the warm-up -> model switch): in warm-up, every new window the active version
+//     would have traded after costs adds its P&L after costs (counterfactual at the measured costs,
+//     as the live record counts warm-up's shadow) and warm-up's shadow P&L on the same window to the
+//     shadow money record, from its promotion on (policy.ts decideSwitch: the held-out record at
+//     promotion does not count). Judged with the costs measured before the window itself closed;
+//     kept in memory like the live record, so a restart starts it afresh (the switch waits, it is
+//     never taken on less);
 //   - money (model/money.ts): every closed window feeds the cost book (fee and slippage of the
 //     fills, the asset's move over the horizon) the decisions and evaluations charge; in model mode
 //     each signal of the active version adds its P&L after costs (its stored reward less the exit
@@ -23,7 +29,7 @@ import type { ModelSignal, Ticker } from '../schemas/types.ts';
 import type { ModelConfig } from './config.ts';
 import { FEATURE_SPEC_ID } from './features.ts';
 import { fineTune, fromArtifacts, toArtifacts, type LabelledRow, type TrainedModel } from './learner.ts';
-import { applyTransition, decideMode, RollingMoney, RollingQuality, type ModeState, type Transition } from './policy.ts';
+import { applyTransition, decideMode, decideSwitch, RollingMoney, RollingQuality, type ModeState, type Transition } from './policy.ts';
 import { heuristicProbability } from './evaluate.ts';
 import { CostBook, costObservationOf, execOf, expectedNetBps, labelledRowOf, sideCostBps, SPREAD_FEATURE, windowPnlBps } from './money.ts';
 import * as reg from './registry.ts';
@@ -47,6 +53,8 @@ export const MODEL_METRICS = {
   heldOutEce: 'model_service_heldout_ece',
   livePnl: 'model_service_live_pnl_bps',
   liveDiffUpper: 'model_service_live_pnl_diff_upper_bps',
+  shadowPnl: 'model_service_shadow_pnl_bps',
+  shadowDiffLower: 'model_service_shadow_pnl_diff_lower_bps',
   costs: 'model_service_cost_bps',
 } as const;
 
@@ -65,6 +73,8 @@ export function createModelMetrics(registry: Registry) {
     heldOutEce: new Gauge({ name: MODEL_METRICS.heldOutEce, help: 'Expected calibration error on the held-out windows', labelNames: ['which'], registers: [registry] }),
     livePnl: new Gauge({ name: MODEL_METRICS.livePnl, help: 'Live window: mean P&L after costs per signal of the active model, and of warm-up shadow on the same windows, bps', labelNames: ['kind'], registers: [registry] }),
     liveDiffUpper: new Gauge({ name: MODEL_METRICS.liveDiffUpper, help: 'Live window: upper bound of the paired bootstrap of model minus warm-up shadow P&L per signal, bps (rollback below 0)', registers: [registry] }),
+    shadowPnl: new Gauge({ name: MODEL_METRICS.shadowPnl, help: 'Warm-up: mean P&L after costs per window the active version would have traded since its promotion (model), and warm-up\'s shadow on the same windows (warmup), bps', labelNames: ['kind'], registers: [registry] }),
+    shadowDiffLower: new Gauge({ name: MODEL_METRICS.shadowDiffLower, help: 'Warm-up: lower bound of the paired bootstrap of the active version\'s shadow P&L minus warm-up\'s on the same windows, bps (the switch needs it above MODEL_PROMOTION_MARGIN_BPS)', registers: [registry] }),
     costs: new Gauge({ name: MODEL_METRICS.costs, help: 'Measured costs per side (fee, slippage beyond the half spread) and mean absolute move over the horizon, bps, per asset', labelNames: ['asset', 'part'], registers: [registry] }),
     windowDrops: new Counter({ name: MODEL_METRICS.windowDrops, help: 'Records the window builder dropped, by reason (late ticker/event/signal, unjoined event, insufficient history)', labelNames: ['reason'], registers: [registry] }),
   };
@@ -84,9 +94,6 @@ export interface EngineDeps {
 interface Active {
   version: string;
   model: TrainedModel;
-  /** Held-out record at promotion, plus shadow judgements since. */
-  hits: number;
-  n: number;
 }
 
 export class ModelEngine {
@@ -99,6 +106,13 @@ export class ModelEngine {
   readonly costs: CostBook;
   /** Live money record of the active version in model mode. */
   readonly liveMoney: RollingMoney;
+  /**
+   * Shadow money record of the active version in warm-up since its promotion, the switch rule's
+   * measure: its last max(MODEL_SWITCH_MIN_SAMPLES, MODEL_LIVE_WINDOW) traded windows, so the
+   * switch judges as many windows as the rollback will (a version switched to on this record is
+   * not one the rollback would drop on the same record), and a bootstrap every check stays bounded.
+   */
+  readonly shadowMoney: RollingMoney;
   private pendingOnline: LabelledRow[] = [];
   private exposure = new Map<string, number>();
   private busy: Promise<unknown> = Promise.resolve();
@@ -110,6 +124,7 @@ export class ModelEngine {
     this.emitter = new SignalEmitter(d.cfg);
     this.costs = new CostBook(d.cfg.MODEL_COST_WINDOW, d.cfg.MODEL_FEE_BPS);
     this.liveMoney = new RollingMoney(d.cfg.MODEL_LIVE_WINDOW);
+    this.shadowMoney = new RollingMoney(Math.max(d.cfg.MODEL_SWITCH_MIN_SAMPLES, d.cfg.MODEL_LIVE_WINDOW));
   }
 
   /** Serialise the async operations (retrain, sample handling, mode checks) of one engine. */
@@ -138,11 +153,11 @@ export class ModelEngine {
 
   private async loadActive(rec: reg.VersionRecord): Promise<void> {
     const model = await fromArtifacts(this.d.tf, rec.artifacts, this.d.cfg.MODEL_LEARNING_RATE);
-    const m = rec.metrics as { hits?: number; traded?: number };
-    this.active = { version: rec.version, model, hits: m.hits ?? 0, n: m.traded ?? 0 };
+    this.active = { version: rec.version, model };
     this.shadow.reset();
     this.live.reset();
     this.liveMoney.reset();
+    this.shadowMoney.reset();
   }
 
   private publishCosts(): void {
@@ -182,21 +197,28 @@ export class ModelEngine {
       const inserted = ids.size;
       for (const s of samples) this.d.metrics.samples.inc({ outcome: s.outcome });
       const a = this.active;
-      // Money is counted once per window: a redelivered sample (already stored) adds no cost or live P&L again.
-      for (const s of samples) {
-        if (!ids.has(s.signal_id.toLowerCase())) continue;
+      // Money is counted once per window: a redelivered sample (already stored) adds no cost, live or shadow P&L again.
+      const fresh = samples.filter((s) => ids.has(s.signal_id.toLowerCase()));
+      // In warm-up, what the active version would have done in each new window (before learning from it).
+      const shadowP = a && this.state.mode === 'warmup' ? a.model.predict(fresh.map((s) => s.features)) : null;
+      fresh.forEach((s, k) => {
+        // The costs as measured before this window closed: the window is not judged on its own move.
+        const c = this.costs.estimate(s.asset);
+        const exec = execOf(s);
+        const row = { features: s.features, market_return_bps: s.market_return_bps, exec };
+        const hp = heuristicProbability(s.features, this.d.cfg.WARMUP_HEURISTIC);
+        // Warm-up's shadow on the same window: its heuristic's side, counterfactual at the measured costs.
+        const theirs = hp === 0.5 ? 0 : windowPnlBps(hp > 0.5 ? 1 : -1, row, c);
         if (a && this.state.mode === 'model' && s.model_version === a.version) {
           // What the signal really made (nothing when nothing filled), against warm-up on the same window.
-          const c = this.costs.estimate(s.asset);
-          const exec = execOf(s);
           const spread = s.features[SPREAD_FEATURE] ?? 0;
-          const mine = exec ? exec.reward_bps - sideCostBps(c, spread) : 0;
-          const hp = heuristicProbability(s.features, this.d.cfg.WARMUP_HEURISTIC);
-          const theirs = hp === 0.5 ? 0 : windowPnlBps(hp > 0.5 ? 1 : -1, { features: s.features, market_return_bps: s.market_return_bps, exec }, c);
-          this.liveMoney.add(mine, theirs);
+          this.liveMoney.add(exec ? exec.reward_bps - sideCostBps(c, spread) : 0, theirs);
+        } else if (shadowP) {
+          const p = shadowP[k]!;
+          if (this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs);
         }
         this.costs.observe(costObservationOf(s));
-      }
+      });
       this.publishCosts();
       if (!a) return inserted;
       const labelled = samples.filter((s) => s.label !== null);
@@ -207,10 +229,7 @@ export class ModelEngine {
           // Live record: the signal this version emitted, judged on the market direction.
           this.live.add((s.side === 'buy') === (s.label === 1));
         } else if (this.state.mode === 'warmup' && this.wouldTrade(p, s)) {
-          const hit = (p > 0.5) === (s.label === 1);
-          this.shadow.add(hit);
-          a.n++;
-          if (hit) a.hits++;
+          this.shadow.add((p > 0.5) === (s.label === 1));
         }
         this.pendingOnline.push(labelledRowOf(s)!);
       });
@@ -296,6 +315,15 @@ export class ModelEngine {
     return j;
   }
 
+  /** Bootstraps of the shadow money record (the switch rule's measure), published as gauges. */
+  shadowJudgement(): ReturnType<RollingMoney['judge']> {
+    const j = this.shadowMoney.judge(bootstrapOptions(this.d.cfg));
+    this.d.metrics.shadowPnl.set({ kind: 'model' }, j.own.mean);
+    this.d.metrics.shadowPnl.set({ kind: 'warmup' }, j.own.mean - j.diff.mean);
+    this.d.metrics.shadowDiffLower.set(j.diff.lower);
+    return j;
+  }
+
   /** Apply the mode rules once; returns the transition taken, if any. */
   checkMode(now: number): Promise<Transition | null> {
     return this.serial(async () => {
@@ -308,12 +336,13 @@ export class ModelEngine {
       }
       const previous = await reg.previousVersion(this.d.db);
       const live = this.state.mode === 'model' ? this.liveJudgement() : null;
-      const t = decideMode(
-        this.state,
-        { now, active: this.active ? { version: this.active.version, hits: this.active.hits, n: this.active.n } : null, live, previous },
-        { warmupDurationMs: this.d.cfg.WARMUP_DURATION_MS, switchHitRate: this.d.cfg.MODEL_SWITCH_HIT_RATE, switchMinSamples: this.d.cfg.MODEL_SWITCH_MIN_SAMPLES, liveWindow: this.d.cfg.MODEL_LIVE_WINDOW },
-      );
-      if (!t) return null;
+      const shadow = this.state.mode === 'warmup' && this.active ? this.shadowJudgement() : null;
+      const rule = { warmupDurationMs: this.d.cfg.WARMUP_DURATION_MS, switchMinSamples: this.d.cfg.MODEL_SWITCH_MIN_SAMPLES, marginBps: this.d.cfg.MODEL_PROMOTION_MARGIN_BPS, liveWindow: this.d.cfg.MODEL_LIVE_WINDOW };
+      const t = decideMode(this.state, { now, active: this.active ? { version: this.active.version } : null, shadow, live, previous }, rule);
+      if (!t) {
+        if (shadow && this.active) this.d.logger.debug({ version: this.active.version, verdict: decideSwitch(shadow, now - this.state.warmupStartedAt, rule).reason }, 'still warm-up');
+        return null;
+      }
       if (this.active && live && t.reason.startsWith('degraded')) {
         await reg.saveLiveMetrics(this.d.db, this.active.version, {
           hit_rate: this.live.hitRate,

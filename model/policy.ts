@@ -118,17 +118,32 @@ export interface ModeState {
 
 export interface ModeRule {
   warmupDurationMs: number;
-  switchHitRate: number;
+  /** Fewest shadow windows (the active version would have traded after costs) before the switch is judged. */
   switchMinSamples: number;
+  /** The paired difference over warm-up's shadow must have its lower bound above this, bps (MODEL_PROMOTION_MARGIN_BPS). */
+  marginBps: number;
   liveWindow: number;
+}
+
+/** Bootstraps of a money record: a version's own P&L after costs per window and its paired difference over warm-up's shadow. */
+export interface MoneyJudgement {
+  n: number;
+  own: Pick<BootstrapResult, 'mean' | 'lower' | 'upper'>;
+  diff: Pick<BootstrapResult, 'mean' | 'lower' | 'upper'>;
 }
 
 export interface ModeInputs {
   now: number;
-  /** The promoted (active) version and its quality so far: held-out at promotion plus shadow/live since. */
-  active: { version: string; hits: number; n: number } | null;
+  /** The promoted (active) version, when there is one. */
+  active: { version: string } | null;
+  /**
+   * Warm-up: the active version's shadow record since its promotion, the windows it would have
+   * traded after costs (its P&L as the rollback counts it: counterfactual at the measured costs,
+   * or the window's own fill when it was on the same side) against warm-up's shadow on the same windows.
+   */
+  shadow: MoneyJudgement | null;
   /** Live record of the version trading in model mode: bootstraps of its P&L after costs and of its difference to warm-up's shadow. */
-  live: { n: number; own: Pick<BootstrapResult, 'mean' | 'upper'>; diff: Pick<BootstrapResult, 'mean' | 'upper'> } | null;
+  live: Pick<MoneyJudgement, 'n'> & { own: Pick<BootstrapResult, 'mean' | 'upper'>; diff: Pick<BootstrapResult, 'mean' | 'upper'> } | null;
   /** Version to roll back to (the previously active one), when there is one. */
   previous: string | null;
 }
@@ -138,19 +153,56 @@ export interface Transition {
   to: Mode;
   fromVersion: string | null;
   version: string | null;
-  reason: 'first_start' | 'quality_threshold_reached' | 'promoted' | 'degraded_rollback' | 'degraded_fallback_warmup' | 'no_active_model';
+  reason: 'first_start' | 'pays_in_shadow' | 'promoted' | 'degraded_rollback' | 'degraded_fallback_warmup' | 'no_active_model';
   metrics: Record<string, number | string | null>;
+}
+
+/**
+ * Warm-up -> model on money, out of sample: the shadow record of the active version since its
+ * promotion holds at least `switchMinSamples` windows it would have traded, the lower bound of its
+ * own mean P&L per window is above 0 (it pays after costs, not only loses less than warm-up) and
+ * that of its paired difference over warm-up's shadow on the same windows is above the promotion
+ * margin: the promotion rule's two money tests, on windows no candidate was chosen on.
+ *
+ * The held-out record at promotion does not count. Those windows already decided the promotion,
+ * and with a candidate every round the one promoted is the one whose held-out windows happened to
+ * look best (a selection, so its held-out figure is biased upwards: on seed 7 of the proof a
+ * candidate promoted on 40 held-out windows lost live and was rolled back); they were also charged
+ * costs measured on the training part, not the costs of now. Windows that come after the
+ * promotion are the first evidence that was not used to pick it.
+ */
+export function decideSwitch(shadow: MoneyJudgement | null, elapsedMs: number, r: Pick<ModeRule, 'warmupDurationMs' | 'switchMinSamples' | 'marginBps'>): { switch: boolean; reason: string } {
+  if (elapsedMs < r.warmupDurationMs) return { switch: false, reason: `warmup_duration (${elapsedMs} < ${r.warmupDurationMs} ms)` };
+  if (!shadow || shadow.n < r.switchMinSamples) return { switch: false, reason: `too_few_shadow_windows (${shadow?.n ?? 0} < ${r.switchMinSamples})` };
+  if (!(shadow.own.lower > 0)) return { switch: false, reason: `does_not_pay_in_shadow: ${f2(shadow.own.mean)} bps/window, lower bound ${f2(shadow.own.lower)} <= 0` };
+  if (!(shadow.diff.lower > r.marginBps)) return { switch: false, reason: `not_better_than_warmup_in_shadow: ${f2(shadow.diff.mean)} bps/window, lower bound ${f2(shadow.diff.lower)} <= margin ${r.marginBps}` };
+  return { switch: true, reason: `pays in shadow: ${f2(shadow.own.mean)} bps/window (lower bound ${f2(shadow.own.lower)}), over warm-up ${f2(shadow.diff.mean)} (lower bound ${f2(shadow.diff.lower)} > ${r.marginBps}) on ${shadow.n} windows` };
 }
 
 export function decideMode(s: ModeState, i: ModeInputs, r: ModeRule): Transition | null {
   if (s.mode === 'warmup') {
     if (!i.active) return null;
     const elapsed = i.now - s.warmupStartedAt;
-    const rate = i.active.n ? i.active.hits / i.active.n : 0;
-    if (elapsed >= r.warmupDurationMs && i.active.n >= r.switchMinSamples && rate >= r.switchHitRate) {
-      return { from: 'warmup', to: 'model', fromVersion: null, version: i.active.version, reason: 'quality_threshold_reached', metrics: { hit_rate: rate, samples: i.active.n, warmup_elapsed_ms: elapsed } };
-    }
-    return null;
+    const v = decideSwitch(i.shadow, elapsed, r);
+    if (!v.switch || !i.shadow) return null;
+    const sh = i.shadow;
+    return {
+      from: 'warmup',
+      to: 'model',
+      fromVersion: null,
+      version: i.active.version,
+      reason: 'pays_in_shadow',
+      metrics: {
+        shadow_windows: sh.n,
+        shadow_pnl_bps_per_window: sh.own.mean,
+        shadow_pnl_lower_bps: sh.own.lower,
+        warmup_shadow_pnl_bps_per_window: sh.own.mean - sh.diff.mean,
+        shadow_diff_vs_warmup_bps: sh.diff.mean,
+        shadow_diff_lower_bps: sh.diff.lower,
+        margin_bps: r.marginBps,
+        warmup_elapsed_ms: elapsed,
+      },
+    };
   }
   // model mode
   // Money, like promotion: over a full live window, the model is confidently worse than warm-up's
@@ -161,7 +213,9 @@ export function decideMode(s: ModeState, i: ModeInputs, r: ModeRule): Transition
     return { from: 'model', to: 'warmup', fromVersion: s.version, version: null, reason: 'degraded_fallback_warmup', metrics: m };
   }
   if (!i.active) return { from: 'model', to: 'warmup', fromVersion: s.version, version: null, reason: 'no_active_model', metrics: {} };
-  if (i.active.version !== s.version) return { from: 'model', to: 'model', fromVersion: s.version, version: i.active.version, reason: 'promoted', metrics: { hit_rate: i.active.n ? i.active.hits / i.active.n : 0, samples: i.active.n } };
+  // A retraining promoted a new version while the model trades: it was chosen on money against the
+  // version trading (decidePromotion's baseline), and the live rule judges it from here on.
+  if (i.active.version !== s.version) return { from: 'model', to: 'model', fromVersion: s.version, version: i.active.version, reason: 'promoted', metrics: {} };
   return null;
 }
 

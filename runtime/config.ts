@@ -100,6 +100,7 @@ export const RETIRED_SETTINGS: Readonly<Record<string, string>> = Object.freeze(
   MODEL_PROMOTION_MARGIN: 'promotion is decided on P&L after costs: MODEL_PROMOTION_MARGIN_BPS (docs/model.md)',
   MODEL_PROMOTION_MIN_Z: 'the confidence of the P&L bootstrap: MODEL_PROMOTION_CONFIDENCE (docs/model.md)',
   MODEL_DEGRADED_HIT_RATE: 'rollback is decided on P&L after costs against warm-up (docs/model.md)',
+  MODEL_SWITCH_HIT_RATE: 'warm-up -> model is decided on the shadow P&L after costs since promotion: MODEL_SWITCH_MIN_SAMPLES windows, lower bounds above 0 and above MODEL_PROMOTION_MARGIN_BPS over warm-up (docs/model.md)',
 });
 
 /** The retired settings an environment still sets, with what replaced each. */

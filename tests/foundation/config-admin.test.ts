@@ -97,12 +97,13 @@ test('admin: healthz, readyz follows checks, metrics, mutating routes need the t
 });
 
 test('a retired setting still set (an environment an upgrade left behind) is ignored with a warning at start, not silently', async () => {
-  assert.ok(!('MODEL_PROMOTION_MARGIN' in loadConfig({}, UNIT_SCHEMAS)), 'no longer a setting');
+  for (const k of ['MODEL_PROMOTION_MARGIN', 'MODEL_SWITCH_HIT_RATE']) assert.ok(!(k in loadConfig({}, UNIT_SCHEMAS)), `${k}: no longer a setting`);
   const lines: string[] = [];
-  const rt = await createRuntime('retired-check', RUNTIME_PARTS, { ADMIN_PORT: '0', LOG_LEVEL: 'info', MODEL_PROMOTION_MARGIN: '0.03', MODEL_DEGRADED_HIT_RATE: '' } as never, undefined, { logDestination: { write: (l) => void lines.push(l) } });
+  const rt = await createRuntime('retired-check', RUNTIME_PARTS, { ADMIN_PORT: '0', LOG_LEVEL: 'info', MODEL_PROMOTION_MARGIN: '0.03', MODEL_DEGRADED_HIT_RATE: '', MODEL_SWITCH_HIT_RATE: '0.55' } as never, undefined, { logDestination: { write: (l) => void lines.push(l) } });
   try {
     const warned = lines.map((l) => JSON.parse(l) as { level: number; msg: string; setting?: string; instead?: string }).filter((l) => l.msg === 'a retired setting is set and ignored');
-    assert.deepEqual(warned.map((w) => [w.level, w.setting, w.instead]), [[40, 'MODEL_PROMOTION_MARGIN', RETIRED_SETTINGS.MODEL_PROMOTION_MARGIN]], 'one warning, for the one set (an empty value is unset)');
+    assert.deepEqual(warned.map((w) => [w.level, w.setting, w.instead]), [[40, 'MODEL_PROMOTION_MARGIN', RETIRED_SETTINGS.MODEL_PROMOTION_MARGIN], [40, 'MODEL_SWITCH_HIT_RATE', RETIRED_SETTINGS.MODEL_SWITCH_HIT_RATE]], 'a warning for each one set (an empty value is unset)');
+    assert.match(RETIRED_SETTINGS.MODEL_SWITCH_HIT_RATE!, /MODEL_SWITCH_MIN_SAMPLES.*MODEL_PROMOTION_MARGIN_BPS/, 'names what replaced it');
   } finally {
     await rt.admin.close();
     await rt.db.end();

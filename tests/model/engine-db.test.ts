@@ -1,8 +1,9 @@
 // The engine on a real, freshly migrated PostgreSQL database of its own: samples stored once per
 // signal, a retraining round on the planted pattern (moves above costs) stores and promotes a
 // version on money, a restart reloads it (same predictions) and the costs measured before it,
-// warm-up -> model switch and the money rollback / fall-back rules, each transition recorded in
-// model_mode_transitions.
+// the warm-up -> model switch on the shadow money record since promotion (not on a record too
+// short, not on a losing one, not before the warm-up duration) and the money rollback / fall-back
+// rules, each transition recorded in model_mode_transitions with its figures.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -25,6 +26,8 @@ let pool: DatabasePool;
 const logger = createLogger({ LOG_LEVEL: 'silent', BYBIT_API_SECRET: 'x', ADMIN_TOKEN: undefined });
 const cfg = testModelConfig({ MODEL_MIN_TRAIN_SAMPLES: '1000', MODEL_SWITCH_MIN_SAMPLES: '200', MODEL_LIVE_WINDOW: '50', WARMUP_DURATION_MS: '60000' });
 let samples: TrainingSample[] = [];
+/** Windows after the promotion: another session of the same market (seed 12), never trained on. */
+let later: TrainingSample[] = [];
 
 before(async () => {
   await ensureDatabase(dbUrl);
@@ -34,6 +37,9 @@ before(async () => {
   const s = await simulateSession({ mode: 'pattern', seed: 11, steps: 2400, cfg, volatility: 0.006 });
   const b = new WindowBuilder({ horizonMs: cfg.MODEL_HORIZON_MS, allowedLatenessMs: cfg.MODEL_ALLOWED_LATENESS_MS, orderEventsMaxWaitMs: cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS, lookback: cfg.MODEL_FEATURE_LOOKBACK, labelMinMoveBps: 0, strategyId: cfg.MODEL_STRATEGY_ID });
   samples = s.inputs.flatMap((i) => b.add(i));
+  const s2 = await simulateSession({ mode: 'pattern', seed: 12, steps: 2400, cfg, volatility: 0.006 });
+  const b2 = new WindowBuilder({ horizonMs: cfg.MODEL_HORIZON_MS, allowedLatenessMs: cfg.MODEL_ALLOWED_LATENESS_MS, orderEventsMaxWaitMs: cfg.MODEL_ORDER_EVENTS_MAX_WAIT_MS, lookback: cfg.MODEL_FEATURE_LOOKBACK, labelMinMoveBps: 0, strategyId: cfg.MODEL_STRATEGY_ID });
+  later = s2.inputs.flatMap((i) => b2.add(i));
 });
 
 after(async () => {
@@ -44,7 +50,7 @@ after(async () => {
 const transitions = () => pool.any(sql.type(z.object({ from_mode: z.string(), to_mode: z.string(), model_version: z.string().nullable(), reason: z.string() }))`
   SELECT from_mode, to_mode, model_version, reason FROM model_mode_transitions ORDER BY id`);
 
-test('store, retrain, promote, reload, switch, degrade, roll back, fall back', async () => {
+test('store, retrain, promote, reload, switch, degrade, roll back, fall back', async (t) => {
   const { tf } = await loadTf(false);
   const registry = new Registry();
   const engine = new ModelEngine({ cfg, db: pool, tf, logger, metrics: createModelMetrics(registry) }, T0);
@@ -98,12 +104,40 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
     assert.ok(Math.abs(x.feeBps - y.feeBps) < 1e-9 && Math.abs(x.absMoveBps! - y.absMoveBps!) < 1e-9, `${a}: ${JSON.stringify(x)} vs ${JSON.stringify(y)}`);
   }
 
-  // Warm-up -> model only once the warm-up duration is over.
-  assert.equal(await engine.checkMode(T0 + 30_000), null);
+  // Warm-up -> model on the shadow money record since the promotion only: the held-out record
+  // that promoted it does not count, so with no window since, the duration over, it stays.
+  assert.equal(engine.shadowMoney.n, 0);
+  assert.equal(await engine.checkMode(T0 + 60_000), null, 'no shadow windows yet');
+  // A record too short: a few new windows, however they went.
+  await engine.onSamples(later.slice(0, 150));
+  assert.ok(engine.shadowMoney.n > 0 && engine.shadowMoney.n < cfg.MODEL_SWITCH_MIN_SAMPLES, `shadow windows ${engine.shadowMoney.n}`);
+  assert.equal(await engine.checkMode(T0 + 60_000), null, 'too few shadow windows');
+  // A losing record: the restarted engine (its shadow record starts afresh) sees the same market
+  // turned against the side the model takes (move reversed, nothing filled): enough windows, it loses.
+  const turned = later.slice(0, 3000).map((s, i) => ({ ...s, signal_id: `30000000-0000-4000-8000-${String(i).padStart(12, '0')}`, market_return_bps: -s.market_return_bps, label: s.label === null ? null : ((1 - s.label) as 0 | 1), details: { ...s.details, filled_qty: 0 } }));
+  await again.onSamples(turned);
+  assert.ok(again.shadowMoney.n >= cfg.MODEL_SWITCH_MIN_SAMPLES, `shadow windows ${again.shadowMoney.n}`);
+  const lost = again.shadowJudgement();
+  assert.ok(lost.own.upper < 0, `the turned market loses: ${JSON.stringify(lost.own)}`);
+  assert.equal(await again.checkMode(T0 + 60_000), null, 'never on a losing record');
+  assert.equal(again.state.mode, 'warmup');
+  // The windows that follow, as they came: once enough of them pay, it switches, not before the duration is over.
+  await engine.onSamples(later.slice(150));
+  const shadow = engine.shadowJudgement();
+  assert.ok(shadow.n >= cfg.MODEL_SWITCH_MIN_SAMPLES && shadow.own.lower > 0 && shadow.diff.lower > cfg.MODEL_PROMOTION_MARGIN_BPS, JSON.stringify(shadow));
+  assert.equal(await engine.checkMode(T0 + 30_000), null, 'warm-up duration not over');
   const sw = (await engine.checkMode(T0 + 60_000))!;
-  assert.equal(sw.reason, 'quality_threshold_reached');
+  assert.equal(sw.reason, 'pays_in_shadow');
   assert.equal(engine.state.mode, 'model');
   assert.equal(engine.state.version, active.version);
+  // The figures it switched on are stored with the transition.
+  const stm = await pool.oneFirst(sql.type(z.object({ metrics: z.record(z.union([z.number(), z.string(), z.null()])) }))`SELECT metrics FROM model_mode_transitions WHERE reason = 'pays_in_shadow'`);
+  assert.equal(stm.shadow_windows, shadow.n);
+  assert.equal(stm.shadow_pnl_lower_bps, shadow.own.lower);
+  assert.equal(stm.shadow_diff_lower_bps, shadow.diff.lower);
+  assert.equal(stm.shadow_diff_vs_warmup_bps, shadow.diff.mean);
+  assert.equal(stm.margin_bps, cfg.MODEL_PROMOTION_MARGIN_BPS);
+  t.diagnostic(`shadow since promotion: ${shadow.n} windows, ${shadow.own.mean.toFixed(2)} bps/window (95 % low ${shadow.own.lower.toFixed(2)}), over warm-up ${shadow.diff.mean.toFixed(2)} (low ${shadow.diff.lower.toFixed(2)}); turned market: ${lost.n} windows, ${lost.own.mean.toFixed(2)} (high ${lost.own.upper.toFixed(2)})`);
 
   // A model-mode signal is tagged with the version and is not warm-up.
   const sig = engine.emit(T0 + 61_000);
@@ -150,7 +184,7 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
 
   assert.deepEqual((await transitions()).map((t) => [t.from_mode, t.to_mode, t.reason]), [
     ['warmup', 'warmup', 'first_start'],
-    ['warmup', 'model', 'quality_threshold_reached'],
+    ['warmup', 'model', 'pays_in_shadow'],
     ['model', 'warmup', 'degraded_fallback_warmup'],
     ['model', 'model', 'degraded_rollback'],
   ]);

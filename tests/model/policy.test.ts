@@ -1,7 +1,7 @@
 // The promotion rule and the mode controller (warm-up <-> model, rollback), table-driven.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decidePromotion, decideMode, applyTransition, RollingMoney, RollingQuality, zScore, type ModeState, type ModeRule } from '../../model/policy.ts';
+import { decidePromotion, decideMode, decideSwitch, applyTransition, RollingMoney, RollingQuality, zScore, type ModeState, type ModeRule } from '../../model/policy.ts';
 import type { EvalMetrics } from '../../model/evaluate.ts';
 import { maxDrawdown } from '../../model/money.ts';
 import { SeededRng } from '../../model/rng.ts';
@@ -45,35 +45,71 @@ test('promotion on money: own P&L and the paired difference by a margin with con
   assert.ok(Math.abs(zScore(600, 1000, 0.5) - 6.3245) < 1e-3);
 });
 
-const mr: ModeRule = { warmupDurationMs: 60_000, switchHitRate: 0.55, switchMinSamples: 200, liveWindow: 100 };
+const mr: ModeRule = { warmupDurationMs: 60_000, switchMinSamples: 200, marginBps: 0.5, liveWindow: 100 };
 const warm: ModeState = { mode: 'warmup', version: null, warmupStartedAt: 0 };
+const boot = { resamples: 2000, seed: 7, confidence: 0.95, block: 20 };
+/** The shadow money record of `model` against warm-up's shadow `wu` on the same windows, bootstrapped as the engine does. */
+const shadowOf = (model: number[], wu: number[]) => {
+  const q = new RollingMoney(Math.max(model.length, 1));
+  model.forEach((x, i) => q.add(x, wu[i]!));
+  return q.judge(boot);
+};
 
-test('warm-up -> model only after the duration, with enough samples at the quality threshold', () => {
-  const active = { version: 'v1', hits: 130, n: 220 }; // 0.59
-  assert.equal(decideMode(warm, { now: 59_999, active, live: null, previous: null }, mr), null, 'duration not over');
-  assert.equal(decideMode(warm, { now: 60_000, active: { version: 'v1', hits: 120, n: 190 }, live: null, previous: null }, mr), null, 'too few samples');
-  assert.equal(decideMode(warm, { now: 60_000, active: { version: 'v1', hits: 110, n: 220 }, live: null, previous: null }, mr), null, 'quality 0.5 below 0.55');
-  assert.equal(decideMode(warm, { now: 60_000, active: null, live: null, previous: null }, mr), null, 'no model');
-  const t = decideMode(warm, { now: 60_000, active, live: null, previous: null }, mr)!;
-  assert.equal(t.reason, 'quality_threshold_reached');
+test('warm-up -> model on the shadow money record since promotion: enough windows, pays after costs, beats warm-up by the margin', () => {
+  const pays = series(300, 6, 20, 11);
+  const warmLoses = series(300, -6, 20, 12);
+  const cases: Array<[string, number, ReturnType<typeof shadowOf> | null, boolean, RegExp]> = [
+    ['pays and beats warm-up clearly', 60_000, shadowOf(pays, warmLoses), true, /^pays in shadow/],
+    ['duration not over', 59_999, shadowOf(pays, warmLoses), false, /^warmup_duration/],
+    ['no shadow record yet', 60_000, null, false, /^too_few_shadow_windows \(0 < 200\)/],
+    ['too short a record, however good', 60_000, shadowOf(pays.slice(0, 199), warmLoses.slice(0, 199)), false, /^too_few_shadow_windows \(199 < 200\)/],
+    ['loses after costs, though warm-up loses more', 60_000, shadowOf(series(300, -2, 20, 13), series(300, -12, 20, 14)), false, /^does_not_pay_in_shadow/],
+    ['a losing record that a long lucky start does not save', 60_000, shadowOf([...series(100, 15, 5, 15), ...series(200, -12, 20, 16)], warmLoses), false, /^does_not_pay_in_shadow/],
+    ['pays, but not by the margin over warm-up', 60_000, shadowOf(pays, pays.map((x) => x - 0.2)), false, /^not_better_than_warmup_in_shadow/],
+    ['pays, warm-up pays as much', 60_000, shadowOf(pays, series(300, 6, 20, 17)), false, /^not_better_than_warmup_in_shadow/],
+  ];
+  for (const [name, now, shadow, switches, reason] of cases) {
+    const v = decideSwitch(shadow, now, mr);
+    assert.equal(v.switch, switches, `${name}: ${v.reason}`);
+    assert.match(v.reason, reason, name);
+    const t = decideMode(warm, { now, active: { version: 'v1' }, shadow, live: null, previous: null }, mr);
+    assert.equal(t !== null, switches, name);
+  }
+  assert.equal(decideMode(warm, { now: 60_000, active: null, shadow: shadowOf(pays, warmLoses), live: null, previous: null }, mr), null, 'no model');
+  // The transition carries the figures it was decided on.
+  const sh = shadowOf(pays, warmLoses);
+  const t = decideMode(warm, { now: 61_000, active: { version: 'v1' }, shadow: sh, live: null, previous: null }, mr)!;
+  assert.equal(t.reason, 'pays_in_shadow');
   assert.deepEqual([t.from, t.to, t.version], ['warmup', 'model', 'v1']);
+  assert.deepEqual(t.metrics, {
+    shadow_windows: 300,
+    shadow_pnl_bps_per_window: sh.own.mean,
+    shadow_pnl_lower_bps: sh.own.lower,
+    warmup_shadow_pnl_bps_per_window: sh.own.mean - sh.diff.mean,
+    shadow_diff_vs_warmup_bps: sh.diff.mean,
+    shadow_diff_lower_bps: sh.diff.lower,
+    margin_bps: 0.5,
+    warmup_elapsed_ms: 61_000,
+  });
+  assert.ok(sh.own.lower > 0 && sh.diff.lower > 0.5, JSON.stringify(sh));
+  assert.ok(Math.abs(sh.diff.mean - (pays.reduce((a, b) => a + b, 0) - warmLoses.reduce((a, b) => a + b, 0)) / 300) < 1e-9);
   assert.deepEqual(applyTransition(warm, t), { mode: 'model', version: 'v1', warmupStartedAt: 0 });
 });
 
 test('model mode: losing money against warm-up (or outright) rolls back to the previous version, or falls back to warm-up', () => {
   const s: ModeState = { mode: 'model', version: 'v2', warmupStartedAt: 0 };
-  const active = { version: 'v2', hits: 300, n: 500 };
+  const active = { version: 'v2' };
   const live = (n: number, ownUpper: number, diffUpper: number) => ({ n, own: { mean: ownUpper - 1, upper: ownUpper }, diff: { mean: diffUpper - 1, upper: diffUpper } });
-  assert.equal(decideMode(s, { now: 1, active, live: live(99, -3, -3), previous: 'v1' }, mr), null, 'window not full');
-  assert.equal(decideMode(s, { now: 1, active, live: live(100, 0, 0), previous: 'v1' }, mr), null, 'upper bounds at 0: not confidently worse');
-  const rb = decideMode(s, { now: 1, active, live: live(100, 2, -0.1), previous: 'v1' }, mr)!;
+  assert.equal(decideMode(s, { now: 1, active, shadow: null, live: live(99, -3, -3), previous: 'v1' }, mr), null, 'window not full');
+  assert.equal(decideMode(s, { now: 1, active, shadow: null, live: live(100, 0, 0), previous: 'v1' }, mr), null, 'upper bounds at 0: not confidently worse');
+  const rb = decideMode(s, { now: 1, active, shadow: null, live: live(100, 2, -0.1), previous: 'v1' }, mr)!;
   assert.deepEqual([rb.reason, rb.from, rb.to, rb.fromVersion, rb.version], ['degraded_rollback', 'model', 'model', 'v2', 'v1']);
   assert.equal(rb.metrics.live_diff_upper_bps, -0.1);
-  const loses = decideMode(s, { now: 1, active, live: live(100, -0.1, 2), previous: 'v1' }, mr)!;
+  const loses = decideMode(s, { now: 1, active, shadow: null, live: live(100, -0.1, 2), previous: 'v1' }, mr)!;
   assert.equal(loses.reason, 'degraded_rollback', 'confidently losing after costs, even when warm-up would lose more');
-  const fb = decideMode(s, { now: 1, active, live: live(100, 2, -0.1), previous: null }, mr)!;
+  const fb = decideMode(s, { now: 1, active, shadow: null, live: live(100, 2, -0.1), previous: null }, mr)!;
   assert.deepEqual([fb.reason, fb.to, fb.version], ['degraded_fallback_warmup', 'warmup', null]);
-  const pr = decideMode(s, { now: 1, active: { version: 'v3', hits: 1, n: 1 }, live: live(10, 5, 5), previous: 'v2' }, mr)!;
+  const pr = decideMode(s, { now: 1, active: { version: 'v3' }, shadow: null, live: live(10, 5, 5), previous: 'v2' }, mr)!;
   assert.deepEqual([pr.reason, pr.version], ['promoted', 'v3']);
 });
 
