@@ -88,12 +88,12 @@ export function benchTable(r: BenchReport): string {
   return lines.join('\n');
 }
 
-const MARKERS = /<!-- bench:start -->\n([\s\S]*?)\n<!-- bench:end -->/g;
+const MARKERS = /<!-- bench:start -->\n([\s\S]*?)<!-- bench:end -->/g;
 
 /** The text between the README's bench markers (null when they are not there exactly once). */
 export function readmeBenchTable(readme: string): string | null {
   const m = [...readme.matchAll(MARKERS)];
-  return m.length === 1 ? m[0]![1]! : null;
+  return m.length === 1 ? m[0]![1]!.replace(/\n$/, '') : null;
 }
 
 export const LATEST = join(ROOT, 'docs/bench-latest.json');
