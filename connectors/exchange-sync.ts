@@ -6,8 +6,8 @@
 // reference data, not a stream of exchange facts). The tickers, the wallet and the positions it reads
 // are exchange facts like the websocket's, so it publishes them as records on market.tickers /
 // exchange.wallet / exchange.positions (source rest), and the tracking stage, the one writer of
-// `tickers`, `balances` and `positions`, projects them with the websocket's (and, for the account,
-// the reconciler's), newest exchange time first. At start it waits until the projection holds what it
+// `balances` and `positions`, and the ticker projection, the one writer of `tickers`, project them
+// with the websocket's (and, for the account, the reconciler's), newest exchange time first. At start it waits until the projection holds what it
 // published, so the risk stage never sizes against prices or an account the order manager has not
 // loaded yet (at most 30 s inside start(), so the units after it still start when tracking is down;
 // it is not ready until then). Orders are not touched here: their state has one writer too, the
@@ -174,7 +174,7 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
     return { tickers: tickers.length, coins: wb?.coin.length ?? 0, positions: positions.length };
   };
 
-  /** Whether the projection (the tracking stage) holds at least what the latest snapshot published. */
+  /** Whether the projections (the tracking stage, the ticker projection) hold at least what the latest snapshot published. */
   const projected = async (): Promise<boolean> => {
     const { wallet, positions, tickers } = published;
     if (wallet && wallet.coin.length > 0) {
@@ -191,7 +191,7 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
       if (n < positions.length) return false;
     }
     if (tickers.length > 0) {
-      // The same conversion of epoch ms as the projection's (track-sql.ts), so equal times compare equal.
+      // The same conversion of epoch ms as the projection's (ticker-projection.ts), so equal times compare equal.
       const n = await deps.db.oneFirst(sql.type(z.object({ n: z.number() }))`
         SELECT count(*)::int AS n FROM tickers k
         JOIN unnest(${sql.array(tickers.map((x) => x.category), 'text')}, ${sql.array(tickers.map((x) => x.symbol), 'text')}, ${sql.array(tickers.map((x) => x.ts), 'int8')}) AS v(category, symbol, t)
@@ -207,7 +207,7 @@ export function createExchangeSync(deps: ExchangeSyncDeps): ExchangeSync {
     while (!(await projected())) {
       if (deps.clock.now() - warned >= 10_000) {
         warned = deps.clock.now();
-        log.warn({ waitingMs: warned - since }, 'waiting for the tracking stage to project the tickers, wallet and positions published at start (is the track unit running?)');
+        log.warn({ waitingMs: warned - since }, 'waiting for the tracking stage and the ticker projection to project the tickers, wallet and positions published at start (are the track and ticker-projection units running?)');
       }
       await sleep(200, undefined, { signal: abort.signal });
     }

@@ -1,5 +1,6 @@
 // Which tracking records can be stored (the kinds of record, their decimal and time fields), on top
-// of the shared guards of pipelines/record-guards.ts.
+// of the shared guards of pipelines/record-guards.ts. Tickers are checked here too, for the ticker
+// projection (pipelines/ticker-projection.ts), which took them over from the tracking stage.
 import { Dec } from '../runtime/decimal.ts';
 import { BOUNDED_DECIMAL_RE, MAX_TIME_MS, ORDER_LINK_ID_RE, unstorableText } from './record-guards.ts';
 
@@ -75,8 +76,8 @@ export function unstorable(kind: Kind, value: unknown): string | null {
     const x = v[f];
     if (typeof x === 'string' && x.startsWith('-') && !/^-[0.]*(e-?\d+)?$/i.test(x)) return `${f} ${x} is negative`;
   }
-  // The tickers table checks bid <= ask: a crossed book would fail the chunk's statement, and
-  // tracking halts trading on a record it cannot store; refused here, it is only dead-lettered.
+  // The tickers table checks bid <= ask: a crossed book would fail the batch's statement; refused
+  // here, it is only dead-lettered.
   if (kind === 'ticker') {
     const bid = typeof v.bid1Price === 'string' ? Dec.maybe(v.bid1Price) : null;
     const ask = typeof v.ask1Price === 'string' ? Dec.maybe(v.ask1Price) : null;

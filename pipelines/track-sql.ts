@@ -1,5 +1,5 @@
 // The tracking stage's writes (persist): executions, order rows, events, invalid transitions, and
-// the position, balance and ticker projections.
+// the position and balance projections (tickers: pipelines/ticker-projection.ts).
 //
 // Every statement takes the chunk's rows as one jsonb array (`rowsOf`: one bind parameter whatever
 // the number of rows, typed by jsonb_to_recordset's column list) and keeps the rows' order where it
@@ -12,7 +12,7 @@ import { RetriableError } from '../runtime/errors.ts';
 import type { Execution, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { UUID_RE } from './record-guards.ts';
-import type { EmittedEvent, InvalidRecord, TickerProjection, TrackState } from './track-state.ts';
+import type { EmittedEvent, InvalidRecord, TrackState } from './track-state.ts';
 import { orderKey, type PartialSignalContext, type TrackedOrder } from './order-state.ts';
 
 /** Epoch ms → timestamptz exactly as `sql.timestamp(new Date(ms))` (to_timestamp(ms / 1000)). */
@@ -319,50 +319,4 @@ export async function upsertBalances(tx: CommonQueryMethods, balances: ReadonlyA
       wallet_balance = EXCLUDED.wallet_balance, available = EXCLUDED.available, locked = EXCLUDED.locked,
       equity = EXCLUDED.equity, usd_value = EXCLUDED.usd_value, updated_ms = EXCLUDED.updated_ms, updated_at = now()
     WHERE balances.updated_ms <= EXCLUDED.updated_ms`);
-}
-
-
-/**
- * Newest ticker per (category, symbol) of the chunk (one row per key), applied only when not older
- * than the row (`ts`, the exchange time).
- *
- * bid / ask. Bybit's spot ticker stream carries no bid1/ask1; REST snapshots (exchange sync) and the
- * linear stream do. A newer tick without them keeps the bid / ask the row has instead of wiping
- * them: the risk stage prices limit orders from the bid / ask and sizes market orders at the side
- * they would take, and falls back to last price (a worse estimate) without them. They keep their own
- * exchange time, `book_ts`, and the risk stage uses them only while book_ts is within its
- * RISK_TICKER_MAX_AGE_MS, as it does the row by ts: a stream of fresh spot ticks cannot pass off a
- * stale book as fresh, which a plain COALESCE would. A book the chunk carried from an earlier record
- * replaces the row's only if that record is not older than the row (`EXCLUDED.book_ts >= tickers.ts`),
- * which is what applying the chunk's records one at a time would leave. A row without book_ts
- * (written before migration 011) had its bid / ask from its own record, at its ts.
- */
-export async function upsertTickers(tx: CommonQueryMethods, tickers: readonly TickerProjection[]): Promise<void> {
-  if (tickers.length === 0) return;
-  const rows = tickers.map(({ ticker: t, bid, ask, bookTs }) => ({
-    category: t.category,
-    symbol: t.symbol,
-    bid: dec(bid),
-    ask: dec(ask),
-    book_ts: bookTs,
-    last: dec(t.lastPrice),
-    mark_price: dec(t.markPrice),
-    volume_24h: dec(t.volume24h),
-    turnover_24h: dec(t.turnover24h),
-    ts: t.ts,
-  }));
-  const col = (c: string) => TS(sql.identifier(['v', c]));
-  await tx.query(sql.typeAlias('void')`
-    INSERT INTO tickers (category, symbol, bid, ask, book_ts, last, mark_price, volume_24h, turnover_24h, ts)
-    SELECT v.category, v.symbol, v.bid, v.ask, ${col('book_ts')}, v.last, v.mark_price, v.volume_24h, v.turnover_24h, ${col('ts')}
-    FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(category text, symbol text, bid numeric, ask numeric, book_ts bigint, last numeric, mark_price numeric,
-                                                  volume_24h numeric, turnover_24h numeric, ts bigint)
-    ON CONFLICT (category, symbol) DO UPDATE SET
-      bid = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.bid ELSE tickers.bid END,
-      ask = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.ask ELSE tickers.ask END,
-      book_ts = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.book_ts
-                     ELSE COALESCE(tickers.book_ts, CASE WHEN tickers.bid IS NOT NULL OR tickers.ask IS NOT NULL THEN tickers.ts END) END,
-      last = EXCLUDED.last, mark_price = EXCLUDED.mark_price, volume_24h = EXCLUDED.volume_24h, turnover_24h = EXCLUDED.turnover_24h,
-      ts = EXCLUDED.ts, updated_at = now()
-    WHERE tickers.ts <= EXCLUDED.ts`);
 }

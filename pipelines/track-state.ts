@@ -1,24 +1,11 @@
 // The tracking stage's state of one chunk: the orders it touches (by link id and order id), the
-// events it emits, the records it refuses, and the position, balance and ticker projections.
+// events it emits, the records it refuses, and the position and balance projections.
 import type { StageRecord } from './runner.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, Ticker, WalletBalance } from '../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
 import { type Change, type Fills, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 import type { DaySums, LoadedBook } from './pnl-sql.ts';
 
-export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance | Ticker;
-
-/**
- * The newest ticker of a (category, symbol) in the chunk, with the best bid / ask as the chunk's
- * records applied one after the other leave them: the newest ticker's own, or, when it brought none
- * (Bybit's spot stream), those of the newest earlier one that did. `bookTs` is the exchange time of
- * the record that brought them (null: none in the chunk).
- */
-export interface TickerProjection {
-  ticker: Ticker;
-  bid: string | null;
-  ask: string | null;
-  bookTs: number | null;
-}
+export type TrackInput = OrderSubmission | ExchangeOrderUpdate | Execution | Position | WalletBalance;
 
 /** What `load` read for an order row, to detect a concurrent writer in persist. */
 interface Version {
@@ -68,7 +55,6 @@ export interface TrackState {
   positions: Map<string, Position>;
   balances: Map<string, { coin: WalletBalance['coin'][number]; updatedTime: number }>;
   /** By `${category}:${symbol}`. */
-  tickers: Map<string, TickerProjection>;
   /** P&L books of the chunk's symbols (pnl-sql.ts bookKey), as loaded and then as booked. */
   books: Map<string, LoadedBook>;
   booksTouched: Set<string>;
@@ -90,7 +76,6 @@ export function emptyState(): TrackState {
     invalids: [],
     positions: new Map(),
     balances: new Map(),
-    tickers: new Map(),
     books: new Map(),
     booksTouched: new Set(),
     pnlDays: new Map(),

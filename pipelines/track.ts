@@ -1,7 +1,9 @@
 // Tracking and enrichment stage: orders.submissions + exchange.orders + exchange.executions +
-// exchange.positions + exchange.wallet + market.tickers → orders.events (Avro OrderEvent), with the
-// order state, executions, positions, balances and tickers kept in PostgreSQL (their one writer).
-// Positions, balances and tickers are projections only: newest exchange time wins, no event.
+// exchange.positions + exchange.wallet → orders.events (Avro OrderEvent), with the order state,
+// executions, positions and balances kept in PostgreSQL (their one writer). Positions and balances
+// are projections only: newest exchange time wins, no event. Tickers (market.tickers) are not an
+// input: they produce no event either, and their projection runs outside the exactly-once path
+// (pipelines/ticker-projection.ts), which spares this stage a Kafka transaction per ticker chunk.
 // docs/orders.md documents the state machine and the event format.
 //
 // Shape (house style 1): `load` reads what the chunk's records touch (order rows with their
@@ -12,7 +14,7 @@
 // chunk's effects in one database transaction before the runner's Kafka commit. Both cost a fixed
 // number of round trips per chunk, not per record: `load` reads with `= ANY(array)` (five queries in
 // two rounds); `persist` sends one multi-row statement per table (executions, order rows locked /
-// updated / inserted, events, state history, invalid transitions, positions, balances, tickers). The state
+// updated / inserted, events, state history, invalid transitions, positions, balances). The state
 // holds one slot per order with its final state after the chunk's facts, so no statement touches a
 // row twice, and the result is the same as applying the records one chunk each.
 //
@@ -20,8 +22,7 @@
 // already holds its effects. Every emitted event is recorded in order_events with its source record
 // (topic/partition/offset), so a replayed record re-emits exactly its recorded events and is not
 // applied again; a record that emitted nothing is applied again harmlessly (executions are unique by
-// execId, updates are guarded by updatedTime / cumExecQty, positions, balances and tickers by their
-// time).
+// execId, updates are guarded by updatedTime / cumExecQty, positions and balances by their time).
 // Event ids are deterministic (order + state change), so consumers can drop repeats too.
 //
 // Concurrency. Other writers of `orders`: the risk stage inserts the row (status Intent) and the
@@ -37,7 +38,7 @@
 // booked exactly when it is first stored (docs/pnl.md).
 //
 // The parts: the chunk's state (track-state.ts), the rows `load` reads (track-rows.ts), which records
-// can be stored (track-guards.ts), the writes of `persist` and the position, balance and ticker
+// can be stored (track-guards.ts), the writes of `persist` and the position and balance
 // projections (track-sql.ts); here the stage itself, its settings, metrics and events.
 import { z } from 'zod';
 import { bool, emptyToUndefined } from '../runtime/setting-types.ts';
@@ -48,14 +49,14 @@ import type { Clock } from '../runtime/clock.ts';
 import { sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, Ticker, WalletBalance } from '../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, type TrackInput, type TrackState } from './track-state.ts';
 import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
 import { bookExecution, loadBooks, saveBooks, strategyOf } from './pnl-sql.ts';
 import { POSITION_STOP_TYPES } from './pnl.ts';
-import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions, upsertTickers } from './track-sql.ts';
+import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions } from './track-sql.ts';
 import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
 
 export const name = 'track';
@@ -90,7 +91,6 @@ export const inputSchemas = [
   { topic: 'exchange.executions', record: 'Execution' },
   { topic: 'exchange.positions', record: 'Position' },
   { topic: 'exchange.wallet', record: 'WalletBalance' },
-  { topic: 'market.tickers', record: 'Ticker' },
 ] as const;
 export const outputSchemas = [
   { topic: 'orders.events', record: 'OrderEvent' },
@@ -205,7 +205,6 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     executions: topicName('exchange.executions', p),
     positions: topicName('exchange.positions', p),
     wallet: topicName('exchange.wallet', p),
-    tickers: topicName('market.tickers', p),
     events: topicName('orders.events', p),
     dlq: topicName('orders.dlq', p),
   };
@@ -215,7 +214,6 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     [topics.executions, 'execution'],
     [topics.positions, 'position'],
     [topics.wallet, 'wallet'],
-    [topics.tickers, 'ticker'],
   ]);
   const output = (e: OrderEvent): Output => ({ topic: topics.events, key: e.symbol, value: e, headers: { event_type: e.event_type, ...(e.order_link_id ? { order_link_id: e.order_link_id } : {}), ...(e.signal_id ? { signal_id: e.signal_id } : {}) } });
 
@@ -280,20 +278,6 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
           const cur = state.balances.get(coin.coin);
           if (!cur || w.updatedTime >= cur.updatedTime) state.balances.set(coin.coin, { coin, updatedTime: w.updatedTime });
         }
-        return ok();
-      }
-      case 'ticker': {
-        const t = rec.value as Ticker;
-        if (!CATEGORIES.has(t.category)) {
-          ignored('unsupported_category');
-          return ok();
-        }
-        const k = `${t.category}:${t.symbol}`;
-        const cur = state.tickers.get(k);
-        if (cur && t.ts < cur.ticker.ts) return ok(); // older than one the chunk already has: the row would refuse it too
-        // No bid / ask (Bybit's spot stream): the chunk's earlier ones stay (why: upsertTickers).
-        if (t.bid1Price || t.ask1Price) state.tickers.set(k, { ticker: t, bid: t.bid1Price || null, ask: t.ask1Price || null, bookTs: t.ts });
-        else state.tickers.set(k, { ticker: t, bid: cur?.bid ?? null, ask: cur?.ask ?? null, bookTs: cur?.bookTs ?? null });
         return ok();
       }
       case 'execution': {
@@ -412,8 +396,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
         if (kind === 'execution') execIds.add((v as Execution).execId);
       }
     }
-    // Tickers never emit an event: no replay to look up for them (they are most of the records).
-    const sources = records.filter((r) => kindOf.get(r.topic) !== 'ticker').map(sourceOf);
+    const sources = records.map(sourceOf);
     const bookSymbols = [...new Set(records.filter((r) => kindOf.get(r.topic) === 'execution' && !unstorable('execution', r.value)).map((r) => (r.value as Execution).symbol))];
     const [rows, seen, replays, books] = await Promise.all([
       links.size + ids.size === 0
@@ -467,7 +450,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
 
   const persist = async (_items: Array<{ rec: StageRecord<TrackInput>; result: StageResult }>, state: TrackState): Promise<void> => {
     const db = requireDb();
-    if (state.dirty.size + state.events.length + state.newExecs.length + state.invalids.length + state.positions.size + state.balances.size + state.tickers.size === 0) return;
+    if (state.dirty.size + state.events.length + state.newExecs.length + state.invalids.length + state.positions.size + state.balances.size === 0) return;
     await db.transaction(async (tx) => {
       // A constant number of statements per chunk, whatever its size. The state already holds one
       // slot per order with its final state after all the chunk's facts (process applies them in
@@ -482,16 +465,15 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
       );
       await upsertPositions(tx, [...state.positions.values()]);
       await upsertBalances(tx, [...state.balances.values()]);
-      await upsertTickers(tx, [...state.tickers.values()]);
     });
     if (log && (state.events.length || state.invalids.length)) log.info({ events: state.events.length, invalid: state.invalids.length, executions: state.newExecs.length }, 'orders tracked');
   };
 
   // An exchange fact that cannot be applied leaves orders, fills, balances or prices different from
   // the exchange's, which every risk decision reads: halt until an operator has looked. The inputs
-  // all have the pipeline's partition count (runtime/topics.ts), and market.tickers is keyed by
-  // symbol as the exchange streams are: a symbol's facts meet on one partition number.
-  return { name, input: [topics.submissions, topics.orders, topics.executions, topics.positions, topics.wallet, topics.tickers], inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt' };
+  // all have the pipeline's partition count (runtime/topics.ts), keyed by symbol: a symbol's facts
+  // meet on one partition number.
+  return { name, input: [topics.submissions, topics.orders, topics.executions, topics.positions, topics.wallet], inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt' };
 }
 
 /** Re-exported for tests and docs. */

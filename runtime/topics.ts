@@ -32,7 +32,7 @@ export const TOPICS = [
   { name: 'exchange.positions', doc: 'Bybit position snapshots; compacted to the latest per symbol.', record: 'Position', key: 'symbol', partitions: 'pipeline', compact: true },
   { name: 'exchange.wallet', doc: 'Bybit wallet balances; compacted to the latest per coin.', record: 'WalletBalance', key: 'coin', partitions: 'pipeline', compact: true },
   { name: 'exchange.dlq', doc: 'ws-gateway messages that could not be parsed, with a reason.', record: 'DeadLetter', key: 'none', partitions: 1, retentionMs: 90 * DAY },
-  { name: 'market.tickers', doc: 'Best bid/ask and last price per symbol, from the websocket bridges and exchange sync\'s REST snapshots; the tracking stage projects it into `tickers`, the model service reads it.', record: 'Ticker', key: 'symbol', partitions: 'pipeline', retentionMs: 3 * DAY },
+  { name: 'market.tickers', doc: 'Best bid/ask and last price per symbol, from the websocket bridges and exchange sync\'s REST snapshots; the ticker projection keeps `tickers` from it, the model service reads it.', record: 'Ticker', key: 'symbol', partitions: 'pipeline', retentionMs: 3 * DAY },
   { name: 'orders.events', doc: 'Enriched order events (one per state change, plus signal_rejected); the model trains from it.', record: 'OrderEvent', key: 'asset', partitions: 'pipeline', retentionMs: 365 * DAY },
   { name: 'model.signals', doc: 'Signals emitted by the model service, mirrored to RabbitMQ model-service.trading_signals.', record: 'ModelSignal', key: 'asset', partitions: 'pipeline', retentionMs: 30 * DAY },
 ] as const satisfies readonly TopicDef[];

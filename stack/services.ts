@@ -16,6 +16,7 @@ import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSett
 import { createBybitCaller, createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig, configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig, configSchema as trackSettings } from '../pipelines/track.ts';
+import { name as TICKER_PROJECTION, runTickerProjection } from '../pipelines/ticker-projection.ts';
 import { MODEL_UNITS } from '../model/service.ts';
 import { reconcilerUnit } from '../connectors/reconciler.ts';
 import { killSwitchUnit } from '../connectors/kill-switch.ts';
@@ -68,11 +69,11 @@ const eventsOut = defineUnit({
 
 const track = stageUnit({
   name: 'track',
-  doc: 'orders.submissions + exchange.* + market.tickers → orders.events; order state, positions, balances, tickers in PostgreSQL',
+  doc: 'orders.submissions + exchange.* → orders.events; order state, positions, balances in PostgreSQL',
   settings: [trackSettings],
-  inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet', 'market.tickers'],
+  inputs: ['orders.submissions', 'exchange.orders', 'exchange.executions', 'exchange.positions', 'exchange.wallet'],
   outputs: ['orders.events', 'orders.dlq'],
-  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances', 'tickers', 'pnl_books', 'pnl_days'],
+  writes: ['orders(exchange state)', 'order_state_history(exchange)', 'order_events', 'invalid_transitions', 'executions', 'positions', 'balances', 'pnl_books', 'pnl_days'],
   make: async (rt) => {
     // Books missing over stored executions (a database upgraded from a release without them) are
     // rebuilt before the first record is booked on top of them.
@@ -80,6 +81,36 @@ const track = stageUnit({
     if (rebuilt.rebuilt) rt.logger.info(rebuilt, 'P&L books rebuilt from stored executions');
     registerPnlMetrics(rt.metrics.registry, rt.db, rt.clock);
     return createTrackStage({ config: trackConfig(rt.cfg), db: rt.db, clock: rt.clock, logger: rt.logger, registry: rt.metrics.registry });
+  },
+});
+
+/**
+ * market.tickers → `tickers`, outside the exactly-once path: its own consumer group, at-least-once,
+ * one ts-guarded upsert per Kafka batch (pipelines/ticker-projection.ts says why that is enough).
+ */
+const tickerProjection = defineUnit({
+  name: TICKER_PROJECTION,
+  doc: 'market.tickers → tickers in PostgreSQL (newest exchange time wins; at-least-once, one upsert per batch, no Kafka transaction)',
+  settings: [],
+  inputs: ['market.tickers'],
+  outputs: ['orders.dlq'],
+  writes: ['tickers'],
+  create: async (rt) => {
+    const p = await runTickerProjection({
+      kafka: rt.kafka,
+      codec: rt.codec,
+      db: rt.db,
+      logger: rt.logger,
+      metrics: rt.metrics,
+      clock: rt.clock,
+      topic: rt.topic('market.tickers'),
+      dlqTopic: rt.topic('orders.dlq'),
+      groupId: rt.group(TICKER_PROJECTION),
+      retryMaxMs: rt.cfg.STAGE_RETRY_MAX_MS,
+      sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS,
+      onFatal: rt.fatal,
+    });
+    return { name: TICKER_PROJECTION, ready: p.ready, stop: p.stop };
   },
 });
 
@@ -162,9 +193,9 @@ export const SIM_BALANCES: Record<string, number> = { USDT: 100_000, BTC: 0.05, 
 export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
   'order-manager': {
     doc: 'signal bridge, validation, risk & sizing, placement, tracking & enrichment, exchange state sync, reconciler, kill switch, TP/SL',
-    // track before exchange sync: the sync's start waits until track has projected the wallet and
-    // positions it published.
-    units: [eventsOut, track, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, protectUnit, place, signalDecide, signalBridge],
+    // track and the ticker projection before exchange sync: the sync's start waits until they have
+    // projected the wallet, positions and tickers it published.
+    units: [eventsOut, track, tickerProjection, exchangeSync, exchangeStreams, reconcilerUnit, killSwitchUnit, protectUnit, place, signalDecide, signalBridge],
   },
   'model': {
     doc: 'model service: training windows, learner, warm-up, versions, signals out through the bridge',
@@ -182,7 +213,8 @@ export const SERVICES: Record<string, { doc: string; units: readonly UnitDefinit
 export const UNIT_SERVICES: Record<string, { doc: string; units: readonly UnitDefinition[] }> = {
   ...Object.fromEntries([signalBridge, signalDecide, place, track, exchangeStreams].map((u) => [u.name, { doc: u.doc, units: [u] }])),
   'events-out': { doc: eventsOut.doc, units: [eventsOut] },
-  ops: { doc: 'exchange state sync, reconciler, kill switch, TP/SL', units: [exchangeSync, reconcilerUnit, killSwitchUnit, protectUnit] },
+  // The ticker projection before exchange sync (see SERVICES).
+  ops: { doc: 'ticker projection, exchange state sync, reconciler, kill switch, TP/SL', units: [tickerProjection, exchangeSync, reconcilerUnit, killSwitchUnit, protectUnit] },
 };
 
 /** Every unit definition of every service, each once, in the order of the flow (UNIT_SERVICES first). */

@@ -1,7 +1,8 @@
 // Exchange sync over the one REST core and through the topics. It writes `instruments` itself; the
 // tickers, the wallet and the linear positions it reads go out as market.tickers / exchange.wallet /
-// exchange.positions records (source rest) that the tracking stage, the one writer of `tickers`,
-// `balances` and `positions`, projects; its start waits for that projection, so the risk stage never
+// exchange.positions records (source rest) that the ticker projection (the one writer of `tickers`)
+// and the tracking stage (of `balances` and `positions`) project, as in production; its start waits
+// for that projection, so the risk stage never
 // sizes against prices or an account not yet loaded. Tickers published as the websocket bridges do
 // land through the same projection, newest exchange time first, and a spot tick without bid / ask
 // keeps REST's. A permanent refusal (bad credentials) fails its start loudly instead of being
@@ -17,6 +18,7 @@ import { createMetrics } from '../../runtime/metrics.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import type { Position, Ticker, WalletBalance } from '../../schemas/types.ts';
 import { runStage } from '../../pipelines/runner.ts';
+import { runTickerProjection } from '../../pipelines/ticker-projection.ts';
 import { createTrackStage, parseConfig as trackConfig } from '../../pipelines/track.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { createExchangeSync, parseConfig } from '../../connectors/exchange-sync.ts';
@@ -52,6 +54,9 @@ async function world(t: TestContext, simOpts: Partial<Parameters<typeof startSim
       const stage = createTrackStage({ config: trackConfig({ TOPIC_PREFIX: prefix }), db: db.pool, clock: systemClock, logger: testLogger, registry: metrics.registry });
       const running = await runStage(stage, { kafka, codec, logger: testLogger, metrics, clock: systemClock, groupId: `${prefix}track`, batchMax: 100, retryMaxMs: 1000, fromBeginning: true, onFatal: (e) => assert.fail(`tracking stage fatal: ${e.message}`) });
       stops.push(() => running.stop());
+      // market.tickers → tickers is the ticker projection's, next to tracking in the order manager.
+      const tickers = await runTickerProjection({ kafka, codec, db: db.pool, logger: testLogger, metrics, clock: systemClock, topic: `${prefix}market.tickers`, dlqTopic: `${prefix}orders.dlq`, groupId: `${prefix}ticker-projection`, retryMaxMs: 1000, onFatal: (e) => assert.fail(`ticker projection fatal: ${e.message}`) });
+      stops.push(() => tickers.stop());
     },
     /** Publish records on a topic as a bridge does (keyed, Avro). */
     async publish(topic: string, items: Array<{ key: string; value: unknown }>): Promise<void> {
@@ -117,7 +122,7 @@ test('exchange sync writes instruments, publishes tickers, the wallet and positi
   assert.deepEqual({ side: row.side, size: Number(row.size) }, { side: 'Buy', size: 0.01 });
 });
 
-test('tickers published as the websocket does land through the tracking stage: newest exchange time wins; a spot tick without bid / ask keeps REST\'s', async (t) => {
+test('tickers published as the websocket does land through the ticker projection: newest exchange time wins; a spot tick without bid / ask keeps REST\'s', async (t) => {
   const w = await world(t, {});
   await w.track();
   await w.sync.start();

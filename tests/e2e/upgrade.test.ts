@@ -219,6 +219,15 @@ test('v1 records that were not read yet are read and applied by the current stag
         }, 90_000, 250);
       }
     }
+    // The ticker projection's group is new in this release (tracking consumed market.tickers
+    // before): with no offsets it starts at the earliest, so it reads every v1 ticker.
+    const tickerEnds = v1.manifest.topics['market.tickers']!.partitions;
+    assert.ok(tickerEnds.some((e) => e.high !== '0'), 'v1 left tickers on market.tickers');
+    assert.equal(v1.manifest.groups['ticker-projection'], undefined, 'v1 had no ticker-projection group');
+    await waitFor('ticker-projection to read all v1 records of market.tickers', async () => {
+      const done = await admin.groupOffsets(prefix + 'ticker-projection', prefix + 'market.tickers');
+      return tickerEnds.every((e) => e.high === '0' || BigInt(done.find((d) => d.partition === e.partition)?.offset ?? -1) >= BigInt(e.high));
+    }, 90_000, 250);
   } finally {
     await admin.disconnect();
   }

@@ -1,6 +1,8 @@
-// Property-based bad-input suite for the tracking stage (pipelines/track.ts) on the real PostgreSQL
-// (a fresh database of this file's own, dropped after). Its input topics are Avro, so the bad input
-// is records (of every input kind, tickers included) that fit their schema but are semantically bad:
+// Property-based bad-input suite for the tracking stage (pipelines/track.ts) and the ticker
+// projection (pipelines/ticker-projection.ts, which took market.tickers over from tracking) on the
+// real PostgreSQL (a fresh database of this file's own, dropped after). Their input topics are Avro,
+// so the bad input is records (of every input kind, tickers included) that fit their schema but are
+// semantically bad:
 // decimals that are not numbers or are absurd, NUL and injection strings in ids, unknown statuses and
 // categories, negative, zero, stale and far-future times, duplicate execIds. Each run does what the runner does with one chunk —
 // load → process every record (a throw becomes a dead letter, as in runner.ts) → persist — and the
@@ -15,7 +17,8 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fc from 'fast-check';
 import { ManualClock } from '../../runtime/clock.ts';
-import type { DatabasePool } from '../../runtime/db.ts';
+import { sql, type DatabasePool } from '../../runtime/db.ts';
+import { z } from 'zod';
 import { migratedDatabase } from '../helpers.ts';
 import { PipelineError } from '../../runtime/errors.ts';
 import { reject, type StageRecord, type StageResult } from '../../pipelines/runner.ts';
@@ -23,7 +26,8 @@ import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
 import { type TrackInput } from '../../pipelines/track-state.ts';
 import { invalidPaths, type RecordKind } from '../../schemas/codecs.ts';
 import { SAMPLES } from '../../schemas/samples.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Ticker } from '../../schemas/types.ts';
+import { conflate, triage, upsertTickers } from '../../pipelines/ticker-projection.ts';
 import { INJECTIONS, runs } from './arbitraries.ts';
 
 const P = 'fzt.';
@@ -92,8 +96,8 @@ function mutated(kind: RecordKind & keyof typeof TOPIC) {
     return v;
   }).filter((v) => invalidPaths(kind, v).length === 0);
 }
-const anyBad = fc.oneof(mutated('OrderSubmission'), mutated('ExchangeOrderUpdate'), mutated('Execution'), mutated('Position'), mutated('WalletBalance'), mutated('Ticker')).map((v) => {
-  const kind = 'execId' in v ? 'Execution' : 'orderStatus' in v ? 'ExchangeOrderUpdate' : 'intent_id' in v ? 'OrderSubmission' : 'positionIdx' in v ? 'Position' : 'lastPrice' in v ? 'Ticker' : 'WalletBalance';
+const anyBad = fc.oneof(mutated('OrderSubmission'), mutated('ExchangeOrderUpdate'), mutated('Execution'), mutated('Position'), mutated('WalletBalance')).map((v) => {
+  const kind = 'execId' in v ? 'Execution' : 'orderStatus' in v ? 'ExchangeOrderUpdate' : 'intent_id' in v ? 'OrderSubmission' : 'positionIdx' in v ? 'Position' : 'WalletBalance';
   return { kind, v };
 });
 
@@ -121,5 +125,22 @@ test('track: chunks of schema-valid bad records never fail load/persist; a valid
       assert.ok(results2.flatMap((r) => (r.outputs ?? []).map((o) => o.value as OrderEvent)).some((e) => e.event_type === 'order_filled' && e.order_link_id === later.link), 'a later chunk still tracks');
     }),
     { numRuns: runs(40), seed: 301 },
+  );
+});
+
+test('ticker projection: batches of schema-valid bad tickers never fail the upsert; a valid ticker behind them is stored', async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(mutated('Ticker'), { minLength: 1, maxLength: 6 }), async (bad) => {
+      // As the unit handles a batch: triage (refused ones are dead-lettered, other categories
+      // ignored), conflate, one upsert, which must not fail: a failure there is the whole batch's.
+      const good: Ticker = { ...SAMPLES.Ticker, category: 'linear', symbol: `FZ${randomBytes(4).toString('hex').toUpperCase()}USDT`, bid1Price: '10', ask1Price: '11', lastPrice: '10.5', ts: T0 + 1000 };
+      const batch = [...(bad as unknown as Ticker[]), good];
+      const verdicts = batch.map(triage);
+      for (const v of verdicts) if (v.kind === 'refuse') assert.match(v.code, /^[a-z_]+$/, 'machine-readable reason');
+      await upsertTickers(pool, [...conflate(batch.filter((_, i) => verdicts[i]!.kind === 'keep')).values()]);
+      const last = await pool.maybeOneFirst(sql.type(z.object({ last: z.string().nullable() }))`SELECT last::text FROM tickers WHERE category = 'linear' AND symbol = ${good.symbol}`);
+      assert.equal(last, '10.5', 'the valid ticker is stored');
+    }),
+    { numRuns: runs(40), seed: 302 },
   );
 });

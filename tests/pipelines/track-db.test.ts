@@ -11,7 +11,7 @@ import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
 import { type TrackInput } from '../../pipelines/track-state.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Ticker } from '../../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
 
 const P = 'dbt.';
 const T0 = 1_760_000_000_000;
@@ -154,36 +154,6 @@ test('fills before the order exists, an external order, positions and balances',
   assert.deepEqual(p, { size: '2', updated_ms: T0 + 20 });
   const b = await pool.one(sql.type(z.object({ wallet_balance: z.string(), available: z.string() }))`SELECT wallet_balance, available FROM balances WHERE coin = 'USDT'`);
   assert.deepEqual(b, { wallet_balance: '900', available: '800' });
-});
-
-test('tickers: newest exchange time wins; a spot tick without bid / ask keeps the book an earlier record brought, with that record\'s time', async () => {
-  const tick = (category: string, bid: string | null, ask: string | null, last: string, at: number, source: 'ws' | 'rest' = 'ws'): Ticker => ({
-    symbol: 'ETHUSDT', category, lastPrice: last, bid1Price: bid, bid1Size: bid && '1', ask1Price: ask, ask1Size: ask && '1', volume24h: '10', turnover24h: '30000', price24hPcnt: null, markPrice: category === 'linear' ? last : null, ts: at, source, observedAt: at,
-  });
-  const tickerRow = z.object({ bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), ts: z.number(), book_ts: z.number().nullable() });
-  const row = (category: string) => pool.maybeOne(sql.type(tickerRow)`SELECT bid, ask, last, ts, book_ts FROM tickers WHERE category = ${category} AND symbol = 'ETHUSDT'`);
-
-  // Exchange sync's REST snapshot brings bid / ask.
-  assert.deepEqual(await chunk([rec('market.tickers', tick('spot', '2999.5', '3000.5', '3000', T0 + 100, 'rest'))]), []);
-  assert.deepEqual(await row('spot'), { bid: '2999.5', ask: '3000.5', last: '3000', ts: T0 + 100, book_ts: T0 + 100 });
-  // A newer spot tick of the websocket has none: last and ts move on, the book stays with its own time.
-  await chunk([rec('market.tickers', tick('spot', null, null, '3001', T0 + 200))]);
-  assert.deepEqual(await row('spot'), { bid: '2999.5', ask: '3000.5', last: '3001', ts: T0 + 200, book_ts: T0 + 100 });
-  // An older ticker changes nothing, its book included.
-  await chunk([rec('market.tickers', tick('spot', '2990', '2991', '2990', T0 + 150, 'rest'))]);
-  assert.deepEqual(await row('spot'), { bid: '2999.5', ask: '3000.5', last: '3001', ts: T0 + 200, book_ts: T0 + 100 });
-  // A chunk whose book comes from a record older than the row, then a newer tick without one: one
-  // record at a time the older record is refused, so its book must not arrive through the newer one.
-  await chunk([rec('market.tickers', tick('spot', '2980', '2981', '2980', T0 + 180, 'rest')), rec('market.tickers', tick('spot', null, null, '3002', T0 + 300))]);
-  assert.deepEqual(await row('spot'), { bid: '2999.5', ask: '3000.5', last: '3002', ts: T0 + 300, book_ts: T0 + 100 });
-  // The same chunk shape with the book's record newer than the row: its book lands, with its time.
-  await chunk([rec('market.tickers', tick('spot', '3003', '3004', '3003', T0 + 350, 'rest')), rec('market.tickers', tick('spot', null, null, '3005', T0 + 400))]);
-  assert.deepEqual(await row('spot'), { bid: '3003', ask: '3004', last: '3005', ts: T0 + 400, book_ts: T0 + 350 });
-  // A newer tick with a book replaces it; the linear row is its own.
-  await chunk([rec('market.tickers', tick('spot', '3009', '3010', '3010', T0 + 500)), rec('market.tickers', tick('linear', '3008', '3011', '3009', T0 + 500))]);
-  assert.deepEqual(await row('spot'), { bid: '3009', ask: '3010', last: '3010', ts: T0 + 500, book_ts: T0 + 500 });
-  assert.deepEqual(await row('linear'), { bid: '3008', ask: '3011', last: '3009', ts: T0 + 500, book_ts: T0 + 500 });
-  assert.equal(await pool.oneFirst(sql.typeAlias('count')`SELECT count(*)::int AS count FROM tickers`), 2);
 });
 
 test('a concurrent tracker that changed the order meanwhile makes persist retriable', async () => {

@@ -11,7 +11,7 @@ import type { StageRecord } from '../../pipelines/runner.ts';
 import { orderFromUpdate, type TrackedOrder } from '../../pipelines/order-state.ts';
 import { createTrackStage, parseConfig, TRACK_METRICS } from '../../pipelines/track.ts';
 import { emptyState, putOrder, type TrackInput, type TrackState } from '../../pipelines/track-state.ts';
-import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Ticker } from '../../schemas/types.ts';
+import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission } from '../../schemas/types.ts';
 
 const P = 't.';
 const T0 = 1_760_000_000_000;
@@ -300,32 +300,6 @@ test('positions and wallet balances keep the newest snapshot of the chunk', () =
   assert.deepEqual(ev, []);
   assert.equal(st.positions.get('linear:ETHUSDT')?.size, '2');
   assert.equal(st.balances.get('USDT')?.coin.walletBalance, '900');
-});
-
-test('tickers: the newest per (category, symbol) of the chunk; a spot tick without bid / ask keeps the earlier one\'s book; other categories ignored; a crossed book refused', () => {
-  const st = stateWith();
-  const tick = (category: string, bid: string | null, ask: string | null, last: string, at: number, source: 'ws' | 'rest' = 'ws'): Ticker => ({
-    symbol: 'ETHUSDT', category, lastPrice: last, bid1Price: bid, bid1Size: bid && '1', ask1Price: ask, ask1Size: ask && '1', volume24h: '10', turnover24h: null, price24hPcnt: null, markPrice: null, ts: at, source, observedAt: at,
-  });
-  const ev = run(st, [
-    rec('market.tickers', tick('spot', '2999', '3001', '3000', T0 + 10, 'rest')),
-    rec('market.tickers', tick('spot', null, null, '3002', T0 + 20)), // Bybit's spot stream: no bid / ask
-    rec('market.tickers', tick('spot', '2900', '2901', '2900', T0 + 15, 'rest')), // older than the chunk's newest: ignored, book included
-    rec('market.tickers', tick('linear', '2998', '3000', '2999', T0 + 30)),
-    rec('market.tickers', tick('linear', '2997', '2999', '2998', T0 + 40)),
-    rec('market.tickers', tick('inverse', '1', '2', '1', T0 + 50)), // not a table category
-  ]);
-  assert.deepEqual(ev, [], 'tickers emit no order event');
-  assert.deepEqual([...st.tickers.keys()].sort(), ['linear:ETHUSDT', 'spot:ETHUSDT']);
-  const spot = st.tickers.get('spot:ETHUSDT')!;
-  assert.deepEqual({ last: spot.ticker.lastPrice, ts: spot.ticker.ts, bid: spot.bid, ask: spot.ask, bookTs: spot.bookTs }, { last: '3002', ts: T0 + 20, bid: '2999', ask: '3001', bookTs: T0 + 10 });
-  const linear = st.tickers.get('linear:ETHUSDT')!;
-  assert.deepEqual({ last: linear.ticker.lastPrice, bid: linear.bid, ask: linear.ask, bookTs: linear.bookTs }, { last: '2998', bid: '2997', ask: '2999', bookTs: T0 + 40 });
-
-  const crossed = stage.process(rec('market.tickers', tick('spot', '3002', '3001', '3001', T0 + 60)), { state: st, clock });
-  assert.equal(crossed.kind, 'reject');
-  assert.equal(crossed.kind === 'reject' && crossed.code, 'invalid_record');
-  assert.equal(st.tickers.get('spot:ETHUSDT')!.ticker.ts, T0 + 20, 'the refused record changed nothing');
 });
 
 test('every emitted event is a valid Avro OrderEvent (fills, cancels, rejections, adoption, pending)', async () => {

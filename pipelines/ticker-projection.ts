@@ -1,0 +1,359 @@
+// Ticker projection: market.tickers (Avro Ticker) → the `tickers` table in PostgreSQL, its one
+// writer. Not a transactional stage: tickers are superseded facts that produce no event, so nothing
+// needs to commit atomically with them, and the tracking stage's one Kafka transaction per chunk and
+// input partition (AddOffsetsToTxn, TxnOffsetCommit, EndTxn and coordinator lookups) was most of the
+// order manager's idle work with a live ticker stream (docs/performance.md, "Tickers off the
+// exactly-once path").
+//
+// - Its own consumer group (TOPIC_PREFIX + 'ticker-projection'), read_committed, offsets committed by
+//   hand only. A new group starts at the earliest offset: replaying the topic is harmless (below)
+//   and keeps no gap after an upgrade from the release where the tracking group consumed the topic
+//   (its offsets there are not taken over).
+// - Each Kafka batch (one partition): decode, refuse what the table cannot hold, conflate to the
+//   newest per (category, symbol) (`conflate`: the rule the tracking stage applied to its chunks),
+//   ONE guarded upsert (`upsertTickers`), dead letters sent, then the offset after the batch
+//   committed (house style 4: acknowledge after the next hop has it).
+// - At-least-once. A crash or a lost partition between the upsert and the commit delivers the batch
+//   again, and the upsert is applied again: harmless, because it is idempotent and guarded by the
+//   exchange time (a row only moves to a newer or equal `ts`, the book only with a newer or equal
+//   `book_ts`), so a redelivered or an older record can never move a row back; replaying the whole
+//   topic leaves the same rows as consuming it once. Dead letters of a redelivered batch can repeat;
+//   they carry their source (topic/partition/offset) to tell.
+// - A record that can never be stored: undecodable (reason as the codec says), or refused by the
+//   tracking guards (a crossed book, a bad decimal or time: invalid_record) goes to orders.dlq as
+//   the stage runner sends it (DeadLetter envelope, original bytes, the dlq.* headers), is counted
+//   (pipeline_stage_records_rejected_total{stage="ticker-projection"}) and logged, and is committed
+//   past: it never stops the partition. Should the batch's statement still fail for its data
+//   (PostgreSQL class 22/23), the records are stored one at a time and the failing one is
+//   dead-lettered the same way. A category the table does not keep (inverse, option) is counted as
+//   ignored. A registry or database that cannot be reached is retried with backoff (nothing is
+//   committed meanwhile, so nothing is skipped).
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { ConsumerPort, InMessage, KafkaPort, OutMessage, ProducerPort, Batch, BatchControl } from '../runtime/kafka.ts';
+import type { Logger } from '../runtime/logger.ts';
+import type { Metrics } from '../runtime/metrics.ts';
+import type { Codec } from '../runtime/codec.ts';
+import type { Clock } from '../runtime/clock.ts';
+import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { FatalError, RejectedError } from '../runtime/errors.ts';
+import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
+import { Dec } from '../runtime/decimal.ts';
+import type { Ticker } from '../schemas/types.ts';
+import { DLQ_HEADERS, recordFailure } from './runner.ts';
+import { unstorable } from './track-guards.ts';
+
+export const name = 'ticker-projection';
+
+/** Input and output record kinds (house style 8). */
+export const inputSchema = { topic: 'market.tickers', record: 'Ticker' } as const;
+export const outputSchemas = [{ topic: 'orders.dlq', record: 'DeadLetter' }] as const;
+
+/** The categories the `tickers` table keeps (its check constraint). */
+const CATEGORIES = new Set(['spot', 'linear']);
+
+// ---------------------------------------------------------------------------------------------
+// Triage and conflation (pure)
+
+/** What becomes of a decoded ticker: stored, left alone (a category the table does not keep), or refused (dead-lettered). */
+export type Triage = { kind: 'keep' } | { kind: 'ignore'; reason: 'unsupported_category' } | { kind: 'refuse'; code: 'invalid_record'; detail: string };
+
+export function triage(t: Ticker): Triage {
+  const bad = unstorable('ticker', t);
+  if (bad) return { kind: 'refuse', code: 'invalid_record', detail: bad };
+  if (!CATEGORIES.has(t.category)) return { kind: 'ignore', reason: 'unsupported_category' };
+  return { kind: 'keep' };
+}
+
+/**
+ * The newest ticker of a (category, symbol) in a batch, with the best bid / ask as the batch's
+ * records applied one after the other leave them: the newest ticker's own, or, when it brought none
+ * (Bybit's spot stream), those of the newest earlier one that did. `bookTs` is the exchange time of
+ * the record that brought them (null: none in the batch).
+ */
+export interface TickerProjection {
+  ticker: Ticker;
+  bid: string | null;
+  ask: string | null;
+  bookTs: number | null;
+}
+
+/**
+ * Conflate tickers (in offset order) to one projection per (category, symbol), into `into`. A
+ * ticker older than the one kept changes nothing, its book included (the row would refuse it too);
+ * an equal time replaces it (a later record of the same instant is the newer word).
+ */
+export function conflate(tickers: readonly Ticker[], into: Map<string, TickerProjection> = new Map()): Map<string, TickerProjection> {
+  for (const t of tickers) {
+    const k = `${t.category}:${t.symbol}`;
+    const cur = into.get(k);
+    if (cur && t.ts < cur.ticker.ts) continue;
+    // No bid / ask (Bybit's spot stream): the batch's earlier ones stay (why: upsertTickers).
+    if (t.bid1Price || t.ask1Price) into.set(k, { ticker: t, bid: t.bid1Price || null, ask: t.ask1Price || null, bookTs: t.ts });
+    else into.set(k, { ticker: t, bid: cur?.bid ?? null, ask: cur?.ask ?? null, bookTs: cur?.bookTs ?? null });
+  }
+  return into;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The one statement
+
+/** Epoch ms → timestamptz exactly as `sql.timestamp(new Date(ms))` (to_timestamp(ms / 1000)). */
+const TS = (col: ReturnType<typeof sql.identifier>) => sql.fragment`to_timestamp(${col}::float8 / 1000)`;
+/** Canonical decimal text, or null for an empty or missing value. */
+const dec = (v: string | null | undefined): string | null => (v === null || v === undefined || v === '' ? null : (Dec.maybe(v)?.toString() ?? null));
+
+/**
+ * Newest ticker per (category, symbol) of a batch (one row per key: `conflate`), applied only when not older
+ * than the row (`ts`, the exchange time).
+ *
+ * bid / ask. Bybit's spot ticker stream carries no bid1/ask1; REST snapshots (exchange sync) and the
+ * linear stream do. A newer tick without them keeps the bid / ask the row has instead of wiping
+ * them: the risk stage prices limit orders from the bid / ask and sizes market orders at the side
+ * they would take, and falls back to last price (a worse estimate) without them. They keep their own
+ * exchange time, `book_ts`, and the risk stage uses them only while book_ts is within its
+ * RISK_TICKER_MAX_AGE_MS, as it does the row by ts: a stream of fresh spot ticks cannot pass off a
+ * stale book as fresh, which a plain COALESCE would. A book the batch carried from an earlier record
+ * replaces the row's only if that record is not older than the row (`EXCLUDED.book_ts >= tickers.ts`),
+ * which is what applying the batch's records one at a time would leave. A row without book_ts
+ * (written before migration 011) had its bid / ask from its own record, at its ts. Idempotent: the
+ * same projections again change nothing but `updated_at`.
+ */
+export async function upsertTickers(tx: CommonQueryMethods, tickers: readonly TickerProjection[]): Promise<void> {
+  if (tickers.length === 0) return;
+  const rows = tickers.map(({ ticker: t, bid, ask, bookTs }) => ({
+    category: t.category,
+    symbol: t.symbol,
+    bid: dec(bid),
+    ask: dec(ask),
+    book_ts: bookTs,
+    last: dec(t.lastPrice),
+    mark_price: dec(t.markPrice),
+    volume_24h: dec(t.volume24h),
+    turnover_24h: dec(t.turnover24h),
+    ts: t.ts,
+  }));
+  const col = (c: string) => TS(sql.identifier(['v', c]));
+  await tx.query(sql.typeAlias('void')`
+    INSERT INTO tickers (category, symbol, bid, ask, book_ts, last, mark_price, volume_24h, turnover_24h, ts)
+    SELECT v.category, v.symbol, v.bid, v.ask, ${col('book_ts')}, v.last, v.mark_price, v.volume_24h, v.turnover_24h, ${col('ts')}
+    FROM jsonb_to_recordset(${sql.fragment`${JSON.stringify(rows)}::jsonb`}) AS v(category text, symbol text, bid numeric, ask numeric, book_ts bigint, last numeric, mark_price numeric,
+                                                  volume_24h numeric, turnover_24h numeric, ts bigint)
+    ON CONFLICT (category, symbol) DO UPDATE SET
+      bid = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.bid ELSE tickers.bid END,
+      ask = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.ask ELSE tickers.ask END,
+      book_ts = CASE WHEN EXCLUDED.book_ts >= tickers.ts THEN EXCLUDED.book_ts
+                     ELSE COALESCE(tickers.book_ts, CASE WHEN tickers.bid IS NOT NULL OR tickers.ask IS NOT NULL THEN tickers.ts END) END,
+      last = EXCLUDED.last, mark_price = EXCLUDED.mark_price, volume_24h = EXCLUDED.volume_24h, turnover_24h = EXCLUDED.turnover_24h,
+      ts = EXCLUDED.ts, updated_at = now()
+    WHERE tickers.ts <= EXCLUDED.ts`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics (the records in, dead letters, batch time and lag are the runner's stage metrics with
+// stage="ticker-projection", so the pipeline dashboard shows this unit with the stages)
+
+export const TICKER_METRICS = {
+  upserts: 'ticker_projection_upserts_total',
+  rows: 'ticker_projection_rows_total',
+  ignored: 'ticker_projection_ignored_total',
+  newestTs: 'ticker_projection_newest_ts_seconds',
+} as const;
+
+function counter<L extends string>(registry: Registry, metricName: string, help: string, labelNames: L[]): Counter<L> {
+  return (registry.getSingleMetric(metricName) as Counter<L> | undefined) ?? new Counter<L>({ name: metricName, help, labelNames, registers: [registry] });
+}
+
+export function tickerMetrics(registry: Registry) {
+  return {
+    upserts: counter(registry, TICKER_METRICS.upserts, 'Upsert statements of the ticker projection (one per Kafka batch with tickers to store)', []),
+    rows: counter(registry, TICKER_METRICS.rows, 'Ticker rows sent to PostgreSQL by the ticker projection, after conflating each batch to the newest per (category, symbol)', []),
+    ignored: counter(registry, TICKER_METRICS.ignored, 'Tickers the projection leaves alone, by reason (unsupported_category)', ['reason']),
+    newestTs: (registry.getSingleMetric(TICKER_METRICS.newestTs) as Gauge<'partition'> | undefined) ??
+      new Gauge({ name: TICKER_METRICS.newestTs, help: 'Exchange time of the newest ticker the projection stored, per input partition (epoch seconds)', labelNames: ['partition'], registers: [registry] }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The unit
+
+export interface TickerProjectionDeps {
+  kafka: KafkaPort;
+  codec: Codec;
+  db: DatabasePool;
+  logger: Logger;
+  metrics: Metrics;
+  clock: Clock;
+  /** Physical topics: market.tickers and its dead-letter topic. */
+  topic: string;
+  dlqTopic: string;
+  /** Consumer group (TOPIC_PREFIX applied). */
+  groupId: string;
+  /** Longest backoff between retries of the registry and the database, ms. */
+  retryMaxMs: number;
+  sessionTimeoutMs?: number;
+  /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
+  onFatal: (err: Error) => void;
+}
+
+export interface RunningTickerProjection {
+  ready(): boolean;
+  stop(): Promise<void>;
+}
+
+export async function runTickerProjection(deps: TickerProjectionDeps): Promise<RunningTickerProjection> {
+  const log = deps.logger.child({ unit: name, topic: deps.topic, group: deps.groupId });
+  const sm = deps.metrics.stage;
+  const tm = tickerMetrics(deps.metrics.registry);
+  const abort = new AbortController();
+  let stopping = false;
+  let joined = false;
+
+  const producer: ProducerPort = deps.kafka.producer();
+  await connectWithBackoff(() => producer.connect(), log, deps.retryMaxMs, { signal: abort.signal });
+  const consumer: ConsumerPort = deps.kafka.consumer({
+    groupId: deps.groupId,
+    readCommitted: true,
+    sessionTimeoutMs: deps.sessionTimeoutMs,
+    onFatal: (err) => {
+      if (stopping) return;
+      log.fatal({ err }, 'consumer stopped for good; stopping');
+      deps.onFatal(err);
+    },
+  });
+  consumer.onGroupJoin(() => {
+    joined = true;
+  });
+  consumer.onCrash((err, restart) => {
+    joined = false;
+    log.warn({ err: err.message, restart }, 'Kafka consumer crashed');
+  });
+
+  /** Run `f` until it succeeds; false when the unit stops first. Only for errors that are not the record's. */
+  const untilDone = async (what: string, f: () => Promise<void>): Promise<boolean> => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await f();
+        return true;
+      } catch (err) {
+        if (stopping) return false;
+        if (err instanceof RejectedError || recordFailure(err)) throw err;
+        // What a restart can fix (a broken schema, lost credentials): stop loudly, as the runner does.
+        if (err instanceof FatalError) {
+          log.fatal({ err }, `${what} failed for good; stopping`);
+          deps.onFatal(err);
+          return false;
+        }
+        sm.retries.inc({ stage: name, code: (err as { code?: string }).code ?? 'error' });
+        log.warn({ err: (err as Error).message, attempt: attempt + 1 }, `${what} failed; retrying`);
+        await sleep(backoffMs(attempt, 100, deps.retryMaxMs), undefined, { signal: abort.signal }).catch(() => {});
+      }
+    }
+  };
+
+  /** The DeadLetter the stage runner would send for this record. */
+  const deadLetter = async (msg: InMessage, code: string, detail: string): Promise<OutMessage> => {
+    const value = await deps.codec.encode(deps.dlqTopic, {
+      original_topic: msg.topic,
+      original_partition: msg.partition,
+      original_offset: Number(msg.offset),
+      original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
+      original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
+      original_value: msg.value,
+      headers: msg.headers,
+      stage: name,
+      reason_code: code,
+      reason_detail: detail.slice(0, 2000),
+      error_kind: 'rejected',
+      attempts: 1,
+      signal_id: null,
+      trace_id: msg.headers['trace_id'] ?? null,
+      failed_at: deps.clock.now(),
+    });
+    sm.rejected.inc({ stage: name, reason: code });
+    log.warn({ partition: msg.partition, offset: msg.offset, reason: code, detail }, 'record dead-lettered');
+    const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
+    return { key: msg.key, value, headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: name, [DLQ_HEADERS.source]: source } };
+  };
+
+  /** Decode, refuse, conflate, upsert, dead-letter, commit: one Kafka batch. False when stopped before the commit. */
+  const handleBatch = async (batch: Batch): Promise<boolean> => {
+    const t0 = performance.now();
+    const kept: Array<{ msg: InMessage; t: Ticker }> = [];
+    const letters: OutMessage[] = [];
+    for (const msg of batch.messages) {
+      sm.recordsIn.inc({ stage: name, topic: msg.topic });
+      if (msg.value === null) {
+        letters.push(await deadLetter(msg, 'empty_record', 'record has no value (tombstone)'));
+        continue;
+      }
+      let t: Ticker | null = null;
+      try {
+        if (!(await untilDone('decoding', async () => void (t = (await deps.codec.decode(msg.topic, msg.value!)) as Ticker)))) return false;
+      } catch (err) {
+        letters.push(await deadLetter(msg, (err as RejectedError).code ?? 'undecodable', (err as Error).message));
+        continue;
+      }
+      const what = triage(t!);
+      if (what.kind === 'refuse') letters.push(await deadLetter(msg, what.code, what.detail));
+      else if (what.kind === 'ignore') tm.ignored.inc({ reason: what.reason });
+      else kept.push({ msg, t: t! });
+    }
+    const rows = [...conflate(kept.map((k) => k.t)).values()];
+    if (rows.length) {
+      try {
+        if (!(await untilDone('storing tickers', () => upsertTickers(deps.db, rows)))) return false;
+        tm.upserts.inc();
+        tm.rows.inc(rows.length);
+      } catch (err) {
+        // The batch's statement fails for its data: store the records one at a time (the ts guard
+        // makes that the same result) and dead-letter the one that still fails.
+        log.warn({ err: (err as Error).message, partition: batch.partition }, 'batch upsert refused; storing the records one at a time');
+        for (const { msg, t } of kept) {
+          try {
+            if (!(await untilDone('storing a ticker', () => upsertTickers(deps.db, [...conflate([t]).values()])))) return false;
+            tm.upserts.inc();
+            tm.rows.inc();
+          } catch (e) {
+            const f = recordFailure(e);
+            letters.push(await deadLetter(msg, f?.reason ?? 'invalid_record', f?.detail ?? (e as Error).message));
+          }
+        }
+      }
+      const newest = Math.max(...rows.map((r) => r.ticker.ts));
+      tm.newestTs.set({ partition: String(batch.partition) }, newest / 1000);
+    }
+    if (letters.length && !(await untilDone('sending dead letters', () => producer.send(deps.dlqTopic, letters)))) return false;
+    const last = batch.messages[batch.messages.length - 1]!;
+    // Only after PostgreSQL has the batch's rows and the dead-letter topic its letters.
+    await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) }]);
+    sm.lag.set({ stage: name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
+    sm.batch.observe({ stage: name }, (performance.now() - t0) / 1000);
+    return true;
+  };
+
+  await connectWithBackoff(() => consumer.connect(), log, deps.retryMaxMs, { signal: abort.signal });
+  // A new group starts at the earliest offset (see the header: a replay is harmless).
+  await consumer.subscribe([deps.topic], true);
+  await consumer.run(async (batch: Batch, ctl: BatchControl) => {
+    if (stopping || !ctl.isRunning() || ctl.isStale() || batch.messages.length === 0) return;
+    if (!(await handleBatch(batch))) return;
+    ctl.resolveOffset(batch.messages[batch.messages.length - 1]!.offset);
+    await ctl.heartbeat();
+  });
+  log.info('ticker projection started');
+
+  return {
+    ready: () => joined && !stopping,
+    stop: async () => {
+      if (stopping) return;
+      stopping = true;
+      abort.abort();
+      await consumer.disconnect().catch(() => {});
+      joined = false;
+      await producer.disconnect().catch(() => {});
+      log.info('ticker projection stopped');
+    },
+  };
+}
