@@ -182,6 +182,48 @@ function ownership(ctl: BatchControl): () => Promise<void> {
     });
 }
 
+/**
+ * The dead-letter record of `msg` on `topic` (DeadLetter envelope, original bytes, reason headers):
+ * the one shape every unit sends, whether a stage under this runner or a unit outside it.
+ */
+export async function deadLetterMessage(
+  d: { codec: Codec; clock: Clock; stage: string; topic: string },
+  msg: InMessage,
+  code: string,
+  detail: string,
+  signalId?: string | null,
+  keepBytes?: number,
+): Promise<OutMessage> {
+  const failedAt = d.clock.now();
+  const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
+  // An envelope around a record close to the broker's limit may itself be too large: then it keeps
+  // the record's first bytes only, and says so.
+  const cut = keepBytes !== undefined && msg.value !== null && msg.value.length > keepBytes;
+  if (cut) detail = `${detail} [original value truncated to ${keepBytes} of ${msg.value!.length} bytes]`;
+  const value = await d.codec.encode(d.topic, {
+    original_topic: msg.topic,
+    original_partition: msg.partition,
+    original_offset: Number(msg.offset),
+    original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
+    original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
+    original_value: cut ? msg.value!.subarray(0, keepBytes) : msg.value,
+    headers: msg.headers,
+    stage: d.stage,
+    reason_code: code,
+    reason_detail: detail.slice(0, 2000),
+    error_kind: 'rejected',
+    attempts: 1,
+    signal_id: signalId ?? null,
+    trace_id: traceOf(msg.headers),
+    failed_at: failedAt,
+  });
+  return {
+    key: msg.key,
+    value,
+    headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: d.stage, [DLQ_HEADERS.source]: source },
+  };
+}
+
 function traceOf(h: Headers): string | null {
   return h['trace_id'] ?? null;
 }
@@ -248,36 +290,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     return out;
   };
 
-  const deadLetter = async (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number, topic: string = stage.dlq): Promise<OutMessage> => {
-    const failedAt = deps.clock.now();
-    const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
-    // An envelope around a record close to the broker's limit may itself be too large: then it keeps
-    // the record's first bytes only, and says so.
-    const cut = keepBytes !== undefined && msg.value !== null && msg.value.length > keepBytes;
-    if (cut) detail = `${detail} [original value truncated to ${keepBytes} of ${msg.value!.length} bytes]`;
-    const value = await deps.codec.encode(topic, {
-      original_topic: msg.topic,
-      original_partition: msg.partition,
-      original_offset: Number(msg.offset),
-      original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
-      original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
-      original_value: cut ? msg.value!.subarray(0, keepBytes) : msg.value,
-      headers: msg.headers,
-      stage: stage.name,
-      reason_code: code,
-      reason_detail: detail.slice(0, 2000),
-      error_kind: 'rejected',
-      attempts: 1,
-      signal_id: signalId ?? null,
-      trace_id: traceOf(msg.headers),
-      failed_at: failedAt,
-    });
-    return {
-      key: msg.key,
-      value,
-      headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: stage.name, [DLQ_HEADERS.source]: source },
-    };
-  };
+  const deadLetter = (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number, topic: string = stage.dlq): Promise<OutMessage> =>
+    deadLetterMessage({ codec: deps.codec, clock: deps.clock, stage: stage.name, topic }, msg, code, detail, signalId, keepBytes);
 
   /** Commit records of a chunk to their topics with the chunk's offsets, in one transaction. */
   const commit = async (topic: string, partition: number, byTopic: Map<string, OutMessage[]>, lastOffset: string, stillOwner: () => Promise<void>): Promise<void> => {

@@ -41,7 +41,7 @@ import { FatalError, RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { Dec } from '../runtime/decimal.ts';
 import type { Ticker } from '../schemas/types.ts';
-import { DLQ_HEADERS, recordFailure } from './runner.ts';
+import { deadLetterMessage, recordFailure } from './runner.ts';
 import { unstorable } from './track-guards.ts';
 
 export const name = 'ticker-projection';
@@ -252,29 +252,12 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
     }
   };
 
-  /** The DeadLetter the stage runner would send for this record. */
+  /** The DeadLetter the stage runner sends for a record (the same envelope), counted and logged. */
   const deadLetter = async (msg: InMessage, code: string, detail: string): Promise<OutMessage> => {
-    const value = await deps.codec.encode(deps.dlqTopic, {
-      original_topic: msg.topic,
-      original_partition: msg.partition,
-      original_offset: Number(msg.offset),
-      original_timestamp: Number.isFinite(msg.timestamp) ? msg.timestamp : null,
-      original_key: msg.key === null ? null : Buffer.from(msg.key, 'utf8'),
-      original_value: msg.value,
-      headers: msg.headers,
-      stage: name,
-      reason_code: code,
-      reason_detail: detail.slice(0, 2000),
-      error_kind: 'rejected',
-      attempts: 1,
-      signal_id: null,
-      trace_id: msg.headers['trace_id'] ?? null,
-      failed_at: deps.clock.now(),
-    });
+    const letter = await deadLetterMessage({ codec: deps.codec, clock: deps.clock, stage: name, topic: deps.dlqTopic }, msg, code, detail);
     sm.rejected.inc({ stage: name, reason: code });
     log.warn({ partition: msg.partition, offset: msg.offset, reason: code, detail }, 'record dead-lettered');
-    const source = `${msg.topic}/${msg.partition}/${msg.offset}`;
-    return { key: msg.key, value, headers: { ...msg.headers, [DLQ_HEADERS.reason]: code, [DLQ_HEADERS.detail]: detail.slice(0, 500), [DLQ_HEADERS.stage]: name, [DLQ_HEADERS.source]: source } };
+    return letter;
   };
 
   /** Decode, refuse, conflate, upsert, dead-letter, commit: one Kafka batch. False when stopped before the commit. */
