@@ -47,6 +47,8 @@ export const configSchema = z
     MODEL_SIGNAL_INTERVAL_MS: opt(int.min(100).default(60_000)).describe('Model mode: how often each asset is considered for a signal.'),
     MODEL_MIN_AMOUNT: opt(num.positive().default(10)).describe('Model mode: smallest signal amount (quote currency), at the expected-return margin.'),
     MODEL_MAX_AMOUNT: opt(num.positive().default(200)).describe('Model mode: largest signal amount (quote currency), at MODEL_FULL_SIZE_BPS of expected net return above the margin.'),
+    MODEL_EXIT_AT_HORIZON: opt(flag.default('true')).describe('Model mode: close each entry at its horizon (MODEL_HORIZON_MS after the signal) with an opposite signal of the quantity it filled (metadata.mode "exit"), so the books hold what the model bets on and is judged on (a round trip over the horizon) and not every entry until a later opposite signal. Warm-up and the control arm are not exited. false: entries are held.'),
+    MODEL_EXIT_MAX_ATTEMPTS: opt(int.min(1).default(5)).describe('Horizon exits: how many exit signals one entry gets (a refused or unfilled exit is retried one horizon later) before it is given up (logged, counted in model_service_exits_total{result="given_up"}).'),
     WARMUP_DURATION_MS: opt(int.min(0).default(3_600_000)).describe('Warm-up lasts at least this long (from the first start) before the service may switch to a model.'),
     WARMUP_INTERVAL_MS: opt(int.min(100).default(60_000)).describe('Warm-up: one signal per asset every this many ms (the frequency).'),
     WARMUP_MIN_AMOUNT: opt(num.positive().default(10)).describe('Warm-up: smallest signal amount (quote currency).'),

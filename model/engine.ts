@@ -25,7 +25,7 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
-import type { ModelSignal, Ticker } from '../schemas/types.ts';
+import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import type { ModelConfig } from './config.ts';
 import { FEATURE_SPEC_ID } from './features.ts';
 import { fineTune, fromArtifacts, toArtifacts, type LabelledRow, type TrainedModel } from './learner.ts';
@@ -34,6 +34,7 @@ import { heuristicProbability } from './evaluate.ts';
 import { CostBook, costObservationOf, execOf, expectedNetBps, labelledRowOf, sideCostBps, SPREAD_FEATURE, windowPnlBps } from './money.ts';
 import * as reg from './registry.ts';
 import { SignalEmitter } from './signals.ts';
+import { ExitBook, extraOf, type QtyFilter } from './exits.ts';
 import { bootstrapOptions, learnerConfig, metricsTable, trainingRound, versionMetrics, versionName, type RoundResult } from './trainer.ts';
 import type { Tf } from './tf.ts';
 import type { TrainingSample } from './windows.ts';
@@ -56,6 +57,8 @@ export const MODEL_METRICS = {
   shadowPnl: 'model_service_shadow_pnl_bps',
   shadowDiffLower: 'model_service_shadow_pnl_diff_lower_bps',
   costs: 'model_service_cost_bps',
+  exits: 'model_service_exits_total',
+  openLegs: 'model_service_open_legs',
 } as const;
 
 export function createModelMetrics(registry: Registry) {
@@ -76,6 +79,8 @@ export function createModelMetrics(registry: Registry) {
     shadowPnl: new Gauge({ name: MODEL_METRICS.shadowPnl, help: 'Warm-up: mean P&L after costs per window the active version would have traded since its promotion (model), and warm-up\'s shadow on the same windows (warmup), bps', labelNames: ['kind'], registers: [registry] }),
     shadowDiffLower: new Gauge({ name: MODEL_METRICS.shadowDiffLower, help: 'Warm-up: lower bound of the paired bootstrap of the active version\'s shadow P&L minus warm-up\'s on the same windows, bps (the switch needs it above MODEL_PROMOTION_MARGIN_BPS)', registers: [registry] }),
     costs: new Gauge({ name: MODEL_METRICS.costs, help: 'Measured costs per side (fee, slippage beyond the half spread) and mean absolute move over the horizon, bps, per asset', labelNames: ['asset', 'part'], registers: [registry] }),
+    exits: new Counter({ name: MODEL_METRICS.exits, help: 'Horizon exits of model-mode entries, by result: emitted (an exit signal), closed (an entry fully exited, or left with dust below the instrument minimum), given_up (still open after MODEL_EXIT_MAX_ATTEMPTS exits), unsettled (an exit without a final order event for MODEL_EXIT_MAX_ATTEMPTS + 2 horizons: dropped rather than risk closing twice)', labelNames: ['result'], registers: [registry] }),
+    openLegs: new Gauge({ name: MODEL_METRICS.openLegs, help: 'Model-mode entries not yet closed by their horizon exit', registers: [registry] }),
     windowDrops: new Counter({ name: MODEL_METRICS.windowDrops, help: 'Records the window builder dropped, by reason (late ticker/event/signal, unjoined event, insufficient history)', labelNames: ['reason'], registers: [registry] }),
   };
 }
@@ -113,8 +118,13 @@ export class ModelEngine {
    * not one the rollback would drop on the same record), and a bootstrap every check stays bounded.
    */
   readonly shadowMoney: RollingMoney;
+  /** Model-mode entries to close at their horizon (model/exits.ts). */
+  readonly exits: ExitBook;
   private pendingOnline: LabelledRow[] = [];
   private exposure = new Map<string, number>();
+  /** Instrument quantity filters by `${category}:${symbol}` (exits are rounded as the order manager rounds). */
+  private qtyFilters = new Map<string, QtyFilter>();
+  private exitStats = { givenUp: 0, closed: 0, unsettled: 0 };
   private busy: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly d: EngineDeps, now: number) {
@@ -125,6 +135,7 @@ export class ModelEngine {
     this.costs = new CostBook(d.cfg.MODEL_COST_WINDOW, d.cfg.MODEL_FEE_BPS);
     this.liveMoney = new RollingMoney(d.cfg.MODEL_LIVE_WINDOW);
     this.shadowMoney = new RollingMoney(Math.max(d.cfg.MODEL_SWITCH_MIN_SAMPLES, d.cfg.MODEL_LIVE_WINDOW));
+    this.exits = new ExitBook({ strategyId: d.cfg.MODEL_STRATEGY_ID, horizonMs: d.cfg.MODEL_HORIZON_MS, maxAttempts: d.cfg.MODEL_EXIT_MAX_ATTEMPTS });
   }
 
   /** Serialise the async operations (retrain, sample handling, mode checks) of one engine. */
@@ -177,7 +188,30 @@ export class ModelEngine {
     this.exposure = e;
   }
 
-  /** Signals due now (warm-up or model mode). */
+  setQtyFilters(f: Map<string, QtyFilter>): void {
+    this.qtyFilters = f;
+  }
+
+  /** One of the service's own signals read back from model.signals (a restart rebuilds the exit book from them). */
+  onOwnSignal(s: ModelSignal): void {
+    this.exits.onSignal(s);
+  }
+
+  /** An order event (the exit book follows what its entries and exits filled). */
+  onOrderEvent(ev: OrderEvent): void {
+    this.exits.onEvent(ev);
+  }
+
+  /** Signals `emit` returned that could not be published: their exits are open again. */
+  onUnsent(signals: readonly ModelSignal[]): void {
+    for (const s of signals) {
+      if (s.metadata?.mode !== 'exit') continue;
+      const of = extraOf(s).exit_of;
+      if (typeof of === 'string') this.exits.forgetExit(of, s.signal_id);
+    }
+  }
+
+  /** Signals due now (warm-up or model mode), and the horizon exits of model-mode entries. */
   emit(now: number): ModelSignal[] {
     const out = this.emitter.emit(now, {
       mode: this.state,
@@ -185,7 +219,31 @@ export class ModelEngine {
       exposure: (a) => Math.max(-3, Math.min(3, (this.exposure.get(a) ?? 0) / this.d.cfg.MODEL_EXPOSURE_SCALE)),
       costs: (a) => this.costs.estimate(a),
     });
-    for (const s of out) this.d.metrics.signals.inc({ mode: s.metadata?.mode === 'control' ? 'control' : s.is_warmup ? 'warmup' : 'model', asset: s.asset });
+    if (this.d.cfg.MODEL_EXIT_AT_HORIZON) {
+      for (const s of out) this.exits.onSignal(s);
+      // Exits are decided after entries are registered, on the same event time, whatever the mode:
+      // a version rolled back still has its entries closed.
+      for (const o of this.exits.due(now, (a, side) => this.emitter.touch(a, side), (c, sym) => this.qtyFilters.get(`${c}:${sym}`) ?? null)) {
+        const s = this.emitter.exitSignal(o, now);
+        if (!s) continue;
+        this.exits.recordExit(o, now);
+        out.push(s);
+        this.d.metrics.exits.inc({ result: 'emitted' });
+      }
+      const st = this.exits.stats;
+      if (st.givenUp > this.exitStats.givenUp) {
+        this.d.metrics.exits.inc({ result: 'given_up' }, st.givenUp - this.exitStats.givenUp);
+        this.d.logger.warn({ given_up: st.givenUp - this.exitStats.givenUp }, 'horizon exits given up: entries still open after MODEL_EXIT_MAX_ATTEMPTS exits or without order events');
+      }
+      if (st.closed > this.exitStats.closed) this.d.metrics.exits.inc({ result: 'closed' }, st.closed - this.exitStats.closed);
+      if (st.unsettled > this.exitStats.unsettled) {
+        this.d.metrics.exits.inc({ result: 'unsettled' }, st.unsettled - this.exitStats.unsettled);
+        this.d.logger.warn({ unsettled: st.unsettled - this.exitStats.unsettled }, 'horizon exits dropped unsettled: an exit had no final order event for (MODEL_EXIT_MAX_ATTEMPTS + 2) horizons');
+      }
+      this.exitStats = { ...st };
+      this.d.metrics.openLegs.set(this.exits.open);
+    }
+    for (const s of out) this.d.metrics.signals.inc({ mode: s.metadata?.mode === 'control' ? 'control' : s.metadata?.mode === 'exit' ? 'exit' : s.is_warmup ? 'warmup' : 'model', asset: s.asset });
     return out;
   }
 

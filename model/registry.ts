@@ -1,7 +1,7 @@
 // The model service's PostgreSQL edge: versions (weights, feature spec, training range, metrics;
 // lifecycle candidate -> active -> retired | rolled_back, at most one active), training samples
-// (one per signal; a replay is "already done"), mode transitions, and the exposure read from the
-// shared positions table. slonik `sql` tag only.
+// (one per signal; a replay is "already done"), mode transitions, and what it reads of the order
+// manager's tables: the exposure (positions) and the quantity filters (instruments). slonik `sql` tag only.
 import { z } from 'zod';
 import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
 import type { FeatureSpec } from './features.ts';
@@ -9,6 +9,7 @@ import type { LabelledRow, ModelArtifacts } from './learner.ts';
 import type { Mode, Transition } from './policy.ts';
 import type { TrainingSample } from './windows.ts';
 import { SPREAD_FEATURE, type CostObservation } from './money.ts';
+import type { QtyFilter } from './exits.ts';
 
 export interface VersionRecord {
   version: string;
@@ -253,4 +254,13 @@ export async function exposures(db: CommonQueryMethods): Promise<Map<string, num
   const out = new Map<string, number>();
   for (const r of rows) out.set(r.symbol, (out.get(r.symbol) ?? 0) + (r.side === 'Sell' ? -1 : 1) * Number(r.notional ?? 0));
   return out;
+}
+
+/** Quantity filters of the instruments, by `${category}:${symbol}` (the horizon exits round as the order manager does). */
+export async function qtyFilters(db: CommonQueryMethods): Promise<Map<string, QtyFilter>> {
+  const rows = await db.any(sql.type(z.object({ category: z.string(), symbol: z.string(), step: z.string(), min_qty: z.string(), min_value: z.string() }))`
+    SELECT category, symbol, COALESCE(qty_step, base_precision)::text AS step, min_order_qty::text AS min_qty,
+           COALESCE(CASE WHEN category = 'spot' THEN min_order_amt ELSE min_notional_value END, 0)::text AS min_value
+      FROM instruments`);
+  return new Map(rows.map((r) => [`${r.category}:${r.symbol}`, { qtyStep: Number(r.step), minQty: Number(r.min_qty), minValue: Number(r.min_value) }]));
 }

@@ -4,7 +4,9 @@
 //                join) into the window builder; stores samples and feeds the engine (judging,
 //                online updates); emits signals (warm-up or model) to model.signals on a timer;
 //                retrains on MODEL_RETRAIN_CRON (node-cron, inside the process); checks the mode
-//                rules every MODEL_MODE_CHECK_MS; refreshes exposure from PostgreSQL positions.
+//                rules every MODEL_MODE_CHECK_MS; refreshes exposure (positions) and the instruments'
+//                quantity filters from PostgreSQL; closes model-mode entries at their horizon
+//                (model/exits.ts), following its own signals and their order events.
 //                Offsets are committed up to what the window builder no longer holds, so a restart
 //                rebuilds the pending windows (samples already stored are "already done").
 //   model-signal-out-bridge   model.signals → RabbitMQ model-service.trading_signals (JSON);
@@ -18,7 +20,7 @@ import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import type { TopicCodec } from '../schemas/topic-codec.ts';
 import { parseModelConfig, configSchema as modelSettings, type ModelConfig } from './config.ts';
 import { ModelEngine, createModelMetrics } from './engine.ts';
-import { exposures } from './registry.ts';
+import { exposures, qtyFilters } from './registry.ts';
 import { createSignalOutBridge } from '../connectors/signal-out-bridge.ts';
 import { parseConfig as signalBridgeConfig, configSchema as signalBridgeSettings } from '../connectors/signal-bridge.ts';
 import { loadTf } from './tf.ts';
@@ -75,8 +77,13 @@ async function startModelCore(rt: Runtime): Promise<Unit> {
           if (!isModelTicker(value as Ticker)) continue;
           input = { kind: 'ticker', value: value as Ticker, src };
           engine.onTicker(value as Ticker);
-        } else if (msg.topic === topics.events) input = { kind: 'event', value: value as OrderEvent, src };
-        else input = { kind: 'signal', value: value as ModelSignal, src };
+        } else if (msg.topic === topics.events) {
+          input = { kind: 'event', value: value as OrderEvent, src };
+          engine.onOrderEvent(value as OrderEvent);
+        } else {
+          input = { kind: 'signal', value: value as ModelSignal, src };
+          engine.onOwnSignal(value as ModelSignal);
+        }
       } catch (err) {
         metrics.windowDrops.inc({ reason: 'undecodable' });
         log.warn({ err: (err as Error).message, ...src }, 'record could not be decoded; skipped');
@@ -107,16 +114,24 @@ async function startModelCore(rt: Runtime): Promise<Unit> {
     (async () => {
       const signals = engine.emit(rt.clock.now());
       if (!signals.length) return;
-      const messages = await Promise.all(signals.map(async (s) => ({ key: s.asset, value: await rt.codec.encode(topics.signals, s), headers: { trace_id: s.trace_id ?? '', signal_id: s.signal_id } })));
-      await producer.send(topics.signals, messages);
-      for (const s of signals) log.info({ signal_id: s.signal_id, asset: s.asset, side: s.signal_type, amount: s.amount, confidence: s.confidence, is_warmup: s.is_warmup, model_version: s.model_version }, 'signal emitted');
+      try {
+        const messages = await Promise.all(signals.map(async (s) => ({ key: s.asset, value: await rt.codec.encode(topics.signals, s), headers: { trace_id: s.trace_id ?? '', signal_id: s.signal_id } })));
+        await producer.send(topics.signals, messages);
+      } catch (err) {
+        engine.onUnsent(signals); // an exit not published is not working: the next emission decides it again
+        throw err;
+      }
+      for (const s of signals) log.info({ signal_id: s.signal_id, asset: s.asset, side: s.signal_type, amount: s.amount, confidence: s.confidence, is_warmup: s.is_warmup, model_version: s.model_version, mode: s.metadata?.mode }, 'signal emitted');
     })()
       .catch((err) => log.error({ err }, 'signal emission failed; the next interval tries again'))
       .finally(() => (emitting = false));
   }, tickMs);
-  const exposureTimer = setInterval(() => {
+  const refresh = () => {
     exposures(rt.db).then((e) => engine.setExposures(e), (err) => log.warn({ err: (err as Error).message }, 'exposure refresh failed'));
-  }, 5000);
+    qtyFilters(rt.db).then((f) => engine.setQtyFilters(f), (err) => log.warn({ err: (err as Error).message }, 'instrument filters refresh failed'));
+  };
+  refresh();
+  const exposureTimer = setInterval(refresh, 5000);
   const modeTimer = setInterval(() => {
     engine.checkMode(rt.clock.now()).catch((err) => log.error({ err }, 'mode check failed'));
   }, cfg.MODEL_MODE_CHECK_MS);

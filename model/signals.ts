@@ -22,6 +22,7 @@ import type { ModeState } from './policy.ts';
 import { SeededRng } from './rng.ts';
 import { expectedNetBps, sideCostBps, SPREAD_FEATURE, type CostEstimate } from './money.ts';
 import { randomUUID } from 'node:crypto';
+import type { ExitOrder } from './exits.ts';
 
 export function uuidFrom(rng: SeededRng): string {
   const hex = Array.from({ length: 32 }, () => rng.int(16).toString(16));
@@ -153,6 +154,42 @@ export class SignalEmitter {
         extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC }),
       },
     };
+  }
+
+  /**
+   * A horizon exit (model/exits.ts): the opposite side of an entry, sized to the quantity it
+   * filled; under the entry's version and confidence (it passed the order manager's minimum when
+   * it entered), mode 'exit', `exit_of` in metadata.extra.
+   */
+  exitSignal(o: ExitOrder, now: number): ModelSignal | null {
+    const hist = this.history.get(o.asset) ?? [];
+    if (hist.length < MIN_HISTORY) return null;
+    const features = computeFeatures(hist, 0, this.cfg.MODEL_FEATURE_LOOKBACK)!;
+    return {
+      ...this.base(o.asset, now, hist, features),
+      signal_id: o.signalId,
+      signal_type: o.side,
+      amount: o.amount,
+      confidence: o.confidence,
+      model_version: o.version,
+      is_warmup: false,
+      metadata: {
+        reasoning: `horizon exit of ${o.entry}: ${o.side} ${o.qty} (what it filled)${o.lateMs > 0 ? `, ${o.lateMs} ms after its horizon` : ''}`,
+        risk_score: 0,
+        randomness_level: 0,
+        mode: 'exit',
+        extra: JSON.stringify({ exit_of: o.entry, qty: o.qty, late_ms: o.lateMs, feature_spec: FEATURE_SPEC_ID }),
+      },
+    };
+  }
+
+  /** The touch an order of `side` takes on the asset's newest ticker (ask for a buy, bid for a sell). */
+  touch(asset: string, side: 'buy' | 'sell'): number | null {
+    const hist = this.history.get(asset);
+    const t = hist?.[hist.length - 1];
+    if (!t) return null;
+    const px = side === 'buy' ? t.ask : t.bid;
+    return px !== null && px !== undefined && px > 0 ? px : t.mid;
   }
 
   modelSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, m: { version: string; model: TrainedModel }, costs: CostEstimate): ModelSignal | null {

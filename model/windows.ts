@@ -12,11 +12,14 @@
 //   - only order events with occurred_at <= close + max wait count; later ones are ignored, and
 //     events for a signal already built are counted as late;
 //   - order events that arrive before their signal wait for it (out-of-order across topics);
-//     unjoined ones are dropped once the order-event watermark is `retention` past them.
+//     unjoined ones are dropped once the order-event watermark is `retention` past them;
+//   - horizon exits (metadata.mode 'exit', model/exits.ts) close an entry and are not windows:
+//     they and their order events are skipped.
 // Given the same records (in any interleaving that respects the lateness bound) the builder emits
 // the same samples; features are recomputed from the tickers, so a replay gives identical vectors.
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { computeFeatures, FEATURE_SPEC_ID, MIN_HISTORY, tickFromTicker, type Tick } from './features.ts';
+import { isExitSignal } from './exits.ts';
 
 /**
  * The tickers the model learns and decides from: the exchange's stream (websocket, through the
@@ -239,6 +242,8 @@ export class WindowBuilder {
   private readonly orphanQueue = new MinHeap<OrphanRef>((a, b) => a.e.ev.occurred_at < b.e.ev.occurred_at);
   private readonly done = new Set<string>();
   private doneOrder: string[] = [];
+  /** Exit signals: their order events belong to no window (insertion order: the oldest is dropped first). */
+  private readonly exitIds = new Set<string>();
   private doneHead = 0;
   /** Newest offset seen per topic-partition, in first-seen order; `seenIdx` finds an entry without building a key. */
   private readonly lastSeen = new Map<string, Src>();
@@ -308,6 +313,13 @@ export class WindowBuilder {
 
   private addSignal(s: ModelSignal, src: Src): void {
     if (s.strategy_id !== this.cfg.strategyId) return;
+    if (isExitSignal(s)) {
+      // A horizon exit (model/exits.ts) closes an entry's window; it is no bet of its own.
+      this.exitIds.add(s.signal_id);
+      if (this.exitIds.size > 100_000) this.exitIds.delete(this.exitIds.values().next().value!);
+      this.orphans.delete(s.signal_id);
+      return;
+    }
     if (this.pending.has(s.signal_id) || this.done.has(s.signal_id)) {
       this.stats.duplicateSignals++;
       return;
@@ -347,7 +359,7 @@ export class WindowBuilder {
   }
 
   private addEvent(ev: OrderEvent, src: Src): void {
-    if (!ev.signal_id || ev.strategy_id !== this.cfg.strategyId) return;
+    if (!ev.signal_id || ev.strategy_id !== this.cfg.strategyId || this.exitIds.has(ev.signal_id)) return;
     if (ev.occurred_at > this.orderWm) this.orderWm = ev.occurred_at;
     if (this.done.has(ev.signal_id)) {
       this.stats.lateEvents++;
