@@ -3,8 +3,8 @@
 // topics and publish what it emits; tests drive it directly on PostgreSQL.
 //
 // Quality bookkeeping:
-//   - every new labelled sample is first judged by the active model (prequential: predict, then
-//     learn): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE and the
+//   - every new labelled sample is judged by the active model out of sample (in warm-up on the
+//     prediction it made when the signal was decided: model/signals.ts): a "hit" when the side it would have emitted (|P - 0.5| >= MODEL_MIN_EDGE and the
 //     expected return after the costs measured so far >= MODEL_MIN_EXPECTED_BPS, as in model mode)
 //     matches the market direction. In warm-up these are shadow hits, in model mode samples of
 //     signals the active version emitted are its live hit record (both reported, not decisive);
@@ -12,7 +12,9 @@
 //     would have traded after costs adds its P&L after costs (counterfactual at the measured costs,
 //     as the live record counts warm-up's shadow) and warm-up's shadow P&L on the same window to the
 //     shadow money record, from its promotion on (policy.ts decideSwitch: the held-out record at
-//     promotion does not count). Judged with the costs measured before the window itself closed;
+//     promotion does not count); the version's P(up) is the one taken at the signal, carried in
+//     the signal (a prediction at the window's close would come from a model fine-tuned online on
+//     windows whose labels overlap this one's horizon: it would count a future it saw). Judged with the costs measured before the window itself closed;
 //     kept in memory like the live record, so a restart starts it afresh (the switch waits, it is
 //     never taken on less);
 //   - money (model/money.ts): every closed window feeds the cost book (fee and slippage of the
@@ -216,6 +218,7 @@ export class ModelEngine {
     const out = this.emitter.emit(now, {
       mode: this.state,
       model: this.state.mode === 'model' && this.active ? { version: this.active.version, model: this.active.model } : null,
+      shadow: this.state.mode === 'warmup' && this.active ? { version: this.active.version, model: this.active.model } : null,
       exposure: (a) => Math.max(-3, Math.min(3, (this.exposure.get(a) ?? 0) / this.d.cfg.MODEL_EXPOSURE_SCALE)),
       costs: (a) => this.costs.estimate(a),
     });
@@ -257,9 +260,12 @@ export class ModelEngine {
       const a = this.active;
       // Money is counted once per window: a redelivered sample (already stored) adds no cost, live or shadow P&L again.
       const fresh = samples.filter((s) => ids.has(s.signal_id.toLowerCase()));
-      // In warm-up, what the active version would have done in each new window (before learning from it).
-      const shadowP = a && this.state.mode === 'warmup' ? a.model.predict(fresh.map((s) => s.features)) : null;
-      fresh.forEach((s, k) => {
+      // In warm-up, what the active version would have done in each new window: its prediction when
+      // the signal was decided (model/signals.ts), not now: since then it was fine-tuned on windows
+      // whose labels overlap this window's horizon.
+      const shadowP = (s: TrainingSample): number | null =>
+        a && this.state.mode === 'warmup' && s.is_warmup && s.details.shadow_version === a.version && typeof s.details.shadow_p === 'number' ? s.details.shadow_p : null;
+      fresh.forEach((s) => {
         // The costs as measured before this window closed: the window is not judged on its own move.
         const c = this.costs.estimate(s.asset);
         const exec = execOf(s);
@@ -271,22 +277,21 @@ export class ModelEngine {
           // What the signal really made (nothing when nothing filled), against warm-up on the same window.
           const spread = s.features[SPREAD_FEATURE] ?? 0;
           this.liveMoney.add(exec ? exec.reward_bps - sideCostBps(c, spread) : 0, theirs);
-        } else if (shadowP) {
-          const p = shadowP[k]!;
-          if (this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs);
+        } else {
+          const p = shadowP(s);
+          if (p !== null && this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs);
         }
         this.costs.observe(costObservationOf(s));
       });
       this.publishCosts();
       if (!a) return inserted;
       const labelled = samples.filter((s) => s.label !== null);
-      const probs = a.model.predict(labelled.map((s) => s.features));
-      labelled.forEach((s, i) => {
-        const p = probs[i]!;
+      labelled.forEach((s) => {
+        const p = shadowP(s);
         if (this.state.mode === 'model' && s.model_version === a.version) {
           // Live record: the signal this version emitted, judged on the market direction.
           this.live.add((s.side === 'buy') === (s.label === 1));
-        } else if (this.state.mode === 'warmup' && this.wouldTrade(p, s)) {
+        } else if (p !== null && this.wouldTrade(p, s)) {
           this.shadow.add((p > 0.5) === (s.label === 1));
         }
         this.pendingOnline.push(labelledRowOf(s)!);

@@ -44,6 +44,14 @@ export type EmitterConfig = Pick<
 export interface EmitContext {
   mode: ModeState;
   model: { version: string; model: TrainedModel } | null;
+  /**
+   * Warm-up: the active version, judged in shadow. Its P(up) on each warm-up signal's features is
+   * taken when the signal is decided and carried in metadata.extra (`shadow_p`, `shadow_version`):
+   * judged later, when the window closes, the model would have been fine-tuned online on windows
+   * whose horizons overlap this one's (their labels see its future), and its shadow record would
+   * count a prediction it could not have made.
+   */
+  shadow?: { version: string; model: TrainedModel } | null;
   /** Exposure feature of an asset (signed notional / scale). */
   exposure: (asset: string) => number;
   /** Measured costs and moves of an asset (model/money.ts); without them the model does not trade. */
@@ -99,7 +107,7 @@ export class SignalEmitter {
       this.nextDue.set(asset, now + interval);
       const exposure = ctx.exposure(asset);
       const features = computeFeatures(hist, exposure, this.cfg.MODEL_FEATURE_LOOKBACK)!;
-      const s = ctx.mode.mode === 'model' && ctx.model ? (ctx.costs ? this.modelSignal(asset, now, hist, features, exposure, ctx.model, ctx.costs(asset)) : null) : this.warmupSignal(asset, now, hist, features, exposure);
+      const s = ctx.mode.mode === 'model' && ctx.model ? (ctx.costs ? this.modelSignal(asset, now, hist, features, exposure, ctx.model, ctx.costs(asset)) : null) : this.warmupSignal(asset, now, hist, features, exposure, false, ctx.shadow ?? null);
       if (s) out.push(s);
     }
     if (ctx.mode.mode === 'model' && this.cfg.MODEL_CONTROL_STRATEGY_ID) out.push(...this.controlSignals(now, ctx));
@@ -131,7 +139,7 @@ export class SignalEmitter {
   }
 
   /** A warm-up signal; `control`: the control arm's (its strategy_id, its random stream, mode `control`). */
-  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, control = false): ModelSignal {
+  warmupSignal(asset: string, now: number, hist: readonly Tick[], features: number[], exposure: number, control = false, shadow: { version: string; model: TrainedModel } | null = null): ModelSignal {
     const rng = control ? this.controlRng : this.rng;
     const b = { ...this.base(asset, now, hist, features), ...(control ? { strategy_id: this.cfg.MODEL_CONTROL_STRATEGY_ID } : {}) };
     const p = heuristicProbability(features, this.cfg.WARMUP_HEURISTIC);
@@ -151,7 +159,7 @@ export class SignalEmitter {
         risk_score: round(Math.min(1, features[3]! / 100), 4),
         randomness_level: this.cfg.WARMUP_RANDOMNESS,
         mode: control ? 'control' : 'warmup',
-        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC }),
+        extra: JSON.stringify({ exposure, feature_spec: FEATURE_SPEC_ID, random, heuristic: this.cfg.WARMUP_HEURISTIC, ...(shadow ? { shadow_p: shadow.model.predict([features])[0]!, shadow_version: shadow.version } : {}) }),
       },
     };
   }

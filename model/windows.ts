@@ -589,8 +589,22 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
     confidence: s.confidence,
     source: p.src,
     source_offsets: events.map((e) => e.src),
-    details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, fee_bps: feeBps, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount },
+    details: { price_ref: pRef, price_horizon: pH, reason_code: reason, slippage_bps: slippage, fee_bps: feeBps, filled_qty: filledQty, avg_fill_price: avgFill, amount: s.amount, ...shadowOf(s) },
   };
+}
+
+/**
+ * A warm-up signal's shadow: the active version's P(up) on the same features when the signal was
+ * decided (metadata.extra `shadow_p`, `shadow_version`; model/signals.ts), or nothing.
+ */
+function shadowOf(s: ModelSignal): { shadow_p: number; shadow_version: string } | Record<string, never> {
+  if (!s.is_warmup || !s.metadata?.extra) return {};
+  try {
+    const x = JSON.parse(s.metadata.extra) as { shadow_p?: unknown; shadow_version?: unknown };
+    return typeof x.shadow_p === 'number' && Number.isFinite(x.shadow_p) && typeof x.shadow_version === 'string' ? { shadow_p: x.shadow_p, shadow_version: x.shadow_version } : {};
+  } catch {
+    return {};
+  }
 }
 
 function outcomeOf(e: OrderEvent): string {

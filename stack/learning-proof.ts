@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { connect } from 'amqplib';
 import { z } from 'zod';
 import { createRuntime, runUnits } from '../runtime/service.ts';
-import { createDb, dropDatabase, ensureDatabase, sql, withDatabase } from '../runtime/db.ts';
+import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type CommonQueryMethods } from '../runtime/db.ts';
 import { migrate } from '../runtime/migrate.ts';
 import { createKafka } from '../runtime/kafka.ts';
 import { kafkaBrokers, loadConfig } from '../runtime/config.ts';
@@ -26,6 +26,7 @@ import { createLogger } from '../runtime/logger.ts';
 import { topicSpecs } from '../runtime/topics.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { readBooks } from '../pipelines/pnl-sql.ts';
+import { SPREAD_FEATURE } from '../model/money.ts';
 import { startSimulator } from '../sim/server.ts';
 import { DEFAULT_INSTRUMENTS } from '../sim/instruments.ts';
 import type { PatternRegime } from '../sim/regimes.ts';
@@ -117,6 +118,10 @@ export interface ProofResult {
   controlPeriodFees: string | null;
   /** The model strategy's P&L over the whole run (warm-up included). */
   modelTotal: string;
+  /** Horizon exits, from the order manager's tables (exitAudit); null when it never left warm-up. */
+  exits: ExitAudit | null;
+  /** The windows of the run (training_samples), warm-up's and the model's apart: where a live record parts from a shadow one. */
+  windows: WindowBreakdown[];
   snapshots: ProofSnapshot[];
   elapsedS: number;
 }
@@ -132,6 +137,76 @@ export interface ProofOptions {
   log?: (line: Record<string, unknown>) => void;
   /** More settings (override PROOF_SETTINGS). */
   settings?: Record<string, string>;
+}
+
+/**
+ * The model's entries against their horizon exits, as the order manager recorded them (signals and
+ * orders, not the model service's own bookkeeping): every model-mode entry that filled and whose
+ * horizon passed at least `graceMs` ago, with the quantity its exits filled.
+ */
+export interface ExitAudit {
+  entries: number;
+  /** Exits filled exactly what the entry filled. */
+  closed: number;
+  /** No exit filled anything. */
+  none: number;
+  /** Exits filled more than the entry (never expected: exit signal ids are per entry and attempt). */
+  over: number;
+  exitSignals: number;
+  /** Exit signals the order manager refused or decided nothing on, by reason. */
+  refused: Record<string, number>;
+}
+
+/**
+ * Per kind of signal (warm-up, model), over the run's windows: how many, how many filled, and per
+ * window in bps: the market's move over the horizon on the side taken, from the signal's mid (what
+ * a counterfactual counts); the reward, from the real fill (what the live record counts); the
+ * entry's slippage against the signal's mid and its fee. move − reward = slippage + fee, the part a
+ * live record pays that a shadow record at average costs may not.
+ */
+export interface WindowBreakdown {
+  kind: 'warmup' | 'model';
+  n: number;
+  filled: number;
+  move_bps: number | null;
+  reward_bps: number | null;
+  slippage_bps: number | null;
+  fee_bps: number | null;
+  spread_bps: number | null;
+}
+
+async function windowBreakdown(db: CommonQueryMethods): Promise<WindowBreakdown[]> {
+  const rows = await db.any(sql.type(z.object({ kind: z.enum(['warmup', 'model']), n: z.number(), filled: z.number(), move_bps: z.number().nullable(), reward_bps: z.number().nullable(), slippage_bps: z.number().nullable(), fee_bps: z.number().nullable(), spread_bps: z.number().nullable() }))`
+    SELECT CASE WHEN is_warmup THEN 'warmup' ELSE 'model' END AS kind, count(*)::int AS n,
+           count(*) FILTER (WHERE (details->>'filled_qty')::float8 > 0)::int AS filled,
+           avg(CASE WHEN side = 'buy' THEN 1 ELSE -1 END * 1e4 * ln((details->>'price_horizon')::float8 / (details->>'price_ref')::float8)) FILTER (WHERE (details->>'filled_qty')::float8 > 0) AS move_bps,
+           avg(reward) FILTER (WHERE (details->>'filled_qty')::float8 > 0) AS reward_bps,
+           avg((details->>'slippage_bps')::float8) AS slippage_bps,
+           avg((details->>'fee_bps')::float8) AS fee_bps,
+           avg(features[${SPREAD_FEATURE + 1}]) AS spread_bps
+      FROM training_samples GROUP BY 1 ORDER BY 1`);
+  return rows.map((r) => ({ ...r }));
+}
+
+async function exitAudit(db: CommonQueryMethods, strategy: string, horizonMs: number, graceMs: number): Promise<ExitAudit> {
+  const r = await db.one(sql.type(z.object({ entries: z.number(), closed: z.number(), none: z.number(), over: z.number(), exit_signals: z.number() }))`
+    WITH s AS (
+      SELECT s.signal_id, s.signal_ts, s.payload->'metadata'->>'mode' AS mode, s.payload->'metadata'->>'exit_of' AS exit_of,
+             COALESCE((SELECT sum(o.cum_exec_qty) FROM orders o WHERE o.signal_id = s.signal_id), 0) AS filled
+        FROM signals s WHERE s.strategy_id = ${strategy}
+    ), entries AS (
+      SELECT e.filled, COALESCE((SELECT sum(x.filled) FROM s x WHERE x.mode = 'exit' AND x.exit_of = e.signal_id::text), 0) AS exited
+        FROM s e
+       WHERE e.mode = 'model' AND e.filled > 0 AND e.signal_ts < now() - make_interval(secs => ${(horizonMs + graceMs) / 1000})
+    )
+    SELECT count(*)::int AS entries, count(*) FILTER (WHERE exited = filled)::int AS closed, count(*) FILTER (WHERE exited = 0)::int AS none,
+           count(*) FILTER (WHERE exited > filled)::int AS over, (SELECT count(*)::int FROM s WHERE mode = 'exit') AS exit_signals
+      FROM entries`);
+  const refused = await db.any(sql.type(z.object({ reason: z.string(), n: z.number() }))`
+    SELECT COALESCE(outcome_reason, status) AS reason, count(*)::int AS n FROM signals
+     WHERE strategy_id = ${strategy} AND payload->'metadata'->>'mode' = 'exit' AND outcome IS DISTINCT FROM 'create'
+     GROUP BY 1 ORDER BY 1`);
+  return { entries: r.entries, closed: r.closed, none: r.none, over: r.over, exitSignals: r.exit_signals, refused: Object.fromEntries(refused.map((x) => [x.reason, x.n])) };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -238,6 +313,8 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
     const last = snapshots[snapshots.length - 1]!;
     const transitions = (await db.any(sql.type(z.object({ from_mode: z.string(), to_mode: z.string(), reason: z.string(), version: z.string().nullable(), at: z.number(), metrics: z.record(z.unknown()) }))`
       SELECT from_mode, to_mode, reason, model_version AS version, floor(extract(epoch FROM at) * 1000)::float8 AS at, metrics FROM model_mode_transitions ORDER BY id`)).map((t) => ({ from: t.from_mode, to: t.to_mode, reason: t.reason, version: t.version, atS: Math.round((t.at - t0) / 100) / 10, metrics: t.metrics }));
+    const exits = switchedAtS === null ? null : await exitAudit(db, PROOF_STRATEGY, Number(PROOF_SETTINGS.MODEL_HORIZON_MS), 3000);
+    const windows = await windowBreakdown(db);
     const versions = (await db.any(sql.type(z.object({ version: z.string(), status: z.string(), notes: z.string().nullable() }))`SELECT version, status, notes FROM model_versions ORDER BY created_at`)).map((v) => ({ version: v.version, status: v.status, reason: v.notes }));
     return {
       regime: o.regime,
@@ -252,6 +329,8 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
       modelPeriodFees: atSwitch ? Dec.of(last.model.fees).sub(Dec.of(atSwitch.fees)).toString() : null,
       controlPeriodFees: atSwitch ? last.control.fees : null,
       modelTotal: last.model.total,
+      exits,
+      windows,
       snapshots,
       elapsedS: atS(),
     };

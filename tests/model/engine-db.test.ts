@@ -108,13 +108,25 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   // that promoted it does not count, so with no window since, the duration over, it stays.
   assert.equal(engine.shadowMoney.n, 0);
   assert.equal(await engine.checkMode(T0 + 60_000), null, 'no shadow windows yet');
+  // The shadow judges a window on the prediction the active version made when its signal was
+  // decided (carried in the signal: model/signals.ts). Windows without one (decided before the
+  // promotion), or with another version's, are not its record.
+  const decided = engine.active!;
+  const shadowed = (xs: TrainingSample[]) => {
+    const p = decided.model.predict(xs.map((x) => x.features));
+    return xs.map((x, i) => ({ ...x, details: { ...x.details, shadow_p: p[i]!, shadow_version: decided.version } }));
+  };
+  const renamed = (xs: TrainingSample[], prefix: string) => xs.map((x, i) => ({ ...x, signal_id: `${prefix}-0000-4000-8000-${String(i).padStart(12, '0')}` }));
+  await engine.onSamples(renamed(later.slice(0, 40), '40000000'));
+  await engine.onSamples(renamed(shadowed(later.slice(0, 40)), '50000000').map((x) => ({ ...x, details: { ...x.details, shadow_version: 'another' } })));
+  assert.equal(engine.shadowMoney.n, 0, 'no decision-time prediction of the active version: not judged');
   // A record too short: a few new windows, however they went.
-  await engine.onSamples(later.slice(0, 150));
+  await engine.onSamples(shadowed(later.slice(0, 150)));
   assert.ok(engine.shadowMoney.n > 0 && engine.shadowMoney.n < cfg.MODEL_SWITCH_MIN_SAMPLES, `shadow windows ${engine.shadowMoney.n}`);
   assert.equal(await engine.checkMode(T0 + 60_000), null, 'too few shadow windows');
   // A losing record: the restarted engine (its shadow record starts afresh) sees the same market
   // turned against the side the model takes (move reversed, nothing filled): enough windows, it loses.
-  const turned = later.slice(0, 3000).map((s, i) => ({ ...s, signal_id: `30000000-0000-4000-8000-${String(i).padStart(12, '0')}`, market_return_bps: -s.market_return_bps, label: s.label === null ? null : ((1 - s.label) as 0 | 1), details: { ...s.details, filled_qty: 0 } }));
+  const turned = shadowed(later.slice(0, 3000)).map((s, i) => ({ ...s, signal_id: `30000000-0000-4000-8000-${String(i).padStart(12, '0')}`, market_return_bps: -s.market_return_bps, label: s.label === null ? null : ((1 - s.label) as 0 | 1), details: { ...s.details, filled_qty: 0 } }));
   await again.onSamples(turned);
   assert.ok(again.shadowMoney.n >= cfg.MODEL_SWITCH_MIN_SAMPLES, `shadow windows ${again.shadowMoney.n}`);
   const lost = again.shadowJudgement();
@@ -122,7 +134,7 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   assert.equal(await again.checkMode(T0 + 60_000), null, 'never on a losing record');
   assert.equal(again.state.mode, 'warmup');
   // The windows that follow, as they came: once enough of them pay, it switches, not before the duration is over.
-  await engine.onSamples(later.slice(150));
+  await engine.onSamples(shadowed(later.slice(150)));
   const shadow = engine.shadowJudgement();
   assert.ok(shadow.n >= cfg.MODEL_SWITCH_MIN_SAMPLES && shadow.own.lower > 0 && shadow.diff.lower > cfg.MODEL_PROMOTION_MARGIN_BPS, JSON.stringify(shadow));
   assert.equal(await engine.checkMode(T0 + 30_000), null, 'warm-up duration not over');

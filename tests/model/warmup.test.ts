@@ -12,6 +12,7 @@ import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
 import type { ModelSignal } from '../../schemas/types.ts';
 import type { TrainedModel } from '../../model/learner.ts';
 import { FEATURE_NAMES } from '../../model/features.ts';
+import { sampleOf } from '../../model/windows.ts';
 
 const modelSignalType = avro.Type.forSchema(JSON.parse(readFileSync(new URL('../../schemas/model-signal.avsc', import.meta.url), 'utf8')));
 
@@ -118,6 +119,32 @@ test('model mode: side and confidence from P(up), no signal inside the edge or w
   const by = (c: number) => out.find((s) => s.confidence === c)!.amount;
   assert.equal(by(0.9), 100);
   assert.ok(by(0.56) < by(0.7) && by(0.7) <= 100);
+});
+
+test('warm-up with an active version: each signal carries the version\'s P(up) on its features when decided (the shadow judges that, not a later prediction); the window keeps it', () => {
+  const cfg = testModelConfig({ WARMUP_INTERVAL_MS: '1000', MODEL_FEATURE_LOOKBACK: '20' });
+  const seen: number[][] = [];
+  const fake: TrainedModel = { spec: { id: 'mkt-v1', names: FEATURE_NAMES, lookback: 20, horizonMs: 1000, mean: [], std: [] }, model: null as never, predict: (rows) => rows.map((r) => (seen.push(r), 0.5 + Math.tanh(r[1]!) / 4)) };
+  const plain = feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 30, 1000);
+  const out = feed(new SignalEmitter(cfg, new SeededRng(4)), ['BTCUSDT'], 30, 1000, { ...warm, shadow: { version: 'm7', model: fake } });
+  assert.ok(out.length > 10);
+  assert.equal(seen.length, out.length, 'one prediction per signal, at the signal');
+  out.forEach((s, i) => {
+    assertValid(s);
+    assert.equal(s.is_warmup, true);
+    assert.equal(s.model_version, null, 'still a warm-up signal');
+    assert.equal(s.signal_type, plain[i]!.signal_type, 'the shadow does not change warm-up\'s decisions');
+    const x = JSON.parse(s.metadata!.extra!);
+    const features = s.market_data_snapshot!.technical_indicators as Record<string, number>;
+    assert.equal(x.shadow_version, 'm7');
+    assert.equal(x.shadow_p, 0.5 + Math.tanh(features[FEATURE_NAMES[1]!]!) / 4);
+  });
+  for (const s of plain) assert.equal(JSON.parse(s.metadata!.extra!).shadow_p, undefined, 'no active version: nothing carried');
+  // The window built from such a signal keeps it for the engine (details.shadow_p / shadow_version).
+  const w = sampleOf({ signal: out[3]!, src: { topic: 't', partition: 0, offset: '1' }, events: [] }, [0], 100, 101, 0);
+  assert.equal(w.details.shadow_p, JSON.parse(out[3]!.metadata!.extra!).shadow_p);
+  assert.equal(w.details.shadow_version, 'm7');
+  assert.equal(sampleOf({ signal: plain[3]!, src: { topic: 't', partition: 0, offset: '1' }, events: [] }, [0], 100, 101, 0).details.shadow_p, undefined);
 });
 
 test('control arm: in model mode warm-up also trades under its own strategy_id, on the warm-up cadence, without changing the model\'s signals; off by default and in warm-up', () => {
