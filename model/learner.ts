@@ -176,10 +176,20 @@ export async function fineTune(tf: Tf, m: TrainedModel, rows: readonly LabelledR
 }
 
 /** Chronological split: the most recent `holdoutFraction` is held out. */
-export function timeSplit<T extends { ts: number }>(rows: readonly T[], holdoutFraction: number): { train: T[]; holdout: T[] } {
+/**
+ * Chronological split: the newest `holdoutFraction` held out. With `purgeMs` (the label horizon),
+ * training rows whose label reaches the first held-out window (ts + purgeMs >= its ts) are dropped:
+ * their labels are the market's move over time the held-out windows are judged on, and a candidate
+ * trained on them would be scored on a future it saw.
+ */
+export function timeSplit<T extends { ts: number }>(rows: readonly T[], holdoutFraction: number, purgeMs = 0): { train: T[]; holdout: T[] } {
   const sorted = [...rows].sort((a, b) => a.ts - b.ts);
   const cut = Math.floor(sorted.length * (1 - holdoutFraction));
-  return { train: sorted.slice(0, cut), holdout: sorted.slice(cut) };
+  const holdout = sorted.slice(cut);
+  const first = holdout[0]?.ts ?? Infinity;
+  let end = cut;
+  while (purgeMs > 0 && end > 0 && sorted[end - 1]!.ts + purgeMs >= first) end--;
+  return { train: sorted.slice(0, end), holdout };
 }
 
 export async function toArtifacts(tf: Tf, m: TrainedModel): Promise<ModelArtifacts> {

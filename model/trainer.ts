@@ -38,7 +38,8 @@ export interface RoundResult {
 }
 
 export async function trainingRound(tf: Tf, rows: readonly LabelledRow[], cfg: TrainerConfig, current: TrainedModel | null, onEpoch?: (epoch: number, loss: number) => void): Promise<RoundResult> {
-  const { train: tr, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION);
+  // Purged by the horizon: no training label overlaps a held-out window's.
+  const { train: tr, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION, cfg.MODEL_HORIZON_MS);
   if (tr.length === 0 || holdout.length === 0) throw new Error(`not enough samples to train and hold out (${rows.length})`);
   const candidate = await train(tf, tr, learnerConfig(cfg), onEpoch);
   // Costs from the training part only: the held-out windows are charged what was known before them.

@@ -81,7 +81,7 @@ export async function runSeed(regime: PatternRegime, seed: number, steps: number
   const r = await trainingRound(tf, rows, cfg, null);
   const t2 = performance.now();
   // The same split and cost book the round evaluated on (timeSplit is a stable sort by time).
-  const { train, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION);
+  const { train, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION, cfg.MODEL_HORIZON_MS);
   const costs = costBookOf(train, cfg.MODEL_COST_WINDOW, cfg.MODEL_FEE_BPS);
   const feats = holdout.map((x) => x.features);
   const gate = { minEdge: cfg.MODEL_MIN_EDGE, costs, minExpectedBps: cfg.MODEL_MIN_EXPECTED_BPS };

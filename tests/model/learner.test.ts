@@ -51,7 +51,7 @@ test('planted pattern, 1-bp moves: the direction is learned, but it does not pay
   assert.equal(r.decision.promote, false, r.decision.reason);
   assert.match(r.decision.reason, /^too_few_traded/);
   // Traded on its direction regardless of costs (the old rule), it loses money; so does warm-up.
-  const { train: tr, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION);
+  const { train: tr, holdout } = timeSplit(rows, cfg.MODEL_HOLDOUT_FRACTION, cfg.MODEL_HORIZON_MS);
   const ungated = evaluate(r.candidate.predict(holdout.map((x) => x.features)), holdout, { minEdge: cfg.MODEL_MIN_EDGE, costs: costBookOf(tr, cfg.MODEL_COST_WINDOW, cfg.MODEL_FEE_BPS), minExpectedBps: null });
   console.log(`ungated candidate: traded ${ungated.traded}, hit rate ${ungated.hit_rate.toFixed(4)}, P&L after costs ${ungated.pnl_bps.toFixed(1)} bps (${ungated.pnl_bps_per_trade.toFixed(2)} per trade)`);
   assert.ok(ungated.traded > 200 && ungated.hit_rate > 0.58, `ungated it trades its skill: ${ungated.traded} at ${ungated.hit_rate}`);
@@ -89,3 +89,14 @@ for (const vol of [undefined, PAYING_VOL]) {
     assert.ok(!(r.decision.own.lower > 0), `own P&L lower bound ${r.decision.own.lower}`);
   });
 }
+
+test('the chronological split purges training rows whose label horizon reaches the held-out windows', () => {
+  const rows = Array.from({ length: 100 }, (_, i) => ({ ts: 1000 * (99 - i) })); // out of order on purpose
+  const plain = timeSplit(rows, 0.25);
+  assert.deepEqual([plain.train.length, plain.holdout.length, plain.holdout[0]!.ts], [75, 25, 75_000]);
+  const purged = timeSplit(rows, 0.25, 5000);
+  assert.equal(purged.holdout.length, 25, 'the held-out part is unchanged');
+  assert.equal(purged.train[purged.train.length - 1]!.ts, 69_000, 'labels of 70 s .. 74 s would see 75 s and later');
+  assert.ok(purged.train.every((r) => r.ts + 5000 < purged.holdout[0]!.ts));
+  assert.equal(purged.train.length, 70);
+});
