@@ -36,8 +36,8 @@
 //
 // Pressure. The client-side rate limiter (connectors/rate-limiter.ts) paces requests under Bybit's
 // per-UID limits. Intents that queued up in Kafka arrive in one chunk; there, a newer create/amend
-// for the same asset and strategy supersedes an older one not sent yet (rather than sending stale
-// orders one after another). Cancels are never superseded. See `coalesce`.
+// for the same asset, strategy and side supersedes an older one not sent yet (rather than sending
+// stale orders one after another). Cancels are never superseded. See `coalesce`.
 import { z } from 'zod';
 import { bool, emptyToUndefined, int } from '../runtime/setting-types.ts';
 import type { Stage, StageRecord, StageResult } from './runner.ts';
@@ -63,7 +63,7 @@ export const configSchema = z.object({
   PLACE_RETRIES: z.preprocess(emptyToUndefined, int.min(0).max(100).default(5)).describe('Retries of one intent after a retriable Bybit error before the chunk is handed back to the runner (uncommitted) to be tried again later.'),
   PLACE_RETRY_MIN_MS: z.preprocess(emptyToUndefined, int.min(1).default(200)).describe('Smallest backoff between retries of one intent, ms (a rate-limit answer waits until its reset instead).'),
   PLACE_RETRY_MAX_MS: z.preprocess(emptyToUndefined, int.min(1).default(5000)).describe('Largest backoff between retries of one intent, ms.'),
-  PLACE_COALESCE: z.preprocess(emptyToUndefined, bool.default(true)).describe('Coalesce intents queued in one chunk: a newer create/amend for the same asset and strategy supersedes an older unsent one (cancels are never dropped).'),
+  PLACE_COALESCE: z.preprocess(emptyToUndefined, bool.default(true)).describe('Coalesce intents queued in one chunk: a newer create/amend for the same asset, strategy and side supersedes an older unsent one (cancels are never dropped; the other side is another decision).'),
   PLACE_CONCURRENCY: z
     .preprocess(emptyToUndefined, int.min(1).max(64).default(8))
     .describe('Most symbols whose intents of one chunk are sent to Bybit at once.'),
@@ -146,15 +146,18 @@ export function submissionOf(intent: OrderIntent, o: Outcome): OrderSubmission {
   };
 }
 
-const assetKey = (i: OrderIntent): string => `${i.category}|${i.symbol}|${i.signal?.strategy_id ?? ''}`;
+const assetKey = (i: OrderIntent): string => `${i.category}|${i.symbol}|${i.signal?.strategy_id ?? ''}|${i.side}`;
 
 /**
- * Which intents of a chunk are superseded, and by what. Rules, for intents of one asset and
- * strategy (category + symbol + strategy_id) in chunk order:
+ * Which intents of a chunk are superseded, and by what. Rules, for intents of one asset, strategy
+ * and side (category + symbol + strategy_id + side) in chunk order:
  *   - a create or amend is superseded by any newer create or amend, except that an amend of the
  *     order a create places does not supersede that create (it is sent after it);
  *   - an amend of an order whose create is superseded is superseded too (target_superseded);
  *   - a cancel is never superseded.
+ * The side is in the key: an order on the other side is another decision, not a newer version of
+ * this one (a model's exit of an earlier entry, emitted with its next entry in the same moment,
+ * used to drop that entry).
  */
 export function coalesce(items: ReadonlyArray<{ source: string; intent: OrderIntent }>): Map<string, { reason: string; by: string }> {
   const out = new Map<string, { reason: string; by: string }>();

@@ -192,6 +192,8 @@ export interface WindowBreakdown {
   stale_bps: number | null;
   /** Windows whose snapshot price differs from p_ref at all. */
   stale_share: number | null;
+  /** How the windows' signals ended (training_samples.outcome). */
+  outcomes: Record<string, number>;
 }
 
 async function windowBreakdown(db: CommonQueryMethods): Promise<WindowBreakdown[]> {
@@ -206,7 +208,9 @@ async function windowBreakdown(db: CommonQueryMethods): Promise<WindowBreakdown[
            avg(abs(1e4 * ln((s.payload->'market_data_snapshot'->>'price')::float8 / (details->>'price_ref')::float8))) AS stale_bps,
            avg(CASE WHEN (s.payload->'market_data_snapshot'->>'price')::float8 = (details->>'price_ref')::float8 THEN 0 ELSE 1 END)::float8 AS stale_share
       FROM training_samples t LEFT JOIN signals s USING (signal_id) GROUP BY 1 ORDER BY 1`);
-  return rows.map((r) => ({ ...r }));
+  const outcomes = await db.any(sql.type(z.object({ kind: z.string(), outcome: z.string(), n: z.number() }))`
+    SELECT CASE WHEN is_warmup THEN 'warmup' ELSE 'model' END AS kind, COALESCE(outcome, 'none') AS outcome, count(*)::int AS n FROM training_samples GROUP BY 1, 2 ORDER BY 1, 2`);
+  return rows.map((r) => ({ ...r, outcomes: Object.fromEntries(outcomes.filter((o) => o.kind === r.kind).map((o) => [o.outcome, o.n])) }));
 }
 
 async function exitAudit(db: CommonQueryMethods, strategy: string, horizonMs: number, graceMs: number): Promise<ExitAudit> {

@@ -6,7 +6,8 @@
 // (warm-up trading beside it under its own strategy_id) over the same period.
 //
 // What would make it pass wrongly, and what closes it: a model that never trades after the switch
-// (its fees over the period must grow), a control arm that never trades (its fees must be > 0), a
+// (its fees over the period must grow), entries never closed (the exit audit reads the order
+// manager's own signals and orders: each entry's exits filled its quantity), a control arm that never trades (its fees must be > 0), a
 // promotion on something other than money (the version's recorded reason), a model that "wins" in
 // a market with nothing to learn (the noise run must never leave warm-up).
 //
@@ -34,6 +35,14 @@ test('learnable market: the model leaves warm-up, promoted on money; the books g
   assert.ok(Number(r.modelPeriodFees) > 0, `the model traded after the switch: ${brief(r)}`);
   assert.ok(Number(r.controlPeriodFees) > 0, `the control arm traded: ${brief(r)}`);
   for (const x of [r.modelPeriod, r.modelCarry, r.controlPeriod]) assert.ok(Number.isFinite(Number(x)), brief(r));
+  // Every entry it made is closed at its horizon, as the order manager recorded it (signals and
+  // orders, not the model service's bookkeeping): exits filled exactly what the entry filled, never
+  // more; an entry left open only where the order manager refused one of its exits (retried later).
+  const x = r.exits!;
+  const refusedExits = Object.values(x.refused).reduce((a, b) => a + b, 0);
+  assert.ok(x.entries > 0, `entries whose horizon passed: ${JSON.stringify(x)}`);
+  assert.equal(x.over, 0, `no entry exited beyond what it filled: ${JSON.stringify(x)}`);
+  assert.ok(x.closed >= x.entries - refusedExits, `every entry closed at its horizon: ${JSON.stringify(x)}`);
   t.diagnostic(`switched at ${r.switchedAtS} s; over ${Math.round(r.elapsedS - r.switchedAtS!)} s the model's trades made ${Number(r.modelPeriod).toFixed(2)} USDT after costs (plus ${Number(r.modelCarry).toFixed(2)} carried by warm-up's position), warm-up beside it ${Number(r.controlPeriod).toFixed(2)}`);
 });
 

@@ -276,6 +276,7 @@ test('coalescing (pure): newer create/amend supersedes older unsent ones per ass
   const strat = { ...SAMPLES.OrderIntent.signal!, strategy_id: 's1' };
   const other = { ...SAMPLES.OrderIntent.signal!, strategy_id: 's2' };
   const i = (id: string, over: Partial<OrderIntent>) => ({ source: id, intent: intent({ intent_id: id, signal: strat, ...over }) });
+  const c1Side = i('c1', {}).intent.side;
   const items = [
     i('c1', { order_link_id: 'L1' }),
     i('a1', { action: 'amend', order_link_id: 'L1' }), // amends c1
@@ -300,6 +301,11 @@ test('coalescing (pure): newer create/amend supersedes older unsent ones per ass
   assert.deepEqual(Object.fromEntries([...t].map(([k, v]) => [k, v.reason])), { c1: 'superseded', a9: 'target_superseded' });
   const t2 = coalesce([i('c1', { order_link_id: 'L1' }), i('a9', { action: 'amend', order_link_id: 'L1' }), i('c2', { order_link_id: 'L2', symbol: 'SOLUSDT' })]);
   assert.equal(t2.size, 0);
+  // The other side is another decision (an exit of an earlier entry beside the next entry): both go;
+  // the same side still collapses to the newest.
+  const otherSide = c1Side === 'Buy' ? 'Sell' : 'Buy';
+  const t3 = coalesce([i('e1', { order_link_id: 'L1' }), i('x1', { order_link_id: 'L2', side: otherSide }), i('e2', { order_link_id: 'L3' })]);
+  assert.deepEqual(Object.fromEntries([...t3].map(([k, v]) => [k, `${v.reason} by ${v.by}`])), { e1: 'superseded by e2' });
 });
 
 test('coalescing on the simulator: a queued burst for one asset sends only the newest create; the cancel goes through', () =>
