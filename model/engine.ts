@@ -137,7 +137,7 @@ export class ModelEngine {
     this.costs = new CostBook(d.cfg.MODEL_COST_WINDOW, d.cfg.MODEL_FEE_BPS);
     this.liveMoney = new RollingMoney(d.cfg.MODEL_LIVE_WINDOW);
     this.shadowMoney = new RollingMoney(Math.max(d.cfg.MODEL_SWITCH_MIN_SAMPLES, d.cfg.MODEL_LIVE_WINDOW));
-    this.exits = new ExitBook({ strategyId: d.cfg.MODEL_STRATEGY_ID, horizonMs: d.cfg.MODEL_HORIZON_MS, maxAttempts: d.cfg.MODEL_EXIT_MAX_ATTEMPTS });
+    this.exits = new ExitBook({ strategyId: d.cfg.MODEL_STRATEGY_ID, horizonMs: d.cfg.MODEL_HORIZON_MS, maxAttempts: d.cfg.MODEL_EXIT_MAX_ATTEMPTS, retryMs: d.cfg.MODEL_SIGNAL_INTERVAL_MS });
   }
 
   /** Serialise the async operations (retrain, sample handling, mode checks) of one engine. */

@@ -12,7 +12,8 @@
 // holds comes from the order events of its entry (filled_qty, fees in the base coin); what has
 // left it, from the order events of its exits: an exit still working counts what it asked for, a
 // final one what it filled, so a refused or unfilled exit reopens the leg and it is retried (after
-// a horizon, at most MODEL_EXIT_MAX_ATTEMPTS times; then given up, logged and counted).
+// MODEL_SIGNAL_INTERVAL_MS, doubling, at most a horizon; at most MODEL_EXIT_MAX_ATTEMPTS exits,
+// then given up, logged and counted).
 //
 // Exactly once: the n-th exit of an entry has a signal_id derived from the entry's and n (a
 // name-based UUID), so an exit decided again (a send that failed after the broker took it, or a
@@ -79,6 +80,8 @@ export interface ExitBookConfig {
   strategyId: string;
   horizonMs: number;
   maxAttempts: number;
+  /** First retry delay after an exit that did not close its leg; doubles per attempt, at most a horizon. */
+  retryMs: number;
 }
 
 export interface ExitStats {
@@ -236,7 +239,9 @@ export class ExitBook {
         this.stats.givenUp++;
         continue;
       }
-      leg.nextTryAt = now + this.cfg.horizonMs;
+      // If this exit is refused or dropped (placement supersedes an unsent order by a newer one of
+      // the same side, e.g. the next entry), the next one waits: retryMs, doubling, at most a horizon.
+      leg.nextTryAt = now + Math.min(this.cfg.horizonMs, this.cfg.retryMs * 2 ** (attempt - 1));
       // Half a step above the quantity: the order manager floors amount / its price to the step, so
       // a price that moved by less than half a step's share between here and there gives `qty`.
       const amount = Math.round((qty + f.qtyStep / 2) * px! * 1e8) / 1e8;

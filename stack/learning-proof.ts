@@ -161,8 +161,13 @@ export interface ExitAudit {
   none: number;
   /** Exits filled more than the entry (never expected: exit signal ids are per entry and attempt). */
   over: number;
+  /**
+   * Not closed, and none of its exits was refused or dropped (by risk, or by placement for a newer
+   * order of the same side, then retried later): an exit the model service never sent. Never expected.
+   */
+  open: number;
   exitSignals: number;
-  /** Exit signals the order manager refused or decided nothing on, by reason. */
+  /** Exit signals the order manager refused or decided nothing on, by reason (placement's drops are in `open`'s complement). */
   refused: Record<string, number>;
   /** The same for the model-mode entries (their windows count 0 in the live record). */
   entriesRefused: Record<string, number>;
@@ -214,18 +219,21 @@ async function windowBreakdown(db: CommonQueryMethods): Promise<WindowBreakdown[
 }
 
 async function exitAudit(db: CommonQueryMethods, strategy: string, horizonMs: number, graceMs: number): Promise<ExitAudit> {
-  const r = await db.one(sql.type(z.object({ entries: z.number(), closed: z.number(), none: z.number(), over: z.number(), exit_signals: z.number() }))`
+  const r = await db.one(sql.type(z.object({ entries: z.number(), closed: z.number(), none: z.number(), over: z.number(), open: z.number(), exit_signals: z.number() }))`
     WITH s AS (
       SELECT s.signal_id, s.signal_ts, s.payload->'metadata'->>'mode' AS mode, s.payload->'metadata'->>'exit_of' AS exit_of,
-             COALESCE((SELECT sum(o.cum_exec_qty) FROM orders o WHERE o.signal_id = s.signal_id), 0) AS filled
+             COALESCE((SELECT sum(o.cum_exec_qty) FROM orders o WHERE o.signal_id = s.signal_id), 0) AS filled,
+             s.outcome IS DISTINCT FROM 'create' OR EXISTS (SELECT 1 FROM orders o WHERE o.signal_id = s.signal_id AND o.status IN ('Rejected', 'Cancelled', 'PartiallyFilledCanceled', 'Deactivated')) AS dropped
         FROM signals s WHERE s.strategy_id = ${strategy}
     ), entries AS (
-      SELECT e.filled, COALESCE((SELECT sum(x.filled) FROM s x WHERE x.mode = 'exit' AND x.exit_of = e.signal_id::text), 0) AS exited
+      SELECT e.filled, COALESCE((SELECT sum(x.filled) FROM s x WHERE x.mode = 'exit' AND x.exit_of = e.signal_id::text), 0) AS exited,
+             COALESCE((SELECT bool_or(x.dropped) FROM s x WHERE x.mode = 'exit' AND x.exit_of = e.signal_id::text), false) AS had_dropped
         FROM s e
        WHERE e.mode = 'model' AND e.filled > 0 AND e.signal_ts < now() - make_interval(secs => ${(horizonMs + graceMs) / 1000})
     )
     SELECT count(*)::int AS entries, count(*) FILTER (WHERE exited = filled)::int AS closed, count(*) FILTER (WHERE exited = 0)::int AS none,
-           count(*) FILTER (WHERE exited > filled)::int AS over, (SELECT count(*)::int FROM s WHERE mode = 'exit') AS exit_signals
+           count(*) FILTER (WHERE exited > filled)::int AS over, count(*) FILTER (WHERE exited < filled AND NOT had_dropped)::int AS open,
+           (SELECT count(*)::int FROM s WHERE mode = 'exit') AS exit_signals
       FROM entries`);
   const refusedOf = async (mode: string) =>
     Object.fromEntries(
@@ -234,7 +242,7 @@ async function exitAudit(db: CommonQueryMethods, strategy: string, horizonMs: nu
          WHERE strategy_id = ${strategy} AND payload->'metadata'->>'mode' = ${mode} AND outcome IS DISTINCT FROM 'create'
          GROUP BY 1 ORDER BY 1`)).map((x) => [x.reason, x.n]),
     );
-  return { entries: r.entries, closed: r.closed, none: r.none, over: r.over, exitSignals: r.exit_signals, refused: await refusedOf('exit'), entriesRefused: await refusedOf('model') };
+  return { entries: r.entries, closed: r.closed, none: r.none, over: r.over, open: r.open, exitSignals: r.exit_signals, refused: await refusedOf('exit'), entriesRefused: await refusedOf('model') };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

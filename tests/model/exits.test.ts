@@ -22,7 +22,7 @@ import type { ModelSignal, OrderEvent } from '../../schemas/types.ts';
 
 const H = 6000;
 const STRATEGY = 'model-service';
-const cfg = { strategyId: STRATEGY, horizonMs: H, maxAttempts: 3 };
+const cfg = { strategyId: STRATEGY, horizonMs: H, maxAttempts: 3, retryMs: 400 };
 const ETH: QtyFilter = { qtyStep: 0.01, minQty: 0.01, minValue: 5 };
 const filter = (c: string, s: string): QtyFilter | null => (c === 'linear' && s === 'ETHUSDT' ? ETH : null);
 const touch = (px: number) => (_a: string, side: 'buy' | 'sell') => (side === 'buy' ? px + 0.05 : px - 0.05);
@@ -117,28 +117,32 @@ test('partial fills: what has filled is exited at the horizon, what fills later 
   b.onEvent(ev(e.signal_id, 'order_filled', '0.05'));
   assert.deepEqual(b.due(T0 + H + 10, touch(3000), filter), [], 'the first exit is still working');
   b.onEvent(ev(o1!.signalId, 'order_filled', '0.02'));
-  // The next attempt waits a horizon (the leg's retry time), then takes the rest.
-  assert.deepEqual(b.due(T0 + H + 20, touch(3000), filter), []);
-  const [o2] = b.due(T0 + 2 * H, touch(3000), filter);
+  // The next attempt waits the retry delay (from the first exit), then takes the rest.
+  assert.deepEqual(b.due(T0 + H + cfg.retryMs - 1, touch(3000), filter), []);
+  const [o2] = b.due(T0 + H + cfg.retryMs, touch(3000), filter);
   assert.equal(o2!.qty, 0.03);
   assert.equal(o2!.signalId, exitSignalId(e.signal_id, 2), 'the second exit of the entry');
 });
 
-test('a refused exit reopens the leg: retried one horizon later, given up after the attempts', () => {
+test('a refused exit reopens the leg: retried after the retry delay, doubling, given up after the attempts', () => {
   const b = new ExitBook(cfg);
   const e = entry();
   b.onSignal(e);
   b.onEvent(ev(e.signal_id, 'order_filled', '0.03'));
+  let at = T0 + H;
   for (let k = 0; k < cfg.maxAttempts; k++) {
-    const at = T0 + H * (k + 1);
+    if (k > 0) {
+      const wait = Math.min(H, cfg.retryMs * 2 ** (k - 1));
+      assert.deepEqual(b.due(at + wait - 1, touch(3000), filter), [], `attempt ${k + 1} not before ${wait} ms`);
+      at += wait;
+    }
     const out = b.due(at, touch(3000), filter);
     assert.equal(out.length, 1, `attempt ${k + 1}`);
     assert.equal(out[0]!.signalId, exitSignalId(e.signal_id, k + 1));
     b.recordExit(out[0]!, at);
-    b.onEvent(ev(out[0]!.signalId, 'signal_rejected', '0'));
-    assert.deepEqual(b.due(at + H - 1, touch(3000), filter), [], 'not before a horizon has passed');
+    b.onEvent(ev(out[0]!.signalId, k === 1 ? 'order_rejected' : 'signal_rejected', '0')); // refused by risk, or dropped by placement
   }
-  assert.deepEqual(b.due(T0 + H * (cfg.maxAttempts + 1), touch(3000), filter), []);
+  assert.deepEqual(b.due(at + H, touch(3000), filter), []);
   assert.equal(b.stats.givenUp, 1);
   assert.equal(b.open, 0);
 });
