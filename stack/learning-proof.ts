@@ -151,7 +151,8 @@ export interface ProofOptions {
 /**
  * The model's entries against their horizon exits, as the order manager recorded them (signals and
  * orders, not the model service's own bookkeeping): every model-mode entry that filled and whose
- * horizon passed at least `graceMs` ago, with the quantity its exits filled.
+ * horizon passed at least `graceMs` ago (an exit in flight, or delayed while a retraining holds the
+ * process, is not counted as missing), with the quantity its exits filled.
  */
 export interface ExitAudit {
   entries: number;
@@ -349,7 +350,7 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
     const last = snapshots[snapshots.length - 1]!;
     const transitions = (await db.any(sql.type(z.object({ from_mode: z.string(), to_mode: z.string(), reason: z.string(), version: z.string().nullable(), at: z.number(), metrics: z.record(z.unknown()) }))`
       SELECT from_mode, to_mode, reason, model_version AS version, floor(extract(epoch FROM at) * 1000)::float8 AS at, metrics FROM model_mode_transitions ORDER BY id`)).map((t) => ({ from: t.from_mode, to: t.to_mode, reason: t.reason, version: t.version, atS: Math.round((t.at - t0) / 100) / 10, metrics: t.metrics }));
-    const exits = switchedAtS === null ? null : await exitAudit(db, PROOF_STRATEGY, Number(PROOF_SETTINGS.MODEL_HORIZON_MS), 3000);
+    const exits = switchedAtS === null ? null : await exitAudit(db, PROOF_STRATEGY, Number(PROOF_SETTINGS.MODEL_HORIZON_MS), 10_000);
     const windows = await windowBreakdown(db);
     const versions = (await db.any(sql.type(z.object({ version: z.string(), status: z.string(), notes: z.string().nullable() }))`SELECT version, status, notes FROM model_versions ORDER BY created_at`)).map((v) => ({ version: v.version, status: v.status, reason: v.notes }));
     return {
