@@ -19,7 +19,7 @@
 // the same samples; features are recomputed from the tickers, so a replay gives identical vectors.
 import type { ModelSignal, OrderEvent, Ticker } from '../schemas/types.ts';
 import { computeFeatures, FEATURE_SPEC_ID, MIN_HISTORY, tickFromTicker, type Tick } from './features.ts';
-import { isExitSignal } from './exits.ts';
+import { extraOf, isExitSignal } from './exits.ts';
 
 /**
  * The tickers the model learns and decides from: the exchange's stream (websocket, through the
@@ -598,13 +598,9 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
  * decided (metadata.extra `shadow_p`, `shadow_version`; model/signals.ts), or nothing.
  */
 function shadowOf(s: ModelSignal): { shadow_p: number; shadow_version: string } | Record<string, never> {
-  if (!s.is_warmup || !s.metadata?.extra) return {};
-  try {
-    const x = JSON.parse(s.metadata.extra) as { shadow_p?: unknown; shadow_version?: unknown };
-    return typeof x.shadow_p === 'number' && Number.isFinite(x.shadow_p) && typeof x.shadow_version === 'string' ? { shadow_p: x.shadow_p, shadow_version: x.shadow_version } : {};
-  } catch {
-    return {};
-  }
+  if (!s.is_warmup) return {};
+  const x = extraOf(s);
+  return typeof x.shadow_p === 'number' && Number.isFinite(x.shadow_p) && typeof x.shadow_version === 'string' ? { shadow_p: x.shadow_p, shadow_version: x.shadow_version } : {};
 }
 
 function outcomeOf(e: OrderEvent): string {
