@@ -42,7 +42,7 @@ test('learnable market: the model leaves warm-up, promoted on money; the books g
   assert.ok(x.entries > 0 && x.closed > 0, `entries whose horizon passed, closed: ${JSON.stringify(x)}`);
   assert.equal(x.over, 0, `no entry exited beyond what it filled: ${JSON.stringify(x)}`);
   assert.equal(x.open, 0, `every entry closed at its horizon, or its exit refused and retried: ${JSON.stringify(x)}`);
-  t.diagnostic(`switched at ${r.switchedAtS} s; over ${Math.round(r.elapsedS - r.switchedAtS!)} s the model's trades made ${Number(r.modelPeriod).toFixed(2)} USDT after costs (plus ${Number(r.modelCarry).toFixed(2)} carried by warm-up's position), warm-up beside it ${Number(r.controlPeriod).toFixed(2)}`);
+  t.diagnostic(`switched at ${r.switchedAtS} s; over ${Math.round(r.elapsedS - r.switchedAtS!)} s the model's trades made ${Number(r.modelPeriod).toFixed(2)} USDT after costs (plus ${Number(r.modelCarry).toFixed(2)} carried by warm-up's position), warm-up beside it ${Number(r.controlPeriod).toFixed(2)}; entries closed at their horizon ${x.closed} of ${x.entries} due`);
 });
 
 test('noise: the model never leaves warm-up in three minutes (no candidate pays after costs)', async () => {
