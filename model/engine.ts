@@ -196,12 +196,12 @@ export class ModelEngine {
 
   /** One of the service's own signals read back from model.signals (a restart rebuilds the exit book from them). */
   onOwnSignal(s: ModelSignal): void {
-    this.exits.onSignal(s);
+    if (this.d.cfg.MODEL_EXIT_AT_HORIZON) this.exits.onSignal(s); // off: nothing would ever prune the book
   }
 
   /** An order event (the exit book follows what its entries and exits filled). */
   onOrderEvent(ev: OrderEvent): void {
-    this.exits.onEvent(ev);
+    if (this.d.cfg.MODEL_EXIT_AT_HORIZON) this.exits.onEvent(ev);
   }
 
   /** Signals `emit` returned that could not be published: their exits are open again. */
