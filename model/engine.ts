@@ -371,19 +371,23 @@ export class ModelEngine {
 
   /** Bootstraps of the live money record (the rollback rule's measure), published as gauges. */
   liveJudgement(): ReturnType<RollingMoney['judge']> {
-    const j = this.liveMoney.judge(bootstrapOptions(this.d.cfg));
-    this.d.metrics.livePnl.set({ kind: 'model' }, j.own.mean);
-    this.d.metrics.livePnl.set({ kind: 'warmup_shadow' }, j.own.mean - j.diff.mean);
+    const j = this.judge(this.liveMoney, this.d.metrics.livePnl, 'warmup_shadow');
     this.d.metrics.liveDiffUpper.set(j.diff.upper);
     return j;
   }
 
   /** Bootstraps of the shadow money record (the switch rule's measure), published as gauges. */
   shadowJudgement(): ReturnType<RollingMoney['judge']> {
-    const j = this.shadowMoney.judge(bootstrapOptions(this.d.cfg));
-    this.d.metrics.shadowPnl.set({ kind: 'model' }, j.own.mean);
-    this.d.metrics.shadowPnl.set({ kind: 'warmup' }, j.own.mean - j.diff.mean);
+    const j = this.judge(this.shadowMoney, this.d.metrics.shadowPnl, 'warmup');
     this.d.metrics.shadowDiffLower.set(j.diff.lower);
+    return j;
+  }
+
+  /** A money record's bootstraps; its own mean and warm-up's on the same windows go to `pnl` {kind}. */
+  private judge(record: RollingMoney, pnl: ModelMetrics['livePnl'], warmupKind: string): ReturnType<RollingMoney['judge']> {
+    const j = record.judge(bootstrapOptions(this.d.cfg));
+    pnl.set({ kind: 'model' }, j.own.mean);
+    pnl.set({ kind: warmupKind }, j.own.mean - j.diff.mean);
     return j;
   }
 

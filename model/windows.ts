@@ -117,14 +117,8 @@ function cmpOffset(a: string, b: string): number {
 }
 
 export function exposureOf(signal: ModelSignal): number {
-  const extra = signal.metadata?.extra;
-  if (!extra) return 0;
-  try {
-    const v = (JSON.parse(extra) as { exposure?: unknown }).exposure;
-    return typeof v === 'number' && Number.isFinite(v) ? v : 0;
-  } catch {
-    return 0;
-  }
+  const v = extraOf(signal).exposure;
+  return typeof v === 'number' && Number.isFinite(v) ? v : 0;
 }
 
 /** A binary min-heap (by `less`), for the builder's time-ordered queues. */

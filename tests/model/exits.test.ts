@@ -17,7 +17,7 @@ import { toSignalJson } from '../../connectors/signal-out-bridge.ts';
 import { parseSignalJson } from '../../pipelines/signal-format.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import { SeededRng } from '../../model/rng.ts';
-import { tickerRecord, testModelConfig, T0 } from './fixtures.ts';
+import { orderEvent, tickerRecord, testModelConfig, T0 } from './fixtures.ts';
 import type { ModelSignal, OrderEvent } from '../../schemas/types.ts';
 
 const H = 6000;
@@ -41,12 +41,8 @@ function exitOf(o: ExitOrder, over: Partial<ModelSignal> = {}): ModelSignal {
   return entry({ signal_type: o.side, amount: o.amount, metadata: { reasoning: 'exit', risk_score: 0, randomness_level: 0, mode: 'exit', extra: JSON.stringify({ exit_of: o.entry, qty: o.qty }) }, ...over });
 }
 
-function ev(signal: string, type: string, filled: string, over: Partial<OrderEvent> = {}): OrderEvent {
-  return {
-    event_id: id(), event_type: type, occurred_at: T0 + 100, observed_at: T0 + 100, order_link_id: null, order_id: null, status: null, previous_status: null, category: 'linear', symbol: 'ETHUSDT', side: null, order_type: 'Market',
-    qty: null, price: null, filled_qty: filled, avg_fill_price: '3000', fees: null, fee_currency: null, remaining_qty: null, last_exec_id: null, last_exec_qty: null, last_exec_price: null, slippage_bps: null,
-    latencies: {} as OrderEvent['latencies'], reason_code: null, reason_detail: null, signal_id: signal, strategy_id: STRATEGY, model_version: 'v1', is_warmup: false, confidence: 0.62, trace_id: null, source: null, external: false, sequence: null, ...over,
-  } as OrderEvent;
+function ev(signal: string, type: OrderEvent['event_type'], filled: string, over: Partial<OrderEvent> = {}): OrderEvent {
+  return orderEvent({ event_type: type, occurred_at: T0 + 100, symbol: 'ETHUSDT', filled_qty: filled, avg_fill_price: '3000', fee_currency: null, signal_id: signal, strategy_id: STRATEGY, model_version: 'v1', is_warmup: false, confidence: 0.62, ...over });
 }
 
 /** The order manager's sizing of a market order: amount / the touch it takes, floored to the step (pipelines/risk-rules.ts). */
