@@ -38,7 +38,24 @@ export interface FeatureSpec {
   /** z-score normalisation fitted on the training set. */
   mean: number[];
   std: number[];
+  /**
+   * Features in the vector that the network does not see: their normalised value is 0, so their
+   * weights get no gradient. Absent in specs stored before it existed (those versions see all).
+   */
+  ignored?: readonly string[];
 }
+
+/**
+ * Features a newly trained network does not see. `exposure` is the account's position in the
+ * asset: an effect of whatever strategy traded before, not a cause of the market's next move. On
+ * warm-up's data it is a proxy of the drift (momentum piles up inventory in the drift's direction),
+ * so a network that sees it learns "short inventory -> down"; once the model trades, that inventory
+ * no longer follows the market and the proxy fails. Measured: `npm run proof -- --seed=7` switched
+ * a version that predicted P(up) 0.001-0.004 for ETHUSDT at every signal (exposure clipped at -3)
+ * through a 150-s down drift, and it then sold into the next up block at -31.7 bps per window.
+ * The value stays in the vector (samples, snapshots and older versions keep their layout).
+ */
+export const IGNORED_FEATURES: readonly string[] = ['exposure'];
 
 /** Fewest tickers before features exist (ret_10 needs 11 prices). */
 export const MIN_HISTORY = 12;
@@ -121,11 +138,26 @@ export function fitNormaliser(rows: readonly number[][]): { mean: number[]; std:
   return { mean, std: std.map((v) => Math.max(Math.sqrt(v), 1e-6)) };
 }
 
-export function normalise(row: readonly number[], spec: Pick<FeatureSpec, 'mean' | 'std'>): number[] {
+type NormSpec = Pick<FeatureSpec, 'mean' | 'std'> & Partial<Pick<FeatureSpec, 'names' | 'ignored'>>;
+
+export function normalise(row: readonly number[], spec: NormSpec): number[] {
   return row.map((x, j) => normaliseValue(x, j, spec));
 }
 
-/** Feature j of a row, z-scored and clipped to ±8 (what normalise does to each value). */
-export function normaliseValue(x: number, j: number, spec: Pick<FeatureSpec, 'mean' | 'std'>): number {
+const hiddenBySpec = new WeakMap<object, boolean[]>();
+/** Per position of the vector: does the network not see it (spec.ignored, by name)? */
+function hidden(spec: NormSpec): boolean[] {
+  let h = hiddenBySpec.get(spec);
+  if (!h) {
+    const names = spec.names ?? FEATURE_NAMES;
+    h = names.map((n) => spec.ignored?.includes(n) ?? false);
+    hiddenBySpec.set(spec, h);
+  }
+  return h;
+}
+
+/** Feature j of a row, z-scored and clipped to ±8 (what normalise does to each value); 0 when the spec ignores it. */
+export function normaliseValue(x: number, j: number, spec: NormSpec): number {
+  if (hidden(spec)[j]) return 0;
   return clip((x - spec.mean[j]!) / spec.std[j]!, -8, 8);
 }

@@ -3,7 +3,7 @@
 // on new samples, and (de)serialisation of the tf.js artifacts for model_versions. Deterministic for
 // a given seed and data: seeded initialisers, our own seeded shuffling, CPU kernels.
 import type * as tfTypes from '@tensorflow/tfjs';
-import { FEATURE_NAMES, FEATURE_SPEC_ID, fitNormaliser, normalise, normaliseValue, type FeatureSpec } from './features.ts';
+import { FEATURE_NAMES, FEATURE_SPEC_ID, IGNORED_FEATURES, fitNormaliser, normalise, normaliseValue, type FeatureSpec } from './features.ts';
 import { invalidateForward, mlpForward, mlpPlan, trainMlp } from './mlp-train.ts';
 import { SeededRng } from './rng.ts';
 import type { Tf } from './tf.ts';
@@ -163,7 +163,7 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
 export async function train(tf: Tf, rows: readonly LabelledRow[], cfg: LearnerConfig, onEpoch?: (epoch: number, loss: number) => void): Promise<TrainedModel> {
   if (rows.length === 0) throw new Error('no training rows');
   const norm = fitNormaliser(rows.map((r) => r.features));
-  const spec: FeatureSpec = { id: FEATURE_SPEC_ID, names: [...FEATURE_NAMES], lookback: cfg.lookback, horizonMs: cfg.horizonMs, ...norm };
+  const spec: FeatureSpec = { id: FEATURE_SPEC_ID, names: [...FEATURE_NAMES], lookback: cfg.lookback, horizonMs: cfg.horizonMs, ...norm, ignored: [...IGNORED_FEATURES] };
   const model = build(tf, cfg);
   await fitEpochs(tf, model, rows, spec, cfg.epochs, cfg.batchSize, new SeededRng(cfg.seed), onEpoch, cfg.trainer);
   return wrap(tf, model, spec);
@@ -175,7 +175,6 @@ export async function fineTune(tf: Tf, m: TrainedModel, rows: readonly LabelledR
   await fitEpochs(tf, m.model, rows, m.spec, 1, cfg.batchSize, new SeededRng(cfg.seed ^ rows.length), undefined, cfg.trainer);
 }
 
-/** Chronological split: the most recent `holdoutFraction` is held out. */
 /**
  * Chronological split: the newest `holdoutFraction` held out. With `purgeMs` (the label horizon),
  * training rows whose label reaches the first held-out window (ts + purgeMs >= its ts) are dropped:

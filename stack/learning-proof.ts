@@ -146,6 +146,8 @@ export interface ProofOptions {
   log?: (line: Record<string, unknown>) => void;
   /** More settings (override PROOF_SETTINGS). */
   settings?: Record<string, string>;
+  /** Keep the run's database afterwards (its name is in the result) to study its windows and orders. */
+  keepDatabase?: boolean;
 }
 
 /**
@@ -376,7 +378,8 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
     await sim.close().catch(() => {});
     await admin.deleteTopics(specs.map((s) => s.topic)).catch(() => {});
     await admin.disconnect().catch(() => {});
-    await dropDatabase(dbUrl).catch(() => {});
+    if (!o.keepDatabase) await dropDatabase(dbUrl).catch(() => {});
+    else log({ event: 'database kept', database: `proof_${ns}` });
     const conn = await connect(base.AMQP_URL).catch(() => null);
     if (conn) {
       const ch = await conn.createChannel();

@@ -1,4 +1,4 @@
-// `npm run proof -- --regime=learnable|noise|trend-revert [--max-wait-s=N] [--after-switch-s=N] [--seed=N]`:
+// `npm run proof -- --regime=learnable|noise|trend-revert [--max-wait-s=N] [--after-switch-s=N] [--seed=N] [--keep-db]`:
 // the model's proof in the running loop (stack/learning-proof.ts). JSON lines while it runs, the
 // result as the last line; exit 0 when the verdict holds (learnable: switched to the model and its P&L
 // after costs over the period above the control arm's; noise: never left warm-up), 1 otherwise.
@@ -17,6 +17,7 @@ const r = await runLearningProof({
   maxWaitS: Number(arg('max-wait-s') ?? 600),
   afterSwitchS: Number(arg('after-switch-s') ?? 180),
   log: (l) => console.log(JSON.stringify(l)),
+  keepDatabase: process.argv.includes('--keep-db'),
 });
 const { snapshots: _s, ...summary } = r;
 const holds = regime === 'noise' ? r.switchedAtS === null : r.switchedAtS !== null && Number(r.modelPeriod) > Number(r.controlPeriod);

@@ -14,8 +14,10 @@ import assert from 'node:assert/strict';
 import { simulateSession, testModelConfig } from './fixtures.ts';
 import { WindowBuilder } from '../../model/windows.ts';
 import { loadTf } from '../../model/tf.ts';
-import { trainingRound, metricsTable } from '../../model/trainer.ts';
-import { fromArtifacts, toArtifacts, timeSplit } from '../../model/learner.ts';
+import { trainingRound, metricsTable, learnerConfig } from '../../model/trainer.ts';
+import { fromArtifacts, toArtifacts, timeSplit, train } from '../../model/learner.ts';
+import { FEATURE_NAMES, normalise } from '../../model/features.ts';
+import { SeededRng } from '../../model/rng.ts';
 import { evaluate } from '../../model/evaluate.ts';
 import { costBookOf, labelledRowOf } from '../../model/money.ts';
 
@@ -99,4 +101,29 @@ test('the chronological split purges training rows whose label horizon reaches t
   assert.equal(purged.train[purged.train.length - 1]!.ts, 69_000, 'labels of 70 s .. 74 s would see 75 s and later');
   assert.ok(purged.train.every((r) => r.ts + 5000 < purged.holdout[0]!.ts));
   assert.equal(purged.train.length, 70);
+});
+
+test('the network does not see the account exposure: inventory that tracked the past drift is not learned as a direction', async () => {
+  // Rows where the exposure (last feature) gives the label away and the returns say nothing: what
+  // warm-up's momentum inventory looks like to a learner in a drift that lasts the whole sample.
+  const { tf } = await loadTf(false);
+  const rng = new SeededRng(5);
+  const rows = Array.from({ length: 2000 }, (_, i) => {
+    const up = rng.next() < 0.5;
+    const f = FEATURE_NAMES.map(() => rng.next() * 2 - 1);
+    f[FEATURE_NAMES.indexOf('exposure')] = up ? 2 : -2;
+    return { features: f, label: (up ? 1 : 0) as 0 | 1, market_return_bps: up ? 20 : -20, ts: i * 1000 };
+  });
+  const m = await train(tf, rows, { ...learnerConfig(cfg), epochs: 20 });
+  assert.deepEqual(m.spec.ignored, ['exposure'], 'stored with the version');
+  const probe = rows.slice(0, 50).map((r) => r.features);
+  const flip = (sign: number) => probe.map((f) => f.map((x, j) => (FEATURE_NAMES[j] === 'exposure' ? 2 * sign : x)));
+  const [long, short] = [m.predict(flip(1)), m.predict(flip(-1))];
+  assert.deepEqual(long, short, 'P(up) is the same whatever the exposure');
+  const back = await fromArtifacts(tf, await toArtifacts(tf, m), cfg.MODEL_LEARNING_RATE);
+  assert.deepEqual(back.predict(flip(1)), long, 'the loaded version ignores it too');
+  // A version stored before `ignored` existed keeps seeing every feature of its vector.
+  const old = { mean: [0, 0], std: [1, 1], names: ['a', 'exposure'] };
+  assert.deepEqual(normalise([1, 2], old), [1, 2]);
+  assert.deepEqual(normalise([1, 2], { ...old, ignored: ['exposure'] }), [1, 0]);
 });
