@@ -58,6 +58,7 @@ export const MODEL_METRICS = {
   liveDiffUpper: 'model_service_live_pnl_diff_upper_bps',
   shadowPnl: 'model_service_shadow_pnl_bps',
   shadowDiffLower: 'model_service_shadow_pnl_diff_lower_bps',
+  shadowOneSideLower: 'model_service_shadow_pnl_one_side_lower_bps',
   costs: 'model_service_cost_bps',
   exits: 'model_service_exits_total',
   openLegs: 'model_service_open_legs',
@@ -80,6 +81,7 @@ export function createModelMetrics(registry: Registry) {
     liveDiffUpper: new Gauge({ name: MODEL_METRICS.liveDiffUpper, help: 'Live window: upper bound of the paired bootstrap of model minus warm-up shadow P&L per signal, bps (rollback below 0)', registers: [registry] }),
     shadowPnl: new Gauge({ name: MODEL_METRICS.shadowPnl, help: 'Warm-up: mean P&L after costs per window the active version would have traded since its promotion (model), and warm-up\'s shadow on the same windows (warmup), bps', labelNames: ['kind'], registers: [registry] }),
     shadowDiffLower: new Gauge({ name: MODEL_METRICS.shadowDiffLower, help: 'Warm-up: lower bound of the paired bootstrap of the active version\'s shadow P&L minus warm-up\'s on the same windows, bps (the switch needs it above MODEL_PROMOTION_MARGIN_BPS)', registers: [registry] }),
+    shadowOneSideLower: new Gauge({ name: MODEL_METRICS.shadowOneSideLower, help: 'Warm-up: lower bound of the paired bootstrap of the active version\'s shadow P&L minus holding one side per asset (the better side of each over the record) on the same windows, bps (the switch needs it above MODEL_PROMOTION_MARGIN_BPS)', registers: [registry] }),
     costs: new Gauge({ name: MODEL_METRICS.costs, help: 'Measured costs per side (fee, slippage beyond the half spread) and mean absolute move over the horizon, bps, per asset', labelNames: ['asset', 'part'], registers: [registry] }),
     exits: new Counter({ name: MODEL_METRICS.exits, help: 'Horizon exits of model-mode entries, by result: emitted (an exit signal), closed (an entry fully exited, or left with dust below the instrument minimum), given_up (still open after MODEL_EXIT_MAX_ATTEMPTS exits), unsettled (an exit without a final order event for MODEL_EXIT_MAX_ATTEMPTS + 2 horizons: dropped rather than risk closing twice)', labelNames: ['result'], registers: [registry] }),
     openLegs: new Gauge({ name: MODEL_METRICS.openLegs, help: 'Model-mode entries not yet closed by their horizon exit', registers: [registry] }),
@@ -279,7 +281,7 @@ export class ModelEngine {
           this.liveMoney.add(exec ? exec.reward_bps - sideCostBps(c, spread) : 0, theirs);
         } else {
           const p = shadowP(s);
-          if (p !== null && this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs);
+          if (p !== null && this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs, { asset: s.asset, buy: windowPnlBps(1, row, c), sell: windowPnlBps(-1, row, c) });
         }
         this.costs.observe(costObservationOf(s));
       });
@@ -380,6 +382,7 @@ export class ModelEngine {
   shadowJudgement(): ReturnType<RollingMoney['judge']> {
     const j = this.judge(this.shadowMoney, this.d.metrics.shadowPnl, 'warmup');
     this.d.metrics.shadowDiffLower.set(j.diff.lower);
+    if (j.oneSide) this.d.metrics.shadowOneSideLower.set(j.oneSide.lower);
     return j;
   }
 

@@ -46,16 +46,21 @@ export interface FeatureSpec {
 }
 
 /**
- * Features a newly trained network does not see. `exposure` is the account's position in the
- * asset: an effect of whatever strategy traded before, not a cause of the market's next move. On
- * warm-up's data it is a proxy of the drift (momentum piles up inventory in the drift's direction),
- * so a network that sees it learns "short inventory -> down"; once the model trades, that inventory
- * no longer follows the market and the proxy fails. Measured: `npm run proof -- --seed=7` switched
- * a version that predicted P(up) 0.001-0.004 for ETHUSDT at every signal (exposure clipped at -3)
- * through a 150-s down drift, and it then sold into the next up block at -31.7 bps per window.
- * The value stays in the vector (samples, snapshots and older versions keep their layout).
+ * Features a newly trained network does not see: the ones that tell which asset or which account
+ * state a window is in rather than where its market is going, through which the network can
+ * memorise the drift an asset happened to have in the training data.
+ * - `exposure`, the account's position in the asset: an effect of whatever strategy traded before.
+ *   On warm-up's data it is a proxy of the drift (momentum piles up inventory in the drift's
+ *   direction); once the model trades, that inventory no longer follows the market.
+ * - `spread_bps`: near constant per asset (2.03 bps for ETHUSDT, 2.75 for SOLUSDT in the proof's
+ *   simulator), so it names the asset. The decision still charges it as a cost (SPREAD_FEATURE).
+ * Measured: `npm run proof -- --seed=7` switched a version that predicted P(up) 0.000-0.024 for
+ * ETHUSDT at every window (exposure clipped at -3, its spread) through a 150-s stretch in which
+ * ETHUSDT only drifted down, and it then sold into the next up block at -31.7 bps per window with
+ * its 10-tick return at +3 to +13 bps; with exposure alone hidden it did the same.
+ * The values stay in the vector (samples, snapshots and older versions keep their layout).
  */
-export const IGNORED_FEATURES: readonly string[] = ['exposure'];
+export const IGNORED_FEATURES: readonly string[] = ['exposure', 'spread_bps'];
 
 /** Fewest tickers before features exist (ret_10 needs 11 prices). */
 export const MIN_HISTORY = 12;

@@ -115,7 +115,7 @@ test('the network does not see the account exposure: inventory that tracked the 
     return { features: f, label: (up ? 1 : 0) as 0 | 1, market_return_bps: up ? 20 : -20, ts: i * 1000 };
   });
   const m = await train(tf, rows, { ...learnerConfig(cfg), epochs: 20 });
-  assert.deepEqual(m.spec.ignored, ['exposure'], 'stored with the version');
+  assert.deepEqual(m.spec.ignored, ['exposure', 'spread_bps'], 'stored with the version');
   const probe = rows.slice(0, 50).map((r) => r.features);
   const flip = (sign: number) => probe.map((f) => f.map((x, j) => (FEATURE_NAMES[j] === 'exposure' ? 2 * sign : x)));
   const [long, short] = [m.predict(flip(1)), m.predict(flip(-1))];

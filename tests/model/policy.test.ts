@@ -129,3 +129,38 @@ test('rolling quality keeps the last window', () => {
   assert.equal(q.n, 4);
   assert.equal(q.hitRate, 0.25);
 });
+
+test('warm-up -> model: a shadow record whose pay is the market\'s own drift (holding one side per asset does as well) does not switch', () => {
+  // Two assets, 300 windows; cost 13 bps per round trip. The market's move per window is drawn
+  // around a drift per asset and stretch; the model's side is what it would have taken.
+  const cost = 13;
+  const record = (moves: Array<{ asset: string; move: number }>, sideOf: (i: number, move: number) => 1 | -1) => {
+    const q = new RollingMoney(moves.length);
+    moves.forEach(({ asset, move }, i) => {
+      const s = sideOf(i, move);
+      q.add(s * move - cost, -cost - 5, { asset, buy: move - cost, sell: -move - cost });
+    });
+    return q.judge(boot);
+  };
+  const noise = series(300, 0, 8, 21);
+  // One long stretch: both assets drift down all the time (no turn in the record).
+  const downOnly = noise.map((x, i) => ({ asset: i % 2 ? 'SOLUSDT' : 'ETHUSDT', move: x - 35 }));
+  const alwaysSells = record(downOnly, () => -1);
+  assert.ok(alwaysSells.own.lower > 0 && alwaysSells.diff.lower > mr.marginBps, 'it pays, and beats warm-up');
+  const v = decideSwitch(alwaysSells, 60_000, mr);
+  assert.equal(v.switch, false, v.reason);
+  assert.match(v.reason, /^not_better_than_one_side_in_shadow/);
+  assert.ok(Math.abs(alwaysSells.oneSide!.mean) < 1e-9, 'the same as holding the short side');
+  // A record with turns (blocks of 50 windows per asset, signs alternating) and a model that follows
+  // each drift after its first 5 windows: it beats holding one side.
+  const turning = noise.map((x, i) => ({ asset: i % 2 ? 'SOLUSDT' : 'ETHUSDT', move: x + 35 * (Math.floor(i / 100) % 2 ? -1 : 1) * (i % 2 ? -1 : 1) }));
+  const follows = record(turning, (i, move) => (i % 100 < 10 ? (move > 0 ? -1 : 1) : move > 0 ? 1 : -1));
+  const w = decideSwitch(follows, 60_000, mr);
+  assert.equal(w.switch, true, w.reason);
+  assert.match(w.reason, /over one side/);
+  // On the same turning record, a constant seller is refused at the first money test.
+  assert.equal(decideSwitch(record(turning, () => -1), 60_000, mr).switch, false);
+  // The transition records the one-side figures.
+  const t = decideMode(warm, { now: 60_000, active: { version: 'v1' }, shadow: follows, live: null, previous: null }, mr)!;
+  assert.equal(t.metrics.shadow_diff_vs_one_side_lower_bps, follows.oneSide!.lower);
+});
