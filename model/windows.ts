@@ -549,10 +549,16 @@ export function sampleOf(p: { signal: ModelSignal; src: Src; events: HeldEvent[]
     outcome = 'rejected';
     reason = rejected.ev.reason_code;
   } else if (events.length) {
-    const last = events[events.length - 1]!.ev;
-    outcome = outcomeOf(last);
-    reason = last.reason_code;
-    const filled = [...events].reverse().find((e) => Number(e.ev.filled_qty ?? 0) > 0)?.ev;
+    // The order's state is that of its event with the highest sequence (the order manager's own
+    // order), not of the one latest in event time: a submission recorded a few ms after the
+    // exchange's fill, or a cancel refused because the order had already filled
+    // (order_cancel_rejected, status Filled), come later in time and told nothing of how it ended.
+    // In the running loop 373 of 607 model windows were reported `pending` so, though filled.
+    const bySeq = [...events].sort((a, b) => (a.ev.sequence ?? -1) - (b.ev.sequence ?? -1));
+    const last = bySeq[bySeq.length - 1]!.ev;
+    outcome = outcomeOfStatus(last.status) ?? outcomeOf(last);
+    reason = ([...bySeq].reverse().find((e) => outcomeOf(e.ev) !== 'pending')?.ev ?? last).reason_code;
+    const filled = [...bySeq].reverse().find((e) => Number(e.ev.filled_qty ?? 0) > 0)?.ev;
     if (filled) {
       filledQty = Number(filled.filled_qty);
       avgFill = Number(filled.avg_fill_price ?? NaN);
@@ -595,6 +601,23 @@ function shadowOf(s: ModelSignal): { shadow_p: number; shadow_version: string } 
   if (!s.is_warmup) return {};
   const x = extraOf(s);
   return typeof x.shadow_p === 'number' && Number.isFinite(x.shadow_p) && typeof x.shadow_version === 'string' ? { shadow_p: x.shadow_p, shadow_version: x.shadow_version } : {};
+}
+
+/** Outcome of an order's final status (pipelines/order-state.ts), or null while it is not final. */
+function outcomeOfStatus(status: string | null): string | null {
+  switch (status) {
+    case 'Filled':
+      return 'filled';
+    case 'PartiallyFilledCanceled':
+      return 'partially_filled';
+    case 'Cancelled':
+    case 'Deactivated':
+      return 'cancelled';
+    case 'Rejected':
+      return 'rejected';
+    default:
+      return null;
+  }
 }
 
 function outcomeOf(e: OrderEvent): string {

@@ -28,11 +28,13 @@ test('learnable market: the model leaves warm-up, promoted on money; the books g
   const promoted = r.versions.filter((v) => v.status !== 'candidate'); // active, or retired / rolled back since
   assert.ok(promoted.length >= 1, brief(r));
   for (const v of promoted) assert.match(v.reason ?? '', /^beats (warmup|current) on money/, 'promoted on P&L after costs');
-  // Left warm-up on money too: on the windows since the promotion (shadow), paying after costs and beating warm-up by the margin.
+  // Left warm-up on money too: on the windows since the promotion (shadow), paying after costs and
+  // beating warm-up and holding one side per asset, each by the margin.
   const sw = r.transitions.find((x) => x.from === 'warmup' && x.to === 'model')!;
   assert.equal(sw.reason, 'pays_in_shadow', brief(r));
-  const f = sw.metrics as { shadow_windows: number; shadow_pnl_lower_bps: number; shadow_diff_lower_bps: number; margin_bps: number };
+  const f = sw.metrics as { shadow_windows: number; shadow_pnl_lower_bps: number; shadow_diff_lower_bps: number; shadow_diff_vs_one_side_lower_bps: number; margin_bps: number };
   assert.ok(f.shadow_windows >= Number(PROOF_SETTINGS.MODEL_SWITCH_MIN_SAMPLES) && f.shadow_pnl_lower_bps > 0 && f.shadow_diff_lower_bps > f.margin_bps, brief(r));
+  assert.ok(f.shadow_diff_vs_one_side_lower_bps > f.margin_bps, `beats holding one side: ${brief(r)}`);
   assert.ok(Number(r.modelPeriodFees) > 0, `the model traded after the switch: ${brief(r)}`);
   assert.ok(Number(r.controlPeriodFees) > 0, `the control arm traded: ${brief(r)}`);
   for (const x of [r.modelPeriod, r.modelCarry, r.controlPeriod]) assert.ok(Number.isFinite(Number(x)), brief(r));

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WindowBuilder, mergeByEventTime, type WindowInput, type TrainingSample } from '../../model/windows.ts';
 import { SeededRng } from '../../model/rng.ts';
-import { simulateSession, testModelConfig, tickerRecord, answer, T0 } from './fixtures.ts';
+import { simulateSession, testModelConfig, tickerRecord, answer, orderEvent, T0 } from './fixtures.ts';
 import type { ModelSignal, Ticker } from '../../schemas/types.ts';
 
 const cfg = testModelConfig({ MODEL_FEATURE_LOOKBACK: '20' });
@@ -170,4 +170,27 @@ test('committable offsets never pass a record the builder still holds', () => {
   assert.equal(b2.committable().find((c) => c.topic === 'market.tickers')!.offset, String(T0 / 1000 + 90 - 21));
   b2.add({ kind: 'signal', value: signal(T0 + 95_000), src: { topic: 'model.signals', partition: 0, offset: '7' } });
   assert.equal(b2.committable().find((c) => c.topic === 'model.signals')!.offset, '7', 'pending signal held');
+});
+
+test('the outcome is the order\'s final state by its sequence, not the event latest in time', () => {
+  const b = builder();
+  ticks('ETHUSDT', T0, 30).forEach((i) => b.add(i));
+  const sig = signal(T0 + 29_000);
+  const t = ticks('ETHUSDT', T0, 30)[29]!.value as Ticker;
+  const [ack, fill] = answer(sig, t, false, 'o');
+  // The exchange's fill is earlier in event time than the submission's record, and a cancel of the
+  // next signal, refused because the order had filled, comes last.
+  const events = [
+    { ...fill!, occurred_at: sig.timestamp + 25 },
+    { ...ack!, event_type: 'order_submitted' as const, status: 'Submitted', occurred_at: sig.timestamp + 40 },
+    orderEvent({ ...fill!, event_id: 'o-c', event_type: 'order_cancel_rejected', occurred_at: sig.timestamp + 70, sequence: 3, status: 'Filled', reason_code: 'order_not_exists' }),
+  ];
+  b.add({ kind: 'signal', value: sig, src: { topic: 'model.signals', partition: 0, offset: '0' } });
+  events.forEach((e, i) => b.add({ kind: 'event', value: e, src: { topic: 'orders.events', partition: 0, offset: String(i) } }));
+  const out = ticks('ETHUSDT', T0 + 30_000, 2, (k) => 100.5 + k).flatMap((i) => b.add(i));
+  assert.equal(out.length, 1);
+  assert.equal(out[0]!.outcome, 'filled');
+  assert.equal(out[0]!.details.reason_code, null, 'not the refused cancel\'s reason');
+  assert.equal(out[0]!.details.filled_qty, Number(fill!.filled_qty));
+  assert.ok(out[0]!.reward !== 0);
 });
