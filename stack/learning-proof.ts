@@ -80,6 +80,12 @@ export const PROOF_SETTINGS: Record<string, string> = {
   RISK_MAX_POSITION_NOTIONAL: '25000',
   RISK_MAX_TOTAL_EXPOSURE: '60000',
   RISK_MAX_OPEN_ORDERS_PER_ASSET: '16',
+  // The day's loss ladder reads the account's realised and open unrealised loss, warm-up's inventory
+  // included; with the limits above it passed the default 200 USDT within 49 s of seed 3 (REDUCING:
+  // every model entry refused as increasing risk, a live record of zeros, a fall back to warm-up).
+  // Like the limits above, it guards the account, not the model under test.
+  RISK_DAILY_LOSS_REDUCE: '5000',
+  RISK_DAILY_LOSS_HALT: '10000',
 };
 
 export interface StrategyPnl {
@@ -111,6 +117,8 @@ export interface ProofResult {
   switchedAtS: number | null;
   /** Every mode transition: reason, version, seconds from the start, and the figures it was decided on. */
   transitions: Array<{ from: string; to: string; reason: string; version: string | null; atS: number; metrics: Record<string, unknown> }>;
+  /** The account's trading-state changes (daily loss ladder, kill switch): out of ACTIVE, entries are refused whatever the model decides. */
+  tradingStates: Array<{ from: string; to: string; reason: string | null; atS: number }>;
   versions: Array<{ version: string; status: string; reason: string | null }>;
   samples: number;
   /**
@@ -354,12 +362,16 @@ export async function runLearningProof(o: ProofOptions): Promise<ProofResult> {
       SELECT from_mode, to_mode, reason, model_version AS version, floor(extract(epoch FROM at) * 1000)::float8 AS at, metrics FROM model_mode_transitions ORDER BY id`)).map((t) => ({ from: t.from_mode, to: t.to_mode, reason: t.reason, version: t.version, atS: Math.round((t.at - t0) / 100) / 10, metrics: t.metrics }));
     const exits = switchedAtS === null ? null : await exitAudit(db, PROOF_STRATEGY, Number(PROOF_SETTINGS.MODEL_HORIZON_MS), 10_000);
     const windows = await windowBreakdown(db);
+    // The account's trading state (the loss ladder, the kill switch): anything but ACTIVE refuses entries, whatever the model.
+    const tradingStates = (await db.any(sql.type(z.object({ from_state: z.string(), to_state: z.string(), reason: z.string().nullable(), at: z.number() }))`
+      SELECT from_state, to_state, reason, floor(extract(epoch FROM at) * 1000)::float8 AS at FROM trading_state_transitions ORDER BY id`)).map((t) => ({ from: t.from_state, to: t.to_state, reason: t.reason, atS: Math.round((t.at - t0) / 100) / 10 }));
     const versions = (await db.any(sql.type(z.object({ version: z.string(), status: z.string(), notes: z.string().nullable() }))`SELECT version, status, notes FROM model_versions ORDER BY created_at`)).map((v) => ({ version: v.version, status: v.status, reason: v.notes }));
     return {
       regime: o.regime,
       seed,
       switchedAtS,
       transitions,
+      tradingStates,
       versions,
       samples: last.samples,
       modelPeriod: atSwitch ? Dec.of(last.model.total).sub(Dec.of(atSwitch.total)).sub(carryOf(atSwitch, last.model)).toString() : null,

@@ -35,6 +35,7 @@ test('learnable market: the model leaves warm-up, promoted on money; the books g
   const f = sw.metrics as { shadow_windows: number; shadow_pnl_lower_bps: number; shadow_diff_lower_bps: number; shadow_diff_vs_one_side_lower_bps: number; margin_bps: number };
   assert.ok(f.shadow_windows >= Number(PROOF_SETTINGS.MODEL_SWITCH_MIN_SAMPLES) && f.shadow_pnl_lower_bps > 0 && f.shadow_diff_lower_bps > f.margin_bps, brief(r));
   assert.ok(f.shadow_diff_vs_one_side_lower_bps > f.margin_bps, `beats holding one side: ${brief(r)}`);
+  assert.deepEqual(r.tradingStates, [], `the account stayed ACTIVE (a loss limit refusing entries would judge the limit, not the model): ${brief(r)}`);
   assert.ok(Number(r.modelPeriodFees) > 0, `the model traded after the switch: ${brief(r)}`);
   assert.ok(Number(r.controlPeriodFees) > 0, `the control arm traded: ${brief(r)}`);
   for (const x of [r.modelPeriod, r.modelCarry, r.controlPeriod]) assert.ok(Number.isFinite(Number(x)), brief(r));
