@@ -43,10 +43,17 @@ async function moneyLine(db: DatabasePool, registry: Registry): Promise<string> 
   const live = await samples(registry, 'model_service_live_pnl_bps');
   const of = (kind: string) => live.find((x) => x.labels.kind === kind)?.value;
   const liveText = live.length ? `   live ${f2(of('model'))} vs warm-up ${f2(of('warmup_shadow'))} bps/signal` : '';
+  // The switch's record while warm-up trades: the active version's shadow since its promotion.
+  const shadow = await samples(registry, 'model_service_shadow_pnl_bps');
+  const sh = (kind: string) => shadow.find((x) => x.labels.kind === kind)?.value;
+  const low = async (name: string) => (await samples(registry, name))[0]?.value;
+  const shadowText = shadow.length
+    ? `   shadow ${f2(sh('model'))} vs warm-up ${f2(sh('warmup'))} bps/window (low over warm-up ${f2(await low('model_service_shadow_pnl_diff_lower_bps'))}, over one side ${f2(await low('model_service_shadow_pnl_one_side_lower_bps'))})`
+    : '';
   if (!active) return `Model $   no active version (warm-up trades)${liveText}`;
   const m = ActiveMoney.safeParse(active.metrics);
   const h = m.success ? m.data : {};
-  return `Model $   held-out ${f2(h.pnl_bps_per_window)} bps/window after costs, vs ${h.decision?.baseline ?? '?'} +${f2(h.decision?.diff.mean)} (95 % low ${f2(h.decision?.diff.lower)}), drawdown ${f2(h.max_drawdown_bps)}, ECE ${h.ece?.toFixed(3) ?? '-'}, hit ${h.hit_rate?.toFixed(3) ?? '-'}${liveText}`;
+  return `Model $   held-out ${f2(h.pnl_bps_per_window)} bps/window after costs, vs ${h.decision?.baseline ?? '?'} +${f2(h.decision?.diff.mean)} (95 % low ${f2(h.decision?.diff.lower)}), drawdown ${f2(h.max_drawdown_bps)}, ECE ${h.ece?.toFixed(3) ?? '-'}, hit ${h.hit_rate?.toFixed(3) ?? '-'}${shadowText}${liveText}`;
 }
 
 /** Build the screen (exported for tests). */

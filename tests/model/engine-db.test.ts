@@ -149,6 +149,10 @@ test('store, retrain, promote, reload, switch, degrade, roll back, fall back', a
   assert.equal(stm.shadow_diff_lower_bps, shadow.diff.lower);
   assert.equal(stm.shadow_diff_vs_warmup_bps, shadow.diff.mean);
   assert.equal(stm.margin_bps, cfg.MODEL_PROMOTION_MARGIN_BPS);
+  assert.ok(shadow.oneSide && shadow.oneSide.lower > cfg.MODEL_PROMOTION_MARGIN_BPS, `beats holding one side: ${JSON.stringify(shadow.oneSide)}`);
+  assert.equal(stm.shadow_diff_vs_one_side_lower_bps, shadow.oneSide.lower);
+  const shadowView = (await renderView(pool, registry, T0, T0 + 1000)).find((l) => l.startsWith('Model $'))!;
+  assert.ok(shadowView.includes(`shadow ${shadow.own.mean.toFixed(2)} vs warm-up ${(shadow.own.mean - shadow.diff.mean).toFixed(2)} bps/window (low over warm-up ${shadow.diff.lower.toFixed(2)}, over one side ${shadow.oneSide.lower.toFixed(2)})`), shadowView);
   t.diagnostic(`shadow since promotion: ${shadow.n} windows, ${shadow.own.mean.toFixed(2)} bps/window (95 % low ${shadow.own.lower.toFixed(2)}), over warm-up ${shadow.diff.mean.toFixed(2)} (low ${shadow.diff.lower.toFixed(2)}); turned market: ${lost.n} windows, ${lost.own.mean.toFixed(2)} (high ${lost.own.upper.toFixed(2)})`);
 
   // A model-mode signal is tagged with the version and is not warm-up.
