@@ -65,7 +65,7 @@ const CATEGORIES = new Set(['spot', 'linear']);
 export const configSchema = z.object({
   TICKER_FETCH_MAX_WAIT_MS: z
     .preprocess(emptyToUndefined, int.min(10).max(10000).default(1000))
-    .describe("How long the broker holds the ticker projection's fetch to gather tickers (it answers earlier once a backlog of 1 MiB is there): the most the `tickers` rows lag the stream by this, and about 1000 / this fetches a second whether tickers flow or not. Stopping the unit or joining a rebalance may wait for the fetch in flight."),
+    .describe("How long the broker holds the ticker projection's fetch to gather tickers (it answers earlier once a backlog of 1 MiB is there): the `tickers` rows lag the stream by at most this, and it costs about 1000 / this fetches a second whether tickers flow or not. Stopping the unit or joining a rebalance may wait for the fetch in flight."),
   TICKER_COMMIT_INTERVAL_MS: z
     .preprocess(emptyToUndefined, int.min(0).max(600000).default(5000))
     .describe("The ticker projection commits the offsets of the batches it has stored at most once per this many ms (and when it stops); 0: after every batch. A crash redelivers up to this much of market.tickers, which the ts-guarded upsert makes harmless."),
