@@ -244,6 +244,9 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
   let stopping = false;
   let joined = false;
   const cfg = { ...parseConfig({}), ...deps.config };
+  // Offsets due: the offset after the last batch stored, per partition. Committed together by
+  // `commitDue`, at most once per interval; a newer batch of a partition replaces its entry.
+  const due = new Map<string, { topic: string; partition: number; offset: string }>();
 
   const producer: ProducerPort = deps.kafka.producer();
   await connectWithBackoff(() => producer.connect(), log, deps.retryMaxMs, { signal: abort.signal });
@@ -259,8 +262,12 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
       deps.onFatal(err);
     },
   });
-  consumer.onGroupJoin(() => {
+  consumer.onGroupJoin(({ assigned }) => {
     joined = true;
+    // Partitions this member lost wait for no commit of ours: their new owner reads them from the
+    // group's last commit (a redelivery, harmless), and an older offset of ours landing after its
+    // commits would only move the group back.
+    for (const [k, o] of due) if (!(assigned[o.topic] ?? []).includes(o.partition)) due.delete(k);
   });
   consumer.onCrash((err, restart) => {
     joined = false;
@@ -297,9 +304,6 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
     return letter;
   };
 
-  // Offsets due: the offset after the last batch stored, per partition. Committed together by
-  // `commitDue`, at most once per interval; a newer batch of a partition replaces its entry.
-  const due = new Map<string, { topic: string; partition: number; offset: string }>();
   let commitTimer: NodeJS.Timeout | null = null;
   let committing: Promise<void> = Promise.resolve();
   const commitDue = (): Promise<void> => {
