@@ -11,8 +11,15 @@
 //   (its offsets there are not taken over).
 // - Each Kafka batch (one partition): decode, refuse what the table cannot hold, conflate to the
 //   newest per (category, symbol) (`conflate`: the rule the tracking stage applied to its chunks),
-//   ONE guarded upsert (`upsertTickers`), dead letters sent, then the offset after the batch
-//   committed (house style 4: acknowledge after the next hop has it).
+//   ONE guarded upsert (`upsertTickers`), dead letters sent; only then does the offset after the
+//   batch become due for commit (house style 4: acknowledge after the next hop has it).
+// - Cheap at idle, where Bybit's tickers keep flowing (docs/performance.md, "Idle CPU: the ticker
+//   projection's polls and commits"): the broker holds each fetch until TICKER_FETCH_MAX_WAIT_MS
+//   has passed or FETCH_MIN_BYTES have arrived (one response per wait instead of one per trickle of
+//   ticks; a backlog still answers at once), and the offsets due are committed together at most
+//   once per TICKER_COMMIT_INTERVAL_MS (and when the unit stops) instead of once per batch. What
+//   that costs: rows up to the wait behind the stream (RISK_TICKER_MAX_AGE_MS is a minute), and a
+//   crash or a rebalance redelivers up to an interval of tickers, which the next point makes harmless.
 // - At-least-once. A crash or a lost partition between the upsert and the commit delivers the batch
 //   again, and the upsert is applied again: harmless, because it is idempotent and guarded by the
 //   exchange time (a row only moves to a newer or equal `ts`, the book only with a newer or equal
@@ -40,6 +47,8 @@ import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.t
 import { FatalError, RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { Dec } from '../runtime/decimal.ts';
+import { emptyToUndefined, int } from '../runtime/setting-types.ts';
+import { z } from 'zod';
 import type { Ticker } from '../schemas/types.ts';
 import { deadLetterMessage, recordFailure } from './runner.ts';
 import { unstorable } from './track-guards.ts';
@@ -52,6 +61,27 @@ export const outputSchemas = [{ topic: 'orders.dlq', record: 'DeadLetter' }] as 
 
 /** The categories the `tickers` table keeps (its check constraint). */
 const CATEGORIES = new Set(['spot', 'linear']);
+
+export const configSchema = z.object({
+  TICKER_FETCH_MAX_WAIT_MS: z
+    .preprocess(emptyToUndefined, int.min(10).max(10000).default(1000))
+    .describe("How long the broker holds the ticker projection's fetch to gather tickers (it answers earlier once a backlog of 1 MiB is there): the `tickers` rows lag the stream by at most this, and it costs about 1000 / this fetches a second whether tickers flow or not. Stopping the unit or joining a rebalance may wait for the fetch in flight."),
+  TICKER_COMMIT_INTERVAL_MS: z
+    .preprocess(emptyToUndefined, int.min(0).max(600000).default(5000))
+    .describe("The ticker projection commits the offsets of the batches it has stored at most once per this many ms (and when it stops); 0: after every batch. A crash redelivers up to this much of market.tickers, which the ts-guarded upsert makes harmless."),
+});
+export type TickerProjectionConfig = z.output<typeof configSchema>;
+
+export function parseConfig(env: Record<string, unknown> = process.env): TickerProjectionConfig {
+  return configSchema.parse(env);
+}
+
+/**
+ * The fetch answers once this much has arrived (or at the wait): far above what the live stream
+ * brings in one wait (Bybit pushes a few hundred bytes per ticker every 50–100 ms per symbol), so a
+ * live fetch gathers a whole wait; a replay backlog fills it at once and reads at full speed.
+ */
+const FETCH_MIN_BYTES = 1_048_576;
 
 // ---------------------------------------------------------------------------------------------
 // Triage and conflation (pure)
@@ -158,6 +188,7 @@ export const TICKER_METRICS = {
   upserts: 'ticker_projection_upserts_total',
   rows: 'ticker_projection_rows_total',
   ignored: 'ticker_projection_ignored_total',
+  commits: 'ticker_projection_commits_total',
   newestTs: 'ticker_projection_newest_ts_seconds',
 } as const;
 
@@ -170,6 +201,7 @@ export function tickerMetrics(registry: Registry) {
     upserts: counter(registry, TICKER_METRICS.upserts, 'Upsert statements of the ticker projection (one per Kafka batch with tickers to store)', []),
     rows: counter(registry, TICKER_METRICS.rows, 'Ticker rows sent to PostgreSQL by the ticker projection, after conflating each batch to the newest per (category, symbol)', []),
     ignored: counter(registry, TICKER_METRICS.ignored, 'Tickers the projection leaves alone, by reason (unsupported_category)', ['reason']),
+    commits: counter(registry, TICKER_METRICS.commits, 'Offset commits of the ticker projection (each covers every batch stored since the one before)', []),
     newestTs: (registry.getSingleMetric(TICKER_METRICS.newestTs) as Gauge<'partition'> | undefined) ??
       new Gauge({ name: TICKER_METRICS.newestTs, help: 'Exchange time of the newest ticker the projection stored, per input partition (epoch seconds)', labelNames: ['partition'], registers: [registry] }),
   };
@@ -193,6 +225,8 @@ export interface TickerProjectionDeps {
   /** Longest backoff between retries of the registry and the database, ms. */
   retryMaxMs: number;
   sessionTimeoutMs?: number;
+  /** TICKER_FETCH_MAX_WAIT_MS and TICKER_COMMIT_INTERVAL_MS; their defaults when not given. */
+  config?: Partial<TickerProjectionConfig>;
   /** A consumer kafkajs will not restart: the process must stop (its supervisor restarts it). */
   onFatal: (err: Error) => void;
 }
@@ -209,6 +243,10 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
   const abort = new AbortController();
   let stopping = false;
   let joined = false;
+  const cfg = { ...parseConfig({}), ...deps.config };
+  // Offsets due: the offset after the last batch stored, per partition. Committed together by
+  // `commitDue`, at most once per interval; a newer batch of a partition replaces its entry.
+  const due = new Map<string, { topic: string; partition: number; offset: string }>();
 
   const producer: ProducerPort = deps.kafka.producer();
   await connectWithBackoff(() => producer.connect(), log, deps.retryMaxMs, { signal: abort.signal });
@@ -216,14 +254,20 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
     groupId: deps.groupId,
     readCommitted: true,
     sessionTimeoutMs: deps.sessionTimeoutMs,
+    maxWaitMs: cfg.TICKER_FETCH_MAX_WAIT_MS,
+    minBytes: FETCH_MIN_BYTES,
     onFatal: (err) => {
       if (stopping) return;
       log.fatal({ err }, 'consumer stopped for good; stopping');
       deps.onFatal(err);
     },
   });
-  consumer.onGroupJoin(() => {
+  consumer.onGroupJoin(({ assigned }) => {
     joined = true;
+    // Partitions this member lost wait for no commit of ours: their new owner reads them from the
+    // group's last commit (a redelivery, harmless), and an older offset of ours landing after its
+    // commits would only move the group back.
+    for (const [k, o] of due) if (!(assigned[o.topic] ?? []).includes(o.partition)) due.delete(k);
   });
   consumer.onCrash((err, restart) => {
     joined = false;
@@ -260,7 +304,37 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
     return letter;
   };
 
-  /** Decode, refuse, conflate, upsert, dead-letter, commit: one Kafka batch. False when stopped before the commit. */
+  let commitTimer: NodeJS.Timeout | null = null;
+  let committing: Promise<void> = Promise.resolve();
+  const commitDue = (): Promise<void> => {
+    if (commitTimer) clearTimeout(commitTimer);
+    commitTimer = null;
+    // One commit at a time, so an older one cannot land after a newer one.
+    committing = committing.then(async () => {
+      if (due.size === 0) return;
+      const offsets = [...due.values()];
+      due.clear();
+      try {
+        await consumer.commitOffsets(offsets);
+        tm.commits.inc();
+      } catch (err) {
+        // Not committed: those batches are delivered again after a restart or a rebalance (harmless,
+        // see the header). Kept for the next commit unless a newer batch of the partition is due.
+        for (const o of offsets) if (!due.has(`${o.topic}/${o.partition}`)) due.set(`${o.topic}/${o.partition}`, o);
+        log.warn({ err: (err as Error).message, partitions: offsets.map((o) => o.partition) }, 'offset commit failed; retried with the next one');
+      }
+    });
+    return committing;
+  };
+  const markDone = (topic: string, partition: number, offset: string): Promise<void> | void => {
+    due.set(`${topic}/${partition}`, { topic, partition, offset });
+    if (stopping) return; // no longer a member to commit it: delivered again (harmless)
+    if (cfg.TICKER_COMMIT_INTERVAL_MS === 0) return commitDue();
+    // Armed by the first batch after a commit, so a stream that pauses is still committed in time.
+    commitTimer ??= setTimeout(() => void commitDue(), cfg.TICKER_COMMIT_INTERVAL_MS);
+  };
+
+  /** Decode, refuse, conflate, upsert, dead-letter, then the offset due: one Kafka batch. False when stopped before. */
   const handleBatch = async (batch: Batch): Promise<boolean> => {
     const t0 = performance.now();
     const kept: Array<{ msg: InMessage; t: Ticker }> = [];
@@ -310,7 +384,7 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
     if (letters.length && !(await untilDone('sending dead letters', () => producer.send(deps.dlqTopic, letters)))) return false;
     const last = batch.messages[batch.messages.length - 1]!;
     // Only after PostgreSQL has the batch's rows and the dead-letter topic its letters.
-    await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(BigInt(last.offset) + 1n) }]);
+    await markDone(batch.topic, batch.partition, String(BigInt(last.offset) + 1n));
     sm.lag.set({ stage: name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
     sm.batch.observe({ stage: name }, (performance.now() - t0) / 1000);
     return true;
@@ -333,6 +407,9 @@ export async function runTickerProjection(deps: TickerProjectionDeps): Promise<R
       if (stopping) return;
       stopping = true;
       abort.abort();
+      // What is stored and due, committed while still a member (a batch in flight that finishes
+      // later is delivered again to the next member: harmless).
+      await commitDue();
       await consumer.disconnect().catch(() => {});
       joined = false;
       await producer.disconnect().catch(() => {});

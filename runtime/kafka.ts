@@ -112,8 +112,13 @@ export interface KafkaPort {
    * chaos run: "coordinator is not aware of this member" after a broker SIGKILL) and then consumes
    * nothing more, silently. The port calls onFatal once for that, unless the consumer is being
    * disconnected; a service stops (its supervisor restarts it), a tool fails.
+   *
+   * `minBytes` (default 1: answer as soon as anything is there): the broker holds a fetch until that
+   * much has arrived or `maxWaitMs` has passed, so a consumer that tolerates delay gets one
+   * response per wait instead of one per record trickle; a backlog larger than it still answers at
+   * once.
    */
-  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; onFatal: (err: Error) => void }): ConsumerPort;
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; minBytes?: number; onFatal: (err: Error) => void }): ConsumerPort;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,6 +266,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           heartbeatInterval: 3000,
           maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
           maxWaitTimeInMs: c.maxWaitMs ?? opts.fetchMaxWaitMs ?? 100,
+          minBytes: c.minBytes ?? 1,
           allowAutoTopicCreation: false,
         })),
       ),

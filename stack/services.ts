@@ -16,7 +16,7 @@ import { createPlaceStage, parseConfig as placeConfig, configSchema as placeSett
 import { createBybitCaller, createBybitRest, parseConfig as restConfig, configSchema as bybitRestSettings } from '../connectors/bybit-rest.ts';
 import { createExchangeSync, parseConfig as syncConfig, configSchema as exchangeSyncSettings } from '../connectors/exchange-sync.ts';
 import { createTrackStage, parseConfig as trackConfig, configSchema as trackSettings } from '../pipelines/track.ts';
-import { name as TICKER_PROJECTION, runTickerProjection } from '../pipelines/ticker-projection.ts';
+import { name as TICKER_PROJECTION, runTickerProjection, parseConfig as tickerProjectionConfig, configSchema as tickerProjectionSettings } from '../pipelines/ticker-projection.ts';
 import { MODEL_UNITS } from '../model/service.ts';
 import { reconcilerUnit } from '../connectors/reconciler.ts';
 import { killSwitchUnit } from '../connectors/kill-switch.ts';
@@ -91,7 +91,7 @@ const track = stageUnit({
 const tickerProjection = defineUnit({
   name: TICKER_PROJECTION,
   doc: 'market.tickers → tickers in PostgreSQL (newest exchange time wins; at-least-once, one upsert per batch, no Kafka transaction)',
-  settings: [],
+  settings: [tickerProjectionSettings],
   inputs: ['market.tickers'],
   outputs: ['orders.dlq'],
   writes: ['tickers'],
@@ -108,6 +108,7 @@ const tickerProjection = defineUnit({
       groupId: rt.group(TICKER_PROJECTION),
       retryMaxMs: rt.cfg.STAGE_RETRY_MAX_MS,
       sessionTimeoutMs: rt.cfg.KAFKA_SESSION_TIMEOUT_MS,
+      config: tickerProjectionConfig(rt.cfg),
       onFatal: rt.fatal,
     });
     return { name: TICKER_PROJECTION, ready: p.ready, stop: p.stop };

@@ -17,7 +17,7 @@ import { systemClock } from '../../runtime/clock.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import type { DeadLetter, Ticker } from '../../schemas/types.ts';
-import { conflate, name, runTickerProjection, triage, upsertTickers, TICKER_METRICS, type RunningTickerProjection } from '../../pipelines/ticker-projection.ts';
+import { conflate, name, runTickerProjection, triage, upsertTickers, TICKER_METRICS, type RunningTickerProjection, type TickerProjectionConfig } from '../../pipelines/ticker-projection.ts';
 import { DLQ_HEADERS } from '../../pipelines/runner.ts';
 import { consumeUntil, createNamespace, migratedDatabase, namespace, registryUrl, testKafka, testLogger, waitCaughtUp, waitFor } from '../helpers.ts';
 
@@ -198,9 +198,10 @@ async function world() {
     async publishRaw(key: string, value: Buffer): Promise<void> {
       await producer.send(topic, [{ key, value, headers: {} }]);
     },
-    async start() {
+    /** The unit with its default settings unless `config` says otherwise. */
+    async start(config?: Partial<TickerProjectionConfig>) {
       const metrics = createMetrics();
-      const p = await runTickerProjection({ kafka, codec, db: pool, logger: testLogger, metrics, clock: systemClock, topic, dlqTopic, groupId, retryMaxMs: 1000, onFatal: (e) => assert.fail(`ticker projection fatal: ${e.message}`) });
+      const p = await runTickerProjection({ kafka, codec, db: pool, logger: testLogger, metrics, clock: systemClock, topic, dlqTopic, groupId, retryMaxMs: 1000, config, onFatal: (e) => assert.fail(`ticker projection fatal: ${e.message}`) });
       running.push(p);
       await waitFor('the projection to join its group', () => p.ready(), 60_000);
       const value = async (metric: string, labels: Record<string, string> = {}) => {
@@ -208,6 +209,24 @@ async function world() {
         return (m?.values ?? []).filter((v) => Object.entries(labels).every(([k, l]) => (v.labels as Record<string, unknown>)[k] === l)).reduce((a, v) => a + Number(v.value), 0);
       };
       return { p, value };
+    },
+    async committed(): Promise<number> {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        return (await admin.groupOffsets(groupId, topic)).reduce((a, o) => a + Math.max(0, Number(o.offset)), 0);
+      } finally {
+        await admin.disconnect();
+      }
+    },
+    async published(): Promise<number> {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        return (await admin.topicOffsets(topic)).reduce((a, o) => a + Number(o.high), 0);
+      } finally {
+        await admin.disconnect();
+      }
     },
     async close() {
       for (const p of running) await p.stop();
@@ -303,10 +322,51 @@ test('replay rate: a new group catches up on a backlog (what an upgrade reads fr
   for (let i = 0; i < all.length; i += 2000) await w.publish(all.slice(i, i + 2000));
   const t0 = performance.now();
   const one = await w.start();
+  // Stored (the rows) and committed are apart by up to TICKER_COMMIT_INTERVAL_MS: both timed.
+  await waitFor('the newest linear tickers stored', async () => (await allRows()).filter((r) => r.category === 'linear' && r.last === String(2000 + n - 1)).length === symbols.length, 300_000, 50);
+  const storedSeconds = (performance.now() - t0) / 1000;
   await waitCaughtUp(kafka, w.groupId, w.topic, 300_000);
   const seconds = (performance.now() - t0) / 1000;
   assert.equal(await one.value('pipeline_stage_records_in_total', { stage: name }), all.length);
   assert.deepEqual((await allRows()).filter((r) => r.category === 'linear').map((r) => r.last), symbols.map(() => String(2000 + n - 1)));
   const batches = await one.value(TICKER_METRICS.upserts);
-  t.diagnostic(`${all.length} records caught up in ${seconds.toFixed(1)} s (${Math.round(all.length / seconds)} records/s, start and group join included), ${batches} upserts`);
+  t.diagnostic(`${all.length} records stored in ${storedSeconds.toFixed(1)} s (${Math.round(all.length / storedSeconds)} records/s, start and group join included), committed in ${seconds.toFixed(1)} s, ${batches} upserts`);
+});
+
+test('idle cost: a live trickle is gathered per fetch wait and committed once per interval; a paused stream is committed by the interval; a stop commits what is due', async (t) => {
+  const w = await world();
+  t.after(() => w.close());
+  // A live stream: one ETHUSDT linear tick every 125 ms for 3 s (one partition). Each record
+  // answered its own fetch before (≈ 24 batches, 24 upserts, 24 commits); the fetch now gathers
+  // what a wait brings (1 s: about 3 or 4 batches) and the commits wait for the interval.
+  const one = await w.start({ TICKER_FETCH_MAX_WAIT_MS: 1000, TICKER_COMMIT_INTERVAL_MS: 3000 });
+  const n = 24;
+  for (let k = 0; k < n; k++) {
+    await w.publish([tick('linear', String(2000 + k - 1), String(2000 + k + 1), String(2000 + k), T0 + k * 125)]);
+    await new Promise((r) => setTimeout(r, 125));
+  }
+  await waitFor('the newest tick stored', async () => (await allRows()).some((r) => r.last === String(2000 + n - 1)), 10_000);
+  const upserts = await one.value(TICKER_METRICS.upserts);
+  const commitsWhileLive = await one.value(TICKER_METRICS.commits);
+  t.diagnostic(`${n} ticks over ${(n * 125) / 1000} s: ${upserts} upserts, ${commitsWhileLive} commits while the stream flowed`);
+  assert.ok(upserts >= 1 && upserts <= 8, `gathered per fetch wait: ${upserts} upserts for ${n} ticks`);
+  assert.ok(commitsWhileLive <= 2, `committed at most once per interval: ${commitsWhileLive}`);
+  // The stream pauses: the interval's timer commits what is due without a further batch.
+  await waitCaughtUp(kafka, w.groupId, w.topic, 10_000);
+  assert.equal(await one.value('pipeline_stage_records_in_total', { stage: name }), n);
+  await one.p.stop();
+
+  // A member whose interval never comes: its stop commits what it stored, and the next member
+  // resumes after it (reads only the new records).
+  const more = [0, 1, 2].map((k) => tick('linear', '2999', '3001', String(3000 + k), T0 + 10_000 + k));
+  await w.publish(more);
+  const two = await w.start({ TICKER_COMMIT_INTERVAL_MS: 600_000 });
+  await waitFor('the new ticks stored', async () => (await allRows()).some((r) => r.last === '3002'), 10_000);
+  assert.equal(await w.committed(), n, 'nothing committed before the interval');
+  await two.p.stop();
+  assert.equal(await w.committed(), await w.published(), 'the stop committed what was stored');
+  const three = await w.start();
+  await w.publish([tick('linear', '3099', '3101', '3100', T0 + 20_000)]);
+  await waitFor('the last tick stored', async () => (await allRows()).some((r) => r.last === '3100'), 10_000);
+  assert.equal(await three.value('pipeline_stage_records_in_total', { stage: name }), 1, 'resumed after what the stopped member committed');
 });
