@@ -281,7 +281,11 @@ export class ModelEngine {
           this.liveMoney.add(exec ? exec.reward_bps - sideCostBps(c, spread) : 0, theirs);
         } else {
           const p = shadowP(s);
-          if (p !== null && this.wouldTrade(p, s)) this.shadowMoney.add(windowPnlBps(p > 0.5 ? 1 : -1, row, c), theirs, { asset: s.asset, buy: windowPnlBps(1, row, c), sell: windowPnlBps(-1, row, c) });
+          if (p !== null && this.wouldTrade(p, s)) {
+            // Each side priced once: the model's is one of them, holding one side per asset the other baseline.
+            const sides = { asset: s.asset, buy: windowPnlBps(1, row, c), sell: windowPnlBps(-1, row, c) };
+            this.shadowMoney.add(p > 0.5 ? sides.buy : sides.sell, theirs, sides);
+          }
         }
         this.costs.observe(costObservationOf(s));
       });

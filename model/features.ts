@@ -146,7 +146,8 @@ export function fitNormaliser(rows: readonly number[][]): { mean: number[]; std:
 type NormSpec = Pick<FeatureSpec, 'mean' | 'std'> & Partial<Pick<FeatureSpec, 'names' | 'ignored'>>;
 
 export function normalise(row: readonly number[], spec: NormSpec): number[] {
-  return row.map((x, j) => normaliseValue(x, j, spec));
+  const h = hidden(spec);
+  return row.map((x, j) => (h[j] ? 0 : zScore(x, j, spec)));
 }
 
 const hiddenBySpec = new WeakMap<object, boolean[]>();
@@ -161,8 +162,5 @@ function hidden(spec: NormSpec): boolean[] {
   return h;
 }
 
-/** Feature j of a row, z-scored and clipped to ±8 (what normalise does to each value); 0 when the spec ignores it. */
-export function normaliseValue(x: number, j: number, spec: NormSpec): number {
-  if (hidden(spec)[j]) return 0;
-  return clip((x - spec.mean[j]!) / spec.std[j]!, -8, 8);
-}
+/** Feature j of a row, z-scored and clipped to ±8 (what normalise does to each value the spec does not ignore). */
+const zScore = (x: number, j: number, spec: NormSpec): number => clip((x - spec.mean[j]!) / spec.std[j]!, -8, 8);

@@ -3,7 +3,7 @@
 // on new samples, and (de)serialisation of the tf.js artifacts for model_versions. Deterministic for
 // a given seed and data: seeded initialisers, our own seeded shuffling, CPU kernels.
 import type * as tfTypes from '@tensorflow/tfjs';
-import { FEATURE_NAMES, FEATURE_SPEC_ID, IGNORED_FEATURES, fitNormaliser, normalise, normaliseValue, type FeatureSpec } from './features.ts';
+import { FEATURE_NAMES, FEATURE_SPEC_ID, IGNORED_FEATURES, fitNormaliser, normalise, type FeatureSpec } from './features.ts';
 import { invalidateForward, mlpForward, mlpPlan, trainMlp } from './mlp-train.ts';
 import { SeededRng } from './rng.ts';
 import type { Tf } from './tf.ts';
@@ -96,8 +96,7 @@ async function fitEpochs(tf: Tf, model: tfTypes.LayersModel, rows: readonly Labe
   const x = new Float32Array(n * d);
   const y = new Float32Array(n);
   for (let i = 0; i < n; i++) {
-    const f = rows[i]!.features;
-    for (let j = 0; j < d; j++) x[i * d + j] = normaliseValue(f[j]!, j, spec);
+    x.set(normalise(rows[i]!.features, spec), i * d);
     y[i] = rows[i]!.label;
   }
   const idx = rows.map((_, i) => i);
