@@ -114,10 +114,13 @@ export async function migrate(pool: DatabasePool, opts: MigrateOptions = {}): Pr
     try {
       return await migrateLocked(conn, files, dir, log);
     } finally {
-      // Released explicitly; slonik's DISCARD ALL on returning the connection would release it too.
-      await conn
-        .query(sql.typeAlias('void')`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY}::bigint)`)
-        .catch((err: unknown) => log?.warn({ err }, 'could not release the migration lock; it goes with the session'));
+      // Released explicitly: the pool hands the connection on as it is (no DISCARD ALL, db.ts), so a
+      // lock left here would block every later migration for the life of the pooled session. If the
+      // unlock fails, end the session (the lock goes with it; the pool drops the dead connection).
+      await conn.query(sql.typeAlias('void')`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY}::bigint)`).catch(async (err: unknown) => {
+        log?.warn({ err }, 'could not release the migration lock; ending the session, which releases it');
+        await conn.query(sql.typeAlias('void')`SELECT pg_terminate_backend(pg_backend_pid())`).catch(() => {});
+      });
     }
   });
 }

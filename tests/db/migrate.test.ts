@@ -19,7 +19,7 @@ import {
   withDatabase,
   type DatabasePool,
 } from '../../runtime/db.ts';
-import { defaultMigrationsDir, migrate, sha256 } from '../../runtime/migrate.ts';
+import { defaultMigrationsDir, migrate, MIGRATION_LOCK_KEY, sha256 } from '../../runtime/migrate.ts';
 import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const baseUrl = loadConfig(process.env, UNIT_SCHEMAS).DATABASE_URL;
@@ -206,6 +206,30 @@ test('the advisory lock makes a second process wait for a slow migration instead
   assert.deepEqual(r2.applied, []);
   assert.deepEqual(r2.alreadyApplied, ['001_slow.sql', '002_after.sql']);
   assert.ok(waits.some((m) => /waiting for the migration lock/.test(m)), `second caller waited: ${waits.join(' | ')}`);
+});
+
+test('a released connection is handed on as it is, and migrate leaves no lock on it', async (t) => {
+  const db = await freshDatabase(t);
+  const dir = await tempMigrations(t, { '001_one.sql': 'CREATE TABLE one_table (id int PRIMARY KEY);\n' });
+  const url = db.url;
+  const pool = await createDb(url, { maximumPoolSize: 1 });
+  const other = await createDb(url, { maximumPoolSize: 1 });
+  try {
+    // No DISCARD ALL on release (runtime/db.ts): a session setting made through one use of the only
+    // connection is still there at the next. (It fails if the pool resets, the round trip this saves.)
+    const pid = await pool.oneFirst(sql.type(z.object({ pid: z.number() }))`SELECT pg_backend_pid() AS pid`);
+    await pool.query(sql.typeAlias('void')`SELECT set_config('bybit.probe', 'kept', false)`);
+    const after = await pool.one(sql.type(z.object({ pid: z.number(), probe: z.string().nullable() }))`SELECT pg_backend_pid() AS pid, current_setting('bybit.probe', true) AS probe`);
+    assert.deepEqual(after, { pid, probe: 'kept' }, 'the same session, not reset');
+    // So the migration's session-level advisory lock must be released by migrate itself: the same
+    // pooled session holds no advisory lock afterwards, and another session takes it at once.
+    assert.deepEqual((await migrate(pool, { dir })).applied.map((m) => m.name), ['001_one.sql']);
+    const held = await pool.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory' AND pid = ${pid}`);
+    assert.equal(held, 0, 'no advisory lock left on the pooled session');
+    assert.equal(await other.oneFirst(sql.type(z.object({ ok: z.boolean() }))`SELECT pg_try_advisory_lock(${MIGRATION_LOCK_KEY}::bigint) AS ok`), true);
+  } finally {
+    await Promise.all([pool.end(), other.end()]);
+  }
 });
 
 test('unique keys give "already done" semantics: same signal_id / exec_id twice', async (t) => {
