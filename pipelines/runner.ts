@@ -9,6 +9,15 @@
 // Whoever owns a partition after a crash or rebalance initialises that id, which aborts the dead
 // owner's open transaction and fences it.
 //
+// A stage over several co-partitioned topics (tracking) fences per partition *number* instead:
+// transactionalId = <group>-p<partition>, for partition p of every input topic. Every offset of an
+// input partition still commits through one id only, so whoever takes it over fences the previous
+// owner as before; and the chunks that arrive together for one partition number (a fill's submission,
+// order update, execution, position and wallet facts) are gathered into one chunk, one database
+// transaction and one Kafka transaction, not one per topic. On its first use of such an id the
+// runner also initialises the per-topic ids the earlier code used for those partitions (<group>-
+// <topic>-<p>), which aborts a transaction a process of that version left open and fences it.
+//
 // Failure handling: a record that cannot be decoded, or that the stage rejects, goes to the stage's
 // dead-letter topic (DeadLetter envelope with the original bytes; reason in headers too) and the
 // stage goes on. A retriable error (broker, registry or database unavailable) aborts the transaction
@@ -168,6 +177,19 @@ export const DLQ_HEADERS = {
   source: 'dlq.source',
 } as const;
 
+/** One input topic's part of a chunk. */
+interface ChunkPart {
+  topic: string;
+  messages: InMessage[];
+  ctl: BatchControl;
+}
+
+/** A part waiting to be gathered, with the batch handler that waits for its outcome. */
+interface Gathered extends ChunkPart {
+  resolve: (done: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
 interface Decoded<I> {
   msg: InMessage;
   rec?: StageRecord<I>;
@@ -245,20 +267,41 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     },
   });
   const inputs = Array.isArray(stage.input) ? stage.input : [stage.input];
+  const coPartitioned = inputs.length > 1;
   const producers = new Map<string, ProducerPort>();
   let joined = false;
 
-  // One transactional producer per input partition (see the header): the id is stable across
-  // restarts and rebalances so a new owner fences the old one.
+  // One transactional producer per input partition, or per partition number of co-partitioned
+  // inputs (see the header): the id is stable across restarts and rebalances so a new owner fences
+  // the old one.
+  const txIdOf = (topic: string, partition: number) => (coPartitioned ? `${deps.groupId}-p${partition}` : `${deps.groupId}-${topic}-${partition}`);
+  const legacyFenced = new Set<number>();
   const producerFor = async (topic: string, partition: number): Promise<ProducerPort> => {
-    const id = `${deps.groupId}-${topic}-${partition}`;
+    const id = txIdOf(topic, partition);
     let p = producers.get(id);
     if (!p) {
+      if (coPartitioned && !legacyFenced.has(partition)) {
+        await fenceLegacy(partition);
+        legacyFenced.add(partition);
+      }
       p = deps.kafka.producer({ transactionalId: id });
       await p.connect();
       producers.set(id, p);
     }
     return p;
+  };
+  // Initialising a transactional id aborts what its previous producer left open and fences it; an
+  // empty transaction then ends without a request.
+  const fenceLegacy = async (partition: number): Promise<void> => {
+    for (const topic of inputs) {
+      const old = deps.kafka.producer({ transactionalId: `${deps.groupId}-${topic}-${partition}` });
+      try {
+        await old.connect();
+        await (await old.transaction()).abort();
+      } finally {
+        await old.disconnect().catch(() => {});
+      }
+    }
   };
   const dropProducer = async (id: string) => {
     const p = producers.get(id);
@@ -293,33 +336,27 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const deadLetter = (msg: InMessage, code: string, detail: string, signalId?: string | null, keepBytes?: number, topic: string = stage.dlq): Promise<OutMessage> =>
     deadLetterMessage({ codec: deps.codec, clock: deps.clock, stage: stage.name, topic }, msg, code, detail, signalId, keepBytes);
 
-  /** Commit records of a chunk to their topics with the chunk's offsets, in one transaction. */
-  const commit = async (topic: string, partition: number, byTopic: Map<string, OutMessage[]>, lastOffset: string, stillOwner: () => Promise<void>): Promise<void> => {
-    const producer = await producerFor(topic, partition);
+  /**
+   * Commit records of a chunk to their topics with the chunk's offsets (the last offset of each input
+   * topic's part, all on partition number `partition`), in one transaction.
+   */
+  const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>): Promise<void> => {
+    const producer = await producerFor(lastOffsets[0]!.topic, partition);
     const tx = await producer.transaction();
     try {
       for (const [t, list] of byTopic) await tx.send(t, list);
-      await tx.sendOffsets(deps.groupId, [{ topic, partition, offset: String(BigInt(lastOffset) + 1n) }]);
+      await tx.sendOffsets(deps.groupId, lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) })));
       await stillOwner();
       await tx.commit();
     } catch (err) {
       await tx.abort().catch(() => {});
       // A fenced or broken transactional producer cannot be reused.
-      await dropProducer(`${deps.groupId}-${topic}-${partition}`);
+      await dropProducer(txIdOf(lastOffsets[0]!.topic, partition));
       throw err;
     }
   };
 
   const exclusive = createMutex();
-  // A stage over several co-partitioned topics (tracking: submissions and exchange streams, all
-  // keyed by symbol) gets facts about the same entity on the same partition number of each topic:
-  // chunks of one partition number never run at once, different partition numbers do.
-  const sameKeyLocks = new Map<number, <T>(f: () => Promise<T>) => Promise<T>>();
-  const sameKeyLock = (partition: number) => {
-    let l = sameKeyLocks.get(partition);
-    if (!l) sameKeyLocks.set(partition, (l = createMutex()));
-    return l;
-  };
 
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
   const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>): Promise<Map<string, OutMessage[]>> => {
@@ -371,22 +408,27 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     return byTopic;
   };
 
-  /** Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. */
-  const processChunk = async (topic: string, partition: number, messages: InMessage[], ctl: BatchControl): Promise<void> => {
+  /**
+   * Process one chunk and commit it with its offsets. Throws on retriable/fatal errors. A chunk is
+   * the records of one input partition, or, for co-partitioned inputs, those gathered from several
+   * topics' partitions of one number (`parts`, each in offset order).
+   */
+  const processChunk = async (partition: number, parts: ChunkPart[]): Promise<void> => {
     const t0 = performance.now();
-    const decoded = await decodeAll(messages);
+    const decoded = await decodeAll(parts.length === 1 ? parts[0]!.messages : parts.flatMap((p) => p.messages));
     // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
     // generation, and the next owner fences this producer only once it commits a chunk itself. A
     // member frozen past its session timeout (a zombie) must neither persist nor commit a chunk of
     // a partition given away meanwhile, nor (placement) call the exchange for it: ask the group (a
     // heartbeat, sent when one is due, which it is after any long stall).
-    const stillOwner = ownership(ctl);
+    const stillOwner = ownership(parts[0]!.ctl);
     const decideIt = () => decideChunk(partition, decoded, stillOwner);
     const across = stage.lockAcross;
-    const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : inputs.length > 1 ? await sameKeyLock(partition)(decideIt) : await decideIt();
+    // (Chunks of one partition number of co-partitioned inputs never run at once: see `gather`.)
+    const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : await decideIt();
 
-    await commit(topic, partition, byTopic, messages[messages.length - 1]!.offset, stillOwner);
-    m.recordsIn.inc({ stage: stage.name, topic }, messages.length);
+    await commit(partition, byTopic, parts.map((p) => ({ topic: p.topic, offset: p.messages[p.messages.length - 1]!.offset })), stillOwner);
+    for (const p of parts) m.recordsIn.inc({ stage: stage.name, topic: p.topic }, p.messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
   };
@@ -404,10 +446,10 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     await deps.conflicts?.record({ stage: stage.name, groupId: deps.groupId, source, key: msg.key, reason: f.reason, action, pgCode: f.pgCode, constraint: f.constraint, detail: f.detail, at });
     const letter = async (keep?: number) => new Map([[stage.dlq, [await deadLetter(msg, f.reason, f.detail, null, keep)]]]);
     try {
-      await commit(topic, partition, await letter(), msg.offset, stillOwner);
+      await commit(partition, await letter(), [{ topic, offset: msg.offset }], stillOwner);
     } catch (err) {
       if (recordFailure(err)?.reason !== 'record_too_large') throw err;
-      await commit(topic, partition, await letter(DLQ_KEEP_BYTES), msg.offset, stillOwner);
+      await commit(partition, await letter(DLQ_KEEP_BYTES), [{ topic, offset: msg.offset }], stillOwner);
     }
     m.rejected.inc({ stage: stage.name, reason: f.reason });
     m.conflicts.inc({ stage: stage.name, reason: f.reason, action });
@@ -421,7 +463,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     for (let attempt = 0; ; attempt++) {
       if (stopping || !ctl.isRunning() || ctl.isStale()) return false;
       try {
-        await processChunk(topic, partition, chunk, ctl);
+        await processChunk(partition, [{ topic, messages: chunk, ctl }]);
         unexpectedStreak = 0;
         ctl.resolveOffset(chunk[chunk.length - 1]!.offset);
         await ctl.heartbeat().catch(() => {});
@@ -473,6 +515,78 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     }
   };
 
+  // Co-partitioned inputs: the chunks that wait for one partition number are gathered and run as one
+  // (one load, one persist, one Kafka transaction carrying every part's offsets). A batch handler
+  // queues its next chunk only once the last one is done, so a gathered chunk holds at most one
+  // chunk (≤ batchMax records) per input topic. One gathering runs per partition number at a time,
+  // so chunks of one number never overlap; different numbers do. A gathered chunk that fails for
+  // any reason but a lost partition runs again part by part through handleChunk (its retries and
+  // record isolation).
+  const waiting = new Map<number, Gathered[]>();
+  const gathering = new Set<number>();
+  const gather = (topic: string, partition: number, messages: InMessage[], ctl: BatchControl): Promise<boolean> =>
+    new Promise<boolean>((resolve, reject) => {
+      const queue = waiting.get(partition) ?? [];
+      queue.push({ topic, messages, ctl, resolve, reject });
+      waiting.set(partition, queue);
+      if (gathering.has(partition)) return;
+      gathering.add(partition);
+      void drain(partition);
+    });
+  const drain = async (partition: number): Promise<void> => {
+    try {
+      // Each round first lets the batch handlers run that are about to queue (a part that just
+      // committed queues its batch's next chunk; the other partitions of a fetch arrive one by one).
+      for (let queue = await turn(partition); queue?.length; queue = await turn(partition)) {
+        waiting.delete(partition);
+        const taken = queue;
+        try {
+          await runGathered(partition, taken);
+        } catch (err) {
+          for (const g of taken) g.reject(err); // (no effect on a part already settled)
+        }
+      }
+    } finally {
+      gathering.delete(partition);
+    }
+  };
+  const turn = async (partition: number): Promise<Gathered[] | undefined> => {
+    await new Promise((r) => setImmediate(r));
+    return waiting.get(partition);
+  };
+  const runGathered = async (partition: number, taken: Gathered[]): Promise<void> => {
+    const live = taken.filter((g) => {
+      const running = !stopping && g.ctl.isRunning() && !g.ctl.isStale();
+      if (!running) g.resolve(false);
+      return running;
+    });
+    if (live.length > 1) {
+      try {
+        await processChunk(partition, live);
+        unexpectedStreak = 0;
+        for (const g of live) g.ctl.resolveOffset(g.messages[g.messages.length - 1]!.offset);
+        await live[0]!.ctl.heartbeat().catch(() => {});
+        m.gathered.inc({ stage: stage.name }, live.length);
+        for (const g of live) g.resolve(true);
+        return;
+      } catch (err) {
+        if (err instanceof PartitionLostError || isFenced(err)) {
+          log.warn({ err: (err as Error).message, partition }, 'partition no longer owned; chunk left to its owner');
+          for (const g of live) g.resolve(false);
+          return;
+        }
+        log.warn({ err: (err as Error).message, partition, parts: live.length }, 'gathered chunk failed; running its parts one by one');
+      }
+    }
+    for (const g of live) {
+      try {
+        g.resolve(await handleChunk(g.topic, partition, g.messages, g.ctl));
+      } catch (err) {
+        g.reject(err);
+      }
+    }
+  };
+
   consumer.onGroupJoin((info) => {
     joined = true;
     log.info({ memberId: info.memberId, assigned: info.assigned }, 'joined consumer group');
@@ -489,7 +603,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       m.lag.set({ stage: stage.name, topic: batch.topic, partition: String(batch.partition) }, batch.lag);
       for (let i = 0; i < batch.messages.length; i += deps.batchMax) {
         const chunk = batch.messages.slice(i, i + deps.batchMax);
-        if (!(await handleChunk(batch.topic, batch.partition, chunk, ctl))) return;
+        const done = coPartitioned ? await gather(batch.topic, batch.partition, chunk, ctl) : await handleChunk(batch.topic, batch.partition, chunk, ctl);
+        if (!done) return;
       }
     },
     { partitionsConcurrently: Math.max(1, deps.partitionsConcurrently ?? DEFAULT_PARTITIONS_CONCURRENTLY) },

@@ -10,6 +10,7 @@ export const M = {
   stageLag: 'pipeline_stage_consumer_lag',
   stageRetries: 'pipeline_stage_retries_total',
   stageConflicts: 'pipeline_stage_conflicts_total',
+  stageGathered: 'pipeline_stage_gathered_parts_total',
   bridgeIn: 'pipeline_bridge_messages_in_total',
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
@@ -33,6 +34,7 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     batch: new Histogram({ name: M.stageBatch, help: 'Time to process and commit one batch transaction', labelNames: ['stage'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5], registers: [registry] }),
     lag: new Gauge({ name: M.stageLag, help: 'Consumer lag of a stage per partition (records behind the high watermark)', labelNames: ['stage', 'topic', 'partition'], registers: [registry] }),
     retries: new Counter({ name: M.stageRetries, help: 'Retriable errors retried by a stage', labelNames: ['stage', 'code'], registers: [registry] }),
+    gathered: new Counter({ name: M.stageGathered, help: 'Input chunks of co-partitioned topics committed together with others of their partition number (one transaction for several)', labelNames: ['stage'], registers: [registry] }),
     conflicts: new Counter({ name: M.stageConflicts, help: 'Records dead-lettered because their effects could not be stored (unique key taken, value refused, too large), by reason and action (dead_letter or halt)', labelNames: ['stage', 'reason', 'action'], registers: [registry] }),
   };
   const bridge = {

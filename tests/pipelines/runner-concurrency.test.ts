@@ -4,12 +4,15 @@
 //    exposure in PostgreSQL) is spent exactly, never twice;
 //  - every output is still written exactly once, on every partition;
 //  - chunks of one stage over several co-partitioned topics never overlap for the same partition
-//    number (tracking gets facts about one symbol from several topics).
+//    number (tracking gets facts about one symbol from several topics); those that wait together
+//    commit in one transaction through the partition number's producer, and that producer's first
+//    use fences a transaction the per-topic ids of the earlier runner left open.
 // Nothing here depends on timing: the checks count, they do not measure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setImmediate as yieldOnce } from 'node:timers/promises';
+import type { KafkaPort } from '../../runtime/kafka.ts';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger } from '../helpers.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createMutex, runStage, ok, type Stage } from '../../pipelines/runner.ts';
@@ -138,9 +141,37 @@ test('partitions processed concurrently: an exclusive stage spends a shared budg
   }
 });
 
-test('a stage over several co-partitioned topics never runs two chunks of one partition number at once', async () => {
+/** The port, with every transaction's offsets (topic → partitions) and transactional id recorded. */
+function recordingTransactions(kafka: KafkaPort): { kafka: KafkaPort; txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> } {
+  const txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> = [];
+  return {
+    txs,
+    kafka: {
+      ...kafka,
+      producer: (o) => {
+        const p = kafka.producer(o);
+        return {
+          ...p,
+          transaction: async () => {
+            const tx = await p.transaction();
+            return {
+              ...tx,
+              sendOffsets: async (g, offsets) => {
+                await tx.sendOffsets(g, offsets);
+                txs.push({ id: o?.transactionalId ?? '', offsets: offsets.map(({ topic, partition }) => ({ topic, partition })) });
+              },
+            };
+          },
+        };
+      },
+    },
+  };
+}
+
+test('a stage over several co-partitioned topics never runs two chunks of one partition number at once, and commits those that wait together in one transaction', async () => {
   const prefix = namespace('copart');
-  const kafka = testKafka();
+  const recording = recordingTransactions(testKafka());
+  const kafka = recording.kafka;
   const cleanup = await createNamespace(kafka, prefix, 3);
   const metrics = createMetrics();
   const codec = await createTopicCodec({ registryUrl, prefix });
@@ -185,10 +216,74 @@ test('a stage over several co-partitioned topics never runs two chunks of one pa
     assert.deepEqual(fatal, []);
     assert.equal(overlaps, 0, 'one partition number at a time across the input topics');
     assert.equal(records, 2 * N);
+    // Offsets commit through one producer per partition number, whatever the topic, and the chunks
+    // of both topics that were read together (both were full before the stage started) share one.
+    const txs = recording.txs;
+    assert.ok(txs.length > 0);
+    for (const tx of txs) {
+      const partitions = new Set(tx.offsets.map((o) => o.partition));
+      assert.equal(partitions.size, 1, `one partition number per transaction: ${JSON.stringify(tx)}`);
+      assert.equal(tx.id, `${prefix}copart-p${[...partitions][0]}`);
+    }
+    const both = txs.filter((tx) => new Set(tx.offsets.map((o) => o.topic)).size === 2);
+    assert.ok(both.length > 0, `some transactions carry both topics' offsets (${both.length} of ${txs.length})`);
+    assert.ok(txs.length < (2 * N) / 40, `fewer transactions (${txs.length}) than chunks of one topic (${(2 * N) / 40})`);
+    const gathered = (await metrics.registry.getSingleMetric('pipeline_stage_gathered_parts_total')!.get()).values.find((v) => v.labels['stage'] === 'copart')?.value;
+    assert.equal(gathered, both.reduce((n, tx) => n + tx.offsets.length, 0), 'the metric counts the parts committed together');
     const out = await consumeToEnd(kafka, prefix + 'signals.valid', 3);
     const seen = new Set(await Promise.all(out.map(async (m) => ((await codec.decode(m.topic, m.value!)) as Signal).signal_id)));
     assert.equal(out.length, 2 * N, 'every output once');
     assert.ok([...a, ...b].every((id) => seen.has(id)));
+  } finally {
+    await cleanup();
+  }
+});
+
+test('co-partitioned inputs: the first use of a partition number fences what a per-topic producer of the earlier runner left open', async () => {
+  const prefix = namespace('fence');
+  const kafka = testKafka();
+  const cleanup = await createNamespace(kafka, prefix, 3);
+  const metrics = createMetrics();
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const group = prefix + 'fence';
+  const input = [prefix + 'signals.raw', prefix + 'orders.dlq'];
+  const N = 60;
+  try {
+    const ids = [...(await produceRaw(prefix, 'signals.raw', N)), ...(await produceRaw(prefix, 'orders.dlq', N))];
+    // A process of the earlier version (transactional id per input topic and partition) stopped
+    // mid-transaction: it wrote an output and committed every record of signals.raw/0 as consumed,
+    // but had not ended the transaction when the upgraded stage started.
+    const zombie = kafka.producer({ transactionalId: `${group}-${input[0]}-0` });
+    await zombie.connect();
+    const ztx = await zombie.transaction();
+    await ztx.send(prefix + 'signals.valid', [{ key: 'zombie', value: await codec.encode(prefix + 'signals.valid', { ...SAMPLES.Signal, signal_id: randomUUID(), strategy_id: 'zombie' }) }]);
+    await ztx.sendOffsets(group, [{ topic: input[0]!, partition: 0, offset: String(N) }]);
+
+    const stage: Stage<Buffer> = {
+      name: 'fence',
+      input,
+      inputFormat: 'raw',
+      dlq: prefix + 'signals.dlq',
+      process: (rec) => {
+        const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
+        return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
+      },
+    };
+    const fatal: Error[] = [];
+    const running = await runStage(stage, { kafka, codec, logger: testLogger, metrics, clock: systemClock, groupId: group, batchMax: 40, retryMaxMs: 1000, onFatal: (e) => fatal.push(e) });
+    try {
+      for (const t of input) await waitCaughtUp(kafka, group, t, 180_000);
+    } finally {
+      await running.stop();
+    }
+    assert.deepEqual(fatal, []);
+    // The zombie was fenced: its transaction was aborted, so its commit fails, its output is never
+    // read and its offsets did not count (every record of signals.raw/0 was processed by the stage).
+    await assert.rejects(ztx.commit(), (e: unknown) => /PRODUCER_FENCED|INVALID_PRODUCER_EPOCH|fenced|epoch/i.test(`${(e as { type?: string }).type} ${(e as Error).message}`));
+    await zombie.disconnect().catch(() => {});
+    const out = await Promise.all((await consumeToEnd(kafka, prefix + 'signals.valid', 3)).map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
+    assert.deepEqual(out.filter((s) => s.strategy_id === 'zombie'), [], "the fenced transaction's output is not read");
+    assert.deepEqual(out.map((s) => s.signal_id).sort(), [...ids].sort(), 'every input once');
   } finally {
     await cleanup();
   }
