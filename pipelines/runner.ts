@@ -344,7 +344,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     const producer = await producerFor(lastOffsets[0]!.topic, partition);
     const tx = await producer.transaction();
     try {
-      for (const [t, list] of byTopic) await tx.send(t, list);
+      // Every output topic in one produce request (signal-decide writes two or three topics).
+      if (byTopic.size) await tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
       await tx.sendOffsets(deps.groupId, lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) })));
       await stillOwner();
       await tx.commit();

@@ -51,6 +51,11 @@ export interface OffsetCommit {
 
 export interface TransactionPort {
   send(topic: string, messages: OutMessage[]): Promise<void>;
+  /**
+   * The same for several topics in one produce request per broker (and one AddPartitionsToTxn for
+   * their partitions), where `send` per topic costs both per topic, one round trip after another.
+   */
+  sendBatch(batches: Array<{ topic: string; messages: OutMessage[] }>): Promise<void>;
   sendOffsets(groupId: string, offsets: OffsetCommit[]): Promise<void>;
   commit(): Promise<void>;
   abort(): Promise<void>;
@@ -331,6 +336,9 @@ function wrapTransaction(t: Transaction): TransactionPort {
   return {
     send: async (topic, messages) => {
       await t.send({ topic, acks: -1, messages: toKafkaMessages(messages) });
+    },
+    sendBatch: async (batches) => {
+      await t.sendBatch({ acks: -1, topicMessages: batches.map((b) => ({ topic: b.topic, messages: toKafkaMessages(b.messages) })) });
     },
     sendOffsets: (groupId, offsets) => {
       const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();

@@ -46,6 +46,7 @@ rt.kafka = {
         const tx = await timed(txTime, `${stage} begin`, () => p.transaction());
         return {
           send: (t, m) => timed(txTime, `${stage} send`, () => tx.send(t, m)),
+          sendBatch: (b) => timed(txTime, `${stage} send`, () => tx.sendBatch(b)),
           sendOffsets: (g, off) => timed(txTime, `${stage} sendOffsets`, () => tx.sendOffsets(g, off)),
           commit: () => timed(txTime, `${stage} commit`, () => tx.commit()),
           abort: () => tx.abort(),

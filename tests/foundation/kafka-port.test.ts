@@ -10,7 +10,7 @@ import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../runtime/config.ts';
 import { coordinatorLookups, createKafka, sequenceBroken } from '../../runtime/kafka.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
-import { consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
+import { consumeToEnd, consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
 
 test('transactions ask for their coordinators once per TTL, and still commit exactly what they sent', async () => {
   const kafka = testKafka();
@@ -68,6 +68,17 @@ test('every request a port client makes is observed by API, and lands in kafka_r
     assert.equal(count('EndTxn'), seen.filter((a) => a === 'EndTxn').length);
     assert.equal(count('Produce'), seen.filter((a) => a === 'Produce').length);
     assert.ok(count('Produce') >= 1);
+    // Several topics in one transaction's sendBatch: one produce request and one AddPartitionsToTxn
+    // (the broker is a single node), where a send per topic costs one of each per topic.
+    const before = seen.length;
+    const tx2 = await producer.transaction();
+    await tx2.sendBatch([`${prefix}signals.raw`, `${prefix}signals.valid`, `${prefix}orders.intents`].map((topic) => ({ topic, messages: [{ key: 'k', value: Buffer.from(topic) }] })));
+    await tx2.commit();
+    const apis = seen.slice(before);
+    assert.equal(apis.filter((a) => a === 'Produce').length, 1, `one produce request for three topics (${apis.join(', ')})`);
+    assert.equal(apis.filter((a) => a === 'AddPartitionsToTxn').length, 1, `one AddPartitionsToTxn (${apis.join(', ')})`);
+    const read = await consumeToEnd(kafka, `${prefix}orders.intents`, 1, { readCommitted: true });
+    assert.deepEqual(read.map((m) => m.value?.toString()), [`${prefix}orders.intents`], 'the committed records are read');
   } finally {
     await producer.disconnect();
     await drop();

@@ -112,6 +112,10 @@ function countingKafka(real: KafkaPort, committed: Array<Map<string, OutMessage[
               sent.set(topic, [...(sent.get(topic) ?? []), ...messages]);
               await t.send(topic, messages);
             },
+            sendBatch: async (batches) => {
+              for (const { topic, messages } of batches) sent.set(topic, [...(sent.get(topic) ?? []), ...messages]);
+              await t.sendBatch(batches);
+            },
             sendOffsets: (g, offsets) => t.sendOffsets(g, offsets),
             abort: () => t.abort(),
             commit: async () => {
