@@ -53,6 +53,15 @@ export const execSumRow = z.object({ order_id: z.string(), qty: z.string(), valu
 export const replayRow = z.object({ source_record: z.string(), payload: z.unknown() });
 export const execIdRow = z.object({ exec_id: z.string() });
 
+/** Everything `load` reads, as its one statement returns it: one row, each part a JSON array of its rows. */
+export const loadedRows = z.object({
+  rows: z.array(orderRow),
+  seen: z.array(execIdRow),
+  replays: z.array(replayRow),
+  events: z.array(eventRow),
+  sums: z.array(execSumRow),
+});
+
 /**
  * The signal context the orders row holds: the intent's, stored by size/risk as it travelled (and
  * by every release since the first: the upgrade fixture's rows carry it whole). External orders

@@ -12,9 +12,10 @@
 // (pipelines/order-state.ts), updating the in-memory state so later records of the chunk see the
 // earlier ones, and turns every state change into one enriched OrderEvent; `persist` writes the
 // chunk's effects in one database transaction before the runner's Kafka commit. Both cost a fixed
-// number of round trips per chunk, not per record: `load` reads with `= ANY(array)` (five queries in
-// two rounds); `persist` sends one multi-row statement per table (executions, order rows locked /
-// updated / inserted, events, state history, invalid transitions, positions, balances). The state
+// number of round trips per chunk, not per record: `load` reads with `= ANY(array)` in one statement
+// (and the P&L books beside it); `persist` sends one multi-row statement per table (executions,
+// order rows locked / updated / inserted, events, state history, invalid transitions, positions,
+// balances). The state
 // holds one slot per order with its final state after the chunk's facts, so no statement touches a
 // row twice, and the result is the same as applying the records one chunk each.
 //
@@ -52,7 +53,7 @@ import { topicName } from '../runtime/topics.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, type TrackInput, type TrackState } from './track-state.ts';
-import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
+import { eventRow, loadedRows, orderFromRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
 import { bookExecution, loadBooks, saveBooks, strategyOf } from './pnl-sql.ts';
 import { POSITION_STOP_TYPES } from './pnl.ts';
@@ -380,7 +381,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     const db = requireDb();
     const state = emptyState();
     const links = new Set<string>();
-    const ids = new Set<string>();
+    const orderIds = new Set<string>();
     const execIds = new Set<string>();
     for (const rec of records) {
       const kind = kindOf.get(rec.topic);
@@ -388,47 +389,51 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
       if (kind === 'submission') {
         const s = rec.value as OrderSubmission;
         links.add(s.order_link_id);
-        if (s.order_id) ids.add(s.order_id);
+        if (s.order_id) orderIds.add(s.order_id);
       } else if (kind === 'order' || kind === 'execution') {
         const v = rec.value as ExchangeOrderUpdate | Execution;
         if (v.orderLinkId) links.add(v.orderLinkId);
-        if (v.orderId) ids.add(v.orderId);
+        if (v.orderId) orderIds.add(v.orderId);
         if (kind === 'execution') execIds.add((v as Execution).execId);
       }
     }
     const sources = records.map(sourceOf);
     const bookSymbols = [...new Set(records.filter((r) => kindOf.get(r.topic) === 'execution' && !unstorable('execution', r.value)).map((r) => (r.value as Execution).symbol))];
-    const [rows, seen, replays, books] = await Promise.all([
-      links.size + ids.size === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(orderRow)`
-            SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty, o.price, o.market_unit,
-                   o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty, o.cum_exec_value, o.cum_exec_fee, o.avg_price, o.leaves_qty,
-                   o.last_exchange_update_ms, o.submitted_at, o.acknowledged_at, o.first_fill_at, o.final_at, o.reject_ret_code, o.reject_reason,
-                   o.context
-            FROM orders o
-            WHERE o.order_link_id = ANY(${sql.array([...links], 'text')}) OR o.order_id = ANY(${sql.array([...ids], 'text')})
-            ORDER BY o.id`),
-      execIds.size === 0 ? Promise.resolve([]) : db.any(sql.type(execIdRow)`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array([...execIds], 'text')})`),
-      sources.length === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(replayRow)`SELECT source_record, payload FROM order_events WHERE source_record = ANY(${sql.array(sources, 'text')}) ORDER BY id`),
+    // One statement, one round trip (loadBooks beside it when the chunk has executions): on this
+    // machine a round trip costs the order manager more CPU than the rows it brings (docs/performance.md,
+    // "Round trips"). Each part comes back as a JSON array in the shape its row schema has always had:
+    // numerics as their exact text, timestamps as epoch ms truncated as slonik's parser truncates them.
+    const ids = [...orderIds];
+    const [loaded, books] = await Promise.all([
+      db.one(sql.type(loadedRows)`
+        WITH o AS (
+          SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty::text AS qty, o.price::text AS price,
+                 o.market_unit, o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty::text AS cum_exec_qty, o.cum_exec_value::text AS cum_exec_value,
+                 o.cum_exec_fee::text AS cum_exec_fee, o.avg_price::text AS avg_price, o.leaves_qty::text AS leaves_qty, o.last_exchange_update_ms,
+                 floor(extract(epoch FROM o.submitted_at) * 1000)::int8 AS submitted_at, floor(extract(epoch FROM o.acknowledged_at) * 1000)::int8 AS acknowledged_at,
+                 floor(extract(epoch FROM o.first_fill_at) * 1000)::int8 AS first_fill_at, floor(extract(epoch FROM o.final_at) * 1000)::int8 AS final_at,
+                 o.reject_ret_code, o.reject_reason, o.context
+          FROM orders o
+          WHERE o.order_link_id = ANY(${sql.array([...links], 'text')}) OR o.order_id = ANY(${sql.array(ids, 'text')})
+        )
+        SELECT
+          (SELECT coalesce(json_agg(o ORDER BY o.id), '[]') FROM o) AS rows,
+          (SELECT coalesce(json_agg(json_build_object('exec_id', e.exec_id)), '[]') FROM executions e WHERE e.exec_id = ANY(${sql.array([...execIds], 'text')})) AS seen,
+          (SELECT coalesce(json_agg(json_build_object('source_record', r.source_record, 'payload', r.payload) ORDER BY r.id), '[]')
+             FROM order_events r WHERE r.source_record = ANY(${sql.array(sources, 'text')})) AS replays,
+          (SELECT coalesce(json_agg(json_build_object('order_row_id', v.order_row_id, 'event_id', v.event_id, 'sequence', v.sequence, 'status', v.status,
+                                                      'cause_id', v.cause_id, 'occurred_at', v.occurred_at)), '[]')
+             FROM order_events v WHERE v.order_row_id = ANY(ARRAY(SELECT id FROM o))) AS events,
+          (SELECT coalesce(json_agg(s), '[]') FROM (
+             SELECT order_id, sum(exec_qty)::text AS qty, sum(COALESCE(exec_value, exec_qty * exec_price))::text AS value, sum(exec_fee)::text AS fee,
+                    max(fee_currency) AS fee_currency, floor(extract(epoch FROM min(exec_time)) * 1000)::int8 AS first_at
+             FROM executions
+             WHERE order_id = ANY(${sql.array(ids, 'text')}::text[] || ARRAY(SELECT order_id FROM o WHERE order_id IS NOT NULL))
+             GROUP BY order_id) s) AS sums`),
       loadBooks(db, bookSymbols),
     ]);
+    const { rows, seen, replays, events, sums } = loaded;
     state.books = books;
-    const rowIds = rows.map((r) => r.id);
-    const allIds = new Set([...ids, ...rows.map((r) => r.order_id).filter((x): x is string => x !== null)]);
-    const [events, sums] = await Promise.all([
-      rowIds.length === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(eventRow)`SELECT order_row_id, event_id, sequence, status, cause_id, occurred_at FROM order_events WHERE order_row_id = ANY(${sql.array(rowIds, 'int8')})`),
-      allIds.size === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(execSumRow)`
-            SELECT order_id, sum(exec_qty)::text AS qty, sum(COALESCE(exec_value, exec_qty * exec_price))::text AS value, sum(exec_fee)::text AS fee,
-                   max(fee_currency) AS fee_currency, min(exec_time) AS first_at
-            FROM executions WHERE order_id = ANY(${sql.array([...allIds], 'text')}) GROUP BY order_id`),
-    ]);
     const sumsById = new Map(sums.map((s): [string, ExecSums] => [s.order_id, { qty: Dec.of(s.qty).toString(), value: Dec.of(s.value).toString(), fee: Dec.of(s.fee).toString(), feeCurrency: s.fee_currency, firstAt: s.first_at }]));
     const eventsByRow = new Map<number, z.infer<typeof eventRow>[]>();
     for (const e of events) eventsByRow.set(e.order_row_id, [...(eventsByRow.get(e.order_row_id) ?? []), e]);

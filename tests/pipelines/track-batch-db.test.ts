@@ -12,7 +12,8 @@ import { sql, type DatabasePool } from '../../runtime/db.ts';
 import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
-import { type TrackInput } from '../../pipelines/track-state.ts';
+import { findSlot, type TrackInput } from '../../pipelines/track-state.ts';
+import { Dec } from '../../runtime/decimal.ts';
 import type { ExchangeOrderUpdate, Execution, OrderSubmission, Position, WalletBalance } from '../../schemas/types.ts';
 
 const P = 'dbb.';
@@ -181,6 +182,57 @@ test('one chunk with several updates of the same orders, and its replay, give th
   assert.deepEqual(afterBatch, perRecord, 'same rows');
   assert.deepEqual(outcome(replayed), outcome(batched), 'the replay re-emits the same events');
   assert.deepEqual(afterReplay, afterBatch, 'the replay changes nothing');
+});
+
+test('load reads in one statement exactly what the row parsers give: numerics to the last digit, timestamps cut to the millisecond', async () => {
+  await reset();
+  // The stored values a float or a rounding would change: long decimals, microseconds.
+  await pool.query(sql.typeAlias('void')`
+    UPDATE orders SET order_id = 'oid-1', status = 'PartiallyFilled', qty = 0.123456789012345678901, cum_exec_qty = 0.000000000000000001,
+           cum_exec_value = 123456789012.123456789, cum_exec_fee = -0.00000001, avg_price = 2999.999999999999, leaves_qty = 0.1234567890123456789,
+           last_exchange_update_ms = ${T0 + 77}, submitted_at = '2026-12-06 15:59:01.950999+00', acknowledged_at = '2026-12-06 15:59:01.000001+00',
+           first_fill_at = '2026-12-06 15:59:02.999999+00', final_at = NULL, reject_ret_code = 110007, reject_reason = 'because'
+    WHERE order_link_id = ${LINK}`);
+  const rowId = await pool.oneFirst(sql.type(z.object({ id: z.number() }))`SELECT id FROM orders WHERE order_link_id = ${LINK}`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO executions (exec_id, order_link_id, order_id, category, symbol, side, exec_qty, exec_price, exec_value, exec_fee, fee_currency, is_maker, exec_time)
+    VALUES ('xa', ${LINK}, 'oid-1', 'linear', 'ETHUSDT', 'Buy', 0.000000000000000001, 3000.123456789, NULL, 0.00000001, 'USDT', true, '2026-12-06 15:59:02.123999+00'),
+           ('xb', ${LINK}, 'oid-1', 'linear', 'ETHUSDT', 'Buy', 0.1, 2999.5, 299.95, 0.1, 'USDT', false, '2026-12-06 15:59:03.5+00'),
+           ('xc', NULL, 'ext-9', 'linear', 'ETHUSDT', 'Sell', 2, 10.000000000000000001, NULL, 0, NULL, false, '2026-12-06 15:59:04.000999+00')`);
+  const source = `${P}exchange.orders/0/${offset}`;
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO order_events (event_id, order_row_id, order_link_id, order_id, sequence, event_type, status, cause, cause_id, source_record, occurred_at, payload)
+    VALUES ('ev-1', ${rowId}, ${LINK}, 'oid-1', 1, 'order_acknowledged', 'New', 'exchange', NULL, 'elsewhere/0/1', ${T0 + 1}, '{"n":1}'::jsonb),
+           ('ev-2', ${rowId}, ${LINK}, 'oid-1', 2, 'order_amend_pending', 'PendingAmend', 'intent', 'intent-amend', ${source}, ${T0 + 2}, '{"n":2}'::jsonb)`);
+
+  const recs = [rec('exchange.orders', upd(LINK, 'oid-1', 'New')), rec('exchange.executions', exec('', 'ext-9', 'xc', '2', '10', '0', T0)), rec('exchange.executions', exec(LINK, 'oid-1', 'xnew', '1', '1', '0', T0))];
+  const state = await stage().load!(recs);
+
+  // The oracle: the same columns read plainly, through the pool's own type parsers.
+  const o = await pool.one(sql.type(z.object({ qty: z.string(), cum_exec_qty: z.string(), cum_exec_value: z.string(), cum_exec_fee: z.string(), avg_price: z.string(), leaves_qty: z.string(), submitted_at: z.number(), acknowledged_at: z.number(), first_fill_at: z.number() }))`
+    SELECT qty, cum_exec_qty, cum_exec_value, cum_exec_fee, avg_price, leaves_qty, submitted_at, acknowledged_at, first_fill_at FROM orders WHERE order_link_id = ${LINK}`);
+  const sums = await pool.any(sql.type(z.object({ order_id: z.string(), qty: z.string(), value: z.string(), fee: z.string(), first_at: z.number() }))`
+    SELECT order_id, sum(exec_qty) AS qty, sum(COALESCE(exec_value, exec_qty * exec_price)) AS value, sum(exec_fee) AS fee, min(exec_time) AS first_at FROM executions GROUP BY order_id ORDER BY order_id`);
+  assert.equal(o.submitted_at % 1000, 950, 'the oracle itself truncates (…01.950999 → 950)');
+  const slot = findSlot(state, LINK, 'oid-1');
+  assert.ok(slot !== undefined, 'the order row is loaded');
+  const t = state.orders[slot]!;
+  assert.deepEqual(
+    { qty: t.qty, cum: t.cum, avg: t.avgPrice, leaves: t.leavesQty, submitted: t.submittedAt, acked: t.acknowledgedAt, firstFill: t.firstFillAt, final: t.finalAt, lastUpdate: t.lastUpdateMs, ret: t.rejectRetCode, reason: t.rejectReason },
+    { qty: o.qty, cum: { qty: o.cum_exec_qty, value: o.cum_exec_value, fee: o.cum_exec_fee }, avg: o.avg_price, leaves: o.leaves_qty, submitted: o.submitted_at, acked: o.acknowledged_at, firstFill: o.first_fill_at, final: null, lastUpdate: T0 + 77, ret: 110007, reason: 'because' },
+  );
+  assert.equal(t.qty, '0.123456789012345678901');
+  const mine = sums.find((x) => x.order_id === 'oid-1')!;
+  assert.deepEqual(t.execs, { qty: Dec.of(mine.qty).toString(), value: Dec.of(mine.value).toString(), fee: Dec.of(mine.fee).toString() });
+  assert.equal(t.feeCurrency, 'USDT');
+  const ext = sums.find((x) => x.order_id === 'ext-9')!;
+  assert.deepEqual(state.orphanExecs.get('ext-9'), { qty: Dec.of(ext.qty).toString(), value: Dec.of(ext.value).toString(), fee: Dec.of(ext.fee).toString(), feeCurrency: null, firstAt: ext.first_at }, 'an execution of an order without a row: its sums, exact');
+  assert.equal(t.sequence, 2);
+  assert.deepEqual([...t.eventIds].sort(), ['ev-1', 'ev-2']);
+  assert.deepEqual(t.pending, { action: 'amend', intentId: 'intent-amend', since: T0 + 2 });
+  assert.deepEqual([...state.seenExecIds], ['xc'], 'execIds already stored (xnew is new)');
+  assert.deepEqual(state.replays.get(source), [{ n: 2 }], 'the events recorded for this very record');
+  assert.equal(state.replays.size, 1);
 });
 
 test('persist sends the same number of statements for 2 orders as for 40', async () => {
