@@ -254,9 +254,14 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const log = deps.logger.child({ stage: stage.name, group: deps.groupId });
   const m = deps.metrics.stage;
   let stopping = false;
+  const inputs = Array.isArray(stage.input) ? stage.input : [stage.input];
+  const coPartitioned = inputs.length > 1;
   const consumer: ConsumerPort = deps.kafka.consumer({
     groupId: deps.groupId,
     readCommitted: true,
+    // Partition n of every input to one member: with several instances, each partition number's
+    // transactional id stays with one of them (runtime/kafka.ts, coPartitionedAssigner).
+    coPartitioned,
     sessionTimeoutMs: deps.sessionTimeoutMs,
     // kafkajs will not restart the consumer: stop loudly rather than stay up consuming nothing.
     onFatal: (err) => {
@@ -266,8 +271,6 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       deps.onFatal(err);
     },
   });
-  const inputs = Array.isArray(stage.input) ? stage.input : [stage.input];
-  const coPartitioned = inputs.length > 1;
   const producers = new Map<string, ProducerPort>();
   let joined = false;
 

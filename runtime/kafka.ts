@@ -1,7 +1,7 @@
 // The Kafka port: the only interface the rest of the code sees. The kafkajs adapter below is the
 // single place that imports kafkajs, so the client can be swapped (e.g. for a librdkafka binding)
 // by writing another adapter with the same shape.
-import { Kafka, Partitioners, logLevel as KafkaLogLevel, type Consumer, type Producer, type Admin, type Transaction, type IHeaders, type LogEntry } from 'kafkajs';
+import { AssignerProtocol, Kafka, PartitionAssigners, Partitioners, logLevel as KafkaLogLevel, type PartitionAssigner, type Consumer, type Producer, type Admin, type Transaction, type IHeaders, type LogEntry } from 'kafkajs';
 import { createRequire } from 'node:module';
 import type { Logger } from './logger.ts';
 import { RetriableError } from './errors.ts';
@@ -122,8 +122,11 @@ export interface KafkaPort {
    * much has arrived or `maxWaitMs` has passed, so a consumer that tolerates delay gets one
    * response per wait instead of one per record trickle; a backlog larger than it still answers at
    * once.
+   *
+   * `coPartitioned`: partition n of every subscribed topic goes to one member of the group (see
+   * coPartitionedAssigner), for a consumer that handles the topics' partition n together.
    */
-  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; minBytes?: number; onFatal: (err: Error) => void }): ConsumerPort;
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; minBytes?: number; coPartitioned?: boolean; onFatal: (err: Error) => void }): ConsumerPort;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -204,6 +207,43 @@ export const coordinatorLookups = {
 })();
 
 /**
+ * A group assignor that gives partition n of every topic to one member: members sorted by id, the
+ * topic's partition n to the (n mod count)-th of those subscribed to it. For a stage over
+ * co-partitioned topics (keyed alike, the same partition count), which handles partition n of all
+ * of them together and commits it through one transactional id per partition number: kafkajs's
+ * RoundRobin deals topic-partitions out one by one across topics, so with two members partition 0
+ * of one topic and of another land on different members, which then fence each other on that id.
+ * The consumer lists RoundRobin after it: the group takes the first protocol every member supports,
+ * so a group that still holds a member of an earlier version keeps RoundRobin until it leaves.
+ */
+export const coPartitionedAssigner: PartitionAssigner = ({ cluster }) => ({
+  name: 'CoPartitionedAssigner',
+  version: 0,
+  async assign({ members, topics }) {
+    const subscribed = new Map(members.map((m) => [m.memberId, new Set(AssignerProtocol.MemberMetadata.decode(m.memberMetadata)?.topics ?? [])]));
+    const assignment = new Map<string, Record<string, number[]>>();
+    for (const topic of topics) {
+      const takers = members.map((m) => m.memberId).filter((id) => subscribed.get(id)!.has(topic)).sort();
+      if (takers.length === 0) continue;
+      const partitions = cluster.findTopicPartitionMetadata(topic).map((m) => m.partitionId).sort((a, b) => a - b);
+      for (const partition of partitions) {
+        const member = takers[partition % takers.length]!;
+        const mine = assignment.get(member) ?? {};
+        (mine[topic] ??= []).push(partition);
+        assignment.set(member, mine);
+      }
+    }
+    return [...assignment].map(([memberId, a]) => ({
+      memberId,
+      memberAssignment: AssignerProtocol.MemberAssignment.encode({ version: 0, assignment: a, userData: Buffer.alloc(0) }),
+    }));
+  },
+  protocol({ topics }) {
+    return { name: 'CoPartitionedAssigner', metadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }) };
+  },
+});
+
+/**
  * onFatal for tools (CLI commands, the bench, chaos readers, tests' readers): a consumer kafkajs will
  * not restart ends the process with the reason and exit code 70, rather than leave the tool waiting.
  */
@@ -273,6 +313,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
           maxWaitTimeInMs: c.maxWaitMs ?? opts.fetchMaxWaitMs ?? 100,
           minBytes: c.minBytes ?? 1,
           allowAutoTopicCreation: false,
+          ...(c.coPartitioned ? { partitionAssigners: [coPartitionedAssigner, PartitionAssigners.roundRobin] } : {}),
         })),
       ),
   };

@@ -6,14 +6,16 @@
 //  - chunks of one stage over several co-partitioned topics never overlap for the same partition
 //    number (tracking gets facts about one symbol from several topics); those that wait together
 //    commit in one transaction through the partition number's producer, and that producer's first
-//    use fences a transaction the per-topic ids of the earlier runner left open.
+//    use fences a transaction the per-topic ids of the earlier runner left open;
+//  - two instances of such a stage split the partition numbers, not the topic-partitions: each
+//    number's transactional id is used by one instance only, and no commit is fenced.
 // Nothing here depends on timing: the checks count, they do not measure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setImmediate as yieldOnce } from 'node:timers/promises';
 import type { KafkaPort } from '../../runtime/kafka.ts';
-import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, registryUrl, testLogger } from '../helpers.ts';
+import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, waitFor, registryUrl, testLogger } from '../helpers.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createMutex, runStage, ok, type Stage } from '../../pipelines/runner.ts';
 import { createMetrics } from '../../runtime/metrics.ts';
@@ -285,6 +287,106 @@ test('co-partitioned inputs: the first use of a partition number fences what a p
     assert.deepEqual(out.filter((s) => s.strategy_id === 'zombie'), [], "the fenced transaction's output is not read");
     assert.deepEqual(out.map((s) => s.signal_id).sort(), [...ids].sort(), 'every input once');
   } finally {
+    await cleanup();
+  }
+});
+
+test('two instances of a stage over co-partitioned topics: each partition number (of every input) with one of them, its transactional id used by that one only, no commit fenced', async () => {
+  const prefix = namespace('copair');
+  const base = testKafka();
+  const cleanup = await createNamespace(base, prefix, 3);
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const group = prefix + 'copair';
+  const input = [prefix + 'signals.raw', prefix + 'orders.intents'];
+  const N = 120;
+  // What each instance's Kafka client saw: its consumer's latest assignment, the transactional ids
+  // it made producers for, and its failed commits.
+  const instance = () => {
+    const seen = { assigned: null as Record<string, number[]> | null, ids: new Set<string>(), failed: [] as string[] };
+    const kafka: KafkaPort = {
+      ...base,
+      consumer: (o) => {
+        const c = base.consumer(o);
+        c.onGroupJoin((info) => (seen.assigned = info.assigned));
+        return c;
+      },
+      producer: (o) => {
+        if (o?.transactionalId) seen.ids.add(o.transactionalId);
+        const p = base.producer(o);
+        return {
+          ...p,
+          transaction: async () => {
+            const tx = await p.transaction();
+            return {
+              ...tx,
+              commit: async () => {
+                try {
+                  await tx.commit();
+                } catch (e) {
+                  seen.failed.push((e as Error).message);
+                  throw e;
+                }
+              },
+            };
+          },
+        };
+      },
+    };
+    return { seen, kafka };
+  };
+  const stage: Stage<Buffer> = {
+    name: 'copair',
+    input,
+    inputFormat: 'raw',
+    dlq: prefix + 'signals.dlq',
+    process: (rec) => {
+      const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
+      return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
+    },
+  };
+  const fatal: Error[] = [];
+  const start = (kafka: KafkaPort) => runStage(stage, { kafka, codec, logger: testLogger, metrics: createMetrics(), clock: systemClock, groupId: group, batchMax: 20, retryMaxMs: 1000, partitionsConcurrently: 3, onFatal: (e) => fatal.push(e) });
+  const a = instance();
+  const b = instance();
+  const running = [await start(a.kafka)];
+  try {
+    await waitFor('the first instance joined', () => running[0]!.joined(), 60_000);
+    running.push(await start(b.kafka));
+    const count = (x: Record<string, number[]> | null) => Object.values(x ?? {}).reduce((n, ps) => n + ps.length, 0);
+    // Both in one generation: their assignments are disjoint and cover all six topic-partitions.
+    await waitFor('the group settled on two members', () => {
+      const [x, y] = [a.seen.assigned, b.seen.assigned];
+      if (!x || !y || count(x) + count(y) !== 6) return false;
+      return input.every((t) => (x[t] ?? []).every((n) => !(y[t] ?? []).includes(n)));
+    }, 120_000);
+    const numbers = (x: Record<string, number[]> | null) => input.map((t) => [...(x?.[t] ?? [])].sort().join(','));
+    for (const [name, x] of [['first', a.seen.assigned], ['second', b.seen.assigned]] as const) {
+      const [one, other] = numbers(x);
+      assert.equal(one, other, `the ${name} instance holds the same partition numbers of both inputs: ${JSON.stringify(x)}`);
+      assert.ok(count(x) > 0, `the ${name} instance has work: ${JSON.stringify(x)}`);
+    }
+    // Into every partition of both inputs (the keys alone may leave one empty).
+    const ids: string[] = [];
+    const producer = base.producer();
+    await producer.connect();
+    for (const t of input) {
+      const batch = Array.from({ length: N }, (_, i) => ({ id: randomUUID(), asset: ASSETS[i % ASSETS.length]!, partition: i % 3 }));
+      ids.push(...batch.map((r) => r.id));
+      await producer.send(t, batch.map(({ id, asset, partition }) => ({ key: asset, partition, value: Buffer.from(JSON.stringify({ id, asset })) })));
+    }
+    await producer.disconnect();
+    for (const t of input) await waitCaughtUp(base, group, t, 180_000);
+    await Promise.all(running.splice(0).map((r) => r.stop()));
+    assert.deepEqual(fatal, []);
+    const byNumber = (s: typeof a.seen) => [...s.ids].filter((id) => /-p\d+$/.test(id)).sort();
+    const expected = (x: Record<string, number[]> | null) => (x?.[input[0]!] ?? []).map((n) => `${group}-p${n}`).sort();
+    assert.deepEqual(byNumber(a.seen), expected(a.seen.assigned), "the first instance's transactional ids are its partition numbers'");
+    assert.deepEqual(byNumber(b.seen), expected(b.seen.assigned), "the second instance's transactional ids are its partition numbers'");
+    assert.deepEqual([...a.seen.failed, ...b.seen.failed], [], 'no commit failed (none fenced by the other instance)');
+    const out = await Promise.all((await consumeToEnd(base, prefix + 'signals.valid', 3)).map(async (m) => ((await codec.decode(m.topic, m.value!)) as Signal).signal_id));
+    assert.deepEqual(out.sort(), [...ids].sort(), 'every input once');
+  } finally {
+    await Promise.all(running.map((r) => r.stop()));
     await cleanup();
   }
 });
