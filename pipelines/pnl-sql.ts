@@ -2,7 +2,7 @@
 // chunk, the rebuild from stored executions (a database upgraded from a release without books), and
 // the read side (the daily loss limit, metrics, `npm run cli -- status`). The rules are in pnl.ts.
 import { z } from 'zod';
-import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { readParts, sql, type CommonQueryMethods, type DatabasePool, type PartRows } from '../runtime/db.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { RetriableError } from '../runtime/errors.ts';
 import { applyFill, dayPnl, emptyBook, netRealised, splitFunding, splitPositionClose, unrealised, type PnlBook, type PnlCategory, type PnlDelta, type PnlFill } from './pnl.ts';
@@ -189,41 +189,60 @@ export interface BookPnl {
 
 const pnlRow = bookRow.omit({ version: true }).extend({ last: z.string().nullable(), mark_price: z.string().nullable() });
 
+/** The reads of readDayPnl, for a caller that makes them part of its own one-statement load (runtime/db.ts readParts). */
+export function dayPnlReads(now: number) {
+  return {
+    dayNet: {
+      rows: z.object({ net: z.string() }),
+      query: sql.fragment`SELECT COALESCE(sum(realised - fees + funding), 0)::text AS net FROM pnl_days WHERE day = ${utcDay(now)}::date`,
+    },
+    books: {
+      rows: pnlRow,
+      query: sql.fragment`
+        SELECT b.category, b.symbol, b.strategy_id, b.qty::text AS qty, b.avg_entry::text AS avg_entry, b.realised::text AS realised,
+               b.fees::text AS fees, b.funding::text AS funding, t.last::text AS last, t.mark_price::text AS mark_price
+        FROM pnl_books b LEFT JOIN tickers t ON t.category = b.category AND t.symbol = b.symbol`,
+      orderBy: ['category', 'symbol', 'strategy_id'],
+    },
+  };
+}
+
+export type DayPnl = { dayNet: Dec; unrealised: Dec; dayPnl: Dec; books: BookPnl[] };
+
+function bookPnl(r: z.infer<typeof pnlRow>): BookPnl {
+  const book = toBook({ ...r, version: 0 });
+  const price = r.category === 'linear' ? (r.mark_price ?? r.last) : r.last;
+  return {
+    category: r.category,
+    symbol: r.symbol,
+    strategy: r.strategy_id,
+    qty: r.qty,
+    avgEntry: r.avg_entry,
+    price,
+    realised: r.realised,
+    fees: r.fees,
+    funding: r.funding,
+    net: netRealised(book).toString(),
+    unrealised: unrealised(book, price).toString(),
+    exposure: price === null ? '0' : Dec.of(r.qty).abs().mul(price).toString(),
+  };
+}
+
+/** The day's P&L from what dayPnlReads read. */
+export function dayPnlFrom(rows: PartRows<ReturnType<typeof dayPnlReads>>): DayPnl {
+  const books = rows.books.map(bookPnl);
+  const dayNet = Dec.of(rows.dayNet[0]?.net ?? '0');
+  const open = books.reduce((acc, b) => acc.add(b.unrealised), Dec.ZERO);
+  return { dayNet, unrealised: open, dayPnl: dayPnl(dayNet, open), books };
+}
+
 /** Every book with its unrealised P&L at the latest ticker (the tracking stage's projection). */
 export async function readBooks(db: CommonQueryMethods): Promise<BookPnl[]> {
-  const rows = await db.any(sql.type(pnlRow)`
-    SELECT b.category, b.symbol, b.strategy_id, b.qty::text AS qty, b.avg_entry::text AS avg_entry, b.realised::text AS realised,
-           b.fees::text AS fees, b.funding::text AS funding, t.last::text AS last, t.mark_price::text AS mark_price
-    FROM pnl_books b LEFT JOIN tickers t ON t.category = b.category AND t.symbol = b.symbol
-    ORDER BY b.category, b.symbol, b.strategy_id`);
-  return rows.map((r) => {
-    const book = toBook({ ...r, version: 0 });
-    const price = r.category === 'linear' ? (r.mark_price ?? r.last) : r.last;
-    return {
-      category: r.category,
-      symbol: r.symbol,
-      strategy: r.strategy_id,
-      qty: r.qty,
-      avgEntry: r.avg_entry,
-      price,
-      realised: r.realised,
-      fees: r.fees,
-      funding: r.funding,
-      net: netRealised(book).toString(),
-      unrealised: unrealised(book, price).toString(),
-      exposure: price === null ? '0' : Dec.of(r.qty).abs().mul(price).toString(),
-    };
-  });
+  const { books } = dayPnlReads(0);
+  return (await readParts(db, { books })).books.map(bookPnl);
 }
 
 /** The day's P&L the loss ladder reads (pnl.ts dayPnl), with its parts and the books it was read from (one read for every reader). */
-export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<{ dayNet: Dec; unrealised: Dec; dayPnl: Dec; books: BookPnl[] }> {
-  const [sums, books] = await Promise.all([
-    db.one(sql.type(z.object({ net: z.string() }))`
-      SELECT COALESCE(sum(realised - fees + funding), 0)::text AS net FROM pnl_days WHERE day = ${utcDay(now)}::date`),
-    readBooks(db),
-  ]);
-  const dayNet = Dec.of(sums.net);
-  const open = books.reduce((acc, b) => acc.add(b.unrealised), Dec.ZERO);
-  return { dayNet, unrealised: open, dayPnl: dayPnl(dayNet, open), books };
+export async function readDayPnl(db: CommonQueryMethods, now: number): Promise<DayPnl> {
+  return dayPnlFrom(await readParts(db, dayPnlReads(now)));
 }

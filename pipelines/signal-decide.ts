@@ -8,9 +8,9 @@
 // persist, exclusive mutex and cross-instance advisory lock) on the very Signal validation put on
 // signals.valid. What each stage does with a record is unchanged, and so are its tests.
 //
-//   load     validation's state; validation's verdict on every record of the chunk (pure, so taken
-//            once here, where risk needs the chunk's valid signals to read its own state); then
-//            risk's state for those signals.
+//   load     validation's reads and risk's in one statement (for every signal id of the chunk);
+//            validation's verdict on every record of the chunk (pure, so taken once here); risk's
+//            state from its reads.
 //   process  validation's outputs (signals.valid with header decided_by, or the refusal with its
 //            signals.dlq dead letter and signal_rejected event), then risk's outputs for a valid
 //            signal (intents, or a signal_rejected event; an unstorable signal is dead-lettered on
@@ -36,6 +36,7 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Stage, StageRecord, StageResult, Output, RunnerDeps } from './runner.ts';
 import { ok, runStage } from './runner.ts';
+import { readParts } from '../runtime/db.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
 import type { DatabasePool } from '../runtime/db.ts';
@@ -44,8 +45,8 @@ import type { Registry } from 'prom-client';
 import { topicName } from '../runtime/topics.ts';
 import type { Signal } from '../schemas/types.ts';
 import type { Codec } from '../runtime/codec.ts';
-import { createValidateStage, inspect, sourceOf, type ValidateConfig, type ValidateState, type KnownSignal } from './validate.ts';
-import { createSizeRiskStage, type SizeRiskConfig, type SizeRiskState } from './size-risk.ts';
+import { createValidateStage, firstOccurrences, inspect, sourceOf, validationReads, type ValidateConfig, type ValidateState, type KnownSignal } from './validate.ts';
+import { createSizeRiskStage, riskReads, type SizeRiskConfig, type SizeRiskState } from './size-risk.ts';
 import { parseSignalJson } from './signal-format.ts';
 
 export const name = 'signal-decide';
@@ -135,8 +136,15 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
   const carried = async (sig: Signal | null): Promise<Signal | null> => (sig ? ((await deps.codec.decode(topics.valid, await deps.codec.encode(topics.valid, sig))) as Signal) : null);
   const withSignal = (r: StageResult, sig: Signal): StageResult => ({ ...r, outputs: (r.outputs ?? []).map((o) => (o.topic === topics.valid ? { ...o, value: sig } : o)) }) as StageResult;
 
-  const load = async (records: StageRecord<Buffer>[], stillOwner?: () => Promise<void>): Promise<SignalDecideState> => {
-    const v = await validation.load!(records, stillOwner);
+  const load = async (records: StageRecord<Buffer>[]): Promise<SignalDecideState> => {
+    // Validation's reads and risk's in one statement (runtime/db.ts readParts): risk's for every
+    // signal id of the chunk, a superset of the valid signals it decides (the rows of the others are
+    // never looked at), so nothing waits for validation's verdicts.
+    const firstInChunk = firstOccurrences(records, deps.validate.SIGNAL_MAX_BYTES);
+    const ids = [...firstInChunk.keys()];
+    if (!deps.db) throw new Error('signal-decide stage: load needs deps.db');
+    const rows = await readParts(deps.db, { ...validationReads(ids), ...riskReads(ids, clock.now()) });
+    const v = validation.stateFrom(rows, firstInChunk);
     const checked = new Map<string, Checked>();
     const signals: StageRecord<Signal>[] = [];
     for (const rec of records) {
@@ -160,8 +168,7 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
       if (signal) signals.push(signal);
       checked.set(src, { verdict, out: sig ? out : verdict, signal });
     }
-    const r = await risk.load!(signals, stillOwner);
-    return { validation: v, risk: r, checked, decided: new Map() };
+    return { validation: v, risk: risk.stateFrom(rows), checked, decided: new Map() };
   };
 
   const processRecord = (rec: StageRecord<Buffer>, ctx: { state: SignalDecideState; clock: Clock }): StageResult => {

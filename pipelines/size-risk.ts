@@ -35,7 +35,7 @@ import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
-import { sql, type CommonQueryMethods, type DatabasePool } from '../runtime/db.ts';
+import { epochMs, readParts, sql, type CommonQueryMethods, type DatabasePool, type PartRows } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { Category, MarketUnit, OrderEvent, OrderIntent, OrderSide, OrderType, Signal, TimeInForce } from '../schemas/types.ts';
@@ -43,7 +43,7 @@ import { rejectionEventId } from './validate.ts';
 import { isStorableTime, unstorableText, UUID_RE } from './record-guards.ts';
 import { applyDecision, decide, instKey, OPEN_STATUSES, riskConfigSchema, type Balance, type Decision, type Instrument, type OpenOrder, type PositionSnap, type RiskConfig, type RiskState, type TickerSnap } from './risk-rules.ts';
 import { evaluate, utcDay, type Evaluated, type TradingStateName } from './trading-state.ts';
-import { readDayPnl } from './pnl-sql.ts';
+import { dayPnlFrom, dayPnlReads } from './pnl-sql.ts';
 
 export const name = 'size-risk';
 
@@ -252,6 +252,79 @@ function toOpenOrder(r: z.infer<typeof orderRow>): OpenOrder {
   };
 }
 
+/**
+ * What a chunk's decisions read, as parts of one statement (runtime/db.ts readParts): the
+ * instruments, the latest tickers, balances, open positions and orders, the trading state, what is
+ * already recorded for these signals, and the day's P&L (pnl-sql.ts). Numerics as exact text,
+ * timestamps as epoch ms.
+ */
+export function riskReads(ids: readonly string[], now: number) {
+  return {
+    instruments: {
+      rows: instrumentRow,
+      query: sql.fragment`
+        SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size::text AS tick_size, qty_step::text AS qty_step,
+               base_precision::text AS base_precision, quote_precision::text AS quote_precision, min_order_qty::text AS min_order_qty,
+               max_order_qty::text AS max_order_qty, max_market_order_qty::text AS max_market_order_qty, min_order_amt::text AS min_order_amt,
+               max_order_amt::text AS max_order_amt, min_notional_value::text AS min_notional_value
+        FROM instruments`,
+    },
+    // book_ts: the time of bid / ask, older than ts when a tick without them kept an earlier
+    // record's (pipelines/ticker-projection.ts).
+    tickers: {
+      rows: tickerRow,
+      query: sql.fragment`
+        SELECT category, symbol, bid::text AS bid, ask::text AS ask, last::text AS last, mark_price::text AS mark_price,
+               ${epochMs(sql.fragment`ts`)} AS ts, ${epochMs(sql.fragment`COALESCE(book_ts, ts)`)} AS book_ts
+        FROM tickers`,
+    },
+    balances: {
+      rows: balanceRow,
+      query: sql.fragment`SELECT coin, wallet_balance::text AS wallet_balance, available::text AS available, usd_value::text AS usd_value FROM balances`,
+    },
+    positions: {
+      rows: positionRow,
+      query: sql.fragment`SELECT category, symbol, side, size::text AS size, mark_price::text AS mark_price FROM positions WHERE size > 0`,
+    },
+    // Open orders, each with the newest amend/cancel this stage decided after the row's last change
+    // (not yet confirmed by the exchange): a later signal must neither cancel it twice nor undercount it.
+    orders: {
+      rows: orderRow,
+      query: sql.fragment`
+        SELECT o.order_link_id, o.order_id, o.signal_id::text AS signal_id, o.strategy_id, o.category, o.symbol, o.side, o.order_type,
+               o.time_in_force, o.market_unit, o.reduce_only, o.qty::text AS qty, o.price::text AS price, o.cum_exec_qty::text AS cum_exec_qty,
+               o.cum_exec_value::text AS cum_exec_value, o.leaves_qty::text AS leaves_qty, o.status,
+               d.action AS pending_action, d.output->'value'->>'qty' AS pending_qty, d.output->'value'->>'price' AS pending_price,
+               o.created_at AS created_order, o.id AS row_order
+        FROM orders o
+        LEFT JOIN LATERAL (
+          SELECT action, output FROM decisions
+          WHERE decisions.order_link_id = o.order_link_id AND decisions.action IN ('amend', 'cancel') AND decisions.at > o.updated_at
+          ORDER BY decisions.at DESC, decisions.id DESC LIMIT 1
+        ) d ON true
+        WHERE o.status = ANY(${sql.array([...OPEN_STATUSES], 'text')})`,
+      orderBy: ['created_order', 'row_order'],
+    },
+    trading: {
+      rows: tradingRow,
+      query: sql.fragment`SELECT state, kill_switch, reason, ${epochMs(sql.fragment`updated_at`)} AS updated_at FROM trading_state WHERE id`,
+    },
+    decisions: {
+      rows: decisionRow,
+      query: sql.fragment`SELECT signal_id::text AS signal_id, idempotency_key, output, id AS row_order FROM decisions WHERE signal_id = ANY(${sql.array([...ids], 'uuid')})`,
+      orderBy: ['row_order'],
+    },
+    decided: {
+      rows: signalStatusRow,
+      query: sql.fragment`SELECT signal_id::text AS signal_id FROM signals WHERE signal_id = ANY(${sql.array([...ids], 'uuid')}) AND status = 'decided'`,
+    },
+    // The day's P&L from the tracking stage's books, at the latest tickers (the loss ladder's input).
+    ...dayPnlReads(now),
+  };
+}
+
+export type RiskRows = PartRows<ReturnType<typeof riskReads>>;
+
 const sequenceOf = (o: StoredOutput): number => (o.topic === 'orders.intents' ? (o.value as OrderIntent).sequence : 0);
 
 // ---------------------------------------------------------------------------------------------
@@ -279,7 +352,9 @@ export function signalsWithoutRowCounter(registry: Registry): Counter {
   );
 }
 
-export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskState> {
+export type SizeRiskStage = Stage<Signal, SizeRiskState> & { stateFrom(rows: RiskRows): SizeRiskState };
+
+export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
   const log = deps.logger?.child({ stage: name });
@@ -322,44 +397,11 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     return deps.db;
   };
 
-  const load = async (records: StageRecord<Signal>[]): Promise<SizeRiskState> => {
-    const db = requireDb();
-    // Unstorable records are refused in process; their ids (maybe not UUIDs) must not reach a query.
-    const ids = [...new Set(records.filter((r) => !unstorableSignal(r.value)).map((r) => r.value.signal_id))];
-    const [instruments, tickers, balances, positions, orders, trading, decisions, decided, pnl] = await Promise.all([
-      db.any(sql.type(instrumentRow)`
-        SELECT category, symbol, base_coin, quote_coin, (enabled AND status = 'Trading') AS tradable, tick_size, qty_step, base_precision,
-               quote_precision, min_order_qty, max_order_qty, max_market_order_qty, min_order_amt, max_order_amt, min_notional_value
-        FROM instruments`),
-      // book_ts: the time of bid / ask, older than ts when a tick without them kept an earlier
-      // record's (the tracking stage's projection, pipelines/track-sql.ts upsertTickers).
-      db.any(sql.type(tickerRow)`SELECT category, symbol, bid, ask, last, mark_price, ts, COALESCE(book_ts, ts) AS book_ts FROM tickers`),
-      db.any(sql.type(balanceRow)`SELECT coin, wallet_balance, available, usd_value FROM balances`),
-      db.any(sql.type(positionRow)`SELECT category, symbol, side, size, mark_price FROM positions WHERE size > 0`),
-      // Open orders, each with the newest amend/cancel this stage decided after the row's last change
-      // (not yet confirmed by the exchange): a later signal must neither cancel it twice nor undercount it.
-      db.any(sql.type(orderRow)`
-        SELECT o.order_link_id, o.order_id, o.signal_id::text AS signal_id, o.strategy_id, o.category, o.symbol, o.side, o.order_type,
-               o.time_in_force, o.market_unit, o.reduce_only, o.qty, o.price, o.cum_exec_qty, o.cum_exec_value, o.leaves_qty, o.status,
-               d.action AS pending_action, d.output->'value'->>'qty' AS pending_qty, d.output->'value'->>'price' AS pending_price
-        FROM orders o
-        LEFT JOIN LATERAL (
-          SELECT action, output FROM decisions
-          WHERE decisions.order_link_id = o.order_link_id AND decisions.action IN ('amend', 'cancel') AND decisions.at > o.updated_at
-          ORDER BY decisions.at DESC, decisions.id DESC LIMIT 1
-        ) d ON true
-        WHERE o.status = ANY(${sql.array([...OPEN_STATUSES], 'text')})
-        ORDER BY o.created_at, o.id`),
-      db.maybeOne(sql.type(tradingRow)`SELECT state, kill_switch, reason, updated_at FROM trading_state WHERE id`),
-      ids.length === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(decisionRow)`SELECT signal_id::text AS signal_id, idempotency_key, output FROM decisions WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) ORDER BY id`),
-      ids.length === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(signalStatusRow)`SELECT signal_id::text AS signal_id FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')}) AND status = 'decided'`),
-      // The day's P&L from the tracking stage's books, at the latest tickers (the loss ladder's input).
-      readDayPnl(db, clock.now()),
-    ]);
+  /** The state of a chunk from what riskReads read (load's second half; signal-decide reads it with validation's reads). */
+  const stateFrom = (rows: RiskRows): SizeRiskState => {
+    const { instruments, tickers, balances, positions, orders, decisions, decided } = rows;
+    const trading = rows.trading[0] ?? null;
+    const pnl = dayPnlFrom(rows);
     const now = clock.now();
     // No row (a database the migrations did not seed): refuse everything rather than trade blind.
     const tr = trading
@@ -392,6 +434,13 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
     for (const list of replays.values()) list.sort((a, b) => sequenceOf(a) - sequenceOf(b));
     return { risk, trading: tr, replays, decided: new Map(), seen: new Set() };
   };
+
+  const load = async (records: StageRecord<Signal>[]): Promise<SizeRiskState> => {
+    // Unstorable records are refused in process; their ids (maybe not UUIDs) must not reach a query.
+    const ids = [...new Set(records.filter((r) => !unstorableSignal(r.value)).map((r) => r.value.signal_id))];
+    return stateFrom(await readParts(requireDb(), riskReads(ids, clock.now())));
+  };
+
 
   const persist = async (items: Array<{ rec: StageRecord<Signal>; result: StageResult }>, state: SizeRiskState): Promise<void> => {
     const db = requireDb();
@@ -453,7 +502,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): Stage<Signal, SizeRiskS
       await holder;
     }
   };
-  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true, ...(deps.db ? { lockAcross } : {}) };
+  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true, ...(deps.db ? { lockAcross } : {}), stateFrom };
 }
 
 // ---------------------------------------------------------------------------------------------

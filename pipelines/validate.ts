@@ -38,7 +38,7 @@ import type { Stage, StageRecord, StageResult, Output } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
 import { systemClock } from '../runtime/clock.ts';
-import { sql, type DatabasePool, type CommonQueryMethods } from '../runtime/db.ts';
+import { readParts, sql, type DatabasePool, type CommonQueryMethods, type PartRows } from '../runtime/db.ts';
 import { RetriableError } from '../runtime/errors.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
@@ -163,6 +163,22 @@ export function firstOccurrences(records: ReadonlyArray<StageRecord<Buffer>>, ma
   return first;
 }
 
+/** What validation reads for a chunk (the signal ids of its readable records), as parts of one statement (runtime/db.ts readParts). */
+export function validationReads(ids: readonly string[]) {
+  return {
+    assets: {
+      rows: z.object({ symbol: z.string(), enabled: z.boolean() }),
+      query: sql.fragment`SELECT symbol, bool_or(enabled AND status = 'Trading') AS enabled FROM instruments GROUP BY symbol`,
+    },
+    known: {
+      rows: z.object({ signal_id: z.string(), status: z.enum(['received', 'valid', 'rejected', 'decided']), source_record: z.string().nullable() }),
+      query: sql.fragment`SELECT signal_id::text AS signal_id, status, source_record FROM signals WHERE signal_id = ANY(${sql.array([...ids], 'uuid')})`,
+    },
+  };
+}
+
+export type ValidationRows = PartRows<ReturnType<typeof validationReads>>;
+
 /** Combine the instruments table with the ASSETS allow-list (see configSchema). */
 export function assetMap(instruments: ReadonlyArray<{ symbol: string; enabled: boolean }>, allow: readonly string[]): Map<string, boolean> {
   const allowed = new Set(allow);
@@ -270,7 +286,9 @@ export interface ValidateDeps {
   logger?: Logger;
 }
 
-export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateState> {
+export type ValidateStage = Stage<Buffer, ValidateState> & { stateFrom(rows: ValidationRows, firstInChunk: ReadonlyMap<string, string>): ValidateState };
+
+export function createValidateStage(deps: ValidateDeps): ValidateStage {
   const cfg = deps.config;
   const clock = deps.clock ?? systemClock;
   const topics = {
@@ -334,23 +352,16 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
   };
 
   const load = async (records: StageRecord<Buffer>[]): Promise<ValidateState> => {
-    const db = requireDb();
     const firstInChunk = firstOccurrences(records, cfg.SIGNAL_MAX_BYTES);
-    const ids = [...firstInChunk.keys()];
-    const [instruments, rows] = await Promise.all([
-      db.any(sql.type(z.object({ symbol: z.string(), enabled: z.boolean() }))`
-        SELECT symbol, bool_or(enabled AND status = 'Trading') AS enabled FROM instruments GROUP BY symbol`),
-      ids.length === 0
-        ? Promise.resolve([])
-        : db.any(sql.type(z.object({ signal_id: z.string(), status: z.enum(['received', 'valid', 'rejected', 'decided']), source_record: z.string().nullable() }))`
-            SELECT signal_id::text AS signal_id, status, source_record FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`),
-    ]);
-    return {
-      assets: assetMap(instruments, cfg.ASSETS),
-      known: new Map(rows.map((r) => [r.signal_id, { status: r.status, sourceRecord: r.source_record }])),
-      firstInChunk,
-    };
+    return stateFrom(await readParts(requireDb(), validationReads([...firstInChunk.keys()])), firstInChunk);
   };
+
+  /** The state of a chunk from what validationReads read (signal-decide reads it with risk's reads). */
+  const stateFrom = (rows: ValidationRows, firstInChunk: ReadonlyMap<string, string>): ValidateState => ({
+    assets: assetMap(rows.assets, cfg.ASSETS),
+    known: new Map(rows.known.map((r) => [r.signal_id, { status: r.status, sourceRecord: r.source_record }])),
+    firstInChunk,
+  });
 
   const persist = async (items: Array<{ rec: StageRecord<Buffer>; result: StageResult }>): Promise<void> => {
     const db = requireDb();
@@ -366,7 +377,7 @@ export function createValidateStage(deps: ValidateDeps): Stage<Buffer, ValidateS
     });
   };
 
-  return { name, input: topics.raw, inputFormat: 'raw', dlq: topics.dlq, load, process: processRecord, persist };
+  return { name, input: topics.raw, inputFormat: 'raw', dlq: topics.dlq, load, process: processRecord, persist, stateFrom };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import {
   type CommonQueryMethods,
   type DatabasePool,
   type DriverTypeParser,
+  type FragmentSqlToken,
   type Interceptor,
   type QueryResultRow,
 } from 'slonik';
@@ -54,6 +55,40 @@ const typeAliases = {
  * `sql.uuid`, `sql.binary`), plus the aliases above. `sql.unsafe` exists but lint forbids it.
  */
 export const sql = createSqlTag({ typeAliases });
+
+/** One read of `readParts`: a query, and the schema of each of its rows as JSON gives them back. */
+export interface ReadPart<S extends z.ZodTypeAny = z.ZodTypeAny> {
+  rows: S;
+  query: FragmentSqlToken;
+  /** Columns of the query's rows the array is ordered by (a subquery's ORDER BY alone is not a guarantee). */
+  orderBy?: string[];
+}
+
+export type PartRows<P extends Record<string, ReadPart>> = { [K in keyof P]: Array<z.infer<P[K]['rows']>> };
+
+/**
+ * Several reads in one statement, one round trip: each part's rows come back as one JSON array,
+ * parsed by the part's row schema. On this machine a round trip costs a stage more CPU than the rows
+ * it brings (docs/performance.md, "Round trips"), and every read of a load on its own pooled
+ * connection also sees its own snapshot; here they share one.
+ *
+ * JSON has no exact decimal and no timestamp: a part's query casts numeric columns to text and
+ * timestamps to epoch ms with `epochMs` (what the pool's parsers give for a plain query). A cast
+ * forgotten fails the row schema (a JSON number where a string is expected), it does not round.
+ */
+export async function readParts<P extends Record<string, ReadPart>>(db: CommonQueryMethods, parts: P): Promise<PartRows<P>> {
+  const names = Object.keys(parts);
+  const columns = names.map((n) => {
+    const part = parts[n]!;
+    const order = part.orderBy?.length ? sql.fragment` ORDER BY ${sql.join(part.orderBy.map((c) => sql.identifier(['x', c])), sql.fragment`, `)}` : sql.fragment``;
+    return sql.fragment`(SELECT coalesce(json_agg(x${order}), '[]') FROM (${part.query}) x) AS ${sql.identifier([n])}`;
+  });
+  const schema = z.object(Object.fromEntries(names.map((n) => [n, z.array(parts[n]!.rows)])));
+  return (await db.one(sql.type(schema)`SELECT ${sql.join(columns, sql.fragment`, `)}`)) as PartRows<P>;
+}
+
+/** A timestamp column as epoch ms, truncated as the pool's timestamptz parser truncates it (for `readParts`). */
+export const epochMs = (column: FragmentSqlToken): FragmentSqlToken => sql.fragment`floor(extract(epoch FROM ${column}) * 1000)::int8`;
 
 /** Parse rows with the query's zod schema (slonik's documented result-parser interceptor). */
 export function createResultParserInterceptor(): Interceptor {

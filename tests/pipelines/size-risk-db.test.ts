@@ -14,7 +14,7 @@ import { createLogger } from '../../runtime/logger.ts';
 import { createDb, dropDatabase, ensureDatabase, sql, withDatabase, type DatabasePool } from '../../runtime/db.ts';
 import { migrate, defaultMigrationsDir } from '../../runtime/migrate.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
-import { orderLinkId, RISK_REASONS } from '../../pipelines/risk-rules.ts';
+import { instKey, orderLinkId, RISK_REASONS } from '../../pipelines/risk-rules.ts';
 import { createSizeRiskStage, parseConfig, SIZE_RISK_METRICS } from '../../pipelines/size-risk.ts';
 import { utcDay } from '../../pipelines/trading-state.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
@@ -353,4 +353,63 @@ test('size/risk writes only the outcome of the row validation recorded; a signal
   assert.ok(!lines.some((l) => l.signal_id === a.signal_id), 'nothing to say about the recorded one');
   const counted = (await registry.getSingleMetric(SIZE_RISK_METRICS.signalsWithoutRow)!.get()).values.reduce((n, v) => n + v.value, 0);
   assert.equal(counted, 1);
+});
+
+test('load reads in one statement exactly what is stored: long decimals, microsecond times, open orders in creation order, the pending amend', async () => {
+  // The oracle is the same columns read plainly through the pool (its numeric parser keeps the exact
+  // text, its timestamptz parser gives epoch ms): load's JSON parts must give the very same values,
+  // not a float's rounding, not a rounded millisecond.
+  const at = `${new Date(NOW - 5000).toISOString().slice(0, 23)}987+00`; // microseconds .xxx987
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO tickers (category, symbol, bid, ask, last, mark_price, ts) VALUES ('linear', 'BTCUSDT', 12345678901234.123456789012345678, 12345678901234.123456789012345679, 0.000000000000000001, 98765.4321098765432109, ${at}::timestamptz)`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO balances (coin, wallet_balance, available, usd_value, updated_ms) VALUES ('BTC', 1.123456789012345678901, 0.000000000000000000001, 123456789012345678.9, ${NOW})`);
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO positions (category, symbol, side, size, mark_price, updated_ms) VALUES ('linear', 'BTCUSDT', 'Buy', 0.100000000000000000007, 98765.4321098765432109, ${NOW})`);
+  await pool.query(sql.typeAlias('void')`UPDATE trading_state SET updated_at = ${at}::timestamptz WHERE id`);
+  // Three open orders: ids in one order, creation times in another (the third created first).
+  for (const [link, created] of [['open-a', NOW - 3000], ['open-b', NOW - 2000], ['open-c', NOW - 4000]] as const) {
+    await pool.query(sql.typeAlias('void')`
+      INSERT INTO orders (order_link_id, order_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, created_at, updated_at)
+      VALUES (${link}, ${`ex-${link}`}, 'strat-db', 'spot', 'ETHUSDT', 'Buy', 'Limit', 'GTC', 0.000123456789012345678, 2900.123456789012345678, 'New',
+              ${sql.timestamp(new Date(created))}, ${sql.timestamp(new Date(created))})`);
+  }
+  // An amend of open-b decided after its last change, not yet confirmed.
+  const pendingSig = randomUUID();
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
+    VALUES ('pending-amend', ${pendingSig}, 'open-b', 'amend', 'same_side_amend', 'ACTIVE', '{}',
+            ${sql.jsonb({ topic: 'orders.intents', key: 'ETHUSDT', value: { qty: '0.000234567890123456789', price: '2901.5' } })}, ${sql.timestamp(new Date(NOW - 1000))})`);
+  const stage = createSizeRiskStage({ config: cfg(), db: pool, clock: new ManualClock(NOW) });
+  const state = await stage.load!(await fromValidation(signal()));
+
+  const tickers = await pool.any(sql.type(z.object({ category: z.string(), symbol: z.string(), bid: z.string().nullable(), ask: z.string().nullable(), last: z.string().nullable(), mark_price: z.string().nullable(), ts: z.number() }))`
+    SELECT category, symbol, bid, ask, last, mark_price, ts FROM tickers`);
+  assert.equal(tickers.length, 2);
+  for (const t of tickers) {
+    const got = state.risk.tickers.get(instKey(t.category as 'spot' | 'linear', t.symbol));
+    assert.deepEqual(got && [got.bid, got.ask, got.last, got.markPrice, got.ts, got.bookTs], [t.bid, t.ask, t.last, t.mark_price, t.ts, t.ts], `ticker ${t.category} ${t.symbol}`);
+  }
+  const btc = state.risk.tickers.get(instKey('linear', 'BTCUSDT'))!;
+  assert.equal(btc.bid, '12345678901234.123456789012345678', 'the exact decimal, not a float');
+  assert.equal(btc.ts % 1000, (NOW - 5000) % 1000, 'microseconds cut to the millisecond, not rounded');
+
+  const balances = await pool.any(sql.type(z.object({ coin: z.string(), wallet_balance: z.string(), available: z.string(), usd_value: z.string().nullable() }))`
+    SELECT coin, wallet_balance, available, usd_value FROM balances ORDER BY coin`);
+  assert.deepEqual(
+    [...state.risk.balances.values()].sort((a, b) => a.coin.localeCompare(b.coin)).map((b) => [b.coin, b.walletBalance, b.available, b.usdValue]),
+    balances.map((b) => [b.coin, b.wallet_balance, b.available, b.usd_value]),
+  );
+  assert.equal(state.risk.balances.get('BTC')?.available, '0.000000000000000000001');
+
+  const position = [...state.risk.positions.values()];
+  assert.deepEqual(position.map((p) => [p.symbol, p.side, p.size, p.markPrice]), [['BTCUSDT', 'Buy', '0.100000000000000000007', '98765.4321098765432109']]);
+
+  assert.deepEqual(state.risk.openOrders.map((o) => o.orderLinkId), ['open-c', 'open-a', 'open-b'], 'open orders in creation order');
+  assert.deepEqual(state.risk.openOrders.map((o) => [o.qty, o.price]), Array(3).fill(['0.000123456789012345678', '2900.123456789012345678']));
+  assert.deepEqual(state.risk.openOrders.map((o) => o.pending), [null, null, { action: 'amend', qty: '0.000234567890123456789', price: '2901.5' }]);
+
+  const stored = await pool.one(sql.type(z.object({ updated_at: z.number() }))`SELECT updated_at FROM trading_state WHERE id`);
+  assert.equal(utcDay(stored.updated_at), utcDay(NOW - 5000));
+  assert.equal(state.trading.state, 'ACTIVE');
 });
