@@ -17,7 +17,8 @@
 //            orders.dlq as before).
 //   persist  validation's rows (signals identity and verdict), then risk's (decisions, orders,
 //            signals outcome, trading_state): the `signals` row exists before risk writes its
-//            outcome columns, as with two stages.
+//            outcome columns, as with two stages. Both in one transaction, the one that holds
+//            risk's cross-instance lock for the chunk (size-risk.ts `write`).
 //
 // Replays. The runner persists before the Kafka commit; a crash in between brings the chunk back.
 // Validation, meeting its row already 'decided' from this very record, says "went through" and
@@ -107,8 +108,10 @@ export interface SignalDecideDeps {
 export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, SignalDecideState> {
   const clock = deps.clock ?? systemClock;
   const log = deps.logger?.child({ stage: name });
-  const validation = createValidateStage({ config: deps.validate, db: deps.db, clock, logger: deps.logger });
   const risk = createSizeRiskStage({ config: deps.risk, db: deps.db, clock, logger: deps.logger, registry: deps.registry });
+  // Validation's rows of a chunk are written in risk's transaction (its lock's while the runner
+  // holds it): one database transaction per chunk for both stages.
+  const validation = createValidateStage({ config: deps.validate, db: deps.db, clock, logger: deps.logger, write: risk.write });
   const topics = {
     raw: topicName('signals.raw', deps.validate.TOPIC_PREFIX),
     valid: topicName('signals.valid', deps.validate.TOPIC_PREFIX),

@@ -352,7 +352,10 @@ export function signalsWithoutRowCounter(registry: Registry): Counter {
   );
 }
 
-export type SizeRiskStage = Stage<Signal, SizeRiskState> & { stateFrom(rows: RiskRows): SizeRiskState };
+/** Writes in one transaction (see `write` in the stage). */
+export type Writer = <T>(fn: (tx: CommonQueryMethods) => Promise<T>) => Promise<T>;
+
+export type SizeRiskStage = Stage<Signal, SizeRiskState> & { stateFrom(rows: RiskRows): SizeRiskState; write: Writer };
 
 export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
   const cfg = deps.config;
@@ -441,9 +444,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
     return stateFrom(await readParts(requireDb(), riskReads(ids, clock.now())));
   };
 
-
   const persist = async (items: Array<{ rec: StageRecord<Signal>; result: StageResult }>, state: SizeRiskState): Promise<void> => {
-    const db = requireDb();
     const now = clock.now();
     const chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }> = [];
     const recorded = new Set<string>();
@@ -457,7 +458,7 @@ export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
       chunk.push({ sig: entry.sig, decision: entry.decision, outputs: entry.outputs });
     }
     if (!state.trading.change && chunk.length === 0) return;
-    const noRow = await db.transaction(async (tx) => {
+    const noRow = await write(async (tx) => {
       if (state.trading.change) await recordTransition(tx, state.trading, now);
       return recordDecisions(tx, chunk, now);
     });
@@ -481,28 +482,47 @@ export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
   // consumer group, each owning some partitions) the same holds through a PostgreSQL advisory lock,
   // held in a transaction of its own from before load until persist has committed: a cap shared by
   // signals of different partitions (total exposure, open-order counts, balance) is exact whatever
-  // the number of instances. It costs three round trips per chunk; nothing else waits on it.
+  // the number of instances. Persist writes in that very transaction (`write`), so the chunk's
+  // writes and the lock's release commit together: one transaction per chunk, not one for the lock
+  // and one per write.
+  let lockTx: CommonQueryMethods | null = null;
+  const rollback = new Error('size-risk: the chunk failed; its writes are rolled back with the lock');
   const lockAcross = async <T>(decideChunk: () => Promise<T>): Promise<T> => {
-    let held!: () => void;
-    let release!: () => void;
-    const acquired = new Promise<void>((resolve) => (held = resolve));
-    const released = new Promise<void>((resolve) => (release = resolve));
-    // The chunk's own queries run outside the lock's transaction (slonik refuses pool queries from
-    // inside a transaction's async context), while that transaction holds the lock.
+    let held!: (tx: CommonQueryMethods) => void;
+    let release!: (commit: boolean) => void;
+    const acquired = new Promise<CommonQueryMethods>((resolve) => (held = resolve));
+    const released = new Promise<boolean>((resolve) => (release = resolve));
+    // The chunk's reads run outside the lock's transaction (slonik refuses pool queries from inside
+    // a transaction's async context); its writes go through the transaction's connection.
     const holder = requireDb().transaction(async (tx) => {
       await tx.query(sql.typeAlias('void')`SELECT pg_advisory_xact_lock(${RISK_DECISION_LOCK}::bigint)`);
-      held();
-      await released;
+      held(tx);
+      if (!(await released)) throw rollback;
     });
+    let done = false;
     try {
-      await Promise.race([acquired, holder]); // the holder settles first only when taking the lock failed
-      return await decideChunk();
+      // The holder settles first only when taking the lock failed.
+      lockTx = (await Promise.race([acquired, holder])) ?? null;
+      const out = await decideChunk();
+      done = true;
+      return out;
     } finally {
-      release();
-      await holder;
+      lockTx = null;
+      // A chunk that failed anywhere, after its writes too, leaves none of them: the runner runs it
+      // again from load, as if it had never been decided.
+      release(done);
+      await holder.catch((err: unknown) => {
+        if (err !== rollback) throw err;
+      });
     }
   };
-  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true, ...(deps.db ? { lockAcross } : {}), stateFrom };
+  /**
+   * Persist's writes in one transaction: the lock's while lockAcross holds it (the stage is
+   * exclusive, so that is the chunk being persisted), else one of their own. signal-decide gives it
+   * to validation too, so both stages' rows of a chunk commit with the lock's release.
+   */
+  const write = <T>(fn: (tx: CommonQueryMethods) => Promise<T>): Promise<T> => (lockTx ? fn(lockTx) : requireDb().transaction(fn));
+  return { name, input: topics.input, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, exclusive: true, ...(deps.db ? { lockAcross } : {}), stateFrom, write };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -284,6 +284,8 @@ export interface ValidateDeps {
   db?: DatabasePool;
   clock?: Clock;
   logger?: Logger;
+  /** Where persist writes: a transaction of its own unless given (signal-decide gives risk's lock transaction). */
+  write?: <T>(fn: (tx: CommonQueryMethods) => Promise<T>) => Promise<T>;
 }
 
 export type ValidateStage = Stage<Buffer, ValidateState> & { stateFrom(rows: ValidationRows, firstInChunk: ReadonlyMap<string, string>): ValidateState };
@@ -372,7 +374,8 @@ export function createValidateStage(deps: ValidateDeps): ValidateStage {
       rows.push({ rec, json: p.json, signalId: p.signalId, result });
     }
     if (rows.length === 0) return;
-    await db.transaction(async (tx) => {
+    const write = deps.write ?? ((fn) => db.transaction(fn));
+    await write(async (tx) => {
       await recordOutcomes(tx, rows, clock.now());
     });
   };

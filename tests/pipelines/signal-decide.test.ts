@@ -2,6 +2,8 @@
 //   - a chunk of raw signals commits its signals.valid copies and its intents in ONE transaction
 //     (counted at the Kafka port), also when that transaction's commit fails once after both were
 //     sent and persist had already recorded the decisions (the replay emits them again, once);
+//   - a chunk's database writes (validation's signals rows, risk's decisions and orders) are one
+//     transaction with the cross-instance lock: a failure after persist leaves none of them;
 //   - the upgrade drain: what a two-stage deployment (validate, then size-risk) left on signals.valid
 //     is decided exactly once before the fused stage reads signals.raw, also while an old size-risk
 //     process still runs; no signal gets a second order.
@@ -267,6 +269,46 @@ test('rolling upgrade: an old size-risk process still running decides nothing tw
   const e = await env('fuse-roll');
   try {
     await upgrade(e, true);
+  } finally {
+    await e.cleanup();
+  }
+});
+
+test("a chunk's writes (validation's and risk's) commit with the risk lock's release: a failure after persist leaves none of them", async () => {
+  const e = await env('fuse-lock');
+  try {
+    const stage = e.fused();
+    const raw = ASSETS.map((a) => rawSignal(a));
+    const records = raw.map((json, i) => ({
+      value: Buffer.from(JSON.stringify(json)), key: json.asset as string, headers: { received_at: String(Date.now()) },
+      topic: e.prefix + 'signals.raw', partition: 0, offset: String(i), timestamp: Date.now(), traceId: null,
+    }));
+    const ids = raw.map((j) => j.signal_id as string);
+    const chunk = async (after: () => void) =>
+      stage.lockAcross!(async () => {
+        const state = await stage.load!(records);
+        const results = records.map((rec) => stage.process(rec, { state, clock: systemClock }));
+        await stage.persist!(records.map((rec, i) => ({ rec, result: results[i]! })), state);
+        after();
+        return results;
+      });
+    const rows = async () => ({
+      signals: (await e.db.anyFirst(sql.type(z.object({ s: z.string() }))`SELECT status AS s FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`)).length,
+      decisions: (await e.db.anyFirst(sql.type(z.object({ n: z.number() }))`SELECT id AS n FROM decisions WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`)).length,
+      orders: (await e.db.anyFirst(sql.type(z.object({ n: z.number() }))`SELECT id AS n FROM orders WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`)).length,
+    });
+    // Persist ran (both stages wrote), then the chunk failed before its end: nothing of it stays.
+    await assert.rejects(chunk(() => {
+      throw new Error('after persist');
+    }), /after persist/);
+    assert.deepEqual(await rows(), { signals: 0, decisions: 0, orders: 0 }, 'rolled back with the lock transaction');
+    // The lock was released (this would wait for it forever otherwise), and the chunk run again
+    // records everything once.
+    const results = await chunk(() => {});
+    assert.ok(results.every((r) => r.kind === 'ok' && r.outputs.some((o) => o.topic === e.prefix + 'orders.intents')), 'every signal decided into an intent');
+    assert.deepEqual(await rows(), { signals: 3, decisions: 3, orders: 3 });
+    const statuses = await e.db.anyFirst(sql.type(z.object({ s: z.string() }))`SELECT status AS s FROM signals WHERE signal_id = ANY(${sql.array(ids, 'uuid')})`);
+    assert.deepEqual(statuses, ['decided', 'decided', 'decided']);
   } finally {
     await e.cleanup();
   }
