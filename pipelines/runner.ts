@@ -593,7 +593,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 
   consumer.onGroupJoin((info) => {
     joined = true;
-    log.info({ memberId: info.memberId, assigned: info.assigned }, 'joined consumer group');
+    log.info({ memberId: info.memberId, assigned: info.assigned, protocol: info.protocol }, 'joined consumer group');
   });
   consumer.onCrash((err, restart) => {
     joined = false;

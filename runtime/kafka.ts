@@ -81,7 +81,8 @@ export interface ConsumerPort {
   run(handler: (batch: Batch, ctl: BatchControl) => Promise<void>, opts?: { partitionsConcurrently?: number }): Promise<void>;
   commitOffsets(offsets: OffsetCommit[]): Promise<void>;
   seek(topic: string, partition: number, offset: string): void;
-  onGroupJoin(cb: (info: { memberId: string; assigned: Record<string, number[]> }) => void): void;
+  /** Every join of the group: this member, what it was given, and by which assignor (the group's protocol). */
+  onGroupJoin(cb: (info: { memberId: string; assigned: Record<string, number[]>; protocol: string }) => void): void;
   /** Every crash kafkajs reports, restarted or not (for logs and readiness; the fatal ones also reach onFatal). */
   onCrash(cb: (err: Error, restart: boolean) => void): void;
   disconnect(): Promise<void>;
@@ -428,7 +429,7 @@ function wrapConsumer(onFatal: (err: Error) => void, c: Consumer): ConsumerPort 
     commitOffsets: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }))),
     seek: (topic, partition, offset) => c.seek({ topic, partition, offset }),
     onGroupJoin: (cb) => {
-      c.on(c.events.GROUP_JOIN, (e) => cb({ memberId: e.payload.memberId, assigned: e.payload.memberAssignment as Record<string, number[]> }));
+      c.on(c.events.GROUP_JOIN, (e) => cb({ memberId: e.payload.memberId, assigned: e.payload.memberAssignment as Record<string, number[]>, protocol: e.payload.groupProtocol }));
     },
     onCrash: (cb) => {
       c.on(c.events.CRASH, (e) => cb(e.payload.error, e.payload.restart));

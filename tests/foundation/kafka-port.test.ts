@@ -3,7 +3,9 @@
 //   request; with the cache, once per id and TTL. Counted on the wire through kafkajs's own request
 //   instrumentation, with the cache's clock held still (no timing in the test), then past the TTL;
 // - the request observer behind the kafka_request_duration_seconds metric;
-// - the required onFatal of a consumer: called once when kafkajs will not restart it.
+// - the required onFatal of a consumer: called once when kafkajs will not restart it;
+// - the co-partitioned assignor: partition n of every topic to one member, and a group that still
+//   holds a member without it (an upgrade in progress) falls back to RoundRobin instead of failing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs, { Kafka, logLevel } from 'kafkajs';
@@ -137,4 +139,52 @@ test('a broken idempotent sequence is recognised in the errors kafkajs really th
   assert.equal(sequenceBroken(new kafkajs.KafkaJSNumberOfRetriesExceeded(unknownProducer, { retryCount: 5, retryTime: 100, cause: unknownProducer } as never)), true);
   for (const code of [6, 7, 47, 90]) assert.equal(sequenceBroken(createErrorFromCode(code)), false, `code ${code}`);
   assert.equal(sequenceBroken(new Error('connection reset')), false);
+});
+
+test('co-partitioned consumers: RoundRobin while a member without the assignor is in the group, partition n of both topics to one member once all have it', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('assign');
+  const drop = await createNamespace(kafka, prefix, 3);
+  const topics = [`${prefix}signals.raw`, `${prefix}orders.intents`];
+  const group = `${prefix}g`;
+  type Joined = { assigned: Record<string, number[]>; protocol: string };
+  const member = async (coPartitioned: boolean) => {
+    const seen: { last: Joined | null } = { last: null };
+    const c = kafka.consumer({ groupId: group, coPartitioned, onFatal: (e) => assert.fail(e) });
+    c.onGroupJoin(({ assigned, protocol }) => (seen.last = { assigned, protocol }));
+    await c.connect();
+    await c.subscribe(topics, true);
+    await c.run(async () => {});
+    return { c, seen };
+  };
+  const held = (j: Joined | null) => topics.flatMap((t) => (j?.assigned[t] ?? []).map((p) => `${t}/${p}`));
+  // Both members' latest joins are of one generation: disjoint, and together every partition.
+  const settled = (a: { seen: { last: Joined | null } }, b: { seen: { last: Joined | null } }) => {
+    const x = held(a.seen.last);
+    const y = held(b.seen.last);
+    return a.seen.last && b.seen.last && x.length + y.length === 6 && new Set([...x, ...y]).size === 6 && a.seen.last.protocol === b.seen.last.protocol;
+  };
+  const members: Array<{ c: { disconnect(): Promise<void> } }> = [];
+  try {
+    const older = await member(false);
+    members.push(older);
+    const newer = await member(true);
+    members.push(newer);
+    await waitFor('the mixed group settled', () => settled(older, newer), 120_000);
+    assert.equal(newer.seen.last!.protocol, 'RoundRobinAssigner', 'the protocol every member supports');
+    // The older member leaves; a second new one joins: the group moves to the co-partitioned assignor.
+    await older.c.disconnect();
+    members.shift();
+    const second = await member(true);
+    members.push(second);
+    await waitFor('the new group settled', () => settled(newer, second) && newer.seen.last!.protocol === 'CoPartitionedAssigner', 120_000);
+    for (const m of [newer, second]) {
+      const [a, b] = topics.map((t) => [...(m.seen.last!.assigned[t] ?? [])].sort().join(','));
+      assert.equal(a, b, `partition n of both topics with one member: ${JSON.stringify(m.seen.last!.assigned)}`);
+      assert.ok(a!.length > 0, 'each member has partitions');
+    }
+  } finally {
+    for (const m of members) await m.c.disconnect().catch(() => {});
+    await drop();
+  }
 });
