@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setImmediate as yieldOnce } from 'node:timers/promises';
-import type { KafkaPort } from '../../runtime/kafka.ts';
+import type { KafkaPort, TransactionPort } from '../../runtime/kafka.ts';
 import { namespace, testKafka, createNamespace, consumeToEnd, waitCaughtUp, waitFor, registryUrl, testLogger } from '../helpers.ts';
 import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { createMutex, runStage, ok, type Stage } from '../../pipelines/runner.ts';
@@ -144,30 +144,41 @@ test('partitions processed concurrently: an exclusive stage spends a shared budg
 });
 
 /** The port, with every transaction's offsets (topic → partitions) and transactional id recorded. */
-function recordingTransactions(kafka: KafkaPort): { kafka: KafkaPort; txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> } {
-  const txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> = [];
+/** A stage over `input` that writes one Signal to signals.valid per raw record `produceRaw` wrote. */
+function passThrough(name: string, prefix: string, input: string[]): Stage<Buffer> {
   return {
-    txs,
-    kafka: {
-      ...kafka,
-      producer: (o) => {
-        const p = kafka.producer(o);
-        return {
-          ...p,
-          transaction: async () => {
-            const tx = await p.transaction();
-            return {
-              ...tx,
-              sendOffsets: async (g, offsets) => {
-                await tx.sendOffsets(g, offsets);
-                txs.push({ id: o?.transactionalId ?? '', offsets: offsets.map(({ topic, partition }) => ({ topic, partition })) });
-              },
-            };
-          },
-        };
-      },
+    name,
+    input,
+    inputFormat: 'raw',
+    dlq: prefix + 'signals.dlq',
+    process: (rec) => {
+      const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
+      return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
     },
   };
+}
+
+/** The port with every transaction passed through `wrap`, given its producer's transactional id. */
+function wrappingTransactions(kafka: KafkaPort, wrap: (id: string, tx: TransactionPort) => TransactionPort): KafkaPort {
+  return {
+    ...kafka,
+    producer: (o) => {
+      const p = kafka.producer(o);
+      return { ...p, transaction: async () => wrap(o?.transactionalId ?? '', await p.transaction()) };
+    },
+  };
+}
+
+function recordingTransactions(kafka: KafkaPort): { kafka: KafkaPort; txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> } {
+  const txs: Array<{ id: string; offsets: Array<{ topic: string; partition: number }> }> = [];
+  const recording = wrappingTransactions(kafka, (id, tx) => ({
+    ...tx,
+    sendOffsets: async (g, offsets) => {
+      await tx.sendOffsets(g, offsets);
+      txs.push({ id, offsets: offsets.map(({ topic, partition }) => ({ topic, partition })) });
+    },
+  }));
+  return { txs, kafka: recording };
 }
 
 test('a stage over several co-partitioned topics never runs two chunks of one partition number at once, and commits those that wait together in one transaction', async () => {
@@ -261,16 +272,7 @@ test('co-partitioned inputs: the first use of a partition number fences what a p
     await ztx.send(prefix + 'signals.valid', [{ key: 'zombie', value: await codec.encode(prefix + 'signals.valid', { ...SAMPLES.Signal, signal_id: randomUUID(), strategy_id: 'zombie' }) }]);
     await ztx.sendOffsets(group, [{ topic: input[0]!, partition: 0, offset: String(N) }]);
 
-    const stage: Stage<Buffer> = {
-      name: 'fence',
-      input,
-      inputFormat: 'raw',
-      dlq: prefix + 'signals.dlq',
-      process: (rec) => {
-        const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
-        return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
-      },
-    };
+    const stage = passThrough('fence', prefix, input);
     const fatal: Error[] = [];
     const running = await runStage(stage, { kafka, codec, logger: testLogger, metrics, clock: systemClock, groupId: group, batchMax: 40, retryMaxMs: 1000, onFatal: (e) => fatal.push(e) });
     try {
@@ -300,50 +302,34 @@ test('two instances of a stage over co-partitioned topics: each partition number
   const input = [prefix + 'signals.raw', prefix + 'orders.intents'];
   const N = 120;
   // What each instance's Kafka client saw: its consumer's latest assignment, the transactional ids
-  // it made producers for, and its failed commits.
+  // it made transactions with, and its failed commits.
   const instance = () => {
     const seen = { assigned: null as Record<string, number[]> | null, ids: new Set<string>(), failed: [] as string[] };
+    const withTxs = wrappingTransactions(base, (id, tx) => {
+      seen.ids.add(id);
+      return {
+        ...tx,
+        commit: async () => {
+          try {
+            await tx.commit();
+          } catch (e) {
+            seen.failed.push((e as Error).message);
+            throw e;
+          }
+        },
+      };
+    });
     const kafka: KafkaPort = {
-      ...base,
+      ...withTxs,
       consumer: (o) => {
         const c = base.consumer(o);
         c.onGroupJoin((info) => (seen.assigned = info.assigned));
         return c;
       },
-      producer: (o) => {
-        if (o?.transactionalId) seen.ids.add(o.transactionalId);
-        const p = base.producer(o);
-        return {
-          ...p,
-          transaction: async () => {
-            const tx = await p.transaction();
-            return {
-              ...tx,
-              commit: async () => {
-                try {
-                  await tx.commit();
-                } catch (e) {
-                  seen.failed.push((e as Error).message);
-                  throw e;
-                }
-              },
-            };
-          },
-        };
-      },
     };
     return { seen, kafka };
   };
-  const stage: Stage<Buffer> = {
-    name: 'copair',
-    input,
-    inputFormat: 'raw',
-    dlq: prefix + 'signals.dlq',
-    process: (rec) => {
-      const { id, asset } = JSON.parse(rec.value.toString('utf8')) as { id: string; asset: string };
-      return ok({ topic: prefix + 'signals.valid', key: asset, value: { ...SAMPLES.Signal, signal_id: id, asset } });
-    },
-  };
+  const stage = passThrough('copair', prefix, input);
   const fatal: Error[] = [];
   const start = (kafka: KafkaPort) => runStage(stage, { kafka, codec, logger: testLogger, metrics: createMetrics(), clock: systemClock, groupId: group, batchMax: 20, retryMaxMs: 1000, partitionsConcurrently: 3, onFatal: (e) => fatal.push(e) });
   const a = instance();
