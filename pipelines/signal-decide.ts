@@ -149,7 +149,6 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
     const rows = await readParts(deps.db, { ...validationReads(ids), ...riskReads(ids, clock.now()) });
     const v = validation.stateFrom(rows, firstInChunk);
     const checked = new Map<string, Checked>();
-    const signals: StageRecord<Signal>[] = [];
     for (const rec of records) {
       const src = sourceOf(rec);
       const verdict = validation.process(rec, { state: v, clock });
@@ -168,7 +167,6 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
       const signal: StageRecord<Signal> | null = sig
         ? { value: sig, key: sig.asset, headers: { ...rec.headers, signal_id: sig.signal_id }, topic: topics.valid, partition: rec.partition, offset: rec.offset, timestamp: rec.timestamp, traceId: rec.traceId }
         : null;
-      if (signal) signals.push(signal);
       checked.set(src, { verdict, out: sig ? out : verdict, signal });
     }
     return { validation: v, risk: risk.stateFrom(rows), checked, decided: new Map() };
