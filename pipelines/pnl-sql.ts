@@ -28,20 +28,20 @@ export interface DaySums {
 
 export const bookKey = (category: string, symbol: string, strategy: string): string => `${category}\u0000${symbol}\u0000${strategy}`;
 
-const bookRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), strategy_id: z.string(), qty: z.string(), avg_entry: z.string(), realised: z.string(), fees: z.string(), funding: z.string(), version: z.number() });
+/** A book as stored (`pnl_books`), numerics as exact text. */
+export const bookRow = z.object({ category: z.enum(['spot', 'linear']), symbol: z.string(), strategy_id: z.string(), qty: z.string(), avg_entry: z.string(), realised: z.string(), fees: z.string(), funding: z.string(), version: z.number() });
 
 const toBook = (r: z.infer<typeof bookRow>): PnlBook => ({ category: r.category, symbol: r.symbol, strategy: r.strategy_id, qty: r.qty, avgEntry: r.avg_entry, realised: r.realised, fees: r.fees, funding: r.funding });
 
-/** The books of these symbols (every strategy), keyed by bookKey. */
-export async function loadBooks(db: CommonQueryMethods, symbols: readonly string[]): Promise<Map<string, LoadedBook>> {
-  const out = new Map<string, LoadedBook>();
-  if (symbols.length === 0) return out;
-  const rows = await db.any(sql.type(bookRow)`
-    SELECT category, symbol, strategy_id, qty::text AS qty, avg_entry::text AS avg_entry, realised::text AS realised, fees::text AS fees,
-           funding::text AS funding, version::int AS version
-    FROM pnl_books WHERE symbol = ANY(${sql.array([...symbols], 'text')})`);
-  for (const r of rows) out.set(bookKey(r.category, r.symbol, r.strategy_id), { book: toBook(r), version: r.version });
-  return out;
+/** The books of these symbols (every strategy), as a query for a caller's own statement (tracking's load); its rows are `bookRow`s. */
+export const booksOf = (symbols: readonly string[]) => sql.fragment`
+  SELECT category, symbol, strategy_id, qty::text AS qty, avg_entry::text AS avg_entry, realised::text AS realised, fees::text AS fees,
+         funding::text AS funding, version::int AS version
+  FROM pnl_books WHERE symbol = ANY(${sql.array([...symbols], 'text')})`;
+
+/** The books as loaded, keyed by bookKey. */
+export function loadedBooks(rows: ReadonlyArray<z.infer<typeof bookRow>>): Map<string, LoadedBook> {
+  return new Map(rows.map((r) => [bookKey(r.category, r.symbol, r.strategy_id), { book: toBook(r), version: r.version }]));
 }
 
 /**

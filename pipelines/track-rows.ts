@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import type { ExecSums } from './track-state.ts';
 import { isOrderStatus, ZERO_FILLS, type Fills, type OrderStatus, type PartialSignalContext, type TrackedOrder } from './order-state.ts';
+import { bookRow } from './pnl-sql.ts';
 
 export const ctxSchema = z
   .object({
@@ -60,6 +61,7 @@ export const loadedRows = z.object({
   replays: z.array(replayRow),
   events: z.array(eventRow),
   sums: z.array(execSumRow),
+  books: z.array(bookRow),
 });
 
 /**

@@ -55,7 +55,7 @@ import { Dec } from '../runtime/decimal.ts';
 import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, type TrackInput, type TrackState } from './track-state.ts';
 import { eventRow, loadedRows, orderFromRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
-import { bookExecution, loadBooks, saveBooks, strategyOf } from './pnl-sql.ts';
+import { bookExecution, booksOf, loadedBooks, saveBooks, strategyOf } from './pnl-sql.ts';
 import { POSITION_STOP_TYPES } from './pnl.ts';
 import { insertEvents, insertExecutions, insertInvalids, saveOrders, upsertBalances, upsertPositions } from './track-sql.ts';
 import { applyFact, EMPTY_SIGNAL_CONTEXT, isTerminal, latenciesOf, orderFromSubmission, orderFromUpdate, slippageBps, ZERO_FILLS, type Applied, type Change, type Fact, type InvalidStateTransition, type TrackedOrder } from './order-state.ts';
@@ -399,13 +399,12 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     }
     const sources = records.map(sourceOf);
     const bookSymbols = [...new Set(records.filter((r) => kindOf.get(r.topic) === 'execution' && !unstorable('execution', r.value)).map((r) => (r.value as Execution).symbol))];
-    // One statement, one round trip (loadBooks beside it when the chunk has executions): on this
+    // One statement, one round trip (the P&L books of the chunk's executions' symbols included): on this
     // machine a round trip costs the order manager more CPU than the rows it brings (docs/performance.md,
     // "Round trips"). Each part comes back as a JSON array in the shape its row schema has always had:
     // numerics as their exact text, timestamps as epoch ms truncated as slonik's parser truncates them.
     const ids = [...orderIds];
-    const [loaded, books] = await Promise.all([
-      db.one(sql.type(loadedRows)`
+    const loaded = await db.one(sql.type(loadedRows)`
         WITH o AS (
           SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty::text AS qty, o.price::text AS price,
                  o.market_unit, o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty::text AS cum_exec_qty, o.cum_exec_value::text AS cum_exec_value,
@@ -429,11 +428,10 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
                     max(fee_currency) AS fee_currency, floor(extract(epoch FROM min(exec_time)) * 1000)::int8 AS first_at
              FROM executions
              WHERE order_id = ANY(${sql.array(ids, 'text')}::text[] || ARRAY(SELECT order_id FROM o WHERE order_id IS NOT NULL))
-             GROUP BY order_id) s) AS sums`),
-      loadBooks(db, bookSymbols),
-    ]);
+             GROUP BY order_id) s) AS sums,
+          (SELECT coalesce(json_agg(b), '[]') FROM (${booksOf(bookSymbols)}) b) AS books`);
     const { rows, seen, replays, events, sums } = loaded;
-    state.books = books;
+    state.books = loadedBooks(loaded.books);
     const sumsById = new Map(sums.map((s): [string, ExecSums] => [s.order_id, { qty: Dec.of(s.qty).toString(), value: Dec.of(s.value).toString(), fee: Dec.of(s.fee).toString(), feeCurrency: s.fee_currency, firstAt: s.first_at }]));
     const eventsByRow = new Map<number, z.infer<typeof eventRow>[]>();
     for (const e of events) eventsByRow.set(e.order_row_id, [...(eventsByRow.get(e.order_row_id) ?? []), e]);

@@ -13,6 +13,7 @@ import { migratedDatabase } from '../helpers.ts';
 import type { StageRecord, StageResult } from '../../pipelines/runner.ts';
 import { createTrackStage, parseConfig } from '../../pipelines/track.ts';
 import { findSlot, type TrackInput } from '../../pipelines/track-state.ts';
+import { bookKey } from '../../pipelines/pnl-sql.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import type { ExchangeOrderUpdate, Execution, OrderSubmission, Position, WalletBalance } from '../../schemas/types.ts';
 
@@ -205,8 +206,21 @@ test('load reads in one statement exactly what the row parsers give: numerics to
     VALUES ('ev-1', ${rowId}, ${LINK}, 'oid-1', 1, 'order_acknowledged', 'New', 'exchange', NULL, 'elsewhere/0/1', ${T0 + 1}, '{"n":1}'::jsonb),
            ('ev-2', ${rowId}, ${LINK}, 'oid-1', 2, 'order_amend_pending', 'PendingAmend', 'intent', 'intent-amend', ${source}, ${T0 + 2}, '{"n":2}'::jsonb)`);
 
+  // A P&L book of the executions' symbol (read in the same statement) and of another symbol (not read).
+  await pool.query(sql.typeAlias('void')`
+    INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version)
+    VALUES ('linear', 'ETHUSDT', 's-long', -0.000000000000000000123, 2999.123456789012345678, -1.000000000000000001, 0.1, 0.000000000000000007, 7),
+           ('linear', 'SOLUSDT', 's-long', 1, 150, 0, 0, 0, 1)
+    ON CONFLICT (category, symbol, strategy_id) DO NOTHING`);
+
   const recs = [rec('exchange.orders', upd(LINK, 'oid-1', 'New')), rec('exchange.executions', exec('', 'ext-9', 'xc', '2', '10', '0', T0)), rec('exchange.executions', exec(LINK, 'oid-1', 'xnew', '1', '1', '0', T0))];
   const state = await stage().load!(recs);
+  await pool.query(sql.typeAlias('void')`DELETE FROM pnl_books WHERE strategy_id = 's-long'`);
+  assert.deepEqual(
+    [...state.books].filter(([, b]) => b.book.strategy === 's-long'),
+    [[bookKey('linear', 'ETHUSDT', 's-long'), { book: { category: 'linear', symbol: 'ETHUSDT', strategy: 's-long', qty: '-0.000000000000000000123', avgEntry: '2999.123456789012345678', realised: '-1.000000000000000001', fees: '0.1', funding: '0.000000000000000007' }, version: 7 }]],
+    "the executions' symbol's book, exact, with its version; no other symbol's",
+  );
 
   // The oracle: the same columns read plainly, through the pool's own type parsers.
   const o = await pool.one(sql.type(z.object({ qty: z.string(), cum_exec_qty: z.string(), cum_exec_value: z.string(), cum_exec_fee: z.string(), avg_price: z.string(), leaves_qty: z.string(), submitted_at: z.number(), acknowledged_at: z.number(), first_fill_at: z.number() }))`
