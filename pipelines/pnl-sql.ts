@@ -33,11 +33,14 @@ export const bookRow = z.object({ category: z.enum(['spot', 'linear']), symbol: 
 
 const toBook = (r: z.infer<typeof bookRow>): PnlBook => ({ category: r.category, symbol: r.symbol, strategy: r.strategy_id, qty: r.qty, avgEntry: r.avg_entry, realised: r.realised, fees: r.fees, funding: r.funding });
 
-/** The books of these symbols (every strategy), as a query for a caller's own statement (tracking's load); its rows are `bookRow`s. */
-export const booksOf = (symbols: readonly string[]) => sql.fragment`
-  SELECT category, symbol, strategy_id, qty::text AS qty, avg_entry::text AS avg_entry, realised::text AS realised, fees::text AS fees,
-         funding::text AS funding, version::int AS version
-  FROM pnl_books WHERE symbol = ANY(${sql.array([...symbols], 'text')})`;
+/** The books of these symbols (every strategy), as a part of a caller's one-statement load (tracking's; runtime/db.ts readParts). */
+export const booksOf = (symbols: readonly string[]) => ({
+  rows: bookRow,
+  query: sql.fragment`
+    SELECT category, symbol, strategy_id, qty::text AS qty, avg_entry::text AS avg_entry, realised::text AS realised, fees::text AS fees,
+           funding::text AS funding, version::int AS version
+    FROM pnl_books WHERE symbol = ANY(${sql.array([...symbols], 'text')})`,
+});
 
 /** The books as loaded, keyed by bookKey. */
 export function loadedBooks(rows: ReadonlyArray<z.infer<typeof bookRow>>): Map<string, LoadedBook> {
@@ -189,6 +192,16 @@ export interface BookPnl {
 
 const pnlRow = bookRow.omit({ version: true }).extend({ last: z.string().nullable(), mark_price: z.string().nullable() });
 
+/** Every book with the latest ticker of its symbol, as a part of a one-statement load (runtime/db.ts readParts). */
+const booksRead = {
+  rows: pnlRow,
+  query: sql.fragment`
+    SELECT b.category, b.symbol, b.strategy_id, b.qty::text AS qty, b.avg_entry::text AS avg_entry, b.realised::text AS realised,
+           b.fees::text AS fees, b.funding::text AS funding, t.last::text AS last, t.mark_price::text AS mark_price
+    FROM pnl_books b LEFT JOIN tickers t ON t.category = b.category AND t.symbol = b.symbol`,
+  orderBy: ['category', 'symbol', 'strategy_id'],
+};
+
 /** The reads of readDayPnl, for a caller that makes them part of its own one-statement load (runtime/db.ts readParts). */
 export function dayPnlReads(now: number) {
   return {
@@ -196,14 +209,7 @@ export function dayPnlReads(now: number) {
       rows: z.object({ net: z.string() }),
       query: sql.fragment`SELECT COALESCE(sum(realised - fees + funding), 0)::text AS net FROM pnl_days WHERE day = ${utcDay(now)}::date`,
     },
-    books: {
-      rows: pnlRow,
-      query: sql.fragment`
-        SELECT b.category, b.symbol, b.strategy_id, b.qty::text AS qty, b.avg_entry::text AS avg_entry, b.realised::text AS realised,
-               b.fees::text AS fees, b.funding::text AS funding, t.last::text AS last, t.mark_price::text AS mark_price
-        FROM pnl_books b LEFT JOIN tickers t ON t.category = b.category AND t.symbol = b.symbol`,
-      orderBy: ['category', 'symbol', 'strategy_id'],
-    },
+    books: booksRead,
   };
 }
 
@@ -238,8 +244,7 @@ export function dayPnlFrom(rows: PartRows<ReturnType<typeof dayPnlReads>>): DayP
 
 /** Every book with its unrealised P&L at the latest ticker (the tracking stage's projection). */
 export async function readBooks(db: CommonQueryMethods): Promise<BookPnl[]> {
-  const { books } = dayPnlReads(0);
-  return (await readParts(db, { books })).books.map(bookPnl);
+  return (await readParts(db, { books: booksRead })).books.map(bookPnl);
 }
 
 /** The day's P&L the loss ladder reads (pnl.ts dayPnl), with its parts and the books it was read from (one read for every reader). */

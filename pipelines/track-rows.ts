@@ -3,7 +3,6 @@
 import { z } from 'zod';
 import type { ExecSums } from './track-state.ts';
 import { isOrderStatus, ZERO_FILLS, type Fills, type OrderStatus, type PartialSignalContext, type TrackedOrder } from './order-state.ts';
-import { bookRow } from './pnl-sql.ts';
 
 export const ctxSchema = z
   .object({
@@ -53,16 +52,6 @@ export const eventRow = z.object({ order_row_id: z.number(), event_id: z.string(
 export const execSumRow = z.object({ order_id: z.string(), qty: z.string(), value: z.string(), fee: z.string(), fee_currency: z.string().nullable(), first_at: z.number().nullable() });
 export const replayRow = z.object({ source_record: z.string(), payload: z.unknown() });
 export const execIdRow = z.object({ exec_id: z.string() });
-
-/** Everything `load` reads, as its one statement returns it: one row, each part a JSON array of its rows. */
-export const loadedRows = z.object({
-  rows: z.array(orderRow),
-  seen: z.array(execIdRow),
-  replays: z.array(replayRow),
-  events: z.array(eventRow),
-  sums: z.array(execSumRow),
-  books: z.array(bookRow),
-});
 
 /**
  * The signal context the orders row holds: the intent's, stored by size/risk as it travelled (and

@@ -47,13 +47,13 @@ import { Counter, type Registry } from 'prom-client';
 import type { Output, Stage, StageRecord, StageResult } from './runner.ts';
 import { ok, reject } from './runner.ts';
 import type { Clock } from '../runtime/clock.ts';
-import { sql, type DatabasePool } from '../runtime/db.ts';
+import { epochMs, readParts, sql, type DatabasePool } from '../runtime/db.ts';
 import type { Logger } from '../runtime/logger.ts';
 import { topicName } from '../runtime/topics.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEvent, OrderSubmission, Position, WalletBalance } from '../schemas/types.ts';
 import { Dec } from '../runtime/decimal.ts';
 import { CATEGORIES, emptyState, findSlot, putOrder, sourceOf, type ExecSums, type TrackInput, type TrackState } from './track-state.ts';
-import { eventRow, loadedRows, orderFromRow } from './track-rows.ts';
+import { eventRow, execIdRow, execSumRow, orderFromRow, orderRow, replayRow } from './track-rows.ts';
 import { unstorable, type Kind } from './track-guards.ts';
 import { bookExecution, booksOf, loadedBooks, saveBooks, strategyOf } from './pnl-sql.ts';
 import { POSITION_STOP_TYPES } from './pnl.ts';
@@ -404,32 +404,45 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
     // "Round trips"). Each part comes back as a JSON array in the shape its row schema has always had:
     // numerics as their exact text, timestamps as epoch ms truncated as slonik's parser truncates them.
     const ids = [...orderIds];
-    const loaded = await db.one(sql.type(loadedRows)`
-        WITH o AS (
+    const loaded = await readParts(
+      db,
+      {
+        rows: { rows: orderRow, query: sql.fragment`SELECT * FROM o`, orderBy: ['id'] },
+        seen: { rows: execIdRow, query: sql.fragment`SELECT exec_id FROM executions WHERE exec_id = ANY(${sql.array([...execIds], 'text')})` },
+        replays: {
+          rows: replayRow,
+          query: sql.fragment`SELECT id, source_record, payload FROM order_events WHERE source_record = ANY(${sql.array(sources, 'text')})`,
+          orderBy: ['id'],
+        },
+        events: {
+          rows: eventRow,
+          query: sql.fragment`SELECT order_row_id, event_id, sequence, status, cause_id, occurred_at FROM order_events WHERE order_row_id = ANY(ARRAY(SELECT id FROM o))`,
+        },
+        sums: {
+          rows: execSumRow,
+          query: sql.fragment`
+            SELECT order_id, sum(exec_qty)::text AS qty, sum(COALESCE(exec_value, exec_qty * exec_price))::text AS value, sum(exec_fee)::text AS fee,
+                   max(fee_currency) AS fee_currency, ${epochMs(sql.fragment`min(exec_time)`)} AS first_at
+            FROM executions
+            WHERE order_id = ANY(${sql.array(ids, 'text')}::text[] || ARRAY(SELECT order_id FROM o WHERE order_id IS NOT NULL))
+            GROUP BY order_id`,
+        },
+        books: booksOf(bookSymbols),
+      },
+      {
+        // The chunk's orders, read once for the three parts that need them.
+        with: sql.fragment`o AS (
           SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty::text AS qty, o.price::text AS price,
                  o.market_unit, o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty::text AS cum_exec_qty, o.cum_exec_value::text AS cum_exec_value,
                  o.cum_exec_fee::text AS cum_exec_fee, o.avg_price::text AS avg_price, o.leaves_qty::text AS leaves_qty, o.last_exchange_update_ms,
-                 floor(extract(epoch FROM o.submitted_at) * 1000)::int8 AS submitted_at, floor(extract(epoch FROM o.acknowledged_at) * 1000)::int8 AS acknowledged_at,
-                 floor(extract(epoch FROM o.first_fill_at) * 1000)::int8 AS first_fill_at, floor(extract(epoch FROM o.final_at) * 1000)::int8 AS final_at,
+                 ${epochMs(sql.fragment`o.submitted_at`)} AS submitted_at, ${epochMs(sql.fragment`o.acknowledged_at`)} AS acknowledged_at,
+                 ${epochMs(sql.fragment`o.first_fill_at`)} AS first_fill_at, ${epochMs(sql.fragment`o.final_at`)} AS final_at,
                  o.reject_ret_code, o.reject_reason, o.context
           FROM orders o
           WHERE o.order_link_id = ANY(${sql.array([...links], 'text')}) OR o.order_id = ANY(${sql.array(ids, 'text')})
-        )
-        SELECT
-          (SELECT coalesce(json_agg(o ORDER BY o.id), '[]') FROM o) AS rows,
-          (SELECT coalesce(json_agg(json_build_object('exec_id', e.exec_id)), '[]') FROM executions e WHERE e.exec_id = ANY(${sql.array([...execIds], 'text')})) AS seen,
-          (SELECT coalesce(json_agg(json_build_object('source_record', r.source_record, 'payload', r.payload) ORDER BY r.id), '[]')
-             FROM order_events r WHERE r.source_record = ANY(${sql.array(sources, 'text')})) AS replays,
-          (SELECT coalesce(json_agg(json_build_object('order_row_id', v.order_row_id, 'event_id', v.event_id, 'sequence', v.sequence, 'status', v.status,
-                                                      'cause_id', v.cause_id, 'occurred_at', v.occurred_at)), '[]')
-             FROM order_events v WHERE v.order_row_id = ANY(ARRAY(SELECT id FROM o))) AS events,
-          (SELECT coalesce(json_agg(s), '[]') FROM (
-             SELECT order_id, sum(exec_qty)::text AS qty, sum(COALESCE(exec_value, exec_qty * exec_price))::text AS value, sum(exec_fee)::text AS fee,
-                    max(fee_currency) AS fee_currency, floor(extract(epoch FROM min(exec_time)) * 1000)::int8 AS first_at
-             FROM executions
-             WHERE order_id = ANY(${sql.array(ids, 'text')}::text[] || ARRAY(SELECT order_id FROM o WHERE order_id IS NOT NULL))
-             GROUP BY order_id) s) AS sums,
-          (SELECT coalesce(json_agg(b), '[]') FROM (${booksOf(bookSymbols)}) b) AS books`);
+        )`,
+      },
+    );
     const { rows, seen, replays, events, sums } = loaded;
     state.books = loadedBooks(loaded.books);
     const sumsById = new Map(sums.map((s): [string, ExecSums] => [s.order_id, { qty: Dec.of(s.qty).toString(), value: Dec.of(s.value).toString(), fee: Dec.of(s.fee).toString(), feeCurrency: s.fee_currency, firstAt: s.first_at }]));

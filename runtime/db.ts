@@ -76,7 +76,11 @@ export type PartRows<P extends Record<string, ReadPart>> = { [K in keyof P]: Arr
  * timestamps to epoch ms with `epochMs` (what the pool's parsers give for a plain query). A cast
  * forgotten fails the row schema (a JSON number where a string is expected), it does not round.
  */
-export async function readParts<P extends Record<string, ReadPart>>(db: CommonQueryMethods, parts: P): Promise<PartRows<P>> {
+export async function readParts<P extends Record<string, ReadPart>>(
+  db: CommonQueryMethods,
+  parts: P,
+  options: { /** A WITH list the parts share (`name AS (query)`, several joined by commas): read once for every part that uses it. */ with?: FragmentSqlToken } = {},
+): Promise<PartRows<P>> {
   const names = Object.keys(parts);
   const columns = names.map((n) => {
     const part = parts[n]!;
@@ -84,7 +88,8 @@ export async function readParts<P extends Record<string, ReadPart>>(db: CommonQu
     return sql.fragment`(SELECT coalesce(json_agg(x${order}), '[]') FROM (${part.query}) x) AS ${sql.identifier([n])}`;
   });
   const schema = z.object(Object.fromEntries(names.map((n) => [n, z.array(parts[n]!.rows)])));
-  return (await db.one(sql.type(schema)`SELECT ${sql.join(columns, sql.fragment`, `)}`)) as PartRows<P>;
+  const shared = options.with ? sql.fragment`WITH ${options.with} ` : sql.fragment``;
+  return (await db.one(sql.type(schema)`${shared}SELECT ${sql.join(columns, sql.fragment`, `)}`)) as PartRows<P>;
 }
 
 /** A timestamp column as epoch ms, truncated as the pool's timestamptz parser truncates it (for `readParts`). */
