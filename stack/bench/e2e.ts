@@ -180,6 +180,8 @@ export interface RunResult {
   acceptedToEvent: Dist;
   /** Median ms per hop (record time of the hop's output − the previous hop's). */
   hops: Record<string, number>;
+  /** The slowest signals (2 %, at least 3) with their own order event, each with its ms per hop: where a tail comes from. */
+  hopTail: Array<{ e2e: number; hops: Record<string, number> }>;
   /** Runner histograms over the run: mean ms per batch and per record, by stage. */
   stageBatchMs: Record<string, { batches: number; meanMs: number; perRecordMeanMs: number }>;
   /** Timed in the order-manager process: Kafka transaction steps by stage, database calls by method (count, total ms, mean ms). */
@@ -651,6 +653,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
       toAcceptedSamples: toAcc,
       acceptedToEvent: dist(accToEv),
       hops: {},
+      hopTail: [],
       stageBatchMs,
       kafkaRequests: requestsBetween(before, after),
       profile,
@@ -702,19 +705,27 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     for (const r of runs) {
       const sent = sentOf.get(r) ?? [];
       const per: Record<string, number[]> = {};
+      const whole: Array<{ e2e: number; hops: Record<string, number> }> = [];
       for (const s of sent) {
+        const mine: Record<string, number> = {};
         let prev = s.at;
         for (const [hop, t] of HOPS) {
           const ts = stamps.get(t)!.get(s.trace);
           if (ts === undefined) break;
           (per[hop] ??= []).push(ts - prev);
+          mine[hop] = ts - prev;
           prev = ts;
         }
         const ev = firstOwnEvent.get(s.id);
         const evTs = eventRecordAt.get(firstOwnRecord.get(s.id) ?? '');
-        if (ev !== undefined && evTs !== undefined) (per['events-out-bridge'] ??= []).push(ev - evTs);
+        if (ev !== undefined && evTs !== undefined) {
+          (per['events-out-bridge'] ??= []).push(ev - evTs);
+          mine['events-out-bridge'] = ev - evTs;
+        }
+        if (ev !== undefined) whole.push({ e2e: ev - s.at, hops: mine });
       }
       r.hops = Object.fromEntries(Object.entries(per).map(([k, xs]) => [k, dist(xs).p50]));
+      r.hopTail = whole.sort((a, b) => b.e2e - a.e2e).slice(0, Math.max(3, Math.ceil(whole.length * 0.02)));
     }
   };
 
