@@ -3,7 +3,9 @@
 //   consume (read_committed) → decode → [load state] → process (pure) → [persist effects] →
 //   encode → produce outputs + dead letters + the consumed offsets in ONE transaction → commit
 //
-// Exactly-once for Kafka→Kafka: outputs and input offsets commit atomically. kafkajs does not
+// Exactly-once for Kafka→Kafka: outputs and input offsets commit atomically. A chunk with nothing to
+// produce commits its offsets alone through the consumer group (one OffsetCommit, checked by the
+// coordinator against the member's generation) rather than in a transaction. kafkajs does not
 // implement KIP-447 (fencing by consumer-group generation), so fencing uses the classic pattern:
 // one transactional producer per input partition, transactionalId = <group>-<topic>-<partition>.
 // Whoever owns a partition after a crash or rebalance initialises that id, which aborts the dead
@@ -341,17 +343,41 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 
   /**
    * Commit records of a chunk to their topics with the chunk's offsets (the last offset of each input
-   * topic's part, all on partition number `partition`), in one transaction.
+   * topic's part, all on partition number `partition`), in one transaction; a chunk with nothing to
+   * produce commits its offsets through the group instead (see below).
    */
-  const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>): Promise<void> => {
+  const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl): Promise<void> => {
+    // Made (and its id initialised) on the first chunk of a partition whatever the chunk holds: that
+    // is what aborts a former owner's open transaction and fences its producer.
     const producer = await producerFor(lastOffsets[0]!.topic, partition);
+    const offsets = lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) }));
+    if (byTopic.size === 0) {
+      // Nothing to produce (most of tracking's chunks at a low rate: a position, a wallet, an order
+      // update that changes no event): a transaction would carry the offsets alone, at the price of
+      // three requests and the coordinator's log and marker writes. A group commit is one request,
+      // and as atomic. The chunk's database effects committed before it, as before a transaction's
+      // commit, so a crash between the two replays the chunk, which the stages' loads recognise.
+      // The coordinator refuses the commit from a member that left the group's generation (a
+      // zombie): the chunk is then left to the owner. It orders this commit after the offsets of
+      // the partition's earlier transactions even when their markers come later
+      // (tests/foundation/kafka-port.test.ts).
+      await stillOwner();
+      try {
+        await ctl.commitOffsets(offsets);
+      } catch (err) {
+        throw isMembershipLost(err) ? new PartitionLostError(err) : err;
+      }
+      m.commits.inc({ stage: stage.name, via: 'group' });
+      return;
+    }
     const tx = await producer.transaction();
     try {
       // Every output topic in one produce request (signal-decide writes two or three topics).
-      if (byTopic.size) await tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
-      await tx.sendOffsets(deps.groupId, lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) })));
+      await tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
+      await tx.sendOffsets(deps.groupId, offsets);
       await stillOwner();
       await tx.commit();
+      m.commits.inc({ stage: stage.name, via: 'transaction' });
     } catch (err) {
       await tx.abort().catch(() => {});
       // A fenced or broken transactional producer cannot be reused.
@@ -431,7 +457,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     // (Chunks of one partition number of co-partitioned inputs never run at once: see `gather`.)
     const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : await decideIt();
 
-    await commit(partition, byTopic, parts.map((p) => ({ topic: p.topic, offset: p.messages[p.messages.length - 1]!.offset })), stillOwner);
+    await commit(partition, byTopic, parts.map((p) => ({ topic: p.topic, offset: p.messages[p.messages.length - 1]!.offset })), stillOwner, parts[0]!.ctl);
     for (const p of parts) m.recordsIn.inc({ stage: stage.name, topic: p.topic }, p.messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);
@@ -450,10 +476,10 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     await deps.conflicts?.record({ stage: stage.name, groupId: deps.groupId, source, key: msg.key, reason: f.reason, action, pgCode: f.pgCode, constraint: f.constraint, detail: f.detail, at });
     const letter = async (keep?: number) => new Map([[stage.dlq, [await deadLetter(msg, f.reason, f.detail, null, keep)]]]);
     try {
-      await commit(partition, await letter(), [{ topic, offset: msg.offset }], stillOwner);
+      await commit(partition, await letter(), [{ topic, offset: msg.offset }], stillOwner, ctl);
     } catch (err) {
       if (recordFailure(err)?.reason !== 'record_too_large') throw err;
-      await commit(partition, await letter(DLQ_KEEP_BYTES), [{ topic, offset: msg.offset }], stillOwner);
+      await commit(partition, await letter(DLQ_KEEP_BYTES), [{ topic, offset: msg.offset }], stillOwner, ctl);
     }
     m.rejected.inc({ stage: stage.name, reason: f.reason });
     m.conflicts.inc({ stage: stage.name, reason: f.reason, action });

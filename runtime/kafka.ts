@@ -40,6 +40,12 @@ export interface BatchControl {
   heartbeat(): Promise<void>;
   isRunning(): boolean;
   isStale(): boolean;
+  /**
+   * Commit these offsets through the group, as this member of its current generation (one
+   * OffsetCommit request, not retried): the coordinator refuses it from a member that has left the
+   * generation (REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID), which is then thrown.
+   */
+  commitOffsets(offsets: OffsetCommit[]): Promise<void>;
 }
 
 export interface OffsetCommit {
@@ -412,7 +418,7 @@ function wrapConsumer(onFatal: (err: Error) => void, c: Consumer): ConsumerPort 
         autoCommit: false,
         eachBatchAutoResolve: false,
         partitionsConsumedConcurrently: opts?.partitionsConcurrently ?? 1,
-        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale, commitOffsetsIfNecessary }) => {
           const messages: InMessage[] = batch.messages.map((m) => ({
             topic: batch.topic,
             partition: batch.partition,
@@ -423,7 +429,15 @@ function wrapConsumer(onFatal: (err: Error) => void, c: Consumer): ConsumerPort 
             timestamp: Number(m.timestamp),
           }));
           const lag = Number(batch.offsetLag());
-          await handler({ topic: batch.topic, partition: batch.partition, messages, lag: Number.isFinite(lag) ? lag : 0 }, { resolveOffset, heartbeat, isRunning, isStale });
+          // Given offsets, kafkajs's commitOffsetsIfNecessary commits them at once through the
+          // consumer group (member id and generation), with no retry; consumer.commitOffsets would
+          // retry for seconds, and do nothing at all once the consumer stops running.
+          const commitOffsets = async (offsets: OffsetCommit[]) => {
+            const topics = new Map<string, Array<{ partition: number; offset: string }>>();
+            for (const o of offsets) topics.set(o.topic, [...(topics.get(o.topic) ?? []), { partition: o.partition, offset: o.offset }]);
+            await commitOffsetsIfNecessary({ topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })) });
+          };
+          await handler({ topic: batch.topic, partition: batch.partition, messages, lag: Number.isFinite(lag) ? lag : 0 }, { resolveOffset, heartbeat, isRunning, isStale, commitOffsets });
         },
       }),
     commitOffsets: (offsets) => c.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: o.offset }))),

@@ -11,6 +11,7 @@ export const M = {
   stageRetries: 'pipeline_stage_retries_total',
   stageConflicts: 'pipeline_stage_conflicts_total',
   stageGathered: 'pipeline_stage_gathered_parts_total',
+  stageCommits: 'pipeline_stage_commits_total',
   bridgeIn: 'pipeline_bridge_messages_in_total',
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
@@ -35,6 +36,7 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     lag: new Gauge({ name: M.stageLag, help: 'Consumer lag of a stage per partition (records behind the high watermark)', labelNames: ['stage', 'topic', 'partition'], registers: [registry] }),
     retries: new Counter({ name: M.stageRetries, help: 'Retriable errors retried by a stage', labelNames: ['stage', 'code'], registers: [registry] }),
     gathered: new Counter({ name: M.stageGathered, help: 'Input chunks of co-partitioned topics committed together with others of their partition number (one transaction for several)', labelNames: ['stage'], registers: [registry] }),
+    commits: new Counter({ name: M.stageCommits, help: 'Chunks a stage committed, by how: in a Kafka transaction with their outputs, or (nothing to produce) through the consumer group', labelNames: ['stage', 'via'], registers: [registry] }),
     conflicts: new Counter({ name: M.stageConflicts, help: 'Records dead-lettered because their effects could not be stored (unique key taken, value refused, too large), by reason and action (dead_letter or halt)', labelNames: ['stage', 'reason', 'action'], registers: [registry] }),
   };
   const bridge = {

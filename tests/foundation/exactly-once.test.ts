@@ -1,5 +1,6 @@
 // On the real local broker: a Kafka→Kafka stage killed (SIGKILL) mid-batch, twice, and restarted
-// produces every output exactly once (count and compare ids).
+// produces every output exactly once (count and compare ids), with chunks that produce nothing
+// (committed through the group) between those that do (committed in transactions).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -11,17 +12,23 @@ import { registryUrl } from '../helpers.ts';
 
 const fixture = fileURLToPath(new URL('../fixtures/copy-stage.ts', import.meta.url));
 
-function startStage(prefix: string): { child: ChildProcess; chunks: () => number; exited: Promise<number | null> } {
+/** Every stage process started, so that a failed test leaves none running. */
+const started: ChildProcess[] = [];
+
+function startStage(prefix: string): { child: ChildProcess; chunks: () => number; quietChunks: () => number; exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', fixture], {
     env: { ...process.env, TOPIC_PREFIX: prefix, STAGE_BATCH_MAX: '40', LOG_LEVEL: process.env.STAGE_LOG_LEVEL ?? "warn" },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
+  started.push(child);
   let chunks = 0;
+  let quiet = 0;
   child.stdout!.on('data', (d: Buffer) => {
     chunks += (d.toString().match(/^chunk /gm) ?? []).length;
+    quiet += (d.toString().match(/^chunk \d+ outputs 0$/gm) ?? []).length;
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, chunks: () => chunks, exited };
+  return { child, chunks: () => chunks, quietChunks: () => quiet, exited };
 }
 
 test('a Kafka→Kafka stage killed mid-batch and restarted writes every output exactly once', async () => {
@@ -30,6 +37,12 @@ test('a Kafka→Kafka stage killed mid-batch and restarted writes every output e
   const cleanup = await createNamespace(kafka, prefix, 3);
   const N = 3000;
   const ids = Array.from({ length: N }, () => randomUUID());
+  // Runs of quiet records (no output) between runs of copied ones, about a chunk's worth per
+  // partition each: chunks with nothing to produce commit through the group, the others in
+  // transactions, one after another on each partition. The input ends with a quiet run, so the
+  // offsets reach its end only through group commits (and stay there: an earlier transaction's
+  // offsets applied over them would leave the group behind).
+  const quiet = (i: number) => Math.floor(i / 120) % 2 === 0;
   try {
     const producer = kafka.producer();
     await producer.connect();
@@ -39,18 +52,20 @@ test('a Kafka→Kafka stage killed mid-batch and restarted writes every output e
         prefix + 'signals.raw',
         ids.slice(i, i + 500).map((id, j) => {
           const asset = assets[(i + j) % assets.length]!;
-          return { key: asset, value: Buffer.from(JSON.stringify({ id, asset })), headers: { trace_id: `trace-${id}` } };
+          return { key: asset, value: Buffer.from(JSON.stringify({ id, asset, quiet: quiet(i + j) })), headers: { trace_id: `trace-${id}` } };
         }),
       );
     }
     await producer.disconnect();
 
     // Two kills at different depths into the input, each as soon as chunks are being committed.
+    let quietChunks = 0;
     for (const killAfter of [3, 25]) {
       const run = startStage(prefix);
       await waitFor(`${killAfter} chunks processed`, () => run.chunks() >= killAfter, 120_000, 5);
       run.child.kill('SIGKILL');
       assert.equal(await run.exited, null, 'killed by signal');
+      quietChunks += run.quietChunks();
     }
 
     // Restart and let it finish: the committed offsets reach the end of the input.
@@ -58,6 +73,8 @@ test('a Kafka→Kafka stage killed mid-batch and restarted writes every output e
     await waitCaughtUp(kafka, prefix + 'copy', prefix + 'signals.raw', 180_000);
     final.child.kill('SIGTERM');
     assert.equal(await final.exited, 0, 'graceful stop exits 0');
+    quietChunks += final.quietChunks();
+    assert.ok(quietChunks > 0, 'some chunks had nothing to produce (committed through the group)');
 
     const codec = await createTopicCodec({ registryUrl, prefix });
     const committed = await consumeToEnd(kafka, prefix + 'signals.valid', 3);
@@ -65,16 +82,18 @@ test('a Kafka→Kafka stage killed mid-batch and restarted writes every output e
     const counts = new Map<string, number>();
     for (const id of seen) counts.set(id, (counts.get(id) ?? 0) + 1);
     const dupes = [...counts].filter(([, c]) => c > 1);
-    const missing = ids.filter((id) => !counts.has(id));
+    const copied = ids.filter((_, i) => !quiet(i));
+    const missing = copied.filter((id) => !counts.has(id));
     assert.deepEqual(dupes, [], 'no output twice');
     assert.deepEqual(missing, [], 'no output lost');
-    assert.equal(seen.length, N);
+    assert.equal(seen.length, copied.length, 'nothing for the quiet records');
     // Trace ids travel in headers across the hop.
     assert.ok(committed.every((m) => m.headers['trace_id']?.startsWith('trace-')));
 
     const everything = await consumeToEnd(kafka, prefix + 'signals.valid', 3, { readCommitted: false });
     testLogger.info({ committed: committed.length, includingAborted: everything.length }, 'exactly-once figures');
   } finally {
+    for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await cleanup();
   }
 });

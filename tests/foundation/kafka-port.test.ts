@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../runtime/config.ts';
-import { coordinatorLookups, createKafka, sequenceBroken } from '../../runtime/kafka.ts';
+import { coordinatorLookups, createKafka, failTool, sequenceBroken } from '../../runtime/kafka.ts';
+import { setTimeout as sleepMs } from 'node:timers/promises';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { consumeToEnd, consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
 
@@ -185,6 +186,112 @@ test('co-partitioned consumers: RoundRobin while a member without the assignor i
     }
   } finally {
     for (const m of members) await m.c.disconnect().catch(() => {});
+    await drop();
+  }
+});
+
+test('offsets of one partition committed by a transaction, then through the group, then by a transaction: the latest commit is the group\'s offset each time', async () => {
+  // The runner commits a chunk with outputs in a transaction and a chunk without any through the
+  // group (pipelines/runner.ts, commit): this is the broker's side of that. A transaction's offsets
+  // reach the group when its markers are written, after its commit returned; a group commit made
+  // meanwhile is newer and must not be undone by them.
+  const kafka = testKafka();
+  const prefix = namespace('mixed');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const topic = `${prefix}signals.raw`;
+  const group = `${prefix}mixed`;
+  const producer = kafka.producer();
+  const txp = kafka.producer({ transactionalId: `${prefix}tx` });
+  const admin = kafka.admin();
+  const consumer = kafka.consumer({ groupId: group, readCommitted: true, onFatal: failTool('mixed-commits consumer') });
+  const seen: Array<{ step: string; offset: string | undefined }> = [];
+  let failed: unknown = null;
+  let done = false;
+  // Committing the transactional id's next transaction waits until the previous one's markers are
+  // written (the coordinator answers CONCURRENT_TRANSACTIONS until then): after it, the group's
+  // offset is the final outcome, not a moment before the markers.
+  const settle = async () => {
+    const t = await txp.transaction();
+    await t.sendOffsets(`${prefix}other`, [{ topic, partition: 0, offset: '1' }]);
+    await t.commit();
+  };
+  const offsetNow = async () => (await admin.groupOffsets(group, topic)).find((p) => p.partition === 0)?.offset;
+  try {
+    await Promise.all([producer.connect(), txp.connect(), admin.connect()]);
+    await producer.send(topic, Array.from({ length: 30 }, (_, i) => ({ key: 'k', value: Buffer.from(`v${i}`) })));
+    await consumer.connect();
+    await consumer.subscribe([topic], true);
+    await consumer.run(async (_batch, ctl) => {
+      if (done) return;
+      done = true;
+      try {
+        const t1 = await txp.transaction();
+        await t1.sendOffsets(group, [{ topic, partition: 0, offset: '10' }]);
+        await t1.commit();
+        await ctl.commitOffsets([{ topic, partition: 0, offset: '20' }]);
+        await settle();
+        seen.push({ step: 'transaction 10, then the group 20', offset: await offsetNow() });
+        const t2 = await txp.transaction();
+        await t2.sendOffsets(group, [{ topic, partition: 0, offset: '25' }]);
+        await t2.commit();
+        await settle();
+        seen.push({ step: 'then a transaction 25', offset: await offsetNow() });
+      } catch (err) {
+        failed = err;
+      }
+    });
+    await waitFor('the three commits', () => seen.length === 2 || failed, 60_000);
+    assert.equal(failed, null);
+    assert.deepEqual(seen, [
+      { step: 'transaction 10, then the group 20', offset: '20' },
+      { step: 'then a transaction 25', offset: '25' },
+    ]);
+  } finally {
+    await consumer.disconnect();
+    await Promise.all([producer.disconnect(), txp.disconnect(), admin.disconnect()]);
+    await drop();
+  }
+});
+
+test('a member whose group is rebalancing cannot commit through the group: the refusal is thrown, nothing is committed', async () => {
+  const kafka = testKafka();
+  const prefix = namespace('stalecommit');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const topic = `${prefix}signals.raw`;
+  const group = `${prefix}stale`;
+  const producer = kafka.producer();
+  const admin = kafka.admin();
+  const first = kafka.consumer({ groupId: group, readCommitted: true, onFatal: failTool('first member') });
+  const second = kafka.consumer({ groupId: group, readCommitted: true, onFatal: failTool('second member') });
+  let refusal: unknown = 'not tried';
+  let second_joined = false;
+  let held = false;
+  try {
+    await Promise.all([producer.connect(), admin.connect()]);
+    await producer.send(topic, [{ key: 'k', value: Buffer.from('v') }]);
+    await first.connect();
+    await first.subscribe([topic], true);
+    await first.run(async (_batch, ctl) => {
+      if (held) return;
+      held = true;
+      // A second member asks to join while this one is inside its batch: the group rebalances, and
+      // this member's generation ends.
+      await second.connect();
+      await second.subscribe([topic], true);
+      second.onGroupJoin(() => (second_joined = true));
+      await second.run(async () => {});
+      await sleepMs(3_000); // past a heartbeat interval, so the coordinator has begun the rebalance
+      refusal = await ctl.commitOffsets([{ topic, partition: 0, offset: '1' }]).then(() => null, (err: unknown) => err);
+    });
+    await waitFor('the commit attempt', () => refusal !== 'not tried', 60_000);
+    assert.ok(refusal, 'the commit was refused');
+    assert.match(String((refusal as { type?: string }).type), /REBALANCE_IN_PROGRESS|ILLEGAL_GENERATION|UNKNOWN_MEMBER_ID/);
+    await waitFor('the second member joined', () => second_joined, 60_000);
+    const offset = (await admin.groupOffsets(group, topic)).find((p) => p.partition === 0)?.offset;
+    assert.equal(offset, '-1', 'nothing committed');
+  } finally {
+    await Promise.all([first.disconnect(), second.disconnect()]);
+    await Promise.all([producer.disconnect(), admin.disconnect()]);
     await drop();
   }
 });
