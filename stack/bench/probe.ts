@@ -18,6 +18,6 @@ const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').map(Number);
 const rs = [];
 for (const rate of rates) rs.push(await bench.run(rate, Number(process.env.PROBE_SECS ?? 4), 30_000));
 await bench.fillHops(rs);
-for (const r of rs) console.log(JSON.stringify({ rate: r.rate, e2e: r.e2e, drained: r.achievedRate, hops: r.hops, hopTail: r.hopTail, batch: r.stageBatchMs, kafka: r.kafkaRequests, prof: r.profile }));
+for (const r of rs) console.log(JSON.stringify({ rate: r.rate, e2e: r.e2e, drained: r.achievedRate, offered: r.offered, cpuMs: r.cpuMs, hops: r.hops, hopTail: r.hopTail, batch: r.stageBatchMs, kafka: r.kafkaRequests, prof: r.profile }));
 await bench.close();
 process.exit(0);
