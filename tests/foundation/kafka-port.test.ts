@@ -210,11 +210,22 @@ test('offsets of one partition committed by a transaction, then through the grou
   // Committing the transactional id's next transaction waits until the previous one's markers are
   // written (the coordinator answers CONCURRENT_TRANSACTIONS until then): after it, the group's
   // offset is the final outcome, not a moment before the markers.
-  const settle = async () => {
-    const t = await txp.transaction();
-    await t.sendOffsets(`${prefix}other`, [{ topic, partition: 0, offset: '1' }]);
-    await t.commit();
+  // A transaction of offsets alone, again while the coordinator answers CONCURRENT_TRANSACTIONS.
+  const txOffsets = async (groupId: string, offset: string) => {
+    for (let attempt = 0; ; attempt++) {
+      const t = await txp.transaction();
+      try {
+        await t.sendOffsets(groupId, [{ topic, partition: 0, offset }]);
+        await t.commit();
+        return;
+      } catch (err) {
+        await t.abort().catch(() => {});
+        if ((err as { type?: string }).type !== 'CONCURRENT_TRANSACTIONS' || attempt >= 100) throw err;
+        await sleepMs(10);
+      }
+    }
   };
+  const settle = () => txOffsets(`${prefix}other`, '1');
   const offsetNow = async () => (await admin.groupOffsets(group, topic)).find((p) => p.partition === 0)?.offset;
   try {
     await Promise.all([producer.connect(), txp.connect(), admin.connect()]);
@@ -225,15 +236,11 @@ test('offsets of one partition committed by a transaction, then through the grou
       if (done) return;
       done = true;
       try {
-        const t1 = await txp.transaction();
-        await t1.sendOffsets(group, [{ topic, partition: 0, offset: '10' }]);
-        await t1.commit();
+        await txOffsets(group, '10');
         await ctl.commitOffsets([{ topic, partition: 0, offset: '20' }]);
         await settle();
         seen.push({ step: 'transaction 10, then the group 20', offset: await offsetNow() });
-        const t2 = await txp.transaction();
-        await t2.sendOffsets(group, [{ topic, partition: 0, offset: '25' }]);
-        await t2.commit();
+        await txOffsets(group, '25');
         await settle();
         seen.push({ step: 'then a transaction 25', offset: await offsetNow() });
       } catch (err) {
