@@ -257,7 +257,7 @@ const report = {
   floor_path_ms: { raw: r1(floorSum), exactly_once: r1(floorSumTx) },
   e2e_to_tx_floor_ratio: Math.round((at200.p50_ms / floorSumTx) * 10) / 10,
   throughput_signals_per_s: passing.length ? Math.max(...passing) : 0,
-  throughput_ramp: ramp.map((r) => ({ rate: r.rate, n: r.e2e.n, p50_ms: r.e2e.p50, p99_ms: r.e2e.p99, max_ms: r.e2e.max, offered: r.offered, delivered: r.delivered, rejected: r.rejected, pass: r.ok && r.e2e.p99 <= 100, cpu_ms_per_signal: cpuPerSignal([r]) })),
+  throughput_ramp: ramp.map((r) => ({ rate: r.rate, n: r.e2e.n, p50_ms: r.e2e.p50, p99_ms: r.e2e.p99, max_ms: r.e2e.max, offered: r.offered, delivered: r.delivered, rejected: r.rejected, pass: r.ok && r.e2e.p99 <= 100, cpu_ms_per_signal: cpuPerSignal([r]), hop_tail: r.hopTail })),
   throughput_saturated_signals_per_s: at1000.drained_signals_per_s,
   replay_events_per_s: replayMed('records_per_s'),
   replay: { order_events_per_s: replayMed('order_events_per_s'), windows_per_s: replayMed('windows_per_s'), builder_only_records_per_s: replayMed('builder_only_records_per_s'), synthetic: true, runs: model.replay.runs },
