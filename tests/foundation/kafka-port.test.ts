@@ -287,7 +287,9 @@ test('a member whose group is rebalancing cannot commit through the group: the r
       await second.subscribe([topic], true);
       second.onGroupJoin(() => (second_joined = true));
       await second.run(async () => {});
-      await sleepMs(3_000); // past a heartbeat interval, so the coordinator has begun the rebalance
+      // Until the coordinator has begun the rebalance: it then refuses this member's heartbeat
+      // (kafkajs sends one when the interval is due, so most of these calls send nothing).
+      await waitFor('the coordinator to begin the rebalance', () => ctl.heartbeat().then(() => false, (err: { type?: string }) => /REBALANCE_IN_PROGRESS|ILLEGAL_GENERATION|UNKNOWN_MEMBER_ID/.test(err.type ?? '')), 60_000, 200);
       refusal = await ctl.commitOffsets([{ topic, partition: 0, offset: '1' }]).then(() => null, (err: unknown) => err);
     });
     await waitFor('the commit attempt', () => refusal !== 'not tried', 60_000);
