@@ -31,6 +31,7 @@ export const settings = {
   TOPIC_PARTITIONS: [int.min(1).max(64).default(3), 'Partitions of keyed pipeline topics.'],
   KAFKA_SESSION_TIMEOUT_MS: [int.min(6000).max(300000).default(10000), 'Consumer group session timeout: how soon a dead stage instance loses its partitions.'],
   KAFKA_FETCH_MAX_WAIT_MS: [int.min(10).max(10000).default(100), "How long the broker holds a consumer's fetch while it has nothing new (a long poll): records are returned as soon as they arrive, so this sets what an idle consumer costs (about 1000 / this fetches a second each), and how long stopping a consumer or joining a rebalance may wait for the fetch in flight."],
+  KAFKA_FETCH_IDLE_MAX_WAIT_MS: [int.min(10).max(3000).default(1000), "The long poll of a consumer whose last ten fetches brought nothing (KAFKA_FETCH_MAX_WAIT_MS if lower): an idle consumer then asks about once a second instead of ten times, and the first fetch that brings a record goes back to the short wait. A record still returns at once (a read_committed fetch at its transaction's commit); stopping an idle consumer or joining a rebalance may wait this long. At most 3000 (the heartbeat interval: heartbeats go between fetches)."],
   STAGE_BATCH_MAX: [int.min(1).max(10000).default(500), 'Most records a stage runner handles in one transaction.'],
   STAGE_RETRY_MAX_MS: [int.min(100).default(30000), 'Longest backoff between retries of a retriable stage error.'],
   KAFKA_CONNECT_TIMEOUT_MS: [int.min(100).default(120000), 'How long to keep retrying to reach the broker at start before giving up.'],

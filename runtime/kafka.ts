@@ -130,10 +130,16 @@ export interface KafkaPort {
    * response per wait instead of one per record trickle; a backlog larger than it still answers at
    * once.
    *
+   * `idleMaxWaitMs` (default: the client's `fetchIdleMaxWaitMs`, else `maxWaitMs`, never below it):
+   * the wait once IDLE_AFTER_EMPTY_FETCHES fetches in a row brought nothing; the first fetch that
+   * brings a record goes back to `maxWaitMs`. The broker answers a fetch as soon as records arrive
+   * (a read_committed one at the commit), so the wait sets what an idle consumer costs, not how late
+   * a record is; a busy consumer keeps the short wait and polls exactly as without it.
+   *
    * `coPartitioned`: partition n of every subscribed topic goes to one member of the group (see
    * coPartitionedAssigner), for a consumer that handles the topics' partition n together.
    */
-  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; minBytes?: number; coPartitioned?: boolean; onFatal: (err: Error) => void }): ConsumerPort;
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; idleMaxWaitMs?: number; minBytes?: number; coPartitioned?: boolean; onFatal: (err: Error) => void }): ConsumerPort;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,11 +270,21 @@ export function failTool(what: string): (err: Error) => void {
 /** Called for every request a client of the port answered: kafkajs's API name, and the round trip. */
 export type KafkaRequestObserver = (api: string, seconds: number) => void;
 
+/** Called for every fetch a consumer of the port made: its group, and whether it waited as idle. */
+export type KafkaFetchObserver = (groupId: string, wait: 'busy' | 'idle') => void;
+
+/**
+ * Empty fetches in a row before a consumer waits `idleMaxWaitMs`: about a second of nothing at the
+ * default 100 ms, so a stage between two signals a few hundred ms apart keeps the short wait.
+ */
+export const IDLE_AFTER_EMPTY_FETCHES = 10;
+
 /**
  * `fetchMaxWaitMs`: the default long-poll wait of this client's consumers (a consumer's own
- * `maxWaitMs` wins); 100 ms when not given.
+ * `maxWaitMs` wins); 100 ms when not given. `fetchIdleMaxWaitMs`: their default idle wait (see
+ * `consumer`); when not given, the same as the wait (no idle wait).
  */
-export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number; fetchMaxWaitMs?: number; onRequest?: KafkaRequestObserver }): KafkaPort {
+export function createKafka(opts: { brokers: string[]; clientId: string; logger: Logger; connectionTimeoutMs?: number; fetchMaxWaitMs?: number; fetchIdleMaxWaitMs?: number; onRequest?: KafkaRequestObserver; onFetch?: KafkaFetchObserver }): KafkaPort {
   const kafka = new Kafka({
     clientId: opts.clientId,
     brokers: opts.brokers,
@@ -308,21 +324,26 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
         })),
         Boolean(p.transactionalId),
       ),
-    consumer: (c) =>
-      wrapConsumer(
-        c.onFatal,
-        observed(kafka.consumer({
-          groupId: c.groupId,
-          readUncommitted: c.readCommitted === false,
-          sessionTimeout: c.sessionTimeoutMs ?? 10_000,
-          heartbeatInterval: 3000,
-          maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
-          maxWaitTimeInMs: c.maxWaitMs ?? opts.fetchMaxWaitMs ?? 100,
-          minBytes: c.minBytes ?? 1,
-          allowAutoTopicCreation: false,
-          ...(c.coPartitioned ? { partitionAssigners: [coPartitionedAssigner, PartitionAssigners.roundRobin] } : {}),
-        })),
-      ),
+    consumer: (c) => {
+      const maxWaitMs = c.maxWaitMs ?? opts.fetchMaxWaitMs ?? 100;
+      const consumer = observed(kafka.consumer({
+        groupId: c.groupId,
+        readUncommitted: c.readCommitted === false,
+        sessionTimeout: c.sessionTimeoutMs ?? 10_000,
+        heartbeatInterval: 3000,
+        maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
+        maxWaitTimeInMs: maxWaitMs,
+        // patches/kafkajs+*.patch: kafkajs reads one wait per consumer; the patch adds the idle one.
+        idleMaxWaitTimeInMs: Math.max(c.idleMaxWaitMs ?? opts.fetchIdleMaxWaitMs ?? maxWaitMs, maxWaitMs),
+        idleAfterEmptyFetches: IDLE_AFTER_EMPTY_FETCHES,
+        minBytes: c.minBytes ?? 1,
+        allowAutoTopicCreation: false,
+        ...(c.coPartitioned ? { partitionAssigners: [coPartitionedAssigner, PartitionAssigners.roundRobin] } : {}),
+      }));
+      const onFetch = opts.onFetch;
+      if (onFetch) consumer.on(consumer.events.FETCH, (e) => onFetch(c.groupId, e.payload.maxWaitTime > maxWaitMs ? 'idle' : 'busy'));
+      return wrapConsumer(c.onFatal, consumer);
+    },
   };
 }
 

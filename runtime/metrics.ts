@@ -19,6 +19,7 @@ export const M = {
   bridgeBufferedBytes: 'pipeline_bridge_buffered_bytes',
   bridgeDropped: 'pipeline_bridge_messages_dropped_total',
   kafkaRequests: 'kafka_request_duration_seconds',
+  kafkaFetches: 'kafka_consumer_fetches_total',
 } as const;
 
 export type Metrics = ReturnType<typeof createMetrics>;
@@ -50,5 +51,16 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
   // Every Kafka request of the process by API (its _count is the request count): transactions and
   // coordinator lookups show here, which is where the broker's CPU goes (docs/performance.md).
   const kafkaRequests = new Histogram({ name: M.kafkaRequests, help: 'Round trip of Kafka requests answered, by API (kafkajs name)', labelNames: ['api'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5], registers: [registry] });
-  return { registry, stage, bridge, kafka: { request: (api: string, seconds: number) => kafkaRequests.observe({ api }, seconds) } };
+  // Which of a consumer's fetches waited as idle (KAFKA_FETCH_IDLE_MAX_WAIT_MS): a group that never
+  // leaves `busy` at rest pays the short wait's ten fetches a second.
+  const kafkaFetches = new Counter({ name: M.kafkaFetches, help: 'Fetches of the process\'s consumers, by group and by the wait they asked for: busy (KAFKA_FETCH_MAX_WAIT_MS) or idle (KAFKA_FETCH_IDLE_MAX_WAIT_MS, after fetches in a row that brought nothing)', labelNames: ['group', 'wait'], registers: [registry] });
+  return {
+    registry,
+    stage,
+    bridge,
+    kafka: {
+      request: (api: string, seconds: number) => kafkaRequests.observe({ api }, seconds),
+      fetch: (group: string, wait: 'busy' | 'idle') => kafkaFetches.inc({ group, wait }),
+    },
+  };
 }

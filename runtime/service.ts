@@ -55,7 +55,7 @@ export async function createRuntime(
   for (const r of retiredSettingsSet(env)) logger.warn(r, 'a retired setting is set and ignored');
   const metrics = createMetrics({ defaults: cfg.METRICS_DEFAULTS });
   const admin = await startAdmin({ host: cfg.ADMIN_HOST, port: cfg.ADMIN_PORT, token: cfg.ADMIN_TOKEN, registry: metrics.registry, logger });
-  const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger, fetchMaxWaitMs: cfg.KAFKA_FETCH_MAX_WAIT_MS, onRequest: metrics.kafka.request });
+  const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: `${cfg.KAFKA_CLIENT_ID}-${service}`, logger, fetchMaxWaitMs: cfg.KAFKA_FETCH_MAX_WAIT_MS, fetchIdleMaxWaitMs: cfg.KAFKA_FETCH_IDLE_MAX_WAIT_MS, onRequest: metrics.kafka.request, onFetch: metrics.kafka.fetch });
   const codec = await retry(() => parts.codec(cfg), {
     retries: Infinity,
     minMs: 200,

@@ -3,7 +3,9 @@
 // 5,50,200) for PROBE_SECS seconds each (default 4); prints each run's latency, drain rate, per-hop
 // medians, runner batch times and the Kafka/database call profile as JSON lines. One run per rate:
 // for comparing a change with its parent back to back, not for the README (npm run bench is).
-// BENCH_OM_NODE_FLAGS and BENCH_OM_PROCESSES apply as in the bench.
+// BENCH_OM_NODE_FLAGS and BENCH_OM_PROCESSES apply as in the bench. PROBE_IDLE_S (default 0) first
+// measures that many seconds with no signals (CPU by service, Kafka requests), as the bench's idle
+// window; PROBE_RATES empty runs no rate (with BENCH_OM_NODE_FLAGS=--cpu-prof: a profile of idle).
 import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { createKafka } from '../../runtime/kafka.ts';
@@ -14,7 +16,15 @@ const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'probe', logge
 const log = (s: string) => process.stderr.write(`[probe] ${s}\n`);
 const bench = await startE2e({ kafka, amqpUrl: cfg.AMQP_URL, databaseUrl: cfg.DATABASE_URL, log });
 await bench.run(20, 2);
-const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').map(Number);
+const idleS = Number(process.env.PROBE_IDLE_S ?? 0);
+if (idleS > 0) {
+  await new Promise((r) => setTimeout(r, 2000)); // the warm-up's stragglers out of the window, as the bench
+  const idle = await bench.idle(idleS);
+  const pct = Object.fromEntries(Object.entries(idle.cpuMs).map(([k, ms]) => [k, Math.round((ms / (idle.seconds * 10)) * 100) / 100]));
+  const perS = Object.fromEntries(Object.entries(idle.kafkaRequests).map(([k, v]) => [k, Math.round((v / idle.seconds) * 10) / 10]));
+  console.log(JSON.stringify({ idle: { seconds: idle.seconds, cpu_pct_of_one_core: pct, kafka_requests_per_s: perS } }));
+}
+const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').filter(Boolean).map(Number);
 const rs = [];
 for (const rate of rates) rs.push(await bench.run(rate, Number(process.env.PROBE_SECS ?? 4), 30_000));
 await bench.fillHops(rs);

@@ -5,12 +5,14 @@
 // - the request observer behind the kafka_request_duration_seconds metric;
 // - the required onFatal of a consumer: called once when kafkajs will not restart it;
 // - the co-partitioned assignor: partition n of every topic to one member, and a group that still
-//   holds a member without it (an upgrade in progress) falls back to RoundRobin instead of failing.
+//   holds a member without it (an upgrade in progress) falls back to RoundRobin instead of failing;
+// - the adaptive long poll (patches/kafkajs+*.patch): the idle wait after empty fetches in a row,
+//   the short one again from the fetch that brings a record.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import kafkajs, { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers } from '../../runtime/config.ts';
-import { coordinatorLookups, createKafka, failTool, sequenceBroken } from '../../runtime/kafka.ts';
+import { coordinatorLookups, createKafka, failTool, IDLE_AFTER_EMPTY_FETCHES, sequenceBroken } from '../../runtime/kafka.ts';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { createMetrics } from '../../runtime/metrics.ts';
 import { consumeToEnd, consumeUntil, createNamespace, namespace, testCfg, testKafka, testLogger, waitFor } from '../helpers.ts';
@@ -89,6 +91,62 @@ test('every request a port client makes is observed by API, and lands in kafka_r
     assert.deepEqual(read.map((m) => m.value?.toString()), [`${prefix}orders.intents`], 'the committed records are read');
   } finally {
     await batched.disconnect();
+    await producer.disconnect();
+    await drop();
+  }
+});
+
+test('an idle consumer long-polls with the idle wait after ten empty fetches; the fetch that brings a record is its last, and the record is read', async () => {
+  const metrics = createMetrics();
+  const waits: Array<'busy' | 'idle'> = [];
+  const kafka = createKafka({
+    brokers: kafkaBrokers(testCfg),
+    clientId: 'idle-wait',
+    logger: testLogger,
+    fetchMaxWaitMs: 20,
+    fetchIdleMaxWaitMs: 300,
+    onFetch: (group, wait) => (waits.push(wait), metrics.kafka.fetch(group, wait)),
+  });
+  const prefix = namespace('idlewait');
+  const drop = await createNamespace(kafka, prefix, 1);
+  const topic = `${prefix}signals.raw`;
+  const group = `${prefix}g`;
+  const producer = kafka.producer({ transactionalId: `${prefix}tx` });
+  const consumer = kafka.consumer({ groupId: group, readCommitted: true, onFatal: failTool('idle-wait consumer') });
+  const read: Array<{ value: string; fetchesBefore: number }> = [];
+  try {
+    await producer.connect();
+    await consumer.connect();
+    await consumer.subscribe([topic], true);
+    await consumer.run(async (batch, ctl) => {
+      for (const m of batch.messages) read.push({ value: m.value?.toString() ?? '', fetchesBefore: waits.length });
+      const last = batch.messages.at(-1);
+      if (last) ctl.resolveOffset(last.offset);
+    });
+    // Nothing to read: the first ten fetches wait the short time, every later one the idle time.
+    await waitFor('three fetches with the idle wait', () => waits.filter((w) => w === 'idle').length >= 3);
+    const firstIdle = waits.indexOf('idle');
+    assert.ok(firstIdle >= IDLE_AFTER_EMPTY_FETCHES, `idle only after ${IDLE_AFTER_EMPTY_FETCHES} empty fetches (first idle: #${firstIdle}; ${waits.join(' ')})`);
+    assert.ok(waits.slice(firstIdle).every((w) => w === 'idle'), `idle until a record comes (${waits.join(' ')})`);
+
+    const tx = await producer.transaction();
+    await tx.send(topic, [{ key: 'k', value: Buffer.from('after-idle') }]);
+    await tx.commit();
+    await waitFor('the record', () => read.length > 0);
+    assert.equal(read.length, 1, 'read once');
+    const { value, fetchesBefore } = read[0]!;
+    assert.equal(value, 'after-idle');
+    assert.equal(waits[fetchesBefore - 1], 'idle', 'the record came in a fetch that waited as idle');
+    await waitFor('a fetch after the record', () => waits.length > fetchesBefore);
+    assert.equal(waits[fetchesBefore], 'busy', `the fetch after a record waits the short time again (${waits.slice(fetchesBefore - 2).join(' ')})`);
+
+    const text = await metrics.registry.metrics();
+    const counted = (wait: string) => Number(new RegExp(`kafka_consumer_fetches_total\\{group="${group}",wait="${wait}"\\} (\\d+)`).exec(text)?.[1] ?? -1);
+    const seen = waits.slice();
+    assert.ok(counted('idle') >= 3 && counted('idle') <= seen.filter((w) => w === 'idle').length, `kafka_consumer_fetches_total{wait="idle"} ${counted('idle')}`);
+    assert.ok(counted('busy') >= IDLE_AFTER_EMPTY_FETCHES + 1, `kafka_consumer_fetches_total{wait="busy"} ${counted('busy')}`);
+  } finally {
+    await consumer.disconnect();
     await producer.disconnect();
     await drop();
   }
