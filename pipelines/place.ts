@@ -670,12 +670,10 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
         return false;
       });
     if (creates.length === 0) return;
-    await deps.db.transaction(async (tx) => {
-      await recordSubmissions(
-        tx,
-        creates.map(({ i, o }) => ({ i, o: o! })),
-      );
-    });
+    await recordSubmissions(
+      deps.db,
+      creates.map(({ i, o }) => ({ i, o: o! })),
+    );
   };
 
   // A submission that cannot be recorded is an order at the exchange that PostgreSQL does not hold
@@ -699,11 +697,12 @@ type Submission = { i: OrderIntent; o: Outcome; placed: boolean; qty: string };
  * Submitted (accepted / already placed: the exchange's New arrives on the order stream) or Rejected
  * (with Bybit's retCode and reason). Idempotent: replays write the same facts; a row already moved
  * to an exchange state by tracking keeps its status; each status change is in order_state_history
- * once. Three statements per ≤ ROWS_PER_STATEMENT creates (lock the existing rows, one multi-row
- * upsert, one multi-row history insert); a chunk with a second create of one orderLinkId goes one
- * create at a time (one upsert cannot touch a row twice).
+ * once. One statement per ≤ ROWS_PER_STATEMENT creates (lock the existing rows, upsert, history),
+ * so a chunk's submissions cost one round trip, not a transaction's five; a chunk with a second
+ * create of one orderLinkId goes one create at a time (one upsert cannot touch a row twice), those
+ * statements in one transaction.
  */
-async function recordSubmissions(tx: CommonQueryMethods, creates: Array<{ i: OrderIntent; o: Outcome }>): Promise<void> {
+async function recordSubmissions(db: DatabasePool, creates: Array<{ i: OrderIntent; o: Outcome }>): Promise<void> {
   const rows: Submission[] = [];
   for (const { i, o } of creates) {
     const placed = o.outcome === 'accepted' || o.outcome === 'already_placed';
@@ -713,54 +712,65 @@ async function recordSubmissions(tx: CommonQueryMethods, creates: Array<{ i: Ord
     rows.push({ i, o, placed, qty });
   }
   const step = new Set(rows.map((r) => r.i.order_link_id)).size === rows.length ? ROWS_PER_STATEMENT : 1;
-  for (let k = 0; k < rows.length; k += step) await upsertSubmissions(tx, rows.slice(k, k + step));
+  const parts: Submission[][] = [];
+  for (let k = 0; k < rows.length; k += step) parts.push(rows.slice(k, k + step));
+  if (parts.length === 0) return;
+  if (parts.length === 1) return upsertSubmissions(db, parts[0]!);
+  await db.transaction(async (tx) => {
+    for (const part of parts) await upsertSubmissions(tx, part);
+  });
 }
 
-const linkRow = z.object({ id: z.number(), status: z.string(), order_link_id: z.string() });
-
-async function upsertSubmissions(tx: CommonQueryMethods, part: Submission[]): Promise<void> {
-  const links = part.map((x) => x.i.order_link_id);
-  // Lock in a fixed order (as concurrent writers of the same rows do), and remember the statuses.
-  const before = new Map(
-    (await tx.any(sql.type(linkRow)`SELECT id, status, order_link_id FROM orders WHERE order_link_id = ANY(${sql.array(links, 'text')}) ORDER BY order_link_id FOR UPDATE`)).map((r) => [r.order_link_id, r.status]),
-  );
-  const values = part.map(({ i, o, placed, qty }) => {
+// The VALUES rows of the upsert are read through a subquery (below), where PostgreSQL types an
+// untyped parameter as text: every column that is not text is cast, a NULL included.
+async function upsertSubmissions(db: CommonQueryMethods, part: Submission[]): Promise<void> {
+  // In order_link_id order, as concurrent writers of the same rows lock them.
+  const sorted = [...part].sort((a, b) => (a.i.order_link_id < b.i.order_link_id ? -1 : a.i.order_link_id > b.i.order_link_id ? 1 : 0));
+  const links = sorted.map((x) => x.i.order_link_id);
+  const values = sorted.map(({ i, o, placed, qty }) => {
     const ctx = i.signal ? sql.jsonb({ ...i.signal, intent_id: i.intent_id, decision_reason: i.reason } as unknown as Parameters<typeof sql.jsonb>[0]) : sql.jsonb({ intent_id: i.intent_id, decision_reason: i.reason });
-    return sql.fragment`(${i.order_link_id}, ${o.orderId}, ${i.signal ? sql.uuid(i.signal.signal_id) : null}, ${i.signal?.strategy_id ?? null},
-          ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.time_in_force}, ${i.market_unit}, ${i.reduce_only},
-          ${qty}, ${i.price}, ${placed ? 'Submitted' : 'Rejected'}, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))},
-          ${sql.timestamp(new Date(o.sentAt))}, ${o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt))},
-          ${placed ? null : o.retCode}, ${placed ? null : o.reasonCode}, ${ctx})`;
+    return sql.fragment`(${i.order_link_id}::text, ${o.orderId}::text, ${i.signal ? i.signal.signal_id : null}::uuid, ${i.signal?.strategy_id ?? null}::text,
+          ${i.category}::text, ${i.symbol}::text, ${i.side}::text, ${i.order_type}::text, ${i.time_in_force}::text, ${i.market_unit}::text, ${i.reduce_only}::boolean,
+          ${qty}::numeric, ${i.price}::numeric, ${placed ? 'Submitted' : 'Rejected'}::text, ${i.expires_at === null ? null : sql.timestamp(new Date(i.expires_at))}::timestamptz,
+          ${sql.timestamp(new Date(o.sentAt))}::timestamptz, ${o.ackedAt === null ? null : sql.timestamp(new Date(o.ackedAt))}::timestamptz,
+          ${placed ? null : o.retCode}::integer, ${placed ? null : o.reasonCode}::text, ${ctx})`;
   });
-  const rows = await tx.any(sql.type(linkRow)`
-    INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
-                        market_unit, reduce_only, qty, price, status, expires_at, submitted_at, acknowledged_at,
-                        reject_ret_code, reject_reason, context)
-    VALUES ${sql.join(values, sql.fragment`, `)}
-    ON CONFLICT (order_link_id) DO UPDATE SET
-      order_id        = COALESCE(orders.order_id, EXCLUDED.order_id),
-      submitted_at    = COALESCE(orders.submitted_at, EXCLUDED.submitted_at),
-      acknowledged_at = COALESCE(orders.acknowledged_at, EXCLUDED.acknowledged_at),
-      status          = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.status ELSE orders.status END,
-      reject_ret_code = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_ret_code ELSE orders.reject_ret_code END,
-      reject_reason   = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_reason ELSE orders.reject_reason END,
-      final_at        = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) AND EXCLUDED.status = 'Rejected' THEN now() ELSE orders.final_at END,
-      updated_at      = now()
-    RETURNING id, status, order_link_id`);
-  const after = new Map(rows.map((r) => [r.order_link_id, r]));
-  const history = part.flatMap(({ i, o }) => {
-    const row = after.get(i.order_link_id)!;
-    const was = before.get(i.order_link_id) ?? null;
-    if (was === row.status) return [];
-    return [
-      sql.fragment`(${row.id}, ${i.order_link_id}, ${o.orderId}, ${was}, ${row.status}, 'submission', ${`submission:${i.intent_id}`},
+  const facts = sorted.map(
+    ({ i, o }) =>
+      sql.fragment`(${i.order_link_id}::text, ${o.orderId}::text, ${`submission:${i.intent_id}`}::text,
           ${sql.jsonb({ outcome: o.outcome, ret_code: o.retCode, ret_msg: o.retMsg, reason_code: o.reasonCode, attempts: o.attempts })})`,
-    ];
-  });
-  if (history.length > 0) {
-    await tx.query(sql.typeAlias('void')`
+  );
+  // One statement, in this order: `locked` takes the row locks and reads the statuses before the
+  // upsert (its count is the upsert's one-time filter, an InitPlan run before the first row is
+  // inserted; as a CTE read twice it is materialised once); the upsert; a history row for each
+  // status it changed (from the locked status, NULL for a new row).
+  await db.query(sql.typeAlias('void')`
+    WITH locked AS MATERIALIZED (
+      SELECT id, status, order_link_id FROM orders WHERE order_link_id = ANY(${sql.array(links, 'text')}) ORDER BY order_link_id FOR UPDATE
+    ), up AS (
+      INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
+                          market_unit, reduce_only, qty, price, status, expires_at, submitted_at, acknowledged_at,
+                          reject_ret_code, reject_reason, context)
+      SELECT * FROM (VALUES ${sql.join(values, sql.fragment`, `)}) AS v
+      WHERE (SELECT count(*) FROM locked) >= 0
+      ON CONFLICT (order_link_id) DO UPDATE SET
+        order_id        = COALESCE(orders.order_id, EXCLUDED.order_id),
+        submitted_at    = COALESCE(orders.submitted_at, EXCLUDED.submitted_at),
+        acknowledged_at = COALESCE(orders.acknowledged_at, EXCLUDED.acknowledged_at),
+        status          = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.status ELSE orders.status END,
+        reject_ret_code = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_ret_code ELSE orders.reject_ret_code END,
+        reject_reason   = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) THEN EXCLUDED.reject_reason ELSE orders.reject_reason END,
+        final_at        = CASE WHEN orders.status = ANY(${sql.array(LOCAL_STATES, 'text')}) AND EXCLUDED.status = 'Rejected' THEN now() ELSE orders.final_at END,
+        updated_at      = now()
+      RETURNING id, status, order_link_id
+    ), history AS (
       INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, details)
-      VALUES ${sql.join(history, sql.fragment`, `)}
-      ON CONFLICT DO NOTHING`);
-  }
+      SELECT up.id, up.order_link_id, f.order_id, locked.status, up.status, 'submission', f.event_id, f.details
+      FROM up
+      JOIN (VALUES ${sql.join(facts, sql.fragment`, `)}) AS f(order_link_id, order_id, event_id, details) ON f.order_link_id = up.order_link_id
+      LEFT JOIN locked ON locked.order_link_id = up.order_link_id
+      WHERE locked.status IS DISTINCT FROM up.status
+      ON CONFLICT DO NOTHING
+    )
+    SELECT`);
 }

@@ -385,6 +385,35 @@ test('persist records Submitted / Rejected in orders, once, and never regresses 
     await place([rec(ok1)], { db: pool });
     const after = await pool.one(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ${ok1.order_link_id}`);
     assert.equal(after.status, 'Filled');
+
+    // The usual case: risk stored the order as Intent before placement, so the history says where
+    // the submission moved it from (the statuses are read, under lock, before the upsert); one that
+    // tracking already moved to New (the stream was faster) keeps New and gets no history row, but
+    // its orderId. With a new row in the same statement (from none) and a rejected one.
+    const stored = intent();
+    const raced = intent();
+    const fresh = intent();
+    const refused = intent({ qty: '0.0001' });
+    for (const [i, status] of [[stored, 'Intent'], [raced, 'New'], [refused, 'Intent']] as const) {
+      await pool.query(sql.typeAlias('void')`INSERT INTO orders (order_link_id, category, symbol, side, order_type, qty, price, status)
+        VALUES (${i.order_link_id}, ${i.category}, ${i.symbol}, ${i.side}, ${i.order_type}, ${i.qty!}, ${i.price}, ${status})`);
+    }
+    const subs = await place([stored, raced, fresh, refused].map((i) => rec(i)), { db: pool });
+    const links = [stored, raced, fresh, refused].map((i) => i.order_link_id);
+    const history = await pool.any(sql.type(z.object({ order_link_id: z.string(), from_status: z.string().nullable(), to_status: z.string(), order_id: z.string().nullable() }))`
+      SELECT order_link_id, from_status, to_status, order_id FROM order_state_history WHERE order_link_id = ANY(${sql.array(links, 'text')}) ORDER BY order_link_id`);
+    assert.deepEqual(
+      history.map((h) => [h.order_link_id, h.from_status, h.to_status, h.order_id]),
+      [
+        [stored.order_link_id, 'Intent', 'Submitted', subs[0]!.order_id],
+        [fresh.order_link_id, null, 'Submitted', subs[2]!.order_id],
+        [refused.order_link_id, 'Intent', 'Rejected', null],
+      ].sort((x, y) => (x[0]! < y[0]! ? -1 : 1)),
+    );
+    const now = await pool.any(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ANY(${sql.array(links, 'text')})`);
+    const byLink = new Map(now.map((r) => [r.order_link_id, r]));
+    assert.deepEqual([byLink.get(raced.order_link_id)!.status, byLink.get(raced.order_link_id)!.order_id], ['New', subs[1]!.order_id]);
+    assert.deepEqual([byLink.get(refused.order_link_id)!.status, byLink.get(refused.order_link_id)!.reject_reason], ['Rejected', 'below_min_qty']);
   }));
 
 for (const batch of [false, true]) test(`concurrent placement${batch ? ' in batches' : ''}: symbols in parallel, each symbol in order; lost answers and a restart never place twice`, () =>
