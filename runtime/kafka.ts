@@ -130,16 +130,16 @@ export interface KafkaPort {
    * response per wait instead of one per record trickle; a backlog larger than it still answers at
    * once.
    *
-   * `idleMaxWaitMs` (default: the client's `fetchIdleMaxWaitMs`, else `maxWaitMs`, never below it):
-   * the wait once IDLE_AFTER_EMPTY_FETCHES fetches in a row brought nothing; the first fetch that
-   * brings a record goes back to `maxWaitMs`. The broker answers a fetch as soon as records arrive
-   * (a read_committed one at the commit), so the wait sets what an idle consumer costs, not how late
-   * a record is; a busy consumer keeps the short wait and polls exactly as without it.
+   * The client's `fetchIdleMaxWaitMs` (never below `maxWaitMs`; without it, none) is the wait once
+   * IDLE_AFTER_EMPTY_FETCHES fetches in a row brought nothing; the first fetch that brings a record
+   * goes back to `maxWaitMs`. The broker answers a fetch as soon as records arrive (a read_committed
+   * one at the commit), so the wait sets what an idle consumer costs, not how late a record is; a
+   * busy consumer keeps the short wait and polls exactly as without it.
    *
    * `coPartitioned`: partition n of every subscribed topic goes to one member of the group (see
    * coPartitionedAssigner), for a consumer that handles the topics' partition n together.
    */
-  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; idleMaxWaitMs?: number; minBytes?: number; coPartitioned?: boolean; onFatal: (err: Error) => void }): ConsumerPort;
+  consumer(opts: { groupId: string; readCommitted?: boolean; sessionTimeoutMs?: number; maxBytesPerPartition?: number; maxWaitMs?: number; minBytes?: number; coPartitioned?: boolean; onFatal: (err: Error) => void }): ConsumerPort;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ export function createKafka(opts: { brokers: string[]; clientId: string; logger:
         maxBytesPerPartition: c.maxBytesPerPartition ?? 1_048_576,
         maxWaitTimeInMs: maxWaitMs,
         // patches/kafkajs+*.patch: kafkajs reads one wait per consumer; the patch adds the idle one.
-        idleMaxWaitTimeInMs: Math.max(c.idleMaxWaitMs ?? opts.fetchIdleMaxWaitMs ?? maxWaitMs, maxWaitMs),
+        idleMaxWaitTimeInMs: Math.max(opts.fetchIdleMaxWaitMs ?? maxWaitMs, maxWaitMs),
         idleAfterEmptyFetches: IDLE_AFTER_EMPTY_FETCHES,
         minBytes: c.minBytes ?? 1,
         allowAutoTopicCreation: false,
