@@ -11,7 +11,8 @@
 // Before the table, an exchange order update is checked for staleness (older updatedTime than the
 // applied state, a lower cumExecQty than already known, an open status older than a pending
 // amend/cancel): stale facts are ignored, so a REST snapshot older than a websocket fill never
-// undoes the fill and reordered messages end in the same state.
+// undoes the fill and reordered messages end in the same state. Likewise an accepted amend whose
+// terms an update newer than its sending already shows is late, not a new PendingAmend.
 //
 // Fill facts merge monotonically whatever the source: the order's cumulative figures come from the
 // source with the larger cumulative quantity (Bybit's order update, or the sum of the distinct
@@ -489,10 +490,31 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
   const rule = ruleOf(order.status, to);
   if (rule === 'invalid') return invalid(order, to, 'submission', s.intent_id, `${action} accepted for an order in ${order.status}`);
   if (rule === 'ignore') return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
+  if (action === 'amend' && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
   next.pending = { action, intentId: s.intent_id, since: s.sent_at };
   const ch = move(next, { ...base, occurredAt: s.sent_at, to, tag: `${action}:${s.intent_id}`, reasonCode: action === 'amend' ? 'amend_pending' : 'cancel_pending', reasonDetail: s.reason_code });
   if (!ch) return noChange(order, 'duplicate', `${action} already pending`);
   return { order: next, changes: [ch], invalid: null, ignored: null, dirty: true };
+}
+
+/**
+ * Whether the exchange stream already showed this accepted amend: an order update sent after the
+ * amend (updatedTime at or after its sent_at) carries every term it set. The submission is then
+ * late (placement slow, or its chunk replayed after a kill): moving the order to PendingAmend would
+ * put an `amend_pending` after its `order_amended` and keep the order pending until the
+ * reconciler's next pass. An update with the old terms, or one older than the send, leaves the
+ * amend pending as before (Bybit accepts no amend that changes nothing, so matching terms after the
+ * send are the amend's own).
+ */
+function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
+  if (order.lastUpdateMs === null || order.lastUpdateMs < s.sent_at) return false;
+  if (s.qty === null && s.price === null) return false;
+  const same = (a: string | null, b: string | null): boolean => {
+    const x = d(a);
+    const y = d(b);
+    return x !== null && y !== null && x.cmp(y) === 0;
+  };
+  return (s.qty === null || same(s.qty, order.qty)) && (s.price === null || same(s.price, order.price));
 }
 
 function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {

@@ -291,6 +291,33 @@ test('cancel: accepted request → PendingCancel, then Cancelled; a refused amen
   assert.equal(ev[4]!.latencies.to_final_ms, 120);
 });
 
+test('amend: a submission that reaches tracking after the stream showed its terms is late; one whose terms are not shown yet is pending', () => {
+  // Found by the two-instance chaos run: placement killed mid-chunk, the chunk replayed, its accepted
+  // amend reached tracking after the order stream's amended update; the order went back from New to
+  // PendingAmend (an amend_pending after its order_amended) until the reconciler's next pass.
+  const late = stateWith(intentOrder());
+  const s = script();
+  const lateEv = run(late, [
+    s[0]!,
+    s[1]!,
+    rec('exchange.orders', upd('New', { updatedTime: T0 + 75, price: '2990' })),
+    rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: null, price: '2990', sent_at: T0 + 70, acked_at: T0 + 80 })),
+  ]);
+  assert.deepEqual(lateEv.map((e) => [e.event_type, e.status]), [
+    ['order_submitted', 'Submitted'],
+    ['order_acknowledged', 'New'],
+    ['order_amended', 'New'],
+  ]);
+  assert.deepEqual([orderOf(late).status, orderOf(late).price, orderOf(late).pending], ['New', '2990', null]);
+  // The same amend while the stream shows only an update from before it was sent, or one after it
+  // with the old terms (a fill racing the amend): the amend is pending until the stream shows it.
+  for (const before of [upd('New', { updatedTime: T0 + 65, price: '2990' }), upd('PartiallyFilled', { updatedTime: T0 + 75, cumExecQty: '0.4', cumExecValue: '1200', cumExecFee: '0.72', avgPrice: '3000', leavesQty: '0.6' })]) {
+    const st = stateWith(intentOrder());
+    const ev = run(st, [s[0]!, rec('exchange.orders', before), rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: null, price: '2990', sent_at: T0 + 70, acked_at: T0 + 80 }))]);
+    assert.deepEqual(ev.at(-1) && [ev.at(-1)!.event_type, ev.at(-1)!.status, ev.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending'], `after ${before.orderStatus} at ${before.updatedTime}`);
+  }
+});
+
 test('positions and wallet balances keep the newest snapshot of the chunk', () => {
   const st = stateWith();
   const posn = (size: string, at: number) => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: null, liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '0', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws' as const, observedAt: at });
