@@ -724,7 +724,9 @@ async function recordSubmissions(db: DatabasePool, creates: Array<{ i: OrderInte
 // The VALUES rows of the upsert are read through a subquery (below), where PostgreSQL types an
 // untyped parameter as text: every column that is not text is cast, a NULL included.
 async function upsertSubmissions(db: CommonQueryMethods, part: Submission[]): Promise<void> {
-  // In order_link_id order, as concurrent writers of the same rows lock them.
+  // Existing rows are locked by `locked` below, in the database's order. New rows are inserted in
+  // this order: two placement instances inserting the same new orderLinkIds (a replayed chunk) wait
+  // on each other's inserts in one order, never in a cycle.
   const sorted = [...part].sort((a, b) => (a.i.order_link_id < b.i.order_link_id ? -1 : a.i.order_link_id > b.i.order_link_id ? 1 : 0));
   const links = sorted.map((x) => x.i.order_link_id);
   const values = sorted.map(({ i, o, placed, qty }) => {

@@ -294,11 +294,27 @@ export interface E2eOptions {
   relaxClientLimiter?: boolean;
 }
 
+/** An idle window measured by `E2eBench.idle`. */
+export interface IdleWindow {
+  seconds: number;
+  cpuMs: Record<string, number>;
+  kafkaRequests: Record<string, number>;
+}
+
+/** The idle window as reported (reports/bench.json's `idle`, the probe's line): % of one core, requests a second. */
+export function idleFigures(idle: IdleWindow): { seconds: number; cpu_pct_of_one_core: Record<string, number>; kafka_requests_per_s: Record<string, number> } {
+  return {
+    seconds: Math.round(idle.seconds * 10) / 10,
+    cpu_pct_of_one_core: Object.fromEntries(Object.entries(idle.cpuMs).map(([k, ms]) => [k, Math.round((ms / (idle.seconds * 1000)) * 10_000) / 100])),
+    kafka_requests_per_s: Object.fromEntries(Object.entries(idle.kafkaRequests).map(([k, v]) => [k, Math.round((v / idle.seconds) * 10) / 10])),
+  };
+}
+
 export interface E2eBench {
   /** Offer `rate` signals/s for `seconds`, then wait (at most drainMs) until each has its first order event. */
   run(rate: number, seconds: number, drainMs?: number): Promise<RunResult>;
   /** No signals for `seconds`: CPU ms per service and the order manager's Kafka requests by API over that window. */
-  idle(seconds: number): Promise<{ seconds: number; cpuMs: Record<string, number>; kafkaRequests: Record<string, number> }>;
+  idle(seconds: number): Promise<IdleWindow>;
   /** Pids of the order-manager processes (for a profile from outside). */
   omPids: number[];
   /** Fill each run's per-hop medians from the Kafka record timestamps (after the runs: no load then). */

@@ -22,7 +22,7 @@ import { createKafka } from '../../runtime/kafka.ts';
 import { kafkaHop, kafkaTxHop, rabbitHop } from './floor.ts';
 import { summarize, median, type Summary } from './stats.ts';
 import { isService } from './cpu.ts';
-import { startE2e, HOPS, BENCH_TSX, OM_LEAN, WORKLOAD, ASSETS, benchChild, buildDistOnce, childNodeFlags, type RunResult } from './e2e.ts';
+import { idleFigures, startE2e, HOPS, BENCH_TSX, OM_LEAN, WORKLOAD, ASSETS, benchChild, buildDistOnce, childNodeFlags, type RunResult } from './e2e.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -207,11 +207,7 @@ const e2e = rates.map((rate) => {
     per_run: rs.map((r) => ({ ...r.e2e, offered: r.offered, delivered: r.delivered, rejected: r.rejected, ok: r.ok, drained_signals_per_s: r.achievedRate, window_s: r1(r.windowMs / 1000) })),
   };
 });
-const idleReport = {
-  seconds: r1(idle!.seconds),
-  cpu_pct_of_one_core: Object.fromEntries(Object.entries(idle!.cpuMs).map(([k, ms]) => [k, r2((ms / (idle!.seconds * 1000)) * 100)])),
-  kafka_requests_per_s: Object.fromEntries(Object.entries(idle!.kafkaRequests).map(([k, v]) => [k, r1(v / idle!.seconds)])),
-};
+const idleReport = idleFigures(idle!);
 // Hops a signal crosses to its first order event: RabbitMQ in, four Kafka hops (raw, intents,
 // submissions, events: signals.valid is written in the intents' transaction), RabbitMQ out. Raw
 // and transactional floors both reported.

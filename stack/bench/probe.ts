@@ -9,7 +9,7 @@
 import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/logger.ts';
 import { createKafka } from '../../runtime/kafka.ts';
-import { startE2e } from './e2e.ts';
+import { idleFigures, startE2e } from './e2e.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
 const cfg = loadConfig({ ...process.env, LOG_LEVEL: 'silent' }, UNIT_SCHEMAS);
 const kafka = createKafka({ brokers: kafkaBrokers(cfg), clientId: 'probe', logger: createLogger(cfg, 'probe'), connectionTimeoutMs: 3000 });
@@ -19,10 +19,7 @@ await bench.run(20, 2);
 const idleS = Number(process.env.PROBE_IDLE_S ?? 0);
 if (idleS > 0) {
   await new Promise((r) => setTimeout(r, 2000)); // the warm-up's stragglers out of the window, as the bench
-  const idle = await bench.idle(idleS);
-  const pct = Object.fromEntries(Object.entries(idle.cpuMs).map(([k, ms]) => [k, Math.round((ms / (idle.seconds * 10)) * 100) / 100]));
-  const perS = Object.fromEntries(Object.entries(idle.kafkaRequests).map(([k, v]) => [k, Math.round((v / idle.seconds) * 10) / 10]));
-  console.log(JSON.stringify({ idle: { seconds: idle.seconds, cpu_pct_of_one_core: pct, kafka_requests_per_s: perS } }));
+  console.log(JSON.stringify({ idle: idleFigures(await bench.idle(idleS)) }));
 }
 const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').filter(Boolean).map(Number);
 const rs = [];
