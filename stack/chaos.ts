@@ -673,6 +673,12 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), partitions);
     const { events, where } = await orderEvents(codec, `${prefix}orders.events`, read.get(`${prefix}orders.events`)!);
     const { records, submissions } = await idRecords(codec, prefix, read);
+    // Order events are judged against PostgreSQL as the stopped writers left it, not as it was at
+    // the settle point: the system is not quiet there (the reconciler, decisions after the flow, a
+    // replayed placement chunk), so a state change made between the two reads would be on the topic
+    // but not in the earlier read. Decisions and the exchange's agreement stay judged at the settle
+    // point, where the exchange was read (the stop cuts placement of later decisions short).
+    const stopped = await query(() => pgFacts(db, signalIds));
     const topicIds = new Set(events.map((e) => e.event_id));
     const queued = await drainQueue(rmq.url, eventsQueue, (msgs) => {
       const seen = new Set(msgs.map((m) => m.event_id));
@@ -685,7 +691,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const perSignal = checkOrdersPerSignal(sent, calls, refs, refusedIds);
     const visible = checkAmendCancelVisible(f.intents, calls, superseded, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
     const oneRecord = checkOneRecordPerId(records);
-    const orderEventsVerdict = checkOrderEvents(events, queued, f.events, where);
+    const orderEventsVerdict = checkOrderEvents(events, queued, stopped.events, where);
     figures.refused = refusedIds.size;
     figures.orders = executedCreates.length;
     const faultsPlanned = new Map<string, readonly [number, number]>([
