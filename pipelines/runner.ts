@@ -9,7 +9,12 @@
 // implement KIP-447 (fencing by consumer-group generation), so fencing uses the classic pattern:
 // one transactional producer per input partition, transactionalId = <group>-<topic>-<partition>.
 // Whoever owns a partition after a crash or rebalance initialises that id, which aborts the dead
-// owner's open transaction and fences it.
+// owner's open transaction and fences it. It does so before the first chunk it takes after a join
+// or a failed commit, and then reads the group's committed offsets again: a former owner frozen
+// between its last ownership check and its commit (a zombie), or this producer's own commit whose
+// answer was lost (a broker restart), may have committed the chunk after this member fetched it.
+// Records below those offsets are skipped (pipeline_stage_records_already_committed_total), not
+// processed and produced twice.
 //
 // A stage over several co-partitioned topics (tracking) fences per partition *number* instead:
 // transactionalId = <group>-p<partition>, for partition p of every input topic. Every offset of an
@@ -35,7 +40,7 @@
 // the reason until an operator resumes. Fatal stays for what a restart can fix (a fenced producer,
 // lost connections the client will not recover, a broken schema, bad credentials).
 import { performance } from 'node:perf_hooks';
-import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMessage, BatchControl } from '../runtime/kafka.ts';
+import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMessage, BatchControl, AdminPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -275,6 +280,22 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   });
   const producers = new Map<string, ProducerPort>();
   let joined = false;
+  /** Joins of the group so far: a producer made before the last one is made again (see `fresh`). */
+  let joins = 0;
+  /** The join each producer was made after. */
+  const producerJoin = new Map<string, number>();
+  /** The group's committed offset of each input `topic/partition`, read right after its producer was made. */
+  const committedFrom = new Map<string, bigint>();
+  let admin: Promise<AdminPort> | null = null;
+  const adminPort = (): Promise<AdminPort> =>
+    (admin ??= (async () => {
+      const a = deps.kafka.admin();
+      await a.connect();
+      return a;
+    })().catch((err: unknown) => {
+      admin = null;
+      throw err;
+    }));
 
   // One transactional producer per input partition, or per partition number of co-partitioned
   // inputs (see the header): the id is stable across restarts and rebalances so a new owner fences
@@ -292,8 +313,47 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       p = deps.kafka.producer({ transactionalId: id });
       await p.connect();
       producers.set(id, p);
+      producerJoin.set(id, joins);
     }
     return p;
+  };
+
+  /**
+   * The chunk without the records the group's committed offsets already cover. On the first chunk
+   * of a partition since this member's last join (or since its producer was dropped after a failed
+   * commit) the producer is made again first: initialising its id fences every earlier producer of
+   * it and completes or aborts the transaction one left open, so the committed offsets read next
+   * can no longer move behind this member's back. kafkajs fetched from the offsets committed when
+   * the partition was assigned; a zombie's commit, or a commit of ours whose answer was lost, may
+   * have landed since. (KIP-447 would have the broker refuse the zombie's commit instead.) One
+   * window stays: the group coordinator applies a completed transaction's offsets a moment after
+   * the transaction coordinator reports it complete, and kafkajs's OffsetFetch cannot ask for
+   * stable offsets only.
+   */
+  const unseen = async (partition: number, parts: ChunkPart[]): Promise<ChunkPart[]> => {
+    const id = txIdOf(parts[0]!.topic, partition);
+    if (producerJoin.get(id) !== joins) {
+      await dropProducer(id);
+      // kafkajs initialises the transactional id on a producer's first transaction, not on connect;
+      // an empty one then aborts without a request.
+      await (await (await producerFor(parts[0]!.topic, partition)).transaction()).abort();
+      const a = await adminPort();
+      for (const topic of coPartitioned ? inputs : [parts[0]!.topic]) {
+        const at = (await a.groupOffsets(deps.groupId, topic)).find((o) => o.partition === partition)?.offset;
+        if (at !== undefined && BigInt(at) >= 0n) committedFrom.set(`${topic}/${partition}`, BigInt(at));
+      }
+    }
+    const out: ChunkPart[] = [];
+    for (const p of parts) {
+      const from = committedFrom.get(`${p.topic}/${partition}`);
+      const messages = from === undefined || BigInt(p.messages[0]!.offset) >= from ? p.messages : p.messages.filter((msg) => BigInt(msg.offset) >= from);
+      if (messages.length < p.messages.length) {
+        m.alreadyCommitted.inc({ stage: stage.name, topic: p.topic }, p.messages.length - messages.length);
+        log.warn({ topic: p.topic, partition, from: p.messages[0]!.offset, committed: String(from), skipped: p.messages.length - messages.length }, 'records already committed (by a former owner, or by a commit whose answer was lost): skipped');
+      }
+      if (messages.length) out.push(messages === p.messages ? p : { ...p, messages });
+    }
+    return out;
   };
   // Initialising a transactional id aborts what its previous producer left open and fences it; an
   // empty transaction then ends without a request.
@@ -311,6 +371,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const dropProducer = async (id: string) => {
     const p = producers.get(id);
     producers.delete(id);
+    producerJoin.delete(id);
     await p?.disconnect().catch(() => {});
   };
 
@@ -347,8 +408,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    * produce commits its offsets through the group instead (see below).
    */
   const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl): Promise<void> => {
-    // Made (and its id initialised) on the first chunk of a partition whatever the chunk holds: that
-    // is what aborts a former owner's open transaction and fences its producer.
+    // Made, and its id initialised, by `unseen` before the chunk was decided.
     const producer = await producerFor(lastOffsets[0]!.topic, partition);
     const offsets = lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) }));
     if (byTopic.size === 0) {
@@ -443,8 +503,10 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    * the records of one input partition, or, for co-partitioned inputs, those gathered from several
    * topics' partitions of one number (`parts`, each in offset order).
    */
-  const processChunk = async (partition: number, parts: ChunkPart[]): Promise<void> => {
+  const processChunk = async (partition: number, whole: ChunkPart[]): Promise<void> => {
     const t0 = performance.now();
+    const parts = await unseen(partition, whole);
+    if (parts.length === 0) return;
     const decoded = await decodeAll(parts.length === 1 ? parts[0]!.messages : parts.flatMap((p) => p.messages));
     // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
     // generation, and the next owner fences this producer only once it commits a chunk itself. A
@@ -619,6 +681,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
 
   consumer.onGroupJoin((info) => {
     joined = true;
+    joins += 1;
     log.info({ memberId: info.memberId, assigned: info.assigned, protocol: info.protocol }, 'joined consumer group');
   });
   consumer.onCrash((err, restart) => {
@@ -650,6 +713,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       // kafkajs waits for the batch in flight, then leaves the group.
       await consumer.disconnect().catch((err) => log.warn({ err }, 'consumer disconnect failed'));
       await Promise.all([...producers.keys()].map(dropProducer));
+      await (await admin?.catch(() => null))?.disconnect().catch(() => {});
       log.info('stage stopped');
     },
   };

@@ -12,6 +12,7 @@ export const M = {
   stageConflicts: 'pipeline_stage_conflicts_total',
   stageGathered: 'pipeline_stage_gathered_parts_total',
   stageCommits: 'pipeline_stage_commits_total',
+  stageAlreadyCommitted: 'pipeline_stage_records_already_committed_total',
   bridgeIn: 'pipeline_bridge_messages_in_total',
   bridgeOut: 'pipeline_bridge_messages_out_total',
   bridgeRejected: 'pipeline_bridge_messages_rejected_total',
@@ -38,6 +39,7 @@ export function createMetrics(opts: { defaults?: boolean; prefix?: string } = {}
     retries: new Counter({ name: M.stageRetries, help: 'Retriable errors retried by a stage', labelNames: ['stage', 'code'], registers: [registry] }),
     gathered: new Counter({ name: M.stageGathered, help: 'Input chunks of co-partitioned topics committed together with others of their partition number (one transaction for several)', labelNames: ['stage'], registers: [registry] }),
     commits: new Counter({ name: M.stageCommits, help: 'Chunks a stage committed, by how: in a Kafka transaction with their outputs, or (nothing to produce) through the consumer group', labelNames: ['stage', 'via'], registers: [registry] }),
+    alreadyCommitted: new Counter({ name: M.stageAlreadyCommitted, help: 'Fetched records skipped because the group had already committed them (a former owner frozen before its commit, or a commit whose answer was lost)', labelNames: ['stage', 'topic'], registers: [registry] }),
     conflicts: new Counter({ name: M.stageConflicts, help: 'Records dead-lettered because their effects could not be stored (unique key taken, value refused, too large), by reason and action (dead_letter or halt)', labelNames: ['stage', 'reason', 'action'], registers: [registry] }),
   };
   const bridge = {

@@ -1,0 +1,157 @@
+// Commits the runner could not see. kafkajs has no KIP-447, so the broker takes a transaction's
+// offsets from whichever producer of the transactional id is current, whatever the group says.
+// Two ways a chunk gets committed after this member fetched it, both found by the chaos run
+// (orders.submissions held four submissions twice, with different contents):
+//   - this member's own commit landed but its answer was lost (a broker restart): the retry ran the
+//     same chunk again;
+//   - a former owner frozen after its last ownership check (a zombie) committed once it woke, while
+//     the new owner was deciding the chunk it had fetched before.
+// The runner now initialises the partition's producer before the first chunk after a join or a
+// failed commit (fencing every earlier producer of the id), reads the committed offsets, and skips
+// what they cover. The faults are real: the commits go to the real broker; the wrapper only loses an
+// answer, or holds a commit back as a stopped process would. No timing is measured.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { namespace, testKafka, createNamespace, consumeToEnd, waitFor, registryUrl, testCfg } from '../helpers.ts';
+import { createLogger } from '../../runtime/logger.ts';
+import { createTopicCodec } from '../../schemas/topic-codec.ts';
+import { runStage, ok, type Stage } from '../../pipelines/runner.ts';
+import { createMetrics, M } from '../../runtime/metrics.ts';
+import { systemClock } from '../../runtime/clock.ts';
+import { RetriableError } from '../../runtime/errors.ts';
+import { SAMPLES } from '../../schemas/samples.ts';
+import type { KafkaPort, TransactionPort } from '../../runtime/kafka.ts';
+import type { Signal } from '../../schemas/types.ts';
+
+/** The real port, with `onCommit` around every transaction's commit. */
+function withCommit(kafka: KafkaPort, onCommit: (commit: () => Promise<void>) => Promise<void>): KafkaPort {
+  return {
+    ...kafka,
+    producer: (opts) => {
+      const p = kafka.producer(opts);
+      return {
+        ...p,
+        transaction: async () => {
+          const tx: TransactionPort = await p.transaction();
+          return { ...tx, commit: () => onCommit(() => tx.commit()) };
+        },
+      };
+    },
+  };
+}
+
+async function setUp(label: string, count: number) {
+  const prefix = namespace(label);
+  const kafka = testKafka();
+  const cleanup = await createNamespace(kafka, prefix, 1);
+  const codec = await createTopicCodec({ registryUrl, prefix });
+  const input = prefix + 'signals.raw';
+  const ids = Array.from({ length: count }, () => randomUUID());
+  const p = kafka.producer();
+  await p.connect();
+  await p.send(input, ids.map((id) => ({ key: 'BTCUSDT', value: Buffer.from(id) })));
+  await p.disconnect();
+  const outputs = async () => {
+    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1);
+    return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
+  };
+  const stageOf = (name: string, load?: () => Promise<void>): Stage<Buffer, undefined> => ({
+    name,
+    input,
+    inputFormat: 'raw',
+    dlq: prefix + 'signals.dlq',
+    load: async () => {
+      await load?.();
+      return undefined;
+    },
+    process: (rec) => ok({ topic: prefix + 'signals.valid', key: 'BTCUSDT', value: { ...SAMPLES.Signal, signal_id: rec.value.toString('utf8'), strategy_id: name } satisfies Signal }),
+  });
+  const deps = (port: KafkaPort, fatal: Error[], metrics = createMetrics()) => ({ kafka: port, codec, logger: createLogger({ ...testCfg, LOG_LEVEL: 'silent' }, label), metrics, clock: systemClock, groupId: prefix + label, batchMax: 5, retryMaxMs: 500, sessionTimeoutMs: 6000, onFatal: (e: Error) => fatal.push(e) });
+  const once = (seen: Signal[]) => {
+    const counts = new Map<string, number>();
+    for (const s of seen) counts.set(s.signal_id, (counts.get(s.signal_id) ?? 0) + 1);
+    assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
+    assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
+  };
+  return { kafka, cleanup, ids, outputs, stageOf, deps, once };
+}
+
+test('a commit whose answer was lost is not made again: its records are skipped on the retry, every output once', async () => {
+  const t = await setUp('lostack', 20);
+  try {
+    // The first commit reaches the broker and commits; its answer never comes back.
+    let lost = 0;
+    const port = withCommit(t.kafka, async (commit) => {
+      await commit();
+      if (lost++ === 0) throw new RetriableError('commit_answer_lost', 'connection closed before the EndTxn answer');
+    });
+    const metrics = createMetrics();
+    const fatal: Error[] = [];
+    const s = await runStage(t.stageOf('a'), t.deps(port, fatal, metrics));
+    try {
+      await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 60_000, 250);
+    } finally {
+      await s.stop();
+    }
+    t.once(await t.outputs());
+    assert.ok(lost >= 2, 'the lost commit was retried');
+    const skipped = (await metrics.registry.getSingleMetric(M.stageAlreadyCommitted)!.get()).values.reduce((a, v) => a + v.value, 0);
+    assert.equal(skipped, 5, 'the retried chunk (5 records) was skipped as committed');
+    assert.deepEqual(fatal, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('a former owner that commits after the new owner fetched the chunk is fenced first: every output once', async () => {
+  const t = await setUp('latezombie', 10);
+  try {
+    // Instance a holds its first commit back (after its last ownership check, as a process stopped
+    // right there); it never heartbeats meanwhile, so the group gives the partition to b.
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let held = false;
+    let settle!: (outcome: 'committed' | 'refused') => void;
+    const aCommit = new Promise<'committed' | 'refused'>((r) => (settle = r));
+    const portA = withCommit(t.kafka, async (commit) => {
+      if (held) return commit();
+      held = true;
+      await released;
+      try {
+        await commit();
+        settle('committed');
+      } catch (err) {
+        settle('refused');
+        throw err;
+      }
+    });
+    // Instance b wakes a up when it starts deciding its first chunk, and waits for a's commit: the
+    // moment the chaos run caught, a's commit landing between b's fetch and b's own commit.
+    let woke = false;
+    const wakeA = async () => {
+      if (woke) return;
+      woke = true;
+      release();
+      await aCommit;
+    };
+    const fatalA: Error[] = [];
+    const fatalB: Error[] = [];
+    const a = await runStage(t.stageOf('a'), t.deps(portA, fatalA));
+    let b: Awaited<ReturnType<typeof runStage>> | null = null;
+    try {
+      await waitFor('instance a to hold its first commit', () => held, 60_000);
+      b = await runStage(t.stageOf('b', wakeA), t.deps(t.kafka, fatalB));
+      await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 120_000, 250);
+      assert.equal(await aCommit, 'refused', "a's late commit was refused: b fenced it before deciding");
+    } finally {
+      release();
+      await b?.stop().catch(() => {});
+      await a.stop().catch(() => {});
+    }
+    t.once(await t.outputs());
+    assert.deepEqual(fatalB, []);
+  } finally {
+    await t.cleanup();
+  }
+});
