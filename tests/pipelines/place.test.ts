@@ -376,8 +376,11 @@ test('persist records Submitted / Rejected in orders, once, and never regresses 
     await place([rec(ok1), rec(bad)], { db: pool }); // replay
     const rows = await pool.any(sql.type(orderRow)`SELECT order_link_id, order_id, status, submitted_at, acknowledged_at, reject_ret_code, reject_reason, qty FROM orders WHERE order_link_id = ANY(${sql.array([ok1.order_link_id, bad.order_link_id], 'text')}) ORDER BY id`);
     assert.equal(rows.length, 2);
-    assert.deepEqual([rows[0]!.status, rows[0]!.order_id, rows[0]!.qty, rows[0]!.submitted_at], ['Submitted', s1!.order_id, '0.01', s1!.sent_at]);
-    assert.deepEqual([rows[1]!.status, rows[1]!.reject_ret_code, rows[1]!.reject_reason], ['Rejected', 170136, 'below_min_qty']);
+    // (New rows are inserted in order_link_id order, and the ids here are random: look them up.)
+    const okRow = rows.find((r) => r.order_link_id === ok1.order_link_id)!;
+    const badRow = rows.find((r) => r.order_link_id === bad.order_link_id)!;
+    assert.deepEqual([okRow.status, okRow.order_id, okRow.qty, okRow.submitted_at], ['Submitted', s1!.order_id, '0.01', s1!.sent_at]);
+    assert.deepEqual([badRow.status, badRow.reject_ret_code, badRow.reject_reason], ['Rejected', 170136, 'below_min_qty']);
     const hist = await pool.any(sql.type(z.object({ to_status: z.string() }))`SELECT h.to_status FROM order_state_history h JOIN orders o ON o.id = h.order_row_id WHERE o.order_link_id = ${ok1.order_link_id}`);
     assert.deepEqual(hist.map((h) => h.to_status), ['Submitted'], 'one history row despite the replay');
     // Tracking moved the order on; a late replay of the submission does not undo it.
