@@ -531,77 +531,58 @@ export function createSizeRiskStage(deps: SizeRiskDeps): SizeRiskStage {
 /** JSON for jsonb columns: Dec and friends become strings, undefined disappears. */
 const plain = (v: unknown): never => JSON.parse(JSON.stringify(v ?? {})) as never;
 
-const keyIdRow = z.object({ id: z.number(), idempotency_key: z.string() });
-
-/** Rows per multi-row statement (stays far below PostgreSQL's 65,535 bind parameters). */
-const ROWS_PER_STATEMENT = 500;
+/** Signals per statement (their decisions, orders and outcomes stay far below PostgreSQL's 65,535 bind parameters). */
+const SIGNALS_PER_STATEMENT = 250;
 
 function* slices<T>(xs: T[], n: number): Generator<T[]> {
   for (let i = 0; i < xs.length; i += n) yield xs.slice(i, i + n);
 }
 
 /**
- * Record a chunk's decisions in three multi-row statements (decisions, then the orders of the
- * creates, then the signals' outcomes) instead of three round trips per signal. Same rows, same
- * idempotency: decisions ON CONFLICT (idempotency_key) DO NOTHING (the ids of rows already there are
- * read back), orders ON CONFLICT (order_link_id) DO NOTHING, signals updated to 'decided'.
- * Returns the signal_ids that had no signals row.
+ * Record a chunk's decisions in one statement per ≤ SIGNALS_PER_STATEMENT signals (decisions, the
+ * orders of the creates, the signals' outcomes, as CTEs) instead of three round trips per signal, or
+ * three per chunk. Same rows, same idempotency: decisions ON CONFLICT (idempotency_key) DO NOTHING
+ * (an orders row points at the decision this statement inserted, or at the one an earlier attempt
+ * of the chunk recorded: the statement's snapshot sees that one, not its own), orders ON CONFLICT
+ * (order_link_id) DO NOTHING, signals updated to 'decided'. Returns the signal_ids that had no
+ * signals row.
  */
 async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }>, now: number): Promise<string[]> {
+  const recorded = new Set<string>();
+  for (const part of slices(chunk, SIGNALS_PER_STATEMENT)) for (const id of await recordPart(tx, part, now)) recorded.add(id);
+  return chunk.map((c) => c.sig.signal_id).filter((id) => !recorded.has(id));
+}
+
+async function recordPart(tx: CommonQueryMethods, chunk: Array<{ sig: Signal; decision: Decision; outputs: StoredOutput[] }>, now: number): Promise<string[]> {
   if (chunk.length === 0) return [];
-  interface DecisionRowIn { key: string; sig: Signal; d: Decision; orderLinkId: string | null; action: 'create' | 'amend' | 'cancel' | 'reject'; reason: string; output: StoredOutput; at: number }
-  const decisionRows: DecisionRowIn[] = [];
-  const creates: Array<{ key: string; sig: Signal; it: OrderIntent }> = [];
-  const signalRows: Array<{ sig: Signal; d: Decision; at: number }> = [];
+  const decisions: ReturnType<typeof sql.fragment>[] = [];
+  const creates: ReturnType<typeof sql.fragment>[] = [];
+  const createKeys: string[] = [];
+  const outcomes: ReturnType<typeof sql.fragment>[] = [];
   for (const { sig, decision: d, outputs } of chunk) {
     const at = (d.kind === 'intents' ? d.intents[0]?.decided_at : undefined) ?? (outputs[0]?.value as OrderEvent | undefined)?.occurred_at ?? now;
+    const decision = (key: string, orderLinkId: string | null, action: string, reason: string, output: StoredOutput) =>
+      sql.fragment`(${key}, ${sig.signal_id}::uuid, ${orderLinkId}, ${action}, ${reason}, ${d.tradingState}, ${sql.jsonb(plain(d.inputs))},
+                    ${sql.jsonb(plain(output))}, ${sql.timestamp(new Date(at))})`;
     if (d.kind === 'reject') {
-      decisionRows.push({ key: `${sig.signal_id}:reject`, sig, d, orderLinkId: null, action: 'reject', reason: d.code, output: outputs[0]!, at });
+      decisions.push(decision(`${sig.signal_id}:reject`, null, 'reject', d.code, outputs[0]!));
     } else {
       for (const [i, it] of d.intents.entries()) {
         const key = `${sig.signal_id}:${it.sequence}`;
-        decisionRows.push({ key, sig, d, orderLinkId: it.order_link_id, action: it.action, reason: it.reason, output: outputs[i]!, at });
-        if (it.action === 'create') creates.push({ key, sig, it });
+        decisions.push(decision(key, it.order_link_id, it.action, it.reason, outputs[i]!));
+        if (it.action !== 'create') continue;
+        createKeys.push(key);
+        // The intent's context as it travels on the records (with the intent's id): the tracker reads it back as is.
+        const context = { ...it.signal, intent_id: it.intent_id };
+        creates.push(sql.fragment`(${key}::text, ${it.order_link_id}::text, ${sig.signal_id}::uuid, ${sig.strategy_id}::text, ${it.category}::text, ${it.symbol}::text,
+                  ${it.side}::text, ${it.order_type}::text, ${it.time_in_force}::text, ${it.market_unit}::text, ${it.reduce_only}::boolean, ${it.qty}::numeric,
+                  ${it.price}::numeric, ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}::timestamptz,
+                  ${sql.timestamp(new Date(it.decided_at))}::timestamptz, ${sql.jsonb(plain(context))})`);
       }
     }
-    signalRows.push({ sig, d, at });
+    const reason = d.kind === 'reject' ? d.code : d.reason;
+    outcomes.push(sql.fragment`(${sig.signal_id}::uuid, ${d.outcome}::text, ${reason}::text, ${sql.timestamp(new Date(at))}::timestamptz)`);
   }
-
-  const ids = new Map<string, number>();
-  for (const part of slices(decisionRows, ROWS_PER_STATEMENT)) {
-    const values = part.map(
-      (r) => sql.fragment`(${r.key}, ${r.sig.signal_id}, ${r.orderLinkId}, ${r.action}, ${r.reason}, ${r.d.tradingState}, ${sql.jsonb(plain(r.d.inputs))},
-                           ${sql.jsonb(plain(r.output))}, ${sql.timestamp(new Date(r.at))})`,
-    );
-    const inserted = await tx.any(sql.type(keyIdRow)`
-      INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
-      VALUES ${sql.join(values, sql.fragment`, `)}
-      ON CONFLICT (idempotency_key) DO NOTHING
-      RETURNING id, idempotency_key`);
-    for (const r of inserted) ids.set(r.idempotency_key, r.id);
-  }
-  const missing = creates.map((c) => c.key).filter((k) => !ids.has(k));
-  if (missing.length > 0) {
-    // Recorded by an earlier attempt of this chunk: the orders row points at that decision.
-    for (const r of await tx.any(sql.type(keyIdRow)`SELECT id, idempotency_key FROM decisions WHERE idempotency_key = ANY(${sql.array(missing, 'text')})`)) ids.set(r.idempotency_key, r.id);
-  }
-
-  for (const part of slices(creates, ROWS_PER_STATEMENT)) {
-    const values = part.map(({ key, sig, it }) => {
-      // The intent's context as it travels on the records (with the intent's id): the tracker reads it back as is.
-      const context = { ...it.signal, intent_id: it.intent_id };
-      return sql.fragment`(${it.order_link_id}, ${sig.signal_id}, ${ids.get(key) ?? null}, ${sig.strategy_id}, ${it.category}, ${it.symbol}, ${it.side}, ${it.order_type},
-                ${it.time_in_force}, ${it.market_unit}, ${it.reduce_only}, ${it.qty}, ${it.price}, 'Intent',
-                ${it.expires_at === null ? null : sql.timestamp(new Date(it.expires_at))}, ${sql.timestamp(new Date(it.decided_at))},
-                ${sql.timestamp(new Date(it.decided_at))}, ${sql.jsonb(plain(context))})`;
-    });
-    await tx.query(sql.typeAlias('void')`
-      INSERT INTO orders (order_link_id, signal_id, decision_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit,
-                          reduce_only, qty, price, status, expires_at, created_at, updated_at, context)
-      VALUES ${sql.join(values, sql.fragment`, `)}
-      ON CONFLICT (order_link_id) DO NOTHING`);
-  }
-
   // One owner per column group of `signals`: validation inserts every row (identity, payload, its
   // verdict) and this stage writes only the outcome (status 'decided', outcome, outcome_reason,
   // outcome_at) of rows that are there. A signal on signals.valid always has its row: validation
@@ -609,20 +590,32 @@ async function recordDecisions(tx: CommonQueryMethods, chunk: Array<{ sig: Signa
   // visible commits (pipelines/runner.ts, persist then commit), and this stage reads read_committed.
   // A signal without one was written to signals.valid by something other than validation; its row
   // is not invented here from the record, the caller reports it.
-  const recorded = new Set<string>();
-  for (const part of slices(signalRows, ROWS_PER_STATEMENT)) {
-    const values = part.map(({ sig, d, at }) => {
-      const reason = d.kind === 'reject' ? d.code : d.reason;
-      return sql.fragment`(${sig.signal_id}::uuid, ${d.outcome}, ${reason}, ${sql.timestamp(new Date(at))})`;
-    });
-    const updated = await tx.any(sql.type(signalStatusRow)`
-      UPDATE signals SET status = 'decided', outcome = v.outcome, outcome_reason = v.outcome_reason, outcome_at = v.outcome_at
-      FROM (VALUES ${sql.join(values, sql.fragment`, `)}) AS v(signal_id, outcome, outcome_reason, outcome_at)
-      WHERE signals.signal_id = v.signal_id
-      RETURNING signals.signal_id::text AS signal_id`);
-    for (const r of updated) recorded.add(r.signal_id);
-  }
-  return signalRows.map((r) => r.sig.signal_id).filter((id) => !recorded.has(id));
+  const orders = creates.length
+    ? sql.fragment`, ord AS (
+        INSERT INTO orders (order_link_id, signal_id, decision_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit,
+                            reduce_only, qty, price, status, expires_at, created_at, updated_at, context)
+        SELECT v.order_link_id, v.signal_id, dec.id, v.strategy_id, v.category, v.symbol, v.side, v.order_type, v.time_in_force, v.market_unit,
+               v.reduce_only, v.qty, v.price, 'Intent', v.expires_at, v.decided_at, v.decided_at, v.context
+        FROM (VALUES ${sql.join(creates, sql.fragment`, `)}) AS v(key, order_link_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force,
+                                                               market_unit, reduce_only, qty, price, expires_at, decided_at, context)
+        LEFT JOIN (SELECT id, idempotency_key FROM ins
+                   UNION ALL
+                   SELECT id, idempotency_key FROM decisions WHERE idempotency_key = ANY(${sql.array(createKeys, 'text')})) AS dec ON dec.idempotency_key = v.key
+        ON CONFLICT (order_link_id) DO NOTHING
+      )`
+    : sql.fragment``;
+  const updated = await tx.any(sql.type(signalStatusRow)`
+    WITH ins AS (
+      INSERT INTO decisions (idempotency_key, signal_id, order_link_id, action, reason, trading_state, inputs, output, at)
+      VALUES ${sql.join(decisions, sql.fragment`, `)}
+      ON CONFLICT (idempotency_key) DO NOTHING
+      RETURNING id, idempotency_key
+    )${orders}
+    UPDATE signals SET status = 'decided', outcome = v.outcome, outcome_reason = v.outcome_reason, outcome_at = v.outcome_at
+    FROM (VALUES ${sql.join(outcomes, sql.fragment`, `)}) AS v(signal_id, outcome, outcome_reason, outcome_at)
+    WHERE signals.signal_id = v.signal_id
+    RETURNING signals.signal_id::text AS signal_id`);
+  return updated.map((r) => r.signal_id);
 }
 
 async function recordTransition(tx: CommonQueryMethods, t: Evaluated, now: number): Promise<void> {
