@@ -85,10 +85,11 @@ function stateColumns(o: TrackedOrder) {
 }
 /**
  * Write the order rows of every slot the chunk changed (dirty or with an event); returns slot → row
- * id. Rows already stored: locked in one `SELECT … FOR UPDATE` ordered by id (the order concurrent
- * writers lock them in), checked against the version `load` read (RetriableError on a concurrent
- * change or a vanished row), then one `UPDATE … FROM`. New orders: one multi-row insert (a row some
- * other writer inserted meanwhile is a RetriableError too).
+ * id. Rows already stored: one statement locks them (`SELECT … FOR UPDATE` ordered by id, the order
+ * concurrent writers lock them in) and updates them (`UPDATE … FROM`); the versions it locked are
+ * checked against those `load` read (RetriableError on a concurrent change or a vanished row,
+ * which rolls the update back). New orders: one multi-row insert (a row some other writer inserted
+ * meanwhile is a RetriableError too).
  */
 export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Promise<Map<number, number>> {
   const rowIds = new Map<number, number>();
@@ -103,11 +104,42 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
 
   if (existing.length > 0) {
     const ids = existing.map((x) => x.o.rowId);
+    const rows = existing.map(({ o }) => ({ id: o.rowId, ...stateColumns(o) }));
+    const col = (c: string) => TS(sql.identifier(['v', c]));
+    // One statement: `cur` locks the rows (ordered by id) and reads their versions before the
+    // update (its count is the update's one-time filter, evaluated before the first row is
+    // updated; as a CTE read twice it is materialised once); the versions are checked after it. A
+    // failed check throws, and the transaction takes the update back with everything else.
     const cur = new Map(
       (
         await tx.any(sql.type(versionRow)`
-          SELECT o.id, o.cum_exec_qty, o.last_exchange_update_ms, COALESCE((SELECT max(sequence) FROM order_events e WHERE e.order_row_id = o.id), 0)::int AS seq
-          FROM orders o WHERE o.id = ANY(${sql.array(ids, 'int8')}) ORDER BY o.id FOR UPDATE`)
+          WITH cur AS MATERIALIZED (
+            SELECT o.id, o.cum_exec_qty, o.last_exchange_update_ms, COALESCE((SELECT max(sequence) FROM order_events e WHERE e.order_row_id = o.id), 0)::int AS seq
+            FROM orders o WHERE o.id = ANY(${sql.array(ids, 'int8')}) ORDER BY o.id FOR UPDATE
+          ), up AS (
+            UPDATE orders SET
+              order_id = COALESCE(orders.order_id, v.order_id),
+              status = v.status,
+              qty = v.qty,
+              price = COALESCE(v.price, orders.price),
+              cum_exec_qty = v.cum_exec_qty, cum_exec_value = v.cum_exec_value, cum_exec_fee = v.cum_exec_fee,
+              avg_price = v.avg_price,
+              leaves_qty = v.leaves_qty,
+              last_exchange_update_ms = v.last_exchange_update_ms,
+              submitted_at = COALESCE(orders.submitted_at, ${col('submitted_at')}),
+              acknowledged_at = COALESCE(orders.acknowledged_at, ${col('acknowledged_at')}),
+              first_fill_at = ${col('first_fill_at')},
+              final_at = COALESCE(orders.final_at, ${col('final_at')}),
+              reject_ret_code = COALESCE(orders.reject_ret_code, v.reject_ret_code),
+              reject_reason = COALESCE(orders.reject_reason, v.reject_reason),
+              context = CASE WHEN orders.context ? 'signal_id' THEN orders.context ELSE orders.context || v.context END,
+              updated_at = now()
+            FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(id bigint, order_id text, status text, qty numeric, price numeric, cum_exec_qty numeric, cum_exec_value numeric,
+                                                          cum_exec_fee numeric, avg_price numeric, leaves_qty numeric, last_exchange_update_ms bigint, submitted_at bigint,
+                                                          acknowledged_at bigint, first_fill_at bigint, final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
+            WHERE orders.id = v.id AND (SELECT count(*) FROM cur) >= 0
+          )
+          SELECT id, cum_exec_qty, last_exchange_update_ms, seq FROM cur`)
       ).map((r) => [r.id, r]),
     );
     for (const { slot, o } of existing) {
@@ -118,30 +150,6 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
         throw new RetriableError('order_changed_concurrently', `order ${orderKey(o)} changed since it was loaded; reloading`);
       }
     }
-    const rows = existing.map(({ o }) => ({ id: o.rowId, ...stateColumns(o) }));
-    const col = (c: string) => TS(sql.identifier(['v', c]));
-    await tx.query(sql.typeAlias('void')`
-      UPDATE orders SET
-        order_id = COALESCE(orders.order_id, v.order_id),
-        status = v.status,
-        qty = v.qty,
-        price = COALESCE(v.price, orders.price),
-        cum_exec_qty = v.cum_exec_qty, cum_exec_value = v.cum_exec_value, cum_exec_fee = v.cum_exec_fee,
-        avg_price = v.avg_price,
-        leaves_qty = v.leaves_qty,
-        last_exchange_update_ms = v.last_exchange_update_ms,
-        submitted_at = COALESCE(orders.submitted_at, ${col('submitted_at')}),
-        acknowledged_at = COALESCE(orders.acknowledged_at, ${col('acknowledged_at')}),
-        first_fill_at = ${col('first_fill_at')},
-        final_at = COALESCE(orders.final_at, ${col('final_at')}),
-        reject_ret_code = COALESCE(orders.reject_ret_code, v.reject_ret_code),
-        reject_reason = COALESCE(orders.reject_reason, v.reject_reason),
-        context = CASE WHEN orders.context ? 'signal_id' THEN orders.context ELSE orders.context || v.context END,
-        updated_at = now()
-      FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(id bigint, order_id text, status text, qty numeric, price numeric, cum_exec_qty numeric, cum_exec_value numeric,
-                                                    cum_exec_fee numeric, avg_price numeric, leaves_qty numeric, last_exchange_update_ms bigint, submitted_at bigint,
-                                                    acknowledged_at bigint, first_fill_at bigint, final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
-      WHERE orders.id = v.id`);
     for (const { slot, o } of existing) rowIds.set(slot, o.rowId);
   }
 
@@ -216,13 +224,13 @@ export async function insertEvents(tx: CommonQueryMethods, events: readonly Emit
       payload: e,
     };
   });
-  await tx.query(sql.typeAlias('void')`
+  const insertEventsSql = sql.fragment`
     INSERT INTO order_events (event_id, order_row_id, order_link_id, order_id, sequence, event_type, status, cause, cause_id, source_record, occurred_at, payload)
     SELECT v.event_id, v.order_row_id, v.order_link_id, v.order_id, v.sequence, v.event_type, v.status, v.cause, v.cause_id, v.source_record, v.occurred_at, v.payload
     FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, event_id text, order_row_id bigint, order_link_id text, order_id text, sequence integer, event_type text,
                                                   status text, cause text, cause_id text, source_record text, occurred_at bigint, payload jsonb)
     ORDER BY v.i
-    ON CONFLICT DO NOTHING`);
+    ON CONFLICT DO NOTHING`;
   // A report without a status change (amend/cancel refused) has no history row.
   const history = rows
     .filter((r) => r.from_status !== r.status)
@@ -238,8 +246,13 @@ export async function insertEvents(tx: CommonQueryMethods, events: readonly Emit
       exchange_update_ms: r.cause === 'submission' ? null : r.occurred_at,
       details: { event_type: r.event_type, filled_qty: r.payload.filled_qty, fees: r.payload.fees, source: r.payload.source, cause_id: r.cause_id, source_record: r.source_record },
     }));
-  if (history.length === 0) return;
+  if (history.length === 0) {
+    await tx.query(sql.typeAlias('void')`${insertEventsSql}`);
+    return;
+  }
+  // The events and their history in one statement (no key joins the two tables).
   await tx.query(sql.typeAlias('void')`
+    WITH ev AS (${insertEventsSql})
     INSERT INTO order_state_history (order_row_id, order_link_id, order_id, from_status, to_status, cause, event_id, exchange_update_ms, details)
     SELECT v.order_row_id, v.order_link_id, v.order_id, v.from_status, v.to_status, v.cause, v.event_id, v.exchange_update_ms, v.details
     FROM jsonb_to_recordset(${rowsOf(history)}) AS v(i int, order_row_id bigint, order_link_id text, order_id text, from_status text, to_status text, cause text,
