@@ -280,7 +280,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   });
   const producers = new Map<string, ProducerPort>();
   let joined = false;
-  /** Joins of the group so far: a producer made before the last one is made again (see `fresh`). */
+  /** Joins of the group so far: a producer made before the last one is made again (see `unseen`). */
   let joins = 0;
   /** The join each producer was made after. */
   const producerJoin = new Map<string, number>();
@@ -509,10 +509,10 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     if (parts.length === 0) return;
     const decoded = await decodeAll(parts.length === 1 ? parts[0]!.messages : parts.flatMap((p) => p.messages));
     // kafkajs has no KIP-447: the broker does not check a transaction's offsets against the group
-    // generation, and the next owner fences this producer only once it commits a chunk itself. A
-    // member frozen past its session timeout (a zombie) must neither persist nor commit a chunk of
-    // a partition given away meanwhile, nor (placement) call the exchange for it: ask the group (a
-    // heartbeat, sent when one is due, which it is after any long stall).
+    // generation, and the next owner fences this producer only once it takes its first chunk
+    // (`unseen`). A member frozen past its session timeout (a zombie) must neither persist nor
+    // commit a chunk of a partition given away meanwhile, nor (placement) call the exchange for it:
+    // ask the group (a heartbeat, sent when one is due, which it is after any long stall).
     const stillOwner = ownership(parts[0]!.ctl);
     const decideIt = () => decideChunk(partition, decoded, stillOwner);
     const across = stage.lockAcross;
