@@ -89,7 +89,6 @@ export interface PgFacts {
   intents: OrderIntent[];
   orders: PgOrder[];
   executions: Array<{ order_id: string; exec_id: string }>;
-  events: PgEventFacts;
 }
 
 /** What PostgreSQL holds about the run's signals and every order. */
@@ -102,11 +101,6 @@ export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): P
     SELECT signal_id::text, action, order_link_id, idempotency_key, output->'value' AS intent FROM decisions WHERE signal_id = ANY(${ids}) ORDER BY id`);
   const orders = await db.any(sql.type(pgOrderRow)`SELECT order_link_id, order_id, status, qty::text, cum_exec_qty::text, cum_exec_fee::text, avg_price::text FROM orders`);
   const executions = await db.any(sql.type(z.object({ order_id: z.string(), exec_id: z.string() }))`SELECT order_id, exec_id FROM executions`);
-  const emitted = await db.any(sql.type(z.object({ event_id: z.string(), order_link_id: z.string().nullable(), sequence: z.number() }))`SELECT event_id, order_link_id, sequence FROM order_events`);
-  const history = await db.any(sql.type(z.object({ order_link_id: z.string().nullable(), to_status: z.string(), cause: z.string(), event_id: z.string().nullable() }))`
-    SELECT order_link_id, to_status, cause, event_id FROM order_state_history`);
-  const past = await db.any(sql.type(z.object({ order_link_id: z.string(), status: z.string() }))`
-    SELECT order_link_id, status FROM orders WHERE order_link_id IS NOT NULL AND status <> 'Intent'`);
   return {
     outcomes: new Map(outcomes.map((o) => [o.signal_id, o.outcome])),
     refusedBy,
@@ -114,13 +108,26 @@ export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): P
     intents: decisions.filter((d) => d.action !== 'reject' && d.intent).map((d) => d.intent as OrderIntent),
     orders: [...orders],
     executions: [...executions],
-    events: {
-      emitted,
-      history,
-      orders: past,
-      rejectedSignals: outcomes.filter((o) => o.outcome === 'rejected').map((o) => o.signal_id),
-      decidedSignals: outcomes.filter((o) => o.outcome !== null && o.outcome !== 'rejected').map((o) => o.signal_id),
-    },
+  };
+}
+
+/**
+ * What PostgreSQL holds for the order-event checks: the events it recorded, the state history, the
+ * orders' statuses and the signals' outcomes. Read once the writers have stopped, as the topics are.
+ */
+export async function pgEventFacts(db: DatabasePool, signalIds: readonly string[]): Promise<PgEventFacts> {
+  const outcomes = await db.any(sql.type(z.object({ signal_id: z.string(), outcome: z.string().nullable() }))`SELECT signal_id::text, outcome FROM signals WHERE signal_id = ANY(${sql.array([...signalIds], 'uuid')})`);
+  const emitted = await db.any(sql.type(z.object({ event_id: z.string(), order_link_id: z.string().nullable(), sequence: z.number() }))`SELECT event_id, order_link_id, sequence FROM order_events`);
+  const history = await db.any(sql.type(z.object({ order_link_id: z.string().nullable(), to_status: z.string(), cause: z.string(), event_id: z.string().nullable() }))`
+    SELECT order_link_id, to_status, cause, event_id FROM order_state_history`);
+  const orders = await db.any(sql.type(z.object({ order_link_id: z.string(), status: z.string() }))`
+    SELECT order_link_id, status FROM orders WHERE order_link_id IS NOT NULL AND status <> 'Intent'`);
+  return {
+    emitted,
+    history,
+    orders,
+    rejectedSignals: outcomes.filter((o) => o.outcome === 'rejected').map((o) => o.signal_id),
+    decidedSignals: outcomes.filter((o) => o.outcome !== null && o.outcome !== 'rejected').map((o) => o.signal_id),
   };
 }
 

@@ -51,7 +51,7 @@ import {
 import { supervise, type SupervisedProcess } from './chaos-procs.ts';
 import { createSignalPublisher } from './chaos-publisher.ts';
 import { drainQueue, readToEnd } from './chaos-events.ts';
-import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgFacts } from './chaos-facts.ts';
+import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgEventFacts, pgFacts } from './chaos-facts.ts';
 import {
   amountsFor,
   checkActivity,
@@ -678,7 +678,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     // replayed placement chunk), so a state change made between the two reads would be on the topic
     // but not in the earlier read. Decisions and the exchange's agreement stay judged at the settle
     // point, where the exchange was read (the stop cuts placement of later decisions short).
-    const stopped = await query(() => pgFacts(db, signalIds));
+    const stopped = await query(() => pgEventFacts(db, signalIds));
     const topicIds = new Set(events.map((e) => e.event_id));
     const queued = await drainQueue(rmq.url, eventsQueue, (msgs) => {
       const seen = new Set(msgs.map((m) => m.event_id));
@@ -691,7 +691,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const perSignal = checkOrdersPerSignal(sent, calls, refs, refusedIds);
     const visible = checkAmendCancelVisible(f.intents, calls, superseded, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
     const oneRecord = checkOneRecordPerId(records);
-    const orderEventsVerdict = checkOrderEvents(events, queued, stopped.events, where);
+    const orderEventsVerdict = checkOrderEvents(events, queued, stopped, where);
     figures.refused = refusedIds.size;
     figures.orders = executedCreates.length;
     const faultsPlanned = new Map<string, readonly [number, number]>([
