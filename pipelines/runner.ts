@@ -278,12 +278,11 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       deps.onFatal(err);
     },
   });
-  const producers = new Map<string, ProducerPort>();
+  /** Each transactional producer, with the join of the group it was made after. */
+  const producers = new Map<string, { p: ProducerPort; join: number }>();
   let joined = false;
   /** Joins of the group so far: a producer made before the last one is made again (see `unseen`). */
   let joins = 0;
-  /** The join each producer was made after. */
-  const producerJoin = new Map<string, number>();
   /** The group's committed offset of each input `topic/partition`, read right after its producer was made. */
   const committedFrom = new Map<string, bigint>();
   let admin: Promise<AdminPort> | null = null;
@@ -304,7 +303,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   const legacyFenced = new Set<number>();
   const producerFor = async (topic: string, partition: number): Promise<ProducerPort> => {
     const id = txIdOf(topic, partition);
-    let p = producers.get(id);
+    let p = producers.get(id)?.p;
     if (!p) {
       if (coPartitioned && !legacyFenced.has(partition)) {
         await fenceLegacy(partition);
@@ -312,8 +311,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       }
       p = deps.kafka.producer({ transactionalId: id });
       await p.connect();
-      producers.set(id, p);
-      producerJoin.set(id, joins);
+      producers.set(id, { p, join: joins });
     }
     return p;
   };
@@ -332,7 +330,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    */
   const unseen = async (partition: number, parts: ChunkPart[]): Promise<ChunkPart[]> => {
     const id = txIdOf(parts[0]!.topic, partition);
-    if (producerJoin.get(id) !== joins) {
+    if (producers.get(id)?.join !== joins) {
       await dropProducer(id);
       // kafkajs initialises the transactional id on a producer's first transaction, not on connect;
       // an empty one then aborts without a request.
@@ -369,9 +367,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     }
   };
   const dropProducer = async (id: string) => {
-    const p = producers.get(id);
+    const p = producers.get(id)?.p;
     producers.delete(id);
-    producerJoin.delete(id);
     await p?.disconnect().catch(() => {});
   };
 
