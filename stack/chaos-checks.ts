@@ -199,18 +199,10 @@ export function checkOrdersPerSignal(sent: readonly SentSignal[], calls: readonl
   return v;
 }
 
-/**
- * Every amend and cancel the order manager decided reached the exchange as a request (executed or
- * refused there), except amends that placement dropped because a newer intent superseded them.
- * `intents`: the decisions' intents; `orderIdOf`: the exchange's orderLinkId → orderId.
- */
-export function checkAmendCancelVisible(
-  intents: ReadonlyArray<{ intent_id: string; action: string; order_link_id: string; target_order_id: string | null }>,
-  calls: readonly ExchangeCall[],
-  superseded: ReadonlySet<string>,
-  orderIdOf: ReadonlyMap<string, string>,
-): Verdict & { amends: number; cancels: number; amendsSuperseded: number } {
-  const v = { ...emptyVerdict(), amends: 0, cancels: 0, amendsSuperseded: 0 };
+type AmendCancelIntent = { intent_id: string; action: string; order_link_id: string; target_order_id: string | null };
+
+/** Whether an amend or cancel intent reached the exchange as a request (executed or refused there). */
+function requestedAtExchange(calls: readonly ExchangeCall[], orderIdOf: ReadonlyMap<string, string>): (i: AmendCancelIntent) => boolean {
   const seen = new Set<string>();
   for (const c of calls) {
     if (c.op === 'create') continue;
@@ -218,13 +210,30 @@ export function checkAmendCancelVisible(
     if (c.params.orderId) seen.add(`${c.op}|id:${c.params.orderId}`);
     if (c.orderLinkId) seen.add(`${c.op}|link:${c.orderLinkId}`);
   }
+  return (i) => {
+    const id = i.target_order_id ?? orderIdOf.get(i.order_link_id);
+    return seen.has(`${i.action}|link:${i.order_link_id}`) || (id !== undefined && id !== null && seen.has(`${i.action}|id:${id}`));
+  };
+}
+
+/**
+ * Every amend and cancel the order manager decided reached the exchange as a request (executed or
+ * refused there), except amends that placement dropped because a newer intent superseded them.
+ * `intents`: the decisions' intents; `orderIdOf`: the exchange's orderLinkId → orderId.
+ */
+export function checkAmendCancelVisible(
+  intents: ReadonlyArray<AmendCancelIntent>,
+  calls: readonly ExchangeCall[],
+  superseded: ReadonlySet<string>,
+  orderIdOf: ReadonlyMap<string, string>,
+): Verdict & { amends: number; cancels: number; amendsSuperseded: number } {
+  const v = { ...emptyVerdict(), amends: 0, cancels: 0, amendsSuperseded: 0 };
+  const requested = requestedAtExchange(calls, orderIdOf);
   for (const i of intents) {
     if (i.action !== 'amend' && i.action !== 'cancel') continue;
     if (i.action === 'amend') v.amends++;
     else v.cancels++;
-    const id = i.target_order_id ?? orderIdOf.get(i.order_link_id);
-    const visible = seen.has(`${i.action}|link:${i.order_link_id}`) || (id !== undefined && id !== null && seen.has(`${i.action}|id:${id}`));
-    if (visible) continue;
+    if (requested(i)) continue;
     if (i.action === 'amend' && superseded.has(i.intent_id)) {
       v.amendsSuperseded++;
       continue;
@@ -232,6 +241,24 @@ export function checkAmendCancelVisible(
     note(v, 'loss', `${i.action} ${i.intent_id} of ${i.order_link_id} decided but never requested at the exchange`);
   }
   return v;
+}
+
+/**
+ * The amend and cancel decisions placement has not dealt with yet: neither requested at the
+ * exchange nor answered by an order event that names the intent (`answered`: the cause_id of
+ * tracking's events from submissions, e.g. an amend refused as superseded). The settle point
+ * waits for none: a decision is in PostgreSQL before its intent is committed to orders.intents,
+ * so "every signal decided" alone can be true while placement has not yet read the last intents
+ * (after a broker restart, say), and stopping the writers there would cut them off.
+ */
+export function amendsCancelsAwaiting(
+  intents: ReadonlyArray<AmendCancelIntent>,
+  calls: readonly ExchangeCall[],
+  answered: ReadonlySet<string>,
+  orderIdOf: ReadonlyMap<string, string>,
+): string[] {
+  const requested = requestedAtExchange(calls, orderIdOf);
+  return intents.filter((i) => (i.action === 'amend' || i.action === 'cancel') && !requested(i) && !answered.has(i.intent_id)).map((i) => i.intent_id);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ export interface PgFacts {
   intents: OrderIntent[];
   orders: PgOrder[];
   executions: Array<{ order_id: string; exec_id: string }>;
+  /** intent_ids that an order event from a submission names (cause_id): placement answered them. */
+  answered: Set<string>;
 }
 
 /** What PostgreSQL holds about the run's signals and every order. */
@@ -101,6 +103,7 @@ export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): P
     SELECT signal_id::text, action, order_link_id, idempotency_key, output->'value' AS intent FROM decisions WHERE signal_id = ANY(${ids}) ORDER BY id`);
   const orders = await db.any(sql.type(pgOrderRow)`SELECT order_link_id, order_id, status, qty::text, cum_exec_qty::text, cum_exec_fee::text, avg_price::text FROM orders`);
   const executions = await db.any(sql.type(z.object({ order_id: z.string(), exec_id: z.string() }))`SELECT order_id, exec_id FROM executions`);
+  const answered = await db.any(sql.type(z.object({ cause_id: z.string() }))`SELECT DISTINCT cause_id FROM order_events WHERE cause = 'submission' AND cause_id IS NOT NULL`);
   return {
     outcomes: new Map(outcomes.map((o) => [o.signal_id, o.outcome])),
     refusedBy,
@@ -108,6 +111,7 @@ export async function pgFacts(db: DatabasePool, signalIds: readonly string[]): P
     intents: decisions.filter((d) => d.action !== 'reject' && d.intent).map((d) => d.intent as OrderIntent),
     orders: [...orders],
     executions: [...executions],
+    answered: new Set(answered.map((r) => r.cause_id)),
   };
 }
 

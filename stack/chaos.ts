@@ -53,6 +53,7 @@ import { createSignalPublisher } from './chaos-publisher.ts';
 import { drainQueue, readToEnd } from './chaos-events.ts';
 import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgEventFacts, pgFacts } from './chaos-facts.ts';
 import {
+  amendsCancelsAwaiting,
   amountsFor,
   checkActivity,
   checkAmendCancelVisible,
@@ -640,8 +641,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     figures.faults += figures.exchange_faults;
     sim.faults.reset();
 
-    // Settle: every signal decided, every create decision at the exchange or refused, and
-    // PostgreSQL agreeing with the exchange about every order.
+    // Settle: every signal decided, every create decision at the exchange or refused, every amend
+    // and cancel decision requested there or answered (amendsCancelsAwaiting), and PostgreSQL
+    // agreeing with the exchange about every order.
     const signalIds = sent.map((s) => s.signalId);
     const refs = new Map<string, SymbolRef>(ASSETS.map(([s, price]) => [s, { price, step: Number((sim.exchange.instruments.get('spot', s) as SpotInstrument).basePrecision) }]));
     const settledBy = Date.now() + 240_000;
@@ -651,9 +653,10 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
       const ex = exchangeOrders(sim.orders());
       const agree = checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) }))));
       const placed = checkCreatesPlaced(createLinks(f.intents), new Set(ex.map((o) => o.orderLinkId)), new Set(f.orders.filter((o) => o.status === 'Rejected' && o.order_link_id).map((o) => o.order_link_id!)));
-      if (decided === signalIds.length && agree.losses === 0 && placed.losses === 0) break;
+      const awaiting = amendsCancelsAwaiting(f.intents, calls, f.answered, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
+      if (decided === signalIds.length && agree.losses === 0 && placed.losses === 0 && awaiting.length === 0) break;
       if (Date.now() > settledBy) {
-        say(`not settled after 240 s: ${decided}/${signalIds.length} signals decided; ${agree.losses} orders disagree; ${placed.losses} creates not at the exchange`);
+        say(`not settled after 240 s: ${decided}/${signalIds.length} signals decided; ${agree.losses} orders disagree; ${placed.losses} creates not at the exchange; ${awaiting.length} amends / cancels neither requested nor answered`);
         break;
       }
       await sleep(1000);

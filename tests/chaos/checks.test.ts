@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  amendsCancelsAwaiting,
   amountsFor,
   checkActivity,
   checkAmendCancelVisible,
@@ -120,6 +121,22 @@ test('amend and cancel decisions must be requested at the exchange (cancels alwa
   assert.deepEqual([ok.amends, ok.cancels, ok.amendsSuperseded], [2, 1, 1]);
   const lost = checkAmendCancelVisible(intents, calls.slice(1), new Set(), new Map());
   assert.equal(lost.losses, 2, lost.problems.join('\n'));
+});
+
+test('settle point: an amend or cancel decision neither requested at the exchange nor answered by an order event is still awaited', () => {
+  const intents = [
+    { intent_id: 'i1', action: 'cancel', order_link_id: 'om-1', target_order_id: 'oid-1' },
+    { intent_id: 'i2', action: 'amend', order_link_id: 'om-2', target_order_id: null },
+    { intent_id: 'i3', action: 'amend', order_link_id: 'om-3', target_order_id: null },
+    { intent_id: 'i4', action: 'create', order_link_id: 'om-4', target_order_id: null },
+    { intent_id: 'i5', action: 'cancel', order_link_id: 'om-5', target_order_id: null },
+  ];
+  // i1 by its orderId (refused there), i2 by its link id, i5 by the orderId the exchange gives its link
+  const calls = [call('cancel', { symbol: 'X', orderId: 'oid-1' }, false, 110001), call('amend', { symbol: 'X', orderLinkId: 'om-2' }), call('cancel', { symbol: 'X', orderId: 'oid-5' })];
+  const orderIdOf = new Map([['om-5', 'oid-5']]);
+  assert.deepEqual(amendsCancelsAwaiting(intents, calls, new Set(), orderIdOf), ['i3']);
+  assert.deepEqual(amendsCancelsAwaiting(intents, calls, new Set(['i3']), orderIdOf), [], 'i3 answered (superseded)');
+  assert.deepEqual(amendsCancelsAwaiting(intents, calls.slice(1), new Set(['i3']), new Map()), ['i1', 'i5'], 'not yet requested, not answered');
 });
 
 const exOrder = (o: Partial<ExchangeOrder> = {}): ExchangeOrder => ({ orderId: 'oid-1', orderLinkId: 'om-1', symbol: 'BTCUSDT', side: 'Buy', orderType: 'Market', orderStatus: 'Filled', qty: '50', price: '0', cumExecQty: '0.000833', cumExecFee: '0.00000083', avgPrice: '60006', ...o });
