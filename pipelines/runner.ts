@@ -323,10 +323,10 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    * it and completes or aborts the transaction one left open, so the committed offsets read next
    * can no longer move behind this member's back. kafkajs fetched from the offsets committed when
    * the partition was assigned; a zombie's commit, or a commit of ours whose answer was lost, may
-   * have landed since. (KIP-447 would have the broker refuse the zombie's commit instead.) One
-   * window stays: the group coordinator applies a completed transaction's offsets a moment after
-   * the transaction coordinator reports it complete, and kafkajs's OffsetFetch cannot ask for
-   * stable offsets only.
+   * have landed since. (KIP-447 would have the broker refuse the zombie's commit instead.) The
+   * read asks for stable offsets (`stableOffsets`): the group coordinator applies a completed
+   * transaction's offsets a moment after the transaction coordinator reports it complete, and a
+   * plain read in between would still give the offset from before it.
    */
   const unseen = async (partition: number, parts: ChunkPart[]): Promise<ChunkPart[]> => {
     const id = txIdOf(parts[0]!.topic, partition);
@@ -335,11 +335,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       // kafkajs initialises the transactional id on a producer's first transaction, not on connect;
       // an empty one then aborts without a request.
       await (await (await producerFor(parts[0]!.topic, partition)).transaction()).abort();
-      const a = await adminPort();
-      for (const topic of coPartitioned ? inputs : [parts[0]!.topic]) {
-        const at = (await a.groupOffsets(deps.groupId, topic)).find((o) => o.partition === partition)?.offset;
-        if (at !== undefined && BigInt(at) >= 0n) committedFrom.set(`${topic}/${partition}`, BigInt(at));
-      }
+      const committed = await (await adminPort()).stableOffsets(deps.groupId, coPartitioned ? inputs : [parts[0]!.topic], partition);
+      for (const [topic, at] of committed) if (at !== null) committedFrom.set(`${topic}/${partition}`, at);
     }
     const out: ChunkPart[] = [];
     for (const p of parts) {

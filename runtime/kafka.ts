@@ -109,6 +109,15 @@ export interface AdminPort {
   describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>;
   topicOffsets(topic: string): Promise<Array<{ partition: number; high: string; low: string }>>;
   groupOffsets(groupId: string, topic: string): Promise<Array<{ partition: number; offset: string }>>;
+  /**
+   * The group's committed offset of partition `partition` of each topic (null: none committed), as
+   * it stands once no transaction that commits one of them is pending: OffsetFetch v7 with
+   * `require_stable` (KIP-447; added by this project's kafkajs patch), to which the coordinator
+   * answers UNSTABLE_OFFSET_COMMIT until a completed transaction's offsets are applied, asked again
+   * here for up to `timeoutMs`. Without it a reader can get the offset from before a commit whose
+   * transaction already reported complete. One request for all the topics.
+   */
+  stableOffsets(groupId: string, topics: string[], partition: number, timeoutMs?: number): Promise<Map<string, bigint | null>>;
   /** Consumer groups the cluster knows (tools: capturing a namespace). */
   listGroups(): Promise<string[]>;
   /** Delete a consumer group and its committed offsets; the broker refuses while it has members. */
@@ -519,6 +528,18 @@ function wrapAdmin(a: Admin): AdminPort {
     groupOffsets: async (groupId, topic) => {
       const res = await a.fetchOffsets({ groupId, topics: [topic] });
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+    },
+    stableOffsets: async (groupId, topics, partition, timeoutMs = 30_000) => {
+      const until = Date.now() + timeoutMs;
+      const res = await retry(() => a.fetchOffsets({ groupId, topics, partitions: [partition], requireStable: true }), {
+        retries: Infinity,
+        minMs: 10,
+        maxMs: 500,
+        isRetriable: (x) => (x as { type?: string })?.type === 'UNSTABLE_OFFSET_COMMIT' && Date.now() < until,
+      });
+      const out = new Map<string, bigint | null>(topics.map((t) => [t, null]));
+      for (const t of res) for (const p of t.partitions) if (p.partition === partition && BigInt(p.offset) >= 0n) out.set(t.topic, BigInt(p.offset));
+      return out;
     },
     listGroups: async () => (await a.listGroups()).groups.map((g) => g.groupId),
     deleteGroup: async (groupId) => void (await a.deleteGroups([groupId])),

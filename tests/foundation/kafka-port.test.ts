@@ -362,3 +362,62 @@ test('a member whose group is rebalancing cannot commit through the group: the r
     await drop();
   }
 });
+
+test('stableOffsets: while a transaction that commits offsets is open, the plain read gives the older offset and the stable one waits for its end (OffsetFetch v7 require_stable, from the kafkajs patch)', async () => {
+  const base = testKafka();
+  const prefix = namespace('stable');
+  const drop = await createNamespace(base, prefix, 1);
+  const [topic, other] = [`${prefix}signals.raw`, `${prefix}signals.valid`];
+  const group = `${prefix}group`;
+  // The transaction ends once the stable read has been answered at least once: a read that does not
+  // wait returns what it sees first, the offset from before the transaction.
+  const end: { now: (() => Promise<void>) | null; done: Promise<void> | null } = { now: null, done: null };
+  let fetches = 0;
+  const kafka = createKafka({
+    brokers: kafkaBrokers(testCfg),
+    clientId: 'stable-test',
+    logger: testLogger,
+    onRequest: (api) => {
+      if (api !== 'OffsetFetch') return;
+      fetches++;
+      if (end.now && !end.done) end.done = end.now();
+    },
+  });
+  const admin = kafka.admin();
+  const producer = base.producer({ transactionalId: `${prefix}tx` });
+  const open = async (offsets: Array<[string, string]>) => {
+    const tx = await producer.transaction();
+    await tx.sendOffsets(group, offsets.map(([t, offset]) => ({ topic: t, partition: 0, offset })));
+    return tx;
+  };
+  const stableRead = async (finish: () => Promise<void>) => {
+    end.now = finish;
+    end.done = null;
+    const before = fetches;
+    const read = await admin.stableOffsets(group, [topic, other], 0);
+    await end.done;
+    end.now = null;
+    return { read, asked: fetches - before };
+  };
+  try {
+    await Promise.all([admin.connect(), producer.connect()]);
+    assert.deepEqual(await admin.stableOffsets(group, [topic, other], 0), new Map([[topic, null], [other, null]]), 'nothing committed');
+    const first = await open([[topic, '5']]);
+    await first.commit();
+    assert.deepEqual(await admin.stableOffsets(group, [topic, other], 0), new Map([[topic, 5n], [other, null]]));
+
+    const committing = await open([[topic, '9'], [other, '3']]);
+    assert.equal((await admin.groupOffsets(group, topic)).find((p) => p.partition === 0)?.offset, '5', 'the plain read, while the transaction is open');
+    const afterCommit = await stableRead(() => committing.commit());
+    assert.deepEqual(afterCommit.read, new Map([[topic, 9n], [other, 3n]]), 'the committed transaction\'s offsets, not the ones before it');
+    assert.ok(afterCommit.asked >= 2, `asked again after UNSTABLE_OFFSET_COMMIT (${afterCommit.asked} OffsetFetch answers)`);
+
+    const aborting = await open([[topic, '20']]);
+    const afterAbort = await stableRead(() => aborting.abort());
+    assert.deepEqual(afterAbort.read, new Map([[topic, 9n], [other, 3n]]), 'an aborted transaction\'s offsets are never read');
+    assert.ok(afterAbort.asked >= 2, `asked again after UNSTABLE_OFFSET_COMMIT (${afterAbort.asked} OffsetFetch answers)`);
+  } finally {
+    await Promise.all([producer.disconnect(), admin.disconnect()]);
+    await drop();
+  }
+});

@@ -1,8 +1,9 @@
 // kafkajs 2.2.4 re-arms a timer of about 1 ms on every connection's request queue whenever nothing
 // is pending (tulios/kafkajs#1556): an idle service with dozens of connections spends a share of a
 // core on it. patches/kafkajs+2.2.4.patch takes the fix of tulios/kafkajs#1667, applied by
-// `npm ci` (postinstall: patch-package). These check the installed queue behaves as patched, and
-// that every install path (npm ci here and in both Docker stages) applies the patch.
+// `npm ci` (postinstall: patch-package). These check the installed queue behaves as patched, that
+// OffsetFetch v7 (require_stable, also from the patch) encodes as the protocol says, and that every
+// install path (npm ci here and in both Docker stages) applies the patch.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -67,6 +68,20 @@ test('a request held back by the in-flight limit goes when the one in flight com
   // (unpatched it re-arms for ever, and this loop gives up).
   for (let i = 0; i < 200 && q.throttleCheckTimeoutId !== null; i++) await new Promise((r) => setTimeout(r, 5));
   assert.equal(q.throttleCheckTimeoutId, null);
+});
+
+test('OffsetFetch v7 with require_stable is there: the request carries the flag, the versions list offers it', async () => {
+  const offsetFetch = require('kafkajs/src/protocol/requests/offsetFetch/index.js') as { versions: string[]; protocol: (o: { version: string }) => (a: Record<string, unknown>) => { request: { apiVersion: number; encode: () => Promise<{ buffer: Buffer }> } } };
+  assert.ok(offsetFetch.versions.includes('7'), `versions ${offsetFetch.versions.join(', ')}`);
+  const encoded = async (requireStable: boolean) => {
+    const { request } = offsetFetch.protocol({ version: '7' })({ groupId: 'g', topics: [{ topic: 't', partitions: [{ partition: 0 }] }], requireStable });
+    assert.equal(request.apiVersion, 7);
+    return (await request.encode()).buffer;
+  };
+  // header tags, group_id "g", one topic "t" with partition 0 and its tags, require_stable, tags
+  const body = (flag: number) => Buffer.from([0, 2, 0x67, 2, 2, 0x74, 2, 0, 0, 0, 0, 0, flag, 0]);
+  assert.deepEqual(await encoded(true), body(1));
+  assert.deepEqual(await encoded(false), body(0));
 });
 
 test('every install applies the patches: postinstall runs patch-package, both Docker stages copy patches/ before npm ci', () => {
