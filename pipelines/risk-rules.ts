@@ -140,27 +140,32 @@ export const OPEN_STATUSES = ['Intent', 'Submitted', 'New', 'PartiallyFilled', '
 const LOCAL_STATUSES = new Set(['Intent', 'Submitted', 'Unknown']);
 const AMENDABLE_STATUSES = new Set(['Intent', 'Submitted', 'New', 'PartiallyFilled']);
 
-export type PendingAction = { action: 'cancel' } | { action: 'amend'; qty: string | null; price: string | null };
+export type PendingAction = { readonly action: 'cancel' } | { readonly action: 'amend'; readonly qty: string | null; readonly price: string | null };
 
+/**
+ * An open order as a chunk's decisions see it. Read-only but for `pending`, which applyDecision
+ * replaces (never changes in place): the per-symbol sums below are kept while a symbol's orders and
+ * their pending actions are the same objects.
+ */
 export interface OpenOrder {
-  orderLinkId: string | null;
-  orderId: string | null;
-  signalId: string | null;
-  strategyId: string | null;
-  category: Category;
-  symbol: string;
-  side: OrderSide;
-  orderType: OrderType;
-  timeInForce: TimeInForce | null;
-  marketUnit: MarketUnit | null;
-  reduceOnly: boolean;
+  readonly orderLinkId: string | null;
+  readonly orderId: string | null;
+  readonly signalId: string | null;
+  readonly strategyId: string | null;
+  readonly category: Category;
+  readonly symbol: string;
+  readonly side: OrderSide;
+  readonly orderType: OrderType;
+  readonly timeInForce: TimeInForce | null;
+  readonly marketUnit: MarketUnit | null;
+  readonly reduceOnly: boolean;
   /** Base qty, or quote amount when marketUnit = quoteCoin. */
-  qty: string;
-  price: string | null;
-  cumExecQty: string;
-  cumExecValue: string;
-  leavesQty: string | null;
-  status: string;
+  readonly qty: string;
+  readonly price: string | null;
+  readonly cumExecQty: string;
+  readonly cumExecValue: string;
+  readonly leavesQty: string | null;
+  readonly status: string;
   /** An amend or cancel this stage decided that the exchange has not confirmed yet. */
   pending: PendingAction | null;
 }
@@ -380,11 +385,12 @@ export function exposure(st: RiskState, prices: ReadonlyMap<string, Dec> = new M
     if (p.side === 'Buy') e.long = e.long.add(size.mul(px));
     else e.short = e.short.add(size.mul(px));
   }
-  for (const o of st.openOrders) {
-    const v = remainingValue(o, priceOf(o.symbol));
-    const e = at(o.symbol);
-    if (o.side === 'Buy') e.long = e.long.add(v);
-    else if (o.category === 'linear' && !o.reduceOnly) e.short = e.short.add(v);
+  for (const [symbol, orders] of bySymbol(st.openOrders)) {
+    const px = priceOf(symbol);
+    const sums = symbolSums(exposureSums, st.openOrders, symbol, orders, `${px}`, null, (o) => openOrderValue(o, px));
+    const e = at(symbol);
+    e.long = e.long.add(sums.get('long') ?? Dec.ZERO);
+    e.short = e.short.add(sums.get('short') ?? Dec.ZERO);
   }
   let total = Dec.ZERO;
   for (const e of byAsset.values()) total = total.add(Dec.max(e.long, e.short));
@@ -408,26 +414,106 @@ function orderCost(o: OpenOrder, inst: Instrument | undefined, base: Dec, value:
 
 export function reservations(st: RiskState, cfg: RiskConfig): Reservations {
   const byCoin = new Map<string, Dec>();
-  const valued = new Map<string, Dec | null>(); // one valuation per symbol per call, not per order
-  for (const o of st.openOrders) {
-    const inst = st.instruments.get(instKey(o.category, o.symbol));
-    let px = valued.get(o.symbol);
-    if (px === undefined) valued.set(o.symbol, (px = valuationPrice(st, o.symbol)));
-    let base: Dec;
-    let value: Dec;
-    if (LOCAL_STATUSES.has(o.status)) {
-      base = remainingBase(o, px);
-      value = remainingValue(o, px);
-    } else if (o.pending?.action === 'amend') {
-      // The exchange holds the old size already; only growth is not yet locked.
-      const before: OpenOrder = { ...o, pending: null };
-      base = Dec.max(Dec.ZERO, remainingBase(o, px).sub(remainingBase(before, px)));
-      value = Dec.max(Dec.ZERO, remainingValue(o, px).sub(remainingValue(before, px)));
-    } else continue;
-    const c = orderCost(o, inst, base, value, cfg);
-    if (c && c.amount.isPos()) byCoin.set(c.coin, (byCoin.get(c.coin) ?? Dec.ZERO).add(c.amount));
+  for (const [symbol, orders] of bySymbol(st.openOrders)) {
+    const px = valuationPrice(st, symbol);
+    const costs = symbolSums(reservationSums, st.openOrders, symbol, orders, `${px}`, cfg, (o) => reservedBy(o, st, px, cfg));
+    for (const [coin, amount] of costs) byCoin.set(coin, (byCoin.get(coin) ?? Dec.ZERO).add(amount));
   }
   return { byCoin };
+}
+
+/** One order's part of an asset's exposure: a buy's remaining value long, a linear non-reduce-only sell's short. */
+function openOrderValue(o: OpenOrder, px: Dec | null): Part {
+  if (o.side === 'Buy') return { k: 'long', v: remainingValue(o, px) };
+  if (o.category === 'linear' && !o.reduceOnly) return { k: 'short', v: remainingValue(o, px) };
+  return null;
+}
+
+/** What one order reserves (see `reservations`): the coin and a positive amount, or nothing. */
+function reservedBy(o: OpenOrder, st: RiskState, px: Dec | null, cfg: RiskConfig): Part {
+  let base: Dec;
+  let value: Dec;
+  if (LOCAL_STATUSES.has(o.status)) {
+    base = remainingBase(o, px);
+    value = remainingValue(o, px);
+  } else if (o.pending?.action === 'amend') {
+    // The exchange holds the old size already; only growth is not yet locked.
+    const before: OpenOrder = { ...o, pending: null };
+    base = Dec.max(Dec.ZERO, remainingBase(o, px).sub(remainingBase(before, px)));
+    value = Dec.max(Dec.ZERO, remainingValue(o, px).sub(remainingValue(before, px)));
+  } else return null;
+  const c = orderCost(o, st.instruments.get(instKey(o.category, o.symbol)), base, value, cfg);
+  return c && c.amount.isPos() ? { k: c.coin, v: c.amount } : null;
+}
+
+// Per-symbol sums over a state's open orders, kept across the decisions of a chunk. Every decision
+// needs the exposure and the reservations of all open orders, and a decision changes the orders of
+// one symbol only (applyDecision): summing every order again for every signal made a chunk's cost
+// grow with the square of the open orders (with a backlog and high open-order limits, most of
+// risk's CPU). Each order's part is kept with the sums: an order added since (a create) adds its
+// part, an order whose pending action was replaced (an amend or a cancel decided) takes its old
+// part out and puts its new one in; the rest are the very same objects (OpenOrder is read-only but
+// for `pending`) and are not looked at again. Anything else (an order gone, another price or
+// configuration) sums the symbol's orders anew. The sums are exact decimals, so adding and taking
+// out in steps gives the very totals that adding order by order gives.
+/** One order's part of a sum: a key (long / short, a coin) and an amount. */
+type Part = { k: string; v: Dec } | null;
+type SymbolEntry = { orders: OpenOrder[]; pendings: Array<PendingAction | null>; parts: Part[]; sums: Map<string, Dec>; key: string; cfg: RiskConfig | null };
+const exposureSums = new WeakMap<readonly OpenOrder[], Map<string, SymbolEntry>>();
+const reservationSums = new WeakMap<readonly OpenOrder[], Map<string, SymbolEntry>>();
+
+function bySymbol(orders: readonly OpenOrder[]): Map<string, OpenOrder[]> {
+  const out = new Map<string, OpenOrder[]>();
+  for (const o of orders) {
+    const g = out.get(o.symbol);
+    if (g) g.push(o);
+    else out.set(o.symbol, [o]);
+  }
+  return out;
+}
+
+function symbolSums(
+  memo: WeakMap<readonly OpenOrder[], Map<string, SymbolEntry>>,
+  all: readonly OpenOrder[],
+  symbol: string,
+  orders: readonly OpenOrder[],
+  key: string,
+  cfg: RiskConfig | null,
+  partOf: (o: OpenOrder) => Part,
+): ReadonlyMap<string, Dec> {
+  let bySym = memo.get(all);
+  if (!bySym) memo.set(all, (bySym = new Map()));
+  let e = bySym.get(symbol);
+  if (!e || e.key !== key || e.cfg !== cfg || e.orders.length > orders.length || e.orders.some((o, i) => o !== orders[i])) {
+    e = { orders: [], pendings: [], parts: [], sums: new Map(), key, cfg };
+    bySym.set(symbol, e);
+  }
+  const put = (p: Part, sign: 1 | -1) => {
+    if (!p) return;
+    const now = (e.sums.get(p.k) ?? Dec.ZERO)[sign === 1 ? 'add' : 'sub'](p.v);
+    // A key whose every part was taken out is absent, as it is from a sum made anew.
+    if (now.isZero() && !e.parts.some((q) => q?.k === p.k)) e.sums.delete(p.k);
+    else e.sums.set(p.k, now);
+  };
+  for (let i = 0; i < e.orders.length; i++) {
+    const o = orders[i]!;
+    if (o.pending === e.pendings[i]) continue;
+    const old = e.parts[i]!;
+    e.parts[i] = null;
+    put(old, -1);
+    e.parts[i] = partOf(o);
+    e.pendings[i] = o.pending;
+    put(e.parts[i]!, 1);
+  }
+  for (let i = e.orders.length; i < orders.length; i++) {
+    const o = orders[i]!;
+    const p = partOf(o);
+    e.orders.push(o);
+    e.pendings.push(o.pending);
+    e.parts.push(p);
+    put(p, 1);
+  }
+  return e.sums;
 }
 
 // ---------------------------------------------------------------------------------------------

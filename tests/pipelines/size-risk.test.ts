@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ManualClock } from '../../runtime/clock.ts';
 import type { StageRecord } from '../../pipelines/runner.ts';
-import { decide, forAsset, intentId, instKey, orderLinkId, RISK_REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
+import { applyDecision, decide, exposure, forAsset, intentId, instKey, orderLinkId, reservations, RISK_REASONS, type OpenOrder, type RiskConfig, type RiskState } from '../../pipelines/risk-rules.ts';
 import { ORDER_LINK_ID_RE } from '../../pipelines/record-guards.ts';
 import { Dec } from '../../runtime/decimal.ts';
 import { createSizeRiskStage, parseConfig, stateFrom, type StoredOutput } from '../../pipelines/size-risk.ts';
@@ -518,4 +518,62 @@ test('every output is a valid Avro record of its topic (create, cancel, amend, r
     const kind = o.topic.endsWith('orders.intents') ? 'OrderIntent' : 'OrderEvent';
     assert.deepEqual(invalidPaths(kind, o.value), [], `${kind} ${JSON.stringify(o.value).slice(0, 200)}`);
   }
+});
+
+test('a chunk\'s decisions reuse per-symbol sums of the open orders: every decision, exposure and reservation equals the one made from a fresh copy of the state', () => {
+  // Deterministic pseudo-random run: open orders of every kind over three symbols (spot and
+  // linear, local and confirmed, pending amends and cancels), then 150 signals decided one after
+  // another on one state as a chunk does (applyDecision in between: creates added, amends and
+  // cancels pending). The copy has new arrays and order objects, so nothing is reused for it.
+  let seed = 17;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const cfg = cfgWith({ RISK_CATEGORY: JSON.stringify({ '*': 'spot', SOLUSDT: 'linear' }), RISK_ORDER_TYPE: JSON.stringify({ '*': 'market', ETHUSDT: 'limit' }), RISK_MAX_OPEN_ORDERS: '100000', RISK_MAX_OPEN_ORDERS_PER_ASSET: '100000', RISK_BALANCE_POLICY: 'shrink', RISK_MAX_POSITION_NOTIONAL: '20000' });
+  const st = baseState();
+  st.tickers.set(instKey('linear', 'SOLUSDT'), { category: 'linear', symbol: 'SOLUSDT', bid: '149.99', ask: '150.01', last: '150', markPrice: '150', ts: NOW - 1000 });
+  st.positions.set(instKey('linear', 'SOLUSDT'), { category: 'linear', symbol: 'SOLUSDT', side: 'Buy', size: '3', markPrice: '150' });
+  const px: Record<string, number> = { ETHUSDT: 3000, BTCUSDT: 60000, SOLUSDT: 150 };
+  for (let i = 0; i < 60; i++) {
+    const symbol = pick(['ETHUSDT', 'BTCUSDT', 'SOLUSDT']);
+    const status = pick(['Intent', 'Submitted', 'Unknown', 'New', 'PartiallyFilled', 'PendingAmend']);
+    const qty = (Math.floor(rnd() * 50) + 1) / 1000;
+    const pending = status === 'PendingAmend' || rnd() < 0.15 ? (rnd() < 0.7 ? { action: 'amend' as const, qty: String(qty * 2), price: String(px[symbol]! * 0.99) } : { action: 'cancel' as const }) : null;
+    st.openOrders.push(order({ symbol, category: symbol === 'SOLUSDT' ? 'linear' : 'spot', side: pick(['Buy', 'Sell'] as const), strategyId: pick(['strat-1', 'strat-2']), status, qty: String(qty), price: String(px[symbol]! * (0.98 + rnd() * 0.04)), cumExecQty: status === 'PartiallyFilled' ? String(qty / 2) : '0', pending }));
+  }
+  const fresh = (s: RiskState): RiskState => ({ ...s, openOrders: s.openOrders.map((o) => ({ ...o })) });
+  const kinds = new Set<string>();
+  for (let i = 0; i < 150; i++) {
+    const asset = pick(['ETHUSDT', 'BTCUSDT', 'SOLUSDT']);
+    const sig = signal({ asset, signal_type: pick(['buy', 'sell'] as const), amount: Math.floor(rnd() * 400) + 20, strategy_id: pick(['strat-1', 'strat-2']), market_data_snapshot: { price: px[asset]!, spread: 1, volume_24h: 1e6, volatility: 0.02, orderbook_depth: null, technical_indicators: null } });
+    const prices = new Map([[asset, Dec.of(px[asset]!)]]);
+    assert.deepEqual(exposure(st, prices), exposure(fresh(st), prices), `exposure before signal ${i}`);
+    assert.deepEqual(reservations(st, cfg), reservations(fresh(st), cfg), `reservations before signal ${i}`);
+    const d = decide(sig, st, cfg, NOW);
+    assert.deepEqual(d, decide(sig, fresh(st), cfg, NOW), `decision ${i}`);
+    kinds.add(d.kind === 'reject' ? `reject:${d.code}` : d.intents.map((x) => x.action).join('+'));
+    applyDecision(st, d);
+  }
+  // The run went through what the sums must follow: new orders, amends (pending replaced) and cancels.
+  for (const k of ['create', 'amend', 'cancel+create']) assert.ok([...kinds].some((x) => x.startsWith(k)), `a ${k} decision among ${[...kinds].join(', ')}`);
+});
+
+test('per-symbol sums of the open orders follow two orders added at once, and an order whose only reservation is taken out leaves no coin behind', () => {
+  const cfg = cfgWith();
+  const st = baseState();
+  const fresh = (s: RiskState): RiskState => ({ ...s, openOrders: s.openOrders.map((o) => ({ ...o })) });
+  const same = (what: string) => {
+    assert.deepEqual(reservations(st, cfg), reservations(fresh(st), cfg), `reservations: ${what}`);
+    assert.deepEqual(exposure(st), exposure(fresh(st)), `exposure: ${what}`);
+  };
+  // A confirmed buy with an amend that grows it: the growth is reserved (USDT).
+  const grown = order({ side: 'Buy', qty: '0.1', price: '2900', status: 'New', pending: { action: 'amend', qty: '0.3', price: '2900' } });
+  st.openOrders.push(grown);
+  same('one amend pending');
+  assert.ok(reservations(st, cfg).byCoin.get('USDT')?.isPos(), 'the growth is reserved');
+  grown.pending = { action: 'cancel' };
+  same('the amend replaced by a cancel');
+  assert.equal(reservations(st, cfg).byCoin.has('USDT'), false, 'nothing reserved, no coin left at zero');
+  st.openOrders.push(order({ side: 'Buy', qty: '0.2', price: '2950', status: 'Intent' }), order({ side: 'Buy', qty: '0.05', price: '2990', status: 'Submitted' }));
+  same('two orders added between two reads');
+  assert.equal(reservations(st, cfg).byCoin.get('USDT')?.toString(), Dec.of('0.2').mul('2950').add(Dec.of('0.05').mul('2990')).mul('1.001').toString(), 'both added orders reserved, with the fee headroom');
 });
