@@ -18,6 +18,7 @@ import type { Logger } from '../runtime/logger.ts';
 import { fromRetCode, fromThrown, RET } from './bybit-errors.ts';
 import { BybitRetriableError, type Ack, type BatchItem, type BatchPlacement, type BybitOp, type FoundOrder, type OrderPlacement } from '../pipelines/exchange-port.ts';
 import { RateLimiter, type RateLimitInfo } from './rate-limiter.ts';
+import { signMessage } from './bybit-sign.ts';
 
 export const name = 'bybit-rest';
 
@@ -51,7 +52,7 @@ export function parseConfig(env: Record<string, unknown> = process.env): BybitRe
 
 /** RestClientV5 options for an environment (exported for tests: the choice is config only). */
 export function clientOptions(cfg: BybitRestConfig): RestClientOptions {
-  const base: RestClientOptions = { key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, recv_window: cfg.BYBIT_RECV_WINDOW, parseAPIRateLimits: true };
+  const base: RestClientOptions = { key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, recv_window: cfg.BYBIT_RECV_WINDOW, parseAPIRateLimits: true, customSignMessageFn: signMessage };
   switch (cfg.BYBIT_ENV) {
     case 'sim':
       return { ...base, baseUrl: `http://127.0.0.1:${cfg.BYBIT_SIM_PORT}` };

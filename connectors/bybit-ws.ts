@@ -31,6 +31,7 @@ import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Codec } from '../runtime/codec.ts';
 import { systemClock, type Clock } from '../runtime/clock.ts';
+import { signMessage } from './bybit-sign.ts';
 import { RejectedError } from '../runtime/errors.ts';
 import { backoffMs, connectWithBackoff } from '../runtime/retry.ts';
 import { topicName, type TopicName } from '../runtime/topics.ts';
@@ -87,7 +88,7 @@ export const outputSchemas = [
 
 /** WebsocketClient options for an environment (exported for tests: the choice is config only). */
 export function wsOptions(cfg: BybitWsConfig): WSClientConfigurableOptions {
-  const base: WSClientConfigurableOptions = { key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, market: 'v5' };
+  const base: WSClientConfigurableOptions = { key: cfg.BYBIT_API_KEY, secret: cfg.BYBIT_API_SECRET, market: 'v5', customSignMessageFn: signMessage };
   if (cfg.BYBIT_WS_URL) return { ...base, wsUrl: cfg.BYBIT_WS_URL };
   switch (cfg.BYBIT_ENV) {
     case 'sim':

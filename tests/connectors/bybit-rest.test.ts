@@ -11,6 +11,7 @@ import { FatalError, RejectedError, RetriableError, RetriesExhaustedError, class
 import { fromRetCode, fromThrown, MAX_RATE_LIMIT_WAIT_MS } from '../../connectors/bybit-errors.ts';
 import { AlreadyAppliedError, AlreadyPlacedError, BybitFatalError, BybitRejectedError, BybitRetriableError, escalate } from '../../pipelines/exchange-port.ts';
 import { clientOptions, createBybitRest, parseConfig, type BybitRest } from '../../connectors/bybit-rest.ts';
+import { signMessage } from '../../connectors/bybit-sign.ts';
 
 const linkId = (tag = 't') => `${tag}-${randomBytes(8).toString('hex')}`;
 
@@ -93,6 +94,7 @@ test('the Bybit environment is chosen by configuration only', () => {
   assert.equal(url({ BYBIT_ENV: 'mainnet' }), 'https://api.bybit.com');
   assert.equal(clientOptions(parseConfig({ BYBIT_ENV: 'testnet' })).testnet, true);
   assert.equal(clientOptions(parseConfig({ BYBIT_ENV: 'demo' })).demoTrading, true);
+  for (const env of ['sim', 'testnet', 'demo', 'mainnet']) assert.equal(clientOptions(parseConfig({ BYBIT_ENV: env })).customSignMessageFn, signMessage, `${env}: signed with node's crypto (connectors/bybit-sign.ts)`);
   assert.throws(() => parseConfig({ BYBIT_ENV: 'paper' }));
   assert.throws(() => parseConfig({ BYBIT_RATE_LIMIT_FRACTION: '1.5' }));
 });

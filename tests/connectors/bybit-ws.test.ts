@@ -16,12 +16,13 @@ import { createTopicCodec } from '../../schemas/topic-codec.ts';
 import { ManualClock } from '../../runtime/clock.ts';
 import { startSimulator } from '../../sim/server.ts';
 import { createBybitWs, parseConfig, wsOptions, categoryOfWsKey, WS_DIRECT_HEADERS } from '../../connectors/bybit-ws.ts';
+import { signMessage } from '../../connectors/bybit-sign.ts';
 import type { ExchangeOrderUpdate, Execution, Position, Ticker, WalletBalance } from '../../schemas/types.ts';
 
 const T0 = Date.UTC(2025, 0, 6, 12, 0, 0);
 
 test('configuration alone chooses the Bybit websocket', () => {
-  assert.deepEqual(wsOptions(parseConfig({ BYBIT_ENV: 'sim', BYBIT_SIM_PORT: '9400' })), { key: 'sim-key', secret: 'sim-secret', market: 'v5', wsUrl: 'ws://127.0.0.1:9400/v5/private' });
+  assert.deepEqual(wsOptions(parseConfig({ BYBIT_ENV: 'sim', BYBIT_SIM_PORT: '9400' })), { key: 'sim-key', secret: 'sim-secret', market: 'v5', customSignMessageFn: signMessage, wsUrl: 'ws://127.0.0.1:9400/v5/private' });
   assert.equal(wsOptions(parseConfig({ BYBIT_ENV: 'testnet', BYBIT_API_KEY: 'k', BYBIT_API_SECRET: 's' })).testnet, true);
   assert.equal(wsOptions(parseConfig({ BYBIT_ENV: 'demo' })).demoTrading, true);
   const main = wsOptions(parseConfig({ BYBIT_ENV: 'mainnet' }));
