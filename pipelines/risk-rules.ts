@@ -458,7 +458,7 @@ function reservedBy(o: OpenOrder, st: RiskState, px: Dec | null, cfg: RiskConfig
 // out in steps gives the very totals that adding order by order gives.
 /** One order's part of a sum: a key (long / short, a coin) and an amount. */
 type Part = { k: string; v: Dec } | null;
-type SymbolEntry = { orders: OpenOrder[]; pendings: Array<PendingAction | null>; parts: Part[]; sums: Map<string, Dec>; key: string; cfg: RiskConfig | null };
+type SymbolEntry = { orders: OpenOrder[]; pendings: Array<PendingAction | null>; parts: Part[]; sums: Map<string, Dec>; cfg: RiskConfig | null };
 const exposureSums = new WeakMap<readonly OpenOrder[], Map<string, SymbolEntry>>();
 const reservationSums = new WeakMap<readonly OpenOrder[], Map<string, SymbolEntry>>();
 
@@ -483,10 +483,13 @@ function symbolSums(
 ): ReadonlyMap<string, Dec> {
   let bySym = memo.get(all);
   if (!bySym) memo.set(all, (bySym = new Map()));
-  let e = bySym.get(symbol);
-  if (!e || e.key !== key || e.cfg !== cfg || e.orders.length > orders.length || e.orders.some((o, i) => o !== orders[i])) {
-    e = { orders: [], pendings: [], parts: [], sums: new Map(), key, cfg };
-    bySym.set(symbol, e);
+  // One entry per symbol and price: the signal's own asset is valued at its decision price, every
+  // other decision values it at its ticker, and the two must not evict each other.
+  const at = `${symbol}\0${key}`;
+  let e = bySym.get(at);
+  if (!e || e.cfg !== cfg || e.orders.length > orders.length || e.orders.some((o, i) => o !== orders[i])) {
+    e = { orders: [], pendings: [], parts: [], sums: new Map(), cfg };
+    bySym.set(at, e);
   }
   const put = (p: Part, sign: 1 | -1) => {
     if (!p) return;
