@@ -23,24 +23,35 @@ export async function readToEnd(kafka: KafkaPort, topics: string[], partitions: 
   const marker = `chaos-end-${randomBytes(4).toString('hex')}`;
   const producer = kafka.producer();
   await producer.connect();
-  for (const t of topics) await producer.send(t, Array.from({ length: partitions }, (_, partition) => ({ key: null, value: Buffer.from(marker), headers: { 'chaos.marker': marker }, partition })));
+  /** Where each partition's marker landed, until it is read back. */
+  const awaited = new Map<string, string>();
+  for (const t of topics) {
+    for (const at of await producer.sendAt(t, Array.from({ length: partitions }, (_, partition) => ({ key: null, value: Buffer.from(marker), headers: { 'chaos.marker': marker }, partition })))) awaited.set(`${t}/${at.partition}`, at.offset);
+  }
   await producer.disconnect();
   const consumer = kafka.consumer({ groupId: `chaos-reader-${randomBytes(4).toString('hex')}`, readCommitted: true, onFatal: failTool('chaos reader') });
   const out = new Map<string, ReadRecord[]>(topics.map((t) => [t, []]));
-  let markers = 0;
+  /** The last offset read of each partition (for the report of a partition whose marker never came). */
+  const last = new Map<string, string>();
   await consumer.connect();
   await consumer.subscribe(topics, true);
   try {
     await consumer.run(async (batch, ctl) => {
       for (const m of batch.messages) {
-        if (m.headers['chaos.marker'] === marker) markers++;
+        last.set(`${batch.topic}/${m.partition}`, m.offset);
+        if (m.headers['chaos.marker'] === marker) awaited.delete(`${batch.topic}/${m.partition}`);
         else if (m.value) out.get(batch.topic)!.push({ value: m.value, at: `${m.partition}/${m.offset}` });
         ctl.resolveOffset(m.offset);
       }
     });
     const until = Date.now() + timeoutMs;
-    while (markers < topics.length * partitions) {
-      if (Date.now() > until) throw new Error(`reading ${topics.join(', ')} to the end: ${markers} of ${topics.length * partitions} end markers in ${timeoutMs} ms`);
+    while (awaited.size > 0) {
+      if (Date.now() > until) {
+        // Which partitions, and how far reading got: a read stopped well before the marker with
+        // nothing arriving is a transaction still open there (read_committed stops at it).
+        const missing = [...awaited].map(([tp, at]) => `${tp} (marker at ${at}, last read ${last.get(tp) ?? 'none'})`);
+        throw new Error(`reading ${topics.join(', ')} to the end: ${topics.length * partitions - awaited.size} of ${topics.length * partitions} end markers in ${timeoutMs} ms; missing ${missing.join(', ')}`);
+      }
       await sleep(100);
     }
   } finally {
