@@ -453,9 +453,10 @@ function reservedBy(o: OpenOrder, st: RiskState, px: Dec | null, cfg: RiskConfig
 // risk's CPU). Each order's part is kept with the sums: an order added since (a create) adds its
 // part, an order whose pending action was replaced (an amend or a cancel decided) takes its old
 // part out and puts its new one in; the rest are the very same objects (OpenOrder is read-only but
-// for `pending`) and are not looked at again. Anything else (an order gone, another price or
-// configuration) sums the symbol's orders anew. The sums are exact decimals, so adding and taking
-// out in steps gives the very totals that adding order by order gives.
+// for `pending`) and are not looked at again. Each price a symbol is valued at has sums of its own;
+// anything else (an order gone, another configuration) sums the symbol's orders anew. The sums are
+// exact decimals, so adding and taking out in steps gives the very totals that adding order by
+// order gives.
 /** One order's part of a sum: a key (long / short, a coin) and an amount. */
 type Part = { k: string; v: Dec } | null;
 type SymbolEntry = { orders: OpenOrder[]; pendings: Array<PendingAction | null>; parts: Part[]; sums: Map<string, Dec>; cfg: RiskConfig | null };
