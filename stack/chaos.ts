@@ -51,7 +51,7 @@ import {
 import { supervise, type SupervisedProcess } from './chaos-procs.ts';
 import { createSignalPublisher } from './chaos-publisher.ts';
 import { drainQueue, readToEnd } from './chaos-events.ts';
-import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgEventFacts, pgFacts } from './chaos-facts.ts';
+import { exchangeOrders, execsByOrder, idRecords, journalOrders, orderEvents, pgEventFacts, pgFacts, type PgFacts } from './chaos-facts.ts';
 import {
   amendsCancelsAwaiting,
   amountsFor,
@@ -68,6 +68,7 @@ import {
   floorOf,
   merge,
   type ExchangeCall,
+  type ExchangeOrder,
   type SentSignal,
   type SymbolRef,
 } from './chaos-checks.ts';
@@ -646,14 +647,19 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     // agreeing with the exchange about every order.
     const signalIds = sent.map((s) => s.signalId);
     const refs = new Map<string, SymbolRef>(ASSETS.map(([s, price]) => [s, { price, step: Number((sim.exchange.instruments.get('spot', s) as SpotInstrument).basePrecision) }]));
+    // The facts of the last poll are the settle point's: PostgreSQL and the exchange read together.
     const settledBy = Date.now() + 240_000;
+    let f: PgFacts;
+    let ex: ExchangeOrder[];
+    let exExecs: Map<string, Set<string>>;
     for (;;) {
-      const f = await query(() => pgFacts(db, signalIds));
+      f = await query(() => pgFacts(db, signalIds));
+      ex = exchangeOrders(sim.orders());
+      exExecs = execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) })));
       const decided = signalIds.filter((x) => f.outcomes.get(x)).length;
-      const ex = exchangeOrders(sim.orders());
-      const agree = checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) }))));
+      const agree = checkOrdersAgree(f.orders, ex, execsByOrder(f.executions), exExecs);
       const placed = checkCreatesPlaced(createLinks(f.intents), new Set(ex.map((o) => o.orderLinkId)), new Set(f.orders.filter((o) => o.status === 'Rejected' && o.order_link_id).map((o) => o.order_link_id!)));
-      const awaiting = amendsCancelsAwaiting(f.intents, calls, f.answered, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
+      const awaiting = amendsCancelsAwaiting(f.intents, calls, f.answered, orderIdsOf(ex));
       if (decided === signalIds.length && agree.losses === 0 && placed.losses === 0 && awaiting.length === 0) break;
       if (Date.now() > settledBy) {
         say(`not settled after 240 s: ${decided}/${signalIds.length} signals decided; ${agree.losses} orders disagree; ${placed.losses} creates not at the exchange; ${awaiting.length} amends / cancels neither requested nor answered`);
@@ -665,9 +671,6 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     sampling.on = false;
     await sampler;
     // The facts, from independent sources, and the checks (stack/chaos-checks.ts).
-    const f = await query(() => pgFacts(db, signalIds));
-    const ex = exchangeOrders(sim.orders());
-    const exExecs = execsByOrder(sim.executions().map((e) => ({ order_id: String(e.orderId), exec_id: String(e.execId) })));
     const codec = await createTopicCodec({ registryUrl: reg.url, prefix });
     figures.crashes = [...procs.values()].reduce((a, x) => a + x.crashes, 0);
     // Every writer stops (gracefully: no transaction left open), then the topics are read to their
@@ -692,7 +695,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     const executedCreates = calls.filter((c) => c.op === 'create' && c.ok);
     const superseded = new Set(submissions.filter((s) => s.outcome === 'rejected' && (s.reason_code === 'superseded' || s.reason_code === 'target_superseded')).map((s) => s.intent_id));
     const perSignal = checkOrdersPerSignal(sent, calls, refs, refusedIds);
-    const visible = checkAmendCancelVisible(f.intents, calls, superseded, new Map(ex.map((o) => [o.orderLinkId, o.orderId])));
+    const visible = checkAmendCancelVisible(f.intents, calls, superseded, orderIdsOf(ex));
     const oneRecord = checkOneRecordPerId(records);
     const orderEventsVerdict = checkOrderEvents(events, queued, stopped, where);
     figures.refused = refusedIds.size;
@@ -752,6 +755,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     } else rmSync(dir, { recursive: true, force: true });
   }
 }
+
+/** The exchange's orderLinkId → orderId. */
+const orderIdsOf = (ex: readonly ExchangeOrder[]): Map<string, string> => new Map(ex.map((o) => [o.orderLinkId, o.orderId]));
 
 /** orderLinkIds of the create intents the order manager decided. */
 function createLinks(intents: ReadonlyArray<{ action: string; order_link_id: string }>): string[] {
