@@ -6,7 +6,7 @@
 // an RSA private key in PEM (bybit-api tells them apart by "PRIVATE KEY" in the secret).
 import { createHmac, createSign } from 'node:crypto';
 
-export function signMessage(message: string, secret: string): Promise<string> {
-  if (secret.includes('PRIVATE KEY')) return Promise.resolve(createSign('RSA-SHA256').update(message).sign(secret, 'base64'));
-  return Promise.resolve(createHmac('sha256', secret).update(message).digest('hex'));
+export async function signMessage(message: string, secret: string): Promise<string> {
+  if (secret.includes('PRIVATE KEY')) return createSign('RSA-SHA256').update(message).sign(secret, 'base64');
+  return createHmac('sha256', secret).update(message).digest('hex');
 }
