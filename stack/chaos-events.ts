@@ -19,7 +19,13 @@ export interface ReadRecord {
  * markers make offset arithmetic against the high watermark unreliable), and reading stops when
  * every marker came back; the markers are left out.
  */
-export async function readToEnd(kafka: KafkaPort, topics: string[], partitions: number, timeoutMs = 180_000): Promise<Map<string, ReadRecord[]>> {
+export async function readToEnd(
+  kafka: KafkaPort,
+  topics: string[],
+  partitions: number,
+  opts: { timeoutMs?: number; explain?: (partitions: string[]) => Promise<string> } = {},
+): Promise<Map<string, ReadRecord[]>> {
+  const timeoutMs = opts.timeoutMs ?? 180_000;
   const marker = `chaos-end-${randomBytes(4).toString('hex')}`;
   const producer = kafka.producer();
   await producer.connect();
@@ -50,7 +56,8 @@ export async function readToEnd(kafka: KafkaPort, topics: string[], partitions: 
         // Which partitions, and how far reading got: a read stopped well before the marker with
         // nothing arriving is a transaction still open there (read_committed stops at it).
         const missing = [...awaited].map(([tp, at]) => `${tp} (marker at ${at}, last read ${last.get(tp) ?? 'none'})`);
-        throw new Error(`reading ${topics.join(', ')} to the end: ${topics.length * partitions - awaited.size} of ${topics.length * partitions} end markers in ${timeoutMs} ms; missing ${missing.join(', ')}`);
+        const broker = opts.explain ? `; the broker on them: ${await opts.explain([...awaited.keys()])}` : '';
+        throw new Error(`reading ${topics.join(', ')} to the end: ${topics.length * partitions - awaited.size} of ${topics.length * partitions} end markers in ${timeoutMs} ms; missing ${missing.join(', ')}${broker}`);
       }
       await sleep(100);
     }

@@ -124,6 +124,12 @@ export interface PrivateKafka {
   stop(): Promise<void>;
   /** OS processes of the broker right now (for a last-resort kill). */
   pids(): number[];
+  /**
+   * What the broker says about the transactions on some partitions ('topic/partition'): offsets,
+   * producers with an open transaction, the coordinator's side of each (stack/kafka/TxnProbe.java).
+   * For a report; a failure to ask is returned as text too.
+   */
+  transactions(partitions: readonly string[]): Promise<string>;
 }
 
 export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): Promise<PrivateKafka> {
@@ -167,6 +173,14 @@ export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): 
     },
     stop: () => halt('SIGTERM'),
     pids: () => ((child as ChildProcess | null)?.pid ? [(child as ChildProcess | null)!.pid!] : []),
+    transactions: async (partitions) => {
+      try {
+        const { stdout } = await run('java', ['-cp', `${node.libs}/*`, join(ROOT, 'stack/kafka/TxnProbe.java'), brokers.join(','), ...partitions], { timeout: 90_000 });
+        return stdout.trim();
+      } catch (e) {
+        return `TxnProbe failed: ${(e as Error).message.slice(0, 2000)}`;
+      }
+    },
   };
 }
 

@@ -676,7 +676,9 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosFigures> {
     // Every writer stops (gracefully: no transaction left open), then the topics are read to their
     // end; the events-out bridge goes on until RabbitMQ has every event of the topic.
     await Promise.all([...procs.entries()].filter(([n]) => serviceOf.get(n) !== 'events-out').map(([, x]) => x.stop(15_000)));
-    const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), partitions);
+    const read = await readToEnd(createKafka({ brokers: kfk.brokers, clientId: 'chaos-reader', logger }), ['orders.events', 'signals.valid', 'orders.intents', 'orders.submissions'].map((t) => `${prefix}${t}`), partitions, {
+      explain: (tps) => kfk.transactions(tps),
+    });
     const { events, where } = await orderEvents(codec, `${prefix}orders.events`, read.get(`${prefix}orders.events`)!);
     const { records, submissions } = await idRecords(codec, prefix, read);
     // Order events are judged against PostgreSQL as the stopped writers left it, not as it was at
