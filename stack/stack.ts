@@ -22,6 +22,7 @@ import { tcpOpen, pidAlive } from './net.ts';
 import { ROOT } from '../runtime/paths.ts';
 import { defaultStateFile, readStateSummary, type StateSummary } from '../sim/persistence.ts';
 import { UNIT_SCHEMAS } from './services.ts';
+import { brokerClasspath, patchKafkaBroker } from './kafka-broker-fix.ts';
 
 export { ROOT };
 
@@ -69,11 +70,15 @@ const readPid = (file: string): number | null => {
 // Kafka
 
 export function fetchKafkaJars(p: Paths, log: Logger): void {
-  if (existsSync(join(p.libs, '.complete'))) return;
-  log.info({ version: kafkaVersion(), into: p.libs }, 'fetching Kafka jars from Maven Central (once, cached)');
-  mkdirSync(p.libs, { recursive: true });
-  execFileSync('mvn', ['-q', '-B', '-f', join(ROOT, 'stack/kafka/pom.xml'), 'dependency:copy-dependencies', `-DoutputDirectory=${p.libs}`], { stdio: ['ignore', 'inherit', 'inherit'] });
-  writeFileSync(join(p.libs, '.complete'), new Date().toISOString());
+  const pom = join(ROOT, 'stack/kafka/pom.xml');
+  if (!existsSync(join(p.libs, '.complete'))) {
+    log.info({ version: kafkaVersion(), into: p.libs }, 'fetching Kafka jars from Maven Central (once, cached)');
+    mkdirSync(p.libs, { recursive: true });
+    execFileSync('mvn', ['-q', '-B', '-f', pom, 'dependency:copy-dependencies', `-DoutputDirectory=${p.libs}`], { stdio: ['ignore', 'inherit', 'inherit'] });
+    writeFileSync(join(p.libs, '.complete'), new Date().toISOString());
+  }
+  // Also on a machine whose jars came before the fix did.
+  patchKafkaBroker(p.libs, kafkaVersion(), pom, log);
 }
 
 /**
@@ -153,7 +158,7 @@ export function kafkaJavaArgs(n: KafkaNode, mainClass: string, args: string[]): 
   // the whole session and gets both JIT tiers: with C1 alone it took ~1.4× the CPU per signal
   // relative to the order manager in the bench (docs/performance.md), on cores they share.
   const jit = mainClass === 'kafka.Kafka' ? [] : ['-XX:TieredStopAtLevel=1'];
-  return [`-Xmx${n.heap}`, '-Xms64m', '-XX:+UseSerialGC', ...jit, '-Xss512k', `-Dlog4j2.configurationFile=${n.log4j}`, '-cp', `${n.libs}/*`, mainClass, ...args];
+  return [`-Xmx${n.heap}`, '-Xms64m', '-XX:+UseSerialGC', ...jit, '-Xss512k', `-Dlog4j2.configurationFile=${n.log4j}`, '-cp', brokerClasspath(n.libs), mainClass, ...args];
 }
 
 export function formatStorage(n: KafkaNode, log: Logger): void {
@@ -199,6 +204,10 @@ async function startKafka(cfg: Config, p: Paths, log: Logger): Promise<void> {
   const pid = readPid(p.kafkaPid);
   if (pid && pidAlive(pid)) {
     log.info({ pid }, 'Kafka already running');
+    const cmd = existsSync(`/proc/${pid}/cmdline`) ? readFileSync(`/proc/${pid}/cmdline`, 'utf8') : '';
+    if (!cmd.includes(brokerClasspath(p.libs))) {
+      log.warn({ pid }, 'the running Kafka broker was started without the fix of KAFKA-20734 (stack/kafka-broker-fix.ts): a controlled shutdown may leave transactions open or commit aborted records; restart the stack (stack.ts down, then up) to load it');
+    }
     await kafkaReady(['127.0.0.1:9092'], log, 60_000);
     return;
   }
