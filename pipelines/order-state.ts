@@ -491,6 +491,16 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
   if (rule === 'invalid') return invalid(order, to, 'submission', s.intent_id, `${action} accepted for an order in ${order.status}`);
   if (rule === 'ignore') return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
   if (action === 'amend' && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
+  if (action === 'amend' && s.reason_code === AMEND_ALREADY_APPLIED && hasTerms(order, s)) {
+    // Bybit refused the amend as changing nothing ("remains unchanged"; placement records it
+    // accepted, already applied) and the order has its terms from an earlier update: the terms are
+    // in effect, and no update will say so (the stream sends nothing for an amend that changed
+    // nothing, and the reconciler's snapshot, older than the amend, would be stale against a
+    // pending one). So no PendingAmend: one order_amended for the intent, the status unchanged.
+    const ch = move(next, { ...base, to: next.status, tag: `amend_applied:${s.intent_id}`, reasonCode: AMEND_ALREADY_APPLIED, reasonDetail: `${s.ret_code}: ${s.ret_msg}` }, 'order_amended');
+    if (!ch) return facts ? { order: next, changes: [], invalid: null, ignored: null, dirty: true } : noChange(order, 'duplicate', 'amend already reported as applied');
+    return { order: next, changes: [ch], invalid: null, ignored: null, dirty: true };
+  }
   next.pending = { action, intentId: s.intent_id, since: s.sent_at };
   const ch = move(next, { ...base, occurredAt: s.sent_at, to, tag: `${action}:${s.intent_id}`, reasonCode: action === 'amend' ? 'amend_pending' : 'cancel_pending', reasonDetail: s.reason_code });
   if (!ch) return noChange(order, 'duplicate', `${action} already pending`);
@@ -508,6 +518,14 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
  */
 function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
   if (order.lastUpdateMs === null || order.lastUpdateMs < s.sent_at) return false;
+  return hasTerms(order, s);
+}
+
+/** The placement reason of an amend Bybit answered "remains unchanged" (place.ts, PLACEMENT_REASONS). */
+const AMEND_ALREADY_APPLIED = 'already_applied';
+
+/** Whether the order has every term the amend sets (qty, price), compared as decimals. */
+function hasTerms(order: TrackedOrder, s: OrderSubmission): boolean {
   if (s.qty === null && s.price === null) return false;
   const same = (a: string | null, b: string | null): boolean => {
     const x = d(a);

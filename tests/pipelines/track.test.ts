@@ -318,6 +318,34 @@ test('amend: a submission that reaches tracking after the stream showed its term
   }
 });
 
+test('amend: one Bybit answered "remains unchanged" (already applied) for an order that already had its terms is an order_amended at once, not a PendingAmend no update will ever end', () => {
+  // Seen in the bench as amend signals without an order event: a second amend with the terms an
+  // earlier one had set. Bybit refuses it (10001 "remains unchanged"), placement records it accepted
+  // as already applied, and tracking moved the order to PendingAmend: the stream sends nothing for
+  // an amend that changed nothing, and the reconciler's snapshot, older than the amend, is stale
+  // against it, so the order stayed PendingAmend and the signal had only its amend_pending.
+  const unchanged = (sentAt: number) => submission({ intent_id: 'intent-3', action: 'amend', qty: null, price: '2990', sent_at: sentAt, acked_at: sentAt + 5, ret_code: 10001, ret_msg: 'The order remains unchanged as the parameters entered match the existing ones.', reason_code: 'already_applied' });
+  const st = stateWith(intentOrder());
+  const s = script();
+  const ev = run(st, [s[0]!, s[1]!, rec('exchange.orders', upd('New', { updatedTime: T0 + 65, price: '2990' })), rec('orders.submissions', unchanged(T0 + 70))]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.status, e.previous_status, e.reason_code]), [
+    ['order_submitted', 'Submitted', 'Intent', null],
+    ['order_acknowledged', 'New', 'Submitted', null],
+    ['order_amended', 'New', 'New', null],
+    ['order_amended', 'New', 'New', 'already_applied'],
+  ]);
+  assert.deepEqual([orderOf(st).status, orderOf(st).price, orderOf(st).pending], ['New', '2990', null]);
+  // The reconciler's snapshot afterwards changes nothing; the same submission again (a replayed
+  // chunk) adds no second event.
+  assert.deepEqual(run(st, [rec('exchange.orders', upd('New', { updatedTime: T0 + 65, price: '2990' })), rec('orders.submissions', unchanged(T0 + 70))]), []);
+  assert.equal(orderOf(st).status, 'New');
+  // "Already applied" for terms the order does not show yet (the first attempt's answer was lost and
+  // its push has not come): pending, as any accepted amend, until the stream shows the terms.
+  const early = stateWith(intentOrder());
+  const ev2 = run(early, [s[0]!, s[1]!, rec('orders.submissions', unchanged(T0 + 70))]);
+  assert.deepEqual(ev2.at(-1) && [ev2.at(-1)!.event_type, ev2.at(-1)!.status, ev2.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
+});
+
 test('positions and wallet balances keep the newest snapshot of the chunk', () => {
   const st = stateWith();
   const posn = (size: string, at: number) => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: null, liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '0', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws' as const, observedAt: at });
