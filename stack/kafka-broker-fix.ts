@@ -51,8 +51,8 @@ export function patchKafkaBroker(libs: string, version: string, pom: string, log
   rmSync(work, { recursive: true, force: true });
   rmSync(out, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  execFileSync('mvn', ['-q', '-B', '-f', pom, 'dependency:copy', `-Dartifact=org.apache.kafka:kafka-metadata:${version}:jar:sources`, `-DoutputDirectory=${work}`], { stdio: ['ignore', 'inherit', 'inherit'] });
-  execFileSync('jar', ['xf', join(work, `kafka-metadata-${version}-sources.jar`), SOURCE], { cwd: work });
+  tool('mvn', ['-q', '-B', '-f', pom, 'dependency:copy', `-Dartifact=org.apache.kafka:kafka-metadata:${version}:jar:sources`, `-DoutputDirectory=${work}`]);
+  tool('jar', ['xf', join(work, `kafka-metadata-${version}-sources.jar`), SOURCE], work);
   const file = join(work, SOURCE);
   const text = readFileSync(file, 'utf8');
   if (!text.includes(BUGGY)) {
@@ -60,7 +60,17 @@ export function patchKafkaBroker(libs: string, version: string, pom: string, log
   }
   writeFileSync(file, text.replace(BUGGY, FIXED));
   mkdirSync(out, { recursive: true });
-  execFileSync('javac', ['-nowarn', '-proc:none', '-cp', `${libs}/*`, '-d', out, file], { stdio: ['ignore', 'inherit', 'inherit'] });
+  tool('javac', ['-nowarn', '-proc:none', '-cp', `${libs}/*`, '-d', out, file]);
   writeFileSync(join(out, '.complete'), `KAFKA-20734 fix for ${version}, ${new Date().toISOString()}\n`);
   rmSync(work, { recursive: true, force: true });
+}
+
+/** Run a build tool quietly (Maven prints colour codes even with -q); a failure carries its output. */
+function tool(cmd: string, args: string[], cwd?: string): void {
+  try {
+    execFileSync(cmd, args, { cwd, stdio: 'pipe', encoding: 'utf8' });
+  } catch (e) {
+    const x = e as { stdout?: string; stderr?: string; message: string };
+    throw new Error(`stack/kafka-broker-fix.ts: ${cmd} ${args.join(' ')} failed: ${x.message}\n${x.stdout ?? ''}${x.stderr ?? ''}`.slice(0, 4000), { cause: e });
+  }
 }
