@@ -10,7 +10,7 @@
 //            invalid_transitions, never applied.
 // Before the table, an exchange order update is checked for staleness (older updatedTime than the
 // applied state, a lower cumExecQty than already known, an open status older than a pending
-// amend/cancel): stale facts are ignored, so a REST snapshot older than a websocket fill never
+// amend/cancel unless it changes the terms): stale facts are ignored, so a REST snapshot older than a websocket fill never
 // undoes the fill and reordered messages end in the same state. Likewise an accepted amend whose
 // terms an update newer than its sending already shows is late, not a new PendingAmend.
 //
@@ -524,6 +524,13 @@ function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
 /** The placement reason of an amend Bybit answered "remains unchanged" (place.ts, PLACEMENT_REASONS). */
 const AMEND_ALREADY_APPLIED = 'already_applied';
 
+/** Whether an update gives a limit order another price or quantity (compared as decimals). */
+function changesTerms(order: TrackedOrder, u: ExchangeOrderUpdate): boolean {
+  if (order.orderType !== 'Limit') return false;
+  const differs = (x: ReturnType<typeof d>, y: ReturnType<typeof d>): boolean => x !== null && x.isPos() && (y === null || x.cmp(y) !== 0);
+  return differs(d(u.price), d(order.price)) || differs(d(u.qty), d(order.qty));
+}
+
 /** Whether the order has every term the amend sets (qty, price), compared as decimals. */
 function hasTerms(order: TrackedOrder, s: OrderSubmission): boolean {
   if (s.qty === null && s.price === null) return false;
@@ -546,7 +553,10 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
   // Staleness first: an older state never undoes a newer one.
   if (order.lastUpdateMs !== null && u.updatedTime < order.lastUpdateMs) return noChange(order, 'stale', `updatedTime ${u.updatedTime} < applied ${order.lastUpdateMs}`);
   if (uCum.lt(cum) && !isTerminal(to)) return noChange(order, 'stale', `cumExecQty ${uFills.qty} < known ${order.cum.qty}`);
-  if (order.pending && u.updatedTime < order.pending.since && !isTerminal(to)) return noChange(order, 'stale', `${to} at ${u.updatedTime} is older than the pending ${order.pending.action} sent at ${order.pending.since}`);
+  // updatedTime is the exchange's clock and `since` ours: with the exchange's behind, the pending
+  // amend's own update can look older than the amend. An update that changes a limit order's terms
+  // is past every update applied (checked above) and is an amend, not a snapshot from before it.
+  if (order.pending && u.updatedTime < order.pending.since && !isTerminal(to) && !changesTerms(order, u)) return noChange(order, 'stale', `${to} at ${u.updatedTime} is older than the pending ${order.pending.action} sent at ${order.pending.since}`);
   const rule = ruleOf(order.status, to);
   if (rule === 'invalid') return invalid(order, to, cause, causeId, `${order.status} → ${to} is not in the transition table`);
 

@@ -346,6 +346,23 @@ test('amend: one Bybit answered "remains unchanged" (already applied) for an ord
   assert.deepEqual(ev2.at(-1) && [ev2.at(-1)!.event_type, ev2.at(-1)!.status, ev2.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
 });
 
+test("amend: with the exchange's clock behind ours, the amend's own update (its updatedTime before our sent_at) confirms it; a snapshot with the old terms from then is stale", () => {
+  // The stale rule compares the exchange's updatedTime with our sent_at. With Bybit's clock 30 ms
+  // behind ours the amend's own push looked older than the amend and was dropped, and so was every
+  // later snapshot of the same moment (the reconciler's): PendingAmend for good.
+  const amend = rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: null, price: '2990', sent_at: T0 + 100, acked_at: T0 + 110 }));
+  const st = stateWith(intentOrder());
+  const s = script();
+  const ev = run(st, [s[0]!, s[1]!, amend, rec('exchange.orders', upd('New', { updatedTime: T0 + 80 })), rec('exchange.orders', upd('New', { updatedTime: T0 + 90, price: '2990' }))]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.status, e.price]), [
+    ['order_submitted', 'Submitted', '3000'],
+    ['order_acknowledged', 'New', '3000'],
+    ['other', 'PendingAmend', '3000'],
+    ['order_amended', 'New', '2990'],
+  ]);
+  assert.deepEqual([orderOf(st).status, orderOf(st).price, orderOf(st).pending], ['New', '2990', null]);
+});
+
 test('positions and wallet balances keep the newest snapshot of the chunk', () => {
   const st = stateWith();
   const posn = (size: string, at: number) => ({ category: 'linear', symbol: 'ETHUSDT', side: 'Buy', size, positionIdx: 0, avgPrice: '3000', positionValue: '3000', markPrice: null, liqPrice: null, leverage: '1', positionIM: null, unrealisedPnl: '0', cumRealisedPnl: '0', positionStatus: 'Normal', updatedTime: at, source: 'ws' as const, observedAt: at });
