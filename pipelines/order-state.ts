@@ -10,9 +10,10 @@
 //            invalid_transitions, never applied.
 // Before the table, an exchange order update is checked for staleness (older updatedTime than the
 // applied state, a lower cumExecQty than already known, an open status older than a pending
-// amend/cancel unless it changes the terms): stale facts are ignored, so a REST snapshot older than a websocket fill never
-// undoes the fill and reordered messages end in the same state. Likewise an accepted amend whose
-// terms an update newer than its sending already shows is late, not a new PendingAmend.
+// amend/cancel unless it changes the terms): stale facts are ignored, so a REST snapshot older
+// than a websocket fill never undoes the fill and reordered messages end in the same state.
+// Likewise an accepted amend whose terms an update newer than its sending already shows is late,
+// not a new PendingAmend.
 //
 // Fill facts merge monotonically whatever the source: the order's cumulative figures come from the
 // source with the larger cumulative quantity (Bybit's order update, or the sum of the distinct
