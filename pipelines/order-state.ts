@@ -20,6 +20,7 @@
 // executions seen; on a tie the order update wins, being Bybit's own cumulative figures), so a fill
 // is never counted twice and cumExecQty never decreases.
 import { Dec } from '../runtime/decimal.ts';
+import { PLACEMENT_REASONS } from './placement-reasons.ts';
 import type { ExchangeOrderUpdate, Execution, OrderEventType, OrderSubmission, SignalContext } from '../schemas/types.ts';
 
 export const ORDER_STATUSES = [
@@ -492,13 +493,13 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
   if (rule === 'invalid') return invalid(order, to, 'submission', s.intent_id, `${action} accepted for an order in ${order.status}`);
   if (rule === 'ignore') return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
   if (action === 'amend' && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
-  if (action === 'amend' && s.reason_code === AMEND_ALREADY_APPLIED && hasTerms(order, s)) {
+  if (action === 'amend' && s.reason_code === PLACEMENT_REASONS.alreadyApplied && hasTerms(order, s)) {
     // Bybit refused the amend as changing nothing ("remains unchanged"; placement records it
     // accepted, already applied) and the order has its terms from an earlier update: the terms are
     // in effect, and no update will say so (the stream sends nothing for an amend that changed
     // nothing, and the reconciler's snapshot, older than the amend, would be stale against a
     // pending one). So no PendingAmend: one order_amended for the intent, the status unchanged.
-    const ch = move(next, { ...base, to: next.status, tag: `amend_applied:${s.intent_id}`, reasonCode: AMEND_ALREADY_APPLIED, reasonDetail: `${s.ret_code}: ${s.ret_msg}` }, 'order_amended');
+    const ch = move(next, { ...base, to: next.status, tag: `amend_applied:${s.intent_id}`, reasonCode: PLACEMENT_REASONS.alreadyApplied, reasonDetail: `${s.ret_code}: ${s.ret_msg}` }, 'order_amended');
     if (!ch) return facts ? { order: next, changes: [], invalid: null, ignored: null, dirty: true } : noChange(order, 'duplicate', 'amend already reported as applied');
     return { order: next, changes: [ch], invalid: null, ignored: null, dirty: true };
   }
@@ -521,9 +522,6 @@ function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
   if (order.lastUpdateMs === null || order.lastUpdateMs < s.sent_at) return false;
   return hasTerms(order, s);
 }
-
-/** The placement reason of an amend Bybit answered "remains unchanged" (place.ts, PLACEMENT_REASONS). */
-const AMEND_ALREADY_APPLIED = 'already_applied';
 
 /** Whether an update gives a limit order another price or quantity (compared as decimals). */
 function changesTerms(order: TrackedOrder, u: ExchangeOrderUpdate): boolean {

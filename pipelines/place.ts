@@ -53,6 +53,7 @@ import { isPositiveDecimal, isStorableTime, ORDER_LINK_ID_RE, unstorableText, UU
 import type { OrderIntent, OrderSubmission, SubmissionOutcome } from '../schemas/types.ts';
 import { AlreadyAppliedError, AlreadyPlacedError, BybitRejectedError, BybitRetriableError, escalate } from './exchange-port.ts';
 import type { AmendParams, BatchItem, BatchPlacement, CreateOrderParams, FoundOrder, OrderPlacement, OrderRef } from './exchange-port.ts';
+import { PLACEMENT_REASONS } from './placement-reasons.ts';
 
 export const name = 'place';
 
@@ -87,16 +88,6 @@ export const outputSchemas = [
   { topic: 'orders.dlq', record: 'DeadLetter' },
 ] as const;
 
-/** Local reason codes (Bybit's refusals use the codes of connectors/bybit-errors.ts). */
-export const PLACEMENT_REASONS = {
-  expired: 'expired',
-  superseded: 'superseded',
-  targetSuperseded: 'target_superseded',
-  invalidIntent: 'invalid_intent',
-  resolvedByQuery: 'resolved_by_query',
-  alreadyApplied: 'already_applied',
-  alreadyCancelled: 'already_cancelled',
-} as const;
 
 /** What happened to one intent at the exchange; `process` turns it into the submission. */
 export interface Outcome {
