@@ -523,11 +523,14 @@ function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
   return hasTerms(order, s);
 }
 
-/** Whether an update gives a limit order another price or quantity (compared as decimals). */
-function changesTerms(order: TrackedOrder, u: ExchangeOrderUpdate): boolean {
-  if (order.orderType !== 'Limit') return false;
-  const differs = (x: ReturnType<typeof d>, y: ReturnType<typeof d>): boolean => x !== null && x.isPos() && (y === null || x.cmp(y) !== 0);
-  return differs(d(u.price), d(order.price)) || differs(d(u.qty), d(order.qty));
+/**
+ * The terms an update gives a limit order that differ from the order's (null: unchanged). Only limit
+ * orders are amended: a market order's price is Bybit's protection price.
+ */
+function changedTerms(order: TrackedOrder, u: ExchangeOrderUpdate): { price: string | null; qty: string | null } {
+  if (order.orderType !== 'Limit') return { price: null, qty: null };
+  const changed = (x: Dec | null, y: Dec | null): string | null => (x?.isPos() && (y === null || x.cmp(y) !== 0) ? x.toString() : null);
+  return { price: changed(d(u.price), d(order.price)), qty: changed(d(u.qty), d(order.qty)) };
 }
 
 /** Whether the order has every term the amend sets (qty, price), compared as decimals. */
@@ -555,7 +558,8 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
   // updatedTime is the exchange's clock and `since` ours: with the exchange's behind, the pending
   // amend's own update can look older than the amend. An update that changes a limit order's terms
   // is past every update applied (checked above) and is an amend, not a snapshot from before it.
-  if (order.pending && u.updatedTime < order.pending.since && !isTerminal(to) && !changesTerms(order, u)) return noChange(order, 'stale', `${to} at ${u.updatedTime} is older than the pending ${order.pending.action} sent at ${order.pending.since}`);
+  const terms = changedTerms(order, u);
+  if (order.pending && u.updatedTime < order.pending.since && !isTerminal(to) && terms.price === null && terms.qty === null) return noChange(order, 'stale', `${to} at ${u.updatedTime} is older than the pending ${order.pending.action} sent at ${order.pending.since}`);
   const rule = ruleOf(order.status, to);
   if (rule === 'invalid') return invalid(order, to, cause, causeId, `${order.status} → ${to} is not in the transition table`);
 
@@ -589,25 +593,13 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
     next.rejectReason = u.rejectReason;
     dirty = true;
   }
-  // Terms: only limit orders are amended (market orders carry Bybit's protection price). A final
-  // update still carries the order's final terms (e.g. an amend whose own push was lost before the
-  // order was cancelled): they are taken, without an amend event.
-  let amended = false;
-  const uPrice = d(u.price);
-  const uQty = d(u.qty);
+  // Terms (changedTerms). A final update still carries the order's final terms (e.g. an amend whose
+  // own push was lost before the order was cancelled): they are taken, without an amend event.
   const amendable = !isTerminal(to) && next.status !== 'Intent' && next.status !== 'Submitted' && next.status !== 'Unknown';
-  if (next.orderType === 'Limit') {
-    if (uPrice?.isPos() && uPrice.toString() !== (d(next.price)?.toString() ?? null)) {
-      amended = amendable;
-      next.price = uPrice.toString();
-      dirty = true;
-    }
-    if (uQty?.isPos() && (d(next.qty) === null || uQty.cmp(d(next.qty)!) !== 0)) {
-      amended = amended || amendable;
-      next.qty = uQty.toString();
-      dirty = true;
-    }
-  }
+  const amended = amendable && (terms.price !== null || terms.qty !== null);
+  if (terms.price !== null) next.price = terms.price;
+  if (terms.qty !== null) next.qty = terms.qty;
+  if (terms.price !== null || terms.qty !== null) dirty = true;
   const progressed = dz(next.cum.qty).gt(cum);
   if (rule === 'ignore' || (to === order.status && !progressed && !amended)) {
     if (!dirty) return noChange(order, 'duplicate', `already ${order.status}`);
