@@ -132,6 +132,15 @@ export interface PrivateKafka {
   transactions(partitions: readonly string[]): Promise<string>;
 }
 
+/**
+ * What a broker says about the transactions on some partitions ('topic/partition'):
+ * stack/kafka/TxnProbe.java on the broker's own kafka-clients jar, one JSON object per line.
+ */
+export async function probeTransactions(libs: string, brokers: readonly string[], partitions: readonly string[]): Promise<string> {
+  const { stdout } = await run('java', ['-cp', `${libs}/*`, join(ROOT, 'stack/kafka/TxnProbe.java'), brokers.join(','), ...partitions], { timeout: 90_000 });
+  return stdout.trim();
+}
+
 export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): Promise<PrivateKafka> {
   const p = paths(cfg);
   fetchKafkaJars(p, log);
@@ -173,14 +182,7 @@ export async function startPrivateKafka(cfg: Config, dir: string, log: Logger): 
     },
     stop: () => halt('SIGTERM'),
     pids: () => ((child as ChildProcess | null)?.pid ? [(child as ChildProcess | null)!.pid!] : []),
-    transactions: async (partitions) => {
-      try {
-        const { stdout } = await run('java', ['-cp', `${node.libs}/*`, join(ROOT, 'stack/kafka/TxnProbe.java'), brokers.join(','), ...partitions], { timeout: 90_000 });
-        return stdout.trim();
-      } catch (e) {
-        return `TxnProbe failed: ${(e as Error).message.slice(0, 2000)}`;
-      }
-    },
+    transactions: (partitions) => probeTransactions(node.libs, brokers, partitions).catch((e: Error) => `TxnProbe failed: ${e.message.slice(0, 2000)}`),
   };
 }
 

@@ -1,4 +1,4 @@
-// stack/kafka/TxnProbe.java is what the chaos reader prints about a partition it could not read to
+// stack/kafka/TxnProbe.java (probeTransactions) is what the chaos reader prints about a partition it could not read to
 // its end (the broker's own admin client: offsets, producers with an open transaction, the
 // coordinator's state of each). On the stack's broker: a transaction left open on one partition
 // shows there (last stable offset below the high watermark, the producer's open transaction from
@@ -6,23 +6,19 @@
 // plain write shows none; after the abort the partition is stable again.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { loadConfig, kafkaBrokers } from '../../runtime/config.ts';
 import { createKafka } from '../../runtime/kafka.ts';
 import { createLogger } from '../../runtime/logger.ts';
-import { paths, ROOT } from '../../stack/stack.ts';
+import { paths } from '../../stack/stack.ts';
+import { probeTransactions } from '../../stack/chaos-infra.ts';
 import { UNIT_SCHEMAS } from '../../stack/services.ts';
 
 const cfg = loadConfig(process.env, UNIT_SCHEMAS);
 const brokers = kafkaBrokers(cfg);
 
-const probe = (partitions: string[]): Array<Record<string, unknown>> =>
-  execFileSync('java', ['-cp', `${paths(cfg).libs}/*`, join(ROOT, 'stack/kafka/TxnProbe.java'), brokers.join(','), ...partitions], { encoding: 'utf8' })
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as Record<string, unknown>);
+const probe = async (partitions: string[]): Promise<Array<Record<string, unknown>>> =>
+  (await probeTransactions(paths(cfg).libs, brokers, partitions)).split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
 
 test('TxnProbe: an open transaction shows on its partition and at its coordinator; a plain write and an ended transaction show none', async () => {
   const kafka = createKafka({ brokers, clientId: 'txn-probe-test', logger: createLogger(cfg, 'test').child({}, { level: 'fatal' }) });
@@ -39,7 +35,7 @@ test('TxnProbe: an open transaction shows on its partition and at its coordinato
     const t = await tx.transaction();
     await t.send(topic, [{ key: null, value: Buffer.from('a'), partition: 0 }, { key: null, value: Buffer.from('b'), partition: 0 }]);
 
-    const open = probe([`${topic}/0`, `${topic}/1`]);
+    const open = await probe([`${topic}/0`, `${topic}/1`]);
     const p0 = open.find((x) => x.partition === `${topic}/0`)!;
     const p1 = open.find((x) => x.partition === `${topic}/1`)!;
     assert.deepEqual([p0.lastStable, p0.highWatermark], [0, 2], JSON.stringify(p0));
@@ -53,7 +49,7 @@ test('TxnProbe: an open transaction shows on its partition and at its coordinato
     assert.deepEqual(coordinator.partitions, [`${topic}/0`]);
 
     await t.abort();
-    const ended = probe([`${topic}/0`]);
+    const ended = await probe([`${topic}/0`]);
     assert.equal(ended.length, 1, 'no producer with an open transaction, so nothing asked of the coordinator');
     assert.ok((ended[0]!.lastStable as number) > 2 && ended[0]!.lastStable === ended[0]!.highWatermark, JSON.stringify(ended[0]));
   } finally {
