@@ -12,8 +12,8 @@
 // applied state, a lower cumExecQty than already known, an open status older than a pending
 // amend/cancel unless it changes the terms): stale facts are ignored, so a REST snapshot older
 // than a websocket fill never undoes the fill and reordered messages end in the same state.
-// Likewise an accepted amend whose terms an update newer than its sending already shows is late,
-// not a new PendingAmend.
+// Likewise an accepted amend whose terms an update newer than its sending already shows, or whose
+// terms an update newer than its sending changed again, is late, not a new PendingAmend.
 //
 // Fill facts merge monotonically whatever the source: the order's cumulative figures come from the
 // source with the larger cumulative quantity (Bybit's order update, or the sum of the distinct
@@ -159,6 +159,8 @@ export interface TrackedOrder {
   feeCurrency: string | null;
   /** Bybit updatedTime of the newest order update applied. */
   lastUpdateMs: number | null;
+  /** Bybit updatedTime of the newest order update that changed the terms (price, qty): an amend shown. */
+  termsUpdateMs: number | null;
   submittedAt: number | null;
   acknowledgedAt: number | null;
   firstFillAt: number | null;
@@ -398,6 +400,7 @@ export function orderFromUpdate(u: ExchangeOrderUpdate, external: boolean, ctx: 
     leavesQty: null,
     feeCurrency: null,
     lastUpdateMs: null,
+    termsUpdateMs: null,
     submittedAt: null,
     acknowledgedAt: null,
     firstFillAt: null,
@@ -493,6 +496,7 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
   if (rule === 'invalid') return invalid(order, to, 'submission', s.intent_id, `${action} accepted for an order in ${order.status}`);
   if (rule === 'ignore') return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
   if (action === 'amend' && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
+  if (action === 'amend' && amendSuperseded(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.termsUpdateMs} changed the terms after it was sent` }, dirty: facts };
   if (action === 'amend' && s.reason_code === PLACEMENT_REASONS.alreadyApplied && hasTerms(order, s)) {
     // Bybit refused the amend as changing nothing ("remains unchanged"; placement records it
     // accepted, already applied) and the order has its terms from an earlier update: the terms are
@@ -521,6 +525,20 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
 function amendShown(order: TrackedOrder, s: OrderSubmission): boolean {
   if (order.lastUpdateMs === null || order.lastUpdateMs < s.sent_at) return false;
   return hasTerms(order, s);
+}
+
+/**
+ * Whether an update sent after this accepted amend changed the order's terms, to the amend's own or
+ * to a later amend's: the amend is in effect or overtaken, not pending (were it an earlier amend's
+ * update, sent before this one was handled, this one's own update is still to come and reports it,
+ * an order_amended as for any amend whose submission is late). Seen in the bench: an order
+ * amended many times a second, one amend's submission reaching tracking after the stream had shown
+ * it and then a later amend; by the current terms alone (amendShown) it went back to PendingAmend
+ * until the next update. An update after the send that changes nothing (a fill racing the amend)
+ * leaves termsUpdateMs where it was, and the amend pending.
+ */
+function amendSuperseded(order: TrackedOrder, s: OrderSubmission): boolean {
+  return order.termsUpdateMs !== null && order.termsUpdateMs >= s.sent_at;
 }
 
 /**
@@ -599,7 +617,10 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
   const amended = amendable && (terms.price !== null || terms.qty !== null);
   if (terms.price !== null) next.price = terms.price;
   if (terms.qty !== null) next.qty = terms.qty;
-  if (terms.price !== null || terms.qty !== null) dirty = true;
+  if (terms.price !== null || terms.qty !== null) {
+    if (next.termsUpdateMs === null || u.updatedTime > next.termsUpdateMs) next.termsUpdateMs = u.updatedTime;
+    dirty = true;
+  }
   const progressed = dz(next.cum.qty).gt(cum);
   if (rule === 'ignore' || (to === order.status && !progressed && !amended)) {
     if (!dirty) return noChange(order, 'duplicate', `already ${order.status}`);

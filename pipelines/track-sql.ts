@@ -74,6 +74,7 @@ function stateColumns(o: TrackedOrder) {
     avg_price: pos(o.avgPrice),
     leaves_qty: o.leavesQty,
     last_exchange_update_ms: o.lastUpdateMs,
+    terms_update_ms: o.termsUpdateMs,
     submitted_at: o.submittedAt,
     acknowledged_at: o.acknowledgedAt,
     first_fill_at: o.firstFillAt,
@@ -126,6 +127,7 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
               avg_price = v.avg_price,
               leaves_qty = v.leaves_qty,
               last_exchange_update_ms = v.last_exchange_update_ms,
+              terms_update_ms = v.terms_update_ms,
               submitted_at = COALESCE(orders.submitted_at, ${col('submitted_at')}),
               acknowledged_at = COALESCE(orders.acknowledged_at, ${col('acknowledged_at')}),
               first_fill_at = ${col('first_fill_at')},
@@ -135,7 +137,7 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
               context = CASE WHEN orders.context ? 'signal_id' THEN orders.context ELSE orders.context || v.context END,
               updated_at = now()
             FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(id bigint, order_id text, status text, qty numeric, price numeric, cum_exec_qty numeric, cum_exec_value numeric,
-                                                          cum_exec_fee numeric, avg_price numeric, leaves_qty numeric, last_exchange_update_ms bigint, submitted_at bigint,
+                                                          cum_exec_fee numeric, avg_price numeric, leaves_qty numeric, last_exchange_update_ms bigint, terms_update_ms bigint, submitted_at bigint,
                                                           acknowledged_at bigint, first_fill_at bigint, final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
             WHERE orders.id = v.id AND (SELECT count(*) FROM cur) >= 0
           )
@@ -176,15 +178,15 @@ export async function saveOrders(tx: CommonQueryMethods, state: TrackState): Pro
     const col = (c: string) => TS(sql.identifier(['v', c]));
     const inserted = await tx.any(sql.type(insertedRow)`
       INSERT INTO orders (order_link_id, order_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force, market_unit, reduce_only,
-                          qty, price, status, cum_exec_qty, cum_exec_value, cum_exec_fee, avg_price, leaves_qty, external, last_exchange_update_ms,
+                          qty, price, status, cum_exec_qty, cum_exec_value, cum_exec_fee, avg_price, leaves_qty, external, last_exchange_update_ms, terms_update_ms,
                           submitted_at, acknowledged_at, first_fill_at, final_at, reject_ret_code, reject_reason, context)
       SELECT v.order_link_id, v.order_id, v.signal_id, v.strategy_id, v.category, v.symbol, v.side, v.order_type, v.time_in_force, v.market_unit, v.reduce_only,
-             v.qty, v.price, v.status, v.cum_exec_qty, v.cum_exec_value, v.cum_exec_fee, v.avg_price, v.leaves_qty, v.external, v.last_exchange_update_ms,
+             v.qty, v.price, v.status, v.cum_exec_qty, v.cum_exec_value, v.cum_exec_fee, v.avg_price, v.leaves_qty, v.external, v.last_exchange_update_ms, v.terms_update_ms,
              ${col('submitted_at')}, ${col('acknowledged_at')}, ${col('first_fill_at')}, ${col('final_at')}, v.reject_ret_code, v.reject_reason, v.context
       FROM jsonb_to_recordset(${rowsOf(rows)}) AS v(i int, order_link_id text, order_id text, signal_id uuid, strategy_id text, category text, symbol text, side text,
                                                     order_type text, time_in_force text, market_unit text, reduce_only boolean, qty numeric, price numeric, status text,
                                                     cum_exec_qty numeric, cum_exec_value numeric, cum_exec_fee numeric, avg_price numeric, leaves_qty numeric,
-                                                    external boolean, last_exchange_update_ms bigint, submitted_at bigint, acknowledged_at bigint, first_fill_at bigint,
+                                                    external boolean, last_exchange_update_ms bigint, terms_update_ms bigint, submitted_at bigint, acknowledged_at bigint, first_fill_at bigint,
                                                     final_at bigint, reject_ret_code integer, reject_reason text, context jsonb)
       ORDER BY v.i
       ON CONFLICT DO NOTHING

@@ -434,7 +434,7 @@ export function createTrackStage(deps: TrackDeps): Stage<TrackInput, TrackState>
         with: sql.fragment`o AS (
           SELECT o.id, o.order_link_id, o.order_id, o.external, o.category, o.symbol, o.side, o.order_type, o.qty::text AS qty, o.price::text AS price,
                  o.market_unit, o.time_in_force, o.reduce_only, o.status, o.cum_exec_qty::text AS cum_exec_qty, o.cum_exec_value::text AS cum_exec_value,
-                 o.cum_exec_fee::text AS cum_exec_fee, o.avg_price::text AS avg_price, o.leaves_qty::text AS leaves_qty, o.last_exchange_update_ms,
+                 o.cum_exec_fee::text AS cum_exec_fee, o.avg_price::text AS avg_price, o.leaves_qty::text AS leaves_qty, o.last_exchange_update_ms, o.terms_update_ms,
                  ${epochMs(sql.fragment`o.submitted_at`)} AS submitted_at, ${epochMs(sql.fragment`o.acknowledged_at`)} AS acknowledged_at,
                  ${epochMs(sql.fragment`o.first_fill_at`)} AS first_fill_at, ${epochMs(sql.fragment`o.final_at`)} AS final_at,
                  o.reject_ret_code, o.reject_reason, o.context

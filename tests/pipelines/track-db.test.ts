@@ -131,6 +131,26 @@ test('chunk after chunk: the next chunk continues from the stored state (sequenc
   assert.equal(s.executions, 2);
 });
 
+test('an amend shown and then overtaken by a later one, its submission in a later chunk: late after the reload too (the time of the terms change is stored)', async () => {
+  const amend = (intent: string, price: string, sentAt: number) => submission({ intent_id: intent, action: 'amend', qty: null, price, sent_at: sentAt, acked_at: sentAt + 10 });
+  const a = await chunk([
+    rec('orders.submissions', submission()),
+    rec('exchange.orders', upd('New')),
+    rec('exchange.orders', upd('New', { updatedTime: T0 + 75, price: '2990' })),
+    rec('exchange.orders', upd('New', { updatedTime: T0 + 95, price: '2980' })),
+    rec('exchange.orders', upd('PartiallyFilled', { updatedTime: T0 + 120, price: '2980', cumExecQty: '0.4', cumExecValue: '1192', cumExecFee: '0.7', avgPrice: '2980', leavesQty: '0.6' })),
+  ]);
+  assert.deepEqual(a.map((e) => [e.event_type, e.price]), [['order_submitted', '3000'], ['order_acknowledged', '3000'], ['order_amended', '2990'], ['order_amended', '2980'], ['order_partially_filled', '2980']]);
+  const stored = await pool.one(sql.type(z.object({ terms_update_ms: z.number().nullable(), last_exchange_update_ms: z.number().nullable() }))`SELECT terms_update_ms, last_exchange_update_ms FROM orders WHERE order_link_id = ${LINK}`);
+  assert.deepEqual(stored, { terms_update_ms: T0 + 95, last_exchange_update_ms: T0 + 120 }, 'the fill moved the last update, not the terms');
+  // The first amend's submission, in a chunk of its own (a new load): overtaken, no event.
+  assert.deepEqual(await chunk([rec('orders.submissions', amend('intent-2', '2990', T0 + 70))]), []);
+  assert.equal((await snapshot()).order.status, 'PartiallyFilled');
+  // An amend sent after the last terms change whose terms are not shown: pending, as before.
+  const later = await chunk([rec('orders.submissions', amend('intent-4', '2970', T0 + 130))]);
+  assert.deepEqual(later.map((e) => [e.event_type, e.status, e.reason_code]), [['other', 'PendingAmend', 'amend_pending']]);
+});
+
 test('the placement stage marked the row Submitted first: its submission still yields one order_submitted', async () => {
   await pool.query(sql.typeAlias('void')`UPDATE orders SET status = 'Submitted', order_id = 'oid-db', submitted_at = ${sql.timestamp(new Date(T0))} WHERE order_link_id = ${LINK}`);
   const ev = await chunk([rec('orders.submissions', submission())]);

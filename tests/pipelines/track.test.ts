@@ -318,6 +318,40 @@ test('amend: a submission that reaches tracking after the stream showed its term
   }
 });
 
+test('amend: a submission that reaches tracking after the stream showed it and then a later amend is late, not a PendingAmend until the next update', () => {
+  // Seen in the bench as an amend signal without an order event of its own: an order amended many
+  // times a second; amend 2's accepted submission reached tracking after the stream had shown it
+  // (2990) and then amend 3 (2980). By the current terms alone it did not look shown, and the order
+  // went back to PendingAmend (an amend_pending after both order_amended) until a cancel 2 s later.
+  const s = script();
+  const amend2 = rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: null, price: '2990', sent_at: T0 + 70, acked_at: T0 + 80 }));
+  const amend3 = rec('orders.submissions', submission({ intent_id: 'intent-3', action: 'amend', qty: null, price: '2980', sent_at: T0 + 90, acked_at: T0 + 100 }));
+  const shown2 = rec('exchange.orders', upd('New', { updatedTime: T0 + 75, price: '2990' }));
+  const shown3 = rec('exchange.orders', upd('New', { updatedTime: T0 + 95, price: '2980' }));
+  const st = stateWith(intentOrder());
+  const ev = run(st, [s[0]!, s[1]!, shown2, shown3, amend2, amend3]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.status, e.price]), [
+    ['order_submitted', 'Submitted', '3000'],
+    ['order_acknowledged', 'New', '3000'],
+    ['order_amended', 'New', '2990'],
+    ['order_amended', 'New', '2980'],
+  ]);
+  assert.deepEqual([orderOf(st).status, orderOf(st).price, orderOf(st).pending, orderOf(st).termsUpdateMs], ['New', '2980', null, T0 + 95]);
+  // The same after a second start: the time of the terms' change is the order's, read back with it.
+  const restarted = stateWith({ ...orderOf(st), eventIds: new Set(orderOf(st).eventIds) });
+  assert.deepEqual(run(restarted, [amend2]), []);
+  assert.equal(orderOf(restarted).status, 'New');
+  // An update after amend 2 was sent that changes no term (a fill racing it) does not end it: pending.
+  const racing = stateWith(intentOrder());
+  const fill = rec('exchange.orders', upd('PartiallyFilled', { updatedTime: T0 + 75, cumExecQty: '0.4', cumExecValue: '1200', cumExecFee: '0.72', avgPrice: '3000', leavesQty: '0.6' }));
+  const ev2 = run(racing, [s[0]!, s[1]!, fill, amend2]);
+  assert.deepEqual(ev2.at(-1) && [ev2.at(-1)!.event_type, ev2.at(-1)!.status, ev2.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
+  // A terms change shown before amend 2 was sent (an earlier amend's) does not end it either.
+  const earlier = stateWith(intentOrder());
+  const ev3 = run(earlier, [s[0]!, s[1]!, rec('exchange.orders', upd('New', { updatedTime: T0 + 65, price: '2995' })), amend2]);
+  assert.deepEqual(ev3.at(-1) && [ev3.at(-1)!.event_type, ev3.at(-1)!.status, ev3.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
+});
+
 test('amend: one Bybit answered "remains unchanged" (already applied) for an order that already had its terms is an order_amended at once, not a PendingAmend no update will ever end', () => {
   // Seen in the bench as amend signals without an order event: a second amend with the terms an
   // earlier one had set. Bybit refuses it (10001 "remains unchanged"), placement records it accepted
