@@ -627,7 +627,10 @@ function applyUpdate(order: TrackedOrder, u: ExchangeOrderUpdate): Applied {
     return { order: next, changes: [], invalid: null, ignored: { reason: 'duplicate', detail: `already ${order.status}; facts merged` }, dirty };
   }
   const step: Step = { to, cause, causeId, occurredAt: u.updatedTime, observedAt: u.observedAt, source: u.source, amended, reasonCode: to === 'Cancelled' || to === 'PartiallyFilledCanceled' || to === 'Deactivated' ? u.cancelType : to === 'Rejected' ? u.rejectReason : null };
-  if (amended) step.tag = `amended:${next.qty}:${next.price ?? ''}:${next.cum.qty}`;
+  // The exchange time is part of an amend's id: terms can come back (amended to 0.019, then back to
+  // 0.017), and the return is a change of its own. The same amend reported twice (the stream, then a
+  // snapshot of the same state) carries the same updatedTime, and the second changes no terms.
+  if (amended) step.tag = `amended:${next.qty}:${next.price ?? ''}:${next.cum.qty}:${u.updatedTime}`;
   else if (order.pending) step.tag = `${next.cum.qty}:after:${order.pending.intentId}`;
   const ch = move(next, step, next.external && order.sequence === 0 && order.rowId === null ? 'order_adopted' : undefined);
   const changes = ch ? [ch] : [];

@@ -352,6 +352,29 @@ test('amend: a submission that reaches tracking after the stream showed it and t
   assert.deepEqual(ev3.at(-1) && [ev3.at(-1)!.event_type, ev3.at(-1)!.status, ev3.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
 });
 
+test('amend: terms that come back to earlier values (0.9, then 1.1, then 0.9 again) are a change of their own: three order_amended events', () => {
+  // Seen in the bench as an amend signal without an event: a resting order amended to a quantity,
+  // then to another, then back to the first. The event id of an amend was its terms and fill, so
+  // the return had the id of the first amend's event and was taken for a repeat: the order row had
+  // the terms, the event stream did not (its last order_amended said 1.1 until the next amend).
+  const s = script();
+  const st = stateWith(intentOrder());
+  const to = (qty: string, at: number) => rec('exchange.orders', upd('New', { updatedTime: at, qty, leavesQty: qty }));
+  const ev = run(st, [s[0]!, s[1]!, to('0.9', T0 + 70), to('1.1', T0 + 90), to('0.9', T0 + 110)]);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.qty, e.occurred_at]), [
+    ['order_submitted', '1', T0 + 40],
+    ['order_acknowledged', '1', T0 + 50],
+    ['order_amended', '0.9', T0 + 70],
+    ['order_amended', '1.1', T0 + 90],
+    ['order_amended', '0.9', T0 + 110],
+  ]);
+  assert.equal(new Set(ev.map((e) => e.event_id)).size, ev.length, 'every event its own id');
+  // The same amend reported again (the reconciler's snapshot of the same state, same updatedTime,
+  // from REST): nothing new.
+  assert.deepEqual(run(st, [rec('exchange.orders', upd('New', { updatedTime: T0 + 110, qty: '0.9', leavesQty: '0.9', source: 'rest' }))]), []);
+  assert.equal(orderOf(st).qty, '0.9');
+});
+
 test('amend: one Bybit answered "remains unchanged" (already applied) for an order that already had its terms is an order_amended at once, not a PendingAmend no update will ever end', () => {
   // Seen in the bench as amend signals without an order event: a second amend with the terms an
   // earlier one had set. Bybit refuses it (10001 "remains unchanged"), placement records it accepted
