@@ -494,15 +494,26 @@ function applySubmission(order: TrackedOrder, s: OrderSubmission): Applied {
   const to: OrderStatus = action === 'amend' ? 'PendingAmend' : 'PendingCancel';
   const rule = ruleOf(order.status, to);
   if (rule === 'invalid') return invalid(order, to, 'submission', s.intent_id, `${action} accepted for an order in ${order.status}`);
-  if (rule === 'ignore') return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
-  if (action === 'amend' && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
-  if (action === 'amend' && amendSuperseded(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.termsUpdateMs} changed the terms after it was sent` }, dirty: facts };
-  if (action === 'amend' && s.reason_code === PLACEMENT_REASONS.alreadyApplied && hasTerms(order, s)) {
+  // Bybit answered "remains unchanged" to the amend's first attempt: the exchange's order had its
+  // terms before it came. When another amend had set them (of an earlier signal: the order pending
+  // behind it, or the terms shown, or shown and changed again since this one was sent), no update
+  // of the stream is this amend's own: it is not late against one, nor a PendingAmend behind the
+  // other (PendingAmend → PendingAmend is no change), but an event of its own at once. With the
+  // terms not shown and nothing pending it may as well be its own effect (a placement run that
+  // crashed after sending it, replayed): pending as any accepted amend, until the stream shows them.
+  // A later attempt's "unchanged" is its first attempt's effect (an answer lost): the rules below.
+  const unchangedFirstTry = action === 'amend' && s.reason_code === PLACEMENT_REASONS.alreadyApplied && s.attempts === 1;
+  const behindOther = unchangedFirstTry && order.status === 'PendingAmend' && order.pending !== null && order.pending.intentId !== s.intent_id;
+  if (rule === 'ignore' && !behindOther) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `${action} accepted after ${order.status}` }, dirty: facts };
+  if (action === 'amend' && !unchangedFirstTry && amendShown(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.lastUpdateMs} already showed its terms` }, dirty: facts };
+  if (action === 'amend' && !unchangedFirstTry && amendSuperseded(order, s)) return { order: facts ? next : order, changes: [], invalid: null, ignored: { reason: 'late', detail: `amend accepted after an update at ${order.termsUpdateMs} changed the terms after it was sent` }, dirty: facts };
+  if (action === 'amend' && s.reason_code === PLACEMENT_REASONS.alreadyApplied && (behindOther || hasTerms(order, s) || (unchangedFirstTry && amendSuperseded(order, s)))) {
     // Bybit refused the amend as changing nothing ("remains unchanged"; placement records it
-    // accepted, already applied) and the order has its terms from an earlier update: the terms are
-    // in effect, and no update will say so (the stream sends nothing for an amend that changed
-    // nothing, and the reconciler's snapshot, older than the amend, would be stale against a
-    // pending one). So no PendingAmend: one order_amended for the intent, the status unchanged.
+    // accepted, already applied): its terms are in effect, and no update will say so (the stream
+    // sends nothing for an amend that changed nothing, and the reconciler's snapshot, older than
+    // the amend, would be stale against a pending one). So no PendingAmend: one order_amended for
+    // the intent, the status unchanged (pending behind another amend, its terms are those tracking
+    // has seen: the other's update is still on its way).
     const ch = move(next, { ...base, to: next.status, tag: `amend_applied:${s.intent_id}`, reasonCode: PLACEMENT_REASONS.alreadyApplied, reasonDetail: `${s.ret_code}: ${s.ret_msg}` }, 'order_amended');
     if (!ch) return facts ? { order: next, changes: [], invalid: null, ignored: null, dirty: true } : noChange(order, 'duplicate', 'amend already reported as applied');
     return { order: next, changes: [ch], invalid: null, ignored: null, dirty: true };

@@ -352,6 +352,33 @@ test('amend: a submission that reaches tracking after the stream showed it and t
   assert.deepEqual(ev3.at(-1) && [ev3.at(-1)!.event_type, ev3.at(-1)!.status, ev3.at(-1)!.reason_code], ['other', 'PendingAmend', 'amend_pending']);
 });
 
+test('amend: two signals amending to the same terms, the second answered "remains unchanged", each have an event whatever the order the facts arrive in', () => {
+  // Seen in the bench as an amend signal without an event: two signals of one chunk both amended an
+  // order to 0.9. Bybit applied the first and answered the second "remains unchanged" (placement:
+  // accepted, already_applied); the first's update, sent after both amends, reached tracking before
+  // their submissions, so both were late against it and the second signal had no event at all.
+  const first = rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: '0.9', price: null, sent_at: T0 + 70, acked_at: T0 + 75 }));
+  const second = rec('orders.submissions', submission({ intent_id: 'intent-3', action: 'amend', qty: '0.9', price: null, sent_at: T0 + 72, acked_at: T0 + 78, ret_code: 10001, ret_msg: 'The order remains unchanged as the parameters entered match the existing ones.', reason_code: 'already_applied' }));
+  const shown = rec('exchange.orders', upd('New', { updatedTime: T0 + 80, qty: '0.9', leavesQty: '0.9' }));
+  const s = script();
+  for (const order of [[shown, first, second], [first, second, shown], [first, shown, second], [second, shown, first]]) {
+    const st = stateWith(intentOrder());
+    const ev = run(st, [s[0]!, s[1]!, ...order]).slice(2);
+    const label = order.map((r) => (r === shown ? 'update' : r === first ? 'first' : 'second')).join(', ');
+    // The second intent has an event of its own (its id names the intent: already applied, or
+    // pending until the first's update shows the terms); the first's is the update's order_amended.
+    assert.ok(ev.some((e) => e.event_id.endsWith(':intent-3')), `${label}: the second amend has an event of its own: ${JSON.stringify(ev.map((e) => [e.event_type, e.reason_code, e.event_id]))}`);
+    assert.ok(ev.some((e) => e.event_type === 'order_amended' && e.reason_code === null), `${label}: the first amend's update is an order_amended`);
+    assert.deepEqual([orderOf(st).status, orderOf(st).qty, orderOf(st).pending], ['New', '0.9', null], label);
+  }
+  // A later attempt answered "remains unchanged" (the first attempt's answer was lost: it applied
+  // the terms, and its update reported them) stays late: no second event for the one change.
+  const st = stateWith(intentOrder());
+  const resent = rec('orders.submissions', submission({ intent_id: 'intent-2', action: 'amend', qty: '0.9', price: null, sent_at: T0 + 70, acked_at: T0 + 95, attempts: 2, ret_code: 10001, ret_msg: 'unchanged', reason_code: 'already_applied' }));
+  const ev = run(st, [s[0]!, s[1]!, shown, resent]).slice(2);
+  assert.deepEqual(ev.map((e) => [e.event_type, e.reason_code]), [['order_amended', null]]);
+});
+
 test('amend: terms that come back to earlier values (0.9, then 1.1, then 0.9 again) are a change of their own: three order_amended events', () => {
   // Seen in the bench as an amend signal without an event: a resting order amended to a quantity,
   // then to another, then back to the first. The event id of an amend was its terms and fill, so
