@@ -87,27 +87,51 @@ export function bookExecution(books: Map<string, LoadedBook>, days: Map<string, 
   });
 }
 
+/** A book's key as a statement returns it (the one-statement writes check which rows they wrote). */
+const bookKeyRow = z.object({ category: z.string(), symbol: z.string(), strategy_id: z.string() });
+type BookKey = z.infer<typeof bookKeyRow>;
+const keyOfRow = (r: BookKey) => `${r.category} ${r.symbol} ${r.strategy_id}`;
+type BookRow = BookKey & { qty: string; avg_entry: string; realised: string; fees: string; funding: string };
+
 /**
- * Write the touched books (each once) and add the day sums. A book whose version moved since it was
- * loaded was written by another tracker meanwhile (a rebalance): the chunk is retried on fresh state.
+ * Write the touched books (each once) and add the day sums: one statement for the new books and one
+ * for the stored ones, whatever their number. A book whose version moved since it was loaded (or
+ * that another writer created meanwhile) was written by another tracker (a rebalance): the chunk is
+ * retried on fresh state, and the transaction takes back what this one wrote.
  */
 export async function saveBooks(tx: CommonQueryMethods, books: ReadonlyMap<string, LoadedBook>, touched: ReadonlySet<string>, days: ReadonlyMap<string, DaySums>): Promise<void> {
+  const fresh: BookRow[] = [];
+  const stored: Array<BookRow & { version: number }> = [];
   for (const k of touched) {
     const { book: b, version } = books.get(k)!;
-    if (version === null) {
-      const inserted = await tx.maybeOne(sql.type(z.object({ version: z.number() }))`
-        INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version)
-        VALUES (${b.category}, ${b.symbol}, ${b.strategy}, ${b.qty}, ${b.avgEntry}, ${b.realised}, ${b.fees}, ${b.funding}, 1)
-        ON CONFLICT (category, symbol, strategy_id) DO NOTHING RETURNING version::int AS version`);
-      if (!inserted) throw new RetriableError('pnl_book_race', `P&L book ${b.category} ${b.symbol} ${b.strategy} was created by another writer meanwhile`);
-    } else {
-      const updated = await tx.maybeOne(sql.type(z.object({ version: z.number() }))`
-        UPDATE pnl_books SET qty = ${b.qty}, avg_entry = ${b.avgEntry}, realised = ${b.realised}, fees = ${b.fees}, funding = ${b.funding},
-               version = version + 1, updated_at = now()
-        WHERE category = ${b.category} AND symbol = ${b.symbol} AND strategy_id = ${b.strategy} AND version = ${version}
-        RETURNING version::int AS version`);
-      if (!updated) throw new RetriableError('pnl_book_race', `P&L book ${b.category} ${b.symbol} ${b.strategy} moved since it was loaded`);
-    }
+    const row: BookRow = { category: b.category, symbol: b.symbol, strategy_id: b.strategy, qty: b.qty, avg_entry: b.avgEntry, realised: b.realised, fees: b.fees, funding: b.funding };
+    if (version === null) fresh.push(row);
+    else stored.push({ ...row, version });
+  }
+  /** The first book of `want` a statement did not write (its RETURNING rows are `got`). */
+  const missing = (want: readonly BookKey[], got: readonly BookKey[]) => {
+    const wrote = new Set(got.map(keyOfRow));
+    return want.map(keyOfRow).find((k) => !wrote.has(k));
+  };
+  if (fresh.length > 0) {
+    const inserted = await tx.any(sql.type(bookKeyRow)`
+      INSERT INTO pnl_books (category, symbol, strategy_id, qty, avg_entry, realised, fees, funding, version)
+      SELECT v.category, v.symbol, v.strategy_id, v.qty, v.avg_entry, v.realised, v.fees, v.funding, 1
+      FROM jsonb_to_recordset(${sql.jsonb(fresh)}) AS v(category text, symbol text, strategy_id text, qty numeric, avg_entry numeric, realised numeric, fees numeric, funding numeric)
+      ON CONFLICT (category, symbol, strategy_id) DO NOTHING
+      RETURNING category, symbol, strategy_id`);
+    const lost = missing(fresh, inserted);
+    if (lost !== undefined) throw new RetriableError('pnl_book_race', `P&L book ${lost} was created by another writer meanwhile`);
+  }
+  if (stored.length > 0) {
+    const updated = await tx.any(sql.type(bookKeyRow)`
+      UPDATE pnl_books SET qty = v.qty, avg_entry = v.avg_entry, realised = v.realised, fees = v.fees, funding = v.funding,
+             version = pnl_books.version + 1, updated_at = now()
+      FROM jsonb_to_recordset(${sql.jsonb(stored)}) AS v(category text, symbol text, strategy_id text, qty numeric, avg_entry numeric, realised numeric, fees numeric, funding numeric, version bigint)
+      WHERE pnl_books.category = v.category AND pnl_books.symbol = v.symbol AND pnl_books.strategy_id = v.strategy_id AND pnl_books.version = v.version
+      RETURNING pnl_books.category, pnl_books.symbol, pnl_books.strategy_id`);
+    const moved = missing(stored, updated);
+    if (moved !== undefined) throw new RetriableError('pnl_book_race', `P&L book ${moved} moved since it was loaded`);
   }
   if (days.size === 0) return;
   const rows = [...days.values()].map((d) => ({ day: d.day, category: d.category, symbol: d.symbol, strategy_id: d.strategy, realised: d.realised.toString(), fees: d.fees.toString(), funding: d.funding.toString(), fills: d.fills }));

@@ -44,15 +44,18 @@ after(() => dropDb());
 
 /** Empty tables (ids restart), then what the risk stage writes at decision time: signal and order rows in status Intent. */
 async function reset(links: string[] = [LINK, LINK2]): Promise<void> {
-  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, invalid_transitions, executions, signals, positions, balances, tickers RESTART IDENTITY`);
+  await pool.query(sql.typeAlias('void')`TRUNCATE orders, order_state_history, order_events, invalid_transitions, executions, signals, positions, balances, tickers, pnl_books, pnl_days RESTART IDENTITY`);
   await pool.query(sql.typeAlias('void')`
     INSERT INTO signals (signal_id, status, strategy_id, model_version, is_warmup, confidence, asset, side, amount, snapshot_price, signal_ts, trace_id, payload)
     VALUES (${SIGNAL}, 'decided', 'strat-b', 'v3', false, 0.7, 'ETHUSDT', 'buy', 3000, 2990, ${sql.timestamp(new Date(T0 - 500))}, 'trace-b', '{}'::jsonb)`);
-  for (const l of links) {
-    const ctx = { signal_id: SIGNAL, strategy_id: 'strat-b', model_version: 'v3', is_warmup: false, confidence: 0.7, trace_id: 'trace-b', snapshot_price: 2990, signal_timestamp: T0 - 500, intent_id: `intent-${l}` };
+  for (const [i, l] of links.entries()) {
+    // Each order a strategy of its own past the first two (the default pair shares one): its fills go
+    // to a P&L book of their own, so a chunk of more orders also writes more books.
+    const strategy = i < 2 ? 'strat-b' : `strat-${i}`;
+    const ctx = { signal_id: SIGNAL, strategy_id: strategy, model_version: 'v3', is_warmup: false, confidence: 0.7, trace_id: 'trace-b', snapshot_price: 2990, signal_timestamp: T0 - 500, intent_id: `intent-${l}` };
     await pool.query(sql.typeAlias('void')`
       INSERT INTO orders (order_link_id, signal_id, strategy_id, category, symbol, side, order_type, time_in_force, qty, price, status, context)
-      VALUES (${l}, ${SIGNAL}, 'strat-b', 'linear', 'ETHUSDT', 'Buy', 'Limit', 'GTC', 1, 3000, 'Intent', ${sql.jsonb(ctx)})`);
+      VALUES (${l}, ${SIGNAL}, ${strategy}, 'linear', 'ETHUSDT', 'Buy', 'Limit', 'GTC', 1, 3000, 'Intent', ${sql.jsonb(ctx)})`);
   }
 }
 
@@ -249,7 +252,7 @@ test('load reads in one statement exactly what the row parsers give: numerics to
   assert.equal(state.replays.size, 1);
 });
 
-test('persist sends the same number of statements for 2 orders as for 40', async () => {
+test('persist sends the same number of statements for 2 orders as for 40 (and 1 P&L book as for 39, new or stored)', async () => {
   const perOrder = (link: string, oid: string, at: number) => [
     rec('orders.submissions', submission(link, oid, { sent_at: at })),
     rec('exchange.orders', upd(link, oid, 'New', { updatedTime: at + 50 })),
@@ -257,10 +260,13 @@ test('persist sends the same number of statements for 2 orders as for 40', async
     rec('exchange.orders', upd(link, oid, 'Filled', { updatedTime: at + 60, cumExecQty: '1', cumExecValue: '3000', cumExecFee: '0.1', avgPrice: '3000', leavesQty: '0' })),
     rec('exchange.orders', upd('', `ext-${oid}`, 'New', { updatedTime: at + 70 })), // adopted: a new row
   ];
-  const persistStatements = async (n: number): Promise<{ statements: number; events: number }> => {
+  const persistStatements = async (n: number, again = false): Promise<{ statements: number; events: number }> => {
     const links = Array.from({ length: n }, (_, i) => `om-${String(n).padStart(5, '0')}${String(i).padStart(20, '0')}`);
-    await reset(links);
-    const recs = links.flatMap((l, i) => perOrder(l, `oid-${i}`, T0 + i));
+    // again: the same orders' books, stored by a first chunk, written again by a second one's fills.
+    if (!again) await reset(links);
+    const recs = again
+      ? links.map((l, i) => rec('exchange.executions', exec(l, `oid-${i}`, `e2-oid-${i}`, '0.5', '3010', '0.05', T0 + 1000 + i)))
+      : links.flatMap((l, i) => perOrder(l, `oid-${i}`, T0 + i));
     const st = stage();
     const state = await st.load!(recs);
     const items = recs.map((r) => ({ rec: r, result: st.process(r, { state, clock }) }));
@@ -274,8 +280,13 @@ test('persist sends the same number of statements for 2 orders as for 40', async
     return { statements, events: items.reduce((k, i) => k + (i.result.outputs?.length ?? 0), 0) };
   };
   const small = await persistStatements(2);
+  const smallAgain = await persistStatements(2, true);
   const large = await persistStatements(40);
+  const largeAgain = await persistStatements(40, true);
   assert.equal(large.events, 20 * small.events);
+  const books = await pool.oneFirst(sql.type(z.object({ n: z.number() }))`SELECT count(*)::int AS n FROM pnl_books`);
+  assert.equal(books, 39, 'strat-b (the first two orders) and 38 strategies of their own (the adopted orders have no fills)');
   assert.ok(small.statements > 0 && small.statements <= 9, `statements: ${small.statements}`); // one per table at most
   assert.equal(large.statements, small.statements, `statements: ${small.statements} for 2 orders, ${large.statements} for 40`);
+  assert.equal(largeAgain.statements, smallAgain.statements, `books written again: ${smallAgain.statements} statements for 1, ${largeAgain.statements} for 39`);
 });

@@ -127,3 +127,18 @@ test('two trackers on one book (a rebalance): the second one\'s persist retries 
   await chunk(rb);
   assert.equal((await booksNow())[0]!.qty, '-0.01');
 });
+
+test('two trackers creating one book: the second one\'s persist retries instead of a second book or a lost fill', async () => {
+  const a = stage();
+  const b = stage();
+  const ra = [rec(FILLS[0]!)];
+  const rb = [rec(FILLS[1]!)];
+  const sa = await a.load!(ra);
+  const sb = await b.load!(rb);
+  const items = (st: ReturnType<typeof stage>, recs: StageRecord<TrackInput>[], s: Parameters<NonNullable<ReturnType<typeof stage>['persist']>>[1]) => recs.map((r) => ({ rec: r, result: st.process(r, { state: s, clock }) }));
+  await a.persist!(items(a, ra, sa), sa);
+  await assert.rejects(b.persist!(items(b, rb, sb), sb), (e: unknown) => e instanceof RetriableError && /created by another writer meanwhile/.test(e.message));
+  assert.deepEqual((await booksNow()).map((x) => x.qty), ['0.02'], 'one book, with the first tracker\'s fill');
+  await chunk(rb);
+  assert.deepEqual((await booksNow()).map((x) => x.qty), ['0.03']);
+});
