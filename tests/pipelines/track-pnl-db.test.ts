@@ -111,34 +111,32 @@ test('an upgraded database: the books are rebuilt from the stored executions to 
   assert.equal((await rebuildBooks(pool)).rebuilt, false);
 });
 
+/**
+ * Two trackers (a rebalance) each load their chunk before either persists; `a` persists first.
+ * Returns `b`'s persist of what it loaded (it should fail retriably) and `b`'s retry on fresh state.
+ */
+async function twoTrackers(ra: StageRecord<TrackInput>[], rb: StageRecord<TrackInput>[]): Promise<{ second: () => Promise<void>; retry: () => Promise<unknown> }> {
+  const [a, b] = [stage(), stage()];
+  const [sa, sb] = [await a.load!(ra), await b.load!(rb)];
+  const items = (st: ReturnType<typeof stage>, recs: StageRecord<TrackInput>[], s: typeof sa) => recs.map((r) => ({ rec: r, result: st.process(r, { state: s, clock }) }));
+  await a.persist!(items(a, ra, sa), sa);
+  return { second: () => b.persist!(items(b, rb, sb), sb), retry: () => chunk(rb) };
+}
+
 test('two trackers on one book (a rebalance): the second one\'s persist retries instead of overwriting', async () => {
   await chunk([rec(FILLS[0]!)]);
-  const a = stage();
-  const b = stage();
-  const ra = [rec(FILLS[1]!)];
-  const rb = [rec(FILLS[3]!)];
-  const sa = await a.load!(ra);
-  const sb = await b.load!(rb);
-  const items = (st: ReturnType<typeof stage>, recs: StageRecord<TrackInput>[], s: Parameters<NonNullable<ReturnType<typeof stage>['persist']>>[1]) => recs.map((r) => ({ rec: r, result: st.process(r, { state: s, clock }) }));
-  await a.persist!(items(a, ra, sa), sa);
-  await assert.rejects(b.persist!(items(b, rb, sb), sb), (e: unknown) => e instanceof RetriableError && /moved since it was loaded/.test(e.message));
+  const { second, retry } = await twoTrackers([rec(FILLS[1]!)], [rec(FILLS[3]!)]);
+  await assert.rejects(second(), (e: unknown) => e instanceof RetriableError && /moved since it was loaded/.test(e.message));
   const [book] = await booksNow();
   assert.equal(book!.qty, '0.03', 'the first tracker\'s fill is kept; the second one\'s waits for its retry');
-  await chunk(rb);
+  await retry();
   assert.equal((await booksNow())[0]!.qty, '-0.01');
 });
 
 test('two trackers creating one book: the second one\'s persist retries instead of a second book or a lost fill', async () => {
-  const a = stage();
-  const b = stage();
-  const ra = [rec(FILLS[0]!)];
-  const rb = [rec(FILLS[1]!)];
-  const sa = await a.load!(ra);
-  const sb = await b.load!(rb);
-  const items = (st: ReturnType<typeof stage>, recs: StageRecord<TrackInput>[], s: Parameters<NonNullable<ReturnType<typeof stage>['persist']>>[1]) => recs.map((r) => ({ rec: r, result: st.process(r, { state: s, clock }) }));
-  await a.persist!(items(a, ra, sa), sa);
-  await assert.rejects(b.persist!(items(b, rb, sb), sb), (e: unknown) => e instanceof RetriableError && /created by another writer meanwhile/.test(e.message));
+  const { second, retry } = await twoTrackers([rec(FILLS[0]!)], [rec(FILLS[1]!)]);
+  await assert.rejects(second(), (e: unknown) => e instanceof RetriableError && /created by another writer meanwhile/.test(e.message));
   assert.deepEqual((await booksNow()).map((x) => x.qty), ['0.02'], 'one book, with the first tracker\'s fill');
-  await chunk(rb);
+  await retry();
   assert.deepEqual((await booksNow()).map((x) => x.qty), ['0.03']);
 });
