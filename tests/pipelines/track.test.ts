@@ -371,6 +371,13 @@ test('amend: two signals amending to the same terms, the second answered "remain
     assert.ok(ev.some((e) => e.event_type === 'order_amended' && e.reason_code === null), `${label}: the first amend's update is an order_amended`);
     assert.deepEqual([orderOf(st).status, orderOf(st).qty, orderOf(st).pending], ['New', '0.9', null], label);
   }
+  // The second's answer reaching tracking after the first's update and a third amend's (0.8) one:
+  // the terms it found are gone again, and it still has its already_applied event, not a pending.
+  const third = rec('exchange.orders', upd('New', { updatedTime: T0 + 90, qty: '0.8', leavesQty: '0.8' }));
+  const later = stateWith(intentOrder());
+  const evLater = run(later, [s[0]!, s[1]!, shown, third, first, second]).slice(2);
+  assert.deepEqual(evLater.map((e) => [e.event_type, e.qty, e.reason_code]), [['order_amended', '0.9', null], ['order_amended', '0.8', null], ['order_amended', '0.8', 'already_applied']]);
+  assert.deepEqual([orderOf(later).status, orderOf(later).pending], ['New', null]);
   // A later attempt answered "remains unchanged" (the first attempt's answer was lost: it applied
   // the terms, and its update reported them) stays late: no second event for the one change.
   const st = stateWith(intentOrder());
