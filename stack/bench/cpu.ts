@@ -114,5 +114,9 @@ export async function resolveGroups(src: GroupSources): Promise<CpuGroups> {
 
 const isPostgres = (st: ProcStat | undefined) => st !== undefined && /postgres/.test(st.comm);
 
-/** Services the signals pass through: everything but the driver, which stands in for the model service and the events' consumer. */
-export const isService = (group: string) => group !== 'bench driver';
+/**
+ * Services the signals pass through: everything but the driver, which stands in for the model
+ * service and the events' consumer, and but one process of a split order manager
+ * (`order-manager[<units>]`), which its `order-manager` sum already counts.
+ */
+export const isService = (group: string) => group !== 'bench driver' && !group.startsWith('order-manager[');

@@ -87,7 +87,8 @@ export function childNodeFlags(envName: 'BENCH_OM_NODE_FLAGS' | 'BENCH_MODEL_NOD
  * BENCH_OM_PROCESSES: the order manager as one process (the `order-manager` service: what the
  * targets are about), or its units spread over 2 or 3 processes of UNIT_SERVICES (a deployment the
  * design allows: every stage is its own consumer group and transactional producer), to see how
- * much of the latency is the one event loop.
+ * much of the latency is the one event loop, and (5) what each part costs: a split run reports each
+ * process's CPU beside their sum (`order-manager[<units>]`).
  */
 const OM_SPLITS: Record<number, string[][]> = {
   1: [[]],
@@ -96,6 +97,7 @@ const OM_SPLITS: Record<number, string[][]> = {
     ['events-out', 'exchange-streams', 'place', 'track', 'ops'],
   ],
   3: [['signal-bridge', 'signal-decide'], ['place'], ['events-out', 'exchange-streams', 'track', 'ops']],
+  5: [['signal-bridge', 'signal-decide'], ['place'], ['exchange-streams'], ['track'], ['events-out', 'ops']],
 };
 function omProcesses(): number {
   const n = Number(process.env.BENCH_OM_PROCESSES ?? 1);
@@ -425,7 +427,11 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const stack = paths(loadConfig(process.env, UNIT_SCHEMAS));
   const groups = () =>
     resolveGroups({
-      children: { 'order-manager': oms.map((c) => c.proc.pid!), simulator: [sim.proc.pid!] },
+      children: {
+        'order-manager': oms.map((c) => c.proc.pid!),
+        ...(oms.length > 1 ? Object.fromEntries(oms.map((c, k) => [`order-manager[${split[k]!.join('+')}]`, [c.proc.pid!]])) : {}),
+        simulator: [sim.proc.pid!],
+      },
       kafkaPidFile: stack.kafkaPid,
       registryPidFile: stack.registryPid,
       pg: driverDb,
