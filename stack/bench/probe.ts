@@ -1,7 +1,8 @@
 // A quick look between full benches (`npx tsx stack/bench/probe.ts`, stack up first): the same
 // end-to-end setup as `npm run bench`, a warm-up, then one run per rate in PROBE_RATES (default
 // 5,50,200) for PROBE_SECS seconds each (default 4); prints each run's latency, drain rate, per-hop
-// medians, runner batch times and the Kafka/database call profile as JSON lines. One run per rate:
+// medians, runner batch times and the Kafka/database call profile as JSON lines, and the peak RSS of
+// the order manager and the simulator. One run per rate:
 // for comparing a change with its parent back to back, not for the README (npm run bench is).
 // BENCH_OM_NODE_FLAGS and BENCH_OM_PROCESSES apply as in the bench. PROBE_IDLE_S (default 0) first
 // measures that many seconds with no signals (CPU by service, Kafka requests), as the bench's idle
@@ -25,6 +26,7 @@ const rates = (process.env.PROBE_RATES ?? '5,50,200').split(',').filter(Boolean)
 const rs = [];
 for (const rate of rates) rs.push(await bench.run(rate, Number(process.env.PROBE_SECS ?? 4), 30_000));
 await bench.fillHops(rs);
+console.log(JSON.stringify({ peak_rss_mb: bench.rss() }));
 for (const r of rs) console.log(JSON.stringify({ rate: r.rate, e2e: r.e2e, drained: r.achievedRate, offered: r.offered, cpuMs: r.cpuMs, hops: r.hops, hopTail: r.hopTail, batch: r.stageBatchMs, kafka: r.kafkaRequests, prof: r.profile }));
 await bench.close();
 process.exit(0);
