@@ -37,8 +37,9 @@ HEALTHCHECK --interval=10s --timeout=3s --retries=6 CMD node -e "fetch('http://1
 # Heap flags, measured (docs/performance.md, docs/model.md): an 8 MB young generation (semi-space)
 # and a 256 MB old-space cap keep the order manager's peak RSS well under 200 MB under load instead of
 # ~300 MB with V8's defaults (it otherwise grows the heap long before it collects); 8 MB rather than
-# 4 spends less CPU on scavenges (about a tenth less of the order manager's CPU per signal at 200/s,
-# for ~7 MB of RSS; 16 MB gained no more and cost ~27 MB). The model service's heap stays at ~75 MB
-# through a 100k-sample retrain, so the cap is only a guard there.
+# 4 spends a little less CPU on scavenges (the order manager's CPU per signal, means of 3-4 probe runs:
+# 15.9 -> 15.7 ms at 50/s, 10.4 -> 9.6 ms at 200/s, inside the runs' spread) for ~7 MB of RSS; 16 MB
+# cost ~27 MB for little more. The model service's heap stays at ~75 MB through a 100k-sample
+# retrain, so the cap is only a guard there.
 ENTRYPOINT ["node", "--max-semi-space-size=8", "--max-old-space-size=256", "dist/stack/service-main.js"]
 CMD ["order-manager"]
