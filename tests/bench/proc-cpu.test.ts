@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { clockTicksPerSecond, cpuTicks, parseProcStat, processTree, procStat } from '../../stack/process-sampler.ts';
-import { cpuDeltaMs, type CpuSnapshot } from '../../stack/bench/cpu.ts';
+import { cpuDeltaMs, isService, type CpuSnapshot } from '../../stack/bench/cpu.ts';
 
 const linux = process.platform === 'linux';
 
@@ -53,4 +53,9 @@ test('CPU per service between snapshots: ticks → ms, a new process counted fro
   const a = snap(0, { om: [[10, 100], [11, 50]], broker: [[20, 1000]] });
   const b = snap(1000, { om: [[10, 130], [12, 5]], broker: [[20, 1250]], rabbitmq: [[30, 7]] });
   assert.deepEqual(cpuDeltaMs(a, b, 100), { om: 350, broker: 2500, rabbitmq: 70 });
+});
+
+test('the services a signal passes through: the order manager and the rest, not the driver, nor one process of a split order manager (its sum counts it)', () => {
+  for (const g of ['order-manager', 'kafka-broker', 'simulator', 'postgresql (bench database backends)']) assert.equal(isService(g), true, g);
+  for (const g of ['bench driver', 'order-manager[track]', 'order-manager[signal-bridge+signal-decide]']) assert.equal(isService(g), false, g);
 });
