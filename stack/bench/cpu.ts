@@ -114,9 +114,13 @@ export async function resolveGroups(src: GroupSources): Promise<CpuGroups> {
 
 const isPostgres = (st: ProcStat | undefined) => st !== undefined && /postgres/.test(st.comm);
 
+/** The CPU and RSS group of one process of a split order manager (BENCH_OM_PROCESSES), named by its units. */
+const PART_PREFIX = 'order-manager[';
+export const orderManagerPart = (units: readonly string[]) => `${PART_PREFIX}${units.join('+')}]`;
+
 /**
  * Services the signals pass through: everything but the driver, which stands in for the model
  * service and the events' consumer, and but one process of a split order manager
- * (`order-manager[<units>]`), which its `order-manager` sum already counts.
+ * (`orderManagerPart`), which its `order-manager` sum already counts.
  */
-export const isService = (group: string) => group !== 'bench driver' && !group.startsWith('order-manager[');
+export const isService = (group: string) => group !== 'bench driver' && !group.startsWith(PART_PREFIX);

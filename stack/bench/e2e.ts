@@ -35,7 +35,7 @@ import { orderLinkId } from '../../pipelines/risk-rules.ts';
 import { DEFAULT_INSTRUMENTS } from '../../sim/instruments.ts';
 import { z } from 'zod';
 import { dist, type Dist } from './stats.ts';
-import { cpuDeltaMs, resolveGroups, startCpuSampler, type CpuSnapshot } from './cpu.ts';
+import { cpuDeltaMs, orderManagerPart, resolveGroups, startCpuSampler, type CpuSnapshot } from './cpu.ts';
 import { paths } from '../stack.ts';
 import { loadConfig } from '../../runtime/config.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
@@ -88,9 +88,9 @@ export function childNodeFlags(envName: 'BENCH_OM_NODE_FLAGS' | 'BENCH_MODEL_NOD
  * targets are about), or its units spread over 2 or 3 processes of UNIT_SERVICES (a deployment the
  * design allows: every stage is its own consumer group and transactional producer), to see how
  * much of the latency is the one event loop, and (5) what each part costs: a split run reports each
- * process's CPU beside their sum (`order-manager[<units>]`).
+ * process's CPU beside their sum (`orderManagerPart` in cpu.ts).
  */
-const OM_SPLITS: Record<number, string[][]> = {
+export const OM_SPLITS: Record<number, string[][]> = {
   1: [[]],
   2: [
     ['signal-bridge', 'signal-decide'],
@@ -429,7 +429,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     resolveGroups({
       children: {
         'order-manager': oms.map((c) => c.proc.pid!),
-        ...(oms.length > 1 ? Object.fromEntries(oms.map((c, k) => [`order-manager[${split[k]!.join('+')}]`, [c.proc.pid!]])) : {}),
+        ...(oms.length > 1 ? Object.fromEntries(oms.map((c, k) => [orderManagerPart(split[k]!), [c.proc.pid!]])) : {}),
         simulator: [sim.proc.pid!],
       },
       kafkaPidFile: stack.kafkaPid,
@@ -756,7 +756,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     omPids: oms.map((c) => c.proc.pid!),
     run,
     idle,
-    rss: () => ({ ...(oms.length === 1 ? { 'order-manager': oms[0]!.peakRssMb() } : Object.fromEntries(oms.map((c, k) => [`order-manager[${split[k]!.join('+')}]`, c.peakRssMb()]))), simulator: sim.peakRssMb() }),
+    rss: () => ({ ...(oms.length === 1 ? { 'order-manager': oms[0]!.peakRssMb() } : Object.fromEntries(oms.map((c, k) => [orderManagerPart(split[k]!), c.peakRssMb()]))), simulator: sim.peakRssMb() }),
     close: async () => {
       const kinds: Record<string, number> = {};
       for (const a of arrivals) kinds[a.kind] = (kinds[a.kind] ?? 0) + 1;
