@@ -4,7 +4,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { clockTicksPerSecond, cpuTicks, parseProcStat, processTree, procStat } from '../../stack/process-sampler.ts';
-import { cpuDeltaMs, isService, type CpuSnapshot } from '../../stack/bench/cpu.ts';
+import { cpuDeltaMs, isService, orderManagerPart, type CpuSnapshot } from '../../stack/bench/cpu.ts';
+import { OM_SPLITS } from '../../stack/bench/e2e.ts';
+import { UNIT_SERVICES } from '../../stack/services.ts';
 
 const linux = process.platform === 'linux';
 
@@ -57,5 +59,14 @@ test('CPU per service between snapshots: ticks → ms, a new process counted fro
 
 test('the services a signal passes through: the order manager and the rest, not the driver, nor one process of a split order manager (its sum counts it)', () => {
   for (const g of ['order-manager', 'kafka-broker', 'simulator', 'postgresql (bench database backends)']) assert.equal(isService(g), true, g);
-  for (const g of ['bench driver', 'order-manager[track]', 'order-manager[signal-bridge+signal-decide]']) assert.equal(isService(g), false, g);
+  for (const g of ['bench driver', orderManagerPart(['track']), orderManagerPart(['signal-bridge', 'signal-decide'])]) assert.equal(isService(g), false, g);
+});
+
+test('each split of the order manager (BENCH_OM_PROCESSES) runs every part once: its per-process CPU adds up to the whole', () => {
+  const parts = Object.keys(UNIT_SERVICES).sort();
+  for (const [n, split] of Object.entries(OM_SPLITS)) {
+    if (Number(n) === 1) continue; // one process: the whole order-manager service
+    assert.equal(split.length, Number(n), `split ${n}: ${n} processes`);
+    assert.deepEqual(split.flat().sort(), parts, `split ${n}`);
+  }
 });
