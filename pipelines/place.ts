@@ -669,7 +669,8 @@ export function createPlaceStage(deps: PlaceDeps): Stage<OrderIntent, PlaceState
 
   // A submission that cannot be recorded is an order at the exchange that PostgreSQL does not hold
   // as sent (e.g. an orderId another row already has): risk would decide on a wrong book, so halt.
-  return { name, input: topics.intents, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt' };
+  // eagerTransaction: every intent has an output (its submission), see the runner.
+  return { name, input: topics.intents, inputFormat: 'avro', dlq: topics.dlq, load, process: processRecord, persist, conflict: 'halt', eagerTransaction: true };
 }
 
 // ---------------------------------------------------------------------------------------------

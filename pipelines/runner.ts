@@ -40,7 +40,7 @@
 // the reason until an operator resumes. Fatal stays for what a restart can fix (a fenced producer,
 // lost connections the client will not recover, a broken schema, bad credentials).
 import { performance } from 'node:perf_hooks';
-import type { KafkaPort, ConsumerPort, ProducerPort, InMessage, Headers, OutMessage, BatchControl, AdminPort } from '../runtime/kafka.ts';
+import type { KafkaPort, ConsumerPort, ProducerPort, TransactionPort, InMessage, Headers, OutMessage, BatchControl, AdminPort } from '../runtime/kafka.ts';
 import type { Logger } from '../runtime/logger.ts';
 import type { Metrics } from '../runtime/metrics.ts';
 import type { Clock } from '../runtime/clock.ts';
@@ -123,6 +123,16 @@ export interface Stage<I, S = undefined> {
    */
   lockAcross?: <T>(decide: () => Promise<T>) => Promise<T>;
   /**
+   * Open the chunk's Kafka transaction as soon as its load returns: its offsets go into it while the
+   * stage processes the chunk, and its outputs while `persist` writes, so that after persist only
+   * the commit is left to wait for (three of the transaction's four round trips off the hop's path).
+   * For a stage whose every chunk has outputs (signal-decide, placement): a chunk without any then
+   * commits its offsets in that transaction instead of through the group (one request more).
+   * Nothing commits earlier than without it: the transaction still commits after persist and after
+   * the ownership check, and any failure before that aborts it.
+   */
+  eagerTransaction?: boolean;
+  /**
    * What a record whose effects cannot be stored does besides its dead letter (see the header):
    * 'dead_letter' (default) or 'halt' (trading HALTED with the reason; for stages whose records are
    * facts about money at the exchange: a placed order, a fill).
@@ -195,6 +205,21 @@ interface ChunkPart {
 interface Gathered extends ChunkPart {
   resolve: (done: boolean) => void;
   reject: (err: unknown) => void;
+}
+
+/** A chunk's transaction opened before its outputs were known (`eagerTransaction`). */
+interface OpenTransaction {
+  /** Its producer's transactional id. */
+  id: string;
+  tx: TransactionPort;
+  /** Settles once everything sent into it so far has been sent (rejects with the first failure). */
+  sent: Promise<void>;
+}
+
+/** Where a chunk ends: its input parts' last offsets, and its transaction once opened eagerly. */
+interface ChunkEnd {
+  lastOffsets: Array<{ topic: string; offset: string }>;
+  open: OpenTransaction | null;
 }
 
 interface Decoded<I> {
@@ -401,10 +426,25 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    * topic's part, all on partition number `partition`), in one transaction; a chunk with nothing to
    * produce commits its offsets through the group instead (see below).
    */
-  const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl): Promise<void> => {
+  const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl, open: OpenTransaction | null = null): Promise<void> => {
+    if (open) {
+      // Opened after the load (`eagerTransaction`): the offsets, and the outputs when there are any,
+      // were sent into it meanwhile; what is left is to see them sent, and the commit.
+      try {
+        await open.sent;
+        await stillOwner();
+        await open.tx.commit();
+        m.commits.inc({ stage: stage.name, via: 'transaction' });
+      } catch (err) {
+        await open.tx.abort().catch(() => {});
+        await dropProducer(open.id);
+        throw err;
+      }
+      return;
+    }
     // Made, and its id initialised, by `unseen` before the chunk was decided.
     const producer = await producerFor(lastOffsets[0]!.topic, partition);
-    const offsets = lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) }));
+    const offsets = offsetsAfter(partition, lastOffsets);
     if (byTopic.size === 0) {
       // Nothing to produce (most of tracking's chunks at a low rate: a position, a wallet, an order
       // update that changes no event): a transaction would carry the offsets alone, at the price of
@@ -440,12 +480,45 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     }
   };
 
+  const offsetsAfter = (partition: number, lastOffsets: ChunkEnd['lastOffsets']) => lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) }));
+
+  /** The chunk's transaction with its offsets on the way (`eagerTransaction`); its producer was made by `unseen`. */
+  const openTransaction = async (partition: number, lastOffsets: ChunkEnd['lastOffsets']): Promise<OpenTransaction> => {
+    const tx = await (await producerFor(lastOffsets[0]!.topic, partition)).transaction();
+    const open: OpenTransaction = { id: txIdOf(lastOffsets[0]!.topic, partition), tx, sent: tx.sendOffsets(deps.groupId, offsetsAfter(partition, lastOffsets)) };
+    open.sent.catch(() => {}); // seen by commit or abandon
+    return open;
+  };
+  /** Every output topic in one produce request, after the offsets (kafkajs runs one request of a transaction at a time). */
+  const sendInto = (open: OpenTransaction, byTopic: Map<string, OutMessage[]>): void => {
+    if (byTopic.size === 0) return;
+    open.sent = open.sent.then(() => open.tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages }))));
+    open.sent.catch(() => {});
+  };
+  /** The chunk failed before its commit: nothing of its transaction may land. A producer that cannot abort is dropped. */
+  const abandon = async (open: OpenTransaction): Promise<void> => {
+    const broken = await open.sent.then(
+      () => false,
+      () => true,
+    );
+    try {
+      await open.tx.abort();
+    } catch {
+      await dropProducer(open.id);
+      return;
+    }
+    if (broken) await dropProducer(open.id);
+  };
+
   const exclusive = createMutex();
 
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
-  const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>): Promise<Map<string, OutMessage[]>> => {
+  const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>, end: ChunkEnd): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
     const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
+    // After the load, not before: placement's load calls the exchange, which may take long enough
+    // (rate limits, timeouts) for an open transaction to reach the broker's transaction timeout.
+    if (stage.eagerTransaction) end.open = await openTransaction(partition, end.lastOffsets);
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
     const byTopic = new Map<string, OutMessage[]>();
     const push = (topic: string, om: OutMessage) => {
@@ -483,6 +556,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       }
       m.latency.observe({ stage: stage.name }, (performance.now() - r0) / 1000);
     }
+    if (end.open) sendInto(end.open, byTopic);
     if (stage.persist) {
       // A member frozen past its session timeout must not write the chunk's effects over those of
       // the partition's new owner either.
@@ -508,12 +582,19 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
     // commit a chunk of a partition given away meanwhile, nor (placement) call the exchange for it:
     // ask the group (a heartbeat, sent when one is due, which it is after any long stall).
     const stillOwner = ownership(parts[0]!.ctl);
-    const decideIt = () => decideChunk(partition, decoded, stillOwner);
+    const end: ChunkEnd = { lastOffsets: parts.map((p) => ({ topic: p.topic, offset: p.messages[p.messages.length - 1]!.offset })), open: null };
+    const decideIt = () => decideChunk(partition, decoded, stillOwner, end);
     const across = stage.lockAcross;
-    // (Chunks of one partition number of co-partitioned inputs never run at once: see `gather`.)
-    const byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : await decideIt();
+    let byTopic: Map<string, OutMessage[]>;
+    try {
+      // (Chunks of one partition number of co-partitioned inputs never run at once: see `gather`.)
+      byTopic = stage.exclusive ? await exclusive(across ? () => across(decideIt) : decideIt) : await decideIt();
+    } catch (err) {
+      if (end.open) await abandon(end.open);
+      throw err;
+    }
 
-    await commit(partition, byTopic, parts.map((p) => ({ topic: p.topic, offset: p.messages[p.messages.length - 1]!.offset })), stillOwner, parts[0]!.ctl);
+    await commit(partition, byTopic, end.lastOffsets, stillOwner, parts[0]!.ctl, end.open);
     for (const p of parts) m.recordsIn.inc({ stage: stage.name, topic: p.topic }, p.messages.length);
     for (const [topic, list] of byTopic) m.recordsOut.inc({ stage: stage.name, topic }, list.length);
     m.batch.observe({ stage: stage.name }, (performance.now() - t0) / 1000);

@@ -209,6 +209,8 @@ export function createSignalDecideStage(deps: SignalDecideDeps): Stage<Buffer, S
     process: processRecord,
     persist,
     exclusive: true,
+    // Every signal has an output (its decision, or its rejection): see the runner.
+    eagerTransaction: true,
     ...(risk.lockAcross ? { lockAcross: risk.lockAcross } : {}),
   };
 }

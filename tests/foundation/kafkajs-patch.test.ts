@@ -84,6 +84,47 @@ test('OffsetFetch v7 with require_stable is there: the request carries the flag,
   assert.deepEqual(await encoded(false), body(0));
 });
 
+test('a transaction whose offsets go first: AddOffsetsToTxn answered CONCURRENT_TRANSACTIONS is asked again, other errors are not', async () => {
+  // The runner sends a chunk's offsets before its records (eagerTransaction), so AddOffsetsToTxn is
+  // the transaction's first request and meets the coordinator still writing the previous one's
+  // markers. Unpatched kafkajs sends it once and fails the transaction.
+  const createEosManager = require('kafkajs/src/producer/eosManager/index.js') as (o: Record<string, unknown>) => {
+    initProducerId(): Promise<void>;
+    beginTransaction(): void;
+    sendOffsets(o: { consumerGroupId: string; topics: Array<{ topic: string; partitions: Array<{ partition: number; offset: string }> }> }): Promise<void>;
+  };
+  const { createErrorFromCode } = require('kafkajs/src/protocol/error.js') as { createErrorFromCode: (code: number) => Error };
+  const run = async (answers: number[]) => {
+    const calls = { addOffsets: 0, commitOffsets: 0 };
+    const broker = {
+      initProducerId: async () => ({ producerId: 7, producerEpoch: 0 }),
+      addOffsetsToTxn: async () => {
+        const code = answers[calls.addOffsets++] ?? 0;
+        if (code !== 0) throw createErrorFromCode(code);
+      },
+      txnOffsetCommit: async () => {
+        calls.commitOffsets++;
+      },
+    };
+    const cluster = { retry: { initialRetryTime: 1, maxRetryTime: 5, retries: 5 }, refreshMetadataIfNecessary: async () => {}, findGroupCoordinator: async () => broker };
+    const eos = createEosManager({ logger, cluster, transactional: true, transactionalId: 'tx-1' });
+    await eos.initProducerId();
+    eos.beginTransaction();
+    const outcome = await eos.sendOffsets({ consumerGroupId: 'g', topics: [{ topic: 't', partitions: [{ partition: 0, offset: '5' }] }] }).then(
+      () => 'sent',
+      (e: Error & { type?: string }) => e.type ?? e.message,
+    );
+    return { outcome, ...calls };
+  };
+  // 51: CONCURRENT_TRANSACTIONS, twice, then the coordinator takes it.
+  assert.deepEqual(await run([51, 51]), { outcome: 'sent', addOffsets: 3, commitOffsets: 1 });
+  // 47: INVALID_PRODUCER_EPOCH (fenced): not asked again, the offsets are not committed.
+  const fenced = await run([47]);
+  assert.equal(fenced.addOffsets, 1, 'a fenced producer is not retried');
+  assert.equal(fenced.commitOffsets, 0);
+  assert.notEqual(fenced.outcome, 'sent');
+});
+
 test('every install applies the patches: postinstall runs patch-package, both Docker stages copy patches/ before npm ci', () => {
   const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> };
   assert.equal(pkg.scripts.postinstall, 'patch-package');

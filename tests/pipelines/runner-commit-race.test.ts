@@ -20,6 +20,7 @@ import { runStage, ok, type Stage } from '../../pipelines/runner.ts';
 import { createMetrics, M } from '../../runtime/metrics.ts';
 import { systemClock } from '../../runtime/clock.ts';
 import { RetriableError } from '../../runtime/errors.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { SAMPLES } from '../../schemas/samples.ts';
 import type { KafkaPort, TransactionPort } from '../../runtime/kafka.ts';
 import type { Signal } from '../../schemas/types.ts';
@@ -56,7 +57,7 @@ async function setUp(label: string, count: number) {
     const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1);
     return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
   };
-  const stageOf = (name: string, load?: () => Promise<void>): Stage<Buffer, undefined> => ({
+  const stageOf = (name: string, load?: () => Promise<void>, more: Partial<Stage<Buffer, undefined>> = {}): Stage<Buffer, undefined> => ({
     name,
     input,
     inputFormat: 'raw',
@@ -66,6 +67,7 @@ async function setUp(label: string, count: number) {
       return undefined;
     },
     process: (rec) => ok({ topic: prefix + 'signals.valid', key: 'BTCUSDT', value: { ...SAMPLES.Signal, signal_id: rec.value.toString('utf8'), strategy_id: name } satisfies Signal }),
+    ...more,
   });
   const deps = (port: KafkaPort, fatal: Error[], metrics = createMetrics()) => ({ kafka: port, codec, logger: createLogger({ ...testCfg, LOG_LEVEL: 'silent' }, label), metrics, clock: systemClock, groupId: prefix + label, batchMax: 5, retryMaxMs: 500, sessionTimeoutMs: 6000, onFatal: (e: Error) => fatal.push(e) });
   const once = (seen: Signal[]) => {
@@ -74,83 +76,157 @@ async function setUp(label: string, count: number) {
     assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
     assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
   };
-  return { kafka, cleanup, ids, outputs, stageOf, deps, once };
+  /** Every record of the output topic, aborted transactions' included. */
+  const written = async () => {
+    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1, { readCommitted: false });
+    return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
+  };
+  return { kafka, cleanup, ids, outputs, written, stageOf, deps, once };
 }
 
-test('a commit whose answer was lost is not made again: its records are skipped on the retry, every output once', async () => {
-  const t = await setUp('lostack', 20);
+for (const eager of [false, true]) {
+  const how = eager ? ' (transaction opened after the load)' : '';
+
+  test(`a commit whose answer was lost is not made again: its records are skipped on the retry, every output once${how}`, async () => {
+    const t = await setUp('lostack', 20);
+    try {
+      // The first commit reaches the broker and commits; its answer never comes back.
+      let lost = 0;
+      const port = withCommit(t.kafka, async (commit) => {
+        await commit();
+        if (lost++ === 0) throw new RetriableError('commit_answer_lost', 'connection closed before the EndTxn answer');
+      });
+      const metrics = createMetrics();
+      const fatal: Error[] = [];
+      const s = await runStage(t.stageOf('a', undefined, { eagerTransaction: eager }), t.deps(port, fatal, metrics));
+      try {
+        await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 60_000, 250);
+      } finally {
+        await s.stop();
+      }
+      t.once(await t.outputs());
+      assert.ok(lost >= 2, 'the lost commit was retried');
+      const skipped = (await metrics.registry.getSingleMetric(M.stageAlreadyCommitted)!.get()).values.reduce((a, v) => a + v.value, 0);
+      assert.equal(skipped, 5, 'the retried chunk (5 records) was skipped as committed');
+      assert.deepEqual(fatal, []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+
+  test(`a former owner that commits after the new owner fetched the chunk is fenced first: every output once${how}`, async () => {
+    const t = await setUp('latezombie', 10);
+    try {
+      // Instance a holds its first commit back (after its last ownership check, as a process stopped
+      // right there); it never heartbeats meanwhile, so the group gives the partition to b.
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      let held = false;
+      let settle!: (outcome: 'committed' | 'refused') => void;
+      const aCommit = new Promise<'committed' | 'refused'>((r) => (settle = r));
+      const portA = withCommit(t.kafka, async (commit) => {
+        if (held) return commit();
+        held = true;
+        await released;
+        try {
+          await commit();
+          settle('committed');
+        } catch (err) {
+          settle('refused');
+          throw err;
+        }
+      });
+      // Instance b wakes a up when it starts deciding its first chunk, and waits for a's commit: the
+      // moment the chaos run caught, a's commit landing between b's fetch and b's own commit.
+      let woke = false;
+      const wakeA = async () => {
+        if (woke) return;
+        woke = true;
+        release();
+        await aCommit;
+      };
+      const fatalA: Error[] = [];
+      const fatalB: Error[] = [];
+      const a = await runStage(t.stageOf('a', undefined, { eagerTransaction: eager }), t.deps(portA, fatalA));
+      let b: Awaited<ReturnType<typeof runStage>> | null = null;
+      try {
+        await waitFor('instance a to hold its first commit', () => held, 60_000);
+        b = await runStage(t.stageOf('b', wakeA, { eagerTransaction: eager }), t.deps(t.kafka, fatalB));
+        await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 120_000, 250);
+        assert.equal(await aCommit, 'refused', "a's late commit was refused: b fenced it before deciding");
+      } finally {
+        release();
+        await b?.stop().catch(() => {});
+        await a.stop().catch(() => {});
+      }
+      t.once(await t.outputs());
+      assert.deepEqual(fatalB, []);
+    } finally {
+      await t.cleanup();
+    }
+  });
+}
+
+test('a transaction opened after the load: a chunk that fails after its offsets and outputs were sent lands nothing; its retry lands every output once', async () => {
+  const t = await setUp('eagerabort', 20);
   try {
-    // The first commit reaches the broker and commits; its answer never comes back.
-    let lost = 0;
-    const port = withCommit(t.kafka, async (commit) => {
-      await commit();
-      if (lost++ === 0) throw new RetriableError('commit_answer_lost', 'connection closed before the EndTxn answer');
-    });
+    // The second chunk's persist fails once, after the runner sent the chunk's outputs into its
+    // transaction (it sends them before persist): the transaction must be aborted, not committed
+    // by a later chunk's commit, and the retry must produce the chunk again.
+    let chunks = 0;
+    let failed = 0;
+    // Each transaction's produce request, as it completes (the broker has the records).
+    let sent = 0;
+    const sentWaiters: Array<{ n: number; resolve: () => void }> = [];
+    const port: KafkaPort = {
+      ...t.kafka,
+      producer: (opts) => {
+        const p = t.kafka.producer(opts);
+        return {
+          ...p,
+          transaction: async () => {
+            const tx: TransactionPort = await p.transaction();
+            return {
+              ...tx,
+              sendBatch: async (batches) => {
+                await tx.sendBatch(batches);
+                sent++;
+                for (const w of sentWaiters.filter((x) => sent >= x.n)) w.resolve();
+              },
+            };
+          },
+        };
+      },
+    };
     const metrics = createMetrics();
     const fatal: Error[] = [];
-    const s = await runStage(t.stageOf('a'), t.deps(port, fatal, metrics));
+    const stage = t.stageOf('a', undefined, {
+      eagerTransaction: true,
+      persist: async () => {
+        if (++chunks === 2) {
+          failed++;
+          // The runner sends the outputs before persist: wait until the broker has them, so the
+          // abort is of records really written.
+          // (Bounded, so that outputs never sent fail the test instead of hanging it.)
+          const there = new Promise<void>((resolve) => (sent >= 2 ? resolve() : sentWaiters.push({ n: 2, resolve })));
+          await Promise.race([there, sleep(30_000).then(() => assert.fail('the chunk\'s outputs were never sent before its persist'))]);
+          throw new RetriableError('db_unavailable', 'persist failed after the outputs were sent');
+        }
+      },
+    });
+    const s = await runStage(stage, t.deps(port, fatal, metrics));
     try {
       await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 60_000, 250);
     } finally {
       await s.stop();
     }
     t.once(await t.outputs());
-    assert.ok(lost >= 2, 'the lost commit was retried');
-    const skipped = (await metrics.registry.getSingleMetric(M.stageAlreadyCommitted)!.get()).values.reduce((a, v) => a + v.value, 0);
-    assert.equal(skipped, 5, 'the retried chunk (5 records) was skipped as committed');
+    assert.equal(failed, 1, 'the failing persist ran once');
+    const all = await t.written();
+    assert.ok(all.length >= t.ids.length + 5, `the aborted chunk's outputs are in the log, uncommitted (${all.length} records for ${t.ids.length} ids)`);
+    const retried = (await metrics.registry.getSingleMetric(M.stageRetries)!.get()).values;
+    assert.deepEqual(retried.map((v) => [v.labels['code'], v.value]), [['db_unavailable', 1]], 'the chunk was retried once, for its failed persist');
     assert.deepEqual(fatal, []);
-  } finally {
-    await t.cleanup();
-  }
-});
-
-test('a former owner that commits after the new owner fetched the chunk is fenced first: every output once', async () => {
-  const t = await setUp('latezombie', 10);
-  try {
-    // Instance a holds its first commit back (after its last ownership check, as a process stopped
-    // right there); it never heartbeats meanwhile, so the group gives the partition to b.
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let held = false;
-    let settle!: (outcome: 'committed' | 'refused') => void;
-    const aCommit = new Promise<'committed' | 'refused'>((r) => (settle = r));
-    const portA = withCommit(t.kafka, async (commit) => {
-      if (held) return commit();
-      held = true;
-      await released;
-      try {
-        await commit();
-        settle('committed');
-      } catch (err) {
-        settle('refused');
-        throw err;
-      }
-    });
-    // Instance b wakes a up when it starts deciding its first chunk, and waits for a's commit: the
-    // moment the chaos run caught, a's commit landing between b's fetch and b's own commit.
-    let woke = false;
-    const wakeA = async () => {
-      if (woke) return;
-      woke = true;
-      release();
-      await aCommit;
-    };
-    const fatalA: Error[] = [];
-    const fatalB: Error[] = [];
-    const a = await runStage(t.stageOf('a'), t.deps(portA, fatalA));
-    let b: Awaited<ReturnType<typeof runStage>> | null = null;
-    try {
-      await waitFor('instance a to hold its first commit', () => held, 60_000);
-      b = await runStage(t.stageOf('b', wakeA), t.deps(t.kafka, fatalB));
-      await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 120_000, 250);
-      assert.equal(await aCommit, 'refused', "a's late commit was refused: b fenced it before deciding");
-    } finally {
-      release();
-      await b?.stop().catch(() => {});
-      await a.stop().catch(() => {});
-    }
-    t.once(await t.outputs());
-    assert.deepEqual(fatalB, []);
   } finally {
     await t.cleanup();
   }
