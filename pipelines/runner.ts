@@ -123,13 +123,16 @@ export interface Stage<I, S = undefined> {
    */
   lockAcross?: <T>(decide: () => Promise<T>) => Promise<T>;
   /**
-   * Open the chunk's Kafka transaction as soon as its load returns: its offsets go into it while the
-   * stage processes the chunk, and its outputs while `persist` writes, so that after persist only
-   * the commit is left to wait for (three of the transaction's four round trips off the hop's path).
-   * For a stage whose every chunk has outputs (signal-decide, placement): a chunk without any then
-   * commits its offsets in that transaction instead of through the group (one request more).
-   * Nothing commits earlier than without it: the transaction still commits after persist and after
-   * the ownership check, and any failure before that aborts it.
+   * Open the chunk's Kafka transaction before its load: its offsets go into it while the stage loads
+   * (placement: while it calls the exchange), and its outputs while `persist` writes, so that after
+   * persist only the commit is left to wait for (three of the transaction's four round trips off the
+   * hop's path). For a stage whose every chunk has outputs (signal-decide, placement): a chunk
+   * without any then commits its offsets in that transaction instead of through the group (one
+   * request more). Nothing commits earlier than without it: the transaction still commits after
+   * persist and after the ownership check, and any failure before that aborts it. A load that
+   * outlasts the transaction timeout (60 s) has its transaction aborted by the broker: the commit
+   * then fails as a fenced one does, and the chunk is fetched and run again by a new producer
+   * (its effects are idempotent, as for any failed commit).
    */
   eagerTransaction?: boolean;
   /**
@@ -428,7 +431,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    */
   const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl, open: OpenTransaction | null = null): Promise<void> => {
     if (open) {
-      // Opened after the load (`eagerTransaction`): the offsets, and the outputs when there are any,
+      // Opened before the load (`eagerTransaction`): the offsets, and the outputs when there are any,
       // were sent into it meanwhile; what is left is to see them sent, and the commit.
       try {
         await open.sent;
@@ -515,10 +518,8 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
   const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>, end: ChunkEnd): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
-    const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
-    // After the load, not before: placement's load calls the exchange, which may take long enough
-    // (rate limits, timeouts) for an open transaction to reach the broker's transaction timeout.
     if (stage.eagerTransaction) end.open = await openTransaction(partition, end.lastOffsets);
+    const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
     const byTopic = new Map<string, OutMessage[]>();
     const push = (topic: string, om: OutMessage) => {

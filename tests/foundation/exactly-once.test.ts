@@ -1,7 +1,7 @@
 // On the real local broker: a Kafka→Kafka stage killed (SIGKILL) mid-batch, twice, and restarted
 // produces every output exactly once (count and compare ids), with chunks that produce nothing
 // (committed through the group) between those that do (committed in transactions); and the same
-// with the chunk's transaction opened after its load (`eagerTransaction`, as signal-decide and
+// with the chunk's transaction opened before its load (`eagerTransaction`, as signal-decide and
 // placement run), where the quiet chunks commit in transactions too.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,7 +34,7 @@ function startStage(prefix: string, eager: boolean): { child: ChildProcess; chun
 }
 
 for (const eager of [false, true]) {
-  test(`a Kafka→Kafka stage killed mid-batch and restarted writes every output exactly once${eager ? ' (transaction opened after the load)' : ''}`, async () => {
+  test(`a Kafka→Kafka stage killed mid-batch and restarted writes every output exactly once${eager ? ' (transaction opened before the load)' : ''}`, async () => {
     const prefix = namespace(eager ? 'eose' : 'eos');
     const kafka = testKafka();
     const cleanup = await createNamespace(kafka, prefix, 3);

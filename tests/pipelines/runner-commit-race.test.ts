@@ -85,7 +85,7 @@ async function setUp(label: string, count: number) {
 }
 
 for (const eager of [false, true]) {
-  const how = eager ? ' (transaction opened after the load)' : '';
+  const how = eager ? ' (transaction opened before the load)' : '';
 
   test(`a commit whose answer was lost is not made again: its records are skipped on the retry, every output once${how}`, async () => {
     const t = await setUp('lostack', 20);
@@ -167,7 +167,7 @@ for (const eager of [false, true]) {
   });
 }
 
-test('a transaction opened after the load: a chunk that fails after its offsets and outputs were sent lands nothing; its retry lands every output once', async () => {
+test('a transaction opened before the load: a chunk that fails after its offsets and outputs were sent lands nothing; its retry lands every output once', async () => {
   const t = await setUp('eagerabort', 20);
   try {
     // The second chunk's persist fails once, after the runner sent the chunk's outputs into its
