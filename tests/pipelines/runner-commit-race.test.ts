@@ -81,7 +81,7 @@ async function setUp(label: string, count: number) {
     const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1, { readCommitted: false });
     return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
   };
-  return { kafka, cleanup, ids, outputs, written, stageOf, deps, once };
+  return { kafka, cleanup, ids, input, group: prefix + label, outputs, written, stageOf, deps, once };
 }
 
 for (const eager of [false, true]) {
@@ -226,6 +226,57 @@ test('a transaction opened before the load: a chunk that fails after its offsets
     assert.ok(all.length >= t.ids.length + 5, `the aborted chunk's outputs are in the log, uncommitted (${all.length} records for ${t.ids.length} ids)`);
     const retried = (await metrics.registry.getSingleMetric(M.stageRetries)!.get()).values;
     assert.deepEqual(retried.map((v) => [v.labels['code'], v.value]), [['db_unavailable', 1]], 'the chunk was retried once, for its failed persist');
+    assert.deepEqual(fatal, []);
+  } finally {
+    await t.cleanup();
+  }
+});
+
+test('a transaction opened before a load that outlasts the transaction timeout: the broker aborts it, the chunk is run again, every output once', async () => {
+  const t = await setUp('eagertimeout', 10);
+  try {
+    // Producers with a 1 s transaction timeout (the runner's is 60 s); the broker looks for expired
+    // transactions every 10 s (transaction.abort.timed.out.transaction.cleanup.interval.ms), so the
+    // first chunk's load waits until the broker has aborted its transaction: the producer is fenced
+    // by its own coordinator, as after a load past 60 s.
+    let aborted = false;
+    const port: KafkaPort = { ...t.kafka, producer: (opts) => t.kafka.producer({ ...opts, transactionTimeoutMs: 1000 }) };
+    let loads = 0;
+    const fatal: Error[] = [];
+    const metrics = createMetrics();
+    const stage = t.stageOf(
+      'a',
+      async () => {
+        if (++loads > 1) return;
+        // The transaction's offsets are pending at the group coordinator until it ends: the group's
+        // offsets read stably answer UNSTABLE_OFFSET_COMMIT. Wait for that, then for its end.
+        const stable = async () => {
+          const admin = t.kafka.admin();
+          await admin.connect();
+          try {
+            await admin.stableOffsets(t.group, [t.input], 0, 300);
+            return true;
+          } catch {
+            return false;
+          } finally {
+            await admin.disconnect();
+          }
+        };
+        await waitFor('the offsets pending in the open transaction', async () => !(await stable()), 30_000, 100);
+        await waitFor('the broker to abort the timed-out transaction', stable, 60_000, 1000);
+        aborted = true;
+      },
+      { eagerTransaction: true },
+    );
+    const s = await runStage(stage, { ...t.deps(port, fatal, metrics), sessionTimeoutMs: 60_000 });
+    try {
+      await waitFor('every output', async () => new Set((await t.outputs()).map((x) => x.signal_id)).size >= t.ids.length, 120_000, 250);
+    } finally {
+      await s.stop();
+    }
+    assert.ok(aborted, 'the first load outlasted the transaction');
+    assert.ok(loads >= 2, 'the chunk was loaded again');
+    t.once(await t.outputs());
     assert.deepEqual(fatal, []);
   } finally {
     await t.cleanup();
