@@ -3,7 +3,9 @@
 //   consume (read_committed) → decode → [load state] → process (pure) → [persist effects] →
 //   encode → produce outputs + dead letters + the consumed offsets in ONE transaction → commit
 //
-// Exactly-once for Kafka→Kafka: outputs and input offsets commit atomically. A chunk with nothing to
+// Exactly-once for Kafka→Kafka: outputs and input offsets commit atomically (a stage may have the
+// transaction opened before its load, so that its requests overlap the load and persist and only
+// the commit follows them: `eagerTransaction`). A chunk with nothing to
 // produce commits its offsets alone through the consumer group (one OffsetCommit, checked by the
 // coordinator against the member's generation) rather than in a transaction. kafkajs does not
 // implement KIP-447 (fencing by consumer-group generation), so fencing uses the classic pattern:
@@ -125,8 +127,8 @@ export interface Stage<I, S = undefined> {
   /**
    * Open the chunk's Kafka transaction before its load: its offsets go into it while the stage loads
    * (placement: while it calls the exchange), and its outputs while `persist` writes, so that after
-   * persist only the commit is left to wait for (three of the transaction's four round trips off the
-   * hop's path). For a stage whose every chunk has outputs (signal-decide, placement): a chunk
+   * persist only the commit (EndTxn) is left to wait for, not the four requests before it. For a
+   * stage whose every chunk has outputs (signal-decide, placement): a chunk
    * without any then commits its offsets in that transaction instead of through the group (one
    * request more). Nothing commits earlier than without it: the transaction still commits after
    * persist and after the ownership check, and any failure before that aborts it. A load that
