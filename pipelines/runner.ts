@@ -502,17 +502,15 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   };
   /** The chunk failed before its commit: nothing of its transaction may land. A producer that cannot abort is dropped. */
   const abandon = async (open: OpenTransaction): Promise<void> => {
-    const broken = await open.sent.then(
-      () => false,
+    const sent = await open.sent.then(
       () => true,
+      () => false,
     );
-    try {
-      await open.tx.abort();
-    } catch {
-      await dropProducer(open.id);
-      return;
-    }
-    if (broken) await dropProducer(open.id);
+    const aborted = await open.tx.abort().then(
+      () => true,
+      () => false,
+    );
+    if (!sent || !aborted) await dropProducer(open.id);
   };
 
   const exclusive = createMutex();
