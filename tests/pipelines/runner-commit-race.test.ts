@@ -25,22 +25,20 @@ import { SAMPLES } from '../../schemas/samples.ts';
 import type { KafkaPort, TransactionPort } from '../../runtime/kafka.ts';
 import type { Signal } from '../../schemas/types.ts';
 
-/** The real port, with `onCommit` around every transaction's commit. */
-function withCommit(kafka: KafkaPort, onCommit: (commit: () => Promise<void>) => Promise<void>): KafkaPort {
+/** The real port, with every transaction as `wrap` makes it. */
+function withTransaction(kafka: KafkaPort, wrap: (tx: TransactionPort) => TransactionPort): KafkaPort {
   return {
     ...kafka,
     producer: (opts) => {
       const p = kafka.producer(opts);
-      return {
-        ...p,
-        transaction: async () => {
-          const tx: TransactionPort = await p.transaction();
-          return { ...tx, commit: () => onCommit(() => tx.commit()) };
-        },
-      };
+      return { ...p, transaction: async () => wrap(await p.transaction()) };
     },
   };
 }
+
+/** The real port, with `onCommit` around every transaction's commit. */
+const withCommit = (kafka: KafkaPort, onCommit: (commit: () => Promise<void>) => Promise<void>): KafkaPort =>
+  withTransaction(kafka, (tx) => ({ ...tx, commit: () => onCommit(() => tx.commit()) }));
 
 async function setUp(label: string, count: number) {
   const prefix = namespace(label);
@@ -53,8 +51,9 @@ async function setUp(label: string, count: number) {
   await p.connect();
   await p.send(input, ids.map((id) => ({ key: 'BTCUSDT', value: Buffer.from(id) })));
   await p.disconnect();
-  const outputs = async () => {
-    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1);
+  /** The output topic's records; with `readCommitted` false, aborted transactions' too. */
+  const outputs = async (readCommitted = true) => {
+    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1, { readCommitted });
     return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
   };
   const stageOf = (name: string, load?: () => Promise<void>, more: Partial<Stage<Buffer, undefined>> = {}): Stage<Buffer, undefined> => ({
@@ -76,12 +75,7 @@ async function setUp(label: string, count: number) {
     assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
     assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
   };
-  /** Every record of the output topic, aborted transactions' included. */
-  const written = async () => {
-    const out = await consumeToEnd(kafka, prefix + 'signals.valid', 1, { readCommitted: false });
-    return Promise.all(out.map(async (m) => (await codec.decode(m.topic, m.value!)) as Signal));
-  };
-  return { kafka, cleanup, ids, input, group: prefix + label, outputs, written, stageOf, deps, once };
+  return { kafka, cleanup, ids, input, group: prefix + label, outputs, stageOf, deps, once };
 }
 
 for (const eager of [false, true]) {
@@ -175,29 +169,17 @@ test('a transaction opened before the load: a chunk that fails after its offsets
     // by a later chunk's commit, and the retry must produce the chunk again.
     let chunks = 0;
     let failed = 0;
-    // Each transaction's produce request, as it completes (the broker has the records).
+    // The second transaction's produce request completed: the broker has the failing chunk's records.
     let sent = 0;
-    const sentWaiters: Array<{ n: number; resolve: () => void }> = [];
-    const port: KafkaPort = {
-      ...t.kafka,
-      producer: (opts) => {
-        const p = t.kafka.producer(opts);
-        return {
-          ...p,
-          transaction: async () => {
-            const tx: TransactionPort = await p.transaction();
-            return {
-              ...tx,
-              sendBatch: async (batches) => {
-                await tx.sendBatch(batches);
-                sent++;
-                for (const w of sentWaiters.filter((x) => sent >= x.n)) w.resolve();
-              },
-            };
-          },
-        };
+    let secondSent!: () => void;
+    const second = new Promise<void>((r) => (secondSent = r));
+    const port = withTransaction(t.kafka, (tx) => ({
+      ...tx,
+      sendBatch: async (batches) => {
+        await tx.sendBatch(batches);
+        if (++sent === 2) secondSent();
       },
-    };
+    }));
     const metrics = createMetrics();
     const fatal: Error[] = [];
     const stage = t.stageOf('a', undefined, {
@@ -208,8 +190,7 @@ test('a transaction opened before the load: a chunk that fails after its offsets
           // The runner sends the outputs before persist: wait until the broker has them, so the
           // abort is of records really written.
           // (Bounded, so that outputs never sent fail the test instead of hanging it.)
-          const there = new Promise<void>((resolve) => (sent >= 2 ? resolve() : sentWaiters.push({ n: 2, resolve })));
-          await Promise.race([there, sleep(30_000).then(() => assert.fail('the chunk\'s outputs were never sent before its persist'))]);
+          await Promise.race([second, sleep(30_000).then(() => assert.fail('the chunk\'s outputs were never sent before its persist'))]);
           throw new RetriableError('db_unavailable', 'persist failed after the outputs were sent');
         }
       },
@@ -222,7 +203,7 @@ test('a transaction opened before the load: a chunk that fails after its offsets
     }
     t.once(await t.outputs());
     assert.equal(failed, 1, 'the failing persist ran once');
-    const all = await t.written();
+    const all = await t.outputs(false);
     assert.ok(all.length >= t.ids.length + 5, `the aborted chunk's outputs are in the log, uncommitted (${all.length} records for ${t.ids.length} ids)`);
     const retried = (await metrics.registry.getSingleMetric(M.stageRetries)!.get()).values;
     assert.deepEqual(retried.map((v) => [v.labels['code'], v.value]), [['db_unavailable', 1]], 'the chunk was retried once, for its failed persist');
@@ -250,20 +231,15 @@ test('a transaction opened before a load that outlasts the transaction timeout: 
         if (++loads > 1) return;
         // The transaction's offsets are pending at the group coordinator until it ends: the group's
         // offsets read stably answer UNSTABLE_OFFSET_COMMIT. Wait for that, then for its end.
-        const stable = async () => {
-          const admin = t.kafka.admin();
-          await admin.connect();
-          try {
-            await admin.stableOffsets(t.group, [t.input], 0, 300);
-            return true;
-          } catch {
-            return false;
-          } finally {
-            await admin.disconnect();
-          }
-        };
-        await waitFor('the offsets pending in the open transaction', async () => !(await stable()), 30_000, 100);
-        await waitFor('the broker to abort the timed-out transaction', stable, 60_000, 1000);
+        const admin = t.kafka.admin();
+        await admin.connect();
+        try {
+          const stable = () => admin.stableOffsets(t.group, [t.input], 0, 300).then(() => true, () => false);
+          await waitFor('the offsets pending in the open transaction', async () => !(await stable()), 30_000, 100);
+          await waitFor('the broker to abort the timed-out transaction', stable, 60_000, 1000);
+        } finally {
+          await admin.disconnect();
+        }
         aborted = true;
       },
       { eagerTransaction: true },
