@@ -432,25 +432,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
    * produce commits its offsets through the group instead (see below).
    */
   const commit = async (partition: number, byTopic: Map<string, OutMessage[]>, lastOffsets: Array<{ topic: string; offset: string }>, stillOwner: () => Promise<void>, ctl: BatchControl, open: OpenTransaction | null = null): Promise<void> => {
-    if (open) {
-      // Opened before the load (`eagerTransaction`): the offsets, and the outputs when there are any,
-      // were sent into it meanwhile; what is left is to see them sent, and the commit.
-      try {
-        await open.sent;
-        await stillOwner();
-        await open.tx.commit();
-        m.commits.inc({ stage: stage.name, via: 'transaction' });
-      } catch (err) {
-        await open.tx.abort().catch(() => {});
-        await dropProducer(open.id);
-        throw err;
-      }
-      return;
-    }
-    // Made, and its id initialised, by `unseen` before the chunk was decided.
-    const producer = await producerFor(lastOffsets[0]!.topic, partition);
-    const offsets = offsetsAfter(partition, lastOffsets);
-    if (byTopic.size === 0) {
+    if (!open && byTopic.size === 0) {
       // Nothing to produce (most of tracking's chunks at a low rate: a position, a wallet, an order
       // update that changes no event): a transaction would carry the offsets alone, at the price of
       // three requests and the coordinator's log and marker writes. A group commit is one request,
@@ -462,42 +444,45 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
       // (tests/foundation/kafka-port.test.ts).
       await stillOwner();
       try {
-        await ctl.commitOffsets(offsets);
+        await ctl.commitOffsets(offsetsAfter(partition, lastOffsets));
       } catch (err) {
         throw isMembershipLost(err) ? new PartitionLostError(err) : err;
       }
       m.commits.inc({ stage: stage.name, via: 'group' });
       return;
     }
-    const tx = await producer.transaction();
+    // Opened before the load (`eagerTransaction`): its offsets, and its outputs when there are any,
+    // were sent into it meanwhile. Otherwise begun here: every output topic in one produce request
+    // (signal-decide writes two or three topics), then the offsets.
+    const tx = open ?? (await transactionOf(partition, lastOffsets, (t) => sendOutputs(t, byTopic).then(() => sendOffsets(t, partition, lastOffsets))));
     try {
-      // Every output topic in one produce request (signal-decide writes two or three topics).
-      await tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
-      await tx.sendOffsets(deps.groupId, offsets);
+      await tx.sent;
       await stillOwner();
-      await tx.commit();
+      await tx.tx.commit();
       m.commits.inc({ stage: stage.name, via: 'transaction' });
     } catch (err) {
-      await tx.abort().catch(() => {});
+      await tx.tx.abort().catch(() => {});
       // A fenced or broken transactional producer cannot be reused.
-      await dropProducer(txIdOf(lastOffsets[0]!.topic, partition));
+      await dropProducer(tx.id);
       throw err;
     }
   };
 
   const offsetsAfter = (partition: number, lastOffsets: ChunkEnd['lastOffsets']) => lastOffsets.map(({ topic, offset }) => ({ topic, partition, offset: String(BigInt(offset) + 1n) }));
+  const sendOffsets = (tx: TransactionPort, partition: number, lastOffsets: ChunkEnd['lastOffsets']) => tx.sendOffsets(deps.groupId, offsetsAfter(partition, lastOffsets));
+  const sendOutputs = (tx: TransactionPort, byTopic: Map<string, OutMessage[]>) => tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages })));
 
-  /** The chunk's transaction with its offsets on the way (`eagerTransaction`); its producer was made by `unseen`. */
-  const openTransaction = async (partition: number, lastOffsets: ChunkEnd['lastOffsets']): Promise<OpenTransaction> => {
+  /** A transaction of the chunk's producer (made, and its id initialised, by `unseen`), with `send` on the way. */
+  const transactionOf = async (partition: number, lastOffsets: ChunkEnd['lastOffsets'], send: (tx: TransactionPort) => Promise<void>): Promise<OpenTransaction> => {
     const tx = await (await producerFor(lastOffsets[0]!.topic, partition)).transaction();
-    const open: OpenTransaction = { id: txIdOf(lastOffsets[0]!.topic, partition), tx, sent: tx.sendOffsets(deps.groupId, offsetsAfter(partition, lastOffsets)) };
+    const open: OpenTransaction = { id: txIdOf(lastOffsets[0]!.topic, partition), tx, sent: send(tx) };
     open.sent.catch(() => {}); // seen by commit or abandon
     return open;
   };
-  /** Every output topic in one produce request, after the offsets (kafkajs runs one request of a transaction at a time). */
+  /** Outputs after the offsets (kafkajs runs one request of a transaction at a time). */
   const sendInto = (open: OpenTransaction, byTopic: Map<string, OutMessage[]>): void => {
     if (byTopic.size === 0) return;
-    open.sent = open.sent.then(() => open.tx.sendBatch([...byTopic].map(([topic, messages]) => ({ topic, messages }))));
+    open.sent = open.sent.then(() => sendOutputs(open.tx, byTopic));
     open.sent.catch(() => {});
   };
   /** The chunk failed before its commit: nothing of its transaction may land. A producer that cannot abort is dropped. */
@@ -518,7 +503,7 @@ export async function runStage<I, S>(stage: Stage<I, S>, deps: RunnerDeps): Prom
   /** load → process → encode → persist for one chunk; returns the records to produce, by topic. */
   const decideChunk = async (partition: number, decoded: Decoded<I>[], stillOwner: () => Promise<void>, end: ChunkEnd): Promise<Map<string, OutMessage[]>> => {
     const recs = decoded.filter((d) => d.rec).map((d) => d.rec!);
-    if (stage.eagerTransaction) end.open = await openTransaction(partition, end.lastOffsets);
+    if (stage.eagerTransaction) end.open = await transactionOf(partition, end.lastOffsets, (tx) => sendOffsets(tx, partition, end.lastOffsets));
     const state = (stage.load ? await stage.load(recs, stillOwner) : undefined) as S;
     const items: Array<{ rec: StageRecord<I>; result: StageResult }> = [];
     const byTopic = new Map<string, OutMessage[]>();
