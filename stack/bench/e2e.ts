@@ -106,6 +106,18 @@ function omProcesses(): number {
 }
 
 /**
+ * BENCH_TOPIC_PARTITIONS: partitions of the bench's keyed topics (default 3, TOPIC_PARTITIONS'
+ * default). With 1, every chunk of a stage holds whatever arrived on the topic, not on one of its
+ * partitions, and commits in one transaction: what one transaction across partitions (KIP-447, which
+ * kafkajs lacks) would give one instance, measured without building it.
+ */
+export function benchPartitions(): number {
+  const n = Number(process.env.BENCH_TOPIC_PARTITIONS ?? 3);
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('BENCH_TOPIC_PARTITIONS must be an integer from 1 to 64');
+  return n;
+}
+
+/**
  * The hops a signal crosses, in order; each is "this topic's record time − the previous one".
  * `signal-decide` writes `signals.valid` (audit) and `orders.intents` in one transaction, so its hop
  * ends at the intent: a `signals.valid` hop would split one stage's time in two at an arbitrary point.
@@ -335,7 +347,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const dbUrl = withDatabase(o.databaseUrl, `bench_${ns}`);
   const admin = o.kafka.admin();
   await admin.connect();
-  const specs = topicSpecs(prefix, 3);
+  const specs = topicSpecs(prefix, benchPartitions());
   await admin.ensureTopics(specs);
   await ensureDatabase(dbUrl);
   const pool = await createDb(dbUrl);
@@ -362,6 +374,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const split = OM_SPLITS[omProcesses()]!;
   const omEnv = {
     TOPIC_PREFIX: prefix,
+    TOPIC_PARTITIONS: String(benchPartitions()),
     DATABASE_URL: dbUrl,
     ADMIN_PORT: '0',
     LOG_LEVEL: OM_LEAN ? 'warn' : 'info',

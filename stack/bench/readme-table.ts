@@ -43,7 +43,7 @@ export interface BenchReport {
   replay_events_per_s: number | null;
   retrain_100k_s: number | null;
   inference_p99_ms: number | null;
-  knobs?: { runs: number; idle_s: number; ramp: boolean; ramp_min_samples: number; model: boolean };
+  knobs?: { runs: number; idle_s: number; ramp: boolean; ramp_min_samples: number; model: boolean; topic_partitions?: number };
   commit: string;
   at: string;
   duration_s: number;
@@ -68,7 +68,7 @@ export function benchTable(r: BenchReport): string {
   const ramp = r.knobs && !r.knobs.ramp ? null : r.throughput_ramp;
   const lines = [
     `Commit \`${r.commit}\`, ${r.at.slice(0, 16)}Z, ${r.duration_s} s` +
-      (r.knobs ? `; ${r.knobs.runs} run(s) of the floors and of each fixed load, ${r.knobs.idle_s} s idle${r.knobs.ramp ? `, ramp steps of ≥ ${r.knobs.ramp_min_samples} samples` : ', no ramp'}${r.knobs.model ? '' : ', no model part'}` : '') +
+      (r.knobs ? `; ${r.knobs.runs} run(s) of the floors and of each fixed load, ${r.knobs.idle_s} s idle${r.knobs.ramp ? `, ramp steps of ≥ ${r.knobs.ramp_min_samples} samples` : ', no ramp'}${r.knobs.model ? '' : ', no model part'}${r.knobs.topic_partitions && r.knobs.topic_partitions !== 3 ? `, ${r.knobs.topic_partitions} partition(s) per keyed topic` : ''}` : '') +
       ' (`docs/bench-latest.json`).',
     '',
     '| Measure | Value | Target (issue #17) |',
