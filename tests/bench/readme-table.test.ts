@@ -23,6 +23,7 @@ test('the committed report is a whole bench run: every rate, the floors, the ram
   assert.ok(r.floor.kafka_tx_hop_ms.n > 0);
   assert.ok(r.knobs?.ramp, 'the README figures come from a run with the throughput ramp');
   assert.ok(r.knobs?.model, 'and with the model part');
+  assert.equal(r.knobs?.topic_partitions ?? 3, 3, 'and with the partitions a deployment gets by default (TOPIC_PARTITIONS 3)');
   assert.match(r.commit, /^[0-9a-f]{7,}/);
 });
 
@@ -43,4 +44,14 @@ test('each verdict follows its figure: a report that meets a target says met, on
   assert.match(line(benchTable(missing), '| Idle CPU'), /\*\*missed\*\* \(order-manager\) \|$/);
   assert.match(line(benchTable(meeting), '| Saturated drain'), /— met \|$/);
   assert.match(line(benchTable(missing), '| Saturated drain'), /\*\*missed\*\* \|$/);
+});
+
+test('a report of another partition count says so in the first line of the table', () => {
+  const r = latest();
+  const one: BenchReport = structuredClone(r);
+  one.knobs = { ...r.knobs!, topic_partitions: 1 };
+  const three: BenchReport = structuredClone(r);
+  three.knobs = { ...r.knobs!, topic_partitions: 3 };
+  assert.match(benchTable(one).split('\n')[0]!, /, 1 partition\(s\) per keyed topic/);
+  assert.doesNotMatch(benchTable(three).split('\n')[0]!, /partition/);
 });
