@@ -46,6 +46,7 @@ async function setUp(label: string, count: number) {
   const cleanup = await createNamespace(kafka, prefix, 1);
   const codec = await createTopicCodec({ registryUrl, prefix });
   const input = prefix + 'signals.raw';
+  const group = prefix + label;
   const ids = Array.from({ length: count }, () => randomUUID());
   const p = kafka.producer();
   await p.connect();
@@ -68,14 +69,14 @@ async function setUp(label: string, count: number) {
     process: (rec) => ok({ topic: prefix + 'signals.valid', key: 'BTCUSDT', value: { ...SAMPLES.Signal, signal_id: rec.value.toString('utf8'), strategy_id: name } satisfies Signal }),
     ...more,
   });
-  const deps = (port: KafkaPort, fatal: Error[], metrics = createMetrics()) => ({ kafka: port, codec, logger: createLogger({ ...testCfg, LOG_LEVEL: 'silent' }, label), metrics, clock: systemClock, groupId: prefix + label, batchMax: 5, retryMaxMs: 500, sessionTimeoutMs: 6000, onFatal: (e: Error) => fatal.push(e) });
+  const deps = (port: KafkaPort, fatal: Error[], metrics = createMetrics()) => ({ kafka: port, codec, logger: createLogger({ ...testCfg, LOG_LEVEL: 'silent' }, label), metrics, clock: systemClock, groupId: group, batchMax: 5, retryMaxMs: 500, sessionTimeoutMs: 6000, onFatal: (e: Error) => fatal.push(e) });
   const once = (seen: Signal[]) => {
     const counts = new Map<string, number>();
     for (const s of seen) counts.set(s.signal_id, (counts.get(s.signal_id) ?? 0) + 1);
     assert.deepEqual([...counts].filter(([, c]) => c > 1), [], 'no output twice');
     assert.deepEqual(ids.filter((id) => !counts.has(id)), [], 'no output lost');
   };
-  return { kafka, cleanup, ids, input, group: prefix + label, outputs, stageOf, deps, once };
+  return { kafka, cleanup, ids, input, group, outputs, stageOf, deps, once };
 }
 
 for (const eager of [false, true]) {
