@@ -106,18 +106,6 @@ function omProcesses(): number {
 }
 
 /**
- * BENCH_TOPIC_PARTITIONS: partitions of the bench's keyed topics (default 3, TOPIC_PARTITIONS'
- * default). With 1, every chunk of a stage holds whatever arrived on the topic, not on one of its
- * partitions, and commits in one transaction: what one transaction across partitions (KIP-447, which
- * kafkajs lacks) would give one instance, measured without building it.
- */
-export function benchPartitions(): number {
-  const n = Number(process.env.BENCH_TOPIC_PARTITIONS ?? 3);
-  if (!Number.isInteger(n) || n < 1 || n > 64) throw new Error('BENCH_TOPIC_PARTITIONS must be an integer from 1 to 64');
-  return n;
-}
-
-/**
  * The hops a signal crosses, in order; each is "this topic's record time − the previous one".
  * `signal-decide` writes `signals.valid` (audit) and `orders.intents` in one transaction, so its hop
  * ends at the intent: a `signals.valid` hop would split one stage's time in two at an arbitrary point.
@@ -345,9 +333,14 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const signalsQueue = `bench.${ns}.trading_signals`;
   const eventsQueue = `bench.${ns}.order_events`;
   const dbUrl = withDatabase(o.databaseUrl, `bench_${ns}`);
+  // The deployment's settings as the services parse them (the children inherit this environment);
+  // TOPIC_PARTITIONS (default 3) sets the bench's keyed topics too. With 1, every chunk of a stage holds whatever arrived on the topic and
+  // commits in one transaction: what one transaction across partitions (KIP-447, which kafkajs
+  // lacks) would give one instance, measured without building it.
+  const cfg = loadConfig(process.env, UNIT_SCHEMAS);
   const admin = o.kafka.admin();
   await admin.connect();
-  const specs = topicSpecs(prefix, benchPartitions());
+  const specs = topicSpecs(prefix, cfg.TOPIC_PARTITIONS);
   await admin.ensureTopics(specs);
   await ensureDatabase(dbUrl);
   const pool = await createDb(dbUrl);
@@ -374,7 +367,6 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
   const split = OM_SPLITS[omProcesses()]!;
   const omEnv = {
     TOPIC_PREFIX: prefix,
-    TOPIC_PARTITIONS: String(benchPartitions()),
     DATABASE_URL: dbUrl,
     ADMIN_PORT: '0',
     LOG_LEVEL: OM_LEAN ? 'warn' : 'info',
@@ -437,7 +429,7 @@ export async function startE2e(o: E2eOptions): Promise<E2eBench> {
     const q0 = histTotals(before.metrics, 'kafka_request_duration_seconds', 'api');
     return Object.fromEntries([...histTotals(after.metrics, 'kafka_request_duration_seconds', 'api')].map(([api, q]) => [api, q.count - (q0.get(api)?.count ?? 0)]).filter(([, n]) => (n as number) > 0));
   };
-  const stack = paths(loadConfig(process.env, UNIT_SCHEMAS));
+  const stack = paths(cfg);
   const groups = () =>
     resolveGroups({
       children: {

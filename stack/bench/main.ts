@@ -22,7 +22,7 @@ import { createKafka } from '../../runtime/kafka.ts';
 import { kafkaHop, kafkaTxHop, rabbitHop } from './floor.ts';
 import { summarize, median, type Summary } from './stats.ts';
 import { isService } from './cpu.ts';
-import { idleFigures, startE2e, HOPS, BENCH_TSX, OM_LEAN, WORKLOAD, ASSETS, benchChild, buildDistOnce, childNodeFlags, benchPartitions, type RunResult } from './e2e.ts';
+import { idleFigures, startE2e, HOPS, BENCH_TSX, OM_LEAN, WORKLOAD, ASSETS, benchChild, buildDistOnce, childNodeFlags, type RunResult } from './e2e.ts';
 import { UNIT_SCHEMAS } from '../services.ts';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -270,7 +270,7 @@ const report = {
     kafkajs_request_queue: kafkajsPatched ? 'patched' : 'as published',
   },
   machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, mem_gb: Math.round(totalmem() / 2 ** 30), node: process.version, kernel: release() },
-  knobs: { runs: RUNS, idle_s: IDLE_S, ramp: process.env.BENCH_SKIP_RAMP !== '1', ramp_min_samples: RAMP_MIN_SAMPLES, model: !skipModel, topic_partitions: benchPartitions() },
+  knobs: { runs: RUNS, idle_s: IDLE_S, ramp: process.env.BENCH_SKIP_RAMP !== '1', ramp_min_samples: RAMP_MIN_SAMPLES, model: !skipModel, topic_partitions: cfg.TOPIC_PARTITIONS },
   commit,
   at: new Date().toISOString(),
   duration_s: Math.round((Date.now() - started) / 1000),
